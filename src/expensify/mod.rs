@@ -1,0 +1,20 @@
+//! Expensify Integration Server client: wire types, errors, pacing and retries.
+//!
+//! Facts behind every choice here are in `shared/research/expensify-api.md`.
+
+mod client;
+mod credentials;
+mod error;
+mod pacing;
+mod retry;
+pub mod wire;
+
+pub use client::{
+    CallCounts, ClientSettings, DEFAULT_ENDPOINT, ExpensifyClient, ExpensifyClients, FailedBatch,
+    UpdateReport, checked_endpoint,
+};
+pub use credentials::{Credentials, CredentialsError};
+pub use error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
+pub use pacing::{Pacing, PacingWindow, RateLimiter, WindowLog};
+pub use retry::RetryPolicy;
+pub use wire::{EmployeeRecord, PolicySummary, Role, RosterEntry, SkippedEmployee, UpdateOutcome};

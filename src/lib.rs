@@ -1,0 +1,11 @@
+//! expensify-operator: keeps Expensify policy membership where git says it should be.
+//!
+//! The crate is one library with a thin binary: `main.rs` parses arguments and calls into
+//! [`commands`]. Expensify is reached only through [`expensify`]; [`simulator`] is the
+//! loopback double of the Integration Server used by tests, benchmarks and the demo.
+
+pub mod commands;
+pub mod email;
+pub mod expensify;
+pub mod simulator;
+pub mod telemetry;

@@ -1,0 +1,188 @@
+//! Fault injection: what the simulator does to a request instead of (or besides)
+//! answering it properly.
+
+use std::collections::VecDeque;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Faults to inject, settable in the seed or at run time through `PUT /admin/faults`.
+/// The `script` is consumed first, one entry per request; then the probabilities apply.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Added to every answer.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// HTTP 429 with Expensify's rate-limit body.
+    #[serde(default)]
+    pub rate_limit_probability: f64,
+    /// HTTP 200 with body `responseCode` 503 (throttling as seen in 2021).
+    #[serde(default)]
+    pub body503_probability: f64,
+    /// HTTP 500 with a plain-text body.
+    #[serde(default)]
+    pub http500_probability: f64,
+    /// The connection is closed without an answer.
+    #[serde(default)]
+    pub drop_probability: f64,
+    /// Seed of the random draws, so a fault pattern can be replayed.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub script: VecDeque<ScriptedFault>,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ScriptedFault {
+    /// Handle this request normally.
+    Pass,
+    Http429,
+    Body503,
+    Http500,
+    Drop,
+    /// Apply the job, then close the connection without answering: the write happened
+    /// but the client cannot know.
+    DropAfterApply,
+    /// Answer with exactly this status and body.
+    Respond {
+        status: u16,
+        body: String,
+    },
+}
+
+impl FaultConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, p) in [
+            ("rateLimitProbability", self.rate_limit_probability),
+            ("body503Probability", self.body503_probability),
+            ("http500Probability", self.http500_probability),
+            ("dropProbability", self.drop_probability),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                problems.push(format!("{name} {p} is not between 0 and 1"));
+            }
+        }
+        for (i, fault) in self.script.iter().enumerate() {
+            if let ScriptedFault::Respond { status, .. } = fault
+                && !(100..=599).contains(status)
+            {
+                problems.push(format!("script[{i}].status {status} is not an HTTP status"));
+            }
+        }
+        problems
+    }
+}
+
+/// The live fault state: the configuration and its random source.
+#[derive(Debug)]
+pub struct Faults {
+    config: FaultConfig,
+    rng: SmallRng,
+}
+
+impl Faults {
+    pub fn new(config: FaultConfig) -> Self {
+        let rng = SmallRng::seed_from_u64(config.seed);
+        Self { config, rng }
+    }
+
+    pub fn config(&self) -> &FaultConfig {
+        &self.config
+    }
+
+    pub fn latency(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.latency_ms)
+    }
+
+    /// The fault for the next request, if any.
+    pub fn draw(&mut self) -> Option<ScriptedFault> {
+        if let Some(next) = self.config.script.pop_front() {
+            return (next != ScriptedFault::Pass).then_some(next);
+        }
+        let draws = [
+            (self.config.drop_probability, ScriptedFault::Drop),
+            (self.config.rate_limit_probability, ScriptedFault::Http429),
+            (self.config.body503_probability, ScriptedFault::Body503),
+            (self.config.http500_probability, ScriptedFault::Http500),
+        ];
+        for (probability, fault) in draws {
+            if probability > 0.0 && self.rng.random_bool(probability.min(1.0)) {
+                return Some(fault);
+            }
+        }
+        None
+    }
+}
+
+impl ScriptedFault {
+    /// A short label for the request log and counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ScriptedFault::Pass => "pass",
+            ScriptedFault::Http429 => "http429",
+            ScriptedFault::Body503 => "body503",
+            ScriptedFault::Http500 => "http500",
+            ScriptedFault::Drop => "drop",
+            ScriptedFault::DropAfterApply => "dropAfterApply",
+            ScriptedFault::Respond { .. } => "respond",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_comes_first_then_probabilities() {
+        let mut faults = Faults::new(FaultConfig {
+            script: VecDeque::from([
+                ScriptedFault::Http429,
+                ScriptedFault::Pass,
+                ScriptedFault::Drop,
+            ]),
+            ..FaultConfig::default()
+        });
+        assert_eq!(faults.draw(), Some(ScriptedFault::Http429));
+        assert_eq!(faults.draw(), None);
+        assert_eq!(faults.draw(), Some(ScriptedFault::Drop));
+        assert_eq!(faults.draw(), None);
+    }
+
+    #[test]
+    fn probabilities_are_seeded_and_roughly_honoured() {
+        let config = FaultConfig {
+            body503_probability: 0.25,
+            seed: 42,
+            ..FaultConfig::default()
+        };
+        let run = |config: &FaultConfig| {
+            let mut faults = Faults::new(config.clone());
+            (0..1000)
+                .map(|_| faults.draw().is_some())
+                .collect::<Vec<_>>()
+        };
+        let first = run(&config);
+        assert_eq!(first, run(&config), "same seed, same pattern");
+        let hits = first.iter().filter(|hit| **hit).count();
+        assert!((180..320).contains(&hits), "{hits} hits for p=0.25");
+    }
+
+    #[test]
+    fn rejects_out_of_range_values() {
+        let config = FaultConfig {
+            drop_probability: 1.5,
+            script: VecDeque::from([ScriptedFault::Respond {
+                status: 42,
+                body: String::new(),
+            }]),
+            ..FaultConfig::default()
+        };
+        assert_eq!(config.problems().len(), 2);
+    }
+}
