@@ -4,8 +4,10 @@
 //! [`commands`]. Expensify is reached only through [`expensify`]; [`simulator`] is the
 //! loopback double of the Integration Server used by tests, benchmarks and the demo.
 
+pub mod api;
 pub mod commands;
 pub mod email;
 pub mod expensify;
+pub mod reconcile;
 pub mod simulator;
 pub mod telemetry;

@@ -1,0 +1,32 @@
+//! The two custom resources, shared by cluster mode and file mode.
+
+mod access;
+mod conditions;
+mod connector;
+mod duration;
+
+pub use access::{
+    AccessMode, AccessPhase, ConnectorRef, DeletionPolicy, Drift, DriftKind, MemberFailure,
+    MemberSpec, PlanSummary, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus, PolicySelector,
+};
+pub use conditions::{ConditionStatus, set_condition};
+pub use connector::{
+    ConnectorPhase, ExpensifyConnector, ExpensifyConnectorSpec, ExpensifyConnectorStatus,
+    PolicyInfo, SecretRef,
+};
+pub use duration::{ParseDurationError, parse_duration};
+
+/// API group of both kinds.
+pub const GROUP: &str = "expensify.gitops.dev";
+/// API version of both kinds.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "expensify.gitops.dev/v1alpha1";
+
+/// Any new value forces a sync; the value handled is echoed in status.
+pub const RECONCILE_REQUESTED_AT: &str = "expensify.gitops.dev/reconcile-requested-at";
+/// Lifts `maxRevocationsPerSync` once: each distinct value is honoured for one sync.
+pub const ALLOW_MASS_REVOCATION: &str = "expensify.gitops.dev/allow-mass-revocation";
+
+/// Most entries kept in a list in status (drift, failures, policies); the rest are counted.
+pub const STATUS_LIST_CAP: usize = 50;

@@ -1,0 +1,143 @@
+//! The planner's view of the world: objects, what Expensify shows, and the clock. Plain
+//! data, built by cluster mode from the API server and by file mode from YAML.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{
+    ExpensifyConnector, ExpensifyConnectorSpec, ExpensifyConnectorStatus, PolicyAccess,
+    PolicyAccessSpec, PolicyAccessStatus,
+};
+use crate::expensify::{PolicySummary, RosterEntry};
+
+/// `namespace/name` of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Namespace of an object that names none, in both modes.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A connector as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorObject {
+    pub key: ObjectKey,
+    pub generation: Option<i64>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: ExpensifyConnectorSpec,
+    pub status: Option<ExpensifyConnectorStatus>,
+}
+
+impl ConnectorObject {
+    pub fn from_resource(connector: &ExpensifyConnector) -> Self {
+        let meta = &connector.metadata;
+        Self {
+            key: ObjectKey::new(
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+                meta.name.clone().unwrap_or_default(),
+            ),
+            generation: meta.generation,
+            annotations: meta
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            spec: connector.spec.clone(),
+            status: connector.status.clone(),
+        }
+    }
+}
+
+/// A PolicyAccess as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessObject {
+    pub key: ObjectKey,
+    pub generation: Option<i64>,
+    /// Orders "newer" for conflicts between Authoritative objects; ties go by key.
+    pub created: Option<Timestamp>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: PolicyAccessSpec,
+    /// Being deleted: only its `deletionPolicy` and inventory matter.
+    pub deleting: bool,
+    /// The status from the last sync; `managedMembers` is read from it.
+    pub status: Option<PolicyAccessStatus>,
+}
+
+impl AccessObject {
+    pub fn from_resource(access: &PolicyAccess) -> Self {
+        let meta = &access.metadata;
+        Self {
+            key: ObjectKey::new(
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+                meta.name.clone().unwrap_or_default(),
+            ),
+            generation: meta.generation,
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            annotations: meta
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            spec: access.spec.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+            status: access.status.clone(),
+        }
+    }
+
+    /// The namespace and name of the connector this object asks for.
+    pub fn connector_key(&self) -> ObjectKey {
+        ObjectKey::new(
+            self.spec
+                .connector_ref
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.key.namespace.clone()),
+            self.spec.connector_ref.name.clone(),
+        )
+    }
+
+    /// Members this object granted, per its last status (normalized emails).
+    pub fn previously_managed(&self) -> BTreeSet<String> {
+        self.status
+            .as_ref()
+            .map(|s| {
+                s.managed_members
+                    .iter()
+                    .map(|e| crate::email::normalize(e))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What Expensify showed: the visible policies and the rosters read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub policies: Vec<PolicySummary>,
+    pub rosters: BTreeMap<String, Vec<RosterEntry>>,
+}

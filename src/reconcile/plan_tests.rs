@@ -1,0 +1,897 @@
+//! Every planning rule as a unit test, plus property tests over random worlds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::jiff::Timestamp;
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::{
+    ALLOW_MASS_REVOCATION, AccessMode, ConnectorRef, DeletionPolicy, DriftKind,
+    ExpensifyConnectorSpec, ExpensifyConnectorStatus, MemberSpec, PolicyAccessSpec,
+    PolicyAccessStatus, PolicySelector, SecretRef,
+};
+use crate::expensify::{PolicySummary, Role, RosterEntry};
+use crate::reconcile::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
+
+const NS: &str = "finance";
+const ADMIN: &str = "it@acme.example";
+
+fn now() -> Timestamp {
+    "2026-06-01T00:00:00Z".parse().unwrap()
+}
+
+fn connector() -> ConnectorObject {
+    ConnectorObject {
+        key: ObjectKey::new(NS, "acme"),
+        generation: Some(1),
+        annotations: BTreeMap::new(),
+        spec: ExpensifyConnectorSpec {
+            credentials_secret_ref: SecretRef {
+                name: "creds".into(),
+                user_id_key: "partnerUserID".into(),
+                user_secret_key: "partnerUserSecret".into(),
+            },
+            endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
+            admin_email: ADMIN.into(),
+            sync_interval: "10m".into(),
+            max_revocations_per_sync: 10,
+            protected_emails: vec!["ceo@acme.example".into()],
+            allowed_namespaces: vec![],
+            suspend: false,
+        },
+        status: None,
+    }
+}
+
+/// `(id, name, owner, [(email, role)])` of one policy.
+type PolicyFixture<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Policies with their rosters; the owner is added as admin when not listed.
+fn observed(policies: &[PolicyFixture]) -> Observed {
+    let mut world = Observed::default();
+    for (id, name, owner, roster) in policies {
+        world.policies.push(PolicySummary {
+            id: id.to_string(),
+            name: name.to_string(),
+            plan: "corporate".into(),
+            owner: owner.to_string(),
+            output_currency: "USD".into(),
+            caller_role: "admin".into(),
+        });
+        let mut entries: Vec<RosterEntry> = roster
+            .iter()
+            .map(|(email, role)| RosterEntry {
+                email: email.to_string(),
+                role: role.to_string(),
+                submits_to: Some(owner.to_string()),
+                forwards_to: None,
+                employee_id: None,
+            })
+            .collect();
+        if !roster.iter().any(|(e, _)| e == owner) {
+            entries.push(RosterEntry {
+                email: owner.to_string(),
+                role: "admin".into(),
+                submits_to: Some(owner.to_string()),
+                forwards_to: None,
+                employee_id: None,
+            });
+        }
+        world.rosters.insert(id.to_string(), entries);
+    }
+    world
+}
+
+fn finance(roster: &[(&str, &str)]) -> Observed {
+    let mut with_admin = vec![(ADMIN, "admin")];
+    with_admin.extend_from_slice(roster);
+    observed(&[("P1", "Finance", "cfo@acme.example", &with_admin)])
+}
+
+fn member(email: &str, role: &str) -> MemberSpec {
+    MemberSpec {
+        email: email.into(),
+        role: Some(role.into()),
+        submits_to: None,
+        employee_id: None,
+        expires_at: None,
+    }
+}
+
+fn access(name: &str, mode: AccessMode, members: Vec<MemberSpec>) -> AccessObject {
+    AccessObject {
+        key: ObjectKey::new(NS, name),
+        generation: Some(1),
+        created: None,
+        annotations: BTreeMap::new(),
+        spec: PolicyAccessSpec {
+            connector_ref: ConnectorRef {
+                name: "acme".into(),
+                namespace: None,
+            },
+            policy: PolicySelector {
+                id: Some("P1".into()),
+                name: None,
+            },
+            mode,
+            deletion_policy: DeletionPolicy::Revoke,
+            suspend: false,
+            members,
+        },
+        deleting: false,
+        status: None,
+    }
+}
+
+fn managing(mut object: AccessObject, emails: &[&str]) -> AccessObject {
+    object.status = Some(PolicyAccessStatus {
+        managed_members: emails.iter().map(|e| e.to_string()).collect(),
+        ..PolicyAccessStatus::default()
+    });
+    object
+}
+
+fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed) -> Plan {
+    plan(PlanInput {
+        connector,
+        accesses,
+        observed: world,
+        now: now(),
+        inventory_complete: true,
+    })
+}
+
+fn changes(plan: &Plan) -> Vec<(ChangeKind, String, Option<Role>)> {
+    plan.changes
+        .iter()
+        .map(|c| (c.kind, c.email.clone(), c.role))
+        .collect()
+}
+
+/// What Expensify would look like once `plan` is applied.
+fn apply(world: &Observed, plan: &Plan) -> Observed {
+    let mut next = world.clone();
+    for change in &plan.changes {
+        let roster = next.rosters.get_mut(&change.policy_id).unwrap();
+        roster.retain(|e| crate::email::normalize(&e.email) != change.email);
+        if change.kind != ChangeKind::Revoke {
+            roster.push(RosterEntry {
+                email: change.email.clone(),
+                role: change.role.unwrap().to_string(),
+                submits_to: Some(change.manager_email.clone()),
+                forwards_to: None,
+                employee_id: change.employee_id.clone(),
+            });
+        }
+    }
+    next
+}
+
+/// The objects as they would be after `plan` landed on `after`: managed members read back.
+fn with_status(accesses: &[AccessObject], plan: &Plan, after: &Observed) -> Vec<AccessObject> {
+    accesses
+        .iter()
+        .map(|a| {
+            let mut next = a.clone();
+            let object_plan = &plan.objects[&a.key];
+            let present: BTreeSet<String> = object_plan
+                .policy_id
+                .as_ref()
+                .and_then(|id| after.rosters.get(id))
+                .map(|r| {
+                    r.iter()
+                        .map(|e| crate::email::normalize(&e.email))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut status = a.status.clone().unwrap_or_default();
+            status.managed_members = object_plan
+                .managed
+                .iter()
+                .filter(|e| present.contains(*e))
+                .cloned()
+                .collect();
+            status.last_handled_mass_revocation = object_plan
+                .mass_revocation_used
+                .clone()
+                .or(status.last_handled_mass_revocation);
+            next.status = Some(status);
+            next
+        })
+        .collect()
+}
+
+#[test]
+fn additive_grants_and_changes_roles_then_is_idempotent() {
+    let world = finance(&[("bob@acme.example", "user")]);
+    let accesses = vec![access(
+        "team",
+        AccessMode::Additive,
+        vec![
+            member("alice@acme.example", "admin"),
+            member("Bob@acme.example", "auditor"),
+        ],
+    )];
+    let first = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&first),
+        [
+            (
+                ChangeKind::Grant,
+                "alice@acme.example".into(),
+                Some(Role::Admin)
+            ),
+            (
+                ChangeKind::RoleChange,
+                "bob@acme.example".into(),
+                Some(Role::Auditor)
+            ),
+        ]
+    );
+    let grant = &first.changes[0];
+    assert_eq!(
+        grant.manager_email, "cfo@acme.example",
+        "newcomers submit to the owner"
+    );
+    assert_eq!(grant.requested_by, ObjectKey::new(NS, "team"));
+    let object = &first.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(
+        object.managed,
+        BTreeSet::from(["alice@acme.example".to_string()]),
+        "only what it granted"
+    );
+    assert_eq!((object.desired, object.in_sync), (2, 0));
+
+    let after = apply(&world, &first);
+    let second = run(
+        &connector(),
+        &with_status(&accesses, &first, &after),
+        &after,
+    );
+    assert!(second.is_empty(), "{:?}", second.changes);
+    let object = &second.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!((object.desired, object.in_sync), (2, 2));
+    assert!(object.drift.is_empty());
+}
+
+#[test]
+fn additive_revokes_only_what_it_granted() {
+    let world = finance(&[
+        ("alice@acme.example", "user"),
+        ("carol@acme.example", "user"),
+    ]);
+    let accesses = vec![managing(
+        access("team", AccessMode::Additive, vec![]),
+        &["alice@acme.example"],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "alice@acme.example".into(), None)]
+    );
+    assert_eq!(plan.changes[0].old_role.as_deref(), Some("user"));
+}
+
+#[test]
+fn additive_does_not_revoke_someone_another_object_asks_for() {
+    let world = finance(&[("alice@acme.example", "user")]);
+    let accesses = vec![
+        managing(
+            access("old", AccessMode::Additive, vec![]),
+            &["alice@acme.example"],
+        ),
+        access(
+            "new",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+    ];
+    assert!(run(&connector(), &accesses, &world).is_empty());
+}
+
+#[test]
+fn authoritative_revokes_everyone_unasked_but_owner_admin_and_protected() {
+    let world = finance(&[
+        ("alice@acme.example", "user"),
+        ("mallory@acme.example", "admin"),
+        ("ceo@acme.example", "user"),
+    ]);
+    let accesses = vec![access(
+        "team",
+        AccessMode::Authoritative,
+        vec![member("alice@acme.example", "user")],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "mallory@acme.example".into(), None)]
+    );
+    let drift = &plan.objects[&ObjectKey::new(NS, "team")].drift;
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].kind, DriftKind::Extra);
+}
+
+#[test]
+fn observe_only_and_suspended_write_nothing_but_report_drift() {
+    let world = finance(&[
+        ("mallory@acme.example", "admin"),
+        ("bob@acme.example", "user"),
+    ]);
+    let observer = access(
+        "watch",
+        AccessMode::ObserveOnly,
+        vec![
+            member("alice@acme.example", "user"),
+            member("bob@acme.example", "admin"),
+        ],
+    );
+    let mut suspended = managing(
+        access(
+            "paused",
+            AccessMode::Authoritative,
+            vec![member("zed@acme.example", "user")],
+        ),
+        &["bob@acme.example"],
+    );
+    suspended.spec.suspend = true;
+    suspended.spec.policy = PolicySelector {
+        id: Some("P1".into()),
+        name: None,
+    };
+    let plan = run(&connector(), &[observer, suspended], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let kinds: Vec<DriftKind> = plan.objects[&ObjectKey::new(NS, "watch")]
+        .drift
+        .iter()
+        .map(|d| d.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            DriftKind::Missing,
+            DriftKind::Extra,
+            DriftKind::RoleMismatch
+        ]
+    );
+    assert!(
+        plan.objects[&ObjectKey::new(NS, "paused")]
+            .managed
+            .contains("bob@acme.example"),
+        "inventory kept while suspended"
+    );
+}
+
+#[test]
+fn policy_by_name_unknown_and_ambiguous() {
+    let world = observed(&[
+        ("P1", "Finance", "cfo@acme.example", &[(ADMIN, "admin")]),
+        ("P2", "Sales", "cfo@acme.example", &[(ADMIN, "admin")]),
+        ("P3", "Sales", "cfo@acme.example", &[(ADMIN, "admin")]),
+    ]);
+    let mut by_name = access(
+        "by-name",
+        AccessMode::Additive,
+        vec![member("a@acme.example", "user")],
+    );
+    by_name.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Finance".into()),
+    };
+    let mut ambiguous = access(
+        "ambiguous",
+        AccessMode::Additive,
+        vec![member("a@acme.example", "user")],
+    );
+    ambiguous.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Sales".into()),
+    };
+    let mut unknown = access(
+        "unknown",
+        AccessMode::Additive,
+        vec![member("a@acme.example", "user")],
+    );
+    unknown.spec.policy = PolicySelector {
+        id: Some("NOPE".into()),
+        name: None,
+    };
+    let plan = run(&connector(), &[by_name, ambiguous, unknown], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Grant, "a@acme.example".into(), Some(Role::User))]
+    );
+    assert_eq!(plan.changes[0].policy_id, "P1");
+    let problem = |name: &str| plan.objects[&ObjectKey::new(NS, name)].problems[0].to_string();
+    assert!(
+        problem("ambiguous").contains("2 policies are named \"Sales\" (P2, P3)"),
+        "{}",
+        problem("ambiguous")
+    );
+    assert!(
+        problem("unknown").contains("not among the 3 policies"),
+        "{}",
+        problem("unknown")
+    );
+}
+
+#[test]
+fn expired_members_are_absent_and_the_next_expiry_is_reported() {
+    let world = finance(&[("temp@acme.example", "user")]);
+    let mut expired = member("temp@acme.example", "user");
+    expired.expires_at = Some("2026-05-01T00:00:00Z".into());
+    let mut later = member("jit@acme.example", "user");
+    later.expires_at = Some("2026-07-01T00:00:00Z".into());
+    let mut sooner = member("jit2@acme.example", "user");
+    sooner.expires_at = Some("2026-06-15T12:00:00Z".into());
+    let accesses = vec![managing(
+        access("jit", AccessMode::Additive, vec![expired, later, sooner]),
+        &["temp@acme.example"],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&plan),
+        [
+            (
+                ChangeKind::Grant,
+                "jit2@acme.example".into(),
+                Some(Role::User)
+            ),
+            (
+                ChangeKind::Grant,
+                "jit@acme.example".into(),
+                Some(Role::User)
+            ),
+            (ChangeKind::Revoke, "temp@acme.example".into(), None),
+        ]
+    );
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "jit")].next_expiry,
+        Some("2026-06-15T12:00:00Z".parse().unwrap())
+    );
+}
+
+#[test]
+fn protected_people_are_never_demoted_or_revoked() {
+    let world = finance(&[("ceo@acme.example", "admin")]);
+    let accesses = vec![managing(
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![member("cfo@acme.example", "user"), member(ADMIN, "auditor")],
+        ),
+        &["ceo@acme.example"],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let blocks = &plan.objects[&ObjectKey::new(NS, "team")].blocks;
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks.iter().all(|b| b.reason() == "Protected"));
+}
+
+#[test]
+fn promoting_a_protected_person_is_allowed() {
+    let world = finance(&[("ceo@acme.example", "user")]);
+    let accesses = vec![access(
+        "team",
+        AccessMode::Additive,
+        vec![member("ceo@acme.example", "admin")],
+    )];
+    assert_eq!(
+        changes(&run(&connector(), &accesses, &world)),
+        [(
+            ChangeKind::RoleChange,
+            "ceo@acme.example".into(),
+            Some(Role::Admin)
+        )]
+    );
+}
+
+#[test]
+fn conflicting_roles_leave_the_person_alone_and_flag_both_objects() {
+    let world = finance(&[("bob@acme.example", "user")]);
+    let accesses = vec![
+        access(
+            "a",
+            AccessMode::Additive,
+            vec![
+                member("bob@acme.example", "admin"),
+                member("x@acme.example", "user"),
+            ],
+        ),
+        access(
+            "b",
+            AccessMode::Additive,
+            vec![member("bob@acme.example", "auditor")],
+        ),
+    ];
+    let plan = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Grant, "x@acme.example".into(), Some(Role::User))]
+    );
+    for name in ["a", "b"] {
+        let blocks = &plan.objects[&ObjectKey::new(NS, name)].blocks;
+        assert!(
+            matches!(&blocks[0], Block::Conflict(m) if m.contains("bob@acme.example")),
+            "{blocks:?}"
+        );
+    }
+}
+
+#[test]
+fn the_newer_of_two_authoritative_objects_is_blocked() {
+    let world = finance(&[("mallory@acme.example", "user")]);
+    let mut older = access(
+        "older",
+        AccessMode::Authoritative,
+        vec![member("a@acme.example", "user")],
+    );
+    older.created = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut newer = access(
+        "aaa-newer",
+        AccessMode::Authoritative,
+        vec![member("b@acme.example", "user")],
+    );
+    newer.created = Some("2026-02-01T00:00:00Z".parse().unwrap());
+    let plan = run(&connector(), &[newer, older], &world);
+    assert_eq!(
+        changes(&plan),
+        [
+            (ChangeKind::Grant, "a@acme.example".into(), Some(Role::User)),
+            (ChangeKind::Revoke, "mallory@acme.example".into(), None)
+        ],
+        "b is still asked for, so not revoked; the blocked object writes nothing"
+    );
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "aaa-newer")].blocks[0].reason(),
+        "Conflict"
+    );
+}
+
+fn many_extras(count: usize) -> Observed {
+    let people: Vec<(String, &str)> = (0..count)
+        .map(|i| (format!("p{i}@acme.example"), "user"))
+        .collect();
+    let roster: Vec<(&str, &str)> = people.iter().map(|(e, r)| (e.as_str(), *r)).collect();
+    finance(&roster)
+}
+
+#[test]
+fn more_revocations_than_the_limit_revoke_nothing_but_still_grant() {
+    let world = many_extras(11);
+    let accesses = vec![access(
+        "team",
+        AccessMode::Authoritative,
+        vec![member("new@acme.example", "user")],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::Grant,
+            "new@acme.example".into(),
+            Some(Role::User)
+        )]
+    );
+    let object = &plan.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(object.withheld_revocations, 11);
+    let message = object.blocks[0].message();
+    assert!(
+        message.contains("11 revocations")
+            && message.contains("maxRevocationsPerSync is 10")
+            && message.contains(ALLOW_MASS_REVOCATION),
+        "{message}"
+    );
+    let ten = many_extras(10);
+    assert_eq!(
+        run(&connector(), &accesses, &ten).summary().revocations,
+        10,
+        "at the limit is fine"
+    );
+}
+
+#[test]
+fn the_mass_revocation_annotation_lifts_the_limit_once_per_value() {
+    let world = many_extras(12);
+    let accesses = vec![access("team", AccessMode::Authoritative, vec![])];
+    let mut allowed = connector();
+    allowed
+        .annotations
+        .insert(ALLOW_MASS_REVOCATION.into(), "true".into());
+    let plan = run(&allowed, &accesses, &world);
+    assert_eq!(plan.summary().revocations, 12);
+    assert_eq!(plan.connector_mass_revocation_used.as_deref(), Some("true"));
+    allowed.status = Some(ExpensifyConnectorStatus {
+        last_handled_mass_revocation: Some("true".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        run(&allowed, &accesses, &world).summary().revocations,
+        0,
+        "the same value is not honoured twice"
+    );
+    let mut on_object = accesses[0].clone();
+    on_object
+        .annotations
+        .insert(ALLOW_MASS_REVOCATION.into(), "2026-06-01".into());
+    let plan = run(&connector(), &[on_object], &world);
+    assert_eq!(plan.summary().revocations, 12);
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "team")]
+            .mass_revocation_used
+            .as_deref(),
+        Some("2026-06-01")
+    );
+}
+
+#[test]
+fn deletion_revokes_or_orphans_what_the_object_granted() {
+    let world = finance(&[("alice@acme.example", "user"), ("bob@acme.example", "user")]);
+    let mut deleted = managing(
+        access(
+            "gone",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+        &["alice@acme.example"],
+    );
+    deleted.deleting = true;
+    let plan = run(&connector(), std::slice::from_ref(&deleted), &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "alice@acme.example".into(), None)]
+    );
+    assert!(plan.changes[0].reason.contains("deleted"));
+    deleted.spec.deletion_policy = DeletionPolicy::Orphan;
+    let plan = run(&connector(), &[deleted], &world);
+    assert!(plan.is_empty());
+    assert!(
+        plan.objects[&ObjectKey::new(NS, "gone")].managed.is_empty(),
+        "nothing left to wait for"
+    );
+}
+
+#[test]
+fn an_invalid_object_writes_nothing_and_its_people_are_not_taken_for_unasked() {
+    let world = finance(&[
+        ("alice@acme.example", "user"),
+        ("mallory@acme.example", "user"),
+    ]);
+    let broken = access(
+        "broken",
+        AccessMode::Additive,
+        vec![
+            member("alice@acme.example", "user"),
+            member("zed@acme.example", "owner"),
+        ],
+    );
+    let authoritative = access(
+        "team",
+        AccessMode::Authoritative,
+        vec![member("new@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[broken, authoritative], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::Grant,
+            "new@acme.example".into(),
+            Some(Role::User)
+        )],
+        "removals held"
+    );
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "broken")].problems[0].field,
+        "spec.members[1].role"
+    );
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "team")].blocks[0].reason(),
+        "RemovalsHeld"
+    );
+}
+
+#[test]
+fn incomplete_input_holds_authoritative_removals() {
+    let world = finance(&[("mallory@acme.example", "user")]);
+    let accesses = vec![access("team", AccessMode::Authoritative, vec![])];
+    let held = plan(PlanInput {
+        connector: &connector(),
+        accesses: &accesses,
+        observed: &world,
+        now: now(),
+        inventory_complete: false,
+    });
+    assert!(held.is_empty());
+    assert_eq!(
+        held.objects[&ObjectKey::new(NS, "team")].withheld_revocations,
+        1
+    );
+}
+
+#[test]
+fn approver_changes_only_when_asked() {
+    let world = finance(&[("bob@acme.example", "user")]);
+    let mut bob = member("bob@acme.example", "user");
+    bob.submits_to = Some("alice@acme.example".into());
+    let plan = run(
+        &connector(),
+        &[access("team", AccessMode::Additive, vec![bob])],
+        &world,
+    );
+    assert_eq!(plan.changes[0].kind, ChangeKind::ApproverChange);
+    assert_eq!(plan.changes[0].manager_email, "alice@acme.example");
+}
+
+#[test]
+fn objects_of_other_connectors_are_ignored() {
+    let world = finance(&[]);
+    let mut other = access(
+        "other",
+        AccessMode::Additive,
+        vec![member("a@acme.example", "user")],
+    );
+    other.spec.connector_ref.name = "elsewhere".into();
+    let plan = run(&connector(), &[other], &world);
+    assert!(plan.is_empty() && plan.objects.is_empty());
+}
+
+// Property tests over random worlds.
+
+const PEOPLE: [&str; 8] = [
+    "cfo@acme.example",
+    "it@acme.example",
+    "ceo@acme.example",
+    "a@acme.example",
+    "b@acme.example",
+    "c@acme.example",
+    "d@acme.example",
+    "e@acme.example",
+];
+const ROLES: [&str; 3] = ["user", "auditor", "admin"];
+
+fn arb_world() -> impl Strategy<Value = Observed> {
+    prop::collection::vec(
+        prop::collection::btree_map(3usize..8, 0usize..3, 0..5),
+        1..3,
+    )
+    .prop_map(|rosters| {
+        let mut world = Observed::default();
+        for (p, roster) in rosters.into_iter().enumerate() {
+            let id = format!("P{p}");
+            world.policies.push(PolicySummary {
+                id: id.clone(),
+                name: format!("Policy {p}"),
+                plan: "corporate".into(),
+                owner: PEOPLE[0].into(),
+                output_currency: "USD".into(),
+                caller_role: "admin".into(),
+            });
+            let mut entries = vec![
+                RosterEntry {
+                    email: PEOPLE[0].into(),
+                    role: "admin".into(),
+                    submits_to: Some(PEOPLE[0].into()),
+                    forwards_to: None,
+                    employee_id: None,
+                },
+                RosterEntry {
+                    email: PEOPLE[1].into(),
+                    role: "admin".into(),
+                    submits_to: Some(PEOPLE[0].into()),
+                    forwards_to: None,
+                    employee_id: None,
+                },
+            ];
+            for (person, role) in roster {
+                entries.push(RosterEntry {
+                    email: PEOPLE[person].into(),
+                    role: ROLES[role].into(),
+                    submits_to: Some(PEOPLE[0].into()),
+                    forwards_to: None,
+                    employee_id: None,
+                });
+            }
+            world.rosters.insert(id, entries);
+        }
+        world
+    })
+}
+
+fn arb_access(index: usize) -> impl Strategy<Value = AccessObject> {
+    (
+        0usize..2,
+        0usize..3,
+        any::<bool>(),
+        prop::collection::btree_map(0usize..8, 0usize..3, 0..5),
+        prop::collection::btree_set(0usize..8, 0..3),
+        any::<bool>(),
+    )
+        .prop_map(move |(policy, mode, suspend, members, managed, deleting)| {
+            let mode = [
+                AccessMode::Additive,
+                AccessMode::Authoritative,
+                AccessMode::ObserveOnly,
+            ][mode];
+            let members = members
+                .into_iter()
+                .map(|(p, r)| member(PEOPLE[p], ROLES[r]))
+                .collect();
+            let mut object = access(&format!("obj{index}"), mode, members);
+            object.spec.policy.id = Some(format!("P{policy}"));
+            object.spec.suspend = suspend;
+            object.deleting = deleting && index == 0;
+            let managed: Vec<&str> = managed.into_iter().map(|p| PEOPLE[p]).collect();
+            managing(object, &managed)
+        })
+}
+
+fn arb_accesses() -> impl Strategy<Value = Vec<AccessObject>> {
+    (arb_access(0), arb_access(1), arb_access(2)).prop_map(|(a, b, c)| vec![a, b, c])
+}
+
+fn protected_people(world: &Observed) -> BTreeSet<String> {
+    let mut people: BTreeSet<String> = world.policies.iter().map(|p| p.owner.clone()).collect();
+    people.insert(ADMIN.into());
+    people.insert("ceo@acme.example".into());
+    people
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn applying_a_plan_then_planning_again_is_empty(world in arb_world(), accesses in arb_accesses()) {
+        let mut connector = connector();
+        connector.spec.max_revocations_per_sync = 100;
+        let first = run(&connector, &accesses, &world);
+        let after = apply(&world, &first);
+        let second = run(&connector, &with_status(&accesses, &first, &after), &after);
+        prop_assert!(second.is_empty(), "first {:?}\nsecond {:?}", first.changes, second.changes);
+    }
+
+    #[test]
+    fn protected_people_are_never_revoked_or_demoted(world in arb_world(), accesses in arb_accesses()) {
+        let plan = run(&connector(), &accesses, &world);
+        let protected = protected_people(&world);
+        for change in &plan.changes {
+            if protected.contains(&change.email) {
+                prop_assert!(change.kind != ChangeKind::Revoke, "{change:?}");
+                if let (Some(new), Some(old)) = (change.role, change.old_role.as_deref().and_then(Role::parse)) {
+                    prop_assert!(rank(new) >= rank(old), "{change:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn revocations_never_exceed_the_limit(world in arb_world(), accesses in arb_accesses(), max in 0i32..4) {
+        let mut connector = connector();
+        connector.spec.max_revocations_per_sync = max;
+        let plan = run(&connector, &accesses, &world);
+        prop_assert!(plan.summary().revocations <= max);
+    }
+
+    #[test]
+    fn observers_and_suspended_objects_never_write(world in arb_world(), accesses in arb_accesses()) {
+        let plan = run(&connector(), &accesses, &world);
+        for change in &plan.changes {
+            let asker = accesses.iter().find(|a| a.key == change.requested_by).unwrap();
+            prop_assert!(asker.deleting || (asker.spec.mode != AccessMode::ObserveOnly && !asker.spec.suspend), "{change:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_does_not_depend_on_input_order(world in arb_world(), accesses in arb_accesses()) {
+        let forward = run(&connector(), &accesses, &world);
+        let mut reversed_accesses = accesses.clone();
+        reversed_accesses.reverse();
+        let mut reversed_world = world.clone();
+        reversed_world.policies.reverse();
+        for roster in reversed_world.rosters.values_mut() {
+            roster.reverse();
+        }
+        let backward = run(&connector(), &reversed_accesses, &reversed_world);
+        prop_assert_eq!(forward, backward);
+    }
+}

@@ -1,0 +1,385 @@
+//! Pure validation: every problem in an object at once, each naming its field.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::model::{AccessObject, ConnectorObject};
+use crate::api::parse_duration;
+use crate::email;
+use crate::expensify::{Role, checked_endpoint};
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Wire path of the field, e.g. `spec.members[2].role`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Joins problems into one human sentence list.
+pub fn describe(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Problems with a connector's spec.
+pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
+    let spec = &connector.spec;
+    let mut problems = Vec::new();
+    if spec.credentials_secret_ref.name.trim().is_empty() {
+        problems.push(Problem::new("spec.credentialsSecretRef.name", "is empty"));
+    }
+    if spec.credentials_secret_ref.user_id_key.trim().is_empty() {
+        problems.push(Problem::new(
+            "spec.credentialsSecretRef.userIDKey",
+            "is empty",
+        ));
+    }
+    if spec
+        .credentials_secret_ref
+        .user_secret_key
+        .trim()
+        .is_empty()
+    {
+        problems.push(Problem::new(
+            "spec.credentialsSecretRef.userSecretKey",
+            "is empty",
+        ));
+    }
+    if let Err(e) = checked_endpoint(&spec.endpoint) {
+        problems.push(Problem::new("spec.endpoint", e.to_string()));
+    }
+    if !email::is_valid(&spec.admin_email) {
+        problems.push(Problem::new(
+            "spec.adminEmail",
+            format!("{:?} is not an email address", spec.admin_email),
+        ));
+    }
+    if let Err(e) = parse_duration(&spec.sync_interval) {
+        problems.push(Problem::new("spec.syncInterval", e.to_string()));
+    }
+    if spec.max_revocations_per_sync < 0 {
+        problems.push(Problem::new(
+            "spec.maxRevocationsPerSync",
+            format!(
+                "{} is negative; use 0 to forbid revocations",
+                spec.max_revocations_per_sync
+            ),
+        ));
+    }
+    for (i, protected) in spec.protected_emails.iter().enumerate() {
+        if !email::is_valid(protected) {
+            problems.push(Problem::new(
+                format!("spec.protectedEmails[{i}]"),
+                format!("{protected:?} is not an email address"),
+            ));
+        }
+    }
+    for (i, namespace) in spec.allowed_namespaces.iter().enumerate() {
+        if namespace.trim().is_empty() {
+            problems.push(Problem::new(
+                format!("spec.allowedNamespaces[{i}]"),
+                "is empty",
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether a connector accepts PolicyAccess objects from `namespace`.
+pub fn connector_allows(connector: &ConnectorObject, namespace: &str) -> bool {
+    connector.key.namespace == namespace
+        || connector
+            .spec
+            .allowed_namespaces
+            .iter()
+            .any(|allowed| allowed == "*" || allowed == namespace)
+}
+
+/// Problems with a PolicyAccess's spec, given the connectors that exist.
+pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) -> Vec<Problem> {
+    let spec = &access.spec;
+    let mut problems = Vec::new();
+    let connector_key = access.connector_key();
+    if spec.connector_ref.name.trim().is_empty() {
+        problems.push(Problem::new("spec.connectorRef.name", "is empty"));
+    } else {
+        match connectors.iter().find(|c| c.key == connector_key) {
+            None => problems.push(Problem::new(
+                "spec.connectorRef",
+                format!("ExpensifyConnector {connector_key} not found"),
+            )),
+            Some(connector) if !connector_allows(connector, &access.key.namespace) => {
+                problems.push(Problem::new(
+                    "spec.connectorRef",
+                    format!(
+                        "ExpensifyConnector {connector_key} does not allow namespace {:?}; add it to the connector's spec.allowedNamespaces",
+                        access.key.namespace
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    match (&spec.policy.id, &spec.policy.name) {
+        (Some(_), Some(_)) | (None, None) => problems.push(Problem::new(
+            "spec.policy",
+            "give exactly one of id and name",
+        )),
+        (Some(id), None) if id.trim().is_empty() => {
+            problems.push(Problem::new("spec.policy.id", "is empty"))
+        }
+        (None, Some(name)) if name.trim().is_empty() => {
+            problems.push(Problem::new("spec.policy.name", "is empty"))
+        }
+        _ => {}
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, member) in spec.members.iter().enumerate() {
+        let at = format!("spec.members[{i}]");
+        if !email::is_valid(&member.email) {
+            problems.push(Problem::new(
+                format!("{at}.email"),
+                format!("{:?} is not an email address", member.email),
+            ));
+        } else if let Some(first) = seen.insert(email::normalize(&member.email), i) {
+            seen.insert(email::normalize(&member.email), first);
+            problems.push(Problem::new(
+                format!("{at}.email"),
+                format!(
+                    "{} is listed twice (also spec.members[{first}])",
+                    member.email
+                ),
+            ));
+        }
+        if let Some(role) = &member.role
+            && Role::parse(role).is_none()
+        {
+            problems.push(Problem::new(
+                format!("{at}.role"),
+                format!("{role:?} is not one of user, auditor, admin"),
+            ));
+        }
+        if let Some(manager) = &member.submits_to
+            && !email::is_valid(manager)
+        {
+            problems.push(Problem::new(
+                format!("{at}.submitsTo"),
+                format!("{manager:?} is not an email address"),
+            ));
+        }
+        if let Some(expires) = &member.expires_at
+            && expires.parse::<Timestamp>().is_err()
+        {
+            problems.push(Problem::new(
+                format!("{at}.expiresAt"),
+                format!("{expires:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z"),
+            ));
+        }
+        if member
+            .employee_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            problems.push(Problem::new(
+                format!("{at}.employeeID"),
+                "is empty; omit it instead",
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        ConnectorRef, ExpensifyConnectorSpec, MemberSpec, PolicyAccessSpec, PolicySelector,
+        SecretRef,
+    };
+    use crate::reconcile::model::ObjectKey;
+
+    pub(crate) fn connector(namespace: &str, allowed: &[&str]) -> ConnectorObject {
+        ConnectorObject {
+            key: ObjectKey::new(namespace, "acme"),
+            generation: Some(1),
+            annotations: Default::default(),
+            spec: ExpensifyConnectorSpec {
+                credentials_secret_ref: SecretRef {
+                    name: "creds".into(),
+                    user_id_key: "partnerUserID".into(),
+                    user_secret_key: "partnerUserSecret".into(),
+                },
+                endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
+                admin_email: "it@acme.example".into(),
+                sync_interval: "10m".into(),
+                max_revocations_per_sync: 10,
+                protected_emails: vec![],
+                allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
+                suspend: false,
+            },
+            status: None,
+        }
+    }
+
+    fn member(email: &str) -> MemberSpec {
+        MemberSpec {
+            email: email.into(),
+            role: None,
+            submits_to: None,
+            employee_id: None,
+            expires_at: None,
+        }
+    }
+
+    fn access(namespace: &str, members: Vec<MemberSpec>) -> AccessObject {
+        AccessObject {
+            key: ObjectKey::new(namespace, "team"),
+            generation: Some(1),
+            created: None,
+            annotations: Default::default(),
+            spec: PolicyAccessSpec {
+                connector_ref: ConnectorRef {
+                    name: "acme".into(),
+                    namespace: Some("finance".into()),
+                },
+                policy: PolicySelector {
+                    id: Some("P1".into()),
+                    name: None,
+                },
+                mode: Default::default(),
+                deletion_policy: Default::default(),
+                suspend: false,
+                members,
+            },
+            deleting: false,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_object_has_no_problems() {
+        let connectors = [connector("finance", &[])];
+        assert!(
+            validate_access(
+                &access("finance", vec![member("a@acme.example")]),
+                &connectors
+            )
+            .is_empty()
+        );
+        assert!(validate_connector(&connectors[0]).is_empty());
+    }
+
+    #[test]
+    fn every_member_problem_is_reported_with_its_field() {
+        let mut bad_role = member("b@acme.example");
+        bad_role.role = Some("owner".into());
+        let mut bad_expiry = member("c@acme.example");
+        bad_expiry.expires_at = Some("next tuesday".into());
+        let mut bad_manager = member("d@acme.example");
+        bad_manager.submits_to = Some("boss".into());
+        let members = vec![
+            member("not-an-email"),
+            bad_role,
+            bad_expiry,
+            bad_manager,
+            member("B@acme.example"),
+        ];
+        let problems = validate_access(&access("finance", members), &[connector("finance", &[])]);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.members[0].email",
+                "spec.members[1].role",
+                "spec.members[2].expiresAt",
+                "spec.members[3].submitsTo",
+                "spec.members[4].email"
+            ]
+        );
+        assert!(
+            problems[4]
+                .message
+                .contains("listed twice (also spec.members[1])")
+        );
+    }
+
+    #[test]
+    fn policy_needs_exactly_one_selector() {
+        let mut both = access("finance", vec![]);
+        both.spec.policy.name = Some("Finance".into());
+        let mut neither = access("finance", vec![]);
+        neither.spec.policy.id = None;
+        for object in [both, neither] {
+            let problems = validate_access(&object, &[connector("finance", &[])]);
+            assert_eq!(problems[0].field, "spec.policy");
+        }
+    }
+
+    #[test]
+    fn cross_namespace_needs_the_connectors_consent() {
+        let refused = validate_access(&access("sales", vec![]), &[connector("finance", &[])]);
+        assert!(
+            refused[0]
+                .message
+                .contains("does not allow namespace \"sales\"")
+        );
+        assert!(
+            validate_access(
+                &access("sales", vec![]),
+                &[connector("finance", &["sales"])]
+            )
+            .is_empty()
+        );
+        assert!(
+            validate_access(&access("sales", vec![]), &[connector("finance", &["*"])]).is_empty()
+        );
+        let missing = validate_access(&access("finance", vec![]), &[]);
+        assert!(missing[0].message.contains("not found"));
+    }
+
+    #[test]
+    fn connector_problems() {
+        let mut bad = connector("finance", &[""]);
+        bad.spec.admin_email = "admin".into();
+        bad.spec.sync_interval = "often".into();
+        bad.spec.max_revocations_per_sync = -1;
+        bad.spec.endpoint = "http://expensify.example/x".into();
+        bad.spec.protected_emails = vec!["ceo".into()];
+        let fields: Vec<String> = validate_connector(&bad)
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.endpoint",
+                "spec.adminEmail",
+                "spec.syncInterval",
+                "spec.maxRevocationsPerSync",
+                "spec.protectedEmails[0]",
+                "spec.allowedNamespaces[0]"
+            ]
+        );
+    }
+}
