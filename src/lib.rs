@@ -8,6 +8,7 @@ pub mod api;
 pub mod commands;
 pub mod email;
 pub mod expensify;
+pub mod files;
 pub mod reconcile;
 pub mod simulator;
 pub mod telemetry;

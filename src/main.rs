@@ -1,5 +1,7 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use expensify_operator::commands;
 use expensify_operator::telemetry::{self, LogFormat};
@@ -20,15 +22,46 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
+    Plan(commands::plan::PlanArgs),
+    /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
+    Apply(commands::apply::ApplyArgs),
+    /// File mode: sync now, then on every change, every syncInterval and at each expiry.
+    Watch(commands::watch::WatchArgs),
+    /// Current Expensify state as ready-to-commit manifests.
+    Export(commands::export::ExportArgs),
+    /// Access review: every person, policy and role, and which object manages it.
+    Review(commands::review::ReviewArgs),
+    /// Print the CustomResourceDefinitions.
+    Crds,
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.
     Simulator(commands::simulator::SimulatorArgs),
+    /// The simulator and examples/ end to end, in one process, with no setup.
+    Demo(commands::demo::DemoArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format, cli.log_level.as_deref())?;
-    match cli.command {
+    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let result = match cli.command {
+        Command::Plan(args) => commands::plan::run(args).await,
+        Command::Apply(args) => commands::apply::run(args).await,
+        Command::Watch(args) => commands::watch::run(args).await,
+        Command::Export(args) => commands::export::run(args).await,
+        Command::Review(args) => commands::review::run(args).await,
+        Command::Crds => commands::crds::run(),
         Command::Simulator(args) => commands::simulator::run(args).await,
+        Command::Demo(args) => commands::demo::run(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! The subcommands' logic; `main.rs` only parses arguments and calls these.
 
+pub mod apply;
+pub mod common;
+pub mod crds;
+pub mod demo;
+pub mod export;
+pub mod plan;
+pub mod review;
 pub mod simulator;
+pub mod watch;
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
 pub async fn shutdown_signal() {

@@ -19,7 +19,7 @@ pub struct SimulatorArgs {
     pub listen: SocketAddr,
 }
 
-pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
+pub async fn run(args: SimulatorArgs) -> anyhow::Result<i32> {
     let seed = Seed::load(&args.seed)?;
     let handle = simulator::start(&seed, args.listen)
         .await
@@ -40,5 +40,5 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
     super::shutdown_signal().await;
     info!("shutting down");
     handle.shutdown().await;
-    Ok(())
+    Ok(0)
 }

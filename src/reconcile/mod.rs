@@ -1,10 +1,13 @@
 //! The reconciliation core: validation and planning (pure), the status they lead to
 //! (pure), and the executor that reads, writes and re-reads Expensify.
 
+pub mod executor;
 pub mod model;
 pub mod plan;
+pub mod status;
 pub mod validate;
 
+pub use executor::{ChangeResult, SyncReport, SyncRequest, sync_connector, unsynced};
 pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed};
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, plan};
 pub use validate::{Problem, connector_allows, validate_access, validate_connector};

@@ -1,0 +1,29 @@
+//! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
+
+use crate::files::render;
+
+use super::common::{FileArgs, OutputFormat, stdout_style};
+
+/// Arguments of `apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// `text` or `json`.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
+    let mode = args.files.mode()?;
+    let report = mode.pass(false).await?;
+    match args.output {
+        OutputFormat::Text => print!("{}", render::apply_text(&report, stdout_style())),
+        OutputFormat::Json => println!("{}", render::json(&report, true)),
+    }
+    Ok(if report.has_errors() || report.has_blocked() {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,150 @@
+//! Arguments several commands share, and how they become settings.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::api::parse_duration;
+use crate::expensify::{ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy};
+use crate::files::render::Style;
+use crate::files::{CredentialSource, FileMode, StatusDir};
+
+/// How the Expensify client behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Pacing windows per credential, as REQUESTS/PERIOD pairs (Expensify publishes 5/10s,20/60s).
+    #[arg(long, value_name = "WINDOWS", default_value = "5/10s,20/60s")]
+    pub pacing: String,
+    /// Policies per roster read.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub roster_chunk_size: usize,
+    /// Records per employee-updater call.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub update_batch_size: usize,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub request_timeout: String,
+    /// Attempts per request, the first included (transient errors only).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_attempts: u32,
+}
+
+/// Parses `5/10s,20/60s`; `none` disables pacing (simulator only).
+pub fn parse_pacing(text: &str) -> anyhow::Result<Pacing> {
+    if text.trim() == "none" {
+        return Ok(Pacing::unlimited());
+    }
+    let windows = text
+        .split(',')
+        .map(|part| {
+            let (count, period) = part.trim().split_once('/').with_context(|| {
+                format!("--pacing: {part:?} is not REQUESTS/PERIOD, e.g. 5/10s")
+            })?;
+            let max_requests: u32 =
+                count
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| {
+                        format!("--pacing: {count:?} is not a positive number of requests")
+                    })?;
+            let period = parse_duration(period).context("--pacing")?;
+            Ok(PacingWindow {
+                max_requests,
+                period,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Pacing { windows })
+}
+
+impl ClientArgs {
+    pub fn settings(&self) -> anyhow::Result<ClientSettings> {
+        Ok(ClientSettings {
+            request_timeout: parse_duration(&self.request_timeout).context("--request-timeout")?,
+            roster_chunk_size: self.roster_chunk_size,
+            update_batch_size: self.update_batch_size,
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..RetryPolicy::default()
+            },
+            pacing: parse_pacing(&self.pacing)?,
+        })
+    }
+
+    pub fn clients(&self) -> anyhow::Result<Arc<ExpensifyClients>> {
+        Ok(Arc::new(ExpensifyClients::new(self.settings()?)?))
+    }
+}
+
+/// Where file mode reads manifests, status and credentials.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FileArgs {
+    /// Directory of manifests (read recursively; never modified).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where status files go [default: DIR/.expensify-status].
+    #[arg(long, value_name = "DIR")]
+    pub status_dir: Option<PathBuf>,
+    /// Secrets laid out as a mounted Secret volume: DIR/<secret name>/<key>. Without it, or
+    /// when the files are absent: EXPENSIFY_PARTNER_USER_ID and EXPENSIFY_PARTNER_USER_SECRET.
+    #[arg(long, value_name = "DIR", env = "EXPENSIFY_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Fail the whole run when any manifest cannot be read.
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl FileArgs {
+    pub fn mode(&self) -> anyhow::Result<FileMode> {
+        if !self.dir.is_dir() {
+            anyhow::bail!("{} is not a directory", self.dir.display());
+        }
+        let status_dir = self
+            .status_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".expensify-status"));
+        Ok(FileMode {
+            dir: self.dir.clone(),
+            status_dir: StatusDir::new(status_dir),
+            credentials: CredentialSource::SecretsDir(self.secrets_dir.clone()),
+            clients: self.client.clients()?,
+            endpoint_override: None,
+            strict: self.strict,
+        })
+    }
+}
+
+/// Output formats of `plan` and `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Colour only when stdout is a terminal and NO_COLOR is unset.
+pub fn stdout_style() -> Style {
+    Style {
+        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_flag() {
+        assert_eq!(parse_pacing("5/10s,20/60s").unwrap(), Pacing::default());
+        assert_eq!(parse_pacing("none").unwrap(), Pacing::unlimited());
+        assert!(parse_pacing("5").is_err());
+        assert!(parse_pacing("0/10s").is_err());
+        assert!(parse_pacing("5/soon").is_err());
+    }
+}

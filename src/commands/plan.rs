@@ -1,0 +1,36 @@
+//! `plan DIR`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error.
+
+use crate::files::render;
+
+use super::common::{FileArgs, OutputFormat, stdout_style};
+
+/// Arguments of `plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// `text` (a diff like terraform plan) or `json`.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Exit codes of `plan`.
+pub const IN_SYNC: i32 = 0;
+pub const FAILED: i32 = 1;
+pub const CHANGES_PENDING: i32 = 2;
+
+pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
+    let mode = args.files.mode()?;
+    let report = mode.pass(true).await?;
+    match args.output {
+        OutputFormat::Text => print!("{}", render::plan_text(&report, stdout_style())),
+        OutputFormat::Json => println!("{}", render::json(&report, false)),
+    }
+    Ok(if report.has_errors() {
+        FAILED
+    } else if report.pending_changes() > 0 {
+        CHANGES_PENDING
+    } else {
+        IN_SYNC
+    })
+}

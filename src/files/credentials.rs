@@ -1,0 +1,141 @@
+//! Where file mode finds a connector's credentials: a directory laid out like a mounted
+//! Secret volume, else two environment variables.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::SecretRef;
+use crate::expensify::Credentials;
+
+/// Environment variable holding the partnerUserID when no secret file exists.
+pub const ENV_USER_ID: &str = "EXPENSIFY_PARTNER_USER_ID";
+/// Environment variable holding the partnerUserSecret when no secret file exists.
+pub const ENV_USER_SECRET: &str = "EXPENSIFY_PARTNER_USER_SECRET";
+
+/// How credentials are found.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// `DIR/<secret name>/<key>` when the files exist, else the environment.
+    SecretsDir(Option<PathBuf>),
+    /// The same pair for every connector (the demo, tests).
+    Fixed(Credentials),
+}
+
+/// Why no credentials were found. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindCredentialsError {
+    #[error(
+        "Secret {secret:?} not found: no files {dir}/{secret}/{{{id_key},{secret_key}}} and {ENV_USER_ID} / {ENV_USER_SECRET} are not both set"
+    )]
+    NotFound {
+        secret: String,
+        dir: String,
+        id_key: String,
+        secret_key: String,
+    },
+    #[error("cannot read {path}: {message}")]
+    Unreadable { path: String, message: String },
+    #[error("Secret {secret:?}: {message}")]
+    Invalid { secret: String, message: String },
+}
+
+impl CredentialSource {
+    pub fn find(&self, reference: &SecretRef) -> Result<Credentials, FindCredentialsError> {
+        match self {
+            CredentialSource::Fixed(credentials) => Ok(credentials.clone()),
+            CredentialSource::SecretsDir(dir) => {
+                if let Some(dir) = dir
+                    && let Some(found) = from_dir(dir, reference)?
+                {
+                    return Ok(found);
+                }
+                from_env(reference, dir.as_deref())
+            }
+        }
+    }
+}
+
+fn from_dir(
+    dir: &Path,
+    reference: &SecretRef,
+) -> Result<Option<Credentials>, FindCredentialsError> {
+    let secret_dir = dir.join(&reference.name);
+    let id_path = secret_dir.join(&reference.user_id_key);
+    let secret_path = secret_dir.join(&reference.user_secret_key);
+    if !id_path.exists() && !secret_path.exists() {
+        return Ok(None);
+    }
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| FindCredentialsError::Unreadable {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let credentials = Credentials::new(read(&id_path)?, read(&secret_path)?).map_err(|e| {
+        FindCredentialsError::Invalid {
+            secret: reference.name.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(Some(credentials))
+}
+
+fn from_env(
+    reference: &SecretRef,
+    dir: Option<&Path>,
+) -> Result<Credentials, FindCredentialsError> {
+    match (std::env::var(ENV_USER_ID), std::env::var(ENV_USER_SECRET)) {
+        (Ok(id), Ok(secret)) => {
+            Credentials::new(id, secret).map_err(|e| FindCredentialsError::Invalid {
+                secret: reference.name.clone(),
+                message: format!("from {ENV_USER_ID}/{ENV_USER_SECRET}: {e}"),
+            })
+        }
+        _ => Err(FindCredentialsError::NotFound {
+            secret: reference.name.clone(),
+            dir: dir.map_or_else(
+                || "<--secrets-dir>".to_string(),
+                |d| d.display().to_string(),
+            ),
+            id_key: reference.user_id_key.clone(),
+            secret_key: reference.user_secret_key.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> SecretRef {
+        SecretRef {
+            name: "expensify-credentials".into(),
+            user_id_key: "partnerUserID".into(),
+            user_secret_key: "partnerUserSecret".into(),
+        }
+    }
+
+    #[test]
+    fn reads_a_mounted_secret_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("expensify-credentials");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("partnerUserID"), "aa_id\n").unwrap();
+        std::fs::write(secret.join("partnerUserSecret"), "very-secret\n").unwrap();
+        let found = CredentialSource::SecretsDir(Some(dir.path().into()))
+            .find(&reference())
+            .unwrap();
+        assert_eq!(found.partner_user_id(), "aa_id");
+    }
+
+    #[test]
+    fn a_half_present_secret_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("expensify-credentials");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("partnerUserID"), "aa_id").unwrap();
+        let err = CredentialSource::SecretsDir(Some(dir.path().into()))
+            .find(&reference())
+            .unwrap_err();
+        assert!(err.to_string().contains("partnerUserSecret"), "{err}");
+    }
+}

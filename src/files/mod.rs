@@ -1,0 +1,13 @@
+//! File mode: the same manifests as cluster mode, read from a directory (a git checkout),
+//! with status kept in a separate status directory.
+
+pub mod credentials;
+pub mod loader;
+pub mod render;
+pub mod runner;
+pub mod status_dir;
+pub mod watch;
+
+pub use credentials::{CredentialSource, ENV_USER_ID, ENV_USER_SECRET};
+pub use runner::{FileMode, FilePassError, PassReport};
+pub use status_dir::StatusDir;

@@ -1,0 +1,351 @@
+//! What `plan` and `apply` print: a diff like `terraform plan`, results, statuses, and a
+//! JSON form of the same for machines.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::runner::PassReport;
+use crate::api::{AccessPhase, PolicyAccessStatus};
+use crate::reconcile::{Change, ChangeKind, ObjectKey};
+
+/// Colours, only when printing to a terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn symbol(&self, kind: ChangeKind) -> String {
+        let code = match kind {
+            ChangeKind::Grant => "32",
+            ChangeKind::Revoke => "31",
+            _ => "33",
+        };
+        self.paint(code, &kind.symbol().to_string())
+    }
+}
+
+fn change_line(style: Style, change: &Change) -> String {
+    let detail = match change.kind {
+        ChangeKind::Grant => change.role.map(|r| r.to_string()).unwrap_or_default(),
+        ChangeKind::RoleChange => format!(
+            "{} -> {}",
+            change.old_role.as_deref().unwrap_or("?"),
+            change.role.map(|r| r.to_string()).unwrap_or_default()
+        ),
+        ChangeKind::ApproverChange => format!("submits to {}", change.manager_email),
+        ChangeKind::Revoke => format!("was {}", change.old_role.as_deref().unwrap_or("?")),
+    };
+    format!(
+        "    {} {:<32} {:<22} by {}  ({})",
+        style.symbol(change.kind),
+        change.email,
+        detail,
+        change.requested_by,
+        change.reason
+    )
+}
+
+fn grouped(changes: &[Change]) -> Vec<(String, Vec<&Change>)> {
+    let mut groups: Vec<(String, Vec<&Change>)> = Vec::new();
+    for change in changes {
+        let title = format!("{} ({})", change.policy_name, change.policy_id);
+        match groups.last_mut() {
+            Some((last, items)) if *last == title => items.push(change),
+            _ => groups.push((title, vec![change])),
+        }
+    }
+    groups
+}
+
+fn totals(report: &PassReport) -> (i32, i32, i32) {
+    report.syncs.iter().fold((0, 0, 0), |(g, r, v), s| {
+        let summary = s.plan.summary();
+        (
+            g + summary.grants,
+            r + summary.role_changes,
+            v + summary.revocations,
+        )
+    })
+}
+
+fn problems(report: &PassReport, out: &mut String) {
+    for problem in &report.manifests.problems {
+        let _ = writeln!(out, "  ! {problem}");
+    }
+    for unattached in &report.unattached {
+        let _ = writeln!(
+            out,
+            "  ! {}: {}",
+            unattached.key,
+            unattached.status.message.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+/// The `plan` diff.
+pub fn plan_text(report: &PassReport, style: Style) -> String {
+    let mut out = String::new();
+    for sync in &report.syncs {
+        let _ = writeln!(
+            out,
+            "Connector {}: {}",
+            sync.connector, sync.connector_status.phase
+        );
+        if sync.connector_status.phase == crate::api::ConnectorPhase::Error {
+            let _ = writeln!(
+                out,
+                "  ! {}",
+                sync.connector_status.message.as_deref().unwrap_or_default()
+            );
+        }
+        for (title, changes) in grouped(&sync.plan.changes) {
+            let _ = writeln!(out, "\n  {title}");
+            for change in changes {
+                let _ = writeln!(out, "{}", change_line(style, change));
+            }
+        }
+        let held: Vec<(&ObjectKey, &PolicyAccessStatus)> = sync
+            .statuses
+            .iter()
+            .filter(|(_, s)| matches!(s.phase, AccessPhase::Blocked | AccessPhase::Error))
+            .collect();
+        if !held.is_empty() {
+            let _ = writeln!(out);
+            for (key, status) in held {
+                let _ = writeln!(
+                    out,
+                    "  {} {key}: {}: {}",
+                    style.paint("31", "!"),
+                    status.phase,
+                    status.message.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        let observing: Vec<(&ObjectKey, &PolicyAccessStatus)> = sync
+            .statuses
+            .iter()
+            .filter(|(_, s)| {
+                s.phase != AccessPhase::Blocked
+                    && s.phase != AccessPhase::Error
+                    && !s.drift.is_empty()
+                    && s.last_plan
+                        .is_some_and(|p| p.grants + p.role_changes + p.revocations == 0)
+            })
+            .collect();
+        for (key, status) in observing {
+            let _ = writeln!(
+                out,
+                "  ? {key}: {}",
+                status.message.as_deref().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !report.manifests.problems.is_empty() || !report.unattached.is_empty() {
+        let _ = writeln!(out, "Problems:");
+        problems(report, &mut out);
+        let _ = writeln!(out);
+    }
+    let (grants, roles, revocations) = totals(report);
+    if grants + roles + revocations == 0 {
+        let _ = writeln!(out, "No changes. Expensify matches the manifests.");
+    } else {
+        let _ = writeln!(
+            out,
+            "Plan: {grants} to grant, {roles} to change, {revocations} to revoke."
+        );
+    }
+    out
+}
+
+/// What `apply` did, and where every object stands.
+pub fn apply_text(report: &PassReport, style: Style) -> String {
+    let mut out = String::new();
+    let mut applied = 0;
+    let mut failed = 0;
+    for sync in &report.syncs {
+        let changes: Vec<Change> = sync.results.iter().map(|r| r.change.clone()).collect();
+        for (title, group) in grouped(&changes) {
+            let _ = writeln!(out, "  {title}");
+            for change in group {
+                let failure = sync
+                    .results
+                    .iter()
+                    .find(|r| &r.change == change)
+                    .and_then(|r| r.failure.as_deref());
+                match failure {
+                    None => {
+                        applied += 1;
+                        let _ = writeln!(out, "{}", change_line(style, change));
+                    }
+                    Some(reason) => {
+                        failed += 1;
+                        let _ = writeln!(
+                            out,
+                            "    {} {:<32} not applied: {reason}",
+                            style.paint("31", "x"),
+                            change.email
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if applied + failed == 0 {
+        let _ = writeln!(out, "No changes were needed.");
+    } else {
+        let _ = writeln!(out, "\nApplied {applied} change(s), {failed} failed.");
+    }
+    let _ = writeln!(out);
+    out.push_str(&status_table(report));
+    if !report.manifests.problems.is_empty() {
+        let _ = writeln!(out, "\nProblems:");
+        problems(report, &mut out);
+    }
+    out
+}
+
+/// A table of every connector and object with its phase.
+pub fn status_table(report: &PassReport) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "OBJECT".into(),
+        "POLICY".into(),
+        "PHASE".into(),
+        "MEMBERS".into(),
+        "MESSAGE".into(),
+    ]];
+    for sync in &report.syncs {
+        rows.push([
+            format!("ExpensifyConnector {}", sync.connector),
+            "-".into(),
+            sync.connector_status.phase.to_string(),
+            sync.connector_status
+                .user_count
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            sync.connector_status.message.clone().unwrap_or_default(),
+        ]);
+        for (key, status) in &sync.statuses {
+            rows.push(access_row(key, status));
+        }
+    }
+    for unattached in &report.unattached {
+        rows.push(access_row(&unattached.key, &unattached.status));
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+    }
+    out
+}
+
+fn access_row(key: &ObjectKey, status: &PolicyAccessStatus) -> [String; 5] {
+    [
+        format!("PolicyAccess {key}"),
+        status.policy_name.clone().unwrap_or_else(|| "-".into()),
+        status.phase.to_string(),
+        format!("{}/{}", status.in_sync_members, status.desired_members),
+        status.message.clone().unwrap_or_default(),
+    ]
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonChange<'a> {
+    action: &'static str,
+    policy_id: &'a str,
+    policy_name: &'a str,
+    email: &'a str,
+    role: Option<String>,
+    old_role: Option<&'a str>,
+    manager_email: &'a str,
+    requested_by: String,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'a str>,
+}
+
+fn json_change<'a>(change: &'a Change, failure: Option<&'a str>) -> JsonChange<'a> {
+    JsonChange {
+        action: change.kind.verb(),
+        policy_id: &change.policy_id,
+        policy_name: &change.policy_name,
+        email: &change.email,
+        role: change.role.map(|r| r.to_string()),
+        old_role: change.old_role.as_deref(),
+        manager_email: &change.manager_email,
+        requested_by: change.requested_by.to_string(),
+        reason: &change.reason,
+        failure,
+    }
+}
+
+/// The same report for machines: `-o json`.
+pub fn json(report: &PassReport, applied: bool) -> String {
+    let connectors: Vec<serde_json::Value> = report
+        .syncs
+        .iter()
+        .map(|sync| {
+            let changes: Vec<JsonChange> = if applied {
+                sync.results.iter().map(|r| json_change(&r.change, r.failure.as_deref())).collect()
+            } else {
+                sync.plan.changes.iter().map(|c| json_change(c, None)).collect()
+            };
+            let objects: Vec<serde_json::Value> = sync
+                .statuses
+                .iter()
+                .map(|(key, status)| serde_json::json!({"object": key.to_string(), "status": status}))
+                .collect();
+            serde_json::json!({
+                "connector": sync.connector.to_string(),
+                "status": sync.connector_status,
+                "changes": changes,
+                "objects": objects,
+                "expensifyCalls": sync.calls.total(),
+            })
+        })
+        .collect();
+    let unattached: Vec<serde_json::Value> = report
+        .unattached
+        .iter()
+        .map(|u| serde_json::json!({"object": u.key.to_string(), "status": u.status}))
+        .collect();
+    let problems: Vec<String> = report
+        .manifests
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let value = serde_json::json!({
+        "pendingChanges": if applied { 0 } else { report.pending_changes() },
+        "connectors": connectors,
+        "unattachedObjects": unattached,
+        "problems": problems,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}

@@ -1,0 +1,451 @@
+//! One pass of file mode: load manifests and statuses, sync every connector, and (unless
+//! planning) write the status directory. Shared by `plan`, `apply`, `watch`, `review` and
+//! `demo`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use tracing::{info, warn};
+
+use super::credentials::CredentialSource;
+use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
+use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, digest};
+use crate::api::{
+    ConnectorPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
+};
+use crate::expensify::ExpensifyClients;
+use crate::reconcile::status::{AccessFindings, access_status};
+use crate::reconcile::{
+    AccessObject, ConnectorObject, ObjectKey, ObjectPlan, SyncReport, SyncRequest, sync_connector,
+    unsynced, validate_access, validate_connector,
+};
+
+/// How a pass runs.
+#[derive(Debug, Clone)]
+pub struct FileMode {
+    pub dir: PathBuf,
+    pub status_dir: StatusDir,
+    pub credentials: CredentialSource,
+    pub clients: Arc<ExpensifyClients>,
+    /// Replaces every connector's endpoint (the demo points them at its simulator).
+    pub endpoint_override: Option<String>,
+    /// Any manifest problem fails the whole pass.
+    pub strict: bool,
+}
+
+/// Why a pass could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FilePassError {
+    #[error(transparent)]
+    Load(#[from] LoadManifestsError),
+    #[error(transparent)]
+    StatusDir(#[from] StatusDirError),
+    #[error("--strict: {} manifest problem(s):\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
+    Strict(Vec<LoadProblem>),
+}
+
+/// An object that is invalid before any connector is involved (connector missing or not
+/// allowed), with its status.
+#[derive(Debug, Clone)]
+pub struct UnattachedAccess {
+    pub key: ObjectKey,
+    pub status: PolicyAccessStatus,
+}
+
+/// Everything one pass found and did.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub manifests: Manifests,
+    pub syncs: Vec<SyncReport>,
+    pub unattached: Vec<UnattachedAccess>,
+    /// Where each object came from, for messages.
+    pub sources: BTreeMap<ObjectKey, String>,
+}
+
+impl PassReport {
+    /// Whether anything ended in error (load problems, connector or object errors).
+    pub fn has_errors(&self) -> bool {
+        !self.manifests.problems.is_empty()
+            || !self.unattached.is_empty()
+            || self.syncs.iter().any(|s| {
+                s.connector_status.phase == ConnectorPhase::Error
+                    || s.statuses
+                        .values()
+                        .any(|st| st.phase == crate::api::AccessPhase::Error)
+            })
+    }
+
+    /// Whether any object is Blocked.
+    pub fn has_blocked(&self) -> bool {
+        self.syncs.iter().any(|s| {
+            s.statuses
+                .values()
+                .any(|st| st.phase == crate::api::AccessPhase::Blocked)
+        })
+    }
+
+    /// Changes planned across all connectors.
+    pub fn pending_changes(&self) -> usize {
+        self.syncs.iter().map(|s| s.plan.changes.len()).sum()
+    }
+
+    /// The earliest `expiresAt` ahead.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.syncs.iter().filter_map(SyncReport::next_expiry).min()
+    }
+}
+
+/// Objects as loaded, with generation and last status attached from the status directory.
+struct Prepared {
+    manifests: Manifests,
+    connectors: Vec<ConnectorObject>,
+    accesses: Vec<AccessObject>,
+    sources: BTreeMap<ObjectKey, String>,
+}
+
+fn attach<K>(
+    status_dir: &StatusDir,
+    key: &ObjectKey,
+    object: &mut K,
+    source: &str,
+) -> Result<(), StatusDirError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + HasSpecStatus,
+{
+    let previous: Option<K> = status_dir.read(key)?;
+    let spec_digest = digest(&object.spec_value());
+    let (generation, status) = match previous {
+        Some(previous) => {
+            let meta = previous.meta();
+            let old_generation = meta.generation.unwrap_or(0);
+            let same =
+                meta.annotations.as_ref().and_then(|a| a.get(SPEC_DIGEST)) == Some(&spec_digest);
+            (
+                if same {
+                    old_generation.max(1)
+                } else {
+                    old_generation + 1
+                },
+                previous.status_value(),
+            )
+        }
+        None => (1, None),
+    };
+    let meta = object.meta_mut();
+    meta.generation = Some(generation);
+    let annotations = meta.annotations.get_or_insert_with(Default::default);
+    annotations.insert(SPEC_DIGEST.to_string(), spec_digest);
+    annotations.insert(SOURCE.to_string(), source.to_string());
+    object.set_status(status);
+    Ok(())
+}
+
+/// Access to `spec` and `status` of both kinds, for the status directory.
+pub trait HasSpecStatus {
+    type Status;
+    fn spec_value(&self) -> serde_json::Value;
+    fn status_value(self) -> Option<Self::Status>;
+    fn set_status(&mut self, status: Option<Self::Status>);
+}
+
+impl HasSpecStatus for ExpensifyConnector {
+    type Status = ExpensifyConnectorStatus;
+    fn spec_value(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).unwrap_or_default()
+    }
+    fn status_value(self) -> Option<Self::Status> {
+        self.status
+    }
+    fn set_status(&mut self, status: Option<Self::Status>) {
+        self.status = status;
+    }
+}
+
+impl HasSpecStatus for PolicyAccess {
+    type Status = PolicyAccessStatus;
+    fn spec_value(&self) -> serde_json::Value {
+        serde_json::to_value(&self.spec).unwrap_or_default()
+    }
+    fn status_value(self) -> Option<Self::Status> {
+        self.status
+    }
+    fn set_status(&mut self, status: Option<Self::Status>) {
+        self.status = status;
+    }
+}
+
+impl FileMode {
+    /// Directories never read as manifests: the status directory.
+    fn excluded(&self) -> Vec<PathBuf> {
+        vec![self.status_dir.root().to_path_buf()]
+    }
+
+    fn prepare(&self) -> Result<Prepared, FilePassError> {
+        let manifests = loader::load(&self.dir, &self.excluded())?;
+        if self.strict && !manifests.complete() {
+            return Err(FilePassError::Strict(manifests.problems.clone()));
+        }
+        let mut sources = BTreeMap::new();
+        let mut connectors = Vec::new();
+        for loaded in &manifests.connectors {
+            let mut object = loaded.object.clone();
+            let source = relative(&self.dir, &loaded.source.path);
+            attach(&self.status_dir, &loaded.key, &mut object, &source)?;
+            if let Some(endpoint) = &self.endpoint_override {
+                object.spec.endpoint = endpoint.clone();
+            }
+            sources.insert(loaded.key.clone(), source);
+            connectors.push(ConnectorObject::from_resource(&object));
+        }
+        let mut accesses = Vec::new();
+        for loaded in &manifests.accesses {
+            let mut object = loaded.object.clone();
+            let source = relative(&self.dir, &loaded.source.path);
+            attach(&self.status_dir, &loaded.key, &mut object, &source)?;
+            sources.insert(loaded.key.clone(), source);
+            accesses.push(AccessObject::from_resource(&object));
+        }
+        // An object with a status file but no manifest was deleted, unless some manifest
+        // could not be read (it may be that one).
+        if manifests.complete() {
+            for (key, object) in self.status_dir.list::<PolicyAccess>()? {
+                if accesses.iter().any(|a| a.key == key) {
+                    continue;
+                }
+                let mut deleted = AccessObject::from_resource(&object);
+                deleted.key = key.clone();
+                deleted.deleting = true;
+                sources.insert(key, "(deleted)".to_string());
+                accesses.push(deleted);
+            }
+        }
+        Ok(Prepared {
+            manifests,
+            connectors,
+            accesses,
+            sources,
+        })
+    }
+
+    /// Runs one pass. `dry_run` reads and plans only, and writes no status.
+    pub async fn pass(&self, dry_run: bool) -> Result<PassReport, FilePassError> {
+        let prepared = self.prepare()?;
+        let now = Timestamp::now();
+        let complete = prepared.manifests.complete();
+        let mut syncs = Vec::new();
+        for connector in &prepared.connectors {
+            let request = SyncRequest {
+                connector,
+                accesses: &prepared.accesses,
+                now,
+                inventory_complete: complete,
+                dry_run,
+            };
+            let report = self.sync_one(request, dry_run).await;
+            syncs.push(report);
+        }
+        let unattached = self.unattached(&prepared, now);
+        let report = PassReport {
+            manifests: prepared.manifests.clone(),
+            syncs,
+            unattached,
+            sources: prepared.sources.clone(),
+        };
+        if !dry_run {
+            self.write_statuses(&prepared, &report)?;
+        }
+        Ok(report)
+    }
+
+    async fn sync_one(&self, request: SyncRequest<'_>, dry_run: bool) -> SyncReport {
+        let connector = request.connector;
+        let problems = validate_connector(connector);
+        if !problems.is_empty() {
+            return unsynced(
+                request,
+                "InvalidSpec",
+                &crate::reconcile::validate::describe(&problems),
+                false,
+            );
+        }
+        if connector.spec.suspend {
+            return unsynced(request, "Suspended", "suspended", true);
+        }
+        let credentials = match self
+            .credentials
+            .find(&connector.spec.credentials_secret_ref)
+        {
+            Ok(credentials) => credentials,
+            Err(e) => return unsynced(request, "SecretNotFound", &e.to_string(), false),
+        };
+        let client = match self.clients.client(&connector.spec.endpoint, credentials) {
+            Ok(client) => client,
+            Err(e) => return unsynced(request, "InvalidSpec", &e.to_string(), false),
+        };
+        let previous = connector
+            .status
+            .as_ref()
+            .map(|s| s.phase)
+            .unwrap_or_default();
+        if !dry_run {
+            info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
+            if let Err(e) = self.write_connector_phase(connector, ConnectorPhase::Syncing) {
+                warn!(connector = %connector.key, error = %e, "could not record the Syncing phase");
+            }
+        }
+        let report = sync_connector(request, &client).await;
+        if !dry_run {
+            let phase = report.connector_status.phase;
+            info!(
+                connector = %connector.key,
+                from = %ConnectorPhase::Syncing,
+                to = %phase,
+                message = report.connector_status.message.as_deref().unwrap_or_default(),
+                calls = report.calls.total(),
+                "connector phase"
+            );
+        }
+        report
+    }
+
+    fn write_connector_phase(
+        &self,
+        connector: &ConnectorObject,
+        phase: ConnectorPhase,
+    ) -> Result<(), StatusDirError> {
+        let Some(mut object) = self.manifest_connector(&connector.key)? else {
+            return Ok(());
+        };
+        let mut status = connector.status.clone().unwrap_or_default();
+        status.phase = phase;
+        object.status = Some(status);
+        self.status_dir.write(&connector.key, &object)
+    }
+
+    fn manifest_connector(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<ExpensifyConnector>, StatusDirError> {
+        let manifests =
+            loader::load(&self.dir, &self.excluded()).map_err(|e| StatusDirError::Read {
+                path: self.dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let Some(loaded) = manifests.connectors.into_iter().find(|c| &c.key == key) else {
+            return Ok(None);
+        };
+        let mut object = loaded.object;
+        attach(
+            &self.status_dir,
+            key,
+            &mut object,
+            &relative(&self.dir, &loaded.source.path),
+        )?;
+        Ok(Some(object))
+    }
+
+    /// PolicyAccess objects no connector took: their connector is missing or refuses them.
+    fn unattached(&self, prepared: &Prepared, now: Timestamp) -> Vec<UnattachedAccess> {
+        prepared
+            .accesses
+            .iter()
+            .filter(|a| !a.deleting)
+            .filter(|a| {
+                !prepared.connectors.iter().any(|c| {
+                    c.key == a.connector_key()
+                        && crate::reconcile::connector_allows(c, &a.key.namespace)
+                })
+            })
+            .map(|a| {
+                let after = ObjectPlan {
+                    key: Some(a.key.clone()),
+                    problems: validate_access(a, &prepared.connectors),
+                    ..ObjectPlan::default()
+                };
+                let findings = AccessFindings {
+                    object: a,
+                    after: &after,
+                    managed: a.previously_managed(),
+                    attempted: Default::default(),
+                    failures: Vec::new(),
+                    connector_problem: None,
+                    mass_revocation_used: None,
+                };
+                UnattachedAccess {
+                    key: a.key.clone(),
+                    status: access_status(findings, now),
+                }
+            })
+            .collect()
+    }
+
+    fn write_statuses(
+        &self,
+        prepared: &Prepared,
+        report: &PassReport,
+    ) -> Result<(), StatusDirError> {
+        let loaded_connectors: BTreeMap<&ObjectKey, &ExpensifyConnector> = prepared
+            .manifests
+            .connectors
+            .iter()
+            .map(|c| (&c.key, &c.object))
+            .collect();
+        for sync in &report.syncs {
+            if let Some(object) = loaded_connectors.get(&sync.connector) {
+                let mut object = (*object).clone();
+                attach(
+                    &self.status_dir,
+                    &sync.connector,
+                    &mut object,
+                    &prepared.sources[&sync.connector],
+                )?;
+                object.status = Some(sync.connector_status.clone());
+                self.status_dir.write(&sync.connector, &object)?;
+            }
+        }
+        let loaded_accesses: BTreeMap<&ObjectKey, &PolicyAccess> = prepared
+            .manifests
+            .accesses
+            .iter()
+            .map(|a| (&a.key, &a.object))
+            .collect();
+        let statuses = report
+            .syncs
+            .iter()
+            .flat_map(|s| s.statuses.iter())
+            .chain(report.unattached.iter().map(|u| (&u.key, &u.status)));
+        for (key, status) in statuses {
+            let object = match loaded_accesses.get(key) {
+                Some(object) => {
+                    let mut object = (*object).clone();
+                    attach(&self.status_dir, key, &mut object, &prepared.sources[key])?;
+                    object
+                }
+                // Deleted objects keep their last manifest until their deletion finishes.
+                None => match self.status_dir.read::<PolicyAccess>(key)? {
+                    Some(object) => object,
+                    None => continue,
+                },
+            };
+            let mut object = object;
+            object.status = Some(status.clone());
+            self.status_dir.write(key, &object)?;
+        }
+        for sync in &report.syncs {
+            for key in &sync.finished_deletions {
+                info!(object = %key, "deleted PolicyAccess finished; its status file is removed");
+                self.status_dir.remove::<PolicyAccess>(key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
