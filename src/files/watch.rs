@@ -47,17 +47,30 @@ pub fn next_wakeup(report: Option<&PassReport>, now: Timestamp) -> Duration {
     until_expiry.map_or(interval, |e| e.min(interval))
 }
 
-fn relevant(path: &Path, status_root: &Path) -> bool {
+/// Whether a changed path is a manifest change: not in the status directory, and not a
+/// hidden entry (`.git`, editor swap files) below the watched directory.
+fn relevant(path: &Path, dir: &Path, status_root: &Path) -> bool {
     let in_status = path.starts_with(status_root)
         || path
             .canonicalize()
             .ok()
             .zip(status_root.canonicalize().ok())
             .is_some_and(|(p, s)| p.starts_with(s));
-    let hidden = path
+    let below = path
+        .strip_prefix(dir)
+        .ok()
+        .or_else(|| path.strip_prefix(dir.canonicalize().ok()?).ok())
+        .unwrap_or(path);
+    let hidden = below
         .components()
         .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-    !in_status && !hidden
+    // The directory itself changes whenever anything in it does (the status directory
+    // included); other files than manifests do not matter, directories below do.
+    let manifest_or_dir = match path.extension().and_then(|e| e.to_str()) {
+        Some(extension) => matches!(extension, "yaml" | "yml"),
+        None => !below.as_os_str().is_empty(),
+    };
+    !in_status && !hidden && manifest_or_dir
 }
 
 /// Runs until `stop` turns true; the sync in flight always finishes first.
@@ -67,6 +80,7 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
+                tracing::debug!(kind = ?event.kind, paths = ?event.paths, "file event");
                 for path in event.paths {
                     let _ = events_tx.send(path);
                 }
@@ -115,7 +129,7 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
                     }
                 }
                 Some(path) = events.recv() => {
-                    if !relevant(&path, &status_root) {
+                    if !relevant(&path, &mode.dir, &status_root) {
                         continue;
                     }
                     // Debounce: let the burst settle, then sync once.
@@ -159,17 +173,25 @@ mod tests {
 
     #[test]
     fn status_and_hidden_paths_do_not_trigger() {
-        let root = Path::new("/repo/.expensify-status");
-        assert!(!relevant(
-            Path::new("/repo/.expensify-status/policyaccess/x.yaml"),
-            root
-        ));
-        assert!(!relevant(Path::new("/repo/.git/index"), root));
-        assert!(relevant(Path::new("/repo/finance/team.yaml"), root));
+        let dir = Path::new("/tmp/.hidden-parent/repo");
+        let root = dir.join(".expensify-status");
+        assert!(!relevant(&root.join("policyaccess/x.yaml"), dir, &root));
+        assert!(!relevant(&dir.join(".git/index"), dir, &root));
+        assert!(
+            relevant(&dir.join("finance/team.yaml"), dir, &root),
+            "a hidden parent does not count"
+        );
         assert!(!relevant(
             Path::new("/elsewhere/status/x.yaml"),
+            dir,
             Path::new("/elsewhere/status")
         ));
+        assert!(!relevant(dir, dir, &root), "the directory itself");
+        assert!(!relevant(&dir.join("README.md"), dir, &root));
+        assert!(
+            relevant(&dir.join("teams"), dir, &root),
+            "a directory below"
+        );
     }
 
     #[test]

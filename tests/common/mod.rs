@@ -58,3 +58,113 @@ pub fn client_with(
 pub fn admin_client(sim: &SimulatorHandle) -> ExpensifyClient {
     client_with(sim, test_settings(), ADMIN_ID, ADMIN_SECRET)
 }
+
+/// A manifest directory in a temporary folder, pointed at a simulator.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl Repo {
+    pub fn new(sim: &SimulatorHandle) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            endpoint: sim.endpoint(),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).unwrap();
+    }
+
+    /// The example connector, with its endpoint on the simulator and extra spec lines.
+    pub fn connector(&self, extra: &str) {
+        self.write(
+            "connector.yaml",
+            &format!(
+                "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: finance}}\nspec:\n  credentialsSecretRef: {{name: expensify-credentials}}\n  endpoint: {}\n  adminEmail: it-admin@acme.example\n  protectedEmails: [ceo@acme.example, cfo@acme.example]\n  allowedNamespaces: [engineering]\n{extra}",
+                self.endpoint
+            ),
+        );
+    }
+
+    /// A PolicyAccess in `finance` on policy `policy_id`.
+    pub fn access(&self, name: &str, policy_id: &str, mode: &str, members: &str) {
+        self.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{policy_id}\"}}\n  mode: {mode}\n  members:\n{members}"
+            ),
+        );
+    }
+
+    /// File mode over this directory with the admin credentials and fast retries.
+    pub fn mode(&self) -> expensify_operator::files::FileMode {
+        self.mode_with(ADMIN_SECRET)
+    }
+
+    pub fn mode_with(&self, secret: &str) -> expensify_operator::files::FileMode {
+        use expensify_operator::expensify::RetryPolicy;
+        let settings = ClientSettings {
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+                rate_limited_backoff: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            },
+            request_timeout: Duration::from_secs(10),
+            ..test_settings()
+        };
+        expensify_operator::files::FileMode {
+            dir: self.path().to_path_buf(),
+            status_dir: expensify_operator::files::StatusDir::new(
+                self.path().join(".expensify-status"),
+            ),
+            credentials: expensify_operator::files::CredentialSource::Fixed(
+                Credentials::new(ADMIN_ID, secret).unwrap(),
+            ),
+            clients: std::sync::Arc::new(ExpensifyClients::new(settings).unwrap()),
+            endpoint_override: None,
+            strict: false,
+        }
+    }
+}
+
+/// `(email, role)` of a policy's roster in the simulator, sorted.
+pub fn roster(sim: &SimulatorHandle, policy_id: &str) -> Vec<(String, String)> {
+    let policies = sim.state().policies();
+    let policy = policies
+        .iter()
+        .find(|p| p.id == policy_id)
+        .expect("policy exists");
+    let mut people: Vec<(String, String)> = policy
+        .employees
+        .iter()
+        .map(|e| (e.email.clone(), e.role.to_string()))
+        .collect();
+    people.sort();
+    people
+}
+
+pub fn updates(sim: &SimulatorHandle) -> u64 {
+    sim.state()
+        .counters()
+        .by_job
+        .get("update/employees")
+        .copied()
+        .unwrap_or(0)
+}
+
+pub const FINANCE: &str = "F1E2D3C4B5A69788";
+pub const ENGINEERING: &str = "0A1B2C3D4E5F6071";
+pub const CONTRACTORS: &str = "C0FFEE0000000001";

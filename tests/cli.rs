@@ -1,0 +1,310 @@
+//! The real binary, as a user runs it, against the simulator.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
+
+fn command(args: &[&str], secret: &str) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
+        .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    command
+}
+
+async fn run(args: &[&str]) -> Output {
+    command(args, ADMIN_SECRET).output().await.unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn repo_with_changes(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
+    let repo = Repo::new(sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: auditor}\n",
+    );
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_exit_codes_follow_the_contract() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_changes(&sim);
+    let dir = repo.path().to_str().unwrap();
+
+    let pending = run(&["plan", dir]).await;
+    assert_eq!(pending.status.code(), Some(2), "{}", text(&pending));
+    let shown = String::from_utf8_lossy(&pending.stdout);
+    assert!(
+        shown.contains("+ new@acme.example") && shown.contains("by finance/finance"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 1 to grant, 0 to change, 0 to revoke."),
+        "{shown}"
+    );
+    assert_eq!(updates(&sim), 0, "plan writes nothing");
+    assert!(
+        !repo.path().join(".expensify-status").exists(),
+        "plan writes no status"
+    );
+
+    let json = run(&["plan", dir, "-o", "json"]).await;
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["pendingChanges"], 1);
+    assert_eq!(
+        value["connectors"][0]["changes"][0]["email"],
+        "new@acme.example"
+    );
+
+    let applied = run(&["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    assert!(String::from_utf8_lossy(&applied.stdout).contains("Applied 1 change(s), 0 failed."));
+    assert!(
+        String::from_utf8_lossy(&applied.stderr).contains("access changed"),
+        "the audit line is logged"
+    );
+
+    let in_sync = run(&["plan", dir]).await;
+    assert_eq!(in_sync.status.code(), Some(0), "{}", text(&in_sync));
+    assert!(String::from_utf8_lossy(&in_sync.stdout).contains("No changes."));
+
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: owner}\n",
+    );
+    let invalid = run(&["plan", dir]).await;
+    assert_eq!(invalid.status.code(), Some(1), "{}", text(&invalid));
+    assert!(String::from_utf8_lossy(&invalid.stdout).contains("spec.members[0].role"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_secret_fails_apply_and_never_shows() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_changes(&sim);
+    let secret = "wrong-secret-never-print-me";
+    let output = command(
+        &[
+            "apply",
+            repo.path().to_str().unwrap(),
+            "--log-level",
+            "trace",
+        ],
+        secret,
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let all = text(&output);
+    assert!(all.contains("credentials rejected"), "{all}");
+    assert!(!all.contains(secret), "the secret leaked");
+    let status = std::fs::read_to_string(
+        repo.path()
+            .join(".expensify-status/expensifyconnector/finance/acme.yaml"),
+    )
+    .unwrap();
+    assert!(
+        status.contains("phase: Error") && !status.contains(secret),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_name_where_they_were_looked_for() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_changes(&sim);
+    let output = Command::new(BIN)
+        .args(["plan", repo.path().to_str().unwrap()])
+        .env_remove("EXPENSIFY_PARTNER_USER_ID")
+        .env_remove("EXPENSIFY_PARTNER_USER_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("Secret \"expensify-credentials\" not found"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_then_plan_is_in_sync() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    let file = repo.path().join("exported.yaml");
+    let exported = run(&[
+        "export",
+        "--endpoint",
+        &sim.endpoint(),
+        "--admin-email",
+        "it-admin@acme.example",
+        "--connector-name",
+        "acme",
+        "--namespace",
+        "finance",
+        "--output",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        yaml.contains("kind: ExpensifyConnector") && yaml.contains("mode: Authoritative"),
+        "{yaml}"
+    );
+    let planned = run(&["plan", repo.path().to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_lists_every_access_in_each_format() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_changes(&sim);
+    let dir = repo.path().to_str().unwrap();
+    let csv = run(&["review", dir, "--format", "csv"]).await;
+    assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
+    let csv = String::from_utf8_lossy(&csv.stdout).to_string();
+    assert!(csv.starts_with("connector,policyID,policyName,email,role,managedBy,note\n"));
+    assert!(
+        csv.contains(
+            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner"
+        ),
+        "{csv}"
+    );
+    let json = run(&["review", dir, "--format", "json"]).await;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.len(), csv.lines().count() - 1);
+    let markdown = run(&["review", dir]).await;
+    assert!(String::from_utf8_lossy(&markdown.stdout).contains("| connector | policyID |"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_syncs_on_change_and_stops_cleanly() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_changes(&sim);
+    // Fast pacing: the simulator here enforces no limit, and the test should not wait 10 s.
+    let mut child = command(
+        &["watch", repo.path().to_str().unwrap(), "--pacing", "100/1s"],
+        ADMIN_SECRET,
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let until = |what: &'static str, check: Box<dyn Fn() -> bool + Send>| async move {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    };
+    let sim_for_first = std::sync::Arc::new(sim);
+    let first = sim_for_first.clone();
+    until(
+        "the first sync",
+        Box::new(move || {
+            roster(&first, FINANCE)
+                .iter()
+                .any(|(e, _)| e == "new@acme.example")
+        }),
+    )
+    .await;
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: auditor}\n    - {email: second@acme.example}\n",
+    );
+    let second = sim_for_first.clone();
+    until(
+        "the sync after the edit",
+        Box::new(move || {
+            roster(&second, FINANCE)
+                .iter()
+                .any(|(e, _)| e == "second@acme.example")
+        }),
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_from_a_fresh_checkout() {
+    let output = Command::new(BIN)
+        .arg("demo")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for step in [
+        "1. plan",
+        "2. apply",
+        "3. plan again",
+        "No changes.",
+        "4. review",
+        "5. what Expensify saw",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
+    }
+    assert!(
+        !std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/.expensify-status"
+        ))
+        .exists()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_refuses_other_than_loopback() {
+    let output = run(&[
+        "simulator",
+        "--seed",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml"),
+        "--listen",
+        "0.0.0.0:0",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).contains("loopback only"), "{}", text(&output));
+}

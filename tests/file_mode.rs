@@ -1,0 +1,510 @@
+//! File mode end to end against the simulator, through the library entry points.
+
+mod common;
+
+use common::*;
+use expensify_operator::api::{AccessPhase, ConnectorPhase, PolicyAccess};
+use expensify_operator::reconcile::ObjectKey;
+use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::new("finance", name)
+}
+
+fn phase(report: &expensify_operator::files::PassReport, name: &str) -> AccessPhase {
+    report.syncs[0].statuses[&key(name)].phase
+}
+
+fn has(roster: &[(String, String)], email: &str, role: &str) -> bool {
+    roster.iter().any(|(e, r)| e == email && r == role)
+}
+
+#[tokio::test]
+async fn each_mode_grants_changes_and_revokes_as_it_should() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    // Authoritative on Finance: mallory is revoked; cfo (owner) and it-admin stay.
+    repo.access("finance", FINANCE, "Authoritative", "    - {email: alice@acme.example}\n    - {email: bob@acme.example}\n    - {email: readonly@acme.example, role: auditor}\n    - {email: zoe@acme.example, role: admin}\n");
+    // Additive on Engineering: dave demoted, henry granted, erin (not listed) left alone.
+    repo.access("engineering", ENGINEERING, "Additive", "    - {email: dave@acme.example, role: user}\n    - {email: henry@acme.example, role: auditor}\n");
+    // ObserveOnly on Contractors: nothing written.
+    repo.access(
+        "observer",
+        CONTRACTORS,
+        "ObserveOnly",
+        "    - {email: nobody@acme.example}\n",
+    );
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(!report.has_errors(), "{report:#?}");
+    let finance = roster(&sim, FINANCE);
+    assert!(has(&finance, "zoe@acme.example", "admin"));
+    assert!(!finance.iter().any(|(e, _)| e == "mallory@acme.example"));
+    assert!(
+        has(&finance, "cfo@acme.example", "admin")
+            && has(&finance, "it-admin@acme.example", "admin")
+    );
+    let engineering = roster(&sim, ENGINEERING);
+    assert!(has(&engineering, "dave@acme.example", "user"));
+    assert!(has(&engineering, "henry@acme.example", "auditor"));
+    assert!(
+        has(&engineering, "erin@acme.example", "user"),
+        "Additive leaves unlisted people alone"
+    );
+    assert_eq!(
+        roster(&sim, CONTRACTORS).len(),
+        1,
+        "ObserveOnly wrote nothing"
+    );
+    assert_eq!(updates(&sim), 1, "all changes in one updater call");
+    assert_eq!(
+        report.syncs[0].connector_status.phase,
+        ConnectorPhase::Connected
+    );
+    assert_eq!(phase(&report, "finance"), AccessPhase::Synced);
+    let observer = &report.syncs[0].statuses[&key("observer")];
+    assert_eq!(observer.drift.len(), 1);
+
+    // The status directory holds what was granted; the second sync writes nothing.
+    let status: PolicyAccess = repo
+        .mode()
+        .status_dir
+        .read(&key("engineering"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.status.unwrap().managed_members,
+        vec!["henry@acme.example"]
+    );
+    let again = repo.mode().pass(false).await.unwrap();
+    assert_eq!(again.pending_changes(), 0);
+    assert_eq!(updates(&sim), 1, "idempotent: no second write");
+}
+
+#[tokio::test]
+async fn manifests_are_never_modified() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example}\n",
+    );
+    let read_all = || {
+        let mut files: Vec<(String, Vec<u8>)> = ["connector.yaml", "finance.yaml"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(repo.path().join(f)).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = read_all();
+    repo.mode().pass(false).await.unwrap();
+    assert_eq!(before, read_all());
+    assert!(
+        repo.path()
+            .join(".expensify-status/policyaccess/finance/finance.yaml")
+            .exists()
+    );
+    assert!(
+        repo.path()
+            .join(".expensify-status/expensifyconnector/finance/acme.yaml")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_member_is_revoked_and_the_next_expiry_reported() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access("jit", CONTRACTORS, "Additive", "    - {email: temp@acme.example, expiresAt: \"2099-01-01T00:00:00Z\"}\n    - {email: later@acme.example, expiresAt: \"2098-01-01T00:00:00Z\"}\n");
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(has(&roster(&sim, CONTRACTORS), "temp@acme.example", "user"));
+    assert_eq!(
+        report.next_expiry(),
+        Some("2098-01-01T00:00:00Z".parse().unwrap())
+    );
+    // Time passes (the entry now lies in the past): what it granted is revoked.
+    repo.access("jit", CONTRACTORS, "Additive", "    - {email: temp@acme.example, expiresAt: \"2020-01-01T00:00:00Z\"}\n    - {email: later@acme.example, expiresAt: \"2098-01-01T00:00:00Z\"}\n");
+    repo.mode().pass(false).await.unwrap();
+    assert!(
+        !roster(&sim, CONTRACTORS)
+            .iter()
+            .any(|(e, _)| e == "temp@acme.example")
+    );
+    assert!(has(
+        &roster(&sim, CONTRACTORS),
+        "later@acme.example",
+        "user"
+    ));
+}
+
+#[tokio::test]
+async fn protected_people_block_instead_of_being_demoted() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: cfo@acme.example, role: user}\n    - {email: new@acme.example}\n",
+    );
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(has(&roster(&sim, FINANCE), "cfo@acme.example", "admin"));
+    assert!(
+        has(&roster(&sim, FINANCE), "new@acme.example", "user"),
+        "the rest still syncs"
+    );
+    let status = &report.syncs[0].statuses[&key("finance")];
+    assert_eq!(status.phase, AccessPhase::Blocked);
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cfo@acme.example is protected")
+    );
+    assert!(report.has_blocked());
+}
+
+#[tokio::test]
+async fn conflicting_objects_leave_the_person_alone() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "one",
+        FINANCE,
+        "Additive",
+        "    - {email: alice@acme.example, role: admin}\n",
+    );
+    repo.access(
+        "two",
+        FINANCE,
+        "Additive",
+        "    - {email: alice@acme.example, role: auditor}\n",
+    );
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(has(&roster(&sim, FINANCE), "alice@acme.example", "user"));
+    for name in ["one", "two"] {
+        let status = &report.syncs[0].statuses[&key(name)];
+        assert_eq!(status.phase, AccessPhase::Blocked);
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == "Conflict")
+        );
+    }
+    assert_eq!(updates(&sim), 0);
+}
+
+#[tokio::test]
+async fn the_revocation_limit_blocks_removals_until_allowed_once() {
+    let mut seed = unlimited_seed();
+    let finance = seed.policies.iter_mut().find(|p| p.id == FINANCE).unwrap();
+    for i in 0..12 {
+        finance
+            .employees
+            .push(expensify_operator::simulator::SeedEmployee {
+                email: format!("old{i}@acme.example"),
+                role: expensify_operator::expensify::Role::User,
+                submits_to: None,
+                employee_id: None,
+            });
+    }
+    let sim = start(&seed).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access("finance", FINANCE, "Authoritative", "    - {email: alice@acme.example}\n    - {email: bob@acme.example}\n    - {email: readonly@acme.example, role: auditor}\n    - {email: mallory@acme.example, role: admin}\n    - {email: new@acme.example}\n");
+    let report = repo.mode().pass(false).await.unwrap();
+    let status = &report.syncs[0].statuses[&key("finance")];
+    assert_eq!(status.phase, AccessPhase::Blocked);
+    let message = status.message.as_deref().unwrap();
+    assert!(
+        message.contains("12 revocations") && message.contains("allow-mass-revocation"),
+        "{message}"
+    );
+    assert!(
+        has(&roster(&sim, FINANCE), "new@acme.example", "user"),
+        "grants still go ahead"
+    );
+    assert_eq!(
+        roster(&sim, FINANCE)
+            .iter()
+            .filter(|(e, _)| e.starts_with("old"))
+            .count(),
+        12
+    );
+
+    repo.connector("  # lifted once\n");
+    let annotated = std::fs::read_to_string(repo.path().join("connector.yaml"))
+        .unwrap()
+        .replace("metadata: {name: acme, namespace: finance}", "metadata:\n  name: acme\n  namespace: finance\n  annotations: {expensify.gitops.dev/allow-mass-revocation: \"ticket-4711\"}");
+    repo.write("connector.yaml", &annotated);
+    let report = repo.mode().pass(false).await.unwrap();
+    assert_eq!(
+        roster(&sim, FINANCE)
+            .iter()
+            .filter(|(e, _)| e.starts_with("old"))
+            .count(),
+        0
+    );
+    assert_eq!(
+        report.syncs[0]
+            .connector_status
+            .last_handled_mass_revocation
+            .as_deref(),
+        Some("ticket-4711")
+    );
+    assert_eq!(phase(&report, "finance"), AccessPhase::Synced);
+}
+
+#[tokio::test]
+async fn a_broken_file_fails_itself_and_holds_authoritative_removals() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Authoritative",
+        "    - {email: alice@acme.example}\n    - {email: new@acme.example}\n",
+    );
+    repo.write("broken.yaml", "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: broken, namespace: finance\n");
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(report.has_errors());
+    assert!(
+        report.manifests.problems[0]
+            .to_string()
+            .contains("broken.yaml")
+    );
+    assert!(
+        has(&roster(&sim, FINANCE), "new@acme.example", "user"),
+        "good objects still sync"
+    );
+    assert!(
+        roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "mallory@acme.example"),
+        "removals held while a manifest is unreadable"
+    );
+    let status = &report.syncs[0].statuses[&key("finance")];
+    assert_eq!(status.phase, AccessPhase::Blocked);
+
+    let strict = expensify_operator::files::FileMode {
+        strict: true,
+        ..repo.mode()
+    };
+    let err = strict.pass(false).await.unwrap_err();
+    assert!(err.to_string().contains("broken.yaml"), "{err}");
+}
+
+#[tokio::test]
+async fn an_invalid_object_is_an_error_and_others_still_sync() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "good",
+        ENGINEERING,
+        "Additive",
+        "    - {email: henry@acme.example}\n",
+    );
+    repo.access(
+        "bad",
+        FINANCE,
+        "Additive",
+        "    - {email: x@acme.example, role: owner}\n    - {email: not-an-email}\n",
+    );
+    repo.write("elsewhere.yaml", "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: stray, namespace: marketing}\nspec:\n  connectorRef: {name: acme, namespace: finance}\n  policy: {name: Marketing}\n  members: [{email: y@acme.example}]\n");
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(has(
+        &roster(&sim, ENGINEERING),
+        "henry@acme.example",
+        "user"
+    ));
+    let bad = &report.syncs[0].statuses[&key("bad")];
+    assert_eq!(bad.phase, AccessPhase::Error);
+    let message = bad.message.as_deref().unwrap();
+    assert!(
+        message.contains("spec.members[0].role") && message.contains("spec.members[1].email"),
+        "{message}"
+    );
+    assert!(
+        !roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "x@acme.example")
+    );
+    let stray = &report.unattached[0];
+    assert_eq!(stray.key, ObjectKey::new("marketing", "stray"));
+    assert!(
+        stray
+            .status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("does not allow namespace \"marketing\"")
+    );
+}
+
+#[tokio::test]
+async fn an_auth_failure_puts_the_connector_in_error_without_the_secret() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example}\n",
+    );
+    let secret = "wrong-secret-value-123";
+    let report = repo.mode_with(secret).pass(false).await.unwrap();
+    let connector = &report.syncs[0].connector_status;
+    assert_eq!(connector.phase, ConnectorPhase::Error);
+    assert!(
+        connector
+            .conditions
+            .iter()
+            .any(|c| c.reason == "AuthenticationFailed")
+    );
+    assert!(
+        connector
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("credentials rejected")
+    );
+    assert_eq!(phase(&report, "finance"), AccessPhase::Error);
+    let written = std::fs::read_to_string(
+        repo.path()
+            .join(".expensify-status/expensifyconnector/finance/acme.yaml"),
+    )
+    .unwrap();
+    let everything = format!("{report:?}{written}");
+    assert!(!everything.contains(secret));
+}
+
+#[tokio::test]
+async fn transient_faults_converge_after_retries() {
+    let sim = start(&unlimited_seed()).await;
+    sim.state().set_faults(FaultConfig {
+        script: [
+            ScriptedFault::Http500,
+            ScriptedFault::Drop,
+            ScriptedFault::Body503,
+            ScriptedFault::Pass,
+            ScriptedFault::Pass,
+            ScriptedFault::Http429,
+            ScriptedFault::DropAfterApply,
+        ]
+        .into_iter()
+        .collect(),
+        ..FaultConfig::default()
+    });
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: admin}\n",
+    );
+    let report = repo.mode().pass(false).await.unwrap();
+    assert!(!report.has_errors(), "{report:#?}");
+    assert!(has(&roster(&sim, FINANCE), "new@acme.example", "admin"));
+    assert_eq!(phase(&report, "finance"), AccessPhase::Synced);
+    assert!(report.syncs[0].calls.retries >= 4);
+}
+
+#[tokio::test]
+async fn deleting_a_manifest_revokes_what_it_granted_or_orphans_it() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "revoking",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: gone-a@acme.example}\n",
+    );
+    repo.write(
+        "orphaning.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: orphaning, namespace: finance}\nspec:\n  connectorRef: {name: acme}\n  policy: {id: \"C0FFEE0000000001\"}\n  deletionPolicy: Orphan\n  members: [{email: kept-b@acme.example}]\n",
+    );
+    repo.mode().pass(false).await.unwrap();
+    assert_eq!(roster(&sim, CONTRACTORS).len(), 3);
+    repo.remove("revoking.yaml");
+    repo.remove("orphaning.yaml");
+    let report = repo.mode().pass(false).await.unwrap();
+    let people = roster(&sim, CONTRACTORS);
+    assert!(
+        !people.iter().any(|(e, _)| e == "gone-a@acme.example"),
+        "Revoke"
+    );
+    assert!(
+        people.iter().any(|(e, _)| e == "kept-b@acme.example"),
+        "Orphan"
+    );
+    assert_eq!(report.syncs[0].finished_deletions.len(), 2);
+    assert!(
+        !repo
+            .path()
+            .join(".expensify-status/policyaccess/finance/revoking.yaml")
+            .exists()
+    );
+    assert!(
+        !repo
+            .path()
+            .join(".expensify-status/policyaccess/finance/orphaning.yaml")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn export_then_apply_changes_nothing() {
+    let sim = start(&unlimited_seed()).await;
+    let client = admin_client(&sim);
+    let policies = client.list_policies(true).await.unwrap();
+    let ids: Vec<String> = policies.iter().map(|p| p.id.clone()).collect();
+    let rosters = client.read_rosters(&ids).await.unwrap();
+    let target = expensify_operator::commands::export::ExportTarget {
+        connector_name: "acme".into(),
+        namespace: "finance".into(),
+        secret_name: "expensify-credentials".into(),
+        endpoint: sim.endpoint(),
+        admin_email: "it-admin@acme.example".into(),
+    };
+    let yaml = expensify_operator::commands::export::export_yaml(
+        &expensify_operator::reconcile::Observed { policies, rosters },
+        &target,
+    )
+    .unwrap();
+    let repo = Repo::new(&sim);
+    repo.write("export.yaml", &yaml);
+    let planned = repo.mode().pass(true).await.unwrap();
+    assert!(
+        planned.manifests.problems.is_empty(),
+        "{:?}",
+        planned.manifests.problems
+    );
+    assert_eq!(
+        planned.syncs[0].statuses.len(),
+        5,
+        "one object per visible policy"
+    );
+    assert_eq!(
+        planned.pending_changes(),
+        0,
+        "{:#?}",
+        planned.syncs[0].plan.changes
+    );
+    let applied = repo.mode().pass(false).await.unwrap();
+    assert!(!applied.has_errors() && !applied.has_blocked());
+    assert_eq!(updates(&sim), 0);
+}
