@@ -1,7 +1,7 @@
 //! The planner: desired (objects) + observed (Expensify) + clock -> changes and per-object
 //! findings. Pure: no I/O, no clock of its own, same answer for any input order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -284,6 +284,12 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         })
         .collect();
 
+    let visible: HashSet<&str> = input
+        .observed
+        .policies
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
     let mut accesses: Vec<&AccessObject> = input
         .accesses
         .iter()
@@ -304,7 +310,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         if !access.deleting {
             object_plan.problems = validate_access(access, std::slice::from_ref(connector));
         }
-        let policy = resolve_policy(access, input.observed, &policies);
+        let policy = resolve_policy(access, input.observed, &policies, &visible);
         match policy {
             Ok(id) => {
                 object_plan.policy_id = Some(id.clone());
@@ -375,9 +381,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         };
         let is_protected = |email: &str| email == policy.owner || protected.contains(email);
         let prev_managed = r.object.previously_managed();
+        let policy_claims = claims.get(policy.id.as_str());
         let claimed_by_others = |email: &str| {
-            claims
-                .get(policy.id.as_str())
+            policy_claims
                 .and_then(|c| c.get(email))
                 .is_some_and(|askers| askers.iter().any(|(key, _)| **key != r.object.key))
         };
@@ -413,9 +419,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             .iter()
             .filter(|(email, _)| {
                 !is_protected(email)
-                    && !claims
-                        .get(policy.id.as_str())
-                        .is_some_and(|c| c.contains_key(email.as_str()))
+                    && !policy_claims.is_some_and(|c| c.contains_key(email.as_str()))
             })
             .collect();
         if matches!(
@@ -452,8 +456,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             }
         } else {
             for wanted in r.wanted.values() {
-                let askers = claims
-                    .get(policy.id.as_str())
+                let askers = policy_claims
                     .and_then(|c| c.get(wanted.email.as_str()))
                     .map(Vec::as_slice)
                     .unwrap_or_default();
@@ -636,13 +639,14 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         object_plan.managed = managed;
     }
 
+    let resolved_keys: BTreeSet<&ObjectKey> = resolved.iter().map(|r| &r.object.key).collect();
     // Objects whose policy no longer exists while deleting: nothing left to revoke.
     // Objects that did not resolve keep their inventory untouched.
     for access in &accesses {
         let Some(object_plan) = objects.get_mut(&access.key) else {
             continue;
         };
-        if !resolved.iter().any(|r| r.object.key == access.key) && !access.deleting {
+        if !resolved_keys.contains(&access.key) && !access.deleting {
             object_plan.managed = access.previously_managed();
         }
     }
@@ -651,13 +655,15 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         apply_revocation_limit(connector, &mut changes, &mut objects, input.accesses);
 
     changes.sort_by(|a, b| (&a.policy_id, &a.email, a.kind).cmp(&(&b.policy_id, &b.email, b.kind)));
-    for object_plan in objects.values_mut() {
-        let key = object_plan.key.clone();
-        object_plan.planned = summarize(
-            changes
-                .iter()
-                .filter(|c| Some(&c.requested_by) == key.as_ref()),
-        );
+    let mut by_requester: BTreeMap<&ObjectKey, Vec<&Change>> = BTreeMap::new();
+    for change in &changes {
+        by_requester
+            .entry(&change.requested_by)
+            .or_default()
+            .push(change);
+    }
+    for (key, object_plan) in objects.iter_mut() {
+        object_plan.planned = summarize(by_requester.get(key).into_iter().flatten().copied());
         object_plan
             .drift
             .sort_by(|a, b| (a.kind, &a.email).cmp(&(b.kind, &b.email)));
@@ -746,10 +752,10 @@ fn resolve_policy(
     access: &AccessObject,
     observed: &Observed,
     policies: &BTreeMap<String, PolicyView>,
+    visible: &HashSet<&str>,
 ) -> Result<String, Problem> {
-    let visible = observed.policies.len();
     match (&access.spec.policy.id, &access.spec.policy.name) {
-        (Some(id), None) if observed.policies.iter().any(|p| &p.id == id) => {
+        (Some(id), None) if visible.contains(id.as_str()) => {
             if policies.contains_key(id) || access.deleting {
                 Ok(id.clone())
             } else {
@@ -763,7 +769,8 @@ fn resolve_policy(
         (Some(id), None) => Err(Problem::new(
             "spec.policy.id",
             format!(
-                "policy {id:?} is not among the {visible} policies the connector's credentials can see"
+                "policy {id:?} is not among the {} policies the connector's credentials can see",
+                visible.len()
             ),
         )),
         (None, Some(name)) => {
@@ -778,7 +785,8 @@ fn resolve_policy(
                 [] => Err(Problem::new(
                     "spec.policy.name",
                     format!(
-                        "no policy named {name:?} among the {visible} policies the connector's credentials can see"
+                        "no policy named {name:?} among the {} policies the connector's credentials can see",
+                        visible.len()
                     ),
                 )),
                 ids => Err(Problem::new(

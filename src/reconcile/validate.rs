@@ -116,6 +116,16 @@ pub fn connector_allows(connector: &ConnectorObject, namespace: &str) -> bool {
             .any(|allowed| allowed == "*" || allowed == namespace)
 }
 
+/// `spec.members[i]`, formatted only when a problem is found.
+#[derive(Clone, Copy)]
+struct MemberPath(usize);
+
+impl fmt::Display for MemberPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "spec.members[{}]", self.0)
+    }
+}
+
 /// Problems with a PolicyAccess's spec, given the connectors that exist.
 pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) -> Vec<Problem> {
     let spec = &access.spec;
@@ -156,7 +166,7 @@ pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) ->
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, member) in spec.members.iter().enumerate() {
-        let at = format!("spec.members[{i}]");
+        let at = MemberPath(i);
         if !email::is_valid(&member.email) {
             problems.push(Problem::new(
                 format!("{at}.email"),

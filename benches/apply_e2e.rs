@@ -1,0 +1,146 @@
+//! End to end: apply 500 policies x 10,000 memberships to an empty org in the simulator
+//! (a separate process), reporting Expensify calls, time and this process's peak memory.
+//! `cargo bench --bench apply_e2e`. Targets: <= 1 + ceil(500/chunk) reads +
+//! ceil(10,000/batch) writes + the verification reads; peak RSS < 100 MiB.
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use expensify_operator::expensify::{ClientSettings, Credentials, ExpensifyClients, Pacing};
+use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
+
+const POLICIES: usize = 500;
+const MEMBERS: usize = 20;
+const ID: &str = "aa_bench";
+const SECRET: &str = "bench-only-secret";
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("apply_500_policies_10000_memberships: bench");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut seed = format!(
+        "accounts:\n  - {{partnerUserID: {ID}, partnerUserSecret: {SECRET}, email: admin@bench.example}}\nrateLimits: {{enabled: false}}\npolicies:\n"
+    );
+    for p in 0..POLICIES {
+        let _ = writeln!(
+            seed,
+            "  - {{id: \"BE{p:014X}\", name: \"Policy {p}\", owner: owner@bench.example, employees: [{{email: admin@bench.example, role: admin}}]}}"
+        );
+    }
+    std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
+    let port = free_port();
+    let mut simulator = Command::new(env!("CARGO_BIN_EXE_expensify-operator"))
+        .args([
+            "simulator",
+            "--seed",
+            work.path().join("seed.yaml").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simulator starts");
+    let endpoint = format!("http://127.0.0.1:{port}/Integration-Server/ExpensifyIntegrations");
+
+    let manifests = work.path().join("repo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("connector.yaml"),
+        format!("apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: bench}}\nspec:\n  credentialsSecretRef: {{name: creds}}\n  endpoint: {endpoint}\n  adminEmail: admin@bench.example\n  maxRevocationsPerSync: 100\n"),
+    )
+    .unwrap();
+    for p in 0..POLICIES {
+        let mut text = format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: policy-{p}, namespace: bench}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"BE{p:014X}\"}}\n  mode: Authoritative\n  members:\n"
+        );
+        for m in 0..MEMBERS {
+            let _ = writeln!(
+                text,
+                "    - {{email: person{m}.{p}@bench.example, role: {}}}",
+                ["user", "auditor", "admin"][m % 3]
+            );
+        }
+        std::fs::write(manifests.join(format!("policy-{p}.yaml")), text).unwrap();
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // Wait for the simulator to listen.
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let settings = ClientSettings {
+            pacing: Pacing::unlimited(),
+            ..ClientSettings::default()
+        };
+        let mode = FileMode {
+            dir: manifests.clone(),
+            status_dir: StatusDir::new(work.path().join("status")),
+            credentials: CredentialSource::Fixed(Credentials::new(ID, SECRET).unwrap()),
+            clients: Arc::new(ExpensifyClients::new(settings.clone()).unwrap()),
+            endpoint_override: None,
+            strict: true,
+        };
+        let rss_before = peak_rss_kib();
+        let started = Instant::now();
+        let report = mode.pass(false).await.expect("apply");
+        let elapsed = started.elapsed();
+        let sync = &report.syncs[0];
+        let applied = sync.results.iter().filter(|r| r.failure.is_none()).count();
+        let calls = sync.calls;
+        let reads_target = 1 + POLICIES.div_ceil(settings.roster_chunk_size);
+        let writes_target = (POLICIES * MEMBERS).div_ceil(settings.update_batch_size);
+        println!("apply_500_policies_10000_memberships");
+        println!("  changes applied:   {applied} of {}", sync.results.len());
+        println!(
+            "  expensify calls:   {} = {} policyList + {} roster reads + {} updater calls (target {} reads + {} writes + {} verification reads)",
+            calls.total(),
+            calls.policy_list,
+            calls.roster_reads,
+            calls.employee_updates,
+            reads_target,
+            writes_target,
+            POLICIES.div_ceil(settings.roster_chunk_size)
+        );
+        let paced = ((calls.total() - 1) / 20 * 60).max((calls.total() - 1) / 5 * 10);
+        println!("  wall time:         {:.2} s with pacing off; Expensify's 5/10 s and 20/60 s limits make these calls take at least {paced} s", elapsed.as_secs_f64());
+        println!("  peak RSS:          {:.1} MiB (before the sync: {:.1} MiB)", peak_rss_kib() as f64 / 1024.0, rss_before as f64 / 1024.0);
+        let started = Instant::now();
+        let again = mode.pass(false).await.expect("second apply");
+        println!(
+            "  second apply:      {} changes, {} calls, {:.2} s",
+            again.pending_changes(),
+            again.syncs[0].calls.total(),
+            started.elapsed().as_secs_f64()
+        );
+    });
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+}
