@@ -508,3 +508,31 @@ async fn export_then_apply_changes_nothing() {
     assert!(!applied.has_errors() && !applied.has_blocked());
     assert_eq!(updates(&sim), 0);
 }
+
+#[tokio::test]
+async fn a_suspended_connector_reads_and_writes_nothing() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("  suspend: true\n");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example}\n",
+    );
+    let report = repo.mode().pass(false).await.unwrap();
+    assert_eq!(
+        sim.state().counters().requests,
+        0,
+        "nothing read or written"
+    );
+    let status = &report.syncs[0].statuses[&key("finance")];
+    assert_eq!(status.phase, AccessPhase::Pending);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.reason == "ConnectorSuspended")
+    );
+    assert!(!report.has_errors() && !report.has_blocked());
+}

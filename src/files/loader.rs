@@ -186,11 +186,12 @@ fn load_document(document: Value, source: Source, manifests: &mut Manifests) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let name = document
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let raw_name = document.pointer("/metadata/name").cloned();
+    let name = match &raw_name {
+        Some(Value::String(name)) => name.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => String::new(),
+    };
     let namespace = document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -224,6 +225,13 @@ fn load_document(document: Value, source: Source, manifests: &mut Manifests) {
         manifests
             .problems
             .push(problem("metadata.name is missing".to_string()));
+        return;
+    }
+    if !raw_name.as_ref().is_some_and(Value::is_string) {
+        // YAML reads `y`, `no`, `1` and the like as booleans or numbers.
+        manifests.problems.push(problem(format!(
+            "metadata.name {name} is not a string; quote it"
+        )));
         return;
     }
     let key = ObjectKey::new(namespace.clone(), name);
@@ -379,6 +387,24 @@ mod tests {
         assert!(
             manifests.problems[0].message.contains("one.yaml")
                 && manifests.problems[0].message.contains("two.yaml")
+        );
+    }
+
+    #[test]
+    fn a_name_yaml_reads_as_a_boolean_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "y.yaml",
+            &ACCESS.replace("{name: team}", "{name: y}"),
+        );
+        let manifests = load(dir.path(), &[]).unwrap();
+        assert!(
+            manifests.problems[0]
+                .message
+                .contains("not a string; quote it"),
+            "{:?}",
+            manifests.problems
         );
     }
 

@@ -157,7 +157,9 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         let _ = writeln!(out);
     }
     let (grants, roles, revocations) = totals(report);
-    if grants + roles + revocations == 0 {
+    if grants + roles + revocations == 0 && report.has_errors() {
+        let _ = writeln!(out, "No changes for the objects that could be synced.");
+    } else if grants + roles + revocations == 0 {
         let _ = writeln!(out, "No changes. Expensify matches the manifests.");
     } else {
         let _ = writeln!(

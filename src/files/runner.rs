@@ -12,14 +12,14 @@ use tracing::{info, warn};
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
 use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, digest};
-use crate::api::{
-    ConnectorPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
-};
+use kube::core::object::{HasSpec, HasStatus};
+
+use crate::api::{ConnectorPhase, ExpensifyConnector, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::ExpensifyClients;
-use crate::reconcile::status::{AccessFindings, access_status};
+use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, ObjectPlan, SyncReport, SyncRequest, sync_connector,
-    unsynced, validate_access, validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
+    validate_access, validate_connector,
 };
 
 /// How a pass runs.
@@ -112,27 +112,23 @@ fn attach<K>(
     source: &str,
 ) -> Result<(), StatusDirError>
 where
-    K: kube::Resource<DynamicType = ()>
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + HasSpecStatus,
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + HasSpec + HasStatus,
+    K::Spec: serde::Serialize,
 {
     let previous: Option<K> = status_dir.read(key)?;
-    let spec_digest = digest(&object.spec_value());
+    let spec_digest = digest(object.spec());
     let (generation, status) = match previous {
-        Some(previous) => {
+        Some(mut previous) => {
             let meta = previous.meta();
             let old_generation = meta.generation.unwrap_or(0);
             let same =
                 meta.annotations.as_ref().and_then(|a| a.get(SPEC_DIGEST)) == Some(&spec_digest);
-            (
-                if same {
-                    old_generation.max(1)
-                } else {
-                    old_generation + 1
-                },
-                previous.status_value(),
-            )
+            let generation = if same {
+                old_generation.max(1)
+            } else {
+                old_generation + 1
+            };
+            (generation, previous.status_mut().take())
         }
         None => (1, None),
     };
@@ -141,42 +137,8 @@ where
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.insert(SPEC_DIGEST.to_string(), spec_digest);
     annotations.insert(SOURCE.to_string(), source.to_string());
-    object.set_status(status);
+    *object.status_mut() = status;
     Ok(())
-}
-
-/// Access to `spec` and `status` of both kinds, for the status directory.
-pub trait HasSpecStatus {
-    type Status;
-    fn spec_value(&self) -> serde_json::Value;
-    fn status_value(self) -> Option<Self::Status>;
-    fn set_status(&mut self, status: Option<Self::Status>);
-}
-
-impl HasSpecStatus for ExpensifyConnector {
-    type Status = ExpensifyConnectorStatus;
-    fn spec_value(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).unwrap_or_default()
-    }
-    fn status_value(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn set_status(&mut self, status: Option<Self::Status>) {
-        self.status = status;
-    }
-}
-
-impl HasSpecStatus for PolicyAccess {
-    type Status = PolicyAccessStatus;
-    fn spec_value(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).unwrap_or_default()
-    }
-    fn status_value(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn set_status(&mut self, status: Option<Self::Status>) {
-        self.status = status;
-    }
 }
 
 impl FileMode {
@@ -362,23 +324,10 @@ impl FileMode {
                 })
             })
             .map(|a| {
-                let after = ObjectPlan {
-                    key: Some(a.key.clone()),
-                    problems: validate_access(a, &prepared.connectors),
-                    ..ObjectPlan::default()
-                };
-                let findings = AccessFindings {
-                    object: a,
-                    after: &after,
-                    managed: a.previously_managed(),
-                    attempted: Default::default(),
-                    failures: Vec::new(),
-                    connector_problem: None,
-                    mass_revocation_used: None,
-                };
+                let why = NotSynced::Invalid(validate_access(a, &prepared.connectors));
                 UnattachedAccess {
                     key: a.key.clone(),
-                    status: access_status(findings, now),
+                    status: unsynced_status(a, why, now),
                 }
             })
             .collect()

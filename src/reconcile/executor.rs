@@ -8,7 +8,9 @@ use tracing::{info, warn};
 
 use super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::plan::{Change, ChangeKind, Plan, PlanInput, plan, summarize};
-use super::status::{AccessFindings, ConnectorFindings, access_status, connector_status};
+use super::status::{
+    AccessFindings, ConnectorFindings, NotSynced, access_status, connector_status, unsynced_status,
+};
 use crate::api::{ExpensifyConnectorStatus, MemberFailure, PolicyAccessStatus, PolicyInfo};
 use crate::email;
 use crate::expensify::{CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, UpdateReport};
@@ -83,20 +85,11 @@ pub fn unsynced(
         .iter()
         .filter(|a| a.connector_key() == connector.key)
         .map(|a| {
-            let after = super::plan::ObjectPlan {
-                key: Some(a.key.clone()),
-                ..Default::default()
+            let why = NotSynced::ConnectorDown {
+                message: problem.clone(),
+                suspended,
             };
-            let findings = AccessFindings {
-                object: a,
-                after: &after,
-                managed: a.previously_managed(),
-                attempted: Default::default(),
-                failures: Vec::new(),
-                connector_problem: Some(problem.clone()),
-                mass_revocation_used: None,
-            };
-            (a.key.clone(), access_status(findings, request.now))
+            (a.key.clone(), unsynced_status(a, why, request.now))
         })
         .collect();
     SyncReport {
@@ -454,6 +447,7 @@ fn statuses_for(
                 attempted: summarize(before.changes.iter().filter(|c| c.requested_by == a.key)),
                 failures: failures.get(&a.key).cloned().unwrap_or_default(),
                 connector_problem: None,
+                connector_suspended: false,
                 mass_revocation_used: before_plan.and_then(|p| p.mass_revocation_used.clone()),
             };
             Some((a.key.clone(), access_status(findings, request.now)))

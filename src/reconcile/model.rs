@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
@@ -37,6 +38,26 @@ impl fmt::Display for ObjectKey {
 /// Namespace of an object that names none, in both modes.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+impl ObjectKey {
+    /// The key of an object's metadata (`default` when it names no namespace).
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self::new(
+            meta.namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+fn annotations(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 /// A connector as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorObject {
@@ -51,19 +72,9 @@ impl ConnectorObject {
     pub fn from_resource(connector: &ExpensifyConnector) -> Self {
         let meta = &connector.metadata;
         Self {
-            key: ObjectKey::new(
-                meta.namespace
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
-                meta.name.clone().unwrap_or_default(),
-            ),
+            key: ObjectKey::of(meta),
             generation: meta.generation,
-            annotations: meta
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            annotations: annotations(meta),
             spec: connector.spec.clone(),
             status: connector.status.clone(),
         }
@@ -89,20 +100,10 @@ impl AccessObject {
     pub fn from_resource(access: &PolicyAccess) -> Self {
         let meta = &access.metadata;
         Self {
-            key: ObjectKey::new(
-                meta.namespace
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
-                meta.name.clone().unwrap_or_default(),
-            ),
+            key: ObjectKey::of(meta),
             generation: meta.generation,
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
-            annotations: meta
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            annotations: annotations(meta),
             spec: access.spec.clone(),
             deleting: meta.deletion_timestamp.is_some(),
             status: access.status.clone(),

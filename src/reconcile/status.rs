@@ -27,6 +27,8 @@ pub struct AccessFindings<'a> {
     pub failures: Vec<MemberFailure>,
     /// Set when the connector could not sync at all.
     pub connector_problem: Option<String>,
+    /// The connector is suspended on purpose: objects wait, they are not in error.
+    pub connector_suspended: bool,
     /// The `allow-mass-revocation` value this sync used for the object.
     pub mass_revocation_used: Option<String>,
 }
@@ -48,6 +50,18 @@ fn verdict(f: &AccessFindings<'_>) -> Verdict {
         message,
         stalled,
     };
+    if let Some(problem) = f
+        .connector_problem
+        .as_ref()
+        .filter(|_| f.connector_suspended)
+    {
+        return failed(
+            AccessPhase::Pending,
+            "ConnectorSuspended",
+            problem.clone(),
+            false,
+        );
+    }
     if let Some(problem) = &f.connector_problem {
         return failed(
             AccessPhase::Error,
@@ -141,6 +155,43 @@ fn verdict(f: &AccessFindings<'_>) -> Verdict {
         message: format!("{} of {} member(s) in sync", after.in_sync, after.desired),
         stalled: false,
     }
+}
+
+/// Why no sync looked at an object.
+#[derive(Debug, Clone)]
+pub enum NotSynced {
+    /// The object itself is invalid before any connector is involved.
+    Invalid(Vec<super::validate::Problem>),
+    /// Its connector could not sync; `suspended` when that was on purpose.
+    ConnectorDown { message: String, suspended: bool },
+}
+
+/// The status of an object that no sync could look at; its inventory is kept as it was.
+pub fn unsynced_status(
+    object: &AccessObject,
+    why: NotSynced,
+    now: Timestamp,
+) -> PolicyAccessStatus {
+    let (problems, connector_problem, connector_suspended) = match why {
+        NotSynced::Invalid(problems) => (problems, None, false),
+        NotSynced::ConnectorDown { message, suspended } => (Vec::new(), Some(message), suspended),
+    };
+    let after = ObjectPlan {
+        key: Some(object.key.clone()),
+        problems,
+        ..ObjectPlan::default()
+    };
+    let findings = AccessFindings {
+        object,
+        after: &after,
+        managed: object.previously_managed(),
+        attempted: PlanSummary::default(),
+        failures: Vec::new(),
+        connector_problem,
+        connector_suspended,
+        mass_revocation_used: None,
+    };
+    access_status(findings, now)
 }
 
 /// The status a PolicyAccess gets after a sync.
