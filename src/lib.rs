@@ -5,6 +5,7 @@
 //! loopback double of the Integration Server used by tests, benchmarks and the demo.
 
 pub mod api;
+pub mod cluster;
 pub mod commands;
 pub mod email;
 pub mod expensify;

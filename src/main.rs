@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Cluster mode: watch ExpensifyConnector and PolicyAccess objects and keep Expensify in line.
+    Controller(commands::controller::ControllerArgs),
     /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
     Plan(commands::plan::PlanArgs),
     /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
@@ -48,6 +50,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let result = match cli.command {
+        Command::Controller(args) => commands::controller::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Watch(args) => commands::watch::run(args).await,

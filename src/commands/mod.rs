@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod common;
+pub mod controller;
 pub mod crds;
 pub mod demo;
 pub mod export;

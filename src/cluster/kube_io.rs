@@ -1,0 +1,248 @@
+//! The Kubernetes calls the controller makes, one function each, so the RBAC rules and the
+//! mock-server tests have one list to check against.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{
+    API_VERSION, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
+    SecretRef,
+};
+use crate::expensify::Credentials;
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "expensify-operator";
+/// Held on every PolicyAccess a connector syncs, so its deletion can revoke what it granted.
+pub const FINALIZER: &str = "expensify.gitops.dev/finalizer";
+
+/// A Kubernetes call that failed, named after the action.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeCallError {
+    #[error("listing PolicyAccess objects: {0}")]
+    ListAccesses(#[source] kube::Error),
+    #[error("reading ExpensifyConnector {namespace}/{name}: {source}")]
+    ReadConnector {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("patching the status of {kind} {namespace}/{name}: {source}")]
+    PatchStatus {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating the finalizers of PolicyAccess {namespace}/{name}: {source}")]
+    Finalizer {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Every PolicyAccess the controller can see (one list call per sync).
+pub async fn list_accesses(client: &kube::Client) -> Result<Vec<PolicyAccess>, KubeCallError> {
+    Api::<PolicyAccess>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .map_err(KubeCallError::ListAccesses)
+}
+
+/// What reading a connector's Secret found.
+#[derive(Debug)]
+pub enum SecretLookup {
+    Found {
+        credentials: Credentials,
+        resource_version: String,
+    },
+    /// Missing Secret or key: a message for status, never the data.
+    Unusable(String),
+}
+
+/// Reads the connector's credentials, fresh each sync, so rotation needs no restart.
+pub async fn read_secret(
+    client: &kube::Client,
+    namespace: &str,
+    reference: &SecretRef,
+) -> Result<SecretLookup, KubeCallError> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let secret = match api.get_opt(&reference.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Ok(SecretLookup::Unusable(format!(
+                "Secret {namespace}/{} not found",
+                reference.name
+            )));
+        }
+        Err(source) => {
+            return Err(KubeCallError::ReadSecret {
+                namespace: namespace.to_string(),
+                name: reference.name.clone(),
+                source,
+            });
+        }
+    };
+    let value = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).to_string())
+    };
+    let (Some(id), Some(secret_value)) = (
+        value(&reference.user_id_key),
+        value(&reference.user_secret_key),
+    ) else {
+        return Ok(SecretLookup::Unusable(format!(
+            "Secret {namespace}/{} lacks key {:?} or {:?}",
+            reference.name, reference.user_id_key, reference.user_secret_key
+        )));
+    };
+    match Credentials::new(id, secret_value) {
+        Ok(credentials) => Ok(SecretLookup::Found {
+            credentials,
+            resource_version: secret.resource_version().unwrap_or_default(),
+        }),
+        Err(e) => Ok(SecretLookup::Unusable(format!(
+            "Secret {namespace}/{}: {e}",
+            reference.name
+        ))),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Server-side applies a PolicyAccess status.
+pub async fn apply_access_status(
+    client: &kube::Client,
+    object: &PolicyAccess,
+    status: &PolicyAccessStatus,
+) -> Result<(), KubeCallError> {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let patch = json!({"apiVersion": API_VERSION, "kind": "PolicyAccess", "status": status});
+    Api::<PolicyAccess>::namespaced(client.clone(), &namespace)
+        .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| KubeCallError::PatchStatus {
+            kind: "PolicyAccess",
+            namespace,
+            name,
+            source,
+        })
+}
+
+/// Server-side applies a connector status.
+pub async fn apply_connector_status(
+    client: &kube::Client,
+    object: &ExpensifyConnector,
+    status: &ExpensifyConnectorStatus,
+) -> Result<(), KubeCallError> {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let patch = json!({"apiVersion": API_VERSION, "kind": "ExpensifyConnector", "status": status});
+    Api::<ExpensifyConnector>::namespaced(client.clone(), &namespace)
+        .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| KubeCallError::PatchStatus {
+            kind: "ExpensifyConnector",
+            namespace,
+            name,
+            source,
+        })
+}
+
+/// Sets the finalizer list, guarded by the object's resourceVersion (a concurrent change
+/// makes the API server refuse, and the next sync tries again).
+pub async fn set_finalizers(
+    client: &kube::Client,
+    object: &PolicyAccess,
+    finalizers: Vec<String>,
+) -> Result<(), KubeCallError> {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    Api::<PolicyAccess>::namespaced(client.clone(), &namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| KubeCallError::Finalizer {
+            namespace,
+            name,
+            source,
+        })
+}
+
+/// Adds the finalizer when missing.
+pub async fn ensure_finalizer(
+    client: &kube::Client,
+    object: &PolicyAccess,
+) -> Result<(), KubeCallError> {
+    if object.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = object.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    set_finalizers(client, object, finalizers).await
+}
+
+/// Removes the finalizer, letting the deletion finish.
+pub async fn release_finalizer(
+    client: &kube::Client,
+    object: &PolicyAccess,
+) -> Result<(), KubeCallError> {
+    if !object.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let finalizers = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(client, object, finalizers).await
+}
+
+/// Publishes an Event on an object; a failure is logged, never fatal to a sync.
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "publishing an Event failed");
+    }
+}

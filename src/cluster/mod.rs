@@ -1,0 +1,9 @@
+pub mod context;
+pub mod kube_io;
+pub mod metrics;
+pub mod reconciler;
+pub mod run;
+pub mod server;
+pub mod unattached;
+
+pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};

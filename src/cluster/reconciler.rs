@@ -1,0 +1,382 @@
+//! The connector reconcile: one sync per connector for every PolicyAccess that uses it,
+//! then status, events and finalizers written back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use rand::Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::context::{Context, LastSync};
+use super::kube_io::{self, KubeCallError, SecretLookup};
+use crate::api::{
+    ALLOW_MASS_REVOCATION, AccessPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
+    PolicyAccessStatus, RECONCILE_REQUESTED_AT, parse_duration,
+};
+use crate::files::status_dir::digest;
+use crate::reconcile::validate::describe;
+use crate::reconcile::{
+    AccessObject, ChangeKind, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector,
+    unsynced, validate_connector,
+};
+
+/// How often a standby replica checks whether it became the leader.
+pub const STANDBY_RECHECK: Duration = Duration::from_secs(5);
+
+/// A reconcile that failed on a Kubernetes call; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("syncing connector {connector}: {source}")]
+    Kube {
+        connector: String,
+        #[source]
+        source: KubeCallError,
+    },
+}
+
+/// The status without the fields that change on every sync, to decide whether to write.
+fn comparable<T: Serialize>(status: &T) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("lastSyncTime");
+        object.remove("lastSuccessfulSyncTime");
+        if let Some(conditions) = object.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            for condition in conditions {
+                if let Some(condition) = condition.as_object_mut() {
+                    condition.remove("lastTransitionTime");
+                }
+            }
+        }
+    }
+    value
+}
+
+/// Whether `new` differs from `old` in anything but timestamps.
+pub fn status_changed<T: Serialize>(old: Option<&T>, new: &T) -> bool {
+    old.is_none_or(|old| comparable(old) != comparable(new))
+}
+
+/// What decides whether a sync is needed: specs, annotations, deletions and the Secret
+/// version, never status (so our own status writes do not cause syncs).
+fn fingerprint(
+    connector: &ExpensifyConnector,
+    attached: &[&PolicyAccess],
+    secret_version: &str,
+) -> String {
+    let annotations = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let all = meta.annotations.clone().unwrap_or_default();
+        [RECONCILE_REQUESTED_AT, ALLOW_MASS_REVOCATION].map(|k| all.get(k).cloned())
+    };
+    let objects: Vec<_> = attached
+        .iter()
+        .map(|pa| {
+            (
+                ObjectKey::of(&pa.metadata).to_string(),
+                &pa.spec,
+                pa.metadata.deletion_timestamp.is_some(),
+                annotations(&pa.metadata),
+            )
+        })
+        .collect();
+    digest(&(
+        &connector.spec,
+        annotations(&connector.metadata),
+        objects,
+        secret_version,
+    ))
+}
+
+/// The next sync: `syncInterval` with up to 10 % jitter, sooner for an expiry.
+fn next_due(connector: &ConnectorObject, report: &SyncReport) -> Duration {
+    let interval =
+        parse_duration(&connector.spec.sync_interval).unwrap_or(Duration::from_secs(600));
+    let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
+    let periodic = interval + Duration::from_millis(jitter);
+    let expiry = report.next_expiry().map(|at| {
+        let seconds = at
+            .as_second()
+            .saturating_sub(Timestamp::now().as_second())
+            .max(0);
+        Duration::from_secs(u64::try_from(seconds).unwrap_or(0) + 1)
+    });
+    expiry.map_or(periodic, |e| e.min(periodic))
+}
+
+/// Reconciles one connector.
+pub async fn reconcile_connector(
+    connector: Arc<ExpensifyConnector>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    if !ctx.is_leader() {
+        return Ok(Action::requeue(STANDBY_RECHECK));
+    }
+    let object = ConnectorObject::from_resource(&connector);
+    let key = object.key.clone();
+    let kube_error = |source| ReconcileError::Kube {
+        connector: key.to_string(),
+        source,
+    };
+    let all = kube_io::list_accesses(&ctx.client)
+        .await
+        .map_err(kube_error)?;
+    let attached: Vec<&PolicyAccess> = all
+        .iter()
+        .filter(|pa| AccessObject::from_resource(pa).connector_key() == key)
+        .collect();
+    let problems = validate_connector(&object);
+    let secret = if problems.is_empty() && !object.spec.suspend {
+        Some(
+            kube_io::read_secret(
+                &ctx.client,
+                &key.namespace,
+                &object.spec.credentials_secret_ref,
+            )
+            .await
+            .map_err(kube_error)?,
+        )
+    } else {
+        None
+    };
+    let secret_version = match &secret {
+        Some(SecretLookup::Found {
+            resource_version, ..
+        }) => resource_version.clone(),
+        _ => String::new(),
+    };
+    let print = fingerprint(&connector, &attached, &secret_version);
+    if let Some(last) = ctx.last_sync(&key) {
+        let now = Instant::now();
+        if last.fingerprint == print && now < last.due {
+            return Ok(Action::requeue(last.due - now));
+        }
+    }
+
+    for pa in attached
+        .iter()
+        .filter(|pa| pa.metadata.deletion_timestamp.is_none())
+    {
+        kube_io::ensure_finalizer(&ctx.client, pa)
+            .await
+            .map_err(kube_error)?;
+    }
+    let objects: Vec<AccessObject> = attached
+        .iter()
+        .map(|pa| AccessObject::from_resource(pa))
+        .collect();
+    let request = SyncRequest {
+        connector: &object,
+        accesses: &objects,
+        now: Timestamp::now(),
+        inventory_complete: true,
+        dry_run: false,
+    };
+    let started = std::time::Instant::now();
+    let report = if !problems.is_empty() {
+        unsynced(request, "InvalidSpec", &describe(&problems), false)
+    } else if object.spec.suspend {
+        unsynced(request, "Suspended", "suspended", true)
+    } else {
+        match secret {
+            Some(SecretLookup::Found { credentials, .. }) => {
+                match ctx.expensify.client(&object.spec.endpoint, credentials) {
+                    Ok(client) => sync_connector(request, &client).await,
+                    Err(e) => unsynced(request, "InvalidSpec", &e.to_string(), false),
+                }
+            }
+            Some(SecretLookup::Unusable(message)) => {
+                unsynced(request, "SecretNotFound", &message, false)
+            }
+            None => unsynced(request, "SecretNotFound", "no Secret read", false),
+        }
+    };
+    ctx.metrics
+        .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
+
+    write_back(&ctx, &connector, &attached, &report)
+        .await
+        .map_err(kube_error)?;
+    let wait = next_due(&object, &report);
+    ctx.remember(
+        key.clone(),
+        LastSync {
+            fingerprint: print,
+            due: Instant::now() + wait,
+        },
+    );
+    info!(
+        connector = %key,
+        phase = %report.connector_status.phase,
+        objects = report.statuses.len(),
+        changes = report.results.len(),
+        expensify_calls = report.calls.total(),
+        next_sync_seconds = wait.as_secs(),
+        "connector synced"
+    );
+    Ok(Action::requeue(wait))
+}
+
+/// Statuses (only when changed), Events, the connector status, and released finalizers.
+async fn write_back(
+    ctx: &Context,
+    connector: &ExpensifyConnector,
+    attached: &[&PolicyAccess],
+    report: &SyncReport,
+) -> Result<(), KubeCallError> {
+    let by_key: BTreeMap<ObjectKey, &PolicyAccess> = attached
+        .iter()
+        .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
+        .collect();
+    for result in &report.results {
+        let Some(pa) = by_key.get(&result.change.requested_by) else {
+            continue;
+        };
+        let change = &result.change;
+        let (reason, what) = match change.kind {
+            ChangeKind::Grant => (
+                "Granted",
+                format!(
+                    "granted {} as {} on {}",
+                    change.email,
+                    change.role.map(|r| r.to_string()).unwrap_or_default(),
+                    change.policy_name
+                ),
+            ),
+            ChangeKind::RoleChange => (
+                "RoleChanged",
+                format!(
+                    "changed {} from {} to {} on {}",
+                    change.email,
+                    change.old_role.as_deref().unwrap_or("?"),
+                    change.role.map(|r| r.to_string()).unwrap_or_default(),
+                    change.policy_name
+                ),
+            ),
+            ChangeKind::ApproverChange => (
+                "ApproverChanged",
+                format!(
+                    "{} now submits to {} on {}",
+                    change.email, change.manager_email, change.policy_name
+                ),
+            ),
+            ChangeKind::Revoke => (
+                "Revoked",
+                format!(
+                    "revoked {} (was {}) from {}",
+                    change.email,
+                    change.old_role.as_deref().unwrap_or("?"),
+                    change.policy_name
+                ),
+            ),
+        };
+        match &result.failure {
+            None => kube_io::publish(&ctx.recorder, *pa, false, reason, "Sync", what).await,
+            Some(failure) => {
+                kube_io::publish(
+                    &ctx.recorder,
+                    *pa,
+                    true,
+                    "ChangeFailed",
+                    "Sync",
+                    format!("could not {}: {failure}", what),
+                )
+                .await
+            }
+        }
+    }
+    for (key, status) in &report.statuses {
+        let Some(pa) = by_key.get(key) else { continue };
+        let previous: Option<&PolicyAccessStatus> = pa.status.as_ref();
+        if !status_changed(previous, status) {
+            continue;
+        }
+        kube_io::apply_access_status(&ctx.client, pa, status).await?;
+        let message_changed = previous.and_then(|p| p.message.as_ref()) != status.message.as_ref();
+        if matches!(status.phase, AccessPhase::Blocked | AccessPhase::Error) && message_changed {
+            let reason = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| status.phase.to_string());
+            kube_io::publish(
+                &ctx.recorder,
+                *pa,
+                true,
+                &reason,
+                "Sync",
+                status.message.clone().unwrap_or_default(),
+            )
+            .await;
+        }
+    }
+    let interval =
+        parse_duration(&connector.spec.sync_interval).unwrap_or(Duration::from_secs(600));
+    let stale = connector
+        .status
+        .as_ref()
+        .and_then(|s| s.last_sync_time.as_ref())
+        .is_none_or(|t| {
+            Timestamp::now().as_second() - t.0.as_second() >= interval.as_secs() as i64
+        });
+    let previous: Option<&ExpensifyConnectorStatus> = connector.status.as_ref();
+    if stale || status_changed(previous, &report.connector_status) {
+        kube_io::apply_connector_status(&ctx.client, connector, &report.connector_status).await?;
+    }
+    for key in &report.finished_deletions {
+        if let Some(pa) = by_key.get(key) {
+            info!(object = %key, "deletion finished; releasing the finalizer");
+            kube_io::release_finalizer(&ctx.client, pa).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Failed reconciles are retried after a pause; the API server may be briefly away.
+pub fn error_policy(
+    connector: Arc<ExpensifyConnector>,
+    error: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    warn!(connector = %connector.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ConnectorPhase;
+
+    #[test]
+    fn timestamps_alone_do_not_count_as_a_change() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let later = Timestamp::from_second(2_000).unwrap();
+        let mut old = ExpensifyConnectorStatus {
+            phase: ConnectorPhase::Connected,
+            last_sync_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            ..Default::default()
+        };
+        crate::api::set_condition(
+            &mut old.conditions,
+            "Ready",
+            crate::api::ConditionStatus::True,
+            "Synced",
+            "ok",
+            Some(1),
+            now,
+        );
+        let mut new = old.clone();
+        new.last_sync_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later));
+        new.conditions[0].last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later);
+        assert!(!status_changed(Some(&old), &new));
+        new.user_count = Some(3);
+        assert!(status_changed(Some(&old), &new));
+        assert!(status_changed(None, &new));
+    }
+}

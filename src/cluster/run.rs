@@ -1,0 +1,236 @@
+//! Cluster mode: the two controllers, the probes server, leader election and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::context::Context;
+use super::metrics::Metrics;
+use super::server::{self, Readiness};
+use super::{reconciler, unattached};
+use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::expensify::ExpensifyClients;
+use crate::reconcile::AccessObject;
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    pub probes_addr: SocketAddr,
+    pub lease: Option<LeaseSettings>,
+    /// Quiet time that folds a burst of changes into one sync.
+    pub debounce: Duration,
+}
+
+/// Why the controller stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunControllerError {
+    #[error("connecting to Kubernetes: {0}")]
+    Client(#[source] kube::Error),
+    #[error(
+        "the expensify.gitops.dev CRDs are not installed or not readable ({0}); install them with `kubectl apply --server-side -f crds/`"
+    )]
+    CrdsMissing(#[source] kube::Error),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// Connectors to sync when a Secret changes: those in its namespace that reference it.
+fn connectors_using(
+    store: &kube::runtime::reflector::Store<ExpensifyConnector>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ExpensifyConnector>> {
+    let namespace = secret.namespace().unwrap_or_default();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(namespace.as_str())
+                && c.spec.credentials_secret_ref.name == name
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Runs until `stop` resolves; syncs in flight finish first.
+pub async fn run(
+    settings: ControllerSettings,
+    expensify: Arc<ExpensifyClients>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunControllerError> {
+    let client = Client::try_default()
+        .await
+        .map_err(RunControllerError::Client)?;
+    Api::<ExpensifyConnector>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(RunControllerError::CrdsMissing)?;
+    Api::<PolicyAccess>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(RunControllerError::CrdsMissing)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        info!("stop requested; finishing the syncs in flight");
+        let _ = stop_tx.send(true);
+    });
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let probes = server::serve(
+        settings.probes_addr,
+        metrics.clone(),
+        readiness.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+    info!(addr = %settings.probes_addr, "serving /metrics, /healthz and /readyz");
+
+    let (leader, lease_task) = match &settings.lease {
+        None => (watch::channel(true).1, None),
+        Some(lease) => {
+            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+                .with_namespace(&lease.namespace)
+                .with_identity(&lease.identity)
+                .with_duration(lease.duration.as_secs().max(1))
+                .with_grace(lease.duration.as_secs().max(2) / 2)
+                .build()
+                .await
+                .map_err(|e| RunControllerError::Lease(e.to_string()))?;
+            let (receiver, task) = manager.watch().await;
+            info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
+            (receiver, Some(task))
+        }
+    };
+
+    let reporter = Reporter {
+        controller: "expensify-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        expensify,
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        leader.clone(),
+    ));
+
+    let config = controller::Config::default().debounce(settings.debounce);
+    let watch_config = watcher::Config::default().any_semantic();
+    let connectors = Controller::new(
+        Api::<ExpensifyConnector>::all(client.clone()),
+        watch_config.clone(),
+    )
+    .with_config(config.clone());
+    let connector_store = connectors.store();
+    let secret_store = connector_store.clone();
+    let mut shutdown_a = stop_rx.clone();
+    let connectors = connectors
+        .watches(
+            Api::<PolicyAccess>::all(client.clone()),
+            watch_config.clone(),
+            |pa| {
+                let key = AccessObject::from_resource(&pa).connector_key();
+                Some(ObjectRef::new(&key.name).within(&key.namespace))
+            },
+        )
+        .watches(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watch_config.clone(),
+            move |secret| connectors_using(&secret_store, &secret),
+        )
+        .graceful_shutdown_on(async move {
+            let _ = shutdown_a.wait_for(|stop| *stop).await;
+        })
+        .run(
+            reconciler::reconcile_connector,
+            reconciler::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "connector controller");
+            }
+        });
+    let mut shutdown_b = stop_rx.clone();
+    let accesses = Controller::new(Api::<PolicyAccess>::all(client.clone()), watch_config)
+        .with_config(config)
+        .graceful_shutdown_on(async move {
+            let _ = shutdown_b.wait_for(|stop| *stop).await;
+        })
+        .run(
+            unattached::reconcile_access,
+            unattached::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "PolicyAccess controller");
+            }
+        });
+
+    // Ready once the connector watch has listed everything.
+    let ready_store = connector_store.clone();
+    let ready_flag = readiness.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            ready_flag.set_ready();
+        }
+    });
+    // A new leader syncs everything once; a lost lease stops writes at the next reconcile.
+    let mut leadership = leader;
+    let leader_ctx = ctx.clone();
+    let leadership_task = tokio::spawn(async move {
+        while leadership.changed().await.is_ok() {
+            let leading = *leadership.borrow();
+            info!(leading, "leadership changed");
+            if leading {
+                leader_ctx.forget_all();
+            }
+        }
+    });
+
+    tokio::join!(connectors, accesses);
+    leadership_task.abort();
+    let _ = leadership_task.await;
+    drop(ctx);
+    // With every receiver gone the lease task returns its manager: hand the lease over now
+    // instead of letting it expire.
+    if let Some(task) = lease_task {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(manager))) => {
+                if let Err(e) = manager.release().await {
+                    warn!(error = %e, "releasing the lease failed; it expires by itself");
+                }
+            }
+            _ => warn!("the lease could not be released; it expires by itself"),
+        }
+    }
+    let _ = probes.await;
+    info!("controller stopped");
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! PolicyAccess objects no connector sync covers: their connector is missing or refuses
+//! their namespace. They get an Error status, and their deletion is never held up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+
+use super::context::Context;
+use super::kube_io::{self, FINALIZER, KubeCallError};
+use super::reconciler::{ReconcileError, STANDBY_RECHECK, status_changed};
+use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::reconcile::status::{NotSynced, unsynced_status};
+use crate::reconcile::{AccessObject, ConnectorObject, connector_allows, validate_access};
+
+/// Reconciles one PolicyAccess; only acts when no connector sync will.
+pub async fn reconcile_access(
+    access: Arc<PolicyAccess>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    if !ctx.is_leader() {
+        return Ok(Action::requeue(STANDBY_RECHECK));
+    }
+    let object = AccessObject::from_resource(&access);
+    let connector_key = object.connector_key();
+    let kube_error = |source| ReconcileError::Kube {
+        connector: connector_key.to_string(),
+        source,
+    };
+    let connector =
+        Api::<ExpensifyConnector>::namespaced(ctx.client.clone(), &connector_key.namespace)
+            .get_opt(&connector_key.name)
+            .await
+            .map_err(|source| {
+                kube_error(KubeCallError::ReadConnector {
+                    namespace: connector_key.namespace.clone(),
+                    name: connector_key.name.clone(),
+                    source,
+                })
+            })?
+            .map(|c| ConnectorObject::from_resource(&c));
+    let attached = connector
+        .as_ref()
+        .is_some_and(|c| connector_allows(c, &object.key.namespace));
+    if attached {
+        // The connector's sync covers it.
+        return Ok(Action::await_change());
+    }
+    if access.metadata.deletion_timestamp.is_some() {
+        if access.finalizers().iter().any(|f| f == FINALIZER) {
+            kube_io::publish(
+                &ctx.recorder,
+                access.as_ref(),
+                true,
+                "ConnectorMissing",
+                "Delete",
+                format!("connector {connector_key} is missing or refuses this namespace: nothing could be revoked; deletion goes ahead"),
+            )
+            .await;
+            kube_io::release_finalizer(&ctx.client, &access)
+                .await
+                .map_err(kube_error)?;
+        }
+        return Ok(Action::await_change());
+    }
+    let connectors: Vec<ConnectorObject> = connector.into_iter().collect();
+    let status = unsynced_status(
+        &object,
+        NotSynced::Invalid(validate_access(&object, &connectors)),
+        Timestamp::now(),
+    );
+    if status_changed(access.status.as_ref(), &status) {
+        kube_io::apply_access_status(&ctx.client, &access, &status)
+            .await
+            .map_err(kube_error)?;
+        kube_io::publish(
+            &ctx.recorder,
+            access.as_ref(),
+            true,
+            "InvalidSpec",
+            "Sync",
+            status.message.clone().unwrap_or_default(),
+        )
+        .await;
+    }
+    // Connectors appear and change; look again now and then.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+pub fn error_policy(
+    access: Arc<PolicyAccess>,
+    error: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(object = %access.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}

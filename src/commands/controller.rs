@@ -1,0 +1,65 @@
+//! `controller`: cluster mode.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+
+use super::common::ClientArgs;
+use crate::api::parse_duration;
+use crate::cluster::{self, ControllerSettings, LeaseSettings};
+
+/// Arguments of `controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080",
+        env = "EXPENSIFY_OPERATOR_PROBES_ADDR"
+    )]
+    pub probes_addr: SocketAddr,
+    /// Hold a Lease so that only one replica writes (run two or more replicas with it).
+    #[arg(long, env = "EXPENSIFY_OPERATOR_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, value_name = "NAME", default_value = "expensify-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease [default: POD_NAMESPACE, else default].
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease lasts without renewal.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub lease_duration: String,
+    /// Quiet time that folds a burst of changes into one sync.
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub debounce: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
+    let lease = if args.leader_election {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("expensify-operator-{}", std::process::id()));
+        Some(LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            identity,
+            duration: parse_duration(&args.lease_duration).context("--lease-duration")?,
+        })
+    } else {
+        None
+    };
+    let settings = ControllerSettings {
+        probes_addr: args.probes_addr,
+        lease,
+        debounce: parse_duration(&args.debounce).context("--debounce")?,
+    };
+    cluster::run(settings, args.client.clients()?, super::shutdown_signal()).await?;
+    Ok(0)
+}

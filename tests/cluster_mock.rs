@@ -1,0 +1,687 @@
+//! The reconcile functions against kube-rs's mock service (tower-test): the exact
+//! Kubernetes requests for each scenario, with Expensify played by the simulator.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
+use expensify_operator::cluster::context::Context;
+use expensify_operator::cluster::metrics::Metrics;
+use expensify_operator::cluster::{reconciler, unattached};
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const GROUP: &str = "/apis/expensify.gitops.dev/v1alpha1";
+const STATUS_QUERY: &str = "/status?&force=true&fieldManager=expensify-operator";
+
+/// Plays the API server: each expected call is checked, answered, and its body returned.
+struct ApiServer(Handle);
+
+impl ApiServer {
+    async fn expect(&mut self, method: &str, uri: &str, status: u16, reply: Value) -> Value {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("expected {method} {uri}, but no call came"))
+            .expect("the client is gone");
+        let seen = format!("{} {}", request.method(), request.uri());
+        assert!(
+            seen.starts_with(&format!("{method} {uri}")),
+            "expected {method} {uri}\n     got {seen}"
+        );
+        let body = request.into_body().collect_bytes().await.unwrap();
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    }
+
+    async fn ok(&mut self, method: &str, uri: &str, reply: Value) -> Value {
+        self.expect(method, uri, 200, reply).await
+    }
+
+    /// An Event was published; returns its reason and note.
+    async fn event(&mut self, namespace: &str) -> (String, String) {
+        let body = self
+            .ok("POST", &format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events"), json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}))
+            .await;
+        (
+            body["reason"].as_str().unwrap_or_default().to_string(),
+            body["note"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+}
+
+fn context(
+    client: kube::Client,
+    sim_settings: expensify_operator::expensify::ClientSettings,
+) -> Arc<Context> {
+    // The sender may go: the receiver keeps the last value, "leader".
+    let (_, leader) = tokio::sync::watch::channel(true);
+    Arc::new(Context::new(
+        client.clone(),
+        Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings).unwrap()),
+        Recorder::new(
+            client,
+            Reporter {
+                controller: "expensify-operator".into(),
+                instance: None,
+            },
+        ),
+        Arc::new(Metrics::default()),
+        leader,
+    ))
+}
+
+fn mock() -> (kube::Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), ApiServer(handle))
+}
+
+fn connector_json(endpoint: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "credentialsSecretRef": {"name": "expensify-credentials"},
+        "endpoint": endpoint,
+        "adminEmail": "it-admin@acme.example",
+        "protectedEmails": ["ceo@acme.example", "cfo@acme.example"],
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+        "metadata": {"name": "acme", "namespace": "finance", "uid": "c-1", "generation": 1, "resourceVersion": "10"},
+        "spec": spec,
+    })
+}
+
+fn access_json(name: &str, spec: Value, metadata: Value) -> Value {
+    let mut meta = json!({"name": name, "namespace": "finance", "uid": format!("u-{name}"), "generation": 1, "resourceVersion": "20"});
+    meta.as_object_mut()
+        .unwrap()
+        .extend(metadata.as_object().cloned().unwrap_or_default());
+    json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess", "metadata": meta, "spec": spec})
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccessList", "metadata": {"resourceVersion": "30"}, "items": items})
+}
+
+fn secret(secret: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "expensify-credentials", "namespace": "finance", "resourceVersion": "5"},
+           "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(secret)}})
+}
+
+async fn run_connector(
+    client: kube::Client,
+    connector: Value,
+    endpoint_settings: expensify_operator::expensify::ClientSettings,
+) -> tokio::task::JoinHandle<Result<kube::runtime::controller::Action, reconciler::ReconcileError>>
+{
+    let connector: ExpensifyConnector = serde_json::from_value(connector).unwrap();
+    let ctx = context(client, endpoint_settings);
+    tokio::spawn(reconciler::reconcile_connector(Arc::new(connector), ctx))
+}
+
+async fn finish<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile finished without further calls")
+        .unwrap()
+}
+
+fn finance(members: Value, mode: &str) -> Value {
+    json!({"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "mode": mode, "members": members})
+}
+
+#[tokio::test]
+async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(
+            json!([{"email": "new@acme.example", "role": "auditor"}]),
+            "Additive",
+        ),
+        json!({}),
+    );
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    let patch = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team?"),
+            team.clone(),
+        )
+        .await;
+    assert_eq!(
+        patch,
+        json!({"metadata": {"finalizers": ["expensify.gitops.dev/finalizer"], "resourceVersion": "20"}})
+    );
+    let (reason, note) = api.event("finance").await;
+    assert_eq!(reason, "Granted");
+    assert_eq!(note, "granted new@acme.example as auditor on Finance");
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team.clone(),
+        )
+        .await;
+    assert_eq!(status["apiVersion"], "expensify.gitops.dev/v1alpha1");
+    assert_eq!(status["status"]["phase"], "Synced");
+    assert_eq!(
+        status["status"]["managedMembers"],
+        json!(["new@acme.example"])
+    );
+    assert_eq!(
+        status["status"]["lastPlan"],
+        json!({"grants": 1, "roleChanges": 0, "revocations": 0})
+    );
+    let ready = status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("True"), Some("Synced"))
+    );
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Connected");
+    let action = finish(task).await.unwrap();
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
+    assert!(has_member(&sim, "new@acme.example"));
+}
+
+fn has_member(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) -> bool {
+    roster(sim, FINANCE).iter().any(|(e, _)| e == email)
+}
+
+fn synced_status(managed: &[&str]) -> Value {
+    json!({"phase": "Synced", "managedMembers": managed})
+}
+
+#[tokio::test]
+async fn in_sync_writes_nothing_but_the_stale_connector_status() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let mut team = access_json(
+        "team",
+        finance(json!([{"email": "alice@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    // The status it would get, so nothing differs but timestamps.
+    team["status"] = json!({
+        "phase": "Synced", "observedGeneration": 1, "policyID": FINANCE, "policyName": "Finance",
+        "desiredMembers": 1, "inSyncMembers": 1, "lastPlan": {"grants": 0, "roleChanges": 0, "revocations": 0},
+        "message": "1 of 1 member(s) in sync",
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Synced", "message": "1 of 1 member(s) in sync", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Synced", "status": "True", "reason": "InSync", "message": "Expensify matches the spec", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ]
+    });
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![team]))
+        .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    // No finalizer patch, no event, no PolicyAccess status: only the connector (never synced before).
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Connected");
+    finish(task).await.unwrap();
+    assert_eq!(updates(&sim), 0);
+}
+
+#[tokio::test]
+async fn drift_under_authoritative_is_revoked_with_an_event() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let members = json!([{"email": "alice@acme.example"}, {"email": "bob@acme.example"}, {"email": "readonly@acme.example", "role": "auditor"}]);
+    let team = access_json(
+        "team",
+        finance(members, "Authoritative"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    let (reason, note) = api.event("finance").await;
+    assert_eq!(
+        (reason.as_str(), note.as_str()),
+        (
+            "Revoked",
+            "revoked mallory@acme.example (was admin) from Finance"
+        )
+    );
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team,
+        )
+        .await;
+    assert_eq!(status["status"]["lastPlan"]["revocations"], 1);
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+        connector_json("https://x.example", json!({})),
+    )
+    .await;
+    finish(task).await.unwrap();
+    assert!(!has_member(&sim, "mallory@acme.example"));
+}
+
+#[tokio::test]
+async fn a_blocked_object_gets_a_warning_event_and_status() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(
+            json!([{"email": "cfo@acme.example", "role": "user"}]),
+            "Additive",
+        ),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team,
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Blocked");
+    let conditions = status["status"]["conditions"].as_array().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Stalled" && c["status"] == "True")
+    );
+    let (reason, note) = api.event("finance").await;
+    assert_eq!(reason, "Protected");
+    assert!(note.contains("cfo@acme.example is protected"), "{note}");
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+        connector_json("https://x.example", json!({})),
+    )
+    .await;
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(json!([{"email": "a@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let task = run_connector(
+        client,
+        connector_json("http://expensify.example/x", json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team,
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Error");
+    let (reason, _) = api.event("finance").await;
+    assert_eq!(reason, "ConnectorNotReady");
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Error");
+    assert!(
+        connector["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.endpoint")
+    );
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_named_in_status() {
+    let (client, mut api) = mock();
+    let task = run_connector(
+        client,
+        connector_json(
+            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+            json!({}),
+        ),
+        test_settings(),
+    )
+    .await;
+    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![]))
+        .await;
+    api.expect("GET", "/api/v1/namespaces/finance/secrets/expensify-credentials", 404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"expensify-credentials\" not found"})).await;
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Error");
+    assert_eq!(
+        connector["status"]["conditions"][0]["reason"],
+        "SecretNotFound"
+    );
+    assert_eq!(
+        connector["status"]["message"],
+        "Secret finance/expensify-credentials not found"
+    );
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![]))
+        .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret("wrong-secret-xyz"),
+    )
+    .await;
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Error");
+    assert_eq!(
+        connector["status"]["conditions"][0]["reason"],
+        "AuthenticationFailed"
+    );
+    assert!(!connector.to_string().contains("wrong-secret-xyz"));
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let mut gone = access_json(
+        "gone",
+        finance(json!([{"email": "alice@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"], "deletionTimestamp": "2026-11-28T00:00:00Z"}),
+    );
+    gone["status"] = synced_status(&["alice@acme.example"]);
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![gone.clone()]),
+    )
+    .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    let (reason, _) = api.event("finance").await;
+    assert_eq!(reason, "Revoked");
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/policyaccesses/gone{STATUS_QUERY}"),
+        gone.clone(),
+    )
+    .await;
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+        connector_json("https://x.example", json!({})),
+    )
+    .await;
+    let release = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/gone?"),
+            gone,
+        )
+        .await;
+    assert_eq!(
+        release,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "20"}})
+    );
+    finish(task).await.unwrap();
+    assert!(!has_member(&sim, "alice@acme.example"));
+}
+
+#[tokio::test]
+async fn deletion_with_orphan_only_releases_the_finalizer() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let mut spec = finance(json!([{"email": "alice@acme.example"}]), "Additive");
+    spec["deletionPolicy"] = json!("Orphan");
+    let mut gone = access_json(
+        "gone",
+        spec,
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"], "deletionTimestamp": "2026-11-28T00:00:00Z"}),
+    );
+    gone["status"] = synced_status(&["alice@acme.example"]);
+    let task = run_connector(
+        client,
+        connector_json(&sim.endpoint(), json!({})),
+        test_settings(),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![gone.clone()]),
+    )
+    .await;
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        secret(ADMIN_SECRET),
+    )
+    .await;
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/policyaccesses/gone{STATUS_QUERY}"),
+        gone.clone(),
+    )
+    .await;
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+        connector_json("https://x.example", json!({})),
+    )
+    .await;
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/policyaccesses/gone?"),
+        gone,
+    )
+    .await;
+    finish(task).await.unwrap();
+    assert!(has_member(&sim, "alice@acme.example"));
+    assert_eq!(updates(&sim), 0);
+}
+
+#[tokio::test]
+async fn a_cross_namespace_reference_the_connector_refuses_is_an_error() {
+    let (client, mut api) = mock();
+    let stray: PolicyAccess = serde_json::from_value(json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+        "metadata": {"name": "stray", "namespace": "marketing", "uid": "u-s", "generation": 1, "resourceVersion": "3"},
+        "spec": {"connectorRef": {"name": "acme", "namespace": "finance"}, "policy": {"name": "Marketing"}, "members": [{"email": "a@acme.example"}]}
+    }))
+    .unwrap();
+    let ctx = context(client, test_settings());
+    let task = tokio::spawn(unattached::reconcile_access(Arc::new(stray.clone()), ctx));
+    api.ok(
+        "GET",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
+        connector_json(
+            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+            json!({}),
+        ),
+    )
+    .await;
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/marketing/policyaccesses/stray{STATUS_QUERY}"),
+            serde_json::to_value(&stray).unwrap(),
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Error");
+    assert!(
+        status["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow namespace \"marketing\"")
+    );
+    let (reason, _) = api.event("marketing").await;
+    assert_eq!(reason, "InvalidSpec");
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_allowed_object_is_left_to_its_connector() {
+    let (client, mut api) = mock();
+    let team: PolicyAccess = serde_json::from_value(access_json(
+        "team",
+        finance(json!([]), "Additive"),
+        json!({}),
+    ))
+    .unwrap();
+    let ctx = context(client, test_settings());
+    let task = tokio::spawn(unattached::reconcile_access(Arc::new(team), ctx));
+    api.ok(
+        "GET",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
+        connector_json(
+            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+            json!({}),
+        ),
+    )
+    .await;
+    let action = finish(task).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
