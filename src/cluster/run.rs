@@ -45,8 +45,6 @@ pub struct ControllerSettings {
 /// Why the controller stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunControllerError {
-    #[error("connecting to Kubernetes: {0}")]
-    Client(#[source] kube::Error),
     #[error(
         "the expensify.gitops.dev CRDs are not installed or not readable ({0}); install them with `kubectl apply --server-side -f crds/`"
     )]
@@ -77,13 +75,11 @@ fn connectors_using(
 
 /// Runs until `stop` resolves; syncs in flight finish first.
 pub async fn run(
+    client: Client,
     settings: ControllerSettings,
     expensify: Arc<ExpensifyClients>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunControllerError> {
-    let client = Client::try_default()
-        .await
-        .map_err(RunControllerError::Client)?;
     Api::<ExpensifyConnector>::all(client.clone())
         .list(&ListParams::default().limit(1))
         .await

@@ -60,6 +60,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         lease,
         debounce: parse_duration(&args.debounce).context("--debounce")?,
     };
-    cluster::run(settings, args.client.clients()?, super::shutdown_signal()).await?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config, or KUBECONFIG / ~/.kube/config)")?;
+    cluster::run(
+        client,
+        settings,
+        args.client.clients()?,
+        super::shutdown_signal(),
+    )
+    .await?;
     Ok(0)
 }

@@ -1,0 +1,530 @@
+//! A Kubernetes API server double for the controller's end-to-end tests and benchmark:
+//! list and watch (with resourceVersion), get, create, merge patches, server-side apply of
+//! the status subresource, finalizers and deletionTimestamp, for the kinds the controller
+//! uses (ExpensifyConnector, PolicyAccess, Secret incl. metadata-only, Event). In memory,
+//! on 127.0.0.1. Deliberately small: it is strict about what the controller sends and
+//! answers what a real API server would, not every API server feature.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+/// A kind the double serves: (group path prefix, plural, Kind, has status subresource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Connector,
+    Access,
+    Secret,
+    Event,
+}
+
+impl Kind {
+    fn from_path(prefix: &str, plural: &str) -> Option<Kind> {
+        match (prefix, plural) {
+            ("/apis/expensify.gitops.dev/v1alpha1", "expensifyconnectors") => Some(Kind::Connector),
+            ("/apis/expensify.gitops.dev/v1alpha1", "policyaccesses") => Some(Kind::Access),
+            ("/api/v1", "secrets") => Some(Kind::Secret),
+            ("/apis/events.k8s.io/v1", "events") => Some(Kind::Event),
+            _ => None,
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::Connector | Kind::Access => "expensify.gitops.dev/v1alpha1",
+            Kind::Secret => "v1",
+            Kind::Event => "events.k8s.io/v1",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::Connector => "ExpensifyConnector",
+            Kind::Access => "PolicyAccess",
+            Kind::Secret => "Secret",
+            Kind::Event => "Event",
+        }
+    }
+}
+
+type Key = (Kind, String, String);
+
+#[derive(Default)]
+struct Store {
+    resource_version: u64,
+    objects: BTreeMap<Key, Value>,
+    /// Every change, for watches that start from an older resourceVersion.
+    log: Vec<(u64, Kind, &'static str, Value)>,
+    events: Vec<Value>,
+    requests: u64,
+    status_writes: u64,
+}
+
+/// The double; dropped, it stops serving.
+pub struct ApiServerDouble {
+    pub addr: SocketAddr,
+    store: Arc<Mutex<Store>>,
+    changes: broadcast::Sender<(u64, Kind, &'static str, Value)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServerDouble {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn status_error(code: u16, reason: &str, message: String) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": code}),
+    )
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(entries) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let object = target.as_object_mut().expect("object");
+            for (key, value) in entries {
+                if value.is_null() {
+                    object.remove(key);
+                } else {
+                    merge(object.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn as_metadata_only(object: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": object["metadata"]})
+}
+
+impl Store {
+    fn bump(&mut self) -> u64 {
+        self.resource_version += 1;
+        self.resource_version
+    }
+
+    fn record(
+        &mut self,
+        kind: Kind,
+        kind_of_change: &'static str,
+        object: Value,
+    ) -> (u64, Kind, &'static str, Value) {
+        let entry = (self.resource_version, kind, kind_of_change, object);
+        self.log.push(entry.clone());
+        entry
+    }
+}
+
+impl ApiServerDouble {
+    pub async fn start() -> ApiServerDouble {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = Arc::new(Mutex::new(Store::default()));
+        let (changes, _) = broadcast::channel(65_536);
+        let (task_store, task_changes) = (store.clone(), changes.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (store, changes) = (task_store.clone(), task_changes.clone());
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request| handle(request, store.clone(), changes.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        ApiServerDouble {
+            addr,
+            store,
+            changes,
+            task,
+        }
+    }
+
+    /// A kube client for this double.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// The object as stored, if any.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(kind, namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Events published so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.store.lock().unwrap().events.clone()
+    }
+
+    /// Requests served and status writes made, for the benchmark.
+    pub fn counts(&self) -> (u64, u64) {
+        let store = self.store.lock().unwrap();
+        (store.requests, store.status_writes)
+    }
+}
+
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+fn reply(code: u16, body: &Value) -> Reply {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap()
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    store: Arc<Mutex<Store>>,
+    changes: broadcast::Sender<(u64, Kind, &'static str, Value)>,
+) -> Result<Reply, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query: BTreeMap<String, String> = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let metadata_only = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=PartialObjectMetadata"));
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    store.lock().unwrap().requests += 1;
+
+    // /api/v1/... or /apis/<group>/<version>/..., then [namespaces/<ns>/]<plural>[/<name>[/status]]
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix, rest) = match segments.first() {
+        Some(&"api") if segments.len() >= 2 => (format!("/api/{}", segments[1]), &segments[2..]),
+        Some(&"apis") if segments.len() >= 3 => (
+            format!("/apis/{}/{}", segments[1], segments[2]),
+            &segments[3..],
+        ),
+        _ => {
+            return Ok(reply(
+                404,
+                &status_error(404, "NotFound", format!("no route {path}")).1,
+            ));
+        }
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => {
+            return Ok(reply(
+                404,
+                &status_error(404, "NotFound", format!("no route {path}")).1,
+            ));
+        }
+    };
+    let Some(kind) = Kind::from_path(&prefix, plural) else {
+        return Ok(reply(
+            404,
+            &status_error(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            )
+            .1,
+        ));
+    };
+
+    if method == Method::GET
+        && name.is_none()
+        && query.get("watch").is_some_and(|w| w == "true" || w == "1")
+    {
+        let from: u64 = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let receiver = changes.subscribe();
+        let backlog: Vec<(u64, Kind, &'static str, Value)> = store
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(rv, k, _, _)| *rv > from && *k == kind)
+            .cloned()
+            .collect();
+        let last_backlog = backlog.last().map_or(from, |(rv, ..)| *rv);
+        let namespace_filter = namespace.clone();
+        let to_line =
+            move |(_, k, type_, object): (u64, Kind, &'static str, Value)| -> Option<Bytes> {
+                if k != kind {
+                    return None;
+                }
+                if let Some(ns) = &namespace_filter
+                    && object["metadata"]["namespace"].as_str() != Some(ns)
+                {
+                    return None;
+                }
+                let object = if metadata_only {
+                    as_metadata_only(&object)
+                } else {
+                    object
+                };
+                Some(Bytes::from(format!(
+                    "{}\n",
+                    json!({"type": type_, "object": object})
+                )))
+            };
+        let to_line_live = to_line.clone();
+        let backlog_stream = futures::stream::iter(backlog.into_iter().filter_map(to_line));
+        let live = futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(change) => return Some((change, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .filter(move |(rv, ..)| std::future::ready(*rv > last_backlog))
+        .filter_map(move |change| std::future::ready(to_line_live(change)));
+        let stream = backlog_stream
+            .chain(live)
+            .map(|line| Ok::<_, Infallible>(Frame::data(line)));
+        return Ok(Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap());
+    }
+
+    let mut guard = store.lock().unwrap();
+    let store = &mut *guard;
+    let (code, value, change) = match (method.clone(), name.clone(), subresource.as_deref()) {
+        (Method::GET, None, None) => {
+            let items: Vec<Value> = store
+                .objects
+                .iter()
+                .filter(|((k, ns, _), _)| *k == kind && namespace.as_ref().is_none_or(|n| n == ns))
+                .map(|(_, o)| {
+                    if metadata_only {
+                        as_metadata_only(o)
+                    } else {
+                        o.clone()
+                    }
+                })
+                .collect();
+            let (api_version, list_kind) = if metadata_only {
+                (
+                    "meta.k8s.io/v1".to_string(),
+                    "PartialObjectMetadataList".to_string(),
+                )
+            } else {
+                (
+                    kind.api_version().to_string(),
+                    format!("{}List", kind.kind()),
+                )
+            };
+            (
+                200,
+                json!({"apiVersion": api_version, "kind": list_kind, "metadata": {"resourceVersion": store.resource_version.to_string()}, "items": items}),
+                None,
+            )
+        }
+        (Method::GET, Some(name), None) => {
+            match store
+                .objects
+                .get(&(kind, namespace.clone().unwrap_or_default(), name.clone()))
+            {
+                Some(object) => (200, object.clone(), None),
+                None => {
+                    let (c, v) =
+                        status_error(404, "NotFound", format!("{} \"{name}\" not found", plural));
+                    (c, v, None)
+                }
+            }
+        }
+        (Method::POST, None, None) => {
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                let (c, v) = status_error(400, "BadRequest", "body is not JSON".into());
+                return Ok(reply(c, &v));
+            };
+            let ns = namespace.clone().unwrap_or_default();
+            let object_name = object["metadata"]["name"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let generated = format!(
+                        "{}{}",
+                        object["metadata"]["generateName"]
+                            .as_str()
+                            .unwrap_or("object-"),
+                        store.resource_version + 1
+                    );
+                    generated
+                });
+            if kind == Kind::Event {
+                store.events.push(object.clone());
+                return Ok(reply(201, &object));
+            }
+            let key = (kind, ns.clone(), object_name.clone());
+            if store.objects.contains_key(&key) {
+                let (c, v) = status_error(
+                    409,
+                    "AlreadyExists",
+                    format!("{plural} \"{object_name}\" already exists"),
+                );
+                return Ok(reply(c, &v));
+            }
+            let rv = store.bump();
+            let meta = &mut object["metadata"];
+            meta["name"] = json!(object_name);
+            meta["namespace"] = json!(ns);
+            meta["uid"] = json!(format!("uid-{rv}"));
+            meta["resourceVersion"] = json!(rv.to_string());
+            meta["generation"] = json!(1);
+            meta["creationTimestamp"] = json!("2026-11-28T00:00:00Z");
+            object["apiVersion"] = json!(kind.api_version());
+            object["kind"] = json!(kind.kind());
+            store.objects.insert(key, object.clone());
+            let change = store.record(kind, "ADDED", object.clone());
+            (201, object, Some(change))
+        }
+        (Method::PATCH, Some(name), sub) => {
+            let key = (kind, namespace.clone().unwrap_or_default(), name.clone());
+            let Some(current) = store.objects.get(&key).cloned() else {
+                let (c, v) =
+                    status_error(404, "NotFound", format!("{plural} \"{name}\" not found"));
+                return Ok(reply(c, &v));
+            };
+            let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+                let (c, v) = status_error(400, "BadRequest", "patch is not JSON".into());
+                return Ok(reply(c, &v));
+            };
+            let mut next = current.clone();
+            if sub == Some("status") {
+                if !content_type.starts_with("application/apply-patch")
+                    && !content_type.starts_with("application/merge-patch")
+                {
+                    let (c, v) = status_error(415, "UnsupportedMediaType", content_type.clone());
+                    return Ok(reply(c, &v));
+                }
+                next["status"] = patch["status"].clone();
+                store.status_writes += 1;
+            } else {
+                if let Some(expected) = patch["metadata"]["resourceVersion"].as_str()
+                    && current["metadata"]["resourceVersion"].as_str() != Some(expected)
+                {
+                    let (c, v) = status_error(
+                        409,
+                        "Conflict",
+                        format!(
+                            "the object has been modified; resourceVersion {expected} is stale"
+                        ),
+                    );
+                    return Ok(reply(c, &v));
+                }
+                let mut patch = patch.clone();
+                if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("resourceVersion");
+                }
+                if let Some(object) = patch.as_object_mut() {
+                    object.remove("status");
+                }
+                merge(&mut next, &patch);
+                if next["spec"] != current["spec"] || next["data"] != current["data"] {
+                    let generation = current["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                    next["metadata"]["generation"] = json!(generation);
+                }
+            }
+            let rv = store.bump();
+            next["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let finalizers_empty = next["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+            if next["metadata"]["deletionTimestamp"].is_string() && finalizers_empty {
+                store.objects.remove(&key);
+                let change = store.record(kind, "DELETED", next.clone());
+                (200, next, Some(change))
+            } else {
+                store.objects.insert(key, next.clone());
+                let change = store.record(kind, "MODIFIED", next.clone());
+                (200, next, Some(change))
+            }
+        }
+        (Method::DELETE, Some(name), None) => {
+            let key = (kind, namespace.clone().unwrap_or_default(), name.clone());
+            let Some(mut current) = store.objects.get(&key).cloned() else {
+                let (c, v) =
+                    status_error(404, "NotFound", format!("{plural} \"{name}\" not found"));
+                return Ok(reply(c, &v));
+            };
+            let rv = store.bump();
+            current["metadata"]["resourceVersion"] = json!(rv.to_string());
+            if current["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+            {
+                current["metadata"]["deletionTimestamp"] = json!("2026-11-28T12:00:00Z");
+                store.objects.insert(key, current.clone());
+                let change = store.record(kind, "MODIFIED", current.clone());
+                (200, current, Some(change))
+            } else {
+                store.objects.remove(&key);
+                let change = store.record(kind, "DELETED", current.clone());
+                (200, current, Some(change))
+            }
+        }
+        _ => {
+            let (c, v) = status_error(405, "MethodNotAllowed", format!("{method} {path}"));
+            (c, v, None)
+        }
+    };
+    if let Some(change) = change {
+        let _ = changes.send(change);
+    }
+    drop(guard);
+    Ok(reply(code, &value))
+}
