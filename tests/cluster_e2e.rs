@@ -249,3 +249,128 @@ async fn controller_converges_against_a_real_cluster() {
     }
     scenario(client, "expensify-e2e").await;
 }
+
+/// Ten objects created in a burst make one sync; a reconcile-requested-at annotation makes
+/// one more and is echoed in status; our own status writes make none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_changes_is_one_sync() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = ControllerSettings {
+        probes_addr: "127.0.0.1:0".parse().unwrap(),
+        lease: None,
+        debounce: Duration::from_millis(500),
+    };
+    let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
+    let controller = tokio::spawn(cluster::run(
+        client.clone(),
+        settings,
+        expensify,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let namespace = "finance";
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
+    secrets
+        .create(&PostParams::default(), &secret(namespace, ADMIN_SECRET))
+        .await
+        .unwrap();
+    let connector: ExpensifyConnector = serde_json::from_value(json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+        "metadata": {"name": "acme", "namespace": namespace},
+        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}
+    }))
+    .unwrap();
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .unwrap();
+    eventually("the connector to be Connected", || async {
+        connectors
+            .get("acme")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| s.phase == expensify_operator::api::ConnectorPhase::Connected)
+    })
+    .await;
+    let lists = || {
+        sim.state()
+            .counters()
+            .by_job
+            .get("get/policyList")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = lists();
+    for i in 0..10 {
+        let object: PolicyAccess = serde_json::from_value(json!({
+            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+            "metadata": {"name": format!("team-{i}"), "namespace": namespace},
+            "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": CONTRACTORS}, "members": [{"email": format!("burst{i}@acme.example")}]}
+        }))
+        .unwrap();
+        accesses
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+    eventually("all ten grants", || async {
+        roster(&sim, CONTRACTORS)
+            .iter()
+            .filter(|(e, _)| e.starts_with("burst"))
+            .count()
+            == 10
+    })
+    .await;
+    eventually("all ten statuses", || async {
+        let list = accesses.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|a| {
+                a.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == expensify_operator::api::AccessPhase::Synced)
+            })
+            .count()
+            == 10
+    })
+    .await;
+    // Let the watch events of our own writes (finalizers, statuses) come and go.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lists() - before, 1, "ten objects in a burst, one sync");
+
+    let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": "2026-11-28T12:00:00Z"}}});
+    connectors
+        .patch("acme", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    eventually("the requested sync to be echoed", || async {
+        connectors
+            .get("acme")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.last_handled_reconcile_at)
+            .as_deref()
+            == Some("2026-11-28T12:00:00Z")
+    })
+    .await;
+    assert_eq!(
+        lists() - before,
+        2,
+        "the annotation forced exactly one more sync"
+    );
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .unwrap();
+}

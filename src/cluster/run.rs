@@ -97,14 +97,14 @@ pub async fn run(
     });
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
-    let probes = server::serve(
+    let (probes_addr, probes) = server::serve(
         settings.probes_addr,
         metrics.clone(),
         readiness.clone(),
         stop_rx.clone(),
     )
     .await?;
-    info!(addr = %settings.probes_addr, "serving /metrics, /healthz and /readyz");
+    info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
 
     let (leader, lease_task) = match &settings.lease {
         None => (watch::channel(true).1, None),

@@ -48,64 +48,130 @@ pub struct ServeError {
     pub source: std::io::Error,
 }
 
-/// Binds now; serves until `stop` turns true.
+/// Binds now (returning the address bound, for port 0); serves until `stop` turns true.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError { addr, source })?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.changed() => break,
-            };
-            let (stream, _) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "accepting a probe connection failed");
-                    continue;
-                }
-            };
-            let metrics = metrics.clone();
-            let readiness = readiness.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    let readiness = readiness.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(match request.uri().path() {
-                            "/metrics" => respond(
-                                StatusCode::OK,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                metrics.encode(),
-                            ),
-                            "/healthz" | "/livez" => {
-                                respond(StatusCode::OK, "text/plain", "ok\n".into())
-                            }
-                            "/readyz" if readiness.is_ready() => {
-                                respond(StatusCode::OK, "text/plain", "ready\n".into())
-                            }
-                            "/readyz" => respond(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "text/plain",
-                                "watches not synced yet\n".into(),
-                            ),
-                            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-                        })
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError { addr, source })?;
+    Ok((
+        bound,
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stop.changed() => break,
+                };
+                let (stream, _) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        warn!(error = %e, "accepting a probe connection failed");
+                        continue;
+                    }
+                };
+                let metrics = metrics.clone();
+                let readiness = readiness.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let metrics = metrics.clone();
+                        let readiness = readiness.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(match request.uri().path() {
+                                "/metrics" => respond(
+                                    StatusCode::OK,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                    metrics.encode(),
+                                ),
+                                "/healthz" | "/livez" => {
+                                    respond(StatusCode::OK, "text/plain", "ok\n".into())
+                                }
+                                "/readyz" if readiness.is_ready() => {
+                                    respond(StatusCode::OK, "text/plain", "ready\n".into())
+                                }
+                                "/readyz" => respond(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "text/plain",
+                                    "watches not synced yet\n".into(),
+                                ),
+                                _ => respond(
+                                    StatusCode::NOT_FOUND,
+                                    "text/plain",
+                                    "not found\n".into(),
+                                ),
+                            })
+                        }
+                    });
+                    if let Err(e) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        debug!(error = %e, "probe connection closed");
                     }
                 });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    debug!(error = %e, "probe connection closed");
-                }
-            });
+            }
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_probes() {
+        let metrics = Arc::new(Metrics::default());
+        let readiness = Arc::new(Readiness::default());
+        let (_stop_tx, stop) = watch::channel(false);
+        let (addr, _task) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            metrics.clone(),
+            readiness.clone(),
+            stop,
+        )
+        .await
+        .unwrap();
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        assert_eq!(
+            get(addr, "/readyz").await.0,
+            503,
+            "not ready before the watches synced"
+        );
+        readiness.set_ready();
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        let report = crate::reconcile::SyncReport {
+            connector: crate::reconcile::ObjectKey::new("finance", "acme"),
+            connector_status: Default::default(),
+            plan: Default::default(),
+            results: Vec::new(),
+            statuses: Default::default(),
+            finished_deletions: Vec::new(),
+            observed: Default::default(),
+            calls: Default::default(),
+        };
+        metrics.record("finance/acme", &report, 0.2);
+        let (code, text) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        for name in [
+            "expensify_operator_syncs_total",
+            "expensify_operator_sync_duration_seconds",
+            "expensify_operator_expensify_calls_total",
+            "expensify_operator_blocked_objects",
+            "expensify_operator_drift",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
         }
-    }))
+        assert_eq!(get(addr, "/nope").await.0, 404);
+    }
 }

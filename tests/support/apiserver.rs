@@ -407,7 +407,6 @@ async fn handle(
                 });
             if kind == Kind::Event {
                 store.events.push(object.clone());
-                return Ok(reply(201, &object));
             }
             let key = (kind, ns.clone(), object_name.clone());
             if store.objects.contains_key(&key) {

@@ -1,0 +1,187 @@
+//! 1,000 PolicyAccess objects on 200 policies through the real controller binary, against
+//! the API server double (in this process) and the simulator (its own process). Reports the
+//! Expensify calls per full sync, the time from an edit to the write reaching the
+//! simulator, and the controller's peak RSS. `cargo bench --bench controller_e2e`.
+
+#[path = "../tests/support/apiserver.rs"]
+mod apiserver;
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const POLICIES: usize = 200;
+const OBJECTS: usize = 1_000;
+const MEMBERS: usize = 5;
+const ID: &str = "aa_bench";
+const SECRET: &str = "bench-only-secret";
+const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn counters(port: u16) -> Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/admin/counters"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn job(counters: &Value, job: &str) -> u64 {
+    counters["byJob"][job].as_u64().unwrap_or(0)
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("controller_1000_objects_200_policies: bench");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut seed = format!(
+        "accounts:\n  - {{partnerUserID: {ID}, partnerUserSecret: {SECRET}, email: admin@bench.example}}\nrateLimits: {{enabled: false}}\npolicies:\n"
+    );
+    for p in 0..POLICIES {
+        let _ = writeln!(
+            seed,
+            "  - {{id: \"CB{p:014X}\", name: \"Policy {p}\", owner: owner@bench.example, employees: [{{email: admin@bench.example, role: admin}}]}}"
+        );
+    }
+    std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
+    let sim_port = free_port();
+    let mut simulator = Command::new(BIN)
+        .args([
+            "simulator",
+            "--seed",
+            work.path().join("seed.yaml").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let double = apiserver::ApiServerDouble::start().await;
+        let client = double.client();
+        let kubeconfig = work.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!("apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u, namespace: bench}}}}]\ncurrent-context: c\n", double.addr),
+        )
+        .unwrap();
+        wait_for("the simulator", Duration::from_secs(10), async || reqwest::get(format!("http://127.0.0.1:{sim_port}/admin/counters")).await.is_ok()).await;
+
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "bench"}, "data": {"partnerUserID": b64(ID), "partnerUserSecret": b64(SECRET)}})).unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "bench").create(&PostParams::default(), &secret).await.unwrap();
+        let connector: ExpensifyConnector = serde_json::from_value(json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector", "metadata": {"name": "acme", "namespace": "bench"},
+            "spec": {"credentialsSecretRef": {"name": "creds"}, "endpoint": format!("http://127.0.0.1:{sim_port}/Integration-Server/ExpensifyIntegrations"), "adminEmail": "admin@bench.example", "maxRevocationsPerSync": 100}})).unwrap();
+        let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "bench");
+        connectors.create(&PostParams::default(), &connector).await.unwrap();
+        let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "bench");
+        for o in 0..OBJECTS {
+            let policy = o % POLICIES;
+            let members: Vec<Value> = (0..MEMBERS).map(|m| json!({"email": format!("p{o}.{m}@bench.example"), "role": if m % 2 == 0 { "user" } else { "auditor" }})).collect();
+            let object: PolicyAccess = serde_json::from_value(json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess", "metadata": {"name": format!("access-{o}"), "namespace": "bench"},
+                "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": format!("CB{policy:014X}")}, "members": members}})).unwrap();
+            accesses.create(&PostParams::default(), &object).await.unwrap();
+        }
+
+        let started = Instant::now();
+        let mut controller = Command::new(BIN)
+            .args(["controller", "--probes-addr", "127.0.0.1:0", "--pacing", "none", "--log-level", "warn"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let pid = controller.id();
+        let synced = || {
+            let double = &double;
+            async move {
+                (0..OBJECTS).all(|o| {
+                    double
+                        .get(apiserver::Kind::Access, "bench", &format!("access-{o}"))
+                        .and_then(|v| v["status"]["phase"].as_str().map(|p| p == "Synced"))
+                        .unwrap_or(false)
+                })
+            }
+        };
+        wait_for("1,000 objects Synced", Duration::from_secs(300), async || synced().await).await;
+        let first = started.elapsed();
+        let after_first = counters(sim_port).await;
+        println!("controller_1000_objects_200_policies");
+        println!("  first convergence:     {:.2} s, {} Expensify calls ({} policyList, {} roster reads, {} updater calls)",
+            first.as_secs_f64(),
+            after_first["requests"], job(&after_first, "get/policyList"), job(&after_first, "get/policy"), job(&after_first, "update/employees"));
+
+        // One full sync, forced: what a periodic drift check costs.
+        let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": "bench-1"}}});
+        connectors.patch("acme", &PatchParams::default(), &Patch::Merge(&annotate)).await.unwrap();
+        wait_for("the forced sync", Duration::from_secs(60), async || {
+            double.get(apiserver::Kind::Connector, "bench", "acme").is_some_and(|c| c["status"]["lastHandledReconcileAt"] == "bench-1")
+        })
+        .await;
+        let after_full = counters(sim_port).await;
+        println!("  full sync, in sync:    {} Expensify calls ({} policyList + {} roster reads; target 1 + ceil({POLICIES}/100), independent of the {OBJECTS} objects)",
+            after_full["requests"].as_u64().unwrap() - after_first["requests"].as_u64().unwrap(),
+            job(&after_full, "get/policyList") - job(&after_first, "get/policyList"),
+            job(&after_full, "get/policy") - job(&after_first, "get/policy"));
+
+        // Edit one object: how long until the write reaches Expensify.
+        let mut latencies = Vec::new();
+        for round in 0..5 {
+            let before = job(&counters(sim_port).await, "update/employees");
+            let members = json!({"spec": {"members": [{"email": format!("edit{round}@bench.example")}]}});
+            let edit_started = Instant::now();
+            accesses.patch("access-7", &PatchParams::default(), &Patch::Merge(&members)).await.unwrap();
+            wait_for("the edit's write", Duration::from_secs(30), async || job(&counters(sim_port).await, "update/employees") > before).await;
+            latencies.push(edit_started.elapsed().as_secs_f64());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!("  edit -> write:         median {:.0} ms, worst {:.0} ms over 5 edits (debounce 500 ms; pacing off)", latencies[2] * 1000.0, latencies[4] * 1000.0);
+        println!("  controller peak RSS:   {:.1} MiB", peak_rss_kib(pid) as f64 / 1024.0);
+        let (requests, status_writes) = double.counts();
+        println!("  API server:            {requests} requests, {status_writes} status writes");
+        let _ = controller.kill();
+        let _ = controller.wait();
+    });
+    let _ = simulator.kill();
+    let _ = simulator.wait();
+}
