@@ -374,3 +374,133 @@ async fn a_burst_of_changes_is_one_sync() {
         .unwrap()
         .unwrap();
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn syncs_reported(port: u16) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("expensify_operator_syncs_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// With leader election, a standby replica watches but never syncs; when the leader stops
+/// it hands the lease over and the standby carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_syncs_and_a_standby_takes_over() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let replica = |identity: &str, port: u16| {
+        let client = client.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let settings = ControllerSettings {
+            probes_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            lease: Some(cluster::LeaseSettings {
+                name: "expensify-operator".into(),
+                namespace: "default".into(),
+                identity: identity.into(),
+                duration: Duration::from_secs(2),
+            }),
+            debounce: Duration::from_millis(200),
+        };
+        let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
+        let task = tokio::spawn(cluster::run(client, settings, expensify, async move {
+            let _ = stop_rx.await;
+        }));
+        (stop_tx, task)
+    };
+    let holder = || {
+        double
+            .get(apiserver::Kind::Lease, "default", "expensify-operator")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let (stop_a, task_a) = replica("replica-a", port_a);
+    eventually("replica-a to hold the lease", || async {
+        holder().as_deref() == Some("replica-a")
+    })
+    .await;
+    let (stop_b, task_b) = replica("replica-b", port_b);
+
+    let namespace = "finance";
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret(namespace, ADMIN_SECRET))
+        .await
+        .unwrap();
+    let connector: ExpensifyConnector = serde_json::from_value(json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+        "metadata": {"name": "acme", "namespace": namespace},
+        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}
+    }))
+    .unwrap();
+    Api::<ExpensifyConnector>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &connector)
+        .await
+        .unwrap();
+    let access = |email: &str| -> PolicyAccess {
+        serde_json::from_value(json!({
+            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+            "metadata": {"name": "team", "namespace": namespace},
+            "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [{"email": email}]}
+        }))
+        .unwrap()
+    };
+    accesses
+        .create(&PostParams::default(), &access("leader@acme.example"))
+        .await
+        .unwrap();
+    eventually("the leader's grant", || async {
+        roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "leader@acme.example")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(syncs_reported(port_a).await > 0, "the leader synced");
+    assert_eq!(syncs_reported(port_b).await, 0, "the standby never synced");
+
+    stop_a.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task_a)
+        .await
+        .expect("replica-a stops")
+        .unwrap()
+        .unwrap();
+    eventually("replica-b to take the lease", || async {
+        holder().as_deref() == Some("replica-b")
+    })
+    .await;
+    let members = json!({"spec": {"members": [{"email": "leader@acme.example"}, {"email": "standby@acme.example"}]}});
+    accesses
+        .patch("team", &PatchParams::default(), &Patch::Merge(&members))
+        .await
+        .unwrap();
+    eventually("the new leader's grant", || async {
+        roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "standby@acme.example")
+    })
+    .await;
+    assert!(
+        syncs_reported(port_b).await > 0,
+        "replica-b synced once it led"
+    );
+
+    stop_b.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task_b)
+        .await
+        .expect("replica-b stops")
+        .unwrap()
+        .unwrap();
+}

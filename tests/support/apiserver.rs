@@ -30,6 +30,7 @@ pub enum Kind {
     Access,
     Secret,
     Event,
+    Lease,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             ("/apis/expensify.gitops.dev/v1alpha1", "policyaccesses") => Some(Kind::Access),
             ("/api/v1", "secrets") => Some(Kind::Secret),
             ("/apis/events.k8s.io/v1", "events") => Some(Kind::Event),
+            ("/apis/coordination.k8s.io/v1", "leases") => Some(Kind::Lease),
             _ => None,
         }
     }
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Connector | Kind::Access => "expensify.gitops.dev/v1alpha1",
             Kind::Secret => "v1",
             Kind::Event => "events.k8s.io/v1",
+            Kind::Lease => "coordination.k8s.io/v1",
         }
     }
 
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Access => "PolicyAccess",
             Kind::Secret => "Secret",
             Kind::Event => "Event",
+            Kind::Lease => "Lease",
         }
     }
 }
@@ -70,6 +74,8 @@ struct Store {
     /// Every change, for watches that start from an older resourceVersion.
     log: Vec<(u64, Kind, &'static str, Value)>,
     events: Vec<Value>,
+    /// Server-side apply ownership of a Lease's holderIdentity: lease key -> field manager.
+    lease_holders: BTreeMap<Key, String>,
     requests: u64,
     status_writes: u64,
 }
@@ -464,6 +470,27 @@ async fn handle(
                         ),
                     );
                     return Ok(reply(c, &v));
+                }
+                if kind == Kind::Lease && !patch["spec"].get("holderIdentity").is_none() {
+                    // Server-side apply ownership: a non-forced apply may not take a field
+                    // another manager owns (what makes lease locking safe).
+                    let manager = query.get("fieldManager").cloned().unwrap_or_default();
+                    let apply = content_type.starts_with("application/apply-patch");
+                    let forced = query.get("force").is_some_and(|f| f == "true");
+                    let owner = store.lease_holders.get(&key).cloned();
+                    let held = current["spec"]["holderIdentity"].is_string();
+                    if apply && !forced && held && owner.as_ref().is_some_and(|o| *o != manager) {
+                        let (c, v) = status_error(
+                            409,
+                            "Conflict",
+                            format!(
+                                "Apply failed with 1 conflict: conflict with \"{}\": .spec.holderIdentity",
+                                owner.unwrap_or_default()
+                            ),
+                        );
+                        return Ok(reply(c, &v));
+                    }
+                    store.lease_holders.insert(key.clone(), manager);
                 }
                 let mut patch = patch.clone();
                 if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
