@@ -471,7 +471,7 @@ async fn handle(
                     );
                     return Ok(reply(c, &v));
                 }
-                if kind == Kind::Lease && !patch["spec"].get("holderIdentity").is_none() {
+                if kind == Kind::Lease && patch["spec"].get("holderIdentity").is_some() {
                     // Server-side apply ownership: a non-forced apply may not take a field
                     // another manager owns (what makes lease locking safe).
                     let manager = query.get("fieldManager").cloned().unwrap_or_default();
