@@ -55,6 +55,7 @@ async fn scenario(client: kube::Client, namespace: &str) {
         probes_addr: "127.0.0.1:0".parse().unwrap(),
         lease: None,
         debounce: Duration::from_millis(200),
+        scope: Default::default(),
     };
     let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
     let controller = tokio::spawn(cluster::run(
@@ -262,6 +263,8 @@ async fn a_burst_of_changes_is_one_sync() {
         probes_addr: "127.0.0.1:0".parse().unwrap(),
         lease: None,
         debounce: Duration::from_millis(500),
+        // A namespace list: Roles instead of a ClusterRole, namespaced watches.
+        scope: cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]),
     };
     let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
     let controller = tokio::spawn(cluster::run(
@@ -413,6 +416,7 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
                 duration: Duration::from_secs(2),
             }),
             debounce: Duration::from_millis(200),
+            scope: Default::default(),
         };
         let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
         let task = tokio::spawn(cluster::run(client, settings, expensify, async move {

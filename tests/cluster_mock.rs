@@ -79,6 +79,7 @@ fn context(
         ),
         Arc::new(Metrics::default()),
         leader,
+        Default::default(),
     ))
 }
 

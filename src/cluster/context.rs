@@ -26,6 +26,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// True while this replica holds the lease (always true without leader election).
     pub leader: watch::Receiver<bool>,
+    /// The namespaces watched.
+    pub scope: super::kube_io::Scope,
     last: Mutex<HashMap<ObjectKey, LastSync>>,
 }
 
@@ -36,6 +38,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         leader: watch::Receiver<bool>,
+        scope: super::kube_io::Scope,
     ) -> Self {
         Self {
             client,
@@ -43,6 +46,7 @@ impl Context {
             recorder,
             metrics,
             leader,
+            scope,
             last: Mutex::new(HashMap::new()),
         }
     }

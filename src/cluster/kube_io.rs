@@ -54,13 +54,69 @@ pub enum KubeCallError {
     },
 }
 
-/// Every PolicyAccess the controller can see (one list call per sync).
-pub async fn list_accesses(client: &kube::Client) -> Result<Vec<PolicyAccess>, KubeCallError> {
-    Api::<PolicyAccess>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map(|list| list.items)
-        .map_err(KubeCallError::ListAccesses)
+/// The namespaces the controller watches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Every namespace (a ClusterRole).
+    #[default]
+    AllNamespaces,
+    /// Only these (a Role in each).
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// `[]` means all namespaces.
+    pub fn from_list(namespaces: &[String]) -> Scope {
+        let mut namespaces: Vec<String> = namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        if namespaces.is_empty() {
+            Scope::AllNamespaces
+        } else {
+            Scope::Namespaces(namespaces)
+        }
+    }
+
+    /// One Api per watched scope: `all` once, or one per namespace.
+    pub fn apis<K>(&self, client: &kube::Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match self {
+            Scope::AllNamespaces => vec![Api::all(client.clone())],
+            Scope::Namespaces(namespaces) => namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Scope::AllNamespaces => true,
+            Scope::Namespaces(namespaces) => namespaces.iter().any(|n| n == namespace),
+        }
+    }
+}
+
+/// Every PolicyAccess the controller can see (one list call per watched scope and sync).
+pub async fn list_accesses(
+    client: &kube::Client,
+    scope: &Scope,
+) -> Result<Vec<PolicyAccess>, KubeCallError> {
+    let mut all = Vec::new();
+    for api in scope.apis::<PolicyAccess>(client) {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(KubeCallError::ListAccesses)?;
+        all.extend(list.items);
+    }
+    Ok(all)
 }
 
 /// What reading a connector's Secret found.

@@ -6,4 +6,5 @@ pub mod run;
 pub mod server;
 pub mod unattached;
 
+pub use kube_io::Scope;
 pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};

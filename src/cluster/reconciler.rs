@@ -122,7 +122,7 @@ pub async fn reconcile_connector(
         connector: key.to_string(),
         source,
     };
-    let all = kube_io::list_accesses(&ctx.client)
+    let all = kube_io::list_accesses(&ctx.client, &ctx.scope)
         .await
         .map_err(kube_error)?;
     let attached: Vec<&PolicyAccess> = all

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::kube_io::Scope;
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::{reconciler, unattached};
@@ -40,6 +41,8 @@ pub struct ControllerSettings {
     pub lease: Option<LeaseSettings>,
     /// Quiet time that folds a burst of changes into one sync.
     pub debounce: Duration,
+    /// The namespaces watched.
+    pub scope: Scope,
 }
 
 /// Why the controller stopped with an error.
@@ -80,14 +83,16 @@ pub async fn run(
     expensify: Arc<ExpensifyClients>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunControllerError> {
-    Api::<ExpensifyConnector>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(RunControllerError::CrdsMissing)?;
-    Api::<PolicyAccess>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(RunControllerError::CrdsMissing)?;
+    for api in settings.scope.apis::<ExpensifyConnector>(&client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
+    for api in settings.scope.apis::<PolicyAccess>(&client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -133,69 +138,83 @@ pub async fn run(
         Recorder::new(client.clone(), reporter),
         metrics,
         leader.clone(),
+        settings.scope.clone(),
     ));
 
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
-    let connectors = Controller::new(
-        Api::<ExpensifyConnector>::all(client.clone()),
-        watch_config.clone(),
-    )
-    .with_config(config.clone());
-    let connector_store = connectors.store();
-    let secret_store = connector_store.clone();
-    let mut shutdown_a = stop_rx.clone();
-    let connectors = connectors
-        .watches(
-            Api::<PolicyAccess>::all(client.clone()),
-            watch_config.clone(),
-            |pa| {
+    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut stores = Vec::new();
+    // One connector controller per watched scope; each hears every watched PolicyAccess
+    // (a reference may cross namespaces) and the Secrets of its own scope.
+    for connectors_api in settings.scope.apis::<ExpensifyConnector>(&client) {
+        let connectors = Controller::new(connectors_api.clone(), watch_config.clone())
+            .with_config(config.clone());
+        let store = connectors.store();
+        stores.push(store.clone());
+        let mut connectors = connectors;
+        for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
+            connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
                 let key = AccessObject::from_resource(&pa).connector_key();
                 Some(ObjectRef::new(&key.name).within(&key.namespace))
-            },
-        )
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watch_config.clone(),
-            move |secret| connectors_using(&secret_store, &secret),
-        )
-        .graceful_shutdown_on(async move {
-            let _ = shutdown_a.wait_for(|stop| *stop).await;
-        })
-        .run(
-            reconciler::reconcile_connector,
-            reconciler::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "connector controller");
-            }
-        });
-    let mut shutdown_b = stop_rx.clone();
-    let accesses = Controller::new(Api::<PolicyAccess>::all(client.clone()), watch_config)
-        .with_config(config)
-        .graceful_shutdown_on(async move {
-            let _ = shutdown_b.wait_for(|stop| *stop).await;
-        })
-        .run(
-            unattached::reconcile_access,
-            unattached::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "PolicyAccess controller");
-            }
-        });
+            });
+        }
+        let secrets_api: Api<PartialObjectMeta<Secret>> = match connectors_api.namespace() {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        };
+        let secret_store = store.clone();
+        let mut shutdown = stop_rx.clone();
+        controllers.push(Box::pin(
+            connectors
+                .watches(secrets_api, watch_config.clone(), move |secret| {
+                    connectors_using(&secret_store, &secret)
+                })
+                .graceful_shutdown_on(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .run(
+                    reconciler::reconcile_connector,
+                    reconciler::error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        warn!(error = %e, "connector controller");
+                    }
+                }),
+        ));
+    }
+    for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
+        let mut shutdown = stop_rx.clone();
+        controllers.push(Box::pin(
+            Controller::new(accesses_api, watch_config.clone())
+                .with_config(config.clone())
+                .graceful_shutdown_on(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .run(
+                    unattached::reconcile_access,
+                    unattached::error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        warn!(error = %e, "PolicyAccess controller");
+                    }
+                }),
+        ));
+    }
 
-    // Ready once the connector watch has listed everything.
-    let ready_store = connector_store.clone();
+    // Ready once every connector watch has listed everything.
     let ready_flag = readiness.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            ready_flag.set_ready();
+        for store in stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
         }
+        ready_flag.set_ready();
     });
     // A new leader syncs everything once; a lost lease stops writes at the next reconcile.
     let mut leadership = leader;
@@ -210,7 +229,7 @@ pub async fn run(
         }
     });
 
-    tokio::join!(connectors, accesses);
+    futures::future::join_all(controllers).await;
     leadership_task.abort();
     let _ = leadership_task.await;
     drop(ctx);

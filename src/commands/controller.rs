@@ -31,6 +31,14 @@ pub struct ControllerArgs {
     /// How long a lease lasts without renewal.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     pub lease_duration: String,
+    /// Watch only these namespaces (comma-separated, or repeat the flag); default: all.
+    #[arg(
+        long = "namespaces",
+        value_name = "NS,...",
+        value_delimiter = ',',
+        env = "EXPENSIFY_OPERATOR_NAMESPACES"
+    )]
+    pub namespaces: Vec<String>,
     /// Quiet time that folds a burst of changes into one sync.
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     pub debounce: String,
@@ -59,6 +67,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         probes_addr: args.probes_addr,
         lease,
         debounce: parse_duration(&args.debounce).context("--debounce")?,
+        scope: cluster::Scope::from_list(&args.namespaces),
     };
     let client = kube::Client::try_default()
         .await
