@@ -32,6 +32,14 @@ impl ApiServer {
             .expect("the client is gone");
         let seen = format!("{} {}", request.method(), request.uri());
         assert!(
+            expensify_operator::cluster::rbac::allowed(
+                request.method().as_str(),
+                &request.uri().to_string(),
+                false
+            ),
+            "{seen} is not covered by the controller's RBAC rules"
+        );
+        assert!(
             seen.starts_with(&format!("{method} {uri}")),
             "expected {method} {uri}\n     got {seen}"
         );

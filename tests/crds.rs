@@ -1,4 +1,4 @@
-//! `crds/` holds exactly what the code generates. Regenerate with:
+//! `crds/` and the chart's `crds/` hold exactly what the code generates. Regenerate with:
 //! `UPDATE_CRDS=1 cargo test --test crds`.
 
 use expensify_operator::commands::crds::crd_files;
@@ -11,11 +11,20 @@ fn committed_crds_match_the_code() {
         if std::env::var_os("UPDATE_CRDS").is_some() {
             std::fs::write(&path, &generated).unwrap();
         }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{path} differs from the code; run `UPDATE_CRDS=1 cargo test --test crds` and commit"
+        let chart_copy = format!(
+            "{}/charts/expensify-operator/crds/{name}",
+            env!("CARGO_MANIFEST_DIR")
         );
+        if std::env::var_os("UPDATE_CRDS").is_some() {
+            std::fs::write(&chart_copy, &generated).unwrap();
+        }
+        for copy in [&path, &chart_copy] {
+            let committed = std::fs::read_to_string(copy).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{copy} differs from the code; run `UPDATE_CRDS=1 cargo test --test crds` and commit"
+            );
+        }
     }
 }
 

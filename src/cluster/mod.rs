@@ -8,3 +8,4 @@ pub mod unattached;
 
 pub use kube_io::Scope;
 pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};
+pub mod rbac;

@@ -1,0 +1,126 @@
+//! The Kubernetes permissions the controller needs: one list, checked by tests against the
+//! chart's RBAC rules and against every request the controller makes in the mock tests.
+
+/// `(API group, resource, verbs)` in every watched namespace (or cluster-wide).
+pub const RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "expensify.gitops.dev",
+        "expensifyconnectors",
+        &["get", "list", "watch"],
+    ),
+    (
+        "expensify.gitops.dev",
+        "policyaccesses",
+        &["get", "list", "watch", "patch"],
+    ),
+    (
+        "expensify.gitops.dev",
+        "expensifyconnectors/status",
+        &["patch"],
+    ),
+    ("expensify.gitops.dev", "policyaccesses/status", &["patch"]),
+    ("", "secrets", &["get", "list", "watch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// With leader election, in the controller's own namespace.
+pub const LEADER_ELECTION_RULES: &[(&str, &str, &[&str])] =
+    &[("coordination.k8s.io", "leases", &["get", "create", "patch"])];
+
+/// The `(group, resource, verb)` a request needs, from its method and URI.
+pub fn needed(method: &str, uri: &str) -> Option<(String, String, String)> {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, rest @ ..] => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return None,
+    };
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    Some((group.to_string(), resource, verb.to_string()))
+}
+
+/// Whether `RULES` (and, with leader election, `LEADER_ELECTION_RULES`) allow it.
+pub fn allowed(method: &str, uri: &str, leader_election: bool) -> bool {
+    let Some((group, resource, verb)) = needed(method, uri) else {
+        return false;
+    };
+    RULES
+        .iter()
+        .chain(if leader_election {
+            LEADER_ELECTION_RULES
+        } else {
+            &[]
+        })
+        .any(|(g, r, verbs)| *g == group && *r == resource && verbs.contains(&verb.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_requests_to_permissions() {
+        assert_eq!(
+            needed(
+                "PATCH",
+                "/apis/expensify.gitops.dev/v1alpha1/namespaces/f/policyaccesses/x/status?&force=true"
+            ),
+            Some((
+                "expensify.gitops.dev".into(),
+                "policyaccesses/status".into(),
+                "patch".into()
+            ))
+        );
+        assert_eq!(
+            needed("GET", "/api/v1/namespaces/f/secrets/s"),
+            Some(("".into(), "secrets".into(), "get".into()))
+        );
+        assert_eq!(
+            needed("GET", "/api/v1/secrets?watch=true&resourceVersion=1"),
+            Some(("".into(), "secrets".into(), "watch".into()))
+        );
+        assert!(allowed(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/f/events",
+            false
+        ));
+        assert!(!allowed(
+            "DELETE",
+            "/apis/expensify.gitops.dev/v1alpha1/namespaces/f/policyaccesses/x",
+            false
+        ));
+        assert!(!allowed(
+            "PATCH",
+            "/apis/coordination.k8s.io/v1/namespaces/f/leases/l",
+            false
+        ));
+        assert!(allowed(
+            "PATCH",
+            "/apis/coordination.k8s.io/v1/namespaces/f/leases/l",
+            true
+        ));
+    }
+}
