@@ -4,36 +4,19 @@
 //! ceil(10,000/batch) writes + the verification reads; peak RSS < 100 MiB.
 
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use expensify_operator::expensify::{ClientSettings, Credentials, ExpensifyClients, Pacing};
 use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
+
+mod support;
+use support::{free_port, peak_rss_kib, spawn_simulator, wait_for_port};
 
 const POLICIES: usize = 500;
 const MEMBERS: usize = 20;
 const ID: &str = "aa_bench";
 const SECRET: &str = "bench-only-secret";
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -52,18 +35,7 @@ fn main() {
     }
     std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
     let port = free_port();
-    let mut simulator = Command::new(env!("CARGO_BIN_EXE_expensify-operator"))
-        .args([
-            "simulator",
-            "--seed",
-            work.path().join("seed.yaml").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("simulator starts");
+    let mut simulator = spawn_simulator(&work.path().join("seed.yaml"), port);
     let endpoint = format!("http://127.0.0.1:{port}/Integration-Server/ExpensifyIntegrations");
 
     let manifests = work.path().join("repo");
@@ -89,13 +61,7 @@ fn main() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        // Wait for the simulator to listen.
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_port(port).await;
         let settings = ClientSettings {
             pacing: Pacing::unlimited(),
             ..ClientSettings::default()
@@ -108,7 +74,7 @@ fn main() {
             endpoint_override: None,
             strict: true,
         };
-        let rss_before = peak_rss_kib();
+        let rss_before = peak_rss_kib("self");
         let started = Instant::now();
         let report = mode.pass(false).await.expect("apply");
         let elapsed = started.elapsed();
@@ -131,7 +97,7 @@ fn main() {
         );
         let paced = ((calls.total() - 1) / 20 * 60).max((calls.total() - 1) / 5 * 10);
         println!("  wall time:         {:.2} s with pacing off; Expensify's 5/10 s and 20/60 s limits make these calls take at least {paced} s", elapsed.as_secs_f64());
-        println!("  peak RSS:          {:.1} MiB (before the sync: {:.1} MiB)", peak_rss_kib() as f64 / 1024.0, rss_before as f64 / 1024.0);
+        println!("  peak RSS:          {:.1} MiB (before the sync: {:.1} MiB)", peak_rss_kib("self") as f64 / 1024.0, rss_before as f64 / 1024.0);
         let started = Instant::now();
         let again = mode.pass(false).await.expect("second apply");
         println!(

@@ -8,7 +8,10 @@ mod apiserver;
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
+
+mod support;
 use std::time::{Duration, Instant};
+use support::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port};
 
 use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
@@ -20,26 +23,6 @@ const OBJECTS: usize = 1_000;
 const MEMBERS: usize = 5;
 const ID: &str = "aa_bench";
 const SECRET: &str = "bench-only-secret";
-const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn counters(port: u16) -> Value {
     reqwest::get(format!("http://127.0.0.1:{port}/admin/counters"))
@@ -82,18 +65,7 @@ fn main() {
     }
     std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
     let sim_port = free_port();
-    let mut simulator = Command::new(BIN)
-        .args([
-            "simulator",
-            "--seed",
-            work.path().join("seed.yaml").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut simulator = spawn_simulator(&work.path().join("seed.yaml"), sim_port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let double = apiserver::ApiServerDouble::start().await;
@@ -104,7 +76,7 @@ fn main() {
             format!("apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u, namespace: bench}}}}]\ncurrent-context: c\n", double.addr),
         )
         .unwrap();
-        wait_for("the simulator", Duration::from_secs(10), async || reqwest::get(format!("http://127.0.0.1:{sim_port}/admin/counters")).await.is_ok()).await;
+        wait_for_port(sim_port).await;
 
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "bench"}, "data": {"partnerUserID": b64(ID), "partnerUserSecret": b64(SECRET)}})).unwrap();
@@ -176,7 +148,7 @@ fn main() {
         }
         latencies.sort_by(f64::total_cmp);
         println!("  edit -> write:         median {:.0} ms, worst {:.0} ms over 5 edits (debounce 500 ms; pacing off)", latencies[2] * 1000.0, latencies[4] * 1000.0);
-        println!("  controller peak RSS:   {:.1} MiB", peak_rss_kib(pid) as f64 / 1024.0);
+        println!("  controller peak RSS:   {:.1} MiB", peak_rss_kib(&pid.to_string()) as f64 / 1024.0);
         let (requests, status_writes) = double.counts();
         println!("  API server:            {requests} requests, {status_writes} status writes");
         let _ = controller.kill();

@@ -48,17 +48,30 @@ fn secret(namespace: &str, secret: &str) -> Secret {
     .unwrap()
 }
 
-async fn scenario(client: kube::Client, namespace: &str) {
-    let sim = start(&unlimited_seed()).await;
+fn settings(
+    debounce_ms: u64,
+    scope: cluster::Scope,
+    lease: Option<cluster::LeaseSettings>,
+    probes_port: u16,
+) -> ControllerSettings {
+    ControllerSettings {
+        probes_addr: format!("127.0.0.1:{probes_port}").parse().unwrap(),
+        lease,
+        debounce: Duration::from_millis(debounce_ms),
+        scope,
+    }
+}
+
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
+);
+
+/// Starts the controller loop; send on the channel to stop it.
+fn spawn_controller(client: &kube::Client, settings: ControllerSettings) -> Running {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = ControllerSettings {
-        probes_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        debounce: Duration::from_millis(200),
-        scope: Default::default(),
-    };
     let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
-    let controller = tokio::spawn(cluster::run(
+    let task = tokio::spawn(cluster::run(
         client.clone(),
         settings,
         expensify,
@@ -66,30 +79,62 @@ async fn scenario(client: kube::Client, namespace: &str) {
             let _ = stop_rx.await;
         },
     ));
+    (stop_tx, task)
+}
 
-    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
-    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
-    secrets
+async fn stop_controller((stop_tx, task): Running) {
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// The credentials Secret and the connector `acme` on the simulator, in `namespace`.
+async fn create_connector(client: &kube::Client, namespace: &str, endpoint: &str) {
+    Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret(namespace, ADMIN_SECRET))
         .await
         .unwrap();
     let connector: ExpensifyConnector = serde_json::from_value(json!({
         "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
         "metadata": {"name": "acme", "namespace": namespace},
-        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}
+        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": endpoint, "adminEmail": "it-admin@acme.example"}
     }))
     .unwrap();
-    connectors
+    Api::<ExpensifyConnector>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &connector)
         .await
         .unwrap();
-    let team: PolicyAccess = serde_json::from_value(json!({
+}
+
+/// A PolicyAccess `name` in `namespace` on `policy` with these members.
+fn access(namespace: &str, name: &str, policy: &str, members: serde_json::Value) -> PolicyAccess {
+    serde_json::from_value(json!({
         "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-        "metadata": {"name": "team", "namespace": namespace},
-        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [{"email": "new@acme.example", "role": "auditor"}]}
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": policy}, "members": members}
     }))
-    .unwrap();
+    .unwrap()
+}
+
+async fn scenario(client: kube::Client, namespace: &str) {
+    let sim = start(&unlimited_seed()).await;
+    let controller = spawn_controller(
+        &client,
+        settings(200, cluster::Scope::AllNamespaces, None, 0),
+    );
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
+    create_connector(&client, namespace, &sim.endpoint()).await;
+    let team = access(
+        namespace,
+        "team",
+        FINANCE,
+        json!([{"email": "new@acme.example", "role": "auditor"}]),
+    );
     accesses
         .create(&PostParams::default(), &team)
         .await
@@ -201,12 +246,7 @@ async fn scenario(client: kube::Client, namespace: &str) {
         "{people:?}"
     );
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .expect("the controller stops")
-        .unwrap()
-        .unwrap();
+    stop_controller(controller).await;
     let _ = connectors.delete("acme", &DeleteParams::default()).await;
     let _ = secrets
         .delete("expensify-credentials", &DeleteParams::default())
@@ -258,41 +298,13 @@ async fn a_burst_of_changes_is_one_sync() {
     let double = apiserver::ApiServerDouble::start().await;
     let client = double.client();
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = ControllerSettings {
-        probes_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        debounce: Duration::from_millis(500),
-        // A namespace list: Roles instead of a ClusterRole, namespaced watches.
-        scope: cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]),
-    };
-    let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
-    let controller = tokio::spawn(cluster::run(
-        client.clone(),
-        settings,
-        expensify,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    // A namespace list: Roles instead of a ClusterRole, namespaced watches.
+    let scope = cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]);
+    let controller = spawn_controller(&client, settings(500, scope, None, 0));
     let namespace = "finance";
-    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
     let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
-    secrets
-        .create(&PostParams::default(), &secret(namespace, ADMIN_SECRET))
-        .await
-        .unwrap();
-    let connector: ExpensifyConnector = serde_json::from_value(json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": namespace},
-        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}
-    }))
-    .unwrap();
-    connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .unwrap();
+    create_connector(&client, namespace, &sim.endpoint()).await;
     eventually("the connector to be Connected", || async {
         connectors
             .get("acme")
@@ -312,12 +324,12 @@ async fn a_burst_of_changes_is_one_sync() {
     };
     let before = lists();
     for i in 0..10 {
-        let object: PolicyAccess = serde_json::from_value(json!({
-            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-            "metadata": {"name": format!("team-{i}"), "namespace": namespace},
-            "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": CONTRACTORS}, "members": [{"email": format!("burst{i}@acme.example")}]}
-        }))
-        .unwrap();
+        let object = access(
+            namespace,
+            &format!("team-{i}"),
+            CONTRACTORS,
+            json!([{"email": format!("burst{i}@acme.example")}]),
+        );
         accesses
             .create(&PostParams::default(), &object)
             .await
@@ -370,12 +382,7 @@ async fn a_burst_of_changes_is_one_sync() {
         "the annotation forced exactly one more sync"
     );
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .expect("the controller stops")
-        .unwrap()
-        .unwrap();
+    stop_controller(controller).await;
 }
 
 fn free_port() -> u16 {
@@ -405,24 +412,16 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
     let client = double.client();
     let sim = start(&unlimited_seed()).await;
     let replica = |identity: &str, port: u16| {
-        let client = client.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let settings = ControllerSettings {
-            probes_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            lease: Some(cluster::LeaseSettings {
-                name: "expensify-operator".into(),
-                namespace: "default".into(),
-                identity: identity.into(),
-                duration: Duration::from_secs(2),
-            }),
-            debounce: Duration::from_millis(200),
-            scope: Default::default(),
+        let lease = cluster::LeaseSettings {
+            name: "expensify-operator".into(),
+            namespace: "default".into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(2),
         };
-        let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
-        let task = tokio::spawn(cluster::run(client, settings, expensify, async move {
-            let _ = stop_rx.await;
-        }));
-        (stop_tx, task)
+        spawn_controller(
+            &client,
+            settings(200, cluster::Scope::AllNamespaces, Some(lease), port),
+        )
     };
     let holder = || {
         double
@@ -430,39 +429,26 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
     };
     let (port_a, port_b) = (free_port(), free_port());
-    let (stop_a, task_a) = replica("replica-a", port_a);
+    let replica_a = replica("replica-a", port_a);
     eventually("replica-a to hold the lease", || async {
         holder().as_deref() == Some("replica-a")
     })
     .await;
-    let (stop_b, task_b) = replica("replica-b", port_b);
+    let replica_b = replica("replica-b", port_b);
 
     let namespace = "finance";
     let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret(namespace, ADMIN_SECRET))
-        .await
-        .unwrap();
-    let connector: ExpensifyConnector = serde_json::from_value(json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": namespace},
-        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}
-    }))
-    .unwrap();
-    Api::<ExpensifyConnector>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &connector)
-        .await
-        .unwrap();
-    let access = |email: &str| -> PolicyAccess {
-        serde_json::from_value(json!({
-            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-            "metadata": {"name": "team", "namespace": namespace},
-            "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [{"email": email}]}
-        }))
-        .unwrap()
-    };
+    create_connector(&client, namespace, &sim.endpoint()).await;
     accesses
-        .create(&PostParams::default(), &access("leader@acme.example"))
+        .create(
+            &PostParams::default(),
+            &access(
+                namespace,
+                "team",
+                FINANCE,
+                json!([{"email": "leader@acme.example"}]),
+            ),
+        )
         .await
         .unwrap();
     eventually("the leader's grant", || async {
@@ -475,12 +461,7 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
     assert!(syncs_reported(port_a).await > 0, "the leader synced");
     assert_eq!(syncs_reported(port_b).await, 0, "the standby never synced");
 
-    stop_a.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task_a)
-        .await
-        .expect("replica-a stops")
-        .unwrap()
-        .unwrap();
+    stop_controller(replica_a).await;
     eventually("replica-b to take the lease", || async {
         holder().as_deref() == Some("replica-b")
     })
@@ -501,10 +482,5 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
         "replica-b synced once it led"
     );
 
-    stop_b.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task_b)
-        .await
-        .expect("replica-b stops")
-        .unwrap()
-        .unwrap();
+    stop_controller(replica_b).await;
 }
