@@ -57,6 +57,18 @@ impl ApiServer {
         self.expect(method, uri, 200, reply).await
     }
 
+    /// The connector is marked Syncing before a sync when it was not Connected.
+    async fn syncing(&mut self) {
+        let body = self
+            .ok(
+                "PATCH",
+                &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+                connector_json("https://x.example", json!({})),
+            )
+            .await;
+        assert_eq!(body["status"]["phase"], "Syncing");
+    }
+
     /// An Event was published; returns its reason and note.
     async fn event(&mut self, namespace: &str) -> (String, String) {
         let body = self
@@ -185,6 +197,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         secret(ADMIN_SECRET),
     )
     .await;
+
     let patch = api
         .ok(
             "PATCH",
@@ -196,6 +209,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         patch,
         json!({"metadata": {"finalizers": ["expensify.gitops.dev/finalizer"], "resourceVersion": "20"}})
     );
+    api.syncing().await;
     let (reason, note) = api.event("finance").await;
     assert_eq!(reason, "Granted");
     assert_eq!(note, "granted new@acme.example as auditor on Finance");
@@ -284,6 +298,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
         secret(ADMIN_SECRET),
     )
     .await;
+    api.syncing().await;
     // No finalizer patch, no event, no PolicyAccess status: only the connector (never synced before).
     let connector = api
         .ok(
@@ -325,6 +340,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
         secret(ADMIN_SECRET),
     )
     .await;
+    api.syncing().await;
     let (reason, note) = api.event("finance").await;
     assert_eq!(
         (reason.as_str(), note.as_str()),
@@ -381,6 +397,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
         secret(ADMIN_SECRET),
     )
     .await;
+    api.syncing().await;
     let status = api
         .ok(
             "PATCH",
@@ -506,6 +523,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
         secret("wrong-secret-xyz"),
     )
     .await;
+    api.syncing().await;
     let connector = api
         .ok(
             "PATCH",
@@ -550,6 +568,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
         secret(ADMIN_SECRET),
     )
     .await;
+    api.syncing().await;
     let (reason, _) = api.event("finance").await;
     assert_eq!(reason, "Revoked");
     api.ok(
@@ -609,6 +628,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
         secret(ADMIN_SECRET),
     )
     .await;
+    api.syncing().await;
     api.ok(
         "PATCH",
         &format!("{GROUP}/namespaces/finance/policyaccesses/gone{STATUS_QUERY}"),

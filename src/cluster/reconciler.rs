@@ -16,8 +16,9 @@ use tracing::{info, warn};
 use super::context::{Context, LastSync};
 use super::kube_io::{self, KubeCallError, SecretLookup};
 use crate::api::{
-    ALLOW_MASS_REVOCATION, AccessPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
-    PolicyAccessStatus, RECONCILE_REQUESTED_AT, parse_duration,
+    ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
+    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
+    parse_duration,
 };
 use crate::files::status_dir::digest;
 use crate::reconcile::validate::describe;
@@ -176,6 +177,24 @@ pub async fn reconcile_connector(
         inventory_complete: true,
         dry_run: false,
     };
+    let will_sync = problems.is_empty()
+        && !object.spec.suspend
+        && matches!(secret, Some(SecretLookup::Found { .. }));
+    let phase = connector
+        .status
+        .as_ref()
+        .map(|s| s.phase)
+        .unwrap_or_default();
+    if will_sync && phase != ConnectorPhase::Connected {
+        // NotConnected (or Error) -> Syncing -> Connected, as a connector reports it.
+        let mut syncing = connector.status.clone().unwrap_or_default();
+        syncing.phase = ConnectorPhase::Syncing;
+        syncing.message = Some("syncing with Expensify".into());
+        kube_io::apply_connector_status(&ctx.client, &connector, &syncing)
+            .await
+            .map_err(kube_error)?;
+        info!(connector = %key, from = %phase, to = %ConnectorPhase::Syncing, "connector phase");
+    }
     let started = std::time::Instant::now();
     let report = if !problems.is_empty() {
         unsynced(request, "InvalidSpec", &describe(&problems), false)
