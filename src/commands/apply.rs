@@ -18,8 +18,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
     let report = mode.pass(false).await?;
     match args.output {
-        OutputFormat::Text => print!("{}", render::apply_text(&report, stdout_style())),
-        OutputFormat::Json => println!("{}", render::json(&report, true)),
+        OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
+        OutputFormat::Json => outln!("{}", render::json(&report, true)),
     }
     Ok(if report.has_errors() || report.has_blocked() {
         1

@@ -32,6 +32,6 @@ pub fn crds_yaml() -> anyhow::Result<String> {
 }
 
 pub fn run() -> anyhow::Result<i32> {
-    print!("{}", crds_yaml()?);
+    out!("{}", crds_yaml()?);
     Ok(0)
 }

@@ -26,7 +26,7 @@ pub struct DemoArgs {
 }
 
 fn heading(text: &str) {
-    println!("\n==> {text}\n");
+    outln!("\n==> {text}\n");
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
@@ -60,29 +60,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         strict: false,
     };
     let style = stdout_style();
-    println!("expensify-operator demo");
-    println!(
+    outln!("expensify-operator demo");
+    outln!(
         "  simulator:  {} (seeded from {})",
         sim.endpoint(),
         seed_path.display()
     );
-    println!("  manifests:  {}", args.examples.display());
-    println!("  status dir: {} (temporary)", status.path().display());
+    outln!("  manifests:  {}", args.examples.display());
+    outln!("  status dir: {} (temporary)", status.path().display());
 
     heading("1. plan: what the manifests ask of Expensify");
     let planned = mode.pass(true).await?;
-    print!("{}", plan_text(&planned, style));
+    out!("{}", plan_text(&planned, style));
 
     heading("2. apply: one sync, batched writes, then a re-read");
     let applied = mode.pass(false).await?;
-    print!("{}", apply_text(&applied, style));
+    out!("{}", apply_text(&applied, style));
 
     heading("3. plan again: a second sync right after plans nothing");
     let again = mode.pass(true).await?;
-    print!("{}", plan_text(&again, style));
+    out!("{}", plan_text(&again, style));
 
     heading("4. review: every person, policy and role, and who manages it");
-    print!(
+    out!(
         "{}",
         render(
             &review_rows(&again, Timestamp::now()),
@@ -93,9 +93,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     heading("5. what Expensify saw");
     let counters = sim.state().counters().clone();
     for (job, count) in &counters.by_job {
-        println!("  {job:<18} {count} call(s)");
+        outln!("  {job:<18} {count} call(s)");
     }
-    println!("  records applied    {}", counters.records_applied);
+    outln!("  records applied    {}", counters.records_applied);
     sim.shutdown().await;
     Ok(if applied.has_errors() || again.pending_changes() > 0 {
         1

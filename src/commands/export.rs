@@ -182,7 +182,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
         Some(path) => {
             std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?
         }
-        None => print!("{yaml}"),
+        None => out!("{yaml}"),
     }
     Ok(0)
 }

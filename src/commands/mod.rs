@@ -1,5 +1,29 @@
 //! The subcommands' logic; `main.rs` only parses arguments and calls these.
 
+/// Writes results to stdout. A reader that went away (`plan | head`) is not an error:
+/// the rest is dropped quietly instead of panicking as `print!` would.
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to standard output: {e}");
+    }
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::commands::write_stdout(&format!($($arg)*)) };
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::commands::write_stdout(&format!("{}\n", format!($($arg)*))) };
+}
+
 pub mod apply;
 pub mod common;
 pub mod controller;

@@ -23,8 +23,8 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
     let report = mode.pass(true).await?;
     match args.output {
-        OutputFormat::Text => print!("{}", render::plan_text(&report, stdout_style())),
-        OutputFormat::Json => println!("{}", render::json(&report, false)),
+        OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),
+        OutputFormat::Json => outln!("{}", render::json(&report, false)),
     }
     Ok(if report.has_errors() {
         FAILED

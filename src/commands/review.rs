@@ -200,7 +200,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
 pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
     let report = mode.pass(true).await?;
-    print!(
+    out!(
         "{}",
         render(&review_rows(&report, Timestamp::now()), args.format)
     );

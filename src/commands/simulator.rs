@@ -31,9 +31,9 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<i32> {
         policies = seed.policies.len(),
         "simulator listening"
     );
-    println!("Expensify simulator listening");
-    println!("  endpoint: {}", handle.endpoint());
-    println!(
+    outln!("Expensify simulator listening");
+    outln!("  endpoint: {}", handle.endpoint());
+    outln!(
         "  admin:    {}/{{requests,counters,state,faults,reset}}",
         handle.admin_url()
     );
