@@ -11,7 +11,7 @@ use expensify_operator::expensify::{ClientSettings, Credentials, ExpensifyClient
 use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
 
 mod support;
-use support::{free_port, peak_rss_kib, spawn_simulator, wait_for_port};
+use support::{free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
 
 const POLICIES: usize = 500;
 const MEMBERS: usize = 20;
@@ -24,16 +24,7 @@ fn main() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let mut seed = format!(
-        "accounts:\n  - {{partnerUserID: {ID}, partnerUserSecret: {SECRET}, email: admin@bench.example}}\nrateLimits: {{enabled: false}}\npolicies:\n"
-    );
-    for p in 0..POLICIES {
-        let _ = writeln!(
-            seed,
-            "  - {{id: \"BE{p:014X}\", name: \"Policy {p}\", owner: owner@bench.example, employees: [{{email: admin@bench.example, role: admin}}]}}"
-        );
-    }
-    std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
+    write_seed(&work.path().join("seed.yaml"), ID, SECRET, "BE", POLICIES);
     let port = free_port();
     let mut simulator = spawn_simulator(&work.path().join("seed.yaml"), port);
     let endpoint = format!("http://127.0.0.1:{port}/Integration-Server/ExpensifyIntegrations");

@@ -6,12 +6,11 @@
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
 
-use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
 mod support;
 use std::time::{Duration, Instant};
-use support::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port};
+use support::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
 
 use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
@@ -54,16 +53,7 @@ fn main() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let mut seed = format!(
-        "accounts:\n  - {{partnerUserID: {ID}, partnerUserSecret: {SECRET}, email: admin@bench.example}}\nrateLimits: {{enabled: false}}\npolicies:\n"
-    );
-    for p in 0..POLICIES {
-        let _ = writeln!(
-            seed,
-            "  - {{id: \"CB{p:014X}\", name: \"Policy {p}\", owner: owner@bench.example, employees: [{{email: admin@bench.example, role: admin}}]}}"
-        );
-    }
-    std::fs::write(work.path().join("seed.yaml"), seed).unwrap();
+    write_seed(&work.path().join("seed.yaml"), ID, SECRET, "CB", POLICIES);
     let sim_port = free_port();
     let mut simulator = spawn_simulator(&work.path().join("seed.yaml"), sim_port);
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -57,6 +57,18 @@ impl ApiServer {
         self.expect(method, uri, 200, reply).await
     }
 
+    /// The start of every connector sync: the PolicyAccess list, then the Secret.
+    async fn list_then_secret(&mut self, items: Vec<Value>, secret_value: &str) {
+        self.ok("GET", &format!("{GROUP}/policyaccesses?"), list(items))
+            .await;
+        self.ok(
+            "GET",
+            "/api/v1/namespaces/finance/secrets/expensify-credentials",
+            secret(secret_value),
+        )
+        .await;
+    }
+
     /// The connector is marked Syncing before a sync when it was not Connected.
     async fn syncing(&mut self) {
         let body = self
@@ -185,18 +197,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     )
     .await;
 
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![team.clone()]),
-    )
-    .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
 
     let patch = api
         .ok(
@@ -290,14 +291,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
         test_settings(),
     )
     .await;
-    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![team]))
-        .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![team], ADMIN_SECRET).await;
     api.syncing().await;
     // No finalizer patch, no event, no PolicyAccess status: only the connector (never synced before).
     let connector = api
@@ -328,18 +322,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
         test_settings(),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![team.clone()]),
-    )
-    .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.syncing().await;
     let (reason, note) = api.event("finance").await;
     assert_eq!(
@@ -385,18 +368,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
         test_settings(),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![team.clone()]),
-    )
-    .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.syncing().await;
     let status = api
         .ok(
@@ -515,14 +487,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
         test_settings(),
     )
     .await;
-    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![]))
-        .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret("wrong-secret-xyz"),
-    )
-    .await;
+    api.list_then_secret(vec![], "wrong-secret-xyz").await;
     api.syncing().await;
     let connector = api
         .ok(
@@ -556,18 +521,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
         test_settings(),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![gone.clone()]),
-    )
-    .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
     api.syncing().await;
     let (reason, _) = api.event("finance").await;
     assert_eq!(reason, "Revoked");
@@ -616,18 +570,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
         test_settings(),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![gone.clone()]),
-    )
-    .await;
-    api.ok(
-        "GET",
-        "/api/v1/namespaces/finance/secrets/expensify-credentials",
-        secret(ADMIN_SECRET),
-    )
-    .await;
+    api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
     api.syncing().await;
     api.ok(
         "PATCH",

@@ -27,6 +27,23 @@ pub fn peak_rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes a simulator seed: one account (`id`, `secret`, admin@bench.example) and
+/// `policies` policies with ids `<prefix><hex>`, each owned by owner@bench.example with
+/// only the admin on it; no rate limits (the benchmarks measure calls, not pacing).
+pub fn write_seed(path: &Path, id: &str, secret: &str, prefix: &str, policies: usize) {
+    use std::fmt::Write as _;
+    let mut seed = format!(
+        "accounts:\n  - {{partnerUserID: {id}, partnerUserSecret: {secret}, email: admin@bench.example}}\nrateLimits: {{enabled: false}}\npolicies:\n"
+    );
+    for p in 0..policies {
+        let _ = writeln!(
+            seed,
+            "  - {{id: \"{prefix}{p:014X}\", name: \"Policy {p}\", owner: owner@bench.example, employees: [{{email: admin@bench.example, role: admin}}]}}"
+        );
+    }
+    std::fs::write(path, seed).expect("the seed is written");
+}
+
 /// Starts the simulator binary on `port` from `seed`.
 pub fn spawn_simulator(seed: &Path, port: u16) -> Child {
     Command::new(BIN)
