@@ -168,9 +168,15 @@ pub struct PolicyAccessStatus {
     pub desired_members: i32,
     #[serde(default)]
     pub in_sync_members: i32,
-    /// What this object granted: the inventory Additive mode and deletion revoke from.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub managed_members: Vec<String>,
+    /// This object's part of the ledger: what the operator added or raised on its behalf,
+    /// and so may take back. Read also in the old shape (a flat list of emails).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::ledger_entry::entries_or_legacy_emails"
+    )]
+    #[schemars(schema_with = "super::ledger_entry::entries_schema")]
+    pub managed_members: Vec<ManagedMember>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +198,8 @@ pub struct PolicyAccessStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_mass_revocation: Option<String>,
 }
+
+pub use super::ledger_entry::ManagedMember;
 
 /// Changes the last sync made (or, for ObserveOnly, would have made).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -4,10 +4,12 @@ mod access;
 mod conditions;
 mod connector;
 mod duration;
+mod ledger_entry;
 
 pub use access::{
-    AccessMode, AccessPhase, ConnectorRef, DeletionPolicy, Drift, DriftKind, MemberFailure,
-    MemberSpec, PlanSummary, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus, PolicySelector,
+    AccessMode, AccessPhase, ConnectorRef, DeletionPolicy, Drift, DriftKind, ManagedMember,
+    MemberFailure, MemberSpec, PlanSummary, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus,
+    PolicySelector,
 };
 pub use conditions::{ConditionStatus, set_condition};
 pub use connector::{
@@ -15,6 +17,7 @@ pub use connector::{
     PolicyInfo, SecretRef,
 };
 pub use duration::{ParseDurationError, parse_duration};
+pub use ledger_entry::adopt_legacy_entries;
 
 /// API group of both kinds.
 pub const GROUP: &str = "expensify.gitops.dev";

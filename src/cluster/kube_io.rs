@@ -17,6 +17,9 @@ use crate::expensify::Credentials;
 pub const FIELD_MANAGER: &str = "expensify-operator";
 /// Held on every PolicyAccess a connector syncs, so its deletion can revoke what it granted.
 pub const FINALIZER: &str = "expensify.gitops.dev/finalizer";
+/// Held on a connector while any PolicyAccess refers to it, so `Revoke` deletions are
+/// settled before the connector (and its credentials) go.
+pub const IN_USE_FINALIZER: &str = "expensify.gitops.dev/in-use";
 
 /// A Kubernetes call that failed, named after the action.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,9 @@ pub enum KubeCallError {
         #[source]
         source: kube::Error,
     },
-    #[error("updating the finalizers of PolicyAccess {namespace}/{name}: {source}")]
+    #[error("updating the finalizers of {kind} {namespace}/{name}: {source}")]
     Finalizer {
+        kind: String,
         namespace: String,
         name: String,
         #[source]
@@ -229,50 +233,71 @@ pub async fn apply_connector_status(
 
 /// Sets the finalizer list, guarded by the object's resourceVersion (a concurrent change
 /// makes the API server refuse, and the next sync tries again).
-pub async fn set_finalizers(
+pub async fn set_finalizers<K>(
     client: &kube::Client,
-    object: &PolicyAccess,
+    object: &K,
     finalizers: Vec<String>,
-) -> Result<(), KubeCallError> {
+) -> Result<(), KubeCallError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    Api::<PolicyAccess>::namespaced(client.clone(), &namespace)
+    Api::<K>::namespaced(client.clone(), &namespace)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())
         .map_err(|source| KubeCallError::Finalizer {
+            kind: K::kind(&()).to_string(),
             namespace,
             name,
             source,
         })
 }
 
-/// Adds the finalizer when missing.
-pub async fn ensure_finalizer(
+/// Adds `finalizer` when missing.
+pub async fn ensure_finalizer<K>(
     client: &kube::Client,
-    object: &PolicyAccess,
-) -> Result<(), KubeCallError> {
-    if object.finalizers().iter().any(|f| f == FINALIZER) {
+    object: &K,
+    finalizer: &str,
+) -> Result<(), KubeCallError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());
     }
     let mut finalizers = object.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
+    finalizers.push(finalizer.to_string());
     set_finalizers(client, object, finalizers).await
 }
 
-/// Removes the finalizer, letting the deletion finish.
-pub async fn release_finalizer(
+/// Removes `finalizer`, letting a deletion finish.
+pub async fn release_finalizer<K>(
     client: &kube::Client,
-    object: &PolicyAccess,
-) -> Result<(), KubeCallError> {
-    if !object.finalizers().iter().any(|f| f == FINALIZER) {
+    object: &K,
+    finalizer: &str,
+) -> Result<(), KubeCallError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if !object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());
     }
     let finalizers = object
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != finalizer)
         .cloned()
         .collect();
     set_finalizers(client, object, finalizers).await

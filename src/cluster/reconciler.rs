@@ -14,18 +14,20 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::context::{Context, LastSync};
-use super::kube_io::{self, KubeCallError, SecretLookup};
+use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLookup};
 use crate::api::{
     ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
     ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
     parse_duration,
 };
 use crate::files::status_dir::digest;
+use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::validate::describe;
 use crate::reconcile::{
-    AccessObject, ChangeKind, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector,
-    unsynced, validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
+    validate_connector,
 };
+use futures::future::BoxFuture;
 
 /// How often a standby replica checks whether it became the leader.
 pub const STANDBY_RECHECK: Duration = Duration::from_secs(5);
@@ -158,24 +160,36 @@ pub async fn reconcile_connector(
         }
     }
 
+    if let Some(action) = settle_in_use(&ctx, &connector, &attached)
+        .await
+        .map_err(kube_error)?
+    {
+        return Ok(action);
+    }
     for pa in attached
         .iter()
         .filter(|pa| pa.metadata.deletion_timestamp.is_none())
     {
-        kube_io::ensure_finalizer(&ctx.client, pa)
+        kube_io::ensure_finalizer(&ctx.client, *pa, FINALIZER)
             .await
             .map_err(kube_error)?;
     }
-    let objects: Vec<AccessObject> = attached
-        .iter()
-        .map(|pa| AccessObject::from_resource(pa))
-        .collect();
+    // Every object: those of other connectors tell which policies they already govern.
+    let objects: Vec<AccessObject> = all.iter().map(AccessObject::from_resource).collect();
+    let save = PatchBeforeWrite {
+        ctx: &ctx,
+        by_key: attached
+            .iter()
+            .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
+            .collect(),
+    };
     let request = SyncRequest {
         connector: &object,
         accesses: &objects,
         now: Timestamp::now(),
         inventory_complete: true,
         dry_run: false,
+        write_ahead: Some(&save),
     };
     let will_sync = problems.is_empty()
         && !object.spec.suspend
@@ -240,6 +254,63 @@ pub async fn reconcile_connector(
     Ok(Action::requeue(wait))
 }
 
+/// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that
+/// deleting the connector (or its namespace) waits until `Revoke` deletions are settled.
+/// A connector being deleted that nobody refers to any more is let go: `Some` then.
+async fn settle_in_use(
+    ctx: &Context,
+    connector: &ExpensifyConnector,
+    attached: &[&PolicyAccess],
+) -> Result<Option<Action>, KubeCallError> {
+    let deleting = connector.metadata.deletion_timestamp.is_some();
+    if attached.is_empty() {
+        kube_io::release_finalizer(&ctx.client, connector, IN_USE_FINALIZER).await?;
+        return Ok(deleting.then(Action::await_change));
+    }
+    if !deleting {
+        kube_io::ensure_finalizer(&ctx.client, connector, IN_USE_FINALIZER).await?;
+    }
+    Ok(None)
+}
+
+/// Cluster mode's write-ahead: the statuses carrying the entries about to be created are
+/// patched before Expensify is written; a replica that is no longer the leader writes
+/// nothing.
+struct PatchBeforeWrite<'a> {
+    ctx: &'a Context,
+    by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
+}
+
+impl std::fmt::Debug for PatchBeforeWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatchBeforeWrite")
+            .field("objects", &self.by_key.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl WriteAhead for PatchBeforeWrite<'_> {
+    fn save<'s>(
+        &'s self,
+        statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+    ) -> BoxFuture<'s, Result<(), WriteRefused>> {
+        Box::pin(async move {
+            if !self.ctx.is_leader() {
+                return Err(WriteRefused("this replica is no longer the leader".into()));
+            }
+            for (key, status) in statuses {
+                let Some(pa) = self.by_key.get(key) else {
+                    continue;
+                };
+                kube_io::apply_access_status(&self.ctx.client, pa, status)
+                    .await
+                    .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Statuses (only when changed), Events, the connector status, and released finalizers.
 async fn write_back(
     ctx: &Context,
@@ -256,43 +327,14 @@ async fn write_back(
             continue;
         };
         let change = &result.change;
-        let (reason, what) = match change.kind {
-            ChangeKind::Grant => (
-                "Granted",
-                format!(
-                    "granted {} as {} on {}",
-                    change.email,
-                    change.role.map(|r| r.to_string()).unwrap_or_default(),
-                    change.policy_name
-                ),
-            ),
-            ChangeKind::RoleChange => (
-                "RoleChanged",
-                format!(
-                    "changed {} from {} to {} on {}",
-                    change.email,
-                    change.old_role.as_deref().unwrap_or("?"),
-                    change.role.map(|r| r.to_string()).unwrap_or_default(),
-                    change.policy_name
-                ),
-            ),
-            ChangeKind::ApproverChange => (
-                "ApproverChanged",
-                format!(
-                    "{} now submits to {} on {}",
-                    change.email, change.manager_email, change.policy_name
-                ),
-            ),
-            ChangeKind::Revoke => (
-                "Revoked",
-                format!(
-                    "revoked {} (was {}) from {}",
-                    change.email,
-                    change.old_role.as_deref().unwrap_or("?"),
-                    change.policy_name
-                ),
-            ),
-        };
+        let reason = change.kind.event_reason();
+        let what = format!(
+            "{} {} on {} ({})",
+            change.kind.verb(),
+            change.email,
+            change.policy_name,
+            change.detail()
+        );
         match &result.failure {
             None => kube_io::publish(&ctx.recorder, *pa, false, reason, "Sync", what).await,
             Some(failure) => {
@@ -350,7 +392,7 @@ async fn write_back(
     for key in &report.finished_deletions {
         if let Some(pa) = by_key.get(key) {
             info!(object = %key, "deletion finished; releasing the finalizer");
-            kube_io::release_finalizer(&ctx.client, pa).await?;
+            kube_io::release_finalizer(&ctx.client, *pa, FINALIZER).await?;
         }
     }
     Ok(())

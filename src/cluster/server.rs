@@ -158,6 +158,7 @@ mod tests {
             statuses: Default::default(),
             finished_deletions: Vec::new(),
             observed: Default::default(),
+            refused: None,
             calls: Default::default(),
         };
         metrics.record("finance/acme", &report, 0.2);

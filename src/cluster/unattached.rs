@@ -60,7 +60,7 @@ pub async fn reconcile_access(
                 format!("connector {connector_key} is missing or refuses this namespace: nothing could be revoked; deletion goes ahead"),
             )
             .await;
-            kube_io::release_finalizer(&ctx.client, &access)
+            kube_io::release_finalizer(&ctx.client, access.as_ref(), FINALIZER)
                 .await
                 .map_err(kube_error)?;
         }

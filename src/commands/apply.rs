@@ -16,7 +16,17 @@ pub struct ApplyArgs {
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
-    let report = mode.pass(false).await?;
+    // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
+    // write starts.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::warn!("stop requested; finishing the Expensify call in flight");
+        let _ = stop_tx.send(true);
+    });
+    let report = mode.pass_until(false, Some(&stop_rx)).await;
+    signals.abort();
+    let report = report?;
     match args.output {
         OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
         OutputFormat::Json => outln!("{}", render::json(&report, true)),

@@ -1,4 +1,5 @@
-//! `plan DIR`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error.
+//! `plan DIR`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error
+//! or when anything would be Blocked (a pull-request check must not go green then).
 
 use crate::files::render;
 
@@ -26,7 +27,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),
         OutputFormat::Json => outln!("{}", render::json(&report, false)),
     }
-    Ok(if report.has_errors() {
+    Ok(if report.has_errors() || report.has_blocked() {
         FAILED
     } else if report.pending_changes() > 0 {
         CHANGES_PENDING

@@ -35,16 +35,7 @@ impl Style {
 }
 
 fn change_line(style: Style, change: &Change) -> String {
-    let detail = match change.kind {
-        ChangeKind::Grant => change.role.map(|r| r.to_string()).unwrap_or_default(),
-        ChangeKind::RoleChange => format!(
-            "{} -> {}",
-            change.old_role.as_deref().unwrap_or("?"),
-            change.role.map(|r| r.to_string()).unwrap_or_default()
-        ),
-        ChangeKind::ApproverChange => format!("submits to {}", change.manager_email),
-        ChangeKind::Revoke => format!("was {}", change.old_role.as_deref().unwrap_or("?")),
-    };
+    let detail = change.detail();
     format!(
         "    {} {:<32} {:<22} by {}  ({})",
         style.symbol(change.kind),

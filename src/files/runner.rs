@@ -16,11 +16,14 @@ use kube::core::object::{HasSpec, HasStatus};
 
 use crate::api::{ConnectorPhase, ExpensifyConnector, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::ExpensifyClients;
+use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
     AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
     validate_access, validate_connector,
 };
+use futures::future::BoxFuture;
+use tokio::sync::watch;
 
 /// How a pass runs.
 #[derive(Debug, Clone)]
@@ -62,12 +65,16 @@ pub struct PassReport {
     pub unattached: Vec<UnattachedAccess>,
     /// Where each object came from, for messages.
     pub sources: BTreeMap<ObjectKey, String>,
+    /// A stop was requested before every connector synced.
+    pub stopped: bool,
 }
 
 impl PassReport {
     /// Whether anything ended in error (load problems, connector or object errors).
     pub fn has_errors(&self) -> bool {
-        !self.manifests.problems.is_empty()
+        self.stopped
+            || self.syncs.iter().any(|s| s.refused.is_some())
+            || !self.manifests.problems.is_empty()
             || !self.unattached.is_empty()
             || self.syncs.iter().any(|s| {
                 s.connector_status.phase == ConnectorPhase::Error
@@ -79,11 +86,12 @@ impl PassReport {
 
     /// Whether any object is Blocked.
     pub fn has_blocked(&self) -> bool {
-        self.syncs.iter().any(|s| {
-            s.statuses
-                .values()
-                .any(|st| st.phase == crate::api::AccessPhase::Blocked)
-        })
+        self.syncs.iter().any(|s| s.plan.has_blocks())
+            || self.syncs.iter().any(|s| {
+                s.statuses
+                    .values()
+                    .any(|st| st.phase == crate::api::AccessPhase::Blocked)
+            })
     }
 
     /// Changes planned across all connectors.
@@ -196,32 +204,59 @@ impl FileMode {
 
     /// Runs one pass. `dry_run` reads and plans only, and writes no status.
     pub async fn pass(&self, dry_run: bool) -> Result<PassReport, FilePassError> {
+        self.pass_until(dry_run, None).await
+    }
+
+    /// Runs one pass that stops early when `stop` turns true: the Expensify call in flight
+    /// finishes and its statuses are saved, no further write starts.
+    pub async fn pass_until(
+        &self,
+        dry_run: bool,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<PassReport, FilePassError> {
         let prepared = self.prepare()?;
         let now = Timestamp::now();
         let complete = prepared.manifests.complete();
+        let stopped = || stop.is_some_and(|s| *s.borrow());
+        let save = SaveBeforeWrite {
+            mode: self,
+            prepared: &prepared,
+            stop,
+        };
         let mut syncs = Vec::new();
         for connector in &prepared.connectors {
+            if stopped() {
+                info!(connector = %connector.key, "stop requested: not synced");
+                continue;
+            }
             let request = SyncRequest {
                 connector,
                 accesses: &prepared.accesses,
                 now,
                 inventory_complete: complete,
                 dry_run,
+                write_ahead: (!dry_run).then_some(&save as &dyn WriteAhead),
             };
             let report = self.sync_one(request, dry_run).await;
+            // Saved at once: a stop after this connector loses nothing it wrote.
+            if !dry_run {
+                self.write_sync(&prepared, &report)?;
+            }
             syncs.push(report);
         }
         let unattached = self.unattached(&prepared, now);
-        let report = PassReport {
+        if !dry_run {
+            for u in &unattached {
+                self.write_access_status(&prepared, &u.key, &u.status)?;
+            }
+        }
+        Ok(PassReport {
             manifests: prepared.manifests.clone(),
             syncs,
             unattached,
             sources: prepared.sources.clone(),
-        };
-        if !dry_run {
-            self.write_statuses(&prepared, &report)?;
-        }
-        Ok(report)
+            stopped: stopped(),
+        })
     }
 
     async fn sync_one(&self, request: SyncRequest<'_>, dry_run: bool) -> SyncReport {
@@ -333,65 +368,92 @@ impl FileMode {
             .collect()
     }
 
-    fn write_statuses(
-        &self,
-        prepared: &Prepared,
-        report: &PassReport,
-    ) -> Result<(), StatusDirError> {
-        let loaded_connectors: BTreeMap<&ObjectKey, &ExpensifyConnector> = prepared
+    /// The connector's status, its objects' statuses, and the status files of deleted
+    /// objects whose deletion finished.
+    fn write_sync(&self, prepared: &Prepared, sync: &SyncReport) -> Result<(), StatusDirError> {
+        let loaded = prepared
             .manifests
             .connectors
             .iter()
-            .map(|c| (&c.key, &c.object))
-            .collect();
-        for sync in &report.syncs {
-            if let Some(object) = loaded_connectors.get(&sync.connector) {
-                let mut object = (*object).clone();
-                attach(
-                    &self.status_dir,
-                    &sync.connector,
-                    &mut object,
-                    &prepared.sources[&sync.connector],
-                )?;
-                object.status = Some(sync.connector_status.clone());
-                self.status_dir.write(&sync.connector, &object)?;
-            }
+            .find(|c| c.key == sync.connector);
+        if let Some(loaded) = loaded {
+            let mut object = loaded.object.clone();
+            attach(
+                &self.status_dir,
+                &sync.connector,
+                &mut object,
+                &prepared.sources[&sync.connector],
+            )?;
+            object.status = Some(sync.connector_status.clone());
+            self.status_dir.write(&sync.connector, &object)?;
         }
-        let loaded_accesses: BTreeMap<&ObjectKey, &PolicyAccess> = prepared
-            .manifests
-            .accesses
-            .iter()
-            .map(|a| (&a.key, &a.object))
-            .collect();
-        let statuses = report
-            .syncs
-            .iter()
-            .flat_map(|s| s.statuses.iter())
-            .chain(report.unattached.iter().map(|u| (&u.key, &u.status)));
-        for (key, status) in statuses {
-            let object = match loaded_accesses.get(key) {
-                Some(object) => {
-                    let mut object = (*object).clone();
-                    attach(&self.status_dir, key, &mut object, &prepared.sources[key])?;
-                    object
-                }
-                // Deleted objects keep their last manifest until their deletion finishes.
-                None => match self.status_dir.read::<PolicyAccess>(key)? {
-                    Some(object) => object,
-                    None => continue,
-                },
-            };
-            let mut object = object;
-            object.status = Some(status.clone());
-            self.status_dir.write(key, &object)?;
+        for (key, status) in &sync.statuses {
+            self.write_access_status(prepared, key, status)?;
         }
-        for sync in &report.syncs {
-            for key in &sync.finished_deletions {
-                info!(object = %key, "deleted PolicyAccess finished; its status file is removed");
-                self.status_dir.remove::<PolicyAccess>(key)?;
-            }
+        for key in &sync.finished_deletions {
+            info!(object = %key, "deleted PolicyAccess finished; its status file is removed");
+            self.status_dir.remove::<PolicyAccess>(key)?;
         }
         Ok(())
+    }
+
+    /// One PolicyAccess status file: the manifest as loaded, or for a deleted object its
+    /// last saved manifest, with `status` set.
+    fn write_access_status(
+        &self,
+        prepared: &Prepared,
+        key: &ObjectKey,
+        status: &PolicyAccessStatus,
+    ) -> Result<(), StatusDirError> {
+        let loaded = prepared.manifests.accesses.iter().find(|a| &a.key == key);
+        let mut object = match loaded {
+            Some(loaded) => {
+                let mut object = loaded.object.clone();
+                attach(&self.status_dir, key, &mut object, &prepared.sources[key])?;
+                object
+            }
+            // Deleted objects keep their last manifest until their deletion finishes.
+            None => match self.status_dir.read::<PolicyAccess>(key)? {
+                Some(object) => object,
+                None => return Ok(()),
+            },
+        };
+        object.status = Some(status.clone());
+        self.status_dir.write(key, &object)
+    }
+}
+
+/// File mode's write-ahead: the status files of the objects whose ledger changes are
+/// written before Expensify is, and no write starts once a stop was asked for.
+struct SaveBeforeWrite<'a> {
+    mode: &'a FileMode,
+    prepared: &'a Prepared,
+    stop: Option<&'a watch::Receiver<bool>>,
+}
+
+impl std::fmt::Debug for SaveBeforeWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveBeforeWrite")
+            .field("status_dir", &self.mode.status_dir.root())
+            .finish()
+    }
+}
+
+impl WriteAhead for SaveBeforeWrite<'_> {
+    fn save<'s>(
+        &'s self,
+        statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+    ) -> BoxFuture<'s, Result<(), WriteRefused>> {
+        let result = if self.stop.is_some_and(|s| *s.borrow()) {
+            Err(WriteRefused("a stop was requested".to_string()))
+        } else {
+            statuses.iter().try_for_each(|(key, status)| {
+                self.mode
+                    .write_access_status(self.prepared, key, status)
+                    .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))
+            })
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 

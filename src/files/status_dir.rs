@@ -190,13 +190,24 @@ mod tests {
         );
         access.metadata.namespace = Some("finance".into());
         access.status = Some(PolicyAccessStatus {
-            managed_members: vec!["a@acme.example".into()],
+            managed_members: vec![crate::api::ManagedMember {
+                policy_id: "P1".into(),
+                email: "a@acme.example".into(),
+                added: true,
+                previous_role: None,
+                role: Some("user".into()),
+                pending: true,
+                prior_role: None,
+            }],
             ..Default::default()
         });
         let key = ObjectKey::new("finance", "team");
         status_dir.write(&key, &access).unwrap();
         let read: PolicyAccess = status_dir.read(&key).unwrap().unwrap();
-        assert_eq!(read.status.unwrap().managed_members, vec!["a@acme.example"]);
+        assert_eq!(
+            read.status.unwrap().managed_members,
+            access.status.unwrap().managed_members
+        );
         assert_eq!(status_dir.list::<PolicyAccess>().unwrap().len(), 1);
         status_dir.remove::<PolicyAccess>(&key).unwrap();
         assert!(status_dir.read::<PolicyAccess>(&key).unwrap().is_none());

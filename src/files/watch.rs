@@ -99,7 +99,7 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
         })?;
     info!(dir = %mode.dir.display(), status_dir = %status_root.display(), "watching manifests");
     loop {
-        let report = match mode.pass(false).await {
+        let report = match mode.pass_until(false, Some(&stop)).await {
             Ok(report) => {
                 summarize(&report);
                 Some(report)

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
@@ -13,7 +14,9 @@ use super::status::{
 };
 use crate::api::{ExpensifyConnectorStatus, MemberFailure, PolicyAccessStatus, PolicyInfo};
 use crate::email;
-use crate::expensify::{CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, UpdateReport};
+use crate::expensify::{
+    CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, RosterEntry, UpdateReport,
+};
 
 /// What a sync is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +27,24 @@ pub struct SyncRequest<'a> {
     pub inventory_complete: bool,
     /// Read and plan only; write nothing.
     pub dry_run: bool,
+    /// Saves the ledger entries about to be created before Expensify is written; its
+    /// refusal (a stop was asked for, leadership was lost, the save failed) stops the write.
+    pub write_ahead: Option<&'a dyn WriteAhead>,
+}
+
+/// Why the write did not go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteRefused(pub String);
+
+/// Where the ledger is saved before the employee-updater call (status files in file mode,
+/// object status in the cluster): the write-ahead that keeps ownership across a crash.
+pub trait WriteAhead: Send + Sync + std::fmt::Debug {
+    /// Saves these statuses (only the objects whose ledger changes), or refuses the write.
+    fn save<'a>(
+        &'a self,
+        statuses: &'a BTreeMap<ObjectKey, PolicyAccessStatus>,
+    ) -> BoxFuture<'a, Result<(), WriteRefused>>;
 }
 
 /// What happened to one planned change.
@@ -49,6 +70,8 @@ pub struct SyncReport {
     /// What Expensify showed at the end, for `review` and `export`.
     pub observed: Observed,
     pub calls: CallCounts,
+    /// Set when the write was refused before it was made (stop, lost leadership, save).
+    pub refused: Option<WriteRefused>,
 }
 
 impl SyncReport {
@@ -84,6 +107,7 @@ pub fn unsynced(
         .accesses
         .iter()
         .filter(|a| a.connector_key() == connector.key)
+        .filter(|a| super::validate::connector_allows(connector, &a.key.namespace))
         .map(|a| {
             let why = NotSynced::ConnectorDown {
                 message: problem.clone(),
@@ -101,6 +125,7 @@ pub fn unsynced(
         finished_deletions: Vec::new(),
         observed: Observed::default(),
         calls: CallCounts::default(),
+        refused: None,
     }
 }
 
@@ -133,90 +158,179 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             return report;
         }
     };
-    let input = PlanInput {
-        connector,
-        accesses: request.accesses,
-        observed: &observed,
-        now: request.now,
-        inventory_complete: request.inventory_complete,
-    };
-    let before = plan(input);
-    if request.dry_run {
-        let statuses = statuses_for(request, &before, &before, &observed, &BTreeMap::new());
-        let connector_status =
-            connector_status(connector, connector_findings(&observed, None), request.now);
-        return SyncReport {
-            connector: connector.key.clone(),
-            connector_status,
-            plan: before,
-            results: Vec::new(),
-            statuses,
-            finished_deletions: Vec::new(),
+    let plan_for = |accesses: &[AccessObject], observed: &Observed| {
+        plan(PlanInput {
+            connector,
+            accesses,
             observed,
-            calls: delta(client.counts(), calls_before),
-        };
-    }
-
-    let mut after_observed = observed.clone();
-    let mut results = Vec::new();
-    let mut reread_error = None;
-    if !before.changes.is_empty() {
-        let records: Vec<_> = before.changes.iter().map(Change::record).collect();
-        let written = client.update_employees(&records, false).await;
-        let touched: BTreeSet<String> =
-            before.changes.iter().map(|c| c.policy_id.clone()).collect();
-        let touched: Vec<String> = touched.into_iter().collect();
-        match client.read_rosters(&touched).await {
-            Ok(rosters) => after_observed.rosters.extend(rosters),
-            Err(error) => {
-                warn!(connector = %connector.key, error = %error, "re-reading rosters after the write failed");
-                reread_error = Some(error);
-            }
-        }
-        results = judge(
-            &before.changes,
-            &written,
-            &after_observed,
-            reread_error.as_ref(),
+            now: request.now,
+            inventory_complete: request.inventory_complete,
+        })
+    };
+    let before = plan_for(request.accesses, &observed);
+    let nothing = |observed| Written::nothing(observed);
+    if request.dry_run || before.changes.is_empty() {
+        return finish(
+            request,
+            client,
+            calls_before,
+            before.clone(),
+            &before,
+            nothing(observed),
         );
-        for result in &results {
-            log_result(result);
-        }
     }
+    let write_ahead = write_ahead_statuses(request, &before);
+    if let Some(hook) = request.write_ahead
+        && let Err(refused) = hook.save(&write_ahead).await
+    {
+        warn!(connector = %connector.key, reason = %refused, "changes not written");
+        let mut report = finish(
+            request,
+            client,
+            calls_before,
+            before.clone(),
+            &before,
+            nothing(observed),
+        );
+        refuse(&mut report, &refused);
+        return report;
+    }
+    let written = write(request, client, &before, observed).await;
+    let after = if written.verified {
+        plan_for(
+            &with_ledgers(request.accesses, &write_ahead),
+            &written.observed,
+        )
+    } else {
+        before.clone()
+    };
+    finish(request, client, calls_before, before, &after, written)
+}
 
-    // The inventory is what was meant to be managed and Expensify now shows.
-    let failures = failures_by_object(&results);
-    let mut next_accesses = request.accesses.to_vec();
-    for access in &mut next_accesses {
-        if let Some(object_plan) = before.objects.get(&access.key) {
-            let mut status = access.status.clone().unwrap_or_default();
-            status.managed_members =
-                confirmed_inventory(object_plan, &after_observed, reread_error.is_some());
-            status.last_handled_mass_revocation = object_plan
-                .mass_revocation_used
-                .clone()
-                .or(status.last_handled_mass_revocation);
-            access.status = Some(status);
+/// What the write left: the rosters then, whether they were re-read, and each result.
+struct Written {
+    observed: Observed,
+    verified: bool,
+    /// The ledger saved before the write, per object (kept as is when not verified).
+    write_ahead: BTreeMap<ObjectKey, PolicyAccessStatus>,
+    results: Vec<ChangeResult>,
+    problem: Option<(String, String)>,
+}
+
+impl Written {
+    fn nothing(observed: Observed) -> Self {
+        Written {
+            observed,
+            verified: true,
+            write_ahead: BTreeMap::new(),
+            results: Vec::new(),
+            problem: None,
         }
     }
-    let after = plan(PlanInput {
-        accesses: &next_accesses,
-        observed: &after_observed,
-        ..input
-    });
-    let mut statuses = statuses_for(
-        SyncRequest {
-            accesses: &next_accesses,
-            ..request
-        },
-        &before,
-        &after,
+}
+
+/// The employee-updater call, then the re-read of the rosters it touched.
+async fn write(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    before: &Plan,
+    observed: Observed,
+) -> Written {
+    let connector = request.connector;
+    let records: Vec<_> = before.changes.iter().map(Change::record).collect();
+    let written = client.update_employees(&records, false).await;
+    let touched: BTreeSet<String> = before.changes.iter().map(|c| c.policy_id.clone()).collect();
+    let touched: Vec<String> = touched.into_iter().collect();
+    let mut after_observed = observed;
+    let reread = client.read_rosters(&touched).await;
+    let reread_error = match reread {
+        Ok(rosters) => {
+            after_observed.rosters.extend(rosters);
+            None
+        }
+        Err(error) => {
+            warn!(connector = %connector.key, error = %error, "re-reading rosters after the write failed");
+            Some(error)
+        }
+    };
+    let results = judge(
+        &before.changes,
+        &written,
         &after_observed,
-        &failures,
+        reread_error.as_ref(),
     );
-    let finished_deletions = next_accesses
+    for result in &results {
+        log_result(result);
+    }
+    Written {
+        observed: after_observed,
+        verified: reread_error.is_none(),
+        write_ahead: write_ahead_statuses(request, before),
+        results,
+        problem: reread_error.map(|e| {
+            (
+                reason_for(&e).to_string(),
+                format!("changes were sent but could not be verified (kept as pending until a read shows them): {e}"),
+            )
+        }),
+    }
+}
+
+/// The objects as they stand once the write-ahead statuses are saved.
+fn with_ledgers(
+    accesses: &[AccessObject],
+    saved: &BTreeMap<ObjectKey, PolicyAccessStatus>,
+) -> Vec<AccessObject> {
+    accesses
         .iter()
-        .filter(|a| a.deleting)
+        .map(|a| {
+            let mut next = a.clone();
+            if let Some(status) = saved.get(&a.key) {
+                next.status = Some(status.clone());
+            }
+            next
+        })
+        .collect()
+}
+
+/// The statuses to save before the write: every object whose ledger the plan changes,
+/// with the entries about to be created or updated marked pending.
+pub fn write_ahead_statuses(
+    request: SyncRequest<'_>,
+    plan: &Plan,
+) -> BTreeMap<ObjectKey, PolicyAccessStatus> {
+    request
+        .accesses
+        .iter()
+        .filter_map(|a| {
+            let object_plan = plan.objects.get(&a.key)?;
+            let ledger = object_plan.write_ahead_ledger();
+            let mut status = a.status.clone().unwrap_or_default();
+            if status.managed_members == ledger {
+                return None;
+            }
+            status.managed_members = ledger;
+            Some((a.key.clone(), status))
+        })
+        .collect()
+}
+
+/// Statuses and the report, from the plan before the write and the one after it.
+fn finish(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    calls_before: CallCounts,
+    before: Plan,
+    after: &Plan,
+    written: Written,
+) -> SyncReport {
+    let connector = request.connector;
+    let failures = failures_by_object(&written.results);
+    let mut statuses = statuses_for(request, &before, after, &failures, &written);
+    let finished_deletions = request
+        .accesses
+        .iter()
+        .filter(|a| a.deleting && statuses.contains_key(&a.key))
         .filter(|a| {
             statuses
                 .get(&a.key)
@@ -224,13 +338,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         })
         .map(|a| a.key.clone())
         .collect();
-    let problem = reread_error.map(|e| {
-        (
-            reason_for(&e).to_string(),
-            format!("changes were sent but could not be verified: {e}"),
-        )
-    });
-    let mut findings = connector_findings(&after_observed, problem);
+    let mut findings = connector_findings(&written.observed, written.problem.clone());
     findings.mass_revocation_used = before.connector_mass_revocation_used.clone();
     if let Some((_, message)) = &findings.problem {
         for status in statuses.values_mut() {
@@ -241,12 +349,23 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         connector: connector.key.clone(),
         connector_status: connector_status(connector, findings, request.now),
         plan: before,
-        results,
+        results: written.results,
         statuses,
         finished_deletions,
-        observed: after_observed,
+        observed: written.observed,
         calls: delta(client.counts(), calls_before),
+        refused: None,
     }
+}
+
+/// A write that did not go ahead: the connector says why; nothing changed in Expensify.
+fn refuse(report: &mut SyncReport, refused: &WriteRefused) {
+    let message = format!("changes were not written: {refused}");
+    for status in report.statuses.values_mut() {
+        status.message = Some(message.clone());
+    }
+    report.connector_status.message = Some(message);
+    report.refused = Some(refused.clone());
 }
 
 fn delta(now: CallCounts, before: CallCounts) -> CallCounts {
@@ -286,36 +405,44 @@ fn connector_findings(observed: &Observed, problem: Option<(String, String)>) ->
     }
 }
 
-fn present(observed: &Observed, policy_id: &str) -> BTreeMap<String, String> {
+fn present<'a>(observed: &'a Observed, policy_id: &str) -> BTreeMap<String, &'a RosterEntry> {
     observed
         .rosters
         .get(policy_id)
-        .map(|r| {
-            r.iter()
-                .map(|e| (email::normalize(&e.email), e.role.clone()))
-                .collect()
-        })
+        .map(|r| r.iter().map(|e| (email::normalize(&e.email), e)).collect())
         .unwrap_or_default()
 }
 
-fn confirmed_inventory(
-    object_plan: &super::plan::ObjectPlan,
-    observed: &Observed,
-    unverified: bool,
-) -> Vec<String> {
-    let Some(policy_id) = &object_plan.policy_id else {
-        return object_plan.managed.iter().cloned().collect();
+/// Whether Expensify shows every attribute the change wrote.
+fn landed(change: &Change, shown: Option<&RosterEntry>) -> bool {
+    let Some(shown) = shown else {
+        return change.kind == ChangeKind::Revoke;
     };
-    if unverified || !observed.rosters.contains_key(policy_id) {
-        return object_plan.managed.iter().cloned().collect();
+    if change.kind == ChangeKind::Revoke {
+        return false;
     }
-    let roster = present(observed, policy_id);
-    object_plan
-        .managed
-        .iter()
-        .filter(|e| roster.contains_key(*e))
-        .cloned()
-        .collect()
+    let role = change.role.map(|r| r.as_str()) == Some(shown.role.as_str());
+    let approver = change.expect_submits_to.as_deref().is_none_or(|want| {
+        shown.submits_to.as_deref().map(email::normalize).as_deref() == Some(want)
+    });
+    let employee_id = change
+        .employee_id
+        .as_deref()
+        .is_none_or(|want| shown.employee_id.as_deref() == Some(want));
+    role && approver && employee_id
+}
+
+/// What the roster shows of a change that did not land, for the failure message.
+fn shown_as(shown: Option<&RosterEntry>) -> String {
+    match shown {
+        None => "not on the policy".to_string(),
+        Some(s) => format!(
+            "shows role {}, submits to {}, employeeID {}",
+            s.role,
+            s.submits_to.as_deref().unwrap_or("nobody"),
+            s.employee_id.as_deref().unwrap_or("none")
+        ),
+    }
 }
 
 /// Whether each change shows in the re-read rosters, and if not, the best reason known.
@@ -350,19 +477,17 @@ fn judge(
                 Some(format!("could not verify: {error}"))
             } else {
                 let roster = present(after, &change.policy_id);
-                let landed = match change.kind {
-                    ChangeKind::Revoke => !roster.contains_key(&change.email),
-                    _ => roster
-                        .get(&change.email)
-                        .is_some_and(|role| Some(role.as_str()) == change.role.map(|r| r.as_str())),
-                };
-                (!landed).then(|| {
+                let shown = roster.get(&change.email).copied();
+                (!landed(change, shown)).then(|| {
                     batch_errors
                         .get(&(change.policy_id.clone(), change.email.clone()))
                         .or_else(|| skipped.get(&change.email))
                         .cloned()
                         .unwrap_or_else(|| {
-                            "Expensify accepted the change but does not show it".to_string()
+                            format!(
+                                "Expensify accepted the change but does not show it ({})",
+                                shown_as(shown)
+                            )
                         })
                 })
             };
@@ -424,26 +549,25 @@ fn statuses_for(
     request: SyncRequest<'_>,
     before: &Plan,
     after: &Plan,
-    observed: &Observed,
     failures: &BTreeMap<ObjectKey, Vec<MemberFailure>>,
+    written: &Written,
 ) -> BTreeMap<ObjectKey, PolicyAccessStatus> {
     request
         .accesses
         .iter()
-        .filter(|a| a.connector_key() == request.connector.key)
         .filter_map(|a| {
             let after_plan = after.objects.get(&a.key)?;
             let before_plan = before.objects.get(&a.key);
-            let managed = if request.dry_run {
-                a.previously_managed()
-            } else {
-                let confirmed = confirmed_inventory(after_plan, observed, false);
-                confirmed.into_iter().collect()
+            // Unverified writes keep the ledger saved before them, pending entries and all.
+            let ledger = match written.write_ahead.get(&a.key) {
+                Some(saved) if !written.verified => saved.managed_members.clone(),
+                _ if !written.verified => a.ledger_entries(),
+                _ => after_plan.ledger.clone(),
             };
             let findings = AccessFindings {
                 object: a,
                 after: after_plan,
-                managed,
+                managed: ledger,
                 attempted: summarize(before.changes.iter().filter(|c| c.requested_by == a.key)),
                 failures: failures.get(&a.key).cloned().unwrap_or_default(),
                 connector_problem: None,

@@ -1,7 +1,7 @@
 //! The planner's view of the world: objects, what Expensify shows, and the clock. Plain
 //! data, built by cluster mode from the API server and by file mode from YAML.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -122,16 +122,11 @@ impl AccessObject {
         )
     }
 
-    /// Members this object granted, per its last status (normalized emails).
-    pub fn previously_managed(&self) -> BTreeSet<String> {
+    /// The ledger entries its last status holds.
+    pub fn ledger_entries(&self) -> Vec<crate::api::ManagedMember> {
         self.status
             .as_ref()
-            .map(|s| {
-                s.managed_members
-                    .iter()
-                    .map(|e| crate::email::normalize(e))
-                    .collect()
-            })
+            .map(|s| s.managed_members.clone())
             .unwrap_or_default()
     }
 }

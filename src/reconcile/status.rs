@@ -1,7 +1,5 @@
 //! From what a sync found to the status objects get: pure functions.
 
-use std::collections::BTreeSet;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -10,8 +8,8 @@ use super::plan::ObjectPlan;
 use super::validate::describe;
 use crate::api::{
     AccessMode, AccessPhase, ConditionStatus, ConnectorPhase, ExpensifyConnectorStatus,
-    MemberFailure, PlanSummary, PolicyAccessStatus, PolicyInfo, RECONCILE_REQUESTED_AT,
-    STATUS_LIST_CAP, set_condition,
+    ManagedMember, MemberFailure, PlanSummary, PolicyAccessStatus, PolicyInfo,
+    RECONCILE_REQUESTED_AT, STATUS_LIST_CAP, set_condition,
 };
 
 /// Everything that decides one PolicyAccess's status after a sync.
@@ -20,8 +18,8 @@ pub struct AccessFindings<'a> {
     pub object: &'a AccessObject,
     /// The plan against what Expensify shows after the writes.
     pub after: &'a ObjectPlan,
-    /// The inventory Expensify confirms.
-    pub managed: BTreeSet<String>,
+    /// The ledger entries the object holds after the sync.
+    pub managed: Vec<ManagedMember>,
     /// Changes this object asked for in this sync (before the writes).
     pub attempted: PlanSummary,
     pub failures: Vec<MemberFailure>,
@@ -78,12 +76,24 @@ fn verdict(f: &AccessFindings<'_>) -> Verdict {
             true,
         );
     }
-    if f.object.deleting {
+    if f.object.deleting && !after.notes.is_empty() {
+        return failed(
+            AccessPhase::Error,
+            "CannotSettle",
+            format!(
+                "deletion waits: {} ledger entr(ies) cannot be settled: {}",
+                f.managed.len(),
+                after.notes.join("; ")
+            ),
+            true,
+        );
+    }
+    if f.object.deleting && after.blocks.is_empty() {
         return failed(
             AccessPhase::Syncing,
             "Deleting",
             format!(
-                "{} granted member(s) still to revoke before deletion completes",
+                "{} ledger entr(ies) still to take back or hand off before deletion completes",
                 f.managed.len()
             ),
             false,
@@ -184,7 +194,7 @@ pub fn unsynced_status(
     let findings = AccessFindings {
         object,
         after: &after,
-        managed: object.previously_managed(),
+        managed: object.ledger_entries(),
         attempted: PlanSummary::default(),
         failures: Vec::new(),
         connector_problem,
@@ -278,7 +288,7 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
         managed_members: if connector_down {
             previous.managed_members
         } else {
-            f.managed.into_iter().collect()
+            f.managed
         },
         last_sync_time: Some(Time(now)),
         last_plan: Some(f.attempted),

@@ -36,7 +36,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "expensify-operator.rules" -}}
 - apiGroups: ["expensify.gitops.dev"]
   resources: ["expensifyconnectors"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["expensify.gitops.dev"]
   resources: ["policyaccesses"]
   verbs: ["get", "list", "watch", "patch"]

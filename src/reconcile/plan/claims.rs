@@ -1,0 +1,176 @@
+//! Phase 2: who asks for whom, and the conflicts that freeze an object: a policy another
+//! connector governs, a second Authoritative object, two roles asked for one person.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::super::model::{AccessObject, ObjectKey};
+use super::resolve::{Subject, Wanted};
+use super::types::{Block, PlanInput};
+use crate::api::AccessMode;
+
+/// One object asking for one person.
+#[derive(Debug, Clone)]
+pub(super) struct Claim {
+    pub key: ObjectKey,
+    pub wanted: Wanted,
+    /// It writes for the person (else it only keeps them).
+    pub writes: bool,
+}
+
+/// (policy, email) -> the objects asking, sorted by key.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    by_person: BTreeMap<(String, String), Vec<Claim>>,
+}
+
+impl Claims {
+    pub fn collect(subjects: &[Subject<'_>]) -> Claims {
+        let mut by_person: BTreeMap<(String, String), Vec<Claim>> = BTreeMap::new();
+        for subject in subjects.iter().filter(|s| s.claims()) {
+            let Some(policy) = &subject.policy else {
+                continue;
+            };
+            for wanted in subject.wanted.values() {
+                by_person
+                    .entry((policy.clone(), wanted.email.clone()))
+                    .or_default()
+                    .push(Claim {
+                        key: subject.key().clone(),
+                        wanted: wanted.clone(),
+                        writes: subject.writes(),
+                    });
+            }
+        }
+        Claims { by_person }
+    }
+
+    pub fn of(&self, policy: &str, email: &str) -> &[Claim] {
+        self.by_person
+            .get(&(policy.to_string(), email.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_claimed(&self, policy: &str, email: &str) -> bool {
+        !self.of(policy, email).is_empty()
+    }
+
+    /// Every claimed person with the objects that write for them.
+    pub fn writers(&self) -> impl Iterator<Item = (&str, &str, Vec<&Claim>)> {
+        self.by_person
+            .iter()
+            .filter_map(|((policy, email), claims)| {
+                let writers: Vec<&Claim> = claims.iter().filter(|c| c.writes).collect();
+                (!writers.is_empty()).then_some((policy.as_str(), email.as_str(), writers))
+            })
+    }
+}
+
+/// The policies this connector's objects use, and when the connector first claimed each:
+/// the oldest object on it (unknown ages first), ties by connector.
+fn claim_ages<'a>(
+    accesses: impl Iterator<Item = &'a AccessObject>,
+) -> BTreeMap<(String, ObjectKey), Option<Timestamp>> {
+    let mut ages: BTreeMap<(String, ObjectKey), Option<Timestamp>> = BTreeMap::new();
+    for access in accesses {
+        let mut policies: BTreeSet<String> = BTreeSet::new();
+        policies.extend(access.spec.policy.id.clone());
+        if let Some(status) = &access.status {
+            policies.extend(status.policy_id.clone());
+            policies.extend(status.managed_members.iter().map(|e| e.policy_id.clone()));
+        }
+        for policy in policies.into_iter().filter(|p| !p.is_empty()) {
+            let age = ages
+                .entry((policy, access.connector_key()))
+                .or_insert(access.created);
+            *age = (*age).min(access.created);
+        }
+    }
+    ages
+}
+
+/// One policy, one connector: the objects of this connector on a policy another connector
+/// claimed first are blocked with `Conflict` and write nothing there.
+pub(super) fn block_foreign_policies(input: &PlanInput<'_>, subjects: &mut [Subject<'_>]) {
+    let own = &input.connector.key;
+    let ages = claim_ages(input.accesses.iter());
+    for subject in subjects.iter_mut() {
+        let Some(policy) = subject.plan.policy_id.clone() else {
+            continue;
+        };
+        let ours = ages.get(&(policy.clone(), own.clone())).copied().flatten();
+        let first_other = ages
+            .iter()
+            .filter(|((p, connector), _)| *p == policy && connector != own)
+            .map(|((_, connector), age)| (*age, connector))
+            .min();
+        if let Some((age, other)) = first_other
+            && (age, other) < (ours, own)
+        {
+            subject.block(Block::Conflict(format!(
+                "policy {policy} is already managed through connector {other}; one policy is managed through one connector"
+            )));
+        }
+    }
+}
+
+/// Two Authoritative objects on one policy: the older governs, the newer is blocked.
+pub(super) fn block_second_authoritative(subjects: &mut [Subject<'_>]) {
+    let mut order: Vec<usize> = (0..subjects.len())
+        .filter(|&i| {
+            subjects[i].writes() && subjects[i].object.spec.mode == AccessMode::Authoritative
+        })
+        .collect();
+    order.sort_by(|&a, &b| {
+        let key = |s: &Subject<'_>| (s.object.created, s.object.key.clone());
+        key(&subjects[a]).cmp(&key(&subjects[b]))
+    });
+    let mut governing: BTreeMap<String, ObjectKey> = BTreeMap::new();
+    for i in order {
+        let Some(policy) = subjects[i].policy.clone() else {
+            continue;
+        };
+        match governing.get(&policy) {
+            Some(first) => {
+                let message = format!(
+                    "PolicyAccess {first} is already Authoritative for policy {policy}; only one Authoritative object may govern a policy"
+                );
+                subjects[i].block(Block::Conflict(message));
+            }
+            None => {
+                governing.insert(policy, subjects[i].key().clone());
+            }
+        }
+    }
+}
+
+/// Writers asking different roles for one person: all of them get `Conflict` for that
+/// person, who is left as they are. Returns the contested (policy, email) pairs.
+pub(super) fn role_conflicts(
+    claims: &Claims,
+    subjects: &mut [Subject<'_>],
+) -> BTreeSet<(String, String)> {
+    let mut contested = BTreeSet::new();
+    for (policy, email, writers) in claims.writers() {
+        let roles: BTreeSet<_> = writers.iter().map(|c| c.wanted.role).collect();
+        if roles.len() < 2 {
+            continue;
+        }
+        let askers: Vec<String> = writers
+            .iter()
+            .map(|c| format!("{} asks {}", c.key, c.wanted.role))
+            .collect();
+        let message = format!(
+            "{email} on policy {policy}: {}; the person is left as they are",
+            askers.join(", ")
+        );
+        for claim in &writers {
+            if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &claim.key) {
+                subject.plan.blocks.push(Block::Conflict(message.clone()));
+            }
+        }
+        contested.insert((policy.to_string(), email.to_string()));
+    }
+    contested
+}

@@ -1,0 +1,185 @@
+//! Phase 4: grants, role changes and attribute changes for the people writers ask for,
+//! each with the ledger entry it creates or updates (saved, pending, before the write).
+
+use std::collections::BTreeSet;
+
+use super::claims::{Claim, Claims};
+use super::ledger::Ledger;
+use super::resolve::{Subject, Wanted};
+use super::types::{Block, Change, ChangeKind, Planned};
+use super::world::{PolicyView, RosterView, World};
+use crate::api::ManagedMember;
+use crate::expensify::Role;
+
+/// What the writers of one person agree on.
+struct Asked<'c> {
+    role: Role,
+    submits_to: Option<String>,
+    employee_id: Option<String>,
+    requester: &'c Claim,
+}
+
+fn asked<'c>(writers: &[&'c Claim], ledger: &Ledger, policy: &str, email: &str) -> Asked<'c> {
+    let holder = ledger.get(policy, email).map(|h| &h.holder);
+    let requester = writers
+        .iter()
+        .find(|c| Some(&c.key) == holder)
+        .unwrap_or(&writers[0]);
+    let first = |pick: fn(&Wanted) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
+    Asked {
+        role: requester.wanted.role,
+        submits_to: first(|w| w.submits_to.clone()),
+        employee_id: first(|w| w.employee_id.clone()),
+        requester,
+    }
+}
+
+/// Plans the writes for every person writers ask for (contested people excepted).
+pub(super) fn plan_writes(
+    claims: &Claims,
+    contested: &BTreeSet<(String, String)>,
+    ledger: &Ledger,
+    world: &World<'_>,
+    subjects: &mut [Subject<'_>],
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for (policy_id, email, writers) in claims.writers() {
+        if contested.contains(&(policy_id.to_string(), email.to_string())) {
+            continue;
+        }
+        let Some(policy) = world.policies.get(policy_id) else {
+            continue;
+        };
+        let asked = asked(&writers, ledger, policy_id, email);
+        let current = policy.roster.get(email);
+        let Some(kind) = kind_of_change(&asked, current) else {
+            continue;
+        };
+        if world.is_protected(policy, email) {
+            let message = format!(
+                "{email} is protected (policy owner, connector adminEmail or protectedEmails) on policy {}: the operator does not {} them",
+                policy.name,
+                kind.verb()
+            );
+            for claim in &writers {
+                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &claim.key) {
+                    subject.plan.blocks.push(Block::Protected(message.clone()));
+                }
+            }
+            continue;
+        }
+        planned.push(write(kind, &asked, policy, email, current, ledger));
+    }
+    planned
+}
+
+/// The change a person needs, if any.
+fn kind_of_change(asked: &Asked<'_>, current: Option<&RosterView>) -> Option<ChangeKind> {
+    let Some(current) = current else {
+        return Some(ChangeKind::Grant);
+    };
+    if current.role != Some(asked.role) {
+        return Some(ChangeKind::RoleChange);
+    }
+    if asked.submits_to.is_some() && asked.submits_to != current.submits_to {
+        return Some(ChangeKind::ApproverChange);
+    }
+    if asked.employee_id.is_some() && asked.employee_id != current.employee_id {
+        return Some(ChangeKind::EmployeeIdChange);
+    }
+    None
+}
+
+fn write(
+    kind: ChangeKind,
+    asked: &Asked<'_>,
+    policy: &PolicyView,
+    email: &str,
+    current: Option<&RosterView>,
+    ledger: &Ledger,
+) -> Planned {
+    let change = Change {
+        kind,
+        policy_id: policy.id.clone(),
+        policy_name: policy.name.clone(),
+        email: email.to_string(),
+        role: Some(asked.role),
+        old_role: current.map(|c| c.raw_role.clone()),
+        manager_email: asked
+            .submits_to
+            .clone()
+            .or_else(|| current.and_then(|c| c.submits_to.clone()))
+            .unwrap_or_else(|| policy.owner.clone()),
+        employee_id: asked
+            .employee_id
+            .clone()
+            .or_else(|| current.and_then(|c| c.employee_id.clone())),
+        expect_submits_to: asked.submits_to.clone(),
+        requested_by: asked.requester.key.clone(),
+        reason: reason(kind, asked, current),
+    };
+    let entry = match kind {
+        ChangeKind::Grant | ChangeKind::RoleChange => Some(entry_for(&change, current, ledger)),
+        _ => None,
+    };
+    Planned { change, entry }
+}
+
+fn reason(kind: ChangeKind, asked: &Asked<'_>, current: Option<&RosterView>) -> String {
+    let now = |f: fn(&RosterView) -> Option<String>| {
+        current.and_then(f).unwrap_or_else(|| "nothing".to_string())
+    };
+    match kind {
+        ChangeKind::Grant => "asked for, not on the policy".to_string(),
+        ChangeKind::RoleChange => format!(
+            "role is {}, asked for {}",
+            now(|c| Some(c.raw_role.clone())),
+            asked.role
+        ),
+        ChangeKind::ApproverChange => format!(
+            "submits to {}, asked for {}",
+            now(|c| c.submits_to.clone()),
+            asked.submits_to.as_deref().unwrap_or_default()
+        ),
+        ChangeKind::EmployeeIdChange => format!(
+            "employeeID is {}, asked for {}",
+            now(|c| c.employee_id.clone()),
+            asked.employee_id.as_deref().unwrap_or_default()
+        ),
+        ChangeKind::Revoke => String::new(),
+    }
+}
+
+/// The entry a grant or role change leaves, pending until a read shows it: a new one, or
+/// the existing one (wherever it is held) with the new role and the confirmed one kept.
+fn entry_for(
+    change: &Change,
+    current: Option<&RosterView>,
+    ledger: &Ledger,
+) -> (super::super::model::ObjectKey, ManagedMember) {
+    let role = change.role.map(|r| r.to_string());
+    if let Some(held) = ledger.get(&change.policy_id, &change.email) {
+        let prior_role = if held.entry.pending {
+            held.entry.prior_role.clone()
+        } else {
+            held.entry.role.clone()
+        };
+        let entry = ManagedMember {
+            role,
+            pending: true,
+            prior_role,
+            ..held.entry.clone()
+        };
+        return (held.holder.clone(), entry);
+    }
+    let entry = ManagedMember {
+        policy_id: change.policy_id.clone(),
+        email: change.email.clone(),
+        added: current.is_none(),
+        previous_role: current.map(|c| c.raw_role.clone()),
+        role,
+        pending: true,
+        prior_role: None,
+    };
+    (change.requested_by.clone(), entry)
+}

@@ -1,0 +1,110 @@
+//! Phase 6: the mass-removal guard (rule 4). More removals (revocations and demotions)
+//! than `maxRevocationsPerSync`: none is made for the objects not allowed past it, grants
+//! still go ahead, and the objects are Blocked with the people held named.
+
+use std::collections::BTreeMap;
+
+use super::super::model::{AccessObject, ConnectorObject, ObjectKey};
+use super::resolve::Subject;
+use super::types::{Block, Planned};
+use crate::api::ALLOW_MASS_REVOCATION;
+
+/// The annotation value if it lifts the guard: present, not `false`/`no`/`0`/empty (any
+/// case), and not handled by an earlier sync.
+pub(super) fn fresh_allowance(
+    annotations: &BTreeMap<String, String>,
+    last_handled: Option<&str>,
+) -> Option<String> {
+    let value = annotations.get(ALLOW_MASS_REVOCATION)?.trim();
+    let refuses = ["", "false", "no", "0"]
+        .iter()
+        .any(|no| value.eq_ignore_ascii_case(no));
+    (!refuses && Some(value) != last_handled).then(|| value.to_string())
+}
+
+fn connector_allowance(connector: &ConnectorObject) -> Option<String> {
+    let last = connector
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_mass_revocation.as_deref());
+    fresh_allowance(&connector.annotations, last)
+}
+
+fn object_allowance(object: &AccessObject) -> Option<String> {
+    let last = object
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_mass_revocation.as_deref());
+    fresh_allowance(&object.annotations, last)
+}
+
+/// "a, b, c and 4 more".
+pub(super) fn name_people(people: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut sorted = people.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let shown = sorted
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match sorted.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+/// Applies the guard. Every fresh allowance is recorded as used (each value is honoured
+/// once, by the first sync that sees it, needed or not). Returns the connector's.
+pub(super) fn apply(
+    connector: &ConnectorObject,
+    planned: &mut Vec<Planned>,
+    subjects: &mut [Subject<'_>],
+) -> Option<String> {
+    let connector_used = connector_allowance(connector);
+    for subject in subjects.iter_mut() {
+        subject.plan.mass_revocation_used = object_allowance(subject.object);
+    }
+    let max = usize::try_from(connector.spec.max_revocations_per_sync.max(0)).unwrap_or(0);
+    let total = planned.iter().filter(|p| p.change.is_removal()).count();
+    if total <= max || connector_used.is_some() {
+        return connector_used;
+    }
+    let allowed = |key: &ObjectKey, subjects: &[Subject<'_>]| {
+        subjects
+            .iter()
+            .any(|s| s.key() == key && s.plan.mass_revocation_used.is_some())
+    };
+    let remaining = planned
+        .iter()
+        .filter(|p| p.change.is_removal() && !allowed(&p.change.requested_by, subjects))
+        .count();
+    if remaining <= max {
+        return None;
+    }
+    let mut held: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+    planned.retain(|p| {
+        let hold = p.change.is_removal() && !allowed(&p.change.requested_by, subjects);
+        if hold {
+            held.entry(p.change.requested_by.clone())
+                .or_default()
+                .push(p.change.email.clone());
+        }
+        !hold
+    });
+    for (key, people) in held {
+        let Some(subject) = subjects.iter_mut().find(|s| s.key() == &key) else {
+            continue;
+        };
+        subject.plan.blocks.push(Block::RevocationLimit(format!(
+            "{total} removals (revocations and demotions) are pending on connector {} but maxRevocationsPerSync is {max}; held for this object: {}. \
+             To allow them once, annotate the connector or this PolicyAccess with {ALLOW_MASS_REVOCATION}=<a new value>, or raise maxRevocationsPerSync",
+            connector.key,
+            name_people(&people)
+        )));
+        subject.plan.held.extend(people);
+    }
+    None
+}

@@ -1,0 +1,157 @@
+//! Phase 3: the ledger. Entries are checked against the rosters read (a pending write
+//! confirmed or dropped), then each stays, moves to another object that asks for the
+//! person (hand-off), is dropped (orphan), or is released (nobody asks any more).
+
+use std::collections::BTreeMap;
+
+use super::super::model::ObjectKey;
+use super::claims::Claims;
+use super::resolve::{Standing, Subject};
+use super::world::{RosterView, World};
+use crate::api::{DeletionPolicy, ManagedMember};
+
+/// An entry and the object that holds it.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    pub holder: ObjectKey,
+    pub entry: ManagedMember,
+}
+
+/// Every entry of the connector, one per (policy, email).
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    pub entries: BTreeMap<(String, String), Held>,
+}
+
+impl Ledger {
+    pub fn get(&self, policy: &str, email: &str) -> Option<&Held> {
+        self.entries.get(&(policy.to_string(), email.to_string()))
+    }
+}
+
+/// What a pending or settled entry says once the roster is known: `None` drops it.
+pub(super) fn verify(entry: &ManagedMember, shown: Option<&RosterView>) -> Option<ManagedMember> {
+    // Nobody owns what is not there: never landed, or taken away since.
+    let shown = shown?;
+    let shown_role = Some(shown.raw_role.as_str());
+    let is = |role: &Option<String>| role.is_some() && shown_role == role.as_deref();
+    if !entry.pending {
+        // Its role is the one it had before the operator changed it: nothing left to own.
+        let back_where_it_was = !entry.added && is(&entry.previous_role);
+        return (!back_where_it_was).then(|| entry.clone());
+    }
+    if is(&entry.role) {
+        return Some(ManagedMember {
+            pending: false,
+            prior_role: None,
+            ..entry.clone()
+        });
+    }
+    if is(&entry.prior_role) {
+        return Some(ManagedMember {
+            role: entry.prior_role.clone(),
+            pending: false,
+            prior_role: None,
+            ..entry.clone()
+        });
+    }
+    let did_not_land = !entry.added && is(&entry.previous_role);
+    (!did_not_land).then(|| entry.clone())
+}
+
+/// What becomes of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Stays with its holder.
+    Keep,
+    /// Moves to another object that asks for the person.
+    HandOff(ObjectKey),
+    /// Dropped without a write: deleted with `deletionPolicy: Orphan`.
+    Orphan,
+    /// Kept while a removal that nobody asks for is held.
+    Hold,
+    /// Nobody asks any more: take back what was given.
+    Release,
+}
+
+/// Decides the fate of an entry already checked against the roster.
+pub(super) fn fate(
+    entry: &ManagedMember,
+    holder: &Subject<'_>,
+    claims: &Claims,
+    removals_held: bool,
+) -> Fate {
+    if matches!(holder.standing, Standing::Frozen | Standing::Unresolvable) {
+        return Fate::Keep;
+    }
+    let askers = claims.of(&entry.policy_id, &entry.email);
+    if askers.iter().any(|c| &c.key == holder.key()) {
+        return Fate::Keep;
+    }
+    // Prefer an object that writes for the person over one that only keeps them.
+    if let Some(next) = askers.iter().find(|c| c.writes).or(askers.first()) {
+        return Fate::HandOff(next.key.clone());
+    }
+    if holder.standing == Standing::Deleting(DeletionPolicy::Orphan) {
+        return Fate::Orphan;
+    }
+    if removals_held {
+        return Fate::Hold;
+    }
+    Fate::Release
+}
+
+/// Collects the entries of every object (the first holder by key wins a duplicate),
+/// checks them against the rosters and settles their fate. Returns the ledger as it
+/// stands before any write and the entries to release.
+pub(super) fn settle(
+    subjects: &mut [Subject<'_>],
+    claims: &Claims,
+    world: &World<'_>,
+    removals_held: bool,
+) -> (Ledger, Vec<Held>) {
+    let mut ledger = Ledger::default();
+    let mut releases = Vec::new();
+    for subject in subjects.iter_mut() {
+        for entry in std::mem::take(&mut subject.entries) {
+            let key = (entry.policy_id.clone(), entry.email.clone());
+            if ledger.entries.contains_key(&key) {
+                continue;
+            }
+            let holder = subject.key().clone();
+            let Some(policy) = world.policies.get(&entry.policy_id) else {
+                // Not visible or not read: nothing can be checked, so nothing changes.
+                subject.plan.notes.push(format!(
+                    "{} on policy {}: the policy cannot be read with the connector's credentials; kept until it can",
+                    entry.email, entry.policy_id
+                ));
+                ledger.entries.insert(key, Held { holder, entry });
+                continue;
+            };
+            let Some(entry) = verify(&entry, policy.roster.get(&entry.email)) else {
+                continue;
+            };
+            match fate(&entry, subject, claims, removals_held) {
+                Fate::Keep => {}
+                Fate::HandOff(next) => {
+                    ledger.entries.insert(
+                        key,
+                        Held {
+                            holder: next,
+                            entry,
+                        },
+                    );
+                    continue;
+                }
+                Fate::Orphan => continue,
+                Fate::Hold => subject.plan.held.push(entry.email.clone()),
+                Fate::Release => releases.push(Held {
+                    holder: holder.clone(),
+                    entry: entry.clone(),
+                }),
+            }
+            ledger.entries.insert(key, Held { holder, entry });
+        }
+    }
+    (ledger, releases)
+}

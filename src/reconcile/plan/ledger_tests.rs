@@ -1,0 +1,446 @@
+//! The ledger's rules, one test each, and the "return to origin" property: whatever the
+//! history, deleting every object with `Revoke` puts Expensify back where it started.
+
+use super::*;
+
+fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> ManagedMember {
+    ManagedMember {
+        policy_id: "P1".into(),
+        email: email.into(),
+        added,
+        previous_role: previous.map(str::to_string),
+        role: Some(role.into()),
+        pending: false,
+        prior_role: None,
+    }
+}
+
+fn holding(mut object: AccessObject, entries: Vec<ManagedMember>) -> AccessObject {
+    object.status = Some(PolicyAccessStatus {
+        managed_members: entries,
+        ..PolicyAccessStatus::default()
+    });
+    object
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::new(NS, name)
+}
+
+#[test]
+fn hand_off_moves_the_entry_and_the_last_drop_revokes() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry("carol@acme.example", true, None, "user")],
+    );
+    let b = access(
+        "b",
+        AccessMode::Additive,
+        vec![member("carol@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[a.clone(), b.clone()], &world);
+    assert!(
+        plan.is_empty(),
+        "a hand-off writes nothing: {:?}",
+        plan.changes
+    );
+    assert!(plan.objects[&key("a")].ledger.is_empty());
+    assert_eq!(
+        ledger_emails(&plan.objects[&key("b")]),
+        BTreeSet::from(["carol@acme.example".to_string()])
+    );
+
+    let b = holding(
+        access("b", AccessMode::Additive, vec![]),
+        plan.objects[&key("b")].ledger.clone(),
+    );
+    let plan = run(&connector(), &[holding(a, vec![]), b], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "carol@acme.example".into(), None)]
+    );
+}
+
+#[test]
+fn a_released_role_raise_goes_back_to_the_previous_role() {
+    // JIT admin: bob was a user; the entry that raised him expired.
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let mut expired = member("bob@acme.example", "admin");
+    expired.expires_at = Some("2026-05-31T00:00:00Z".into());
+    let object = holding(
+        access("jit", AccessMode::Additive, vec![expired]),
+        vec![entry("bob@acme.example", false, Some("user"), "admin")],
+    );
+    let plan = run(&connector(), &[object], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "bob@acme.example".into(),
+            Some(Role::User)
+        )]
+    );
+    assert!(
+        plan.changes[0].is_removal(),
+        "a demotion counts towards the guard"
+    );
+    let after = apply(&world, &plan);
+    let object = holding(
+        access("jit", AccessMode::Additive, vec![]),
+        plan.objects[&key("jit")].write_ahead_ledger(),
+    );
+    let second = run(&connector(), &[object], &after);
+    assert!(
+        second.is_empty() && second.objects[&key("jit")].ledger.is_empty(),
+        "settled: {second:?}"
+    );
+}
+
+#[test]
+fn a_policy_move_releases_on_the_old_policy_and_takes_nobody_on_the_new() {
+    let world = observed(&[
+        (
+            "P1",
+            "Finance",
+            "cfo@acme.example",
+            &[("bob@acme.example", "user")],
+        ),
+        (
+            "P2",
+            "Sales",
+            "cfo@acme.example",
+            &[("bob@acme.example", "auditor")],
+        ),
+    ]);
+    let mut moved = holding(
+        access("team", AccessMode::Additive, vec![]),
+        vec![entry("bob@acme.example", true, None, "user")],
+    );
+    moved.spec.policy.id = Some("P2".into());
+    let plan = run(&connector(), &[moved], &world);
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(
+        (plan.changes[0].kind, plan.changes[0].policy_id.as_str()),
+        (ChangeKind::Revoke, "P1")
+    );
+}
+
+#[test]
+fn someone_changed_by_hand_is_left_alone_and_said_so() {
+    let world = finance(&[("bob@acme.example", "auditor")]);
+    let object = holding(
+        access("team", AccessMode::Additive, vec![]),
+        vec![entry("bob@acme.example", true, None, "user")],
+    );
+    let plan = run(&connector(), &[object], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let object = &plan.objects[&key("team")];
+    assert!(object.ledger.is_empty());
+    assert!(
+        object.notes[0].contains("changed by someone else"),
+        "{:?}",
+        object.notes
+    );
+}
+
+#[test]
+fn pending_entries_are_confirmed_by_a_read_or_dropped_when_the_write_did_not_land() {
+    let mut landed = entry("alice@acme.example", true, None, "user");
+    landed.pending = true;
+    let mut lost = entry("dan@acme.example", true, None, "user");
+    lost.pending = true;
+    let mut raise = entry("bob@acme.example", false, Some("user"), "admin");
+    raise.pending = true;
+    let world = finance(&[("alice@acme.example", "user"), ("bob@acme.example", "user")]);
+    let object = holding(
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+        vec![landed, lost, raise],
+    );
+    let plan = run(&connector(), &[object], &world);
+    let ledger = &plan.objects[&key("team")].ledger;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        (ledger[0].email.as_str(), ledger[0].pending),
+        ("alice@acme.example", false)
+    );
+    assert!(plan.is_empty());
+}
+
+#[test]
+fn a_failed_role_update_falls_back_to_the_confirmed_role() {
+    let mut update = entry("bob@acme.example", false, Some("user"), "admin");
+    update.pending = true;
+    update.prior_role = Some("auditor".into());
+    let world = finance(&[("bob@acme.example", "auditor")]);
+    let object = holding(access("team", AccessMode::Additive, vec![]), vec![update]);
+    let plan = run(&connector(), &[object], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "bob@acme.example".into(),
+            Some(Role::User)
+        )],
+        "the raise it confirmed is taken back"
+    );
+}
+
+#[test]
+fn objects_of_namespaces_the_connector_does_not_allow_take_no_part() {
+    let world = finance(&[("x@acme.example", "user")]);
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let mut outsider = access(
+        "outsider",
+        AccessMode::Additive,
+        vec![member("x@acme.example", "user")],
+    );
+    outsider.key = ObjectKey::new("elsewhere", "outsider");
+    outsider.spec.connector_ref.namespace = Some(NS.into());
+    let mut broken = outsider.clone();
+    broken.key = ObjectKey::new("elsewhere", "broken");
+    broken.spec.members[0].role = Some("owner".into());
+    let plan = run(&connector(), &[boss, outsider, broken], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "x@acme.example".into(), None)]
+    );
+    assert_eq!(plan.objects.keys().collect::<Vec<_>>(), [&key("boss")]);
+}
+
+#[test]
+fn a_policy_another_connector_manages_is_a_conflict() {
+    let world = finance(&[]);
+    let mine = access(
+        "mine",
+        AccessMode::Authoritative,
+        vec![member("a@acme.example", "user")],
+    );
+    let mut theirs = access("theirs", AccessMode::Additive, vec![]);
+    theirs.spec.connector_ref.name = "a-first".into();
+    let plan = run(&connector(), &[mine, theirs], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let blocks = &plan.objects[&key("mine")].blocks;
+    assert_eq!(blocks[0].reason(), "Conflict");
+    assert!(
+        blocks[0].message().contains("finance/a-first"),
+        "{blocks:?}"
+    );
+}
+
+#[test]
+fn unresolvable_objects_keep_their_entries_and_hold_removals() {
+    let world = finance(&[("bob@acme.example", "user"), ("x@acme.example", "user")]);
+    let mut lost = holding(
+        access("lost", AccessMode::Additive, vec![]),
+        vec![entry("bob@acme.example", true, None, "user")],
+    );
+    lost.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Nope".into()),
+    };
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let plan = run(&connector(), &[lost, boss], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("lost")].ledger.len(), 1);
+    assert_eq!(
+        plan.objects[&key("boss")].blocks[0].reason(),
+        "RemovalsHeld"
+    );
+    assert!(
+        plan.objects[&key("boss")].blocks[0]
+            .message()
+            .contains("x@acme.example")
+            || plan.objects[&key("boss")]
+                .held
+                .contains(&"x@acme.example".to_string())
+    );
+}
+
+#[test]
+fn allowance_values_that_say_no_do_not_lift_the_guard() {
+    for no in ["no", "False", "0", " ", "NO"] {
+        let annotations = BTreeMap::from([(ALLOW_MASS_REVOCATION.to_string(), no.to_string())]);
+        assert_eq!(
+            super::super::guard::fresh_allowance(&annotations, None),
+            None,
+            "{no:?}"
+        );
+    }
+    let yes = BTreeMap::from([(ALLOW_MASS_REVOCATION.to_string(), "CHG-1".to_string())]);
+    assert_eq!(
+        super::super::guard::fresh_allowance(&yes, None).as_deref(),
+        Some("CHG-1")
+    );
+    assert_eq!(
+        super::super::guard::fresh_allowance(&yes, Some("CHG-1")),
+        None,
+        "used once"
+    );
+}
+
+#[test]
+fn an_allowance_is_used_up_by_the_first_sync_that_sees_it() {
+    let world = finance(&[]);
+    let mut object = access("team", AccessMode::Additive, vec![]);
+    object
+        .annotations
+        .insert(ALLOW_MASS_REVOCATION.into(), "CHG-7".into());
+    let plan = run(&connector(), &[object], &world);
+    assert_eq!(
+        plan.objects[&key("team")].mass_revocation_used.as_deref(),
+        Some("CHG-7"),
+        "recorded although nothing needed it, so it is not armed for later"
+    );
+}
+
+#[test]
+fn an_employee_id_change_alone_is_planned() {
+    let world = finance(&[("bob@acme.example", "user")]);
+    let mut wanted = member("bob@acme.example", "user");
+    wanted.employee_id = Some("E-1".into());
+    let plan = run(
+        &connector(),
+        &[access("team", AccessMode::Additive, vec![wanted])],
+        &world,
+    );
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::EmployeeIdChange,
+            "bob@acme.example".into(),
+            Some(Role::User)
+        )]
+    );
+    assert_eq!(plan.changes[0].employee_id.as_deref(), Some("E-1"));
+}
+
+// Return to origin: a random history of object sets, each planned and applied in full;
+// then every object is deleted with Revoke.
+
+/// Who the world shows, per policy: email -> role.
+fn snapshot(world: &Observed) -> BTreeMap<String, BTreeMap<String, String>> {
+    world
+        .rosters
+        .iter()
+        .map(|(id, roster)| {
+            let people = roster
+                .iter()
+                .map(|e| (e.email.clone(), e.role.clone()))
+                .collect();
+            (id.clone(), people)
+        })
+        .collect()
+}
+
+/// One sync: plan, apply in full, carry the write-ahead ledger forward. Returns people
+/// revoked as Authoritative extras.
+fn sync_step(
+    connector: &ConnectorObject,
+    objects: &mut Vec<AccessObject>,
+    world: &mut Observed,
+) -> Result<Vec<(String, String)>, TestCaseError> {
+    let plan = run(connector, objects, world);
+    let protected = protected_people(world);
+    let before = snapshot(world);
+    let mut extras = Vec::new();
+    for change in &plan.changes {
+        prop_assert!(
+            !protected.contains(&change.email),
+            "protected person changed: {change:?}"
+        );
+        if change.kind == ChangeKind::Revoke {
+            let owned = objects.iter().any(|o| {
+                o.ledger_entries().iter().any(|e| {
+                    e.key() == (change.policy_id.as_str(), change.email.as_str()) && e.added
+                })
+            });
+            let extra = change.reason.contains("Authoritative");
+            prop_assert!(
+                owned || extra,
+                "revoked someone the operator did not add: {change:?}"
+            );
+            if extra {
+                extras.push((change.policy_id.clone(), change.email.clone()));
+            }
+        }
+    }
+    *world = apply(world, &plan);
+    prop_assert!(before.keys().eq(snapshot(world).keys()));
+    *objects = with_status(objects, &plan, world);
+    // Deleted objects whose ledger is empty are gone.
+    objects.retain(|o| {
+        !(o.deleting
+            && plan
+                .objects
+                .get(&o.key)
+                .is_none_or(|p| p.write_ahead_ledger().is_empty()))
+    });
+    Ok(extras)
+}
+
+fn arb_history() -> impl Strategy<Value = Vec<Vec<AccessObject>>> {
+    prop::collection::vec(arb_accesses(), 1..5)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn deleting_everything_with_revoke_returns_expensify_to_where_it_started(
+        world in arb_world(),
+        history in arb_history(),
+    ) {
+        let mut connector = connector();
+        connector.spec.max_revocations_per_sync = 1000;
+        let origin = snapshot(&world);
+        let mut world = world;
+        let mut objects: Vec<AccessObject> = Vec::new();
+        let mut extras = Vec::new();
+        for step in history {
+            // The manifests of this step; objects that disappeared are being deleted.
+            let mut next: Vec<AccessObject> = step
+                .into_iter()
+                .map(|mut o| {
+                    o.deleting = false;
+                    o.status = objects.iter().find(|p| p.key == o.key).and_then(|p| p.status.clone());
+                    o
+                })
+                .collect();
+            for old in &objects {
+                if !next.iter().any(|n| n.key == old.key) {
+                    let mut gone = old.clone();
+                    gone.deleting = true;
+                    next.push(gone);
+                }
+            }
+            objects = next;
+            extras.extend(sync_step(&connector, &mut objects, &mut world)?);
+        }
+        for object in &mut objects {
+            object.deleting = true;
+            object.spec.deletion_policy = DeletionPolicy::Revoke;
+        }
+        for _ in 0..3 {
+            sync_step(&connector, &mut objects, &mut world)?;
+        }
+        prop_assert!(objects.is_empty(), "deletions left: {objects:?}");
+        let mut expected = origin;
+        for (policy, email) in &extras {
+            if let Some(roster) = expected.get_mut(policy) {
+                roster.remove(email);
+            }
+        }
+        let mut end = snapshot(&world);
+        for (policy, email) in &extras {
+            if let Some(roster) = end.get_mut(policy) {
+                roster.remove(email);
+            }
+        }
+        prop_assert_eq!(end, expected);
+    }
+}

@@ -1,0 +1,114 @@
+//! The planner: desired (objects) + the ledger (what the operator gave) + observed
+//! (Expensify) + clock -> changes and per-object findings. Pure: no I/O, no clock of its
+//! own, the same answer for any input order. A pipeline of small named phases:
+//!
+//! 1. [`resolve`]: each object's policy, the people it asks for now, its standing;
+//! 2. [`claims`]: who asks for whom, and the conflicts that freeze an object;
+//! 3. [`ledger`]: entries checked against the rosters, then kept, handed off, dropped or
+//!    released;
+//! 4. [`grants`]: grants, role and attribute changes, each with its ledger entry;
+//! 5. [`removals`]: releases taken back and Authoritative extras, held while input is
+//!    broken;
+//! 6. [`guard`]: the mass-removal limit;
+//! 7. [`drift`] and the findings per object.
+
+mod claims;
+mod drift;
+mod grants;
+mod guard;
+mod ledger;
+mod removals;
+mod resolve;
+mod types;
+mod world;
+
+use std::collections::BTreeMap;
+
+pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, rank, summarize};
+
+use super::model::ObjectKey;
+use claims::Claims;
+use ledger::Ledger;
+use resolve::Subject;
+use types::Planned;
+use world::World;
+
+/// Plans one sync of one connector.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let world = World::new(input.observed, input.connector);
+    let mut subjects = resolve::subjects(&input, &world);
+    claims::block_foreign_policies(&input, &mut subjects);
+    claims::block_second_authoritative(&mut subjects);
+    let claims = Claims::collect(&subjects);
+    let contested = claims::role_conflicts(&claims, &mut subjects);
+    let held_because = removals::removals_held(&input, &subjects);
+
+    let (mut ledger, released) =
+        ledger::settle(&mut subjects, &claims, &world, held_because.is_some());
+    let mut planned = grants::plan_writes(&claims, &contested, &ledger, &world, &mut subjects);
+    planned.extend(removals::releases(
+        released,
+        &mut ledger,
+        &world,
+        &mut subjects,
+    ));
+    planned.extend(removals::authoritative_extras(
+        &claims,
+        &ledger,
+        &world,
+        held_because.as_deref(),
+        &mut subjects,
+    ));
+    removals::report_held_releases(held_because.as_deref(), &mut subjects);
+    let connector_used = guard::apply(input.connector, &mut planned, &mut subjects);
+    for subject in &mut subjects {
+        drift::report(subject, &claims, &ledger, &world);
+    }
+    finish(subjects, ledger, planned, connector_used)
+}
+
+/// Hands every object its ledger entries, its new entries and its summary.
+fn finish(
+    subjects: Vec<Subject<'_>>,
+    ledger: Ledger,
+    mut planned: Vec<Planned>,
+    connector_used: Option<String>,
+) -> Plan {
+    let mut objects: BTreeMap<ObjectKey, ObjectPlan> = subjects
+        .into_iter()
+        .map(|s| (s.object.key.clone(), s.plan))
+        .collect();
+    for held in ledger.entries.into_values() {
+        if let Some(object) = objects.get_mut(&held.holder) {
+            object.ledger.push(held.entry);
+        }
+    }
+    planned.sort_by(|a, b| {
+        let key = |c: &Change| (c.policy_id.clone(), c.email.clone(), c.kind);
+        key(&a.change).cmp(&key(&b.change))
+    });
+    let mut changes = Vec::with_capacity(planned.len());
+    for Planned { change, entry } in planned {
+        if let Some((holder, entry)) = entry
+            && let Some(object) = objects.get_mut(&holder)
+        {
+            object.new_entries.push(entry);
+        }
+        changes.push(change);
+    }
+    for (key, object) in objects.iter_mut() {
+        object.planned = summarize(changes.iter().filter(|c| &c.requested_by == key));
+        object.blocks.sort();
+        object.blocks.dedup();
+        object.held.sort();
+        object.held.dedup();
+    }
+    Plan {
+        changes,
+        objects,
+        connector_mass_revocation_used: connector_used,
+    }
+}
+
+#[cfg(test)]
+mod tests;

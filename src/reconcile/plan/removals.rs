@@ -1,0 +1,217 @@
+//! Phase 5: removals. Released entries are taken back (an added person revoked, a changed
+//! role set back), unless Expensify no longer shows what the operator set; Authoritative
+//! objects revoke the people nobody asks for. Both wait while the input is broken.
+
+use super::super::model::ObjectKey;
+use super::claims::Claims;
+use super::ledger::{Held, Ledger};
+use super::resolve::{Standing, Subject};
+use super::types::{Block, Change, ChangeKind, PlanInput, Planned};
+use super::world::{PolicyView, RosterView, World};
+use crate::api::AccessMode;
+use crate::expensify::Role;
+
+/// Why removals on the connector are held, if they are: some manifest could not be read,
+/// or some object is invalid or cannot be resolved.
+pub(super) fn removals_held(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Option<String> {
+    if !input.inventory_complete {
+        return Some("some manifests could not be read".to_string());
+    }
+    let broken: Vec<String> = subjects
+        .iter()
+        .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
+        .map(|s| s.key().to_string())
+        .collect();
+    (!broken.is_empty()).then(|| format!("PolicyAccess {} is invalid", broken.join(", ")))
+}
+
+/// The change that takes back one released entry, or why it is left alone.
+fn take_back(
+    held: &Held,
+    holder_deleting: bool,
+    policy: &PolicyView,
+    world: &World<'_>,
+) -> Result<Change, String> {
+    let entry = &held.entry;
+    let Some(current) = policy.roster.get(&entry.email) else {
+        return Err(String::new());
+    };
+    if world.is_protected(policy, &entry.email) {
+        return Err(format!(
+            "{} on policy {} is protected: left as is",
+            entry.email, policy.name
+        ));
+    }
+    let still_as_set = entry.role.is_none() || entry.role.as_deref() == Some(&current.raw_role);
+    if !still_as_set {
+        return Err(format!(
+            "{} on policy {} is now {} (the operator set {}): changed by someone else, left as is",
+            entry.email,
+            policy.name,
+            current.raw_role,
+            entry.role.as_deref().unwrap_or_default()
+        ));
+    }
+    if entry.added {
+        let why = if holder_deleting {
+            "PolicyAccess {holder} deleted (deletionPolicy Revoke): taking back what it granted"
+        } else {
+            "granted by {holder}, asked for by nobody now"
+        };
+        return Ok(revoke(policy, &entry.email, current, &held.holder, why));
+    }
+    let previous = entry.previous_role.as_deref().unwrap_or_default();
+    let Some(role) = Role::parse(previous) else {
+        return Err(format!(
+            "{} on policy {}: the role it had before ({previous:?}) cannot be set by the operator; left as is",
+            entry.email, policy.name
+        ));
+    };
+    Ok(Change {
+        kind: ChangeKind::RoleChange,
+        policy_id: policy.id.clone(),
+        policy_name: policy.name.clone(),
+        email: entry.email.clone(),
+        role: Some(role),
+        old_role: Some(current.raw_role.clone()),
+        manager_email: current
+            .submits_to
+            .clone()
+            .unwrap_or_else(|| policy.owner.clone()),
+        employee_id: current.employee_id.clone(),
+        expect_submits_to: None,
+        requested_by: held.holder.clone(),
+        reason: format!(
+            "role set by {} and asked for by nobody now: back to {role}",
+            held.holder
+        ),
+    })
+}
+
+fn revoke(
+    policy: &PolicyView,
+    email: &str,
+    current: &RosterView,
+    requester: &ObjectKey,
+    why: &str,
+) -> Change {
+    Change {
+        kind: ChangeKind::Revoke,
+        policy_id: policy.id.clone(),
+        policy_name: policy.name.clone(),
+        email: email.to_string(),
+        role: None,
+        old_role: Some(current.raw_role.clone()),
+        manager_email: current
+            .submits_to
+            .clone()
+            .unwrap_or_else(|| policy.owner.clone()),
+        employee_id: current.employee_id.clone(),
+        expect_submits_to: None,
+        requested_by: requester.clone(),
+        reason: why.replace("{holder}", &requester.to_string()),
+    }
+}
+
+/// Turns released entries into changes; entries left alone are dropped from the ledger.
+pub(super) fn releases(
+    released: Vec<Held>,
+    ledger: &mut Ledger,
+    world: &World<'_>,
+    subjects: &mut [Subject<'_>],
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for held in released {
+        let Some(policy) = world.policies.get(&held.entry.policy_id) else {
+            continue;
+        };
+        let deleting = subjects
+            .iter()
+            .any(|s| s.key() == &held.holder && s.object.deleting);
+        match take_back(&held, deleting, policy, world) {
+            Ok(change) => planned.push(Planned {
+                change,
+                entry: None,
+            }),
+            Err(note) => {
+                let key = (held.entry.policy_id.clone(), held.entry.email.clone());
+                ledger.entries.remove(&key);
+                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &held.holder)
+                    && !note.is_empty()
+                {
+                    subject.plan.notes.push(note);
+                }
+            }
+        }
+    }
+    planned
+}
+
+/// Authoritative writers revoke everyone on their policy that nobody asks for, except
+/// protected people and people the ledger already speaks for.
+pub(super) fn authoritative_extras(
+    claims: &Claims,
+    ledger: &Ledger,
+    world: &World<'_>,
+    held_because: Option<&str>,
+    subjects: &mut [Subject<'_>],
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for subject in subjects.iter_mut() {
+        if !subject.writes() || subject.object.spec.mode != AccessMode::Authoritative {
+            continue;
+        }
+        let Some(policy) = subject
+            .policy
+            .as_ref()
+            .and_then(|id| world.policies.get(id))
+        else {
+            continue;
+        };
+        let extras: Vec<(&String, &RosterView)> = policy
+            .roster
+            .iter()
+            .filter(|(email, _)| {
+                !world.is_protected(policy, email)
+                    && !claims.is_claimed(&policy.id, email)
+                    && ledger.get(&policy.id, email).is_none()
+            })
+            .collect();
+        if extras.is_empty() {
+            continue;
+        }
+        if held_because.is_some() {
+            subject
+                .plan
+                .held
+                .extend(extras.iter().map(|(e, _)| (*e).clone()));
+            continue;
+        }
+        let why = format!(
+            "not asked for by any PolicyAccess ({} is Authoritative)",
+            subject.key()
+        );
+        for (email, current) in extras {
+            let change = revoke(policy, email, current, subject.key(), &why);
+            planned.push(Planned {
+                change,
+                entry: None,
+            });
+        }
+    }
+    planned
+}
+
+/// Objects whose releases are held get a block naming the people held.
+pub(super) fn report_held_releases(held_because: Option<&str>, subjects: &mut [Subject<'_>]) {
+    let Some(why) = held_because else { return };
+    for subject in subjects.iter_mut() {
+        if subject.plan.held.is_empty() {
+            continue;
+        }
+        subject.plan.blocks.push(Block::Held(format!(
+            "removal of {} held until every manifest on the connector can be read and is valid ({why})",
+            super::guard::name_people(&subject.plan.held)
+        )));
+    }
+}

@@ -1,0 +1,264 @@
+//! Phase 1: each object of the connector, resolved: its policy, the people it asks for
+//! now, its ledger entries, and what it may do in this sync.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::super::model::{AccessObject, ObjectKey};
+use super::super::validate::{Problem, connector_allows, validate_access};
+use super::types::{Block, ObjectPlan, PlanInput};
+use super::world::World;
+use crate::api::{AccessMode, DeletionPolicy, ManagedMember, adopt_legacy_entries};
+use crate::email;
+use crate::expensify::Role;
+
+/// A member entry as asked for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub email: String,
+    pub role: Role,
+    pub submits_to: Option<String>,
+    pub employee_id: Option<String>,
+}
+
+/// What an object may do in this sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// Valid, resolved, live: asks for people and writes for them.
+    Writer,
+    /// Valid, resolved, live, but writes nothing (suspended, ObserveOnly, or blocked by a
+    /// conflict): the people it lists count as asked for; its entries stay as they are.
+    Frozen,
+    /// Invalid: asks for nobody; its entries may be handed off, releases are held.
+    Invalid,
+    /// Its policy cannot be resolved: its entries stay as they are.
+    Unresolvable,
+    /// Being deleted: asks for nobody; its entries are handed off, released or orphaned.
+    Deleting(DeletionPolicy),
+}
+
+/// One object of the connector, as the planner works on it.
+#[derive(Debug, Clone)]
+pub(super) struct Subject<'a> {
+    pub object: &'a AccessObject,
+    pub plan: ObjectPlan,
+    pub standing: Standing,
+    /// The resolved policy, when its roster was read.
+    pub policy: Option<String>,
+    pub wanted: BTreeMap<String, Wanted>,
+    pub entries: Vec<ManagedMember>,
+}
+
+impl Subject<'_> {
+    pub fn key(&self) -> &ObjectKey {
+        &self.object.key
+    }
+
+    /// Whether it asks for people (hard: it writes for them; soft: only keeps them).
+    pub fn claims(&self) -> bool {
+        matches!(self.standing, Standing::Writer | Standing::Frozen)
+    }
+
+    /// Whether it writes for the people it asks for.
+    pub fn writes(&self) -> bool {
+        self.standing == Standing::Writer
+    }
+
+    /// Freezes a writer (a conflict found after resolving).
+    pub fn block(&mut self, block: Block) {
+        if self.standing == Standing::Writer {
+            self.standing = Standing::Frozen;
+        }
+        self.plan.blocks.push(block);
+    }
+}
+
+/// The connector's objects, sorted by key. Objects of namespaces the connector does not
+/// allow are left out: they claim nobody and hold nothing here (they get their status
+/// from the path for objects no connector takes).
+pub(super) fn subjects<'a>(input: &PlanInput<'a>, world: &World<'_>) -> Vec<Subject<'a>> {
+    let connector = input.connector;
+    let mut subjects: Vec<Subject<'a>> = input
+        .accesses
+        .iter()
+        .filter(|a| a.connector_key() == connector.key)
+        .filter(|a| connector_allows(connector, &a.key.namespace))
+        .map(|a| subject(a, input, world))
+        .collect();
+    subjects.sort_by(|a, b| a.object.key.cmp(&b.object.key));
+    subjects
+}
+
+fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_>) -> Subject<'a> {
+    let mut plan = ObjectPlan {
+        key: Some(object.key.clone()),
+        mode: object.spec.mode,
+        suspended: object.spec.suspend,
+        deleting: object.deleting,
+        ..ObjectPlan::default()
+    };
+    if !object.deleting {
+        plan.problems = validate_access(object, std::slice::from_ref(input.connector));
+    }
+    let mut policy = None;
+    let mut resolvable = true;
+    match resolve_policy(object, world) {
+        Ok(id) => {
+            plan.policy_name = world.policies.get(&id).map(|p| p.name.clone());
+            plan.policy_id = Some(id.clone());
+            policy = world.policies.contains_key(&id).then_some(id);
+        }
+        // A deleting object settles its entries on the policies they name.
+        Err(_) if object.deleting => {
+            plan.policy_id = object.status.as_ref().and_then(|s| s.policy_id.clone());
+        }
+        Err(problem) => {
+            resolvable = false;
+            plan.problems.push(problem);
+        }
+    }
+    let (wanted, next_expiry) = wanted_members(object, input.now);
+    plan.next_expiry = next_expiry;
+    let standing = standing(object, &plan, resolvable && policy.is_some());
+    Subject {
+        object,
+        plan,
+        standing,
+        policy,
+        wanted,
+        entries: entries_of(object),
+    }
+}
+
+fn standing(object: &AccessObject, plan: &ObjectPlan, resolved: bool) -> Standing {
+    if object.deleting {
+        return Standing::Deleting(object.spec.deletion_policy);
+    }
+    if !resolved {
+        return Standing::Unresolvable;
+    }
+    if !plan.is_valid() {
+        return Standing::Invalid;
+    }
+    if object.spec.suspend || object.spec.mode == AccessMode::ObserveOnly {
+        return Standing::Frozen;
+    }
+    Standing::Writer
+}
+
+/// The object's ledger entries, normalized; old flat lists adopt the status's policy.
+fn entries_of(object: &AccessObject) -> Vec<ManagedMember> {
+    let Some(status) = &object.status else {
+        return Vec::new();
+    };
+    let mut entries = status.managed_members.clone();
+    adopt_legacy_entries(&mut entries, status.policy_id.as_deref());
+    for entry in &mut entries {
+        entry.email = email::normalize(&entry.email);
+    }
+    entries.sort();
+    entries.dedup_by(|a, b| a.key() == b.key());
+    entries
+}
+
+/// The policy an object names: by id (must be visible) or by a unique name.
+fn resolve_policy(object: &AccessObject, world: &World<'_>) -> Result<String, Problem> {
+    match (&object.spec.policy.id, &object.spec.policy.name) {
+        (Some(id), None) => by_id(id.trim(), world),
+        (None, Some(name)) => by_name(name.trim(), world),
+        _ => Err(Problem::new(
+            "spec.policy",
+            "give exactly one of id and name",
+        )),
+    }
+}
+
+fn by_id(id: &str, world: &World<'_>) -> Result<String, Problem> {
+    if !world.is_visible(id) {
+        return Err(Problem::new(
+            "spec.policy.id",
+            format!(
+                "policy {id:?} is not among the {} policies the connector's credentials can see",
+                world.visible_count()
+            ),
+        ));
+    }
+    if !world.policies.contains_key(id) {
+        return Err(Problem::new(
+            "spec.policy.id",
+            format!("the roster of policy {id} was not read"),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn by_name(name: &str, world: &World<'_>) -> Result<String, Problem> {
+    let ids: Vec<&str> = world
+        .observed
+        .policies
+        .iter()
+        .filter(|p| p.name == name)
+        .map(|p| p.id.as_str())
+        .collect();
+    match ids.as_slice() {
+        [id] => by_id(id, world).map_err(|p| Problem::new("spec.policy.name", p.message)),
+        [] => Err(Problem::new(
+            "spec.policy.name",
+            format!(
+                "no policy named {name:?} among the {} policies the connector's credentials can see",
+                world.visible_count()
+            ),
+        )),
+        ids => Err(Problem::new(
+            "spec.policy.name",
+            format!(
+                "{} policies are named {name:?} ({}); use spec.policy.id",
+                ids.len(),
+                ids.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The members an object asks for now (expired ones are absent), and the next expiry.
+pub(super) fn wanted_members(
+    object: &AccessObject,
+    now: Timestamp,
+) -> (BTreeMap<String, Wanted>, Option<Timestamp>) {
+    let mut wanted = BTreeMap::new();
+    let mut next_expiry: Option<Timestamp> = None;
+    if object.deleting {
+        return (wanted, None);
+    }
+    for member in &object.spec.members {
+        if !email::is_valid(&member.email) {
+            continue;
+        }
+        let Some(role) = member.role.as_deref().map_or(Some(Role::User), Role::parse) else {
+            continue;
+        };
+        if let Some(expires) = &member.expires_at {
+            match expires.parse::<Timestamp>() {
+                Ok(at) if at <= now => continue,
+                Ok(at) => next_expiry = Some(next_expiry.map_or(at, |n| n.min(at))),
+                Err(_) => continue,
+            }
+        }
+        let normalized = email::normalize(&member.email);
+        wanted.entry(normalized.clone()).or_insert(Wanted {
+            email: normalized,
+            role,
+            submits_to: member
+                .submits_to
+                .as_deref()
+                .filter(|m| email::is_valid(m))
+                .map(email::normalize),
+            employee_id: member
+                .employee_id
+                .clone()
+                .filter(|id| !id.trim().is_empty()),
+        });
+    }
+    (wanted, next_expiry)
+}

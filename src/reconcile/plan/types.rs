@@ -1,0 +1,284 @@
+//! What the planner is given and what it answers: changes, and findings per object.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
+use super::super::validate::Problem;
+use crate::api::{AccessMode, Drift, ManagedMember, PlanSummary};
+use crate::expensify::{EmployeeRecord, Role};
+
+/// What the planner is given for one connector.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub connector: &'a ConnectorObject,
+    /// Every object known. Those of this connector are planned; those of other connectors
+    /// only tell which policies another connector already governs.
+    pub accesses: &'a [AccessObject],
+    pub observed: &'a Observed,
+    pub now: Timestamp,
+    /// False when some manifests could not be read: every removal on the connector is
+    /// held, since an unreadable manifest may ask for the people concerned.
+    pub inventory_complete: bool,
+}
+
+/// Kinds of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    Grant,
+    RoleChange,
+    ApproverChange,
+    EmployeeIdChange,
+    Revoke,
+}
+
+impl ChangeKind {
+    pub fn symbol(self) -> char {
+        match self {
+            ChangeKind::Grant => '+',
+            ChangeKind::RoleChange | ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => {
+                '~'
+            }
+            ChangeKind::Revoke => '-',
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            ChangeKind::Grant => "grant",
+            ChangeKind::RoleChange => "change role",
+            ChangeKind::ApproverChange => "change approver",
+            ChangeKind::EmployeeIdChange => "change employeeID",
+            ChangeKind::Revoke => "revoke",
+        }
+    }
+
+    /// The reason of the Event a change makes in cluster mode.
+    pub fn event_reason(self) -> &'static str {
+        match self {
+            ChangeKind::Grant => "Granted",
+            ChangeKind::RoleChange => "RoleChanged",
+            ChangeKind::ApproverChange => "ApproverChanged",
+            ChangeKind::EmployeeIdChange => "EmployeeIDChanged",
+            ChangeKind::Revoke => "Revoked",
+        }
+    }
+}
+
+/// One change to make in Expensify, and who asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub policy_id: String,
+    pub policy_name: String,
+    pub email: String,
+    /// The role to set (everything but revocations).
+    pub role: Option<Role>,
+    /// The role they have now.
+    pub old_role: Option<String>,
+    pub manager_email: String,
+    pub employee_id: Option<String>,
+    /// The approver this change must leave in place, when one is asked for.
+    pub expect_submits_to: Option<String>,
+    pub requested_by: ObjectKey,
+    pub reason: String,
+}
+
+impl Change {
+    /// The employee updater record that makes this change.
+    pub fn record(&self) -> EmployeeRecord {
+        match self.kind {
+            ChangeKind::Revoke => EmployeeRecord::revoke(
+                &self.email,
+                &self.policy_id,
+                &self.manager_email,
+                self.employee_id.clone(),
+            ),
+            _ => EmployeeRecord::grant(
+                &self.email,
+                &self.policy_id,
+                self.role.unwrap_or_default(),
+                &self.manager_email,
+                self.employee_id.clone(),
+            ),
+        }
+    }
+
+    /// What the change sets, in a few words: `admin`, `user -> admin`, `was user`.
+    pub fn detail(&self) -> String {
+        let role = self.role.map(|r| r.to_string()).unwrap_or_default();
+        let old = self.old_role.as_deref().unwrap_or("?");
+        match self.kind {
+            ChangeKind::Grant => role,
+            ChangeKind::RoleChange => format!("{old} -> {role}"),
+            ChangeKind::ApproverChange => format!("submits to {}", self.manager_email),
+            ChangeKind::EmployeeIdChange => format!(
+                "employeeID {}",
+                self.employee_id.as_deref().unwrap_or_default()
+            ),
+            ChangeKind::Revoke => format!("was {old}"),
+        }
+    }
+
+    /// A revocation, or a role change to a lower role: what the guard counts.
+    pub fn is_removal(&self) -> bool {
+        match self.kind {
+            ChangeKind::Revoke => true,
+            ChangeKind::RoleChange => {
+                let old = self.old_role.as_deref().and_then(Role::parse);
+                match (old, self.role) {
+                    (Some(old), Some(new)) => rank(new) < rank(old),
+                    // An unknown current role: count it, to be safe.
+                    _ => true,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Orders roles by power, for demotions.
+pub fn rank(role: Role) -> u8 {
+    match role {
+        Role::User => 0,
+        Role::Auditor => 1,
+        Role::Admin => 2,
+    }
+}
+
+/// Why an object cannot do all it asks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Block {
+    /// Another object or connector disagrees.
+    Conflict(String),
+    /// More removals pending than the connector allows.
+    RevocationLimit(String),
+    /// It asks to change someone protected.
+    Protected(String),
+    /// Removals held because some input could not be read or validated.
+    Held(String),
+}
+
+impl Block {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Block::Conflict(_) => "Conflict",
+            Block::RevocationLimit(_) => "RevocationLimit",
+            Block::Protected(_) => "Protected",
+            Block::Held(_) => "RemovalsHeld",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Block::Conflict(m)
+            | Block::RevocationLimit(m)
+            | Block::Protected(m)
+            | Block::Held(m) => m,
+        }
+    }
+}
+
+/// The planner's findings for one object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObjectPlan {
+    pub key: Option<ObjectKey>,
+    pub problems: Vec<Problem>,
+    pub mode: AccessMode,
+    pub suspended: bool,
+    pub deleting: bool,
+    pub policy_id: Option<String>,
+    pub policy_name: Option<String>,
+    /// Members asked for and not expired.
+    pub desired: usize,
+    pub in_sync: usize,
+    pub drift: Vec<Drift>,
+    pub blocks: Vec<Block>,
+    /// The ledger entries this object holds now: checked against the rosters read, handed
+    /// off, and still holding what is being released (until a read shows it done).
+    pub ledger: Vec<ManagedMember>,
+    /// Entries the planned writes create or update (`pending`), saved before the write.
+    pub new_entries: Vec<ManagedMember>,
+    /// Entries dropped without a write, and why (shown in the status message).
+    pub notes: Vec<String>,
+    pub next_expiry: Option<Timestamp>,
+    /// Changes in the plan that this object asked for.
+    pub planned: PlanSummary,
+    /// People whose removal this object wants that the plan does not make.
+    pub held: Vec<String>,
+    /// The `allow-mass-revocation` value this plan uses, if any.
+    pub mass_revocation_used: Option<String>,
+}
+
+impl ObjectPlan {
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The ledger as it must be saved before the write: `ledger` with `new_entries` laid
+    /// over it, sorted.
+    pub fn write_ahead_ledger(&self) -> Vec<ManagedMember> {
+        let mut by_key: BTreeMap<(String, String), ManagedMember> = self
+            .ledger
+            .iter()
+            .map(|e| ((e.policy_id.clone(), e.email.clone()), e.clone()))
+            .collect();
+        for entry in &self.new_entries {
+            by_key.insert(
+                (entry.policy_id.clone(), entry.email.clone()),
+                entry.clone(),
+            );
+        }
+        by_key.into_values().collect()
+    }
+}
+
+/// The plan for one connector.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// Sorted by policy, email, kind.
+    pub changes: Vec<Change>,
+    /// Sorted by key.
+    pub objects: BTreeMap<ObjectKey, ObjectPlan>,
+    /// The connector's `allow-mass-revocation` value this plan uses, if any.
+    pub connector_mass_revocation_used: Option<String>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> PlanSummary {
+        summarize(self.changes.iter())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Whether any object is blocked (the `plan` command exits 1 then).
+    pub fn has_blocks(&self) -> bool {
+        self.objects.values().any(|o| !o.blocks.is_empty())
+    }
+}
+
+pub fn summarize<'a>(changes: impl Iterator<Item = &'a Change>) -> PlanSummary {
+    let mut summary = PlanSummary::default();
+    for change in changes {
+        match change.kind {
+            ChangeKind::Grant => summary.grants += 1,
+            ChangeKind::RoleChange | ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => {
+                summary.role_changes += 1
+            }
+            ChangeKind::Revoke => summary.revocations += 1,
+        }
+    }
+    summary
+}
+
+/// A change together with the ledger entry it creates or updates, kept only if the change
+/// survives the guard.
+#[derive(Debug, Clone)]
+pub(super) struct Planned {
+    pub change: Change,
+    /// The object that holds the entry, and the entry.
+    pub entry: Option<(ObjectKey, ManagedMember)>,
+}

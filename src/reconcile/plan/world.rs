@@ -1,0 +1,89 @@
+//! What Expensify showed, indexed for the planner, and who is protected.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::super::model::{ConnectorObject, Observed};
+use crate::email;
+use crate::expensify::Role;
+
+/// One person on a roster.
+#[derive(Debug, Clone)]
+pub(super) struct RosterView {
+    pub role: Option<Role>,
+    pub raw_role: String,
+    pub submits_to: Option<String>,
+    pub employee_id: Option<String>,
+}
+
+/// A policy whose roster was read.
+#[derive(Debug, Clone)]
+pub(super) struct PolicyView {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub roster: BTreeMap<String, RosterView>,
+}
+
+/// The rosters read, the policies visible, and the connector's protected people.
+pub(super) struct World<'a> {
+    pub observed: &'a Observed,
+    pub policies: BTreeMap<String, PolicyView>,
+    protected: BTreeSet<String>,
+}
+
+impl<'a> World<'a> {
+    pub fn new(observed: &'a Observed, connector: &ConnectorObject) -> Self {
+        let mut protected: BTreeSet<String> = connector
+            .spec
+            .protected_emails
+            .iter()
+            .map(|e| email::normalize(e))
+            .collect();
+        protected.insert(email::normalize(&connector.spec.admin_email));
+        let policies = observed
+            .policies
+            .iter()
+            .filter_map(|p| {
+                let roster = observed.rosters.get(&p.id)?;
+                let view = PolicyView {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    owner: email::normalize(&p.owner),
+                    roster: roster
+                        .iter()
+                        .map(|e| (email::normalize(&e.email), roster_view(e)))
+                        .collect(),
+                };
+                Some((p.id.clone(), view))
+            })
+            .collect();
+        World {
+            observed,
+            policies,
+            protected,
+        }
+    }
+
+    /// The policy owner, the connector's `adminEmail` and `protectedEmails`: never changed.
+    pub fn is_protected(&self, policy: &PolicyView, email: &str) -> bool {
+        email == policy.owner || self.protected.contains(email)
+    }
+
+    /// Whether the credentials can see the policy at all.
+    pub fn is_visible(&self, policy_id: &str) -> bool {
+        self.observed.policies.iter().any(|p| p.id == policy_id)
+    }
+
+    pub fn visible_count(&self) -> usize {
+        self.observed.policies.len()
+    }
+}
+
+fn roster_view(entry: &crate::expensify::RosterEntry) -> RosterView {
+    RosterView {
+        role: entry.known_role(),
+        raw_role: entry.role.clone(),
+        submits_to: entry.submits_to.as_deref().map(email::normalize),
+        employee_id: entry.employee_id.clone().filter(|id| !id.trim().is_empty()),
+    }
+}
