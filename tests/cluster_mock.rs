@@ -69,6 +69,21 @@ impl ApiServer {
         .await;
     }
 
+    /// The connector gets its `in-use` finalizer while objects refer to it.
+    async fn in_use(&mut self) {
+        let body = self
+            .ok(
+                "PATCH",
+                &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme?"),
+                connector_json("https://x.example", json!({})),
+            )
+            .await;
+        assert_eq!(
+            body["metadata"]["finalizers"],
+            json!(["expensify.gitops.dev/in-use"])
+        );
+    }
+
     /// The connector is marked Syncing before a sync when it was not Connected.
     async fn syncing(&mut self) {
         let body = self
@@ -198,6 +213,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     .await;
 
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
 
     let patch = api
         .ok(
@@ -211,6 +227,18 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         json!({"metadata": {"finalizers": ["expensify.gitops.dev/finalizer"], "resourceVersion": "20"}})
     );
     api.syncing().await;
+    // Write-ahead: the entry about to be created is in status before Expensify is written.
+    let saved = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team.clone(),
+        )
+        .await;
+    assert_eq!(
+        saved["status"]["managedMembers"],
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor", "pending": true}])
+    );
     let (reason, note) = api.event("finance").await;
     assert_eq!(reason, "Granted");
     assert_eq!(note, "granted new@acme.example as auditor on Finance");
@@ -225,7 +253,8 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     assert_eq!(status["status"]["phase"], "Synced");
     assert_eq!(
         status["status"]["managedMembers"],
-        json!(["new@acme.example"])
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor"}]),
+        "confirmed by the re-read"
     );
     assert_eq!(
         status["status"]["lastPlan"],
@@ -263,7 +292,8 @@ fn has_member(sim: &expensify_operator::simulator::SimulatorHandle, email: &str)
 }
 
 fn synced_status(managed: &[&str]) -> Value {
-    json!({"phase": "Synced", "managedMembers": managed})
+    // The shape statuses had before the ledger: a flat list of emails.
+    json!({"phase": "Synced", "policyID": FINANCE, "managedMembers": managed})
 }
 
 #[tokio::test]
@@ -292,6 +322,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
     )
     .await;
     api.list_then_secret(vec![team], ADMIN_SECRET).await;
+    api.in_use().await;
     api.syncing().await;
     // No finalizer patch, no event, no PolicyAccess status: only the connector (never synced before).
     let connector = api
@@ -323,6 +354,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
     api.syncing().await;
     let (reason, note) = api.event("finance").await;
     assert_eq!(
@@ -369,6 +401,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
     api.syncing().await;
     let status = api
         .ok(
@@ -416,6 +449,7 @@ async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
         list(vec![team.clone()]),
     )
     .await;
+    api.in_use().await;
     let status = api
         .ok(
             "PATCH",
@@ -522,7 +556,17 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
     api.syncing().await;
+    // The old flat list is saved in the ledger's shape before the write.
+    let saved = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/gone{STATUS_QUERY}"),
+            gone.clone(),
+        )
+        .await;
+    assert_eq!(saved["status"]["managedMembers"][0]["added"], true);
     let (reason, _) = api.event("finance").await;
     assert_eq!(reason, "Revoked");
     api.ok(
@@ -571,6 +615,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
     api.syncing().await;
     api.ok(
         "PATCH",

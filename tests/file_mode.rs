@@ -72,10 +72,12 @@ async fn each_mode_grants_changes_and_revokes_as_it_should() {
         .read(&key("engineering"))
         .unwrap()
         .unwrap();
-    assert_eq!(
-        status.status.unwrap().managed_members,
-        vec!["henry@acme.example"]
-    );
+    let ledger = status.status.unwrap().managed_members;
+    let owned: Vec<(&str, bool, bool)> = ledger
+        .iter()
+        .map(|e| (e.email.as_str(), e.added, e.pending))
+        .collect();
+    assert_eq!(owned, [("henry@acme.example", true, false)]);
     let again = repo.mode().pass(false).await.unwrap();
     assert_eq!(again.pending_changes(), 0);
     assert_eq!(updates(&sim), 1, "idempotent: no second write");

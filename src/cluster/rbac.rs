@@ -6,7 +6,8 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
     (
         "expensify.gitops.dev",
         "expensifyconnectors",
-        &["get", "list", "watch"],
+        // patch: the `in-use` finalizer.
+        &["get", "list", "watch", "patch"],
     ),
     (
         "expensify.gitops.dev",

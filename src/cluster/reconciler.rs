@@ -328,13 +328,7 @@ async fn write_back(
         };
         let change = &result.change;
         let reason = change.kind.event_reason();
-        let what = format!(
-            "{} {} on {} ({})",
-            change.kind.verb(),
-            change.email,
-            change.policy_name,
-            change.detail()
-        );
+        let what = change.describe();
         match &result.failure {
             None => kube_io::publish(&ctx.recorder, *pa, false, reason, "Sync", what).await,
             Some(failure) => {

@@ -121,6 +121,25 @@ impl Change {
         }
     }
 
+    /// The change as done, for Events and logs: `granted a@x as user on Finance`.
+    pub fn describe(&self) -> String {
+        let role = self.role.map(|r| r.to_string()).unwrap_or_default();
+        let old = self.old_role.as_deref().unwrap_or("?");
+        let (email, policy) = (&self.email, &self.policy_name);
+        match self.kind {
+            ChangeKind::Grant => format!("granted {email} as {role} on {policy}"),
+            ChangeKind::RoleChange => format!("changed {email} from {old} to {role} on {policy}"),
+            ChangeKind::ApproverChange => {
+                format!("{email} now submits to {} on {policy}", self.manager_email)
+            }
+            ChangeKind::EmployeeIdChange => format!(
+                "{email} now has employeeID {} on {policy}",
+                self.employee_id.as_deref().unwrap_or_default()
+            ),
+            ChangeKind::Revoke => format!("revoked {email} (was {old}) from {policy}"),
+        }
+    }
+
     /// A revocation, or a role change to a lower role: what the guard counts.
     pub fn is_removal(&self) -> bool {
         match self.kind {
