@@ -564,9 +564,16 @@ fn statuses_for(
                 _ if !written.verified => a.ledger_entries(),
                 _ => after_plan.ledger.clone(),
             };
+            // What the plan before the write left alone is said in the status too.
+            let mut after_plan = after_plan.clone();
+            for note in before_plan.iter().flat_map(|p| &p.notes) {
+                if !after_plan.notes.contains(note) {
+                    after_plan.notes.push(note.clone());
+                }
+            }
             let findings = AccessFindings {
                 object: a,
-                after: after_plan,
+                after: &after_plan,
                 managed: ledger,
                 attempted: summarize(before.changes.iter().filter(|c| c.requested_by == a.key)),
                 failures: failures.get(&a.key).cloned().unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! From what a sync found to the status objects get: pure functions.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
@@ -39,132 +39,158 @@ struct Verdict {
     stalled: bool,
 }
 
-fn verdict(f: &AccessFindings<'_>) -> Verdict {
-    let after = f.after;
-    let failed = |phase, reason, message: String, stalled| Verdict {
-        phase,
-        ready: ConditionStatus::False,
-        reason,
-        message,
-        stalled,
-    };
-    if let Some(problem) = f
-        .connector_problem
-        .as_ref()
-        .filter(|_| f.connector_suspended)
-    {
-        return failed(
-            AccessPhase::Pending,
-            "ConnectorSuspended",
-            problem.clone(),
-            false,
-        );
-    }
-    if let Some(problem) = &f.connector_problem {
-        return failed(
-            AccessPhase::Error,
-            "ConnectorNotReady",
-            problem.clone(),
-            false,
-        );
-    }
-    if !after.problems.is_empty() {
-        return failed(
-            AccessPhase::Error,
-            "InvalidSpec",
-            describe(&after.problems),
-            true,
-        );
-    }
-    if f.object.deleting && !after.notes.is_empty() {
-        return failed(
-            AccessPhase::Error,
-            "CannotSettle",
-            format!(
-                "deletion waits: {} ledger entr(ies) cannot be settled: {}",
-                f.managed.len(),
-                after.notes.join("; ")
-            ),
-            true,
-        );
-    }
-    if f.object.deleting && after.blocks.is_empty() {
-        return failed(
-            AccessPhase::Syncing,
-            "Deleting",
-            format!(
-                "{} ledger entr(ies) still to take back or hand off before deletion completes",
-                f.managed.len()
-            ),
-            false,
-        );
-    }
-    if !f.failures.is_empty() {
-        let shown: Vec<String> = f
-            .failures
-            .iter()
-            .take(3)
-            .map(|m| format!("{}: {}", m.email, m.reason))
-            .collect();
-        return failed(
-            AccessPhase::Error,
-            "PartialFailure",
-            format!(
-                "{} member change(s) failed and are retried next sync: {}",
-                f.failures.len(),
-                shown.join("; ")
-            ),
-            false,
-        );
-    }
-    if let Some(block) = after.blocks.first() {
-        let mut message = block.message().to_string();
-        if after.blocks.len() > 1 {
-            message.push_str(&format!(" (and {} more)", after.blocks.len() - 1));
+impl Verdict {
+    fn not_ready(phase: AccessPhase, reason: &'static str, message: String, stalled: bool) -> Self {
+        Verdict {
+            phase,
+            ready: ConditionStatus::False,
+            reason,
+            message,
+            stalled,
         }
-        return failed(AccessPhase::Blocked, block.reason(), message, true);
     }
-    if f.object.spec.suspend {
-        return failed(
-            AccessPhase::Pending,
-            "Suspended",
-            format!(
-                "suspended: nothing is written; {} difference(s) from Expensify",
-                after.drift.len()
-            ),
-            false,
-        );
-    }
-    if f.object.spec.mode == AccessMode::ObserveOnly {
-        return Verdict {
+
+    fn ready(reason: &'static str, message: String) -> Self {
+        Verdict {
             phase: AccessPhase::Synced,
             ready: ConditionStatus::True,
-            reason: "Observed",
-            message: format!(
-                "observe-only: {} difference(s) from Expensify, nothing written",
-                after.drift.len()
-            ),
+            reason,
+            message,
             stalled: false,
-        };
+        }
     }
-    if !after.drift.is_empty() || after.planned != PlanSummary::default() {
-        return failed(
-            AccessPhase::Syncing,
-            "Progressing",
-            format!(
-                "{} difference(s) from Expensify remain",
-                after.drift.len().max(1)
-            ),
-            false,
+}
+
+/// The first finding that decides the object's phase, in order of precedence.
+fn verdict(f: &AccessFindings<'_>) -> Verdict {
+    connector_not_ready(f)
+        .or_else(|| invalid(f))
+        .or_else(|| deleting(f))
+        .or_else(|| failed_changes(f))
+        .or_else(|| blocked(f))
+        .or_else(|| not_writing(f))
+        .unwrap_or_else(|| converging(f))
+}
+
+fn connector_not_ready(f: &AccessFindings<'_>) -> Option<Verdict> {
+    let problem = f.connector_problem.clone()?;
+    Some(if f.connector_suspended {
+        Verdict::not_ready(AccessPhase::Pending, "ConnectorSuspended", problem, false)
+    } else {
+        Verdict::not_ready(AccessPhase::Error, "ConnectorNotReady", problem, false)
+    })
+}
+
+fn invalid(f: &AccessFindings<'_>) -> Option<Verdict> {
+    let problems = &f.after.problems;
+    (!problems.is_empty())
+        .then(|| Verdict::not_ready(AccessPhase::Error, "InvalidSpec", describe(problems), true))
+}
+
+/// A deletion waits while the object holds ledger entries: to take back, to hand off, or
+/// that cannot be settled (policy out of sight).
+fn deleting(f: &AccessFindings<'_>) -> Option<Verdict> {
+    if !f.object.deleting {
+        return None;
+    }
+    if !f.after.notes.is_empty() && !f.managed.is_empty() {
+        let message = format!(
+            "deletion waits: {} ledger entr(ies) cannot be settled: {}",
+            f.managed.len(),
+            f.after.notes.join("; ")
         );
+        return Some(Verdict::not_ready(
+            AccessPhase::Error,
+            "CannotSettle",
+            message,
+            true,
+        ));
     }
-    Verdict {
-        phase: AccessPhase::Synced,
-        ready: ConditionStatus::True,
-        reason: "Synced",
-        message: format!("{} of {} member(s) in sync", after.in_sync, after.desired),
-        stalled: false,
+    if !f.after.blocks.is_empty() {
+        return None;
     }
+    let message = format!(
+        "{} ledger entr(ies) still to take back before deletion completes",
+        f.managed.len()
+    );
+    Some(Verdict::not_ready(
+        AccessPhase::Syncing,
+        "Deleting",
+        message,
+        false,
+    ))
+}
+
+fn failed_changes(f: &AccessFindings<'_>) -> Option<Verdict> {
+    if f.failures.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = f
+        .failures
+        .iter()
+        .take(3)
+        .map(|m| format!("{}: {}", m.email, m.reason))
+        .collect();
+    let message = format!(
+        "{} member change(s) failed and are retried next sync: {}",
+        f.failures.len(),
+        shown.join("; ")
+    );
+    Some(Verdict::not_ready(
+        AccessPhase::Error,
+        "PartialFailure",
+        message,
+        false,
+    ))
+}
+
+fn blocked(f: &AccessFindings<'_>) -> Option<Verdict> {
+    let block = f.after.blocks.first()?;
+    let mut message = block.message().to_string();
+    if f.after.blocks.len() > 1 {
+        message.push_str(&format!(" (and {} more)", f.after.blocks.len() - 1));
+    }
+    Some(Verdict::not_ready(
+        AccessPhase::Blocked,
+        block.reason(),
+        message,
+        true,
+    ))
+}
+
+fn not_writing(f: &AccessFindings<'_>) -> Option<Verdict> {
+    let differences = f.after.drift.len();
+    if f.object.spec.suspend {
+        let message =
+            format!("suspended: nothing is written; {differences} difference(s) from Expensify");
+        return Some(Verdict::not_ready(
+            AccessPhase::Pending,
+            "Suspended",
+            message,
+            false,
+        ));
+    }
+    (f.object.spec.mode == AccessMode::ObserveOnly).then(|| {
+        let message =
+            format!("observe-only: {differences} difference(s) from Expensify, nothing written");
+        Verdict::ready("Observed", message)
+    })
+}
+
+fn converging(f: &AccessFindings<'_>) -> Verdict {
+    let after = f.after;
+    if !after.drift.is_empty() || after.planned != PlanSummary::default() {
+        let message = format!(
+            "{} difference(s) from Expensify remain",
+            after.drift.len().max(1)
+        );
+        return Verdict::not_ready(AccessPhase::Syncing, "Progressing", message, false);
+    }
+    let mut message = format!("{} of {} member(s) in sync", after.in_sync, after.desired);
+    if !after.notes.is_empty() {
+        message.push_str(&format!("; {}", after.notes.join("; ")));
+    }
+    Verdict::ready("Synced", message)
 }
 
 /// Why no sync looked at an object.
@@ -207,84 +233,22 @@ pub fn unsynced_status(
 /// The status a PolicyAccess gets after a sync.
 pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatus {
     let previous = f.object.status.clone().unwrap_or_default();
-    let generation = f.object.generation;
     let verdict = verdict(&f);
-    let mut conditions = previous.conditions.clone();
-    set_condition(
-        &mut conditions,
-        "Ready",
-        verdict.ready,
-        verdict.reason,
-        &verdict.message,
-        generation,
-        now,
-    );
-    let (synced, synced_reason, synced_message) =
-        if f.connector_problem.is_some() || !f.after.problems.is_empty() {
-            (
-                ConditionStatus::Unknown,
-                verdict.reason,
-                verdict.message.clone(),
-            )
-        } else if f.after.drift.is_empty() {
-            (
-                ConditionStatus::True,
-                "InSync",
-                "Expensify matches the spec".to_string(),
-            )
-        } else {
-            (
-                ConditionStatus::False,
-                "Drift",
-                format!("{} difference(s) from Expensify", f.after.drift.len()),
-            )
-        };
-    set_condition(
-        &mut conditions,
-        "Synced",
-        synced,
-        synced_reason,
-        &synced_message,
-        generation,
-        now,
-    );
-    // kstatus "abnormal-true" conditions: present only while true.
-    conditions.retain(|c| c.type_ != "Stalled" && c.type_ != "Reconciling");
-    if verdict.stalled {
-        set_condition(
-            &mut conditions,
-            "Stalled",
-            ConditionStatus::True,
-            verdict.reason,
-            &verdict.message,
-            generation,
-            now,
-        );
-    }
-    if verdict.phase == AccessPhase::Syncing {
-        set_condition(
-            &mut conditions,
-            "Reconciling",
-            ConditionStatus::True,
-            verdict.reason,
-            &verdict.message,
-            generation,
-            now,
-        );
-    }
+    let conditions = access_conditions(&f, &verdict, &previous, now);
+    let connector_down = f.connector_problem.is_some();
     let mut failures = f.failures.clone();
     failures.truncate(STATUS_LIST_CAP);
     let mut drift = f.after.drift.clone();
     drift.truncate(STATUS_LIST_CAP);
-    let connector_down = f.connector_problem.is_some();
     PolicyAccessStatus {
         phase: verdict.phase,
-        observed_generation: generation,
+        observed_generation: f.object.generation,
         conditions,
         policy_id: f.after.policy_id.clone().or(previous.policy_id),
         policy_name: f.after.policy_name.clone().or(previous.policy_name),
         desired_members: i32::try_from(f.after.desired).unwrap_or(i32::MAX),
         in_sync_members: i32::try_from(f.after.in_sync).unwrap_or(i32::MAX),
+        // A connector that could not sync checked nothing: the ledger stays as it was.
         managed_members: if connector_down {
             previous.managed_members
         } else {
@@ -310,6 +274,72 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation),
     }
+}
+
+/// `Ready`, `Synced`, and the kstatus "abnormal-true" `Stalled` and `Reconciling`
+/// (present only while true).
+fn access_conditions(
+    f: &AccessFindings<'_>,
+    verdict: &Verdict,
+    previous: &PolicyAccessStatus,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let generation = f.object.generation;
+    let mut conditions = previous.conditions.clone();
+    let mut set = |type_: &str, status, reason: &str, message: &str| {
+        set_condition(
+            &mut conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        )
+    };
+    set("Ready", verdict.ready, verdict.reason, &verdict.message);
+    let differences = f.after.drift.len();
+    if f.connector_problem.is_some() || !f.after.problems.is_empty() {
+        set(
+            "Synced",
+            ConditionStatus::Unknown,
+            verdict.reason,
+            &verdict.message,
+        );
+    } else if differences == 0 {
+        set(
+            "Synced",
+            ConditionStatus::True,
+            "InSync",
+            "Expensify matches the spec",
+        );
+    } else {
+        let message = format!("{differences} difference(s) from Expensify");
+        set("Synced", ConditionStatus::False, "Drift", &message);
+    }
+    if verdict.stalled {
+        set(
+            "Stalled",
+            ConditionStatus::True,
+            verdict.reason,
+            &verdict.message,
+        );
+    }
+    if verdict.phase == AccessPhase::Syncing {
+        set(
+            "Reconciling",
+            ConditionStatus::True,
+            verdict.reason,
+            &verdict.message,
+        );
+    }
+    let keep_abnormal = |c: &Condition| match c.type_.as_str() {
+        "Stalled" => verdict.stalled,
+        "Reconciling" => verdict.phase == AccessPhase::Syncing,
+        _ => true,
+    };
+    conditions.retain(keep_abnormal);
+    conditions
 }
 
 /// What a connector's sync saw, for its status.
