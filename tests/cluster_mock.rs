@@ -702,3 +702,166 @@ async fn an_allowed_object_is_left_to_its_connector() {
     let action = finish(task).await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change());
 }
+
+// The ledger in cluster mode (issue 8, case 7): ownership survives a failed status patch,
+// and a connector is not let go while objects refer to it.
+
+#[tokio::test]
+async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(
+            json!([{"email": "new@acme.example", "role": "auditor"}]),
+            "Additive",
+        ),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let connector = connector_json(&sim.endpoint(), json!({}));
+    let task = run_connector(client.clone(), connector.clone(), test_settings()).await;
+    api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
+    api.syncing().await;
+    let saved = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team.clone(),
+        )
+        .await;
+    let (reason, _) = api.event("finance").await;
+    assert_eq!(reason, "Granted");
+    // The status patch after the write fails: the reconcile errors out.
+    api.expect(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+        500,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500}),
+    )
+    .await;
+    assert!(finish(task).await.is_err());
+    assert!(has_member(&sim, "new@acme.example"));
+
+    // What the API server kept is the write-ahead status. The person is then dropped:
+    // the pending entry is confirmed by the read and released.
+    let mut dropped = access_json(
+        "team",
+        finance(json!([]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
+    );
+    dropped["status"] = saved["status"].clone();
+    let task = run_connector(client, connector, test_settings()).await;
+    api.list_then_secret(vec![dropped.clone()], ADMIN_SECRET)
+        .await;
+    api.in_use().await;
+    api.syncing().await;
+    let confirmed = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            dropped.clone(),
+        )
+        .await;
+    assert_eq!(
+        confirmed["status"]["managedMembers"],
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor"}]),
+        "the read confirmed the pending entry; it is saved before the revocation"
+    );
+    let (reason, note) = api.event("finance").await;
+    assert_eq!(
+        (reason.as_str(), note.as_str()),
+        (
+            "Revoked",
+            "revoked new@acme.example (was auditor) from Finance"
+        )
+    );
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            dropped,
+        )
+        .await;
+    assert_eq!(
+        status["status"]["managedMembers"],
+        Value::Null,
+        "nothing owned any more"
+    );
+    api.ok(
+        "PATCH",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+        connector_json("https://x.example", json!({})),
+    )
+    .await;
+    finish(task).await.unwrap();
+    assert!(!has_member(&sim, "new@acme.example"));
+}
+
+#[tokio::test]
+async fn a_connector_being_deleted_is_let_go_only_when_no_object_refers_to_it() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let mut connector = connector_json(&sim.endpoint(), json!({}));
+    connector["metadata"]["finalizers"] = json!(["expensify.gitops.dev/in-use"]);
+    connector["metadata"]["deletionTimestamp"] = json!("2026-11-28T00:00:00Z");
+    let task = run_connector(client, connector, test_settings()).await;
+    api.list_then_secret(vec![], ADMIN_SECRET).await;
+    let release = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme?"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(
+        release,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "10"}})
+    );
+    let action = finish(task).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(json!([{"email": "new@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let (leader_tx, leader) = tokio::sync::watch::channel(true);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(expensify_operator::expensify::ExpensifyClients::new(test_settings()).unwrap()),
+        Recorder::new(
+            client,
+            Reporter {
+                controller: "expensify-operator".into(),
+                instance: None,
+            },
+        ),
+        Arc::new(Metrics::default()),
+        leader,
+        Default::default(),
+    ));
+    let connector: ExpensifyConnector =
+        serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
+    let task = tokio::spawn(reconciler::reconcile_connector(Arc::new(connector), ctx));
+    api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
+    api.in_use().await;
+    // The Lease is lost after the reconcile started, before the write.
+    leader_tx.send(false).unwrap();
+    api.syncing().await;
+    // No write-ahead patch, no write, no status: the new leader takes over from here.
+    let action = finish(task).await.unwrap();
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
+    assert!(
+        !has_member(&sim, "new@acme.example"),
+        "no write after the lease was lost"
+    );
+}

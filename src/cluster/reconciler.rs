@@ -230,6 +230,11 @@ pub async fn reconcile_connector(
     };
     ctx.metrics
         .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
+    if !ctx.is_leader() {
+        // Leadership went during the sync: the new leader writes the statuses.
+        warn!(connector = %key, "lost leadership during the sync; writing no status");
+        return Ok(Action::requeue(STANDBY_RECHECK));
+    }
 
     write_back(&ctx, &connector, &attached, &report)
         .await
