@@ -343,8 +343,9 @@ fn sync_step(
     connector: &ConnectorObject,
     objects: &mut Vec<AccessObject>,
     world: &mut Observed,
+    lost_writes: u64,
 ) -> Result<Vec<(String, String)>, TestCaseError> {
-    let plan = run(connector, objects, world);
+    let mut plan = run(connector, objects, world);
     let protected = protected_people(world);
     let before = snapshot(world);
     let mut extras = Vec::new();
@@ -369,9 +370,21 @@ fn sync_step(
             }
         }
     }
+    // The ledger is saved before the write; then some writes do not land.
+    *objects = with_status(objects, &plan, world);
+    let mut index = 0u32;
+    plan.changes.retain(|_| {
+        index += 1;
+        lost_writes.rotate_left(index) & 1 == 0
+    });
+    extras.extend(
+        plan.changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Revoke && c.reason.contains("Authoritative"))
+            .map(|c| (c.policy_id.clone(), c.email.clone())),
+    );
     *world = apply(world, &plan);
     prop_assert!(before.keys().eq(snapshot(world).keys()));
-    *objects = with_status(objects, &plan, world);
     // Deleted objects whose ledger is empty are gone.
     objects.retain(|o| {
         !(o.deleting
@@ -394,6 +407,7 @@ proptest! {
     fn deleting_everything_with_revoke_returns_expensify_to_where_it_started(
         world in arb_world(),
         history in arb_history(),
+        lost_writes in prop_oneof![Just(0u64), any::<u64>()],
     ) {
         let mut connector = connector();
         connector.spec.max_revocations_per_sync = 1000;
@@ -419,14 +433,15 @@ proptest! {
                 }
             }
             objects = next;
-            extras.extend(sync_step(&connector, &mut objects, &mut world)?);
+            extras.extend(sync_step(&connector, &mut objects, &mut world, lost_writes)?);
         }
         for object in &mut objects {
             object.deleting = true;
             object.spec.deletion_policy = DeletionPolicy::Revoke;
         }
+        // The faults stop.
         for _ in 0..3 {
-            sync_step(&connector, &mut objects, &mut world)?;
+            sync_step(&connector, &mut objects, &mut world, 0)?;
         }
         prop_assert!(objects.is_empty(), "deletions left: {objects:?}");
         let mut expected = origin;
@@ -443,4 +458,145 @@ proptest! {
         }
         prop_assert_eq!(end, expected);
     }
+}
+
+#[test]
+fn suspended_objects_keep_their_entries_and_their_people_count_as_asked_for() {
+    let world = finance(&[("carol@acme.example", "user"), ("x@acme.example", "user")]);
+    let mut paused = holding(
+        access(
+            "paused",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "user")],
+        ),
+        vec![entry("carol@acme.example", true, None, "user")],
+    );
+    paused.spec.suspend = true;
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let plan = run(&connector(), &[paused, boss], &world);
+    assert!(
+        plan.is_empty(),
+        "nothing released, x not an extra: {:?}",
+        plan.changes
+    );
+    assert_eq!(
+        ledger_emails(&plan.objects[&key("paused")]),
+        BTreeSet::from(["carol@acme.example".to_string()])
+    );
+}
+
+#[test]
+fn orphan_deletion_drops_entries_but_hands_off_what_others_still_ask_for() {
+    let world = finance(&[("carol@acme.example", "user"), ("dan@acme.example", "user")]);
+    let mut gone = holding(
+        access("gone", AccessMode::Additive, vec![]),
+        vec![
+            entry("carol@acme.example", true, None, "user"),
+            entry("dan@acme.example", true, None, "user"),
+        ],
+    );
+    gone.deleting = true;
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    let keeper = access(
+        "keeper",
+        AccessMode::Additive,
+        vec![member("dan@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[gone, keeper], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    assert!(
+        plan.objects[&key("gone")].ledger.is_empty(),
+        "its deletion can finish"
+    );
+    assert_eq!(
+        ledger_emails(&plan.objects[&key("keeper")]),
+        BTreeSet::from(["dan@acme.example".to_string()])
+    );
+}
+
+#[test]
+fn a_deleted_object_whose_policy_is_out_of_sight_keeps_its_entries() {
+    let world = finance(&[]);
+    let mut gone = holding(
+        access("gone", AccessMode::Additive, vec![]),
+        vec![ManagedMember {
+            policy_id: "P9".into(),
+            ..entry("carol@acme.example", true, None, "user")
+        }],
+    );
+    gone.deleting = true;
+    gone.spec.policy.id = Some("P9".into());
+    let plan = run(&connector(), &[gone], &world);
+    assert!(plan.is_empty());
+    let object = &plan.objects[&key("gone")];
+    assert_eq!(object.ledger.len(), 1, "the deletion waits");
+    assert!(
+        object.notes[0].contains("cannot be read"),
+        "{:?}",
+        object.notes
+    );
+}
+
+#[test]
+fn the_guard_counts_demotions_and_names_the_people_held() {
+    let world = finance(&[("a@acme.example", "admin"), ("b@acme.example", "admin")]);
+    let mut connector = connector();
+    connector.spec.max_revocations_per_sync = 1;
+    let team = access(
+        "team",
+        AccessMode::Additive,
+        vec![
+            member("a@acme.example", "user"),
+            member("b@acme.example", "user"),
+            member("n@acme.example", "user"),
+        ],
+    );
+    let plan = run(&connector, &[team], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Grant, "n@acme.example".into(), Some(Role::User))]
+    );
+    let object = &plan.objects[&key("team")];
+    assert_eq!(object.held, ["a@acme.example", "b@acme.example"]);
+    assert!(
+        object.blocks[0]
+            .message()
+            .contains("a@acme.example, b@acme.example"),
+        "{:?}",
+        object.blocks
+    );
+    assert!(plan.has_blocks());
+}
+
+#[test]
+fn a_raise_of_someone_already_owned_updates_the_entry_and_keeps_the_confirmed_role() {
+    let world = finance(&[("bob@acme.example", "auditor")]);
+    let team = holding(
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![member("bob@acme.example", "admin")],
+        ),
+        vec![entry("bob@acme.example", false, Some("user"), "auditor")],
+    );
+    let plan = run(&connector(), &[team], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "bob@acme.example".into(),
+            Some(Role::Admin)
+        )]
+    );
+    let saved = plan.objects[&key("team")].write_ahead_ledger();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        (
+            saved[0].previous_role.as_deref(),
+            saved[0].role.as_deref(),
+            saved[0].prior_role.as_deref(),
+            saved[0].pending
+        ),
+        (Some("user"), Some("admin"), Some("auditor"), true)
+    );
 }
