@@ -484,3 +484,116 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
 
     stop_controller(replica_b).await;
 }
+
+// The ledger in cluster mode (issue 8): hand-offs, just-in-time raises that end, and a
+// connector that waits for the deletions of the objects that use it.
+
+fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) -> Option<String> {
+    roster(sim, FINANCE)
+        .into_iter()
+        .find(|(e, _)| e == email)
+        .map(|(_, role)| role)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_hand_off_raise_expiry_and_connector_deletion_against_the_double() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let namespace = "finance";
+    let sim = start(&unlimited_seed()).await;
+    let controller = spawn_controller(
+        &client,
+        settings(100, cluster::Scope::AllNamespaces, None, 0),
+    );
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
+    create_connector(&client, namespace, &sim.endpoint()).await;
+
+    // A grants carol; bob (a user) is raised to admin until a few seconds from now.
+    let expires = k8s_openapi::jiff::Timestamp::now() + std::time::Duration::from_secs(4);
+    let a = access(
+        namespace,
+        "team-a",
+        FINANCE,
+        json!([{"email": "carol@acme.example"}, {"email": "bob@acme.example", "role": "admin", "expiresAt": expires.to_string()}]),
+    );
+    accesses.create(&PostParams::default(), &a).await.unwrap();
+    eventually("carol granted and bob raised", || async {
+        role_of(&sim, "carol@acme.example").is_some()
+            && role_of(&sim, "bob@acme.example").as_deref() == Some("admin")
+    })
+    .await;
+    eventually("the connector to hold the in-use finalizer", || async {
+        connectors.get("acme").await.ok().is_some_and(|c| {
+            c.metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"expensify.gitops.dev/in-use".to_string())
+        })
+    })
+    .await;
+
+    // The raise ends by itself: bob is a user again.
+    eventually("bob back to user after expiresAt", || async {
+        role_of(&sim, "bob@acme.example").as_deref() == Some("user")
+    })
+    .await;
+
+    // Hand-off: B asks for carol, A drops her; she stays. Then B is deleted: revoked.
+    let b = access(
+        namespace,
+        "team-b",
+        FINANCE,
+        json!([{"email": "carol@acme.example"}]),
+    );
+    accesses.create(&PostParams::default(), &b).await.unwrap();
+    let none = json!({"spec": {"members": []}});
+    accesses
+        .patch("team-a", &PatchParams::default(), &Patch::Merge(&none))
+        .await
+        .unwrap();
+    eventually("carol's entry to move to team-b", || async {
+        accesses
+            .get("team-b")
+            .await
+            .ok()
+            .and_then(|o| o.status)
+            .is_some_and(|s| {
+                s.managed_members
+                    .iter()
+                    .any(|e| e.email == "carol@acme.example" && e.added)
+            })
+    })
+    .await;
+    assert!(
+        role_of(&sim, "carol@acme.example").is_some(),
+        "a hand-off revokes nobody"
+    );
+
+    // Deleting the connector waits for its objects; deleting them revokes carol.
+    connectors
+        .delete("acme", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        connectors.get_opt("acme").await.unwrap().is_some(),
+        "the connector stays while objects refer to it"
+    );
+    for name in ["team-a", "team-b"] {
+        accesses
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("carol revoked and every object gone", || async {
+        role_of(&sim, "carol@acme.example").is_none()
+            && accesses.get_opt("team-b").await.ok().flatten().is_none()
+    })
+    .await;
+    eventually("the connector to go last", || async {
+        connectors.get_opt("acme").await.ok().flatten().is_none()
+    })
+    .await;
+    stop_controller(controller).await;
+}
