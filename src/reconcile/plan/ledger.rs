@@ -119,6 +119,12 @@ pub(super) fn settle(
                 continue;
             }
             let holder = subject.key().clone();
+            let orphaned = subject.standing == Standing::Deleting(DeletionPolicy::Orphan)
+                && !claims.is_claimed(&entry.policy_id, &entry.email);
+            if orphaned {
+                // Orphan writes nothing, so it needs no read of the policy either.
+                continue;
+            }
             let Some(policy) = world.policies.get(&entry.policy_id) else {
                 // Not visible or not read: nothing can be checked, so nothing changes.
                 subject.plan.notes.push(format!(

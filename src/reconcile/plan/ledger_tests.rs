@@ -600,3 +600,20 @@ fn a_raise_of_someone_already_owned_updates_the_entry_and_keeps_the_confirmed_ro
         (Some("user"), Some("admin"), Some("auditor"), true)
     );
 }
+
+#[test]
+fn an_orphan_deletion_lets_go_even_of_a_policy_out_of_sight() {
+    let world = finance(&[]);
+    let mut gone = holding(
+        access("gone", AccessMode::Additive, vec![]),
+        vec![ManagedMember {
+            policy_id: "P9".into(),
+            ..entry("carol@acme.example", true, None, "user")
+        }],
+    );
+    gone.deleting = true;
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    let plan = run(&connector(), &[gone], &world);
+    assert!(plan.is_empty());
+    assert!(plan.objects[&key("gone")].ledger.is_empty(), "the deletion can finish");
+}
