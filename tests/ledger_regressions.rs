@@ -450,6 +450,54 @@ async fn case_4_deleting_an_object_whose_policy_is_ambiguous_keeps_its_ledger() 
     assert!(status_file(&repo, "finance", "by-name").is_none());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn case_4_an_unresolvable_object_switched_to_orphan_lets_go_without_revoking() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let object = Access {
+        policy: "{name: Contractors}".to_string(),
+        ..Access::new("by-name", CONTRACTORS, "Additive")
+    }
+    .members(&["{email: zed@acme.example}"]);
+    object.write(&repo);
+    apply_ok(&sim, &repo).await;
+
+    let mut doubled = sim.state().policies();
+    doubled.push(SeedPolicy {
+        id: "C0FFEE0000000002".to_string(),
+        name: "Contractors".to_string(),
+        plan: "corporate".to_string(),
+        owner: "it-admin@acme.example".to_string(),
+        output_currency: "USD".to_string(),
+        employees: Vec::new(),
+    });
+    sim.state().replace_policies(doubled);
+    object.remove(&repo);
+    let output = run(&sim, "apply", &repo, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(status_file(&repo, "finance", "by-name").is_some());
+
+    // Switched to Orphan (manifest back with the new policy, then deleted): it lets go.
+    let orphan = Access {
+        spec: "  deletionPolicy: Orphan\n",
+        ..object.clone_with(&["{email: zed@acme.example}"])
+    };
+    orphan.write(&repo);
+    run(&sim, "apply", &repo, &[]).await;
+    orphan.remove(&repo);
+    let output = run(&sim, "apply", &repo, &[]).await;
+    assert!(
+        status_file(&repo, "finance", "by-name").is_none(),
+        "an Orphan deletion settles without the policy: {}",
+        text(&output)
+    );
+    assert!(
+        role_of(&sim, CONTRACTORS, "zed@acme.example").is_some(),
+        "Orphan writes nothing"
+    );
+}
+
 // --- 5: a failed re-read -------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
