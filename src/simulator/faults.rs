@@ -47,6 +47,12 @@ pub enum ScriptedFault {
     /// Apply the job, then close the connection without answering: the write happened
     /// but the client cannot know.
     DropAfterApply,
+    /// Apply the job, then hold its answer for `ms` milliseconds: a client stopped in that
+    /// window (SIGTERM, a cancelled task) wrote without learning the result.
+    #[serde(rename_all = "camelCase")]
+    ApplyThenStall {
+        ms: u64,
+    },
     /// Answer with exactly this status and body.
     Respond {
         status: u16,
@@ -129,6 +135,7 @@ impl ScriptedFault {
             ScriptedFault::Http500 => "http500",
             ScriptedFault::Drop => "drop",
             ScriptedFault::DropAfterApply => "dropAfterApply",
+            ScriptedFault::ApplyThenStall { .. } => "applyThenStall",
             ScriptedFault::Respond { .. } => "respond",
         }
     }

@@ -202,17 +202,23 @@ async fn route(
                 let mut state = lock(&state);
                 (state.receive(&body, Instant::now()), state.latency())
             };
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
+            let (answer, stall) = match outcome {
+                Outcome::Respond(answer) => (Some(answer), std::time::Duration::ZERO),
+                Outcome::Stall(answer, stall) => (Some(answer), stall),
+                Outcome::Drop => (None, std::time::Duration::ZERO),
+            };
+            let delay = latency.saturating_add(stall);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
-            match outcome {
-                Outcome::Respond(answer) => Ok(Response::builder()
+            match answer {
+                Some(answer) => Ok(Response::builder()
                     .status(answer.status)
                     // Expensify labels JSON as text/plain for most jobs; clients must not care.
                     .header("content-type", "text/plain;charset=utf-8")
                     .body(Full::new(Bytes::from(answer.body)))
                     .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "bad status"))),
-                Outcome::Drop => Err(DroppedOnPurpose),
+                None => Err(DroppedOnPurpose),
             }
         }
         (_, ENDPOINT_PATH) => Ok(text(

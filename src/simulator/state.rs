@@ -27,6 +27,8 @@ pub enum Outcome {
     Respond(SimResponse),
     /// Close the connection without answering.
     Drop,
+    /// Send this answer only after the delay.
+    Stall(SimResponse, std::time::Duration),
 }
 
 /// One line of the request log, readable at `GET /admin/requests`. Never holds a secret.
@@ -265,6 +267,11 @@ impl SimState {
                 let (_, info) = self.handle(&form, now);
                 (Outcome::Drop, info)
             }
+            Some(ScriptedFault::ApplyThenStall { ms }) => {
+                let (response, info) = self.handle(&form, now);
+                let delay = std::time::Duration::from_millis(*ms);
+                (Outcome::Stall(response, delay), info)
+            }
             Some(other) => {
                 let response = match other {
                     ScriptedFault::Http429 => Some(SimResponse {
@@ -292,7 +299,7 @@ impl SimState {
 
     fn record(&mut self, info: JobInfo, outcome: &Outcome, fault: Option<&ScriptedFault>) {
         let (http_status, response_code) = match outcome {
-            Outcome::Respond(r) => (
+            Outcome::Respond(r) | Outcome::Stall(r, _) => (
                 Some(r.status),
                 serde_json::from_str::<Value>(&r.body)
                     .ok()
@@ -861,7 +868,7 @@ policies:
             form.append_pair("data", &data.to_string());
         }
         match state.receive(form.finish().as_bytes(), Instant::now()) {
-            Outcome::Respond(r) => (
+            Outcome::Respond(r) | Outcome::Stall(r, _) => (
                 r.status,
                 serde_json::from_str(&r.body).unwrap_or(Value::String(r.body)),
             ),
@@ -905,6 +912,41 @@ policies:
         admin_only["inputSettings"]["adminOnly"] = json!(true);
         let (_, body) = send(&mut state, admin_only, None);
         assert_eq!(body["policyList"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn apply_then_stall_applies_the_job_and_delays_the_answer() {
+        let mut state = state();
+        state.set_faults(FaultConfig {
+            script: [ScriptedFault::ApplyThenStall { ms: 1500 }]
+                .into_iter()
+                .collect(),
+            ..FaultConfig::default()
+        });
+        let (job, data) = update(
+            json!([{"employeeEmail": "late@acme.com", "managerEmail": "admin@acme.com", "policyID": "P1", "role": "user"}]),
+        );
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("requestJobDescription", &job.to_string());
+        form.append_pair("data", &data.unwrap().to_string());
+        match state.receive(form.finish().as_bytes(), Instant::now()) {
+            Outcome::Stall(answer, delay) => {
+                assert_eq!(delay, std::time::Duration::from_millis(1500));
+                assert!(
+                    answer.body.contains("\"updatedEmployeesCount\":1"),
+                    "{}",
+                    answer.body
+                );
+            }
+            other => panic!("expected a stalled answer, got {other:?}"),
+        }
+        assert!(
+            roster(&mut state, "P1")
+                .iter()
+                .any(|e| e["email"] == "late@acme.com"),
+            "the job landed before the answer"
+        );
+        assert_eq!(state.counters().faults.get("applyThenStall"), Some(&1));
     }
 
     #[tokio::test]

@@ -1,0 +1,1016 @@
+//! "Return to origin": a model-based property test of the ownership ledger, in file mode
+//! against the simulator.
+//!
+//! proptest generates a history of steps (objects created, edited and deleted in every
+//! mode and with both deletion policies, hand-offs, renames, policy moves, expiries,
+//! suspends, an unreadable manifest, and injected faults: 429, HTTP 500 before the write,
+//! an answer lost after the write landed, a failed re-read, a stop between the write and
+//! the status). A small model tracks only what the contract allows the operator to take,
+//! and after every step the simulator's state must respect it:
+//!
+//! - nobody on a policy at the start is revoked unless an Authoritative object governed
+//!   that policy while nobody asked for them (an "Authoritative extra");
+//! - protected people (policy owners, the connector's `adminEmail`, `protectedEmails`)
+//!   never change;
+//! - the simulator never refuses a request for its rate windows.
+//!
+//! At the end every object is switched to `deletionPolicy: Revoke`, then deleted; faults
+//! stop; after at most two syncs Expensify must be exactly as it started, except people
+//! removed as Authoritative extras and what an `Orphan` deletion deliberately left behind.
+//!
+//! `cargo test` runs a bounded number of cases; `RETURN_TO_ORIGIN_CASES=5000` runs more
+//! (and `RETURN_TO_ORIGIN_SHRINK` bounds the shrinking iterations, default 64).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ADMIN_ID, ADMIN_SECRET, Repo};
+use expensify_operator::expensify::{
+    ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy,
+};
+use expensify_operator::files::FileMode;
+use expensify_operator::simulator::{self, FaultConfig, ScriptedFault, Seed, SimulatorHandle};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// The seed's policies: (id, name, owner).
+const POLICIES: [(&str, &str, &str); 3] = [
+    ("A1000000000000A1", "Alpha", "owner-a@corp.example"),
+    ("B2000000000000B2", "Beta", "owner-b@corp.example"),
+    ("C3000000000000C3", "Gamma", "it-admin@corp.example"),
+];
+const ADMIN_EMAIL: &str = "it-admin@corp.example";
+const PROTECTED: &str = "ceo@corp.example";
+/// People objects may ask for: three nobody has yet, five already on some policies.
+const PEOPLE: [&str; 8] = [
+    "new1@corp.example",
+    "new2@corp.example",
+    "new3@corp.example",
+    "pat@corp.example",
+    "bob@corp.example",
+    "aud@corp.example",
+    "adm@corp.example",
+    "carl@corp.example",
+];
+/// Object names (all in namespace `ops`, on connector `corp`).
+const OBJECTS: usize = 3;
+/// Requests per window the simulator accepts and the client paces itself to: far above
+/// what a case sends, so a refusal means pacing is broken, not that the test is slow.
+const WINDOW_REQUESTS: u32 = 400;
+const WINDOW_SECONDS: u64 = 10;
+
+fn seed_yaml() -> String {
+    format!(
+        r#"
+accounts:
+  - {{partnerUserID: {ADMIN_ID}, partnerUserSecret: {ADMIN_SECRET}, email: {ADMIN_EMAIL}}}
+rateLimits:
+  enabled: true
+  windows: [{{maxRequests: {WINDOW_REQUESTS}, periodSeconds: {WINDOW_SECONDS}}}]
+policies:
+  - id: "A1000000000000A1"
+    name: Alpha
+    owner: owner-a@corp.example
+    employees:
+      - {{email: owner-a@corp.example, role: admin}}
+      - {{email: {ADMIN_EMAIL}, role: admin}}
+      - {{email: {PROTECTED}, role: user}}
+      - {{email: pat@corp.example, role: user}}
+      - {{email: aud@corp.example, role: auditor}}
+      - {{email: adm@corp.example, role: admin}}
+  - id: "B2000000000000B2"
+    name: Beta
+    owner: owner-b@corp.example
+    employees:
+      - {{email: owner-b@corp.example, role: admin}}
+      - {{email: {ADMIN_EMAIL}, role: admin}}
+      - {{email: bob@corp.example, role: user}}
+      - {{email: pat@corp.example, role: auditor}}
+      - {{email: carl@corp.example, role: admin}}
+  - id: "C3000000000000C3"
+    name: Gamma
+    owner: {ADMIN_EMAIL}
+    employees:
+      - {{email: {ADMIN_EMAIL}, role: admin}}
+      - {{email: {PROTECTED}, role: admin}}
+      - {{email: carl@corp.example, role: user}}
+      - {{email: aud@corp.example, role: user}}
+"#
+    )
+}
+
+fn connector_yaml(endpoint: &str) -> String {
+    format!(
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: corp, namespace: ops}}\nspec:\n  credentialsSecretRef: {{name: expensify-credentials}}\n  endpoint: {endpoint}\n  adminEmail: {ADMIN_EMAIL}\n  protectedEmails: [{PROTECTED}]\n  maxRevocationsPerSync: 100\n"
+    )
+}
+
+const GARBAGE: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: broken, namespace: ops\nspec: [\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    User,
+    Auditor,
+    Admin,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Additive,
+    Authoritative,
+    ObserveOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deletion {
+    Revoke,
+    Orphan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Member {
+    role: Role,
+    /// `expiresAt` already passed (otherwise it lies far ahead or is absent).
+    expired: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Object {
+    policy: usize,
+    mode: Mode,
+    deletion: Deletion,
+    suspend: bool,
+    /// Person index in `PEOPLE` -> entry.
+    members: BTreeMap<usize, Member>,
+}
+
+impl Object {
+    fn manifest(&self, name: &str) -> String {
+        let mut text = format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: {name}, namespace: ops}}\nspec:\n  connectorRef: {{name: corp}}\n  policy: {{id: \"{}\"}}\n  mode: {:?}\n  deletionPolicy: {:?}\n  suspend: {}\n",
+            POLICIES[self.policy].0, self.mode, self.deletion, self.suspend
+        );
+        if self.members.is_empty() {
+            text.push_str("  members: []\n");
+            return text;
+        }
+        text.push_str("  members:\n");
+        for (person, member) in &self.members {
+            let expires = if member.expired {
+                "2020-01-01T00:00:00Z"
+            } else {
+                "2099-01-01T00:00:00Z"
+            };
+            let _ = writeln!(
+                text,
+                "    - {{email: {}, role: {}, expiresAt: \"{expires}\"}}",
+                PEOPLE[*person],
+                member.role.as_str()
+            );
+        }
+        text
+    }
+
+    fn describe(&self) -> String {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|(p, m)| {
+                format!(
+                    "{}:{}{}",
+                    short(*p),
+                    m.role.as_str(),
+                    if m.expired { "(expired)" } else { "" }
+                )
+            })
+            .collect();
+        format!(
+            "{} {:?} {:?}{} [{}]",
+            POLICIES[self.policy].1,
+            self.mode,
+            self.deletion,
+            if self.suspend { " suspended" } else { "" },
+            members.join(", ")
+        )
+    }
+}
+
+fn short(person: usize) -> &'static str {
+    PEOPLE[person].split('@').next().unwrap_or(PEOPLE[person])
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// Create the object, or replace its whole spec.
+    Put {
+        obj: usize,
+        object: Object,
+    },
+    /// Add a person, or change their role.
+    Ask {
+        obj: usize,
+        person: usize,
+        role: Role,
+    },
+    Drop {
+        obj: usize,
+        pick: usize,
+    },
+    /// The entry's `expiresAt` is now in the past.
+    Expire {
+        obj: usize,
+        pick: usize,
+    },
+    Move {
+        obj: usize,
+        policy: usize,
+    },
+    SetMode {
+        obj: usize,
+        mode: Mode,
+    },
+    SetDeletion {
+        obj: usize,
+        deletion: Deletion,
+    },
+    Suspend {
+        obj: usize,
+        on: bool,
+    },
+    /// `from` drops a person; `to` (moved to `from`'s policy) asks for them.
+    HandOff {
+        from: usize,
+        to: usize,
+        pick: usize,
+    },
+    /// Delete + create under another name, same spec.
+    Rename {
+        from: usize,
+        to: usize,
+    },
+    Delete {
+        obj: usize,
+    },
+    /// An unreadable manifest appears or goes away.
+    Garbage {
+        present: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// 429 on the policy list and on the roster read.
+    RateLimited,
+    /// HTTP 500 on the employee-updater call (nothing applied).
+    ServerErrorBeforeWrite,
+    /// The write lands, the connection drops before the answer.
+    LostAnswerAfterWrite,
+    /// The write lands, the re-read after it fails on every attempt.
+    FailedReread,
+    /// The write lands, then the pass is cancelled before it learns the result.
+    StopAfterWrite,
+}
+
+impl Fault {
+    /// The script, given the pass's request order: policy list, roster read, update,
+    /// re-read (positions past the end of a pass are cleared after it).
+    fn script(self) -> Vec<ScriptedFault> {
+        use ScriptedFault::*;
+        match self {
+            Fault::None => Vec::new(),
+            Fault::RateLimited => vec![Http429, Pass, Http429],
+            Fault::ServerErrorBeforeWrite => vec![Pass, Pass, Http500],
+            Fault::LostAnswerAfterWrite => vec![Pass, Pass, DropAfterApply],
+            Fault::FailedReread => {
+                let mut script = vec![Pass, Pass, Pass];
+                script.extend(std::iter::repeat_n(Http500, 8));
+                script
+            }
+            Fault::StopAfterWrite => vec![Pass, Pass, ApplyThenStall { ms: 5_000 }],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    action: Action,
+    fault: Fault,
+}
+
+/// What the contract lets the operator take, learned from the history so far.
+#[derive(Debug, Default)]
+struct Model {
+    objects: [Option<Object>; OBJECTS],
+    /// Every (policy, person) each object ever listed: all it can ever hold entries for.
+    listed: [BTreeSet<(usize, usize)>; OBJECTS],
+    garbage: bool,
+    /// (policy index, email) that an Authoritative object could remove as an extra.
+    removable: BTreeSet<(usize, String)>,
+    /// (policy index, email) an `Orphan` deletion may have left as it is.
+    orphaned: BTreeSet<(usize, String)>,
+}
+
+fn nth(members: &BTreeMap<usize, Member>, pick: usize) -> Option<usize> {
+    if members.is_empty() {
+        return None;
+    }
+    members.keys().nth(pick % members.len()).copied()
+}
+
+impl Model {
+    /// Applies an action to the manifests; returns what it did, for the history.
+    fn apply(&mut self, action: &Action) -> String {
+        let done = match action.clone() {
+            Action::Put { obj, object } => {
+                let text = format!("put o{obj}: {}", object.describe());
+                self.objects[obj] = Some(object);
+                text
+            }
+            Action::Ask { obj, person, role } => self.edit(obj, |o| {
+                o.members.insert(
+                    person,
+                    Member {
+                        role,
+                        expired: false,
+                    },
+                );
+                format!("asks for {} as {}", short(person), role.as_str())
+            }),
+            Action::Drop { obj, pick } => self.edit(obj, |o| match nth(&o.members, pick) {
+                Some(person) => {
+                    o.members.remove(&person);
+                    format!("drops {}", short(person))
+                }
+                None => "drops nobody (no members)".to_string(),
+            }),
+            Action::Expire { obj, pick } => self.edit(obj, |o| match nth(&o.members, pick) {
+                Some(person) => {
+                    if let Some(m) = o.members.get_mut(&person) {
+                        m.expired = true;
+                    }
+                    format!("{}'s entry expires", short(person))
+                }
+                None => "nothing to expire".to_string(),
+            }),
+            Action::Move { obj, policy } => self.edit(obj, |o| {
+                o.policy = policy;
+                format!("moves to {}", POLICIES[policy].1)
+            }),
+            Action::SetMode { obj, mode } => self.edit(obj, |o| {
+                o.mode = mode;
+                format!("mode {mode:?}")
+            }),
+            Action::SetDeletion { obj, deletion } => self.edit(obj, |o| {
+                o.deletion = deletion;
+                format!("deletionPolicy {deletion:?}")
+            }),
+            Action::Suspend { obj, on } => self.edit(obj, |o| {
+                o.suspend = on;
+                format!("suspend: {on}")
+            }),
+            Action::HandOff { from, to, pick } => self.hand_off(from, to, pick),
+            Action::Rename { from, to } => {
+                if from == to || self.objects[to].is_some() || self.objects[from].is_none() {
+                    "rename skipped".to_string()
+                } else {
+                    let object = self.delete(from);
+                    self.objects[to] = object;
+                    format!("o{from} renamed to o{to}")
+                }
+            }
+            Action::Delete { obj } => match self.delete(obj) {
+                Some(o) => format!("delete o{obj} ({:?})", o.deletion),
+                None => format!("delete o{obj}: absent"),
+            },
+            Action::Garbage { present } => {
+                self.garbage = present;
+                format!("unreadable manifest present: {present}")
+            }
+        };
+        self.remember_listed();
+        done
+    }
+
+    fn edit(&mut self, obj: usize, change: impl FnOnce(&mut Object) -> String) -> String {
+        match self.objects[obj].as_mut() {
+            Some(object) => format!("o{obj} {}", change(object)),
+            None => format!("o{obj} absent: no edit"),
+        }
+    }
+
+    fn hand_off(&mut self, from: usize, to: usize, pick: usize) -> String {
+        if from == to {
+            return "hand-off skipped".to_string();
+        }
+        let (Some(giver), Some(_)) = (&self.objects[from], &self.objects[to]) else {
+            return "hand-off skipped (object absent)".to_string();
+        };
+        let policy = giver.policy;
+        let Some(person) = nth(&giver.members, pick) else {
+            return "hand-off skipped (no members)".to_string();
+        };
+        let mut member = None;
+        if let Some(giver) = self.objects[from].as_mut() {
+            member = giver.members.remove(&person);
+        }
+        if let (Some(taker), Some(mut member)) = (self.objects[to].as_mut(), member) {
+            member.expired = false;
+            taker.policy = policy;
+            taker.members.insert(person, member);
+        }
+        format!(
+            "o{from} hands {} on {} to o{to}",
+            short(person),
+            POLICIES[policy].1
+        )
+    }
+
+    /// Removes an object; an `Orphan` deletion may leave all it ever listed behind.
+    fn delete(&mut self, obj: usize) -> Option<Object> {
+        let object = self.objects[obj].take()?;
+        if object.deletion == Deletion::Orphan {
+            for (policy, person) in std::mem::take(&mut self.listed[obj]) {
+                self.orphaned.insert((policy, PEOPLE[person].to_string()));
+            }
+        }
+        self.listed[obj].clear();
+        Some(object)
+    }
+
+    fn remember_listed(&mut self) {
+        for (obj, object) in self.objects.iter().enumerate() {
+            if let Some(object) = object {
+                for person in object.members.keys() {
+                    self.listed[obj].insert((object.policy, *person));
+                }
+            }
+        }
+    }
+
+    /// Before a pass: the people an Authoritative object may now remove (on its policy,
+    /// not protected, and asked for by no object with an entry still in the future).
+    fn note_extras(&mut self, state: &BTreeMap<usize, BTreeMap<String, String>>) {
+        for (policy, roster) in state {
+            let governed = self
+                .objects
+                .iter()
+                .flatten()
+                .any(|o| o.policy == *policy && o.mode == Mode::Authoritative && !o.suspend);
+            if !governed {
+                continue;
+            }
+            let asked: BTreeSet<&str> = self
+                .objects
+                .iter()
+                .flatten()
+                .filter(|o| o.policy == *policy)
+                .flat_map(|o| o.members.iter())
+                .filter(|(_, m)| !m.expired)
+                .map(|(p, _)| PEOPLE[*p])
+                .collect();
+            for email in roster.keys() {
+                if !asked.contains(email.as_str()) && !is_protected(*policy, email) {
+                    self.removable.insert((*policy, email.clone()));
+                }
+            }
+        }
+    }
+
+    fn write(&self, repo: &Repo) {
+        for (obj, object) in self.objects.iter().enumerate() {
+            let file = format!("o{obj}.yaml");
+            match object {
+                Some(object) => repo.write(&file, &object.manifest(&format!("o{obj}"))),
+                None if repo.path().join(&file).exists() => repo.remove(&file),
+                None => {}
+            }
+        }
+        match (self.garbage, repo.path().join("garbage.yaml").exists()) {
+            (true, _) => repo.write("garbage.yaml", GARBAGE),
+            (false, true) => repo.remove("garbage.yaml"),
+            (false, false) => {}
+        }
+    }
+}
+
+fn is_protected(policy: usize, email: &str) -> bool {
+    email == POLICIES[policy].2 || email == ADMIN_EMAIL || email == PROTECTED
+}
+
+/// Policy index -> email -> role.
+type State = BTreeMap<usize, BTreeMap<String, String>>;
+
+fn snapshot(sim: &SimulatorHandle) -> State {
+    let policies = sim.state().policies();
+    POLICIES
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _, _))| {
+            let roster = policies
+                .iter()
+                .find(|p| p.id == *id)
+                .map(|p| {
+                    p.employees
+                        .iter()
+                        .map(|e| (e.email.clone(), e.role.as_str().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (i, roster)
+        })
+        .collect()
+}
+
+/// Lines `- email role` (only at the start) and `+ email role` (only now), per policy.
+fn diff(origin: &State, now: &State) -> String {
+    let mut out = String::new();
+    for (policy, start) in origin {
+        let empty = BTreeMap::new();
+        let current = now.get(policy).unwrap_or(&empty);
+        let mut lines = Vec::new();
+        for (email, role) in start {
+            if current.get(email) != Some(role) {
+                lines.push(format!("      - {email} {role}"));
+            }
+        }
+        for (email, role) in current {
+            if start.get(email) != Some(role) {
+                lines.push(format!("      + {email} {role}"));
+            }
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(out, "    {}:", POLICIES[*policy].1);
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("    (none)\n");
+    }
+    out
+}
+
+/// The invariants that hold after every step.
+fn check_step(model: &Model, origin: &State, now: &State, sim: &SimulatorHandle) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (policy, start) in origin {
+        let current = &now[policy];
+        for (email, role) in start {
+            if is_protected(*policy, email) {
+                if current.get(email) != Some(role) {
+                    problems.push(format!(
+                        "protected {email} on {} changed: {role} -> {:?}",
+                        POLICIES[*policy].1,
+                        current.get(email)
+                    ));
+                }
+            } else if !current.contains_key(email)
+                && !model.removable.contains(&(*policy, email.clone()))
+            {
+                problems.push(format!(
+                    "{email} was on {} before the operator and was revoked, but was never an Authoritative extra",
+                    POLICIES[*policy].1
+                ));
+            }
+        }
+        for email in current.keys() {
+            if is_protected(*policy, email) && !start.contains_key(email) {
+                problems.push(format!(
+                    "protected {email} appeared on {}",
+                    POLICIES[*policy].1
+                ));
+            }
+        }
+    }
+    let refused = sim.state().counters().rate_limited;
+    if refused > 0 {
+        problems.push(format!(
+            "the simulator refused {refused} request(s) for its rate windows"
+        ));
+    }
+    problems
+}
+
+/// Expensify as at the start, except Authoritative extras and what `Orphan` left.
+fn check_origin(model: &Model, origin: &State, now: &State) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (policy, start) in origin {
+        let current = &now[policy];
+        let name = POLICIES[*policy].1;
+        let orphaned = |email: &str| model.orphaned.contains(&(*policy, email.to_string()));
+        for (email, role) in start {
+            match current.get(email) {
+                Some(now_role) if now_role == role => {}
+                Some(now_role) if !orphaned(email) => problems.push(format!(
+                    "{email} on {name} is {now_role}, was {role} at the start"
+                )),
+                None if !model.removable.contains(&(*policy, email.clone())) => problems.push(
+                    format!("{email} on {name} is gone, was {role} at the start"),
+                ),
+                _ => {}
+            }
+        }
+        for (email, role) in current {
+            if !start.contains_key(email) && !orphaned(email) {
+                problems.push(format!(
+                    "{email} on {name} ({role}) was added and is still there"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// One pass with a fault injected; returns a line for the history.
+async fn sync(sim: &SimulatorHandle, mode: &FileMode, fault: Fault) -> Result<String, String> {
+    sim.state().set_faults(FaultConfig {
+        script: fault.script().into_iter().collect(),
+        ..FaultConfig::default()
+    });
+    let before = sim.state().counters().requests;
+    let outcome = if fault == Fault::StopAfterWrite {
+        let pass = mode.pass(false);
+        tokio::pin!(pass);
+        let applied = async {
+            while !sim.state().counters().faults.contains_key("applyThenStall") {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::select! {
+            report = &mut pass => Some(report),
+            () = applied => None,
+        }
+    } else {
+        Some(mode.pass(false).await)
+    };
+    sim.state().set_faults(FaultConfig::default());
+    let requests = sim.state().counters().requests - before;
+    match outcome {
+        None => Ok(format!(
+            "stopped right after the write ({requests} requests)"
+        )),
+        Some(Ok(report)) => Ok(format!(
+            "{} change(s) planned, errors: {}, blocked: {} ({requests} requests)",
+            report.pending_changes(),
+            report.has_errors(),
+            report.has_blocked()
+        )),
+        Some(Err(e)) => Err(format!("the pass failed: {e}")),
+    }
+}
+
+struct Case {
+    sim: SimulatorHandle,
+    repo: Repo,
+    mode: FileMode,
+    model: Model,
+    origin: State,
+    history: String,
+}
+
+impl Case {
+    async fn start() -> Case {
+        let seed = Seed::parse(&seed_yaml(), "return_to_origin seed").expect("the seed is valid");
+        let sim = simulator::start(&seed, "127.0.0.1:0".parse().expect("loopback"))
+            .await
+            .expect("the simulator starts");
+        let repo = Repo::new(&sim);
+        repo.write("connector.yaml", &connector_yaml(&sim.endpoint()));
+        let settings = ClientSettings {
+            pacing: Pacing {
+                windows: vec![PacingWindow {
+                    max_requests: WINDOW_REQUESTS,
+                    period: Duration::from_secs(WINDOW_SECONDS),
+                }],
+            },
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(2),
+                max_backoff: Duration::from_millis(10),
+                rate_limited_backoff: Duration::from_millis(10),
+                ..RetryPolicy::default()
+            },
+            request_timeout: Duration::from_secs(10),
+            ..ClientSettings::default()
+        };
+        // One client set for the whole history, so its pacing sees every request.
+        let clients = Arc::new(ExpensifyClients::new(settings).expect("client settings"));
+        let mode = FileMode {
+            clients,
+            ..repo.mode()
+        };
+        let origin = snapshot(&sim);
+        Case {
+            sim,
+            repo,
+            mode,
+            model: Model::default(),
+            origin,
+            history: String::new(),
+        }
+    }
+
+    async fn step(&mut self, label: &str, fault: Fault) -> Result<(), String> {
+        self.model.write(&self.repo);
+        self.model.note_extras(&snapshot(&self.sim));
+        let result = sync(&self.sim, &self.mode, fault).await;
+        let _ = writeln!(
+            self.history,
+            "  {label} [fault: {fault:?}] -> {}",
+            result.as_deref().unwrap_or_else(|e| e)
+        );
+        result?;
+        let now = snapshot(&self.sim);
+        let problems = check_step(&self.model, &self.origin, &now, &self.sim);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.failure("an invariant broke", &problems, &now))
+        }
+    }
+
+    fn failure(&self, what: &str, problems: &[String], now: &State) -> String {
+        format!(
+            "{what}:\n  - {}\nhistory:\n{}changes since the start:\n{}",
+            problems.join("\n  - "),
+            self.history,
+            diff(&self.origin, now)
+        )
+    }
+
+    async fn run(mut self, steps: &[Step]) -> Result<(), String> {
+        for (i, step) in steps.iter().enumerate() {
+            let done = self.model.apply(&step.action);
+            self.step(&format!("{}. {done}", i + 1), step.fault).await?;
+        }
+        // Wind down: everything to Revoke (and unsuspended), the broken file gone.
+        for object in self.model.objects.iter_mut().flatten() {
+            object.deletion = Deletion::Revoke;
+            object.suspend = false;
+        }
+        self.model.garbage = false;
+        self.model.remember_listed();
+        self.step("end: every object set to Revoke, unsuspended", Fault::None)
+            .await?;
+        for obj in 0..OBJECTS {
+            self.model.delete(obj);
+        }
+        self.step("end: every object deleted, sync 1", Fault::None)
+            .await?;
+        if check_origin(&self.model, &self.origin, &snapshot(&self.sim)).is_empty() {
+            return Ok(());
+        }
+        self.step("end: sync 2", Fault::None).await?;
+        let now = snapshot(&self.sim);
+        let problems = check_origin(&self.model, &self.origin, &now);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.failure("not back at the origin after two syncs", &problems, &now))
+        }
+    }
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::User), Just(Role::Auditor), Just(Role::Admin)]
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![
+        3 => Just(Mode::Additive),
+        2 => Just(Mode::Authoritative),
+        1 => Just(Mode::ObserveOnly),
+    ]
+}
+
+fn deletion() -> impl Strategy<Value = Deletion> {
+    prop_oneof![3 => Just(Deletion::Revoke), 1 => Just(Deletion::Orphan)]
+}
+
+fn object() -> impl Strategy<Value = Object> {
+    let member =
+        (role(), prop::bool::weighted(0.15)).prop_map(|(role, expired)| Member { role, expired });
+    (
+        0..POLICIES.len(),
+        mode(),
+        deletion(),
+        prop::bool::weighted(0.1),
+        prop::collection::btree_map(0..PEOPLE.len(), member, 0..4),
+    )
+        .prop_map(|(policy, mode, deletion, suspend, members)| Object {
+            policy,
+            mode,
+            deletion,
+            suspend,
+            members,
+        })
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let obj = || 0..OBJECTS;
+    let pick = || 0..8usize;
+    prop_oneof![
+        6 => (obj(), object()).prop_map(|(obj, object)| Action::Put { obj, object }),
+        4 => (obj(), 0..PEOPLE.len(), role())
+            .prop_map(|(obj, person, role)| Action::Ask { obj, person, role }),
+        3 => (obj(), pick()).prop_map(|(obj, pick)| Action::Drop { obj, pick }),
+        2 => (obj(), pick()).prop_map(|(obj, pick)| Action::Expire { obj, pick }),
+        2 => (obj(), 0..POLICIES.len()).prop_map(|(obj, policy)| Action::Move { obj, policy }),
+        1 => (obj(), mode()).prop_map(|(obj, mode)| Action::SetMode { obj, mode }),
+        1 => (obj(), deletion()).prop_map(|(obj, deletion)| Action::SetDeletion { obj, deletion }),
+        1 => (obj(), any::<bool>()).prop_map(|(obj, on)| Action::Suspend { obj, on }),
+        3 => (obj(), obj(), pick()).prop_map(|(from, to, pick)| Action::HandOff { from, to, pick }),
+        1 => (obj(), obj()).prop_map(|(from, to)| Action::Rename { from, to }),
+        2 => obj().prop_map(|obj| Action::Delete { obj }),
+        1 => any::<bool>().prop_map(|present| Action::Garbage { present }),
+    ]
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        10 => Just(Fault::None),
+        1 => Just(Fault::RateLimited),
+        1 => Just(Fault::ServerErrorBeforeWrite),
+        1 => Just(Fault::LostAnswerAfterWrite),
+        1 => Just(Fault::FailedReread),
+        1 => Just(Fault::StopAfterWrite),
+    ]
+}
+
+fn history() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(
+        (action(), fault()).prop_map(|(action, fault)| Step { action, fault }),
+        1..=8,
+    )
+}
+
+fn env_number(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: env_number("RETURN_TO_ORIGIN_CASES", 16),
+        max_shrink_iters: env_number("RETURN_TO_ORIGIN_SHRINK", 64),
+        // The history printed on failure is the reproduction; no regression files.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TestCaseError::fail(format!("tokio runtime: {e}")))?;
+    runtime
+        .block_on(async { Case::start().await.run(steps).await })
+        .map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn return_to_origin(steps in history()) {
+        run_history(&steps)?;
+    }
+}
+
+/// A fixed history covering each kind of step and fault once, so a plain `cargo test`
+/// exercises all of them whatever proptest draws.
+#[test]
+fn return_to_origin_fixed_history() {
+    let member = |role| Member {
+        role,
+        expired: false,
+    };
+    let object = |policy, mode, members: &[(usize, Role)]| Object {
+        policy,
+        mode,
+        deletion: Deletion::Revoke,
+        suspend: false,
+        members: members.iter().map(|(p, r)| (*p, member(*r))).collect(),
+    };
+    let steps = vec![
+        Step {
+            action: Action::Put {
+                obj: 0,
+                object: object(0, Mode::Additive, &[(0, Role::User), (3, Role::Admin)]),
+            },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Put {
+                obj: 1,
+                object: object(
+                    1,
+                    Mode::Authoritative,
+                    &[(4, Role::User), (3, Role::Auditor)],
+                ),
+            },
+            fault: Fault::RateLimited,
+        },
+        Step {
+            action: Action::Put {
+                obj: 2,
+                object: Object {
+                    deletion: Deletion::Orphan,
+                    ..object(0, Mode::ObserveOnly, &[])
+                },
+            },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::SetMode {
+                obj: 2,
+                mode: Mode::Additive,
+            },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::SetDeletion {
+                obj: 2,
+                deletion: Deletion::Revoke,
+            },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::HandOff {
+                from: 0,
+                to: 2,
+                pick: 0,
+            },
+            fault: Fault::ServerErrorBeforeWrite,
+        },
+        Step {
+            action: Action::Ask {
+                obj: 2,
+                person: 1,
+                role: Role::Admin,
+            },
+            fault: Fault::FailedReread,
+        },
+        Step {
+            action: Action::Ask {
+                obj: 1,
+                person: 2,
+                role: Role::User,
+            },
+            fault: Fault::StopAfterWrite,
+        },
+        Step {
+            action: Action::Ask {
+                obj: 0,
+                person: 6,
+                role: Role::User,
+            },
+            fault: Fault::LostAnswerAfterWrite,
+        },
+        Step {
+            action: Action::Garbage { present: true },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Move { obj: 0, policy: 2 },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Expire { obj: 2, pick: 1 },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Suspend { obj: 1, on: true },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Delete { obj: 0 },
+            fault: Fault::None,
+        },
+        Step {
+            action: Action::Rename { from: 2, to: 0 },
+            fault: Fault::None,
+        },
+    ];
+    if let Err(e) = run_history(&steps) {
+        panic!("{e}");
+    }
+}
