@@ -20,6 +20,7 @@ use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::{self, ControllerSettings};
 use expensify_operator::expensify::ExpensifyClients;
+use expensify_operator::simulator::SimulatorHandle;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -68,9 +69,13 @@ type Running = (
 );
 
 /// Starts the controller loop; send on the channel to stop it.
-fn spawn_controller(client: &kube::Client, settings: ControllerSettings) -> Running {
+fn spawn_controller(
+    client: &kube::Client,
+    sim: &SimulatorHandle,
+    settings: ControllerSettings,
+) -> Running {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
+    let expensify = Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap());
     let task = tokio::spawn(cluster::run(
         client.clone(),
         settings,
@@ -123,6 +128,7 @@ async fn scenario(client: kube::Client, namespace: &str) {
     let sim = start(&unlimited_seed()).await;
     let controller = spawn_controller(
         &client,
+        &sim,
         settings(200, cluster::Scope::AllNamespaces, None, 0),
     );
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
@@ -300,7 +306,7 @@ async fn a_burst_of_changes_is_one_sync() {
     let sim = start(&unlimited_seed()).await;
     // A namespace list: Roles instead of a ClusterRole, namespaced watches.
     let scope = cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]);
-    let controller = spawn_controller(&client, settings(500, scope, None, 0));
+    let controller = spawn_controller(&client, &sim, settings(500, scope, None, 0));
     let namespace = "finance";
     let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
     let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
@@ -420,6 +426,7 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
         };
         spawn_controller(
             &client,
+            &sim,
             settings(200, cluster::Scope::AllNamespaces, Some(lease), port),
         )
     };

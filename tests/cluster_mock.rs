@@ -193,7 +193,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
 
@@ -288,7 +288,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team], ADMIN_SECRET).await;
@@ -319,7 +319,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
@@ -365,7 +365,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
@@ -484,7 +484,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![], "wrong-secret-xyz").await;
@@ -518,7 +518,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
@@ -567,7 +567,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;

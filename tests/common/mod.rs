@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use expensify_operator::expensify::{
-    ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing,
+    AllowedEndpoints, ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing,
 };
 use expensify_operator::simulator::{self, Seed, SimulatorHandle};
 
@@ -43,13 +43,27 @@ pub fn test_settings() -> ClientSettings {
     }
 }
 
+/// [`test_settings`] with this simulator as the one allowed endpoint.
+pub fn sim_settings(sim: &SimulatorHandle) -> ClientSettings {
+    allowing(sim, test_settings())
+}
+
+/// `settings`, with this simulator as the one allowed endpoint.
+pub fn allowing(sim: &SimulatorHandle, settings: ClientSettings) -> ClientSettings {
+    ClientSettings {
+        allowed_endpoints: AllowedEndpoints::only(&sim.endpoint()).unwrap(),
+        ..settings
+    }
+}
+
+/// A client of this simulator; `settings` get the simulator as their allowed endpoint.
 pub fn client_with(
     sim: &SimulatorHandle,
     settings: ClientSettings,
     id: &str,
     secret: &str,
 ) -> ExpensifyClient {
-    ExpensifyClients::new(settings)
+    ExpensifyClients::new(allowing(sim, settings))
         .unwrap()
         .client(&sim.endpoint(), Credentials::new(id, secret).unwrap())
         .unwrap()
@@ -123,6 +137,7 @@ impl Repo {
                 ..RetryPolicy::default()
             },
             request_timeout: Duration::from_secs(10),
+            allowed_endpoints: AllowedEndpoints::only(&self.endpoint).unwrap(),
             ..test_settings()
         };
         expensify_operator::files::FileMode {
