@@ -443,6 +443,59 @@ async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
     finish(task).await.unwrap();
 }
 
+/// A connector author aims the connector at a loopback service of their own: the
+/// reconciler refuses it before reading the Secret, and that service sees nothing.
+#[tokio::test]
+async fn a_connector_outside_the_allowlist_reads_no_secret_and_sends_nothing() {
+    let sim = start(&unlimited_seed()).await;
+    let attacker = Attacker::start().await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(json!([{"email": "a@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let task = run_connector(
+        client,
+        connector_json(&attacker.endpoint, json!({})),
+        sim_settings(&sim),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    // The next call is a status write, not `GET .../secrets/...`.
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team,
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Error");
+    let (reason, _) = api.event("finance").await;
+    assert_eq!(reason, "ConnectorNotReady");
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Error");
+    let message = connector["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.endpoint") && message.contains("not an allowed endpoint"),
+        "{message}"
+    );
+    finish(task).await.unwrap();
+    assert_eq!(attacker.connections(), 0);
+    assert_eq!(sim.state().counters().requests, 0);
+}
+
 #[tokio::test]
 async fn a_missing_secret_is_named_in_status() {
     let (client, mut api) = mock();

@@ -183,3 +183,41 @@ pub fn updates(sim: &SimulatorHandle) -> u64 {
 pub const FINANCE: &str = "F1E2D3C4B5A69788";
 pub const ENGINEERING: &str = "0A1B2C3D4E5F6071";
 pub const CONTRACTORS: &str = "C0FFEE0000000001";
+
+/// A loopback listener standing in for an attacker's server: it counts the connections
+/// it gets and never answers. The allowlist tests assert it got none.
+pub struct Attacker {
+    pub endpoint: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Attacker {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self {
+            endpoint: format!("http://{addr}/Integration-Server/ExpensifyIntegrations"),
+            connections,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
