@@ -57,11 +57,9 @@ async fn a_pull_request_aiming_the_connector_elsewhere_gets_no_secret() {
     let attacker = Attacker::start().await;
     let repo = repo_aimed_at(&sim, &attacker.endpoint);
     let dir = repo.path().to_str().unwrap();
-    let look_alike = attacker.endpoint.replacen(
-        "http://",
-        &format!("http://{}@", sim.addr()),
-        1,
-    );
+    let look_alike = attacker
+        .endpoint
+        .replacen("http://", &format!("http://{}@", sim.addr()), 1);
     for (allowed, endpoint) in [
         (Some(sim.endpoint()), attacker.endpoint.clone()),
         (None, attacker.endpoint.clone()),
@@ -128,7 +126,11 @@ async fn the_flag_allows_the_simulator_and_refuses_bad_lists() {
     for bad in ["http://example.com/", "https://user@example.com/", ""] {
         let refused = run(None, &["plan", dir, "--allowed-endpoints", bad]).await;
         assert_eq!(refused.status.code(), Some(1), "{bad:?}");
-        assert!(text(&refused).contains("--allowed-endpoints"), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("--allowed-endpoints"),
+            "{}",
+            text(&refused)
+        );
     }
     assert_eq!(updates(&sim), 0);
 }
@@ -148,6 +150,10 @@ async fn export_refuses_an_endpoint_outside_the_allowlist() {
     )
     .await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("not an allowed endpoint"), "{}", text(&output));
+    assert!(
+        text(&output).contains("not an allowed endpoint"),
+        "{}",
+        text(&output)
+    );
     assert_eq!(attacker.connections(), 0);
 }
