@@ -60,6 +60,8 @@ fn settings(
         lease,
         debounce: Duration::from_millis(debounce_ms),
         scope,
+        // The scenario rotates the Secret and expects an immediate re-sync.
+        watch_secrets: true,
     }
 }
 
