@@ -493,3 +493,49 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
 
     stop_controller(replica_b).await;
 }
+
+/// By default (no `--watch-secrets`) the controller only ever reads a Secret by name: no
+/// `list` or `watch` on Secrets, which the chart then does not grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_secret_watch_secrets_are_only_read_by_name() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let controller = spawn_controller(
+        &client,
+        &sim,
+        ControllerSettings {
+            watch_secrets: false,
+            ..settings(200, cluster::Scope::AllNamespaces, None, 0)
+        },
+    );
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "finance");
+    create_connector(&client, "finance", &sim.endpoint()).await;
+    eventually("the connector to be Connected", || async {
+        connectors
+            .get("acme")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| s.phase == expensify_operator::api::ConnectorPhase::Connected)
+    })
+    .await;
+    stop_controller(controller).await;
+    let on_secrets: Vec<(String, String)> = double
+        .requests_seen()
+        .into_iter()
+        .filter(|(method, uri)| {
+            cluster::rbac::needed(method, uri).is_some_and(|(_, resource, _)| resource == "secrets")
+        })
+        .collect();
+    let verbs: std::collections::BTreeSet<String> = on_secrets
+        .iter()
+        .filter_map(|(method, uri)| cluster::rbac::needed(method, uri).map(|(_, _, verb)| verb))
+        .collect();
+    // `create` is this test making the Secret; the controller only `get`s it.
+    assert_eq!(
+        verbs,
+        ["create", "get"].map(String::from).into(),
+        "{on_secrets:?}"
+    );
+}
