@@ -207,3 +207,63 @@ pub struct PolicyInfo {
     pub owner: String,
     pub employee_count: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(sync_interval: &str) -> ExpensifyConnectorSpec {
+        ExpensifyConnectorSpec {
+            credentials_secret_ref: SecretRef {
+                name: "creds".into(),
+                user_id_key: default_user_id_key(),
+                user_secret_key: default_user_secret_key(),
+            },
+            endpoint: default_endpoint(),
+            admin_email: "admin@acme.example".into(),
+            sync_interval: sync_interval.into(),
+            max_revocations_per_sync: default_max_revocations(),
+            protected_emails: Vec::new(),
+            allowed_namespaces: Vec::new(),
+            suspend: false,
+        }
+    }
+
+    #[test]
+    fn sync_interval_is_always_within_bounds() {
+        assert_eq!(spec("1h30m").sync_interval(), Duration::from_secs(5400));
+        assert_eq!(spec("1ms").sync_interval(), MIN_SYNC_INTERVAL);
+        assert_eq!(spec("48h").sync_interval(), MAX_SYNC_INTERVAL);
+        for unusable in ["9999999999999999999s", "often", ""] {
+            assert_eq!(spec(unusable).sync_interval(), DEFAULT_SYNC_INTERVAL);
+        }
+    }
+
+    #[test]
+    fn checked_sync_interval_names_the_range() {
+        assert_eq!(spec("10s").checked_sync_interval(), Ok(MIN_SYNC_INTERVAL));
+        assert_eq!(spec("24h").checked_sync_interval(), Ok(MAX_SYNC_INTERVAL));
+        let err = spec("9s").checked_sync_interval().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"9s\" is outside the allowed range 10s..24h"
+        );
+        assert!(matches!(
+            spec("9999999999999999999s").checked_sync_interval(),
+            Err(SyncIntervalError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn the_crd_bounds_sync_interval() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(ExpensifyConnector::crd()).unwrap();
+        let field = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["syncInterval"];
+        assert_eq!(field["maxLength"], 32);
+        let rule = field["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        assert!(rule.contains("duration('10s')") && rule.contains("duration('24h')"));
+    }
+}
