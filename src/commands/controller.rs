@@ -78,12 +78,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config, or KUBECONFIG / ~/.kube/config)")?;
-    cluster::run(
-        client,
-        settings,
-        args.client.clients()?,
-        super::shutdown_signal(),
-    )
-    .await?;
+    let clients = args.client.clients()?;
+    tracing::info!(
+        allowed_endpoints = %clients.settings().allowed_endpoints,
+        watch_secrets = settings.watch_secrets,
+        "credentials go only to the allowed endpoints"
+    );
+    cluster::run(client, settings, clients, super::shutdown_signal()).await?;
     Ok(0)
 }
