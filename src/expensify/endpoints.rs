@@ -296,4 +296,32 @@ mod tests {
             assert!(AllowedEndpoints::parse(bad).is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever follows the real host in a connector's endpoint, an allowed URL goes
+        /// to that host and port, with no user info, under the allowed path.
+        #[test]
+        fn look_alikes_never_reach_another_host(
+            head in proptest::sample::select(vec![
+                "",
+                "/Integration-Server/ExpensifyIntegrations",
+                ":443/Integration-Server/ExpensifyIntegrations",
+                "/Integration-Server/",
+            ]),
+            tail in "[@:./%a-zA-Z0-9\\\\?#-]{0,40}",
+        ) {
+            let allowed = AllowedEndpoints::default();
+            let endpoint = format!("https://integrations.expensify.com{head}{tail}");
+            if let Ok(url) = allowed.check(&endpoint) {
+                proptest::prop_assert_eq!(url.host_str(), Some("integrations.expensify.com"));
+                proptest::prop_assert_eq!(url.port_or_known_default(), Some(443));
+                proptest::prop_assert!(url.username().is_empty() && url.password().is_none());
+                proptest::prop_assert!(
+                    url.path() == "/Integration-Server/ExpensifyIntegrations"
+                        || url.path().starts_with("/Integration-Server/ExpensifyIntegrations/"),
+                    "{}", url
+                );
+            }
+        }
+    }
 }
