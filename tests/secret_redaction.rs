@@ -78,7 +78,8 @@ async fn an_echo_cut_mid_secret_leaves_no_prefix() {
         ..test_settings()
     };
     let client = client_with(&sim, no_retry, ADMIN_ID, secret);
-    for echoed in [secret.to_string(), form, json_escaped] {
+    let php = json_escaped.replace('é', "\\u00e9");
+    for echoed in [secret.to_string(), form, json_escaped, php] {
         let message = format!("{}{echoed} was refused", "x".repeat(295));
         let body = serde_json::json!({"responseCode": 500, "responseMessage": message}).to_string();
         sim.state().set_faults(FaultConfig {
@@ -87,6 +88,6 @@ async fn an_echo_cut_mid_secret_leaves_no_prefix() {
         });
         let err = client.list_policies(false).await.unwrap_err();
         let shown = format!("{err} {err:?}");
-        assert!(!shown.contains("Pr3fix"), "{echoed}: {shown}");
+        assert!(!shown.contains("Pr3"), "{echoed}: {shown}");
     }
 }

@@ -71,18 +71,22 @@ impl Credentials {
         let json = serde_json::to_string(secret)
             .map(|quoted| quoted[1..quoted.len() - 1].to_string())
             .unwrap_or_else(|_| secret.to_string());
-        // PHP's json_encode (Expensify's stack) also escapes `/` and non-ASCII.
-        let php = ascii_json(&json.replace('/', "\\/"));
+        // PHP's json_encode (Expensify's stack) also escapes `/`, and non-ASCII unless
+        // told not to.
+        let slashes = json.replace('/', "\\/");
+        let php = ascii_json(&slashes);
         let mut forms = vec![
             secret.to_string(),
             lower_hex(&form),
             form,
             lower_hex(&percent),
             percent,
+            lower_unicode_escapes(&ascii_json(&json)),
             ascii_json(&json),
             json,
             lower_unicode_escapes(&php),
             php,
+            slashes,
         ];
         forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
         forms.dedup();
@@ -211,6 +215,8 @@ mod tests {
             "p@ss\\/w rd+\\\"\\u00e9&=".to_string(),
             "p@ss\\/w rd+\\\"\\u00E9&=".to_string(),
             "p@ss/w rd+\\\"\\u00E9&=".to_string(),
+            "p@ss/w rd+\\\"\\u00e9&=".to_string(),
+            "p@ss\\/w rd+\\\"é&=".to_string(),
         ] {
             let text = format!("partnerUserSecret={echoed}&x=1");
             let scrubbed = credentials.scrub(&text);
