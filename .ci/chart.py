@@ -34,6 +34,8 @@ NON_DEFAULT_VALUES = {
     "env": [{"name": "RUST_BACKTRACE", "value": "1"}],
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+    "secretWatch": {"enabled": True},
+    "expensify": {"allowedEndpoints": "https://proxy.example/expensify, http://127.0.0.1:9000", "maxResponseBytes": 1048576},
 }
 # Kinds whose schema no Kubernetes release ships (they come from other CRDs).
 FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}

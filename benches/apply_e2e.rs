@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use expensify_operator::expensify::{ClientSettings, Credentials, ExpensifyClients, Pacing};
+use expensify_operator::expensify::{
+    AllowedEndpoints, ClientSettings, Credentials, ExpensifyClients, Pacing,
+};
 use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
 
 mod support;
@@ -55,6 +57,7 @@ fn main() {
         wait_for_port(port).await;
         let settings = ClientSettings {
             pacing: Pacing::unlimited(),
+            allowed_endpoints: AllowedEndpoints::only(&endpoint).unwrap(),
             ..ClientSettings::default()
         };
         let mode = FileMode {

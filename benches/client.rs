@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use expensify_operator::expensify::{
-    ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing, Role,
+    AllowedEndpoints, ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing, Role,
 };
 use expensify_operator::simulator::{
     self, Seed, SeedAccount, SeedEmployee, SeedPolicy, SimulatorHandle,
@@ -60,6 +60,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (SimulatorHandle, ExpensifyClient) {
             .unwrap();
         let settings = ClientSettings {
             pacing: Pacing::unlimited(),
+            allowed_endpoints: AllowedEndpoints::only(&sim.endpoint()).unwrap(),
             ..ClientSettings::default()
         };
         let client = ExpensifyClients::new(settings)

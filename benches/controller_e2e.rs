@@ -87,6 +87,7 @@ fn main() {
         let started = Instant::now();
         let mut controller = Command::new(BIN)
             .args(["controller", "--probes-addr", "127.0.0.1:0", "--pacing", "none", "--log-level", "warn"])
+            .env("EXPENSIFY_ALLOWED_ENDPOINTS", format!("http://127.0.0.1:{sim_port}/Integration-Server/ExpensifyIntegrations"))
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

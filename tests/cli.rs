@@ -10,10 +10,13 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
 
-fn command(args: &[&str], secret: &str) -> Command {
+/// The binary with the admin credentials in its environment and `allowed` (a simulator's
+/// endpoint) as its one allowed endpoint.
+fn command(allowed: &str, args: &[&str], secret: &str) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(args)
+        .env("EXPENSIFY_ALLOWED_ENDPOINTS", allowed)
         .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
         .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
         .env("NO_COLOR", "1")
@@ -22,8 +25,8 @@ fn command(args: &[&str], secret: &str) -> Command {
     command
 }
 
-async fn run(args: &[&str]) -> Output {
-    command(args, ADMIN_SECRET).output().await.unwrap()
+async fn run(allowed: &str, args: &[&str]) -> Output {
+    command(allowed, args, ADMIN_SECRET).output().await.unwrap()
 }
 
 fn text(output: &Output) -> String {
@@ -52,7 +55,7 @@ async fn plan_exit_codes_follow_the_contract() {
     let repo = repo_with_changes(&sim);
     let dir = repo.path().to_str().unwrap();
 
-    let pending = run(&["plan", dir]).await;
+    let pending = run(&sim.endpoint(), &["plan", dir]).await;
     assert_eq!(pending.status.code(), Some(2), "{}", text(&pending));
     let shown = String::from_utf8_lossy(&pending.stdout);
     assert!(
@@ -69,7 +72,7 @@ async fn plan_exit_codes_follow_the_contract() {
         "plan writes no status"
     );
 
-    let json = run(&["plan", dir, "-o", "json"]).await;
+    let json = run(&sim.endpoint(), &["plan", dir, "-o", "json"]).await;
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["pendingChanges"], 1);
     assert_eq!(
@@ -77,7 +80,7 @@ async fn plan_exit_codes_follow_the_contract() {
         "new@acme.example"
     );
 
-    let applied = run(&["apply", dir]).await;
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
     assert!(String::from_utf8_lossy(&applied.stdout).contains("Applied 1 change(s), 0 failed."));
     assert!(
@@ -85,7 +88,7 @@ async fn plan_exit_codes_follow_the_contract() {
         "the audit line is logged"
     );
 
-    let in_sync = run(&["plan", dir]).await;
+    let in_sync = run(&sim.endpoint(), &["plan", dir]).await;
     assert_eq!(in_sync.status.code(), Some(0), "{}", text(&in_sync));
     assert!(String::from_utf8_lossy(&in_sync.stdout).contains("No changes."));
 
@@ -95,7 +98,7 @@ async fn plan_exit_codes_follow_the_contract() {
         "Additive",
         "    - {email: new@acme.example, role: owner}\n",
     );
-    let invalid = run(&["plan", dir]).await;
+    let invalid = run(&sim.endpoint(), &["plan", dir]).await;
     assert_eq!(invalid.status.code(), Some(1), "{}", text(&invalid));
     assert!(String::from_utf8_lossy(&invalid.stdout).contains("spec.members[0].role"));
 }
@@ -106,6 +109,7 @@ async fn a_rejected_secret_fails_apply_and_never_shows() {
     let repo = repo_with_changes(&sim);
     let secret = "wrong-secret-never-print-me";
     let output = command(
+        &sim.endpoint(),
         &[
             "apply",
             repo.path().to_str().unwrap(),
@@ -138,6 +142,7 @@ async fn missing_credentials_name_where_they_were_looked_for() {
     let repo = repo_with_changes(&sim);
     let output = Command::new(BIN)
         .args(["plan", repo.path().to_str().unwrap()])
+        .env("EXPENSIFY_ALLOWED_ENDPOINTS", sim.endpoint())
         .env_remove("EXPENSIFY_PARTNER_USER_ID")
         .env_remove("EXPENSIFY_PARTNER_USER_SECRET")
         .output()
@@ -156,19 +161,22 @@ async fn export_then_plan_is_in_sync() {
     let sim = start(&unlimited_seed()).await;
     let repo = Repo::new(&sim);
     let file = repo.path().join("exported.yaml");
-    let exported = run(&[
-        "export",
-        "--endpoint",
+    let exported = run(
         &sim.endpoint(),
-        "--admin-email",
-        "it-admin@acme.example",
-        "--connector-name",
-        "acme",
-        "--namespace",
-        "finance",
-        "--output",
-        file.to_str().unwrap(),
-    ])
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "--connector-name",
+            "acme",
+            "--namespace",
+            "finance",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    )
     .await;
     assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
     let yaml = std::fs::read_to_string(&file).unwrap();
@@ -176,7 +184,7 @@ async fn export_then_plan_is_in_sync() {
         yaml.contains("kind: ExpensifyConnector") && yaml.contains("mode: Authoritative"),
         "{yaml}"
     );
-    let planned = run(&["plan", repo.path().to_str().unwrap()]).await;
+    let planned = run(&sim.endpoint(), &["plan", repo.path().to_str().unwrap()]).await;
     assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
 }
 
@@ -185,7 +193,7 @@ async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_changes(&sim);
     let dir = repo.path().to_str().unwrap();
-    let csv = run(&["review", dir, "--format", "csv"]).await;
+    let csv = run(&sim.endpoint(), &["review", dir, "--format", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     assert!(csv.starts_with("connector,policyID,policyName,email,role,managedBy,note\n"));
@@ -195,10 +203,10 @@ async fn review_lists_every_access_in_each_format() {
         ),
         "{csv}"
     );
-    let json = run(&["review", dir, "--format", "json"]).await;
+    let json = run(&sim.endpoint(), &["review", dir, "--format", "json"]).await;
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(rows.len(), csv.lines().count() - 1);
-    let markdown = run(&["review", dir]).await;
+    let markdown = run(&sim.endpoint(), &["review", dir]).await;
     assert!(String::from_utf8_lossy(&markdown.stdout).contains("| connector | policyID |"));
 }
 
@@ -208,6 +216,7 @@ async fn watch_syncs_on_change_and_stops_cleanly() {
     let repo = repo_with_changes(&sim);
     // Fast pacing: the simulator here enforces no limit, and the test should not wait 10 s.
     let mut child = command(
+        &sim.endpoint(),
         &["watch", repo.path().to_str().unwrap(), "--pacing", "100/1s"],
         ADMIN_SECRET,
     )
@@ -297,13 +306,16 @@ async fn demo_runs_from_a_fresh_checkout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_simulator_refuses_other_than_loopback() {
-    let output = run(&[
-        "simulator",
-        "--seed",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml"),
-        "--listen",
-        "0.0.0.0:0",
-    ])
+    let output = run(
+        expensify_operator::expensify::DEFAULT_ENDPOINT,
+        &[
+            "simulator",
+            "--seed",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml"),
+            "--listen",
+            "0.0.0.0:0",
+        ],
+    )
     .await;
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains("loopback only"), "{}", text(&output));

@@ -510,7 +510,7 @@ async fn pacing_keeps_a_burst_within_the_published_limits() {
     let clients = Arc::new(
         ExpensifyClients::new(ClientSettings {
             pacing: Pacing::default(),
-            ..test_settings()
+            ..sim_settings(&sim)
         })
         .unwrap(),
     );

@@ -20,6 +20,7 @@ use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::{self, ControllerSettings};
 use expensify_operator::expensify::ExpensifyClients;
+use expensify_operator::simulator::SimulatorHandle;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -59,6 +60,8 @@ fn settings(
         lease,
         debounce: Duration::from_millis(debounce_ms),
         scope,
+        // The scenario rotates the Secret and expects an immediate re-sync.
+        watch_secrets: true,
     }
 }
 
@@ -68,9 +71,13 @@ type Running = (
 );
 
 /// Starts the controller loop; send on the channel to stop it.
-fn spawn_controller(client: &kube::Client, settings: ControllerSettings) -> Running {
+fn spawn_controller(
+    client: &kube::Client,
+    sim: &SimulatorHandle,
+    settings: ControllerSettings,
+) -> Running {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let expensify = Arc::new(ExpensifyClients::new(test_settings()).unwrap());
+    let expensify = Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap());
     let task = tokio::spawn(cluster::run(
         client.clone(),
         settings,
@@ -123,6 +130,7 @@ async fn scenario(client: kube::Client, namespace: &str) {
     let sim = start(&unlimited_seed()).await;
     let controller = spawn_controller(
         &client,
+        &sim,
         settings(200, cluster::Scope::AllNamespaces, None, 0),
     );
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
@@ -300,7 +308,7 @@ async fn a_burst_of_changes_is_one_sync() {
     let sim = start(&unlimited_seed()).await;
     // A namespace list: Roles instead of a ClusterRole, namespaced watches.
     let scope = cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]);
-    let controller = spawn_controller(&client, settings(500, scope, None, 0));
+    let controller = spawn_controller(&client, &sim, settings(500, scope, None, 0));
     let namespace = "finance";
     let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
     let accesses = Api::<PolicyAccess>::namespaced(client.clone(), namespace);
@@ -420,6 +428,7 @@ async fn only_the_leader_syncs_and_a_standby_takes_over() {
         };
         spawn_controller(
             &client,
+            &sim,
             settings(200, cluster::Scope::AllNamespaces, Some(lease), port),
         )
     };
@@ -503,6 +512,7 @@ async fn ledger_hand_off_raise_expiry_and_connector_deletion_against_the_double(
     let sim = start(&unlimited_seed()).await;
     let controller = spawn_controller(
         &client,
+        &sim,
         settings(100, cluster::Scope::AllNamespaces, None, 0),
     );
     let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), namespace);
@@ -596,4 +606,50 @@ async fn ledger_hand_off_raise_expiry_and_connector_deletion_against_the_double(
     })
     .await;
     stop_controller(controller).await;
+}
+
+/// By default (no `--watch-secrets`) the controller only ever reads a Secret by name: no
+/// `list` or `watch` on Secrets, which the chart then does not grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_secret_watch_secrets_are_only_read_by_name() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let controller = spawn_controller(
+        &client,
+        &sim,
+        ControllerSettings {
+            watch_secrets: false,
+            ..settings(200, cluster::Scope::AllNamespaces, None, 0)
+        },
+    );
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "finance");
+    create_connector(&client, "finance", &sim.endpoint()).await;
+    eventually("the connector to be Connected", || async {
+        connectors
+            .get("acme")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| s.phase == expensify_operator::api::ConnectorPhase::Connected)
+    })
+    .await;
+    stop_controller(controller).await;
+    let on_secrets: Vec<(String, String)> = double
+        .requests_seen()
+        .into_iter()
+        .filter(|(method, uri)| {
+            cluster::rbac::needed(method, uri).is_some_and(|(_, resource, _)| resource == "secrets")
+        })
+        .collect();
+    let verbs: std::collections::BTreeSet<String> = on_secrets
+        .iter()
+        .filter_map(|(method, uri)| cluster::rbac::needed(method, uri).map(|(_, _, verb)| verb))
+        .collect();
+    // `create` is this test making the Secret; the controller only `get`s it.
+    assert_eq!(
+        verbs,
+        ["create", "get"].map(String::from).into(),
+        "{on_secrets:?}"
+    );
 }

@@ -208,7 +208,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
 
@@ -318,7 +318,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team], ADMIN_SECRET).await;
@@ -350,7 +350,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
@@ -397,7 +397,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
@@ -477,6 +477,60 @@ async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
     finish(task).await.unwrap();
 }
 
+/// A connector author aims the connector at a loopback service of their own: the
+/// reconciler refuses it before reading the Secret, and that service sees nothing.
+#[tokio::test]
+async fn a_connector_outside_the_allowlist_reads_no_secret_and_sends_nothing() {
+    let sim = start(&unlimited_seed()).await;
+    let attacker = Attacker::start().await;
+    let (client, mut api) = mock();
+    let team = access_json(
+        "team",
+        finance(json!([{"email": "a@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    let task = run_connector(
+        client,
+        connector_json(&attacker.endpoint, json!({})),
+        sim_settings(&sim),
+    )
+    .await;
+    api.ok(
+        "GET",
+        &format!("{GROUP}/policyaccesses?"),
+        list(vec![team.clone()]),
+    )
+    .await;
+    // The next calls are the in-use finalizer and a status write, not `GET .../secrets/...`.
+    api.in_use().await;
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/policyaccesses/team{STATUS_QUERY}"),
+            team,
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Error");
+    let (reason, _) = api.event("finance").await;
+    assert_eq!(reason, "ConnectorNotReady");
+    let connector = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}"),
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(connector["status"]["phase"], "Error");
+    let message = connector["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.endpoint") && message.contains("not an allowed endpoint"),
+        "{message}"
+    );
+    finish(task).await.unwrap();
+    assert_eq!(attacker.connections(), 0);
+    assert_eq!(sim.state().counters().requests, 0);
+}
+
 #[tokio::test]
 async fn a_missing_secret_is_named_in_status() {
     let (client, mut api) = mock();
@@ -518,7 +572,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![], "wrong-secret-xyz").await;
@@ -552,7 +606,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
@@ -611,7 +665,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
     let task = run_connector(
         client,
         connector_json(&sim.endpoint(), json!({})),
-        test_settings(),
+        sim_settings(&sim),
     )
     .await;
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
@@ -719,7 +773,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let connector = connector_json(&sim.endpoint(), json!({}));
-    let task = run_connector(client.clone(), connector.clone(), test_settings()).await;
+    let task = run_connector(client.clone(), connector.clone(), sim_settings(&sim)).await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -751,7 +805,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
     );
     dropped["status"] = saved["status"].clone();
-    let task = run_connector(client, connector, test_settings()).await;
+    let task = run_connector(client, connector, sim_settings(&sim)).await;
     api.list_then_secret(vec![dropped.clone()], ADMIN_SECRET)
         .await;
     api.in_use().await;
@@ -805,7 +859,7 @@ async fn a_connector_being_deleted_is_let_go_only_when_no_object_refers_to_it() 
     let mut connector = connector_json(&sim.endpoint(), json!({}));
     connector["metadata"]["finalizers"] = json!(["expensify.gitops.dev/in-use"]);
     connector["metadata"]["deletionTimestamp"] = json!("2026-11-28T00:00:00Z");
-    let task = run_connector(client, connector, test_settings()).await;
+    let task = run_connector(client, connector, sim_settings(&sim)).await;
     api.list_then_secret(vec![], ADMIN_SECRET).await;
     let release = api
         .ok(
@@ -834,7 +888,7 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
     let (leader_tx, leader) = tokio::sync::watch::channel(true);
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Arc::new(expensify_operator::expensify::ExpensifyClients::new(test_settings()).unwrap()),
+        Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings(&sim)).unwrap()),
         Recorder::new(
             client,
             Reporter {

@@ -77,7 +77,14 @@ async fn each_mode_grants_changes_and_revokes_as_it_should() {
         .iter()
         .map(|e| (e.email.as_str(), e.added, e.pending))
         .collect();
-    assert_eq!(owned, [("henry@acme.example", true, false)]);
+    // henry was added; dave's role was changed (he was on the policy before).
+    assert_eq!(
+        owned,
+        [
+            ("dave@acme.example", false, false),
+            ("henry@acme.example", true, false)
+        ]
+    );
     let again = repo.mode().pass(false).await.unwrap();
     assert_eq!(again.pending_changes(), 0);
     assert_eq!(updates(&sim), 1, "idempotent: no second write");
@@ -228,7 +235,7 @@ async fn the_revocation_limit_blocks_removals_until_allowed_once() {
     assert_eq!(status.phase, AccessPhase::Blocked);
     let message = status.message.as_deref().unwrap();
     assert!(
-        message.contains("12 revocations") && message.contains("allow-mass-revocation"),
+        message.contains("12 removals") && message.contains("allow-mass-revocation"),
         "{message}"
     );
     assert!(

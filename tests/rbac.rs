@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use expensify_operator::cluster::rbac::{LEADER_ELECTION_RULES, RULES};
+use expensify_operator::cluster::rbac::{LEADER_ELECTION_RULES, RULES, SECRET_WATCH_RULES};
 use serde_json::Value;
 
 type Permission = (String, String, String);
@@ -74,4 +74,49 @@ fn the_leader_election_role_grants_exactly_leases() {
     ))
     .unwrap();
     assert_eq!(granted(&rules), expand(LEADER_ELECTION_RULES));
+}
+
+/// `secretWatch.enabled` adds exactly `SECRET_WATCH_RULES` to the Secret rule, and turns
+/// on the controller's `--watch-secrets`; off (the default, checked above through
+/// manifests/install.yaml), Secrets are `get` only.
+#[test]
+fn the_secret_watch_value_adds_list_and_watch_and_the_flag() {
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/expensify-operator/templates"
+    );
+    let helpers = std::fs::read_to_string(format!("{chart}/_helpers.tpl")).unwrap();
+    let start = helpers
+        .find("{{- if .Values.secretWatch.enabled }}")
+        .expect("the Secret rule depends on secretWatch.enabled");
+    let verbs_when_on = helpers[start..].lines().nth(1).unwrap().trim();
+    let verbs: Vec<String> =
+        serde_saphyr::from_str(verbs_when_on.trim_start_matches("verbs:")).unwrap();
+    let on: BTreeSet<Permission> = verbs
+        .into_iter()
+        .map(|verb| (String::new(), "secrets".to_string(), verb))
+        .collect();
+    let secrets = |rules: &[(&str, &str, &[&str])]| -> BTreeSet<Permission> {
+        expand(rules)
+            .into_iter()
+            .filter(|(_, resource, _)| resource == "secrets")
+            .collect()
+    };
+    let expected: BTreeSet<Permission> = secrets(RULES)
+        .union(&secrets(SECRET_WATCH_RULES))
+        .cloned()
+        .collect();
+    assert_eq!(on, expected);
+    assert_eq!(
+        secrets(RULES),
+        BTreeSet::from([(String::new(), "secrets".into(), "get".into())])
+    );
+    let deployment = std::fs::read_to_string(format!("{chart}/deployment.yaml")).unwrap();
+    let flag = deployment
+        .find("{{- if .Values.secretWatch.enabled }}")
+        .expect("the flag depends on secretWatch.enabled");
+    assert_eq!(
+        deployment[flag..].lines().nth(1).unwrap().trim(),
+        "- --watch-secrets"
+    );
 }

@@ -60,3 +60,34 @@ async fn the_secret_never_reaches_logs_or_errors() {
         assert!(!text.contains(ADMIN_SECRET), "secret leaked into: {text}");
     }
 }
+
+/// An echo that a 300-character cut would split, in the forms a server may echo it:
+/// nothing of the secret survives, not even a prefix.
+#[tokio::test]
+async fn an_echo_cut_mid_secret_leaves_no_prefix() {
+    let secret = "Pr3fix/of+a secret&é=\"tail\"";
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap();
+    let json_escaped = json[1..json.len() - 1].replace('/', "\\/");
+    let sim = start(&unlimited_seed()).await;
+    let no_retry = expensify_operator::expensify::ClientSettings {
+        retry: expensify_operator::expensify::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        },
+        ..test_settings()
+    };
+    let client = client_with(&sim, no_retry, ADMIN_ID, secret);
+    let php = json_escaped.replace('é', "\\u00e9");
+    for echoed in [secret.to_string(), form, json_escaped, php] {
+        let message = format!("{}{echoed} was refused", "x".repeat(295));
+        let body = serde_json::json!({"responseCode": 500, "responseMessage": message}).to_string();
+        sim.state().set_faults(FaultConfig {
+            script: VecDeque::from([ScriptedFault::Respond { status: 200, body }]),
+            ..FaultConfig::default()
+        });
+        let err = client.list_policies(false).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("Pr3"), "{echoed}: {shown}");
+    }
+}

@@ -1,17 +1,28 @@
 //! `ExpensifyConnector`: where Expensify is, which credentials to use, and the safety
 //! settings every PolicyAccess on it shares.
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::{ParseDurationError, parse_duration};
 use crate::expensify::DEFAULT_ENDPOINT;
+
+/// The shortest `syncInterval`: below it one connector would spend its credential's
+/// shared rate budget (5 requests per 10 s) on drift checks alone.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest `syncInterval`; drift older than a day is not a check.
+pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Used when the spec's value is unusable (the connector is in Error for it anyway).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Desired state of a connection to Expensify's Integration Server.
 // kube-derive takes one `printcolumn(...)` per column, which clippy reads as duplicates.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "expensify.gitops.dev",
     version = "v1alpha1",
@@ -53,9 +64,12 @@ pub struct ExpensifyConnectorSpec {
     pub endpoint: String,
     /// The Expensify account behind the credentials; never revoked or demoted.
     pub admin_email: String,
-    /// Drift check period, e.g. `10m`, `1h`.
+    /// Drift check period, e.g. `10m`, `1h`; between `10s` and `24h`.
     #[serde(default = "default_sync_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new(
+        "duration(self) >= duration('10s') && duration(self) <= duration('24h')"
+    ).message("syncInterval must be between 10s and 24h"))]
     pub sync_interval: String,
     /// More pending revocations than this in one sync and none is made (objects Blocked).
     #[serde(default = "default_max_revocations")]
@@ -70,6 +84,37 @@ pub struct ExpensifyConnectorSpec {
     /// Stop syncing: nothing is read or written until it is false again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+}
+
+impl ExpensifyConnectorSpec {
+    /// `syncInterval` as a duration, or why it is not one between 10s and 24h.
+    pub fn checked_sync_interval(&self) -> Result<Duration, SyncIntervalError> {
+        let interval = parse_duration(&self.sync_interval)?;
+        if (MIN_SYNC_INTERVAL..=MAX_SYNC_INTERVAL).contains(&interval) {
+            Ok(interval)
+        } else {
+            Err(SyncIntervalError::OutOfRange {
+                text: self.sync_interval.clone(),
+            })
+        }
+    }
+
+    /// `syncInterval`, always within 10s..=24h: out-of-range values are clamped and
+    /// unreadable ones give the 10m default, so no caller can spin or overflow on it.
+    pub fn sync_interval(&self) -> Duration {
+        parse_duration(&self.sync_interval)
+            .map(|d| d.clamp(MIN_SYNC_INTERVAL, MAX_SYNC_INTERVAL))
+            .unwrap_or(DEFAULT_SYNC_INTERVAL)
+    }
+}
+
+/// Why a `syncInterval` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncIntervalError {
+    #[error(transparent)]
+    Unreadable(#[from] ParseDurationError),
+    #[error("{text:?} is outside the allowed range 10s..24h")]
+    OutOfRange { text: String },
 }
 
 /// A Secret holding `partnerUserID` and `partnerUserSecret`.
@@ -161,4 +206,64 @@ pub struct PolicyInfo {
     pub plan: String,
     pub owner: String,
     pub employee_count: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(sync_interval: &str) -> ExpensifyConnectorSpec {
+        ExpensifyConnectorSpec {
+            credentials_secret_ref: SecretRef {
+                name: "creds".into(),
+                user_id_key: default_user_id_key(),
+                user_secret_key: default_user_secret_key(),
+            },
+            endpoint: default_endpoint(),
+            admin_email: "admin@acme.example".into(),
+            sync_interval: sync_interval.into(),
+            max_revocations_per_sync: default_max_revocations(),
+            protected_emails: Vec::new(),
+            allowed_namespaces: Vec::new(),
+            suspend: false,
+        }
+    }
+
+    #[test]
+    fn sync_interval_is_always_within_bounds() {
+        assert_eq!(spec("1h30m").sync_interval(), Duration::from_secs(5400));
+        assert_eq!(spec("1ms").sync_interval(), MIN_SYNC_INTERVAL);
+        assert_eq!(spec("48h").sync_interval(), MAX_SYNC_INTERVAL);
+        for unusable in ["9999999999999999999s", "often", ""] {
+            assert_eq!(spec(unusable).sync_interval(), DEFAULT_SYNC_INTERVAL);
+        }
+    }
+
+    #[test]
+    fn checked_sync_interval_names_the_range() {
+        assert_eq!(spec("10s").checked_sync_interval(), Ok(MIN_SYNC_INTERVAL));
+        assert_eq!(spec("24h").checked_sync_interval(), Ok(MAX_SYNC_INTERVAL));
+        let err = spec("9s").checked_sync_interval().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"9s\" is outside the allowed range 10s..24h"
+        );
+        assert!(matches!(
+            spec("9999999999999999999s").checked_sync_interval(),
+            Err(SyncIntervalError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn the_crd_bounds_sync_interval() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(ExpensifyConnector::crd()).unwrap();
+        let field = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["syncInterval"];
+        assert_eq!(field["maxLength"], 32);
+        let rule = field["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        assert!(rule.contains("duration('10s')") && rule.contains("duration('24h')"));
+    }
 }

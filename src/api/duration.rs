@@ -4,13 +4,18 @@ use std::time::Duration;
 
 /// Why a duration string was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a duration like 45s, 10m or 1h30m")]
+#[error("{text:?} is not a duration like 45s, 10m or 1h30m (at most 8760h)")]
 pub struct ParseDurationError {
     pub text: String,
 }
 
+/// The longest duration accepted anywhere (a year). Values come from manifests and flags;
+/// anything longer is a mistake, and refusing it keeps every `Instant + duration` far
+/// from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses `[0-9]+(ms|s|m|h)` repeated, e.g. `1h30m`. Zero is refused: a sync interval of
-/// nothing would spin.
+/// nothing would spin. So is anything over [`MAX_DURATION`]; no input overflows or panics.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
     let error = || ParseDurationError {
         text: text.to_string(),
@@ -33,11 +38,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(value),
             "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(error)?),
+            "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(error)?),
             _ => return Err(error()),
         };
-        total = total.saturating_add(unit);
+        total = total
+            .checked_add(unit)
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(error)?;
         rest = &rest[unit_len..];
     }
     if total.is_zero() {
@@ -65,6 +73,42 @@ mod tests {
     fn refuses_the_rest() {
         for bad in ["", "10", "m", "10x", "-5m", "0s", "1.5h", "10 m"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn huge_values_are_refused_not_overflowed() {
+        assert_eq!(parse_duration("8760h").unwrap(), MAX_DURATION);
+        for huge in [
+            "8760h1ms",
+            "9999999999999999999s",
+            "18446744073709551615h",
+            "99999999999999999999999s",
+            "18446744073709551615s18446744073709551615s",
+            "5124095576030431h",
+        ] {
+            assert!(parse_duration(huge).is_err(), "{huge:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_stays_bounded(text in "\\PC{0,40}") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert!(!d.is_zero() && d <= MAX_DURATION);
+            }
+        }
+
+        #[test]
+        fn well_formed_text_parses_or_is_too_long(parts in proptest::collection::vec((0u64..u64::MAX, 0usize..4), 1..4)) {
+            let text: String = parts
+                .iter()
+                .map(|(n, u)| format!("{n}{}", ["ms", "s", "m", "h"][*u]))
+                .collect();
+            match parse_duration(&text) {
+                Ok(d) => proptest::prop_assert!(d <= MAX_DURATION),
+                Err(e) => proptest::prop_assert_eq!(e.text, text),
+            }
         }
     }
 }

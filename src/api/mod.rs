@@ -13,10 +13,11 @@ pub use access::{
 };
 pub use conditions::{ConditionStatus, set_condition};
 pub use connector::{
-    ConnectorPhase, ExpensifyConnector, ExpensifyConnectorSpec, ExpensifyConnectorStatus,
-    PolicyInfo, SecretRef,
+    ConnectorPhase, DEFAULT_SYNC_INTERVAL, ExpensifyConnector, ExpensifyConnectorSpec,
+    ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL, PolicyInfo, SecretRef,
+    SyncIntervalError,
 };
-pub use duration::{ParseDurationError, parse_duration};
+pub use duration::{MAX_DURATION, ParseDurationError, parse_duration};
 pub use ledger_entry::adopt_legacy_entries;
 
 /// API group of both kinds.

@@ -20,13 +20,18 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
         &["patch"],
     ),
     ("expensify.gitops.dev", "policyaccesses/status", &["patch"]),
-    ("", "secrets", &["get", "list", "watch"]),
+    // `get` only: the Secret is read by name at every sync. `list` would return every
+    // Secret's data in scope, so it comes only with the opt-in rotation watch below.
+    ("", "secrets", &["get"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
 /// With leader election, in the controller's own namespace.
 pub const LEADER_ELECTION_RULES: &[(&str, &str, &[&str])] =
     &[("coordination.k8s.io", "leases", &["get", "create", "patch"])];
+
+/// With `--watch-secrets` (chart `secretWatch.enabled`), in every watched namespace.
+pub const SECRET_WATCH_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["list", "watch"])];
 
 /// The `(group, resource, verb)` a request needs, from its method and URI.
 pub fn needed(method: &str, uri: &str) -> Option<(String, String, String)> {
@@ -65,16 +70,19 @@ pub fn needed(method: &str, uri: &str) -> Option<(String, String, String)> {
 
 /// Whether `RULES` (and, with leader election, `LEADER_ELECTION_RULES`) allow it.
 pub fn allowed(method: &str, uri: &str, leader_election: bool) -> bool {
+    allowed_with(method, uri, leader_election, false)
+}
+
+/// [`allowed`], plus `SECRET_WATCH_RULES` when the Secret watch is on.
+pub fn allowed_with(method: &str, uri: &str, leader_election: bool, secret_watch: bool) -> bool {
     let Some((group, resource, verb)) = needed(method, uri) else {
         return false;
     };
+    let optional = |on: bool, rules: &'static [(&str, &str, &[&str])]| if on { rules } else { &[] };
     RULES
         .iter()
-        .chain(if leader_election {
-            LEADER_ELECTION_RULES
-        } else {
-            &[]
-        })
+        .chain(optional(leader_election, LEADER_ELECTION_RULES))
+        .chain(optional(secret_watch, SECRET_WATCH_RULES))
         .any(|(g, r, verbs)| *g == group && *r == resource && verbs.contains(&verb.as_str()))
 }
 
@@ -123,5 +131,13 @@ mod tests {
             "/apis/coordination.k8s.io/v1/namespaces/f/leases/l",
             true
         ));
+        assert!(allowed("GET", "/api/v1/namespaces/f/secrets/s", false));
+        for listing in [
+            "/api/v1/secrets?",
+            "/api/v1/namespaces/f/secrets?watch=true",
+        ] {
+            assert!(!allowed("GET", listing, false), "{listing}");
+            assert!(allowed_with("GET", listing, false, true), "{listing}");
+        }
     }
 }

@@ -132,7 +132,12 @@ pub async fn reconcile_connector(
         .iter()
         .filter(|pa| AccessObject::from_resource(pa).connector_key() == key)
         .collect();
-    let problems = validate_connector(&object);
+    let mut problems = validate_connector(&object);
+    // The endpoint allowlist, before the Secret is read.
+    problems.extend(crate::reconcile::validate::validate_endpoint(
+        &object,
+        &ctx.expensify,
+    ));
     let secret = if problems.is_empty() && !object.spec.suspend {
         Some(
             kube_io::read_secret(

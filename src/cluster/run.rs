@@ -43,6 +43,8 @@ pub struct ControllerSettings {
     pub debounce: Duration,
     /// The namespaces watched.
     pub scope: Scope,
+    /// Re-sync when a credentials Secret changes; needs `list`/`watch` on Secrets.
+    pub watch_secrets: bool,
 }
 
 /// Why the controller stopped with an error.
@@ -159,17 +161,21 @@ pub async fn run(
                 Some(ObjectRef::new(&key.name).within(&key.namespace))
             });
         }
-        let secrets_api: Api<PartialObjectMeta<Secret>> = match connectors_api.namespace() {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::all(client.clone()),
-        };
-        let secret_store = store.clone();
+        // Opt-in: listing Secrets returns their data, so by default they are only read by
+        // name at each sync and a rotation is picked up by the next one.
+        if settings.watch_secrets {
+            let secrets_api: Api<PartialObjectMeta<Secret>> = match connectors_api.namespace() {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            };
+            let secret_store = store.clone();
+            connectors = connectors.watches(secrets_api, watch_config.clone(), move |secret| {
+                connectors_using(&secret_store, &secret)
+            });
+        }
         let mut shutdown = stop_rx.clone();
         controllers.push(Box::pin(
             connectors
-                .watches(secrets_api, watch_config.clone(), move |secret| {
-                    connectors_using(&secret_store, &secret)
-                })
                 .graceful_shutdown_on(async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 })

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::api::parse_duration;
-use crate::expensify::{ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy};
+use crate::expensify::{
+    AllowedEndpoints, ClientSettings, DEFAULT_ENDPOINT, ExpensifyClients, Pacing, PacingWindow,
+    RetryPolicy,
+};
 use crate::files::render::Style;
 use crate::files::{CredentialSource, FileMode, StatusDir};
 
@@ -29,6 +32,20 @@ pub struct ClientArgs {
     /// Attempts per request, the first included (transient errors only).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_attempts: u32,
+    /// URL prefixes credentials may be sent to, comma-separated (scheme, host, port and
+    /// whole path segments must match). A connector aimed anywhere else is an error and
+    /// its Secret is never read.
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "EXPENSIFY_ALLOWED_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINT
+    )]
+    pub allowed_endpoints: String,
+    /// Largest response body accepted from Expensify, in bytes; a longer answer fails
+    /// the call.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::expensify::DEFAULT_MAX_BODY_BYTES)]
+    pub max_response_bytes: usize,
 }
 
 /// Parses `5/10s,20/60s`; `none` disables pacing (simulator only).
@@ -72,6 +89,9 @@ impl ClientArgs {
                 ..RetryPolicy::default()
             },
             pacing: parse_pacing(&self.pacing)?,
+            allowed_endpoints: AllowedEndpoints::parse(&self.allowed_endpoints)
+                .context("--allowed-endpoints")?,
+            max_body_bytes: self.max_response_bytes,
         })
     }
 

@@ -42,6 +42,11 @@ pub struct ControllerArgs {
     /// Quiet time that folds a burst of changes into one sync.
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     pub debounce: String,
+    /// Re-sync as soon as a credentials Secret changes. Needs `list` and `watch` on
+    /// Secrets (which return every Secret's data); without it a rotation is used at the
+    /// next sync.
+    #[arg(long, env = "EXPENSIFY_OPERATOR_WATCH_SECRETS")]
+    pub watch_secrets: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -68,16 +73,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         lease,
         debounce: parse_duration(&args.debounce).context("--debounce")?,
         scope: cluster::Scope::from_list(&args.namespaces),
+        watch_secrets: args.watch_secrets,
     };
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config, or KUBECONFIG / ~/.kube/config)")?;
-    cluster::run(
-        client,
-        settings,
-        args.client.clients()?,
-        super::shutdown_signal(),
-    )
-    .await?;
+    let clients = args.client.clients()?;
+    tracing::info!(
+        allowed_endpoints = %clients.settings().allowed_endpoints,
+        watch_secrets = settings.watch_secrets,
+        "credentials go only to the allowed endpoints"
+    );
+    cluster::run(client, settings, clients, super::shutdown_signal()).await?;
     Ok(0)
 }

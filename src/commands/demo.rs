@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::common::stdout_style;
 use super::review::{ReviewFormat, render, review_rows};
-use crate::expensify::{ClientSettings, Credentials, ExpensifyClients, Pacing};
+use crate::expensify::{AllowedEndpoints, ClientSettings, Credentials, ExpensifyClients, Pacing};
 use crate::files::render::{apply_text, plan_text};
 use crate::files::{CredentialSource, FileMode, StatusDir};
 use crate::simulator::{self, Seed};
@@ -46,6 +46,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let status = tempfile::tempdir().context("creating a temporary status directory")?;
     let clients = ExpensifyClients::new(ClientSettings {
         pacing: Pacing::unlimited(),
+        // The demo's credentials go to its own simulator and nowhere else.
+        allowed_endpoints: AllowedEndpoints::only(&sim.endpoint())?,
         ..ClientSettings::default()
     })?;
     let mode = FileMode {

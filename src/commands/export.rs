@@ -161,6 +161,8 @@ pub fn export_yaml(observed: &Observed, target: &ExportTarget) -> anyhow::Result
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
     let clients = args.client.clients()?;
+    // The allowlist first, so credentials are not even loaded for a refused endpoint.
+    clients.check_endpoint(&args.endpoint)?;
     let credentials = CredentialSource::SecretsDir(args.secrets_dir.clone()).find(&SecretRef {
         name: args.secret_name.clone(),
         user_id_key: "partnerUserID".into(),

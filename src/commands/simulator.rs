@@ -33,6 +33,11 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<i32> {
     );
     outln!("Expensify simulator listening");
     outln!("  endpoint: {}", handle.endpoint());
+    // Credentials go only to allowed endpoints; say how to allow this one.
+    outln!(
+        "  to use it: EXPENSIFY_ALLOWED_ENDPOINTS={} (and that endpoint in the connector)",
+        handle.endpoint()
+    );
     outln!(
         "  admin:    {}/{{requests,counters,state,faults,reset}}",
         handle.admin_url()

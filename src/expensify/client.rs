@@ -1,7 +1,6 @@
 //! The Integration Server client: typed calls over one paced, retrying request path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +11,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use super::credentials::Credentials;
+use super::endpoints::AllowedEndpoints;
 use super::error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
 use super::pacing::{Pacing, RateLimiter};
 use super::retry::RetryPolicy;
@@ -20,6 +20,14 @@ use super::wire::{self, EmployeeRecord, PolicySummary, RosterEntry, UpdateOutcom
 /// Expensify's one endpoint for every job.
 pub const DEFAULT_ENDPOINT: &str =
     "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations";
+
+/// The default cap on a response body. The largest real answer (a roster read of 100
+/// policies) is a few MB; the cap only stops a hostile or broken server from filling memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The longest `Retry-After` honoured; a server asking for more is waited this long (the
+/// retry budget then usually ends the call instead).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Process-wide client settings (flags of the operator, not per connector).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +39,10 @@ pub struct ClientSettings {
     pub update_batch_size: usize,
     pub retry: RetryPolicy,
     pub pacing: Pacing,
+    /// Where credentials may be sent; no client is built for any other endpoint.
+    pub allowed_endpoints: AllowedEndpoints,
+    /// Largest response body read; a longer one fails the call while streaming.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ClientSettings {
@@ -41,6 +53,8 @@ impl Default for ClientSettings {
             update_batch_size: 500,
             retry: RetryPolicy::default(),
             pacing: Pacing::default(),
+            allowed_endpoints: AllowedEndpoints::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -66,6 +80,11 @@ impl ExpensifyClients {
                 setting: "update batch size",
             });
         }
+        if settings.max_body_bytes == 0 {
+            return Err(ClientConfigError::ZeroSetting {
+                setting: "maximum response size",
+            });
+        }
         if settings.retry.max_attempts == 0 {
             return Err(ClientConfigError::ZeroSetting {
                 setting: "retry attempts",
@@ -89,14 +108,21 @@ impl ExpensifyClients {
         &self.settings
     }
 
-    /// A client for `endpoint` with `credentials`. The endpoint is checked before any
-    /// credential could be sent to it.
+    /// Whether credentials may be sent to `endpoint`: an acceptable URL that starts with
+    /// an allowed prefix. Sync paths call this before reading any Secret, so a refused
+    /// endpoint never even causes a credential to be loaded.
+    pub fn check_endpoint(&self, endpoint: &str) -> Result<Url, ClientConfigError> {
+        self.settings.allowed_endpoints.check(endpoint)
+    }
+
+    /// A client for `endpoint` with `credentials`. The endpoint is checked (allowlist
+    /// included) before any credential could be sent to it.
     pub fn client(
         &self,
         endpoint: &str,
         credentials: Credentials,
     ) -> Result<ExpensifyClient, ClientConfigError> {
-        let endpoint = checked_endpoint(endpoint)?;
+        let endpoint = self.check_endpoint(endpoint)?;
         let key = (
             endpoint.to_string(),
             credentials.partner_user_id().to_string(),
@@ -119,34 +145,6 @@ impl ExpensifyClients {
             settings: self.settings.clone(),
             stats: Arc::new(CallStats::default()),
         })
-    }
-}
-
-/// Accepts `https`, and plain `http` only on loopback.
-pub fn checked_endpoint(endpoint: &str) -> Result<Url, ClientConfigError> {
-    let url = Url::parse(endpoint).map_err(|e| ClientConfigError::InvalidEndpoint {
-        endpoint: endpoint.to_string(),
-        reason: e.to_string(),
-    })?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(ClientConfigError::InsecureEndpoint {
-            endpoint: endpoint.to_string(),
-        }),
-        other => Err(ClientConfigError::UnsupportedScheme {
-            endpoint: endpoint.to_string(),
-            scheme: other.to_string(),
-        }),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
     }
 }
 
@@ -374,13 +372,37 @@ impl ExpensifyClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response
-            .bytes()
+            .and_then(parse_retry_after);
+        let body = self.read_body(response).await?;
+        wire::classify_scrubbed(status, retry_after, &body, &|text: &str| {
+            self.credentials.scrub(text)
+        })
+    }
+
+    /// The body, read chunk by chunk and refused as soon as it passes the cap, so an
+    /// endless or huge answer never sits in memory. (A slow drip is ended by the
+    /// request timeout, which covers the body too.)
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ErrorKind> {
+        let limit = self.settings.max_body_bytes;
+        let too_large = || ErrorKind::ResponseTooLarge { limit };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(e))?;
-        wire::classify(status, retry_after, &body)
+            .map_err(|e| self.transport_error(e))?
+        {
+            if body.len().saturating_add(chunk.len()) > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ErrorKind {
@@ -433,48 +455,26 @@ impl ExpensifyClient {
             ErrorKind::Undecodable { message } => ErrorKind::Undecodable {
                 message: scrub(message),
             },
-            timeout @ ErrorKind::Timeout(_) => timeout,
+            kind @ (ErrorKind::Timeout(_) | ErrorKind::ResponseTooLarge { .. }) => kind,
         }
     }
+}
+
+/// `Retry-After` in seconds, clamped to [`MAX_RETRY_AFTER`]. Any value a server sends
+/// (`18446744073709551615`, a hundred digits) gives a bounded wait; an HTTP date or
+/// garbage is ignored (the rate-limit floor applies).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_rules() {
-        assert!(checked_endpoint(DEFAULT_ENDPOINT).is_ok());
-        for loopback in [
-            "http://127.0.0.1:8080/Integration-Server/ExpensifyIntegrations",
-            "http://127.5.6.7/x",
-            "http://[::1]:9000/x",
-            "http://localhost:1/x",
-        ] {
-            assert!(checked_endpoint(loopback).is_ok(), "{loopback}");
-        }
-        for insecure in [
-            "http://integrations.expensify.com/x",
-            "http://10.0.0.1/x",
-            "http://[::2]/x",
-        ] {
-            assert!(
-                matches!(
-                    checked_endpoint(insecure),
-                    Err(ClientConfigError::InsecureEndpoint { .. })
-                ),
-                "{insecure}"
-            );
-        }
-        assert!(matches!(
-            checked_endpoint("ftp://x/"),
-            Err(ClientConfigError::UnsupportedScheme { .. })
-        ));
-        assert!(matches!(
-            checked_endpoint("not a url"),
-            Err(ClientConfigError::InvalidEndpoint { .. })
-        ));
-    }
 
     #[test]
     fn clients_of_one_credential_share_a_limiter() {
@@ -490,6 +490,33 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
         assert!(!Arc::ptr_eq(&a.limiter, &c.limiter));
+    }
+
+    #[test]
+    fn retry_after_is_clamped() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        for huge in ["18446744073709551615", "99999999999999999999999999", "3601"] {
+            assert_eq!(parse_retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for ignored in ["", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "+5"] {
+            assert_eq!(parse_retry_after(ignored), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn clients_are_only_built_for_allowed_endpoints() {
+        let clients = ExpensifyClients::new(ClientSettings::default()).unwrap();
+        let credentials = || Credentials::new("id", "s").unwrap();
+        assert!(clients.client(DEFAULT_ENDPOINT, credentials()).is_ok());
+        assert!(matches!(
+            clients.client("http://127.0.0.1:9/x", credentials()),
+            Err(ClientConfigError::EndpointNotAllowed { .. })
+        ));
+        assert!(matches!(
+            clients.client("https://integrations.expensify.com.evil.io/", credentials()),
+            Err(ClientConfigError::EndpointNotAllowed { .. })
+        ));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum ErrorKind {
     /// No answer within the per-request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The answer was longer than the client's cap (`--max-response-bytes`).
+    #[error("response larger than the {limit}-byte limit; the call was abandoned")]
+    ResponseTooLarge { limit: usize },
     /// An answer arrived but is not a response this client understands.
     #[error("undecodable response: {message}")]
     Undecodable { message: String },
@@ -109,6 +112,7 @@ impl ErrorKind {
             ErrorKind::Transport { .. } => "transport",
             ErrorKind::Timeout(_) => "timeout",
             ErrorKind::Undecodable { .. } => "undecodable",
+            ErrorKind::ResponseTooLarge { .. } => "response_too_large",
         }
     }
 }
@@ -127,6 +131,18 @@ pub enum ClientConfigError {
         "endpoint {endpoint:?} has scheme {scheme:?}; only https (or http on loopback) is allowed"
     )]
     UnsupportedScheme { endpoint: String, scheme: String },
+    #[error(
+        "endpoint {endpoint:?} is not an allowed endpoint (allowed: {allowed}); the operator \
+         sets them with --allowed-endpoints or EXPENSIFY_ALLOWED_ENDPOINTS"
+    )]
+    EndpointNotAllowed { endpoint: String, allowed: String },
+    #[error(
+        "allowed endpoint {entry:?} must be a plain URL prefix, without user, password, \
+         query or fragment"
+    )]
+    InvalidAllowedEndpoint { entry: String },
+    #[error("the list of allowed endpoints is empty")]
+    EmptyAllowlist,
     #[error("{setting} must be at least 1")]
     ZeroSetting { setting: &'static str },
     #[error("could not build the HTTP client: {0}")]

@@ -4,16 +4,18 @@
 
 mod client;
 mod credentials;
+mod endpoints;
 mod error;
 mod pacing;
 mod retry;
 pub mod wire;
 
 pub use client::{
-    CallCounts, ClientSettings, DEFAULT_ENDPOINT, ExpensifyClient, ExpensifyClients, FailedBatch,
-    UpdateReport, checked_endpoint,
+    CallCounts, ClientSettings, DEFAULT_ENDPOINT, DEFAULT_MAX_BODY_BYTES, ExpensifyClient,
+    ExpensifyClients, FailedBatch, MAX_RETRY_AFTER, UpdateReport,
 };
 pub use credentials::{Credentials, CredentialsError};
+pub use endpoints::{AllowedEndpoints, checked_endpoint};
 pub use error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
 pub use pacing::{Pacing, PacingWindow, RateLimiter, WindowLog};
 pub use retry::RetryPolicy;

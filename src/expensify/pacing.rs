@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::api::MAX_DURATION;
+
 /// At most `max_requests` in any `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacingWindow {
@@ -60,12 +62,16 @@ pub struct WindowLog {
 
 impl WindowLog {
     /// Windows with `max_requests == 0` are dropped: they could never let anything through.
+    /// Periods are capped at [`MAX_DURATION`] so `Instant + period` cannot overflow.
     pub fn new(pacing: &Pacing) -> Self {
         let windows: Vec<PacingWindow> = pacing
             .windows
             .iter()
-            .copied()
             .filter(|w| w.max_requests > 0)
+            .map(|w| PacingWindow {
+                max_requests: w.max_requests,
+                period: w.period.min(MAX_DURATION),
+            })
             .collect();
         let longest = windows
             .iter()
@@ -209,6 +215,20 @@ mod tests {
         times.sort();
         assert_within_windows(&times, &pacing);
         assert_eq!(times[11], Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_periods_do_not_overflow() {
+        let limiter = RateLimiter::new(&Pacing {
+            windows: vec![PacingWindow {
+                max_requests: 1,
+                period: Duration::MAX,
+            }],
+        });
+        limiter.acquire().await;
+        let mut log = limiter.log.lock().await;
+        let now = Instant::now();
+        assert_eq!(log.next_slot(now), Some(now + MAX_DURATION));
     }
 
     #[tokio::test(start_paused = true)]

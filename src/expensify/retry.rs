@@ -57,17 +57,22 @@ impl RetryPolicy {
             let floor = ceiling
                 .max(self.rate_limited_backoff)
                 .max(retry_after.unwrap_or_default());
-            floor + jitter(rng, floor / 2)
+            floor.saturating_add(jitter(rng, floor / 2))
         } else {
             // "Equal jitter": at least half the ceiling, so a retry never comes right back.
-            ceiling / 2 + jitter(rng, ceiling / 2)
+            (ceiling / 2).saturating_add(jitter(rng, ceiling / 2))
         };
-        (elapsed + delay <= self.max_elapsed).then_some(delay)
+        // Durations here can come from a server (Retry-After): never add unchecked.
+        elapsed
+            .checked_add(delay)
+            .is_some_and(|end| end <= self.max_elapsed)
+            .then_some(delay)
     }
 }
 
 fn jitter(rng: &mut impl Rng, up_to: Duration) -> Duration {
-    Duration::from_millis(rng.random_range(0..=up_to.as_millis() as u64))
+    let most = u64::try_from(up_to.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rng.random_range(0..=most))
 }
 
 #[cfg(test)]
@@ -152,5 +157,32 @@ mod tests {
             .delay_after(1, Duration::ZERO, &told, &mut rng)
             .unwrap();
         assert!(delay >= Duration::from_secs(40) && delay <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn outside_durations_never_overflow() {
+        let policy = RetryPolicy {
+            max_elapsed: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(5);
+        let huge = ErrorKind::RateLimited {
+            message: String::new(),
+            retry_after: Some(Duration::MAX),
+        };
+        assert_eq!(
+            policy.delay_after(1, Duration::ZERO, &huge, &mut rng),
+            Some(Duration::MAX)
+        );
+        assert!(
+            policy
+                .delay_after(1, Duration::MAX, &huge, &mut rng)
+                .is_none()
+        );
+        assert!(
+            RetryPolicy::default()
+                .delay_after(1, Duration::ZERO, &huge, &mut rng)
+                .is_none()
+        );
     }
 }

@@ -256,8 +256,13 @@ pub fn employee_feed(records: &[EmployeeRecord]) -> String {
 /// Longest stretch of a server message kept in an error.
 const MESSAGE_LIMIT: usize = 300;
 
-fn short(text: &str) -> String {
-    let text = text.trim();
+/// A scrubber for server text: removes the secret, in every encoding, before anything
+/// is cut (a cut made first could leave a prefix of the secret behind).
+pub type Scrub<'a> = &'a dyn Fn(&str) -> String;
+
+fn short(text: &str, scrub: Scrub<'_>) -> String {
+    let scrubbed = scrub(text);
+    let text = scrubbed.trim();
     if text.chars().count() <= MESSAGE_LIMIT {
         text.to_string()
     } else {
@@ -274,20 +279,31 @@ fn response_code(body: &Value) -> Option<u16> {
     }
 }
 
-fn response_message(body: &Value) -> String {
+fn response_message(body: &Value, scrub: Scrub<'_>) -> String {
     match body.get("responseMessage") {
-        Some(Value::String(s)) => short(s),
-        Some(other) if !other.is_null() => short(&other.to_string()),
+        Some(Value::String(s)) => short(s, scrub),
+        Some(other) if !other.is_null() => short(&other.to_string(), scrub),
         _ => "(no message)".to_string(),
     }
 }
 
 /// Decides what an answer means: the body's `responseCode` first, the HTTP status
 /// second, the content type never. `Ok` carries the decoded JSON body of a success.
+/// For text that holds no secret (recorded fixtures); the client uses [`classify_scrubbed`].
 pub fn classify(
     status: u16,
     retry_after: Option<Duration>,
     body: &[u8],
+) -> Result<Value, ErrorKind> {
+    classify_scrubbed(status, retry_after, body, &|text: &str| text.to_string())
+}
+
+/// [`classify`], with every server message passed through `scrub` before it is cut.
+pub fn classify_scrubbed(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    scrub: Scrub<'_>,
 ) -> Result<Value, ErrorKind> {
     let parsed: Option<Value> = serde_json::from_slice::<Value>(body)
         .ok()
@@ -295,7 +311,7 @@ pub fn classify(
     if let Some(json) = parsed
         && let Some(code) = response_code(&json)
     {
-        let message = response_message(&json);
+        let message = response_message(&json, scrub);
         return match code {
             200 | 207 => Ok(json),
             401 | 407 => Err(ErrorKind::CredentialsRejected { code, message }),
@@ -313,7 +329,7 @@ pub fn classify(
     let message = if text.trim().is_empty() {
         "(empty body)".to_string()
     } else {
-        short(&text)
+        short(&text, scrub)
     };
     match status {
         401 => Err(ErrorKind::CredentialsRejected { code: 401, message }),
@@ -691,6 +707,27 @@ mod tests {
             panic!("expected Refused");
         };
         assert!(message.chars().count() <= MESSAGE_LIMIT + 1);
+    }
+
+    #[test]
+    fn the_secret_is_scrubbed_before_the_cut() {
+        let credentials = Credentials::new("id", "0123456789abcdef/secret").unwrap();
+        let scrub = |text: &str| credentials.scrub(text);
+        // An echoed request whose secret straddles the cut, raw and form-encoded.
+        for secret in ["0123456789abcdef/secret", "0123456789abcdef%2Fsecret"] {
+            for status in [200, 500] {
+                let body = format!(
+                    r#"{{"responseCode":500,"responseMessage":"{}{secret} and more"}}"#,
+                    "x".repeat(MESSAGE_LIMIT - 8)
+                );
+                let kind = classify_scrubbed(status, None, body.as_bytes(), &scrub).unwrap_err();
+                let shown = kind.to_string();
+                assert!(!shown.contains("01234567"), "{shown}");
+                let text = format!("{}{secret} and more", "y".repeat(MESSAGE_LIMIT - 5));
+                let kind = classify_scrubbed(502, None, text.as_bytes(), &scrub).unwrap_err();
+                assert!(!kind.to_string().contains("01234"), "{kind}");
+            }
+        }
     }
 
     #[test]

@@ -261,7 +261,12 @@ impl FileMode {
 
     async fn sync_one(&self, request: SyncRequest<'_>, dry_run: bool) -> SyncReport {
         let connector = request.connector;
-        let problems = validate_connector(connector);
+        let mut problems = validate_connector(connector);
+        // The endpoint allowlist, before any credential is read.
+        problems.extend(crate::reconcile::validate::validate_endpoint(
+            connector,
+            &self.clients,
+        ));
         if !problems.is_empty() {
             return unsynced(
                 request,

@@ -6,9 +6,8 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
-use crate::api::parse_duration;
 use crate::email;
-use crate::expensify::{Role, checked_endpoint};
+use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +74,7 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
             format!("{:?} is not an email address", spec.admin_email),
         ));
     }
-    if let Err(e) = parse_duration(&spec.sync_interval) {
+    if let Err(e) = spec.checked_sync_interval() {
         problems.push(Problem::new("spec.syncInterval", e.to_string()));
     }
     if spec.max_revocations_per_sync < 0 {
@@ -104,6 +103,24 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The operator's endpoint allowlist applied to a connector. Called by both sync paths
+/// before any Secret is read, so a connector aimed elsewhere is `Error` and its
+/// credential is never loaded. Endpoints that are not acceptable URLs at all are
+/// reported by [`validate_connector`] already.
+pub fn validate_endpoint(
+    connector: &ConnectorObject,
+    clients: &ExpensifyClients,
+) -> Option<Problem> {
+    let endpoint = &connector.spec.endpoint;
+    if checked_endpoint(endpoint).is_err() {
+        return None;
+    }
+    clients
+        .check_endpoint(endpoint)
+        .err()
+        .map(|e| Problem::new("spec.endpoint", e.to_string()))
 }
 
 /// Whether a connector accepts PolicyAccess objects from `namespace`.
@@ -391,5 +408,43 @@ mod tests {
                 "spec.allowedNamespaces[0]"
             ]
         );
+    }
+
+    #[test]
+    fn sync_interval_is_bounded() {
+        let mut c = connector("finance", &[]);
+        for ok in ["10s", "10m", "24h", "23h59m60s"] {
+            c.spec.sync_interval = ok.into();
+            assert!(validate_connector(&c).is_empty(), "{ok}");
+        }
+        for out in ["1ms", "9s", "9999ms", "24h1s", "9999999999999999999s"] {
+            c.spec.sync_interval = out.into();
+            let problems = validate_connector(&c);
+            assert_eq!(problems.len(), 1, "{out}");
+            assert_eq!(problems[0].field, "spec.syncInterval");
+        }
+    }
+
+    #[test]
+    fn endpoints_outside_the_allowlist_are_a_problem() {
+        use crate::expensify::{AllowedEndpoints, ClientSettings};
+        let clients = ExpensifyClients::new(ClientSettings {
+            allowed_endpoints: AllowedEndpoints::parse("https://expensify.example/api").unwrap(),
+            ..ClientSettings::default()
+        })
+        .unwrap();
+        let mut c = connector("finance", &[]);
+        c.spec.endpoint = "https://expensify.example/api/v1".into();
+        assert_eq!(validate_endpoint(&c, &clients), None);
+        c.spec.endpoint = "https://expensify.example.evil.io/api".into();
+        let problem = validate_endpoint(&c, &clients).unwrap();
+        assert_eq!(problem.field, "spec.endpoint");
+        assert!(
+            problem.message.contains("not an allowed endpoint"),
+            "{problem}"
+        );
+        // Reported once, by validate_connector, when the URL itself is unacceptable.
+        c.spec.endpoint = "http://expensify.example/api".into();
+        assert_eq!(validate_endpoint(&c, &clients), None);
     }
 }

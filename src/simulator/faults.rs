@@ -58,6 +58,18 @@ pub enum ScriptedFault {
         status: u16,
         body: String,
     },
+    /// Hostile: HTTP 429 with this `Retry-After` header value, verbatim (e.g.
+    /// `18446744073709551615`).
+    RetryAfter {
+        value: String,
+    },
+    /// Hostile: HTTP 200 whose body never ends.
+    EndlessBody,
+    /// Hostile: HTTP 200 whose body arrives one byte every `intervalMs`, without end.
+    SlowDrip {
+        #[serde(rename = "intervalMs")]
+        interval_ms: u64,
+    },
 }
 
 impl FaultConfig {
@@ -74,10 +86,21 @@ impl FaultConfig {
             }
         }
         for (i, fault) in self.script.iter().enumerate() {
-            if let ScriptedFault::Respond { status, .. } = fault
-                && !(100..=599).contains(status)
-            {
-                problems.push(format!("script[{i}].status {status} is not an HTTP status"));
+            match fault {
+                ScriptedFault::Respond { status, .. } if !(100..=599).contains(status) => {
+                    problems.push(format!("script[{i}].status {status} is not an HTTP status"));
+                }
+                ScriptedFault::RetryAfter { value }
+                    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+                {
+                    problems.push(format!(
+                        "script[{i}].value {value:?} is not a header value (visible ASCII only)"
+                    ));
+                }
+                ScriptedFault::SlowDrip { interval_ms: 0 } => {
+                    problems.push(format!("script[{i}].intervalMs must be at least 1"));
+                }
+                _ => {}
             }
         }
         problems
@@ -137,6 +160,9 @@ impl ScriptedFault {
             ScriptedFault::DropAfterApply => "dropAfterApply",
             ScriptedFault::ApplyThenStall { .. } => "applyThenStall",
             ScriptedFault::Respond { .. } => "respond",
+            ScriptedFault::RetryAfter { .. } => "retryAfter",
+            ScriptedFault::EndlessBody => "endlessBody",
+            ScriptedFault::SlowDrip { .. } => "slowDrip",
         }
     }
 }
@@ -191,5 +217,34 @@ mod tests {
             ..FaultConfig::default()
         };
         assert_eq!(config.problems().len(), 2);
+        let hostile = FaultConfig {
+            script: VecDeque::from([
+                ScriptedFault::RetryAfter {
+                    value: "1\n2".into(),
+                },
+                ScriptedFault::SlowDrip { interval_ms: 0 },
+                ScriptedFault::EndlessBody,
+            ]),
+            ..FaultConfig::default()
+        };
+        assert_eq!(hostile.problems().len(), 2);
+    }
+
+    #[test]
+    fn hostile_faults_read_from_yaml() {
+        let config: FaultConfig = serde_saphyr::from_str(
+            "script:\n- {kind: retryAfter, value: '18446744073709551615'}\n- {kind: endlessBody}\n- {kind: slowDrip, intervalMs: 50}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.script,
+            VecDeque::from([
+                ScriptedFault::RetryAfter {
+                    value: "18446744073709551615".into()
+                },
+                ScriptedFault::EndlessBody,
+                ScriptedFault::SlowDrip { interval_ms: 50 },
+            ])
+        );
     }
 }

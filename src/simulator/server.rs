@@ -3,9 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,7 +23,7 @@ use tracing::{debug, warn};
 
 use super::faults::FaultConfig;
 use super::seed::Seed;
-use super::state::{Outcome, SimState};
+use super::state::{HostileAnswer, Outcome, SimState};
 
 /// The path Expensify serves every job on.
 pub const ENDPOINT_PATH: &str = "/Integration-Server/ExpensifyIntegrations";
@@ -176,7 +180,7 @@ impl std::fmt::Display for DroppedOnPurpose {
 
 impl std::error::Error for DroppedOnPurpose {}
 
-type HttpResponse = Response<Full<Bytes>>;
+type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 
 async fn route(
     request: Request<Incoming>,
@@ -202,23 +206,23 @@ async fn route(
                 let mut state = lock(&state);
                 (state.receive(&body, Instant::now()), state.latency())
             };
-            let (answer, stall) = match outcome {
-                Outcome::Respond(answer) => (Some(answer), std::time::Duration::ZERO),
-                Outcome::Stall(answer, stall) => (Some(answer), stall),
-                Outcome::Drop => (None, std::time::Duration::ZERO),
+            let stall = match &outcome {
+                Outcome::Stall(_, stall) => *stall,
+                _ => std::time::Duration::ZERO,
             };
             let delay = latency.saturating_add(stall);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            match answer {
-                Some(answer) => Ok(Response::builder()
+            match outcome {
+                Outcome::Respond(answer) | Outcome::Stall(answer, _) => Ok(Response::builder()
                     .status(answer.status)
                     // Expensify labels JSON as text/plain for most jobs; clients must not care.
                     .header("content-type", "text/plain;charset=utf-8")
-                    .body(Full::new(Bytes::from(answer.body)))
+                    .body(full(answer.body))
                     .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "bad status"))),
-                None => Err(DroppedOnPurpose),
+                Outcome::Drop => Err(DroppedOnPurpose),
+                Outcome::Hostile(answer) => Ok(hostile(answer)),
             }
         }
         (_, ENDPOINT_PATH) => Ok(text(
@@ -259,19 +263,51 @@ fn admin(method: &Method, path: &str, body: &[u8], state: &Mutex<SimState>) -> H
     }
 }
 
+fn full(body: impl Into<Bytes>) -> BoxBody<Bytes, Infallible> {
+    Full::new(body.into()).boxed()
+}
+
+/// Answers no real server gives: they test that the client stays bounded.
+fn hostile(answer: HostileAnswer) -> HttpResponse {
+    let builder = Response::builder()
+        .status(answer.status())
+        .header("content-type", "text/plain;charset=utf-8");
+    let response = match answer {
+        HostileAnswer::RetryAfter(value) => builder.header("retry-after", value).body(full(
+            r#"{"responseCode":429,"responseMessage":"Too many requests"}"#,
+        )),
+        // The stream ends when the client goes away and hyper drops it.
+        HostileAnswer::EndlessBody => builder.body(
+            StreamBody::new(futures::stream::repeat_with(|| {
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[b' '; 64 * 1024])))
+            }))
+            .boxed(),
+        ),
+        HostileAnswer::SlowDrip(interval) => {
+            builder.body(StreamBody::new(futures::stream::unfold(interval, drip)).boxed())
+        }
+    };
+    response.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "bad fault header"))
+}
+
+async fn drip(interval: Duration) -> Option<(Result<Frame<Bytes>, Infallible>, Duration)> {
+    tokio::time::sleep(interval).await;
+    Some((Ok(Frame::data(Bytes::from_static(b" "))), interval))
+}
+
 fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
     match serde_json::to_vec_pretty(value) {
         Ok(body) => Response::builder()
             .status(status)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(full(body))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
 fn text(status: StatusCode, message: &str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(message.to_string())));
+    let mut response = Response::new(full(message.to_string()));
     *response.status_mut() = status;
     response
 }

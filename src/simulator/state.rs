@@ -29,6 +29,29 @@ pub enum Outcome {
     Drop,
     /// Send this answer only after the delay.
     Stall(SimResponse, std::time::Duration),
+    /// Answer in a way no real server should (hostile-server tests).
+    Hostile(HostileAnswer),
+}
+
+/// The hostile answers, which the HTTP side builds (they are headers and streams, not a
+/// status and a body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostileAnswer {
+    /// HTTP 429 with this `Retry-After` value.
+    RetryAfter(String),
+    /// HTTP 200 and a body without end.
+    EndlessBody,
+    /// HTTP 200 and one byte per interval, without end.
+    SlowDrip(std::time::Duration),
+}
+
+impl HostileAnswer {
+    pub fn status(&self) -> u16 {
+        match self {
+            HostileAnswer::RetryAfter(_) => 429,
+            HostileAnswer::EndlessBody | HostileAnswer::SlowDrip(_) => 200,
+        }
+    }
 }
 
 /// One line of the request log, readable at `GET /admin/requests`. Never holds a secret.
@@ -272,6 +295,20 @@ impl SimState {
                 let delay = std::time::Duration::from_millis(*ms);
                 (Outcome::Stall(response, delay), info)
             }
+            Some(ScriptedFault::RetryAfter { value }) => (
+                Outcome::Hostile(HostileAnswer::RetryAfter(value.clone())),
+                describe(&form),
+            ),
+            Some(ScriptedFault::EndlessBody) => (
+                Outcome::Hostile(HostileAnswer::EndlessBody),
+                describe(&form),
+            ),
+            Some(ScriptedFault::SlowDrip { interval_ms }) => (
+                Outcome::Hostile(HostileAnswer::SlowDrip(std::time::Duration::from_millis(
+                    *interval_ms,
+                ))),
+                describe(&form),
+            ),
             Some(other) => {
                 let response = match other {
                     ScriptedFault::Http429 => Some(SimResponse {
@@ -307,6 +344,7 @@ impl SimState {
                     .and_then(|c| u16::try_from(c).ok()),
             ),
             Outcome::Drop => (None, None),
+            Outcome::Hostile(answer) => (Some(answer.status()), None),
         };
         let counters = &mut self.counters;
         counters.requests += 1;
@@ -872,7 +910,7 @@ policies:
                 r.status,
                 serde_json::from_str(&r.body).unwrap_or(Value::String(r.body)),
             ),
-            Outcome::Drop => panic!("dropped"),
+            other => panic!("{other:?}"),
         }
     }
 

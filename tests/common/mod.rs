@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use expensify_operator::expensify::{
-    ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing,
+    AllowedEndpoints, ClientSettings, Credentials, ExpensifyClient, ExpensifyClients, Pacing,
 };
 use expensify_operator::simulator::{self, Seed, SimulatorHandle};
 
@@ -43,13 +43,27 @@ pub fn test_settings() -> ClientSettings {
     }
 }
 
+/// [`test_settings`] with this simulator as the one allowed endpoint.
+pub fn sim_settings(sim: &SimulatorHandle) -> ClientSettings {
+    allowing(sim, test_settings())
+}
+
+/// `settings`, with this simulator as the one allowed endpoint.
+pub fn allowing(sim: &SimulatorHandle, settings: ClientSettings) -> ClientSettings {
+    ClientSettings {
+        allowed_endpoints: AllowedEndpoints::only(&sim.endpoint()).unwrap(),
+        ..settings
+    }
+}
+
+/// A client of this simulator; `settings` get the simulator as their allowed endpoint.
 pub fn client_with(
     sim: &SimulatorHandle,
     settings: ClientSettings,
     id: &str,
     secret: &str,
 ) -> ExpensifyClient {
-    ExpensifyClients::new(settings)
+    ExpensifyClients::new(allowing(sim, settings))
         .unwrap()
         .client(&sim.endpoint(), Credentials::new(id, secret).unwrap())
         .unwrap()
@@ -123,6 +137,7 @@ impl Repo {
                 ..RetryPolicy::default()
             },
             request_timeout: Duration::from_secs(10),
+            allowed_endpoints: AllowedEndpoints::only(&self.endpoint).unwrap(),
             ..test_settings()
         };
         expensify_operator::files::FileMode {
@@ -168,3 +183,41 @@ pub fn updates(sim: &SimulatorHandle) -> u64 {
 pub const FINANCE: &str = "F1E2D3C4B5A69788";
 pub const ENGINEERING: &str = "0A1B2C3D4E5F6071";
 pub const CONTRACTORS: &str = "C0FFEE0000000001";
+
+/// A loopback listener standing in for an attacker's server: it counts the connections
+/// it gets and never answers. The allowlist tests assert it got none.
+pub struct Attacker {
+    pub endpoint: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Attacker {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self {
+            endpoint: format!("http://{addr}/Integration-Server/ExpensifyIntegrations"),
+            connections,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -78,6 +78,8 @@ struct Store {
     lease_holders: BTreeMap<Key, String>,
     requests: u64,
     status_writes: u64,
+    /// `(method, path?query)` of every request, in order.
+    seen: Vec<(String, String)>,
 }
 
 /// The double; dropped, it stops serving.
@@ -194,6 +196,11 @@ impl ApiServerDouble {
         self.store.lock().unwrap().events.clone()
     }
 
+    /// `(method, path?query)` of every request served so far.
+    pub fn requests_seen(&self) -> Vec<(String, String)> {
+        self.store.lock().unwrap().seen.clone()
+    }
+
     /// Requests served and status writes made, for the benchmark.
     pub fn counts(&self) -> (u64, u64) {
         let store = self.store.lock().unwrap();
@@ -217,6 +224,7 @@ async fn handle(
     changes: broadcast::Sender<(u64, Kind, &'static str, Value)>,
 ) -> Result<Reply, Infallible> {
     let method = request.method().clone();
+    let uri = request.uri().to_string();
     let path = request.uri().path().to_string();
     let query: BTreeMap<String, String> = request
         .uri()
@@ -240,7 +248,11 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    store.lock().unwrap().requests += 1;
+    {
+        let mut store = store.lock().unwrap();
+        store.requests += 1;
+        store.seen.push((method.to_string(), uri));
+    }
 
     // /api/v1/... or /apis/<group>/<version>/..., then [namespaces/<ns>/]<plural>[/<name>[/status]]
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();

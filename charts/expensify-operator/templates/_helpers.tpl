@@ -45,7 +45,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
+  {{- if .Values.secretWatch.enabled }}
   verbs: ["get", "list", "watch"]
+  {{- else }}
+  verbs: ["get"]
+  {{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -615,5 +615,8 @@ fn an_orphan_deletion_lets_go_even_of_a_policy_out_of_sight() {
     gone.spec.deletion_policy = DeletionPolicy::Orphan;
     let plan = run(&connector(), &[gone], &world);
     assert!(plan.is_empty());
-    assert!(plan.objects[&key("gone")].ledger.is_empty(), "the deletion can finish");
+    assert!(
+        plan.objects[&key("gone")].ledger.is_empty(),
+        "the deletion can finish"
+    );
 }
