@@ -3,12 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::api::parse_duration;
 use crate::expensify::{ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy};
 use crate::files::render::Style;
+use crate::files::status_dir::StatusDirLock;
 use crate::files::{CredentialSource, FileMode, StatusDir};
 
 /// How the Expensify client behaves.
@@ -101,22 +103,49 @@ pub struct FileArgs {
 }
 
 impl FileArgs {
+    fn status_dir(&self) -> StatusDir {
+        StatusDir::new(
+            self.status_dir
+                .clone()
+                .unwrap_or_else(|| self.dir.join(".expensify-status")),
+        )
+    }
+
     pub fn mode(&self) -> anyhow::Result<FileMode> {
         if !self.dir.is_dir() {
             anyhow::bail!("{} is not a directory", self.dir.display());
         }
-        let status_dir = self
-            .status_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join(".expensify-status"));
         Ok(FileMode {
             dir: self.dir.clone(),
-            status_dir: StatusDir::new(status_dir),
+            status_dir: self.status_dir(),
             credentials: CredentialSource::SecretsDir(self.secrets_dir.clone()),
             clients: self.client.clients()?,
             endpoint_override: None,
             strict: self.strict,
         })
+    }
+}
+
+/// How long `apply`, `watch` and `plan` wait for another of them on the same status
+/// directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LockArgs {
+    /// How long to wait for another apply, watch or plan using the same status directory
+    /// before giving up (exit 1, naming it).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_arg)]
+    pub lock_timeout: Duration,
+}
+
+/// A duration flag (`90s`, `5m`, `1h30m`), parsed by clap so a bad value is a usage error.
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl FileArgs {
+    /// The status directory, locked for `command` (see [`StatusDir::lock`]).
+    pub async fn lock(&self, command: &str, lock: &LockArgs) -> anyhow::Result<StatusDirLock> {
+        let status_dir = self.status_dir();
+        Ok(status_dir.lock(command, lock.lock_timeout).await?)
     }
 }
 
@@ -146,5 +175,12 @@ mod tests {
         assert!(parse_pacing("5").is_err());
         assert!(parse_pacing("0/10s").is_err());
         assert!(parse_pacing("5/soon").is_err());
+    }
+
+    #[test]
+    fn lock_timeout_flag() {
+        assert_eq!(duration_arg("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration_arg("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(duration_arg("soon").is_err());
     }
 }

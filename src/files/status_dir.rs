@@ -2,7 +2,10 @@
 //! its status, so file mode keeps `managedMembers` and generations between runs without
 //! ever touching the user's manifests.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use serde::Serialize;
@@ -28,6 +31,86 @@ pub enum StatusDirError {
     },
 }
 
+/// The lock file inside the status directory; hidden, so neither the loader nor `watch`
+/// takes it for a manifest.
+pub const LOCK_FILE: &str = ".lock";
+/// How often a waiting process tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(100);
+
+/// Why the status directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockStatusDirError {
+    #[error("cannot open the lock file {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the status directory {dir} is in use by {holder}; waited {waited:?} (--lock-timeout) for it to finish"
+    )]
+    Held {
+        dir: String,
+        holder: String,
+        waited: Duration,
+    },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive hold on a status directory: one process at a time reads the previous
+/// status, writes to Expensify and writes the new status. Released when dropped (the
+/// operating system releases it too when the process dies, so a crash leaves no stale lock).
+#[derive(Debug)]
+pub struct StatusDirLock {
+    _file: File,
+}
+
+/// Who holds a lock, as written into the lock file for the message of the one waiting.
+fn holder_description(command: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into());
+    format!(
+        "`{command}` (pid {} on {host}, since {:.0})",
+        std::process::id(),
+        k8s_openapi::jiff::Timestamp::now()
+    )
+}
+
+/// The holder as the lock file names it; the file is small, so read a bounded prefix.
+fn read_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let read = file
+        .rewind()
+        .and_then(|()| file.take(1024).read_to_string(&mut text));
+    match read {
+        Ok(_) if !text.trim().is_empty() => text.trim().to_string(),
+        _ => "another process (it has not named itself yet)".into(),
+    }
+}
+
+/// Fsyncs a directory so a rename in it survives a crash (a no-op where directories cannot
+/// be opened as files).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 /// The status directory of one manifest directory.
 #[derive(Debug, Clone)]
 pub struct StatusDir {
@@ -45,6 +128,62 @@ impl StatusDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Takes the exclusive lock of this status directory (creating the directory), waiting up
+    /// to `timeout` for another `apply`, `watch` or `plan` to finish; `command` names this one
+    /// in the message of the next to wait.
+    pub async fn lock(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<StatusDirLock, LockStatusDirError> {
+        let path = self.root.join(LOCK_FILE);
+        let open_error = |source| LockStatusDirError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.root).map_err(open_error)?;
+        // Not truncated on open: the holder's name is in it until this process holds the lock.
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(open_error)?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    tokio::time::sleep(LOCK_RETRY.min(timeout)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LockStatusDirError::Held {
+                        dir: self.root.display().to_string(),
+                        holder: read_holder(&mut file),
+                        waited: timeout,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(LockStatusDirError::Lock {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let named = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", holder_description(command)))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = named {
+            // The lock holds regardless; only the next waiter's message is poorer.
+            tracing::debug!(error = %e, path = %path.display(), "naming the lock holder failed");
+        }
+        Ok(StatusDirLock { _file: file })
     }
 
     fn path<K: Resource<DynamicType = ()>>(&self, key: &ObjectKey) -> PathBuf {
@@ -109,7 +248,8 @@ impl StatusDir {
         Ok(found)
     }
 
-    /// Writes the object (atomically: a temporary file renamed into place).
+    /// Writes the object atomically and durably: a temporary file of its own (never shared
+    /// with another write), flushed to disk, renamed into place, and the rename flushed.
     pub fn write<K>(&self, key: &ObjectKey, object: &K) -> Result<(), StatusDirError>
     where
         K: Resource<DynamicType = ()> + Serialize,
@@ -124,12 +264,17 @@ impl StatusDir {
         let text = format!(
             "# Written by expensify-operator: the object as last synced, with its status. Do not edit.\n{yaml}"
         );
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(error)?;
-        }
-        let temporary = path.with_extension("yaml.tmp");
-        std::fs::write(&temporary, text).map_err(error)?;
-        std::fs::rename(&temporary, &path).map_err(error)
+        let parent = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(parent).map_err(error)?;
+        let mut temporary = tempfile::Builder::new()
+            .prefix(".")
+            .suffix(".tmp")
+            .tempfile_in(parent)
+            .map_err(error)?;
+        temporary.write_all(text.as_bytes()).map_err(error)?;
+        temporary.as_file().sync_all().map_err(error)?;
+        temporary.persist(&path).map_err(|e| error(e.error))?;
+        sync_dir(parent).map_err(error)
     }
 
     /// Removes the status of an object that is gone.
@@ -200,6 +345,77 @@ mod tests {
         assert_eq!(status_dir.list::<PolicyAccess>().unwrap().len(), 1);
         status_dir.remove::<PolicyAccess>(&key).unwrap();
         assert!(status_dir.read::<PolicyAccess>(&key).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_second_holder_waits_then_fails_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path().join("status"));
+        let first = status_dir.lock("watch", Duration::ZERO).await.unwrap();
+        let started = Instant::now();
+        let error = status_dir
+            .lock("apply", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+        let message = error.to_string();
+        assert!(
+            message.contains("`watch` (pid ") && message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
+        drop(first);
+        let second = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+        drop(second);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_lock_once_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path());
+        let first = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(first);
+        });
+        status_dir
+            .lock("plan", Duration::from_secs(5))
+            .await
+            .unwrap();
+        release.await.unwrap();
+        let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(holder.starts_with("`plan` (pid "), "{holder}");
+    }
+
+    #[test]
+    fn writes_leave_no_temporary_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path());
+        let mut access = PolicyAccess::new(
+            "team",
+            PolicyAccessSpec {
+                connector_ref: ConnectorRef {
+                    name: "acme".into(),
+                    namespace: None,
+                },
+                policy: PolicySelector {
+                    id: Some("P1".into()),
+                    name: None,
+                },
+                mode: Default::default(),
+                deletion_policy: Default::default(),
+                suspend: false,
+                members: vec![],
+            },
+        );
+        access.metadata.namespace = Some("finance".into());
+        let key = ObjectKey::new("finance", "team");
+        status_dir.write(&key, &access).unwrap();
+        status_dir.write(&key, &access).unwrap();
+        let entries: Vec<String> = std::fs::read_dir(dir.path().join("policyaccess/finance"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(entries, vec!["team.yaml"]);
     }
 
     #[test]
