@@ -131,13 +131,18 @@ impl FileArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LockArgs {
     /// How long to wait for another apply, watch or plan using the same status directory
-    /// before giving up (exit 1, naming it).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_arg)]
+    /// before giving up (exit 1, naming it); 0 does not wait.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = wait_arg)]
     pub lock_timeout: Duration,
 }
 
-/// A duration flag (`90s`, `5m`, `1h30m`), parsed by clap so a bad value is a usage error.
-pub fn duration_arg(text: &str) -> Result<Duration, String> {
+/// A duration flag (`90s`, `5m`, `1h30m`, or `0`/`0s` for no wait), parsed by clap so a bad
+/// value is a usage error.
+pub fn wait_arg(text: &str) -> Result<Duration, String> {
+    let number = text.trim().trim_end_matches(['m', 's', 'h']);
+    if !number.is_empty() && number.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
     parse_duration(text).map_err(|e| e.to_string())
 }
 
@@ -179,8 +184,12 @@ mod tests {
 
     #[test]
     fn lock_timeout_flag() {
-        assert_eq!(duration_arg("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(duration_arg("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(duration_arg("soon").is_err());
+        assert_eq!(wait_arg("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(wait_arg("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(wait_arg("0"), Ok(Duration::ZERO));
+        assert_eq!(wait_arg("0ms"), Ok(Duration::ZERO));
+        assert!(wait_arg("soon").is_err());
+        assert!(wait_arg("").is_err());
+        assert!(wait_arg("s").is_err());
     }
 }
