@@ -2,16 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -74,6 +75,58 @@ fn connectors_using(
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
+}
+
+/// Readiness from the connector watches' own streams: each reports its first complete list
+/// (`InitDone`) once, and the last of them makes the replica ready. Awaiting the store's
+/// `wait_until_ready` instead competes with the controller, which awaits the same one-waker
+/// future: only one of the two is ever woken, and readiness never came.
+#[derive(Clone)]
+struct InitialLists {
+    pending: Arc<AtomicUsize>,
+    readiness: Arc<Readiness>,
+}
+
+impl InitialLists {
+    fn new(watches: usize, readiness: Arc<Readiness>) -> Self {
+        if watches == 0 {
+            readiness.set_ready();
+        }
+        Self {
+            pending: Arc::new(AtomicUsize::new(watches)),
+            readiness,
+        }
+    }
+
+    /// Called with every event of one watch; counts that watch's first `InitDone` only.
+    fn tracker<K>(&self) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        let lists = self.clone();
+        let mut listed = false;
+        move |event| {
+            if listed || !matches!(event, watcher::Event::InitDone) {
+                return;
+            }
+            listed = true;
+            if lists.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                info!("every watch has listed everything once; ready");
+                lists.readiness.set_ready();
+            }
+        }
+    }
+}
+
+/// A connector controller over a reflector of our own, so its first full list is seen.
+fn connector_controller(
+    api: Api<ExpensifyConnector>,
+    watch_config: watcher::Config,
+    lists: &InitialLists,
+) -> Controller<ExpensifyConnector> {
+    let (reader, writer) = reflector::store();
+    let mut listed = lists.tracker();
+    let objects = reflector(writer, watcher(api, watch_config))
+        .inspect_ok(move |event| listed(event))
+        .applied_objects();
+    Controller::for_stream(objects, reader)
 }
 
 /// Runs until `stop` resolves; syncs in flight finish first.
@@ -144,15 +197,17 @@ pub async fn run(
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let mut stores = Vec::new();
+    let initial_lists = InitialLists::new(
+        settings.scope.apis::<ExpensifyConnector>(&client).len(),
+        readiness,
+    );
     // One connector controller per watched scope; each hears every watched PolicyAccess
     // (a reference may cross namespaces) and the Secrets of its own scope.
     for connectors_api in settings.scope.apis::<ExpensifyConnector>(&client) {
-        let connectors = Controller::new(connectors_api.clone(), watch_config.clone())
-            .with_config(config.clone());
+        let mut connectors =
+            connector_controller(connectors_api.clone(), watch_config.clone(), &initial_lists)
+                .with_config(config.clone());
         let store = connectors.store();
-        stores.push(store.clone());
-        let mut connectors = connectors;
         for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
             connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
                 let key = AccessObject::from_resource(&pa).connector_key();
@@ -206,16 +261,6 @@ pub async fn run(
         ));
     }
 
-    // Ready once every connector watch has listed everything.
-    let ready_flag = readiness.clone();
-    tokio::spawn(async move {
-        for store in stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
-        }
-        ready_flag.set_ready();
-    });
     // A new leader syncs everything once; a lost lease stops writes at the next reconcile.
     let mut leadership = leader;
     let leader_ctx = ctx.clone();
