@@ -97,8 +97,6 @@ fn context(
     client: kube::Client,
     sim_settings: expensify_operator::expensify::ClientSettings,
 ) -> Arc<Context> {
-    // The sender may go: the receiver keeps the last value, "leader".
-    let (_, leader) = tokio::sync::watch::channel(true);
     Arc::new(Context::new(
         client.clone(),
         Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings).unwrap()),
@@ -110,7 +108,7 @@ fn context(
             },
         ),
         Arc::new(Metrics::default()),
-        leader,
+        expensify_operator::cluster::leadership::Leadership::always(),
         Default::default(),
     ))
 }

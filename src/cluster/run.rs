@@ -14,10 +14,12 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use kube_lease_manager::LeaseManager;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::leadership::{self, LeadershipTerms};
 use super::kube_io::Scope;
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
@@ -129,6 +131,67 @@ fn connector_controller(
     Controller::for_stream(objects, reader)
 }
 
+type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
+
+/// Starts leader election when asked: the lease manager's "leading" flag and its task.
+/// Without it, this replica leads from the start.
+async fn elect(
+    client: &Client,
+    lease: Option<&LeaseSettings>,
+) -> Result<(watch::Receiver<bool>, Option<LeaseTask>), RunControllerError> {
+    let Some(lease) = lease else {
+        return Ok((watch::channel(true).1, None));
+    };
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(lease.duration.as_secs().max(1))
+        .with_grace(lease.duration.as_secs().max(2) / 2)
+        .build()
+        .await
+        .map_err(|e| RunControllerError::Lease(e.to_string()))?;
+    let (receiver, task) = manager.watch().await;
+    info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
+    Ok((receiver, Some(task)))
+}
+
+/// Follows the lease manager: a lost lease ends the term at once (every write after it is
+/// refused, mid-sync included); a new term syncs everything once.
+fn follow_leadership(
+    mut leader: watch::Receiver<bool>,
+    terms: LeadershipTerms,
+    ctx: Arc<Context>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while leader.changed().await.is_ok() {
+            let leading = *leader.borrow_and_update();
+            terms.set(leading);
+            if leading {
+                info!("this replica holds the lease now; syncing everything once");
+                ctx.forget_all();
+            } else {
+                warn!("the lease is lost; no more writes from this replica");
+            }
+        }
+    })
+}
+
+/// With every receiver gone the lease task returns its manager: hand the lease over now
+/// instead of letting it expire.
+async fn release_lease(task: Option<LeaseTask>) {
+    let Some(task) = task else {
+        return;
+    };
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(manager))) => {
+            if let Err(e) = manager.release().await {
+                warn!(error = %e, "releasing the lease failed; it expires by itself");
+            }
+        }
+        _ => warn!("the lease could not be released; it expires by itself"),
+    }
+}
+
 /// Runs until `stop` resolves; syncs in flight finish first.
 pub async fn run(
     client: Client,
@@ -164,33 +227,19 @@ pub async fn run(
     .await?;
     info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
 
-    let (leader, lease_task) = match &settings.lease {
-        None => (watch::channel(true).1, None),
-        Some(lease) => {
-            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
-                .with_namespace(&lease.namespace)
-                .with_identity(&lease.identity)
-                .with_duration(lease.duration.as_secs().max(1))
-                .with_grace(lease.duration.as_secs().max(2) / 2)
-                .build()
-                .await
-                .map_err(|e| RunControllerError::Lease(e.to_string()))?;
-            let (receiver, task) = manager.watch().await;
-            info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
-            (receiver, Some(task))
-        }
-    };
+    let (leader, lease_task) = elect(&client, settings.lease.as_ref()).await?;
+    let (terms, leadership) = leadership::leadership(*leader.borrow());
 
     let reporter = Reporter {
         controller: "expensify-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
         Recorder::new(client.clone(), reporter),
         metrics,
-        leader.clone(),
+        leadership,
         settings.scope.clone(),
     ));
 
@@ -261,35 +310,13 @@ pub async fn run(
         ));
     }
 
-    // A new leader syncs everything once; a lost lease stops writes at the next reconcile.
-    let mut leadership = leader;
-    let leader_ctx = ctx.clone();
-    let leadership_task = tokio::spawn(async move {
-        while leadership.changed().await.is_ok() {
-            let leading = *leadership.borrow();
-            info!(leading, "leadership changed");
-            if leading {
-                leader_ctx.forget_all();
-            }
-        }
-    });
+    let leadership_task = follow_leadership(leader, terms, ctx.clone());
 
     futures::future::join_all(controllers).await;
     leadership_task.abort();
     let _ = leadership_task.await;
     drop(ctx);
-    // With every receiver gone the lease task returns its manager: hand the lease over now
-    // instead of letting it expire.
-    if let Some(task) = lease_task {
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(manager))) => {
-                if let Err(e) = manager.release().await {
-                    warn!(error = %e, "releasing the lease failed; it expires by itself");
-                }
-            }
-            _ => warn!("the lease could not be released; it expires by itself"),
-        }
-    }
+    release_lease(lease_task).await;
     let _ = probes.await;
     info!("controller stopped");
     Ok(())

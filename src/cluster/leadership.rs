@@ -1,0 +1,229 @@
+//! Leadership as the writes see it: one cancellation token per term of holding the Lease,
+//! cancelled the moment the lease manager reports the Lease lost, and checked right before
+//! every write (status patches and finalizer changes through [`guarded_client`]; the
+//! Expensify writes through a [`LeadershipGuard`] the executor holds). Checking only when a
+//! reconcile starts let an old leader keep writing for the rest of a sync after another
+//! replica had taken over.
+
+use std::future::Future;
+
+use http::{Method, Request};
+use kube::client::Body;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A write refused because this replica no longer holds (or never held) the Lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this replica does not hold the leader lease (lost mid-sync?): the write is left to the leader")]
+pub struct LeadershipLost;
+
+/// Starts and ends terms; held by whoever follows the lease manager.
+#[derive(Debug)]
+pub struct LeadershipTerms {
+    term: watch::Sender<Option<CancellationToken>>,
+}
+
+impl LeadershipTerms {
+    /// Records whether this replica leads: a new term (and token) when it starts to, the
+    /// current term's token cancelled when it stops.
+    pub fn set(&self, leading: bool) {
+        self.term.send_if_modified(|term| match (leading, term.as_ref()) {
+            (true, None) => {
+                *term = Some(CancellationToken::new());
+                true
+            }
+            (false, Some(current)) => {
+                current.cancel();
+                *term = None;
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
+/// This replica's leadership, cheap to clone and to ask.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    term: watch::Receiver<Option<CancellationToken>>,
+}
+
+/// The leadership and its terms, leading or not to begin with.
+pub fn leadership(leading: bool) -> (LeadershipTerms, Leadership) {
+    let (term, receiver) = watch::channel(None);
+    let terms = LeadershipTerms { term };
+    terms.set(leading);
+    (terms, Leadership { term: receiver })
+}
+
+impl Leadership {
+    /// Always leading: without leader election this replica is the only writer. (The terms
+    /// are dropped; the one term never ends.)
+    pub fn always() -> Leadership {
+        leadership(true).1
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.term
+            .borrow()
+            .as_ref()
+            .is_some_and(|token| !token.is_cancelled())
+    }
+
+    /// Ok while this replica leads right now.
+    pub fn ensure_leading(&self) -> Result<(), LeadershipLost> {
+        if self.is_leading() {
+            Ok(())
+        } else {
+            Err(LeadershipLost)
+        }
+    }
+
+    /// A guard of the current term, to take when a sync starts and check before each of its
+    /// writes: it fails from the moment this term ends, even if a later term has begun
+    /// (the new term's first sync starts over from what the cluster says then).
+    pub fn guard(&self) -> Result<LeadershipGuard, LeadershipLost> {
+        match self.term.borrow().as_ref() {
+            Some(token) if !token.is_cancelled() => Ok(LeadershipGuard {
+                token: token.clone(),
+            }),
+            _ => Err(LeadershipLost),
+        }
+    }
+}
+
+/// One leadership term: clone it into a closure or async hook and check it right before a
+/// write; or await [`LeadershipGuard::lost`] to abandon work the moment the term ends.
+#[derive(Debug, Clone)]
+pub struct LeadershipGuard {
+    token: CancellationToken,
+}
+
+impl LeadershipGuard {
+    /// Ok while the term this guard was taken in lasts.
+    pub fn ensure_leading(&self) -> Result<(), LeadershipLost> {
+        if self.token.is_cancelled() {
+            Err(LeadershipLost)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves when the term ends.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
+
+    /// The term's token itself, e.g. for `CancellationToken::run_until_cancelled`.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// The API group whose objects a replica writes only while it leads.
+const GUARDED_PREFIX: &str = "/apis/expensify.gitops.dev/";
+
+/// Whether `request` writes one of our objects (status patch, finalizer change, ...).
+fn is_guarded_write<B>(request: &Request<B>) -> bool {
+    !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && request.uri().path().starts_with(GUARDED_PREFIX)
+}
+
+/// `client`, refusing every write to an expensify.gitops.dev object while this replica
+/// does not lead (the check is made as the request leaves, after any wait for a rate limit
+/// or a slow sync). Reads, watches, Secrets, Events and the Lease itself pass untouched.
+/// A refused write fails as `kube::Error::Service(LeadershipLost)`.
+pub fn guarded_client(client: kube::Client, leadership: Leadership) -> kube::Client {
+    let default_namespace = client.default_namespace().to_string();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let (client, leadership) = (client.clone(), leadership.clone());
+        async move {
+            if is_guarded_write(&request) {
+                leadership.ensure_leading()?;
+            }
+            client
+                .send(request)
+                .await
+                .map_err(|e| -> tower::BoxError { Box::new(e) })
+        }
+    });
+    kube::Client::new(service, default_namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_fails_from_the_end_of_its_term_even_when_a_new_one_begins() {
+        let (terms, leadership) = leadership(false);
+        assert_eq!(leadership.ensure_leading(), Err(LeadershipLost));
+        assert!(leadership.guard().is_err(), "no term, no guard");
+
+        terms.set(true);
+        let first = leadership.guard().unwrap();
+        let in_closure = first.clone();
+        let check = move || in_closure.ensure_leading();
+        assert_eq!(check(), Ok(()));
+        terms.set(true);
+        assert_eq!(first.ensure_leading(), Ok(()), "the same term goes on");
+
+        terms.set(false);
+        assert_eq!(first.ensure_leading(), Err(LeadershipLost));
+        assert_eq!(check(), Err(LeadershipLost));
+        assert_eq!(leadership.ensure_leading(), Err(LeadershipLost));
+
+        terms.set(true);
+        assert_eq!(leadership.ensure_leading(), Ok(()));
+        assert_eq!(
+            first.ensure_leading(),
+            Err(LeadershipLost),
+            "an old term stays over"
+        );
+        assert_eq!(leadership.guard().unwrap().ensure_leading(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn lost_resolves_when_the_term_ends() {
+        let (terms, leadership) = leadership(true);
+        let guard = leadership.guard().unwrap();
+        let lost = tokio::spawn(guard.lost());
+        tokio::task::yield_now().await;
+        assert!(!lost.is_finished());
+        terms.set(false);
+        tokio::time::timeout(std::time::Duration::from_secs(1), lost)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn without_election_the_replica_always_leads() {
+        let leadership = Leadership::always();
+        assert!(leadership.is_leading());
+        assert!(leadership.guard().is_ok());
+    }
+
+    #[test]
+    fn only_writes_to_our_objects_are_guarded() {
+        let request = |method: Method, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap()
+        };
+        let status = "/apis/expensify.gitops.dev/v1alpha1/namespaces/f/policyaccesses/t/status";
+        assert!(is_guarded_write(&request(Method::PATCH, status)));
+        assert!(is_guarded_write(&request(Method::PUT, status)));
+        assert!(!is_guarded_write(&request(Method::GET, status)));
+        assert!(!is_guarded_write(&request(
+            Method::PATCH,
+            "/apis/coordination.k8s.io/v1/namespaces/d/leases/l"
+        )));
+        assert!(!is_guarded_write(&request(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/d/events"
+        )));
+    }
+}
