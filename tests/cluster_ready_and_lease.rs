@@ -207,7 +207,10 @@ async fn a_replica_that_loses_the_lease_mid_sync_writes_no_more() {
         let started = Instant::now();
         let mut ok = check();
         while !ok {
-            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(50));
             ok = check();
         }
@@ -229,13 +232,16 @@ async fn a_replica_that_loses_the_lease_mid_sync_writes_no_more() {
     });
     let requests = || sim.state().counters().requests;
     let before_edit = requests();
-    let accesses = Api::<expensify_operator::api::PolicyAccess>::namespaced(client.clone(), "finance");
+    let accesses =
+        Api::<expensify_operator::api::PolicyAccess>::namespaced(client.clone(), "finance");
     let members = json!({"spec": {"members": [{"email": "new@acme.example"}, {"email": "late@acme.example"}]}});
     accesses
         .patch("team", &PatchParams::default(), &Patch::Merge(&members))
         .await
         .unwrap();
-    until("the sync to wait on Expensify", &|| requests() > before_edit);
+    until("the sync to wait on Expensify", &|| {
+        requests() > before_edit
+    });
 
     // Another replica takes the Lease (a forced server-side apply) and keeps renewing it.
     let leases = Api::<Lease>::namespaced(client.clone(), "default");
@@ -284,7 +290,9 @@ async fn a_replica_that_loses_the_lease_mid_sync_writes_no_more() {
         version(&double, apiserver::Kind::Access, "team"),
         access_version,
         "the PolicyAccess was written after the lease was lost: {}",
-        double.get(apiserver::Kind::Access, "finance", "team").unwrap()["status"]
+        double
+            .get(apiserver::Kind::Access, "finance", "team")
+            .unwrap()["status"]
     );
     assert_eq!(
         version(&double, apiserver::Kind::Connector, "acme"),

@@ -111,10 +111,15 @@ async fn a_second_writer_waits_then_fails_naming_the_first() {
 
     watch.kill().await.unwrap();
     // The lock dies with its holder: no stale lock file blocks the next run.
-    let apply = command(&["apply", repo.path().to_str().unwrap(), "--lock-timeout", "5s"])
-        .output()
-        .await
-        .unwrap();
+    let apply = command(&[
+        "apply",
+        repo.path().to_str().unwrap(),
+        "--lock-timeout",
+        "5s",
+    ])
+    .output()
+    .await
+    .unwrap();
     assert_eq!(
         apply.status.code(),
         Some(0),

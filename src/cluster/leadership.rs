@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 /// A write refused because this replica no longer holds (or never held) the Lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("this replica does not hold the leader lease (lost mid-sync?): the write is left to the leader")]
+#[error(
+    "this replica does not hold the leader lease (lost mid-sync?): the write is left to the leader"
+)]
 pub struct LeadershipLost;
 
 /// Starts and ends terms; held by whoever follows the lease manager.
@@ -27,18 +29,19 @@ impl LeadershipTerms {
     /// Records whether this replica leads: a new term (and token) when it starts to, the
     /// current term's token cancelled when it stops.
     pub fn set(&self, leading: bool) {
-        self.term.send_if_modified(|term| match (leading, term.as_ref()) {
-            (true, None) => {
-                *term = Some(CancellationToken::new());
-                true
-            }
-            (false, Some(current)) => {
-                current.cancel();
-                *term = None;
-                true
-            }
-            _ => false,
-        });
+        self.term
+            .send_if_modified(|term| match (leading, term.as_ref()) {
+                (true, None) => {
+                    *term = Some(CancellationToken::new());
+                    true
+                }
+                (false, Some(current)) => {
+                    current.cancel();
+                    *term = None;
+                    true
+                }
+                _ => false,
+            });
     }
 }
 
@@ -125,8 +128,10 @@ const GUARDED_PREFIX: &str = "/apis/expensify.gitops.dev/";
 
 /// Whether `request` writes one of our objects (status patch, finalizer change, ...).
 fn is_guarded_write<B>(request: &Request<B>) -> bool {
-    !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && request.uri().path().starts_with(GUARDED_PREFIX)
+    !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && request.uri().path().starts_with(GUARDED_PREFIX)
 }
 
 /// `client`, refusing every write to an expensify.gitops.dev object while this replica

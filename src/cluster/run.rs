@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::leadership::{self, LeadershipTerms};
 use super::kube_io::Scope;
+use super::leadership::{self, LeadershipTerms};
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::{reconciler, unattached};

@@ -271,9 +271,16 @@ mod tests {
         let triggers = |kind: EventKind| relevant(&teams, dir, &root, &kind);
         assert!(triggers(EventKind::Create(CreateKind::Folder)));
         assert!(triggers(EventKind::Remove(RemoveKind::Folder)));
-        assert!(triggers(EventKind::Modify(ModifyKind::Name(RenameMode::Both))));
-        assert!(!triggers(EventKind::Access(AccessKind::Open(AccessMode::Any))));
-        assert!(!triggers(WRITE), "a listing changing is its entries' events");
+        assert!(triggers(EventKind::Modify(ModifyKind::Name(
+            RenameMode::Both
+        ))));
+        assert!(!triggers(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(
+            !triggers(WRITE),
+            "a listing changing is its entries' events"
+        );
     }
 
     #[test]
