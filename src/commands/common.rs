@@ -147,10 +147,14 @@ pub fn wait_arg(text: &str) -> Result<Duration, String> {
 }
 
 impl FileArgs {
-    /// The status directory, locked for `command` (see [`StatusDir::lock`]).
+    /// The status directory, locked for writer `command` (see [`StatusDir::lock`]).
     pub async fn lock(&self, command: &str, lock: &LockArgs) -> anyhow::Result<StatusDirLock> {
-        let status_dir = self.status_dir();
-        Ok(status_dir.lock(command, lock.lock_timeout).await?)
+        Ok(self.status_dir().lock(command, lock.lock_timeout).await?)
+    }
+
+    /// The status directory, locked for a reader (see [`StatusDir::lock_shared`]).
+    pub async fn lock_shared(&self, lock: &LockArgs) -> anyhow::Result<Option<StatusDirLock>> {
+        Ok(self.status_dir().lock_shared(lock.lock_timeout).await?)
     }
 }
 

@@ -23,8 +23,8 @@ pub const CHANGES_PENDING: i32 = 2;
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
-    // Held until the command ends: one writer per status directory.
-    let _lock = args.files.lock("plan", &args.lock).await?;
+    // Held until the command ends: no writer changes the status while it is read.
+    let _lock = args.files.lock_shared(&args.lock).await?;
     let report = mode.pass(true).await?;
     match args.output {
         OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),

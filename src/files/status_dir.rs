@@ -2,7 +2,7 @@
 //! its status, so file mode keeps `managedMembers` and generations between runs without
 //! ever touching the user's manifests.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,12 +62,48 @@ pub enum LockStatusDirError {
     },
 }
 
-/// An exclusive hold on a status directory: one process at a time reads the previous
-/// status, writes to Expensify and writes the new status. Released when dropped (the
-/// operating system releases it too when the process dies, so a crash leaves no stale lock).
+#[derive(Debug, Clone, Copy)]
+enum LockKind {
+    Exclusive,
+    Shared,
+}
+
+/// A hold on a status directory: exclusive for a writer (one process at a time reads the
+/// previous status, writes to Expensify and writes the new status), shared for readers.
+/// Released when dropped (the operating system releases it too when the process dies, so a
+/// crash leaves no stale lock).
 #[derive(Debug)]
 pub struct StatusDirLock {
-    _file: File,
+    file: File,
+    /// Whether this holder wrote its name into the lock file (exclusive holders only).
+    named: bool,
+}
+
+impl StatusDirLock {
+    /// Writes who holds the lock into the lock file, for the message of the next to wait.
+    fn name(&mut self, command: &str) {
+        let file = &mut self.file;
+        let named = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", holder_description(command)))
+            .and_then(|()| file.sync_data());
+        match named {
+            Ok(()) => self.named = true,
+            // The lock holds regardless; only the next waiter's message is poorer.
+            Err(e) => tracing::debug!(error = %e, "naming the lock holder failed"),
+        }
+    }
+}
+
+impl Drop for StatusDirLock {
+    /// Empties the lock file before the lock goes, so a committed status directory does
+    /// not change with every run and no one is named who no longer holds it.
+    fn drop(&mut self) {
+        if self.named {
+            let _ = self.file.set_len(0);
+        }
+    }
 }
 
 /// Who holds a lock, as written into the lock file for the message of the one waiting.
@@ -93,7 +129,7 @@ fn read_holder(file: &mut File) -> String {
         .and_then(|()| file.take(1024).read_to_string(&mut text));
     match read {
         Ok(_) if !text.trim().is_empty() => text.trim().to_string(),
-        _ => "another process (it has not named itself yet)".into(),
+        _ => "another process (a `plan`, or one that has not named itself yet)".into(),
     }
 }
 
@@ -138,12 +174,35 @@ impl StatusDir {
         command: &str,
         timeout: Duration,
     ) -> Result<StatusDirLock, LockStatusDirError> {
-        let path = self.root.join(LOCK_FILE);
-        let open_error = |source| LockStatusDirError::Open {
-            path: path.display().to_string(),
+        std::fs::create_dir_all(&self.root).map_err(|source| LockStatusDirError::Open {
+            path: self.root.join(LOCK_FILE).display().to_string(),
             source,
-        };
-        std::fs::create_dir_all(&self.root).map_err(open_error)?;
+        })?;
+        let mut lock = self.acquire(LockKind::Exclusive, timeout).await?;
+        lock.name(command);
+        Ok(lock)
+    }
+
+    /// Takes a shared lock for a reader (`plan`): readers run side by side, but never while
+    /// a writer holds the directory, so the status they read is not half written. Without a
+    /// status directory there is nothing to read and nothing is created (`plan` writes
+    /// nothing): `None`.
+    pub async fn lock_shared(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<StatusDirLock>, LockStatusDirError> {
+        if !self.root.is_dir() {
+            return Ok(None);
+        }
+        self.acquire(LockKind::Shared, timeout).await.map(Some)
+    }
+
+    async fn acquire(
+        &self,
+        kind: LockKind,
+        timeout: Duration,
+    ) -> Result<StatusDirLock, LockStatusDirError> {
+        let path = self.root.join(LOCK_FILE);
         // Not truncated on open: the holder's name is in it until this process holds the lock.
         let mut file = File::options()
             .read(true)
@@ -151,22 +210,29 @@ impl StatusDir {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(open_error)?;
+            .map_err(|source| LockStatusDirError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         let started = Instant::now();
         loop {
-            match file.try_lock() {
+            let attempt = match kind {
+                LockKind::Exclusive => file.try_lock(),
+                LockKind::Shared => file.try_lock_shared(),
+            };
+            match attempt {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
                     tokio::time::sleep(LOCK_RETRY.min(timeout)).await;
                 }
-                Err(std::fs::TryLockError::WouldBlock) => {
+                Err(TryLockError::WouldBlock) => {
                     return Err(LockStatusDirError::Held {
                         dir: self.root.display().to_string(),
                         holder: read_holder(&mut file),
                         waited: timeout,
                     });
                 }
-                Err(std::fs::TryLockError::Error(source)) => {
+                Err(TryLockError::Error(source)) => {
                     return Err(LockStatusDirError::Lock {
                         path: path.display().to_string(),
                         source,
@@ -174,16 +240,7 @@ impl StatusDir {
                 }
             }
         }
-        let named = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", holder_description(command)))
-            .and_then(|()| file.sync_data());
-        if let Err(e) = named {
-            // The lock holds regardless; only the next waiter's message is poorer.
-            tracing::debug!(error = %e, path = %path.display(), "naming the lock holder failed");
-        }
-        Ok(StatusDirLock { _file: file })
+        Ok(StatusDirLock { file, named: false })
     }
 
     fn path<K: Resource<DynamicType = ()>>(&self, key: &ObjectKey) -> PathBuf {
@@ -312,10 +369,7 @@ mod tests {
         ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus, PolicySelector,
     };
 
-    #[test]
-    fn round_trips_and_lists_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let status_dir = StatusDir::new(dir.path().join("status"));
+    fn team() -> PolicyAccess {
         let mut access = PolicyAccess::new(
             "team",
             PolicyAccessSpec {
@@ -334,6 +388,14 @@ mod tests {
             },
         );
         access.metadata.namespace = Some("finance".into());
+        access
+    }
+
+    #[test]
+    fn round_trips_and_lists_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path().join("status"));
+        let mut access = team();
         access.status = Some(PolicyAccessStatus {
             managed_members: vec!["a@acme.example".into()],
             ..Default::default()
@@ -377,37 +439,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             drop(first);
         });
-        status_dir
-            .lock("plan", Duration::from_secs(5))
+        let _second = status_dir
+            .lock("watch", Duration::from_secs(5))
             .await
             .unwrap();
         release.await.unwrap();
         let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
-        assert!(holder.starts_with("`plan` (pid "), "{holder}");
+        assert!(holder.starts_with("`watch` (pid "), "{holder}");
+    }
+
+    #[tokio::test]
+    async fn readers_share_the_lock_but_not_with_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = StatusDir::new(dir.path().join("status"));
+        assert!(missing.lock_shared(Duration::ZERO).await.unwrap().is_none());
+        assert!(
+            !dir.path().join("status").exists(),
+            "a reader creates nothing"
+        );
+
+        let status_dir = StatusDir::new(dir.path());
+        let first = status_dir.lock_shared(Duration::ZERO).await.unwrap();
+        let second = status_dir.lock_shared(Duration::ZERO).await.unwrap();
+        assert!(first.is_some() && second.is_some());
+        let writer = status_dir.lock("apply", Duration::from_millis(150)).await;
+        assert!(writer.unwrap_err().to_string().contains("a `plan`"));
+        drop((first, second));
+
+        let writer = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+        let reader = status_dir.lock_shared(Duration::from_millis(150)).await;
+        assert!(reader.unwrap_err().to_string().contains("`apply` (pid "));
+        drop(writer);
+        let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(holder, "", "the name goes with the lock");
     }
 
     #[test]
     fn writes_leave_no_temporary_file_behind() {
         let dir = tempfile::tempdir().unwrap();
         let status_dir = StatusDir::new(dir.path());
-        let mut access = PolicyAccess::new(
-            "team",
-            PolicyAccessSpec {
-                connector_ref: ConnectorRef {
-                    name: "acme".into(),
-                    namespace: None,
-                },
-                policy: PolicySelector {
-                    id: Some("P1".into()),
-                    name: None,
-                },
-                mode: Default::default(),
-                deletion_policy: Default::default(),
-                suspend: false,
-                members: vec![],
-            },
-        );
-        access.metadata.namespace = Some("finance".into());
+        let access = team();
         let key = ObjectKey::new("finance", "team");
         status_dir.write(&key, &access).unwrap();
         status_dir.write(&key, &access).unwrap();
