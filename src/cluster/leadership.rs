@@ -6,10 +6,13 @@
 //! replica had taken over.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::{Method, Request};
 use kube::client::Body;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// A write refused because this replica no longer holds (or never held) the Lease.
@@ -26,6 +29,11 @@ pub struct LeadershipTerms {
 }
 
 impl LeadershipTerms {
+    /// Whether a term is on.
+    pub fn leading(&self) -> bool {
+        self.term.borrow().is_some()
+    }
+
     /// Records whether this replica leads: a new term (and token) when it starts to, the
     /// current term's token cancelled when it stops.
     pub fn set(&self, leading: bool) {
@@ -155,6 +163,75 @@ pub fn guarded_client(client: kube::Client, leadership: Leadership) -> kube::Cli
     kube::Client::new(service, default_namespace)
 }
 
+/// When this replica last renewed the Lease for sure: the start of its last successful
+/// write to it. The lease manager reports a lost Lease only once it reads another holder;
+/// when it cannot reach the API server at all it reports nothing, while another replica
+/// takes over as soon as the Lease expires. So a term also ends at the renewal deadline,
+/// before the Lease can expire, and a renewal after it starts a new term.
+#[derive(Debug, Clone)]
+pub struct LeaseRenewals {
+    last: Arc<Mutex<Option<Instant>>>,
+    renewed: Arc<Notify>,
+    /// How long after a renewal began this replica may still write.
+    deadline_after: Duration,
+}
+
+impl LeaseRenewals {
+    /// For a Lease of `duration`: the deadline is four fifths of it after a renewal began,
+    /// leaving a fifth for clock skew between replicas.
+    pub fn new(duration: Duration) -> Self {
+        Self {
+            last: Arc::new(Mutex::new(None)),
+            renewed: Arc::new(Notify::new()),
+            deadline_after: duration.mul_f64(0.8),
+        }
+    }
+
+    fn record(&self, started: Instant) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|previous| previous < started) {
+            *last = Some(started);
+        }
+        drop(last);
+        self.renewed.notify_waiters();
+    }
+
+    /// Until when the last renewal lets this replica write; `None` before any.
+    pub fn deadline(&self) -> Option<Instant> {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|at| at + self.deadline_after)
+    }
+
+    /// Resolves at the next successful renewal.
+    pub async fn renewed(&self) {
+        self.renewed.notified().await;
+    }
+
+    /// `client` for the lease manager: every successful write to the Lease `name` in
+    /// `namespace` is recorded as a renewal, from the moment it was sent.
+    pub fn observe(&self, client: kube::Client, namespace: &str, name: &str) -> kube::Client {
+        let path = format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}");
+        let default_namespace = client.default_namespace().to_string();
+        let renewals = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let (client, renewals) = (client.clone(), renewals.clone());
+            let renewal = request.method() == Method::PATCH && request.uri().path() == path;
+            async move {
+                let started = Instant::now();
+                let response = client
+                    .send(request)
+                    .await
+                    .map_err(|e| -> tower::BoxError { Box::new(e) })?;
+                if renewal && response.status().is_success() {
+                    renewals.record(started);
+                }
+                Ok::<_, tower::BoxError>(response)
+            }
+        });
+        kube::Client::new(service, default_namespace)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +284,29 @@ mod tests {
         let leadership = Leadership::always();
         assert!(leadership.is_leading());
         assert!(leadership.guard().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_renewal_deadline_follows_the_latest_renewal() {
+        let renewals = LeaseRenewals::new(Duration::from_secs(10));
+        assert_eq!(renewals.deadline(), None);
+        let first = Instant::now();
+        renewals.record(first);
+        assert_eq!(renewals.deadline(), Some(first + Duration::from_secs(8)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let waiting = {
+            let renewals = renewals.clone();
+            tokio::spawn(async move { renewals.renewed().await })
+        };
+        tokio::task::yield_now().await;
+        renewals.record(Instant::now());
+        waiting.await.unwrap();
+        renewals.record(first);
+        assert_eq!(
+            renewals.deadline(),
+            Some(first + Duration::from_secs(13)),
+            "an older answer arriving late does not move it back"
+        );
     }
 
     #[test]

@@ -16,11 +16,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use kube_lease_manager::LeaseManager;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::context::Context;
 use super::kube_io::Scope;
-use super::leadership::{self, LeadershipTerms};
+use super::leadership::{self, LeadershipTerms, LeaseRenewals};
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::{reconciler, unattached};
@@ -133,16 +134,29 @@ fn connector_controller(
 
 type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
 
-/// Starts leader election when asked: the lease manager's "leading" flag and its task.
-/// Without it, this replica leads from the start.
+/// Leader election as started: the lease manager's "leading" flag, its task, and the
+/// renewals seen. Without election: leading from the start, no task, no renewals.
+struct Election {
+    leader: watch::Receiver<bool>,
+    task: Option<LeaseTask>,
+    renewals: Option<LeaseRenewals>,
+}
+
+/// Starts leader election when asked.
 async fn elect(
     client: &Client,
     lease: Option<&LeaseSettings>,
-) -> Result<(watch::Receiver<bool>, Option<LeaseTask>), RunControllerError> {
+) -> Result<Election, RunControllerError> {
     let Some(lease) = lease else {
-        return Ok((watch::channel(true).1, None));
+        return Ok(Election {
+            leader: watch::channel(true).1,
+            task: None,
+            renewals: None,
+        });
     };
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+    let renewals = LeaseRenewals::new(lease.duration);
+    let lease_client = renewals.observe(client.clone(), &lease.namespace, &lease.name);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
         .with_duration(lease.duration.as_secs().max(1))
@@ -150,27 +164,59 @@ async fn elect(
         .build()
         .await
         .map_err(|e| RunControllerError::Lease(e.to_string()))?;
-    let (receiver, task) = manager.watch().await;
+    let (leader, task) = manager.watch().await;
     info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
-    Ok((receiver, Some(task)))
+    Ok(Election {
+        leader,
+        task: Some(task),
+        renewals: Some(renewals),
+    })
 }
 
-/// Follows the lease manager: a lost lease ends the term at once (every write after it is
-/// refused, mid-sync included); a new term syncs everything once.
+/// Follows the lease manager and the renewals: a term lasts while the manager says this
+/// replica holds the Lease and its last renewal is recent enough. When either fails the
+/// term ends at once (every write after it is refused, mid-sync included); a new term
+/// syncs everything once.
 fn follow_leadership(
     mut leader: watch::Receiver<bool>,
+    renewals: Option<LeaseRenewals>,
     terms: LeadershipTerms,
     ctx: Arc<Context>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while leader.changed().await.is_ok() {
-            let leading = *leader.borrow_and_update();
-            terms.set(leading);
-            if leading {
-                info!("this replica holds the lease now; syncing everything once");
-                ctx.forget_all();
-            } else {
-                warn!("the lease is lost; no more writes from this replica");
+        let mut leading = terms.leading();
+        loop {
+            let held = *leader.borrow_and_update();
+            let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
+            let in_time = renewals.is_none() || deadline.is_some_and(|d| d > Instant::now());
+            if (held && in_time) != leading {
+                leading = held && in_time;
+                terms.set(leading);
+                if leading {
+                    info!("this replica holds the lease now; syncing everything once");
+                    ctx.forget_all();
+                } else if held {
+                    warn!("the lease was not renewed in time; no writes until it is");
+                } else {
+                    warn!("the lease is lost; no more writes from this replica");
+                }
+            }
+            let expiry = async {
+                match deadline {
+                    Some(deadline) if leading => tokio::time::sleep_until(deadline).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let renewed = async {
+                match &renewals {
+                    Some(renewals) => renewals.renewed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                () = renewed => {}
+                () = expiry => {}
             }
         }
     })
@@ -227,8 +273,8 @@ pub async fn run(
     .await?;
     info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
 
-    let (leader, lease_task) = elect(&client, settings.lease.as_ref()).await?;
-    let (terms, leadership) = leadership::leadership(*leader.borrow());
+    let election = elect(&client, settings.lease.as_ref()).await?;
+    let (terms, leadership) = leadership::leadership(election.task.is_none());
 
     let reporter = Reporter {
         controller: "expensify-operator".into(),
@@ -310,13 +356,14 @@ pub async fn run(
         ));
     }
 
-    let leadership_task = follow_leadership(leader, terms, ctx.clone());
+    let leadership_task =
+        follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 
     futures::future::join_all(controllers).await;
     leadership_task.abort();
     let _ = leadership_task.await;
     drop(ctx);
-    release_lease(lease_task).await;
+    release_lease(election.task).await;
     let _ = probes.await;
     info!("controller stopped");
     Ok(())
