@@ -171,80 +171,149 @@ fn version(double: &apiserver::ApiServerDouble, kind: apiserver::Kind, name: &st
         .to_string()
 }
 
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn lease_holder(double: &apiserver::ApiServerDouble) -> Option<String> {
+    double
+        .get(apiserver::Kind::Lease, "default", "expensify-operator")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+/// Replica `replica-a` (a 2 s Lease) leading over the double and the simulator, after its
+/// first sync, in the middle of a second sync that waits on a slow Expensify (2.5 s a call).
+struct SyncInFlight {
+    double: apiserver::ApiServerDouble,
+    sim: expensify_operator::simulator::SimulatorHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    controller: tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
+}
+
+impl SyncInFlight {
+    async fn start() -> SyncInFlight {
+        let double = apiserver::ApiServerDouble::start().await;
+        let client = double.client();
+        let sim = start(&unlimited_seed()).await;
+        let settings = ControllerSettings {
+            probes_addr: "127.0.0.1:0".parse().unwrap(),
+            lease: Some(LeaseSettings {
+                name: "expensify-operator".into(),
+                namespace: "default".into(),
+                identity: "replica-a".into(),
+                duration: Duration::from_secs(2),
+            }),
+            debounce: Duration::from_millis(100),
+            scope: cluster::Scope::AllNamespaces,
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let controller = tokio::spawn(cluster::run(
+            client.clone(),
+            settings,
+            Arc::new(ExpensifyClients::new(test_settings()).unwrap()),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        until("replica-a to hold the lease", || {
+            lease_holder(&double).as_deref() == Some("replica-a")
+        })
+        .await;
+        create_objects(&client, &sim.endpoint()).await;
+        until("the first sync", || {
+            double
+                .get(apiserver::Kind::Access, "finance", "team")
+                .is_some_and(|a| a["status"]["phase"] == "Synced")
+        })
+        .await;
+
+        sim.state().set_faults(FaultConfig {
+            latency_ms: 2500,
+            ..FaultConfig::default()
+        });
+        let before_edit = sim.state().counters().requests;
+        edit_members(&client, &["new@acme.example", "late@acme.example"]).await;
+        until("the sync to wait on Expensify", || {
+            sim.state().counters().requests > before_edit
+        })
+        .await;
+        SyncInFlight {
+            double,
+            sim,
+            stop,
+            controller,
+        }
+    }
+
+    /// Waits until the sync is over (Expensify quiet for longer than a call takes), then
+    /// checks neither object was written since `versions` were taken.
+    async fn assert_no_write_since(&self, versions: (String, String), why: &str) {
+        let requests = || self.sim.state().counters().requests;
+        let mut last = (requests(), Instant::now());
+        while last.1.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if requests() != last.0 {
+                last = (requests(), Instant::now());
+            }
+        }
+        assert_eq!(
+            version(&self.double, apiserver::Kind::Access, "team"),
+            versions.0,
+            "the PolicyAccess was written after {why}: {}",
+            self.double
+                .get(apiserver::Kind::Access, "finance", "team")
+                .unwrap()["status"]
+        );
+        assert_eq!(
+            version(&self.double, apiserver::Kind::Connector, "acme"),
+            versions.1,
+            "the connector was written after {why}"
+        );
+    }
+
+    fn versions(&self) -> (String, String) {
+        (
+            version(&self.double, apiserver::Kind::Access, "team"),
+            version(&self.double, apiserver::Kind::Connector, "acme"),
+        )
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.controller)
+            .await
+            .expect("the controller stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn edit_members(client: &kube::Client, emails: &[&str]) {
+    let members: Vec<Value> = emails.iter().map(|e| json!({"email": e})).collect();
+    Api::<expensify_operator::api::PolicyAccess>::namespaced(client.clone(), "finance")
+        .patch(
+            "team",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"members": members}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// Another holder takes the Lease while the leader's sync waits on Expensify (between its
 /// read and its write): from then on the old leader patches no status and no finalizer.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_loses_the_lease_mid_sync_writes_no_more() {
-    let double = apiserver::ApiServerDouble::start().await;
-    let client = double.client();
-    let sim = start(&unlimited_seed()).await;
-    let settings = ControllerSettings {
-        probes_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: Some(LeaseSettings {
-            name: "expensify-operator".into(),
-            namespace: "default".into(),
-            identity: "replica-a".into(),
-            duration: Duration::from_secs(2),
-        }),
-        debounce: Duration::from_millis(100),
-        scope: cluster::Scope::AllNamespaces,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(cluster::run(
-        client.clone(),
-        settings,
-        Arc::new(ExpensifyClients::new(test_settings()).unwrap()),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let holder = || {
-        double
-            .get(apiserver::Kind::Lease, "default", "expensify-operator")
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
-    };
-    let until = |what: &'static str, check: &dyn Fn() -> bool| {
-        let started = Instant::now();
-        let mut ok = check();
-        while !ok {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-            ok = check();
-        }
-    };
-    until("replica-a to hold the lease", &|| {
-        holder().as_deref() == Some("replica-a")
-    });
-    create_objects(&client, &sim.endpoint()).await;
-    until("the first sync", &|| {
-        double
-            .get(apiserver::Kind::Access, "finance", "team")
-            .is_some_and(|a| a["status"]["phase"] == "Synced")
-    });
-
-    // Slow Expensify down, then start a sync with an edit.
-    sim.state().set_faults(FaultConfig {
-        latency_ms: 2500,
-        ..FaultConfig::default()
-    });
-    let requests = || sim.state().counters().requests;
-    let before_edit = requests();
-    let accesses =
-        Api::<expensify_operator::api::PolicyAccess>::namespaced(client.clone(), "finance");
-    let members = json!({"spec": {"members": [{"email": "new@acme.example"}, {"email": "late@acme.example"}]}});
-    accesses
-        .patch("team", &PatchParams::default(), &Patch::Merge(&members))
-        .await
-        .unwrap();
-    until("the sync to wait on Expensify", &|| {
-        requests() > before_edit
-    });
-
+    let sync = SyncInFlight::start().await;
     // Another replica takes the Lease (a forced server-side apply) and keeps renewing it.
-    let leases = Api::<Lease>::namespaced(client.clone(), "default");
+    let leases = Api::<Lease>::namespaced(sync.double.client(), "default");
     let take = move || {
         let leases = leases.clone();
         async move {
@@ -273,37 +342,44 @@ async fn a_replica_that_loses_the_lease_mid_sync_writes_no_more() {
             take().await;
         }
     });
-    let access_version = version(&double, apiserver::Kind::Access, "team");
-    let connector_version = version(&double, apiserver::Kind::Connector, "acme");
-
-    // Until the old leader's sync is over: Expensify quiet for longer than one call takes.
-    let mut last = (requests(), Instant::now());
-    while last.1.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if requests() != last.0 {
-            last = (requests(), Instant::now());
-        }
-    }
+    let versions = sync.versions();
+    sync.assert_no_write_since(versions, "the lease was lost")
+        .await;
     intruder.abort();
-    assert_eq!(holder().as_deref(), Some("intruder"));
-    assert_eq!(
-        version(&double, apiserver::Kind::Access, "team"),
-        access_version,
-        "the PolicyAccess was written after the lease was lost: {}",
-        double
-            .get(apiserver::Kind::Access, "finance", "team")
-            .unwrap()["status"]
-    );
-    assert_eq!(
-        version(&double, apiserver::Kind::Connector, "acme"),
-        connector_version,
-        "the connector was written after the lease was lost"
-    );
+    assert_eq!(lease_holder(&sync.double).as_deref(), Some("intruder"));
+    sync.stop().await;
+}
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .expect("the controller stops")
-        .unwrap()
-        .unwrap();
+/// The leader cannot renew its Lease (the API server refuses the writes, as for a replica
+/// cut off from it): past the renewal deadline it writes nothing, even though the lease
+/// manager never saw another holder; once renewals get through it leads again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_cannot_renew_stops_writing_at_the_deadline_and_resumes() {
+    let sync = SyncInFlight::start().await;
+    sync.double.refuse_lease_writes(true);
+    // The last renewal may have just got through: the deadline is at most 1.6 s away, and
+    // the sync's Expensify call returns 2.5 s after it began.
+    let versions = sync.versions();
+    sync.assert_no_write_since(versions, "the renewal deadline")
+        .await;
+
+    sync.double.refuse_lease_writes(false);
+    sync.sim.state().set_faults(FaultConfig::default());
+    // A change to sync; it is picked up once the renewed Lease starts a new term.
+    edit_members(
+        &sync.double.client(),
+        &[
+            "new@acme.example",
+            "late@acme.example",
+            "later@acme.example",
+        ],
+    )
+    .await;
+    until("the new term's sync", || {
+        roster(&sync.sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "later@acme.example")
+    })
+    .await;
+    sync.stop().await;
 }

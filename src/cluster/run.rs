@@ -356,8 +356,7 @@ pub async fn run(
         ));
     }
 
-    let leadership_task =
-        follow_leadership(election.leader, election.renewals, terms, ctx.clone());
+    let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 
     futures::future::join_all(controllers).await;
     leadership_task.abort();

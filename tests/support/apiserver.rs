@@ -78,6 +78,8 @@ struct Store {
     lease_holders: BTreeMap<Key, String>,
     requests: u64,
     status_writes: u64,
+    /// Lease writes answered 503, as when this replica cannot reach the API server.
+    refuse_lease_writes: bool,
 }
 
 /// The double; dropped, it stops serving.
@@ -192,6 +194,11 @@ impl ApiServerDouble {
     /// Events published so far.
     pub fn events(&self) -> Vec<Value> {
         self.store.lock().unwrap().events.clone()
+    }
+
+    /// While set, every write to a Lease fails (503): renewals cannot get through.
+    pub fn refuse_lease_writes(&self, refuse: bool) {
+        self.store.lock().unwrap().refuse_lease_writes = refuse;
     }
 
     /// Requests served and status writes made, for the benchmark.
@@ -348,6 +355,10 @@ async fn handle(
 
     let mut guard = store.lock().unwrap();
     let store = &mut *guard;
+    if kind == Kind::Lease && method != Method::GET && store.refuse_lease_writes {
+        let (c, v) = status_error(503, "ServiceUnavailable", "lease writes refused".into());
+        return Ok(reply(c, &v));
+    }
     let (code, value, change) = match (method.clone(), name.clone(), subresource.as_deref()) {
         (Method::GET, None, None) => {
             let items: Vec<Value> = store
