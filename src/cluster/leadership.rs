@@ -202,6 +202,11 @@ impl LeaseRenewals {
         last.map(|at| at + self.deadline_after)
     }
 
+    /// Whether the last renewal still lets this replica write at `now`.
+    pub fn in_time(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|deadline| deadline > now)
+    }
+
     /// Resolves at the next successful renewal.
     pub async fn renewed(&self) {
         self.renewed.notified().await;
@@ -307,6 +312,20 @@ mod tests {
             Some(first + Duration::from_secs(13)),
             "an older answer arriving late does not move it back"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_keep_a_replica_in_time_and_a_late_one_brings_it_back() {
+        let renewals = LeaseRenewals::new(Duration::from_secs(2));
+        assert!(!renewals.in_time(Instant::now()), "no renewal yet");
+        renewals.record(Instant::now());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(renewals.in_time(Instant::now()));
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(!renewals.in_time(Instant::now()), "past 4/5 of the lease");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        renewals.record(Instant::now());
+        assert!(renewals.in_time(Instant::now()), "renewed again");
     }
 
     #[test]

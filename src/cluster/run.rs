@@ -188,7 +188,7 @@ fn follow_leadership(
         loop {
             let held = *leader.borrow_and_update();
             let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
-            let in_time = renewals.is_none() || deadline.is_some_and(|d| d > Instant::now());
+            let in_time = renewals.as_ref().is_none_or(|r| r.in_time(Instant::now()));
             if (held && in_time) != leading {
                 leading = held && in_time;
                 terms.set(leading);
