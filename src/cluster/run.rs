@@ -154,13 +154,15 @@ async fn elect(
             renewals: None,
         });
     };
-    let renewals = LeaseRenewals::new(lease.duration);
+    // The lease manager counts in whole seconds.
+    let seconds = lease.duration.as_secs().max(1);
+    let renewals = LeaseRenewals::new(Duration::from_secs(seconds));
     let lease_client = renewals.observe(client.clone(), &lease.namespace, &lease.name);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
-        .with_duration(lease.duration.as_secs().max(1))
-        .with_grace(lease.duration.as_secs().max(2) / 2)
+        .with_duration(seconds)
+        .with_grace(seconds.max(2) / 2)
         .build()
         .await
         .map_err(|e| RunControllerError::Lease(e.to_string()))?;

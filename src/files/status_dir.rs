@@ -215,6 +215,7 @@ impl StatusDir {
                 source,
             })?;
         let started = Instant::now();
+        let mut told = false;
         loop {
             let attempt = match kind {
                 LockKind::Exclusive => file.try_lock(),
@@ -223,6 +224,15 @@ impl StatusDir {
             match attempt {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    if !told {
+                        told = true;
+                        tracing::info!(
+                            dir = %self.root.display(),
+                            holder = %read_holder(&mut file),
+                            timeout = ?timeout,
+                            "the status directory is in use; waiting for it"
+                        );
+                    }
                     tokio::time::sleep(LOCK_RETRY.min(timeout)).await;
                 }
                 Err(TryLockError::WouldBlock) => {
