@@ -163,6 +163,43 @@ async fn the_chart_s_pod_becomes_ready() {
     controller.kill().await.unwrap();
 }
 
+/// Readiness waits for every watched namespace's connector watch, and needs no connector
+/// (nor any sync) at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
+    let double = apiserver::ApiServerDouble::start().await;
+    let port = free_port();
+    let settings = ControllerSettings {
+        probes_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        lease: None,
+        debounce: Duration::from_millis(100),
+        scope: cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]),
+    };
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(cluster::run(
+        double.client(),
+        settings,
+        Arc::new(ExpensifyClients::new(test_settings()).unwrap()),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let started = Instant::now();
+    while probe(port, "/readyz").await != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not ready 5 s after start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .unwrap();
+}
+
 /// The metadata.resourceVersion of an object in the double: any write changes it.
 fn version(double: &apiserver::ApiServerDouble, kind: apiserver::Kind, name: &str) -> String {
     double.get(kind, "finance", name).unwrap()["metadata"]["resourceVersion"]
