@@ -112,8 +112,6 @@ fn context(
     client: kube::Client,
     sim_settings: expensify_operator::expensify::ClientSettings,
 ) -> Arc<Context> {
-    // The sender may go: the receiver keeps the last value, "leader".
-    let (_, leader) = tokio::sync::watch::channel(true);
     Arc::new(Context::new(
         client.clone(),
         Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings).unwrap()),
@@ -125,7 +123,7 @@ fn context(
             },
         ),
         Arc::new(Metrics::default()),
-        leader,
+        expensify_operator::cluster::leadership::Leadership::always(),
         Default::default(),
     ))
 }
@@ -885,7 +883,7 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
         finance(json!([{"email": "new@acme.example"}]), "Additive"),
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
-    let (leader_tx, leader) = tokio::sync::watch::channel(true);
+    let (terms, leader) = expensify_operator::cluster::leadership::leadership(true);
     let ctx = Arc::new(Context::new(
         client.clone(),
         Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings(&sim)).unwrap()),
@@ -906,7 +904,7 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     // The Lease is lost after the reconcile started, before the write.
-    leader_tx.send(false).unwrap();
+    terms.set(false);
     api.syncing().await;
     // No write-ahead patch, no write, no status: the new leader takes over from here.
     let action = finish(task).await.unwrap();

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use common::{ADMIN_ID, ADMIN_SECRET, Repo};
 use expensify_operator::expensify::{
-    ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy,
+    AllowedEndpoints, ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy,
 };
 use expensify_operator::files::FileMode;
 use expensify_operator::simulator::{self, FaultConfig, ScriptedFault, Seed, SimulatorHandle};
@@ -665,6 +665,22 @@ async fn sync(sim: &SimulatorHandle, mode: &FileMode, fault: Fault) -> Result<St
         None => Ok(format!(
             "stopped right after the write ({requests} requests)"
         )),
+        // A fault-free pass must reach Expensify, or the whole test proves nothing.
+        Some(Ok(report))
+            if fault == Fault::None
+                && report.syncs.iter().any(|s| {
+                    s.connector_status.phase != expensify_operator::api::ConnectorPhase::Connected
+                }) =>
+        {
+            Err(format!(
+                "the connector did not connect: {:?}",
+                report
+                    .syncs
+                    .iter()
+                    .map(|s| s.connector_status.message.clone())
+                    .collect::<Vec<_>>()
+            ))
+        }
         Some(Ok(report)) => Ok(format!(
             "{} change(s) planned, errors: {}, blocked: {} ({requests} requests)",
             report.pending_changes(),
@@ -706,6 +722,7 @@ impl Case {
                 ..RetryPolicy::default()
             },
             request_timeout: Duration::from_secs(10),
+            allowed_endpoints: AllowedEndpoints::only(&sim.endpoint()).expect("loopback endpoint"),
             ..ClientSettings::default()
         };
         // One client set for the whole history, so its pacing sees every request.

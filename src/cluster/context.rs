@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::events::Recorder;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::leadership::Leadership;
 use super::metrics::Metrics;
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::ObjectKey;
@@ -20,12 +20,14 @@ pub struct LastSync {
 
 /// Shared by every reconcile.
 pub struct Context {
+    /// Writes to our objects through it are refused while this replica does not lead
+    /// (see [`super::leadership::guarded_client`]).
     pub client: kube::Client,
     pub expensify: Arc<ExpensifyClients>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// True while this replica holds the lease (always true without leader election).
-    pub leader: watch::Receiver<bool>,
+    /// Whether this replica holds the lease (always, without leader election).
+    leadership: Leadership,
     /// The namespaces watched.
     pub scope: super::kube_io::Scope,
     last: Mutex<HashMap<ObjectKey, LastSync>>,
@@ -37,7 +39,7 @@ impl Context {
         expensify: Arc<ExpensifyClients>,
         recorder: Recorder,
         metrics: Arc<Metrics>,
-        leader: watch::Receiver<bool>,
+        leadership: Leadership,
         scope: super::kube_io::Scope,
     ) -> Self {
         Self {
@@ -45,14 +47,20 @@ impl Context {
             expensify,
             recorder,
             metrics,
-            leader,
+            leadership,
             scope,
             last: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        self.leadership.is_leading()
+    }
+
+    /// This replica's leadership: `ensure_leading()` right before a write, or a `guard()`
+    /// taken when a sync starts and moved into the code that writes.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     pub fn last_sync(&self, key: &ObjectKey) -> Option<LastSync> {

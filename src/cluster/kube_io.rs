@@ -1,5 +1,7 @@
 //! The Kubernetes calls the controller makes, one function each, so the RBAC rules and the
-//! mock-server tests have one list to check against.
+//! mock-server tests have one list to check against. The writes here (status patches,
+//! finalizer changes) go through the Context's client, which refuses them once this replica
+//! has lost the Lease (`super::leadership::guarded_client`).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};

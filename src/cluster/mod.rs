@@ -1,5 +1,6 @@
 pub mod context;
 pub mod kube_io;
+pub mod leadership;
 pub mod metrics;
 pub mod reconciler;
 pub mod run;

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::context::{Context, LastSync};
 use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLookup};
+use super::leadership::LeadershipGuard;
 use crate::api::{
     ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
     ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
@@ -116,9 +117,10 @@ pub async fn reconcile_connector(
     connector: Arc<ExpensifyConnector>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    if !ctx.is_leader() {
+    // This sync's leadership term: every write it makes checks that the term still lasts.
+    let Ok(term) = ctx.leadership().guard() else {
         return Ok(Action::requeue(STANDBY_RECHECK));
-    }
+    };
     let object = ConnectorObject::from_resource(&connector);
     let key = object.key.clone();
     let kube_error = |source| ReconcileError::Kube {
@@ -183,6 +185,7 @@ pub async fn reconcile_connector(
     let objects: Vec<AccessObject> = all.iter().map(AccessObject::from_resource).collect();
     let save = PatchBeforeWrite {
         ctx: &ctx,
+        term: term.clone(),
         by_key: attached
             .iter()
             .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
@@ -235,7 +238,7 @@ pub async fn reconcile_connector(
     };
     ctx.metrics
         .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
-    if !ctx.is_leader() {
+    if term.ensure_leading().is_err() {
         // Leadership went during the sync: the new leader writes the statuses.
         warn!(connector = %key, "lost leadership during the sync; writing no status");
         return Ok(Action::requeue(STANDBY_RECHECK));
@@ -288,6 +291,7 @@ async fn settle_in_use(
 /// nothing.
 struct PatchBeforeWrite<'a> {
     ctx: &'a Context,
+    term: LeadershipGuard,
     by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
 }
 
@@ -305,9 +309,9 @@ impl WriteAhead for PatchBeforeWrite<'_> {
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
         Box::pin(async move {
-            if !self.ctx.is_leader() {
-                return Err(WriteRefused("this replica is no longer the leader".into()));
-            }
+            self.term
+                .ensure_leading()
+                .map_err(|lost| WriteRefused(lost.to_string()))?;
             for (key, status) in statuses {
                 let Some(pa) = self.by_key.get(key) else {
                     continue;

@@ -2,22 +2,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use kube_lease_manager::LeaseManager;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::context::Context;
 use super::kube_io::Scope;
+use super::leadership::{self, LeadershipTerms, LeaseRenewals};
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::{reconciler, unattached};
@@ -78,6 +82,166 @@ fn connectors_using(
         .collect()
 }
 
+/// Readiness from the connector watches' own streams: each reports its first complete list
+/// (`InitDone`) once, and the last of them makes the replica ready. Awaiting the store's
+/// `wait_until_ready` instead competes with the controller, which awaits the same one-waker
+/// future: only one of the two is ever woken, and readiness never came.
+#[derive(Clone)]
+struct InitialLists {
+    pending: Arc<AtomicUsize>,
+    readiness: Arc<Readiness>,
+}
+
+impl InitialLists {
+    fn new(watches: usize, readiness: Arc<Readiness>) -> Self {
+        if watches == 0 {
+            readiness.set_ready();
+        }
+        Self {
+            pending: Arc::new(AtomicUsize::new(watches)),
+            readiness,
+        }
+    }
+
+    /// Called with every event of one watch; counts that watch's first `InitDone` only.
+    fn tracker<K>(&self) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        let lists = self.clone();
+        let mut listed = false;
+        move |event| {
+            if listed || !matches!(event, watcher::Event::InitDone) {
+                return;
+            }
+            listed = true;
+            if lists.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                info!("every watch has listed everything once; ready");
+                lists.readiness.set_ready();
+            }
+        }
+    }
+}
+
+/// A connector controller over a reflector of our own, so its first full list is seen.
+fn connector_controller(
+    api: Api<ExpensifyConnector>,
+    watch_config: watcher::Config,
+    lists: &InitialLists,
+) -> Controller<ExpensifyConnector> {
+    let (reader, writer) = reflector::store();
+    let mut listed = lists.tracker();
+    let objects = reflector(writer, watcher(api, watch_config))
+        .inspect_ok(move |event| listed(event))
+        .applied_objects();
+    Controller::for_stream(objects, reader)
+}
+
+type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
+
+/// Leader election as started: the lease manager's "leading" flag, its task, and the
+/// renewals seen. Without election: leading from the start, no task, no renewals.
+struct Election {
+    leader: watch::Receiver<bool>,
+    task: Option<LeaseTask>,
+    renewals: Option<LeaseRenewals>,
+}
+
+/// Starts leader election when asked.
+async fn elect(
+    client: &Client,
+    lease: Option<&LeaseSettings>,
+) -> Result<Election, RunControllerError> {
+    let Some(lease) = lease else {
+        return Ok(Election {
+            leader: watch::channel(true).1,
+            task: None,
+            renewals: None,
+        });
+    };
+    // The lease manager counts in whole seconds.
+    let seconds = lease.duration.as_secs().max(1);
+    let renewals = LeaseRenewals::new(Duration::from_secs(seconds));
+    let lease_client = renewals.observe(client.clone(), &lease.namespace, &lease.name);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(seconds)
+        .with_grace(seconds.max(2) / 2)
+        .build()
+        .await
+        .map_err(|e| RunControllerError::Lease(e.to_string()))?;
+    let (leader, task) = manager.watch().await;
+    info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
+    Ok(Election {
+        leader,
+        task: Some(task),
+        renewals: Some(renewals),
+    })
+}
+
+/// Follows the lease manager and the renewals: a term lasts while the manager says this
+/// replica holds the Lease and its last renewal is recent enough. When either fails the
+/// term ends at once (every write after it is refused, mid-sync included); a new term
+/// syncs everything once.
+fn follow_leadership(
+    mut leader: watch::Receiver<bool>,
+    renewals: Option<LeaseRenewals>,
+    terms: LeadershipTerms,
+    ctx: Arc<Context>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leading = terms.leading();
+        loop {
+            let held = *leader.borrow_and_update();
+            let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
+            let in_time = renewals.as_ref().is_none_or(|r| r.in_time(Instant::now()));
+            if (held && in_time) != leading {
+                leading = held && in_time;
+                terms.set(leading);
+                if leading {
+                    info!("this replica holds the lease now; syncing everything once");
+                    ctx.forget_all();
+                } else if held {
+                    warn!("the lease was not renewed in time; no writes until it is");
+                } else {
+                    warn!("the lease is lost; no more writes from this replica");
+                }
+            }
+            let expiry = async {
+                match deadline {
+                    Some(deadline) if leading => tokio::time::sleep_until(deadline).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let renewed = async {
+                match &renewals {
+                    Some(renewals) => renewals.renewed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                () = renewed => {}
+                () = expiry => {}
+            }
+        }
+    })
+}
+
+/// With every receiver gone the lease task returns its manager: hand the lease over now
+/// instead of letting it expire.
+async fn release_lease(task: Option<LeaseTask>) {
+    let Some(task) = task else {
+        return;
+    };
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(manager))) => {
+            if let Err(e) = manager.release().await {
+                warn!(error = %e, "releasing the lease failed; it expires by itself");
+            }
+        }
+        _ => warn!("the lease could not be released; it expires by itself"),
+    }
+}
+
 /// Runs until `stop` resolves; syncs in flight finish first.
 pub async fn run(
     client: Client,
@@ -113,48 +277,36 @@ pub async fn run(
     .await?;
     info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
 
-    let (leader, lease_task) = match &settings.lease {
-        None => (watch::channel(true).1, None),
-        Some(lease) => {
-            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
-                .with_namespace(&lease.namespace)
-                .with_identity(&lease.identity)
-                .with_duration(lease.duration.as_secs().max(1))
-                .with_grace(lease.duration.as_secs().max(2) / 2)
-                .build()
-                .await
-                .map_err(|e| RunControllerError::Lease(e.to_string()))?;
-            let (receiver, task) = manager.watch().await;
-            info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
-            (receiver, Some(task))
-        }
-    };
+    let election = elect(&client, settings.lease.as_ref()).await?;
+    let (terms, leadership) = leadership::leadership(election.task.is_none());
 
     let reporter = Reporter {
         controller: "expensify-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
         Recorder::new(client.clone(), reporter),
         metrics,
-        leader.clone(),
+        leadership,
         settings.scope.clone(),
     ));
 
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let mut stores = Vec::new();
+    let initial_lists = InitialLists::new(
+        settings.scope.apis::<ExpensifyConnector>(&client).len(),
+        readiness,
+    );
     // One connector controller per watched scope; each hears every watched PolicyAccess
     // (a reference may cross namespaces) and the Secrets of its own scope.
     for connectors_api in settings.scope.apis::<ExpensifyConnector>(&client) {
-        let connectors = Controller::new(connectors_api.clone(), watch_config.clone())
-            .with_config(config.clone());
+        let mut connectors =
+            connector_controller(connectors_api.clone(), watch_config.clone(), &initial_lists)
+                .with_config(config.clone());
         let store = connectors.store();
-        stores.push(store.clone());
-        let mut connectors = connectors;
         for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
             connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
                 let key = AccessObject::from_resource(&pa).connector_key();
@@ -212,45 +364,13 @@ pub async fn run(
         ));
     }
 
-    // Ready once every connector watch has listed everything.
-    let ready_flag = readiness.clone();
-    tokio::spawn(async move {
-        for store in stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
-        }
-        ready_flag.set_ready();
-    });
-    // A new leader syncs everything once; a lost lease stops writes at the next reconcile.
-    let mut leadership = leader;
-    let leader_ctx = ctx.clone();
-    let leadership_task = tokio::spawn(async move {
-        while leadership.changed().await.is_ok() {
-            let leading = *leadership.borrow();
-            info!(leading, "leadership changed");
-            if leading {
-                leader_ctx.forget_all();
-            }
-        }
-    });
+    let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 
     futures::future::join_all(controllers).await;
     leadership_task.abort();
     let _ = leadership_task.await;
     drop(ctx);
-    // With every receiver gone the lease task returns its manager: hand the lease over now
-    // instead of letting it expire.
-    if let Some(task) = lease_task {
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(manager))) => {
-                if let Err(e) = manager.release().await {
-                    warn!(error = %e, "releasing the lease failed; it expires by itself");
-                }
-            }
-            _ => warn!("the lease could not be released; it expires by itself"),
-        }
-    }
+    release_lease(election.task).await;
     let _ = probes.await;
     info!("controller stopped");
     Ok(())

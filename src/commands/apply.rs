@@ -2,13 +2,15 @@
 
 use crate::files::render;
 
-use super::common::{FileArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
 
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub files: FileArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// `text` or `json`.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -16,6 +18,8 @@ pub struct ApplyArgs {
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
+    // Held until the command ends: one writer per status directory.
+    let _lock = args.files.lock("apply", &args.lock).await?;
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
     // write starts.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -12,6 +13,7 @@ use crate::expensify::{
     RetryPolicy,
 };
 use crate::files::render::Style;
+use crate::files::status_dir::StatusDirLock;
 use crate::files::{CredentialSource, FileMode, StatusDir};
 
 /// How the Expensify client behaves.
@@ -121,22 +123,58 @@ pub struct FileArgs {
 }
 
 impl FileArgs {
+    fn status_dir(&self) -> StatusDir {
+        StatusDir::new(
+            self.status_dir
+                .clone()
+                .unwrap_or_else(|| self.dir.join(".expensify-status")),
+        )
+    }
+
     pub fn mode(&self) -> anyhow::Result<FileMode> {
         if !self.dir.is_dir() {
             anyhow::bail!("{} is not a directory", self.dir.display());
         }
-        let status_dir = self
-            .status_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join(".expensify-status"));
         Ok(FileMode {
             dir: self.dir.clone(),
-            status_dir: StatusDir::new(status_dir),
+            status_dir: self.status_dir(),
             credentials: CredentialSource::SecretsDir(self.secrets_dir.clone()),
             clients: self.client.clients()?,
             endpoint_override: None,
             strict: self.strict,
         })
+    }
+}
+
+/// How long `apply`, `watch` and `plan` wait for another of them on the same status
+/// directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LockArgs {
+    /// How long to wait for another apply, watch or plan using the same status directory
+    /// before giving up (exit 1, naming it); 0 does not wait.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = wait_arg)]
+    pub lock_timeout: Duration,
+}
+
+/// A duration flag (`90s`, `5m`, `1h30m`, or `0`/`0s` for no wait), parsed by clap so a bad
+/// value is a usage error.
+pub fn wait_arg(text: &str) -> Result<Duration, String> {
+    let number = text.trim().trim_end_matches(['m', 's', 'h']);
+    if !number.is_empty() && number.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl FileArgs {
+    /// The status directory, locked for writer `command` (see [`StatusDir::lock`]).
+    pub async fn lock(&self, command: &str, lock: &LockArgs) -> anyhow::Result<StatusDirLock> {
+        Ok(self.status_dir().lock(command, lock.lock_timeout).await?)
+    }
+
+    /// The status directory, locked for a reader (see [`StatusDir::lock_shared`]).
+    pub async fn lock_shared(&self, lock: &LockArgs) -> anyhow::Result<Option<StatusDirLock>> {
+        Ok(self.status_dir().lock_shared(lock.lock_timeout).await?)
     }
 }
 
@@ -166,5 +204,16 @@ mod tests {
         assert!(parse_pacing("5").is_err());
         assert!(parse_pacing("0/10s").is_err());
         assert!(parse_pacing("5/soon").is_err());
+    }
+
+    #[test]
+    fn lock_timeout_flag() {
+        assert_eq!(wait_arg("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(wait_arg("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(wait_arg("0"), Ok(Duration::ZERO));
+        assert_eq!(wait_arg("0ms"), Ok(Duration::ZERO));
+        assert!(wait_arg("soon").is_err());
+        assert!(wait_arg("").is_err());
+        assert!(wait_arg("s").is_err());
     }
 }

@@ -3,13 +3,15 @@
 
 use crate::files::render;
 
-use super::common::{FileArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
 
 /// Arguments of `plan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub files: FileArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// `text` (a diff like terraform plan) or `json`.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -22,6 +24,8 @@ pub const CHANGES_PENDING: i32 = 2;
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
+    // Held until the command ends: no writer changes the status while it is read.
+    let _lock = args.files.lock_shared(&args.lock).await?;
     let report = mode.pass(true).await?;
     match args.output {
         OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),

@@ -2,17 +2,21 @@
 
 use tokio::sync::watch;
 
-use super::common::FileArgs;
+use super::common::{FileArgs, LockArgs};
 
 /// Arguments of `watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub files: FileArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
+    // Held until the command ends: one writer per status directory.
+    let _lock = args.files.lock("watch", &args.lock).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         super::shutdown_signal().await;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -47,9 +48,35 @@ pub fn next_wakeup(report: Option<&PassReport>, now: Timestamp) -> Duration {
     until_expiry.map_or(interval, |e| e.min(interval))
 }
 
+/// Whether an event can change what the manifests say. Reading a file (`Access(Open)`,
+/// `Access(Close(NoWrite))`, which every sync pass does itself) and metadata changes
+/// (permissions, timestamps) cannot; counting them made `watch` re-trigger itself forever.
+fn content_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        // Data, rename, and the backends that cannot tell which (`Any`, `Other`).
+        EventKind::Modify(modify) => !matches!(modify, ModifyKind::Metadata(_)),
+        // A writer closing its file: the end of a write, folded by the debounce.
+        EventKind::Access(access) => matches!(access, AccessKind::Close(AccessMode::Write)),
+        EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Whether an entry kind can change a manifest's content: a directory appearing, going or
+/// moving takes manifests with it; its other events (its listing being read) cannot.
+fn entry_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
+
 /// Whether a changed path is a manifest change: not in the status directory, and not a
 /// hidden entry (`.git`, editor swap files) below the watched directory.
-fn relevant(path: &Path, dir: &Path, status_root: &Path) -> bool {
+fn relevant(path: &Path, dir: &Path, status_root: &Path, kind: &EventKind) -> bool {
+    if !content_change(kind) {
+        return false;
+    }
     let in_status = path.starts_with(status_root)
         || path
             .canonicalize()
@@ -68,20 +95,30 @@ fn relevant(path: &Path, dir: &Path, status_root: &Path) -> bool {
     // included); other files than manifests do not matter, directories below do.
     let manifest_or_dir = match path.extension().and_then(|e| e.to_str()) {
         Some(extension) => matches!(extension, "yaml" | "yml"),
-        None => !below.as_os_str().is_empty(),
+        None => !below.as_os_str().is_empty() && entry_change(kind),
     };
     !in_status && !hidden && manifest_or_dir
+}
+
+/// The first path of `event` that is a manifest change, if any.
+fn triggering_path(event: notify::Event, dir: &Path, status_root: &Path) -> Option<PathBuf> {
+    event
+        .paths
+        .into_iter()
+        .find(|path| relevant(path, dir, status_root, &event.kind))
 }
 
 /// Runs until `stop` turns true; the sync in flight always finishes first.
 pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(), WatchError> {
     let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
     let status_root = mode.status_dir.root().to_path_buf();
+    let (filter_dir, filter_status) = (mode.dir.clone(), status_root.clone());
+    // Filtered on notify's thread: the path checks touch the file system.
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
-                tracing::debug!(kind = ?event.kind, paths = ?event.paths, "file event");
-                for path in event.paths {
+                tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
+                if let Some(path) = triggering_path(event, &filter_dir, &filter_status) {
                     let _ = events_tx.send(path);
                 }
             }
@@ -129,9 +166,6 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
                     }
                 }
                 Some(path) = events.recv() => {
-                    if !relevant(&path, &mode.dir, &status_root) {
-                        continue;
-                    }
                     // Debounce: let the burst settle, then sync once.
                     tokio::time::sleep(DEBOUNCE).await;
                     while events.try_recv().is_ok() {}
@@ -171,10 +205,15 @@ fn summarize(report: &PassReport) {
 mod tests {
     use super::*;
 
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+
     #[test]
     fn status_and_hidden_paths_do_not_trigger() {
         let dir = Path::new("/tmp/.hidden-parent/repo");
         let root = dir.join(".expensify-status");
+        let relevant = |path: &Path, dir: &Path, root: &Path| relevant(path, dir, root, &WRITE);
         assert!(!relevant(&root.join("policyaccess/x.yaml"), dir, &root));
         assert!(!relevant(&dir.join(".git/index"), dir, &root));
         assert!(
@@ -188,10 +227,76 @@ mod tests {
         ));
         assert!(!relevant(dir, dir, &root), "the directory itself");
         assert!(!relevant(&dir.join("README.md"), dir, &root));
+        assert!(!relevant(&root.join(".lock"), dir, &root), "the lock file");
+    }
+
+    #[test]
+    fn only_content_changes_of_manifests_trigger() {
+        let dir = Path::new("/repo");
+        let root = dir.join(".expensify-status");
+        let manifest = dir.join("finance/team.yml");
+        let triggers = |kind: EventKind| relevant(&manifest, dir, &root, &kind);
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            WRITE,
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(triggers(kind), "{kind:?} changes a manifest");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Any)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(!triggers(kind), "{kind:?} changes no manifest");
+        }
+    }
+
+    #[test]
+    fn a_directory_below_counts_only_when_it_comes_goes_or_moves() {
+        let dir = Path::new("/repo");
+        let root = dir.join(".expensify-status");
+        let teams = dir.join("teams");
+        let triggers = |kind: EventKind| relevant(&teams, dir, &root, &kind);
+        assert!(triggers(EventKind::Create(CreateKind::Folder)));
+        assert!(triggers(EventKind::Remove(RemoveKind::Folder)));
+        assert!(triggers(EventKind::Modify(ModifyKind::Name(
+            RenameMode::Both
+        ))));
+        assert!(!triggers(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
         assert!(
-            relevant(&dir.join("teams"), dir, &root),
-            "a directory below"
+            !triggers(WRITE),
+            "a listing changing is its entries' events"
         );
+    }
+
+    #[test]
+    fn an_event_triggers_through_its_first_manifest_path() {
+        let dir = Path::new("/repo");
+        let root = dir.join(".expensify-status");
+        let rename = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path(dir.join("notes.txt"))
+            .add_path(dir.join("team.yaml"));
+        assert_eq!(
+            triggering_path(rename, dir, &root),
+            Some(dir.join("team.yaml"))
+        );
+        let read = notify::Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any)))
+            .add_path(dir.join("team.yaml"));
+        assert_eq!(triggering_path(read, dir, &root), None);
     }
 
     #[test]

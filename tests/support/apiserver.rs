@@ -80,6 +80,8 @@ struct Store {
     status_writes: u64,
     /// `(method, path?query)` of every request, in order.
     seen: Vec<(String, String)>,
+    /// Lease writes answered 503, as when this replica cannot reach the API server.
+    refuse_lease_writes: bool,
 }
 
 /// The double; dropped, it stops serving.
@@ -199,6 +201,11 @@ impl ApiServerDouble {
     /// `(method, path?query)` of every request served so far.
     pub fn requests_seen(&self) -> Vec<(String, String)> {
         self.store.lock().unwrap().seen.clone()
+    }
+
+    /// While set, every write to a Lease fails (503): renewals cannot get through.
+    pub fn refuse_lease_writes(&self, refuse: bool) {
+        self.store.lock().unwrap().refuse_lease_writes = refuse;
     }
 
     /// Requests served and status writes made, for the benchmark.
@@ -360,6 +367,10 @@ async fn handle(
 
     let mut guard = store.lock().unwrap();
     let store = &mut *guard;
+    if kind == Kind::Lease && method != Method::GET && store.refuse_lease_writes {
+        let (c, v) = status_error(503, "ServiceUnavailable", "lease writes refused".into());
+        return Ok(reply(c, &v));
+    }
     let (code, value, change) = match (method.clone(), name.clone(), subresource.as_deref()) {
         (Method::GET, None, None) => {
             let items: Vec<Value> = store
