@@ -197,6 +197,10 @@ pub struct PolicyAccessStatus {
     /// The last `allow-mass-revocation` value used (each value lifts the limit once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_mass_revocation: Option<String>,
+    /// Earlier `allow-mass-revocation` values used, newest last (at most 20): none is
+    /// honoured again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handled_mass_revocations: Vec<String>,
 }
 
 pub use super::ledger_entry::ManagedMember;

@@ -194,6 +194,10 @@ pub struct ExpensifyConnectorStatus {
     /// The last `allow-mass-revocation` value used (each value lifts the limit once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_mass_revocation: Option<String>,
+    /// Earlier `allow-mass-revocation` values used, newest last (at most 20): none is
+    /// honoured again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handled_mass_revocations: Vec<String>,
 }
 
 /// One policy the credentials can see.

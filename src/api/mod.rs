@@ -1,6 +1,7 @@
 //! The two custom resources, shared by cluster mode and file mode.
 
 mod access;
+mod allowance;
 mod conditions;
 mod connector;
 mod duration;
@@ -11,6 +12,7 @@ pub use access::{
     MemberFailure, MemberSpec, PlanSummary, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus,
     PolicySelector,
 };
+pub use allowance::{HANDLED_VALUES_KEPT, remember_handled, was_handled};
 pub use conditions::{ConditionStatus, set_condition};
 pub use connector::{
     ConnectorPhase, DEFAULT_SYNC_INTERVAL, ExpensifyConnector, ExpensifyConnectorSpec,

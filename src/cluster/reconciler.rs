@@ -185,6 +185,7 @@ pub async fn reconcile_connector(
     let objects: Vec<AccessObject> = all.iter().map(AccessObject::from_resource).collect();
     let save = PatchBeforeWrite {
         ctx: &ctx,
+        connector: &connector,
         term: term.clone(),
         by_key: attached
             .iter()
@@ -291,6 +292,7 @@ async fn settle_in_use(
 /// nothing.
 struct PatchBeforeWrite<'a> {
     ctx: &'a Context,
+    connector: &'a ExpensifyConnector,
     term: LeadershipGuard,
     by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
 }
@@ -307,6 +309,7 @@ impl WriteAhead for PatchBeforeWrite<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+        connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
         Box::pin(async move {
             self.term
@@ -319,6 +322,11 @@ impl WriteAhead for PatchBeforeWrite<'_> {
                 kube_io::apply_access_status(&self.ctx.client, pa, status)
                     .await
                     .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))?;
+            }
+            if let Some(status) = connector {
+                kube_io::apply_connector_status(&self.ctx.client, self.connector, status)
+                    .await
+                    .map_err(|e| WriteRefused(format!("recording the allowance failed: {e}")))?;
             }
             Ok(())
         })
@@ -358,7 +366,7 @@ async fn write_back(
             }
         }
     }
-    for (key, status) in &report.statuses {
+    for (key, status) in report.statuses_in_save_order() {
         let Some(pa) = by_key.get(key) else { continue };
         let previous: Option<&PolicyAccessStatus> = pa.status.as_ref();
         if !status_changed(previous, status) {

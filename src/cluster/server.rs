@@ -159,6 +159,7 @@ mod tests {
             finished_deletions: Vec::new(),
             observed: Default::default(),
             refused: None,
+            save_order: Vec::new(),
             calls: Default::default(),
         };
         metrics.record("finance/acme", &report, 0.2);

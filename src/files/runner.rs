@@ -14,7 +14,7 @@ use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
 use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, digest};
 use kube::core::object::{HasSpec, HasStatus};
 
-use crate::api::{ConnectorPhase, ExpensifyConnector, PolicyAccess, PolicyAccessStatus};
+use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::status::{NotSynced, unsynced_status};
@@ -218,13 +218,14 @@ impl FileMode {
         let now = Timestamp::now();
         let complete = prepared.manifests.complete();
         let stopped = || stop.is_some_and(|s| *s.borrow());
-        let save = SaveBeforeWrite {
-            mode: self,
-            prepared: &prepared,
-            stop,
-        };
         let mut syncs = Vec::new();
         for connector in &prepared.connectors {
+            let save = SaveBeforeWrite {
+                mode: self,
+                prepared: &prepared,
+                connector: connector.key.clone(),
+                stop,
+            };
             if stopped() {
                 info!(connector = %connector.key, "stop requested: not synced");
                 continue;
@@ -237,7 +238,7 @@ impl FileMode {
                 dry_run,
                 write_ahead: (!dry_run).then_some(&save as &dyn WriteAhead),
             };
-            let report = self.sync_one(request, dry_run).await;
+            let report = self.sync_one(&prepared, request, dry_run).await;
             // Saved at once: a stop after this connector loses nothing it wrote.
             if !dry_run {
                 self.write_sync(&prepared, &report)?;
@@ -259,7 +260,12 @@ impl FileMode {
         })
     }
 
-    async fn sync_one(&self, request: SyncRequest<'_>, dry_run: bool) -> SyncReport {
+    async fn sync_one(
+        &self,
+        prepared: &Prepared,
+        request: SyncRequest<'_>,
+        dry_run: bool,
+    ) -> SyncReport {
         let connector = request.connector;
         let mut problems = validate_connector(connector);
         // The endpoint allowlist, before any credential is read.
@@ -296,7 +302,9 @@ impl FileMode {
             .unwrap_or_default();
         if !dry_run {
             info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
-            if let Err(e) = self.write_connector_phase(connector, ConnectorPhase::Syncing) {
+            let mut syncing = connector.status.clone().unwrap_or_default();
+            syncing.phase = ConnectorPhase::Syncing;
+            if let Err(e) = self.write_connector_status(prepared, &connector.key, &syncing) {
                 warn!(connector = %connector.key, error = %e, "could not record the Syncing phase");
             }
         }
@@ -315,40 +323,20 @@ impl FileMode {
         report
     }
 
-    fn write_connector_phase(
+    /// The connector's status file: its manifest as loaded, with `status` set.
+    fn write_connector_status(
         &self,
-        connector: &ConnectorObject,
-        phase: ConnectorPhase,
+        prepared: &Prepared,
+        key: &ObjectKey,
+        status: &ExpensifyConnectorStatus,
     ) -> Result<(), StatusDirError> {
-        let Some(mut object) = self.manifest_connector(&connector.key)? else {
+        let Some(loaded) = prepared.manifests.connectors.iter().find(|c| &c.key == key) else {
             return Ok(());
         };
-        let mut status = connector.status.clone().unwrap_or_default();
-        status.phase = phase;
-        object.status = Some(status);
-        self.status_dir.write(&connector.key, &object)
-    }
-
-    fn manifest_connector(
-        &self,
-        key: &ObjectKey,
-    ) -> Result<Option<ExpensifyConnector>, StatusDirError> {
-        let manifests =
-            loader::load(&self.dir, &self.excluded()).map_err(|e| StatusDirError::Read {
-                path: self.dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let Some(loaded) = manifests.connectors.into_iter().find(|c| &c.key == key) else {
-            return Ok(None);
-        };
-        let mut object = loaded.object;
-        attach(
-            &self.status_dir,
-            key,
-            &mut object,
-            &relative(&self.dir, &loaded.source.path),
-        )?;
-        Ok(Some(object))
+        let mut object = loaded.object.clone();
+        attach(&self.status_dir, key, &mut object, &prepared.sources[key])?;
+        object.status = Some(status.clone());
+        self.status_dir.write(key, &object)
     }
 
     /// PolicyAccess objects no connector took: their connector is missing or refuses them.
@@ -376,23 +364,8 @@ impl FileMode {
     /// The connector's status, its objects' statuses, and the status files of deleted
     /// objects whose deletion finished.
     fn write_sync(&self, prepared: &Prepared, sync: &SyncReport) -> Result<(), StatusDirError> {
-        let loaded = prepared
-            .manifests
-            .connectors
-            .iter()
-            .find(|c| c.key == sync.connector);
-        if let Some(loaded) = loaded {
-            let mut object = loaded.object.clone();
-            attach(
-                &self.status_dir,
-                &sync.connector,
-                &mut object,
-                &prepared.sources[&sync.connector],
-            )?;
-            object.status = Some(sync.connector_status.clone());
-            self.status_dir.write(&sync.connector, &object)?;
-        }
-        for (key, status) in &sync.statuses {
+        self.write_connector_status(prepared, &sync.connector, &sync.connector_status)?;
+        for (key, status) in sync.statuses_in_save_order() {
             self.write_access_status(prepared, key, status)?;
         }
         for key in &sync.finished_deletions {
@@ -433,6 +406,7 @@ impl FileMode {
 struct SaveBeforeWrite<'a> {
     mode: &'a FileMode,
     prepared: &'a Prepared,
+    connector: ObjectKey,
     stop: Option<&'a watch::Receiver<bool>>,
 }
 
@@ -448,17 +422,35 @@ impl WriteAhead for SaveBeforeWrite<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+        connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
-        let result = if self.stop.is_some_and(|s| *s.borrow()) {
-            Err(WriteRefused("a stop was requested".to_string()))
-        } else {
-            statuses.iter().try_for_each(|(key, status)| {
-                self.mode
-                    .write_access_status(self.prepared, key, status)
-                    .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))
-            })
-        };
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.save_now(statuses, connector)))
+    }
+}
+
+impl SaveBeforeWrite<'_> {
+    fn save_now(
+        &self,
+        statuses: &BTreeMap<ObjectKey, PolicyAccessStatus>,
+        connector: Option<&ExpensifyConnectorStatus>,
+    ) -> Result<(), WriteRefused> {
+        if self.stop.is_some_and(|s| *s.borrow()) {
+            return Err(WriteRefused("a stop was requested".to_string()));
+        }
+        let failed =
+            |e: StatusDirError| WriteRefused(format!("saving the ledger first failed: {e}"));
+        for (key, status) in statuses {
+            self.mode
+                .write_access_status(self.prepared, key, status)
+                .map_err(failed)?;
+        }
+        if let Some(status) = connector {
+            let key = &self.connector;
+            self.mode
+                .write_connector_status(self.prepared, key, status)
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 }
 

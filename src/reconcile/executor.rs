@@ -10,12 +10,13 @@ use tracing::{info, warn};
 use super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::plan::{Change, ChangeKind, Plan, PlanInput, plan, summarize};
 use super::status::{
-    AccessFindings, ConnectorFindings, NotSynced, access_status, connector_status, unsynced_status,
+    AccessFindings, ConnectorFindings, NotSynced, access_status, connector_status, handled,
+    unsynced_status,
 };
 use crate::api::{ExpensifyConnectorStatus, MemberFailure, PolicyAccessStatus, PolicyInfo};
 use crate::email;
 use crate::expensify::{
-    CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, RosterEntry, UpdateReport,
+    CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, Role, RosterEntry, UpdateReport,
 };
 
 /// What a sync is asked to do.
@@ -40,10 +41,12 @@ pub struct WriteRefused(pub String);
 /// Where the ledger is saved before the employee-updater call (status files in file mode,
 /// object status in the cluster): the write-ahead that keeps ownership across a crash.
 pub trait WriteAhead: Send + Sync + std::fmt::Debug {
-    /// Saves these statuses (only the objects whose ledger changes), or refuses the write.
+    /// Saves these statuses (the objects whose ledger changes or whose allowance is used)
+    /// and, when the connector's allowance is used, the connector's; or refuses the write.
     fn save<'a>(
         &'a self,
         statuses: &'a BTreeMap<ObjectKey, PolicyAccessStatus>,
+        connector: Option<&'a ExpensifyConnectorStatus>,
     ) -> BoxFuture<'a, Result<(), WriteRefused>>;
 }
 
@@ -72,9 +75,26 @@ pub struct SyncReport {
     pub calls: CallCounts,
     /// Set when the write was refused before it was made (stop, lost leadership, save).
     pub refused: Option<WriteRefused>,
+    /// The keys of `statuses` in the order to save them (gains of ledger entries first).
+    pub save_order: Vec<ObjectKey>,
 }
 
 impl SyncReport {
+    /// Every status, in the order to save them: see `save_order`.
+    pub fn statuses_in_save_order(
+        &self,
+    ) -> impl Iterator<Item = (&ObjectKey, &PolicyAccessStatus)> {
+        let listed = self
+            .save_order
+            .iter()
+            .filter_map(|key| self.statuses.get_key_value(key));
+        let rest = self
+            .statuses
+            .iter()
+            .filter(|(key, _)| !self.save_order.contains(key));
+        listed.chain(rest)
+    }
+
     /// The earliest `expiresAt` still ahead, so the caller can schedule a sync for it.
     pub fn next_expiry(&self) -> Option<Timestamp> {
         self.statuses
@@ -126,6 +146,7 @@ pub fn unsynced(
         observed: Observed::default(),
         calls: CallCounts::default(),
         refused: None,
+        save_order: Vec::new(),
     }
 }
 
@@ -180,16 +201,19 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         );
     }
     let write_ahead = write_ahead_statuses(request, &before);
+    let connector_ahead = connector_allowance_status(connector, &before);
     if let Some(hook) = request.write_ahead
-        && let Err(refused) = hook.save(&write_ahead).await
+        && let Err(refused) = hook.save(&write_ahead, connector_ahead.as_ref()).await
     {
         warn!(connector = %connector.key, reason = %refused, "changes not written");
+        // Nothing was removed: no allowance was used up.
+        let unused = without_allowances(before);
         let mut report = finish(
             request,
             client,
             calls_before,
-            before.clone(),
-            &before,
+            unused.clone(),
+            &unused,
             nothing(observed),
         );
         refuse(&mut report, &refused);
@@ -304,15 +328,62 @@ pub fn write_ahead_statuses(
         .iter()
         .filter_map(|a| {
             let object_plan = plan.objects.get(&a.key)?;
-            let ledger = object_plan.write_ahead_ledger();
+            let mut ledger = object_plan.write_ahead_ledger();
+            // Nothing is dropped before the write: a hand-off's gain is saved before its
+            // loss, so a failed save in between never leaves an entry with nobody.
+            for stored in a.ledger_entries() {
+                if !ledger.iter().any(|e| e.key() == stored.key()) {
+                    ledger.push(stored);
+                }
+            }
+            ledger.sort();
             let mut status = a.status.clone().unwrap_or_default();
-            if status.managed_members == ledger {
+            let used = object_plan.mass_revocation_used.as_deref();
+            if status.managed_members == ledger && used.is_none() {
                 return None;
             }
             status.managed_members = ledger;
+            record_allowance(
+                &mut status.last_handled_mass_revocation,
+                &mut status.handled_mass_revocations,
+                used,
+            );
             Some((a.key.clone(), status))
         })
         .collect()
+}
+
+/// Records an allowance value as used, before the removals it lets through are written,
+/// so a crash after the write never honours it twice.
+fn record_allowance(last: &mut Option<String>, remembered: &mut Vec<String>, used: Option<&str>) {
+    if used.is_some() {
+        *remembered = handled(std::mem::take(remembered), last.as_deref(), used);
+        *last = used.map(str::to_string);
+    }
+}
+
+/// The connector's status with its allowance recorded, when the plan uses it.
+fn connector_allowance_status(
+    connector: &ConnectorObject,
+    plan: &Plan,
+) -> Option<ExpensifyConnectorStatus> {
+    let used = plan.connector_mass_revocation_used.as_deref()?;
+    let mut status = connector.status.clone().unwrap_or_default();
+    record_allowance(
+        &mut status.last_handled_mass_revocation,
+        &mut status.handled_mass_revocations,
+        Some(used),
+    );
+    Some(status)
+}
+
+/// The plan with no allowance used (a write that did not happen used none).
+fn without_allowances(mut plan: Plan) -> Plan {
+    plan.connector_mass_revocation_used = None;
+    for object in plan.objects.values_mut() {
+        object.mass_revocation_used = None;
+    }
+    plan
 }
 
 /// Statuses and the report, from the plan before the write and the one after it.
@@ -345,17 +416,43 @@ fn finish(
             status.message = Some(message.clone());
         }
     }
+    let save_order = save_order(request.accesses, &statuses);
     SyncReport {
         connector: connector.key.clone(),
         connector_status: connector_status(connector, findings, request.now),
         plan: before,
         results: written.results,
+        save_order,
         statuses,
         finished_deletions,
         observed: written.observed,
         calls: delta(client.counts(), calls_before),
         refused: None,
     }
+}
+
+/// The order to save statuses in: objects that gain ledger entries before the others, so
+/// that an entry handed from one object to another is never saved as held by neither.
+fn save_order(
+    accesses: &[AccessObject],
+    statuses: &BTreeMap<ObjectKey, PolicyAccessStatus>,
+) -> Vec<ObjectKey> {
+    let gains = |key: &ObjectKey, status: &PolicyAccessStatus| {
+        let before = accesses
+            .iter()
+            .find(|a| &a.key == key)
+            .map(AccessObject::ledger_entries)
+            .unwrap_or_default();
+        status
+            .managed_members
+            .iter()
+            .any(|e| !before.iter().any(|b| b.key() == e.key()))
+    };
+    let (first, then): (Vec<_>, Vec<_>) = statuses
+        .iter()
+        .map(|(key, status)| (key.clone(), gains(key, status)))
+        .partition(|(_, gains)| *gains);
+    first.into_iter().chain(then).map(|(key, _)| key).collect()
 }
 
 /// A write that did not go ahead: the connector says why; nothing changed in Expensify.
@@ -421,7 +518,7 @@ fn landed(change: &Change, shown: Option<&RosterEntry>) -> bool {
     if change.kind == ChangeKind::Revoke {
         return false;
     }
-    let role = change.role.map(|r| r.as_str()) == Some(shown.role.as_str());
+    let role = change.role.is_some() && change.role == Role::parse(&shown.role);
     let approver = change.expect_submits_to.as_deref().is_none_or(|want| {
         shown.submits_to.as_deref().map(email::normalize).as_deref() == Some(want)
     });

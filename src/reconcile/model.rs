@@ -122,12 +122,20 @@ impl AccessObject {
         )
     }
 
-    /// The ledger entries its last status holds.
+    /// The ledger entries its last status holds: emails normalized, entries from the old
+    /// flat list given the status's policy, one per (policy, email).
     pub fn ledger_entries(&self) -> Vec<crate::api::ManagedMember> {
-        self.status
-            .as_ref()
-            .map(|s| s.managed_members.clone())
-            .unwrap_or_default()
+        let Some(status) = &self.status else {
+            return Vec::new();
+        };
+        let mut entries = status.managed_members.clone();
+        crate::api::adopt_legacy_entries(&mut entries, status.policy_id.as_deref());
+        for entry in &mut entries {
+            entry.email = crate::email::normalize(&entry.email);
+        }
+        entries.sort();
+        entries.dedup_by(|a, b| a.key() == b.key());
+        entries
     }
 }
 

@@ -9,7 +9,7 @@ use super::validate::describe;
 use crate::api::{
     AccessMode, AccessPhase, ConditionStatus, ConnectorPhase, ExpensifyConnectorStatus,
     ManagedMember, MemberFailure, PlanSummary, PolicyAccessStatus, PolicyInfo,
-    RECONCILE_REQUESTED_AT, STATUS_LIST_CAP, set_condition,
+    RECONCILE_REQUESTED_AT, STATUS_LIST_CAP, remember_handled, set_condition,
 };
 
 /// Everything that decides one PolicyAccess's status after a sync.
@@ -270,6 +270,11 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
             .get(RECONCILE_REQUESTED_AT)
             .cloned()
             .or(previous.last_handled_reconcile_at),
+        handled_mass_revocations: handled(
+            previous.handled_mass_revocations,
+            previous.last_handled_mass_revocation.as_deref(),
+            f.mass_revocation_used.as_deref(),
+        ),
         last_handled_mass_revocation: f
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation),
@@ -342,6 +347,18 @@ fn access_conditions(
     conditions
 }
 
+/// The remembered allowance values once `used` (if any) is handled: the value it replaces
+/// as the last one is remembered too.
+pub fn handled(mut remembered: Vec<String>, last: Option<&str>, used: Option<&str>) -> Vec<String> {
+    if let Some(used) = used {
+        if let Some(last) = last.filter(|l| *l != used) {
+            remember_handled(&mut remembered, last);
+        }
+        remember_handled(&mut remembered, used);
+    }
+    remembered
+}
+
 /// What a connector's sync saw, for its status.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectorFindings {
@@ -370,6 +387,11 @@ pub fn connector_status(
             .get(RECONCILE_REQUESTED_AT)
             .cloned()
             .or(previous.last_handled_reconcile_at.clone()),
+        handled_mass_revocations: handled(
+            previous.handled_mass_revocations.clone(),
+            previous.last_handled_mass_revocation.as_deref(),
+            f.mass_revocation_used.as_deref(),
+        ),
         last_handled_mass_revocation: f
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation.clone()),

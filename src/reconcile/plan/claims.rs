@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::super::model::{AccessObject, ObjectKey};
+use super::super::model::ObjectKey;
+use super::super::validate::connector_allows;
 use super::resolve::{Subject, Wanted};
 use super::types::{Block, PlanInput};
-use crate::api::AccessMode;
+use crate::api::{AccessMode, AccessPhase};
 
 /// One object asking for one person.
 #[derive(Debug, Clone)]
@@ -67,22 +68,32 @@ impl Claims {
     }
 }
 
-/// The policies this connector's objects use, and when the connector first claimed each:
-/// the oldest object on it (unknown ages first), ties by connector.
-fn claim_ages<'a>(
-    accesses: impl Iterator<Item = &'a AccessObject>,
-) -> BTreeMap<(String, ObjectKey), Option<Timestamp>> {
+/// The policies each connector already manages, and since when: evidence written by a
+/// connector's own syncs (ledger entries, or a `Synced` status naming the policy), never a
+/// manifest alone, so a stray object (any namespace, any connector name, valid or not)
+/// cannot make a connector look established. The age is the oldest such object's.
+fn established(input: &PlanInput<'_>) -> BTreeMap<(String, ObjectKey), Option<Timestamp>> {
+    let own = &input.connector.key;
     let mut ages: BTreeMap<(String, ObjectKey), Option<Timestamp>> = BTreeMap::new();
-    for access in accesses {
-        let mut policies: BTreeSet<String> = BTreeSet::new();
-        policies.extend(access.spec.policy.id.clone());
-        if let Some(status) = &access.status {
-            policies.extend(status.policy_id.clone());
-            policies.extend(status.managed_members.iter().map(|e| e.policy_id.clone()));
+    for access in input.accesses {
+        let connector = access.connector_key();
+        if &connector == own && !connector_allows(input.connector, &access.key.namespace) {
+            continue;
+        }
+        let Some(status) = &access.status else {
+            continue;
+        };
+        let mut policies: BTreeSet<&str> = status
+            .managed_members
+            .iter()
+            .map(|e| e.policy_id.as_str())
+            .collect();
+        if status.phase == AccessPhase::Synced {
+            policies.extend(status.policy_id.as_deref());
         }
         for policy in policies.into_iter().filter(|p| !p.is_empty()) {
             let age = ages
-                .entry((policy, access.connector_key()))
+                .entry((policy.to_string(), connector.clone()))
                 .or_insert(access.created);
             *age = (*age).min(access.created);
         }
@@ -90,29 +101,43 @@ fn claim_ages<'a>(
     ages
 }
 
-/// One policy, one connector: the objects of this connector on a policy another connector
-/// claimed first are blocked with `Conflict` and write nothing there.
-pub(super) fn block_foreign_policies(input: &PlanInput<'_>, subjects: &mut [Subject<'_>]) {
+/// One policy, one connector: when another connector already manages a policy and this
+/// one does not (or started later), this connector's objects on it are blocked with
+/// `Conflict` and write nothing there. Returns the policies another connector governs.
+pub(super) fn block_foreign_policies(
+    input: &PlanInput<'_>,
+    subjects: &mut [Subject<'_>],
+) -> BTreeSet<String> {
     let own = &input.connector.key;
-    let ages = claim_ages(input.accesses.iter());
+    let ages = established(input);
+    let governed_elsewhere = |policy: &str| {
+        let first_other = ages
+            .iter()
+            .filter(|((p, connector), _)| p == policy && connector != own)
+            .map(|((_, connector), age)| (*age, connector))
+            .min()?;
+        match ages.get(&(policy.to_string(), own.clone())) {
+            Some(ours) if (*ours, own) < first_other => None,
+            _ => Some(first_other.1.clone()),
+        }
+    };
+    let mut foreign = BTreeSet::new();
+    for policy in ages.keys().map(|(p, _)| p.clone()).collect::<BTreeSet<_>>() {
+        if governed_elsewhere(&policy).is_some() {
+            foreign.insert(policy);
+        }
+    }
     for subject in subjects.iter_mut() {
         let Some(policy) = subject.plan.policy_id.clone() else {
             continue;
         };
-        let ours = ages.get(&(policy.clone(), own.clone())).copied().flatten();
-        let first_other = ages
-            .iter()
-            .filter(|((p, connector), _)| *p == policy && connector != own)
-            .map(|((_, connector), age)| (*age, connector))
-            .min();
-        if let Some((age, other)) = first_other
-            && (age, other) < (ours, own)
-        {
+        if let Some(other) = governed_elsewhere(&policy) {
             subject.block(Block::Conflict(format!(
                 "policy {policy} is already managed through connector {other}; one policy is managed through one connector"
             )));
         }
     }
+    foreign
 }
 
 /// Two Authoritative objects on one policy: the older governs, the newer is blocked.

@@ -7,35 +7,38 @@ use std::collections::BTreeMap;
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey};
 use super::resolve::Subject;
 use super::types::{Block, Planned};
-use crate::api::ALLOW_MASS_REVOCATION;
+use crate::api::{ALLOW_MASS_REVOCATION, was_handled};
 
 /// The annotation value if it lifts the guard: present, not `false`/`no`/`0`/empty (any
 /// case), and not handled by an earlier sync.
 pub(super) fn fresh_allowance(
     annotations: &BTreeMap<String, String>,
-    last_handled: Option<&str>,
+    last: Option<&str>,
+    remembered: &[String],
 ) -> Option<String> {
     let value = annotations.get(ALLOW_MASS_REVOCATION)?.trim();
     let refuses = ["", "false", "no", "0"]
         .iter()
         .any(|no| value.eq_ignore_ascii_case(no));
-    (!refuses && Some(value) != last_handled).then(|| value.to_string())
+    (!refuses && !was_handled(last, remembered, value)).then(|| value.to_string())
 }
 
 fn connector_allowance(connector: &ConnectorObject) -> Option<String> {
-    let last = connector
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_mass_revocation.as_deref());
-    fresh_allowance(&connector.annotations, last)
+    let status = connector.status.clone().unwrap_or_default();
+    fresh_allowance(
+        &connector.annotations,
+        status.last_handled_mass_revocation.as_deref(),
+        &status.handled_mass_revocations,
+    )
 }
 
 fn object_allowance(object: &AccessObject) -> Option<String> {
-    let last = object
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_mass_revocation.as_deref());
-    fresh_allowance(&object.annotations, last)
+    let status = object.status.clone().unwrap_or_default();
+    fresh_allowance(
+        &object.annotations,
+        status.last_handled_mass_revocation.as_deref(),
+        &status.handled_mass_revocations,
+    )
 }
 
 /// "a, b, c and 4 more".

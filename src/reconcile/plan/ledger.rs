@@ -2,13 +2,14 @@
 //! confirmed or dropped), then each stays, moves to another object that asks for the
 //! person (hand-off), is dropped (orphan), or is released (nobody asks any more).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::model::ObjectKey;
 use super::claims::Claims;
 use super::resolve::{Standing, Subject};
 use super::world::{RosterView, World};
 use crate::api::{DeletionPolicy, ManagedMember};
+use crate::expensify::Role;
 
 /// An entry and the object that holds it.
 #[derive(Debug, Clone)]
@@ -29,34 +30,45 @@ impl Ledger {
     }
 }
 
+/// Whether two wire roles are the same role (Expensify's spelling may vary in case).
+pub(super) fn same_role(a: &str, b: &str) -> bool {
+    match (Role::parse(a), Role::parse(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.trim().eq_ignore_ascii_case(b.trim()),
+    }
+}
+
 /// What a pending or settled entry says once the roster is known: `None` drops it.
 pub(super) fn verify(entry: &ManagedMember, shown: Option<&RosterView>) -> Option<ManagedMember> {
     // Nobody owns what is not there: never landed, or taken away since.
     let shown = shown?;
-    let shown_role = Some(shown.raw_role.as_str());
-    let is = |role: &Option<String>| role.is_some() && shown_role == role.as_deref();
+    let is = |role: &Option<String>| {
+        role.as_deref()
+            .is_some_and(|r| same_role(r, &shown.raw_role))
+    };
+    let confirmed = |role: Option<String>| ManagedMember {
+        role,
+        pending: false,
+        prior_role: None,
+        ..entry.clone()
+    };
     if !entry.pending {
         // Its role is the one it had before the operator changed it: nothing left to own.
         let back_where_it_was = !entry.added && is(&entry.previous_role);
         return (!back_where_it_was).then(|| entry.clone());
     }
     if is(&entry.role) {
-        return Some(ManagedMember {
-            pending: false,
-            prior_role: None,
-            ..entry.clone()
-        });
+        return Some(confirmed(entry.role.clone()));
     }
     if is(&entry.prior_role) {
-        return Some(ManagedMember {
-            role: entry.prior_role.clone(),
-            pending: false,
-            prior_role: None,
-            ..entry.clone()
-        });
+        return Some(confirmed(entry.prior_role.clone()));
     }
-    let did_not_land = !entry.added && is(&entry.previous_role);
-    (!did_not_land).then(|| entry.clone())
+    if entry.added {
+        // Present proves the grant landed, whatever role Expensify made of it.
+        return Some(confirmed(Some(shown.raw_role.clone())));
+    }
+    // A role change that shows the role from before did not land.
+    (!is(&entry.previous_role)).then(|| entry.clone())
 }
 
 /// What becomes of one entry.
@@ -79,9 +91,14 @@ pub(super) fn fate(
     entry: &ManagedMember,
     holder: &Subject<'_>,
     claims: &Claims,
+    foreign: &BTreeSet<String>,
     removals_held: bool,
 ) -> Fate {
     if matches!(holder.standing, Standing::Frozen | Standing::Unresolvable) {
+        return Fate::Keep;
+    }
+    // Another connector governs that policy: this one writes nothing there.
+    if foreign.contains(&entry.policy_id) {
         return Fate::Keep;
     }
     let askers = claims.of(&entry.policy_id, &entry.email);
@@ -107,6 +124,7 @@ pub(super) fn fate(
 pub(super) fn settle(
     subjects: &mut [Subject<'_>],
     claims: &Claims,
+    foreign: &BTreeSet<String>,
     world: &World<'_>,
     removals_held: bool,
 ) -> (Ledger, Vec<Held>) {
@@ -137,7 +155,7 @@ pub(super) fn settle(
             let Some(entry) = verify(&entry, policy.roster.get(&entry.email)) else {
                 continue;
             };
-            match fate(&entry, subject, claims, removals_held) {
+            match fate(&entry, subject, claims, foreign, removals_held) {
                 Fate::Keep => {}
                 Fate::HandOff(next) => {
                     ledger.entries.insert(

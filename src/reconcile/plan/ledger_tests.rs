@@ -222,6 +222,12 @@ fn a_policy_another_connector_manages_is_a_conflict() {
     );
     let mut theirs = access("theirs", AccessMode::Additive, vec![]);
     theirs.spec.connector_ref.name = "a-first".into();
+    // Evidence the other connector manages P1: its own sync left the object Synced there.
+    theirs.status = Some(PolicyAccessStatus {
+        phase: crate::api::AccessPhase::Synced,
+        policy_id: Some("P1".into()),
+        ..PolicyAccessStatus::default()
+    });
     let plan = run(&connector(), &[mine, theirs], &world);
     assert!(plan.is_empty(), "{:?}", plan.changes);
     let blocks = &plan.objects[&key("mine")].blocks;
@@ -266,18 +272,18 @@ fn allowance_values_that_say_no_do_not_lift_the_guard() {
     for no in ["no", "False", "0", " ", "NO"] {
         let annotations = BTreeMap::from([(ALLOW_MASS_REVOCATION.to_string(), no.to_string())]);
         assert_eq!(
-            super::super::guard::fresh_allowance(&annotations, None),
+            super::super::guard::fresh_allowance(&annotations, None, &[]),
             None,
             "{no:?}"
         );
     }
     let yes = BTreeMap::from([(ALLOW_MASS_REVOCATION.to_string(), "CHG-1".to_string())]);
     assert_eq!(
-        super::super::guard::fresh_allowance(&yes, None).as_deref(),
+        super::super::guard::fresh_allowance(&yes, None, &[]).as_deref(),
         Some("CHG-1")
     );
     assert_eq!(
-        super::super::guard::fresh_allowance(&yes, Some("CHG-1")),
+        super::super::guard::fresh_allowance(&yes, Some("CHG-1"), &[]),
         None,
         "used once"
     );
@@ -618,5 +624,337 @@ fn an_orphan_deletion_lets_go_even_of_a_policy_out_of_sight() {
     assert!(
         plan.objects[&key("gone")].ledger.is_empty(),
         "the deletion can finish"
+    );
+}
+
+// Found by an independent review; each asserts what the contract requires.
+
+fn holding_on_p1(object: AccessObject, entries: Vec<ManagedMember>) -> AccessObject {
+    let mut object = holding(object, entries);
+    if let Some(status) = object.status.as_mut() {
+        status.policy_id = Some("P1".into());
+    }
+    object
+}
+
+///  A (valid) asks bob admin, B asks bob user: Conflict, bob left as he is. A gets a
+/// typo in another member -> Invalid -> RemovalsHeld. Contract: nothing inferred from
+/// absence while input is broken; yet bob is demoted admin -> user.
+#[test]
+fn while_removals_are_held_demotions_wait_too() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let a = holding_on_p1(
+        access(
+            "a",
+            AccessMode::Additive,
+            vec![member("bob@acme.example", "admin")],
+        ),
+        vec![entry("bob@acme.example", false, Some("user"), "admin")],
+    );
+    let b = access(
+        "b",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "user")],
+    );
+    let both_valid = run(&connector(), &[a.clone(), b.clone()], &world);
+    assert!(both_valid.is_empty(), "conflict: bob left alone");
+
+    let mut a_typo = a.clone();
+    a_typo
+        .spec
+        .members
+        .push(member("x@acme.example", "superuser"));
+    let plan = run(&connector(), &[a_typo, b.clone()], &world);
+    let _ = format!("R1 changes with A invalid: {:?}", changes(&plan));
+    let _ = format!("R1 blocks of b: {:?}", plan.objects[&key("b")].blocks);
+    assert!(
+        !plan.changes.iter().any(|c| c.is_removal()),
+        "a demotion was planned while removals are held: {:?}",
+        changes(&plan)
+    );
+}
+
+///  same with an unreadable manifest (inventory_complete = false).
+#[test]
+fn an_unreadable_manifest_holds_demotions() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let b = access(
+        "b",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "user")],
+    );
+    let plan = plan(PlanInput {
+        connector: &connector(),
+        accesses: &[b],
+        observed: &world,
+        now: now(),
+        inventory_complete: false,
+    });
+    let _ = format!("R1b changes: {:?}", changes(&plan));
+    assert!(!plan.changes.iter().any(|c| c.is_removal()));
+}
+
+///  an object in another namespace, naming a connector that does not even exist,
+/// blocks this connector's objects on P1 (file mode: no creation times).
+#[test]
+fn a_stray_object_naming_a_missing_connector_governs_nothing() {
+    let world = finance(&[]);
+    let team = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("alice@acme.example", "user")],
+    );
+    let mut stray = access("stray", AccessMode::Additive, vec![]);
+    stray.key = ObjectKey::new("aaa", "stray");
+    stray.spec.connector_ref.name = "ghost".into();
+    let plan = run(&connector(), &[team, stray], &world);
+    let _ = format!(
+        "R2 changes: {:?} blocks: {:?}",
+        changes(&plan),
+        plan.objects[&key("team")].blocks
+    );
+    assert_eq!(plan.changes.len(), 1, "alice must be granted");
+    assert!(plan.objects[&key("team")].blocks.is_empty());
+}
+
+///  cluster mode (creation times): a stray object, created before, same effect.
+#[test]
+fn an_older_stray_object_governs_nothing_either() {
+    let world = finance(&[]);
+    let mut team = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("alice@acme.example", "user")],
+    );
+    team.created = Some("2026-03-01T00:00:00Z".parse().unwrap());
+    let mut stray = access("stray", AccessMode::Additive, vec![]);
+    stray.key = ObjectKey::new("tenant-x", "stray");
+    stray.spec.connector_ref.name = "ghost".into();
+    stray.created = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let plan = run(&connector(), &[team, stray], &world);
+    let _ = format!(
+        "R2c changes: {:?} blocks: {:?}",
+        changes(&plan),
+        plan.objects[&key("team")].blocks
+    );
+    assert!(plan.objects[&key("team")].blocks.is_empty());
+}
+
+fn other_connector() -> ConnectorObject {
+    let mut c = connector();
+    c.key = ObjectKey::new(NS, "other");
+    c
+}
+
+///  connector acme governs P1 (a1 by id, ledger on P1). A new connector `other` gets
+/// an Authoritative object on P1 *by name*: on its first sync it is not blocked and
+/// revokes a1's people.
+#[test]
+fn a_newcomer_connector_by_policy_name_is_blocked_from_its_first_sync() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let mut a1 = holding_on_p1(
+        access(
+            "a1",
+            AccessMode::Additive,
+            vec![member("carol@acme.example", "user")],
+        ),
+        vec![entry("carol@acme.example", true, None, "user")],
+    );
+    a1.created = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut b1 = access("b1", AccessMode::Authoritative, vec![]);
+    b1.spec.connector_ref.name = "other".into();
+    b1.spec.policy = crate::api::PolicySelector {
+        id: None,
+        name: Some("Finance".into()),
+    };
+    b1.created = Some("2026-05-01T00:00:00Z".parse().unwrap());
+    let plan = run(&other_connector(), &[a1, b1], &world);
+    let _ = format!(
+        "R3 changes: {:?} blocks: {:?}",
+        changes(&plan),
+        plan.objects[&key("b1")].blocks
+    );
+    assert!(
+        plan.changes.is_empty(),
+        "the later connector must be Blocked, not revoke"
+    );
+}
+
+///  file mode (no creation times): a connector added later whose key sorts first
+/// takes P1 over; the connector that has governed P1 all along is the one Blocked.
+#[test]
+fn without_creation_times_the_established_connector_keeps_the_policy() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let a1 = holding_on_p1(
+        access(
+            "a1",
+            AccessMode::Additive,
+            vec![member("carol@acme.example", "user")],
+        ),
+        vec![entry("carol@acme.example", true, None, "user")],
+    );
+    let mut b1 = access("b1", AccessMode::Authoritative, vec![]);
+    b1.spec.connector_ref.name = "aaa".into();
+    let mut aaa = connector();
+    aaa.key = ObjectKey::new(NS, "aaa");
+    let plan_new = run(&aaa, &[a1.clone(), b1.clone()], &world);
+    let plan_old = run(&connector(), &[a1, b1], &world);
+    let _ = format!(
+        "R3b new connector: changes {:?} blocks {:?}",
+        changes(&plan_new),
+        plan_new.objects[&key("b1")].blocks
+    );
+    let _ = format!(
+        "R3b old connector: blocks {:?}",
+        plan_old.objects[&key("a1")].blocks
+    );
+    assert!(
+        plan_old.objects[&key("a1")].blocks.is_empty(),
+        "the connector that claimed first keeps P1"
+    );
+}
+
+///  a grant that landed but shows another role than the one sent (still pending) is
+/// treated as "changed by someone else" on release: the person the operator added stays.
+#[test]
+fn a_grant_that_landed_with_another_role_is_still_owned() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let mut pending = entry("carol@acme.example", true, None, "auditor");
+    pending.pending = true;
+    let a = holding_on_p1(access("a", AccessMode::Additive, vec![]), vec![pending]);
+    let plan = run(&connector(), &[a], &world);
+    let _ = format!(
+        "R4 changes: {:?} ledger: {:?} notes: {:?}",
+        changes(&plan),
+        plan.objects[&key("a")].ledger,
+        plan.objects[&key("a")].notes
+    );
+    assert_eq!(
+        plan.changes.len(),
+        1,
+        "carol was not on P1 before the operator: revoke her"
+    );
+}
+
+///  a not-allowed object *of this connector*, created long ago, makes this connector
+/// look like the first claimer of P1 and blocks the connector that governs P1.
+#[test]
+fn a_not_allowed_object_does_not_decide_who_governs_a_policy() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    // Connector `other` (finance/other) governs P1 since March.
+    let mut o1 = access(
+        "o1",
+        AccessMode::Additive,
+        vec![member("carol@acme.example", "user")],
+    );
+    o1.spec.connector_ref.name = "other".into();
+    o1.created = Some("2026-03-01T00:00:00Z".parse().unwrap());
+    // acme's legit object arrives in May, a not-allowed object naming acme dates from January.
+    let mut mine = access("mine", AccessMode::Authoritative, vec![]);
+    mine.created = Some("2026-05-01T00:00:00Z".parse().unwrap());
+    let mut stray = access("stray", AccessMode::Additive, vec![]);
+    stray.key = ObjectKey::new("tenant-x", "stray");
+    stray.spec.connector_ref.namespace = Some(NS.into());
+    stray.created = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let without = run(&connector(), &[o1.clone(), mine.clone()], &world);
+    let with = run(&connector(), &[o1, mine, stray], &world);
+    let _ = format!(
+        "R6 without stray: changes {:?} blocks {:?}",
+        changes(&without),
+        without.objects[&key("mine")].blocks
+    );
+    let _ = format!(
+        "R6 with stray: changes {:?} blocks {:?}",
+        changes(&with),
+        with.objects[&key("mine")].blocks
+    );
+    assert_eq!(
+        changes(&without),
+        changes(&with),
+        "a not-allowed object changed the plan"
+    );
+}
+
+///  roles are parsed case-insensitively for grants but compared raw for the ledger: a
+/// roster that spells the role `Admin` makes every release of a raise a no-op.
+#[test]
+fn roles_compare_whatever_their_case() {
+    let world = finance(&[("bob@acme.example", "Admin")]);
+    let a = holding_on_p1(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry("bob@acme.example", false, Some("user"), "admin")],
+    );
+    let plan = run(&connector(), &[a], &world);
+    let _ = format!(
+        "R7 changes: {:?} notes: {:?}",
+        changes(&plan),
+        plan.objects[&key("a")].notes
+    );
+    assert_eq!(plan.changes.len(), 1, "the raise must be taken back");
+}
+
+///  an object blocked by a Conflict (second Authoritative) that moved from P2 to P1
+/// keeps its P2 entries forever: nobody claims them, yet they are not released.
+#[test]
+fn an_object_blocked_by_a_conflict_still_releases_what_it_no_longer_asks_for() {
+    let world = observed(&[
+        ("P1", "Finance", "cfo@acme.example", &[(ADMIN, "admin")]),
+        (
+            "P2",
+            "Sales",
+            "cfo@acme.example",
+            &[(ADMIN, "admin"), ("dave@acme.example", "user")],
+        ),
+    ]);
+    let mut older = access("older", AccessMode::Authoritative, vec![]);
+    older.created = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut moved = access("moved", AccessMode::Authoritative, vec![]);
+    moved.created = Some("2026-02-01T00:00:00Z".parse().unwrap());
+    let mut e = entry("dave@acme.example", true, None, "user");
+    e.policy_id = "P2".into();
+    moved.status = Some(PolicyAccessStatus {
+        policy_id: Some("P2".into()),
+        managed_members: vec![e],
+        ..Default::default()
+    });
+    let plan = run(&connector(), &[older, moved], &world);
+    let _ = format!(
+        "R5 changes: {:?} ledger of moved: {:?}",
+        changes(&plan),
+        plan.objects[&key("moved")].ledger
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.policy_id == "P2" && c.kind == ChangeKind::Revoke)
+    );
+}
+
+///  rule 6 ("a second sync right after a successful one plans nothing"): on an
+/// Authoritative policy, releasing a raise first restores the role, and the next sync then
+/// revokes the same person as an extra.
+#[test]
+fn on_an_authoritative_policy_a_released_raise_is_revoked_in_one_sync() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let g = holding_on_p1(
+        access("g", AccessMode::Authoritative, vec![]),
+        vec![entry("bob@acme.example", false, Some("user"), "admin")],
+    );
+    let first = run(&connector(), std::slice::from_ref(&g), &world);
+    let after = apply(&world, &first);
+    let g2 = holding_on_p1(
+        access("g", AccessMode::Authoritative, vec![]),
+        first.objects[&key("g")].write_ahead_ledger(),
+    );
+    let second = run(&connector(), &[g2], &after);
+    let _ = format!(
+        "R8 first: {:?} second: {:?}",
+        changes(&first),
+        changes(&second)
+    );
+    assert!(
+        second.is_empty(),
+        "second sync planned {:?}",
+        changes(&second)
     );
 }

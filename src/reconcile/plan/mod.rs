@@ -37,15 +37,23 @@ use world::World;
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let world = World::new(input.observed, input.connector);
     let mut subjects = resolve::subjects(&input, &world);
-    claims::block_foreign_policies(&input, &mut subjects);
+    let foreign = claims::block_foreign_policies(&input, &mut subjects);
     claims::block_second_authoritative(&mut subjects);
     let claims = Claims::collect(&subjects);
     let contested = claims::role_conflicts(&claims, &mut subjects);
     let held_because = removals::removals_held(&input, &subjects);
 
-    let (mut ledger, released) =
-        ledger::settle(&mut subjects, &claims, &world, held_because.is_some());
+    let (mut ledger, released) = ledger::settle(
+        &mut subjects,
+        &claims,
+        &foreign,
+        &world,
+        held_because.is_some(),
+    );
     let mut planned = grants::plan_writes(&claims, &contested, &ledger, &world, &mut subjects);
+    if held_because.is_some() {
+        removals::hold_demotions(&mut planned, &mut subjects);
+    }
     planned.extend(removals::releases(
         released,
         &mut ledger,

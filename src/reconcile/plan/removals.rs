@@ -2,6 +2,8 @@
 //! role set back), unless Expensify no longer shows what the operator set; Authoritative
 //! objects revoke the people nobody asks for. Both wait while the input is broken.
 
+use std::collections::BTreeMap;
+
 use super::super::model::ObjectKey;
 use super::claims::Claims;
 use super::ledger::{Held, Ledger};
@@ -29,6 +31,7 @@ pub(super) fn removals_held(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> 
 fn take_back(
     held: &Held,
     holder_deleting: bool,
+    governor: Option<&ObjectKey>,
     policy: &PolicyView,
     world: &World<'_>,
 ) -> Result<Change, String> {
@@ -42,7 +45,10 @@ fn take_back(
             entry.email, policy.name
         ));
     }
-    let still_as_set = entry.role.is_none() || entry.role.as_deref() == Some(&current.raw_role);
+    let still_as_set = entry
+        .role
+        .as_deref()
+        .is_none_or(|role| super::ledger::same_role(role, &current.raw_role));
     if !still_as_set {
         return Err(format!(
             "{} on policy {} is now {} (the operator set {}): changed by someone else, left as is",
@@ -59,6 +65,12 @@ fn take_back(
             "granted by {holder}, asked for by nobody now"
         };
         return Ok(revoke(policy, &entry.email, current, &held.holder, why));
+    }
+    if let Some(governor) = governor {
+        // On an Authoritative policy someone nobody asks for is an extra: revoke at once,
+        // rather than set the role back and revoke on the next sync.
+        let why = format!("not asked for by any PolicyAccess ({governor} is Authoritative)");
+        return Ok(revoke(policy, &entry.email, current, governor, &why));
     }
     let previous = entry.previous_role.as_deref().unwrap_or_default();
     let Some(role) = Role::parse(previous) else {
@@ -120,6 +132,7 @@ pub(super) fn releases(
     world: &World<'_>,
     subjects: &mut [Subject<'_>],
 ) -> Vec<Planned> {
+    let governors = authoritative_governors(subjects);
     let mut planned = Vec::new();
     for held in released {
         let Some(policy) = world.policies.get(&held.entry.policy_id) else {
@@ -128,7 +141,8 @@ pub(super) fn releases(
         let deleting = subjects
             .iter()
             .any(|s| s.key() == &held.holder && s.object.deleting);
-        match take_back(&held, deleting, policy, world) {
+        let governor = governors.get(&policy.id);
+        match take_back(&held, deleting, governor, policy, world) {
             Ok(change) => planned.push(Planned {
                 change,
                 entry: None,
@@ -145,6 +159,15 @@ pub(super) fn releases(
         }
     }
     planned
+}
+
+/// The Authoritative writer of each policy (a second one is blocked, so there is one).
+fn authoritative_governors(subjects: &[Subject<'_>]) -> BTreeMap<String, ObjectKey> {
+    subjects
+        .iter()
+        .filter(|s| s.writes() && s.object.spec.mode == AccessMode::Authoritative)
+        .filter_map(|s| Some((s.policy.clone()?, s.key().clone())))
+        .collect()
 }
 
 /// Authoritative writers revoke everyone on their policy that nobody asks for, except
@@ -200,6 +223,23 @@ pub(super) fn authoritative_extras(
         }
     }
     planned
+}
+
+/// While removals are held, so are demotions the people asked for would need: an absent or
+/// broken manifest may be the one asking for the higher role.
+pub(super) fn hold_demotions(planned: &mut Vec<Planned>, subjects: &mut [Subject<'_>]) {
+    planned.retain(|p| {
+        if !p.change.is_removal() {
+            return true;
+        }
+        if let Some(subject) = subjects
+            .iter_mut()
+            .find(|s| s.key() == &p.change.requested_by)
+        {
+            subject.plan.held.push(p.change.email.clone());
+        }
+        false
+    });
 }
 
 /// Objects whose releases are held get a block naming the people held.

@@ -9,7 +9,7 @@ use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::{Problem, connector_allows, validate_access};
 use super::types::{Block, ObjectPlan, PlanInput};
 use super::world::World;
-use crate::api::{AccessMode, DeletionPolicy, ManagedMember, adopt_legacy_entries};
+use crate::api::{AccessMode, DeletionPolicy, ManagedMember};
 use crate::email;
 use crate::expensify::Role;
 
@@ -27,8 +27,8 @@ pub(super) struct Wanted {
 pub(super) enum Standing {
     /// Valid, resolved, live: asks for people and writes for them.
     Writer,
-    /// Valid, resolved, live, but writes nothing (suspended, ObserveOnly, or blocked by a
-    /// conflict): the people it lists count as asked for; its entries stay as they are.
+    /// Valid, resolved, live, but writes nothing (suspended or ObserveOnly): the people it
+    /// lists count as asked for; its entries stay as they are.
     Frozen,
     /// Invalid: asks for nobody; its entries may be handed off, releases are held.
     Invalid,
@@ -48,6 +48,9 @@ pub(super) struct Subject<'a> {
     pub policy: Option<String>,
     pub wanted: BTreeMap<String, Wanted>,
     pub entries: Vec<ManagedMember>,
+    /// Blocked by a conflict: writes nothing for the people it asks for (who still count
+    /// as asked for); its entries follow the ordinary rules.
+    pub blocked: bool,
 }
 
 impl Subject<'_> {
@@ -62,14 +65,12 @@ impl Subject<'_> {
 
     /// Whether it writes for the people it asks for.
     pub fn writes(&self) -> bool {
-        self.standing == Standing::Writer
+        self.standing == Standing::Writer && !self.blocked
     }
 
-    /// Freezes a writer (a conflict found after resolving).
+    /// Stops it writing for the people it asks for (a conflict found after resolving).
     pub fn block(&mut self, block: Block) {
-        if self.standing == Standing::Writer {
-            self.standing = Standing::Frozen;
-        }
+        self.blocked = true;
         self.plan.blocks.push(block);
     }
 }
@@ -127,7 +128,8 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
         standing,
         policy,
         wanted,
-        entries: entries_of(object),
+        entries: object.ledger_entries(),
+        blocked: false,
     }
 }
 
@@ -145,21 +147,6 @@ fn standing(object: &AccessObject, plan: &ObjectPlan, resolved: bool) -> Standin
         return Standing::Frozen;
     }
     Standing::Writer
-}
-
-/// The object's ledger entries, normalized; old flat lists adopt the status's policy.
-fn entries_of(object: &AccessObject) -> Vec<ManagedMember> {
-    let Some(status) = &object.status else {
-        return Vec::new();
-    };
-    let mut entries = status.managed_members.clone();
-    adopt_legacy_entries(&mut entries, status.policy_id.as_deref());
-    for entry in &mut entries {
-        entry.email = email::normalize(&entry.email);
-    }
-    entries.sort();
-    entries.dedup_by(|a, b| a.key() == b.key());
-    entries
 }
 
 /// The policy an object names: by id (must be visible) or by a unique name.
