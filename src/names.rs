@@ -92,7 +92,10 @@ pub fn check_label(value: &str) -> Result<(), InvalidName> {
         return Err(InvalidName::new(
             rule,
             value,
-            format!("{} characters, at most {MAX_LABEL} are allowed", value.len()),
+            format!(
+                "{} characters, at most {MAX_LABEL} are allowed",
+                value.len()
+            ),
         ));
     }
     label_shape(value, rule, value)
@@ -177,7 +180,14 @@ mod tests {
 
     #[test]
     fn subdomains() {
-        for good in ["a", "team", "finance-team", "a.b-c.d1", "0", &"a".repeat(253)] {
+        for good in [
+            "a",
+            "team",
+            "finance-team",
+            "a.b-c.d1",
+            "0",
+            &"a".repeat(253),
+        ] {
             assert!(check_subdomain(good).is_ok(), "{good}");
         }
         for bad in [

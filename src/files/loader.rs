@@ -423,7 +423,14 @@ fn typed<T: serde::de::DeserializeOwned>(
     let mut track = serde_path_to_error::Track::new();
     let result: Result<T, _> = serde_ignored::deserialize(
         serde_path_to_error::Deserializer::new(document, &mut track),
-        |path| unknown.push(field_path(&path)),
+        |path| {
+            // kube's generated types read `apiVersion` and `kind` as ignored fields; the
+            // header check has already held them to the exact values.
+            let path = field_path(&path);
+            if path != "apiVersion" && path != "kind" {
+                unknown.push(path);
+            }
+        },
     );
     let object = result.map_err(|e| {
         let path = track.path().to_string();
@@ -470,7 +477,11 @@ fn connector_names(connector: &ExpensifyConnector) -> Vec<String> {
     [
         ("name", NameRule::Subdomain, &secret.name),
         ("userIDKey", NameRule::SecretKey, &secret.user_id_key),
-        ("userSecretKey", NameRule::SecretKey, &secret.user_secret_key),
+        (
+            "userSecretKey",
+            NameRule::SecretKey,
+            &secret.user_secret_key,
+        ),
     ]
     .into_iter()
     .filter_map(|(field, rule, value)| {
@@ -542,6 +553,11 @@ mod tests {
     }
 
     const ACCESS: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: team}\nspec:\n  connectorRef: {name: acme}\n  policy: {id: P1}\n  members: [{email: a@acme.example}]\n";
+    const CONNECTOR: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {name: acme}\nspec:\n  credentialsSecretRef: {name: creds}\n  adminEmail: it@acme.example\n";
+
+    fn problems(manifests: &Manifests) -> Vec<String> {
+        manifests.problems.iter().map(ToString::to_string).collect()
+    }
 
     #[test]
     fn reads_multi_document_files_recursively_and_skips_other_kinds() {
@@ -555,12 +571,16 @@ mod tests {
         );
         write(dir.path(), ".git/x.yaml", "not: [valid");
         write(dir.path(), "notes.txt", "ignored");
+        write(dir.path(), "connector.yml", CONNECTOR);
         let manifests = load(dir.path(), &[]).unwrap();
         assert!(manifests.complete(), "{:?}", manifests.problems);
         assert_eq!(manifests.accesses.len(), 1);
+        assert_eq!(manifests.connectors.len(), 1);
         assert_eq!(manifests.accesses[0].key, ObjectKey::new("default", "team"));
         assert_eq!(manifests.accesses[0].source.document, 2);
-        assert_eq!(manifests.skipped.len(), 1);
+        assert_eq!(manifests.skipped.len(), 2, "{:?}", manifests.skipped);
+        assert!(manifests.skipped[0].contains("notes.txt: skipped (not a .yaml or .yml file)"));
+        assert!(manifests.skipped[1].contains("Secret s skipped"));
     }
 
     #[test]
@@ -638,5 +658,123 @@ mod tests {
         );
         let manifests = load(dir.path(), &[]).unwrap();
         assert!(manifests.problems[0].message.contains("v1beta9"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_at_every_level() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "connector.yaml", CONNECTOR);
+        write(
+            dir.path(),
+            "typo.yaml",
+            &ACCESS
+                .replace("members:", "memebers:")
+                .replace("{name: team}", "{name: team, lables: {a: b}}")
+                .replace(
+                    "{email: a@acme.example}",
+                    "{email: a@acme.example, rol: admin}",
+                ),
+        );
+        write(
+            dir.path(),
+            "top.yaml",
+            &format!("{}extra: 1\n", ACCESS.replace("team", "other")),
+        );
+        let manifests = load(dir.path(), &[]).unwrap();
+        assert!(manifests.accesses.is_empty());
+        let text = problems(&manifests);
+        assert!(
+            text[0]
+                .contains("top.yaml (document 1): PolicyAccess default/other: unknown field extra"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("typo.yaml (document 1)")
+                && text[1].contains("metadata.lables")
+                && text[1].contains("spec.memebers"),
+            "{text:?}"
+        );
+        assert!(!text[1].contains("rol"), "members were not read: {text:?}");
+    }
+
+    #[test]
+    fn a_misspelled_kind_of_our_group_is_a_problem_other_groups_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "connector.yaml", CONNECTOR);
+        write(
+            dir.path(),
+            "typo.yaml",
+            &ACCESS.replace("kind: PolicyAccess", "kind: PolicyAcess"),
+        );
+        write(
+            dir.path(),
+            "other.yaml",
+            "apiVersion: example.com/v1\nkind: PolicyAcess\nmetadata: {name: x}\n",
+        );
+        let manifests = load(dir.path(), &[]).unwrap();
+        let text = problems(&manifests);
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(
+            text[0].contains("typo.yaml")
+                && text[0].contains("kind \"PolicyAcess\" does not exist"),
+            "{text:?}"
+        );
+        assert_eq!(manifests.skipped.len(), 1);
+    }
+
+    #[test]
+    fn names_follow_kubernetes_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "connector.yaml",
+            &CONNECTOR.replace(
+                "{name: creds}",
+                "{name: /etc, userSecretKey: ../os-release}",
+            ),
+        );
+        write(
+            dir.path(),
+            "up.yaml",
+            &ACCESS.replace("{name: team}", "{name: \"../../x\"}"),
+        );
+        write(
+            dir.path(),
+            "ns.yaml",
+            &ACCESS.replace("{name: team}", "{name: team, namespace: Finance}"),
+        );
+        let manifests = load(dir.path(), &[]).unwrap();
+        assert!(manifests.connectors.is_empty() && manifests.accesses.is_empty());
+        let text = problems(&manifests).join("\n");
+        for expected in [
+            "spec.credentialsSecretRef.name: \"/etc\" is not a valid DNS-1123 subdomain",
+            "spec.credentialsSecretRef.userSecretKey: \"../os-release\" is not a valid Secret key",
+            "metadata.name: \"../../x\" is not a valid DNS-1123 subdomain",
+            "metadata.namespace: \"Finance\" is not a valid DNS-1123 label",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_a_connector_is_an_error_naming_what_was_found() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "team.yaml", ACCESS);
+        write(dir.path(), "README.md", "hello");
+        let err = load(dir.path(), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("no ExpensifyConnector")
+                && err.contains("1 YAML file(s) with 1 PolicyAccess")
+                && err.contains("1 other file(s)"),
+            "{err}"
+        );
+        // A connector that fails to load is reported as itself, not as "no connector".
+        write(
+            dir.path(),
+            "connector.yaml",
+            &CONNECTOR.replace("adminEmail", "admin"),
+        );
+        let manifests = load(dir.path(), &[]).unwrap();
+        assert!(problems(&manifests)[0].contains("ExpensifyConnector default/acme"));
     }
 }
