@@ -80,6 +80,8 @@ pub fn check_subdomain(value: &str) -> Result<(), InvalidName> {
             ),
         ));
     }
+    // Characters first, so `../x` is refused for its `/`, the more telling reason.
+    allowed_characters(value, rule)?;
     value
         .split('.')
         .try_for_each(|part| label_shape(part, rule, value))
@@ -98,10 +100,12 @@ pub fn check_label(value: &str) -> Result<(), InvalidName> {
             ),
         ));
     }
+    allowed_characters(value, rule)?;
     label_shape(value, rule, value)
 }
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` for one label of `whole`.
+/// The characters have been checked already.
 fn label_shape(part: &str, rule: NameRule, whole: &str) -> Result<(), InvalidName> {
     let bytes = part.as_bytes();
     let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
@@ -111,28 +115,29 @@ fn label_shape(part: &str, rule: NameRule, whole: &str) -> Result<(), InvalidNam
             "must not be empty or have an empty part between dots",
         ));
     };
-    if let Some(bad) = part
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(InvalidName::new(
-            rule,
-            whole,
-            format!(
-                "{bad:?} is not allowed: use lower-case letters, digits, '-'{}",
-                if rule == NameRule::Subdomain {
-                    " and '.'"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
     if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
         return Err(InvalidName::new(
             rule,
             whole,
             "must start and end with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+/// Lower-case letters, digits, `-`, and for subdomains `.`.
+fn allowed_characters(value: &str, rule: NameRule) -> Result<(), InvalidName> {
+    let dot_allowed = rule == NameRule::Subdomain;
+    if let Some(bad) = value.chars().find(|c| {
+        !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || (dot_allowed && *c == '.'))
+    }) {
+        return Err(InvalidName::new(
+            rule,
+            value,
+            format!(
+                "{bad:?} is not allowed: use lower-case letters, digits, '-'{}",
+                if dot_allowed { " and '.'" } else { "" }
+            ),
         ));
     }
     Ok(())

@@ -97,7 +97,11 @@ fn deep_nesting_is_refused_without_exhausting_the_stack() {
     text.push_str(&"]".repeat(200_000));
     text.push('\n');
     let (_dir, manifests) = load_beside_good_objects("deep.yaml", text.as_bytes());
-    assert_fails_alone("deep.yaml", &manifests, &["not valid YAML".to_string()]);
+    assert_fails_alone(
+        "deep.yaml",
+        &manifests,
+        &["not valid YAML: recursion limit exceeded".to_string()],
+    );
 }
 
 #[test]
@@ -117,12 +121,13 @@ fn a_50_mb_file_is_refused_before_it_is_read() {
 }
 
 fn many_members(count: usize) -> String {
-    let mut text = GOOD.replace("good", "big").replace(
-        "  members: [{email: dave@acme.example}]\n",
-        "  members:\n",
-    );
+    let mut text = GOOD
+        .replace("good", "big")
+        .replace("  members: [{email: dave@acme.example}]\n", "  members:\n");
     for i in 0..count {
-        text.push_str(&format!("    - {{email: person{i}@acme.example, role: user}}\n"));
+        text.push_str(&format!(
+            "    - {{email: person{i}@acme.example, role: user}}\n"
+        ));
     }
     text
 }
@@ -143,8 +148,10 @@ fn numbered_access(i: usize) -> String {
     GOOD.replace("name: good", &format!("name: team-{i}"))
 }
 
+/// 10,000 documents across 10,000 files are read by `benches/loader.rs` (a few seconds
+/// unoptimised); here 2,000 files show the layout works.
 #[test]
-fn ten_thousand_documents_load_in_one_file_and_across_files() {
+fn ten_thousand_documents_load_in_one_file_and_many_across_files() {
     let one_file: String = (0..10_000)
         .map(|i| format!("---\n{}", numbered_access(i)))
         .collect();
@@ -164,14 +171,14 @@ fn ten_thousand_documents_load_in_one_file_and_across_files() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("connector.yaml"), CONNECTOR).unwrap();
-    for i in 0..10_000 {
+    for i in 0..2_000 {
         let sub = dir.path().join(format!("team-{}", i / 100));
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(format!("{i}.yaml")), numbered_access(i)).unwrap();
     }
     let manifests = loader::load(dir.path(), &[]).unwrap();
     assert!(manifests.complete(), "{:?}", manifests.problems.first());
-    assert_eq!(manifests.accesses.len(), 10_000);
+    assert_eq!(manifests.accesses.len(), 2_000);
 }
 
 fn command(args: &[&str]) -> Command {
@@ -200,8 +207,10 @@ fn text(output: &Output) -> String {
 
 fn corpus_case(name: &str, endpoint: &str) -> String {
     let text = std::fs::read_to_string(Path::new(CORPUS).join(name)).unwrap();
-    text.replace("name: broken,", "name: broken-case,")
-        .replace("adminEmail:", &format!("endpoint: {endpoint}\n  adminEmail:"))
+    text.replace("name: broken,", "name: broken-case,").replace(
+        "adminEmail:",
+        &format!("endpoint: {endpoint}\n  adminEmail:"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

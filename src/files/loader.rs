@@ -260,8 +260,23 @@ fn load_file(path: &Path, manifests: &mut Manifests) {
             Ok(value) => load_document(value, source(document), manifests),
             Err(e) => manifests
                 .problems
-                .push(file_problem(document, format!("not valid YAML: {e}"))),
+                .push(file_problem(document, yaml_error(&e))),
         }
+    }
+}
+
+/// A limit is not a syntax error: say which one, so the reader knows what to change.
+fn yaml_error(error: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error;
+    let mut cause = error;
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = cause {
+        cause = error;
+    }
+    match cause {
+        Error::Budget { .. } => format!(
+            "refused by the reader's limits (at most {MAX_NODES_PER_DOCUMENT} nodes per document, nesting {MAX_DEPTH} deep, bounded aliases): {error}"
+        ),
+        _ => format!("not valid YAML: {error}"),
     }
 }
 
