@@ -237,12 +237,22 @@ fn load_file(path: &Path, manifests: &mut Manifests) {
         object: None,
         message,
     };
-    let mut reader = match open_manifest(path) {
-        Ok(file) => std::io::BufReader::new(file),
-        Err(message) => {
-            manifests.problems.push(file_problem(1, message));
-            return;
-        }
+    match open_manifest(path) {
+        Ok(file) => read_documents(path, std::io::BufReader::new(file), manifests),
+        Err(message) => manifests.problems.push(file_problem(1, message)),
+    }
+}
+
+/// Reads the documents of one file, each into an object, a skipped note or a problem.
+fn read_documents(path: &Path, mut reader: impl std::io::Read, manifests: &mut Manifests) {
+    let source = |document: usize| Source {
+        path: path.to_path_buf(),
+        document,
+    };
+    let file_problem = |document: usize, message: String| LoadProblem {
+        source: source(document),
+        object: None,
+        message,
     };
     let documents = serde_saphyr::read_with_options::<_, Value>(&mut reader, parse_options());
     for (index, result) in documents.enumerate() {
@@ -791,5 +801,72 @@ mod tests {
         );
         let manifests = load(dir.path(), &[]).unwrap();
         assert!(problems(&manifests)[0].contains("ExpensifyConnector default/acme"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const CONNECTOR_AND_ACCESS: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {name: acme}\nspec:\n  credentialsSecretRef: {name: creds, userIDKey: id}\n  adminEmail: it@acme.example\n---\napiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: team, namespace: finance, labels: {a: b}}\nspec:\n  connectorRef: {name: acme, namespace: default}\n  policy: {id: P1}\n  mode: Authoritative\n  members:\n    - {email: a@acme.example, role: admin}\n    - email: b@acme.example\n      expiresAt: \"2026-12-31T00:00:00Z\"\n";
+
+        /// Bits of YAML that change structure: the mutations most likely to reach odd paths.
+        const TOKENS: &[&str] = &[
+            "\n", ": ", "- ", "---\n", "[", "]", "{", "}", "&a ", "*a", "!!str ", "? ", "|\n",
+            "\"", "'", "#", "\t", "..", "/", "null", "~", "1e999", "-1", "\u{feff}", "\\",
+            "<<: *a\n",
+        ];
+
+        fn read(bytes: &[u8]) -> Manifests {
+            let mut manifests = Manifests::default();
+            read_documents(Path::new("case.yaml"), bytes, &mut manifests);
+            manifests
+        }
+
+        /// Whatever loaded passed every check: names are Kubernetes names.
+        fn loaded_objects_are_valid(manifests: &Manifests) {
+            for connector in &manifests.connectors {
+                assert!(names::check_subdomain(&connector.key.name).is_ok());
+                assert!(connector_names(&connector.object).is_empty());
+            }
+            for access in &manifests.accesses {
+                assert!(names::check_subdomain(&access.key.name).is_ok());
+                assert!(names::check_label(&access.key.namespace).is_ok());
+                assert!(access_names(&access.object).is_empty());
+            }
+        }
+
+        // Case count from PROPTEST_CASES (default 256); see the README for long runs.
+        proptest! {
+            #[test]
+            fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                loaded_objects_are_valid(&read(&bytes));
+            }
+
+            #[test]
+            fn mutated_manifests_never_panic_and_load_only_valid_objects(
+                edits in proptest::collection::vec(
+                    (any::<prop::sample::Index>(), prop::sample::select(TOKENS), any::<bool>()),
+                    1..6,
+                )
+            ) {
+                let mut text = CONNECTOR_AND_ACCESS.to_string();
+                for (at, token, replace) in edits {
+                    let mut at = at.index(text.len() + 1);
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    if replace {
+                        let mut end = (at + token.len()).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.replace_range(at..end, token);
+                    } else {
+                        text.insert_str(at, token);
+                    }
+                }
+                loaded_objects_are_valid(&read(text.as_bytes()));
+            }
+        }
     }
 }
