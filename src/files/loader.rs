@@ -214,8 +214,11 @@ fn parse_options() -> serde_saphyr::Options {
 /// reasonable size (opening a FIFO would block; a device would never end).
 fn open_manifest(path: &Path) -> Result<std::fs::File, String> {
     let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if metadata.is_dir() {
+        return Err("cannot read this directory".to_string());
+    }
     if !metadata.is_file() {
-        return Err("not a regular file".to_string());
+        return Err("not a regular file (a FIFO or a device is never read)".to_string());
     }
     if metadata.len() > MAX_FILE_BYTES {
         return Err(format!(
@@ -228,18 +231,16 @@ fn open_manifest(path: &Path) -> Result<std::fs::File, String> {
 }
 
 fn load_file(path: &Path, manifests: &mut Manifests) {
-    let source = |document: usize| Source {
-        path: path.to_path_buf(),
-        document,
-    };
-    let file_problem = |document: usize, message: String| LoadProblem {
-        source: source(document),
-        object: None,
-        message,
-    };
     match open_manifest(path) {
         Ok(file) => read_documents(path, std::io::BufReader::new(file), manifests),
-        Err(message) => manifests.problems.push(file_problem(1, message)),
+        Err(message) => manifests.problems.push(LoadProblem {
+            source: Source {
+                path: path.to_path_buf(),
+                document: 1,
+            },
+            object: None,
+            message,
+        }),
     }
 }
 
