@@ -53,10 +53,10 @@ const CASES: &[Case] = &[
         problems: false,
     },
     Case {
-        name: "a 30 MiB file (7,000 objects x 100 members)",
-        bound_mib: 512,
-        write: |dir| write_documents(&dir.join("big.yaml"), 7_000, 100),
-        accesses: 7_000,
+        name: "a 28 MiB file (5,000 objects x 100 members)",
+        bound_mib: 256,
+        write: |dir| write_documents(&dir.join("big.yaml"), 5_000, 100),
+        accesses: 5_000,
         problems: false,
     },
     Case {

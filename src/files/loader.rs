@@ -29,6 +29,9 @@ pub const MAX_DOCUMENTS_PER_FILE: usize = 100_000;
 pub const MAX_NODES_PER_DOCUMENT: usize = 500_000;
 /// Deepest nesting in one document; Kubernetes objects are a handful of levels deep.
 pub const MAX_DEPTH: usize = 64;
+/// Most YAML events an alias may replay in one document: anchors for a shared member list
+/// are fine, an alias bomb stops early.
+pub const MAX_ALIAS_EVENTS: usize = 100_000;
 
 /// The kinds of [`GROUP`].
 const KINDS: [&str; 2] = ["ExpensifyConnector", "PolicyAccess"];
@@ -205,6 +208,11 @@ fn parse_options() -> serde_saphyr::Options {
             max_nodes: MAX_NODES_PER_DOCUMENT,
             max_events: 4 * MAX_NODES_PER_DOCUMENT,
             max_depth: MAX_DEPTH,
+            max_recorded_anchor_events: MAX_ALIAS_EVENTS,
+            max_recorded_anchor_bytes: 8 * 1024 * 1024,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_EVENTS,
         },
         emit_comments: false,
     }
