@@ -10,6 +10,7 @@ pub mod commands;
 pub mod email;
 pub mod expensify;
 pub mod files;
+pub mod names;
 pub mod reconcile;
 pub mod simulator;
 pub mod telemetry;

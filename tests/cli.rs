@@ -189,6 +189,72 @@ async fn export_then_plan_is_in_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn export_to_a_directory_writes_one_file_per_policy_then_plan_is_in_sync() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    let out = repo.path().join("expensify");
+    let exported = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "--connector-name",
+            "acme",
+            "--namespace",
+            "finance",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(
+        files.contains(&"expensify-connector.yaml".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&format!("policy-{}.yaml", FINANCE.to_ascii_lowercase())),
+        "{files:?}"
+    );
+    assert_eq!(
+        files.len(),
+        6,
+        "the connector and one file per visible policy: {files:?}"
+    );
+    let planned = run(&sim.endpoint(), &["plan", repo.path().to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let bad_name = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "--namespace",
+            "../x",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(bad_name.status.code(), Some(1), "{}", text(&bad_name));
+    assert!(
+        text(&bad_name).contains("--namespace"),
+        "{}",
+        text(&bad_name)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_changes(&sim);

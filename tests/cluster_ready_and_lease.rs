@@ -188,8 +188,9 @@ async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
     let started = Instant::now();
     while probe(port, "/readyz").await != Some(200) {
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "not ready 5 s after start"
+            // A bound for a loaded CI machine, not a timing target: the double lists at once.
+            started.elapsed() < Duration::from_secs(20),
+            "not ready 20 s after start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -55,7 +55,10 @@ pub struct PolicyAccessSpec {
     /// Nothing is written for this object while true; drift is still reported.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Keyed by `email`: the API server refuses duplicates and server-side apply merges
+    /// per member.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["email"]))]
     pub members: Vec<MemberSpec>,
 }
 
@@ -71,6 +74,10 @@ pub struct ConnectorRef {
 /// Which policy: by `id` (stable) or by `name` (must be unique among visible policies).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.id) != has(self.name)",
+    "message": "exactly one of policy.id and policy.name"
+}]))]
 pub struct PolicySelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

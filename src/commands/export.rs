@@ -2,10 +2,11 @@
 //! Authoritative PolicyAccess per policy. Applying them right after changes nothing.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kube::api::ObjectMeta;
+use tracing::info;
 
 use super::common::ClientArgs;
 use crate::api::{
@@ -13,8 +14,9 @@ use crate::api::{
     MemberSpec, PolicyAccess, PolicyAccessSpec, PolicySelector, SecretRef,
 };
 use crate::email;
-use crate::expensify::DEFAULT_ENDPOINT;
+use crate::expensify::{DEFAULT_ENDPOINT, PolicySummary, RosterEntry};
 use crate::files::CredentialSource;
+use crate::names;
 use crate::reconcile::Observed;
 
 /// Arguments of `export`.
@@ -39,8 +41,12 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR", env = "EXPENSIFY_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
     /// Write to FILE instead of standard output.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "output_dir")]
     pub output: Option<PathBuf>,
+    /// Write one file per policy (`policy-<id>.yaml`) plus `expensify-connector.yaml` into
+    /// DIR, created if needed; existing files of those names are replaced.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -74,15 +80,77 @@ fn object_name(policy_name: &str) -> String {
     }
 }
 
-/// The manifests, as one multi-document YAML text.
-pub fn export_yaml(observed: &Observed, target: &ExportTarget) -> anyhow::Result<String> {
-    let meta = |name: &str| ObjectMeta {
+/// One exported manifest: the file it goes to with `--output-dir`, and its YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedFile {
+    /// A bare file name (`[a-z0-9-]` and `.yaml`), never a path.
+    pub file_name: String,
+    pub yaml: String,
+}
+
+/// Server-provided text in a YAML comment: one line, no control characters, so a policy
+/// name cannot end the comment and add YAML of its own.
+fn comment_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The connector, then one Authoritative PolicyAccess per policy, sorted by policy name.
+pub fn export_files(
+    observed: &Observed,
+    target: &ExportTarget,
+) -> anyhow::Result<Vec<ExportedFile>> {
+    let mut files = vec![ExportedFile {
+        file_name: "expensify-connector.yaml".to_string(),
+        yaml: serde_saphyr::to_string(&connector(target)).context("serializing the connector")?,
+    }];
+    let mut used_names = BTreeSet::new();
+    let mut used_files = BTreeSet::new();
+    let mut policies = observed.policies.clone();
+    policies.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    for policy in policies {
+        let Some(roster) = observed.rosters.get(&policy.id) else {
+            continue;
+        };
+        let mut name = object_name(&policy.name);
+        if !used_names.insert(name.clone()) {
+            name = format!("{name}-{}", object_name(&policy.id));
+            used_names.insert(name.clone());
+        }
+        // Named by policy ID, which stays when a policy is renamed; the ID is sanitized
+        // like a name, and numbered in the unlikely case two IDs sanitize alike.
+        let stem = format!("policy-{}", object_name(&policy.id));
+        let mut file_name = format!("{stem}.yaml");
+        let mut n = 1;
+        while !used_files.insert(file_name.clone()) {
+            n += 1;
+            file_name = format!("{stem}-{n}.yaml");
+        }
+        let access = policy_access(&name, &policy, roster, target);
+        let yaml = format!(
+            "# {} ({}), owner {}\n{}",
+            comment_text(&policy.name),
+            comment_text(&policy.id),
+            comment_text(&policy.owner),
+            serde_saphyr::to_string(&access).context("serializing a PolicyAccess")?
+        );
+        files.push(ExportedFile { file_name, yaml });
+    }
+    Ok(files)
+}
+
+fn meta(name: &str, target: &ExportTarget) -> ObjectMeta {
+    ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(target.namespace.clone()),
         ..ObjectMeta::default()
-    };
-    let connector = ExpensifyConnector {
-        metadata: meta(&target.connector_name),
+    }
+}
+
+fn connector(target: &ExportTarget) -> ExpensifyConnector {
+    ExpensifyConnector {
+        metadata: meta(&target.connector_name, target),
         spec: ExpensifyConnectorSpec {
             credentials_secret_ref: SecretRef {
                 name: target.secret_name.clone(),
@@ -98,68 +166,91 @@ pub fn export_yaml(observed: &Observed, target: &ExportTarget) -> anyhow::Result
             suspend: false,
         },
         status: None,
-    };
+    }
+}
+
+fn policy_access(
+    name: &str,
+    policy: &PolicySummary,
+    roster: &[RosterEntry],
+    target: &ExportTarget,
+) -> PolicyAccess {
+    let owner = email::normalize(&policy.owner);
+    let mut members: Vec<MemberSpec> = roster
+        .iter()
+        .map(|entry| MemberSpec {
+            email: email::normalize(&entry.email),
+            role: Some(entry.role.clone()),
+            submits_to: entry
+                .submits_to
+                .as_deref()
+                .map(email::normalize)
+                .filter(|m| *m != owner && *m != email::normalize(&entry.email)),
+            employee_id: None,
+            expires_at: None,
+        })
+        .collect();
+    members.sort_by(|a, b| a.email.cmp(&b.email));
+    PolicyAccess {
+        metadata: meta(name, target),
+        spec: PolicyAccessSpec {
+            connector_ref: ConnectorRef {
+                name: target.connector_name.clone(),
+                namespace: None,
+            },
+            policy: PolicySelector {
+                id: Some(policy.id.clone()),
+                name: None,
+            },
+            mode: AccessMode::Authoritative,
+            deletion_policy: DeletionPolicy::Orphan,
+            suspend: false,
+            members,
+        },
+        status: None,
+    }
+}
+
+/// The manifests, as one multi-document YAML text.
+pub fn export_yaml(observed: &Observed, target: &ExportTarget) -> anyhow::Result<String> {
     let mut out = format!(
-        "# Exported from Expensify by expensify-operator: {} policies.\n# Review, commit, then `plan` should report no changes.\n---\n",
+        "# Exported from Expensify by expensify-operator: {} policies.\n# Review, commit, then `plan` should report no changes.\n",
         observed.policies.len()
     );
-    out.push_str(&serde_saphyr::to_string(&connector).context("serializing the connector")?);
-    let mut used = BTreeSet::new();
-    let mut policies = observed.policies.clone();
-    policies.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    for policy in policies {
-        let Some(roster) = observed.rosters.get(&policy.id) else {
-            continue;
-        };
-        let mut name = object_name(&policy.name);
-        if !used.insert(name.clone()) {
-            name = format!("{name}-{}", policy.id.to_ascii_lowercase());
-            used.insert(name.clone());
-        }
-        let owner = email::normalize(&policy.owner);
-        let mut members: Vec<MemberSpec> = roster
-            .iter()
-            .map(|entry| MemberSpec {
-                email: email::normalize(&entry.email),
-                role: Some(entry.role.clone()),
-                submits_to: entry
-                    .submits_to
-                    .as_deref()
-                    .map(email::normalize)
-                    .filter(|m| *m != owner && *m != email::normalize(&entry.email)),
-                employee_id: None,
-                expires_at: None,
-            })
-            .collect();
-        members.sort_by(|a, b| a.email.cmp(&b.email));
-        let access = PolicyAccess {
-            metadata: meta(&name),
-            spec: PolicyAccessSpec {
-                connector_ref: ConnectorRef {
-                    name: target.connector_name.clone(),
-                    namespace: None,
-                },
-                policy: PolicySelector {
-                    id: Some(policy.id.clone()),
-                    name: None,
-                },
-                mode: AccessMode::Authoritative,
-                deletion_policy: DeletionPolicy::Orphan,
-                suspend: false,
-                members,
-            },
-            status: None,
-        };
-        out.push_str(&format!(
-            "---\n# {} ({}), owner {}\n",
-            policy.name, policy.id, policy.owner
-        ));
-        out.push_str(&serde_saphyr::to_string(&access).context("serializing a PolicyAccess")?);
+    for file in export_files(observed, target)? {
+        out.push_str("---\n");
+        out.push_str(&file.yaml);
     }
     Ok(out)
 }
 
+/// Writes one file per manifest into `dir` (created if needed).
+pub fn write_output_dir(dir: &Path, files: &[ExportedFile]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for file in files {
+        // File names are built above from sanitized text; refuse anything else outright.
+        if file.file_name.contains(['/', '\\']) || file.file_name.starts_with('.') {
+            anyhow::bail!(
+                "refusing to write {:?}: not a plain file name",
+                file.file_name
+            );
+        }
+        let path = dir.join(&file.file_name);
+        std::fs::write(&path, &file.yaml).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The exported objects' names must be ones the loader and the API server accept.
+fn check_target(args: &ExportArgs) -> anyhow::Result<()> {
+    names::check_subdomain(&args.connector_name).context("--connector-name")?;
+    names::check_label(&args.namespace).context("--namespace")?;
+    names::check_subdomain(&args.secret_name).context("--secret-name")?;
+    Ok(())
+}
+
 pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
+    check_target(&args)?;
     let clients = args.client.clients()?;
     // The allowlist first, so credentials are not even loaded for a refused endpoint.
     clients.check_endpoint(&args.endpoint)?;
@@ -179,7 +270,18 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
         endpoint: args.endpoint,
         admin_email: args.admin_email,
     };
-    let yaml = export_yaml(&Observed { policies, rosters }, &target)?;
+    let observed = Observed { policies, rosters };
+    if let Some(dir) = &args.output_dir {
+        let files = export_files(&observed, &target)?;
+        write_output_dir(dir, &files)?;
+        info!(
+            files = files.len(),
+            dir = %dir.display(),
+            "exported one file per policy plus the connector"
+        );
+        return Ok(0);
+    }
+    let yaml = export_yaml(&observed, &target)?;
     match args.output {
         Some(path) => {
             std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?
@@ -198,5 +300,57 @@ mod tests {
         assert_eq!(object_name("Sales EMEA"), "sales-emea");
         assert_eq!(object_name("Nango's Workspace"), "nango-s-workspace");
         assert_eq!(object_name("!!!"), "policy");
+    }
+
+    fn policy(id: &str, name: &str) -> PolicySummary {
+        PolicySummary {
+            id: id.into(),
+            name: name.into(),
+            plan: "corporate".into(),
+            owner: "owner@acme.example".into(),
+            output_currency: "USD".into(),
+            caller_role: "admin".into(),
+        }
+    }
+
+    #[test]
+    fn hostile_policy_names_and_ids_never_reach_a_path_or_the_yaml() {
+        let policies = vec![
+            policy("../../etc/passwd", "Sales\nkind: Secret"),
+            policy("../../ETC/passwd", "Sales"),
+            policy("ABC123", ".."),
+        ];
+        let rosters = policies
+            .iter()
+            .map(|p| (p.id.clone(), Vec::new()))
+            .collect();
+        let target = ExportTarget {
+            connector_name: "acme".into(),
+            namespace: "finance".into(),
+            secret_name: "creds".into(),
+            endpoint: DEFAULT_ENDPOINT.into(),
+            admin_email: "it@acme.example".into(),
+        };
+        let files = export_files(&Observed { policies, rosters }, &target).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "expensify-connector.yaml",
+                "policy-abc123.yaml",
+                "policy-etc-passwd.yaml",
+                "policy-etc-passwd-2.yaml"
+            ]
+        );
+        for file in &files {
+            crate::names::check_subdomain(file.file_name.trim_end_matches(".yaml")).unwrap();
+            assert!(!file.yaml.contains("\nkind: Secret"), "{}", file.yaml);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_output_dir(&dir.path().join("out"), &files).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+            4
+        );
     }
 }

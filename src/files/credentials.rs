@@ -36,6 +36,13 @@ pub enum FindCredentialsError {
     Unreadable { path: String, message: String },
     #[error("Secret {secret:?}: {message}")]
     Invalid { secret: String, message: String },
+    /// Checked before any path is built, so a name cannot reach outside `--secrets-dir`.
+    #[error("credentialsSecretRef.{field}: {source}")]
+    BadName {
+        field: &'static str,
+        #[source]
+        source: crate::names::InvalidName,
+    },
 }
 
 impl CredentialSource {
@@ -54,10 +61,20 @@ impl CredentialSource {
     }
 }
 
+/// The Secret name and keys follow Kubernetes rules (no `/`, no `..`).
+fn check_names(reference: &SecretRef) -> Result<(), FindCredentialsError> {
+    use crate::names::{check_secret_key, check_subdomain};
+    let bad = |field| move |source| FindCredentialsError::BadName { field, source };
+    check_subdomain(&reference.name).map_err(bad("name"))?;
+    check_secret_key(&reference.user_id_key).map_err(bad("userIDKey"))?;
+    check_secret_key(&reference.user_secret_key).map_err(bad("userSecretKey"))
+}
+
 fn from_dir(
     dir: &Path,
     reference: &SecretRef,
 ) -> Result<Option<Credentials>, FindCredentialsError> {
+    check_names(reference)?;
     let secret_dir = dir.join(&reference.name);
     let id_path = secret_dir.join(&reference.user_id_key);
     let secret_path = secret_dir.join(&reference.user_secret_key);
@@ -137,5 +154,30 @@ mod tests {
             .find(&reference())
             .unwrap_err();
         assert!(err.to_string().contains("partnerUserSecret"), "{err}");
+    }
+
+    #[test]
+    fn names_that_would_leave_the_secrets_dir_are_refused_before_any_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = CredentialSource::SecretsDir(Some(dir.path().into()));
+        for (name, id_key, secret_key, field) in [
+            ("/etc", "partnerUserID", "os-release", "name"),
+            ("..", "partnerUserID", "partnerUserSecret", "name"),
+            ("ok", "../id", "partnerUserSecret", "userIDKey"),
+            ("ok", "partnerUserID", "a/b", "userSecretKey"),
+            ("ok", "partnerUserID", "..", "userSecretKey"),
+        ] {
+            let err = source
+                .find(&SecretRef {
+                    name: name.into(),
+                    user_id_key: id_key.into(),
+                    user_secret_key: secret_key.into(),
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, FindCredentialsError::BadName { field: f, .. } if *f == field),
+                "{err}"
+            );
+        }
     }
 }

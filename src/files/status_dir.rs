@@ -29,6 +29,14 @@ pub enum StatusDirError {
         #[source]
         source: std::io::Error,
     },
+    /// A key that would put a status file outside the directory; the loader refuses such
+    /// names first, this is the last guard where the path is built.
+    #[error("no status file for {key}: {source}")]
+    BadName {
+        key: String,
+        #[source]
+        source: crate::names::InvalidName,
+    },
 }
 
 /// The lock file inside the status directory; hidden, so neither the loader nor `watch`
@@ -253,11 +261,21 @@ impl StatusDir {
         Ok(StatusDirLock { file, named: false })
     }
 
-    fn path<K: Resource<DynamicType = ()>>(&self, key: &ObjectKey) -> PathBuf {
-        self.root
+    fn path<K: Resource<DynamicType = ()>>(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<PathBuf, StatusDirError> {
+        let bad = |source| StatusDirError::BadName {
+            key: key.to_string(),
+            source,
+        };
+        crate::names::check_label(&key.namespace).map_err(bad)?;
+        crate::names::check_subdomain(&key.name).map_err(bad)?;
+        Ok(self
+            .root
             .join(kind_dir::<K>())
             .join(&key.namespace)
-            .join(format!("{}.yaml", key.name))
+            .join(format!("{}.yaml", key.name)))
     }
 
     /// The object last written for `key`, if any.
@@ -265,7 +283,7 @@ impl StatusDir {
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
-        let path = self.path::<K>(key);
+        let path = self.path::<K>(key)?;
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_saphyr::from_str(&text)
                 .map(Some)
@@ -306,8 +324,12 @@ impl StatusDir {
                     continue;
                 };
                 let key = ObjectKey::new(ns.clone(), name);
-                if let Some(object) = self.read::<K>(&key)? {
-                    found.push((key, object));
+                // A file whose name no object can have (left by an older version) is not
+                // an object's status.
+                match self.read::<K>(&key) {
+                    Ok(Some(object)) => found.push((key, object)),
+                    Ok(None) | Err(StatusDirError::BadName { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -321,7 +343,7 @@ impl StatusDir {
     where
         K: Resource<DynamicType = ()> + Serialize,
     {
-        let path = self.path::<K>(key);
+        let path = self.path::<K>(key)?;
         let error = |source| StatusDirError::Write {
             path: path.display().to_string(),
             source,
@@ -349,7 +371,7 @@ impl StatusDir {
         &self,
         key: &ObjectKey,
     ) -> Result<(), StatusDirError> {
-        let path = self.path::<K>(key);
+        let path = self.path::<K>(key)?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -514,5 +536,20 @@ mod tests {
     fn digest_is_stable_and_sensitive() {
         assert_eq!(digest(&"a"), digest(&"a"));
         assert_ne!(digest(&"a"), digest(&"b"));
+    }
+
+    #[test]
+    fn keys_that_would_leave_the_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path().join("status"));
+        for key in [
+            ObjectKey::new("finance", "../../x"),
+            ObjectKey::new("..", "x"),
+            ObjectKey::new("finance", "a/b"),
+        ] {
+            let err = status_dir.read::<PolicyAccess>(&key).unwrap_err();
+            assert!(matches!(err, StatusDirError::BadName { .. }), "{err}");
+            assert!(status_dir.remove::<PolicyAccess>(&key).is_err());
+        }
     }
 }

@@ -6,8 +6,10 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
+use crate::api::SecretRef;
 use crate::email;
 use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
+use crate::names::{self, NameRule};
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,27 +46,7 @@ pub fn describe(problems: &[Problem]) -> String {
 /// Problems with a connector's spec.
 pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
     let spec = &connector.spec;
-    let mut problems = Vec::new();
-    if spec.credentials_secret_ref.name.trim().is_empty() {
-        problems.push(Problem::new("spec.credentialsSecretRef.name", "is empty"));
-    }
-    if spec.credentials_secret_ref.user_id_key.trim().is_empty() {
-        problems.push(Problem::new(
-            "spec.credentialsSecretRef.userIDKey",
-            "is empty",
-        ));
-    }
-    if spec
-        .credentials_secret_ref
-        .user_secret_key
-        .trim()
-        .is_empty()
-    {
-        problems.push(Problem::new(
-            "spec.credentialsSecretRef.userSecretKey",
-            "is empty",
-        ));
-    }
+    let mut problems = secret_ref_problems(&spec.credentials_secret_ref);
     if let Err(e) = checked_endpoint(&spec.endpoint) {
         problems.push(Problem::new("spec.endpoint", e.to_string()));
     }
@@ -121,6 +103,27 @@ pub fn validate_endpoint(
         .check_endpoint(endpoint)
         .err()
         .map(|e| Problem::new("spec.endpoint", e.to_string()))
+}
+
+/// The Secret name becomes part of an API path (cluster mode) or a file path (file mode),
+/// and the keys file names: they must be Kubernetes names, checked before either is built.
+fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
+    [
+        ("name", NameRule::Subdomain, &secret.name),
+        ("userIDKey", NameRule::SecretKey, &secret.user_id_key),
+        (
+            "userSecretKey",
+            NameRule::SecretKey,
+            &secret.user_secret_key,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, rule, value)| {
+        names::check(rule, value)
+            .err()
+            .map(|e| Problem::new(format!("spec.credentialsSecretRef.{field}"), e.to_string()))
+    })
+    .collect()
 }
 
 /// Whether a connector accepts PolicyAccess objects from `namespace`.
@@ -446,5 +449,27 @@ mod tests {
         // Reported once, by validate_connector, when the URL itself is unacceptable.
         c.spec.endpoint = "http://expensify.example/api".into();
         assert_eq!(validate_endpoint(&c, &clients), None);
+    }
+
+    #[test]
+    fn secret_refs_are_kubernetes_names_so_no_path_can_be_built_from_them() {
+        let mut c = connector("finance", &[]);
+        c.spec.credentials_secret_ref = SecretRef {
+            name: "../../namespaces/other/secrets/x".into(),
+            user_id_key: "".into(),
+            user_secret_key: "../key".into(),
+        };
+        let fields: Vec<String> = validate_connector(&c)
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.credentialsSecretRef.name",
+                "spec.credentialsSecretRef.userIDKey",
+                "spec.credentialsSecretRef.userSecretKey"
+            ]
+        );
     }
 }
