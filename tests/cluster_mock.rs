@@ -917,3 +917,55 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
         "no write after the lease was lost"
     );
 }
+
+#[tokio::test]
+async fn a_deletion_no_connector_can_settle_keeps_its_finalizer() {
+    let (client, mut api) = mock();
+    let stray: PolicyAccess = serde_json::from_value(json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+        "metadata": {"name": "stray", "namespace": "marketing", "uid": "u-s", "generation": 1, "resourceVersion": "3",
+                     "finalizers": ["expensify.gitops.dev/finalizer"], "deletionTimestamp": "2026-11-28T00:00:00Z"},
+        "spec": {"connectorRef": {"name": "acme", "namespace": "finance"}, "policy": {"id": FINANCE}, "members": []},
+        "status": {"policyID": FINANCE, "managedMembers": [{"policyID": FINANCE, "email": "carol@acme.example", "added": true, "role": "user"}]}
+    }))
+    .unwrap();
+    let ctx = context(client, test_settings());
+    let task = tokio::spawn(unattached::reconcile_access(Arc::new(stray.clone()), ctx));
+    // The connector no longer allows the namespace.
+    api.ok(
+        "GET",
+        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
+        connector_json(
+            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+            json!({}),
+        ),
+    )
+    .await;
+    let status = api
+        .ok(
+            "PATCH",
+            &format!("{GROUP}/namespaces/marketing/policyaccesses/stray{STATUS_QUERY}"),
+            serde_json::to_value(&stray).unwrap(),
+        )
+        .await;
+    assert_eq!(status["status"]["phase"], "Error");
+    assert!(
+        status["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be taken back"),
+        "{status}"
+    );
+    assert_eq!(
+        status["status"]["managedMembers"][0]["email"],
+        "carol@acme.example"
+    );
+    let (reason, _) = api.event("marketing").await;
+    assert_eq!(reason, "CannotSettle");
+    // No finalizer patch: `Revoke` does not silently become `Orphan`.
+    let action = finish(task).await.unwrap();
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
+}

@@ -996,3 +996,45 @@ async fn case_10_demotions_count_towards_the_guard() {
     let status = status_file(&repo, "finance", "raise").expect("a status file");
     assert_eq!(phase_in(&status), Some("Blocked"), "{status}");
 }
+
+// --- 7 (file mode): a deletion its connector can no longer settle waits ---------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_7_a_deletion_whose_connector_is_gone_waits_instead_of_orphaning() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    Access::new("a", FINANCE, "Additive")
+        .members(&["{email: carol@acme.example}"])
+        .write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert!(role_of(&sim, FINANCE, "carol@acme.example").is_some());
+
+    // A typo in connectorRef, then the manifest is deleted: nothing can take carol back.
+    Access {
+        connector: "{name: acmee}",
+        ..Access::new("a", FINANCE, "Additive")
+    }
+    .members(&["{email: carol@acme.example}"])
+    .write(&repo);
+    let output = run(&sim, "apply", &repo, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    Access::new("a", FINANCE, "Additive").remove(&repo);
+    let output = run(&sim, "apply", &repo, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("cannot be taken back"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        status_file(&repo, "finance", "a").is_some(),
+        "the status file (and with it the ledger) stays"
+    );
+    assert!(role_of(&sim, FINANCE, "carol@acme.example").is_some());
+
+    // The object comes back on the right connector without carol: she is taken back.
+    Access::new("a", FINANCE, "Additive").write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
+}

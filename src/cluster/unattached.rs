@@ -14,7 +14,9 @@ use super::kube_io::{self, FINALIZER, KubeCallError};
 use super::reconciler::{ReconcileError, STANDBY_RECHECK, status_changed};
 use crate::api::{ExpensifyConnector, PolicyAccess};
 use crate::reconcile::status::{NotSynced, unsynced_status};
-use crate::reconcile::{AccessObject, ConnectorObject, connector_allows, validate_access};
+use crate::reconcile::{
+    AccessObject, ConnectorObject, connector_allows, stranded_deletion, validate_access,
+};
 
 /// Reconciles one PolicyAccess; only acts when no connector sync will.
 pub async fn reconcile_access(
@@ -50,6 +52,28 @@ pub async fn reconcile_access(
         return Ok(Action::await_change());
     }
     if access.metadata.deletion_timestamp.is_some() {
+        let hint = "set spec.deletionPolicy to Orphan to leave them as they are";
+        if let Some(problem) = stranded_deletion(&object, hint) {
+            // What it gave stays recorded, and the deletion waits for a connector.
+            let status =
+                unsynced_status(&object, NotSynced::Invalid(vec![problem]), Timestamp::now());
+            if status_changed(access.status.as_ref(), &status) {
+                kube_io::apply_access_status(&ctx.client, &access, &status)
+                    .await
+                    .map_err(kube_error)?;
+                let note = status.message.clone().unwrap_or_default();
+                kube_io::publish(
+                    &ctx.recorder,
+                    access.as_ref(),
+                    true,
+                    "CannotSettle",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
         if access.finalizers().iter().any(|f| f == FINALIZER) {
             kube_io::publish(
                 &ctx.recorder,
@@ -57,7 +81,7 @@ pub async fn reconcile_access(
                 true,
                 "ConnectorMissing",
                 "Delete",
-                format!("connector {connector_key} is missing or refuses this namespace: nothing could be revoked; deletion goes ahead"),
+                format!("connector {connector_key} is missing or refuses this namespace, and this object holds nothing to take back: deletion goes ahead"),
             )
             .await;
             kube_io::release_finalizer(&ctx.client, access.as_ref(), FINALIZER)

@@ -19,8 +19,8 @@ use crate::expensify::ExpensifyClients;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
-    validate_access, validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, stranded_deletion,
+    sync_connector, unsynced, validate_access, validate_connector,
 };
 use futures::future::BoxFuture;
 use tokio::sync::watch;
@@ -245,10 +245,14 @@ impl FileMode {
             }
             syncs.push(report);
         }
-        let unattached = self.unattached(&prepared, now);
+        let (unattached, let_go) = self.unattached(&prepared, now);
         if !dry_run {
             for u in &unattached {
                 self.write_access_status(&prepared, &u.key, &u.status)?;
+            }
+            for key in &let_go {
+                info!(object = %key, "deleted PolicyAccess of a missing connector held nothing; its status file is removed");
+                self.status_dir.remove::<PolicyAccess>(key)?;
             }
         }
         Ok(PassReport {
@@ -340,25 +344,43 @@ impl FileMode {
     }
 
     /// PolicyAccess objects no connector took: their connector is missing or refuses them.
-    fn unattached(&self, prepared: &Prepared, now: Timestamp) -> Vec<UnattachedAccess> {
-        prepared
-            .accesses
-            .iter()
-            .filter(|a| !a.deleting)
-            .filter(|a| {
-                !prepared.connectors.iter().any(|c| {
-                    c.key == a.connector_key()
-                        && crate::reconcile::connector_allows(c, &a.key.namespace)
-                })
+    /// A deleted one that still holds what it gave is among them (its deletion waits);
+    /// other deleted ones are in `let_go`.
+    fn unattached(
+        &self,
+        prepared: &Prepared,
+        now: Timestamp,
+    ) -> (Vec<UnattachedAccess>, Vec<ObjectKey>) {
+        let mut unattached = Vec::new();
+        let mut let_go = Vec::new();
+        let orphaned = prepared.accesses.iter().filter(|a| {
+            !prepared.connectors.iter().any(|c| {
+                c.key == a.connector_key()
+                    && crate::reconcile::connector_allows(c, &a.key.namespace)
             })
-            .map(|a| {
-                let why = NotSynced::Invalid(validate_access(a, &prepared.connectors));
-                UnattachedAccess {
-                    key: a.key.clone(),
-                    status: unsynced_status(a, why, now),
+        });
+        for access in orphaned {
+            let problems = if access.deleting {
+                let hint = format!(
+                    "delete its status file under {} to leave them as they are",
+                    self.status_dir.root().display()
+                );
+                match stranded_deletion(access, &hint) {
+                    Some(problem) => vec![problem],
+                    None => {
+                        let_go.push(access.key.clone());
+                        continue;
+                    }
                 }
-            })
-            .collect()
+            } else {
+                validate_access(access, &prepared.connectors)
+            };
+            unattached.push(UnattachedAccess {
+                key: access.key.clone(),
+                status: unsynced_status(access, NotSynced::Invalid(problems), now),
+            });
+        }
+        (unattached, let_go)
     }
 
     /// The connector's status, its objects' statuses, and the status files of deleted

@@ -10,4 +10,6 @@ pub mod validate;
 pub use executor::{ChangeResult, SyncReport, SyncRequest, sync_connector, unsynced};
 pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed};
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, plan};
-pub use validate::{Problem, connector_allows, validate_access, validate_connector};
+pub use validate::{
+    Problem, connector_allows, stranded_deletion, validate_access, validate_connector,
+};

@@ -43,6 +43,27 @@ pub fn describe(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// A deleted object (`deletionPolicy: Revoke`) holding ledger entries whose connector is
+/// missing or no longer allows its namespace: nobody can take back what it gave, so its
+/// deletion must wait rather than turn `Revoke` into `Orphan` silently. `how_to_let_go`
+/// says how to leave the grants in place in this mode.
+pub fn stranded_deletion(access: &AccessObject, how_to_let_go: &str) -> Option<Problem> {
+    let entries = access.ledger_entries().len();
+    let stranded = access.deleting
+        && access.spec.deletion_policy == crate::api::DeletionPolicy::Revoke
+        && entries > 0;
+    stranded.then(|| {
+        Problem::new(
+            "spec.connectorRef",
+            format!(
+                "deleted, but ExpensifyConnector {} is missing or does not allow namespace {:?}: the {entries} access(es) it gave cannot be taken back. Restore the connector (or its allowedNamespaces) so they are, or {how_to_let_go}",
+                access.connector_key(),
+                access.key.namespace
+            ),
+        )
+    })
+}
+
 /// Problems with a connector's spec.
 pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
     let spec = &connector.spec;
