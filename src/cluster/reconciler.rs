@@ -19,7 +19,6 @@ use super::leadership::LeadershipGuard;
 use crate::api::{
     ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
     ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
-    parse_duration,
 };
 use crate::files::status_dir::digest;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
@@ -98,8 +97,7 @@ fn fingerprint(
 
 /// The next sync: `syncInterval` with up to 10 % jitter, sooner for an expiry.
 fn next_due(connector: &ConnectorObject, report: &SyncReport) -> Duration {
-    let interval =
-        parse_duration(&connector.spec.sync_interval).unwrap_or(Duration::from_secs(600));
+    let interval = connector.spec.sync_interval();
     let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
     let periodic = interval + Duration::from_millis(jitter);
     let expiry = report.next_expiry().map(|at| {
@@ -110,6 +108,59 @@ fn next_due(connector: &ConnectorObject, report: &SyncReport) -> Duration {
         Duration::from_secs(u64::try_from(seconds).unwrap_or(0) + 1)
     });
     expiry.map_or(periodic, |e| e.min(periodic))
+}
+
+/// What a connector sync starts from: every PolicyAccess, the connector's problems and
+/// its Secret (read only for a valid, allowed, unsuspended connector).
+struct Inputs {
+    all: Vec<PolicyAccess>,
+    problems: Vec<crate::reconcile::Problem>,
+    secret: Option<SecretLookup>,
+}
+
+impl Inputs {
+    fn attached(&self, key: &ObjectKey) -> Vec<&PolicyAccess> {
+        self.all
+            .iter()
+            .filter(|pa| &AccessObject::from_resource(pa).connector_key() == key)
+            .collect()
+    }
+
+    fn secret_version(&self) -> &str {
+        match &self.secret {
+            Some(SecretLookup::Found {
+                resource_version, ..
+            }) => resource_version,
+            _ => "",
+        }
+    }
+
+    fn will_sync(&self, object: &ConnectorObject) -> bool {
+        self.problems.is_empty()
+            && !object.spec.suspend
+            && matches!(self.secret, Some(SecretLookup::Found { .. }))
+    }
+}
+
+async fn read_inputs(ctx: &Context, object: &ConnectorObject) -> Result<Inputs, KubeCallError> {
+    let all = kube_io::list_accesses(&ctx.client, &ctx.scope).await?;
+    let mut problems = validate_connector(object);
+    // The endpoint allowlist, before the Secret is read.
+    problems.extend(crate::reconcile::validate::validate_endpoint(
+        object,
+        &ctx.expensify,
+    ));
+    let secret = if problems.is_empty() && !object.spec.suspend {
+        let reference = &object.spec.credentials_secret_ref;
+        Some(kube_io::read_secret(&ctx.client, &object.key.namespace, reference).await?)
+    } else {
+        None
+    };
+    Ok(Inputs {
+        all,
+        problems,
+        secret,
+    })
 }
 
 /// Reconciles one connector.
@@ -127,116 +178,22 @@ pub async fn reconcile_connector(
         connector: key.to_string(),
         source,
     };
-    let all = kube_io::list_accesses(&ctx.client, &ctx.scope)
-        .await
-        .map_err(kube_error)?;
-    let attached: Vec<&PolicyAccess> = all
-        .iter()
-        .filter(|pa| AccessObject::from_resource(pa).connector_key() == key)
-        .collect();
-    let mut problems = validate_connector(&object);
-    // The endpoint allowlist, before the Secret is read.
-    problems.extend(crate::reconcile::validate::validate_endpoint(
-        &object,
-        &ctx.expensify,
-    ));
-    let secret = if problems.is_empty() && !object.spec.suspend {
-        Some(
-            kube_io::read_secret(
-                &ctx.client,
-                &key.namespace,
-                &object.spec.credentials_secret_ref,
-            )
-            .await
-            .map_err(kube_error)?,
-        )
-    } else {
-        None
-    };
-    let secret_version = match &secret {
-        Some(SecretLookup::Found {
-            resource_version, ..
-        }) => resource_version.clone(),
-        _ => String::new(),
-    };
-    let print = fingerprint(&connector, &attached, &secret_version);
+    let mut inputs = read_inputs(&ctx, &object).await.map_err(kube_error)?;
+    let print = fingerprint(&connector, &inputs.attached(&key), inputs.secret_version());
     if let Some(last) = ctx.last_sync(&key) {
         let now = Instant::now();
         if last.fingerprint == print && now < last.due {
             return Ok(Action::requeue(last.due - now));
         }
     }
-
-    if let Some(action) = settle_in_use(&ctx, &connector, &attached)
+    if let Some(action) = prepare(&ctx, &connector, &inputs, &object)
         .await
         .map_err(kube_error)?
     {
         return Ok(action);
     }
-    for pa in attached
-        .iter()
-        .filter(|pa| pa.metadata.deletion_timestamp.is_none())
-    {
-        kube_io::ensure_finalizer(&ctx.client, *pa, FINALIZER)
-            .await
-            .map_err(kube_error)?;
-    }
-    // Every object: those of other connectors tell which policies they already govern.
-    let objects: Vec<AccessObject> = all.iter().map(AccessObject::from_resource).collect();
-    let save = PatchBeforeWrite {
-        ctx: &ctx,
-        connector: &connector,
-        term: term.clone(),
-        by_key: attached
-            .iter()
-            .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
-            .collect(),
-    };
-    let request = SyncRequest {
-        connector: &object,
-        accesses: &objects,
-        now: Timestamp::now(),
-        inventory_complete: true,
-        dry_run: false,
-        write_ahead: Some(&save),
-    };
-    let will_sync = problems.is_empty()
-        && !object.spec.suspend
-        && matches!(secret, Some(SecretLookup::Found { .. }));
-    let phase = connector
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or_default();
-    if will_sync && phase != ConnectorPhase::Connected {
-        // NotConnected (or Error) -> Syncing -> Connected, as a connector reports it.
-        let mut syncing = connector.status.clone().unwrap_or_default();
-        syncing.phase = ConnectorPhase::Syncing;
-        syncing.message = Some("syncing with Expensify".into());
-        kube_io::apply_connector_status(&ctx.client, &connector, &syncing)
-            .await
-            .map_err(kube_error)?;
-        info!(connector = %key, from = %phase, to = %ConnectorPhase::Syncing, "connector phase");
-    }
     let started = std::time::Instant::now();
-    let report = if !problems.is_empty() {
-        unsynced(request, "InvalidSpec", &describe(&problems), false)
-    } else if object.spec.suspend {
-        unsynced(request, "Suspended", "suspended", true)
-    } else {
-        match secret {
-            Some(SecretLookup::Found { credentials, .. }) => {
-                match ctx.expensify.client(&object.spec.endpoint, credentials) {
-                    Ok(client) => sync_connector(request, &client).await,
-                    Err(e) => unsynced(request, "InvalidSpec", &e.to_string(), false),
-                }
-            }
-            Some(SecretLookup::Unusable(message)) => {
-                unsynced(request, "SecretNotFound", &message, false)
-            }
-            None => unsynced(request, "SecretNotFound", "no Secret read", false),
-        }
-    };
+    let report = sync(&ctx, &connector, &object, &mut inputs, &term).await;
     ctx.metrics
         .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
     if term.ensure_leading().is_err() {
@@ -244,8 +201,7 @@ pub async fn reconcile_connector(
         warn!(connector = %key, "lost leadership during the sync; writing no status");
         return Ok(Action::requeue(STANDBY_RECHECK));
     }
-
-    write_back(&ctx, &connector, &attached, &report)
+    write_back(&ctx, &connector, &inputs.attached(&key), &report)
         .await
         .map_err(kube_error)?;
     let wait = next_due(&object, &report);
@@ -266,6 +222,89 @@ pub async fn reconcile_connector(
         "connector synced"
     );
     Ok(Action::requeue(wait))
+}
+
+/// Before a sync: the connector's `in-use` finalizer (or its release, ending here with
+/// `Some`), the objects' finalizers, and the `Syncing` phase of a connector not yet
+/// Connected (NotConnected or Error -> Syncing -> Connected, as a connector reports it).
+async fn prepare(
+    ctx: &Context,
+    connector: &ExpensifyConnector,
+    inputs: &Inputs,
+    object: &ConnectorObject,
+) -> Result<Option<Action>, KubeCallError> {
+    let attached = inputs.attached(&object.key);
+    if let Some(action) = settle_in_use(ctx, connector, &attached).await? {
+        return Ok(Some(action));
+    }
+    for pa in attached
+        .iter()
+        .filter(|pa| pa.metadata.deletion_timestamp.is_none())
+    {
+        kube_io::ensure_finalizer(&ctx.client, *pa, FINALIZER).await?;
+    }
+    let phase = connector
+        .status
+        .as_ref()
+        .map(|s| s.phase)
+        .unwrap_or_default();
+    if inputs.will_sync(object) && phase != ConnectorPhase::Connected {
+        let mut syncing = connector.status.clone().unwrap_or_default();
+        syncing.phase = ConnectorPhase::Syncing;
+        syncing.message = Some("syncing with Expensify".into());
+        kube_io::apply_connector_status(&ctx.client, connector, &syncing).await?;
+        info!(connector = %object.key, from = %phase, to = %ConnectorPhase::Syncing, "connector phase");
+    }
+    Ok(None)
+}
+
+/// The sync itself, or the report of why it could not run.
+async fn sync(
+    ctx: &Context,
+    connector: &ExpensifyConnector,
+    object: &ConnectorObject,
+    inputs: &mut Inputs,
+    term: &LeadershipGuard,
+) -> SyncReport {
+    let secret = inputs.secret.take();
+    // Every object: those of other connectors tell which policies they already govern.
+    let objects: Vec<AccessObject> = inputs.all.iter().map(AccessObject::from_resource).collect();
+    let save = PatchBeforeWrite {
+        ctx,
+        connector,
+        term: term.clone(),
+        by_key: inputs
+            .attached(&object.key)
+            .into_iter()
+            .map(|pa| (ObjectKey::of(&pa.metadata), pa))
+            .collect(),
+    };
+    let request = SyncRequest {
+        connector: object,
+        accesses: &objects,
+        now: Timestamp::now(),
+        inventory_complete: true,
+        dry_run: false,
+        write_ahead: Some(&save),
+    };
+    if !inputs.problems.is_empty() {
+        return unsynced(request, "InvalidSpec", &describe(&inputs.problems), false);
+    }
+    if object.spec.suspend {
+        return unsynced(request, "Suspended", "suspended", true);
+    }
+    match secret {
+        Some(SecretLookup::Found { credentials, .. }) => {
+            match ctx.expensify.client(&object.spec.endpoint, credentials) {
+                Ok(client) => sync_connector(request, &client).await,
+                Err(e) => unsynced(request, "InvalidSpec", &e.to_string(), false),
+            }
+        }
+        Some(SecretLookup::Unusable(message)) => {
+            unsynced(request, "SecretNotFound", &message, false)
+        }
+        None => unsynced(request, "SecretNotFound", "no Secret read", false),
+    }
 }
 
 /// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that
@@ -392,8 +431,7 @@ async fn write_back(
             .await;
         }
     }
-    let interval =
-        parse_duration(&connector.spec.sync_interval).unwrap_or(Duration::from_secs(600));
+    let interval = connector.spec.sync_interval();
     let stale = connector
         .status
         .as_ref()

@@ -52,66 +52,71 @@ pub async fn reconcile_access(
         return Ok(Action::await_change());
     }
     if access.metadata.deletion_timestamp.is_some() {
-        let hint = "set spec.deletionPolicy to Orphan to leave them as they are";
-        if let Some(problem) = stranded_deletion(&object, hint) {
-            // What it gave stays recorded, and the deletion waits for a connector.
-            let status =
-                unsynced_status(&object, NotSynced::Invalid(vec![problem]), Timestamp::now());
-            if status_changed(access.status.as_ref(), &status) {
-                kube_io::apply_access_status(&ctx.client, &access, &status)
-                    .await
-                    .map_err(kube_error)?;
-                let note = status.message.clone().unwrap_or_default();
-                kube_io::publish(
-                    &ctx.recorder,
-                    access.as_ref(),
-                    true,
-                    "CannotSettle",
-                    "Delete",
-                    note,
-                )
-                .await;
-            }
-            return Ok(Action::requeue(Duration::from_secs(300)));
-        }
-        if access.finalizers().iter().any(|f| f == FINALIZER) {
-            kube_io::publish(
-                &ctx.recorder,
-                access.as_ref(),
-                true,
-                "ConnectorMissing",
-                "Delete",
-                format!("connector {connector_key} is missing or refuses this namespace, and this object holds nothing to take back: deletion goes ahead"),
-            )
-            .await;
-            kube_io::release_finalizer(&ctx.client, access.as_ref(), FINALIZER)
-                .await
-                .map_err(kube_error)?;
-        }
-        return Ok(Action::await_change());
+        return settle_deletion(&ctx, &access, &object)
+            .await
+            .map_err(kube_error);
     }
     let connectors: Vec<ConnectorObject> = connector.into_iter().collect();
-    let status = unsynced_status(
-        &object,
-        NotSynced::Invalid(validate_access(&object, &connectors)),
-        Timestamp::now(),
-    );
-    if status_changed(access.status.as_ref(), &status) {
-        kube_io::apply_access_status(&ctx.client, &access, &status)
-            .await
-            .map_err(kube_error)?;
+    let problems = validate_access(&object, &connectors);
+    report_invalid(&ctx, &access, &object, problems, ("InvalidSpec", "Sync"))
+        .await
+        .map_err(kube_error)?;
+    // Connectors appear and change; look again now and then.
+    Ok(Action::requeue(RECHECK))
+}
+
+/// How often an object no connector takes is looked at again.
+const RECHECK: Duration = Duration::from_secs(300);
+
+/// A deletion no connector covers: it goes ahead only when the object holds nothing to
+/// take back (or is `Orphan`); otherwise it waits, `Error`, with what to do.
+async fn settle_deletion(
+    ctx: &Context,
+    access: &PolicyAccess,
+    object: &AccessObject,
+) -> Result<Action, KubeCallError> {
+    let hint = "set spec.deletionPolicy to Orphan to leave them as they are";
+    if let Some(problem) = stranded_deletion(object, hint) {
+        let event = ("CannotSettle", "Delete");
+        report_invalid(ctx, access, object, vec![problem], event).await?;
+        return Ok(Action::requeue(RECHECK));
+    }
+    if access.finalizers().iter().any(|f| f == FINALIZER) {
+        let note = format!(
+            "connector {} is missing or refuses this namespace, and this object holds nothing to take back: deletion goes ahead",
+            object.connector_key()
+        );
         kube_io::publish(
             &ctx.recorder,
-            access.as_ref(),
+            access,
             true,
-            "InvalidSpec",
-            "Sync",
-            status.message.clone().unwrap_or_default(),
+            "ConnectorMissing",
+            "Delete",
+            note,
         )
         .await;
+        kube_io::release_finalizer(&ctx.client, access, FINALIZER).await?;
     }
-    // Connectors appear and change; look again now and then.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::await_change())
+}
+
+/// Writes the `Error` status these problems give (when it changed) with a Warning event
+/// of this `(reason, action)`.
+async fn report_invalid(
+    ctx: &Context,
+    access: &PolicyAccess,
+    object: &AccessObject,
+    problems: Vec<crate::reconcile::Problem>,
+    (reason, action): (&str, &str),
+) -> Result<(), KubeCallError> {
+    let status = unsynced_status(object, NotSynced::Invalid(problems), Timestamp::now());
+    if !status_changed(access.status.as_ref(), &status) {
+        return Ok(());
+    }
+    kube_io::apply_access_status(&ctx.client, access, &status).await?;
+    let note = status.message.clone().unwrap_or_default();
+    kube_io::publish(&ctx.recorder, access, true, reason, action, note).await;
+    Ok(())
 }
 
 pub fn error_policy(

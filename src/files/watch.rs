@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::runner::{FileMode, PassReport};
-use crate::api::parse_duration;
 
 /// Quiet time after a file event before syncing, so an editor's burst or a `git pull` is one sync.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -34,7 +33,7 @@ pub fn next_wakeup(report: Option<&PassReport>, now: Timestamp) -> Duration {
     let interval = report
         .into_iter()
         .flat_map(|r| r.manifests.connectors.iter())
-        .filter_map(|c| parse_duration(&c.object.spec.sync_interval).ok())
+        .map(|c| c.object.spec.sync_interval())
         .min()
         .unwrap_or(DEFAULT_INTERVAL);
     let until_expiry = report

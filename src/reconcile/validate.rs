@@ -169,94 +169,108 @@ impl fmt::Display for MemberPath {
 
 /// Problems with a PolicyAccess's spec, given the connectors that exist.
 pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) -> Vec<Problem> {
-    let spec = &access.spec;
-    let mut problems = Vec::new();
-    let connector_key = access.connector_key();
-    if spec.connector_ref.name.trim().is_empty() {
-        problems.push(Problem::new("spec.connectorRef.name", "is empty"));
-    } else {
-        match connectors.iter().find(|c| c.key == connector_key) {
-            None => problems.push(Problem::new(
-                "spec.connectorRef",
-                format!("ExpensifyConnector {connector_key} not found"),
-            )),
-            Some(connector) if !connector_allows(connector, &access.key.namespace) => {
-                problems.push(Problem::new(
-                    "spec.connectorRef",
-                    format!(
-                        "ExpensifyConnector {connector_key} does not allow namespace {:?}; add it to the connector's spec.allowedNamespaces",
-                        access.key.namespace
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
+    let mut problems: Vec<Problem> = connector_ref_problem(access, connectors)
+        .into_iter()
+        .chain(policy_problem(access))
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, member) in access.spec.members.iter().enumerate() {
+        problems.extend(member_problems(MemberPath(i), member, &mut seen));
     }
-    match (&spec.policy.id, &spec.policy.name) {
-        (Some(_), Some(_)) | (None, None) => problems.push(Problem::new(
+    problems
+}
+
+/// The connector must exist and allow the object's namespace.
+fn connector_ref_problem(access: &AccessObject, connectors: &[ConnectorObject]) -> Option<Problem> {
+    if access.spec.connector_ref.name.trim().is_empty() {
+        return Some(Problem::new("spec.connectorRef.name", "is empty"));
+    }
+    let connector_key = access.connector_key();
+    match connectors.iter().find(|c| c.key == connector_key) {
+        None => Some(Problem::new(
+            "spec.connectorRef",
+            format!("ExpensifyConnector {connector_key} not found"),
+        )),
+        Some(connector) if !connector_allows(connector, &access.key.namespace) => {
+            Some(Problem::new(
+                "spec.connectorRef",
+                format!(
+                    "ExpensifyConnector {connector_key} does not allow namespace {:?}; add it to the connector's spec.allowedNamespaces",
+                    access.key.namespace
+                ),
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Exactly one of `policy.id` and `policy.name`, not empty.
+fn policy_problem(access: &AccessObject) -> Option<Problem> {
+    match (&access.spec.policy.id, &access.spec.policy.name) {
+        (Some(_), Some(_)) | (None, None) => Some(Problem::new(
             "spec.policy",
             "give exactly one of id and name",
         )),
         (Some(id), None) if id.trim().is_empty() => {
-            problems.push(Problem::new("spec.policy.id", "is empty"))
+            Some(Problem::new("spec.policy.id", "is empty"))
         }
         (None, Some(name)) if name.trim().is_empty() => {
-            problems.push(Problem::new("spec.policy.name", "is empty"))
+            Some(Problem::new("spec.policy.name", "is empty"))
         }
-        _ => {}
+        _ => None,
     }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, member) in spec.members.iter().enumerate() {
-        let at = MemberPath(i);
-        if !email::is_valid(&member.email) {
-            problems.push(Problem::new(
-                format!("{at}.email"),
-                format!("{:?} is not an email address", member.email),
-            ));
-        } else if let Some(first) = seen.insert(email::normalize(&member.email), i) {
-            seen.insert(email::normalize(&member.email), first);
-            problems.push(Problem::new(
-                format!("{at}.email"),
-                format!(
-                    "{} is listed twice (also spec.members[{first}])",
-                    member.email
-                ),
-            ));
-        }
-        if let Some(role) = &member.role
-            && Role::parse(role).is_none()
-        {
-            problems.push(Problem::new(
-                format!("{at}.role"),
-                format!("{role:?} is not one of user, auditor, admin"),
-            ));
-        }
-        if let Some(manager) = &member.submits_to
-            && !email::is_valid(manager)
-        {
-            problems.push(Problem::new(
-                format!("{at}.submitsTo"),
-                format!("{manager:?} is not an email address"),
-            ));
-        }
-        if let Some(expires) = &member.expires_at
-            && expires.parse::<Timestamp>().is_err()
-        {
-            problems.push(Problem::new(
-                format!("{at}.expiresAt"),
-                format!("{expires:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z"),
-            ));
-        }
-        if member
-            .employee_id
-            .as_deref()
-            .is_some_and(|id| id.trim().is_empty())
-        {
-            problems.push(Problem::new(
-                format!("{at}.employeeID"),
-                "is empty; omit it instead",
-            ));
-        }
+}
+
+/// One member entry: email (valid, listed once), role, approver, expiry, employeeID.
+fn member_problems(
+    at: MemberPath,
+    member: &crate::api::MemberSpec,
+    seen: &mut HashMap<String, usize>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String| {
+        problems.push(Problem::new(format!("{at}.{field}"), message));
+    };
+    if !email::is_valid(&member.email) {
+        problem(
+            "email",
+            format!("{:?} is not an email address", member.email),
+        );
+    } else if let Some(first) = seen.insert(email::normalize(&member.email), at.0) {
+        seen.insert(email::normalize(&member.email), first);
+        problem(
+            "email",
+            format!(
+                "{} is listed twice (also spec.members[{first}])",
+                member.email
+            ),
+        );
+    }
+    if let Some(role) = member.role.as_ref().filter(|r| Role::parse(r).is_none()) {
+        problem(
+            "role",
+            format!("{role:?} is not one of user, auditor, admin"),
+        );
+    }
+    if let Some(manager) = member.submits_to.as_ref().filter(|m| !email::is_valid(m)) {
+        problem("submitsTo", format!("{manager:?} is not an email address"));
+    }
+    if let Some(expires) = member
+        .expires_at
+        .as_ref()
+        .filter(|e| e.parse::<Timestamp>().is_err())
+    {
+        problem(
+            "expiresAt",
+            format!("{expires:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z"),
+        );
+    }
+    if member
+        .employee_id
+        .as_deref()
+        .is_some_and(|id| id.trim().is_empty())
+    {
+        problem("employeeID", "is empty; omit it instead".to_string());
     }
     problems
 }
