@@ -367,7 +367,10 @@ impl WriteAhead for PatchBeforeWrite<'_> {
                     .await
                     .map_err(|e| WriteRefused(format!("recording the allowance failed: {e}")))?;
             }
-            Ok(())
+            // Once more, right before the employee-updater call that follows.
+            self.term
+                .ensure_leading()
+                .map_err(|lost| WriteRefused(lost.to_string()))
         })
     }
 }
