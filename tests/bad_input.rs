@@ -16,7 +16,6 @@ use expensify_operator::files::loader::{self, Manifests};
 use tokio::process::Command;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad_input");
-const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
 
 const CONNECTOR: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {name: acme, namespace: finance}\nspec:\n  credentialsSecretRef: {name: expensify-credentials}\n  adminEmail: it-admin@acme.example\n";
 const GOOD: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: good, namespace: finance}\nspec:\n  connectorRef: {name: acme}\n  policy: {id: \"0A1B2C3D4E5F6071\"}\n  members: [{email: dave@acme.example}]\n";
@@ -181,18 +180,8 @@ fn ten_thousand_documents_load_in_one_file_and_many_across_files() {
     assert_eq!(manifests.accesses.len(), 1_000);
 }
 
-/// The binary, allowed to talk to `endpoint` (the simulator's).
 fn command(endpoint: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("EXPENSIFY_ALLOWED_ENDPOINTS", endpoint)
-        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
-        .env("EXPENSIFY_PARTNER_USER_SECRET", ADMIN_SECRET)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    command
+    binary(endpoint, args, ADMIN_SECRET)
 }
 
 async fn run(endpoint: &str, args: &[&str]) -> Output {
@@ -200,11 +189,7 @@ async fn run(endpoint: &str, args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    printed(output)
 }
 
 fn corpus_case(name: &str, endpoint: &str) -> String {

@@ -10,19 +10,8 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
 
-/// The binary with the admin credentials in its environment and `allowed` (a simulator's
-/// endpoint) as its one allowed endpoint.
 fn command(allowed: &str, args: &[&str], secret: &str) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("EXPENSIFY_ALLOWED_ENDPOINTS", allowed)
-        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
-        .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    command
+    binary(allowed, args, secret)
 }
 
 async fn run(allowed: &str, args: &[&str]) -> Output {
@@ -30,11 +19,7 @@ async fn run(allowed: &str, args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    printed(output)
 }
 
 fn repo_with_changes(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {

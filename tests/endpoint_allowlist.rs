@@ -30,11 +30,7 @@ async fn run(allowed: Option<&str>, args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    printed(output)
 }
 
 /// A repository whose connector points at `endpoint`, with one pending grant.

@@ -16,23 +16,14 @@ use expensify_operator::simulator::{
 };
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
-
-/// The binary with the simulator's credentials and endpoint allowed; no pacing (the
-/// simulators here enforce no limit) and no colours.
+/// The binary with the simulator allowed and no pacing (the simulators here enforce no
+/// limit); output captured.
 fn command(sim: &SimulatorHandle, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = binary(&sim.endpoint(), args, ADMIN_SECRET);
     command
-        .args(args)
         .args(["--pacing", "none"])
-        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
-        .env("EXPENSIFY_PARTNER_USER_SECRET", ADMIN_SECRET)
-        .env("EXPENSIFY_ALLOWED_ENDPOINTS", sim.endpoint())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(std::process::Stdio::piped());
     command
 }
 
@@ -45,12 +36,7 @@ async fn run(sim: &SimulatorHandle, verb: &str, repo: &Repo, extra: &[&str]) -> 
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    printed(output)
 }
 
 fn stdout(output: &Output) -> String {

@@ -9,20 +9,8 @@ use std::time::Duration;
 use common::*;
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
-
-/// The binary, allowed to talk to `endpoint` (the simulator's).
 fn command(endpoint: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("EXPENSIFY_ALLOWED_ENDPOINTS", endpoint)
-        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
-        .env("EXPENSIFY_PARTNER_USER_SECRET", ADMIN_SECRET)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    command
+    binary(endpoint, args, ADMIN_SECRET)
 }
 
 /// A connector and one PolicyAccess: two manifest files.

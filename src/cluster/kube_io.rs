@@ -233,6 +233,23 @@ pub async fn apply_connector_status(
         })
 }
 
+/// A namespaced object kube can get and patch (PolicyAccess, ExpensifyConnector).
+pub trait NamespacedObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// Sets the finalizer list, guarded by the object's resourceVersion (a concurrent change
 /// makes the API server refuse, and the next sync tries again).
 pub async fn set_finalizers<K>(
@@ -241,10 +258,7 @@ pub async fn set_finalizers<K>(
     finalizers: Vec<String>,
 ) -> Result<(), KubeCallError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
@@ -268,10 +282,7 @@ pub async fn ensure_finalizer<K>(
     finalizer: &str,
 ) -> Result<(), KubeCallError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     if object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());
@@ -288,10 +299,7 @@ pub async fn release_finalizer<K>(
     finalizer: &str,
 ) -> Result<(), KubeCallError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     if !object.finalizers().iter().any(|f| f == finalizer) {
         return Ok(());

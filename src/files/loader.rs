@@ -18,7 +18,7 @@ use serde_json::Value;
 use tracing::info;
 
 use crate::api::{API_VERSION, ExpensifyConnector, GROUP, PolicyAccess};
-use crate::names::{self, NameRule};
+use crate::names;
 use crate::reconcile::{DEFAULT_NAMESPACE, ObjectKey};
 
 /// Largest manifest file read (an export of thousands of policies is a few MB).
@@ -507,23 +507,10 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 /// The Secret name and keys become a path under `--secrets-dir`.
 fn connector_names(connector: &ExpensifyConnector) -> Vec<String> {
-    let secret = &connector.spec.credentials_secret_ref;
-    [
-        ("name", NameRule::Subdomain, &secret.name),
-        ("userIDKey", NameRule::SecretKey, &secret.user_id_key),
-        (
-            "userSecretKey",
-            NameRule::SecretKey,
-            &secret.user_secret_key,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(field, rule, value)| {
-        names::check(rule, value)
-            .err()
-            .map(|e| format!("spec.credentialsSecretRef.{field}: {e}"))
-    })
-    .collect()
+    crate::reconcile::validate::secret_ref_problems(&connector.spec.credentials_secret_ref)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn access_names(access: &PolicyAccess) -> Vec<String> {

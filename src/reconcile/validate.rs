@@ -128,7 +128,7 @@ pub fn validate_endpoint(
 
 /// The Secret name becomes part of an API path (cluster mode) or a file path (file mode),
 /// and the keys file names: they must be Kubernetes names, checked before either is built.
-fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
+pub fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
     [
         ("name", NameRule::Subdomain, &secret.name),
         ("userIDKey", NameRule::SecretKey, &secret.user_id_key),

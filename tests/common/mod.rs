@@ -221,3 +221,28 @@ impl Drop for Attacker {
         self.task.abort();
     }
 }
+
+/// The binary under test, with the admin credentials in its environment (`secret` as the
+/// partnerUserSecret), `allowed` (a simulator's endpoint) as its one allowed endpoint, no
+/// colours and no inherited log filter; killed when dropped.
+pub fn binary(allowed: &str, args: &[&str], secret: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_expensify-operator"));
+    command
+        .args(args)
+        .env("EXPENSIFY_ALLOWED_ENDPOINTS", allowed)
+        .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
+        .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    command
+}
+
+/// Everything a finished command printed, stdout then stderr.
+pub fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -20,22 +20,24 @@ pub(super) struct Claim {
     pub writes: bool,
 }
 
-/// (policy, email) -> the objects asking, sorted by key.
+/// policy -> email -> the objects asking, sorted by key.
 #[derive(Debug, Default)]
 pub(super) struct Claims {
-    by_person: BTreeMap<(String, String), Vec<Claim>>,
+    by_person: BTreeMap<String, BTreeMap<String, Vec<Claim>>>,
 }
 
 impl Claims {
     pub fn collect(subjects: &[Subject<'_>]) -> Claims {
-        let mut by_person: BTreeMap<(String, String), Vec<Claim>> = BTreeMap::new();
+        let mut by_person: BTreeMap<String, BTreeMap<String, Vec<Claim>>> = BTreeMap::new();
         for subject in subjects.iter().filter(|s| s.claims()) {
             let Some(policy) = &subject.policy else {
                 continue;
             };
             for wanted in subject.wanted.values() {
                 by_person
-                    .entry((policy.clone(), wanted.email.clone()))
+                    .entry(policy.clone())
+                    .or_default()
+                    .entry(wanted.email.clone())
                     .or_default()
                     .push(Claim {
                         key: subject.key().clone(),
@@ -49,7 +51,8 @@ impl Claims {
 
     pub fn of(&self, policy: &str, email: &str) -> &[Claim] {
         self.by_person
-            .get(&(policy.to_string(), email.to_string()))
+            .get(policy)
+            .and_then(|people| people.get(email))
             .map_or(&[], Vec::as_slice)
     }
 
@@ -59,12 +62,12 @@ impl Claims {
 
     /// Every claimed person with the objects that write for them.
     pub fn writers(&self) -> impl Iterator<Item = (&str, &str, Vec<&Claim>)> {
-        self.by_person
-            .iter()
-            .filter_map(|((policy, email), claims)| {
+        self.by_person.iter().flat_map(|(policy, people)| {
+            people.iter().filter_map(move |(email, claims)| {
                 let writers: Vec<&Claim> = claims.iter().filter(|c| c.writes).collect();
                 (!writers.is_empty()).then_some((policy.as_str(), email.as_str(), writers))
             })
+        })
     }
 }
 

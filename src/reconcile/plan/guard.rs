@@ -2,7 +2,7 @@
 //! than `maxRevocationsPerSync`: none is made for the objects not allowed past it, grants
 //! still go ahead, and the objects are Blocked with the people held named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey};
 use super::resolve::Subject;
@@ -75,11 +75,12 @@ pub(super) fn apply(
     if total <= max || connector_used.is_some() {
         return connector_used;
     }
-    let allowed = |key: &ObjectKey, subjects: &[Subject<'_>]| {
-        subjects
-            .iter()
-            .any(|s| s.key() == key && s.plan.mass_revocation_used.is_some())
-    };
+    let allowed_keys: BTreeSet<ObjectKey> = subjects
+        .iter()
+        .filter(|s| s.plan.mass_revocation_used.is_some())
+        .map(|s| s.key().clone())
+        .collect();
+    let allowed = |key: &ObjectKey, _: &[Subject<'_>]| allowed_keys.contains(key);
     let remaining = planned
         .iter()
         .filter(|p| p.change.is_removal() && !allowed(&p.change.requested_by, subjects))

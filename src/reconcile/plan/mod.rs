@@ -104,8 +104,15 @@ fn finish(
         }
         changes.push(change);
     }
+    let mut by_requester: BTreeMap<&ObjectKey, Vec<&Change>> = BTreeMap::new();
+    for change in &changes {
+        by_requester
+            .entry(&change.requested_by)
+            .or_default()
+            .push(change);
+    }
     for (key, object) in objects.iter_mut() {
-        object.planned = summarize(changes.iter().filter(|c| &c.requested_by == key));
+        object.planned = summarize(by_requester.get(key).into_iter().flatten().copied());
         object.blocks.sort();
         object.blocks.dedup();
         object.held.sort();

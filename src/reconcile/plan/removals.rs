@@ -79,12 +79,34 @@ fn take_back(
             entry.email, policy.name
         ));
     };
-    Ok(Change {
-        kind: ChangeKind::RoleChange,
+    let why = format!(
+        "role set by {} and asked for by nobody now: back to {role}",
+        held.holder
+    );
+    Ok(taking_back(
+        ChangeKind::RoleChange,
+        Some(role),
+        (policy, &entry.email, current),
+        &held.holder,
+        why,
+    ))
+}
+
+/// A change that takes something back from someone on the roster, keeping their approver
+/// and employeeID as they are.
+fn taking_back(
+    kind: ChangeKind,
+    role: Option<Role>,
+    (policy, email, current): (&PolicyView, &str, &RosterView),
+    requester: &ObjectKey,
+    reason: String,
+) -> Change {
+    Change {
+        kind,
         policy_id: policy.id.clone(),
         policy_name: policy.name.clone(),
-        email: entry.email.clone(),
-        role: Some(role),
+        email: email.to_string(),
+        role,
         old_role: Some(current.raw_role.clone()),
         manager_email: current
             .submits_to
@@ -92,12 +114,9 @@ fn take_back(
             .unwrap_or_else(|| policy.owner.clone()),
         employee_id: current.employee_id.clone(),
         expect_submits_to: None,
-        requested_by: held.holder.clone(),
-        reason: format!(
-            "role set by {} and asked for by nobody now: back to {role}",
-            held.holder
-        ),
-    })
+        requested_by: requester.clone(),
+        reason,
+    }
 }
 
 fn revoke(
@@ -107,22 +126,14 @@ fn revoke(
     requester: &ObjectKey,
     why: &str,
 ) -> Change {
-    Change {
-        kind: ChangeKind::Revoke,
-        policy_id: policy.id.clone(),
-        policy_name: policy.name.clone(),
-        email: email.to_string(),
-        role: None,
-        old_role: Some(current.raw_role.clone()),
-        manager_email: current
-            .submits_to
-            .clone()
-            .unwrap_or_else(|| policy.owner.clone()),
-        employee_id: current.employee_id.clone(),
-        expect_submits_to: None,
-        requested_by: requester.clone(),
-        reason: why.replace("{holder}", &requester.to_string()),
-    }
+    let reason = why.replace("{holder}", &requester.to_string());
+    taking_back(
+        ChangeKind::Revoke,
+        None,
+        (policy, email, current),
+        requester,
+        reason,
+    )
 }
 
 /// Turns released entries into changes; entries left alone are dropped from the ledger.
