@@ -320,6 +320,12 @@ impl SyncInFlight {
             versions.1,
             "the connector was written after {why}"
         );
+        // Nor Expensify: the grant the edit asked for was never sent.
+        let people = roster(&self.sim, FINANCE);
+        assert!(
+            !people.iter().any(|(e, _)| e == "late@acme.example"),
+            "Expensify was written after {why}: {people:?}"
+        );
     }
 
     fn versions(&self) -> (String, String) {
