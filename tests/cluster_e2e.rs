@@ -653,3 +653,100 @@ async fn without_the_secret_watch_secrets_are_only_read_by_name() {
         "{on_secrets:?}"
     );
 }
+
+/// Issue 8, case 7 in cluster mode: the controller is killed between the employee-updater
+/// call and the status patch. The entry was saved (pending) before the write, so the next
+/// controller confirms it and, when the person is dropped, takes the grant back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_after_the_write_loses_no_ownership() {
+    use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+    let double = apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let settings = || settings(100, cluster::Scope::AllNamespaces, None, 0);
+    let (_stop, first) = spawn_controller(&client, &sim, settings());
+    let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "finance");
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "finance");
+    create_connector(&client, "finance", &sim.endpoint()).await;
+    eventually("the connector to be Connected", || async {
+        connectors
+            .get("acme")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| s.phase == expensify_operator::api::ConnectorPhase::Connected)
+    })
+    .await;
+
+    // The next sync reads (policy list, roster), then its write is applied and its answer
+    // held back: the controller dies in that window.
+    sim.state().set_faults(FaultConfig {
+        script: vec![
+            ScriptedFault::Pass,
+            ScriptedFault::Pass,
+            ScriptedFault::ApplyThenStall { ms: 30_000 },
+        ]
+        .into(),
+        ..FaultConfig::default()
+    });
+    let team = access(
+        "finance",
+        "team",
+        FINANCE,
+        json!([{"email": "carol@acme.example"}]),
+    );
+    accesses
+        .create(&PostParams::default(), &team)
+        .await
+        .unwrap();
+    eventually("the write to be applied", || async {
+        sim.state().counters().faults.contains_key("applyThenStall")
+    })
+    .await;
+    first.abort();
+    let _ = first.await;
+    let saved = accesses
+        .get("team")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        saved
+            .managed_members
+            .iter()
+            .map(|e| (e.email.as_str(), e.added, e.pending))
+            .collect::<Vec<_>>(),
+        [("carol@acme.example", true, true)],
+        "the entry was saved, pending, before the write"
+    );
+
+    // A new controller confirms the entry; dropping carol then revokes her.
+    sim.state().set_faults(FaultConfig::default());
+    let (_stop, second) = spawn_controller(&client, &sim, settings());
+    eventually("the pending entry to be confirmed", || async {
+        accesses
+            .get("team")
+            .await
+            .ok()
+            .and_then(|o| o.status)
+            .is_some_and(|s| {
+                s.managed_members
+                    .iter()
+                    .any(|e| e.email == "carol@acme.example" && !e.pending)
+            })
+    })
+    .await;
+    let none = json!({"spec": {"members": []}});
+    accesses
+        .patch("team", &PatchParams::default(), &Patch::Merge(&none))
+        .await
+        .unwrap();
+    eventually("carol to be revoked", || async {
+        !roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "carol@acme.example")
+    })
+    .await;
+    second.abort();
+}
