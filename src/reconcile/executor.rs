@@ -189,7 +189,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         })
     };
     let before = plan_for(request.accesses, &observed);
-    let nothing = |observed| Written::nothing(observed);
+    let nothing = Written::nothing;
     if request.dry_run || before.changes.is_empty() {
         return finish(
             request,
@@ -219,10 +219,10 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         refuse(&mut report, &refused);
         return report;
     }
-    let written = write(request, client, &before, observed).await;
+    let written = write(&connector.key, client, &before, observed, write_ahead).await;
     let after = if written.verified {
         plan_for(
-            &with_ledgers(request.accesses, &write_ahead),
+            &with_ledgers(request.accesses, &written.write_ahead),
             &written.observed,
         )
     } else {
@@ -253,14 +253,15 @@ impl Written {
     }
 }
 
-/// The employee-updater call, then the re-read of the rosters it touched.
+/// The employee-updater call, then the re-read of the rosters it touched. `write_ahead` is
+/// what was saved before it.
 async fn write(
-    request: SyncRequest<'_>,
+    connector: &ObjectKey,
     client: &ExpensifyClient,
     before: &Plan,
     observed: Observed,
+    write_ahead: BTreeMap<ObjectKey, PolicyAccessStatus>,
 ) -> Written {
-    let connector = request.connector;
     let records: Vec<_> = before.changes.iter().map(Change::record).collect();
     let written = client.update_employees(&records, false).await;
     let touched: BTreeSet<String> = before.changes.iter().map(|c| c.policy_id.clone()).collect();
@@ -273,7 +274,7 @@ async fn write(
             None
         }
         Err(error) => {
-            warn!(connector = %connector.key, error = %error, "re-reading rosters after the write failed");
+            warn!(connector = %connector, error = %error, "re-reading rosters after the write failed");
             Some(error)
         }
     };
@@ -289,7 +290,7 @@ async fn write(
     Written {
         observed: after_observed,
         verified: reread_error.is_none(),
-        write_ahead: write_ahead_statuses(request, before),
+        write_ahead,
         results,
         problem: reread_error.map(|e| {
             (
