@@ -22,22 +22,10 @@ fn text(output: &Output) -> String {
     printed(output)
 }
 
-fn repo_with_changes(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
-    let repo = Repo::new(sim);
-    repo.connector("");
-    repo.access(
-        "finance",
-        FINANCE,
-        "Additive",
-        "    - {email: new@acme.example, role: auditor}\n",
-    );
-    repo
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_exit_codes_follow_the_contract() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_changes(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
 
     let pending = run(&sim.endpoint(), &["plan", dir]).await;
@@ -91,7 +79,7 @@ async fn plan_exit_codes_follow_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_secret_fails_apply_and_never_shows() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_changes(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let secret = "wrong-secret-never-print-me";
     let output = command(
         &sim.endpoint(),
@@ -124,7 +112,7 @@ async fn a_rejected_secret_fails_apply_and_never_shows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_credentials_name_where_they_were_looked_for() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_changes(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let output = Command::new(BIN)
         .args(["plan", repo.path().to_str().unwrap()])
         .env("EXPENSIFY_ALLOWED_ENDPOINTS", sim.endpoint())
@@ -242,7 +230,7 @@ async fn export_to_a_directory_writes_one_file_per_policy_then_plan_is_in_sync()
 #[tokio::test(flavor = "multi_thread")]
 async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_changes(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
     let csv = run(&sim.endpoint(), &["review", dir, "--format", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
@@ -264,7 +252,7 @@ async fn review_lists_every_access_in_each_format() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_syncs_on_change_and_stops_cleanly() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_changes(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     // Fast pacing: the simulator here enforces no limit, and the test should not wait 10 s.
     let mut child = command(
         &sim.endpoint(),

@@ -33,25 +33,11 @@ fn text(output: &Output) -> String {
     printed(output)
 }
 
-/// A repository whose connector points at `endpoint`, with one pending grant.
-fn repo_aimed_at(sim: &expensify_operator::simulator::SimulatorHandle, endpoint: &str) -> Repo {
-    let mut repo = Repo::new(sim);
-    repo.endpoint = endpoint.to_string();
-    repo.connector("");
-    repo.access(
-        "finance",
-        FINANCE,
-        "Additive",
-        "    - {email: new@acme.example, role: auditor}\n",
-    );
-    repo
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pull_request_aiming_the_connector_elsewhere_gets_no_secret() {
     let sim = start(&unlimited_seed()).await;
     let attacker = Attacker::start().await;
-    let repo = repo_aimed_at(&sim, &attacker.endpoint);
+    let repo = repo_with_a_pending_grant(&sim, &attacker.endpoint);
     let dir = repo.path().to_str().unwrap();
     let look_alike = attacker
         .endpoint
@@ -61,7 +47,7 @@ async fn a_pull_request_aiming_the_connector_elsewhere_gets_no_secret() {
         (None, attacker.endpoint.clone()),
         (Some(sim.endpoint()), look_alike),
     ] {
-        let repo = repo_aimed_at(&sim, &endpoint);
+        let repo = repo_with_a_pending_grant(&sim, &endpoint);
         for command in ["plan", "apply"] {
             let output = run(
                 allowed.as_deref(),
@@ -94,7 +80,7 @@ async fn a_pull_request_aiming_the_connector_elsewhere_gets_no_secret() {
 async fn the_endpoint_is_refused_before_any_credential_is_looked_up() {
     let sim = start(&unlimited_seed()).await;
     let attacker = Attacker::start().await;
-    let repo = repo_aimed_at(&sim, &attacker.endpoint);
+    let repo = repo_with_a_pending_grant(&sim, &attacker.endpoint);
     // No credentials anywhere: had the Secret been looked up first, this would say so.
     let output = Command::new(BIN)
         .args(["plan", repo.path().to_str().unwrap()])
@@ -114,7 +100,7 @@ async fn the_endpoint_is_refused_before_any_credential_is_looked_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_flag_allows_the_simulator_and_refuses_bad_lists() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_aimed_at(&sim, &sim.endpoint());
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
     let allowed = format!("https://integrations.expensify.com/, {}", sim.endpoint());
     let planned = run(None, &["plan", dir, "--allowed-endpoints", &allowed]).await;

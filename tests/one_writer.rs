@@ -13,19 +13,6 @@ fn command(endpoint: &str, args: &[&str]) -> Command {
     binary(endpoint, args, ADMIN_SECRET)
 }
 
-/// A connector and one PolicyAccess: two manifest files.
-fn two_file_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
-    let repo = Repo::new(sim);
-    repo.connector("");
-    repo.access(
-        "finance",
-        FINANCE,
-        "Additive",
-        "    - {email: new@acme.example, role: auditor}\n",
-    );
-    repo
-}
-
 /// `watch` on `repo`, with pacing fast enough for a test (the simulator enforces none).
 fn spawn_watch(repo: &Repo) -> Child {
     command(
@@ -55,7 +42,7 @@ async fn until(what: &str, check: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_writer_waits_then_fails_naming_the_first() {
     let sim = start(&unlimited_seed()).await;
-    let repo = two_file_repo(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let mut watch = spawn_watch(&repo);
     until("the watch's first sync", || {
         roster(&sim, FINANCE)
@@ -148,7 +135,7 @@ async fn a_bad_lock_timeout_is_a_usage_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_watch_makes_no_calls_after_the_first_sync() {
     let sim = start(&unlimited_seed()).await;
-    let repo = two_file_repo(&sim);
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let mut watch = spawn_watch(&repo);
     until("the first sync's status", || {
         repo.path()

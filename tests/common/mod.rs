@@ -246,3 +246,18 @@ pub fn printed(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A repository whose connector points at `endpoint`, with one PolicyAccess asking for one
+/// grant the simulator's seed does not have yet: two manifest files.
+pub fn repo_with_a_pending_grant(sim: &SimulatorHandle, endpoint: &str) -> Repo {
+    let mut repo = Repo::new(sim);
+    repo.endpoint = endpoint.to_string();
+    repo.connector("");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: auditor}\n",
+    );
+    repo
+}
