@@ -969,3 +969,46 @@ async fn a_deletion_no_connector_can_settle_keeps_its_finalizer() {
         "{action:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
+    let (client, mut api) = mock();
+    let ctx = context(client, test_settings());
+    let connector: ExpensifyConnector = serde_json::from_value(connector_json(
+        "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+        json!({}),
+    ))
+    .unwrap();
+    let connector = Arc::new(connector);
+    let mut waits = Vec::new();
+    for _ in 0..2 {
+        let task = tokio::spawn(reconciler::reconcile_connector(
+            connector.clone(),
+            ctx.clone(),
+        ));
+        api.expect(
+            "GET",
+            &format!("{GROUP}/policyaccesses?"),
+            500,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500}),
+        )
+        .await;
+        let error = finish(task).await.unwrap_err();
+        assert_eq!(error.category(), "list_accesses");
+        let action = reconciler::error_policy(connector.clone(), &error, ctx.clone());
+        waits.push(format!("{action:?}"));
+    }
+    // 5 s (+ up to 10 %) then 10 s (+ up to 10 %): doubling, per connector.
+    assert!(waits[0].contains("requeue_after: Some(5"), "{waits:?}");
+    assert!(
+        waits[1].contains("requeue_after: Some(10") || waits[1].contains("requeue_after: Some(11"),
+        "{waits:?}"
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "expensify_operator_reconcile_failures_total{controller=\"connector\",category=\"list_accesses\"} 2"
+        ),
+        "{metrics}"
+    );
+}

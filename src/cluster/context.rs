@@ -31,6 +31,9 @@ pub struct Context {
     /// The namespaces watched.
     pub scope: super::kube_io::Scope,
     last: Mutex<HashMap<ObjectKey, LastSync>>,
+    /// Failures in a row per connector and per PolicyAccess, for the error policies.
+    pub connector_backoff: super::backoff::ErrorBackoff,
+    pub access_backoff: super::backoff::ErrorBackoff,
 }
 
 impl Context {
@@ -50,6 +53,8 @@ impl Context {
             leadership,
             scope,
             last: Mutex::new(HashMap::new()),
+            connector_backoff: Default::default(),
+            access_backoff: Default::default(),
         }
     }
 

@@ -60,6 +60,19 @@ pub enum KubeCallError {
     },
 }
 
+impl KubeCallError {
+    /// What kind of call failed: a small, fixed set, used as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            KubeCallError::ListAccesses(_) => "list_accesses",
+            KubeCallError::ReadConnector { .. } => "read_connector",
+            KubeCallError::ReadSecret { .. } => "read_secret",
+            KubeCallError::PatchStatus { .. } => "patch_status",
+            KubeCallError::Finalizer { .. } => "finalizer",
+        }
+    }
+}
+
 /// The namespaces the controller watches.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Scope {

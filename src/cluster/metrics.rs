@@ -15,6 +15,14 @@ pub struct ConnectorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `connector` or `policyaccess`.
+    pub controller: String,
+    /// What failed (see `ReconcileError::category`): a small, fixed set.
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
     pub connector: String,
     /// `connected`, `error` or `skipped`.
@@ -49,6 +57,7 @@ pub struct Metrics {
     pub blocked_objects: Family<ConnectorLabels, Gauge>,
     pub error_objects: Family<ConnectorLabels, Gauge>,
     pub drift: Family<ConnectorLabels, Gauge>,
+    pub reconcile_failures: Family<FailureLabels, Counter>,
 }
 
 fn sync_duration_histogram() -> Histogram {
@@ -106,6 +115,12 @@ impl Default for Metrics {
             "Differences between the manifests and Expensify after the last sync",
             drift.clone(),
         );
+        let reconcile_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed (and were retried with backoff), by controller and category",
+            reconcile_failures.clone(),
+        );
         Self {
             registry,
             syncs,
@@ -116,6 +131,7 @@ impl Default for Metrics {
             blocked_objects,
             error_objects,
             drift,
+            reconcile_failures,
         }
     }
 }
@@ -187,6 +203,16 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition.
+    /// One reconcile failure of this controller, in this category.
+    pub fn failed(&self, controller: &str, category: &str) {
+        self.reconcile_failures
+            .get_or_create(&FailureLabels {
+                controller: controller.to_string(),
+                category: category.to_string(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

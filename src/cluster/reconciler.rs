@@ -43,6 +43,15 @@ pub enum ReconcileError {
     },
 }
 
+impl ReconcileError {
+    /// What failed, for the failures metric (a small, fixed set of values).
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube { source, .. } => source.category(),
+        }
+    }
+}
+
 /// The status without the fields that change on every sync, to decide whether to write.
 fn comparable<T: Serialize>(status: &T) -> serde_json::Value {
     let mut value = serde_json::to_value(status).unwrap_or_default();
@@ -163,8 +172,20 @@ async fn read_inputs(ctx: &Context, object: &ConnectorObject) -> Result<Inputs, 
     })
 }
 
-/// Reconciles one connector.
+/// Reconciles one connector; a success resets its error backoff.
 pub async fn reconcile_connector(
+    connector: Arc<ExpensifyConnector>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = ObjectKey::of(&connector.metadata);
+    let result = sync_connector_once(connector, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.connector_backoff.succeeded(&key);
+    }
+    result
+}
+
+async fn sync_connector_once(
     connector: Arc<ExpensifyConnector>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
@@ -456,13 +477,25 @@ async fn write_back(
 }
 
 /// Failed reconciles are retried after a pause; the API server may be briefly away.
+/// A failed reconcile is retried with per-connector exponential backoff and jitter, and
+/// counted by category.
 pub fn error_policy(
     connector: Arc<ExpensifyConnector>,
     error: &ReconcileError,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    warn!(connector = %connector.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    let wait = ctx
+        .connector_backoff
+        .failed(&ObjectKey::of(&connector.metadata));
+    ctx.metrics.failed("connector", error.category());
+    warn!(
+        connector = %connector.name_any(),
+        error = %error,
+        category = error.category(),
+        retry_in_seconds = wait.as_secs(),
+        "reconcile failed; retrying"
+    );
+    Action::requeue(wait)
 }
 
 #[cfg(test)]

@@ -18,8 +18,21 @@ use crate::reconcile::{
     AccessObject, ConnectorObject, connector_allows, stranded_deletion, validate_access,
 };
 
-/// Reconciles one PolicyAccess; only acts when no connector sync will.
+/// Reconciles one PolicyAccess; only acts when no connector sync will. A success resets
+/// its error backoff.
 pub async fn reconcile_access(
+    access: Arc<PolicyAccess>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = AccessObject::from_resource(&access).key;
+    let result = look_at_access(access, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.access_backoff.succeeded(&key);
+    }
+    result
+}
+
+async fn look_at_access(
     access: Arc<PolicyAccess>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
@@ -119,11 +132,23 @@ async fn report_invalid(
     Ok(())
 }
 
+/// A failed reconcile is retried with per-object exponential backoff and jitter, and
+/// counted by category.
 pub fn error_policy(
     access: Arc<PolicyAccess>,
     error: &ReconcileError,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(object = %access.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    let wait = ctx
+        .access_backoff
+        .failed(&AccessObject::from_resource(&access).key);
+    ctx.metrics.failed("policyaccess", error.category());
+    tracing::warn!(
+        object = %access.name_any(),
+        error = %error,
+        category = error.category(),
+        retry_in_seconds = wait.as_secs(),
+        "reconcile failed; retrying"
+    );
+    Action::requeue(wait)
 }
