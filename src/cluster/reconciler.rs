@@ -27,6 +27,7 @@ use crate::reconcile::{
     AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
     validate_connector,
 };
+use crate::reconcile::{ChangeKind, ChangeResult};
 use futures::future::BoxFuture;
 
 /// How often a standby replica checks whether it became the leader.
@@ -396,6 +397,48 @@ impl WriteAhead for PatchBeforeWrite<'_> {
     }
 }
 
+/// Up to this many changes of one object in one sync get an Event each; more get one
+/// Event that counts them (the structured log has one line per change either way).
+pub const EVENT_PER_CHANGE_UP_TO: usize = 5;
+
+/// The Events an object's changes of one sync make: `(warning, reason, note)`.
+pub fn change_events(results: &[&ChangeResult]) -> Vec<(bool, &'static str, String)> {
+    if results.len() <= EVENT_PER_CHANGE_UP_TO {
+        return results
+            .iter()
+            .map(|result| {
+                let what = result.change.describe();
+                match &result.failure {
+                    None => (false, result.change.kind.event_reason(), what),
+                    Some(failure) => (true, "ChangeFailed", format!("could not {what}: {failure}")),
+                }
+            })
+            .collect();
+    }
+    let count = |kinds: &[ChangeKind]| {
+        results
+            .iter()
+            .filter(|r| r.failure.is_none() && kinds.contains(&r.change.kind))
+            .count()
+    };
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    let mut note = format!(
+        "granted {}, changed {}, revoked {}",
+        count(&[ChangeKind::Grant]),
+        count(&[
+            ChangeKind::RoleChange,
+            ChangeKind::ApproverChange,
+            ChangeKind::EmployeeIdChange
+        ]),
+        count(&[ChangeKind::Revoke])
+    );
+    if failed > 0 {
+        note.push_str(&format!("; {failed} failed (see status.failures)"));
+        return vec![(true, "ChangesFailed", note)];
+    }
+    vec![(false, "ChangesApplied", note)]
+}
+
 /// Statuses (only when changed), Events, the connector status, and released finalizers.
 async fn write_back(
     ctx: &Context,
@@ -407,26 +450,20 @@ async fn write_back(
         .iter()
         .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
         .collect();
+    let mut by_object: BTreeMap<&ObjectKey, Vec<&ChangeResult>> = BTreeMap::new();
     for result in &report.results {
-        let Some(pa) = by_key.get(&result.change.requested_by) else {
+        by_object
+            .entry(&result.change.requested_by)
+            .or_default()
+            .push(result);
+    }
+    for (key, results) in by_object {
+        let Some(pa) = by_key.get(key) else {
             continue;
         };
-        let change = &result.change;
-        let reason = change.kind.event_reason();
-        let what = change.describe();
-        match &result.failure {
-            None => kube_io::publish(&ctx.recorder, *pa, false, reason, "Sync", what).await,
-            Some(failure) => {
-                kube_io::publish(
-                    &ctx.recorder,
-                    *pa,
-                    true,
-                    "ChangeFailed",
-                    "Sync",
-                    format!("could not {}: {failure}", what),
-                )
-                .await
-            }
+        for event in change_events(&results) {
+            let (warning, reason, note) = event;
+            kube_io::publish(&ctx.recorder, *pa, warning, reason, "Sync", note).await;
         }
     }
     for (key, status) in report.statuses_in_save_order() {
@@ -502,6 +539,60 @@ pub fn error_policy(
 mod tests {
     use super::*;
     use crate::api::ConnectorPhase;
+
+    fn result(kind: ChangeKind, email: &str, failure: Option<&str>) -> ChangeResult {
+        ChangeResult {
+            change: crate::reconcile::Change {
+                kind,
+                policy_id: "P1".into(),
+                policy_name: "Finance".into(),
+                email: email.into(),
+                role: Some(crate::expensify::Role::User),
+                old_role: None,
+                manager_email: "cfo@acme.example".into(),
+                employee_id: None,
+                expect_submits_to: None,
+                requested_by: ObjectKey::new("finance", "team"),
+                reason: String::new(),
+            },
+            failure: failure.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_few_changes_get_an_event_each_many_get_one_that_counts_them() {
+        let few: Vec<ChangeResult> = (0..EVENT_PER_CHANGE_UP_TO)
+            .map(|i| result(ChangeKind::Grant, &format!("p{i}@acme.example"), None))
+            .collect();
+        let events = change_events(&few.iter().collect::<Vec<_>>());
+        assert_eq!(events.len(), EVENT_PER_CHANGE_UP_TO);
+        assert_eq!(events[0].1, "Granted");
+
+        let mut many: Vec<ChangeResult> = (0..37)
+            .map(|i| result(ChangeKind::Grant, &format!("p{i}@acme.example"), None))
+            .collect();
+        many.push(result(ChangeKind::Revoke, "gone@acme.example", None));
+        many.push(result(ChangeKind::RoleChange, "r@acme.example", None));
+        let events = change_events(&many.iter().collect::<Vec<_>>());
+        assert_eq!(
+            events,
+            [(
+                false,
+                "ChangesApplied",
+                "granted 37, changed 1, revoked 1".to_string()
+            )]
+        );
+        many.push(result(ChangeKind::Grant, "x@acme.example", Some("skipped")));
+        let events = change_events(&many.iter().collect::<Vec<_>>());
+        assert_eq!(
+            events,
+            [(
+                true,
+                "ChangesFailed",
+                "granted 37, changed 1, revoked 1; 1 failed (see status.failures)".to_string()
+            )]
+        );
+    }
 
     #[test]
     fn timestamps_alone_do_not_count_as_a_change() {
