@@ -20,7 +20,7 @@ use crate::api::{
     ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
     ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
 };
-use crate::files::status_dir::digest;
+use crate::reconcile::digest;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::validate::describe;
 use crate::reconcile::{

@@ -11,7 +11,8 @@ use tracing::{info, warn};
 
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
-use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, digest};
+use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
+use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
 use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};

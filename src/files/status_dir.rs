@@ -383,23 +383,13 @@ impl StatusDir {
     }
 }
 
-/// A short, stable digest of a serializable value (FNV-1a over its JSON form).
-pub fn digest(value: &impl Serialize) -> String {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{
         ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus, PolicySelector,
     };
+    use crate::reconcile::digest;
 
     fn team() -> PolicyAccess {
         let mut access = PolicyAccess::new(

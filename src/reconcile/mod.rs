@@ -8,7 +8,7 @@ pub mod status;
 pub mod validate;
 
 pub use executor::{ChangeResult, SyncReport, SyncRequest, sync_connector, unsynced};
-pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed};
+pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed, digest};
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, plan};
 pub use validate::{
     Problem, connector_allows, stranded_deletion, validate_access, validate_connector,

@@ -145,3 +145,14 @@ pub struct Observed {
     pub policies: Vec<PolicySummary>,
     pub rosters: BTreeMap<String, Vec<RosterEntry>>,
 }
+
+/// A short, stable digest of a serializable value (FNV-1a over its JSON form).
+pub fn digest(value: &impl serde::Serialize) -> String {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
