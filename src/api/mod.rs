@@ -13,7 +13,7 @@ pub use access::{
     PolicySelector,
 };
 pub use allowance::{HANDLED_VALUES_KEPT, remember_handled, was_handled};
-pub use conditions::{ConditionStatus, set_condition};
+pub use conditions::{ConditionStatus, ConditionType, ConditionUpdate, Reason, set_condition};
 pub use connector::{
     ConnectorPhase, DEFAULT_SYNC_INTERVAL, ExpensifyConnector, ExpensifyConnectorSpec,
     ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL, PolicyInfo, SecretRef,

@@ -18,7 +18,7 @@ use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLoo
 use super::leadership::LeadershipGuard;
 use crate::api::{
     ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
-    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
+    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT, Reason,
 };
 use crate::reconcile::digest;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
@@ -310,22 +310,27 @@ async fn sync(
         write_ahead: Some(&save),
     };
     if !inputs.problems.is_empty() {
-        return unsynced(request, "InvalidSpec", &describe(&inputs.problems), false);
+        return unsynced(
+            request,
+            Reason::InvalidSpec,
+            &describe(&inputs.problems),
+            false,
+        );
     }
     if object.spec.suspend {
-        return unsynced(request, "Suspended", "suspended", true);
+        return unsynced(request, Reason::Suspended, "suspended", true);
     }
     match secret {
         Some(SecretLookup::Found { credentials, .. }) => {
             match ctx.expensify.client(&object.spec.endpoint, credentials) {
                 Ok(client) => sync_connector(request, &client).await,
-                Err(e) => unsynced(request, "InvalidSpec", &e.to_string(), false),
+                Err(e) => unsynced(request, Reason::InvalidSpec, &e.to_string(), false),
             }
         }
         Some(SecretLookup::Unusable(message)) => {
-            unsynced(request, "SecretNotFound", &message, false)
+            unsynced(request, Reason::SecretNotFound, &message, false)
         }
-        None => unsynced(request, "SecretNotFound", "no Secret read", false),
+        None => unsynced(request, Reason::SecretNotFound, "no Secret read", false),
     }
 }
 
@@ -478,7 +483,7 @@ async fn write_back(
             let reason = status
                 .conditions
                 .iter()
-                .find(|c| c.type_ == "Ready")
+                .find(|c| c.type_ == crate::api::ConditionType::Ready.as_str())
                 .map(|c| c.reason.clone())
                 .unwrap_or_else(|| status.phase.to_string());
             kube_io::publish(
@@ -605,11 +610,13 @@ mod tests {
         };
         crate::api::set_condition(
             &mut old.conditions,
-            "Ready",
-            crate::api::ConditionStatus::True,
-            "Synced",
-            "ok",
-            Some(1),
+            crate::api::ConditionUpdate {
+                type_: crate::api::ConditionType::Ready,
+                status: crate::api::ConditionStatus::True,
+                reason: Reason::Synced,
+                message: "ok",
+                observed_generation: Some(1),
+            },
             now,
         );
         let mut new = old.clone();

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use super::context::Context;
 use super::kube_io::{self, FINALIZER, KubeCallError};
 use super::reconciler::{ReconcileError, STANDBY_RECHECK, status_changed};
-use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::api::{ExpensifyConnector, PolicyAccess, Reason};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
     AccessObject, ConnectorObject, connector_allows, stranded_deletion, validate_access,
@@ -71,9 +71,15 @@ async fn look_at_access(
     }
     let connectors: Vec<ConnectorObject> = connector.into_iter().collect();
     let problems = validate_access(&object, &connectors);
-    report_invalid(&ctx, &access, &object, problems, ("InvalidSpec", "Sync"))
-        .await
-        .map_err(kube_error)?;
+    report_invalid(
+        &ctx,
+        &access,
+        &object,
+        problems,
+        (Reason::InvalidSpec, "Sync"),
+    )
+    .await
+    .map_err(kube_error)?;
     // Connectors appear and change; look again now and then.
     Ok(Action::requeue(RECHECK))
 }
@@ -90,7 +96,7 @@ async fn settle_deletion(
 ) -> Result<Action, KubeCallError> {
     let hint = "set spec.deletionPolicy to Orphan to leave them as they are";
     if let Some(problem) = stranded_deletion(object, hint) {
-        let event = ("CannotSettle", "Delete");
+        let event = (Reason::CannotSettle, "Delete");
         report_invalid(ctx, access, object, vec![problem], event).await?;
         return Ok(Action::requeue(RECHECK));
     }
@@ -120,7 +126,7 @@ async fn report_invalid(
     access: &PolicyAccess,
     object: &AccessObject,
     problems: Vec<crate::reconcile::Problem>,
-    (reason, action): (&str, &str),
+    (reason, action): (Reason, &str),
 ) -> Result<(), KubeCallError> {
     let status = unsynced_status(object, NotSynced::Invalid(problems), Timestamp::now());
     if !status_changed(access.status.as_ref(), &status) {
@@ -128,7 +134,7 @@ async fn report_invalid(
     }
     kube_io::apply_access_status(&ctx.client, access, &status).await?;
     let note = status.message.clone().unwrap_or_default();
-    kube_io::publish(&ctx.recorder, access, true, reason, action, note).await;
+    kube_io::publish(&ctx.recorder, access, true, reason.as_str(), action, note).await;
     Ok(())
 }
 

@@ -15,7 +15,9 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
-use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::{
+    ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, Reason,
+};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::status::{NotSynced, unsynced_status};
@@ -281,24 +283,24 @@ impl FileMode {
         if !problems.is_empty() {
             return unsynced(
                 request,
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 &crate::reconcile::validate::describe(&problems),
                 false,
             );
         }
         if connector.spec.suspend {
-            return unsynced(request, "Suspended", "suspended", true);
+            return unsynced(request, Reason::Suspended, "suspended", true);
         }
         let credentials = match self
             .credentials
             .find(&connector.spec.credentials_secret_ref)
         {
             Ok(credentials) => credentials,
-            Err(e) => return unsynced(request, "SecretNotFound", &e.to_string(), false),
+            Err(e) => return unsynced(request, Reason::SecretNotFound, &e.to_string(), false),
         };
         let client = match self.clients.client(&connector.spec.endpoint, credentials) {
             Ok(client) => client,
-            Err(e) => return unsynced(request, "InvalidSpec", &e.to_string(), false),
+            Err(e) => return unsynced(request, Reason::InvalidSpec, &e.to_string(), false),
         };
         let previous = connector
             .status

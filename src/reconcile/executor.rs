@@ -13,7 +13,7 @@ use super::status::{
     AccessFindings, ConnectorFindings, NotSynced, access_status, connector_status, handled,
     unsynced_status,
 };
-use crate::api::{ExpensifyConnectorStatus, MemberFailure, PolicyAccessStatus, PolicyInfo};
+use crate::api::{ExpensifyConnectorStatus, MemberFailure, PolicyAccessStatus, PolicyInfo, Reason};
 use crate::email;
 use crate::expensify::{
     CallCounts, ErrorKind, ExpensifyClient, ExpensifyError, Role, RosterEntry, UpdateReport,
@@ -108,13 +108,13 @@ impl SyncReport {
 /// suspended): every object on it gets the reason, nothing is read or written.
 pub fn unsynced(
     request: SyncRequest<'_>,
-    reason: &str,
+    reason: Reason,
     message: &str,
     suspended: bool,
 ) -> SyncReport {
     let connector = request.connector;
     let findings = ConnectorFindings {
-        problem: Some((reason.to_string(), message.to_string())),
+        problem: Some((reason, message.to_string())),
         suspended,
         ..ConnectorFindings::default()
     };
@@ -150,12 +150,12 @@ pub fn unsynced(
     }
 }
 
-fn reason_for(error: &ExpensifyError) -> &'static str {
+fn reason_for(error: &ExpensifyError) -> Reason {
     match error.kind {
-        ErrorKind::CredentialsRejected { .. } => "AuthenticationFailed",
-        ErrorKind::PermissionDenied { .. } => "PermissionDenied",
-        ErrorKind::RateLimited { .. } => "RateLimited",
-        _ => "ExpensifyError",
+        ErrorKind::CredentialsRejected { .. } => Reason::AuthenticationFailed,
+        ErrorKind::PermissionDenied { .. } => Reason::PermissionDenied,
+        ErrorKind::RateLimited { .. } => Reason::RateLimited,
+        _ => Reason::ExpensifyError,
     }
 }
 
@@ -238,7 +238,7 @@ struct Written {
     /// The ledger saved before the write, per object (kept as is when not verified).
     write_ahead: BTreeMap<ObjectKey, PolicyAccessStatus>,
     results: Vec<ChangeResult>,
-    problem: Option<(String, String)>,
+    problem: Option<(Reason, String)>,
 }
 
 impl Written {
@@ -294,7 +294,7 @@ async fn write(
         results,
         problem: reread_error.map(|e| {
             (
-                reason_for(&e).to_string(),
+                reason_for(&e),
                 format!("changes were sent but could not be verified (kept as pending until a read shows them): {e}"),
             )
         }),
@@ -476,7 +476,7 @@ fn delta(now: CallCounts, before: CallCounts) -> CallCounts {
     }
 }
 
-fn connector_findings(observed: &Observed, problem: Option<(String, String)>) -> ConnectorFindings {
+fn connector_findings(observed: &Observed, problem: Option<(Reason, String)>) -> ConnectorFindings {
     let people: BTreeSet<String> = observed
         .rosters
         .values()

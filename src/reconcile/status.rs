@@ -7,9 +7,9 @@ use super::model::{AccessObject, ConnectorObject};
 use super::plan::ObjectPlan;
 use super::validate::describe;
 use crate::api::{
-    AccessMode, AccessPhase, ConditionStatus, ConnectorPhase, ExpensifyConnectorStatus,
-    ManagedMember, MemberFailure, PlanSummary, PolicyAccessStatus, PolicyInfo,
-    RECONCILE_REQUESTED_AT, STATUS_LIST_CAP, remember_handled, set_condition,
+    AccessMode, AccessPhase, ConditionStatus, ConditionType, ConditionUpdate, ConnectorPhase,
+    ExpensifyConnectorStatus, ManagedMember, MemberFailure, PlanSummary, PolicyAccessStatus,
+    PolicyInfo, RECONCILE_REQUESTED_AT, Reason, STATUS_LIST_CAP, remember_handled, set_condition,
 };
 
 /// Everything that decides one PolicyAccess's status after a sync.
@@ -34,13 +34,13 @@ pub struct AccessFindings<'a> {
 struct Verdict {
     phase: AccessPhase,
     ready: ConditionStatus,
-    reason: &'static str,
+    reason: Reason,
     message: String,
     stalled: bool,
 }
 
 impl Verdict {
-    fn not_ready(phase: AccessPhase, reason: &'static str, message: String, stalled: bool) -> Self {
+    fn not_ready(phase: AccessPhase, reason: Reason, message: String, stalled: bool) -> Self {
         Verdict {
             phase,
             ready: ConditionStatus::False,
@@ -50,7 +50,7 @@ impl Verdict {
         }
     }
 
-    fn ready(reason: &'static str, message: String) -> Self {
+    fn ready(reason: Reason, message: String) -> Self {
         Verdict {
             phase: AccessPhase::Synced,
             ready: ConditionStatus::True,
@@ -75,16 +75,32 @@ fn verdict(f: &AccessFindings<'_>) -> Verdict {
 fn connector_not_ready(f: &AccessFindings<'_>) -> Option<Verdict> {
     let problem = f.connector_problem.clone()?;
     Some(if f.connector_suspended {
-        Verdict::not_ready(AccessPhase::Pending, "ConnectorSuspended", problem, false)
+        Verdict::not_ready(
+            AccessPhase::Pending,
+            Reason::ConnectorSuspended,
+            problem,
+            false,
+        )
     } else {
-        Verdict::not_ready(AccessPhase::Error, "ConnectorNotReady", problem, false)
+        Verdict::not_ready(
+            AccessPhase::Error,
+            Reason::ConnectorNotReady,
+            problem,
+            false,
+        )
     })
 }
 
 fn invalid(f: &AccessFindings<'_>) -> Option<Verdict> {
     let problems = &f.after.problems;
-    (!problems.is_empty())
-        .then(|| Verdict::not_ready(AccessPhase::Error, "InvalidSpec", describe(problems), true))
+    (!problems.is_empty()).then(|| {
+        Verdict::not_ready(
+            AccessPhase::Error,
+            Reason::InvalidSpec,
+            describe(problems),
+            true,
+        )
+    })
 }
 
 /// A deletion waits while the object holds ledger entries: to take back, to hand off, or
@@ -101,7 +117,7 @@ fn deleting(f: &AccessFindings<'_>) -> Option<Verdict> {
         );
         return Some(Verdict::not_ready(
             AccessPhase::Error,
-            "CannotSettle",
+            Reason::CannotSettle,
             message,
             true,
         ));
@@ -115,7 +131,7 @@ fn deleting(f: &AccessFindings<'_>) -> Option<Verdict> {
     );
     Some(Verdict::not_ready(
         AccessPhase::Syncing,
-        "Deleting",
+        Reason::Deleting,
         message,
         false,
     ))
@@ -138,7 +154,7 @@ fn failed_changes(f: &AccessFindings<'_>) -> Option<Verdict> {
     );
     Some(Verdict::not_ready(
         AccessPhase::Error,
-        "PartialFailure",
+        Reason::PartialFailure,
         message,
         false,
     ))
@@ -165,7 +181,7 @@ fn not_writing(f: &AccessFindings<'_>) -> Option<Verdict> {
             format!("suspended: nothing is written; {differences} difference(s) from Expensify");
         return Some(Verdict::not_ready(
             AccessPhase::Pending,
-            "Suspended",
+            Reason::Suspended,
             message,
             false,
         ));
@@ -173,7 +189,7 @@ fn not_writing(f: &AccessFindings<'_>) -> Option<Verdict> {
     (f.object.spec.mode == AccessMode::ObserveOnly).then(|| {
         let message =
             format!("observe-only: {differences} difference(s) from Expensify, nothing written");
-        Verdict::ready("Observed", message)
+        Verdict::ready(Reason::Observed, message)
     })
 }
 
@@ -184,13 +200,13 @@ fn converging(f: &AccessFindings<'_>) -> Verdict {
             "{} difference(s) from Expensify remain",
             after.drift.len().max(1)
         );
-        return Verdict::not_ready(AccessPhase::Syncing, "Progressing", message, false);
+        return Verdict::not_ready(AccessPhase::Syncing, Reason::Progressing, message, false);
     }
     let mut message = format!("{} of {} member(s) in sync", after.in_sync, after.desired);
     if !after.notes.is_empty() {
         message.push_str(&format!("; {}", after.notes.join("; ")));
     }
-    Verdict::ready("Synced", message)
+    Verdict::ready(Reason::Synced, message)
 }
 
 /// Why no sync looked at an object.
@@ -291,40 +307,50 @@ fn access_conditions(
 ) -> Vec<Condition> {
     let generation = f.object.generation;
     let mut conditions = previous.conditions.clone();
-    let mut set = |type_: &str, status, reason: &str, message: &str| {
-        set_condition(
-            &mut conditions,
+    let mut set = |type_, status, reason, message: &str| {
+        let update = ConditionUpdate {
             type_,
             status,
             reason,
             message,
-            generation,
-            now,
-        )
+            observed_generation: generation,
+        };
+        set_condition(&mut conditions, update, now)
     };
-    set("Ready", verdict.ready, verdict.reason, &verdict.message);
+    set(
+        ConditionType::Ready,
+        verdict.ready,
+        verdict.reason,
+        &verdict.message,
+    );
     let differences = f.after.drift.len();
     if f.connector_problem.is_some() || !f.after.problems.is_empty() {
         set(
-            "Synced",
+            ConditionType::Synced,
             ConditionStatus::Unknown,
             verdict.reason,
             &verdict.message,
         );
     } else if differences == 0 {
+        let message = "Expensify matches the spec";
         set(
-            "Synced",
+            ConditionType::Synced,
             ConditionStatus::True,
-            "InSync",
-            "Expensify matches the spec",
+            Reason::InSync,
+            message,
         );
     } else {
         let message = format!("{differences} difference(s) from Expensify");
-        set("Synced", ConditionStatus::False, "Drift", &message);
+        set(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::Drift,
+            &message,
+        );
     }
     if verdict.stalled {
         set(
-            "Stalled",
+            ConditionType::Stalled,
             ConditionStatus::True,
             verdict.reason,
             &verdict.message,
@@ -332,16 +358,20 @@ fn access_conditions(
     }
     if verdict.phase == AccessPhase::Syncing {
         set(
-            "Reconciling",
+            ConditionType::Reconciling,
             ConditionStatus::True,
             verdict.reason,
             &verdict.message,
         );
     }
-    let keep_abnormal = |c: &Condition| match c.type_.as_str() {
-        "Stalled" => verdict.stalled,
-        "Reconciling" => verdict.phase == AccessPhase::Syncing,
-        _ => true,
+    let keep_abnormal = |c: &Condition| {
+        if c.type_ == ConditionType::Stalled.as_str() {
+            verdict.stalled
+        } else if c.type_ == ConditionType::Reconciling.as_str() {
+            verdict.phase == AccessPhase::Syncing
+        } else {
+            true
+        }
     };
     conditions.retain(keep_abnormal);
     conditions
@@ -359,13 +389,29 @@ pub fn handled(mut remembered: Vec<String>, last: Option<&str>, used: Option<&st
     remembered
 }
 
+/// The connector's `Ready` condition.
+fn ready(
+    status: ConditionStatus,
+    reason: Reason,
+    message: &str,
+    observed_generation: Option<i64>,
+) -> ConditionUpdate<'_> {
+    ConditionUpdate {
+        type_: ConditionType::Ready,
+        status,
+        reason,
+        message,
+        observed_generation,
+    }
+}
+
 /// What a connector's sync saw, for its status.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectorFindings {
     pub policies: Vec<PolicyInfo>,
     pub user_count: usize,
     /// The error that stopped the sync, if any.
-    pub problem: Option<(String, String)>,
+    pub problem: Option<(Reason, String)>,
     pub mass_revocation_used: Option<String>,
     pub suspended: bool,
 }
@@ -401,11 +447,12 @@ pub fn connector_status(
         status.message = Some("suspended: nothing is read or written".into());
         set_condition(
             &mut conditions,
-            "Ready",
-            ConditionStatus::False,
-            "Suspended",
-            "suspended",
-            generation,
+            ready(
+                ConditionStatus::False,
+                Reason::Suspended,
+                "suspended",
+                generation,
+            ),
             now,
         );
         status.conditions = conditions;
@@ -417,11 +464,7 @@ pub fn connector_status(
             status.phase = ConnectorPhase::Error;
             set_condition(
                 &mut conditions,
-                "Ready",
-                ConditionStatus::False,
-                &reason,
-                &message,
-                generation,
+                ready(ConditionStatus::False, reason, &message, generation),
                 now,
             );
             status.message = Some(message);
@@ -431,11 +474,7 @@ pub fn connector_status(
             let message = format!("{} policies, {} people", f.policies.len(), f.user_count);
             set_condition(
                 &mut conditions,
-                "Ready",
-                ConditionStatus::True,
-                "Synced",
-                &message,
-                generation,
+                ready(ConditionStatus::True, Reason::Synced, &message, generation),
                 now,
             );
             status.last_successful_sync_time = Some(Time(now));

@@ -231,7 +231,7 @@ fn a_policy_another_connector_manages_is_a_conflict() {
     let plan = run(&connector(), &[mine, theirs], &world);
     assert!(plan.is_empty(), "{:?}", plan.changes);
     let blocks = &plan.objects[&key("mine")].blocks;
-    assert_eq!(blocks[0].reason(), "Conflict");
+    assert_eq!(blocks[0].reason(), Reason::Conflict);
     assert!(
         blocks[0].message().contains("finance/a-first"),
         "{blocks:?}"
@@ -255,7 +255,7 @@ fn unresolvable_objects_keep_their_entries_and_hold_removals() {
     assert_eq!(plan.objects[&key("lost")].ledger.len(), 1);
     assert_eq!(
         plan.objects[&key("boss")].blocks[0].reason(),
-        "RemovalsHeld"
+        Reason::RemovalsHeld
     );
     assert!(
         plan.objects[&key("boss")].blocks[0]

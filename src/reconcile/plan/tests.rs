@@ -6,6 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::*;
+use crate::api::Reason;
 use crate::api::{
     ALLOW_MASS_REVOCATION, AccessMode, ConnectorRef, DeletionPolicy, DriftKind,
     ExpensifyConnectorSpec, ExpensifyConnectorStatus, ManagedMember, MemberSpec, PolicyAccessSpec,
@@ -484,7 +485,7 @@ fn protected_people_are_never_demoted_or_revoked() {
     assert!(plan.is_empty(), "{:?}", plan.changes);
     let blocks = &plan.objects[&ObjectKey::new(NS, "team")].blocks;
     assert_eq!(blocks.len(), 2);
-    assert!(blocks.iter().all(|b| b.reason() == "Protected"));
+    assert!(blocks.iter().all(|b| b.reason() == Reason::Protected));
 }
 
 #[test]
@@ -501,7 +502,7 @@ fn protected_people_are_not_even_promoted() {
     let blocks = &plan.objects[&ObjectKey::new(NS, "team")].blocks;
     assert_eq!(
         blocks.iter().map(Block::reason).collect::<Vec<_>>(),
-        ["Protected"]
+        [Reason::Protected]
     );
 }
 
@@ -563,7 +564,7 @@ fn the_newer_of_two_authoritative_objects_is_blocked() {
     );
     assert_eq!(
         plan.objects[&ObjectKey::new(NS, "aaa-newer")].blocks[0].reason(),
-        "Conflict"
+        Reason::Conflict
     );
 }
 
@@ -705,7 +706,7 @@ fn an_invalid_object_writes_nothing_and_its_people_are_not_taken_for_unasked() {
     );
     assert_eq!(
         plan.objects[&ObjectKey::new(NS, "team")].blocks[0].reason(),
-        "RemovalsHeld"
+        Reason::RemovalsHeld
     );
 }
 

@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::super::validate::Problem;
-use crate::api::{AccessMode, Drift, ManagedMember, PlanSummary};
+use crate::api::{AccessMode, Drift, ManagedMember, PlanSummary, Reason};
 use crate::expensify::{EmployeeRecord, Role};
 
 /// What the planner is given for one connector.
@@ -180,12 +180,12 @@ pub enum Block {
 }
 
 impl Block {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Block::Conflict(_) => "Conflict",
-            Block::RevocationLimit(_) => "RevocationLimit",
-            Block::Protected(_) => "Protected",
-            Block::Held(_) => "RemovalsHeld",
+            Block::Conflict(_) => Reason::Conflict,
+            Block::RevocationLimit(_) => Reason::RevocationLimit,
+            Block::Protected(_) => Reason::Protected,
+            Block::Held(_) => Reason::RemovalsHeld,
         }
     }
 
