@@ -3,6 +3,7 @@
 //! `cargo bench --bench apply_e2e`. Targets: <= 1 + ceil(500/chunk) reads +
 //! ceil(10,000/batch) writes + the verification reads; peak RSS < 100 MiB.
 
+use expensify_operator::files::Run;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,7 +71,7 @@ fn main() {
         };
         let rss_before = peak_rss_kib("self");
         let started = Instant::now();
-        let report = mode.pass(false).await.expect("apply");
+        let report = mode.pass(Run::Apply).await.expect("apply");
         let elapsed = started.elapsed();
         let sync = &report.syncs[0];
         let applied = sync.results.iter().filter(|r| r.failure.is_none()).count();
@@ -93,7 +94,7 @@ fn main() {
         println!("  wall time:         {:.2} s with pacing off; Expensify's 5/10 s and 20/60 s limits make these calls take at least {paced} s", elapsed.as_secs_f64());
         println!("  peak RSS:          {:.1} MiB (before the sync: {:.1} MiB)", peak_rss_kib("self") as f64 / 1024.0, rss_before as f64 / 1024.0);
         let started = Instant::now();
-        let again = mode.pass(false).await.expect("second apply");
+        let again = mode.pass(Run::Apply).await.expect("second apply");
         println!(
             "  second apply:      {} changes, {} calls, {:.2} s",
             again.pending_changes(),

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use expensify_operator::api::{AccessPhase, ConnectorPhase, PolicyAccess};
+use expensify_operator::files::Run;
 use expensify_operator::reconcile::ObjectKey;
 use expensify_operator::simulator::{FaultConfig, ScriptedFault};
 
@@ -35,7 +36,7 @@ async fn each_mode_grants_changes_and_revokes_as_it_should() {
         "ObserveOnly",
         "    - {email: nobody@acme.example}\n",
     );
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     let finance = roster(&sim, FINANCE);
     assert!(has(&finance, "zoe@acme.example", "admin"));
@@ -85,7 +86,7 @@ async fn each_mode_grants_changes_and_revokes_as_it_should() {
             ("henry@acme.example", true, false)
         ]
     );
-    let again = repo.mode().pass(false).await.unwrap();
+    let again = repo.mode().pass(Run::Apply).await.unwrap();
     assert_eq!(again.pending_changes(), 0);
     assert_eq!(updates(&sim), 1, "idempotent: no second write");
 }
@@ -110,7 +111,7 @@ async fn manifests_are_never_modified() {
         files
     };
     let before = read_all();
-    repo.mode().pass(false).await.unwrap();
+    repo.mode().pass(Run::Apply).await.unwrap();
     assert_eq!(before, read_all());
     assert!(
         repo.path()
@@ -130,7 +131,7 @@ async fn an_expired_member_is_revoked_and_the_next_expiry_reported() {
     let repo = Repo::new(&sim);
     repo.connector("");
     repo.access("jit", CONTRACTORS, "Additive", "    - {email: temp@acme.example, expiresAt: \"2099-01-01T00:00:00Z\"}\n    - {email: later@acme.example, expiresAt: \"2098-01-01T00:00:00Z\"}\n");
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(has(&roster(&sim, CONTRACTORS), "temp@acme.example", "user"));
     assert_eq!(
         report.next_expiry(),
@@ -138,7 +139,7 @@ async fn an_expired_member_is_revoked_and_the_next_expiry_reported() {
     );
     // Time passes (the entry now lies in the past): what it granted is revoked.
     repo.access("jit", CONTRACTORS, "Additive", "    - {email: temp@acme.example, expiresAt: \"2020-01-01T00:00:00Z\"}\n    - {email: later@acme.example, expiresAt: \"2098-01-01T00:00:00Z\"}\n");
-    repo.mode().pass(false).await.unwrap();
+    repo.mode().pass(Run::Apply).await.unwrap();
     assert!(
         !roster(&sim, CONTRACTORS)
             .iter()
@@ -162,7 +163,7 @@ async fn protected_people_block_instead_of_being_demoted() {
         "Additive",
         "    - {email: cfo@acme.example, role: user}\n    - {email: new@acme.example}\n",
     );
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(has(&roster(&sim, FINANCE), "cfo@acme.example", "admin"));
     assert!(
         has(&roster(&sim, FINANCE), "new@acme.example", "user"),
@@ -197,7 +198,7 @@ async fn conflicting_objects_leave_the_person_alone() {
         "Additive",
         "    - {email: alice@acme.example, role: auditor}\n",
     );
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(has(&roster(&sim, FINANCE), "alice@acme.example", "user"));
     for name in ["one", "two"] {
         let status = &report.syncs[0].statuses[&key(name)];
@@ -230,7 +231,7 @@ async fn the_revocation_limit_blocks_removals_until_allowed_once() {
     let repo = Repo::new(&sim);
     repo.connector("");
     repo.access("finance", FINANCE, "Authoritative", "    - {email: alice@acme.example}\n    - {email: bob@acme.example}\n    - {email: readonly@acme.example, role: auditor}\n    - {email: mallory@acme.example, role: admin}\n    - {email: new@acme.example}\n");
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     let status = &report.syncs[0].statuses[&key("finance")];
     assert_eq!(status.phase, AccessPhase::Blocked);
     let message = status.message.as_deref().unwrap();
@@ -255,7 +256,7 @@ async fn the_revocation_limit_blocks_removals_until_allowed_once() {
         .unwrap()
         .replace("metadata: {name: acme, namespace: finance}", "metadata:\n  name: acme\n  namespace: finance\n  annotations: {expensify.gitops.dev/allow-mass-revocation: \"ticket-4711\"}");
     repo.write("connector.yaml", &annotated);
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert_eq!(
         roster(&sim, FINANCE)
             .iter()
@@ -285,7 +286,7 @@ async fn a_broken_file_fails_itself_and_holds_authoritative_removals() {
         "    - {email: alice@acme.example}\n    - {email: new@acme.example}\n",
     );
     repo.write("broken.yaml", "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: broken, namespace: finance\n");
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(report.has_errors());
     assert!(
         report.manifests.problems[0]
@@ -309,7 +310,7 @@ async fn a_broken_file_fails_itself_and_holds_authoritative_removals() {
         strict: true,
         ..repo.mode()
     };
-    let err = strict.pass(false).await.unwrap_err();
+    let err = strict.pass(Run::Apply).await.unwrap_err();
     assert!(err.to_string().contains("broken.yaml"), "{err}");
 }
 
@@ -331,7 +332,7 @@ async fn an_invalid_object_is_an_error_and_others_still_sync() {
         "    - {email: x@acme.example, role: owner}\n    - {email: not-an-email}\n",
     );
     repo.write("elsewhere.yaml", "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: stray, namespace: marketing}\nspec:\n  connectorRef: {name: acme, namespace: finance}\n  policy: {name: Marketing}\n  members: [{email: y@acme.example}]\n");
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(has(
         &roster(&sim, ENGINEERING),
         "henry@acme.example",
@@ -373,7 +374,7 @@ async fn an_auth_failure_puts_the_connector_in_error_without_the_secret() {
         "    - {email: new@acme.example}\n",
     );
     let secret = "wrong-secret-value-123";
-    let report = repo.mode_with(secret).pass(false).await.unwrap();
+    let report = repo.mode_with(secret).pass(Run::Apply).await.unwrap();
     let connector = &report.syncs[0].connector_status;
     assert_eq!(connector.phase, ConnectorPhase::Error);
     assert!(
@@ -424,7 +425,7 @@ async fn transient_faults_converge_after_retries() {
         "Additive",
         "    - {email: new@acme.example, role: admin}\n",
     );
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     assert!(has(&roster(&sim, FINANCE), "new@acme.example", "admin"));
     assert_eq!(phase(&report, "finance"), AccessPhase::Synced);
@@ -446,11 +447,11 @@ async fn deleting_a_manifest_revokes_what_it_granted_or_orphans_it() {
         "orphaning.yaml",
         "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: orphaning, namespace: finance}\nspec:\n  connectorRef: {name: acme}\n  policy: {id: \"C0FFEE0000000001\"}\n  deletionPolicy: Orphan\n  members: [{email: kept-b@acme.example}]\n",
     );
-    repo.mode().pass(false).await.unwrap();
+    repo.mode().pass(Run::Apply).await.unwrap();
     assert_eq!(roster(&sim, CONTRACTORS).len(), 3);
     repo.remove("revoking.yaml");
     repo.remove("orphaning.yaml");
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     let people = roster(&sim, CONTRACTORS);
     assert!(
         !people.iter().any(|(e, _)| e == "gone-a@acme.example"),
@@ -496,7 +497,7 @@ async fn export_then_apply_changes_nothing() {
     .unwrap();
     let repo = Repo::new(&sim);
     repo.write("export.yaml", &yaml);
-    let planned = repo.mode().pass(true).await.unwrap();
+    let planned = repo.mode().pass(Run::Plan).await.unwrap();
     assert!(
         planned.manifests.problems.is_empty(),
         "{:?}",
@@ -513,7 +514,7 @@ async fn export_then_apply_changes_nothing() {
         "{:#?}",
         planned.syncs[0].plan.changes
     );
-    let applied = repo.mode().pass(false).await.unwrap();
+    let applied = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!applied.has_errors() && !applied.has_blocked());
     assert_eq!(updates(&sim), 0);
 }
@@ -529,7 +530,7 @@ async fn a_suspended_connector_reads_and_writes_nothing() {
         "Additive",
         "    - {email: new@acme.example}\n",
     );
-    let report = repo.mode().pass(false).await.unwrap();
+    let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert_eq!(
         sim.state().counters().requests,
         0,

@@ -23,6 +23,7 @@
 
 mod common;
 
+use expensify_operator::files::Run;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -645,7 +646,7 @@ async fn sync(sim: &SimulatorHandle, mode: &FileMode, fault: Fault) -> Result<St
     });
     let before = sim.state().counters().requests;
     let outcome = if fault == Fault::StopAfterWrite {
-        let pass = mode.pass(false);
+        let pass = mode.pass(Run::Apply);
         tokio::pin!(pass);
         let applied = async {
             while !sim.state().counters().faults.contains_key("applyThenStall") {
@@ -657,7 +658,7 @@ async fn sync(sim: &SimulatorHandle, mode: &FileMode, fault: Fault) -> Result<St
             () = applied => None,
         }
     } else {
-        Some(mode.pass(false).await)
+        Some(mode.pass(Run::Apply).await)
     };
     sim.state().set_faults(FaultConfig::default());
     let requests = sim.state().counters().requests - before;

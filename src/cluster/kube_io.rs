@@ -330,17 +330,13 @@ where
 pub async fn publish<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
     object: &K,
-    warning: bool,
+    type_: EventType,
     reason: &str,
     action: &str,
     note: String,
 ) {
     let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_,
         reason: reason.to_string(),
         note: Some(note),
         action: action.to_string(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use rand::Rng;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -406,16 +407,20 @@ impl WriteAhead for PatchBeforeWrite<'_> {
 /// Event that counts them (the structured log has one line per change either way).
 pub const EVENT_PER_CHANGE_UP_TO: usize = 5;
 
-/// The Events an object's changes of one sync make: `(warning, reason, note)`.
-pub fn change_events(results: &[&ChangeResult]) -> Vec<(bool, &'static str, String)> {
+/// The Events an object's changes of one sync make: `(type, reason, note)`.
+pub fn change_events(results: &[&ChangeResult]) -> Vec<(EventType, &'static str, String)> {
     if results.len() <= EVENT_PER_CHANGE_UP_TO {
         return results
             .iter()
             .map(|result| {
                 let what = result.change.describe();
                 match &result.failure {
-                    None => (false, result.change.kind.event_reason(), what),
-                    Some(failure) => (true, "ChangeFailed", format!("could not {what}: {failure}")),
+                    None => (EventType::Normal, result.change.kind.event_reason(), what),
+                    Some(failure) => (
+                        EventType::Warning,
+                        "ChangeFailed",
+                        format!("could not {what}: {failure}"),
+                    ),
                 }
             })
             .collect();
@@ -439,9 +444,9 @@ pub fn change_events(results: &[&ChangeResult]) -> Vec<(bool, &'static str, Stri
     );
     if failed > 0 {
         note.push_str(&format!("; {failed} failed (see status.failures)"));
-        return vec![(true, "ChangesFailed", note)];
+        return vec![(EventType::Warning, "ChangesFailed", note)];
     }
-    vec![(false, "ChangesApplied", note)]
+    vec![(EventType::Normal, "ChangesApplied", note)]
 }
 
 /// Statuses (only when changed), Events, the connector status, and released finalizers.
@@ -467,8 +472,8 @@ async fn write_back(
             continue;
         };
         for event in change_events(&results) {
-            let (warning, reason, note) = event;
-            kube_io::publish(&ctx.recorder, *pa, warning, reason, "Sync", note).await;
+            let (type_, reason, note) = event;
+            kube_io::publish(&ctx.recorder, *pa, type_, reason, "Sync", note).await;
         }
     }
     for (key, status) in report.statuses_in_save_order() {
@@ -489,7 +494,7 @@ async fn write_back(
             kube_io::publish(
                 &ctx.recorder,
                 *pa,
-                true,
+                EventType::Warning,
                 &reason,
                 "Sync",
                 status.message.clone().unwrap_or_default(),
@@ -582,7 +587,7 @@ mod tests {
         assert_eq!(
             events,
             [(
-                false,
+                EventType::Normal,
                 "ChangesApplied",
                 "granted 37, changed 1, revoked 1".to_string()
             )]
@@ -592,7 +597,7 @@ mod tests {
         assert_eq!(
             events,
             [(
-                true,
+                EventType::Warning,
                 "ChangesFailed",
                 "granted 37, changed 1, revoked 1; 1 failed (see status.failures)".to_string()
             )]

@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::kube_io::{self, FINALIZER, KubeCallError};
@@ -108,7 +109,7 @@ async fn settle_deletion(
         kube_io::publish(
             &ctx.recorder,
             access,
-            true,
+            EventType::Warning,
             "ConnectorMissing",
             "Delete",
             note,
@@ -134,7 +135,15 @@ async fn report_invalid(
     }
     kube_io::apply_access_status(&ctx.client, access, &status).await?;
     let note = status.message.clone().unwrap_or_default();
-    kube_io::publish(&ctx.recorder, access, true, reason.as_str(), action, note).await;
+    kube_io::publish(
+        &ctx.recorder,
+        access,
+        EventType::Warning,
+        reason.as_str(),
+        action,
+        note,
+    )
+    .await;
     Ok(())
 }
 

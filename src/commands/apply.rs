@@ -1,6 +1,6 @@
 //! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
 
-use crate::files::render;
+use crate::files::{Run, render};
 
 use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
 
@@ -28,12 +28,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         tracing::warn!("stop requested; finishing the Expensify call in flight");
         let _ = stop_tx.send(true);
     });
-    let report = mode.pass_until(false, Some(&stop_rx)).await;
+    let report = mode.pass_until(Run::Apply, Some(&stop_rx)).await;
     signals.abort();
     let report = report?;
     match args.output {
         OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
-        OutputFormat::Json => outln!("{}", render::json(&report, true)),
+        OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),
     }
     Ok(if report.has_errors() || report.has_blocked() {
         1

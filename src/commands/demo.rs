@@ -11,7 +11,7 @@ use super::common::stdout_style;
 use super::review::{ReviewFormat, render, review_rows};
 use crate::expensify::{AllowedEndpoints, ClientSettings, Credentials, ExpensifyClients, Pacing};
 use crate::files::render::{apply_text, plan_text};
-use crate::files::{CredentialSource, FileMode, StatusDir};
+use crate::files::{CredentialSource, FileMode, Run, StatusDir};
 use crate::simulator::{self, Seed};
 
 /// Arguments of `demo`.
@@ -72,15 +72,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     outln!("  status dir: {} (temporary)", status.path().display());
 
     heading("1. plan: what the manifests ask of Expensify");
-    let planned = mode.pass(true).await?;
+    let planned = mode.pass(Run::Plan).await?;
     out!("{}", plan_text(&planned, style));
 
     heading("2. apply: one sync, batched writes, then a re-read");
-    let applied = mode.pass(false).await?;
+    let applied = mode.pass(Run::Apply).await?;
     out!("{}", apply_text(&applied, style));
 
     heading("3. plan again: a second sync right after plans nothing");
-    let again = mode.pass(true).await?;
+    let again = mode.pass(Run::Plan).await?;
     out!("{}", plan_text(&again, style));
 
     heading("4. review: every person, policy and role, and who manages it");

@@ -1,7 +1,7 @@
 //! `plan DIR`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error
 //! or when anything would be Blocked (a pull-request check must not go green then).
 
-use crate::files::render;
+use crate::files::{Run, render};
 
 use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
 
@@ -26,10 +26,10 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
     // Held until the command ends: no writer changes the status while it is read.
     let _lock = args.files.lock_shared(&args.lock).await?;
-    let report = mode.pass(true).await?;
+    let report = mode.pass(Run::Plan).await?;
     match args.output {
         OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),
-        OutputFormat::Json => outln!("{}", render::json(&report, false)),
+        OutputFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
     Ok(if report.has_errors() || report.has_blocked() {
         FAILED

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::common::FileArgs;
 use crate::email;
-use crate::files::PassReport;
+use crate::files::{PassReport, Run};
 
 /// Arguments of `review`.
 #[derive(Debug, Clone, clap::Args)]
@@ -199,7 +199,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
 
 pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode()?;
-    let report = mode.pass(true).await?;
+    let report = mode.pass(Run::Plan).await?;
     out!(
         "{}",
         render(&review_rows(&report, Timestamp::now()), args.format)

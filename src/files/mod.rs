@@ -9,5 +9,5 @@ pub mod status_dir;
 pub mod watch;
 
 pub use credentials::{CredentialSource, ENV_USER_ID, ENV_USER_SECRET};
-pub use runner::{FileMode, FilePassError, PassReport};
+pub use runner::{FileMode, FilePassError, PassReport, Run};
 pub use status_dir::StatusDir;

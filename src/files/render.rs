@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::runner::PassReport;
+use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, PolicyAccessStatus};
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
 
@@ -299,7 +299,8 @@ fn json_change<'a>(change: &'a Change, failure: Option<&'a str>) -> JsonChange<'
 }
 
 /// The same report for machines: `-o json`.
-pub fn json(report: &PassReport, applied: bool) -> String {
+pub fn json(report: &PassReport, run: Run) -> String {
+    let applied = run == Run::Apply;
     let connectors: Vec<serde_json::Value> = report
         .syncs
         .iter()

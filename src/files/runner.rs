@@ -41,6 +41,15 @@ pub struct FileMode {
     pub strict: bool,
 }
 
+/// What a pass does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Read and plan; write nothing (not even status).
+    Plan,
+    /// Read, plan, write to Expensify and save statuses.
+    Apply,
+}
+
 /// Why a pass could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FilePassError {
@@ -205,18 +214,19 @@ impl FileMode {
         })
     }
 
-    /// Runs one pass. `dry_run` reads and plans only, and writes no status.
-    pub async fn pass(&self, dry_run: bool) -> Result<PassReport, FilePassError> {
-        self.pass_until(dry_run, None).await
+    /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
+    pub async fn pass(&self, run: Run) -> Result<PassReport, FilePassError> {
+        self.pass_until(run, None).await
     }
 
     /// Runs one pass that stops early when `stop` turns true: the Expensify call in flight
     /// finishes and its statuses are saved, no further write starts.
     pub async fn pass_until(
         &self,
-        dry_run: bool,
+        run: Run,
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<PassReport, FilePassError> {
+        let dry_run = run == Run::Plan;
         let prepared = self.prepare()?;
         let now = Timestamp::now();
         let complete = prepared.manifests.complete();

@@ -10,7 +10,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::runner::{FileMode, PassReport};
+use super::runner::{FileMode, PassReport, Run};
 
 /// Quiet time after a file event before syncing, so an editor's burst or a `git pull` is one sync.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -135,7 +135,7 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
         })?;
     info!(dir = %mode.dir.display(), status_dir = %status_root.display(), "watching manifests");
     loop {
-        let report = match mode.pass_until(false, Some(&stop)).await {
+        let report = match mode.pass_until(Run::Apply, Some(&stop)).await {
             Ok(report) => {
                 summarize(&report);
                 Some(report)
