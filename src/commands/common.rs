@@ -20,8 +20,8 @@ use crate::files::{CredentialSource, FileMode, StatusDir};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// Pacing windows per credential, as REQUESTS/PERIOD pairs (Expensify publishes 5/10s,20/60s).
-    #[arg(long, value_name = "WINDOWS", default_value = "5/10s,20/60s")]
-    pub pacing: String,
+    #[arg(long, value_name = "WINDOWS", default_value = "5/10s,20/60s", value_parser = pacing_arg)]
+    pub pacing: Pacing,
     /// Policies per roster read.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub roster_chunk_size: usize,
@@ -29,8 +29,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub update_batch_size: usize,
     /// Per-request timeout.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub request_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_arg)]
+    pub request_timeout: Duration,
     /// Attempts per request, the first included (transient errors only).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_attempts: u32,
@@ -83,14 +83,14 @@ pub fn parse_pacing(text: &str) -> anyhow::Result<Pacing> {
 impl ClientArgs {
     pub fn settings(&self) -> anyhow::Result<ClientSettings> {
         Ok(ClientSettings {
-            request_timeout: parse_duration(&self.request_timeout).context("--request-timeout")?,
+            request_timeout: self.request_timeout,
             roster_chunk_size: self.roster_chunk_size,
             update_batch_size: self.update_batch_size,
             retry: RetryPolicy {
                 max_attempts: self.max_attempts,
                 ..RetryPolicy::default()
             },
-            pacing: parse_pacing(&self.pacing)?,
+            pacing: self.pacing.clone(),
             allowed_endpoints: AllowedEndpoints::parse(&self.allowed_endpoints)
                 .context("--allowed-endpoints")?,
             max_body_bytes: self.max_response_bytes,
@@ -156,7 +156,18 @@ pub struct LockArgs {
     pub lock_timeout: Duration,
 }
 
-/// A duration flag (`90s`, `5m`, `1h30m`, or `0`/`0s` for no wait), parsed by clap so a bad
+/// A duration flag (`500ms`, `90s`, `1h30m`), parsed by clap so a bad value is a usage
+/// error naming the flag.
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `--pacing`, parsed by clap (see [`parse_pacing`]).
+pub fn pacing_arg(text: &str) -> Result<Pacing, String> {
+    parse_pacing(text).map_err(|e| format!("{e:#}"))
+}
+
+/// A wait flag (`90s`, `5m`, `1h30m`, or `0`/`0s` for no wait), parsed by clap so a bad
 /// value is a usage error.
 pub fn wait_arg(text: &str) -> Result<Duration, String> {
     let number = text.trim().trim_end_matches(['m', 's', 'h']);

@@ -1,11 +1,11 @@
 //! `controller`: cluster mode.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::common::ClientArgs;
-use crate::api::parse_duration;
+use super::common::{ClientArgs, duration_arg};
 use crate::cluster::{self, ControllerSettings, LeaseSettings};
 
 /// Arguments of `controller`.
@@ -29,8 +29,8 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// How long a lease lasts without renewal.
-    #[arg(long, value_name = "DURATION", default_value = "15s")]
-    pub lease_duration: String,
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = duration_arg)]
+    pub lease_duration: Duration,
     /// Watch only these namespaces (comma-separated, or repeat the flag); default: all.
     #[arg(
         long = "namespaces",
@@ -40,8 +40,8 @@ pub struct ControllerArgs {
     )]
     pub namespaces: Vec<String>,
     /// Quiet time that folds a burst of changes into one sync.
-    #[arg(long, value_name = "DURATION", default_value = "500ms")]
-    pub debounce: String,
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration_arg)]
+    pub debounce: Duration,
     /// Re-sync as soon as a credentials Secret changes. Needs `list` and `watch` on
     /// Secrets (which return every Secret's data); without it a rotation is used at the
     /// next sync.
@@ -63,7 +63,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             identity,
-            duration: parse_duration(&args.lease_duration).context("--lease-duration")?,
+            duration: args.lease_duration,
         })
     } else {
         None
@@ -71,7 +71,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
     let settings = ControllerSettings {
         probes_addr: args.probes_addr,
         lease,
-        debounce: parse_duration(&args.debounce).context("--debounce")?,
+        debounce: args.debounce,
         scope: cluster::Scope::from_list(&args.namespaces),
         watch_secrets: args.watch_secrets,
     };
