@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -242,72 +243,31 @@ async fn release_lease(task: Option<LeaseTask>) {
     }
 }
 
-/// Runs until `stop` resolves; syncs in flight finish first.
-pub async fn run(
-    client: Client,
-    settings: ControllerSettings,
-    expensify: Arc<ExpensifyClients>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunControllerError> {
-    for api in settings.scope.apis::<ExpensifyConnector>(&client) {
-        api.list(&ListParams::default().limit(1))
-            .await
-            .map_err(RunControllerError::CrdsMissing)?;
-    }
-    for api in settings.scope.apis::<PolicyAccess>(&client) {
-        api.list(&ListParams::default().limit(1))
-            .await
-            .map_err(RunControllerError::CrdsMissing)?;
-    }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        stop.await;
-        info!("stop requested; finishing the syncs in flight");
-        let _ = stop_tx.send(true);
-    });
-    let metrics = Arc::new(Metrics::default());
-    let readiness = Arc::new(Readiness::default());
-    let (probes_addr, probes) = server::serve(
-        settings.probes_addr,
-        metrics.clone(),
-        readiness.clone(),
-        stop_rx.clone(),
-    )
-    .await?;
-    info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
-
-    let election = elect(&client, settings.lease.as_ref()).await?;
-    let (terms, leadership) = leadership::leadership(election.task.is_none());
-
-    let reporter = Reporter {
-        controller: "expensify-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let ctx = Arc::new(Context::new(
-        leadership::guarded_client(client.clone(), leadership.clone()),
-        expensify,
-        Recorder::new(client.clone(), reporter),
-        metrics,
-        leadership,
-        settings.scope.clone(),
-    ));
-
+/// One connector controller per watched scope; each hears every watched PolicyAccess (a
+/// reference may cross namespaces) and, opted in, the Secrets of its own scope. Their
+/// watches' first full lists make the pod ready.
+fn connector_controllers(
+    client: &Client,
+    settings: &ControllerSettings,
+    ctx: &Arc<Context>,
+    stop_rx: &watch::Receiver<bool>,
+    readiness: Arc<Readiness>,
+) -> Vec<BoxFuture<'static, ()>> {
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
-    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let initial_lists = InitialLists::new(
-        settings.scope.apis::<ExpensifyConnector>(&client).len(),
+        settings.scope.apis::<ExpensifyConnector>(client).len(),
         readiness,
     );
     // One connector controller per watched scope; each hears every watched PolicyAccess
     // (a reference may cross namespaces) and the Secrets of its own scope.
-    for connectors_api in settings.scope.apis::<ExpensifyConnector>(&client) {
+    for connectors_api in settings.scope.apis::<ExpensifyConnector>(client) {
         let mut connectors =
             connector_controller(connectors_api.clone(), watch_config.clone(), &initial_lists)
                 .with_config(config.clone());
         let store = connectors.store();
-        for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
+        for accesses_api in settings.scope.apis::<PolicyAccess>(client) {
             connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
                 let key = AccessObject::from_resource(&pa).connector_key();
                 Some(ObjectRef::new(&key.name).within(&key.namespace))
@@ -343,7 +303,20 @@ pub async fn run(
                 }),
         ));
     }
-    for accesses_api in settings.scope.apis::<PolicyAccess>(&client) {
+    controllers
+}
+
+/// One PolicyAccess controller per watched scope, for the objects no connector takes.
+fn access_controllers(
+    client: &Client,
+    settings: &ControllerSettings,
+    ctx: &Arc<Context>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Vec<BoxFuture<'static, ()>> {
+    let config = controller::Config::default().debounce(settings.debounce);
+    let watch_config = watcher::Config::default().any_semantic();
+    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for accesses_api in settings.scope.apis::<PolicyAccess>(client) {
         let mut shutdown = stop_rx.clone();
         controllers.push(Box::pin(
             Controller::new(accesses_api, watch_config.clone())
@@ -363,6 +336,77 @@ pub async fn run(
                 }),
         ));
     }
+
+    controllers
+}
+
+/// Fails early, with a clear error, when the CRDs are not installed.
+async fn check_crds(
+    client: &Client,
+    scope: &super::kube_io::Scope,
+) -> Result<(), RunControllerError> {
+    for api in scope.apis::<ExpensifyConnector>(client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
+    for api in scope.apis::<PolicyAccess>(client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
+    Ok(())
+}
+
+/// Turns the caller's stop future into a channel every loop can watch.
+fn stop_channel(
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        info!("stop requested; finishing the syncs in flight");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// Runs until `stop` resolves; syncs in flight finish first.
+pub async fn run(
+    client: Client,
+    settings: ControllerSettings,
+    expensify: Arc<ExpensifyClients>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunControllerError> {
+    check_crds(&client, &settings.scope).await?;
+    let stop_rx = stop_channel(stop);
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let (probes_addr, probes) = server::serve(
+        settings.probes_addr,
+        metrics.clone(),
+        readiness.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+    info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
+
+    let election = elect(&client, settings.lease.as_ref()).await?;
+    let (terms, leadership) = leadership::leadership(election.task.is_none());
+    let reporter = Reporter {
+        controller: "expensify-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        leadership::guarded_client(client.clone(), leadership.clone()),
+        expensify,
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        leadership,
+        settings.scope.clone(),
+    ));
+    let mut controllers = connector_controllers(&client, &settings, &ctx, &stop_rx, readiness);
+    controllers.extend(access_controllers(&client, &settings, &ctx, &stop_rx));
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 
