@@ -10,7 +10,7 @@ use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::context::Context;
 use expensify_operator::cluster::metrics::Metrics;
-use expensify_operator::cluster::{reconciler, unattached};
+use expensify_operator::cluster::{access_controller, connector_controller};
 use http::{Request, Response};
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
@@ -173,11 +173,15 @@ async fn run_connector(
     client: kube::Client,
     connector: Value,
     endpoint_settings: expensify_operator::expensify::ClientSettings,
-) -> tokio::task::JoinHandle<Result<kube::runtime::controller::Action, reconciler::ReconcileError>>
-{
+) -> tokio::task::JoinHandle<
+    Result<kube::runtime::controller::Action, connector_controller::ReconcileError>,
+> {
     let connector: ExpensifyConnector = serde_json::from_value(connector).unwrap();
     let ctx = context(client, endpoint_settings);
-    tokio::spawn(reconciler::reconcile_connector(Arc::new(connector), ctx))
+    tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector),
+        ctx,
+    ))
 }
 
 async fn finish<T>(task: tokio::task::JoinHandle<T>) -> T {
@@ -702,7 +706,10 @@ async fn a_cross_namespace_reference_the_connector_refuses_is_an_error() {
     }))
     .unwrap();
     let ctx = context(client, test_settings());
-    let task = tokio::spawn(unattached::reconcile_access(Arc::new(stray.clone()), ctx));
+    let task = tokio::spawn(access_controller::reconcile_access(
+        Arc::new(stray.clone()),
+        ctx,
+    ));
     api.ok(
         "GET",
         &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
@@ -741,7 +748,7 @@ async fn an_allowed_object_is_left_to_its_connector() {
     ))
     .unwrap();
     let ctx = context(client, test_settings());
-    let task = tokio::spawn(unattached::reconcile_access(Arc::new(team), ctx));
+    let task = tokio::spawn(access_controller::reconcile_access(Arc::new(team), ctx));
     api.ok(
         "GET",
         &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
@@ -900,7 +907,10 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
     ));
     let connector: ExpensifyConnector =
         serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
-    let task = tokio::spawn(reconciler::reconcile_connector(Arc::new(connector), ctx));
+    let task = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector),
+        ctx,
+    ));
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     // The Lease is lost after the reconcile started, before the write.
@@ -930,7 +940,10 @@ async fn a_deletion_no_connector_can_settle_keeps_its_finalizer() {
     }))
     .unwrap();
     let ctx = context(client, test_settings());
-    let task = tokio::spawn(unattached::reconcile_access(Arc::new(stray.clone()), ctx));
+    let task = tokio::spawn(access_controller::reconcile_access(
+        Arc::new(stray.clone()),
+        ctx,
+    ));
     // The connector no longer allows the namespace.
     api.ok(
         "GET",
@@ -982,7 +995,7 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
     let connector = Arc::new(connector);
     let mut waits = Vec::new();
     for _ in 0..2 {
-        let task = tokio::spawn(reconciler::reconcile_connector(
+        let task = tokio::spawn(connector_controller::reconcile_connector(
             connector.clone(),
             ctx.clone(),
         ));
@@ -995,7 +1008,7 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
         .await;
         let error = finish(task).await.unwrap_err();
         assert_eq!(error.category(), "list_accesses");
-        let action = reconciler::error_policy(connector.clone(), &error, ctx.clone());
+        let action = connector_controller::error_policy(connector.clone(), &error, ctx.clone());
         waits.push(format!("{action:?}"));
     }
     // 5 s (+ up to 10 %) then 10 s (+ up to 10 %): doubling, per connector.

@@ -25,7 +25,7 @@ use super::kube_io::Scope;
 use super::leadership::{self, LeadershipTerms, LeaseRenewals};
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
-use super::{reconciler, unattached};
+use super::{access_controller, connector_controller};
 use crate::api::{ExpensifyConnector, PolicyAccess};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::AccessObject;
@@ -292,8 +292,8 @@ fn connector_controllers(
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 })
                 .run(
-                    reconciler::reconcile_connector,
-                    reconciler::error_policy,
+                    connector_controller::reconcile_connector,
+                    connector_controller::error_policy,
                     ctx.clone(),
                 )
                 .for_each(|result| async move {
@@ -325,8 +325,8 @@ fn access_controllers(
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 })
                 .run(
-                    unattached::reconcile_access,
-                    unattached::error_policy,
+                    access_controller::reconcile_access,
+                    access_controller::error_policy,
                     ctx.clone(),
                 )
                 .for_each(|result| async move {

@@ -10,9 +10,9 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use super::connector_controller::{ReconcileError, STANDBY_RECHECK, status_changed};
 use super::context::Context;
 use super::kube_io::{self, FINALIZER, KubeCallError};
-use super::reconciler::{ReconcileError, STANDBY_RECHECK, status_changed};
 use crate::api::{ExpensifyConnector, PolicyAccess, Reason};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{

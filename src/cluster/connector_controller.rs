@@ -449,7 +449,8 @@ pub fn change_events(results: &[&ChangeResult]) -> Vec<(EventType, &'static str,
     vec![(EventType::Normal, "ChangesApplied", note)]
 }
 
-/// Statuses (only when changed), Events, the connector status, and released finalizers.
+/// After a sync: Events, statuses (only when changed), the connector status, and the
+/// finalizers of finished deletions.
 async fn write_back(
     ctx: &Context,
     connector: &ExpensifyConnector,
@@ -460,6 +461,18 @@ async fn write_back(
         .iter()
         .map(|pa| (ObjectKey::of(&pa.metadata), *pa))
         .collect();
+    publish_events(ctx, &by_key, report).await;
+    write_statuses(ctx, &by_key, report).await?;
+    write_connector_status(ctx, connector, report).await?;
+    release_finalizers(ctx, &by_key, report).await
+}
+
+/// The Events of each object's changes (see [`change_events`]).
+async fn publish_events(
+    ctx: &Context,
+    by_key: &BTreeMap<ObjectKey, &PolicyAccess>,
+    report: &SyncReport,
+) {
     let mut by_object: BTreeMap<&ObjectKey, Vec<&ChangeResult>> = BTreeMap::new();
     for result in &report.results {
         by_object
@@ -471,11 +484,18 @@ async fn write_back(
         let Some(pa) = by_key.get(key) else {
             continue;
         };
-        for event in change_events(&results) {
-            let (type_, reason, note) = event;
+        for (type_, reason, note) in change_events(&results) {
             kube_io::publish(&ctx.recorder, *pa, type_, reason, "Sync", note).await;
         }
     }
+}
+
+/// Each changed status, gaining objects first; a Warning Event for a new block or error.
+async fn write_statuses(
+    ctx: &Context,
+    by_key: &BTreeMap<ObjectKey, &PolicyAccess>,
+    report: &SyncReport,
+) -> Result<(), KubeCallError> {
     for (key, status) in report.statuses_in_save_order() {
         let Some(pa) = by_key.get(key) else { continue };
         let previous: Option<&PolicyAccessStatus> = pa.status.as_ref();
@@ -491,17 +511,27 @@ async fn write_back(
                 .find(|c| c.type_ == crate::api::ConditionType::Ready.as_str())
                 .map(|c| c.reason.clone())
                 .unwrap_or_else(|| status.phase.to_string());
+            let note = status.message.clone().unwrap_or_default();
             kube_io::publish(
                 &ctx.recorder,
                 *pa,
                 EventType::Warning,
                 &reason,
                 "Sync",
-                status.message.clone().unwrap_or_default(),
+                note,
             )
             .await;
         }
     }
+    Ok(())
+}
+
+/// The connector's status, when it changed or is older than its `syncInterval`.
+async fn write_connector_status(
+    ctx: &Context,
+    connector: &ExpensifyConnector,
+    report: &SyncReport,
+) -> Result<(), KubeCallError> {
     let interval = connector.spec.sync_interval();
     let stale = connector
         .status
@@ -514,6 +544,15 @@ async fn write_back(
     if stale || status_changed(previous, &report.connector_status) {
         kube_io::apply_connector_status(&ctx.client, connector, &report.connector_status).await?;
     }
+    Ok(())
+}
+
+/// The finalizers of deleted objects that hold nothing any more.
+async fn release_finalizers(
+    ctx: &Context,
+    by_key: &BTreeMap<ObjectKey, &PolicyAccess>,
+    report: &SyncReport,
+) -> Result<(), KubeCallError> {
     for key in &report.finished_deletions {
         if let Some(pa) = by_key.get(key) {
             info!(object = %key, "deletion finished; releasing the finalizer");
@@ -523,7 +562,6 @@ async fn write_back(
     Ok(())
 }
 
-/// Failed reconciles are retried after a pause; the API server may be briefly away.
 /// A failed reconcile is retried with per-connector exponential backoff and jitter, and
 /// counted by category.
 pub fn error_policy(
