@@ -716,7 +716,7 @@ fn apply_record(
     fix_approval_chains: bool,
     result: &mut UpdateResult,
 ) {
-    let email = record.email;
+    let email = record.email.clone();
     let Some(policy) = policies.get_mut(&record.policy_id) else {
         result.skip(
             &email,
@@ -733,82 +733,13 @@ fn apply_record(
     }
     let untouchable = email == policy.owner || email == caller.email;
     if record.terminated {
-        if untouchable {
-            result.skip(
-                &email,
-                "Policy owners and the account running the request cannot be removed from the policy"
-                    .to_string(),
-            );
-        } else if policy.members.remove(&email).is_some() {
-            result.updated += 1;
-            result
-                .removed
-                .entry(policy.id.clone())
-                .or_default()
-                .push(email);
-        }
+        terminate(policy, email, untouchable, result);
         return;
     }
-    let role = match record.role.as_deref() {
-        None => None,
-        Some(text) => match Role::parse(text) {
-            Some(role) => Some(role),
-            None => {
-                result.skip(&email, format!("Invalid role '{text}'"));
-                return;
-            }
-        },
+    let Some((role, manager)) = checked_update(&record, untouchable, result) else {
+        return;
     };
-    let manager = record.manager.unwrap_or_default();
-    if !email::is_valid(&manager) {
-        result.skip(&email, format!("Invalid manager email address '{manager}'"));
-        return;
-    }
-    let manager = email::normalize(&manager);
-    if untouchable && role.is_some_and(|r| r != Role::Admin) {
-        result.skip(
-            &email,
-            "Policy owners and the account running the request cannot have their role demoted from admin"
-                .to_string(),
-        );
-        return;
-    }
-    match policy.members.get_mut(&email) {
-        Some(member) => {
-            let mut changed = false;
-            if let Some(role) = role.filter(|r| *r != member.role) {
-                member.role = role;
-                changed = true;
-            }
-            if member.submits_to != manager {
-                member.submits_to = manager.clone();
-                changed = true;
-            }
-            if record.employee_id.is_some() && member.employee_id != record.employee_id {
-                member.employee_id = record.employee_id;
-                changed = true;
-            }
-            if changed {
-                result.updated += 1;
-            }
-        }
-        None => {
-            policy.members.insert(
-                email.clone(),
-                Member {
-                    role: role.unwrap_or_default(),
-                    submits_to: manager.clone(),
-                    employee_id: record.employee_id,
-                },
-            );
-            result.updated += 1;
-            result
-                .added
-                .entry(policy.id.clone())
-                .or_default()
-                .push(email.clone());
-        }
-    }
+    upsert_member(policy, &email, role, &manager, record.employee_id, result);
     // Expensify's default: invite approvers who are not on the policy. A client that
     // forgets `shouldFixApprovalChains: false` sees people appear that nobody asked for.
     if fix_approval_chains && manager != email && !policy.members.contains_key(&manager) {
@@ -825,6 +756,105 @@ fn apply_record(
             .entry(policy.id.clone())
             .or_default()
             .push(manager);
+    }
+}
+
+/// `isTerminated: true`: removes the person, except the owner and the caller.
+fn terminate(policy: &mut Policy, email: String, untouchable: bool, result: &mut UpdateResult) {
+    if untouchable {
+        result.skip(
+            &email,
+            "Policy owners and the account running the request cannot be removed from the policy"
+                .to_string(),
+        );
+    } else if policy.members.remove(&email).is_some() {
+        result.updated += 1;
+        result
+            .removed
+            .entry(policy.id.clone())
+            .or_default()
+            .push(email);
+    }
+}
+
+/// The role and approver of a grant or update, or `None` once the record is skipped with
+/// Expensify's reason.
+fn checked_update(
+    record: &ParsedRecord,
+    untouchable: bool,
+    result: &mut UpdateResult,
+) -> Option<(Option<Role>, String)> {
+    let email = &record.email;
+    let role = match record.role.as_deref() {
+        None => None,
+        Some(text) => match Role::parse(text) {
+            Some(role) => Some(role),
+            None => {
+                result.skip(email, format!("Invalid role '{text}'"));
+                return None;
+            }
+        },
+    };
+    let manager = record.manager.clone().unwrap_or_default();
+    if !email::is_valid(&manager) {
+        result.skip(email, format!("Invalid manager email address '{manager}'"));
+        return None;
+    }
+    if untouchable && role.is_some_and(|r| r != Role::Admin) {
+        result.skip(
+            email,
+            "Policy owners and the account running the request cannot have their role demoted from admin"
+                .to_string(),
+        );
+        return None;
+    }
+    Some((role, email::normalize(&manager)))
+}
+
+/// Adds the person, or updates role, approver and employeeID of someone already there.
+fn upsert_member(
+    policy: &mut Policy,
+    email: &str,
+    role: Option<Role>,
+    manager: &str,
+    employee_id: Option<String>,
+    result: &mut UpdateResult,
+) {
+    match policy.members.get_mut(email) {
+        Some(member) => {
+            let mut changed = false;
+            if let Some(role) = role.filter(|r| *r != member.role) {
+                member.role = role;
+                changed = true;
+            }
+            if member.submits_to != manager {
+                member.submits_to = manager.to_string();
+                changed = true;
+            }
+            if employee_id.is_some() && member.employee_id != employee_id {
+                member.employee_id = employee_id;
+                changed = true;
+            }
+            if changed {
+                result.updated += 1;
+            }
+        }
+        None => {
+            policy.members.insert(
+                email.to_string(),
+                Member {
+                    role: role.unwrap_or_default(),
+                    submits_to: manager.to_string(),
+                    employee_id,
+                },
+            );
+            result.updated += 1;
+            result
+                .added
+                .entry(policy.id.clone())
+                .or_default()
+                .push(email.to_string());
+        }
     }
 }
 
