@@ -26,11 +26,8 @@ pub async fn reconcile_access(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let key = AccessObject::from_resource(&access).key;
-    let result = look_at_access(access, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.access_backoff.succeeded(&key);
-    }
-    result
+    let reconcile = look_at_access(access, ctx.clone());
+    ctx.access_backoff.track(&key, reconcile).await
 }
 
 async fn look_at_access(

@@ -41,6 +41,19 @@ impl ErrorBackoff {
         retry_delay(*count, rand::rng().random_range(0.0..=1.0))
     }
 
+    /// Runs one reconcile of `key`; a success starts the failure count over.
+    pub async fn track<T, E>(
+        &self,
+        key: &ObjectKey,
+        reconcile: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let result = reconcile.await;
+        if result.is_ok() {
+            self.succeeded(key);
+        }
+        result
+    }
+
     /// A reconcile of `key` succeeded: the next failure starts over.
     pub fn succeeded(&self, key: &ObjectKey) {
         self.failures

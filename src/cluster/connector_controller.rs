@@ -180,11 +180,8 @@ pub async fn reconcile_connector(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let key = ObjectKey::of(&connector.metadata);
-    let result = sync_connector_once(connector, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.connector_backoff.succeeded(&key);
-    }
-    result
+    let reconcile = sync_connector_once(connector, ctx.clone());
+    ctx.connector_backoff.track(&key, reconcile).await
 }
 
 async fn sync_connector_once(
