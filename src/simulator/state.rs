@@ -597,38 +597,10 @@ impl SimState {
         if !caller.domain_admin {
             return answer(403, "The employee updater requires a domain admin account");
         }
-        let Some(data) = form.get("data") else {
-            return answer(410, "Invalid input data: the 'data' field is missing");
+        let parsed = match feed_records(form, info) {
+            Ok(parsed) => parsed,
+            Err(refusal) => return refusal,
         };
-        let records = match serde_json::from_str::<Value>(data) {
-            Ok(Value::Array(records)) => records,
-            Ok(Value::Object(mut wrapper)) => match wrapper.remove("Employees") {
-                Some(Value::Array(records)) => records,
-                _ => {
-                    return answer(
-                        410,
-                        "Invalid input data: 'data' must be an array of employees",
-                    );
-                }
-            },
-            _ => {
-                return answer(
-                    410,
-                    "Invalid input data: 'data' must be an array of employees",
-                );
-            }
-        };
-        info.items = records.len();
-        if records.is_empty() {
-            return answer(410, "Invalid input data: employee data is missing");
-        }
-        let mut parsed = Vec::with_capacity(records.len());
-        for record in &records {
-            match parse_record(record) {
-                Ok(record) => parsed.push(record),
-                Err(message) => return answer(410, message),
-            }
-        }
         let mut working = if dry_run {
             Some(self.policies.clone())
         } else {
@@ -653,6 +625,42 @@ impl SimState {
         body.insert("skippedEmployees".to_string(), json!(result.skipped));
         success(body)
     }
+}
+
+/// The `data` field of an employee-updater request, parsed record by record; or the
+/// answer Expensify gives to a malformed feed.
+fn feed_records(
+    form: &HashMap<String, String>,
+    info: &mut JobInfo,
+) -> Result<Vec<ParsedRecord>, SimResponse> {
+    let not_an_array = || {
+        answer(
+            410,
+            "Invalid input data: 'data' must be an array of employees",
+        )
+    };
+    let Some(data) = form.get("data") else {
+        return Err(answer(
+            410,
+            "Invalid input data: the 'data' field is missing",
+        ));
+    };
+    let records = match serde_json::from_str::<Value>(data) {
+        Ok(Value::Array(records)) => records,
+        Ok(Value::Object(mut wrapper)) => match wrapper.remove("Employees") {
+            Some(Value::Array(records)) => records,
+            _ => return Err(not_an_array()),
+        },
+        _ => return Err(not_an_array()),
+    };
+    info.items = records.len();
+    if records.is_empty() {
+        return Err(answer(410, "Invalid input data: employee data is missing"));
+    }
+    records
+        .iter()
+        .map(|record| parse_record(record).map_err(|message| answer(410, message)))
+        .collect()
 }
 
 /// A feed record that passed the request-level checks.
