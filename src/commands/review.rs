@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::common::FileArgs;
 use crate::email;
 use crate::files::{PassReport, Run};
+use crate::reconcile::SyncReport;
 
 /// Arguments of `review`.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,33 +55,7 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
         else {
             continue;
         };
-        // policy id -> email -> objects asking.
-        let mut askers: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        for loaded in &report.manifests.accesses {
-            let Some(policy_id) = sync
-                .plan
-                .objects
-                .get(&loaded.key)
-                .and_then(|p| p.policy_id.as_deref())
-            else {
-                continue;
-            };
-            for member in &loaded.object.spec.members {
-                let expired = member
-                    .expires_at
-                    .as_deref()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .is_some_and(|t| t <= now);
-                if !expired {
-                    askers
-                        .entry(policy_id)
-                        .or_default()
-                        .entry(email::normalize(&member.email))
-                        .or_default()
-                        .push(loaded.key.to_string());
-                }
-            }
-        }
+        let askers = askers_by_policy(report, sync, now);
         let admin = email::normalize(&connector.object.spec.admin_email);
         let protected: Vec<String> = connector
             .object
@@ -89,6 +64,17 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
             .iter()
             .map(|e| email::normalize(e))
             .collect();
+        let note = |person: &str, owner: &str| {
+            if person == owner {
+                "owner"
+            } else if person == admin {
+                "admin"
+            } else if protected.iter().any(|p| p == person) {
+                "protected"
+            } else {
+                ""
+            }
+        };
         for policy in &sync.observed.policies {
             let owner = email::normalize(&policy.owner);
             for entry in sync.observed.rosters.get(&policy.id).into_iter().flatten() {
@@ -98,23 +84,14 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
                     .and_then(|a| a.get(&person))
                     .map(|objects| objects.join(" "))
                     .unwrap_or_else(|| "unmanaged".to_string());
-                let note = if person == owner {
-                    "owner"
-                } else if person == admin {
-                    "admin"
-                } else if protected.contains(&person) {
-                    "protected"
-                } else {
-                    ""
-                };
                 rows.push(ReviewRow {
                     connector: sync.connector.to_string(),
                     policy_id: policy.id.clone(),
                     policy_name: policy.name.clone(),
+                    note: note(&person, &owner).to_string(),
                     email: person,
                     role: entry.role.clone(),
                     managed_by,
-                    note: note.to_string(),
                 });
             }
         }
@@ -128,6 +105,41 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
         ))
     });
     rows
+}
+
+/// policy id -> email -> the objects asking for that person now (expired entries left out).
+fn askers_by_policy<'a>(
+    report: &PassReport,
+    sync: &'a SyncReport,
+    now: Timestamp,
+) -> BTreeMap<&'a str, BTreeMap<String, Vec<String>>> {
+    let mut askers: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for loaded in &report.manifests.accesses {
+        let Some(policy_id) = sync
+            .plan
+            .objects
+            .get(&loaded.key)
+            .and_then(|p| p.policy_id.as_deref())
+        else {
+            continue;
+        };
+        for member in &loaded.object.spec.members {
+            let expired = member
+                .expires_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|t| t <= now);
+            if !expired {
+                askers
+                    .entry(policy_id)
+                    .or_default()
+                    .entry(email::normalize(&member.email))
+                    .or_default()
+                    .push(loaded.key.to_string());
+            }
+        }
+    }
+    askers
 }
 
 fn csv_field(text: &str) -> String {

@@ -182,7 +182,7 @@ impl Seed {
     }
 
     /// Every problem found, each naming its field.
-    pub fn problems(&self) -> Vec<String> {
+    fn account_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.accounts.is_empty() {
             problems.push("accounts: at least one account is needed".to_string());
@@ -208,6 +208,11 @@ impl Seed {
                 ));
             }
         }
+        problems
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = self.account_problems();
         let mut policy_ids = HashSet::new();
         for (p, policy) in self.policies.iter().enumerate() {
             let at = format!("policies[{p}] ({})", policy.name);
@@ -223,31 +228,7 @@ impl Seed {
                     policy.owner
                 ));
             }
-            let mut seen = HashSet::new();
-            for (e, employee) in policy.employees.iter().enumerate() {
-                let at = format!("{at}.employees[{e}]");
-                if !email::is_valid(&employee.email) {
-                    problems.push(format!(
-                        "{at}.email {:?} is not an email address",
-                        employee.email
-                    ));
-                }
-                if !seen.insert(email::normalize(&employee.email)) {
-                    problems.push(format!("{at}.email {:?} is listed twice", employee.email));
-                }
-                if let Some(manager) = &employee.submits_to
-                    && !email::is_valid(manager)
-                {
-                    problems.push(format!(
-                        "{at}.submitsTo {manager:?} is not an email address"
-                    ));
-                }
-                if email::normalize(&employee.email) == email::normalize(&policy.owner)
-                    && employee.role != Role::Admin
-                {
-                    problems.push(format!("{at}: the policy owner must have role admin"));
-                }
-            }
+            problems.extend(employee_problems(&at, policy));
         }
         if self.rate_limits.enabled {
             for (w, window) in self.rate_limits.windows.iter().enumerate() {
@@ -266,6 +247,37 @@ impl Seed {
         );
         problems
     }
+}
+
+/// The problems of one policy's employees (`at` names the policy).
+fn employee_problems(at: &str, policy: &SeedPolicy) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for (e, employee) in policy.employees.iter().enumerate() {
+        let at = format!("{at}.employees[{e}]");
+        if !email::is_valid(&employee.email) {
+            problems.push(format!(
+                "{at}.email {:?} is not an email address",
+                employee.email
+            ));
+        }
+        if !seen.insert(email::normalize(&employee.email)) {
+            problems.push(format!("{at}.email {:?} is listed twice", employee.email));
+        }
+        if let Some(manager) = &employee.submits_to
+            && !email::is_valid(manager)
+        {
+            problems.push(format!(
+                "{at}.submitsTo {manager:?} is not an email address"
+            ));
+        }
+        if email::normalize(&employee.email) == email::normalize(&policy.owner)
+            && employee.role != Role::Admin
+        {
+            problems.push(format!("{at}: the policy owner must have role admin"));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
