@@ -23,6 +23,39 @@ const MEMBERS: usize = 5;
 const ID: &str = "aa_bench";
 const SECRET: &str = "bench-only-secret";
 
+/// The field manager of the benchmark's own patches, left out of the controller's counts.
+const BENCH_MANAGER: &str = "bench-annotator";
+
+/// The controller's requests by verb and resource: `LIST`, `WATCH`, `GET`, `PATCH`
+/// (status or object), `POST`; the benchmark's own patches are left out.
+fn by_verb(seen: &[(String, String)]) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (method, uri) in seen {
+        if uri.contains(BENCH_MANAGER) {
+            continue;
+        }
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let version_end = if segments.first() == Some(&"api") { 2 } else { 3 };
+        let plural_at = match segments.get(version_end) {
+            Some(&"namespaces") if segments.len() > version_end + 2 => version_end + 2,
+            _ => version_end,
+        };
+        let resource = segments.get(plural_at).copied().unwrap_or("?");
+        let named = segments.len() > plural_at + 1;
+        let status = path.ends_with("/status");
+        let verb = match method.as_str() {
+            "GET" if query.contains("watch=true") || query.contains("watch=1") => "WATCH",
+            "GET" if named => "GET",
+            "GET" => "LIST",
+            "PATCH" if status => "PATCH status",
+            other => other,
+        };
+        *counts.entry(format!("{verb} {resource}")).or_insert(0) += 1;
+    }
+    counts
+}
+
 async fn counters(port: u16) -> Value {
     reqwest::get(format!("http://127.0.0.1:{port}/admin/counters"))
         .await
@@ -115,7 +148,7 @@ fn main() {
 
         // One full sync, forced: what a periodic drift check costs.
         let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": "bench-1"}}});
-        connectors.patch("acme", &PatchParams::default(), &Patch::Merge(&annotate)).await.unwrap();
+        connectors.patch("acme", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&annotate)).await.unwrap();
         wait_for("the forced sync", Duration::from_secs(60), async || {
             double.get(apiserver::Kind::Connector, "bench", "acme").is_some_and(|c| c["status"]["lastHandledReconcileAt"] == "bench-1")
         })
@@ -126,13 +159,33 @@ fn main() {
             job(&after_full, "get/policyList") - job(&after_first, "get/policyList"),
             job(&after_full, "get/policy") - job(&after_first, "get/policy"));
 
+        // Steady state: three more forced syncs with nothing to change, and every
+        // Kubernetes API request the controller made for them, by verb.
+        let from = double.requests_seen().len();
+        for round in 2..5 {
+            let mark = format!("bench-{round}");
+            let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": mark}}});
+            connectors.patch("acme", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&annotate)).await.unwrap();
+            wait_for("a steady-state sync", Duration::from_secs(60), async || {
+                double.get(apiserver::Kind::Connector, "bench", "acme").is_some_and(|c| c["status"]["lastHandledReconcileAt"] == mark.as_str())
+            })
+            .await;
+        }
+        // The last sync's writes land after its connector status; let them arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let seen = double.requests_seen();
+        println!("  API requests per steady-state sync (mean of 3, nothing to change):");
+        for (verb, count) in by_verb(&seen[from..]) {
+            println!("    {verb:<28} {:.1}", count as f64 / 3.0);
+        }
+
         // Edit one object: how long until the write reaches Expensify.
         let mut latencies = Vec::new();
         for round in 0..5 {
             let before = job(&counters(sim_port).await, "update/employees");
             let members = json!({"spec": {"members": [{"email": format!("edit{round}@bench.example")}]}});
             let edit_started = Instant::now();
-            accesses.patch("access-7", &PatchParams::default(), &Patch::Merge(&members)).await.unwrap();
+            accesses.patch("access-7", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&members)).await.unwrap();
             wait_for("the edit's write", Duration::from_secs(30), async || job(&counters(sim_port).await, "update/employees") > before).await;
             latencies.push(edit_started.elapsed().as_secs_f64());
             tokio::time::sleep(Duration::from_millis(300)).await;
