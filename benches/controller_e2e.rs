@@ -26,6 +26,13 @@ const SECRET: &str = "bench-only-secret";
 /// The field manager of the benchmark's own patches, left out of the controller's counts.
 const BENCH_MANAGER: &str = "bench-annotator";
 
+fn bench_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(BENCH_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
 /// The controller's requests by verb and resource: `LIST`, `WATCH`, `GET`, `PATCH`
 /// (status or object), `POST`; the benchmark's own patches are left out.
 fn by_verb(seen: &[(String, String)]) -> std::collections::BTreeMap<String, u64> {
@@ -36,7 +43,11 @@ fn by_verb(seen: &[(String, String)]) -> std::collections::BTreeMap<String, u64>
         }
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let version_end = if segments.first() == Some(&"api") { 2 } else { 3 };
+        let version_end = if segments.first() == Some(&"api") {
+            2
+        } else {
+            3
+        };
         let plural_at = match segments.get(version_end) {
             Some(&"namespaces") if segments.len() > version_end + 2 => version_end + 2,
             _ => version_end,
@@ -148,7 +159,7 @@ fn main() {
 
         // One full sync, forced: what a periodic drift check costs.
         let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": "bench-1"}}});
-        connectors.patch("acme", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&annotate)).await.unwrap();
+        connectors.patch("acme", &bench_params(), &Patch::Merge(&annotate)).await.unwrap();
         wait_for("the forced sync", Duration::from_secs(60), async || {
             double.get(apiserver::Kind::Connector, "bench", "acme").is_some_and(|c| c["status"]["lastHandledReconcileAt"] == "bench-1")
         })
@@ -165,7 +176,7 @@ fn main() {
         for round in 2..5 {
             let mark = format!("bench-{round}");
             let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": mark}}});
-            connectors.patch("acme", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&annotate)).await.unwrap();
+            connectors.patch("acme", &bench_params(), &Patch::Merge(&annotate)).await.unwrap();
             wait_for("a steady-state sync", Duration::from_secs(60), async || {
                 double.get(apiserver::Kind::Connector, "bench", "acme").is_some_and(|c| c["status"]["lastHandledReconcileAt"] == mark.as_str())
             })
@@ -185,7 +196,7 @@ fn main() {
             let before = job(&counters(sim_port).await, "update/employees");
             let members = json!({"spec": {"members": [{"email": format!("edit{round}@bench.example")}]}});
             let edit_started = Instant::now();
-            accesses.patch("access-7", &PatchParams::default().field_manager(BENCH_MANAGER), &Patch::Merge(&members)).await.unwrap();
+            accesses.patch("access-7", &bench_params(), &Patch::Merge(&members)).await.unwrap();
             wait_for("the edit's write", Duration::from_secs(30), async || job(&counters(sim_port).await, "update/employees") > before).await;
             latencies.push(edit_started.elapsed().as_secs_f64());
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
+use expensify_operator::cluster::cache::Caches;
 use expensify_operator::cluster::context::Context;
 use expensify_operator::cluster::metrics::Metrics;
 use expensify_operator::cluster::{access_controller, connector_controller};
 use http::{Request, Response};
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -22,14 +25,59 @@ const GROUP: &str = "/apis/expensify.gitops.dev/v1alpha1";
 const STATUS_QUERY: &str = "/status?&force=true&fieldManager=expensify-operator";
 
 /// Plays the API server: each expected call is checked, answered, and its body returned.
-struct ApiServer(Handle);
+/// The watch caches a reconcile reads are filled by the test (no LIST is made).
+struct ApiServer {
+    handle: Handle,
+    accesses: Writer<PolicyAccess>,
+    connectors: Writer<ExpensifyConnector>,
+    listed: tokio::sync::watch::Sender<bool>,
+}
 
 impl ApiServer {
+    fn new(handle: Handle) -> Self {
+        Self {
+            handle,
+            accesses: Writer::default(),
+            connectors: Writer::default(),
+            listed: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// The caches a context reads: empty, and not listed, until the test fills them.
+    fn caches(&self) -> Caches {
+        Caches::new(
+            vec![self.connectors.as_reader()],
+            vec![self.accesses.as_reader()],
+            self.listed.subscribe(),
+        )
+    }
+
+    /// The PolicyAccess watch lists these objects: a waiting reconcile goes on.
+    fn cache(&mut self, items: Vec<Value>) {
+        self.accesses.apply_watcher_event(&watcher::Event::Init);
+        for item in items {
+            let object: PolicyAccess = serde_json::from_value(item).unwrap();
+            self.accesses
+                .apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        self.accesses.apply_watcher_event(&watcher::Event::InitDone);
+        self.listed.send_replace(true);
+    }
+
+    /// The connector watch shows this connector (and the PolicyAccess watch has listed).
+    fn cache_connector(&mut self, connector: Value) {
+        let object: ExpensifyConnector = serde_json::from_value(connector).unwrap();
+        self.connectors
+            .apply_watcher_event(&watcher::Event::Apply(object));
+        self.listed.send_replace(true);
+    }
+
     async fn expect(&mut self, method: &str, uri: &str, status: u16, reply: Value) -> Value {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("expected {method} {uri}, but no call came"))
-            .expect("the client is gone");
+        let (request, send) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("expected {method} {uri}, but no call came"))
+                .expect("the client is gone");
         let seen = format!("{} {}", request.method(), request.uri());
         assert!(
             expensify_operator::cluster::rbac::allowed(
@@ -57,10 +105,10 @@ impl ApiServer {
         self.expect(method, uri, 200, reply).await
     }
 
-    /// The start of every connector sync: the PolicyAccess list, then the Secret.
+    /// The start of every connector sync: the PolicyAccess objects from the cache, then
+    /// the Secret read.
     async fn list_then_secret(&mut self, items: Vec<Value>, secret_value: &str) {
-        self.ok("GET", &format!("{GROUP}/policyaccesses?"), list(items))
-            .await;
+        self.cache(items);
         self.ok(
             "GET",
             "/api/v1/namespaces/finance/secrets/expensify-credentials",
@@ -111,6 +159,7 @@ impl ApiServer {
 fn context(
     client: kube::Client,
     sim_settings: expensify_operator::expensify::ClientSettings,
+    caches: Caches,
 ) -> Arc<Context> {
     Arc::new(Context::new(
         client.clone(),
@@ -124,13 +173,16 @@ fn context(
         ),
         Arc::new(Metrics::default()),
         expensify_operator::cluster::leadership::Leadership::always(),
-        Default::default(),
+        caches,
     ))
 }
 
 fn mock() -> (kube::Client, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), ApiServer(handle))
+    (
+        kube::Client::new(service, "default"),
+        ApiServer::new(handle),
+    )
 }
 
 fn connector_json(endpoint: &str, extra: Value) -> Value {
@@ -158,10 +210,6 @@ fn access_json(name: &str, spec: Value, metadata: Value) -> Value {
     json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess", "metadata": meta, "spec": spec})
 }
 
-fn list(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccessList", "metadata": {"resourceVersion": "30"}, "items": items})
-}
-
 fn secret(secret: &str) -> Value {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -170,6 +218,7 @@ fn secret(secret: &str) -> Value {
 }
 
 async fn run_connector(
+    caches: Caches,
     client: kube::Client,
     connector: Value,
     endpoint_settings: expensify_operator::expensify::ClientSettings,
@@ -177,7 +226,7 @@ async fn run_connector(
     Result<kube::runtime::controller::Action, connector_controller::ReconcileError>,
 > {
     let connector: ExpensifyConnector = serde_json::from_value(connector).unwrap();
-    let ctx = context(client, endpoint_settings);
+    let ctx = context(client, endpoint_settings, caches);
     tokio::spawn(connector_controller::reconcile_connector(
         Arc::new(connector),
         ctx,
@@ -208,6 +257,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         json!({}),
     );
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -318,6 +368,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
         ]
     });
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -350,6 +401,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -397,6 +449,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -440,17 +493,13 @@ async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let task = run_connector(
+        api.caches(),
         client,
         connector_json("http://expensify.example/x", json!({})),
         test_settings(),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![team.clone()]),
-    )
-    .await;
+    api.cache(vec![team.clone()]);
     api.in_use().await;
     let status = api
         .ok(
@@ -492,17 +541,13 @@ async fn a_connector_outside_the_allowlist_reads_no_secret_and_sends_nothing() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&attacker.endpoint, json!({})),
         sim_settings(&sim),
     )
     .await;
-    api.ok(
-        "GET",
-        &format!("{GROUP}/policyaccesses?"),
-        list(vec![team.clone()]),
-    )
-    .await;
+    api.cache(vec![team.clone()]);
     // The next calls are the in-use finalizer and a status write, not `GET .../secrets/...`.
     api.in_use().await;
     let status = api
@@ -537,6 +582,7 @@ async fn a_connector_outside_the_allowlist_reads_no_secret_and_sends_nothing() {
 async fn a_missing_secret_is_named_in_status() {
     let (client, mut api) = mock();
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(
             "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
@@ -545,8 +591,7 @@ async fn a_missing_secret_is_named_in_status() {
         test_settings(),
     )
     .await;
-    api.ok("GET", &format!("{GROUP}/policyaccesses?"), list(vec![]))
-        .await;
+    api.cache(vec![]);
     api.expect("GET", "/api/v1/namespaces/finance/secrets/expensify-credentials", 404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"expensify-credentials\" not found"})).await;
     let connector = api
         .ok(
@@ -572,6 +617,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
     let sim = start(&unlimited_seed()).await;
     let (client, mut api) = mock();
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -606,6 +652,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
     );
     gone["status"] = synced_status(&["alice@acme.example"]);
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -665,6 +712,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
     );
     gone["status"] = synced_status(&["alice@acme.example"]);
     let task = run_connector(
+        api.caches(),
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
@@ -705,20 +753,15 @@ async fn a_cross_namespace_reference_the_connector_refuses_is_an_error() {
         "spec": {"connectorRef": {"name": "acme", "namespace": "finance"}, "policy": {"name": "Marketing"}, "members": [{"email": "a@acme.example"}]}
     }))
     .unwrap();
-    let ctx = context(client, test_settings());
+    let ctx = context(client, test_settings(), api.caches());
     let task = tokio::spawn(access_controller::reconcile_access(
         Arc::new(stray.clone()),
         ctx,
     ));
-    api.ok(
-        "GET",
-        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
-        connector_json(
-            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
-            json!({}),
-        ),
-    )
-    .await;
+    api.cache_connector(connector_json(
+        "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+        json!({}),
+    ));
     let status = api
         .ok(
             "PATCH",
@@ -747,17 +790,12 @@ async fn an_allowed_object_is_left_to_its_connector() {
         json!({}),
     ))
     .unwrap();
-    let ctx = context(client, test_settings());
+    let ctx = context(client, test_settings(), api.caches());
     let task = tokio::spawn(access_controller::reconcile_access(Arc::new(team), ctx));
-    api.ok(
-        "GET",
-        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
-        connector_json(
-            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
-            json!({}),
-        ),
-    )
-    .await;
+    api.cache_connector(connector_json(
+        "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+        json!({}),
+    ));
     let action = finish(task).await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change());
 }
@@ -778,7 +816,13 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     let connector = connector_json(&sim.endpoint(), json!({}));
-    let task = run_connector(client.clone(), connector.clone(), sim_settings(&sim)).await;
+    let task = run_connector(
+        api.caches(),
+        client.clone(),
+        connector.clone(),
+        sim_settings(&sim),
+    )
+    .await;
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -810,7 +854,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
     );
     dropped["status"] = saved["status"].clone();
-    let task = run_connector(client, connector, sim_settings(&sim)).await;
+    let task = run_connector(api.caches(), client, connector, sim_settings(&sim)).await;
     api.list_then_secret(vec![dropped.clone()], ADMIN_SECRET)
         .await;
     api.in_use().await;
@@ -864,7 +908,7 @@ async fn a_connector_being_deleted_is_let_go_only_when_no_object_refers_to_it() 
     let mut connector = connector_json(&sim.endpoint(), json!({}));
     connector["metadata"]["finalizers"] = json!(["expensify.gitops.dev/in-use"]);
     connector["metadata"]["deletionTimestamp"] = json!("2026-11-28T00:00:00Z");
-    let task = run_connector(client, connector, sim_settings(&sim)).await;
+    let task = run_connector(api.caches(), client, connector, sim_settings(&sim)).await;
     api.list_then_secret(vec![], ADMIN_SECRET).await;
     let release = api
         .ok(
@@ -903,7 +947,7 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
         ),
         Arc::new(Metrics::default()),
         leader,
-        Default::default(),
+        api.caches(),
     ));
     let connector: ExpensifyConnector =
         serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
@@ -939,21 +983,16 @@ async fn a_deletion_no_connector_can_settle_keeps_its_finalizer() {
         "status": {"policyID": FINANCE, "managedMembers": [{"policyID": FINANCE, "email": "carol@acme.example", "added": true, "role": "user"}]}
     }))
     .unwrap();
-    let ctx = context(client, test_settings());
+    let ctx = context(client, test_settings(), api.caches());
     let task = tokio::spawn(access_controller::reconcile_access(
         Arc::new(stray.clone()),
         ctx,
     ));
     // The connector no longer allows the namespace.
-    api.ok(
-        "GET",
-        &format!("{GROUP}/namespaces/finance/expensifyconnectors/acme"),
-        connector_json(
-            "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
-            json!({}),
-        ),
-    )
-    .await;
+    api.cache_connector(connector_json(
+        "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+        json!({}),
+    ));
     let status = api
         .ok(
             "PATCH",
@@ -986,7 +1025,7 @@ async fn a_deletion_no_connector_can_settle_keeps_its_finalizer() {
 #[tokio::test]
 async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
     let (client, mut api) = mock();
-    let ctx = context(client, test_settings());
+    let ctx = context(client, test_settings(), api.caches());
     let connector: ExpensifyConnector = serde_json::from_value(connector_json(
         "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
         json!({}),
@@ -999,15 +1038,16 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
             connector.clone(),
             ctx.clone(),
         ));
+        api.cache(vec![]);
         api.expect(
             "GET",
-            &format!("{GROUP}/policyaccesses?"),
+            "/api/v1/namespaces/finance/secrets/expensify-credentials",
             500,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500}),
         )
         .await;
         let error = finish(task).await.unwrap_err();
-        assert_eq!(error.category(), "list_accesses");
+        assert_eq!(error.category(), "read_secret");
         let action = connector_controller::error_policy(connector.clone(), &error, ctx.clone());
         waits.push(format!("{action:?}"));
     }
@@ -1020,7 +1060,7 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
     let metrics = ctx.metrics.encode();
     assert!(
         metrics.contains(
-            "expensify_operator_reconcile_failures_total{controller=\"connector\",category=\"list_accesses\"} 2"
+            "expensify_operator_reconcile_failures_total{controller=\"connector\",category=\"read_secret\"} 2"
         ),
         "{metrics}"
     );

@@ -212,7 +212,8 @@ pub struct PolicyAccessStatus {
 
 pub use super::ledger_entry::ManagedMember;
 
-/// Changes the last sync made (or, for ObserveOnly, would have made).
+/// Changes made by the last sync that made any (for ObserveOnly: the changes the last sync
+/// would have made). A sync with nothing to do leaves it as it was.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSummary {

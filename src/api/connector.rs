@@ -16,8 +16,11 @@ use crate::expensify::DEFAULT_ENDPOINT;
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest `syncInterval`; drift older than a day is not a check.
 pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-/// Used when the spec's value is unusable (the connector is in Error for it anyway).
+/// `syncInterval` when the spec leaves it out, and when its value is unusable (the
+/// connector is in Error for it anyway).
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
+/// [`DEFAULT_SYNC_INTERVAL`] as a manifest spells it (a test keeps the two equal).
+pub const DEFAULT_SYNC_INTERVAL_TEXT: &str = "10m";
 
 /// Desired state of a connection to Expensify's Integration Server.
 // kube-derive takes one `printcolumn(...)` per column, which clippy reads as duplicates.
@@ -133,7 +136,7 @@ fn default_endpoint() -> String {
 }
 
 fn default_sync_interval() -> String {
-    "10m".to_string()
+    DEFAULT_SYNC_INTERVAL_TEXT.to_string()
 }
 
 fn default_max_revocations() -> i32 {
@@ -215,6 +218,14 @@ pub struct PolicyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_sync_interval_reads_as_its_text() {
+        assert_eq!(
+            parse_duration(DEFAULT_SYNC_INTERVAL_TEXT).unwrap(),
+            DEFAULT_SYNC_INTERVAL
+        );
+    }
 
     fn spec(sync_interval: &str) -> ExpensifyConnectorSpec {
         ExpensifyConnectorSpec {

@@ -15,9 +15,9 @@ pub use access::{
 pub use allowance::{HANDLED_VALUES_KEPT, remember_handled, was_handled};
 pub use conditions::{ConditionStatus, ConditionType, ConditionUpdate, Reason, set_condition};
 pub use connector::{
-    ConnectorPhase, DEFAULT_SYNC_INTERVAL, ExpensifyConnector, ExpensifyConnectorSpec,
-    ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL, PolicyInfo, SecretRef,
-    SyncIntervalError,
+    ConnectorPhase, DEFAULT_SYNC_INTERVAL, DEFAULT_SYNC_INTERVAL_TEXT, ExpensifyConnector,
+    ExpensifyConnectorSpec, ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL,
+    PolicyInfo, SecretRef, SyncIntervalError,
 };
 pub use duration::{MAX_DURATION, ParseDurationError, parse_duration};
 pub use ledger_entry::adopt_legacy_entries;

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use super::connector_controller::{ReconcileError, STANDBY_RECHECK, status_changed};
+use super::connector_controller::{
+    CACHES_LISTED_WAIT, ReconcileError, STANDBY_RECHECK, status_changed,
+};
 use super::context::Context;
 use super::kube_io::{self, FINALIZER, KubeCallError};
-use crate::api::{ExpensifyConnector, PolicyAccess, Reason};
+use crate::api::{PolicyAccess, Reason};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
     AccessObject, ConnectorObject, connector_allows, stranded_deletion, validate_access,
@@ -37,24 +38,20 @@ async fn look_at_access(
     if !ctx.is_leader() {
         return Ok(Action::requeue(STANDBY_RECHECK));
     }
+    if !ctx.caches.wait_until_listed(CACHES_LISTED_WAIT).await {
+        return Ok(Action::requeue(STANDBY_RECHECK));
+    }
+    let access = Arc::new(ctx.access(&access));
     let object = AccessObject::from_resource(&access);
     let connector_key = object.connector_key();
     let kube_error = |source| ReconcileError::Kube {
         connector: connector_key.to_string(),
         source,
     };
-    let connector =
-        Api::<ExpensifyConnector>::namespaced(ctx.client.clone(), &connector_key.namespace)
-            .get_opt(&connector_key.name)
-            .await
-            .map_err(|source| {
-                kube_error(KubeCallError::ReadConnector {
-                    namespace: connector_key.namespace.clone(),
-                    name: connector_key.name.clone(),
-                    source,
-                })
-            })?
-            .map(|c| ConnectorObject::from_resource(&c));
+    let connector = ctx
+        .caches
+        .connector(&connector_key)
+        .map(|c| ConnectorObject::from_resource(&c));
     let attached = connector
         .as_ref()
         .is_some_and(|c| connector_allows(c, &object.key.namespace));
@@ -130,7 +127,7 @@ async fn report_invalid(
     if !status_changed(access.status.as_ref(), &status) {
         return Ok(());
     }
-    kube_io::apply_access_status(&ctx.client, access, &status).await?;
+    ctx.write_access_status(access, &status).await?;
     let note = status.message.clone().unwrap_or_default();
     kube_io::publish(
         &ctx.recorder,

@@ -9,7 +9,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use rand::Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -18,21 +17,21 @@ use super::context::{Context, LastSync};
 use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLookup};
 use super::leadership::LeadershipGuard;
 use crate::api::{
-    ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, ExpensifyConnector,
-    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT, Reason,
+    ALLOW_MASS_REVOCATION, AccessPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
+    PolicyAccessStatus, RECONCILE_REQUESTED_AT,
 };
+use crate::expensify::Credentials;
 use crate::reconcile::digest;
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
-use crate::reconcile::validate::describe;
-use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, sync_connector, unsynced,
-    validate_connector,
-};
+use crate::reconcile::sync::{Store, jitter, next_sync, reads_credentials};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest};
 use crate::reconcile::{ChangeKind, ChangeResult};
 use futures::future::BoxFuture;
 
 /// How often a standby replica checks whether it became the leader.
 pub const STANDBY_RECHECK: Duration = Duration::from_secs(5);
+/// How long a sync waits for the watches' first complete lists before trying later.
+pub const CACHES_LISTED_WAIT: Duration = Duration::from_secs(30);
 
 /// A reconcile that failed on a Kubernetes call; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -106,26 +105,11 @@ fn fingerprint(
     ))
 }
 
-/// The next sync: `syncInterval` with up to 10 % jitter, sooner for an expiry.
-fn next_due(connector: &ConnectorObject, report: &SyncReport) -> Duration {
-    let interval = connector.spec.sync_interval();
-    let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
-    let periodic = interval + Duration::from_millis(jitter);
-    let expiry = report.next_expiry().map(|at| {
-        let seconds = at
-            .as_second()
-            .saturating_sub(Timestamp::now().as_second())
-            .max(0);
-        Duration::from_secs(u64::try_from(seconds).unwrap_or(0) + 1)
-    });
-    expiry.map_or(periodic, |e| e.min(periodic))
-}
-
-/// What a connector sync starts from: every PolicyAccess, the connector's problems and
-/// its Secret (read only for a valid, allowed, unsuspended connector).
+/// What a connector sync starts from: every PolicyAccess as cached (with the statuses
+/// written in this term), and the connector's Secret (read only for a valid, allowed,
+/// unsuspended connector).
 struct Inputs {
     all: Vec<PolicyAccess>,
-    problems: Vec<crate::reconcile::Problem>,
     secret: Option<SecretLookup>,
 }
 
@@ -145,33 +129,18 @@ impl Inputs {
             _ => "",
         }
     }
-
-    fn will_sync(&self, object: &ConnectorObject) -> bool {
-        self.problems.is_empty()
-            && !object.spec.suspend
-            && matches!(self.secret, Some(SecretLookup::Found { .. }))
-    }
 }
 
 async fn read_inputs(ctx: &Context, object: &ConnectorObject) -> Result<Inputs, KubeCallError> {
-    let all = kube_io::list_accesses(&ctx.client, &ctx.scope).await?;
-    let mut problems = validate_connector(object);
-    // The endpoint allowlist, before the Secret is read.
-    problems.extend(crate::reconcile::validate::validate_endpoint(
-        object,
-        &ctx.expensify,
-    ));
-    let secret = if problems.is_empty() && !object.spec.suspend {
+    let all = ctx.accesses();
+    // The endpoint allowlist and the spec are checked before the Secret is read.
+    let secret = if reads_credentials(object, &ctx.expensify) {
         let reference = &object.spec.credentials_secret_ref;
         Some(kube_io::read_secret(&ctx.client, &object.key.namespace, reference).await?)
     } else {
         None
     };
-    Ok(Inputs {
-        all,
-        problems,
-        secret,
-    })
+    Ok(Inputs { all, secret })
 }
 
 /// Reconciles one connector; a success resets its error backoff.
@@ -192,13 +161,18 @@ async fn sync_connector_once(
     let Ok(term) = ctx.leadership().guard() else {
         return Ok(Action::requeue(STANDBY_RECHECK));
     };
+    if !ctx.caches.wait_until_listed(CACHES_LISTED_WAIT).await {
+        info!(connector = %connector.name_any(), "the watches have not listed everything yet; syncing later");
+        return Ok(Action::requeue(STANDBY_RECHECK));
+    }
+    let connector = ctx.connector(&connector);
     let object = ConnectorObject::from_resource(&connector);
     let key = object.key.clone();
     let kube_error = |source| ReconcileError::Kube {
         connector: key.to_string(),
         source,
     };
-    let mut inputs = read_inputs(&ctx, &object).await.map_err(kube_error)?;
+    let inputs = read_inputs(&ctx, &object).await.map_err(kube_error)?;
     let print = fingerprint(&connector, &inputs.attached(&key), inputs.secret_version());
     if let Some(last) = ctx.last_sync(&key) {
         let now = Instant::now();
@@ -213,7 +187,15 @@ async fn sync_connector_once(
         return Ok(action);
     }
     let started = std::time::Instant::now();
-    let report = sync(&ctx, &connector, &object, &mut inputs, &term).await;
+    let report = sync(
+        &ctx,
+        &connector,
+        &object,
+        inputs.secret.as_ref(),
+        &inputs,
+        &term,
+    )
+    .await;
     ctx.metrics
         .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
     if term.ensure_leading().is_err() {
@@ -224,7 +206,13 @@ async fn sync_connector_once(
     write_back(&ctx, &connector, &inputs.attached(&key), &report)
         .await
         .map_err(kube_error)?;
-    let wait = next_due(&object, &report);
+    let interval = object.spec.sync_interval();
+    let wait = next_sync(
+        interval,
+        jitter(interval),
+        report.next_expiry(),
+        Timestamp::now(),
+    );
     ctx.remember(
         key.clone(),
         LastSync {
@@ -234,19 +222,16 @@ async fn sync_connector_once(
     );
     info!(
         connector = %key,
-        phase = %report.connector_status.phase,
         objects = report.statuses.len(),
         changes = report.results.len(),
-        expensify_calls = report.calls.total(),
         next_sync_seconds = wait.as_secs(),
-        "connector synced"
+        "next sync scheduled"
     );
     Ok(Action::requeue(wait))
 }
 
 /// Before a sync: the connector's `in-use` finalizer (or its release, ending here with
-/// `Some`), the objects' finalizers, and the `Syncing` phase of a connector not yet
-/// Connected (NotConnected or Error -> Syncing -> Connected, as a connector reports it).
+/// `Some`) and the objects' finalizers.
 async fn prepare(
     ctx: &Context,
     connector: &ExpensifyConnector,
@@ -263,36 +248,25 @@ async fn prepare(
     {
         kube_io::ensure_finalizer(&ctx.client, *pa, FINALIZER).await?;
     }
-    let phase = connector
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or_default();
-    if inputs.will_sync(object) && phase != ConnectorPhase::Connected {
-        let mut syncing = connector.status.clone().unwrap_or_default();
-        syncing.phase = ConnectorPhase::Syncing;
-        syncing.message = Some("syncing with Expensify".into());
-        kube_io::apply_connector_status(&ctx.client, connector, &syncing).await?;
-        info!(connector = %object.key, from = %phase, to = %ConnectorPhase::Syncing, "connector phase");
-    }
     Ok(None)
 }
 
-/// The sync itself, or the report of why it could not run.
+/// The sync itself (see [`crate::reconcile::sync`]), with the cluster as its store.
 async fn sync(
     ctx: &Context,
     connector: &ExpensifyConnector,
     object: &ConnectorObject,
-    inputs: &mut Inputs,
+    secret: Option<&SecretLookup>,
+    inputs: &Inputs,
     term: &LeadershipGuard,
 ) -> SyncReport {
-    let secret = inputs.secret.take();
     // Every object: those of other connectors tell which policies they already govern.
     let objects: Vec<AccessObject> = inputs.all.iter().map(AccessObject::from_resource).collect();
-    let save = PatchBeforeWrite {
+    let store = ClusterStore {
         ctx,
         connector,
         term: term.clone(),
+        secret,
         by_key: inputs
             .attached(&object.key)
             .into_iter()
@@ -305,31 +279,9 @@ async fn sync(
         now: Timestamp::now(),
         inventory_complete: true,
         dry_run: false,
-        write_ahead: Some(&save),
+        write_ahead: None,
     };
-    if !inputs.problems.is_empty() {
-        return unsynced(
-            request,
-            Reason::InvalidSpec,
-            &describe(&inputs.problems),
-            false,
-        );
-    }
-    if object.spec.suspend {
-        return unsynced(request, Reason::Suspended, "suspended", true);
-    }
-    match secret {
-        Some(SecretLookup::Found { credentials, .. }) => {
-            match ctx.expensify.client(&object.spec.endpoint, credentials) {
-                Ok(client) => sync_connector(request, &client).await,
-                Err(e) => unsynced(request, Reason::InvalidSpec, &e.to_string(), false),
-            }
-        }
-        Some(SecretLookup::Unusable(message)) => {
-            unsynced(request, Reason::SecretNotFound, &message, false)
-        }
-        None => unsynced(request, Reason::SecretNotFound, "no Secret read", false),
-    }
+    crate::reconcile::sync::sync(request, &ctx.expensify, &store).await
 }
 
 /// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that
@@ -351,25 +303,53 @@ async fn settle_in_use(
     Ok(None)
 }
 
-/// Cluster mode's write-ahead: the statuses carrying the entries about to be created are
-/// patched before Expensify is written; a replica that is no longer the leader writes
-/// nothing.
-struct PatchBeforeWrite<'a> {
+/// Cluster mode's store: the Secret read for this sync, and status patches. Its
+/// write-ahead patches the statuses carrying the entries about to be created before
+/// Expensify is written; a replica that is no longer the leader writes nothing.
+struct ClusterStore<'a> {
     ctx: &'a Context,
     connector: &'a ExpensifyConnector,
     term: LeadershipGuard,
+    secret: Option<&'a SecretLookup>,
     by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
 }
 
-impl std::fmt::Debug for PatchBeforeWrite<'_> {
+impl std::fmt::Debug for ClusterStore<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PatchBeforeWrite")
+        f.debug_struct("ClusterStore")
             .field("objects", &self.by_key.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
-impl WriteAhead for PatchBeforeWrite<'_> {
+impl Store for ClusterStore<'_> {
+    fn credentials<'s>(
+        &'s self,
+        _connector: &'s ConnectorObject,
+    ) -> BoxFuture<'s, Result<Credentials, String>> {
+        let found = match self.secret {
+            Some(SecretLookup::Found { credentials, .. }) => Ok(credentials.clone()),
+            Some(SecretLookup::Unusable(message)) => Err(message.clone()),
+            None => Err("no Secret read".to_string()),
+        };
+        Box::pin(std::future::ready(found))
+    }
+
+    fn save_connector_status<'s>(
+        &'s self,
+        _connector: &'s ConnectorObject,
+        status: &'s ExpensifyConnectorStatus,
+    ) -> BoxFuture<'s, Result<(), String>> {
+        Box::pin(async move {
+            self.ctx
+                .write_connector_status(self.connector, status)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl WriteAhead for ClusterStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
@@ -383,12 +363,14 @@ impl WriteAhead for PatchBeforeWrite<'_> {
                 let Some(pa) = self.by_key.get(key) else {
                     continue;
                 };
-                kube_io::apply_access_status(&self.ctx.client, pa, status)
+                self.ctx
+                    .write_access_status(pa, status)
                     .await
                     .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))?;
             }
             if let Some(status) = connector {
-                kube_io::apply_connector_status(&self.ctx.client, self.connector, status)
+                self.ctx
+                    .write_connector_status(self.connector, status)
                     .await
                     .map_err(|e| WriteRefused(format!("recording the allowance failed: {e}")))?;
             }
@@ -499,7 +481,7 @@ async fn write_statuses(
         if !status_changed(previous, status) {
             continue;
         }
-        kube_io::apply_access_status(&ctx.client, pa, status).await?;
+        ctx.write_access_status(pa, status).await?;
         let message_changed = previous.and_then(|p| p.message.as_ref()) != status.message.as_ref();
         if matches!(status.phase, AccessPhase::Blocked | AccessPhase::Error) && message_changed {
             let reason = status
@@ -539,7 +521,8 @@ async fn write_connector_status(
         });
     let previous: Option<&ExpensifyConnectorStatus> = connector.status.as_ref();
     if stale || status_changed(previous, &report.connector_status) {
-        kube_io::apply_connector_status(&ctx.client, connector, &report.connector_status).await?;
+        ctx.write_connector_status(connector, &report.connector_status)
+            .await?;
     }
     Ok(())
 }
@@ -583,7 +566,7 @@ pub fn error_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ConnectorPhase;
+    use crate::api::{ConnectorPhase, Reason};
 
     fn result(kind: ChangeKind, email: &str, failure: Option<&str>) -> ChangeResult {
         ChangeResult {

@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::events::Recorder;
 use tokio::time::Instant;
 
+use super::cache::{Caches, WrittenStatuses};
+use super::kube_io::{self, KubeCallError};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
+use crate::api::{ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::ObjectKey;
 
@@ -28,8 +31,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Whether this replica holds the lease (always, without leader election).
     leadership: Leadership,
-    /// The namespaces watched.
-    pub scope: super::kube_io::Scope,
+    /// The watch caches every read comes from.
+    pub caches: Caches,
+    /// The statuses written in this term, which a cache may not show yet.
+    written: WrittenStatuses,
     last: Mutex<HashMap<ObjectKey, LastSync>>,
     /// Failures in a row per connector and per PolicyAccess, for the error policies.
     pub connector_backoff: super::backoff::ErrorBackoff,
@@ -43,7 +48,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         leadership: Leadership,
-        scope: super::kube_io::Scope,
+        caches: Caches,
     ) -> Self {
         Self {
             client,
@@ -51,7 +56,8 @@ impl Context {
             recorder,
             metrics,
             leadership,
-            scope,
+            caches,
+            written: WrittenStatuses::default(),
             last: Mutex::new(HashMap::new()),
             connector_backoff: Default::default(),
             access_backoff: Default::default(),
@@ -83,8 +89,49 @@ impl Context {
             .insert(key, last);
     }
 
-    /// Forgets every connector's last sync: a new leader syncs everything once.
+    /// Forgets every connector's last sync and every status written: a new leader syncs
+    /// everything once, from what the caches show.
     pub fn forget_all(&self) {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.written.forget_all();
+    }
+
+    /// Every cached PolicyAccess, each with the status last written to it in this term.
+    pub fn accesses(&self) -> Vec<PolicyAccess> {
+        let cached = self.caches.accesses();
+        self.written.keep_only(&cached);
+        cached.iter().map(|pa| self.written.access(pa)).collect()
+    }
+
+    /// The object with the status last written to it in this term.
+    pub fn access(&self, cached: &PolicyAccess) -> PolicyAccess {
+        self.written.access(cached)
+    }
+
+    /// The connector with the status last written to it in this term.
+    pub fn connector(&self, cached: &ExpensifyConnector) -> ExpensifyConnector {
+        self.written.connector(cached)
+    }
+
+    /// Patches a PolicyAccess status and remembers it (see [`super::cache`]).
+    pub async fn write_access_status(
+        &self,
+        object: &PolicyAccess,
+        status: &PolicyAccessStatus,
+    ) -> Result<(), KubeCallError> {
+        kube_io::apply_access_status(&self.client, object, status).await?;
+        self.written.wrote_access(object, status);
+        Ok(())
+    }
+
+    /// Patches a connector status and remembers it (see [`super::cache`]).
+    pub async fn write_connector_status(
+        &self,
+        object: &ExpensifyConnector,
+        status: &ExpensifyConnectorStatus,
+    ) -> Result<(), KubeCallError> {
+        kube_io::apply_connector_status(&self.client, object, status).await?;
+        self.written.wrote_connector(object, status);
+        Ok(())
     }
 }

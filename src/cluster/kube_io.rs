@@ -4,7 +4,7 @@
 //! has lost the Lease (`super::leadership::guarded_client`).
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -26,15 +26,6 @@ pub const IN_USE_FINALIZER: &str = "expensify.gitops.dev/in-use";
 /// A Kubernetes call that failed, named after the action.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeCallError {
-    #[error("listing PolicyAccess objects: {0}")]
-    ListAccesses(#[source] kube::Error),
-    #[error("reading ExpensifyConnector {namespace}/{name}: {source}")]
-    ReadConnector {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error("reading Secret {namespace}/{name}: {source}")]
     ReadSecret {
         namespace: String,
@@ -64,8 +55,6 @@ impl KubeCallError {
     /// What kind of call failed: a small, fixed set, used as a metric label.
     pub fn category(&self) -> &'static str {
         match self {
-            KubeCallError::ListAccesses(_) => "list_accesses",
-            KubeCallError::ReadConnector { .. } => "read_connector",
             KubeCallError::ReadSecret { .. } => "read_secret",
             KubeCallError::PatchStatus { .. } => "patch_status",
             KubeCallError::Finalizer { .. } => "finalizer",
@@ -120,22 +109,6 @@ impl Scope {
             Scope::Namespaces(namespaces) => namespaces.iter().any(|n| n == namespace),
         }
     }
-}
-
-/// Every PolicyAccess the controller can see (one list call per watched scope and sync).
-pub async fn list_accesses(
-    client: &kube::Client,
-    scope: &Scope,
-) -> Result<Vec<PolicyAccess>, KubeCallError> {
-    let mut all = Vec::new();
-    for api in scope.apis::<PolicyAccess>(client) {
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .map_err(KubeCallError::ListAccesses)?;
-        all.extend(list.items);
-    }
-    Ok(all)
 }
 
 /// What reading a connector's Secret found.

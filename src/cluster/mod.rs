@@ -1,11 +1,14 @@
 //! Cluster mode: the Kubernetes adapter around the one connector sync of `reconcile`.
 //!
 //! - `connector_controller`: one reconcile per `ExpensifyConnector` syncs every PolicyAccess
-//!   that uses it (read inputs, prepare finalizers and phase, sync with the write-ahead
-//!   patch, write statuses back, Events, finalizers);
+//!   that uses it (read inputs from the caches, prepare finalizers, the shared
+//!   `reconcile::sync` with the cluster as its store, write changed statuses back, Events,
+//!   finalizers);
 //! - `access_controller`: PolicyAccess objects no connector takes (missing or not allowing
 //!   their namespace), and their deletions;
 //! - `kube_io`: every Kubernetes call, one function each, checked against `rbac`;
+//! - `cache`: the watch caches syncs read (never a LIST per sync), and the statuses this
+//!   replica wrote in its term (read-your-writes over a lagging cache);
 //! - `leadership`, `backoff`, `context`: what the reconciles share;
 //! - `metrics`, `server`: `/metrics`, `/healthz`, `/readyz`;
 //! - `run`: watches, controllers, leader election and shutdown.
@@ -14,6 +17,7 @@
 
 pub mod access_controller;
 pub mod backoff;
+pub mod cache;
 pub mod connector_controller;
 pub mod context;
 pub mod kube_io;

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::cache::Caches;
 use super::context::Context;
 use super::kube_io::Scope;
 use super::leadership::{self, LeadershipTerms, LeaseRenewals};
@@ -83,25 +84,34 @@ fn connectors_using(
         .collect()
 }
 
-/// Readiness from the connector watches' own streams: each reports its first complete list
-/// (`InitDone`) once, and the last of them makes the replica ready. Awaiting the store's
-/// `wait_until_ready` instead competes with the controller, which awaits the same one-waker
-/// future: only one of the two is ever woken, and readiness never came.
+/// Readiness from the watches' own streams: each reports its first complete list
+/// (`InitDone`) once, and the last of them makes the replica ready and lets syncs read
+/// the caches. Awaiting a store's `wait_until_ready` instead competes with the
+/// controller, which awaits the same one-waker future: only one of the two is ever
+/// woken, and readiness never came.
 #[derive(Clone)]
 struct InitialLists {
     pending: Arc<AtomicUsize>,
     readiness: Arc<Readiness>,
+    listed: Arc<watch::Sender<bool>>,
 }
 
 impl InitialLists {
     fn new(watches: usize, readiness: Arc<Readiness>) -> Self {
+        let (listed, _) = watch::channel(watches == 0);
         if watches == 0 {
             readiness.set_ready();
         }
         Self {
             pending: Arc::new(AtomicUsize::new(watches)),
             readiness,
+            listed: Arc::new(listed),
         }
+    }
+
+    /// Turns true once every watch listed everything.
+    fn listed(&self) -> watch::Receiver<bool> {
+        self.listed.subscribe()
     }
 
     /// Called with every event of one watch; counts that watch's first `InitDone` only.
@@ -116,20 +126,31 @@ impl InitialLists {
             if lists.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                 info!("every watch has listed everything once; ready");
                 lists.readiness.set_ready();
+                lists.listed.send_replace(true);
             }
         }
     }
 }
 
-/// A connector controller over a reflector of our own, so its first full list is seen.
-fn connector_controller(
-    api: Api<ExpensifyConnector>,
+/// A controller over a reflector of our own, so its first full list is seen and its
+/// store is the cache syncs read from.
+fn cached_controller<K>(
+    api: Api<K>,
     watch_config: watcher::Config,
     lists: &InitialLists,
-) -> Controller<ExpensifyConnector> {
+) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (reader, writer) = reflector::store();
     let mut listed = lists.tracker();
-    let objects = reflector(writer, watcher(api, watch_config))
+    let objects = reflector(writer, watcher(api, watch_config).default_backoff())
         .inspect_ok(move |event| listed(event))
         .applied_objects();
     Controller::for_stream(objects, reader)
@@ -244,28 +265,18 @@ async fn release_lease(task: Option<LeaseTask>) {
 }
 
 /// One connector controller per watched scope; each hears every watched PolicyAccess (a
-/// reference may cross namespaces) and, opted in, the Secrets of its own scope. Their
-/// watches' first full lists make the pod ready.
+/// reference may cross namespaces) and, opted in, the Secrets of its own scope.
 fn connector_controllers(
     client: &Client,
     settings: &ControllerSettings,
-    ctx: &Arc<Context>,
-    stop_rx: &watch::Receiver<bool>,
-    readiness: Arc<Readiness>,
-) -> Vec<BoxFuture<'static, ()>> {
+    lists: &InitialLists,
+) -> Vec<Controller<ExpensifyConnector>> {
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
-    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
-    let initial_lists = InitialLists::new(
-        settings.scope.apis::<ExpensifyConnector>(client).len(),
-        readiness,
-    );
-    // One connector controller per watched scope; each hears every watched PolicyAccess
-    // (a reference may cross namespaces) and the Secrets of its own scope.
+    let mut controllers = Vec::new();
     for connectors_api in settings.scope.apis::<ExpensifyConnector>(client) {
-        let mut connectors =
-            connector_controller(connectors_api.clone(), watch_config.clone(), &initial_lists)
-                .with_config(config.clone());
+        let mut connectors = cached_controller(connectors_api.clone(), watch_config.clone(), lists)
+            .with_config(config.clone());
         let store = connectors.store();
         for accesses_api in settings.scope.apis::<PolicyAccess>(client) {
             connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
@@ -285,12 +296,46 @@ fn connector_controllers(
                 connectors_using(&secret_store, &secret)
             });
         }
+        controllers.push(connectors);
+    }
+    controllers
+}
+
+/// One PolicyAccess controller per watched scope, for the objects no connector takes.
+/// Their stores are the PolicyAccess caches every connector sync reads.
+fn access_controllers(
+    client: &Client,
+    settings: &ControllerSettings,
+    lists: &InitialLists,
+) -> Vec<Controller<PolicyAccess>> {
+    let config = controller::Config::default().debounce(settings.debounce);
+    let watch_config = watcher::Config::default().any_semantic();
+    settings
+        .scope
+        .apis::<PolicyAccess>(client)
+        .into_iter()
+        .map(|api| cached_controller(api, watch_config.clone(), lists).with_config(config.clone()))
+        .collect()
+}
+
+/// Runs the controllers until a stop is asked for; syncs in flight finish.
+fn running(
+    connectors: Vec<Controller<ExpensifyConnector>>,
+    accesses: Vec<Controller<PolicyAccess>>,
+    ctx: &Arc<Context>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Vec<BoxFuture<'static, ()>> {
+    let stopped = |stop_rx: &watch::Receiver<bool>| {
         let mut shutdown = stop_rx.clone();
-        controllers.push(Box::pin(
-            connectors
-                .graceful_shutdown_on(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut running: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for controller in connectors {
+        running.push(Box::pin(
+            controller
+                .graceful_shutdown_on(stopped(stop_rx))
                 .run(
                     connector_controller::reconcile_connector,
                     connector_controller::error_policy,
@@ -303,27 +348,10 @@ fn connector_controllers(
                 }),
         ));
     }
-    controllers
-}
-
-/// One PolicyAccess controller per watched scope, for the objects no connector takes.
-fn access_controllers(
-    client: &Client,
-    settings: &ControllerSettings,
-    ctx: &Arc<Context>,
-    stop_rx: &watch::Receiver<bool>,
-) -> Vec<BoxFuture<'static, ()>> {
-    let config = controller::Config::default().debounce(settings.debounce);
-    let watch_config = watcher::Config::default().any_semantic();
-    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
-    for accesses_api in settings.scope.apis::<PolicyAccess>(client) {
-        let mut shutdown = stop_rx.clone();
-        controllers.push(Box::pin(
-            Controller::new(accesses_api, watch_config.clone())
-                .with_config(config.clone())
-                .graceful_shutdown_on(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
+    for controller in accesses {
+        running.push(Box::pin(
+            controller
+                .graceful_shutdown_on(stopped(stop_rx))
                 .run(
                     access_controller::reconcile_access,
                     access_controller::error_policy,
@@ -336,8 +364,7 @@ fn access_controllers(
                 }),
         ));
     }
-
-    controllers
+    running
 }
 
 /// Fails early, with a clear error, when the CRDs are not installed.
@@ -397,16 +424,25 @@ pub async fn run(
         controller: "expensify-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let watches = settings.scope.apis::<ExpensifyConnector>(&client).len()
+        + settings.scope.apis::<PolicyAccess>(&client).len();
+    let lists = InitialLists::new(watches, readiness);
+    let connectors = connector_controllers(&client, &settings, &lists);
+    let accesses = access_controllers(&client, &settings, &lists);
+    let caches = Caches::new(
+        connectors.iter().map(Controller::store).collect(),
+        accesses.iter().map(Controller::store).collect(),
+        lists.listed(),
+    );
     let ctx = Arc::new(Context::new(
         leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
         Recorder::new(client.clone(), reporter),
         metrics,
         leadership,
-        settings.scope.clone(),
+        caches,
     ));
-    let mut controllers = connector_controllers(&client, &settings, &ctx, &stop_rx, readiness);
-    controllers.extend(access_controllers(&client, &settings, &ctx, &stop_rx));
+    let controllers = running(connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 

@@ -159,7 +159,7 @@ fn connector(target: &ExportTarget) -> ExpensifyConnector {
             },
             endpoint: target.endpoint.clone(),
             admin_email: target.admin_email.clone(),
-            sync_interval: "10m".into(),
+            sync_interval: crate::api::DEFAULT_SYNC_INTERVAL_TEXT.into(),
             max_revocations_per_sync: 10,
             protected_emails: Vec::new(),
             allowed_namespaces: Vec::new(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
@@ -15,15 +15,14 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
-use crate::api::{
-    ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, Reason,
-};
-use crate::expensify::ExpensifyClients;
+use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::status::{NotSynced, unsynced_status};
+use crate::reconcile::sync::{Store, sync};
 use crate::reconcile::{
     AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, stranded_deletion,
-    sync_connector, unsynced, validate_access, validate_connector,
+    validate_access,
 };
 use futures::future::BoxFuture;
 use tokio::sync::watch;
@@ -233,7 +232,7 @@ impl FileMode {
         let stopped = || stop.is_some_and(|s| *s.borrow());
         let mut syncs = Vec::new();
         for connector in &prepared.connectors {
-            let save = SaveBeforeWrite {
+            let store = FileStore {
                 mode: self,
                 prepared: &prepared,
                 connector: connector.key.clone(),
@@ -249,9 +248,9 @@ impl FileMode {
                 now,
                 inventory_complete: complete,
                 dry_run,
-                write_ahead: (!dry_run).then_some(&save as &dyn WriteAhead),
+                write_ahead: None,
             };
-            let report = self.sync_one(&prepared, request, dry_run).await;
+            let report = sync(request, &self.clients, &store).await;
             // Saved at once: a stop after this connector loses nothing it wrote.
             if !dry_run {
                 self.write_sync(&prepared, &report)?;
@@ -275,69 +274,6 @@ impl FileMode {
             sources: prepared.sources.clone(),
             stopped: stopped(),
         })
-    }
-
-    async fn sync_one(
-        &self,
-        prepared: &Prepared,
-        request: SyncRequest<'_>,
-        dry_run: bool,
-    ) -> SyncReport {
-        let connector = request.connector;
-        let mut problems = validate_connector(connector);
-        // The endpoint allowlist, before any credential is read.
-        problems.extend(crate::reconcile::validate::validate_endpoint(
-            connector,
-            &self.clients,
-        ));
-        if !problems.is_empty() {
-            return unsynced(
-                request,
-                Reason::InvalidSpec,
-                &crate::reconcile::validate::describe(&problems),
-                false,
-            );
-        }
-        if connector.spec.suspend {
-            return unsynced(request, Reason::Suspended, "suspended", true);
-        }
-        let credentials = match self
-            .credentials
-            .find(&connector.spec.credentials_secret_ref)
-        {
-            Ok(credentials) => credentials,
-            Err(e) => return unsynced(request, Reason::SecretNotFound, &e.to_string(), false),
-        };
-        let client = match self.clients.client(&connector.spec.endpoint, credentials) {
-            Ok(client) => client,
-            Err(e) => return unsynced(request, Reason::InvalidSpec, &e.to_string(), false),
-        };
-        let previous = connector
-            .status
-            .as_ref()
-            .map(|s| s.phase)
-            .unwrap_or_default();
-        if !dry_run {
-            info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
-            let mut syncing = connector.status.clone().unwrap_or_default();
-            syncing.phase = ConnectorPhase::Syncing;
-            if let Err(e) = self.write_connector_status(prepared, &connector.key, &syncing) {
-                warn!(connector = %connector.key, error = %e, "could not record the Syncing phase");
-            }
-        }
-        let report = sync_connector(request, &client).await;
-        if !dry_run {
-            let phase = report.connector_status.phase;
-            info!(
-                connector = %connector.key,
-                from = %ConnectorPhase::Syncing,
-                to = %phase,
-                message = report.connector_status.message.as_deref().unwrap_or_default(),
-                calls = report.calls.total(),
-                "connector phase"
-            );
-        }
-        report
     }
 
     /// The connector's status file: its manifest as loaded, with `status` set.
@@ -436,24 +372,25 @@ impl FileMode {
     }
 }
 
-/// File mode's write-ahead: the status files of the objects whose ledger changes are
-/// written before Expensify is, and no write starts once a stop was asked for.
-struct SaveBeforeWrite<'a> {
+/// File mode's store: credentials from the secrets directory (or the fixed ones), and
+/// status files. The write-ahead writes the status files of the objects whose ledger
+/// changes before Expensify is written, and refuses once a stop was asked for.
+struct FileStore<'a> {
     mode: &'a FileMode,
     prepared: &'a Prepared,
     connector: ObjectKey,
     stop: Option<&'a watch::Receiver<bool>>,
 }
 
-impl std::fmt::Debug for SaveBeforeWrite<'_> {
+impl std::fmt::Debug for FileStore<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaveBeforeWrite")
+        f.debug_struct("FileStore")
             .field("status_dir", &self.mode.status_dir.root())
             .finish()
     }
 }
 
-impl WriteAhead for SaveBeforeWrite<'_> {
+impl WriteAhead for FileStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
@@ -463,7 +400,33 @@ impl WriteAhead for SaveBeforeWrite<'_> {
     }
 }
 
-impl SaveBeforeWrite<'_> {
+impl Store for FileStore<'_> {
+    fn credentials<'s>(
+        &'s self,
+        connector: &'s ConnectorObject,
+    ) -> BoxFuture<'s, Result<Credentials, String>> {
+        let found = self
+            .mode
+            .credentials
+            .find(&connector.spec.credentials_secret_ref)
+            .map_err(|e| e.to_string());
+        Box::pin(std::future::ready(found))
+    }
+
+    fn save_connector_status<'s>(
+        &'s self,
+        connector: &'s ConnectorObject,
+        status: &'s ExpensifyConnectorStatus,
+    ) -> BoxFuture<'s, Result<(), String>> {
+        let saved = self
+            .mode
+            .write_connector_status(self.prepared, &connector.key, status)
+            .map_err(|e| e.to_string());
+        Box::pin(std::future::ready(saved))
+    }
+}
+
+impl FileStore<'_> {
     fn save_now(
         &self,
         statuses: &BTreeMap<ObjectKey, PolicyAccessStatus>,

@@ -11,12 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::runner::{FileMode, PassReport, Run};
+use crate::api::DEFAULT_SYNC_INTERVAL;
+use crate::reconcile::sync::next_sync;
 
 /// Quiet time after a file event before syncing, so an editor's burst or a `git pull` is one sync.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
-/// Used when no connector has a valid `syncInterval`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
-
 /// Why watching could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -28,23 +27,17 @@ pub enum WatchError {
     },
 }
 
-/// The next time to sync after `report`: the shortest `syncInterval`, or sooner for an expiry.
+/// The next time to sync after `report`: the shortest `syncInterval` (the default one
+/// before any pass), or sooner for an expiry.
 pub fn next_wakeup(report: Option<&PassReport>, now: Timestamp) -> Duration {
     let interval = report
         .into_iter()
         .flat_map(|r| r.manifests.connectors.iter())
         .map(|c| c.object.spec.sync_interval())
         .min()
-        .unwrap_or(DEFAULT_INTERVAL);
-    let until_expiry = report
-        .and_then(PassReport::next_expiry)
-        .and_then(|at| {
-            let seconds = at.as_second().saturating_sub(now.as_second()).max(0);
-            u64::try_from(seconds).ok()
-        })
-        // One second past, so the member is expired when the sync runs.
-        .map(|s| Duration::from_secs(s + 1));
-    until_expiry.map_or(interval, |e| e.min(interval))
+        .unwrap_or(DEFAULT_SYNC_INTERVAL);
+    let next_expiry = report.and_then(PassReport::next_expiry);
+    next_sync(interval, Duration::ZERO, next_expiry, now)
 }
 
 /// Whether an event can change what the manifests say. Reading a file (`Access(Open)`,
@@ -300,6 +293,6 @@ mod tests {
 
     #[test]
     fn without_a_report_the_default_interval_applies() {
-        assert_eq!(next_wakeup(None, Timestamp::now()), DEFAULT_INTERVAL);
+        assert_eq!(next_wakeup(None, Timestamp::now()), DEFAULT_SYNC_INTERVAL);
     }
 }

@@ -5,6 +5,7 @@ pub mod executor;
 pub mod model;
 pub mod plan;
 pub mod status;
+pub mod sync;
 pub mod validate;
 
 pub use executor::{ChangeResult, SyncReport, SyncRequest, sync_connector, unsynced};

@@ -256,6 +256,7 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
     failures.truncate(STATUS_LIST_CAP);
     let mut drift = f.after.drift.clone();
     drift.truncate(STATUS_LIST_CAP);
+    let last_plan = last_plan(&f, previous.last_plan);
     PolicyAccessStatus {
         phase: verdict.phase,
         observed_generation: f.object.generation,
@@ -271,7 +272,7 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
             f.managed
         },
         last_sync_time: Some(Time(now)),
-        last_plan: Some(f.attempted),
+        last_plan,
         drift: if connector_down {
             previous.drift
         } else {
@@ -295,6 +296,16 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation),
     }
+}
+
+/// The changes of the last sync that made any (ObserveOnly: would make now). A sync with
+/// nothing to do keeps the previous summary, so a steady state rewrites no status.
+fn last_plan(f: &AccessFindings<'_>, previous: Option<PlanSummary>) -> Option<PlanSummary> {
+    let nothing_done = f.attempted == PlanSummary::default();
+    if nothing_done && f.object.spec.mode != AccessMode::ObserveOnly && previous.is_some() {
+        return previous;
+    }
+    Some(f.attempted)
 }
 
 /// `Ready`, `Synced`, and the kstatus "abnormal-true" `Stalled` and `Reconciling`
