@@ -368,6 +368,7 @@ async fn a_burst_of_changes_is_one_sync() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(lists() - before, 1, "ten objects in a burst, one sync");
 
+    let from = double.requests_seen().len();
     let annotate = json!({"metadata": {"annotations": {"expensify.gitops.dev/reconcile-requested-at": "2026-11-28T12:00:00Z"}}});
     connectors
         .patch("acme", &PatchParams::default(), &Patch::Merge(&annotate))
@@ -389,6 +390,20 @@ async fn a_burst_of_changes_is_one_sync() {
         2,
         "the annotation forced exactly one more sync"
     );
+    // A sync with nothing to change reads the watch cache (no LIST) and writes no
+    // PolicyAccess status: only the connector's, which echoes the annotation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = double.requests_seen();
+    let made: Vec<&(String, String)> = seen[from..]
+        .iter()
+        .filter(|(method, uri)| {
+            let listed =
+                method == "GET" && uri.contains("/policyaccesses") && !uri.contains("watch=");
+            let patched = method == "PATCH" && uri.contains("/policyaccesses/");
+            listed || patched
+        })
+        .collect();
+    assert!(made.is_empty(), "a steady-state sync made {made:?}");
 
     stop_controller(controller).await;
 }

@@ -1065,3 +1065,81 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
         "{metrics}"
     );
 }
+
+/// Answers every call as a willing API server until the reconcile ends (for scenarios
+/// that check what reached Expensify, not each Kubernetes call).
+async fn serve_until_done(
+    api: &mut ApiServer,
+    mut task: tokio::task::JoinHandle<
+        Result<kube::runtime::controller::Action, connector_controller::ReconcileError>,
+    >,
+    team: &Value,
+) {
+    loop {
+        tokio::select! {
+            finished = &mut task => {
+                finished.unwrap().unwrap();
+                return;
+            }
+            request = api.handle.next_request() => {
+                let (request, send) = request.expect("the client is gone");
+                let uri = request.uri().to_string();
+                let reply = if uri.contains("/secrets/") {
+                    secret(ADMIN_SECRET)
+                } else if uri.contains("/events") {
+                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null})
+                } else if uri.contains("/expensifyconnectors/") {
+                    connector_json("https://x.example", json!({}))
+                } else {
+                    team.clone()
+                };
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+            }
+        }
+    }
+}
+
+/// The watch cache has not seen the status the first sync wrote (it lags behind our own
+/// writes) when the person is dropped from the spec: the second sync still knows the
+/// operator added them, and takes them back.
+#[tokio::test]
+async fn a_cache_lagging_behind_our_status_writes_loses_no_ownership() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let ctx = context(client, sim_settings(&sim), api.caches());
+    let connector: ExpensifyConnector =
+        serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
+    let wanted = access_json(
+        "team",
+        finance(json!([{"email": "new@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    api.cache(vec![wanted.clone()]);
+    let first = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector.clone()),
+        ctx.clone(),
+    ));
+    serve_until_done(&mut api, first, &wanted).await;
+    assert!(has_member(&sim, "new@acme.example"));
+
+    // The spec changes; the cache still shows the object without any status.
+    let dropped = access_json(
+        "team",
+        finance(json!([]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
+    );
+    api.cache(vec![dropped.clone()]);
+    let second = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector),
+        ctx.clone(),
+    ));
+    serve_until_done(&mut api, second, &dropped).await;
+    assert!(
+        !has_member(&sim, "new@acme.example"),
+        "the person the operator added is taken back"
+    );
+}
