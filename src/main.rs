@@ -1,10 +1,11 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, LogFormat};
+use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat};
 
 /// Keeps Expensify policy membership where git says it should be.
 #[derive(Debug, Parser)]
@@ -16,6 +17,13 @@ struct Cli {
     /// Log filter, e.g. `info` or `expensify_operator=debug` (overrides RUST_LOG).
     #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
+    /// When to colour log lines (stderr) and results (stdout). NO_COLOR (any non-empty
+    /// value) and --no-color turn colour off whatever this says.
+    #[arg(long = "color", global = true, value_name = "WHEN", value_enum, default_value_t = ColourChoice::Auto)]
+    color: ColourChoice,
+    /// No colour on stderr or stdout (the same as NO_COLOR=1).
+    #[arg(long = "no-color", global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,7 +53,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref()) {
+    telemetry::set_colour(Colour {
+        choice: cli.color,
+        no_color_flag: cli.no_color,
+    });
+    let ansi = telemetry::colour_for(std::io::stderr().is_terminal());
+    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref(), ansi) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }

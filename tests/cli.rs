@@ -359,3 +359,59 @@ async fn the_simulator_refuses_other_than_loopback() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains("loopback only"), "{}", text(&output));
 }
+
+// ---------------------------------------------------------------------------------------
+// Colour.
+
+fn has_escape(bytes: &[u8]) -> bool {
+    bytes.contains(&0x1b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn colour_follows_color_no_color_and_the_no_color_variable() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    // A file that is skipped with an info line: something on stderr to colour.
+    repo.write("README.md", "notes");
+    let dir = repo.path().to_str().unwrap();
+    // Forced on (no NO_COLOR): both streams coloured, so the test can see colour at all.
+    let mut forced = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always"],
+        ADMIN_SECRET,
+    );
+    let forced = forced.env_remove("NO_COLOR").output().await.unwrap();
+    assert!(
+        has_escape(&forced.stdout) && has_escape(&forced.stderr),
+        "{}",
+        text(&forced)
+    );
+    // NO_COLOR (set by `binary`) wins over --color always, on stdout and stderr.
+    let quiet = run(&sim.endpoint(), &["plan", dir, "--color", "always"]).await;
+    assert_eq!(quiet.status.code(), Some(2), "{}", text(&quiet));
+    assert!(
+        !has_escape(&quiet.stdout) && !has_escape(&quiet.stderr),
+        "{}",
+        text(&quiet)
+    );
+    // So does --no-color.
+    let mut flagged = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always", "--no-color"],
+        ADMIN_SECRET,
+    );
+    let flagged = flagged.env_remove("NO_COLOR").output().await.unwrap();
+    assert!(
+        !has_escape(&flagged.stdout) && !has_escape(&flagged.stderr),
+        "{}",
+        text(&flagged)
+    );
+    // An empty NO_COLOR counts as unset.
+    let mut empty = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always"],
+        ADMIN_SECRET,
+    );
+    let empty = empty.env("NO_COLOR", "").output().await.unwrap();
+    assert!(has_escape(&empty.stdout), "{}", text(&empty));
+}

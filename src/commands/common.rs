@@ -197,10 +197,11 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Colour only when stdout is a terminal and NO_COLOR is unset.
+/// Colour on stdout as `--color`, `--no-color` and `NO_COLOR` say (see
+/// [`crate::telemetry::colour_enabled`]): by default only on a terminal.
 pub fn stdout_style() -> Style {
     Style {
-        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        colour: crate::telemetry::colour_for(std::io::stdout().is_terminal()),
     }
 }
 
