@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use expensify_operator::commands;
 use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat};
 
@@ -48,6 +48,8 @@ enum Command {
     Simulator(commands::simulator::SimulatorArgs),
     /// The simulator and examples/ end to end, in one process, with no setup.
     Demo(commands::demo::DemoArgs),
+    /// Print a shell completion script: `source <(expensify-operator completions bash)`.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 #[tokio::main]
@@ -72,6 +74,7 @@ async fn main() -> ExitCode {
         Command::Crds => commands::crds::run(),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

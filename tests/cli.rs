@@ -415,3 +415,35 @@ async fn colour_follows_color_no_color_and_the_no_color_variable() {
     let empty = empty.env("NO_COLOR", "").output().await.unwrap();
     assert!(has_escape(&empty.stdout), "{}", text(&empty));
 }
+
+// ---------------------------------------------------------------------------------------
+// Completions.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_for_each_shell_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run(
+            expensify_operator::expensify::DEFAULT_ENDPOINT,
+            &["completions", shell],
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{shell}: {}", text(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in [
+            "plan",
+            "apply",
+            "validate",
+            "review",
+            "export",
+            "controller",
+            "completions",
+        ] {
+            assert!(
+                script.contains(subcommand),
+                "{shell} script lacks {subcommand}"
+            );
+        }
+        assert!(script.contains("expensify-operator"), "{shell}");
+    }
+}

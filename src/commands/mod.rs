@@ -26,6 +26,7 @@ macro_rules! outln {
 
 pub mod apply;
 pub mod common;
+pub mod completions;
 pub mod controller;
 pub mod crds;
 pub mod demo;
