@@ -447,3 +447,47 @@ async fn completions_for_each_shell_know_the_subcommands() {
         assert!(script.contains("expensify-operator"), "{shell}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// controller: kubeconfig and context.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_names_a_missing_kubeconfig_or_an_unknown_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let endpoint = expensify_operator::expensify::DEFAULT_ENDPOINT;
+    let probes = ["--probes-addr", "127.0.0.1:0"];
+    let mut args = vec!["controller", "--kubeconfig", missing.to_str().unwrap()];
+    args.extend(probes);
+    let output = run(endpoint, &args).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("cannot read kubeconfig {}", missing.display())),
+        "{}",
+        text(&output)
+    );
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: dev, context: {cluster: c, user: u}}]\ncurrent-context: dev\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "controller",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "prod",
+    ];
+    args.extend(probes);
+    let output = run(endpoint, &args).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "context \"prod\" is not in kubeconfig {}; its contexts: dev",
+            kubeconfig.display()
+        )),
+        "{}",
+        text(&output)
+    );
+}
