@@ -232,7 +232,7 @@ async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
-    let csv = run(&sim.endpoint(), &["review", dir, "--format", "csv"]).await;
+    let csv = run(&sim.endpoint(), &["review", dir, "-o", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     assert!(csv.starts_with("connector,policyID,policyName,email,role,managedBy,note\n"));
@@ -242,6 +242,7 @@ async fn review_lists_every_access_in_each_format() {
         ),
         "{csv}"
     );
+    // `--format` is the old name of `-o/--output`, kept for old scripts.
     let json = run(&sim.endpoint(), &["review", dir, "--format", "json"]).await;
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(rows.len(), csv.lines().count() - 1);
@@ -487,6 +488,197 @@ async fn controller_names_a_missing_kubeconfig_or_an_unknown_context() {
             "context \"prod\" is not in kubeconfig {}; its contexts: dev",
             kubeconfig.display()
         )),
+        "{}",
+        text(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A file where a directory is taken, and -n.
+
+/// A PolicyAccess manifest in `namespace` on `connector` (same namespace) and `policy`.
+fn access_yaml(name: &str, namespace: &str, connector: &str, policy: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  connectorRef: {{name: {connector}, namespace: finance}}\n  policy: {{id: \"{policy}\"}}\n{extra}"
+    )
+}
+
+/// The binary with no credentials anywhere: no secrets dir, no environment.
+fn without_credentials(allowed: &str, args: &[&str]) -> Command {
+    let mut command = command(allowed, args, ADMIN_SECRET);
+    command
+        .env_remove("EXPENSIFY_PARTNER_USER_ID")
+        .env_remove("EXPENSIFY_PARTNER_USER_SECRET")
+        .env_remove("EXPENSIFY_SECRETS_DIR");
+    command
+}
+
+/// A repository with two PolicyAccess files asking for one grant each, in two namespaces,
+/// below a directory of its own (`teams/`), and a `.git` root.
+fn two_team_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
+    let repo = repo_with_a_pending_grant(sim, &sim.endpoint());
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    repo.remove("finance.yaml");
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    repo.write(
+        "teams/finance.yaml",
+        &access_yaml(
+            "finance",
+            "finance",
+            "acme",
+            FINANCE,
+            &member("{email: new@acme.example, role: auditor}"),
+        ),
+    );
+    repo.write(
+        "teams/eng.yaml",
+        &access_yaml(
+            "eng",
+            "engineering",
+            "acme",
+            ENGINEERING,
+            &member("{email: new2@acme.example}"),
+        ),
+    );
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_review_of_a_file_read_the_repository_and_show_the_files_objects() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = two_team_repo(&sim);
+    let eng = repo.path().join("teams/eng.yaml");
+    let planned = run(&sim.endpoint(), &["plan", eng.to_str().unwrap()]).await;
+    let shown = String::from_utf8_lossy(&planned.stdout).to_string();
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    assert!(shown.contains("+ new2@acme.example"), "{shown}");
+    assert!(
+        !shown.contains("new@acme.example"),
+        "the other file's grant is not shown: {shown}"
+    );
+    assert!(shown.contains("Plan: 1 to grant"), "{shown}");
+
+    // -n: the namespace's objects only.
+    let dir = repo.path().to_str().unwrap();
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", dir, "-n", "finance", "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(value["pendingChanges"], 1, "{value}");
+    assert_eq!(
+        value["connectors"][0]["changes"][0]["email"],
+        "new@acme.example"
+    );
+
+    // The connector's own file shows everything on it.
+    let connector = repo.path().join("connector.yaml");
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", connector.to_str().unwrap(), "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(value["pendingChanges"], 2, "{value}");
+
+    // review of a file: the rows of the policy its object selects.
+    let reviewed = run(
+        &sim.endpoint(),
+        &["review", eng.to_str().unwrap(), "-o", "csv"],
+    )
+    .await;
+    assert_eq!(reviewed.status.code(), Some(0), "{}", text(&reviewed));
+    let csv = String::from_utf8_lossy(&reviewed.stdout).to_string();
+    assert!(csv.contains(",Engineering,"), "{csv}");
+    assert!(
+        !csv.contains(",Finance,") && !csv.contains(",Marketing,"),
+        "{csv}"
+    );
+    let reviewed = run(
+        &sim.endpoint(),
+        &["review", dir, "-n", "finance", "-o", "csv"],
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&reviewed.stdout).to_string();
+    // The connector is in `finance`: every policy it sees.
+    assert!(
+        csv.contains(",Marketing,") && csv.contains(",Engineering,"),
+        "{csv}"
+    );
+
+    // After apply (of the directory), the file plans in sync: status is the repository's.
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    let planned = run(&sim.endpoint(), &["plan", eng.to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    assert!(!repo.path().join("teams/.expensify-status").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_a_file_shows_what_its_removed_objects_take_back() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    let temp = access_yaml(
+        "temp",
+        "finance",
+        "acme",
+        ENGINEERING,
+        &member("{email: temp@acme.example}"),
+    );
+    let keep = access_yaml(
+        "keep",
+        "finance",
+        "acme",
+        ENGINEERING,
+        &member("{email: keep@acme.example}"),
+    );
+    repo.write("team.yaml", &format!("{keep}---\n{temp}"));
+    let dir = repo.path().to_str().unwrap();
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    repo.write("team.yaml", &keep);
+    let team = repo.path().join("team.yaml");
+    let planned = run(&sim.endpoint(), &["plan", team.to_str().unwrap()]).await;
+    let shown = String::from_utf8_lossy(&planned.stdout).to_string();
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    assert!(
+        shown.contains("- temp@acme.example") && shown.contains("by finance/temp"),
+        "{shown}"
+    );
+    let other = repo.path().join("finance.yaml");
+    let planned = run(&sim.endpoint(), &["plan", other.to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_and_watch_refuse_a_file() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = two_team_repo(&sim);
+    let eng = repo.path().join("teams/eng.yaml");
+    for command in ["apply", "watch"] {
+        let output = run(&sim.endpoint(), &[command, eng.to_str().unwrap()]).await;
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let all = text(&output);
+        assert!(
+            all.contains(&format!("{command} takes a directory, not a file")),
+            "{all}"
+        );
+        assert!(all.contains("the ledger") && all.contains("plan "), "{all}");
+    }
+    assert_eq!(
+        sim.state().counters().requests,
+        0,
+        "nothing was read or written"
+    );
+    assert!(!repo.path().join(".expensify-status").exists());
+    let notes = repo.path().join("notes.txt");
+    std::fs::write(&notes, "x").unwrap();
+    let output = run(&sim.endpoint(), &["plan", notes.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("is not a manifest"),
         "{}",
         text(&output)
     );

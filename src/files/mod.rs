@@ -4,10 +4,14 @@
 pub mod credentials;
 pub mod loader;
 pub mod render;
+pub mod repo;
 pub mod runner;
+pub mod select;
 pub mod status_dir;
 pub mod watch;
 
 pub use credentials::{CredentialSource, ENV_USER_ID, ENV_USER_SECRET};
+pub use repo::Target;
 pub use runner::{FileMode, FilePassError, PassReport, Run};
+pub use select::Selection;
 pub use status_dir::StatusDir;
