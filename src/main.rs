@@ -34,6 +34,8 @@ enum Command {
     Controller(commands::controller::ControllerArgs),
     /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
     Plan(commands::plan::PlanArgs),
+    /// Check manifests without credentials or network (exit 0 clean, 1 with every problem).
+    Validate(commands::validate::ValidateArgs),
     /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
     Apply(commands::apply::ApplyArgs),
     /// File mode: sync now, then on every change, every syncInterval and at each expiry.
@@ -67,6 +69,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => commands::controller::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
+        Command::Validate(args) => commands::validate::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,

@@ -683,3 +683,265 @@ async fn apply_and_watch_refuse_a_file() {
         text(&output)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// validate: offline checks.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_lists_every_problem_without_credentials_or_network() {
+    let sim = start(&unlimited_seed()).await;
+    let attacker = Attacker::start().await;
+    let mut repo = Repo::new(&sim);
+    // The connector points at a listener that counts connections: validate must make none.
+    repo.endpoint = attacker.endpoint.clone();
+    repo.connector("  syncInterval: 5s\n");
+    repo.write(
+        "beta.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: beta, namespace: finance}}\nspec:\n  credentialsSecretRef: {{name: beta-credentials}}\n  endpoint: {}\n  adminEmail: it-admin@acme.example\n",
+            sim.endpoint()
+        ),
+    );
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    let files = [
+        (
+            "expired",
+            "acme",
+            FINANCE,
+            member("{email: old@acme.example, expiresAt: \"2020-01-01T00:00:00Z\"}"),
+        ),
+        (
+            "badrole",
+            "acme",
+            FINANCE,
+            member("{email: x@acme.example, role: owner}"),
+        ),
+        ("orphan", "nope", FINANCE, member("{email: y@acme.example}")),
+        (
+            "auth-a",
+            "acme",
+            CONTRACTORS,
+            format!(
+                "  mode: Authoritative\n{}",
+                member("{email: a@acme.example}")
+            ),
+        ),
+        (
+            "auth-b",
+            "acme",
+            CONTRACTORS,
+            format!(
+                "  mode: Authoritative\n{}",
+                member("{email: b@acme.example}")
+            ),
+        ),
+        (
+            "role-a",
+            "acme",
+            ENGINEERING,
+            member("{email: erin@acme.example, role: admin}"),
+        ),
+        (
+            "role-b",
+            "acme",
+            ENGINEERING,
+            member("{email: erin@acme.example, role: user}"),
+        ),
+        (
+            "on-beta",
+            "beta",
+            FINANCE,
+            member("{email: z@acme.example}"),
+        ),
+    ];
+    for (name, connector, policy, extra) in &files {
+        repo.write(
+            &format!("{name}.yaml"),
+            &access_yaml(name, "finance", connector, policy, extra),
+        );
+    }
+    let typo = access_yaml("typo", "finance", "acme", FINANCE, "  memebers: []\n");
+    repo.write("typo.yaml", &typo);
+    let dup = access_yaml(
+        "dup",
+        "finance",
+        "acme",
+        FINANCE,
+        &member("{email: d@acme.example}"),
+    );
+    repo.write("dup-1.yaml", &dup);
+    repo.write("dup-2.yaml", &dup);
+    let dir = repo.path().to_str().unwrap();
+
+    // Allowed: the simulator only, so the attacker's endpoint is refused.
+    let output = without_credentials(&sim.endpoint(), &["validate", dir])
+        .output()
+        .await
+        .unwrap();
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    for expected in [
+        "connector.yaml (document 1): ExpensifyConnector finance/acme: spec.syncInterval:",
+        "ExpensifyConnector finance/acme: spec.endpoint:",
+        "is not an allowed endpoint",
+        "expired.yaml (document 1): PolicyAccess finance/expired: spec.members[0].expiresAt: 2020-01-01T00:00:00Z is in the past",
+        "badrole.yaml (document 1): PolicyAccess finance/badrole: spec.members[0].role: \"owner\" is not one of user, auditor, admin",
+        "PolicyAccess finance/orphan: spec.connectorRef: ExpensifyConnector finance/nope not found",
+        "PolicyAccess finance/auth-b: spec.mode: PolicyAccess finance/auth-a is already Authoritative",
+        "PolicyAccess finance/role-a: spec.members[0].role: erin@acme.example on policy 0A1B2C3D4E5F6071",
+        "PolicyAccess finance/role-b: spec.members[0].role: erin@acme.example on policy 0A1B2C3D4E5F6071",
+        "PolicyAccess finance/on-beta: spec.policy.id: policy F1E2D3C4B5A69788 is also named through connector finance/acme",
+        "typo.yaml (document 1): PolicyAccess finance/typo: unknown field spec.memebers",
+        "dup-1.yaml (document 1): PolicyAccess finance/dup: defined more than once",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(
+        !all.contains("auth-a: spec.mode"),
+        "the older one governs: {all}"
+    );
+    assert_eq!(attacker.connections(), 0, "validate made a connection");
+    assert_eq!(
+        sim.state().counters().requests,
+        0,
+        "validate called Expensify"
+    );
+    assert!(
+        !repo.path().join(".expensify-status").exists(),
+        "validate wrote status"
+    );
+
+    // JSON: the same problems, each with file, document, object and field.
+    let output = without_credentials(&sim.endpoint(), &["validate", dir, "-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problems = value["problems"].as_array().unwrap();
+    let badrole = problems
+        .iter()
+        .find(|p| p["object"] == "PolicyAccess finance/badrole")
+        .unwrap();
+    assert_eq!(badrole["field"], "spec.members[0].role");
+    assert_eq!(badrole["document"], 1);
+    assert!(badrole["file"].as_str().unwrap().ends_with("badrole.yaml"));
+
+    // -n: only that namespace's objects; nothing of `engineering` is wrong.
+    let eng = access_yaml(
+        "eng",
+        "engineering",
+        "acme",
+        ENGINEERING,
+        &member("{email: e@acme.example}"),
+    );
+    repo.write("eng.yaml", &eng);
+    let output = without_credentials(&sim.endpoint(), &["validate", dir, "-n", "engineering"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("OK: 0 ExpensifyConnector and 1 PolicyAccess"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_a_clean_repository_needs_no_secret_and_no_reachable_endpoint() {
+    let sim = start(&unlimited_seed()).await;
+    let mut repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    // Nothing listens there; without an allowlist given only the URL's form is checked.
+    repo.endpoint = "http://127.0.0.1:9/Integration-Server/ExpensifyIntegrations".into();
+    repo.connector("");
+    let mut validate = without_credentials(
+        &sim.endpoint(),
+        &["validate", repo.path().to_str().unwrap()],
+    );
+    validate.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = validate.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("OK: 1 ExpensifyConnector and 1 PolicyAccess"),
+        "{}",
+        text(&output)
+    );
+    // With an allowlist that does not list it, the endpoint is a problem.
+    let output = without_credentials(
+        &sim.endpoint(),
+        &[
+            "validate",
+            repo.path().to_str().unwrap(),
+            "--allowed-endpoints",
+            &sim.endpoint(),
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("spec.endpoint"), "{}", text(&output));
+    assert_eq!(sim.state().counters().requests, 0);
+    assert!(!repo.path().join(".expensify-status").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_a_file_checks_it_alone_with_its_repositorys_connectors() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    let member = "  members:\n    - {email: n@acme.example}\n";
+    repo.write(
+        "teams/eng.yaml",
+        &access_yaml("eng", "engineering", "acme", ENGINEERING, member),
+    );
+    repo.write(
+        "teams/lost.yaml",
+        &access_yaml("lost", "finance", "gone", ENGINEERING, member),
+    );
+    // A problem elsewhere in the repository is not this file's.
+    repo.write(
+        "broken.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: x\n",
+    );
+    let file = repo.path().join("teams/eng.yaml");
+    let output = without_credentials(&sim.endpoint(), &["validate", file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("resolved against the connectors of"),
+        "{}",
+        text(&output)
+    );
+    let lost = repo.path().join("teams/lost.yaml");
+    let output = without_credentials(
+        &sim.endpoint(),
+        &["validate", lost.to_str().unwrap(), "-o", "json"],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problems = value["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["field"], "spec.connectorRef");
+    // The directory of the two files: both, and the connector is found above it.
+    let output = without_credentials(
+        &sim.endpoint(),
+        &["validate", repo.path().join("teams").to_str().unwrap()],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("ExpensifyConnector finance/gone not found"));
+    assert!(
+        !text(&output).contains("PolicyAccess engineering/eng"),
+        "{}",
+        text(&output)
+    );
+}

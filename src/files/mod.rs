@@ -8,6 +8,7 @@ pub mod repo;
 pub mod runner;
 pub mod select;
 pub mod status_dir;
+pub mod validate;
 pub mod watch;
 
 pub use credentials::{CredentialSource, ENV_USER_ID, ENV_USER_SECRET};
