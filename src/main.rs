@@ -45,7 +45,7 @@ enum Command {
     /// Access review: every person, policy and role, and which object manages it.
     Review(commands::review::ReviewArgs),
     /// Print the CustomResourceDefinitions.
-    Crds,
+    Crds(commands::crds::CrdsArgs),
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.
     Simulator(commands::simulator::SimulatorArgs),
     /// The simulator and examples/ end to end, in one process, with no setup.
@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
-        Command::Crds => commands::crds::run(),
+        Command::Crds(args) => commands::crds::run(args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Completions(args) => commands::completions::run(args, Cli::command()),

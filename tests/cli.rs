@@ -144,9 +144,9 @@ async fn export_then_plan_is_in_sync() {
             "it-admin@acme.example",
             "--connector-name",
             "acme",
-            "--namespace",
+            "-n",
             "finance",
-            "--output",
+            "--output-file",
             file.to_str().unwrap(),
         ],
     )
@@ -943,5 +943,99 @@ async fn validate_a_file_checks_it_alone_with_its_repositorys_connectors() {
         !text(&output).contains("PolicyAccess engineering/eng"),
         "{}",
         text(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// -o/--output on every command that prints a result.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_output_formats_are_refused_with_the_list() {
+    for (args, listed) in [
+        (
+            vec!["plan", ".", "-o", "yaml"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["validate", ".", "-o", "csv"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["review", ".", "-o", "yaml"],
+            "[possible values: csv, json, markdown]",
+        ),
+        (
+            vec!["export", "--admin-email", "a@b.example", "-o", "markdown"],
+            "[possible values: yaml, json]",
+        ),
+        (vec!["crds", "-o", "csv"], "[possible values: yaml, json]"),
+    ] {
+        let output = run(expensify_operator::expensify::DEFAULT_ENDPOINT, &args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains(listed),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    let json = run(
+        expensify_operator::expensify::DEFAULT_ENDPOINT,
+        &["crds", "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_prints_json_and_names_the_namespace_with_n() {
+    let sim = start(&unlimited_seed()).await;
+    let output = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "-n",
+            "finance",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["kind"], "List");
+    let items = value["items"].as_array().unwrap();
+    assert_eq!(items[0]["kind"], "ExpensifyConnector");
+    assert!(
+        items.len() > 1
+            && items
+                .iter()
+                .all(|i| i["metadata"]["namespace"] == "finance"),
+        "{value}"
+    );
+    let refused = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "-o",
+            "json",
+            "--output-dir",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("--output-dir writes YAML"),
+        "{}",
+        text(&refused)
     );
 }
