@@ -1039,3 +1039,74 @@ async fn export_prints_json_and_names_the_namespace_with_n() {
         text(&refused)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// One message per failure.
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_secret_is_said_once_and_first() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    repo.access(
+        "second",
+        ENGINEERING,
+        "Additive",
+        "    - {email: x@acme.example}\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    let detail = "EXPENSIFY_PARTNER_USER_ID / EXPENSIFY_PARTNER_USER_SECRET are not both set";
+    for command in ["plan", "apply"] {
+        let output = without_credentials(&sim.endpoint(), &[command, dir])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let all = text(&output);
+        assert_eq!(count(&all, detail), 1, "{command}:\n{all}");
+        assert!(!all.contains("No changes were needed"), "{all}");
+    }
+    let output = without_credentials(&sim.endpoint(), &["apply", dir])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let headline =
+        "Failed: Secret finance/expensify-credentials not found for connector finance/acme";
+    assert!(stdout.starts_with(headline), "{stdout}");
+    assert_eq!(count(&text(&output), headline), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_credential_is_said_once_and_first() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    repo.access(
+        "second",
+        ENGINEERING,
+        "Additive",
+        "    - {email: x@acme.example}\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    for args in [vec!["plan", dir], vec!["apply", dir], vec!["apply", dir]] {
+        let output = command(&sim.endpoint(), &args, "unknown-partner-secret")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let all = text(&output);
+        assert_eq!(count(&all, "Authentication failed"), 1, "{args:?}:\n{all}");
+        assert_eq!(count(&all, "code 407"), 1, "{args:?}:\n{all}");
+        assert!(!all.contains("No changes were needed"), "{all}");
+        if args[0] == "apply" {
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            assert!(
+                stdout.starts_with("Failed: credentials rejected for connector finance/acme\n"),
+                "{stdout}"
+            );
+        }
+    }
+}

@@ -239,6 +239,7 @@ async fn sync_connector_once(
         changes = report.results.len(),
         expensify_calls = report.calls.total(),
         next_sync_seconds = wait.as_secs(),
+        detail = report.connector_status.message.as_deref().unwrap_or_default(),
         "connector synced"
     );
     Ok(Action::requeue(wait))

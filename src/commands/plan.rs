@@ -5,7 +5,7 @@
 //! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
 //! The exit code follows what is shown.
 
-use crate::files::{Run, render};
+use crate::files::{Run, failures, render};
 
 use super::common::{FileArgs, LockArgs, NamespaceArgs, OutputFormat, selection, stdout_style};
 
@@ -36,7 +36,11 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let report = mode.pass(Run::Plan).await?;
     let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {
-        OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),
+        OutputFormat::Text => {
+            // Each failure once: objects point at their connector's message.
+            let shown = failures::without_repeats(report.clone());
+            out!("{}", render::plan_text(&shown, stdout_style()))
+        }
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
     Ok(if report.has_errors() || report.has_blocked() {

@@ -2,6 +2,7 @@
 //! with status kept in a separate status directory.
 
 pub mod credentials;
+pub mod failures;
 pub mod loader;
 pub mod render;
 pub mod repo;

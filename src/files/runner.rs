@@ -332,7 +332,6 @@ impl FileMode {
                 connector = %connector.key,
                 from = %ConnectorPhase::Syncing,
                 to = %phase,
-                message = report.connector_status.message.as_deref().unwrap_or_default(),
                 calls = report.calls.total(),
                 "connector phase"
             );
