@@ -1110,3 +1110,31 @@ async fn a_rejected_credential_is_said_once_and_first() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_whose_connector_is_missing_is_said_once_by_apply() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let member = "  members:\n    - {email: y@acme.example}\n";
+    repo.write(
+        "orphan.yaml",
+        &access_yaml("orphan", "finance", "nope", FINANCE, member),
+    );
+    // An unreadable file, so apply lists its problems too.
+    repo.write(
+        "broken.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: x\n",
+    );
+    let output = run(&sim.endpoint(), &["apply", repo.path().to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let all = text(&output);
+    assert_eq!(
+        count(&all, "ExpensifyConnector finance/nope not found"),
+        1,
+        "{all}"
+    );
+    assert!(
+        all.contains("Problems:") && all.contains("broken.yaml"),
+        "{all}"
+    );
+}

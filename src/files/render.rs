@@ -194,8 +194,12 @@ pub fn apply_text(report: &PassReport, style: Style) -> String {
     }
     out.push_str(&status_table(&shown));
     if !report.manifests.problems.is_empty() {
+        // Objects no connector took are rows of the table already: only what could not be
+        // read is listed here.
         let _ = writeln!(out, "\nProblems:");
-        problems(report, &mut out);
+        for problem in &report.manifests.problems {
+            let _ = writeln!(out, "  ! {problem}");
+        }
     }
     out
 }
