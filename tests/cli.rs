@@ -572,6 +572,15 @@ async fn plan_and_review_of_a_file_read_the_repository_and_show_the_files_object
         "new@acme.example"
     );
 
+    // A namespace with nothing in it: nothing to show, and a note saying so.
+    let nothing = run(&sim.endpoint(), &["plan", dir, "-n", "sales"]).await;
+    assert_eq!(nothing.status.code(), Some(0), "{}", text(&nothing));
+    assert!(
+        text(&nothing).contains("no ExpensifyConnector or PolicyAccess in namespace \"sales\""),
+        "{}",
+        text(&nothing)
+    );
+
     // The connector's own file shows everything on it.
     let connector = repo.path().join("connector.yaml");
     let planned = run(

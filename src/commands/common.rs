@@ -198,10 +198,16 @@ pub fn selection(
     report: &PassReport,
 ) -> anyhow::Result<Selection> {
     let Some(file) = &target.file else {
-        return Ok(Selection {
+        let selection = Selection {
             namespace: namespace.namespace.clone(),
             ..Selection::default()
-        });
+        };
+        if let Some(namespace) = &selection.namespace
+            && selection.pick(report).is_empty()
+        {
+            tracing::warn!("no ExpensifyConnector or PolicyAccess in namespace {namespace:?}");
+        }
+        return Ok(selection);
     };
     let file_in_root = target.file_in_root().unwrap_or_default();
     let selection = Selection {
