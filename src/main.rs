@@ -1,10 +1,11 @@
 //! Command-line entry point: parses arguments and hands over to the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, LogFormat};
+use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat};
 
 /// Keeps Expensify policy membership where git says it should be.
 #[derive(Debug, Parser)]
@@ -16,6 +17,13 @@ struct Cli {
     /// Log filter, e.g. `info` or `expensify_operator=debug` (overrides RUST_LOG).
     #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
+    /// When to colour log lines (stderr) and results (stdout). NO_COLOR (any non-empty
+    /// value) and --no-color turn colour off whatever this says.
+    #[arg(long = "color", global = true, value_name = "WHEN", value_enum, default_value_t = ColourChoice::Auto)]
+    color: ColourChoice,
+    /// No colour on stderr or stdout (the same as NO_COLOR=1).
+    #[arg(long = "no-color", global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +34,8 @@ enum Command {
     Controller(commands::controller::ControllerArgs),
     /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
     Plan(commands::plan::PlanArgs),
+    /// Check manifests without credentials or network (exit 0 clean, 1 with every problem).
+    Validate(commands::validate::ValidateArgs),
     /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
     Apply(commands::apply::ApplyArgs),
     /// File mode: sync now, then on every change, every syncInterval and at each expiry.
@@ -35,30 +45,39 @@ enum Command {
     /// Access review: every person, policy and role, and which object manages it.
     Review(commands::review::ReviewArgs),
     /// Print the CustomResourceDefinitions.
-    Crds,
+    Crds(commands::crds::CrdsArgs),
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.
     Simulator(commands::simulator::SimulatorArgs),
     /// The simulator and examples/ end to end, in one process, with no setup.
     Demo(commands::demo::DemoArgs),
+    /// Print a shell completion script: `source <(expensify-operator completions bash)`.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref()) {
+    telemetry::set_colour(Colour {
+        choice: cli.color,
+        no_color_flag: cli.no_color,
+    });
+    let ansi = telemetry::colour_for(std::io::stderr().is_terminal());
+    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref(), ansi) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
     let result = match cli.command {
         Command::Controller(args) => commands::controller::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
+        Command::Validate(args) => commands::validate::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
-        Command::Crds => commands::crds::run(),
+        Command::Crds(args) => commands::crds::run(args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Completions(args) => commands::completions::run(args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

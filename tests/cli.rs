@@ -144,9 +144,9 @@ async fn export_then_plan_is_in_sync() {
             "it-admin@acme.example",
             "--connector-name",
             "acme",
-            "--namespace",
+            "-n",
             "finance",
-            "--output",
+            "--output-file",
             file.to_str().unwrap(),
         ],
     )
@@ -232,7 +232,7 @@ async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
-    let csv = run(&sim.endpoint(), &["review", dir, "--format", "csv"]).await;
+    let csv = run(&sim.endpoint(), &["review", dir, "-o", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     assert!(csv.starts_with("connector,policyID,policyName,email,role,managedBy,note\n"));
@@ -242,6 +242,7 @@ async fn review_lists_every_access_in_each_format() {
         ),
         "{csv}"
     );
+    // `--format` is the old name of `-o/--output`, kept for old scripts.
     let json = run(&sim.endpoint(), &["review", dir, "--format", "json"]).await;
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(rows.len(), csv.lines().count() - 1);
@@ -358,4 +359,791 @@ async fn the_simulator_refuses_other_than_loopback() {
     .await;
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains("loopback only"), "{}", text(&output));
+}
+
+// ---------------------------------------------------------------------------------------
+// Colour.
+
+fn has_escape(bytes: &[u8]) -> bool {
+    bytes.contains(&0x1b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn colour_follows_color_no_color_and_the_no_color_variable() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    // A file that is skipped with an info line: something on stderr to colour.
+    repo.write("README.md", "notes");
+    let dir = repo.path().to_str().unwrap();
+    // Forced on (no NO_COLOR): both streams coloured, so the test can see colour at all.
+    let mut forced = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always"],
+        ADMIN_SECRET,
+    );
+    let forced = forced.env_remove("NO_COLOR").output().await.unwrap();
+    assert!(
+        has_escape(&forced.stdout) && has_escape(&forced.stderr),
+        "{}",
+        text(&forced)
+    );
+    // NO_COLOR (set by `binary`) wins over --color always, on stdout and stderr.
+    let quiet = run(&sim.endpoint(), &["plan", dir, "--color", "always"]).await;
+    assert_eq!(quiet.status.code(), Some(2), "{}", text(&quiet));
+    assert!(
+        !has_escape(&quiet.stdout) && !has_escape(&quiet.stderr),
+        "{}",
+        text(&quiet)
+    );
+    // So does --no-color.
+    let mut flagged = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always", "--no-color"],
+        ADMIN_SECRET,
+    );
+    let flagged = flagged.env_remove("NO_COLOR").output().await.unwrap();
+    assert!(
+        !has_escape(&flagged.stdout) && !has_escape(&flagged.stderr),
+        "{}",
+        text(&flagged)
+    );
+    // An empty NO_COLOR counts as unset.
+    let mut empty = command(
+        &sim.endpoint(),
+        &["plan", dir, "--color", "always"],
+        ADMIN_SECRET,
+    );
+    let empty = empty.env("NO_COLOR", "").output().await.unwrap();
+    assert!(has_escape(&empty.stdout), "{}", text(&empty));
+}
+
+// ---------------------------------------------------------------------------------------
+// Completions.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_for_each_shell_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run(
+            expensify_operator::expensify::DEFAULT_ENDPOINT,
+            &["completions", shell],
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{shell}: {}", text(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in [
+            "plan",
+            "apply",
+            "validate",
+            "review",
+            "export",
+            "controller",
+            "completions",
+        ] {
+            assert!(
+                script.contains(subcommand),
+                "{shell} script lacks {subcommand}"
+            );
+        }
+        assert!(script.contains("expensify-operator"), "{shell}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// controller: kubeconfig and context.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_names_a_missing_kubeconfig_or_an_unknown_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let endpoint = expensify_operator::expensify::DEFAULT_ENDPOINT;
+    let probes = ["--probes-addr", "127.0.0.1:0"];
+    let mut args = vec!["controller", "--kubeconfig", missing.to_str().unwrap()];
+    args.extend(probes);
+    let output = run(endpoint, &args).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("cannot read kubeconfig {}", missing.display())),
+        "{}",
+        text(&output)
+    );
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: dev, context: {cluster: c, user: u}}]\ncurrent-context: dev\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "controller",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "prod",
+    ];
+    args.extend(probes);
+    let output = run(endpoint, &args).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "context \"prod\" is not in kubeconfig {}; its contexts: dev",
+            kubeconfig.display()
+        )),
+        "{}",
+        text(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A file where a directory is taken, and -n.
+
+/// A PolicyAccess manifest in `namespace` on `connector` (same namespace) and `policy`.
+fn access_yaml(name: &str, namespace: &str, connector: &str, policy: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  connectorRef: {{name: {connector}, namespace: finance}}\n  policy: {{id: \"{policy}\"}}\n{extra}"
+    )
+}
+
+/// The binary with no credentials anywhere: no secrets dir, no environment.
+fn without_credentials(allowed: &str, args: &[&str]) -> Command {
+    let mut command = command(allowed, args, ADMIN_SECRET);
+    command
+        .env_remove("EXPENSIFY_PARTNER_USER_ID")
+        .env_remove("EXPENSIFY_PARTNER_USER_SECRET")
+        .env_remove("EXPENSIFY_SECRETS_DIR");
+    command
+}
+
+/// A repository with two PolicyAccess files asking for one grant each, in two namespaces,
+/// below a directory of its own (`teams/`), and a `.git` root.
+fn two_team_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
+    let repo = repo_with_a_pending_grant(sim, &sim.endpoint());
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    repo.remove("finance.yaml");
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    repo.write(
+        "teams/finance.yaml",
+        &access_yaml(
+            "finance",
+            "finance",
+            "acme",
+            FINANCE,
+            &member("{email: new@acme.example, role: auditor}"),
+        ),
+    );
+    repo.write(
+        "teams/eng.yaml",
+        &access_yaml(
+            "eng",
+            "engineering",
+            "acme",
+            ENGINEERING,
+            &member("{email: new2@acme.example}"),
+        ),
+    );
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_review_of_a_file_read_the_repository_and_show_the_files_objects() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = two_team_repo(&sim);
+    let eng = repo.path().join("teams/eng.yaml");
+    let planned = run(&sim.endpoint(), &["plan", eng.to_str().unwrap()]).await;
+    let shown = String::from_utf8_lossy(&planned.stdout).to_string();
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    assert!(shown.contains("+ new2@acme.example"), "{shown}");
+    assert!(
+        !shown.contains("new@acme.example"),
+        "the other file's grant is not shown: {shown}"
+    );
+    assert!(shown.contains("Plan: 1 to grant"), "{shown}");
+
+    // -n: the namespace's objects only.
+    let dir = repo.path().to_str().unwrap();
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", dir, "-n", "finance", "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(value["pendingChanges"], 1, "{value}");
+    assert_eq!(
+        value["connectors"][0]["changes"][0]["email"],
+        "new@acme.example"
+    );
+
+    // A namespace with nothing in it: nothing to show, and a note saying so.
+    let nothing = run(&sim.endpoint(), &["plan", dir, "-n", "sales"]).await;
+    assert_eq!(nothing.status.code(), Some(0), "{}", text(&nothing));
+    assert!(
+        text(&nothing).contains("no ExpensifyConnector or PolicyAccess in namespace \"sales\""),
+        "{}",
+        text(&nothing)
+    );
+
+    // The connector's own file shows everything on it.
+    let connector = repo.path().join("connector.yaml");
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", connector.to_str().unwrap(), "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(value["pendingChanges"], 2, "{value}");
+
+    // review of a file: the rows of the policy its object selects.
+    let reviewed = run(
+        &sim.endpoint(),
+        &["review", eng.to_str().unwrap(), "-o", "csv"],
+    )
+    .await;
+    assert_eq!(reviewed.status.code(), Some(0), "{}", text(&reviewed));
+    let csv = String::from_utf8_lossy(&reviewed.stdout).to_string();
+    assert!(csv.contains(",Engineering,"), "{csv}");
+    assert!(
+        !csv.contains(",Finance,") && !csv.contains(",Marketing,"),
+        "{csv}"
+    );
+    let reviewed = run(
+        &sim.endpoint(),
+        &["review", dir, "-n", "finance", "-o", "csv"],
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&reviewed.stdout).to_string();
+    // The connector is in `finance`: every policy it sees.
+    assert!(
+        csv.contains(",Marketing,") && csv.contains(",Engineering,"),
+        "{csv}"
+    );
+
+    // After apply (of the directory), the file plans in sync: status is the repository's.
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    let planned = run(&sim.endpoint(), &["plan", eng.to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    assert!(!repo.path().join("teams/.expensify-status").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_a_file_shows_what_its_removed_objects_take_back() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    let temp = access_yaml(
+        "temp",
+        "finance",
+        "acme",
+        ENGINEERING,
+        &member("{email: temp@acme.example}"),
+    );
+    let keep = access_yaml(
+        "keep",
+        "finance",
+        "acme",
+        ENGINEERING,
+        &member("{email: keep@acme.example}"),
+    );
+    repo.write("team.yaml", &format!("{keep}---\n{temp}"));
+    let dir = repo.path().to_str().unwrap();
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    repo.write("team.yaml", &keep);
+    let team = repo.path().join("team.yaml");
+    let planned = run(&sim.endpoint(), &["plan", team.to_str().unwrap()]).await;
+    let shown = String::from_utf8_lossy(&planned.stdout).to_string();
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    assert!(
+        shown.contains("- temp@acme.example") && shown.contains("by finance/temp"),
+        "{shown}"
+    );
+    let other = repo.path().join("finance.yaml");
+    let planned = run(&sim.endpoint(), &["plan", other.to_str().unwrap()]).await;
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_and_watch_refuse_a_file() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = two_team_repo(&sim);
+    let eng = repo.path().join("teams/eng.yaml");
+    for command in ["apply", "watch"] {
+        let output = run(&sim.endpoint(), &[command, eng.to_str().unwrap()]).await;
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let all = text(&output);
+        assert!(
+            all.contains(&format!("{command} takes a directory, not a file")),
+            "{all}"
+        );
+        assert!(all.contains("the ledger") && all.contains("plan "), "{all}");
+    }
+    assert_eq!(
+        sim.state().counters().requests,
+        0,
+        "nothing was read or written"
+    );
+    assert!(!repo.path().join(".expensify-status").exists());
+    let notes = repo.path().join("notes.txt");
+    std::fs::write(&notes, "x").unwrap();
+    let output = run(&sim.endpoint(), &["plan", notes.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("is not a manifest"),
+        "{}",
+        text(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// validate: offline checks.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_lists_every_problem_without_credentials_or_network() {
+    let sim = start(&unlimited_seed()).await;
+    let attacker = Attacker::start().await;
+    let mut repo = Repo::new(&sim);
+    // The connector points at a listener that counts connections: validate must make none.
+    repo.endpoint = attacker.endpoint.clone();
+    repo.connector("  syncInterval: 5s\n");
+    repo.write(
+        "beta.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: beta, namespace: finance}}\nspec:\n  credentialsSecretRef: {{name: beta-credentials}}\n  endpoint: {}\n  adminEmail: it-admin@acme.example\n",
+            sim.endpoint()
+        ),
+    );
+    let member = |m: &str| format!("  members:\n    - {m}\n");
+    let files = [
+        (
+            "expired",
+            "acme",
+            FINANCE,
+            member("{email: old@acme.example, expiresAt: \"2020-01-01T00:00:00Z\"}"),
+        ),
+        (
+            "badrole",
+            "acme",
+            FINANCE,
+            member("{email: x@acme.example, role: owner}"),
+        ),
+        ("orphan", "nope", FINANCE, member("{email: y@acme.example}")),
+        (
+            "auth-a",
+            "acme",
+            CONTRACTORS,
+            format!(
+                "  mode: Authoritative\n{}",
+                member("{email: a@acme.example}")
+            ),
+        ),
+        (
+            "auth-b",
+            "acme",
+            CONTRACTORS,
+            format!(
+                "  mode: Authoritative\n{}",
+                member("{email: b@acme.example}")
+            ),
+        ),
+        (
+            "role-a",
+            "acme",
+            ENGINEERING,
+            member("{email: erin@acme.example, role: admin}"),
+        ),
+        (
+            "role-b",
+            "acme",
+            ENGINEERING,
+            member("{email: erin@acme.example, role: user}"),
+        ),
+        (
+            "on-beta",
+            "beta",
+            FINANCE,
+            member("{email: z@acme.example}"),
+        ),
+    ];
+    for (name, connector, policy, extra) in &files {
+        repo.write(
+            &format!("{name}.yaml"),
+            &access_yaml(name, "finance", connector, policy, extra),
+        );
+    }
+    let typo = access_yaml("typo", "finance", "acme", FINANCE, "  memebers: []\n");
+    repo.write("typo.yaml", &typo);
+    let dup = access_yaml(
+        "dup",
+        "finance",
+        "acme",
+        FINANCE,
+        &member("{email: d@acme.example}"),
+    );
+    repo.write("dup-1.yaml", &dup);
+    repo.write("dup-2.yaml", &dup);
+    let dir = repo.path().to_str().unwrap();
+
+    // Allowed: the simulator only, so the attacker's endpoint is refused.
+    let output = without_credentials(&sim.endpoint(), &["validate", dir])
+        .output()
+        .await
+        .unwrap();
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    for expected in [
+        "connector.yaml (document 1): ExpensifyConnector finance/acme: spec.syncInterval:",
+        "ExpensifyConnector finance/acme: spec.endpoint:",
+        "is not an allowed endpoint",
+        "expired.yaml (document 1): PolicyAccess finance/expired: spec.members[0].expiresAt: 2020-01-01T00:00:00Z is in the past",
+        "badrole.yaml (document 1): PolicyAccess finance/badrole: spec.members[0].role: \"owner\" is not one of user, auditor, admin",
+        "PolicyAccess finance/orphan: spec.connectorRef: ExpensifyConnector finance/nope not found",
+        "PolicyAccess finance/auth-b: spec.mode: PolicyAccess finance/auth-a is already Authoritative",
+        "PolicyAccess finance/role-a: spec.members[0].role: erin@acme.example on policy 0A1B2C3D4E5F6071",
+        "PolicyAccess finance/role-b: spec.members[0].role: erin@acme.example on policy 0A1B2C3D4E5F6071",
+        "PolicyAccess finance/on-beta: spec.policy.id: policy F1E2D3C4B5A69788 is also named through connector finance/acme",
+        "typo.yaml (document 1): PolicyAccess finance/typo: unknown field spec.memebers",
+        "dup-1.yaml (document 1): PolicyAccess finance/dup: defined more than once",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(
+        !all.contains("auth-a: spec.mode"),
+        "the older one governs: {all}"
+    );
+    assert_eq!(attacker.connections(), 0, "validate made a connection");
+    assert_eq!(
+        sim.state().counters().requests,
+        0,
+        "validate called Expensify"
+    );
+    assert!(
+        !repo.path().join(".expensify-status").exists(),
+        "validate wrote status"
+    );
+
+    // JSON: the same problems, each with file, document, object and field.
+    let output = without_credentials(&sim.endpoint(), &["validate", dir, "-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problems = value["problems"].as_array().unwrap();
+    let badrole = problems
+        .iter()
+        .find(|p| p["object"] == "PolicyAccess finance/badrole")
+        .unwrap();
+    assert_eq!(badrole["field"], "spec.members[0].role");
+    assert_eq!(badrole["document"], 1);
+    assert!(badrole["file"].as_str().unwrap().ends_with("badrole.yaml"));
+
+    // -n: only that namespace's objects; nothing of `engineering` is wrong.
+    let eng = access_yaml(
+        "eng",
+        "engineering",
+        "acme",
+        ENGINEERING,
+        &member("{email: e@acme.example}"),
+    );
+    repo.write("eng.yaml", &eng);
+    let output = without_credentials(&sim.endpoint(), &["validate", dir, "-n", "engineering"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("OK: 0 ExpensifyConnector and 1 PolicyAccess"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_a_clean_repository_needs_no_secret_and_no_reachable_endpoint() {
+    let sim = start(&unlimited_seed()).await;
+    let mut repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    // Nothing listens there; without an allowlist given only the URL's form is checked.
+    repo.endpoint = "http://127.0.0.1:9/Integration-Server/ExpensifyIntegrations".into();
+    repo.connector("");
+    let mut validate = without_credentials(
+        &sim.endpoint(),
+        &["validate", repo.path().to_str().unwrap()],
+    );
+    validate.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = validate.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("OK: 1 ExpensifyConnector and 1 PolicyAccess"),
+        "{}",
+        text(&output)
+    );
+    // With an allowlist that does not list it, the endpoint is a problem.
+    let output = without_credentials(
+        &sim.endpoint(),
+        &[
+            "validate",
+            repo.path().to_str().unwrap(),
+            "--allowed-endpoints",
+            &sim.endpoint(),
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("spec.endpoint"), "{}", text(&output));
+    assert_eq!(sim.state().counters().requests, 0);
+    assert!(!repo.path().join(".expensify-status").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_a_file_checks_it_alone_with_its_repositorys_connectors() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    let member = "  members:\n    - {email: n@acme.example}\n";
+    repo.write(
+        "teams/eng.yaml",
+        &access_yaml("eng", "engineering", "acme", ENGINEERING, member),
+    );
+    repo.write(
+        "teams/lost.yaml",
+        &access_yaml("lost", "finance", "gone", ENGINEERING, member),
+    );
+    // A problem elsewhere in the repository is not this file's.
+    repo.write(
+        "broken.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: x\n",
+    );
+    let file = repo.path().join("teams/eng.yaml");
+    let output = without_credentials(&sim.endpoint(), &["validate", file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("resolved against the connectors of"),
+        "{}",
+        text(&output)
+    );
+    let lost = repo.path().join("teams/lost.yaml");
+    let output = without_credentials(
+        &sim.endpoint(),
+        &["validate", lost.to_str().unwrap(), "-o", "json"],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problems = value["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["field"], "spec.connectorRef");
+    // The directory of the two files: both, and the connector is found above it.
+    let output = without_credentials(
+        &sim.endpoint(),
+        &["validate", repo.path().join("teams").to_str().unwrap()],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("ExpensifyConnector finance/gone not found"));
+    assert!(
+        !text(&output).contains("PolicyAccess engineering/eng"),
+        "{}",
+        text(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// -o/--output on every command that prints a result.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_output_formats_are_refused_with_the_list() {
+    for (args, listed) in [
+        (
+            vec!["plan", ".", "-o", "yaml"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["validate", ".", "-o", "csv"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["review", ".", "-o", "yaml"],
+            "[possible values: csv, json, markdown]",
+        ),
+        (
+            vec!["export", "--admin-email", "a@b.example", "-o", "markdown"],
+            "[possible values: yaml, json]",
+        ),
+        (vec!["crds", "-o", "csv"], "[possible values: yaml, json]"),
+    ] {
+        let output = run(expensify_operator::expensify::DEFAULT_ENDPOINT, &args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains(listed),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    let json = run(
+        expensify_operator::expensify::DEFAULT_ENDPOINT,
+        &["crds", "-o", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_prints_json_and_names_the_namespace_with_n() {
+    let sim = start(&unlimited_seed()).await;
+    let output = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "-n",
+            "finance",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["kind"], "List");
+    let items = value["items"].as_array().unwrap();
+    assert_eq!(items[0]["kind"], "ExpensifyConnector");
+    assert!(
+        items.len() > 1
+            && items
+                .iter()
+                .all(|i| i["metadata"]["namespace"] == "finance"),
+        "{value}"
+    );
+    let refused = run(
+        &sim.endpoint(),
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+            "-o",
+            "json",
+            "--output-dir",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("--output-dir writes YAML"),
+        "{}",
+        text(&refused)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// One message per failure.
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_secret_is_said_once_and_first() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    repo.access(
+        "second",
+        ENGINEERING,
+        "Additive",
+        "    - {email: x@acme.example}\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    let detail = "EXPENSIFY_PARTNER_USER_ID / EXPENSIFY_PARTNER_USER_SECRET are not both set";
+    for command in ["plan", "apply"] {
+        let output = without_credentials(&sim.endpoint(), &[command, dir])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let all = text(&output);
+        assert_eq!(count(&all, detail), 1, "{command}:\n{all}");
+        assert!(!all.contains("No changes were needed"), "{all}");
+    }
+    let output = without_credentials(&sim.endpoint(), &["apply", dir])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let headline =
+        "Failed: Secret finance/expensify-credentials not found for connector finance/acme";
+    assert!(stdout.starts_with(headline), "{stdout}");
+    assert_eq!(count(&text(&output), headline), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_credential_is_said_once_and_first() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    repo.access(
+        "second",
+        ENGINEERING,
+        "Additive",
+        "    - {email: x@acme.example}\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    for args in [vec!["plan", dir], vec!["apply", dir], vec!["apply", dir]] {
+        let output = command(&sim.endpoint(), &args, "unknown-partner-secret")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let all = text(&output);
+        assert_eq!(count(&all, "Authentication failed"), 1, "{args:?}:\n{all}");
+        assert_eq!(count(&all, "code 407"), 1, "{args:?}:\n{all}");
+        assert!(!all.contains("No changes were needed"), "{all}");
+        if args[0] == "apply" {
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            assert!(
+                stdout.starts_with("Failed: credentials rejected for connector finance/acme\n"),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_whose_connector_is_missing_is_said_once_by_apply() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let member = "  members:\n    - {email: y@acme.example}\n";
+    repo.write(
+        "orphan.yaml",
+        &access_yaml("orphan", "finance", "nope", FINANCE, member),
+    );
+    // An unreadable file, so apply lists its problems too.
+    repo.write(
+        "broken.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: x\n",
+    );
+    let output = run(&sim.endpoint(), &["apply", repo.path().to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let all = text(&output);
+    assert_eq!(
+        count(&all, "ExpensifyConnector finance/nope not found"),
+        1,
+        "{all}"
+    );
+    assert!(
+        all.contains("Problems:") && all.contains("broken.yaml"),
+        "{all}"
+    );
 }

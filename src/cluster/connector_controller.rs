@@ -225,6 +225,7 @@ async fn sync_connector_once(
         objects = report.statuses.len(),
         changes = report.results.len(),
         next_sync_seconds = wait.as_secs(),
+        detail = report.connector_status.message.as_deref().unwrap_or_default(),
         "next sync scheduled"
     );
     Ok(Action::requeue(wait))

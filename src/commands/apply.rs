@@ -1,4 +1,5 @@
 //! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
+//! A single manifest file is refused: see [`super::common::WholeRepositoryOnly`].
 
 use crate::files::{Run, render};
 
@@ -12,14 +13,15 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub lock: LockArgs,
     /// `text` or `json`.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
-    let mode = args.files.mode()?;
+    let target = args.files.whole_repository("apply")?;
+    let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
-    let _lock = args.files.lock("apply", &args.lock).await?;
+    let _lock = args.files.lock(&target, "apply", &args.lock).await?;
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
     // write starts.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

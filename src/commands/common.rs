@@ -14,7 +14,7 @@ use crate::expensify::{
 };
 use crate::files::render::Style;
 use crate::files::status_dir::StatusDirLock;
-use crate::files::{CredentialSource, FileMode, StatusDir};
+use crate::files::{CredentialSource, FileMode, PassReport, Selection, StatusDir, Target};
 
 /// How the Expensify client behaves.
 #[derive(Debug, Clone, clap::Args)]
@@ -105,10 +105,12 @@ impl ClientArgs {
 /// Where file mode reads manifests, status and credentials.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FileArgs {
-    /// Directory of manifests (read recursively; never modified).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Where status files go [default: DIR/.expensify-status].
+    /// Directory of manifests (read recursively; never modified). `plan` and `review` also
+    /// take one manifest file of it: the whole repository is read, that file's objects are
+    /// shown.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Where status files go [default: <repository>/.expensify-status].
     #[arg(long, value_name = "DIR")]
     pub status_dir: Option<PathBuf>,
     /// Secrets laid out as a mounted Secret volume: DIR/<secret name>/<key>. Without it, or
@@ -122,28 +124,115 @@ pub struct FileArgs {
     pub client: ClientArgs,
 }
 
+/// A file given where only a whole repository will do.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{command} takes a directory, not a file: {command} on the objects of {file} alone is refused, because what the operator gave and takes back (the ledger), hand-offs between objects and who is asked for by nobody any more are decided over every object of the repository, and a subset would decide them wrongly. Run `expensify-operator {command} {root}` (the repository of {file}: {found_by}), or `expensify-operator plan {file}` to see only what this file asks for"
+)]
+pub struct WholeRepositoryOnly {
+    pub command: &'static str,
+    pub file: String,
+    pub root: String,
+    pub found_by: String,
+}
+
 impl FileArgs {
-    fn status_dir(&self) -> StatusDir {
+    /// What PATH names: a directory, or a file in its repository.
+    pub fn target(&self) -> anyhow::Result<Target> {
+        Ok(Target::resolve(&self.path)?)
+    }
+
+    /// PATH for a command that writes (`apply`, `watch`): a directory only.
+    pub fn whole_repository(&self, command: &'static str) -> anyhow::Result<Target> {
+        let target = self.target()?;
+        if target.file.is_some() {
+            return Err(WholeRepositoryOnly {
+                command,
+                file: self.path.display().to_string(),
+                root: target.root.display().to_string(),
+                found_by: target.found_by.map(|k| k.to_string()).unwrap_or_default(),
+            }
+            .into());
+        }
+        Ok(target)
+    }
+
+    /// The status directory of `target`'s repository.
+    pub fn status_dir(&self, target: &Target) -> StatusDir {
         StatusDir::new(
             self.status_dir
                 .clone()
-                .unwrap_or_else(|| self.dir.join(".expensify-status")),
+                .unwrap_or_else(|| target.root.join(".expensify-status")),
         )
     }
 
-    pub fn mode(&self) -> anyhow::Result<FileMode> {
-        if !self.dir.is_dir() {
-            anyhow::bail!("{} is not a directory", self.dir.display());
-        }
+    /// File mode over `target`'s repository.
+    pub fn mode(&self, target: &Target) -> anyhow::Result<FileMode> {
         Ok(FileMode {
-            dir: self.dir.clone(),
-            status_dir: self.status_dir(),
+            dir: target.root.clone(),
+            status_dir: self.status_dir(target),
             credentials: CredentialSource::SecretsDir(self.secrets_dir.clone()),
             clients: self.client.clients()?,
             endpoint_override: None,
             strict: self.strict,
         })
     }
+}
+
+/// `-n/--namespace` of the commands that show part of a repository (`plan`, `review`,
+/// `validate`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArgs {
+    /// Show only objects of this namespace (the whole repository is still read and
+    /// planned, so ownership and conflicts are decided as `apply` decides them).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// What `target` and `-n` select of a pass: the file's objects, those of the namespace.
+/// A file that holds nothing of this operator is an error: nothing could be shown.
+pub fn selection(
+    target: &Target,
+    namespace: &NamespaceArgs,
+    mode: &FileMode,
+    report: &PassReport,
+) -> anyhow::Result<Selection> {
+    let Some(file) = &target.file else {
+        let selection = Selection {
+            namespace: namespace.namespace.clone(),
+            ..Selection::default()
+        };
+        if let Some(namespace) = &selection.namespace
+            && selection.pick(report).is_empty()
+        {
+            tracing::warn!("no ExpensifyConnector or PolicyAccess in namespace {namespace:?}");
+        }
+        return Ok(selection);
+    };
+    let file_in_root = target.file_in_root().unwrap_or_default();
+    let selection = Selection {
+        file: Some(file.clone()),
+        namespace: None,
+        deleted_from_file: crate::files::select::deleted_from_file(
+            report,
+            &mode.status_dir,
+            &file_in_root,
+        ),
+    };
+    let in_file = |p: &crate::files::loader::LoadProblem| {
+        p.source.path.canonicalize().is_ok_and(|p| &p == file)
+    };
+    if selection.pick(report).is_empty() && !report.manifests.problems.iter().any(in_file) {
+        anyhow::bail!(
+            "{} holds no ExpensifyConnector or PolicyAccess (read from the repository {})",
+            file.display(),
+            target.root.display()
+        );
+    }
+    Ok(Selection {
+        namespace: namespace.namespace.clone(),
+        ..selection
+    })
 }
 
 /// How long `apply`, `watch` and `plan` wait for another of them on the same status
@@ -179,13 +268,28 @@ pub fn wait_arg(text: &str) -> Result<Duration, String> {
 
 impl FileArgs {
     /// The status directory, locked for writer `command` (see [`StatusDir::lock`]).
-    pub async fn lock(&self, command: &str, lock: &LockArgs) -> anyhow::Result<StatusDirLock> {
-        Ok(self.status_dir().lock(command, lock.lock_timeout).await?)
+    pub async fn lock(
+        &self,
+        target: &Target,
+        command: &str,
+        lock: &LockArgs,
+    ) -> anyhow::Result<StatusDirLock> {
+        Ok(self
+            .status_dir(target)
+            .lock(command, lock.lock_timeout)
+            .await?)
     }
 
     /// The status directory, locked for a reader (see [`StatusDir::lock_shared`]).
-    pub async fn lock_shared(&self, lock: &LockArgs) -> anyhow::Result<Option<StatusDirLock>> {
-        Ok(self.status_dir().lock_shared(lock.lock_timeout).await?)
+    pub async fn lock_shared(
+        &self,
+        target: &Target,
+        lock: &LockArgs,
+    ) -> anyhow::Result<Option<StatusDirLock>> {
+        Ok(self
+            .status_dir(target)
+            .lock_shared(lock.lock_timeout)
+            .await?)
     }
 }
 
@@ -197,10 +301,11 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Colour only when stdout is a terminal and NO_COLOR is unset.
+/// Colour on stdout as `--color`, `--no-color` and `NO_COLOR` say (see
+/// [`crate::telemetry::colour_enabled`]): by default only on a terminal.
 pub fn stdout_style() -> Style {
     Style {
-        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        colour: crate::telemetry::colour_for(std::io::stdout().is_terminal()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `controller`: cluster mode.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,7 +34,9 @@ pub struct ControllerArgs {
     pub lease_duration: Duration,
     /// Watch only these namespaces (comma-separated, or repeat the flag); default: all.
     #[arg(
+        short = 'n',
         long = "namespaces",
+        alias = "namespace",
         value_name = "NS,...",
         value_delimiter = ',',
         env = "EXPENSIFY_OPERATOR_NAMESPACES"
@@ -47,8 +50,122 @@ pub struct ControllerArgs {
     /// next sync.
     #[arg(long, env = "EXPENSIFY_OPERATOR_WATCH_SECRETS")]
     pub watch_secrets: bool,
+    /// Kubeconfig file to use [default: in-cluster config, else KUBECONFIG, else
+    /// ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use [default: the kubeconfig's current-context].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// Why no Kubernetes client could be made from a kubeconfig. Each names the file (or
+/// where it was looked for) and the context.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot read kubeconfig {file}")]
+    Read {
+        file: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("context {context:?} is not in kubeconfig {file}; its contexts: {available}")]
+    UnknownContext {
+        context: String,
+        file: String,
+        available: String,
+    },
+    #[error("kubeconfig {file}, context {context}: cannot use it")]
+    Config {
+        file: String,
+        context: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("kubeconfig {file}, context {context}: cannot make a Kubernetes client")]
+    Client {
+        file: String,
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Where the default kubeconfig is read from, for messages: `KUBECONFIG`, else the home
+/// directory's.
+fn default_kubeconfig_name() -> String {
+    match std::env::var("KUBECONFIG") {
+        Ok(value) if !value.is_empty() => format!("{value} (KUBECONFIG)"),
+        _ => "~/.kube/config".to_string(),
+    }
+}
+
+/// The kubeconfig `file` (or the default one), at `context` (or its current context).
+pub async fn kubeconfig_client(
+    file: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, KubeconfigError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let name = file.map_or_else(default_kubeconfig_name, |f| f.display().to_string());
+    let kubeconfig = match file {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|source| KubeconfigError::Read {
+        file: name.clone(),
+        source,
+    })?;
+    if let Some(context) = context
+        && !kubeconfig.contexts.iter().any(|c| c.name == context)
+    {
+        let available: Vec<&str> = kubeconfig
+            .contexts
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        return Err(KubeconfigError::UnknownContext {
+            context: context.to_string(),
+            file: name,
+            available: if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            },
+        });
+    }
+    let context_name = context
+        .map(str::to_string)
+        .or_else(|| kubeconfig.current_context.clone())
+        .unwrap_or_else(|| "(none)".to_string());
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|source| KubeconfigError::Config {
+            file: name.clone(),
+            context: context_name.clone(),
+            source,
+        })?;
+    kube::Client::try_from(config).map_err(|source| KubeconfigError::Client {
+        file: name,
+        context: context_name,
+        source,
+    })
+}
+
+/// The Kubernetes client: from `--kubeconfig` / `--context` when given, else the usual
+/// search (in-cluster config, then KUBECONFIG or ~/.kube/config).
+async fn client(args: &ControllerArgs) -> anyhow::Result<kube::Client> {
+    if args.kubeconfig.is_none() && args.context.is_none() {
+        return kube::Client::try_default().await.context(
+            "connecting to Kubernetes (in-cluster config, or KUBECONFIG / ~/.kube/config)",
+        );
+    }
+    Ok(kubeconfig_client(args.kubeconfig.as_deref(), args.context.as_deref()).await?)
 }
 
 pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
@@ -75,9 +192,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         scope: cluster::Scope::from_list(&args.namespaces),
         watch_secrets: args.watch_secrets,
     };
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (in-cluster config, or KUBECONFIG / ~/.kube/config)")?;
+    let client = client(&args).await?;
     let clients = args.client.clients()?;
     tracing::info!(
         allowed_endpoints = %clients.settings().allowed_endpoints,

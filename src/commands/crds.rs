@@ -31,7 +31,36 @@ pub fn crds_yaml() -> anyhow::Result<String> {
         .collect())
 }
 
-pub fn run() -> anyhow::Result<i32> {
-    out!("{}", crds_yaml()?);
+/// Both CRDs as one JSON `List`, the way `kubectl get crd -o json` prints them.
+pub fn crds_json() -> anyhow::Result<String> {
+    let items = [
+        serde_json::to_value(ExpensifyConnector::crd())?,
+        serde_json::to_value(PolicyAccess::crd())?,
+    ];
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    Ok(serde_json::to_string_pretty(&list)? + "\n")
+}
+
+/// Arguments of `crds`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CrdsArgs {
+    /// `yaml` (two documents, for `kubectl apply -f -`) or `json` (one `List`).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = CrdsFormat::Yaml)]
+    pub output: CrdsFormat,
+}
+
+/// Output formats of `crds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CrdsFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+pub fn run(args: CrdsArgs) -> anyhow::Result<i32> {
+    match args.output {
+        CrdsFormat::Yaml => out!("{}", crds_yaml()?),
+        CrdsFormat::Json => out!("{}", crds_json()?),
+    }
     Ok(0)
 }

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::common::stdout_style;
 use super::review::{ReviewFormat, render, review_rows};
 use crate::expensify::{AllowedEndpoints, ClientSettings, Credentials, ExpensifyClients, Pacing};
+use crate::files::failures::without_repeats;
 use crate::files::render::{apply_text, plan_text};
 use crate::files::{CredentialSource, FileMode, Run, StatusDir};
 use crate::simulator::{self, Seed};
@@ -73,7 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
 
     heading("1. plan: what the manifests ask of Expensify");
     let planned = mode.pass(Run::Plan).await?;
-    out!("{}", plan_text(&planned, style));
+    out!("{}", plan_text(&without_repeats(planned), style));
 
     heading("2. apply: one sync, batched writes, then a re-read");
     let applied = mode.pass(Run::Apply).await?;
@@ -81,7 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
 
     heading("3. plan again: a second sync right after plans nothing");
     let again = mode.pass(Run::Plan).await?;
-    out!("{}", plan_text(&again, style));
+    out!("{}", plan_text(&without_repeats(again.clone()), style));
 
     heading("4. review: every person, policy and role, and who manages it");
     out!(

@@ -31,8 +31,8 @@ pub struct ExportArgs {
     /// Name of the exported ExpensifyConnector.
     #[arg(long, value_name = "NAME", default_value = "expensify")]
     pub connector_name: String,
-    /// Namespace of every exported object.
-    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    /// Namespace written into every exported manifest (`metadata.namespace`).
+    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
     /// Secret the connector refers to (and, with --secrets-dir, where credentials are read).
     #[arg(long, value_name = "NAME", default_value = "expensify-credentials")]
@@ -40,15 +40,27 @@ pub struct ExportArgs {
     /// Secrets laid out as DIR/<secret name>/<key>; else EXPENSIFY_PARTNER_USER_ID/SECRET.
     #[arg(long, value_name = "DIR", env = "EXPENSIFY_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// `yaml` (multi-document manifests, ready to commit) or `json` (one `List`, as
+    /// `kubectl get -o json` prints; for scripts).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = ExportFormat::Yaml)]
+    pub output: ExportFormat,
     /// Write to FILE instead of standard output.
     #[arg(long, value_name = "FILE", conflicts_with = "output_dir")]
-    pub output: Option<PathBuf>,
+    pub output_file: Option<PathBuf>,
     /// Write one file per policy (`policy-<id>.yaml`) plus `expensify-connector.yaml` into
-    /// DIR, created if needed; existing files of those names are replaced.
+    /// DIR, created if needed; existing files of those names are replaced. YAML only.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// Output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExportFormat {
+    #[default]
+    Yaml,
+    Json,
 }
 
 /// What the exported objects are named and where they point.
@@ -96,14 +108,49 @@ fn comment_text(text: &str) -> String {
         .collect()
 }
 
+/// One exported object, before it is written in a format.
+struct ExportedObject {
+    file_name: String,
+    /// A YAML comment line naming the policy (server text, made safe).
+    comment: Option<String>,
+    object: Exported,
+}
+
+enum Exported {
+    Connector(Box<ExpensifyConnector>),
+    Access(Box<PolicyAccess>),
+}
+
+impl Exported {
+    fn yaml(&self) -> anyhow::Result<String> {
+        match self {
+            Exported::Connector(c) => {
+                serde_saphyr::to_string(c.as_ref()).context("serializing the connector")
+            }
+            Exported::Access(a) => {
+                serde_saphyr::to_string(a.as_ref()).context("serializing a PolicyAccess")
+            }
+        }
+    }
+
+    fn json(&self) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Exported::Connector(c) => {
+                serde_json::to_value(c.as_ref()).context("serializing the connector")
+            }
+            Exported::Access(a) => {
+                serde_json::to_value(a.as_ref()).context("serializing a PolicyAccess")
+            }
+        }
+    }
+}
+
 /// The connector, then one Authoritative PolicyAccess per policy, sorted by policy name.
-pub fn export_files(
-    observed: &Observed,
-    target: &ExportTarget,
-) -> anyhow::Result<Vec<ExportedFile>> {
-    let mut files = vec![ExportedFile {
+fn exported_objects(observed: &Observed, target: &ExportTarget) -> Vec<ExportedObject> {
+    let mut objects = vec![ExportedObject {
         file_name: "expensify-connector.yaml".to_string(),
-        yaml: serde_saphyr::to_string(&connector(target)).context("serializing the connector")?,
+        comment: None,
+        object: Exported::Connector(Box::new(connector(target))),
     }];
     let mut used_names = BTreeSet::new();
     let mut used_files = BTreeSet::new();
@@ -127,17 +174,51 @@ pub fn export_files(
             n += 1;
             file_name = format!("{stem}-{n}.yaml");
         }
-        let access = policy_access(&name, &policy, roster, target);
-        let yaml = format!(
-            "# {} ({}), owner {}\n{}",
+        let comment = format!(
+            "# {} ({}), owner {}",
             comment_text(&policy.name),
             comment_text(&policy.id),
             comment_text(&policy.owner),
-            serde_saphyr::to_string(&access).context("serializing a PolicyAccess")?
         );
-        files.push(ExportedFile { file_name, yaml });
+        objects.push(ExportedObject {
+            file_name,
+            comment: Some(comment),
+            object: Exported::Access(Box::new(policy_access(&name, &policy, roster, target))),
+        });
     }
-    Ok(files)
+    objects
+}
+
+/// The connector, then one Authoritative PolicyAccess per policy, sorted by policy name,
+/// each as a YAML file.
+pub fn export_files(
+    observed: &Observed,
+    target: &ExportTarget,
+) -> anyhow::Result<Vec<ExportedFile>> {
+    exported_objects(observed, target)
+        .into_iter()
+        .map(|exported| {
+            let yaml = exported.object.yaml()?;
+            Ok(ExportedFile {
+                file_name: exported.file_name,
+                yaml: match exported.comment {
+                    Some(comment) => format!("{comment}\n{yaml}"),
+                    None => yaml,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The same objects as one JSON `List` (`apiVersion: v1`, `kind: List`, `items`), the way
+/// `kubectl get -o json` prints several objects.
+pub fn export_json(observed: &Observed, target: &ExportTarget) -> anyhow::Result<String> {
+    let items = exported_objects(observed, target)
+        .iter()
+        .map(|exported| exported.object.json())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    Ok(serde_json::to_string_pretty(&list).context("serializing the list")? + "\n")
 }
 
 fn meta(name: &str, target: &ExportTarget) -> ObjectMeta {
@@ -244,13 +325,18 @@ pub fn write_output_dir(dir: &Path, files: &[ExportedFile]) -> anyhow::Result<()
 /// The exported objects' names must be ones the loader and the API server accept.
 fn check_target(args: &ExportArgs) -> anyhow::Result<()> {
     names::check_subdomain(&args.connector_name).context("--connector-name")?;
-    names::check_label(&args.namespace).context("--namespace")?;
+    names::check_label(&args.namespace).context("-n/--namespace")?;
     names::check_subdomain(&args.secret_name).context("--secret-name")?;
     Ok(())
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
     check_target(&args)?;
+    if args.output == ExportFormat::Json && args.output_dir.is_some() {
+        anyhow::bail!(
+            "--output-dir writes YAML manifests (the files file mode reads); -o json goes to standard output or --output-file"
+        );
+    }
     let clients = args.client.clients()?;
     // The allowlist first, so credentials are not even loaded for a refused endpoint.
     clients.check_endpoint(&args.endpoint)?;
@@ -281,12 +367,15 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    let yaml = export_yaml(&observed, &target)?;
-    match args.output {
+    let text = match args.output {
+        ExportFormat::Yaml => export_yaml(&observed, &target)?,
+        ExportFormat::Json => export_json(&observed, &target)?,
+    };
+    match args.output_file {
         Some(path) => {
-            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
         }
-        None => out!("{yaml}"),
+        None => out!("{text}"),
     }
     Ok(0)
 }

@@ -26,6 +26,7 @@ macro_rules! outln {
 
 pub mod apply;
 pub mod common;
+pub mod completions;
 pub mod controller;
 pub mod crds;
 pub mod demo;
@@ -33,6 +34,7 @@ pub mod export;
 pub mod plan;
 pub mod review;
 pub mod simulator;
+pub mod validate;
 pub mod watch;
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).

@@ -1,9 +1,13 @@
-//! `plan DIR`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error
+//! `plan PATH`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error
 //! or when anything would be Blocked (a pull-request check must not go green then).
+//!
+//! PATH is the repository, or one manifest file of it (the repository around it is
+//! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
+//! The exit code follows what is shown.
 
-use crate::files::{Run, render};
+use crate::files::{Run, failures, render};
 
-use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, NamespaceArgs, OutputFormat, selection, stdout_style};
 
 /// Arguments of `plan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -11,9 +15,11 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
+    pub namespace: NamespaceArgs,
+    #[command(flatten)]
     pub lock: LockArgs,
     /// `text` (a diff like terraform plan) or `json`.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
@@ -23,12 +29,18 @@ pub const FAILED: i32 = 1;
 pub const CHANGES_PENDING: i32 = 2;
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
-    let mode = args.files.mode()?;
+    let target = args.files.target()?;
+    let mode = args.files.mode(&target)?;
     // Held until the command ends: no writer changes the status while it is read.
-    let _lock = args.files.lock_shared(&args.lock).await?;
+    let _lock = args.files.lock_shared(&target, &args.lock).await?;
     let report = mode.pass(Run::Plan).await?;
+    let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {
-        OutputFormat::Text => out!("{}", render::plan_text(&report, stdout_style())),
+        OutputFormat::Text => {
+            // Each failure once: objects point at their connector's message.
+            let shown = failures::without_repeats(report.clone());
+            out!("{}", render::plan_text(&shown, stdout_style()))
+        }
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
     Ok(if report.has_errors() || report.has_blocked() {

@@ -1,13 +1,16 @@
-//! `review DIR`: an access review of every person × policy × role, with the objects that
-//! ask for it (or `unmanaged`), as CSV, JSON or Markdown.
+//! `review PATH`: an access review of every person × policy × role, with the objects that
+//! ask for it (or `unmanaged`), as CSV, JSON or Markdown. PATH is the repository or one
+//! manifest file of it (only the policies its objects are about are shown); `-n` shows
+//! the policies of one namespace's objects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use super::common::FileArgs;
+use super::common::{FileArgs, NamespaceArgs, selection};
 use crate::email;
+use crate::files::select::Picked;
 use crate::files::{PassReport, Run};
 use crate::reconcile::SyncReport;
 
@@ -16,8 +19,12 @@ use crate::reconcile::SyncReport;
 pub struct ReviewArgs {
     #[command(flatten)]
     pub files: FileArgs,
-    #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
-    pub format: ReviewFormat,
+    #[command(flatten)]
+    pub namespace: NamespaceArgs,
+    /// `markdown` (a table for a review ticket), `csv` (a spreadsheet) or `json`.
+    /// `--format` is the old name, still accepted.
+    #[arg(short = 'o', long, alias = "format", value_name = "FORMAT", value_enum, default_value_t = ReviewFormat::Markdown)]
+    pub output: ReviewFormat,
 }
 
 /// Output formats of `review`.
@@ -209,14 +216,41 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
     }
 }
 
+/// The rows a selection shows: every row of a connector picked itself (its manifest is the
+/// file given, or it is in the namespace given), and the rows of the policies that the
+/// PolicyAccess objects shown select.
+pub fn selected_rows(rows: Vec<ReviewRow>, report: &PassReport, picked: &Picked) -> Vec<ReviewRow> {
+    let connectors: BTreeSet<String> = picked.connectors.iter().map(ToString::to_string).collect();
+    let mut policies: BTreeSet<(String, String)> = BTreeSet::new();
+    for sync in &report.syncs {
+        for key in &picked.accesses {
+            if let Some(id) = sync.plan.objects.get(key).and_then(|p| p.policy_id.clone()) {
+                policies.insert((sync.connector.to_string(), id));
+            }
+        }
+    }
+    rows.into_iter()
+        .filter(|row| {
+            connectors.contains(&row.connector)
+                || policies.contains(&(row.connector.clone(), row.policy_id.clone()))
+        })
+        .collect()
+}
+
 pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
-    let mode = args.files.mode()?;
+    let target = args.files.target()?;
+    let mode = args.files.mode(&target)?;
     let report = mode.pass(Run::Plan).await?;
-    out!(
-        "{}",
-        render(&review_rows(&report, Timestamp::now()), args.format)
-    );
-    for sync in report
+    let selection = selection(&target, &args.namespace, &mode, &report)?;
+    let rows = review_rows(&report, Timestamp::now());
+    let rows = if selection.is_everything() {
+        rows
+    } else {
+        selected_rows(rows, &report, &selection.pick(&report))
+    };
+    out!("{}", render(&rows, args.output));
+    let shown = selection.narrow(report);
+    for sync in shown
         .syncs
         .iter()
         .filter(|s| s.connector_status.phase == crate::api::ConnectorPhase::Error)
@@ -227,7 +261,7 @@ pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
             sync.connector_status.message.as_deref().unwrap_or_default()
         );
     }
-    Ok(if report.has_errors() { 1 } else { 0 })
+    Ok(if shown.has_errors() { 1 } else { 0 })
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ pub struct WatchArgs {
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
-    let mode = args.files.mode()?;
+    let target = args.files.whole_repository("watch")?;
+    let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
-    let _lock = args.files.lock("watch", &args.lock).await?;
+    let _lock = args.files.lock(&target, "watch", &args.lock).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         super::shutdown_signal().await;

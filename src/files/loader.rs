@@ -67,6 +67,14 @@ pub struct LoadProblem {
     pub message: String,
 }
 
+impl LoadProblem {
+    /// The namespace of the object the problem is about, when known (`kind ns/name`).
+    pub fn namespace(&self) -> Option<&str> {
+        let (_, key) = self.object.as_deref()?.split_once(' ')?;
+        key.split_once('/').map(|(namespace, _)| namespace)
+    }
+}
+
 impl fmt::Display for LoadProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.object {
@@ -115,6 +123,27 @@ pub enum LoadManifestsError {
 /// names a connector is an error; one whose connector failed to load is not (its problem
 /// says why).
 pub fn load(dir: &Path, exclude: &[PathBuf]) -> Result<Manifests, LoadManifestsError> {
+    let (manifests, yaml_files, other_files) = read_tree(dir, exclude)?;
+    if manifests.connectors.is_empty() && manifests.problems.is_empty() {
+        return Err(LoadManifestsError::NoConnector {
+            path: dir.display().to_string(),
+            found: found(yaml_files, other_files, &manifests),
+        });
+    }
+    Ok(manifests)
+}
+
+/// [`load`] without the need for a connector: `validate` checks part of a repository (a
+/// directory of PolicyAccess objects whose connector is above it) as well as a whole one.
+pub fn load_tree(dir: &Path, exclude: &[PathBuf]) -> Result<Manifests, LoadManifestsError> {
+    read_tree(dir, exclude).map(|(manifests, _, _)| manifests)
+}
+
+/// Every manifest below `dir`, with the numbers of YAML and other files seen.
+fn read_tree(
+    dir: &Path,
+    exclude: &[PathBuf],
+) -> Result<(Manifests, usize, usize), LoadManifestsError> {
     let mut files = Vec::new();
     let mut other_files = Vec::new();
     collect(dir, exclude, &mut files, &mut other_files, true)?;
@@ -134,13 +163,50 @@ pub fn load(dir: &Path, exclude: &[PathBuf]) -> Result<Manifests, LoadManifestsE
     for note in &manifests.skipped {
         info!("{note}");
     }
-    if manifests.connectors.is_empty() && manifests.problems.is_empty() {
-        return Err(LoadManifestsError::NoConnector {
-            path: dir.display().to_string(),
-            found: found(files.len(), other_files.len(), &manifests),
-        });
-    }
-    Ok(manifests)
+    Ok((manifests, files.len(), other_files.len()))
+}
+
+/// Reads one manifest file alone, as strictly as [`load`] reads a directory (duplicates
+/// inside the file included). A file without any connector is not an error here: `validate`
+/// checks one file of a repository at a time.
+pub fn load_file_alone(path: &Path) -> Manifests {
+    let mut manifests = Manifests::default();
+    load_file(path, &mut manifests);
+    reject_duplicates(&mut manifests);
+    manifests
+}
+
+/// Whether `dir` itself (not a subdirectory) holds a manifest file with an
+/// ExpensifyConnector document, read or not: how a repository root is recognised.
+pub fn holds_connector(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.path())
+        .filter(|path| is_manifest_name(path))
+        .collect();
+    files.sort();
+    files.iter().any(|path| {
+        let manifests = load_file_alone(path);
+        !manifests.connectors.is_empty()
+            || manifests.problems.iter().any(|p| {
+                p.object
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("ExpensifyConnector "))
+            })
+    })
+}
+
+/// `*.yaml` or `*.yml`: the files read as manifests.
+pub fn is_manifest_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 /// What a directory without a connector held, for the error.
@@ -180,10 +246,7 @@ fn collect(
                 }
                 files.push(path);
             }
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
+        } else if is_manifest_name(&path) {
             files.push(path);
         } else {
             other_files.push(path);

@@ -2,12 +2,18 @@
 //! with status kept in a separate status directory.
 
 pub mod credentials;
+pub mod failures;
 pub mod loader;
 pub mod render;
+pub mod repo;
 pub mod runner;
+pub mod select;
 pub mod status_dir;
+pub mod validate;
 pub mod watch;
 
 pub use credentials::{CredentialSource, ENV_USER_ID, ENV_USER_SECRET};
+pub use repo::Target;
 pub use runner::{FileMode, FilePassError, PassReport, Run};
+pub use select::Selection;
 pub use status_dir::StatusDir;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, PolicyAccessStatus};
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
@@ -161,9 +162,50 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
     out
 }
 
-/// What `apply` did, and where every object stands.
+/// What `apply` did, and where every object stands. What failed comes first, once: a
+/// connector that could not sync is named in the headline with its message, and its row
+/// and its objects' rows point there (see [`super::failures`]).
 pub fn apply_text(report: &PassReport, style: Style) -> String {
+    let failures = connector_failures(report);
     let mut out = String::new();
+    for failure in &failures {
+        let _ = writeln!(out, "{} {}", style.paint("31", "Failed:"), failure.headline);
+        let _ = writeln!(out, "  {}", failure.detail);
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out);
+    }
+    let (applied, failed) = applied_changes(report, style, &mut out);
+    if applied + failed > 0 {
+        let _ = writeln!(out, "\nApplied {applied} change(s), {failed} failed.");
+    } else if !failures.is_empty() {
+        let _ = writeln!(out, "No changes were made.");
+    } else if report.has_errors() || report.has_blocked() {
+        let _ = writeln!(out, "No changes were made; see the objects below.");
+    } else {
+        let _ = writeln!(out, "No changes were needed.");
+    }
+    let _ = writeln!(out);
+    let mut shown = without_repeats(report.clone());
+    for sync in &mut shown.syncs {
+        if failures.iter().any(|f| f.connector == sync.connector) {
+            sync.connector_status.message = Some(SEE_ABOVE.to_string());
+        }
+    }
+    out.push_str(&status_table(&shown));
+    if !report.manifests.problems.is_empty() {
+        // Objects no connector took are rows of the table already: only what could not be
+        // read is listed here.
+        let _ = writeln!(out, "\nProblems:");
+        for problem in &report.manifests.problems {
+            let _ = writeln!(out, "  ! {problem}");
+        }
+    }
+    out
+}
+
+/// The changes made and not made, per policy; returns how many of each.
+fn applied_changes(report: &PassReport, style: Style, out: &mut String) -> (usize, usize) {
     let mut applied = 0;
     let mut failed = 0;
     for sync in &report.syncs {
@@ -194,18 +236,7 @@ pub fn apply_text(report: &PassReport, style: Style) -> String {
             }
         }
     }
-    if applied + failed == 0 {
-        let _ = writeln!(out, "No changes were needed.");
-    } else {
-        let _ = writeln!(out, "\nApplied {applied} change(s), {failed} failed.");
-    }
-    let _ = writeln!(out);
-    out.push_str(&status_table(report));
-    if !report.manifests.problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:");
-        problems(report, &mut out);
-    }
-    out
+    (applied, failed)
 }
 
 /// A table of every connector and object with its phase.

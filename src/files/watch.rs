@@ -182,6 +182,7 @@ fn summarize(report: &PassReport) {
             failed,
             objects = sync.statuses.len(),
             expensify_calls = sync.calls.total(),
+            detail = sync.connector_status.message.as_deref().unwrap_or_default(),
             "sync finished"
         );
     }

@@ -79,7 +79,6 @@ pub async fn sync(
     info!(
         connector = %connector.key,
         phase = %report.connector_status.phase,
-        message = report.connector_status.message.as_deref().unwrap_or_default(),
         expensify_calls = report.calls.total(),
         "connector synced"
     );

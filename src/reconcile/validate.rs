@@ -221,6 +221,29 @@ fn policy_problem(access: &AccessObject) -> Option<Problem> {
     }
 }
 
+/// Members whose `expiresAt` has passed at `now`: they grant nothing any more (a sync
+/// treats them as absent), so the entry is only noise to remove. A problem for `validate`,
+/// not for a sync, where expiry is the ordinary end of just-in-time access.
+pub fn expired_members(access: &AccessObject, now: Timestamp) -> Vec<Problem> {
+    access
+        .spec
+        .members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, member)| {
+            let expires = member.expires_at.as_deref()?;
+            let at = expires.parse::<Timestamp>().ok().filter(|at| *at <= now)?;
+            Some(Problem::new(
+                format!("{}.expiresAt", MemberPath(i)),
+                format!(
+                    "{at} is in the past: {} is not granted (and is revoked if the operator granted them); remove the entry",
+                    member.email
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// One member entry: email (valid, listed once), role, approver, expiry, employeeID.
 fn member_problems(
     at: MemberPath,
@@ -387,6 +410,21 @@ mod tests {
                 .message
                 .contains("listed twice (also spec.members[1])")
         );
+    }
+
+    #[test]
+    fn expired_entries_are_named_with_their_field() {
+        let mut past = member("old@acme.example");
+        past.expires_at = Some("2020-01-01T00:00:00Z".into());
+        let mut future = member("new@acme.example");
+        future.expires_at = Some("2999-01-01T00:00:00Z".into());
+        let mut unreadable = member("odd@acme.example");
+        unreadable.expires_at = Some("soon".into());
+        let object = access("finance", vec![future, past, unreadable]);
+        let problems = expired_members(&object, Timestamp::now());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.members[1].expiresAt");
+        assert!(problems[0].message.contains("old@acme.example"));
     }
 
     #[test]

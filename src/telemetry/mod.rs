@@ -1,6 +1,8 @@
-//! Logging setup: human lines on a terminal, JSON lines for machines.
+//! Logging setup: human lines on a terminal, JSON lines for machines; and whether anything
+//! the process prints (log lines on stderr, results on stdout) is coloured.
 
-use std::io::IsTerminal;
+use std::ffi::OsStr;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +16,55 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--color`: when output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColourChoice {
+    /// Only where the stream is a terminal.
+    #[default]
+    Auto,
+    /// Also into pipes and files (unless `--no-color` or `NO_COLOR` say otherwise).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The colour flags of a run: `--color` and `--no-color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Colour {
+    pub choice: ColourChoice,
+    pub no_color_flag: bool,
+}
+
+/// Whether a stream is coloured. `--no-color` and a non-empty `NO_COLOR` win over
+/// everything, `--color always` included: whoever set `NO_COLOR` asked for no colour from
+/// every program, and a script's `--color always` should not override that. An empty
+/// `NO_COLOR` counts as unset (<https://no-color.org>). Then `--color always` / `never`,
+/// and with `auto` only a terminal is coloured.
+pub fn colour_enabled(colour: Colour, no_color_env: Option<&OsStr>, terminal: bool) -> bool {
+    if colour.no_color_flag || no_color_env.is_some_and(|value| !value.is_empty()) {
+        return false;
+    }
+    match colour.choice {
+        ColourChoice::Always => true,
+        ColourChoice::Never => false,
+        ColourChoice::Auto => terminal,
+    }
+}
+
+static COLOUR: OnceLock<Colour> = OnceLock::new();
+
+/// Records the run's colour flags (once, from `main`); later calls are ignored.
+pub fn set_colour(colour: Colour) {
+    let _ = COLOUR.set(colour);
+}
+
+/// Whether a stream that is (or is not) a terminal is coloured in this process, given the
+/// flags recorded by [`set_colour`] (`auto` when none were) and `NO_COLOR` now.
+pub fn colour_for(terminal: bool) -> bool {
+    let colour = COLOUR.get().copied().unwrap_or_default();
+    colour_enabled(colour, std::env::var_os("NO_COLOR").as_deref(), terminal)
+}
+
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum InitLoggingError {
@@ -24,8 +75,13 @@ pub enum InitLoggingError {
 }
 
 /// Installs the global subscriber. `level` (from `--log-level`) wins over `RUST_LOG`;
-/// with neither, `info`.
-pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), InitLoggingError> {
+/// with neither, `info`. `ansi` colours human lines (see [`colour_for`]); JSON lines never
+/// are.
+pub fn init_logging(
+    format: LogFormat,
+    level: Option<&str>,
+    ansi: bool,
+) -> Result<(), InitLoggingError> {
     let filter_text = match level {
         Some(level) => level.to_string(),
         None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
@@ -38,10 +94,82 @@ pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), InitLo
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Human => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .flatten_event(true)
             .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|_| InitLoggingError::AlreadySet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn colour(choice: ColourChoice, no_color_flag: bool) -> Colour {
+        Colour {
+            choice,
+            no_color_flag,
+        }
+    }
+
+    #[test]
+    fn auto_colours_a_terminal_only() {
+        let auto = colour(ColourChoice::Auto, false);
+        assert!(colour_enabled(auto, None, true));
+        assert!(!colour_enabled(auto, None, false));
+    }
+
+    #[test]
+    fn always_and_never_ignore_the_terminal() {
+        for terminal in [true, false] {
+            assert!(colour_enabled(
+                colour(ColourChoice::Always, false),
+                None,
+                terminal
+            ));
+            assert!(!colour_enabled(
+                colour(ColourChoice::Never, false),
+                None,
+                terminal
+            ));
+        }
+    }
+
+    #[test]
+    fn no_color_env_and_flag_win_over_always() {
+        let set = Some(OsStr::new("1"));
+        for choice in [
+            ColourChoice::Auto,
+            ColourChoice::Always,
+            ColourChoice::Never,
+        ] {
+            for terminal in [true, false] {
+                assert!(!colour_enabled(colour(choice, false), set, terminal));
+                assert!(!colour_enabled(colour(choice, true), None, terminal));
+            }
+        }
+        // Any non-empty value counts, even "0" or "false".
+        for value in ["0", "false", "yes"] {
+            let always = colour(ColourChoice::Always, false);
+            assert!(!colour_enabled(always, Some(OsStr::new(value)), true));
+        }
+    }
+
+    #[test]
+    fn an_empty_no_color_is_unset() {
+        let empty = Some(OsStr::new(""));
+        assert!(colour_enabled(
+            colour(ColourChoice::Auto, false),
+            empty,
+            true
+        ));
+        assert!(colour_enabled(
+            colour(ColourChoice::Always, false),
+            empty,
+            false
+        ));
+    }
 }

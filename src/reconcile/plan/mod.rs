@@ -17,6 +17,7 @@ mod drift;
 mod grants;
 mod guard;
 mod ledger;
+pub mod offline;
 mod removals;
 mod resolve;
 mod types;

@@ -914,3 +914,6 @@ proptest! {
 
 #[path = "ledger_tests.rs"]
 mod ledger_rules;
+
+#[path = "offline_tests.rs"]
+mod offline_rules;

@@ -1,0 +1,311 @@
+//! `validate PATH`: every check that needs no credentials and no network, for pre-commit
+//! hooks and CI on untrusted branches. It reads manifests and nothing else: no Secret, no
+//! status directory, no Expensify call.
+//!
+//! The checks are the loader's (strict schema, kinds, Kubernetes names, duplicates) and
+//! [`crate::reconcile::validate`]'s (every field of a connector, the endpoint allowlist when
+//! one is given, every field of a PolicyAccess, connector references and namespace
+//! consent), plus what the manifests alone decide of the planner's conflicts
+//! ([`crate::reconcile::plan::offline`]) and entries whose `expiresAt` has passed.
+//!
+//! PATH is a directory (everything below it) or one manifest file (that file alone). A
+//! connector reference that PATH itself cannot resolve is looked up among the connectors of
+//! the repository around PATH (see [`super::repo`]), when there is one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+
+use super::loader::{self, LoadManifestsError, LoadProblem, Manifests, Source};
+use super::repo::{TargetError, find_root};
+use crate::expensify::ExpensifyClients;
+use crate::reconcile::plan::offline;
+use crate::reconcile::validate::validate_endpoint;
+use crate::reconcile::{
+    AccessObject, ConnectorObject, ObjectKey, Problem, expired_members, validate_access,
+    validate_connector,
+};
+
+/// One problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub file: String,
+    /// 1-based document in the file, when the problem is in one.
+    pub document: Option<usize>,
+    /// `kind namespace/name`, when known.
+    pub object: Option<String>,
+    /// The field, e.g. `spec.members[2].role`, when the problem is about one.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(document) = self.document {
+            write!(f, " (document {document})")?;
+        }
+        if let Some(object) = &self.object {
+            write!(f, ": {object}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl From<&LoadProblem> for Finding {
+    fn from(problem: &LoadProblem) -> Self {
+        Finding {
+            file: problem.source.path.display().to_string(),
+            document: Some(problem.source.document),
+            object: problem.object.clone(),
+            field: None,
+            message: problem.message.clone(),
+        }
+    }
+}
+
+/// What `validate` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    /// The path checked.
+    pub path: String,
+    /// Objects checked.
+    pub connectors: usize,
+    pub policy_accesses: usize,
+    /// The repository whose connectors resolved references PATH could not, if one was read.
+    pub connectors_from: Option<String>,
+    pub problems: Vec<Finding>,
+}
+
+impl Validation {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What the checks need besides the manifests.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    /// The endpoint allowlist, when one was given (`--allowed-endpoints`); without it,
+    /// endpoints are only checked to be https (or http on loopback).
+    pub allowlist: Option<&'a ExpensifyClients>,
+    /// Only objects of this namespace are reported.
+    pub namespace: Option<&'a str>,
+    /// Directories never read (a status directory inside the repository).
+    pub exclude: &'a [PathBuf],
+    /// For `expiresAt` and the claims of expiring entries.
+    pub now: Timestamp,
+}
+
+/// Why nothing could be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Path(#[from] TargetError),
+    #[error(transparent)]
+    Load(#[from] LoadManifestsError),
+}
+
+/// The manifests of `path`, and the directory a repository root is looked for from.
+fn read(path: &Path, exclude: &[PathBuf]) -> Result<(Manifests, PathBuf), ValidateError> {
+    let unreadable = |source| TargetError::Unreadable {
+        path: path.display().to_string(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if metadata.is_dir() {
+        let start = path.canonicalize().map_err(unreadable)?;
+        return Ok((loader::load_tree(path, exclude)?, start));
+    }
+    if !metadata.is_file() {
+        let path = path.display().to_string();
+        return Err(TargetError::NotFileOrDirectory { path }.into());
+    }
+    if !loader::is_manifest_name(path) {
+        let path = path.display().to_string();
+        return Err(TargetError::NotManifest { path }.into());
+    }
+    let file = path.canonicalize().map_err(unreadable)?;
+    let start = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    Ok((loader::load_file_alone(path), start))
+}
+
+/// The connectors PATH's PolicyAccess objects may refer to: PATH's own, then those of the
+/// repository around it for references PATH cannot resolve. Returns the repository read.
+fn reference_targets(
+    own: &[ConnectorObject],
+    accesses: &[AccessObject],
+    start: &Path,
+    exclude: &[PathBuf],
+) -> (Vec<ConnectorObject>, Option<PathBuf>) {
+    let mut connectors = own.to_vec();
+    let unresolved = accesses
+        .iter()
+        .any(|a| !connectors.iter().any(|c| c.key == a.connector_key()));
+    let Some((root, _)) = unresolved.then(|| find_root(start)).flatten() else {
+        return (connectors, None);
+    };
+    if root == start && !own.is_empty() {
+        // PATH is the repository: its connectors are all there is.
+        return (connectors, None);
+    }
+    let Ok(around) = loader::load_tree(&root, exclude) else {
+        return (connectors, None);
+    };
+    for loaded in &around.connectors {
+        if !connectors.iter().any(|c| c.key == loaded.key) {
+            connectors.push(ConnectorObject::from_resource(&loaded.object));
+        }
+    }
+    (connectors, Some(root))
+}
+
+/// A finding about an object, placed at its manifest.
+fn at(source: Option<&Source>, object: String, problem: Problem) -> Finding {
+    Finding {
+        file: source.map_or_else(String::new, |s| s.path.display().to_string()),
+        document: source.map(|s| s.document),
+        object: Some(object),
+        field: Some(problem.field),
+        message: problem.message,
+    }
+}
+
+/// Checks `path` (see the module).
+pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateError> {
+    let (manifests, start) = read(path, checks.exclude)?;
+    let in_namespace = |namespace: &str| checks.namespace.is_none_or(|n| n == namespace);
+    let connectors: Vec<ConnectorObject> = manifests
+        .connectors
+        .iter()
+        .map(|c| ConnectorObject::from_resource(&c.object))
+        .collect();
+    let accesses: Vec<AccessObject> = manifests
+        .accesses
+        .iter()
+        .map(|a| AccessObject::from_resource(&a.object))
+        .collect();
+    let (targets, connectors_from) =
+        reference_targets(&connectors, &accesses, &start, checks.exclude);
+    let sources: BTreeMap<(&str, &ObjectKey), &Source> = manifests
+        .connectors
+        .iter()
+        .map(|c| (("ExpensifyConnector", &c.key), &c.source))
+        .chain(
+            manifests
+                .accesses
+                .iter()
+                .map(|a| (("PolicyAccess", &a.key), &a.source)),
+        )
+        .collect();
+    let finding = |kind: &'static str, key: &ObjectKey, problem: Problem| {
+        let source = sources.get(&(kind, key)).copied();
+        at(source, format!("{kind} {key}"), problem)
+    };
+    let mut problems: Vec<Finding> = nothing_below(path, &manifests).into_iter().collect();
+    problems.extend(
+        manifests
+            .problems
+            .iter()
+            .filter(|p| p.namespace().is_none_or(in_namespace))
+            .map(Finding::from),
+    );
+    for connector in connectors.iter().filter(|c| in_namespace(&c.key.namespace)) {
+        let own = validate_connector(connector).into_iter().chain(
+            checks
+                .allowlist
+                .and_then(|clients| validate_endpoint(connector, clients)),
+        );
+        problems.extend(own.map(|p| finding("ExpensifyConnector", &connector.key, p)));
+    }
+    problems.extend(
+        access_problems(&accesses, &targets, checks.now)
+            .into_iter()
+            .filter(|(key, _)| in_namespace(&key.namespace))
+            .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
+    );
+    Ok(Validation {
+        path: path.display().to_string(),
+        connectors: count(&connectors, |c| &c.key.namespace, in_namespace),
+        policy_accesses: count(&accesses, |a| &a.key.namespace, in_namespace),
+        connectors_from: connectors_from.map(|root| root.display().to_string()),
+        problems,
+    })
+}
+
+/// Every problem of the PolicyAccess objects checked: their own fields and references,
+/// entries past their `expiresAt`, and the conflicts the manifests alone decide (on each
+/// connector they may use).
+fn access_problems(
+    accesses: &[AccessObject],
+    connectors: &[ConnectorObject],
+    now: Timestamp,
+) -> Vec<(ObjectKey, Problem)> {
+    let mut found: Vec<(ObjectKey, Problem)> = Vec::new();
+    for access in accesses {
+        let own = validate_access(access, connectors)
+            .into_iter()
+            .chain(expired_members(access, now));
+        found.extend(own.map(|p| (access.key.clone(), p)));
+    }
+    for connector in connectors {
+        found.extend(offline::conflicts(connector, accesses, now));
+    }
+    found.extend(offline::policies_through_two_connectors(
+        accesses, connectors,
+    ));
+    found
+}
+
+/// A directory with nothing of this operator below it: most likely the wrong path, which a
+/// CI check must not pass as clean.
+fn nothing_below(path: &Path, manifests: &Manifests) -> Option<Finding> {
+    let empty = manifests.connectors.is_empty()
+        && manifests.accesses.is_empty()
+        && manifests.problems.is_empty();
+    (empty && path.is_dir()).then(|| Finding {
+        file: path.display().to_string(),
+        document: None,
+        object: None,
+        field: None,
+        message: "no ExpensifyConnector or PolicyAccess manifest below this directory".to_string(),
+    })
+}
+
+fn count<T>(items: &[T], namespace: impl Fn(&T) -> &String, keep: impl Fn(&str) -> bool) -> usize {
+    items.iter().filter(|item| keep(namespace(item))).count()
+}
+
+/// The text `validate` prints: one line per problem, then a summary line.
+pub fn text(validation: &Validation) -> String {
+    let mut out = String::new();
+    for problem in &validation.problems {
+        out.push_str(&format!("{problem}\n"));
+    }
+    let checked = format!(
+        "{} ExpensifyConnector and {} PolicyAccess in {}",
+        validation.connectors, validation.policy_accesses, validation.path
+    );
+    if validation.is_clean() {
+        out.push_str(&format!("OK: {checked}, no problems.\n"));
+    } else {
+        out.push_str(&format!(
+            "{} problem(s): {checked}.\n",
+            validation.problems.len()
+        ));
+    }
+    if let Some(root) = &validation.connectors_from {
+        out.push_str(&format!(
+            "Connector references were also resolved against the connectors of {root}.\n"
+        ));
+    }
+    out
+}

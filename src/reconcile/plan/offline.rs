@@ -1,0 +1,176 @@
+//! Conflicts decidable from the manifests alone, before anything is read (`validate`).
+//!
+//! The planner's own claim rules (a second Authoritative object on a policy, two roles
+//! asked for one person) run on a stand-in for Expensify that shows every policy the
+//! objects name, with nobody on it: the same code decides, so `validate` and a sync never
+//! disagree about what is a conflict. A policy named by id and one named by name cannot be
+//! told apart without Expensify, so they are never taken for the same policy here.
+//! "One policy, one connector" is decided at sync time by which connector managed the
+//! policy first (from status); offline, a policy id named through two connectors is
+//! reported as such.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
+use super::super::validate::{Problem, connector_allows, validate_access};
+use super::claims::{self, Claims};
+use super::resolve;
+use super::types::{Block, PlanInput};
+use super::world::World;
+use crate::email;
+use crate::expensify::PolicySummary;
+
+/// The id the stand-in gives a policy named by name.
+fn named(name: &str) -> String {
+    format!("named {name:?}")
+}
+
+/// Every policy the connector's objects name (by id, or by name under a made-up id), each
+/// with an empty roster.
+fn stand_in(connector: &ConnectorObject, accesses: &[AccessObject]) -> Observed {
+    let mut policies: BTreeMap<String, String> = BTreeMap::new();
+    for access in accesses
+        .iter()
+        .filter(|a| a.connector_key() == connector.key)
+    {
+        let policy = &access.spec.policy;
+        match (policy.id.as_deref(), policy.name.as_deref()) {
+            (Some(id), None) => policies.insert(id.trim().to_string(), String::new()),
+            (None, Some(name)) => policies.insert(named(name.trim()), name.trim().to_string()),
+            _ => None,
+        };
+    }
+    let rosters = policies.keys().map(|id| (id.clone(), Vec::new())).collect();
+    let policies = policies
+        .into_iter()
+        .map(|(id, name)| PolicySummary {
+            id,
+            name,
+            plan: String::new(),
+            owner: String::new(),
+            output_currency: String::new(),
+            caller_role: "admin".to_string(),
+        })
+        .collect();
+    Observed { policies, rosters }
+}
+
+/// The Conflict blocks added to `subjects` since `seen` (per subject), with `field`.
+fn new_conflicts(
+    subjects: &[resolve::Subject<'_>],
+    seen: &BTreeMap<ObjectKey, usize>,
+    field: impl Fn(&resolve::Subject<'_>, &str) -> String,
+) -> Vec<(ObjectKey, Problem)> {
+    let mut found = Vec::new();
+    for subject in subjects {
+        let from = seen.get(subject.key()).copied().unwrap_or(0);
+        for block in subject.plan.blocks.iter().skip(from) {
+            if let Block::Conflict(message) = block {
+                found.push((
+                    subject.key().clone(),
+                    Problem::new(field(subject, message), message.clone()),
+                ));
+            }
+        }
+    }
+    found
+}
+
+fn block_counts(subjects: &[resolve::Subject<'_>]) -> BTreeMap<ObjectKey, usize> {
+    subjects
+        .iter()
+        .map(|s| (s.key().clone(), s.plan.blocks.len()))
+        .collect()
+}
+
+/// `spec.members[i].role` of the member a role conflict is about (its message starts with
+/// the email), else `spec.members`.
+fn member_field(subject: &resolve::Subject<'_>, message: &str) -> String {
+    subject
+        .object
+        .spec
+        .members
+        .iter()
+        .position(|m| message.starts_with(&format!("{} on policy ", email::normalize(&m.email))))
+        .map_or_else(
+            || "spec.members".to_string(),
+            |i| format!("spec.members[{i}].role"),
+        )
+}
+
+/// The claim conflicts among `connector`'s objects that the manifests alone decide: a
+/// second Authoritative object on one policy (`spec.mode`), and objects asking different
+/// roles for one person on one policy (`spec.members[i].role`). Expired entries claim
+/// nobody at `now`, as in a sync.
+pub fn conflicts(
+    connector: &ConnectorObject,
+    accesses: &[AccessObject],
+    now: Timestamp,
+) -> Vec<(ObjectKey, Problem)> {
+    let observed = stand_in(connector, accesses);
+    let input = PlanInput {
+        connector,
+        accesses,
+        observed: &observed,
+        now,
+        inventory_complete: true,
+    };
+    let world = World::new(&observed, connector);
+    let mut subjects = resolve::subjects(&input, &world);
+    let before = block_counts(&subjects);
+    claims::block_second_authoritative(&mut subjects);
+    let mut found = new_conflicts(&subjects, &before, |_, _| "spec.mode".to_string());
+    let before = block_counts(&subjects);
+    let claims = Claims::collect(&subjects);
+    claims::role_conflicts(&claims, &mut subjects);
+    found.extend(new_conflicts(&subjects, &before, member_field));
+    found
+}
+
+/// Policy ids named by valid objects of more than one connector: at sync time the
+/// connector that managed the policy first keeps it and the other's objects are Blocked
+/// (`Conflict`); offline, each such object is reported with the others.
+pub fn policies_through_two_connectors(
+    accesses: &[AccessObject],
+    connectors: &[ConnectorObject],
+) -> Vec<(ObjectKey, Problem)> {
+    let mut by_policy: BTreeMap<&str, Vec<(&AccessObject, ObjectKey)>> = BTreeMap::new();
+    for access in accesses {
+        let connector = access.connector_key();
+        let usable = connectors
+            .iter()
+            .any(|c| c.key == connector && connector_allows(c, &access.key.namespace));
+        let Some(id) = access.spec.policy.id.as_deref().map(str::trim) else {
+            continue;
+        };
+        if usable && !id.is_empty() && validate_access(access, connectors).is_empty() {
+            by_policy.entry(id).or_default().push((access, connector));
+        }
+    }
+    let mut found = Vec::new();
+    for (policy, users) in by_policy {
+        for (access, connector) in &users {
+            let others: Vec<String> = users
+                .iter()
+                .filter(|(_, other)| other != connector)
+                .map(|(a, other)| format!("connector {other} (PolicyAccess {})", a.key))
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            found.push((
+                access.key.clone(),
+                Problem::new(
+                    "spec.policy.id",
+                    format!(
+                        "policy {policy} is also named through {}; one policy is managed through one connector: the connector that manages it first keeps it and the other's objects are Blocked (Conflict)",
+                        others.join(", ")
+                    ),
+                ),
+            ));
+        }
+    }
+    found
+}
