@@ -13,8 +13,9 @@ use expensify_operator::expensify::{
 };
 use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
 
+#[path = "../tests/support/mod.rs"]
 mod support;
-use support::{free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
+use support::bench::{free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
 
 const POLICIES: usize = 500;
 const MEMBERS: usize = 20;

@@ -3,14 +3,13 @@
 //! Expensify calls per full sync, the time from an edit to the write reaching the
 //! simulator, and the controller's peak RSS. `cargo bench --bench controller_e2e`.
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-
 use std::process::{Command, Stdio};
 
+#[path = "../tests/support/mod.rs"]
 mod support;
 use std::time::{Duration, Instant};
-use support::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
+use support::apiserver;
+use support::bench::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
 
 use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};

@@ -6,13 +6,13 @@
 //! A few cases also run through the binary against the simulator: nothing is revoked
 //! because of a broken manifest.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
 use expensify_operator::files::loader::{self, Manifests};
+use support::*;
 use tokio::process::Command;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad_input");

@@ -1,11 +1,11 @@
 //! The real binary, as a user runs it, against the simulator.
 
-mod common;
+mod support;
 
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");

@@ -1,18 +1,18 @@
 //! The client against the simulator on loopback: every call, every error class, retries,
 //! pacing, batching and fault injection.
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use expensify_operator::expensify::{
     Call, ClientConfigError, ClientSettings, Credentials, EmployeeRecord, ErrorKind,
     ExpensifyClients, Pacing, RetryPolicy, Role,
 };
 use expensify_operator::simulator::{FaultConfig, ScriptedFault, SeedEmployee, SeedPolicy};
+use support::*;
 
 const FINANCE: &str = "F1E2D3C4B5A69788";
 const ENGINEERING: &str = "0A1B2C3D4E5F6071";

@@ -7,16 +7,14 @@
 //! `kubectl apply --server-side -f crds/ && cargo test --test cluster_e2e -- --ignored`
 //! (kind or k3d will do; it creates and deletes objects in the namespace `expensify-e2e`).
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod common;
+mod support;
+use support::apiserver;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::{self, ControllerSettings};
 use expensify_operator::expensify::ExpensifyClients;
@@ -24,6 +22,7 @@ use expensify_operator::simulator::SimulatorHandle;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::*;
 
 async fn eventually<F, Fut>(what: &str, check: F)
 where

@@ -1,12 +1,11 @@
 //! The reconcile functions against kube-rs's mock service (tower-test): the exact
 //! Kubernetes requests for each scenario, with Expensify played by the simulator.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::cache::Caches;
 use expensify_operator::cluster::context::Context;
@@ -18,6 +17,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
+use support::*;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 

@@ -2,22 +2,21 @@
 //! Deployment's own arguments, read from the rendered `manifests/install.yaml`) turns ready;
 //! a replica that loses the Lease mid-sync writes nothing more.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod common;
+mod support;
+use support::apiserver;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::*;
 use expensify_operator::cluster::{self, ControllerSettings, LeaseSettings};
 use expensify_operator::expensify::ExpensifyClients;
 use expensify_operator::simulator::FaultConfig;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
 

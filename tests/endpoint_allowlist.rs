@@ -2,11 +2,11 @@
 //! request editing one) aimed anywhere else gets an error, and the "attacker" listener
 //! never sees a single connection, let alone the secret.
 
-mod common;
+mod support;
 
 use std::process::Output;
 
-use common::*;
+use support::*;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");

@@ -1,12 +1,12 @@
 //! File mode end to end against the simulator, through the library entry points.
 
-mod common;
+mod support;
 
-use common::*;
 use expensify_operator::api::{AccessPhase, ConnectorPhase, PolicyAccess};
 use expensify_operator::files::Run;
 use expensify_operator::reconcile::ObjectKey;
 use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+use support::*;
 
 fn key(name: &str) -> ObjectKey {
     ObjectKey::new("finance", name)

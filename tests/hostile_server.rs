@@ -2,16 +2,16 @@
 //! `Retry-After` values, endless bodies and slow drips each end the call with a clear
 //! error, quickly, and the next call works.
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use common::*;
 use expensify_operator::expensify::{
     ClientSettings, ErrorKind, ExpensifyClient, MAX_RETRY_AFTER, RetryPolicy,
 };
 use expensify_operator::simulator::{FaultConfig, ScriptedFault, SimulatorHandle};
+use support::*;
 
 fn script(sim: &SimulatorHandle, faults: Vec<ScriptedFault>) {
     sim.state().set_faults(FaultConfig {

@@ -4,16 +4,16 @@
 //! prints. Status files are only read for their user-visible fields (phase, reasons,
 //! messages), since the shape of `managedMembers` is not part of these tests.
 
-mod common;
+mod support;
 
 use std::process::{ExitStatus, Output};
 use std::time::Duration;
 
-use common::*;
 use expensify_operator::expensify::Role;
 use expensify_operator::simulator::{
     FaultConfig, ScriptedFault, Seed, SeedEmployee, SeedPolicy, SimulatorHandle,
 };
+use support::*;
 use tokio::process::{Child, Command};
 
 /// The binary with the simulator allowed and no pacing (the simulators here enforce no

@@ -1,12 +1,12 @@
 //! One writer per status directory, and a `watch` that only wakes for real changes: the
 //! real binary, two processes at a time, against the simulator.
 
-mod common;
+mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::process::{Child, Command};
 
 fn command(endpoint: &str, args: &[&str]) -> Command {

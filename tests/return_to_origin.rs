@@ -21,7 +21,7 @@
 //! `cargo test` runs a bounded number of cases; `RETURN_TO_ORIGIN_CASES=5000` runs more
 //! (and `RETURN_TO_ORIGIN_SHRINK` bounds the shrinking iterations, default 64).
 
-mod common;
+mod support;
 
 use expensify_operator::files::Run;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +29,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ADMIN_ID, ADMIN_SECRET, Repo};
 use expensify_operator::expensify::{
     AllowedEndpoints, ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy,
 };
@@ -37,6 +36,7 @@ use expensify_operator::files::FileMode;
 use expensify_operator::simulator::{self, FaultConfig, ScriptedFault, Seed, SimulatorHandle};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use support::{ADMIN_ID, ADMIN_SECRET, Repo};
 
 /// The seed's policies: (id, name, owner).
 const POLICIES: [(&str, &str, &str); 3] = [

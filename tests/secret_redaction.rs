@@ -1,13 +1,13 @@
 //! The partner secret never reaches logs, errors or Debug output, even when a failing
 //! server echoes it back. Its own test binary, so the global subscriber sees everything.
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+use support::*;
 
 /// A writer the tracing subscriber logs into, for reading back what was logged.
 #[derive(Clone, Default)]

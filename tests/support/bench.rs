@@ -1,5 +1,4 @@
 //! What the end-to-end benchmarks share: a simulator in its own process, ports, memory.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,10 @@
-//! Helpers shared by the integration tests: a simulator on loopback and clients for it.
+//! Helpers shared by the integration tests and the benchmarks (the one place for them):
+//! a simulator on loopback and clients for it; `apiserver`, a Kubernetes API server
+//! double; `bench`, what the end-to-end benchmarks add.
 #![allow(dead_code)]
+
+pub mod apiserver;
+pub mod bench;
 
 use std::time::Duration;
 
