@@ -79,12 +79,12 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("policy_list_500", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(client.list_policies(false).await.unwrap()) })
+            .iter(|| async { black_box(client.list_policies(false).await.unwrap()) });
     });
     let one = vec!["BE00000000000000".to_string()];
     group.bench_function("roster_read_1_policy", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(client.read_rosters(&one).await.unwrap()) })
+            .iter(|| async { black_box(client.read_rosters(&one).await.unwrap()) });
     });
     group.finish();
 
@@ -125,7 +125,7 @@ fn benches(c: &mut Criterion) {
                 .map(|p| p.id)
                 .collect();
             black_box(client.read_rosters(&ids).await.unwrap())
-        })
+        });
     });
     group.finish();
     drop(sim);

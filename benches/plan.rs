@@ -134,7 +134,7 @@ fn benches(c: &mut Criterion) {
         result.summary()
     );
     c.bench_function("plan_500_policies_10000_memberships", |b| {
-        b.iter(|| black_box(plan(black_box(input))))
+        b.iter(|| black_box(plan(black_box(input))));
     });
 }
 

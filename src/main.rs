@@ -69,15 +69,15 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => commands::controller::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
-        Command::Validate(args) => commands::validate::run(args).await,
+        Command::Validate(args) => commands::validate::run(&args),
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
-        Command::Crds(args) => commands::crds::run(args),
+        Command::Crds(args) => commands::crds::run(&args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
-        Command::Completions(args) => commands::completions::run(args, Cli::command()),
+        Command::Completions(args) => commands::completions::run(&args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -275,6 +275,7 @@ async fn every_error_class() {
         "{err}"
     );
 
+    #[allow(clippy::items_after_statements)]
     type Expectation = fn(&ErrorKind) -> bool;
     let cases: Vec<(ScriptedFault, Expectation)> = vec![
         (ScriptedFault::Respond { status: 200, body: r#"{"responseCode":401,"responseMessage":"Authentication error"}"#.into() },

@@ -6,6 +6,10 @@
 //! same scenario runs against a real cluster with `KUBECONFIG` set:
 //! `kubectl apply --server-side -f crds/ && cargo test --test cluster_e2e -- --ignored`
 //! (kind or k3d will do; it creates and deletes objects in the namespace `expensify-e2e`).
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "test helpers take json! values"
+)]
 
 mod support;
 use support::apiserver;

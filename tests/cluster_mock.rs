@@ -1,5 +1,9 @@
 //! The reconcile functions against kube-rs's mock service (tower-test): the exact
 //! Kubernetes requests for each scenario, with Expensify played by the simulator.
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "test helpers take json! values"
+)]
 
 mod support;
 
@@ -217,7 +221,7 @@ fn secret(secret: &str) -> Value {
            "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(secret)}})
 }
 
-async fn run_connector(
+fn run_connector(
     caches: Caches,
     client: kube::Client,
     connector: Value,
@@ -261,8 +265,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
 
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
@@ -372,8 +375,7 @@ async fn in_sync_writes_nothing_but_the_stale_connector_status() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![team], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -405,8 +407,7 @@ async fn drift_under_authoritative_is_revoked_with_an_event() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -453,8 +454,7 @@ async fn a_blocked_object_gets_a_warning_event_and_status() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -497,8 +497,7 @@ async fn an_invalid_connector_reads_no_secret_and_fails_its_objects() {
         client,
         connector_json("http://expensify.example/x", json!({})),
         test_settings(),
-    )
-    .await;
+    );
     api.cache(vec![team.clone()]);
     api.in_use().await;
     let status = api
@@ -545,8 +544,7 @@ async fn a_connector_outside_the_allowlist_reads_no_secret_and_sends_nothing() {
         client,
         connector_json(&attacker.endpoint, json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.cache(vec![team.clone()]);
     // The next calls are the in-use finalizer and a status write, not `GET .../secrets/...`.
     api.in_use().await;
@@ -589,8 +587,7 @@ async fn a_missing_secret_is_named_in_status() {
             json!({}),
         ),
         test_settings(),
-    )
-    .await;
+    );
     api.cache(vec![]);
     api.expect("GET", "/api/v1/namespaces/finance/secrets/expensify-credentials", 404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"expensify-credentials\" not found"})).await;
     let connector = api
@@ -621,8 +618,7 @@ async fn rejected_credentials_put_the_connector_in_error_without_the_secret() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![], "wrong-secret-xyz").await;
     api.syncing().await;
     let connector = api
@@ -656,8 +652,7 @@ async fn deletion_with_revoke_revokes_then_releases_the_finalizer() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -716,8 +711,7 @@ async fn deletion_with_orphan_only_releases_the_finalizer() {
         client,
         connector_json(&sim.endpoint(), json!({})),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![gone.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -821,8 +815,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         client.clone(),
         connector.clone(),
         sim_settings(&sim),
-    )
-    .await;
+    );
     api.list_then_secret(vec![team.clone()], ADMIN_SECRET).await;
     api.in_use().await;
     api.syncing().await;
@@ -854,7 +847,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
     );
     dropped["status"] = saved["status"].clone();
-    let task = run_connector(api.caches(), client, connector, sim_settings(&sim)).await;
+    let task = run_connector(api.caches(), client, connector, sim_settings(&sim));
     api.list_then_secret(vec![dropped.clone()], ADMIN_SECRET)
         .await;
     api.in_use().await;
@@ -908,7 +901,7 @@ async fn a_connector_being_deleted_is_let_go_only_when_no_object_refers_to_it() 
     let mut connector = connector_json(&sim.endpoint(), json!({}));
     connector["metadata"]["finalizers"] = json!(["expensify.gitops.dev/in-use"]);
     connector["metadata"]["deletionTimestamp"] = json!("2026-11-28T00:00:00Z");
-    let task = run_connector(api.caches(), client, connector, sim_settings(&sim)).await;
+    let task = run_connector(api.caches(), client, connector, sim_settings(&sim));
     api.list_then_secret(vec![], ADMIN_SECRET).await;
     let release = api
         .ok(

@@ -51,7 +51,7 @@ async fn a_huge_retry_after_is_clamped_and_ends_the_call() {
         assert_eq!(err.attempts, 1, "{err}");
         match err.kind {
             ErrorKind::RateLimited { retry_after, .. } => {
-                assert_eq!(retry_after, Some(MAX_RETRY_AFTER), "{value}")
+                assert_eq!(retry_after, Some(MAX_RETRY_AFTER), "{value}");
             }
             other => panic!("{other:?}"),
         }

@@ -121,7 +121,10 @@ impl<'a> Access<'a> {
     }
 
     fn members(mut self, members: &[&str]) -> Self {
-        self.members = members.iter().map(|m| m.to_string()).collect();
+        self.members = members
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         self
     }
 
@@ -296,7 +299,7 @@ async fn case_2_a_just_in_time_admin_raise_ends_at_expiry() {
         .as_secs();
     // Far enough ahead that the first apply lands before it, even on a busy machine.
     let expiry = now + 4;
-    let expires_at = k8s_openapi::jiff::Timestamp::from_second(expiry as i64)
+    let expires_at = k8s_openapi::jiff::Timestamp::from_second(i64::try_from(expiry).unwrap())
         .expect("a valid timestamp")
         .to_string();
     let member = format!("{{email: bob@acme.example, role: admin, expiresAt: \"{expires_at}\"}}");
@@ -472,7 +475,7 @@ async fn case_4_deleting_an_object_whose_policy_name_is_ambiguous_loses_nothing(
             owner: "it-admin@acme.example".to_string(),
             output_currency: "EUR".to_string(),
             employees: Vec::new(),
-        })
+        });
     });
     object.remove(&repo);
     let output = run(&sim, "apply", &repo, &[]).await;
@@ -487,7 +490,7 @@ async fn case_4_deleting_an_object_whose_policy_name_is_ambiguous_loses_nothing(
     );
 
     edit_policies(&sim, |policies| {
-        policies.retain(|p| p.id != "F005BA11000099998")
+        policies.retain(|p| p.id != "F005BA11000099998");
     });
     apply_ok(&sim, &repo).await;
     assert_eq!(role_of(&sim, SALES, "zed@acme.example"), None);
@@ -579,7 +582,10 @@ impl Access<'_> {
             policy: self.policy.clone(),
             mode: self.mode,
             spec: self.spec,
-            members: members.iter().map(|m| m.to_string()).collect(),
+            members: members
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 }

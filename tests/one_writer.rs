@@ -144,7 +144,7 @@ async fn an_idle_watch_makes_no_calls_after_the_first_sync() {
     })
     .await;
     // Past the debounce of any event the first pass caused.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let after_first = requests(&sim);
     assert!(after_first > 0);
     tokio::time::sleep(Duration::from_secs(3)).await;

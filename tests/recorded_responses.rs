@@ -47,7 +47,7 @@ fn recorded_policy_list_with_odd_types() {
 #[test]
 fn recorded_roster() {
     let body = classify(200, None, &fixture("nango-roster.json")).unwrap();
-    let rosters = decode_rosters(body, &["50AB41C04076CFCD".to_string()]).unwrap();
+    let rosters = decode_rosters(&body, &["50AB41C04076CFCD".to_string()]).unwrap();
     let roster = &rosters["50AB41C04076CFCD"];
     assert_eq!(roster.len(), 6);
     assert_eq!(roster[0].email, "khaliq@nango.dev");

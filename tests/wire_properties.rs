@@ -102,7 +102,7 @@ fn answer() -> impl Strategy<Value = Value> {
 /// Runs every decoder on whatever `classify` accepted; each must return.
 fn decode_all(body: Value) {
     let _ = decode_policy_list(body.clone());
-    let _ = decode_rosters(body.clone(), &["P1".to_string(), "P2".to_string()]);
+    let _ = decode_rosters(&body, &["P1".to_string(), "P2".to_string()]);
     let _ = decode_update(body);
 }
 

@@ -131,8 +131,7 @@ pub fn set_condition(conditions: &mut Vec<Condition>, update: ConditionUpdate<'_
         .iter()
         .find(|c| c.type_ == type_)
         .filter(|c| c.status == status.as_str())
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .map_or(Time(now), |c| c.last_transition_time.clone());
     conditions.retain(|c| c.type_ != type_);
     conditions.push(Condition {
         type_: type_.to_string(),

@@ -105,9 +105,9 @@ impl ExpensifyConnectorSpec {
     /// `syncInterval`, always within 10s..=24h: out-of-range values are clamped and
     /// unreadable ones give the 10m default, so no caller can spin or overflow on it.
     pub fn sync_interval(&self) -> Duration {
-        parse_duration(&self.sync_interval)
-            .map(|d| d.clamp(MIN_SYNC_INTERVAL, MAX_SYNC_INTERVAL))
-            .unwrap_or(DEFAULT_SYNC_INTERVAL)
+        parse_duration(&self.sync_interval).map_or(DEFAULT_SYNC_INTERVAL, |d| {
+            d.clamp(MIN_SYNC_INTERVAL, MAX_SYNC_INTERVAL)
+        })
     }
 }
 

@@ -143,6 +143,10 @@ async fn report_invalid(
 
 /// A failed reconcile is retried with per-object exponential backoff and jitter, and
 /// counted by category.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature kube's Controller::run takes"
+)]
 pub fn error_policy(
     access: Arc<PolicyAccess>,
     error: &ReconcileError,

@@ -35,7 +35,10 @@ pub struct ErrorBackoff {
 impl ErrorBackoff {
     /// Counts one more failure of `key`; returns how long to wait before retrying.
     pub fn failed(&self, key: &ObjectKey) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = failures.entry(key.clone()).or_default();
         *count = count.saturating_add(1);
         retry_delay(*count, rand::rng().random_range(0.0..=1.0))
@@ -58,7 +61,7 @@ impl ErrorBackoff {
     pub fn succeeded(&self, key: &ObjectKey) {
         self.failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
     }
 }

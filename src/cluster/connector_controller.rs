@@ -489,8 +489,7 @@ async fn write_statuses(
                 .conditions
                 .iter()
                 .find(|c| c.type_ == crate::api::ConditionType::Ready.as_str())
-                .map(|c| c.reason.clone())
-                .unwrap_or_else(|| status.phase.to_string());
+                .map_or_else(|| status.phase.to_string(), |c| c.reason.clone());
             let note = status.message.clone().unwrap_or_default();
             kube_io::publish(
                 &ctx.recorder,
@@ -518,7 +517,8 @@ async fn write_connector_status(
         .as_ref()
         .and_then(|s| s.last_sync_time.as_ref())
         .is_none_or(|t| {
-            Timestamp::now().as_second() - t.0.as_second() >= interval.as_secs() as i64
+            Timestamp::now().as_second() - t.0.as_second()
+                >= i64::try_from(interval.as_secs()).unwrap_or(i64::MAX)
         });
     let previous: Option<&ExpensifyConnectorStatus> = connector.status.as_ref();
     if stale || status_changed(previous, &report.connector_status) {
@@ -545,6 +545,10 @@ async fn release_finalizers(
 
 /// A failed reconcile is retried with per-connector exponential backoff and jitter, and
 /// counted by category.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature kube's Controller::run takes"
+)]
 pub fn error_policy(
     connector: Arc<ExpensifyConnector>,
     error: &ReconcileError,

@@ -77,7 +77,7 @@ impl Context {
     pub fn last_sync(&self, key: &ObjectKey) -> Option<LastSync> {
         self.last
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key)
             .cloned()
     }
@@ -85,14 +85,17 @@ impl Context {
     pub fn remember(&self, key: ObjectKey, last: LastSync) {
         self.last
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, last);
     }
 
     /// Forgets every connector's last sync and every status written: a new leader syncs
     /// everything once, from what the caches show.
     pub fn forget_all(&self) {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         self.written.forget_all();
     }
 

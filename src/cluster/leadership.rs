@@ -188,7 +188,10 @@ impl LeaseRenewals {
     }
 
     fn record(&self, started: Instant) {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_none_or(|previous| previous < started) {
             *last = Some(started);
         }
@@ -198,7 +201,10 @@ impl LeaseRenewals {
 
     /// Until when the last renewal lets this replica write; `None` before any.
     pub fn deadline(&self) -> Option<Instant> {
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let last = *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         last.map(|at| at + self.deadline_after)
     }
 

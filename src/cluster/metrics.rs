@@ -185,11 +185,12 @@ impl Metrics {
                 .inc();
         }
         let count = |phase: AccessPhase| {
-            report
+            let count = report
                 .statuses
                 .values()
                 .filter(|s| s.phase == phase)
-                .count() as i64
+                .count();
+            i64::try_from(count).unwrap_or(i64::MAX)
         };
         self.blocked_objects
             .get_or_create(&labels)
@@ -197,9 +198,15 @@ impl Metrics {
         self.error_objects
             .get_or_create(&labels)
             .set(count(AccessPhase::Error));
-        self.drift
-            .get_or_create(&labels)
-            .set(report.statuses.values().map(|s| s.drift.len() as i64).sum());
+        self.drift.get_or_create(&labels).set(
+            report
+                .statuses
+                .values()
+                .map(|s| s.drift.len())
+                .sum::<usize>()
+                .try_into()
+                .unwrap_or(i64::MAX),
+        );
     }
 
     /// The OpenMetrics text exposition.

@@ -105,11 +105,11 @@ mod tests {
         );
         assert_eq!(
             needed("GET", "/api/v1/namespaces/f/secrets/s"),
-            Some(("".into(), "secrets".into(), "get".into()))
+            Some((String::new(), "secrets".into(), "get".into()))
         );
         assert_eq!(
             needed("GET", "/api/v1/secrets?watch=true&resourceVersion=1"),
-            Some(("".into(), "secrets".into(), "watch".into()))
+            Some((String::new(), "secrets".into(), "watch".into()))
         );
         assert!(allowed(
             "POST",

@@ -254,13 +254,12 @@ async fn release_lease(task: Option<LeaseTask>) {
     let Some(task) = task else {
         return;
     };
-    match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(manager))) => {
-            if let Err(e) = manager.release().await {
-                warn!(error = %e, "releasing the lease failed; it expires by itself");
-            }
+    if let Ok(Ok(Ok(manager))) = tokio::time::timeout(Duration::from_secs(5), task).await {
+        if let Err(e) = manager.release().await {
+            warn!(error = %e, "releasing the lease failed; it expires by itself");
         }
-        _ => warn!("the lease could not be released; it expires by itself"),
+    } else {
+        warn!("the lease could not be released; it expires by itself")
     }
 }
 

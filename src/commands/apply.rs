@@ -37,9 +37,5 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),
     }
-    Ok(if report.has_errors() || report.has_blocked() {
-        1
-    } else {
-        0
-    })
+    Ok(i32::from(report.has_errors() || report.has_blocked()))
 }

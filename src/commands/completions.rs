@@ -17,7 +17,7 @@ pub fn script(shell: clap_complete::Shell, mut command: clap::Command) -> String
     String::from_utf8_lossy(&buffer).into_owned()
 }
 
-pub fn run(args: CompletionsArgs, command: clap::Command) -> anyhow::Result<i32> {
+pub fn run(args: &CompletionsArgs, command: clap::Command) -> anyhow::Result<i32> {
     out!("{}", script(args.shell, command));
     Ok(0)
 }

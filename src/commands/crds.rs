@@ -57,7 +57,7 @@ pub enum CrdsFormat {
     Json,
 }
 
-pub fn run(args: CrdsArgs) -> anyhow::Result<i32> {
+pub fn run(args: &CrdsArgs) -> anyhow::Result<i32> {
     match args.output {
         CrdsFormat::Yaml => out!("{}", crds_yaml()?),
         CrdsFormat::Json => out!("{}", crds_json()?),

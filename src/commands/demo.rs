@@ -100,9 +100,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     }
     outln!("  records applied    {}", counters.records_applied);
     sim.shutdown().await;
-    Ok(if applied.has_errors() || again.pending_changes() > 0 {
-        1
-    } else {
-        0
-    })
+    Ok(i32::from(
+        applied.has_errors() || again.pending_changes() > 0,
+    ))
 }

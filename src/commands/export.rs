@@ -373,7 +373,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
     };
     match args.output_file {
         Some(path) => {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
         None => out!("{text}"),
     }

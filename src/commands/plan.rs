@@ -39,7 +39,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         OutputFormat::Text => {
             // Each failure once: objects point at their connector's message.
             let shown = failures::without_repeats(report.clone());
-            out!("{}", render::plan_text(&shown, stdout_style()))
+            out!("{}", render::plan_text(&shown, stdout_style()));
         }
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }

@@ -89,8 +89,7 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
                 let managed_by = askers
                     .get(policy.id.as_str())
                     .and_then(|a| a.get(&person))
-                    .map(|objects| objects.join(" "))
-                    .unwrap_or_else(|| "unmanaged".to_string());
+                    .map_or_else(|| "unmanaged".to_string(), |objects| objects.join(" "));
                 rows.push(ReviewRow {
                     connector: sync.connector.to_string(),
                     policy_id: policy.id.clone(),
@@ -261,7 +260,7 @@ pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
             sync.connector_status.message.as_deref().unwrap_or_default()
         );
     }
-    Ok(if shown.has_errors() { 1 } else { 0 })
+    Ok(i32::from(shown.has_errors()))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub struct ValidateArgs {
     pub output: OutputFormat,
 }
 
-pub async fn run(args: ValidateArgs) -> anyhow::Result<i32> {
+pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     let allowlist = match &args.allowed_endpoints {
         Some(urls) => Some(ExpensifyClients::new(ClientSettings {
             allowed_endpoints: AllowedEndpoints::parse(urls).context("--allowed-endpoints")?,
@@ -59,5 +59,5 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<i32> {
             serde_json::to_string_pretty(&validation).context("serializing the result")?
         ),
     }
-    Ok(if validation.is_clean() { 0 } else { 1 })
+    Ok(i32::from(!validation.is_clean()))
 }

@@ -131,7 +131,7 @@ impl ExpensifyClients {
             let mut limiters = self
                 .limiters
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             limiters
                 .entry(key)
                 .or_insert_with(|| Arc::new(RateLimiter::new(&self.settings.pacing)))
@@ -249,7 +249,7 @@ impl ExpensifyClient {
         for chunk in policy_ids.chunks(self.settings.roster_chunk_size) {
             let job = wire::roster_job(&self.credentials, chunk);
             let (body, attempts) = self.send(Call::ReadRosters, job, None).await?;
-            let decoded = wire::decode_rosters(body, chunk)
+            let decoded = wire::decode_rosters(&body, chunk)
                 .map_err(|kind| self.failed(Call::ReadRosters, attempts, kind))?;
             rosters.extend(decoded);
         }
@@ -328,14 +328,14 @@ impl ExpensifyClient {
             self.stats.requests[CallStats::index(call)].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             let result = self.send_once(&form).await;
-            let elapsed_ms = sent_at.elapsed().as_millis() as u64;
+            let elapsed_ms = millis(sent_at.elapsed());
             let kind = match result {
                 Ok(body) => {
                     debug!(
                         job = call.job(),
                         attempt,
                         elapsed_ms,
-                        paced_ms = waited.as_millis() as u64,
+                        paced_ms = millis(waited),
                         "expensify call succeeded"
                     );
                     return Ok((body, attempt));
@@ -351,7 +351,7 @@ impl ExpensifyClient {
             match delay {
                 Some(delay) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    warn!(job = call.job(), attempt, error_class = kind.category(), error = %self.scrubbed(kind), retry_in_ms = delay.as_millis() as u64, "transient Expensify error, retrying");
+                    warn!(job = call.job(), attempt, error_class = kind.category(), error = %self.scrubbed(kind), retry_in_ms = millis(delay), "transient Expensify error, retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(self.failed(call, attempt, kind)),
@@ -366,7 +366,7 @@ impl ExpensifyClient {
             .form(form)
             .send()
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -395,7 +395,7 @@ impl ExpensifyClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(e))?
+            .map_err(|e| self.transport_error(&e))?
         {
             if body.len().saturating_add(chunk.len()) > limit {
                 return Err(too_large());
@@ -405,7 +405,7 @@ impl ExpensifyClient {
         Ok(body)
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> ErrorKind {
+    fn transport_error(&self, error: &reqwest::Error) -> ErrorKind {
         if error.is_timeout() {
             return ErrorKind::Timeout(self.settings.request_timeout);
         }
@@ -470,6 +470,11 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     }
     let seconds = digits.parse::<u64>().unwrap_or(u64::MAX);
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// A duration in whole milliseconds for logs (saturating; no log spans 584 million years).
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

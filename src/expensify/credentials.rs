@@ -68,9 +68,10 @@ impl Credentials {
         let secret = self.partner_user_secret.as_str();
         let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         let percent = percent_encode_all(secret);
-        let json = serde_json::to_string(secret)
-            .map(|quoted| quoted[1..quoted.len() - 1].to_string())
-            .unwrap_or_else(|_| secret.to_string());
+        let json = serde_json::to_string(secret).map_or_else(
+            |_| secret.to_string(),
+            |quoted| quoted[1..quoted.len() - 1].to_string(),
+        );
         // PHP's json_encode (Expensify's stack) also escapes `/`, and non-ASCII unless
         // told not to.
         let slashes = json.replace('/', "\\/");

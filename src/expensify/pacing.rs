@@ -165,7 +165,7 @@ mod tests {
             for (i, start) in times.iter().enumerate() {
                 let count = times[i..]
                     .iter()
-                    .take_while(|t| **t - *start < window.period)
+                    .take_while(|t| (**t).checked_sub(*start).unwrap() < window.period)
                     .count();
                 assert!(
                     count <= window.max_requests as usize,

@@ -307,7 +307,7 @@ pub fn classify_scrubbed(
 ) -> Result<Value, ErrorKind> {
     let parsed: Option<Value> = serde_json::from_slice::<Value>(body)
         .ok()
-        .filter(|value| value.is_object());
+        .filter(serde_json::Value::is_object);
     if let Some(json) = parsed
         && let Some(code) = response_code(&json)
     {
@@ -368,7 +368,7 @@ pub fn decode_policy_list(body: Value) -> Result<Vec<PolicySummary>, ErrorKind> 
 /// requested id is present with an `employees` list: a missing roster is an error,
 /// never an empty policy (an empty read must not look like "everyone left").
 pub fn decode_rosters(
-    body: Value,
+    body: &Value,
     requested: &[String],
 ) -> Result<BTreeMap<String, Vec<RosterEntry>>, ErrorKind> {
     let Some(info) = body.get("policyInfo").and_then(Value::as_object) else {
@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn missing_roster_is_an_error_not_an_empty_policy() {
         let body = json!({"responseCode": 200, "policyInfo": {"A": {"employees": []}}});
-        let err = decode_rosters(body, &["A".into(), "B".into()]).unwrap_err();
+        let err = decode_rosters(&body, &["A".into(), "B".into()]).unwrap_err();
         assert!(matches!(err, ErrorKind::Undecodable { ref message } if message.contains('B')));
     }
 

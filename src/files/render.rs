@@ -17,7 +17,7 @@ pub struct Style {
 }
 
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
+    fn paint(self, code: &str, text: &str) -> String {
         if self.colour {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -25,7 +25,7 @@ impl Style {
         }
     }
 
-    fn symbol(&self, kind: ChangeKind) -> String {
+    fn symbol(self, kind: ChangeKind) -> String {
         let code = match kind {
             ChangeKind::Grant => "32",
             ChangeKind::Revoke => "31",
@@ -255,8 +255,7 @@ pub fn status_table(report: &PassReport) -> String {
             sync.connector_status.phase.to_string(),
             sync.connector_status
                 .user_count
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
+                .map_or_else(|| "-".into(), |c| c.to_string()),
             sync.connector_status.message.clone().unwrap_or_default(),
         ]);
         for (key, status) in &sync.statuses {

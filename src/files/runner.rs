@@ -178,7 +178,7 @@ impl FileMode {
             let source = relative(&self.dir, &loaded.source.path);
             attach(&self.status_dir, &loaded.key, &mut object, &source)?;
             if let Some(endpoint) = &self.endpoint_override {
-                object.spec.endpoint = endpoint.clone();
+                object.spec.endpoint.clone_from(endpoint);
             }
             sources.insert(loaded.key.clone(), source);
             connectors.push(ConnectorObject::from_resource(&object));
@@ -314,12 +314,11 @@ impl FileMode {
                     "delete its status file under {} to leave them as they are",
                     self.status_dir.root().display()
                 );
-                match stranded_deletion(access, &hint) {
-                    Some(problem) => vec![problem],
-                    None => {
-                        let_go.push(access.key.clone());
-                        continue;
-                    }
+                if let Some(problem) = stranded_deletion(access, &hint) {
+                    vec![problem]
+                } else {
+                    let_go.push(access.key.clone());
+                    continue;
                 }
             } else {
                 validate_access(access, &prepared.connectors)

@@ -43,7 +43,7 @@ pub fn next_wakeup(report: Option<&PassReport>, now: Timestamp) -> Duration {
 /// Whether an event can change what the manifests say. Reading a file (`Access(Open)`,
 /// `Access(Close(NoWrite))`, which every sync pass does itself) and metadata changes
 /// (permissions, timestamps) cannot; counting them made `watch` re-trigger itself forever.
-fn content_change(kind: &EventKind) -> bool {
+fn content_change(kind: EventKind) -> bool {
     match kind {
         EventKind::Create(_) | EventKind::Remove(_) => true,
         // Data, rename, and the backends that cannot tell which (`Any`, `Other`).
@@ -56,7 +56,7 @@ fn content_change(kind: &EventKind) -> bool {
 
 /// Whether an entry kind can change a manifest's content: a directory appearing, going or
 /// moving takes manifests with it; its other events (its listing being read) cannot.
-fn entry_change(kind: &EventKind) -> bool {
+fn entry_change(kind: EventKind) -> bool {
     matches!(
         kind,
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
@@ -65,7 +65,7 @@ fn entry_change(kind: &EventKind) -> bool {
 
 /// Whether a changed path is a manifest change: not in the status directory, and not a
 /// hidden entry (`.git`, editor swap files) below the watched directory.
-fn relevant(path: &Path, dir: &Path, status_root: &Path, kind: &EventKind) -> bool {
+fn relevant(path: &Path, dir: &Path, status_root: &Path, kind: EventKind) -> bool {
     if !content_change(kind) {
         return false;
     }
@@ -97,7 +97,7 @@ fn triggering_path(event: notify::Event, dir: &Path, status_root: &Path) -> Opti
     event
         .paths
         .into_iter()
-        .find(|path| relevant(path, dir, status_root, &event.kind))
+        .find(|path| relevant(path, dir, status_root, event.kind))
 }
 
 /// Runs until `stop` turns true; the sync in flight always finishes first.
@@ -150,7 +150,7 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = &mut sleep => break,
+                () = &mut sleep => break,
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
                         info!("stopping");
@@ -206,7 +206,7 @@ mod tests {
     fn status_and_hidden_paths_do_not_trigger() {
         let dir = Path::new("/tmp/.hidden-parent/repo");
         let root = dir.join(".expensify-status");
-        let relevant = |path: &Path, dir: &Path, root: &Path| relevant(path, dir, root, &WRITE);
+        let relevant = |path: &Path, dir: &Path, root: &Path| relevant(path, dir, root, WRITE);
         assert!(!relevant(&root.join("policyaccess/x.yaml"), dir, &root));
         assert!(!relevant(&dir.join(".git/index"), dir, &root));
         assert!(
@@ -228,7 +228,7 @@ mod tests {
         let dir = Path::new("/repo");
         let root = dir.join(".expensify-status");
         let manifest = dir.join("finance/team.yml");
-        let triggers = |kind: EventKind| relevant(&manifest, dir, &root, &kind);
+        let triggers = |kind: EventKind| relevant(&manifest, dir, &root, kind);
         for kind in [
             EventKind::Create(CreateKind::File),
             WRITE,
@@ -261,7 +261,7 @@ mod tests {
         let dir = Path::new("/repo");
         let root = dir.join(".expensify-status");
         let teams = dir.join("teams");
-        let triggers = |kind: EventKind| relevant(&teams, dir, &root, &kind);
+        let triggers = |kind: EventKind| relevant(&teams, dir, &root, kind);
         assert!(triggers(EventKind::Create(CreateKind::Folder)));
         assert!(triggers(EventKind::Remove(RemoveKind::Folder)));
         assert!(triggers(EventKind::Modify(ModifyKind::Name(

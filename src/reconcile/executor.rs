@@ -412,7 +412,9 @@ fn finish(
         .map(|a| a.key.clone())
         .collect();
     let mut findings = connector_findings(&written.observed, written.problem.clone());
-    findings.mass_revocation_used = before.connector_mass_revocation_used.clone();
+    findings
+        .mass_revocation_used
+        .clone_from(&before.connector_mass_revocation_used);
     if let Some((_, message)) = &findings.problem {
         for status in statuses.values_mut() {
             status.message = Some(message.clone());
@@ -492,7 +494,10 @@ fn connector_findings(observed: &Observed, problem: Option<(Reason, String)>) ->
             name: p.name.clone(),
             plan: p.plan.clone(),
             owner: p.owner.clone(),
-            employee_count: observed.rosters.get(&p.id).map_or(0, |r| r.len() as i64),
+            employee_count: observed
+                .rosters
+                .get(&p.id)
+                .map_or(0, |r| i64::try_from(r.len()).unwrap_or(i64::MAX)),
         })
         .collect();
     ConnectorFindings {

@@ -326,7 +326,7 @@ fn access_conditions(
             message,
             observed_generation: generation,
         };
-        set_condition(&mut conditions, update, now)
+        set_condition(&mut conditions, update, now);
     };
     set(
         ConditionType::Ready,
@@ -470,32 +470,29 @@ pub fn connector_status(
         status.last_sync_time = previous.last_sync_time;
         return status;
     }
-    match f.problem {
-        Some((reason, message)) => {
-            status.phase = ConnectorPhase::Error;
-            set_condition(
-                &mut conditions,
-                ready(ConditionStatus::False, reason, &message, generation),
-                now,
-            );
-            status.message = Some(message);
-        }
-        None => {
-            status.phase = ConnectorPhase::Connected;
-            let message = format!("{} policies, {} people", f.policies.len(), f.user_count);
-            set_condition(
-                &mut conditions,
-                ready(ConditionStatus::True, Reason::Synced, &message, generation),
-                now,
-            );
-            status.last_successful_sync_time = Some(Time(now));
-            status.user_count = Some(i64::try_from(f.user_count).unwrap_or(i64::MAX));
-            status.policy_count = Some(i64::try_from(f.policies.len()).unwrap_or(i64::MAX));
-            let mut policies = f.policies;
-            policies.truncate(STATUS_LIST_CAP);
-            status.policies = policies;
-            status.message = Some(message);
-        }
+    if let Some((reason, message)) = f.problem {
+        status.phase = ConnectorPhase::Error;
+        set_condition(
+            &mut conditions,
+            ready(ConditionStatus::False, reason, &message, generation),
+            now,
+        );
+        status.message = Some(message);
+    } else {
+        status.phase = ConnectorPhase::Connected;
+        let message = format!("{} policies, {} people", f.policies.len(), f.user_count);
+        set_condition(
+            &mut conditions,
+            ready(ConditionStatus::True, Reason::Synced, &message, generation),
+            now,
+        );
+        status.last_successful_sync_time = Some(Time(now));
+        status.user_count = Some(i64::try_from(f.user_count).unwrap_or(i64::MAX));
+        status.policy_count = Some(i64::try_from(f.policies.len()).unwrap_or(i64::MAX));
+        let mut policies = f.policies;
+        policies.truncate(STATUS_LIST_CAP);
+        status.policies = policies;
+        status.message = Some(message);
     }
     status.conditions = conditions;
     status

@@ -104,7 +104,7 @@ async fn mark_syncing(connector: &ConnectorObject, store: &dyn Store) {
             info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
         }
         Err(e) => {
-            warn!(connector = %connector.key, error = %e, "could not record the Syncing phase")
+            warn!(connector = %connector.key, error = %e, "could not record the Syncing phase");
         }
     }
 }

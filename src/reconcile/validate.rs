@@ -323,7 +323,10 @@ mod tests {
                 sync_interval: "10m".into(),
                 max_revocations_per_sync: 10,
                 protected_emails: vec![],
-                allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
+                allowed_namespaces: allowed
+                    .iter()
+                    .map(std::string::ToString::to_string)
+                    .collect(),
                 suspend: false,
             },
             status: None,
@@ -529,7 +532,7 @@ mod tests {
         let mut c = connector("finance", &[]);
         c.spec.credentials_secret_ref = SecretRef {
             name: "../../namespaces/other/secrets/x".into(),
-            user_id_key: "".into(),
+            user_id_key: String::new(),
             user_secret_key: "../key".into(),
         };
         let fields: Vec<String> = validate_connector(&c)

@@ -101,7 +101,7 @@ fn lock(state: &Mutex<SimState>) -> MutexGuard<'_, SimState> {
     // mutation before returning), so carry on rather than poison every later request.
     state
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts a simulator seeded with `seed` on `listen` (port 0 picks a free port).
@@ -277,12 +277,13 @@ fn hostile(answer: HostileAnswer) -> HttpResponse {
             r#"{"responseCode":429,"responseMessage":"Too many requests"}"#,
         )),
         // The stream ends when the client goes away and hyper drops it.
-        HostileAnswer::EndlessBody => builder.body(
+        HostileAnswer::EndlessBody => builder.body({
+            static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
             StreamBody::new(futures::stream::repeat_with(|| {
-                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[b' '; 64 * 1024])))
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&SPACES)))
             }))
-            .boxed(),
-        ),
+            .boxed()
+        }),
         HostileAnswer::SlowDrip(interval) => {
             builder.body(StreamBody::new(futures::stream::unfold(interval, drip)).boxed())
         }

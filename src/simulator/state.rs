@@ -182,8 +182,7 @@ impl SimState {
                                 submits_to: e
                                     .submits_to
                                     .as_deref()
-                                    .map(email::normalize)
-                                    .unwrap_or_else(|| owner.clone()),
+                                    .map_or_else(|| owner.clone(), email::normalize),
                                 employee_id: e.employee_id.clone(),
                             },
                         )
@@ -473,7 +472,8 @@ impl SimState {
                 format!("Not authorized to authenticate as user {user}"),
             );
         }
-        // Field order as in Expensify's documented sample.
+        // Field order as in Expensify's documented sample; the shape sits where it is built.
+        #[allow(clippy::items_after_statements)]
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Entry<'a> {
@@ -712,7 +712,7 @@ struct UpdateResult {
 }
 
 impl UpdateResult {
-    fn skip(&mut self, email: &str, reason: String) {
+    fn skip(&mut self, email: &str, reason: &str) {
         self.skipped.push(json!({"email": email, "reason": reason}));
     }
 }
@@ -728,14 +728,14 @@ fn apply_record(
     let Some(policy) = policies.get_mut(&record.policy_id) else {
         result.skip(
             &email,
-            format!("No policy found for '{}'", record.policy_id),
+            &format!("No policy found for '{}'", record.policy_id),
         );
         return;
     };
     if policy.members.get(&caller.email).map(|m| m.role) != Some(Role::Admin) {
         result.skip(
             &email,
-            format!("You are not an admin of policy '{}'", policy.id),
+            &format!("You are not an admin of policy '{}'", policy.id),
         );
         return;
     }
@@ -772,8 +772,7 @@ fn terminate(policy: &mut Policy, email: String, untouchable: bool, result: &mut
     if untouchable {
         result.skip(
             &email,
-            "Policy owners and the account running the request cannot be removed from the policy"
-                .to_string(),
+            "Policy owners and the account running the request cannot be removed from the policy",
         );
     } else if policy.members.remove(&email).is_some() {
         result.updated += 1;
@@ -795,24 +794,24 @@ fn checked_update(
     let email = &record.email;
     let role = match record.role.as_deref() {
         None => None,
-        Some(text) => match Role::parse(text) {
-            Some(role) => Some(role),
-            None => {
-                result.skip(email, format!("Invalid role '{text}'"));
+        Some(text) => {
+            if let Some(role) = Role::parse(text) {
+                Some(role)
+            } else {
+                result.skip(email, &format!("Invalid role '{text}'"));
                 return None;
             }
-        },
+        }
     };
     let manager = record.manager.clone().unwrap_or_default();
     if !email::is_valid(&manager) {
-        result.skip(email, format!("Invalid manager email address '{manager}'"));
+        result.skip(email, &format!("Invalid manager email address '{manager}'"));
         return None;
     }
     if untouchable && role.is_some_and(|r| r != Role::Admin) {
         result.skip(
             email,
-            "Policy owners and the account running the request cannot have their role demoted from admin"
-                .to_string(),
+            "Policy owners and the account running the request cannot have their role demoted from admin",
         );
         return None;
     }
@@ -828,41 +827,38 @@ fn upsert_member(
     employee_id: Option<String>,
     result: &mut UpdateResult,
 ) {
-    match policy.members.get_mut(email) {
-        Some(member) => {
-            let mut changed = false;
-            if let Some(role) = role.filter(|r| *r != member.role) {
-                member.role = role;
-                changed = true;
-            }
-            if member.submits_to != manager {
-                member.submits_to = manager.to_string();
-                changed = true;
-            }
-            if employee_id.is_some() && member.employee_id != employee_id {
-                member.employee_id = employee_id;
-                changed = true;
-            }
-            if changed {
-                result.updated += 1;
-            }
+    if let Some(member) = policy.members.get_mut(email) {
+        let mut changed = false;
+        if let Some(role) = role.filter(|r| *r != member.role) {
+            member.role = role;
+            changed = true;
         }
-        None => {
-            policy.members.insert(
-                email.to_string(),
-                Member {
-                    role: role.unwrap_or_default(),
-                    submits_to: manager.to_string(),
-                    employee_id,
-                },
-            );
+        if member.submits_to != manager {
+            member.submits_to = manager.to_string();
+            changed = true;
+        }
+        if employee_id.is_some() && member.employee_id != employee_id {
+            member.employee_id = employee_id;
+            changed = true;
+        }
+        if changed {
             result.updated += 1;
-            result
-                .added
-                .entry(policy.id.clone())
-                .or_default()
-                .push(email.to_string());
         }
+    } else {
+        policy.members.insert(
+            email.to_string(),
+            Member {
+                role: role.unwrap_or_default(),
+                submits_to: manager.to_string(),
+                employee_id,
+            },
+        );
+        result.updated += 1;
+        result
+            .added
+            .entry(policy.id.clone())
+            .or_default()
+            .push(email.to_string());
     }
 }
 
@@ -937,6 +933,10 @@ policies:
         SimState::from_seed(&Seed::parse(SEED, "test").unwrap())
     }
 
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "callers hand over json! values"
+    )]
     fn send(state: &mut SimState, job: Value, data: Option<Value>) -> (u16, Value) {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("requestJobDescription", &job.to_string());

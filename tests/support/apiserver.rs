@@ -98,7 +98,7 @@ impl Drop for ApiServerDouble {
     }
 }
 
-fn status_error(code: u16, reason: &str, message: String) -> (u16, Value) {
+fn status_error(code: u16, reason: &str, message: &str) -> (u16, Value) {
     (
         code,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": code}),
@@ -253,7 +253,7 @@ async fn handle(
         .into_body()
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     {
         let mut store = store.lock().unwrap();
@@ -272,7 +272,7 @@ async fn handle(
         _ => {
             return Ok(reply(
                 404,
-                &status_error(404, "NotFound", format!("no route {path}")).1,
+                &status_error(404, "NotFound", &format!("no route {path}")).1,
             ));
         }
     };
@@ -287,7 +287,7 @@ async fn handle(
         _ => {
             return Ok(reply(
                 404,
-                &status_error(404, "NotFound", format!("no route {path}")).1,
+                &status_error(404, "NotFound", &format!("no route {path}")).1,
             ));
         }
     };
@@ -297,7 +297,7 @@ async fn handle(
             &status_error(
                 404,
                 "NotFound",
-                format!("the server could not find the requested resource ({path})"),
+                &format!("the server could not find the requested resource ({path})"),
             )
             .1,
         ));
@@ -348,7 +348,7 @@ async fn handle(
             loop {
                 match receiver.recv().await {
                     Ok(change) => return Some((change, receiver)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
@@ -368,7 +368,7 @@ async fn handle(
     let mut guard = store.lock().unwrap();
     let store = &mut *guard;
     if kind == Kind::Lease && method != Method::GET && store.refuse_lease_writes {
-        let (c, v) = status_error(503, "ServiceUnavailable", "lease writes refused".into());
+        let (c, v) = status_error(503, "ServiceUnavailable", "lease writes refused");
         return Ok(reply(c, &v));
     }
     let (code, value, change) = match (method.clone(), name.clone(), subresource.as_deref()) {
@@ -403,28 +403,26 @@ async fn handle(
             )
         }
         (Method::GET, Some(name), None) => {
-            match store
-                .objects
-                .get(&(kind, namespace.clone().unwrap_or_default(), name.clone()))
+            if let Some(object) =
+                store
+                    .objects
+                    .get(&(kind, namespace.clone().unwrap_or_default(), name.clone()))
             {
-                Some(object) => (200, object.clone(), None),
-                None => {
-                    let (c, v) =
-                        status_error(404, "NotFound", format!("{} \"{name}\" not found", plural));
-                    (c, v, None)
-                }
+                (200, object.clone(), None)
+            } else {
+                let (c, v) =
+                    status_error(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+                (c, v, None)
             }
         }
         (Method::POST, None, None) => {
             let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
-                let (c, v) = status_error(400, "BadRequest", "body is not JSON".into());
+                let (c, v) = status_error(400, "BadRequest", "body is not JSON");
                 return Ok(reply(c, &v));
             };
             let ns = namespace.clone().unwrap_or_default();
-            let object_name = object["metadata"]["name"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| {
+            let object_name = object["metadata"]["name"].as_str().map_or_else(
+                || {
                     let generated = format!(
                         "{}{}",
                         object["metadata"]["generateName"]
@@ -433,7 +431,9 @@ async fn handle(
                         store.resource_version + 1
                     );
                     generated
-                });
+                },
+                str::to_string,
+            );
             if kind == Kind::Event {
                 store.events.push(object.clone());
             }
@@ -442,7 +442,7 @@ async fn handle(
                 let (c, v) = status_error(
                     409,
                     "AlreadyExists",
-                    format!("{plural} \"{object_name}\" already exists"),
+                    &format!("{plural} \"{object_name}\" already exists"),
                 );
                 return Ok(reply(c, &v));
             }
@@ -464,11 +464,11 @@ async fn handle(
             let key = (kind, namespace.clone().unwrap_or_default(), name.clone());
             let Some(current) = store.objects.get(&key).cloned() else {
                 let (c, v) =
-                    status_error(404, "NotFound", format!("{plural} \"{name}\" not found"));
+                    status_error(404, "NotFound", &format!("{plural} \"{name}\" not found"));
                 return Ok(reply(c, &v));
             };
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
-                let (c, v) = status_error(400, "BadRequest", "patch is not JSON".into());
+                let (c, v) = status_error(400, "BadRequest", "patch is not JSON");
                 return Ok(reply(c, &v));
             };
             let mut next = current.clone();
@@ -476,7 +476,7 @@ async fn handle(
                 if !content_type.starts_with("application/apply-patch")
                     && !content_type.starts_with("application/merge-patch")
                 {
-                    let (c, v) = status_error(415, "UnsupportedMediaType", content_type.clone());
+                    let (c, v) = status_error(415, "UnsupportedMediaType", &content_type);
                     return Ok(reply(c, &v));
                 }
                 next["status"] = patch["status"].clone();
@@ -488,7 +488,7 @@ async fn handle(
                     let (c, v) = status_error(
                         409,
                         "Conflict",
-                        format!(
+                        &format!(
                             "the object has been modified; resourceVersion {expected} is stale"
                         ),
                     );
@@ -506,7 +506,7 @@ async fn handle(
                         let (c, v) = status_error(
                             409,
                             "Conflict",
-                            format!(
+                            &format!(
                                 "Apply failed with 1 conflict: conflict with \"{}\": .spec.holderIdentity",
                                 owner.unwrap_or_default()
                             ),
@@ -532,7 +532,7 @@ async fn handle(
             next["metadata"]["resourceVersion"] = json!(rv.to_string());
             let finalizers_empty = next["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(|f| f.is_empty());
+                .is_none_or(std::vec::Vec::is_empty);
             if next["metadata"]["deletionTimestamp"].is_string() && finalizers_empty {
                 store.objects.remove(&key);
                 let change = store.record(kind, "DELETED", next.clone());
@@ -547,7 +547,7 @@ async fn handle(
             let key = (kind, namespace.clone().unwrap_or_default(), name.clone());
             let Some(mut current) = store.objects.get(&key).cloned() else {
                 let (c, v) =
-                    status_error(404, "NotFound", format!("{plural} \"{name}\" not found"));
+                    status_error(404, "NotFound", &format!("{plural} \"{name}\" not found"));
                 return Ok(reply(c, &v));
             };
             let rv = store.bump();
@@ -567,7 +567,7 @@ async fn handle(
             }
         }
         _ => {
-            let (c, v) = status_error(405, "MethodNotAllowed", format!("{method} {path}"));
+            let (c, v) = status_error(405, "MethodNotAllowed", &format!("{method} {path}"));
             (c, v, None)
         }
     };

@@ -668,7 +668,10 @@ fn while_removals_are_held_demotions_wait_too() {
     let _ = format!("R1 changes with A invalid: {:?}", changes(&plan));
     let _ = format!("R1 blocks of b: {:?}", plan.objects[&key("b")].blocks);
     assert!(
-        !plan.changes.iter().any(|c| c.is_removal()),
+        !plan
+            .changes
+            .iter()
+            .any(super::super::types::Change::is_removal),
         "a demotion was planned while removals are held: {:?}",
         changes(&plan)
     );
@@ -691,7 +694,12 @@ fn an_unreadable_manifest_holds_demotions() {
         inventory_complete: false,
     });
     let _ = format!("R1b changes: {:?}", changes(&plan));
-    assert!(!plan.changes.iter().any(|c| c.is_removal()));
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(super::super::types::Change::is_removal)
+    );
 }
 
 ///  an object in another namespace, naming a connector that does not even exist,

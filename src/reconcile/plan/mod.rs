@@ -112,7 +112,7 @@ fn finish(
             .or_default()
             .push(change);
     }
-    for (key, object) in objects.iter_mut() {
+    for (key, object) in &mut objects {
         object.planned = summarize(by_requester.get(key).into_iter().flatten().copied());
         object.blocks.sort();
         object.blocks.dedup();

@@ -285,7 +285,7 @@ pub fn summarize<'a>(changes: impl Iterator<Item = &'a Change>) -> PlanSummary {
         match change.kind {
             ChangeKind::Grant => summary.grants += 1,
             ChangeKind::RoleChange | ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => {
-                summary.role_changes += 1
+                summary.role_changes += 1;
             }
             ChangeKind::Revoke => summary.revocations += 1,
         }
