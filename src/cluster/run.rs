@@ -259,7 +259,7 @@ async fn release_lease(task: Option<LeaseTask>) {
             warn!(error = %e, "releasing the lease failed; it expires by itself");
         }
     } else {
-        warn!("the lease could not be released; it expires by itself")
+        warn!("the lease could not be released; it expires by itself");
     }
 }
 
