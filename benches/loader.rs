@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use expensify_operator::files::loader;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::bench::peak_rss_kib;
+
 const CHILD: &str = "EXPENSIFY_LOADER_BENCH_CASE";
 const CONNECTOR: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {name: acme, namespace: finance}\nspec:\n  credentialsSecretRef: {name: expensify-credentials}\n  adminEmail: it-admin@acme.example\n";
 
@@ -121,17 +125,6 @@ fn write_documents(path: &Path, documents: usize, members: usize) {
     out.flush().unwrap();
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// In the child: writes the case, loads it, checks it, prints `seconds peak_kib bytes`.
 fn run_case(name: &str) {
     let case = CASES.iter().find(|c| c.name == name).unwrap();
@@ -149,7 +142,7 @@ fn run_case(name: &str) {
         "{name}: {:?}",
         manifests.problems.first()
     );
-    println!("{seconds} {} {bytes}", peak_rss_kib());
+    println!("{seconds} {} {bytes}", peak_rss_kib("self"));
 }
 
 fn walk_bytes(dir: &Path) -> u64 {
