@@ -1059,38 +1059,67 @@ async fn a_failed_reconcile_backs_off_and_is_counted_by_category() {
     );
 }
 
-/// Answers every call as a willing API server until the reconcile ends (for scenarios
-/// that check what reached Expensify, not each Kubernetes call).
-async fn serve_until_done(
-    api: &mut ApiServer,
-    mut task: tokio::task::JoinHandle<
-        Result<kube::runtime::controller::Action, connector_controller::ReconcileError>,
-    >,
-    team: &Value,
-) {
-    loop {
-        tokio::select! {
-            finished = &mut task => {
-                finished.unwrap().unwrap();
-                return;
-            }
-            request = api.handle.next_request() => {
-                let (request, send) = request.expect("the client is gone");
-                let uri = request.uri().to_string();
-                let reply = if uri.contains("/secrets/") {
-                    secret(ADMIN_SECRET)
-                } else if uri.contains("/events") {
-                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null})
-                } else if uri.contains("/expensifyconnectors/") {
-                    connector_json("https://x.example", json!({}))
-                } else {
-                    team.clone()
-                };
-                send.send_response(
-                    Response::builder()
-                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                        .unwrap(),
-                );
+/// Plays a willing API server until the reconcile ends (for scenarios that check what
+/// reached Expensify, not each Kubernetes call): every write moves the object on to a new
+/// resourceVersion, and a write whose resourceVersion precondition is stale gets 409, as
+/// from the real one. Returns the reconcile's result.
+struct WillingServer {
+    versions: u64,
+    /// The resourceVersion each object (by URI path) is at on this server.
+    at: std::collections::HashMap<String, String>,
+}
+
+impl WillingServer {
+    fn new() -> Self {
+        Self {
+            versions: 100,
+            at: std::collections::HashMap::new(),
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        api: &mut ApiServer,
+        mut task: tokio::task::JoinHandle<
+            Result<kube::runtime::controller::Action, connector_controller::ReconcileError>,
+        >,
+        team: &Value,
+    ) -> Result<kube::runtime::controller::Action, connector_controller::ReconcileError> {
+        loop {
+            tokio::select! {
+                finished = &mut task => return finished.unwrap(),
+                request = api.handle.next_request() => {
+                    let (request, send) = request.expect("the client is gone");
+                    let path = request.uri().path().trim_end_matches("/status").to_string();
+                    let write = request.method() == "PATCH";
+                    let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap_or(Value::Null);
+                    let sent = body["metadata"]["resourceVersion"].as_str().map(str::to_string);
+                    if let (true, Some(sent), Some(at)) = (write, &sent, self.at.get(&path))
+                        && sent != at
+                    {
+                        send.send_response(Response::builder().status(409).body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"})).unwrap())).unwrap());
+                        continue;
+                    }
+                    let mut reply = if path.contains("/secrets/") {
+                        secret(ADMIN_SECRET)
+                    } else if path.contains("/events") {
+                        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null})
+                    } else if path.contains("/expensifyconnectors/") {
+                        connector_json("https://x.example", json!({}))
+                    } else {
+                        team.clone()
+                    };
+                    if write {
+                        self.versions += 1;
+                        self.at.insert(path, self.versions.to_string());
+                        reply["metadata"]["resourceVersion"] = json!(self.versions.to_string());
+                    }
+                    send.send_response(
+                        Response::builder()
+                            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                            .unwrap(),
+                    );
+                }
             }
         }
     }
@@ -1112,11 +1141,12 @@ async fn a_cache_lagging_behind_our_status_writes_loses_no_ownership() {
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
     api.cache(vec![wanted.clone()]);
+    let mut server = WillingServer::new();
     let first = tokio::spawn(connector_controller::reconcile_connector(
         Arc::new(connector.clone()),
         ctx.clone(),
     ));
-    serve_until_done(&mut api, first, &wanted).await;
+    server.serve(&mut api, first, &wanted).await.unwrap();
     assert!(has_member(&sim, "new@acme.example"));
 
     // The spec changes; the cache still shows the object without any status.
@@ -1130,7 +1160,73 @@ async fn a_cache_lagging_behind_our_status_writes_loses_no_ownership() {
         Arc::new(connector),
         ctx.clone(),
     ));
-    serve_until_done(&mut api, second, &dropped).await;
+    server.serve(&mut api, second, &dropped).await.unwrap();
+    assert!(
+        !has_member(&sim, "new@acme.example"),
+        "the person the operator added is taken back"
+    );
+}
+
+/// A new leadership term forgets what this replica wrote, while its cache still lags
+/// behind those writes: a status computed from that stale view must not overwrite the
+/// ledger. The write carries the version it was computed from, the API server refuses it,
+/// and once the cache catches up the person the operator added is taken back.
+#[tokio::test]
+async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let ctx = context(client, sim_settings(&sim), api.caches());
+    let connector: ExpensifyConnector =
+        serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
+    let wanted = access_json(
+        "team",
+        finance(json!([{"email": "new@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    api.cache(vec![wanted.clone()]);
+    let mut server = WillingServer::new();
+    let first = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector.clone()),
+        ctx.clone(),
+    ));
+    server.serve(&mut api, first, &wanted).await.unwrap();
+    assert!(has_member(&sim, "new@acme.example"));
+
+    // A new term, and the cache still shows the object as it was before the first sync.
+    ctx.forget_all();
+    let dropped = access_json(
+        "team",
+        finance(json!([]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
+    );
+    api.cache(vec![dropped.clone()]);
+    let stale = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector.clone()),
+        ctx.clone(),
+    ));
+    let refused = server.serve(&mut api, stale, &dropped).await;
+    assert!(refused.is_err(), "the stale status write is refused");
+    assert!(
+        has_member(&sim, "new@acme.example"),
+        "nothing was taken on a stale view"
+    );
+
+    // The cache catches up with what the server holds: the ledger is intact there.
+    let path = "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/policyaccesses/team";
+    let mut caught_up = dropped.clone();
+    caught_up["metadata"]["resourceVersion"] = json!(server.at[path]);
+    caught_up["status"] = json!({"policyID": FINANCE, "managedMembers": [{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "user"}]});
+    let mut connector_now = connector_json(&sim.endpoint(), json!({}));
+    let connector_path =
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
+    connector_now["metadata"]["resourceVersion"] = json!(server.at[connector_path]);
+    let connector_now: ExpensifyConnector = serde_json::from_value(connector_now).unwrap();
+    api.cache(vec![caught_up.clone()]);
+    let fresh = tokio::spawn(connector_controller::reconcile_connector(
+        Arc::new(connector_now),
+        ctx.clone(),
+    ));
+    server.serve(&mut api, fresh, &caught_up).await.unwrap();
     assert!(
         !has_member(&sim, "new@acme.example"),
         "the person the operator added is taken back"

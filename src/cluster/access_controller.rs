@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use super::connector_controller::{
     CACHES_LISTED_WAIT, ReconcileError, STANDBY_RECHECK, status_changed,
 };
-use super::context::Context;
+use super::context::{Context, FinalizerChange};
 use super::kube_io::{self, FINALIZER, KubeCallError};
 use crate::api::{PolicyAccess, Reason};
 use crate::reconcile::status::{NotSynced, unsynced_status};
@@ -109,7 +109,8 @@ async fn settle_deletion(
             note,
         )
         .await;
-        kube_io::release_finalizer(&ctx.client, access, FINALIZER).await?;
+        ctx.access_finalizer(access, FINALIZER, FinalizerChange::Release)
+            .await?;
     }
     Ok(Action::await_change())
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::watch;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::api::{ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::reconcile::ObjectKey;
 
@@ -73,51 +75,154 @@ impl std::fmt::Debug for Caches {
     }
 }
 
-/// The statuses this replica wrote in its current term, by object and uid (a recreated
-/// object of the same name is another object).
-#[derive(Debug, Default)]
-pub struct WrittenStatuses {
-    accesses: Mutex<HashMap<ObjectKey, (String, PolicyAccessStatus)>>,
-    connectors: Mutex<HashMap<ObjectKey, (String, ExpensifyConnectorStatus)>>,
+/// One object's last status written by this replica, and the resourceVersions it knows
+/// of: `current` (after the write) and those the write made stale.
+#[derive(Debug, Clone)]
+struct Written<S> {
+    uid: String,
+    superseded: Vec<String>,
+    current: String,
+    status: S,
 }
 
-fn uid(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+/// How many resourceVersions of one object's own writes are remembered.
+const SUPERSEDED_KEPT: usize = 16;
+
+/// The statuses this replica wrote in its current term, by object. Every write carries
+/// the object's uid and the resourceVersion it was computed from as preconditions, so a
+/// write from a stale view is refused by the API server; this log only spares a lagging
+/// cache those refusals:
+/// - the cache shows a version this replica's own write replaced: the written status,
+///   at the version the write left;
+/// - the cache shows the version the write left, or any other: the cache.
+#[derive(Debug)]
+struct WrittenLog<S>(Mutex<HashMap<ObjectKey, Written<S>>>);
+
+impl<S> Default for WrittenLog<S> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<S: Clone> WrittenLog<S> {
+    /// The status and resourceVersion to use for an object the cache shows at `cached`.
+    fn view(&self, key: &ObjectKey, uid: &str, cached: Option<&str>) -> Option<(S, String)> {
+        let mut log = lock(&self.0);
+        let written = log.get(key)?;
+        let same_object = written.uid == uid;
+        if same_object && cached.is_some_and(|rv| written.superseded.iter().any(|s| s == rv)) {
+            return Some((written.status.clone(), written.current.clone()));
+        }
+        if same_object && cached == Some(written.current.as_str()) {
+            // Caught up: the cache shows this write.
+            return None;
+        }
+        // Recreated, or written by someone else since: the cache says.
+        log.remove(key);
+        None
+    }
+
+    fn wrote(&self, key: ObjectKey, uid: String, sent: Option<&str>, now: String, status: S) {
+        let mut log = lock(&self.0);
+        let mut superseded = match log.get(&key) {
+            Some(earlier) if earlier.uid == uid => {
+                let mut superseded = earlier.superseded.clone();
+                superseded.push(earlier.current.clone());
+                superseded
+            }
+            _ => Vec::new(),
+        };
+        if let Some(sent) = sent
+            && !superseded.iter().any(|s| s == sent)
+        {
+            superseded.push(sent.to_string());
+        }
+        let excess = superseded.len().saturating_sub(SUPERSEDED_KEPT);
+        superseded.drain(..excess);
+        let written = Written {
+            uid,
+            superseded,
+            current: now,
+            status,
+        };
+        log.insert(key, written);
+    }
+
+    fn retain(&self, keep: impl Fn(&ObjectKey) -> bool) {
+        lock(&self.0).retain(|key, _| keep(key));
+    }
+
+    fn clear(&self) {
+        lock(&self.0).clear();
+    }
+}
+
+/// The statuses this replica wrote in its current term (see [`WrittenLog`]).
+#[derive(Debug, Default)]
+pub struct WrittenStatuses {
+    accesses: WrittenLog<Option<PolicyAccessStatus>>,
+    connectors: WrittenLog<Option<ExpensifyConnectorStatus>>,
+}
+
+fn uid(meta: &ObjectMeta) -> String {
     meta.uid.clone().unwrap_or_default()
 }
 
+/// `object` as this replica knows it: the cache, or its own last write over a cache that
+/// has not caught up with it.
+fn overlay<K, S>(log: &WrittenLog<S>, cached: &K, set: impl FnOnce(&mut K, S)) -> K
+where
+    K: kube::Resource + Clone,
+    S: Clone,
+{
+    let mut object = cached.clone();
+    let meta = cached.meta();
+    let key = ObjectKey::of(meta);
+    if let Some((status, version)) = log.view(&key, &uid(meta), meta.resource_version.as_deref()) {
+        set(&mut object, status);
+        object.meta_mut().resource_version = Some(version);
+    }
+    object
+}
+
 impl WrittenStatuses {
-    pub fn wrote_access(&self, object: &PolicyAccess, status: &PolicyAccessStatus) {
-        let key = ObjectKey::of(&object.metadata);
-        lock(&self.accesses).insert(key, (uid(&object.metadata), status.clone()));
+    /// Records a write made from `object` (as known then) that left it at `now` with
+    /// `status`.
+    pub fn wrote_access(
+        &self,
+        object: &PolicyAccess,
+        now: Option<String>,
+        status: Option<&PolicyAccessStatus>,
+    ) {
+        let Some(now) = now else { return };
+        let meta = &object.metadata;
+        let sent = meta.resource_version.as_deref();
+        self.accesses
+            .wrote(ObjectKey::of(meta), uid(meta), sent, now, status.cloned());
     }
 
-    pub fn wrote_connector(&self, object: &ExpensifyConnector, status: &ExpensifyConnectorStatus) {
-        let key = ObjectKey::of(&object.metadata);
-        lock(&self.connectors).insert(key, (uid(&object.metadata), status.clone()));
+    /// Records a connector status write made from `object` that left it at `now`.
+    pub fn wrote_connector(
+        &self,
+        object: &ExpensifyConnector,
+        now: Option<String>,
+        status: Option<&ExpensifyConnectorStatus>,
+    ) {
+        let Some(now) = now else { return };
+        let meta = &object.metadata;
+        let sent = meta.resource_version.as_deref();
+        self.connectors
+            .wrote(ObjectKey::of(meta), uid(meta), sent, now, status.cloned());
     }
 
-    /// The object with the status last written to it in this term, if any.
+    /// The object as this replica knows it (see [`WrittenLog`]).
     pub fn access(&self, cached: &PolicyAccess) -> PolicyAccess {
-        let mut object = cached.clone();
-        let key = ObjectKey::of(&cached.metadata);
-        if let Some((written_uid, status)) = lock(&self.accesses).get(&key)
-            && *written_uid == uid(&cached.metadata)
-        {
-            object.status = Some(status.clone());
-        }
-        object
+        overlay(&self.accesses, cached, |o, s| o.status = s)
     }
 
-    /// The connector with the status last written to it in this term, if any.
+    /// The connector as this replica knows it (see [`WrittenLog`]).
     pub fn connector(&self, cached: &ExpensifyConnector) -> ExpensifyConnector {
-        let mut object = cached.clone();
-        let key = ObjectKey::of(&cached.metadata);
-        if let Some((written_uid, status)) = lock(&self.connectors).get(&key)
-            && *written_uid == uid(&cached.metadata)
-        {
-            object.status = Some(status.clone());
-        }
-        object
+        overlay(&self.connectors, cached, |o, s| o.status = s)
     }
 
     /// Keeps only the objects still cached: a deleted object's status is not needed.
@@ -126,13 +231,13 @@ impl WrittenStatuses {
             .iter()
             .map(|pa| ObjectKey::of(&pa.metadata))
             .collect();
-        lock(&self.accesses).retain(|key, _| present.contains(key));
+        self.accesses.retain(|key| present.contains(key));
     }
 
     /// A new term: another replica may have written since.
     pub fn forget_all(&self) {
-        lock(&self.accesses).clear();
-        lock(&self.connectors).clear();
+        self.accesses.clear();
+        self.connectors.clear();
     }
 }
 
@@ -147,7 +252,7 @@ mod tests {
     use super::*;
     use crate::api::{AccessPhase, PolicyAccessSpec};
 
-    fn access(uid: &str, phase: AccessPhase) -> PolicyAccess {
+    fn access(uid: &str, version: &str, phase: AccessPhase) -> PolicyAccess {
         let spec: PolicyAccessSpec = serde_json::from_value(serde_json::json!({
             "connectorRef": {"name": "acme"}, "policy": {"id": "P1"}, "members": []
         }))
@@ -155,6 +260,7 @@ mod tests {
         let mut object = PolicyAccess::new("team", spec);
         object.metadata.namespace = Some("finance".into());
         object.metadata.uid = Some(uid.into());
+        object.metadata.resource_version = Some(version.into());
         object.status = Some(PolicyAccessStatus {
             phase,
             ..Default::default()
@@ -162,35 +268,66 @@ mod tests {
         object
     }
 
-    #[test]
-    fn a_lagging_cache_shows_the_status_last_written() {
-        let written = WrittenStatuses::default();
-        let cached = access("u1", AccessPhase::Pending);
-        let status = PolicyAccessStatus {
+    fn synced() -> PolicyAccessStatus {
+        PolicyAccessStatus {
             phase: AccessPhase::Synced,
             ..Default::default()
-        };
-        written.wrote_access(&cached, &status);
+        }
+    }
+
+    fn phase_and_version(object: &PolicyAccess) -> (AccessPhase, String) {
+        (
+            object.status.clone().unwrap().phase,
+            object.metadata.resource_version.clone().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_lagging_cache_shows_the_status_last_written_at_the_version_it_left() {
+        let written = WrittenStatuses::default();
+        let cached = access("u1", "10", AccessPhase::Pending);
+        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
+        let seen = written.access(&cached);
+        assert_eq!(phase_and_version(&seen), (AccessPhase::Synced, "11".into()));
+        // A second write from that view; the cache still shows 10, or 11 by now.
+        written.wrote_access(&seen, Some("12".into()), Some(&synced()));
+        for lagging in ["10", "11"] {
+            let cached = access("u1", lagging, AccessPhase::Pending);
+            assert_eq!(
+                phase_and_version(&written.access(&cached)),
+                (AccessPhase::Synced, "12".into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_cache_that_caught_up_or_moved_on_is_believed() {
+        let written = WrittenStatuses::default();
+        let cached = access("u1", "10", AccessPhase::Pending);
+        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
+        let newer = access("u1", "14", AccessPhase::Blocked);
         assert_eq!(
-            written.access(&cached).status.unwrap().phase,
-            AccessPhase::Synced
+            phase_and_version(&written.access(&newer)),
+            (AccessPhase::Blocked, "14".into())
+        );
+        // Once believed, the write is forgotten: the older cache is not overlaid again.
+        assert_eq!(
+            phase_and_version(&written.access(&cached)),
+            (AccessPhase::Pending, "10".into())
         );
     }
 
     #[test]
     fn a_recreated_object_does_not_inherit_the_old_status() {
         let written = WrittenStatuses::default();
-        let old = access("u1", AccessPhase::Pending);
         written.wrote_access(
-            &old,
-            &PolicyAccessStatus {
-                phase: AccessPhase::Synced,
-                ..Default::default()
-            },
+            &access("u1", "10", AccessPhase::Pending),
+            Some("11".into()),
+            Some(&synced()),
         );
-        let recreated = access("u2", AccessPhase::Pending);
+        let recreated = access("u2", "10", AccessPhase::Pending);
         assert_eq!(
-            written.access(&recreated).status.unwrap().phase,
+            phase_and_version(&written.access(&recreated)).0,
             AccessPhase::Pending
         );
     }
@@ -198,17 +335,11 @@ mod tests {
     #[test]
     fn a_new_term_forgets_what_was_written() {
         let written = WrittenStatuses::default();
-        let cached = access("u1", AccessPhase::Pending);
-        written.wrote_access(
-            &cached,
-            &PolicyAccessStatus {
-                phase: AccessPhase::Synced,
-                ..Default::default()
-            },
-        );
+        let cached = access("u1", "10", AccessPhase::Pending);
+        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
         written.forget_all();
         assert_eq!(
-            written.access(&cached).status.unwrap().phase,
+            phase_and_version(&written.access(&cached)).0,
             AccessPhase::Pending
         );
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::context::{Context, LastSync};
+use super::context::{Context, FinalizerChange, LastSync};
 use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLookup};
 use super::leadership::LeadershipGuard;
 use crate::api::{
@@ -247,7 +247,8 @@ async fn prepare(
         .iter()
         .filter(|pa| pa.metadata.deletion_timestamp.is_none())
     {
-        kube_io::ensure_finalizer(&ctx.client, *pa, FINALIZER).await?;
+        ctx.access_finalizer(pa, FINALIZER, FinalizerChange::Ensure)
+            .await?;
     }
     Ok(None)
 }
@@ -281,6 +282,7 @@ async fn sync(
         inventory_complete: true,
         dry_run: false,
         write_ahead: None,
+        reviewed: None,
     };
     crate::reconcile::sync::sync(request, &ctx.expensify, &store).await
 }
@@ -295,11 +297,13 @@ async fn settle_in_use(
 ) -> Result<Option<Action>, KubeCallError> {
     let deleting = connector.metadata.deletion_timestamp.is_some();
     if attached.is_empty() {
-        kube_io::release_finalizer(&ctx.client, connector, IN_USE_FINALIZER).await?;
+        ctx.connector_finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Release)
+            .await?;
         return Ok(deleting.then(Action::await_change));
     }
     if !deleting {
-        kube_io::ensure_finalizer(&ctx.client, connector, IN_USE_FINALIZER).await?;
+        ctx.connector_finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Ensure)
+            .await?;
     }
     Ok(None)
 }
@@ -537,7 +541,8 @@ async fn release_finalizers(
     for key in &report.finished_deletions {
         if let Some(pa) = by_key.get(key) {
             info!(object = %key, "deletion finished; releasing the finalizer");
-            kube_io::release_finalizer(&ctx.client, *pa, FINALIZER).await?;
+            ctx.access_finalizer(pa, FINALIZER, FinalizerChange::Release)
+                .await?;
         }
     }
     Ok(())

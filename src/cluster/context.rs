@@ -116,25 +116,81 @@ impl Context {
         self.written.connector(cached)
     }
 
-    /// Patches a PolicyAccess status and remembers it (see [`super::cache`]).
+    /// Patches a PolicyAccess status, provided the object is still as this replica knows
+    /// it, and remembers the write (see [`super::cache`]).
     pub async fn write_access_status(
         &self,
         object: &PolicyAccess,
         status: &PolicyAccessStatus,
     ) -> Result<(), KubeCallError> {
-        kube_io::apply_access_status(&self.client, object, status).await?;
-        self.written.wrote_access(object, status);
+        let known = self.written.access(object);
+        let version = known.metadata.resource_version.as_deref();
+        let now = kube_io::apply_access_status(&self.client, &known, version, status).await?;
+        self.written.wrote_access(&known, now, Some(status));
         Ok(())
     }
 
-    /// Patches a connector status and remembers it (see [`super::cache`]).
+    /// Patches a connector status, provided the connector is still as this replica knows
+    /// it, and remembers the write (see [`super::cache`]).
     pub async fn write_connector_status(
         &self,
         object: &ExpensifyConnector,
         status: &ExpensifyConnectorStatus,
     ) -> Result<(), KubeCallError> {
-        kube_io::apply_connector_status(&self.client, object, status).await?;
-        self.written.wrote_connector(object, status);
+        let known = self.written.connector(object);
+        let version = known.metadata.resource_version.as_deref();
+        let now = kube_io::apply_connector_status(&self.client, &known, version, status).await?;
+        self.written.wrote_connector(&known, now, Some(status));
         Ok(())
     }
+
+    /// Adds or releases a PolicyAccess finalizer from the object as this replica knows
+    /// it, and remembers the version the write left (its status unchanged).
+    pub async fn access_finalizer(
+        &self,
+        object: &PolicyAccess,
+        finalizer: &str,
+        change: FinalizerChange,
+    ) -> Result<(), KubeCallError> {
+        let known = self.written.access(object);
+        let now = match change {
+            FinalizerChange::Ensure => {
+                kube_io::ensure_finalizer(&self.client, &known, finalizer).await?
+            }
+            FinalizerChange::Release => {
+                kube_io::release_finalizer(&self.client, &known, finalizer).await?
+            }
+        };
+        self.written
+            .wrote_access(&known, now, known.status.as_ref());
+        Ok(())
+    }
+
+    /// Adds or releases a connector finalizer (see [`Context::access_finalizer`]).
+    pub async fn connector_finalizer(
+        &self,
+        object: &ExpensifyConnector,
+        finalizer: &str,
+        change: FinalizerChange,
+    ) -> Result<(), KubeCallError> {
+        let known = self.written.connector(object);
+        let now = match change {
+            FinalizerChange::Ensure => {
+                kube_io::ensure_finalizer(&self.client, &known, finalizer).await?
+            }
+            FinalizerChange::Release => {
+                kube_io::release_finalizer(&self.client, &known, finalizer).await?
+            }
+        };
+        self.written
+            .wrote_connector(&known, now, known.status.as_ref());
+        Ok(())
+    }
+}
+
+/// What a finalizer write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalizerChange {
+    Ensure,
+    Release,
 }

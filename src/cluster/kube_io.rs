@@ -4,6 +4,7 @@
 //! has lost the Lease (`super::leadership::guarded_client`).
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -177,19 +178,36 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies a PolicyAccess status.
+/// The preconditions of a status write: the object's uid and the resourceVersion it was
+/// read at. A write computed from a stale view (a lagging cache, another replica's write
+/// since) is refused with a conflict instead of overwriting a newer ledger.
+fn preconditions(meta: &ObjectMeta, resource_version: Option<&str>) -> serde_json::Value {
+    let mut preconditions = serde_json::Map::new();
+    if let Some(uid) = &meta.uid {
+        preconditions.insert("uid".into(), json!(uid));
+    }
+    if let Some(resource_version) = resource_version {
+        preconditions.insert("resourceVersion".into(), json!(resource_version));
+    }
+    serde_json::Value::Object(preconditions)
+}
+
+/// Server-side applies a PolicyAccess status, provided the object is still at
+/// `resource_version`; returns the resourceVersion it is at after the write.
 pub async fn apply_access_status(
     client: &kube::Client,
     object: &PolicyAccess,
+    resource_version: Option<&str>,
     status: &PolicyAccessStatus,
-) -> Result<(), KubeCallError> {
+) -> Result<Option<String>, KubeCallError> {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
-    let patch = json!({"apiVersion": API_VERSION, "kind": "PolicyAccess", "status": status});
+    let patch = json!({"apiVersion": API_VERSION, "kind": "PolicyAccess",
+        "metadata": preconditions(&object.metadata, resource_version), "status": status});
     Api::<PolicyAccess>::namespaced(client.clone(), &namespace)
         .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
         .await
-        .map(|_| ())
+        .map(|written| written.metadata.resource_version)
         .map_err(|source| KubeCallError::PatchStatus {
             kind: "PolicyAccess",
             namespace,
@@ -198,19 +216,22 @@ pub async fn apply_access_status(
         })
 }
 
-/// Server-side applies a connector status.
+/// Server-side applies a connector status, provided the object is still at
+/// `resource_version`; returns the resourceVersion it is at after the write.
 pub async fn apply_connector_status(
     client: &kube::Client,
     object: &ExpensifyConnector,
+    resource_version: Option<&str>,
     status: &ExpensifyConnectorStatus,
-) -> Result<(), KubeCallError> {
+) -> Result<Option<String>, KubeCallError> {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
-    let patch = json!({"apiVersion": API_VERSION, "kind": "ExpensifyConnector", "status": status});
+    let patch = json!({"apiVersion": API_VERSION, "kind": "ExpensifyConnector",
+        "metadata": preconditions(&object.metadata, resource_version), "status": status});
     Api::<ExpensifyConnector>::namespaced(client.clone(), &namespace)
         .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
         .await
-        .map(|_| ())
+        .map(|written| written.metadata.resource_version)
         .map_err(|source| KubeCallError::PatchStatus {
             kind: "ExpensifyConnector",
             namespace,
@@ -237,12 +258,13 @@ impl<K> NamespacedObject for K where
 }
 
 /// Sets the finalizer list, guarded by the object's resourceVersion (a concurrent change
-/// makes the API server refuse, and the next sync tries again).
+/// makes the API server refuse, and the next sync tries again); returns the
+/// resourceVersion it left.
 pub async fn set_finalizers<K>(
     client: &kube::Client,
     object: &K,
     finalizers: Vec<String>,
-) -> Result<(), KubeCallError>
+) -> Result<Option<String>, KubeCallError>
 where
     K: NamespacedObject,
 {
@@ -252,7 +274,7 @@ where
     Api::<K>::namespaced(client.clone(), &namespace)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map(|_| ())
+        .map(|written| written.meta().resource_version.clone())
         .map_err(|source| KubeCallError::Finalizer {
             kind: K::kind(&()).to_string(),
             namespace,
@@ -261,34 +283,35 @@ where
         })
 }
 
-/// Adds `finalizer` when missing.
+/// Adds `finalizer` when missing; `Some(resourceVersion left)` when it wrote.
 pub async fn ensure_finalizer<K>(
     client: &kube::Client,
     object: &K,
     finalizer: &str,
-) -> Result<(), KubeCallError>
+) -> Result<Option<String>, KubeCallError>
 where
     K: NamespacedObject,
 {
     if object.finalizers().iter().any(|f| f == finalizer) {
-        return Ok(());
+        return Ok(None);
     }
     let mut finalizers = object.finalizers().to_vec();
     finalizers.push(finalizer.to_string());
     set_finalizers(client, object, finalizers).await
 }
 
-/// Removes `finalizer`, letting a deletion finish.
+/// Removes `finalizer`, letting a deletion finish; `Some(resourceVersion left)` when it
+/// wrote.
 pub async fn release_finalizer<K>(
     client: &kube::Client,
     object: &K,
     finalizer: &str,
-) -> Result<(), KubeCallError>
+) -> Result<Option<String>, KubeCallError>
 where
     K: NamespacedObject,
 {
     if !object.finalizers().iter().any(|f| f == finalizer) {
-        return Ok(());
+        return Ok(None);
     }
     let finalizers = object
         .finalizers()

@@ -217,10 +217,14 @@ fn follow_leadership(
             let in_time = renewals.as_ref().is_none_or(|r| r.in_time(Instant::now()));
             if (held && in_time) != leading {
                 leading = held && in_time;
+                // Forgotten before the term starts: no sync of the new term reads what
+                // the last one wrote.
+                if leading {
+                    ctx.forget_all();
+                }
                 terms.set(leading);
                 if leading {
                     info!("this replica holds the lease now; syncing everything once");
-                    ctx.forget_all();
                 } else if held {
                     warn!("the lease was not renewed in time; no writes until it is");
                 } else {

@@ -1,7 +1,7 @@
 //! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
 //! A single manifest file is refused: see [`super::common::WholeRepositoryOnly`].
 
-use crate::files::{Run, render};
+use crate::files::{Run, SavedPlan, render};
 
 use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
 
@@ -15,6 +15,11 @@ pub struct ApplyArgs {
     /// `text` or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Apply exactly the plan `plan --out FILE` saved: nothing is written, and the command
+    /// exits 1 naming what moved, if the manifests, the changes or the rosters they touch
+    /// differ from it now.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
@@ -22,6 +27,23 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;
+    let reviewed = match &args.plan {
+        Some(path) => Some(SavedPlan::load(path)?),
+        None => None,
+    };
+    // All or nothing: the whole plan is checked before any connector writes (each
+    // connector checks its part again right before its write).
+    if let Some(reviewed) = &reviewed {
+        let now = mode.pass(Run::Plan).await?;
+        let moved = reviewed.moved(&now);
+        if !moved.is_empty() {
+            eprintln!(
+                "error: the saved plan no longer matches; nothing was applied. Plan again and review:\n  - {}",
+                moved.join("\n  - ")
+            );
+            return Ok(1);
+        }
+    }
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
     // write starts.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -30,7 +52,10 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         tracing::warn!("stop requested; finishing the Expensify call in flight");
         let _ = stop_tx.send(true);
     });
-    let report = mode.pass_until(Run::Apply, Some(&stop_rx)).await;
+    let report = match &reviewed {
+        Some(reviewed) => mode.pass_reviewed(reviewed, Some(&stop_rx)).await,
+        None => mode.pass_until(Run::Apply, Some(&stop_rx)).await,
+    };
     signals.abort();
     let report = report?;
     match args.output {

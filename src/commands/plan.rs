@@ -5,7 +5,7 @@
 //! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
 //! The exit code follows what is shown.
 
-use crate::files::{Run, failures, render};
+use crate::files::{Run, SavedPlan, failures, render};
 
 use super::common::{FileArgs, LockArgs, NamespaceArgs, OutputFormat, selection, stdout_style};
 
@@ -21,6 +21,10 @@ pub struct PlanArgs {
     /// `text` (a diff like terraform plan) or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Also save the plan to FILE, for `apply --plan FILE` to apply exactly it. Covers the
+    /// whole repository, so it takes no manifest file and no `-n`.
+    #[arg(long, value_name = "FILE", conflicts_with = "namespace")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// Exit codes of `plan`.
@@ -29,11 +33,18 @@ pub const FAILED: i32 = 1;
 pub const CHANGES_PENDING: i32 = 2;
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
-    let target = args.files.target()?;
+    let target = match args.out {
+        Some(_) => args.files.whole_repository("plan --out")?,
+        None => args.files.target()?,
+    };
     let mode = args.files.mode(&target)?;
     // Held until the command ends: no writer changes the status while it is read.
     let _lock = args.files.lock_shared(&target, &args.lock).await?;
     let report = mode.pass(Run::Plan).await?;
+    if let Some(path) = &args.out {
+        SavedPlan::of(&report).save(path)?;
+        tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
+    }
     let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {
         OutputFormat::Text => {

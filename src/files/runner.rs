@@ -15,9 +15,11 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
+use super::saved_plan::SavedPlan;
 use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
+use crate::reconcile::reviewed::ReviewedConnector;
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::sync::{Store, sync};
 use crate::reconcile::{
@@ -225,7 +227,27 @@ impl FileMode {
         run: Run,
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<PassReport, FilePassError> {
+        self.pass_with(run, stop, None).await
+    }
+
+    /// `apply --plan`: an apply pass in which each connector writes only when its plan now
+    /// is exactly the reviewed one (checked again right before its write).
+    pub async fn pass_reviewed(
+        &self,
+        reviewed: &SavedPlan,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<PassReport, FilePassError> {
+        self.pass_with(Run::Apply, stop, Some(reviewed)).await
+    }
+
+    async fn pass_with(
+        &self,
+        run: Run,
+        stop: Option<&watch::Receiver<bool>>,
+        reviewed: Option<&SavedPlan>,
+    ) -> Result<PassReport, FilePassError> {
         let dry_run = run == Run::Plan;
+        let unreviewed = ReviewedConnector::default();
         let prepared = self.prepare()?;
         let now = Timestamp::now();
         let complete = prepared.manifests.complete();
@@ -249,6 +271,8 @@ impl FileMode {
                 inventory_complete: complete,
                 dry_run,
                 write_ahead: None,
+                reviewed: reviewed
+                    .map(|plan| plan.connector(&connector.key).unwrap_or(&unreviewed)),
             };
             let report = sync(request, &self.clients, &store).await;
             // Saved at once: a stop after this connector loses nothing it wrote.

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::plan::{Change, ChangeKind, Plan, PlanInput, plan, summarize};
+use super::reviewed::ReviewedConnector;
 use super::status::{
     AccessFindings, ConnectorFindings, NotSynced, access_status, connector_status, handled,
     unsynced_status,
@@ -31,6 +32,8 @@ pub struct SyncRequest<'a> {
     /// Saves the ledger entries about to be created before Expensify is written; its
     /// refusal (a stop was asked for, leadership was lost, the save failed) stops the write.
     pub write_ahead: Option<&'a dyn WriteAhead>,
+    /// `apply --plan`: write only if the plan now is exactly this reviewed one.
+    pub reviewed: Option<&'a ReviewedConnector>,
 }
 
 /// Why the write did not go ahead.
@@ -201,24 +204,23 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             nothing(observed),
         );
     }
+    let moved = request
+        .reviewed
+        .map(|reviewed| reviewed.moved(&before, &observed))
+        .unwrap_or_default();
+    if !moved.is_empty() {
+        let refused = WriteRefused(format!(
+            "the plan moved since it was reviewed: {}",
+            moved.join("; ")
+        ));
+        return refuse_before_write(request, client, calls_before, before, observed, &refused);
+    }
     let write_ahead = write_ahead_statuses(request, &before);
     let connector_ahead = connector_allowance_status(connector, &before);
     if let Some(hook) = request.write_ahead
         && let Err(refused) = hook.save(&write_ahead, connector_ahead.as_ref()).await
     {
-        warn!(connector = %connector.key, reason = %refused, "changes not written");
-        // Nothing was removed: no allowance was used up.
-        let unused = without_allowances(before);
-        let mut report = finish(
-            request,
-            client,
-            calls_before,
-            unused.clone(),
-            &unused,
-            nothing(observed),
-        );
-        refuse(&mut report, &refused);
-        return report;
+        return refuse_before_write(request, client, calls_before, before, observed, &refused);
     }
     let written = write(&connector.key, client, &before, observed, write_ahead).await;
     let after = if written.verified {
@@ -230,6 +232,30 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         before.clone()
     };
     finish(request, client, calls_before, before, &after, written)
+}
+
+/// The report of a sync whose write did not go ahead: nothing was written and no
+/// allowance was used up.
+fn refuse_before_write(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    calls_before: CallCounts,
+    before: Plan,
+    observed: Observed,
+    refused: &WriteRefused,
+) -> SyncReport {
+    warn!(connector = %request.connector.key, reason = %refused, "changes not written");
+    let unused = without_allowances(before);
+    let mut report = finish(
+        request,
+        client,
+        calls_before,
+        unused.clone(),
+        &unused,
+        Written::nothing(observed),
+    );
+    refuse(&mut report, refused);
+    report
 }
 
 /// What the write left: the rosters then, whether they were re-read, and each result.

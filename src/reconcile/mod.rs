@@ -4,6 +4,7 @@
 pub mod executor;
 pub mod model;
 pub mod plan;
+pub mod reviewed;
 pub mod status;
 pub mod sync;
 pub mod validate;

@@ -471,6 +471,19 @@ async fn handle(
                 let (c, v) = status_error(400, "BadRequest", "patch is not JSON");
                 return Ok(reply(c, &v));
             };
+            // Preconditions, as the API server checks them for any update.
+            for (field, what) in [("resourceVersion", "resourceVersion"), ("uid", "UID")] {
+                if let Some(expected) = patch["metadata"][field].as_str()
+                    && current["metadata"][field].as_str() != Some(expected)
+                {
+                    let (c, v) = status_error(
+                        409,
+                        "Conflict",
+                        &format!("the object has been modified; {what} {expected} is stale"),
+                    );
+                    return Ok(reply(c, &v));
+                }
+            }
             let mut next = current.clone();
             if sub == Some("status") {
                 if !content_type.starts_with("application/apply-patch")
@@ -482,18 +495,6 @@ async fn handle(
                 next["status"] = patch["status"].clone();
                 store.status_writes += 1;
             } else {
-                if let Some(expected) = patch["metadata"]["resourceVersion"].as_str()
-                    && current["metadata"]["resourceVersion"].as_str() != Some(expected)
-                {
-                    let (c, v) = status_error(
-                        409,
-                        "Conflict",
-                        &format!(
-                            "the object has been modified; resourceVersion {expected} is stale"
-                        ),
-                    );
-                    return Ok(reply(c, &v));
-                }
                 if kind == Kind::Lease && patch["spec"].get("holderIdentity").is_some() {
                     // Server-side apply ownership: a non-forced apply may not take a field
                     // another manager owns (what makes lease locking safe).
@@ -518,6 +519,7 @@ async fn handle(
                 let mut patch = patch.clone();
                 if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");
+                    meta.remove("uid");
                 }
                 if let Some(object) = patch.as_object_mut() {
                     object.remove("status");
