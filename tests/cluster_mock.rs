@@ -1176,8 +1176,10 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
     let sim = start(&unlimited_seed()).await;
     let (client, mut api) = mock();
     let ctx = context(client, sim_settings(&sim), api.caches());
-    let connector: ExpensifyConnector =
-        serde_json::from_value(connector_json(&sim.endpoint(), json!({}))).unwrap();
+    // Its in-use finalizer is in place: only status writes are in question here.
+    let mut connector = connector_json(&sim.endpoint(), json!({}));
+    connector["metadata"]["finalizers"] = json!(["expensify.gitops.dev/in-use"]);
+    let connector: ExpensifyConnector = serde_json::from_value(connector).unwrap();
     let wanted = access_json(
         "team",
         finance(json!([{"email": "new@acme.example"}]), "Additive"),
@@ -1216,7 +1218,7 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
     let mut caught_up = dropped.clone();
     caught_up["metadata"]["resourceVersion"] = json!(server.at[path]);
     caught_up["status"] = json!({"policyID": FINANCE, "managedMembers": [{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "user"}]});
-    let mut connector_now = connector_json(&sim.endpoint(), json!({}));
+    let mut connector_now = serde_json::to_value(&connector).unwrap();
     let connector_path =
         "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
     connector_now["metadata"]["resourceVersion"] = json!(server.at[connector_path]);
