@@ -1147,3 +1147,69 @@ async fn an_object_whose_connector_is_missing_is_said_once_by_apply() {
         "{all}"
     );
 }
+
+/// `plan --out` then `apply --plan`: a roster changed by hand since the plan makes the
+/// apply refuse, name the change and write nothing; a fresh plan applies exactly, and
+/// the next plan shows nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_applied_exactly_or_refused_naming_what_moved() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let saved = plans.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+
+    let planned = run(&sim.endpoint(), &["plan", dir, "--out", saved]).await;
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    // Someone adds a person to Finance by hand after the review.
+    {
+        let mut state = sim.state();
+        let mut policies = state.policies();
+        let finance = policies.iter_mut().find(|p| p.id == FINANCE).unwrap();
+        finance.employees.push(
+            serde_json::from_value(serde_json::json!({"email": "by-hand@acme.example"})).unwrap(),
+        );
+        state.replace_policies(policies);
+    }
+    let refused = run(&sim.endpoint(), &["apply", dir, "--plan", saved]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("the saved plan no longer matches; nothing was applied")
+            && said.contains("the roster of Finance")
+            && said.contains("changed in Expensify since the plan"),
+        "{said}"
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written");
+
+    let again = run(&sim.endpoint(), &["plan", dir, "--out", saved]).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let applied = run(&sim.endpoint(), &["apply", dir, "--plan", saved]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    assert!(
+        roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "new@acme.example")
+    );
+    let after = run(&sim.endpoint(), &["plan", dir]).await;
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after));
+
+    // A manifest edited after the review is named too.
+    let stale = run(&sim.endpoint(), &["plan", dir, "--out", saved]).await;
+    assert_eq!(stale.status.code(), Some(0), "{}", text(&stale));
+    repo.access(
+        "finance",
+        FINANCE,
+        "Additive",
+        "    - {email: new@acme.example, role: auditor}\n    - {email: late@acme.example}\n",
+    );
+    let moved = run(&sim.endpoint(), &["apply", dir, "--plan", saved]).await;
+    assert_eq!(moved.status.code(), Some(1), "{}", text(&moved));
+    let said = text(&moved);
+    assert!(
+        said.contains("the manifests changed since the plan")
+            && said.contains("not in the reviewed plan: granted late@acme.example"),
+        "{said}"
+    );
+}
