@@ -346,6 +346,10 @@ impl Store for ClusterStore<'_> {
         status: &'s ExpensifyConnectorStatus,
     ) -> BoxFuture<'s, Result<(), String>> {
         Box::pin(async move {
+            // This sync's term, not just any: a sync that outlived its term writes nothing.
+            self.term
+                .ensure_leading()
+                .map_err(|lost| lost.to_string())?;
             self.ctx
                 .write_connector_status(self.connector, status)
                 .await

@@ -9,7 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 use rand::Rng;
 use tracing::{info, warn};
 
-use super::executor::{SyncReport, SyncRequest, WriteAhead, sync_connector, unsynced};
+use super::executor::{
+    SyncReport, SyncRequest, WriteAhead, WriteRefused, sync_connector, unsynced,
+};
 use super::model::ConnectorObject;
 use super::validate::{Problem, describe, validate_connector, validate_endpoint};
 use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, Reason};
@@ -72,8 +74,16 @@ pub async fn sync(
         Ok(client) => client,
         Err(e) => return unsynced(request, Reason::InvalidSpec, &e.to_string(), false),
     };
-    if !request.dry_run {
-        mark_syncing(connector, store).await;
+    if !request.dry_run
+        && let Err(refused) = mark_syncing(connector, store).await
+    {
+        // Nothing is read or written when even the phase cannot be recorded (leadership
+        // lost, status unwritable): the write-ahead would refuse anyway.
+        warn!(connector = %connector.key, reason = %refused, "not synced");
+        let message = format!("not synced: {refused}");
+        let mut report = unsynced(request, Reason::Progressing, &message, false);
+        report.refused = Some(refused);
+        return report;
     }
     let report = sync_connector(request, &client).await;
     info!(
@@ -85,28 +95,25 @@ pub async fn sync(
     report
 }
 
-/// NotConnected or Error -> `Syncing` -> Connected, as a connector reports it. A failed
-/// save is only logged: the sync's write-ahead saves what matters before any write.
-async fn mark_syncing(connector: &ConnectorObject, store: &dyn Store) {
+/// NotConnected or Error -> `Syncing` -> Connected, as a connector reports it.
+async fn mark_syncing(connector: &ConnectorObject, store: &dyn Store) -> Result<(), WriteRefused> {
     let previous = connector
         .status
         .as_ref()
         .map(|s| s.phase)
         .unwrap_or_default();
     if previous == ConnectorPhase::Connected {
-        return;
+        return Ok(());
     }
     let mut syncing = connector.status.clone().unwrap_or_default();
     syncing.phase = ConnectorPhase::Syncing;
     syncing.message = Some("syncing with Expensify".into());
-    match store.save_connector_status(connector, &syncing).await {
-        Ok(()) => {
-            info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
-        }
-        Err(e) => {
-            warn!(connector = %connector.key, error = %e, "could not record the Syncing phase");
-        }
-    }
+    store
+        .save_connector_status(connector, &syncing)
+        .await
+        .map_err(|e| WriteRefused(format!("recording the Syncing phase failed: {e}")))?;
+    info!(connector = %connector.key, from = %previous, to = %ConnectorPhase::Syncing, "connector phase");
+    Ok(())
 }
 
 /// Up to a tenth of `interval`, at random: replicas and connectors do not all sync at
