@@ -1147,3 +1147,168 @@ async fn an_object_whose_connector_is_missing_is_said_once_by_apply() {
         "{all}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// `plan -o markdown`: the pull-request comment, against a golden file.
+
+/// The shipped `examples/` manifests in a temporary repository, the connector pointed at
+/// `sim` (the one change: `spec.endpoint`).
+fn examples_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
+    let repo = Repo::new(sim);
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let yaml = path.extension().is_some_and(|e| e == "yaml");
+        if !path.is_file() || !yaml || name == "simulator-seed.yaml" {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if name == "connector.yaml" {
+            text = text.replacen(
+                "spec:\n",
+                &format!("spec:\n  endpoint: {}\n", sim.endpoint()),
+                1,
+            );
+        }
+        repo.write(&name, &text);
+    }
+    repo
+}
+
+/// Checks `actual` against `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file.
+fn golden(name: &str, actual: &str) {
+    let path =
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")).join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "`plan -o markdown` differs from {} (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_markdown_of_the_examples_matches_the_golden_file() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = examples_repo(&sim);
+    let dir = repo.path().to_str().unwrap();
+    let output = run(&sim.endpoint(), &["plan", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&output.stdout)
+        .replace(&sim.endpoint(), "SIMULATOR_ENDPOINT")
+        .replace(dir, "REPO");
+    // The examples hold a removal back (exit 1), as the text plan does.
+    assert!(
+        matches!(output.status.code(), Some(1 | 2)),
+        "{}",
+        text(&output)
+    );
+    let first = markdown.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("**") && first.contains(" across "),
+        "the summary line comes first:\n{markdown}"
+    );
+    assert!(markdown.contains("\n### "), "{markdown}");
+    assert!(markdown.contains("|---|"), "{markdown}");
+    for (i, _) in markdown.match_indices('<') {
+        let rest = &markdown[i..];
+        assert!(
+            ["<details>", "</details>", "<summary>", "</summary>"]
+                .iter()
+                .any(|tag| rest.starts_with(tag)),
+            "raw HTML other than <details> at {i}:\n{markdown}"
+        );
+    }
+    golden("plan.md", &markdown);
+}
+
+/// Held removals and ObserveOnly drift, in each of `plan`'s formats: the revocation limit
+/// holds an Authoritative object's removals, an ObserveOnly object misses someone.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_plan_format_shows_held_removals_and_drift() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("  maxRevocationsPerSync: 1\n");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Authoritative",
+        "    - {email: alice@acme.example}\n",
+    );
+    repo.access(
+        "watch",
+        ENGINEERING,
+        "ObserveOnly",
+        "    - {email: under_score@acme.example, role: admin}\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    let endpoint = sim.endpoint();
+
+    let markdown = run(&endpoint, &["plan", dir, "-o", "markdown"]).await;
+    assert_eq!(markdown.status.code(), Some(1), "{}", text(&markdown));
+    let markdown = String::from_utf8_lossy(&markdown.stdout).to_string();
+    assert!(markdown.starts_with("**"), "{markdown}");
+    assert!(markdown.contains(" held** across "), "{markdown}");
+    assert!(markdown.contains("\n### Held\n"), "{markdown}");
+    assert!(
+        markdown.contains("| finance/finance | Finance | "),
+        "{markdown}"
+    );
+    assert!(markdown.contains("bob@acme.example"), "{markdown}");
+    assert!(markdown.contains("allow-mass-revocation"), "{markdown}");
+    assert!(
+        markdown.contains(
+            "| finance/watch | Engineering | under\\_score@acme.example | missing | admin | - |"
+        ),
+        "{markdown}"
+    );
+
+    let plain = run(&endpoint, &["plan", dir, "-o", "text"]).await;
+    let plain = String::from_utf8_lossy(&plain.stdout).to_string();
+    let line = plain
+        .lines()
+        .find(|l| l.contains("under_score@acme.example"))
+        .unwrap_or_else(|| panic!("the drift is listed:\n{plain}"));
+    assert!(
+        line.contains("missing") && line.contains("asked admin"),
+        "{plain}"
+    );
+
+    let json = run(&endpoint, &["plan", dir, "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let objects = json["connectors"][0]["objects"].as_array().unwrap();
+    let object = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["object"] == name)
+            .unwrap_or_else(|| panic!("{name} in {json:#}"))
+    };
+    let finance = object("finance/finance");
+    assert_eq!(finance["status"]["phase"], "Blocked");
+    assert!(
+        finance["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow-mass-revocation"),
+        "{finance:#}"
+    );
+    assert!(
+        finance["held"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "bob@acme.example"),
+        "{finance:#}"
+    );
+    let watch = object("finance/watch");
+    assert_eq!(watch["mode"], "ObserveOnly");
+    assert_eq!(watch["drift"][0]["email"], "under_score@acme.example");
+    assert_eq!(watch["drift"][0]["kind"], "Missing");
+}
