@@ -963,10 +963,14 @@ async fn unsupported_output_formats_are_refused_with_the_list() {
     for (args, listed) in [
         (
             vec!["plan", ".", "-o", "yaml"],
-            "[possible values: text, json]",
+            "[possible values: text, json, markdown]",
         ),
         (
             vec!["validate", ".", "-o", "csv"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["apply", ".", "-o", "markdown"],
             "[possible values: text, json]",
         ),
         (
