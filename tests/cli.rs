@@ -1104,7 +1104,12 @@ async fn a_rejected_credential_is_said_once_and_first() {
         "    - {email: x@acme.example}\n",
     );
     let dir = repo.path().to_str().unwrap();
-    for args in [vec!["plan", dir], vec!["apply", dir], vec!["apply", dir]] {
+    for args in [
+        vec!["plan", dir],
+        vec!["plan", dir, "-o", "markdown"],
+        vec!["apply", dir],
+        vec!["apply", dir],
+    ] {
         let output = command(&sim.endpoint(), &args, "unknown-partner-secret")
             .output()
             .await
@@ -1114,6 +1119,13 @@ async fn a_rejected_credential_is_said_once_and_first() {
         assert_eq!(count(&all, "Authentication failed"), 1, "{args:?}:\n{all}");
         assert_eq!(count(&all, "code 407"), 1, "{args:?}:\n{all}");
         assert!(!all.contains("No changes were needed"), "{all}");
+        if args.contains(&"markdown") {
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            assert!(
+                stdout.starts_with("No changes for the objects that could be synced.\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
+                "{stdout}"
+            );
+        }
         if args[0] == "apply" {
             let stdout = String::from_utf8_lossy(&output.stdout).to_string();
             assert!(
@@ -1250,7 +1262,10 @@ async fn every_plan_format_shows_held_removals_and_drift() {
         "watch",
         ENGINEERING,
         "ObserveOnly",
-        "    - {email: under_score@acme.example, role: admin}\n",
+        &(0..10).fold(
+            "    - {email: under_score@acme.example, role: admin}\n".to_string(),
+            |members, i| format!("{members}    - {{email: m{i}@acme.example}}\n"),
+        ),
     );
     let dir = repo.path().to_str().unwrap();
     let endpoint = sim.endpoint();
@@ -1271,6 +1286,17 @@ async fn every_plan_format_shows_held_removals_and_drift() {
         markdown.contains(
             "| finance/watch | Engineering | under\\_score@acme.example | missing | admin | - |"
         ),
+        "{markdown}"
+    );
+    // Eleven missing and the two on the policy nobody asked for: folded.
+    assert!(
+        markdown
+            .contains("| finance/watch | Engineering | dave@acme.example | extra | - | admin |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n<details><summary>13 differences</summary>\n\n| Object |")
+            && markdown.ends_with("|\n\n</details>\n"),
         "{markdown}"
     );
 
@@ -1313,6 +1339,12 @@ async fn every_plan_format_shows_held_removals_and_drift() {
     );
     let watch = object("finance/watch");
     assert_eq!(watch["mode"], "ObserveOnly");
-    assert_eq!(watch["drift"][0]["email"], "under_score@acme.example");
-    assert_eq!(watch["drift"][0]["kind"], "Missing");
+    let drift = watch["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 13, "{watch:#}");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d["email"] == "under_score@acme.example" && d["kind"] == "Missing"),
+        "{watch:#}"
+    );
 }
