@@ -1310,6 +1310,10 @@ async fn every_plan_format_shows_held_removals_and_drift() {
         line.contains("missing") && line.contains("asked admin"),
         "{plain}"
     );
+    assert!(
+        plain.contains("  ? finance/watch on Engineering: observe-only: 13 difference(s)"),
+        "{plain}"
+    );
 
     let json = run(&endpoint, &["plan", dir, "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -172,9 +172,15 @@ fn drift_lines(sync: &SyncReport, out: &mut String) {
                 .is_some_and(|p| p.grants + p.role_changes + p.revocations == 0)
     });
     for (key, status) in observing {
+        // Printed after the last policy's changes: say which policy it watches.
+        let policy = status
+            .policy_name
+            .as_deref()
+            .map(|name| format!(" on {name}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  ? {key}: {}",
+            "  ? {key}{policy}: {}",
             status.message.as_deref().unwrap_or_default()
         );
         // The plan's list is whole; the status keeps the first few.
