@@ -963,10 +963,14 @@ async fn unsupported_output_formats_are_refused_with_the_list() {
     for (args, listed) in [
         (
             vec!["plan", ".", "-o", "yaml"],
-            "[possible values: text, json]",
+            "[possible values: text, json, markdown]",
         ),
         (
             vec!["validate", ".", "-o", "csv"],
+            "[possible values: text, json]",
+        ),
+        (
+            vec!["apply", ".", "-o", "markdown"],
             "[possible values: text, json]",
         ),
         (
@@ -1100,7 +1104,12 @@ async fn a_rejected_credential_is_said_once_and_first() {
         "    - {email: x@acme.example}\n",
     );
     let dir = repo.path().to_str().unwrap();
-    for args in [vec!["plan", dir], vec!["apply", dir], vec!["apply", dir]] {
+    for args in [
+        vec!["plan", dir],
+        vec!["plan", dir, "-o", "markdown"],
+        vec!["apply", dir],
+        vec!["apply", dir],
+    ] {
         let output = command(&sim.endpoint(), &args, "unknown-partner-secret")
             .output()
             .await
@@ -1110,6 +1119,13 @@ async fn a_rejected_credential_is_said_once_and_first() {
         assert_eq!(count(&all, "Authentication failed"), 1, "{args:?}:\n{all}");
         assert_eq!(count(&all, "code 407"), 1, "{args:?}:\n{all}");
         assert!(!all.contains("No changes were needed"), "{all}");
+        if args.contains(&"markdown") {
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            assert!(
+                stdout.starts_with("No changes for the objects that could be synced.\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
+                "{stdout}"
+            );
+        }
         if args[0] == "apply" {
             let stdout = String::from_utf8_lossy(&output.stdout).to_string();
             assert!(
@@ -1211,5 +1227,201 @@ async fn a_saved_plan_is_applied_exactly_or_refused_naming_what_moved() {
         said.contains("the manifests changed since the plan")
             && said.contains("not in the reviewed plan: granted late@acme.example"),
         "{said}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// `plan -o markdown`: the pull-request comment, against a golden file.
+
+/// The shipped `examples/` manifests in a temporary repository, the connector pointed at
+/// `sim` (the one change: `spec.endpoint`).
+fn examples_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
+    let repo = Repo::new(sim);
+    let examples = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let yaml = path.extension().is_some_and(|e| e == "yaml");
+        if !path.is_file() || !yaml || name == "simulator-seed.yaml" {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if name == "connector.yaml" {
+            text = text.replacen(
+                "spec:\n",
+                &format!("spec:\n  endpoint: {}\n", sim.endpoint()),
+                1,
+            );
+        }
+        repo.write(&name, &text);
+    }
+    repo
+}
+
+/// Checks `actual` against `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file.
+fn golden(name: &str, actual: &str) {
+    let path =
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")).join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "`plan -o markdown` differs from {} (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_markdown_of_the_examples_matches_the_golden_file() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = examples_repo(&sim);
+    let dir = repo.path().to_str().unwrap();
+    let output = run(&sim.endpoint(), &["plan", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&output.stdout)
+        .replace(&sim.endpoint(), "SIMULATOR_ENDPOINT")
+        .replace(dir, "REPO");
+    // Changes pending, nothing held: the exit code of the text plan.
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let first = markdown.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("**") && first.contains(" across "),
+        "the summary line comes first:\n{markdown}"
+    );
+    assert!(markdown.contains("\n### "), "{markdown}");
+    assert!(markdown.contains("|---|"), "{markdown}");
+    for (i, _) in markdown.match_indices('<') {
+        let rest = &markdown[i..];
+        assert!(
+            ["<details>", "</details>", "<summary>", "</summary>"]
+                .iter()
+                .any(|tag| rest.starts_with(tag)),
+            "raw HTML other than <details> at {i}:\n{markdown}"
+        );
+    }
+    golden("plan.md", &markdown);
+
+    // `-o json` says each change as the Markdown does.
+    let json = run(&sim.endpoint(), &["plan", dir, "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let changes = json["connectors"][0]["changes"].as_array().unwrap();
+    let zoe = changes
+        .iter()
+        .find(|c| c["email"] == "zoe@acme.example")
+        .unwrap_or_else(|| panic!("zoe's grant in {json:#}"));
+    assert_eq!(zoe["detail"], "admin, submits to cfo@acme.example");
+    assert_eq!(zoe["requestedBy"], "finance/finance-team");
+}
+
+/// Held removals and ObserveOnly drift, in each of `plan`'s formats: the revocation limit
+/// holds an Authoritative object's removals, an ObserveOnly object misses someone.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_plan_format_shows_held_removals_and_drift() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("  maxRevocationsPerSync: 1\n");
+    repo.access(
+        "finance",
+        FINANCE,
+        "Authoritative",
+        "    - {email: alice@acme.example}\n",
+    );
+    repo.access(
+        "watch",
+        ENGINEERING,
+        "ObserveOnly",
+        &(0..10).fold(
+            "    - {email: under_score@acme.example, role: admin}\n".to_string(),
+            |members, i| format!("{members}    - {{email: m{i}@acme.example}}\n"),
+        ),
+    );
+    let dir = repo.path().to_str().unwrap();
+    let endpoint = sim.endpoint();
+
+    let markdown = run(&endpoint, &["plan", dir, "-o", "markdown"]).await;
+    assert_eq!(markdown.status.code(), Some(1), "{}", text(&markdown));
+    let markdown = String::from_utf8_lossy(&markdown.stdout).to_string();
+    assert!(markdown.starts_with("**"), "{markdown}");
+    assert!(markdown.contains(" held** across "), "{markdown}");
+    assert!(markdown.contains("\n### Held\n"), "{markdown}");
+    assert!(
+        markdown.contains("| finance/finance | Finance | "),
+        "{markdown}"
+    );
+    assert!(markdown.contains("bob@acme.example"), "{markdown}");
+    assert!(markdown.contains("allow-mass-revocation"), "{markdown}");
+    assert!(
+        markdown.contains(
+            "| finance/watch | Engineering | under\\_score@acme.example | missing | admin | - |"
+        ),
+        "{markdown}"
+    );
+    // Eleven missing and the two on the policy nobody asked for: folded.
+    assert!(
+        markdown
+            .contains("| finance/watch | Engineering | dave@acme.example | extra | - | admin |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n<details><summary>13 differences</summary>\n\n| Object |")
+            && markdown.ends_with("|\n\n</details>\n"),
+        "{markdown}"
+    );
+
+    let plain = run(&endpoint, &["plan", dir, "-o", "text"]).await;
+    let plain = String::from_utf8_lossy(&plain.stdout).to_string();
+    let line = plain
+        .lines()
+        .find(|l| l.contains("under_score@acme.example"))
+        .unwrap_or_else(|| panic!("the drift is listed:\n{plain}"));
+    assert!(
+        line.contains("missing") && line.contains("asked admin"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("  ? finance/watch on Engineering: observe-only: 13 difference(s)"),
+        "{plain}"
+    );
+
+    let json = run(&endpoint, &["plan", dir, "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let objects = json["connectors"][0]["objects"].as_array().unwrap();
+    let object = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["object"] == name)
+            .unwrap_or_else(|| panic!("{name} in {json:#}"))
+    };
+    let finance = object("finance/finance");
+    assert_eq!(finance["status"]["phase"], "Blocked");
+    assert!(
+        finance["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow-mass-revocation"),
+        "{finance:#}"
+    );
+    assert!(
+        finance["held"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "bob@acme.example"),
+        "{finance:#}"
+    );
+    let watch = object("finance/watch");
+    assert_eq!(watch["mode"], "ObserveOnly");
+    let drift = watch["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 13, "{watch:#}");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d["email"] == "under_score@acme.example" && d["kind"] == "Missing"),
+        "{watch:#}"
     );
 }

@@ -594,6 +594,8 @@ mod tests {
                 manager_email: "cfo@acme.example".into(),
                 employee_id: None,
                 expect_submits_to: None,
+                old_submits_to: None,
+                old_employee_id: None,
                 requested_by: ObjectKey::new("finance", "team"),
                 reason: String::new(),
             },

@@ -5,9 +5,9 @@
 //! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
 //! The exit code follows what is shown.
 
-use crate::files::{Run, SavedPlan, failures, render};
+use crate::files::{Run, SavedPlan, failures, markdown, render};
 
-use super::common::{FileArgs, LockArgs, NamespaceArgs, OutputFormat, selection, stdout_style};
+use super::common::{FileArgs, LockArgs, NamespaceArgs, selection, stdout_style};
 
 /// Arguments of `plan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,13 +18,23 @@ pub struct PlanArgs {
     pub namespace: NamespaceArgs,
     #[command(flatten)]
     pub lock: LockArgs,
-    /// `text` (a diff like terraform plan) or `json`.
-    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    /// `text` (a diff like terraform plan), `json`, or `markdown` (a pull-request comment).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = PlanFormat::Text)]
+    pub output: PlanFormat,
     /// Also save the plan to FILE, for `apply --plan FILE` to apply exactly it. Covers the
     /// whole repository, so it takes no manifest file and no `-n`.
     #[arg(long, value_name = "FILE", conflicts_with = "namespace")]
     pub out: Option<std::path::PathBuf>,
+}
+
+/// Output formats of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    /// GitHub-flavoured Markdown for a pull-request comment.
+    Markdown,
 }
 
 /// Exit codes of `plan`.
@@ -47,12 +57,16 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     }
     let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {
-        OutputFormat::Text => {
+        PlanFormat::Text => {
             // Each failure once: objects point at their connector's message.
             let shown = failures::without_repeats(report.clone());
             out!("{}", render::plan_text(&shown, stdout_style()));
         }
-        OutputFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
+        PlanFormat::Markdown => {
+            let shown = failures::without_repeats(report.clone());
+            out!("{}", markdown::plan_markdown(&shown));
+        }
+        PlanFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
     Ok(if report.has_errors() || report.has_blocked() {
         FAILED

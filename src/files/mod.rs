@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod failures;
 pub mod loader;
+pub mod markdown;
 pub mod render;
 pub mod repo;
 pub mod runner;

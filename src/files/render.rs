@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
-use crate::api::{AccessPhase, PolicyAccessStatus};
+use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
+use crate::reconcile::SyncReport;
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
 
 /// Colours, only when printing to a terminal.
@@ -47,7 +48,8 @@ fn change_line(style: Style, change: &Change) -> String {
     )
 }
 
-fn grouped(changes: &[Change]) -> Vec<(String, Vec<&Change>)> {
+/// Changes by policy, titled `Name (id)`, in the order given (the plan sorts by policy).
+pub(super) fn grouped(changes: &[Change]) -> Vec<(String, Vec<&Change>)> {
     let mut groups: Vec<(String, Vec<&Change>)> = Vec::new();
     for change in changes {
         let title = format!("{} ({})", change.policy_name, change.policy_id);
@@ -106,41 +108,8 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
                 let _ = writeln!(out, "{}", change_line(style, change));
             }
         }
-        let held: Vec<(&ObjectKey, &PolicyAccessStatus)> = sync
-            .statuses
-            .iter()
-            .filter(|(_, s)| matches!(s.phase, AccessPhase::Blocked | AccessPhase::Error))
-            .collect();
-        if !held.is_empty() {
-            let _ = writeln!(out);
-            for (key, status) in held {
-                let _ = writeln!(
-                    out,
-                    "  {} {key}: {}: {}",
-                    style.paint("31", "!"),
-                    status.phase,
-                    status.message.as_deref().unwrap_or_default()
-                );
-            }
-        }
-        let observing: Vec<(&ObjectKey, &PolicyAccessStatus)> = sync
-            .statuses
-            .iter()
-            .filter(|(_, s)| {
-                s.phase != AccessPhase::Blocked
-                    && s.phase != AccessPhase::Error
-                    && !s.drift.is_empty()
-                    && s.last_plan
-                        .is_some_and(|p| p.grants + p.role_changes + p.revocations == 0)
-            })
-            .collect();
-        for (key, status) in observing {
-            let _ = writeln!(
-                out,
-                "  ? {key}: {}",
-                status.message.as_deref().unwrap_or_default()
-            );
-        }
+        held_lines(sync, style, &mut out);
+        drift_lines(sync, &mut out);
         let _ = writeln!(out);
     }
     if !report.manifests.problems.is_empty() || !report.unattached.is_empty() {
@@ -160,6 +129,78 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         );
     }
     out
+}
+
+/// Objects that are Blocked or in Error, with why.
+fn held_lines(sync: &SyncReport, style: Style, out: &mut String) {
+    let held: Vec<(&ObjectKey, &PolicyAccessStatus)> = sync
+        .statuses
+        .iter()
+        .filter(|(_, s)| matches!(s.phase, AccessPhase::Blocked | AccessPhase::Error))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    for (key, status) in held {
+        let _ = writeln!(
+            out,
+            "  {} {key}: {}: {}",
+            style.paint("31", "!"),
+            status.phase,
+            status.message.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+/// `missing`, `extra` or `other role`.
+pub(super) fn drift_kind(drift: &Drift) -> &'static str {
+    match drift.kind {
+        DriftKind::Missing => "missing",
+        DriftKind::Extra => "extra",
+        DriftKind::RoleMismatch => "other role",
+    }
+}
+
+/// Objects that only report drift (ObserveOnly, or nothing planned), every difference.
+fn drift_lines(sync: &SyncReport, out: &mut String) {
+    let observing = sync.statuses.iter().filter(|(_, s)| {
+        s.phase != AccessPhase::Blocked
+            && s.phase != AccessPhase::Error
+            && !s.drift.is_empty()
+            && s.last_plan
+                .is_some_and(|p| p.grants + p.role_changes + p.revocations == 0)
+    });
+    for (key, status) in observing {
+        // Printed after the last policy's changes: say which policy it watches.
+        let policy = status
+            .policy_name
+            .as_deref()
+            .map(|name| format!(" on {name}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  ? {key}{policy}: {}",
+            status.message.as_deref().unwrap_or_default()
+        );
+        // The plan's list is whole; the status keeps the first few.
+        let drift = sync
+            .plan
+            .objects
+            .get(key)
+            .filter(|o| !o.drift.is_empty())
+            .map_or(&status.drift, |o| &o.drift);
+        for d in drift {
+            let mut line = format!("      {:<10} {:<32}", drift_kind(d), d.email);
+            match (&d.desired, &d.actual) {
+                (Some(asked), Some(has)) => line.push_str(&format!(" asked {asked}, has {has}")),
+                (Some(asked), None) => line.push_str(&format!(" asked {asked}")),
+                (None, Some(has)) => line.push_str(&format!(" has {has}")),
+                (None, None) => {}
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
 }
 
 /// What `apply` did, and where every object stands. What failed comes first, once: a
@@ -307,6 +348,10 @@ struct JsonChange<'a> {
     role: Option<String>,
     old_role: Option<&'a str>,
     manager_email: &'a str,
+    #[serde(rename = "employeeID", skip_serializing_if = "Option::is_none")]
+    employee_id: Option<&'a str>,
+    /// Every attribute the change moves, as the text and Markdown plans say it.
+    detail: String,
     requested_by: String,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,10 +367,29 @@ fn json_change<'a>(change: &'a Change, failure: Option<&'a str>) -> JsonChange<'
         role: change.role.map(|r| r.to_string()),
         old_role: change.old_role.as_deref(),
         manager_email: &change.manager_email,
+        employee_id: change.employee_id.as_deref(),
+        detail: change.detail(),
         requested_by: change.requested_by.to_string(),
         reason: &change.reason,
         failure,
     }
+}
+
+/// Every object of a sync with its status, and from the plan the people whose removal it
+/// holds (`held`) and every difference it sees (`drift`; the status keeps the first few).
+fn json_objects(sync: &SyncReport) -> Vec<serde_json::Value> {
+    sync.statuses
+        .iter()
+        .map(|(key, status)| {
+            let mut value = serde_json::json!({"object": key.to_string(), "status": status});
+            if let Some(plan) = sync.plan.objects.get(key) {
+                value["mode"] = serde_json::json!(plan.mode);
+                value["held"] = serde_json::json!(plan.held);
+                value["drift"] = serde_json::json!(plan.drift);
+            }
+            value
+        })
+        .collect()
 }
 
 /// The same report for machines: `-o json`.
@@ -336,15 +400,18 @@ pub fn json(report: &PassReport, run: Run) -> String {
         .iter()
         .map(|sync| {
             let changes: Vec<JsonChange> = if applied {
-                sync.results.iter().map(|r| json_change(&r.change, r.failure.as_deref())).collect()
+                sync.results
+                    .iter()
+                    .map(|r| json_change(&r.change, r.failure.as_deref()))
+                    .collect()
             } else {
-                sync.plan.changes.iter().map(|c| json_change(c, None)).collect()
+                sync.plan
+                    .changes
+                    .iter()
+                    .map(|c| json_change(c, None))
+                    .collect()
             };
-            let objects: Vec<serde_json::Value> = sync
-                .statuses
-                .iter()
-                .map(|(key, status)| serde_json::json!({"object": key.to_string(), "status": status}))
-                .collect();
+            let objects = json_objects(sync);
             serde_json::json!({
                 "connector": sync.connector.to_string(),
                 "status": sync.connector_status,

@@ -115,6 +115,8 @@ fn write(
             .clone()
             .or_else(|| current.and_then(|c| c.employee_id.clone())),
         expect_submits_to: asked.submits_to.clone(),
+        old_submits_to: current.and_then(|c| c.submits_to.clone()),
+        old_employee_id: current.and_then(|c| c.employee_id.clone()),
         requested_by: asked.requester.key.clone(),
         reason: reason(kind, asked, current),
     };

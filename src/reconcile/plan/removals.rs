@@ -114,6 +114,8 @@ fn taking_back(
             .unwrap_or_else(|| policy.owner.clone()),
         employee_id: current.employee_id.clone(),
         expect_submits_to: None,
+        old_submits_to: current.submits_to.clone(),
+        old_employee_id: current.employee_id.clone(),
         requested_by: requester.clone(),
         reason,
     }

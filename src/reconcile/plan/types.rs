@@ -54,6 +54,18 @@ impl ChangeKind {
         }
     }
 
+    /// The change as a noun, for tables and counts: `grant`, `role change`, `revocation`
+    /// (each takes an `s` in the plural).
+    pub fn noun(self) -> &'static str {
+        match self {
+            ChangeKind::Grant => "grant",
+            ChangeKind::RoleChange => "role change",
+            ChangeKind::ApproverChange => "approver change",
+            ChangeKind::EmployeeIdChange => "employeeID change",
+            ChangeKind::Revoke => "revocation",
+        }
+    }
+
     /// The reason of the Event a change makes in cluster mode.
     pub fn event_reason(self) -> &'static str {
         match self {
@@ -81,6 +93,10 @@ pub struct Change {
     pub employee_id: Option<String>,
     /// The approver this change must leave in place, when one is asked for.
     pub expect_submits_to: Option<String>,
+    /// The approver and employeeID the person has now (none for a grant), to show what
+    /// the change moves.
+    pub old_submits_to: Option<String>,
+    pub old_employee_id: Option<String>,
     pub requested_by: ObjectKey,
     pub reason: String,
 }
@@ -105,19 +121,43 @@ impl Change {
         }
     }
 
-    /// What the change sets, in a few words: `admin`, `user -> admin`, `was user`.
+    /// What the change sets, in a few words, every attribute that moves: `admin`,
+    /// `user -> admin, submits to a@x`, `employeeID E-1 -> E-2`, `was user`.
     pub fn detail(&self) -> String {
         let role = self.role.map(|r| r.to_string()).unwrap_or_default();
         let old = self.old_role.as_deref().unwrap_or("?");
-        match self.kind {
-            ChangeKind::Grant => role,
-            ChangeKind::RoleChange => format!("{old} -> {role}"),
-            ChangeKind::ApproverChange => format!("submits to {}", self.manager_email),
-            ChangeKind::EmployeeIdChange => format!(
-                "employeeID {}",
-                self.employee_id.as_deref().unwrap_or_default()
-            ),
-            ChangeKind::Revoke => format!("was {old}"),
+        let mut parts = match self.kind {
+            ChangeKind::Grant => vec![role],
+            ChangeKind::RoleChange => vec![format!("{old} -> {role}")],
+            ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => Vec::new(),
+            ChangeKind::Revoke => return format!("was {old}"),
+        };
+        if let Some(approver) = self.approver_move() {
+            parts.push(approver);
+        }
+        if let Some(id) = self.employee_id_move() {
+            parts.push(id);
+        }
+        parts.join(", ")
+    }
+
+    /// `submits to b@x` or `submits to a@x -> b@x`, when the approver moves.
+    fn approver_move(&self) -> Option<String> {
+        let asked = self.expect_submits_to.as_deref()?;
+        match self.old_submits_to.as_deref() {
+            Some(old) if old == asked => None,
+            Some(old) => Some(format!("submits to {old} -> {asked}")),
+            None => Some(format!("submits to {asked}")),
+        }
+    }
+
+    /// `employeeID E-2` or `employeeID E-1 -> E-2`, when the employeeID moves.
+    fn employee_id_move(&self) -> Option<String> {
+        let new = self.employee_id.as_deref()?;
+        match self.old_employee_id.as_deref() {
+            Some(old) if old == new => None,
+            Some(old) => Some(format!("employeeID {old} -> {new}")),
+            None => Some(format!("employeeID {new}")),
         }
     }
 
@@ -300,4 +340,60 @@ pub(super) struct Planned {
     pub change: Change,
     /// The object that holds the entry, and the entry.
     pub entry: Option<(ObjectKey, ManagedMember)>,
+}
+
+#[cfg(test)]
+mod detail_tests {
+    use super::*;
+
+    fn change(kind: ChangeKind) -> Change {
+        Change {
+            kind,
+            policy_id: "P1".into(),
+            policy_name: "Finance".into(),
+            email: "a@acme.example".into(),
+            role: Some(Role::Admin),
+            old_role: Some("user".into()),
+            manager_email: "cfo@acme.example".into(),
+            employee_id: None,
+            expect_submits_to: None,
+            old_submits_to: None,
+            old_employee_id: None,
+            requested_by: ObjectKey::new("finance", "team"),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_detail_names_every_attribute_that_moves() {
+        let mut grant = change(ChangeKind::Grant);
+        assert_eq!(grant.detail(), "admin");
+        grant.expect_submits_to = Some("cfo@acme.example".into());
+        grant.employee_id = Some("E-1".into());
+        assert_eq!(
+            grant.detail(),
+            "admin, submits to cfo@acme.example, employeeID E-1"
+        );
+
+        let mut role = change(ChangeKind::RoleChange);
+        role.expect_submits_to = Some("cfo@acme.example".into());
+        role.old_submits_to = Some("ceo@acme.example".into());
+        role.employee_id = Some("E-1".into());
+        role.old_employee_id = Some("E-1".into());
+        assert_eq!(
+            role.detail(),
+            "user -> admin, submits to ceo@acme.example -> cfo@acme.example"
+        );
+
+        let mut approver = change(ChangeKind::ApproverChange);
+        approver.expect_submits_to = Some("cfo@acme.example".into());
+        assert_eq!(approver.detail(), "submits to cfo@acme.example");
+
+        let mut id = change(ChangeKind::EmployeeIdChange);
+        id.employee_id = Some("E-2".into());
+        id.old_employee_id = Some("E-1".into());
+        assert_eq!(id.detail(), "employeeID E-1 -> E-2");
+
+        assert_eq!(change(ChangeKind::Revoke).detail(), "was user");
+    }
 }

@@ -1,0 +1,247 @@
+//! `plan -o markdown`: the plan as a pull-request comment. A summary line, what failed,
+//! a table of changes per policy, the removals held and the drift ObserveOnly objects
+//! report. GitHub-flavoured Markdown with no raw HTML but `<details>` around long drift
+//! lists; every value from the manifests or Expensify is escaped (see [`cell`]), so an
+//! email or a name cannot break a table or inject markup.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::failures::{connector_failures, see_connector};
+use super::render::{drift_kind, grouped};
+use super::runner::PassReport;
+use crate::api::{AccessMode, AccessPhase};
+use crate::reconcile::{Change, ChangeKind};
+
+/// Drift lists longer than this are folded in `<details>`.
+const FOLD_AFTER: usize = 10;
+
+/// A value made safe for a table cell or a heading: Markdown's inline punctuation is
+/// backslash-escaped, `<` and `&` become entities (no tag or entity gets through), line
+/// breaks become spaces.
+pub fn cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '<' => out.push_str("&lt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The plan as Markdown.
+pub fn plan_markdown(report: &PassReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", summary_line(report));
+    problems(report, &mut out);
+    for sync in &report.syncs {
+        for (title, changes) in grouped(&sync.plan.changes) {
+            changes_table(&title, &changes, &mut out);
+        }
+    }
+    held(report, &mut out);
+    drift(report, &mut out);
+    out
+}
+
+/// `**3 grants, 1 role change, 2 revocations, 1 held** across 2 policies`, or
+/// `No changes.`
+fn summary_line(report: &PassReport) -> String {
+    let changes: Vec<&Change> = report.syncs.iter().flat_map(|s| &s.plan.changes).collect();
+    let mut policies: BTreeSet<&str> = changes.iter().map(|c| c.policy_id.as_str()).collect();
+    let mut held = 0;
+    for object in report.syncs.iter().flat_map(|s| s.plan.objects.values()) {
+        if !object.held.is_empty() {
+            held += object.held.len();
+            policies.extend(object.policy_id.as_deref());
+        }
+    }
+    let kinds = [
+        ChangeKind::Grant,
+        ChangeKind::RoleChange,
+        ChangeKind::ApproverChange,
+        ChangeKind::EmployeeIdChange,
+        ChangeKind::Revoke,
+    ];
+    let mut parts: Vec<String> = kinds
+        .iter()
+        .filter_map(|&kind| {
+            let n = changes.iter().filter(|c| c.kind == kind).count();
+            (n > 0).then(|| format!("{n} {}{}", kind.noun(), if n == 1 { "" } else { "s" }))
+        })
+        .collect();
+    if held > 0 {
+        parts.push(format!("{held} held"));
+    }
+    if parts.is_empty() {
+        return if report.has_errors() {
+            "No changes for the objects that could be synced.".to_string()
+        } else {
+            "No changes.".to_string()
+        };
+    }
+    let n = policies.len();
+    format!(
+        "**{}** across {n} {}",
+        parts.join(", "),
+        if n == 1 { "policy" } else { "policies" }
+    )
+}
+
+/// What failed: connectors, objects in `Error`, manifests that could not be read and
+/// objects no connector took. Nothing when all is well.
+fn problems(report: &PassReport, out: &mut String) {
+    let mut items: Vec<String> = connector_failures(report)
+        .into_iter()
+        .map(|f| format!("**{}**: {}", cell(&f.headline), cell(&f.detail)))
+        .collect();
+    for sync in &report.syncs {
+        let repeated = see_connector(&sync.connector);
+        for (key, status) in &sync.statuses {
+            let message = status.message.as_deref().unwrap_or_default();
+            if status.phase == AccessPhase::Error && message != repeated {
+                items.push(format!("{}: {}", cell(&key.to_string()), cell(message)));
+            }
+        }
+    }
+    items.extend(
+        report
+            .manifests
+            .problems
+            .iter()
+            .map(|p| cell(&p.to_string())),
+    );
+    items.extend(report.unattached.iter().map(|u| {
+        let message = u.status.message.as_deref().unwrap_or_default();
+        format!("{}: {}", cell(&u.key.to_string()), cell(message))
+    }));
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n### Problems\n");
+    for item in items {
+        let _ = writeln!(out, "- {item}");
+    }
+}
+
+fn changes_table(title: &str, changes: &[&Change], out: &mut String) {
+    let _ = writeln!(out, "\n### {}\n", cell(title));
+    let _ = writeln!(out, "| Change | Email | What | Asked by | Why |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for change in changes {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            change.kind.noun(),
+            cell(&change.email),
+            cell(&change.detail()),
+            cell(&change.requested_by.to_string()),
+            cell(&change.reason)
+        );
+    }
+}
+
+/// Objects whose removals are held (Blocked), who is held and the guard's message.
+fn held(report: &PassReport, out: &mut String) {
+    let mut rows = Vec::new();
+    for sync in &report.syncs {
+        for (key, status) in &sync.statuses {
+            if status.phase != AccessPhase::Blocked {
+                continue;
+            }
+            let object = sync.plan.objects.get(key);
+            let people = object.map(|o| o.held.join(", ")).unwrap_or_default();
+            let policy = status.policy_name.as_deref().unwrap_or("-");
+            rows.push(format!(
+                "| {} | {} | {} | {} |",
+                cell(&key.to_string()),
+                cell(policy),
+                if people.is_empty() {
+                    "-".into()
+                } else {
+                    cell(&people)
+                },
+                cell(status.message.as_deref().unwrap_or_default())
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n### Held\n");
+    let _ = writeln!(out, "| Object | Policy | Held | Why |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+}
+
+/// What ObserveOnly objects see differ from their manifests, every difference.
+fn drift(report: &PassReport, out: &mut String) {
+    let mut rows = Vec::new();
+    for sync in &report.syncs {
+        for (key, object) in &sync.plan.objects {
+            if object.mode != AccessMode::ObserveOnly {
+                continue;
+            }
+            let policy = object.policy_name.as_deref().unwrap_or("-");
+            for d in &object.drift {
+                rows.push(format!(
+                    "| {} | {} | {} | {} | {} | {} |",
+                    cell(&key.to_string()),
+                    cell(policy),
+                    cell(&d.email),
+                    drift_kind(d),
+                    cell(d.desired.as_deref().unwrap_or("-")),
+                    cell(d.actual.as_deref().unwrap_or("-"))
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n### Drift (ObserveOnly, not changed)\n");
+    let fold = rows.len() > FOLD_AFTER;
+    if fold {
+        let _ = writeln!(
+            out,
+            "<details><summary>{} differences</summary>\n",
+            rows.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| Object | Policy | Email | Drift | Asked | On Expensify |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    if fold {
+        let _ = writeln!(out, "\n</details>");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_escape_what_would_break_a_table_or_add_markup() {
+        assert_eq!(cell("a|b"), "a\\|b");
+        assert_eq!(cell("`x`"), "\\`x\\`");
+        assert_eq!(cell("<img src=x>"), "&lt;img src=x>");
+        assert_eq!(cell("a_b*c*[d](e)"), "a\\_b\\*c\\*\\[d\\](e)");
+        assert_eq!(cell("one\ntwo"), "one two");
+        assert_eq!(cell("&lt;"), "&amp;lt;");
+        assert_eq!(cell("alice@acme.example"), "alice@acme.example");
+    }
+}
