@@ -952,8 +952,8 @@ async fn a_replica_that_lost_the_lease_writes_nothing_to_expensify() {
     api.in_use().await;
     // The Lease is lost after the reconcile started, before the write.
     terms.set(false);
-    api.syncing().await;
-    // No write-ahead patch, no write, no status: the new leader takes over from here.
+    // Not even the Syncing phase: no status patch, no read, no write; the new leader takes
+    // over from here.
     let action = finish(task).await.unwrap();
     assert!(
         format!("{action:?}").contains("requeue_after: Some"),

@@ -486,7 +486,9 @@ async fn write_statuses(
 ) -> Result<(), KubeCallError> {
     for (key, status) in report.statuses_in_save_order() {
         let Some(pa) = by_key.get(key) else { continue };
-        let previous: Option<&PolicyAccessStatus> = pa.status.as_ref();
+        // As this sync left it: its write-ahead included.
+        let known = ctx.access(pa);
+        let previous: Option<&PolicyAccessStatus> = known.status.as_ref();
         if !status_changed(previous, status) {
             continue;
         }
@@ -519,6 +521,8 @@ async fn write_connector_status(
     connector: &ExpensifyConnector,
     report: &SyncReport,
 ) -> Result<(), KubeCallError> {
+    // As this sync left it: its own Syncing or allowance writes included.
+    let connector = &ctx.connector(connector);
     let interval = connector.spec.sync_interval();
     let stale = connector
         .status
