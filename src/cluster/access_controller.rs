@@ -41,7 +41,7 @@ async fn look_at_access(
     if !ctx.caches.wait_until_listed(CACHES_LISTED_WAIT).await {
         return Ok(Action::requeue(STANDBY_RECHECK));
     }
-    let access = Arc::new(ctx.access(&access));
+    let access = Arc::new(ctx.known(access.as_ref()));
     let object = AccessObject::from_resource(&access);
     let connector_key = object.connector_key();
     let kube_error = |source| ReconcileError::Kube {
@@ -109,7 +109,7 @@ async fn settle_deletion(
             note,
         )
         .await;
-        ctx.access_finalizer(access, FINALIZER, FinalizerChange::Release)
+        ctx.finalizer(access, FINALIZER, FinalizerChange::Release)
             .await?;
     }
     Ok(Action::await_change())
@@ -128,7 +128,7 @@ async fn report_invalid(
     if !status_changed(access.status.as_ref(), &status) {
         return Ok(());
     }
-    ctx.write_access_status(access, &status).await?;
+    ctx.write_status(access, &status).await?;
     let note = status.message.clone().unwrap_or_default();
     kube_io::publish(
         &ctx.recorder,

@@ -96,7 +96,7 @@ const SUPERSEDED_KEPT: usize = 16;
 ///   at the version the write left;
 /// - the cache shows the version the write left, or any other: the cache.
 #[derive(Debug)]
-struct WrittenLog<S>(Mutex<HashMap<ObjectKey, Written<S>>>);
+pub struct WrittenLog<S>(Mutex<HashMap<ObjectKey, Written<S>>>);
 
 impl<S> Default for WrittenLog<S> {
     fn default() -> Self {
@@ -168,61 +168,67 @@ fn uid(meta: &ObjectMeta) -> String {
     meta.uid.clone().unwrap_or_default()
 }
 
-/// `object` as this replica knows it: the cache, or its own last write over a cache that
-/// has not caught up with it.
-fn overlay<K, S>(log: &WrittenLog<S>, cached: &K, set: impl FnOnce(&mut K, S)) -> K
-where
-    K: kube::Resource + Clone,
-    S: Clone,
-{
-    let mut object = cached.clone();
-    let meta = cached.meta();
-    let key = ObjectKey::of(meta);
-    if let Some((status, version)) = log.view(&key, &uid(meta), meta.resource_version.as_deref()) {
-        set(&mut object, status);
-        object.meta_mut().resource_version = Some(version);
+/// A kind whose status writes this replica remembers: its status, and its log.
+pub trait Remembered: super::kube_io::NamespacedObject + serde::Serialize {
+    type Status: Clone + serde::Serialize;
+    fn status(&self) -> Option<&Self::Status>;
+    fn set_status(&mut self, status: Option<Self::Status>);
+    fn log(written: &WrittenStatuses) -> &WrittenLog<Option<Self::Status>>;
+}
+
+impl Remembered for PolicyAccess {
+    type Status = PolicyAccessStatus;
+    fn status(&self) -> Option<&PolicyAccessStatus> {
+        self.status.as_ref()
     }
-    object
+    fn set_status(&mut self, status: Option<PolicyAccessStatus>) {
+        self.status = status;
+    }
+    fn log(written: &WrittenStatuses) -> &WrittenLog<Option<PolicyAccessStatus>> {
+        &written.accesses
+    }
+}
+
+impl Remembered for ExpensifyConnector {
+    type Status = ExpensifyConnectorStatus;
+    fn status(&self) -> Option<&ExpensifyConnectorStatus> {
+        self.status.as_ref()
+    }
+    fn set_status(&mut self, status: Option<ExpensifyConnectorStatus>) {
+        self.status = status;
+    }
+    fn log(written: &WrittenStatuses) -> &WrittenLog<Option<ExpensifyConnectorStatus>> {
+        &written.connectors
+    }
 }
 
 impl WrittenStatuses {
     /// Records a write made from `object` (as known then) that left it at `now` with
     /// `status`.
-    pub fn wrote_access(
+    pub fn wrote<K: Remembered>(
         &self,
-        object: &PolicyAccess,
+        object: &K,
         now: Option<String>,
-        status: Option<&PolicyAccessStatus>,
+        status: Option<&K::Status>,
     ) {
         let Some(now) = now else { return };
-        let meta = &object.metadata;
+        let meta = object.meta();
         let sent = meta.resource_version.as_deref();
-        self.accesses
-            .wrote(ObjectKey::of(meta), uid(meta), sent, now, status.cloned());
+        K::log(self).wrote(ObjectKey::of(meta), uid(meta), sent, now, status.cloned());
     }
 
-    /// Records a connector status write made from `object` that left it at `now`.
-    pub fn wrote_connector(
-        &self,
-        object: &ExpensifyConnector,
-        now: Option<String>,
-        status: Option<&ExpensifyConnectorStatus>,
-    ) {
-        let Some(now) = now else { return };
-        let meta = &object.metadata;
-        let sent = meta.resource_version.as_deref();
-        self.connectors
-            .wrote(ObjectKey::of(meta), uid(meta), sent, now, status.cloned());
-    }
-
-    /// The object as this replica knows it (see [`WrittenLog`]).
-    pub fn access(&self, cached: &PolicyAccess) -> PolicyAccess {
-        overlay(&self.accesses, cached, |o, s| o.status = s)
-    }
-
-    /// The connector as this replica knows it (see [`WrittenLog`]).
-    pub fn connector(&self, cached: &ExpensifyConnector) -> ExpensifyConnector {
-        overlay(&self.connectors, cached, |o, s| o.status = s)
+    /// `object` as this replica knows it: the cache, or its own last write over a cache
+    /// that has not caught up with it (see [`WrittenLog`]).
+    pub fn known<K: Remembered>(&self, cached: &K) -> K {
+        let mut object = cached.clone();
+        let meta = cached.meta();
+        let key = ObjectKey::of(meta);
+        let cached_version = meta.resource_version.as_deref();
+        if let Some((status, version)) = K::log(self).view(&key, &uid(meta), cached_version) {
+            object.set_status(status);
+            object.meta_mut().resource_version = Some(version);
+        }
+        object
     }
 
     /// Keeps only the objects still cached: a deleted object's status is not needed.
@@ -286,15 +292,15 @@ mod tests {
     fn a_lagging_cache_shows_the_status_last_written_at_the_version_it_left() {
         let written = WrittenStatuses::default();
         let cached = access("u1", "10", AccessPhase::Pending);
-        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
-        let seen = written.access(&cached);
+        written.wrote(&cached, Some("11".into()), Some(&synced()));
+        let seen = written.known(&cached);
         assert_eq!(phase_and_version(&seen), (AccessPhase::Synced, "11".into()));
         // A second write from that view; the cache still shows 10, or 11 by now.
-        written.wrote_access(&seen, Some("12".into()), Some(&synced()));
+        written.wrote(&seen, Some("12".into()), Some(&synced()));
         for lagging in ["10", "11"] {
             let cached = access("u1", lagging, AccessPhase::Pending);
             assert_eq!(
-                phase_and_version(&written.access(&cached)),
+                phase_and_version(&written.known(&cached)),
                 (AccessPhase::Synced, "12".into())
             );
         }
@@ -304,15 +310,15 @@ mod tests {
     fn a_cache_that_caught_up_or_moved_on_is_believed() {
         let written = WrittenStatuses::default();
         let cached = access("u1", "10", AccessPhase::Pending);
-        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
+        written.wrote(&cached, Some("11".into()), Some(&synced()));
         let newer = access("u1", "14", AccessPhase::Blocked);
         assert_eq!(
-            phase_and_version(&written.access(&newer)),
+            phase_and_version(&written.known(&newer)),
             (AccessPhase::Blocked, "14".into())
         );
         // Once believed, the write is forgotten: the older cache is not overlaid again.
         assert_eq!(
-            phase_and_version(&written.access(&cached)),
+            phase_and_version(&written.known(&cached)),
             (AccessPhase::Pending, "10".into())
         );
     }
@@ -320,14 +326,14 @@ mod tests {
     #[test]
     fn a_recreated_object_does_not_inherit_the_old_status() {
         let written = WrittenStatuses::default();
-        written.wrote_access(
+        written.wrote(
             &access("u1", "10", AccessPhase::Pending),
             Some("11".into()),
             Some(&synced()),
         );
         let recreated = access("u2", "10", AccessPhase::Pending);
         assert_eq!(
-            phase_and_version(&written.access(&recreated)).0,
+            phase_and_version(&written.known(&recreated)).0,
             AccessPhase::Pending
         );
     }
@@ -336,10 +342,10 @@ mod tests {
     fn a_new_term_forgets_what_was_written() {
         let written = WrittenStatuses::default();
         let cached = access("u1", "10", AccessPhase::Pending);
-        written.wrote_access(&cached, Some("11".into()), Some(&synced()));
+        written.wrote(&cached, Some("11".into()), Some(&synced()));
         written.forget_all();
         assert_eq!(
-            phase_and_version(&written.access(&cached)).0,
+            phase_and_version(&written.known(&cached)).0,
             AccessPhase::Pending
         );
     }

@@ -165,7 +165,7 @@ async fn sync_connector_once(
         info!(connector = %connector.name_any(), "the watches have not listed everything yet; syncing later");
         return Ok(Action::requeue(STANDBY_RECHECK));
     }
-    let connector = ctx.connector(&connector);
+    let connector = ctx.known(connector.as_ref());
     let object = ConnectorObject::from_resource(&connector);
     let key = object.key.clone();
     let kube_error = |source| ReconcileError::Kube {
@@ -247,7 +247,7 @@ async fn prepare(
         .iter()
         .filter(|pa| pa.metadata.deletion_timestamp.is_none())
     {
-        ctx.access_finalizer(pa, FINALIZER, FinalizerChange::Ensure)
+        ctx.finalizer(*pa, FINALIZER, FinalizerChange::Ensure)
             .await?;
     }
     Ok(None)
@@ -297,12 +297,12 @@ async fn settle_in_use(
 ) -> Result<Option<Action>, KubeCallError> {
     let deleting = connector.metadata.deletion_timestamp.is_some();
     if attached.is_empty() {
-        ctx.connector_finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Release)
+        ctx.finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Release)
             .await?;
         return Ok(deleting.then(Action::await_change));
     }
     if !deleting {
-        ctx.connector_finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Ensure)
+        ctx.finalizer(connector, IN_USE_FINALIZER, FinalizerChange::Ensure)
             .await?;
     }
     Ok(None)
@@ -351,7 +351,7 @@ impl Store for ClusterStore<'_> {
                 .ensure_leading()
                 .map_err(|lost| lost.to_string())?;
             self.ctx
-                .write_connector_status(self.connector, status)
+                .write_status(self.connector, status)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -373,13 +373,13 @@ impl WriteAhead for ClusterStore<'_> {
                     continue;
                 };
                 self.ctx
-                    .write_access_status(pa, status)
+                    .write_status(*pa, status)
                     .await
                     .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))?;
             }
             if let Some(status) = connector {
                 self.ctx
-                    .write_connector_status(self.connector, status)
+                    .write_status(self.connector, status)
                     .await
                     .map_err(|e| WriteRefused(format!("recording the allowance failed: {e}")))?;
             }
@@ -487,12 +487,12 @@ async fn write_statuses(
     for (key, status) in report.statuses_in_save_order() {
         let Some(pa) = by_key.get(key) else { continue };
         // As this sync left it: its write-ahead included.
-        let known = ctx.access(pa);
+        let known = ctx.known(*pa);
         let previous: Option<&PolicyAccessStatus> = known.status.as_ref();
         if !status_changed(previous, status) {
             continue;
         }
-        ctx.write_access_status(pa, status).await?;
+        ctx.write_status(*pa, status).await?;
         let message_changed = previous.and_then(|p| p.message.as_ref()) != status.message.as_ref();
         if matches!(status.phase, AccessPhase::Blocked | AccessPhase::Error) && message_changed {
             let reason = status
@@ -522,7 +522,7 @@ async fn write_connector_status(
     report: &SyncReport,
 ) -> Result<(), KubeCallError> {
     // As this sync left it: its own Syncing or allowance writes included.
-    let connector = &ctx.connector(connector);
+    let connector = &ctx.known(connector);
     let interval = connector.spec.sync_interval();
     let stale = connector
         .status
@@ -534,7 +534,7 @@ async fn write_connector_status(
         });
     let previous: Option<&ExpensifyConnectorStatus> = connector.status.as_ref();
     if stale || status_changed(previous, &report.connector_status) {
-        ctx.write_connector_status(connector, &report.connector_status)
+        ctx.write_status(connector, &report.connector_status)
             .await?;
     }
     Ok(())
@@ -549,7 +549,7 @@ async fn release_finalizers(
     for key in &report.finished_deletions {
         if let Some(pa) = by_key.get(key) {
             info!(object = %key, "deletion finished; releasing the finalizer");
-            ctx.access_finalizer(pa, FINALIZER, FinalizerChange::Release)
+            ctx.finalizer(*pa, FINALIZER, FinalizerChange::Release)
                 .await?;
         }
     }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::events::Recorder;
 use tokio::time::Instant;
 
-use super::cache::{Caches, WrittenStatuses};
+use super::cache::{Caches, Remembered, WrittenStatuses};
 use super::kube_io::{self, KubeCallError};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
-use crate::api::{ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::PolicyAccess;
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::ObjectKey;
 
@@ -99,60 +99,45 @@ impl Context {
         self.written.forget_all();
     }
 
-    /// Every cached PolicyAccess, each with the status last written to it in this term.
+    /// Every cached PolicyAccess, each as this replica knows it.
     pub fn accesses(&self) -> Vec<PolicyAccess> {
         let cached = self.caches.accesses();
         self.written.keep_only(&cached);
-        cached.iter().map(|pa| self.written.access(pa)).collect()
+        cached
+            .iter()
+            .map(|pa| self.written.known(pa.as_ref()))
+            .collect()
     }
 
-    /// The object with the status last written to it in this term.
-    pub fn access(&self, cached: &PolicyAccess) -> PolicyAccess {
-        self.written.access(cached)
+    /// The object as this replica knows it: with the status it last wrote in this term
+    /// over a cache that has not caught up yet (see [`super::cache`]).
+    pub fn known<K: Remembered>(&self, cached: &K) -> K {
+        self.written.known(cached)
     }
 
-    /// The connector with the status last written to it in this term.
-    pub fn connector(&self, cached: &ExpensifyConnector) -> ExpensifyConnector {
-        self.written.connector(cached)
-    }
-
-    /// Patches a PolicyAccess status, provided the object is still as this replica knows
-    /// it, and remembers the write (see [`super::cache`]).
-    pub async fn write_access_status(
+    /// Patches a status, provided the object is still as this replica knows it, and
+    /// remembers the write.
+    pub async fn write_status<K: Remembered>(
         &self,
-        object: &PolicyAccess,
-        status: &PolicyAccessStatus,
+        object: &K,
+        status: &K::Status,
     ) -> Result<(), KubeCallError> {
-        let known = self.written.access(object);
-        let version = known.metadata.resource_version.as_deref();
-        let now = kube_io::apply_access_status(&self.client, &known, version, status).await?;
-        self.written.wrote_access(&known, now, Some(status));
+        let known = self.written.known(object);
+        let version = known.meta().resource_version.clone();
+        let now = kube_io::apply_status(&self.client, &known, version.as_deref(), status).await?;
+        self.written.wrote(&known, now, Some(status));
         Ok(())
     }
 
-    /// Patches a connector status, provided the connector is still as this replica knows
-    /// it, and remembers the write (see [`super::cache`]).
-    pub async fn write_connector_status(
+    /// Adds or releases a finalizer from the object as this replica knows it, and
+    /// remembers the version the write left (its status unchanged).
+    pub async fn finalizer<K: Remembered>(
         &self,
-        object: &ExpensifyConnector,
-        status: &ExpensifyConnectorStatus,
-    ) -> Result<(), KubeCallError> {
-        let known = self.written.connector(object);
-        let version = known.metadata.resource_version.as_deref();
-        let now = kube_io::apply_connector_status(&self.client, &known, version, status).await?;
-        self.written.wrote_connector(&known, now, Some(status));
-        Ok(())
-    }
-
-    /// Adds or releases a PolicyAccess finalizer from the object as this replica knows
-    /// it, and remembers the version the write left (its status unchanged).
-    pub async fn access_finalizer(
-        &self,
-        object: &PolicyAccess,
+        object: &K,
         finalizer: &str,
         change: FinalizerChange,
     ) -> Result<(), KubeCallError> {
-        let known = self.written.access(object);
+        let known = self.written.known(object);
         let now = match change {
             FinalizerChange::Ensure => {
                 kube_io::ensure_finalizer(&self.client, &known, finalizer).await?
@@ -161,29 +146,7 @@ impl Context {
                 kube_io::release_finalizer(&self.client, &known, finalizer).await?
             }
         };
-        self.written
-            .wrote_access(&known, now, known.status.as_ref());
-        Ok(())
-    }
-
-    /// Adds or releases a connector finalizer (see [`Context::access_finalizer`]).
-    pub async fn connector_finalizer(
-        &self,
-        object: &ExpensifyConnector,
-        finalizer: &str,
-        change: FinalizerChange,
-    ) -> Result<(), KubeCallError> {
-        let known = self.written.connector(object);
-        let now = match change {
-            FinalizerChange::Ensure => {
-                kube_io::ensure_finalizer(&self.client, &known, finalizer).await?
-            }
-            FinalizerChange::Release => {
-                kube_io::release_finalizer(&self.client, &known, finalizer).await?
-            }
-        };
-        self.written
-            .wrote_connector(&known, now, known.status.as_ref());
+        self.written.wrote(&known, now, known.status());
         Ok(())
     }
 }

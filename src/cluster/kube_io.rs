@@ -10,10 +10,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{
-    API_VERSION, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
-    SecretRef,
-};
+use super::cache::Remembered;
+use crate::api::{API_VERSION, SecretRef};
 use crate::expensify::Credentials;
 
 /// The field manager of every server-side apply.
@@ -36,7 +34,7 @@ pub enum KubeCallError {
     },
     #[error("patching the status of {kind} {namespace}/{name}: {source}")]
     PatchStatus {
-        kind: &'static str,
+        kind: String,
         namespace: String,
         name: String,
         #[source]
@@ -192,48 +190,25 @@ fn preconditions(meta: &ObjectMeta, resource_version: Option<&str>) -> serde_jso
     serde_json::Value::Object(preconditions)
 }
 
-/// Server-side applies a PolicyAccess status, provided the object is still at
-/// `resource_version`; returns the resourceVersion it is at after the write.
-pub async fn apply_access_status(
+/// Server-side applies a status, provided the object is still at `resource_version`;
+/// returns the resourceVersion it is at after the write.
+pub async fn apply_status<K: Remembered>(
     client: &kube::Client,
-    object: &PolicyAccess,
+    object: &K,
     resource_version: Option<&str>,
-    status: &PolicyAccessStatus,
+    status: &K::Status,
 ) -> Result<Option<String>, KubeCallError> {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
-    let patch = json!({"apiVersion": API_VERSION, "kind": "PolicyAccess",
-        "metadata": preconditions(&object.metadata, resource_version), "status": status});
-    Api::<PolicyAccess>::namespaced(client.clone(), &namespace)
+    let kind = K::kind(&()).to_string();
+    let patch = json!({"apiVersion": API_VERSION, "kind": kind,
+        "metadata": preconditions(object.meta(), resource_version), "status": status});
+    Api::<K>::namespaced(client.clone(), &namespace)
         .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
         .await
-        .map(|written| written.metadata.resource_version)
+        .map(|written| written.meta().resource_version.clone())
         .map_err(|source| KubeCallError::PatchStatus {
-            kind: "PolicyAccess",
-            namespace,
-            name,
-            source,
-        })
-}
-
-/// Server-side applies a connector status, provided the object is still at
-/// `resource_version`; returns the resourceVersion it is at after the write.
-pub async fn apply_connector_status(
-    client: &kube::Client,
-    object: &ExpensifyConnector,
-    resource_version: Option<&str>,
-    status: &ExpensifyConnectorStatus,
-) -> Result<Option<String>, KubeCallError> {
-    let namespace = object.namespace().unwrap_or_default();
-    let name = object.name_any();
-    let patch = json!({"apiVersion": API_VERSION, "kind": "ExpensifyConnector",
-        "metadata": preconditions(&object.metadata, resource_version), "status": status});
-    Api::<ExpensifyConnector>::namespaced(client.clone(), &namespace)
-        .patch_status(&name, &apply_params(), &Patch::Apply(&patch))
-        .await
-        .map(|written| written.metadata.resource_version)
-        .map_err(|source| KubeCallError::PatchStatus {
-            kind: "ExpensifyConnector",
+            kind,
             namespace,
             name,
             source,
