@@ -40,6 +40,8 @@ pub enum ReviewFormat {
 #[serde(rename_all = "camelCase")]
 pub struct ReviewRow {
     pub connector: String,
+    /// `policyID` in every format, as in the CRD status.
+    #[serde(rename = "policyID")]
     pub policy_id: String,
     pub policy_name: String,
     pub email: String,
@@ -272,5 +274,28 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn every_format_names_the_policy_id_column_alike() {
+        let row = ReviewRow {
+            connector: "finance/acme".into(),
+            policy_id: "P1".into(),
+            policy_name: "Finance".into(),
+            email: "a@acme.example".into(),
+            role: "user".into(),
+            managed_by: "finance/team".into(),
+            note: String::new(),
+        };
+        for format in [
+            ReviewFormat::Json,
+            ReviewFormat::Csv,
+            ReviewFormat::Markdown,
+        ] {
+            let shown = render(std::slice::from_ref(&row), format);
+            assert!(!shown.contains("policyId"), "{format:?}: {shown}");
+        }
+        let json = render(std::slice::from_ref(&row), ReviewFormat::Json);
+        assert!(json.contains("\"policyID\": \"P1\""), "{json}");
     }
 }
