@@ -1425,3 +1425,53 @@ async fn every_plan_format_shows_held_removals_and_drift() {
         "{watch:#}"
     );
 }
+
+/// `export DIR` takes the endpoint, the admin email, the credentials Secret, the name and
+/// the namespace from the connector in DIR; without exactly one connector it says what
+/// it found; a connector aimed outside the allowlist is refused before any credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn export_of_a_directory_takes_everything_from_its_connector() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let exported = run(&sim.endpoint(), &["export", dir, "-o", "json"]).await;
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let list: serde_json::Value = serde_json::from_slice(&exported.stdout).unwrap();
+    let connector = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "ExpensifyConnector")
+        .unwrap();
+    assert_eq!(connector["metadata"]["name"], "acme");
+    assert_eq!(connector["metadata"]["namespace"], "finance");
+    assert_eq!(connector["spec"]["endpoint"], sim.endpoint());
+    assert_eq!(connector["spec"]["adminEmail"], "it-admin@acme.example");
+    assert_eq!(
+        connector["spec"]["credentialsSecretRef"]["name"],
+        "expensify-credentials"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let none = run(&sim.endpoint(), &["export", empty.path().to_str().unwrap()]).await;
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    assert!(text(&none).contains("found none"), "{}", text(&none));
+
+    let requests = sim.state().counters().requests;
+    let elsewhere = run(
+        "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations",
+        &["export", dir],
+    )
+    .await;
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", text(&elsewhere));
+    assert!(
+        text(&elsewhere).contains("spec.endpoint"),
+        "{}",
+        text(&elsewhere)
+    );
+    assert_eq!(
+        sim.state().counters().requests,
+        requests,
+        "nothing was sent"
+    );
+}

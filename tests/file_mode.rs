@@ -486,7 +486,11 @@ async fn export_then_apply_changes_nothing() {
     let target = expensify_operator::commands::export::ExportTarget {
         connector_name: "acme".into(),
         namespace: "finance".into(),
-        secret_name: "expensify-credentials".into(),
+        secret: expensify_operator::api::SecretRef {
+            name: "expensify-credentials".into(),
+            user_id_key: "partnerUserID".into(),
+            user_secret_key: "partnerUserSecret".into(),
+        },
         endpoint: sim.endpoint(),
         admin_email: "it-admin@acme.example".into(),
     };

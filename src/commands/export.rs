@@ -22,18 +22,24 @@ use crate::reconcile::Observed;
 /// Arguments of `export`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
+    /// A repository with an ExpensifyConnector: endpoint, adminEmail, credentials Secret,
+    /// name and namespace are taken from it (`--connector-name` / `-n` pick one of several).
+    #[arg(value_name = "DIR", conflicts_with_all = ["admin_email", "endpoint", "secret_name"])]
+    pub dir: Option<PathBuf>,
     /// The Expensify account behind the credentials (the connector's adminEmail).
-    #[arg(long, value_name = "EMAIL")]
-    pub admin_email: String,
+    #[arg(long, value_name = "EMAIL", required_unless_present = "dir")]
+    pub admin_email: Option<String>,
     /// Integration Server URL.
     #[arg(long, value_name = "URL", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Name of the exported ExpensifyConnector.
-    #[arg(long, value_name = "NAME", default_value = "expensify")]
-    pub connector_name: String,
+    /// (default `expensify`; with DIR, picks the connector by name)
+    #[arg(long, value_name = "NAME")]
+    pub connector_name: Option<String>,
     /// Namespace written into every exported manifest (`metadata.namespace`).
-    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// (default `default`; with DIR, picks the connector by namespace)
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     /// Secret the connector refers to (and, with --secrets-dir, where credentials are read).
     #[arg(long, value_name = "NAME", default_value = "expensify-credentials")]
     pub secret_name: String,
@@ -68,7 +74,7 @@ pub enum ExportFormat {
 pub struct ExportTarget {
     pub connector_name: String,
     pub namespace: String,
-    pub secret_name: String,
+    pub secret: SecretRef,
     pub endpoint: String,
     pub admin_email: String,
 }
@@ -233,11 +239,7 @@ fn connector(target: &ExportTarget) -> ExpensifyConnector {
     ExpensifyConnector {
         metadata: meta(&target.connector_name, target),
         spec: ExpensifyConnectorSpec {
-            credentials_secret_ref: SecretRef {
-                name: target.secret_name.clone(),
-                user_id_key: "partnerUserID".into(),
-                user_secret_key: "partnerUserSecret".into(),
-            },
+            credentials_secret_ref: target.secret.clone(),
             endpoint: target.endpoint.clone(),
             admin_email: target.admin_email.clone(),
             sync_interval: crate::api::DEFAULT_SYNC_INTERVAL_TEXT.into(),
@@ -323,39 +325,98 @@ pub fn write_output_dir(dir: &Path, files: &[ExportedFile]) -> anyhow::Result<()
 }
 
 /// The exported objects' names must be ones the loader and the API server accept.
-fn check_target(args: &ExportArgs) -> anyhow::Result<()> {
-    names::check_subdomain(&args.connector_name).context("--connector-name")?;
-    names::check_label(&args.namespace).context("-n/--namespace")?;
+/// Where the export points, from the flags.
+fn target_from_flags(args: &ExportArgs) -> anyhow::Result<ExportTarget> {
+    let connector_name = args.connector_name.as_deref().unwrap_or("expensify");
+    let namespace = args.namespace.as_deref().unwrap_or("default");
+    names::check_subdomain(connector_name).context("--connector-name")?;
+    names::check_label(namespace).context("-n/--namespace")?;
     names::check_subdomain(&args.secret_name).context("--secret-name")?;
-    Ok(())
+    Ok(ExportTarget {
+        connector_name: connector_name.to_string(),
+        namespace: namespace.to_string(),
+        secret: SecretRef {
+            name: args.secret_name.clone(),
+            user_id_key: "partnerUserID".into(),
+            user_secret_key: "partnerUserSecret".into(),
+        },
+        endpoint: args.endpoint.clone(),
+        admin_email: args.admin_email.clone().unwrap_or_default(),
+    })
+}
+
+/// Where the export points, from the connector in `dir` (read strictly, as file mode
+/// does, and checked before any credential is read).
+fn target_from_dir(
+    dir: &Path,
+    args: &ExportArgs,
+    clients: &crate::expensify::ExpensifyClients,
+) -> anyhow::Result<ExportTarget> {
+    let manifests = crate::files::loader::load_tree(dir, &[dir.join(".expensify-status")])?;
+    let picked = |key: &crate::reconcile::ObjectKey| {
+        args.connector_name.as_ref().is_none_or(|n| *n == key.name)
+            && args.namespace.as_ref().is_none_or(|n| *n == key.namespace)
+    };
+    let chosen: Vec<_> = manifests
+        .connectors
+        .iter()
+        .filter(|c| picked(&c.key))
+        .collect();
+    let [loaded] = chosen.as_slice() else {
+        let found: Vec<String> = manifests
+            .connectors
+            .iter()
+            .map(|c| c.key.to_string())
+            .collect();
+        anyhow::bail!(
+            "{}: export needs exactly one ExpensifyConnector (pick one with --connector-name and -n); found {}",
+            dir.display(),
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            }
+        );
+    };
+    let object = crate::reconcile::ConnectorObject::from_resource(&loaded.object);
+    let problems = crate::reconcile::sync::preflight(&object, clients);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} ({}): {}",
+            loaded.key,
+            loaded.source.path.display(),
+            crate::reconcile::validate::describe(&problems)
+        );
+    }
+    let spec = &loaded.object.spec;
+    Ok(ExportTarget {
+        connector_name: loaded.key.name.clone(),
+        namespace: loaded.key.namespace.clone(),
+        secret: spec.credentials_secret_ref.clone(),
+        endpoint: spec.endpoint.clone(),
+        admin_email: spec.admin_email.clone(),
+    })
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<i32> {
-    check_target(&args)?;
     if args.output == ExportFormat::Json && args.output_dir.is_some() {
         anyhow::bail!(
             "--output-dir writes YAML manifests (the files file mode reads); -o json goes to standard output or --output-file"
         );
     }
     let clients = args.client.clients()?;
+    let target = match &args.dir {
+        Some(dir) => target_from_dir(dir, &args, &clients)?,
+        None => target_from_flags(&args)?,
+    };
     // The allowlist first, so credentials are not even loaded for a refused endpoint.
-    clients.check_endpoint(&args.endpoint)?;
-    let credentials = CredentialSource::SecretsDir(args.secrets_dir.clone()).find(&SecretRef {
-        name: args.secret_name.clone(),
-        user_id_key: "partnerUserID".into(),
-        user_secret_key: "partnerUserSecret".into(),
-    })?;
-    let client = clients.client(&args.endpoint, credentials)?;
+    clients.check_endpoint(&target.endpoint)?;
+    let credentials =
+        CredentialSource::SecretsDir(args.secrets_dir.clone()).find(&target.secret)?;
+    let client = clients.client(&target.endpoint, credentials)?;
     let policies = client.list_policies(true).await?;
     let ids: Vec<String> = policies.iter().map(|p| p.id.clone()).collect();
     let rosters = client.read_rosters(&ids).await?;
-    let target = ExportTarget {
-        connector_name: args.connector_name,
-        namespace: args.namespace,
-        secret_name: args.secret_name,
-        endpoint: args.endpoint,
-        admin_email: args.admin_email,
-    };
     let observed = Observed { policies, rosters };
     if let Some(dir) = &args.output_dir {
         let files = export_files(&observed, &target)?;
@@ -416,7 +477,11 @@ mod tests {
         let target = ExportTarget {
             connector_name: "acme".into(),
             namespace: "finance".into(),
-            secret_name: "creds".into(),
+            secret: SecretRef {
+                name: "creds".into(),
+                user_id_key: "partnerUserID".into(),
+                user_secret_key: "partnerUserSecret".into(),
+            },
             endpoint: DEFAULT_ENDPOINT.into(),
             admin_email: "it@acme.example".into(),
         };
