@@ -1475,3 +1475,24 @@ async fn export_of_a_directory_takes_everything_from_its_connector() {
         "nothing was sent"
     );
 }
+
+/// `apply --require-status` refuses, before reading anything, to run without the ledger
+/// of the objects that keep one; once a status exists it applies.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_require_status_fails_loudly_without_the_ledger() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let refused = run(&sim.endpoint(), &["apply", dir, "--require-status"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("holds no PolicyAccess status") && said.contains("finance/finance"),
+        "{said}"
+    );
+    assert_eq!(sim.state().counters().requests, 0, "nothing was read");
+    let first = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let again = run(&sim.endpoint(), &["apply", dir, "--require-status"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}

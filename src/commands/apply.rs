@@ -20,6 +20,11 @@ pub struct ApplyArgs {
     /// differ from it now.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<std::path::PathBuf>,
+    /// Fail (exit 1, nothing read or written) when the status directory holds no status
+    /// while Additive or Authoritative objects exist: their ledger is lost (an evicted CI
+    /// cache, a fresh runner). For every apply of a pipeline except the very first.
+    #[arg(long)]
+    pub require_status: bool,
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
@@ -27,6 +32,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;
+    if args.require_status
+        && let Some(missing) = mode.missing_ledger()?
+    {
+        eprintln!("error: {missing}");
+        return Ok(1);
+    }
     let reviewed = match &args.plan {
         Some(path) => Some(SavedPlan::load(path)?),
         None => None,

@@ -215,6 +215,35 @@ impl FileMode {
         })
     }
 
+    /// `apply --require-status`: why the status directory cannot be the ledger of these
+    /// manifests, if it cannot. It holds what Additive and Authoritative objects added;
+    /// when it is missing or empty while such objects exist (an evicted CI cache, a fresh
+    /// runner), an apply would take nobody back that they added before.
+    pub fn missing_ledger(&self) -> Result<Option<String>, FilePassError> {
+        let manifests = loader::load(&self.dir, &self.excluded())?;
+        let keeping: Vec<String> = manifests
+            .accesses
+            .iter()
+            .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
+            .map(|a| a.key.to_string())
+            .collect();
+        if keeping.is_empty() || !self.status_dir.list::<PolicyAccess>()?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, apply without --require-status)",
+            self.status_dir.root().display(),
+            keeping.len(),
+            keeping
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if keeping.len() > 3 { ", ..." } else { "" },
+        )))
+    }
+
     /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
     pub async fn pass(&self, run: Run) -> Result<PassReport, FilePassError> {
         self.pass_until(run, None).await
