@@ -1496,3 +1496,30 @@ async fn apply_require_status_fails_loudly_without_the_ledger() {
     let again = run(&sim.endpoint(), &["apply", dir, "--require-status"]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 }
+
+/// Long work says where it is on stderr: roster chunks and updater batches n/N, and
+/// waits for the rate limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_work_reports_its_progress_on_stderr() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = examples_repo(&sim);
+    let dir = repo.path().to_str().unwrap();
+    let chunked = run(
+        &sim.endpoint(),
+        &["plan", dir, "--roster-chunk-size", "1", "--pacing", "none"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&chunked.stderr);
+    assert!(stderr.contains("rosters read 1/"), "{stderr}");
+    // One request per 2 s: the roster read after `policyList` waits for its slot.
+    let paced = run(&sim.endpoint(), &["plan", dir, "--pacing", "1/2s"]).await;
+    let stderr = String::from_utf8_lossy(&paced.stderr);
+    assert!(stderr.contains("for Expensify's rate limit"), "{stderr}");
+    let applied = run(
+        &sim.endpoint(),
+        &["apply", dir, "--update-batch-size", "1", "--pacing", "none"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert!(stderr.contains("updater batches sent 1/"), "{stderr}");
+}

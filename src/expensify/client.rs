@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use url::Url;
 
 use super::credentials::Credentials;
@@ -246,12 +246,15 @@ impl ExpensifyClient {
         policy_ids: &[String],
     ) -> Result<BTreeMap<String, Vec<RosterEntry>>, ExpensifyError> {
         let mut rosters = BTreeMap::new();
-        for chunk in policy_ids.chunks(self.settings.roster_chunk_size) {
+        let chunks = policy_ids.chunks(self.settings.roster_chunk_size);
+        let total = chunks.len();
+        for (done, chunk) in chunks.enumerate() {
             let job = wire::roster_job(&self.credentials, chunk);
             let (body, attempts) = self.send(Call::ReadRosters, job, None).await?;
             let decoded = wire::decode_rosters(&body, chunk)
                 .map_err(|kind| self.failed(Call::ReadRosters, attempts, kind))?;
             rosters.extend(decoded);
+            progress("rosters read", done + 1, total);
         }
         Ok(rosters)
     }
@@ -266,7 +269,12 @@ impl ExpensifyClient {
     ) -> UpdateReport {
         let mut report = UpdateReport::default();
         let mut fatal: Option<ExpensifyError> = None;
-        for batch in records.chunks(self.settings.update_batch_size) {
+        let batches = records.chunks(self.settings.update_batch_size);
+        let total = batches.len();
+        for (done, batch) in batches.enumerate() {
+            if done > 0 {
+                progress("updater batches sent", done, total);
+            }
             if let Some(error) = &fatal {
                 report.failed.push(FailedBatch {
                     records: batch.to_vec(),
@@ -297,6 +305,7 @@ impl ExpensifyClient {
                 }
             }
         }
+        progress("updater batches sent", total, total);
         report
     }
 
@@ -470,6 +479,13 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     }
     let seconds = digits.parse::<u64>().unwrap_or(u64::MAX);
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// Where long work is, on stderr: one line per step when there is more than one.
+fn progress(what: &str, done: usize, total: usize) {
+    if total > 1 {
+        info!(done, total, "{what} {done}/{total}");
+    }
 }
 
 /// A duration in whole milliseconds for logs (saturating; no log spans 584 million years).

@@ -149,6 +149,15 @@ impl RateLimiter {
                 return now.duration_since(started);
             }
             if let Some(at) = log.next_slot(now) {
+                let wait = at.saturating_duration_since(now);
+                // Long waits are said: a paced run is not a hung one.
+                if wait >= Duration::from_secs(1) {
+                    tracing::info!(
+                        wait_seconds = wait.as_secs(),
+                        "waiting {} s for Expensify's rate limit",
+                        wait.as_secs()
+                    );
+                }
                 tokio::time::sleep_until(at).await;
             }
         }
