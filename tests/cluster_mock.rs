@@ -1077,6 +1077,23 @@ impl WillingServer {
         }
     }
 
+    /// One connector reconcile with the PolicyAccess cache showing `cached`, served
+    /// until it ends.
+    async fn sync(
+        &mut self,
+        api: &mut ApiServer,
+        ctx: &Arc<Context>,
+        connector: &ExpensifyConnector,
+        cached: &Value,
+    ) -> Result<kube::runtime::controller::Action, connector_controller::ReconcileError> {
+        api.cache(vec![cached.clone()]);
+        let task = tokio::spawn(connector_controller::reconcile_connector(
+            Arc::new(connector.clone()),
+            ctx.clone(),
+        ));
+        self.serve(api, task, cached).await
+    }
+
     async fn serve(
         &mut self,
         api: &mut ApiServer,
@@ -1140,13 +1157,11 @@ async fn a_cache_lagging_behind_our_status_writes_loses_no_ownership() {
         finance(json!([{"email": "new@acme.example"}]), "Additive"),
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
-    api.cache(vec![wanted.clone()]);
     let mut server = WillingServer::new();
-    let first = tokio::spawn(connector_controller::reconcile_connector(
-        Arc::new(connector.clone()),
-        ctx.clone(),
-    ));
-    server.serve(&mut api, first, &wanted).await.unwrap();
+    server
+        .sync(&mut api, &ctx, &connector, &wanted)
+        .await
+        .unwrap();
     assert!(has_member(&sim, "new@acme.example"));
 
     // The spec changes; the cache still shows the object without any status.
@@ -1155,12 +1170,10 @@ async fn a_cache_lagging_behind_our_status_writes_loses_no_ownership() {
         finance(json!([]), "Additive"),
         json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
     );
-    api.cache(vec![dropped.clone()]);
-    let second = tokio::spawn(connector_controller::reconcile_connector(
-        Arc::new(connector),
-        ctx.clone(),
-    ));
-    server.serve(&mut api, second, &dropped).await.unwrap();
+    server
+        .sync(&mut api, &ctx, &connector, &dropped)
+        .await
+        .unwrap();
     assert!(
         !has_member(&sim, "new@acme.example"),
         "the person the operator added is taken back"
@@ -1185,13 +1198,11 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
         finance(json!([{"email": "new@acme.example"}]), "Additive"),
         json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
     );
-    api.cache(vec![wanted.clone()]);
     let mut server = WillingServer::new();
-    let first = tokio::spawn(connector_controller::reconcile_connector(
-        Arc::new(connector.clone()),
-        ctx.clone(),
-    ));
-    server.serve(&mut api, first, &wanted).await.unwrap();
+    server
+        .sync(&mut api, &ctx, &connector, &wanted)
+        .await
+        .unwrap();
     assert!(has_member(&sim, "new@acme.example"));
 
     // A new term, and the cache still shows the object as it was before the first sync.
@@ -1201,12 +1212,7 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
         finance(json!([]), "Additive"),
         json!({"finalizers": ["expensify.gitops.dev/finalizer"], "generation": 2}),
     );
-    api.cache(vec![dropped.clone()]);
-    let stale = tokio::spawn(connector_controller::reconcile_connector(
-        Arc::new(connector.clone()),
-        ctx.clone(),
-    ));
-    let refused = server.serve(&mut api, stale, &dropped).await;
+    let refused = server.sync(&mut api, &ctx, &connector, &dropped).await;
     assert!(refused.is_err(), "the stale status write is refused");
     assert!(
         has_member(&sim, "new@acme.example"),
@@ -1223,12 +1229,10 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
         "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
     connector_now["metadata"]["resourceVersion"] = json!(server.at[connector_path]);
     let connector_now: ExpensifyConnector = serde_json::from_value(connector_now).unwrap();
-    api.cache(vec![caught_up.clone()]);
-    let fresh = tokio::spawn(connector_controller::reconcile_connector(
-        Arc::new(connector_now),
-        ctx.clone(),
-    ));
-    server.serve(&mut api, fresh, &caught_up).await.unwrap();
+    server
+        .sync(&mut api, &ctx, &connector_now, &caught_up)
+        .await
+        .unwrap();
     assert!(
         !has_member(&sim, "new@acme.example"),
         "the person the operator added is taken back"
