@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat};
+use expensify_operator::telemetry::{self, progress, Colour, ColourChoice, LogFormat};
 
 /// Keeps Expensify policy membership where git says it should be.
 #[derive(Debug, Parser)]
@@ -61,7 +61,19 @@ async fn main() -> ExitCode {
         choice: cli.color,
         no_color_flag: cli.no_color,
     });
-    let ansi = telemetry::colour_for(std::io::stderr().is_terminal());
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let ansi = telemetry::colour_for(stderr_is_terminal);
+    // The controller is a daemon whose syncs overlap: its progress stays in log lines.
+    let interactive = !matches!(cli.command, Command::Controller(_));
+    if interactive
+        && progress::bars_wanted(
+            stderr_is_terminal,
+            cli.log_format == LogFormat::Human,
+            std::env::var("TERM").ok().as_deref(),
+        )
+    {
+        progress::install_bars();
+    }
     if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref(), ansi) {
         eprintln!("error: {e}");
         return ExitCode::from(1);

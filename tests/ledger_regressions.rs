@@ -824,8 +824,20 @@ async fn case_9_an_approver_change_expensify_does_not_take_fails() {
         text(&output)
     );
     let status = status_file(&repo, "finance", "approver").expect("a status file");
-    assert_ne!(phase_in(&status), Some("Synced"), "{status}");
-    assert!(status.contains("bob@acme.example"), "{status}");
+    assert_eq!(phase_in(&status), Some("Error"), "{status}");
+    // README: a member change Expensify does not take is in `status.failures`.
+    let saved: serde_json::Value = serde_saphyr::from_str(&status).expect("status YAML");
+    let failures = saved
+        .get("status")
+        .unwrap_or(&saved)
+        .get("failures")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failures.len(), 1, "{status}");
+    assert_eq!(failures[0]["email"], "bob@acme.example", "{status}");
+    let reason = failures[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("cfo@acme.example"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use url::Url;
 
 use super::credentials::Credentials;
@@ -16,6 +16,7 @@ use super::error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
 use super::pacing::{Pacing, RateLimiter};
 use super::retry::RetryPolicy;
 use super::wire::{self, EmployeeRecord, PolicySummary, RosterEntry, UpdateOutcome};
+use crate::telemetry::progress::{self, Steps};
 
 /// Expensify's one endpoint for every job.
 pub const DEFAULT_ENDPOINT: &str =
@@ -247,14 +248,14 @@ impl ExpensifyClient {
     ) -> Result<BTreeMap<String, Vec<RosterEntry>>, ExpensifyError> {
         let mut rosters = BTreeMap::new();
         let chunks = policy_ids.chunks(self.settings.roster_chunk_size);
-        let total = chunks.len();
-        for (done, chunk) in chunks.enumerate() {
+        let mut progress = Steps::start("rosters read", chunks.len());
+        for chunk in chunks {
             let job = wire::roster_job(&self.credentials, chunk);
             let (body, attempts) = self.send(Call::ReadRosters, job, None).await?;
             let decoded = wire::decode_rosters(&body, chunk)
                 .map_err(|kind| self.failed(Call::ReadRosters, attempts, kind))?;
             rosters.extend(decoded);
-            progress("rosters read", done + 1, total);
+            progress.advance();
         }
         Ok(rosters)
     }
@@ -270,16 +271,14 @@ impl ExpensifyClient {
         let mut report = UpdateReport::default();
         let mut fatal: Option<ExpensifyError> = None;
         let batches = records.chunks(self.settings.update_batch_size);
-        let total = batches.len();
-        for (done, batch) in batches.enumerate() {
-            if done > 0 {
-                progress("updater batches sent", done, total);
-            }
+        let mut progress = Steps::start("updater batches sent", batches.len());
+        for batch in batches {
             if let Some(error) = &fatal {
                 report.failed.push(FailedBatch {
                     records: batch.to_vec(),
                     error: error.clone(),
                 });
+                progress.advance();
                 continue;
             }
             let job = wire::employee_update_job(&self.credentials, dry_run);
@@ -304,8 +303,8 @@ impl ExpensifyClient {
                     });
                 }
             }
+            progress.advance();
         }
-        progress("updater batches sent", total, total);
         report
     }
 
@@ -360,7 +359,14 @@ impl ExpensifyClient {
             match delay {
                 Some(delay) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let shown = format!(
+                        "retrying {} in {} s ({})",
+                        call.job(),
+                        delay.as_secs().max(1),
+                        kind.category()
+                    );
                     warn!(job = call.job(), attempt, error_class = kind.category(), error = %self.scrubbed(kind), retry_in_ms = millis(delay), "transient Expensify error, retrying");
+                    let _shown = progress::wait_quietly(&shown);
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(self.failed(call, attempt, kind)),
@@ -479,13 +485,6 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     }
     let seconds = digits.parse::<u64>().unwrap_or(u64::MAX);
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// Where long work is, on stderr: one line per step when there is more than one.
-fn progress(what: &str, done: usize, total: usize) {
-    if total > 1 {
-        info!(done, total, "{what} {done}/{total}");
-    }
 }
 
 /// A duration in whole milliseconds for logs (saturating; no log spans 584 million years).

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::MAX_DURATION;
+use crate::telemetry::progress;
 
 /// At most `max_requests` in any `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,13 +152,12 @@ impl RateLimiter {
             if let Some(at) = log.next_slot(now) {
                 let wait = at.saturating_duration_since(now);
                 // Long waits are said: a paced run is not a hung one.
-                if wait >= Duration::from_secs(1) {
-                    tracing::info!(
-                        wait_seconds = wait.as_secs(),
+                let _shown = (wait >= Duration::from_secs(1)).then(|| {
+                    progress::wait(&format!(
                         "waiting {} s for Expensify's rate limit",
                         wait.as_secs()
-                    );
-                }
+                    ))
+                });
                 tokio::time::sleep_until(at).await;
             }
         }

@@ -668,7 +668,12 @@ fn failures_by_object(results: &[ChangeResult]) -> BTreeMap<ObjectKey, Vec<Membe
                 .or_default()
                 .push(MemberFailure {
                     email: result.change.email.clone(),
-                    reason: format!("{}: {reason}", result.change.kind.verb()),
+                    // What was asked, so the failure says which approver or role did not land.
+                    reason: format!(
+                        "{} ({}): {reason}",
+                        result.change.kind.verb(),
+                        result.change.detail()
+                    ),
                 });
         }
     }

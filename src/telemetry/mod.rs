@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
+pub mod progress;
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -92,7 +94,7 @@ pub fn init_logging(
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::StderrAroundBars);
     let result = match format {
         LogFormat::Human => builder.with_ansi(ansi).try_init(),
         LogFormat::Json => builder
