@@ -1245,7 +1245,7 @@ fn examples_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
         if !path.is_file() || !yaml || name == "simulator-seed.yaml" {
             continue;
         }
-        let mut text = std::fs::read_to_string(&path).unwrap();
+        let mut text = keep_future_expiries_future(&std::fs::read_to_string(&path).unwrap());
         if name == "connector.yaml" {
             text = text.replacen(
                 "spec:\n",
@@ -1256,6 +1256,36 @@ fn examples_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
         repo.write(&name, &text);
     }
     repo
+}
+
+/// The examples' expiries in the future (from 2026 on; the expired one is 2025) moved ten
+/// years after this year, so their plan, and the golden file, do not change when the
+/// calendar reaches them.
+fn keep_future_expiries_future(text: &str) -> String {
+    use k8s_openapi::jiff::{tz::TimeZone, Timestamp};
+    let later = Timestamp::now().to_zoned(TimeZone::UTC).year() + 10;
+    text.lines()
+        .map(|line| {
+            let Some((head, date)) = line.split_once("expiresAt: \"") else {
+                return line.to_string();
+            };
+            match date.get(..4).and_then(|year| year.parse::<i16>().ok()) {
+                Some(year) if year >= 2026 => format!("{head}expiresAt: \"{later}{}", &date[4..]),
+                _ => line.to_string(),
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+#[test]
+fn future_example_expiries_are_moved_and_past_ones_kept() {
+    let moved = keep_future_expiries_future(
+        "a:\n  expiresAt: \"2030-06-30T00:00:00Z\"\n  expiresAt: \"2025-01-31T00:00:00Z\"\n",
+    );
+    assert!(!moved.contains("2030-06-30"), "{moved}");
+    assert!(moved.contains("-06-30T00:00:00Z"), "{moved}");
+    assert!(moved.contains("\"2025-01-31T00:00:00Z\""), "{moved}");
 }
 
 /// Checks `actual` against `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file.
