@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -84,20 +84,43 @@ fn relevant(path: &Path, dir: &Path, status_root: &Path, kind: EventKind) -> boo
         .components()
         .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
     // The directory itself changes whenever anything in it does (the status directory
-    // included); other files than manifests do not matter, directories below do.
-    let manifest_or_dir = match path.extension().and_then(|e| e.to_str()) {
-        Some(extension) => matches!(extension, "yaml" | "yml"),
-        None => !below.as_os_str().is_empty() && entry_change(kind),
-    };
+    // included); other files than manifests do not matter (an editor's or `sed -i`'s
+    // temporary file), directories below do.
+    let manifest_or_dir = is_manifest(path)
+        || (!below.as_os_str().is_empty() && entry_change(kind) && may_be_directory(path, kind));
     !in_status && !hidden && manifest_or_dir
 }
 
-/// The first path of `event` that is a manifest change, if any.
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|extension| matches!(extension, "yaml" | "yml"))
+}
+
+/// Whether the entry an event names is (or was) a directory. inotify says so for creations
+/// and removals; for a rename, or a backend that does not say, the path is looked at now,
+/// and one that is gone may have been a directory (moved away with its manifests).
+fn may_be_directory(path: &Path, kind: EventKind) -> bool {
+    match kind {
+        EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => true,
+        EventKind::Create(CreateKind::File) | EventKind::Remove(RemoveKind::File) => false,
+        _ => std::fs::metadata(path).map_or(true, |metadata| metadata.is_dir()),
+    }
+}
+
+/// The path of `event` that makes it a manifest change, if any: a manifest before a
+/// directory, so a `sed -i` rename of its temporary file onto `team.yaml` names `team.yaml`.
 fn triggering_path(event: notify::Event, dir: &Path, status_root: &Path) -> Option<PathBuf> {
-    event
+    let kind = event.kind;
+    let mut relevant_paths = event
         .paths
         .into_iter()
-        .find(|path| relevant(path, dir, status_root, event.kind))
+        .filter(|path| relevant(path, dir, status_root, kind));
+    let first = relevant_paths.next()?;
+    if is_manifest(&first) {
+        return Some(first);
+    }
+    Some(relevant_paths.find(|path| is_manifest(path)).unwrap_or(first))
 }
 
 /// Runs until `stop` turns true; the sync in flight always finishes first.
@@ -198,7 +221,7 @@ fn summarize(report: &PassReport) {
 mod tests {
     use super::*;
 
-    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+    use notify::event::{DataChange, MetadataKind, RenameMode};
 
     const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Content));
 
@@ -290,6 +313,36 @@ mod tests {
         let read = notify::Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any)))
             .add_path(dir.join("team.yaml"));
         assert_eq!(triggering_path(read, dir, &root), None);
+    }
+
+    #[test]
+    fn other_files_never_trigger_even_without_an_extension() {
+        let repo = tempfile::tempdir().unwrap();
+        let dir = repo.path();
+        let root = dir.join(".expensify-status");
+        // `sed -i team.yaml`: a temporary file, written, then renamed onto the manifest.
+        let temporary = dir.join("sedojePbu");
+        assert!(!relevant(&temporary, dir, &root, EventKind::Create(CreateKind::File)));
+        assert!(!relevant(&temporary, dir, &root, EventKind::Remove(RemoveKind::File)));
+        let sed_rename = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path(temporary)
+            .add_path(dir.join("team.yaml"));
+        assert_eq!(
+            triggering_path(sed_rename, dir, &root),
+            Some(dir.join("team.yaml"))
+        );
+        // A rename says nothing of what moved: a file there now is a file.
+        std::fs::write(dir.join("Makefile"), "").unwrap();
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(!relevant(&dir.join("Makefile"), dir, &root, renamed));
+        // A directory named like a file is still a directory.
+        std::fs::create_dir(dir.join("v1.2")).unwrap();
+        assert!(relevant(&dir.join("v1.2"), dir, &root, renamed));
+        let moved_away = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        assert!(
+            relevant(&dir.join("gone"), dir, &root, moved_away),
+            "gone: it may have been a directory of manifests"
+        );
     }
 
     #[test]
