@@ -183,8 +183,15 @@ pub async fn watch(mode: &FileMode, mut stop: watch::Receiver<bool>) -> Result<(
                 Some(path) = events.recv() => {
                     // Debounce: let the burst settle, then sync once.
                     tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
-                    info!(path = %path.display(), "manifests changed");
+                    let mut shown = path;
+                    while let Ok(next) = events.try_recv() {
+                        // Name a manifest of the burst rather than a directory that may be
+                        // one (a renamed-away temporary file cannot be told from one).
+                        if !is_manifest(&shown) && is_manifest(&next) {
+                            shown = next;
+                        }
+                    }
+                    info!(path = %shown.display(), "manifests changed");
                     break;
                 }
             }
