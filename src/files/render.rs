@@ -36,16 +36,27 @@ impl Style {
     }
 }
 
-fn change_line(style: Style, change: &Change) -> String {
+/// One change: symbol, email, what it sets, who asks and why. `detail_width` lines up the
+/// `by` column of one connector's changes ([`detail_width`]).
+fn change_line(style: Style, change: &Change, detail_width: usize) -> String {
     let detail = change.detail();
     format!(
-        "    {} {:<32} {:<22} by {}  ({})",
+        "    {} {:<32} {:<detail_width$} by {}  ({})",
         style.symbol(change.kind),
         change.email,
         detail,
         change.requested_by,
         change.reason
     )
+}
+
+/// The width of the widest detail among `changes` (an approver makes it long).
+fn detail_width<'a>(changes: impl IntoIterator<Item = &'a Change>) -> usize {
+    changes
+        .into_iter()
+        .map(|change| change.detail().chars().count())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Changes by policy, titled `Name (id)`, in the order given (the plan sorts by policy).
@@ -102,10 +113,11 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
                 sync.connector_status.message.as_deref().unwrap_or_default()
             );
         }
+        let width = detail_width(&sync.plan.changes);
         for (title, changes) in grouped(&sync.plan.changes) {
             let _ = writeln!(out, "\n  {title}");
             for change in changes {
-                let _ = writeln!(out, "{}", change_line(style, change));
+                let _ = writeln!(out, "{}", change_line(style, change, width));
             }
         }
         held_lines(sync, style, &mut out);
@@ -251,6 +263,7 @@ fn applied_changes(report: &PassReport, style: Style, out: &mut String) -> (usiz
     let mut failed = 0;
     for sync in &report.syncs {
         let changes: Vec<Change> = sync.results.iter().map(|r| r.change.clone()).collect();
+        let width = detail_width(&changes);
         for (title, group) in grouped(&changes) {
             let _ = writeln!(out, "  {title}");
             for change in group {
@@ -262,7 +275,7 @@ fn applied_changes(report: &PassReport, style: Style, out: &mut String) -> (usiz
                 match failure {
                     None => {
                         applied += 1;
-                        let _ = writeln!(out, "{}", change_line(style, change));
+                        let _ = writeln!(out, "{}", change_line(style, change, width));
                     }
                     Some(reason) => {
                         failed += 1;
@@ -439,4 +452,45 @@ pub fn json(report: &PassReport, run: Run) -> String {
         "problems": problems,
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expensify::wire::Role;
+    use crate::reconcile::model::ObjectKey;
+
+    fn grant(email: &str, submits_to: Option<&str>) -> Change {
+        Change {
+            kind: ChangeKind::Grant,
+            policy_id: "F1".into(),
+            policy_name: "Finance".into(),
+            email: email.into(),
+            role: Some(Role::Admin),
+            old_role: None,
+            manager_email: "cfo@acme.example".into(),
+            employee_id: None,
+            expect_submits_to: submits_to.map(Into::into),
+            old_submits_to: None,
+            old_employee_id: None,
+            requested_by: ObjectKey::new("finance", "team"),
+            reason: "asked for".into(),
+        }
+    }
+
+    #[test]
+    fn the_by_column_lines_up_past_a_long_detail() {
+        let changes = [
+            grant("zoe@acme.example", Some("cfo@acme.example")),
+            grant("bob@acme.example", None),
+        ];
+        let width = detail_width(&changes);
+        let lines: Vec<String> = changes
+            .iter()
+            .map(|change| change_line(Style { colour: false }, change, width))
+            .collect();
+        let columns: Vec<usize> = lines.iter().map(|line| line.find(" by ").unwrap()).collect();
+        assert_eq!(columns[0], columns[1], "{lines:#?}");
+        assert!(lines[0].contains("admin, submits to cfo@acme.example by finance/team"));
+    }
 }
