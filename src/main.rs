@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, progress, Colour, ColourChoice, LogFormat};
+use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat, progress};
 
 /// Keeps Expensify policy membership where git says it should be.
 #[derive(Debug, Parser)]

@@ -1262,7 +1262,7 @@ fn examples_repo(sim: &expensify_operator::simulator::SimulatorHandle) -> Repo {
 /// years after this year, so their plan, and the golden file, do not change when the
 /// calendar reaches them.
 fn keep_future_expiries_future(text: &str) -> String {
-    use k8s_openapi::jiff::{tz::TimeZone, Timestamp};
+    use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
     let later = Timestamp::now().to_zoned(TimeZone::UTC).year() + 10;
     text.lines()
         .map(|line| {

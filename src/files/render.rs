@@ -489,7 +489,10 @@ mod tests {
             .iter()
             .map(|change| change_line(Style { colour: false }, change, width))
             .collect();
-        let columns: Vec<usize> = lines.iter().map(|line| line.find(" by ").unwrap()).collect();
+        let columns: Vec<usize> = lines
+            .iter()
+            .map(|line| line.find(" by ").unwrap())
+            .collect();
         assert_eq!(columns[0], columns[1], "{lines:#?}");
         assert!(lines[0].contains("admin, submits to cfo@acme.example by finance/team"));
     }

@@ -120,7 +120,11 @@ fn triggering_path(event: notify::Event, dir: &Path, status_root: &Path) -> Opti
     if is_manifest(&first) {
         return Some(first);
     }
-    Some(relevant_paths.find(|path| is_manifest(path)).unwrap_or(first))
+    Some(
+        relevant_paths
+            .find(|path| is_manifest(path))
+            .unwrap_or(first),
+    )
 }
 
 /// Runs until `stop` turns true; the sync in flight always finishes first.
@@ -329,8 +333,18 @@ mod tests {
         let root = dir.join(".expensify-status");
         // `sed -i team.yaml`: a temporary file, written, then renamed onto the manifest.
         let temporary = dir.join("sedojePbu");
-        assert!(!relevant(&temporary, dir, &root, EventKind::Create(CreateKind::File)));
-        assert!(!relevant(&temporary, dir, &root, EventKind::Remove(RemoveKind::File)));
+        assert!(!relevant(
+            &temporary,
+            dir,
+            &root,
+            EventKind::Create(CreateKind::File)
+        ));
+        assert!(!relevant(
+            &temporary,
+            dir,
+            &root,
+            EventKind::Remove(RemoveKind::File)
+        ));
         let sed_rename = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
             .add_path(temporary)
             .add_path(dir.join("team.yaml"));

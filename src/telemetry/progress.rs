@@ -115,8 +115,10 @@ fn clear(bar: Option<ProgressBar>) {
 }
 
 fn counted_bar(what: &str, total: usize) -> ProgressBar {
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}")
-        .map_or_else(|_| ProgressStyle::default_bar(), |style| style.progress_chars("=> "));
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}").map_or_else(
+        |_| ProgressStyle::default_bar(),
+        |style| style.progress_chars("=> "),
+    );
     ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX))
         .with_style(style)
         .with_prefix(what.to_string())
@@ -154,9 +156,11 @@ fn wait_on(bars: Option<&Bars>, message: &str) -> Waiting {
 fn spin(bars: &Bars, message: &str) -> Waiting {
     let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let spinner = bars
-        .multi
-        .add(ProgressBar::new_spinner().with_style(style).with_message(message.to_string()));
+    let spinner = bars.multi.add(
+        ProgressBar::new_spinner()
+            .with_style(style)
+            .with_message(message.to_string()),
+    );
     spinner.tick();
     spinner.enable_steady_tick(Duration::from_millis(120));
     Waiting {
@@ -235,11 +239,18 @@ mod tests {
         if let Some(bar) = steps.bar.take() {
             bar.finish_and_clear();
         }
-        assert!(!term.contents().contains("rosters read"), "{}", term.contents());
+        assert!(
+            !term.contents().contains("rosters read"),
+            "{}",
+            term.contents()
+        );
 
         let mut waiting = wait_on(Some(&bars), "waiting 8 s for Expensify's rate limit");
         let drawn = term.contents();
-        assert!(drawn.contains("waiting 8 s for Expensify's rate limit"), "{drawn}");
+        assert!(
+            drawn.contains("waiting 8 s for Expensify's rate limit"),
+            "{drawn}"
+        );
         if let Some(spinner) = waiting.spinner.take() {
             spinner.finish_and_clear();
         }
