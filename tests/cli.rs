@@ -1529,6 +1529,82 @@ async fn apply_require_status_fails_loudly_without_the_ledger() {
 
 /// Long work says where it is on stderr: roster chunks and updater batches n/N, and
 /// waits for the rate limit.
+/// A pseudo-terminal: the terminal end for a child's stderr, and everything drawn on it,
+/// read on a thread until the child and every copy of the terminal end are gone.
+fn pseudo_terminal() -> (std::fs::File, std::thread::JoinHandle<String>) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::Read;
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut controller = std::fs::File::from(controller);
+    let drawn = std::thread::spawn(move || {
+        let (mut seen, mut buffer) = (Vec::new(), [0u8; 4096]);
+        // Linux answers EIO once the terminal end is closed everywhere: the end of output.
+        while let Ok(n @ 1..) = controller.read(&mut buffer) {
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    (terminal, drawn)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_work_shows_a_bar_on_a_terminal() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = examples_repo(&sim);
+    let dir = repo.path().to_str().unwrap();
+    let (terminal, drawn) = pseudo_terminal();
+    // Five roster calls, one per 1.5 s: longer than the 2 s before a bar shows, and each
+    // wait long enough (a second or more) to be said.
+    let output = command(
+        &sim.endpoint(),
+        &[
+            "plan",
+            dir,
+            "--roster-chunk-size",
+            "1",
+            "--pacing",
+            "1/1500ms",
+        ],
+        ADMIN_SECRET,
+    )
+    .env("TERM", "xterm")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::from(terminal))
+    .spawn()
+    .unwrap()
+    // Not `output()`: it would take stderr back into a pipe.
+    .wait_with_output()
+    .await
+    .unwrap();
+    let drawn = tokio::task::spawn_blocking(move || drawn.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{drawn}");
+    assert!(drawn.contains("rosters read ["), "a bar: {drawn}");
+    assert!(drawn.contains("] 4/5"), "{drawn}");
+    assert!(
+        !drawn.contains("rosters read 1/5"),
+        "no progress log lines beside the bar: {drawn}"
+    );
+    assert!(
+        drawn.contains("for Expensify's rate limit"),
+        "a spinner for the wait: {drawn}"
+    );
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        plan.starts_with("Connector ") && !plan.contains("rosters read"),
+        "stdout is the plan alone: {plan}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn long_work_reports_its_progress_on_stderr() {
     let sim = start(&unlimited_seed()).await;
