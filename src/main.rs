@@ -56,7 +56,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1, not clap's 2: for `plan`, 2 means "changes pending", and a
+    // pipeline that accepts 2 must not take a mistyped flag for a plan.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
     telemetry::set_colour(Colour {
         choice: cli.color,
         no_color_flag: cli.no_color,

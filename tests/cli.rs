@@ -958,8 +958,47 @@ async fn validate_a_file_checks_it_alone_with_its_repositorys_connectors() {
 // ---------------------------------------------------------------------------------------
 // -o/--output on every command that prints a result.
 
+/// The bash script completes past the subcommand: flags and their values.
+#[tokio::test(flavor = "multi_thread")]
+async fn bash_completion_completes_flags_of_subcommands() {
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source <({BIN} completions bash); COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; _expensify__operator expensify-operator '{}' '{}'; echo \"${{COMPREPLY[*]}}\"",
+            words.join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let output = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(complete("expensify-operator plan --ou"), "--output --out");
+    assert_eq!(
+        complete("expensify-operator plan -o "),
+        "text json markdown"
+    );
+    assert!(complete("expensify-operator --co").contains("--color"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unsupported_output_formats_are_refused_with_the_list() {
+    // A mistyped flag too; help is not an error.
+    let typo = run(
+        expensify_operator::expensify::DEFAULT_ENDPOINT,
+        &["plan", ".", "--frobnicate"],
+    )
+    .await;
+    assert_eq!(typo.status.code(), Some(1), "{}", text(&typo));
+    let help = run(
+        expensify_operator::expensify::DEFAULT_ENDPOINT,
+        &["plan", "--help"],
+    )
+    .await;
+    assert_eq!(help.status.code(), Some(0), "{}", text(&help));
     for (args, listed) in [
         (
             vec!["plan", ".", "-o", "yaml"],
@@ -984,7 +1023,8 @@ async fn unsupported_output_formats_are_refused_with_the_list() {
         (vec!["crds", "-o", "csv"], "[possible values: yaml, json]"),
     ] {
         let output = run(expensify_operator::expensify::DEFAULT_ENDPOINT, &args).await;
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        // 1, not clap's 2: `plan` exits 2 for "changes pending".
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", text(&output));
         assert!(
             text(&output).contains(listed),
             "{args:?}: {}",

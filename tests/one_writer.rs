@@ -126,7 +126,7 @@ async fn a_bad_lock_timeout_is_a_usage_error() {
     .output()
     .await
     .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--lock-timeout"));
 }
 

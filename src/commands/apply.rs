@@ -28,7 +28,7 @@ pub struct ApplyArgs {
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
-    let target = args.files.whole_repository("apply")?;
+    let target = args.files.whole_repository("apply", "")?;
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;

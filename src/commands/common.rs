@@ -127,10 +127,12 @@ pub struct FileArgs {
 /// A file given where only a whole repository will do.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{command} takes a directory, not a file: {command} on the objects of {file} alone is refused, because what the operator gave and takes back (the ledger), hand-offs between objects and who is asked for by nobody any more are decided over every object of the repository, and a subset would decide them wrongly. Run `expensify-operator {command} {root}` (the repository of {file}: {found_by}), or `expensify-operator plan {file}` to see only what this file asks for"
+    "{command}{flag} takes a directory, not a file: {command}{flag} on the objects of {file} alone is refused, because what the operator gave and takes back (the ledger), hand-offs between objects and who is asked for by nobody any more are decided over every object of the repository, and a subset would decide them wrongly. Run `expensify-operator {command} {root}{flag}` (the repository of {file}: {found_by}), or `expensify-operator plan {file}` to see only what this file asks for"
 )]
 pub struct WholeRepositoryOnly {
     pub command: &'static str,
+    /// The flag that asks for the whole repository (` --out FILE`), or nothing.
+    pub flag: &'static str,
     pub file: String,
     pub root: String,
     pub found_by: String,
@@ -143,11 +145,16 @@ impl FileArgs {
     }
 
     /// PATH for a command that writes (`apply`, `watch`): a directory only.
-    pub fn whole_repository(&self, command: &'static str) -> anyhow::Result<Target> {
+    pub fn whole_repository(
+        &self,
+        command: &'static str,
+        flag: &'static str,
+    ) -> anyhow::Result<Target> {
         let target = self.target()?;
         if target.file.is_some() {
             return Err(WholeRepositoryOnly {
                 command,
+                flag,
                 file: self.path.display().to_string(),
                 root: target.root.display().to_string(),
                 found_by: target.found_by.map(|k| k.to_string()).unwrap_or_default(),

@@ -13,8 +13,16 @@ pub struct CompletionsArgs {
 pub fn script(shell: clap_complete::Shell, mut command: clap::Command) -> String {
     let name = command.get_name().to_string();
     let mut buffer = Vec::new();
-    clap_complete::generate(shell, &mut command, name, &mut buffer);
-    String::from_utf8_lossy(&buffer).into_owned()
+    clap_complete::generate(shell, &mut command, name.clone(), &mut buffer);
+    let script = String::from_utf8_lossy(&buffer).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete 4.6 spells a hyphenated binary name two ways in the bash script: the
+        // state it walks to (`expensify__operator__subcmd__plan`) and the case labels
+        // (`expensify__subcmd__operator__subcmd__plan`), so nothing past the subcommand
+        // name completed. One spelling, the state's.
+        return script.replace(&name.replace('-', "__subcmd__"), &name.replace('-', "__"));
+    }
+    script
 }
 
 pub fn run(args: &CompletionsArgs, command: clap::Command) -> anyhow::Result<i32> {

@@ -44,7 +44,7 @@ pub const CHANGES_PENDING: i32 = 2;
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let target = match args.out {
-        Some(_) => args.files.whole_repository("plan --out")?,
+        Some(_) => args.files.whole_repository("plan", " --out FILE")?,
         None => args.files.target()?,
     };
     let mode = args.files.mode(&target)?;

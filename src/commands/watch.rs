@@ -14,7 +14,7 @@ pub struct WatchArgs {
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
-    let target = args.files.whole_repository("watch")?;
+    let target = args.files.whole_repository("watch", "")?;
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "watch", &args.lock).await?;

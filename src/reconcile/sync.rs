@@ -85,13 +85,18 @@ pub async fn sync(
         report.refused = Some(refused);
         return report;
     }
+    let dry_run = request.dry_run;
     let report = sync_connector(request, &client).await;
-    info!(
-        connector = %connector.key,
-        phase = %report.connector_status.phase,
-        expensify_calls = report.calls.total(),
-        "connector synced"
+    let (connector, phase, calls) = (
+        &connector.key,
+        &report.connector_status.phase,
+        report.calls.total(),
     );
+    if dry_run {
+        info!(%connector, %phase, expensify_calls = calls, "connector read (plan only, nothing written)");
+    } else {
+        info!(%connector, %phase, expensify_calls = calls, "connector synced");
+    }
     report
 }
 
