@@ -1376,6 +1376,22 @@ async fn plan_markdown_of_the_examples_matches_the_golden_file() {
     }
     golden("plan.md", &markdown);
 
+    // A failure leads the comment, as it leads `apply`'s output.
+    let rejected = command(
+        &sim.endpoint(),
+        &["plan", dir, "-o", "markdown"],
+        "wrong-secret",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(rejected.status.code(), Some(1), "{}", text(&rejected));
+    let comment = String::from_utf8_lossy(&rejected.stdout);
+    assert!(
+        comment.starts_with("**Failed:** credentials rejected"),
+        "{comment}"
+    );
+
     // `-o json` says each change as the Markdown does.
     let json = run(&sim.endpoint(), &["plan", dir, "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -39,6 +39,20 @@ pub fn cell(text: &str) -> String {
 /// The plan as Markdown.
 pub fn plan_markdown(report: &PassReport) -> String {
     let mut out = String::new();
+    // What failed leads, as in `apply`: the first line is the comment's headline.
+    let failures = connector_failures(report);
+    if let Some(first) = failures.first() {
+        let more = match failures.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more connector(s))"),
+        };
+        let _ = writeln!(out, "**Failed:** {}{more}\n", cell(&first.headline));
+    } else if report.has_errors() {
+        let _ = writeln!(
+            out,
+            "**Failed:** some objects could not be planned; see Problems.\n"
+        );
+    }
     let _ = writeln!(out, "{}", summary_line(report));
     problems(report, &mut out);
     for sync in &report.syncs {
