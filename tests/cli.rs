@@ -855,6 +855,16 @@ async fn validate_lists_every_problem_without_credentials_or_network() {
         "{}",
         text(&output)
     );
+    // A namespace that selects nothing is said on stderr, so a typo in `-n` is seen.
+    let typo = without_credentials(&sim.endpoint(), &["validate", dir, "-n", "enginering"])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("no ExpensifyConnector or PolicyAccess in namespace \"enginering\""),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

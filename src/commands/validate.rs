@@ -52,6 +52,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
             now: Timestamp::now(),
         },
     )?;
+    if let Some(namespace) = &args.namespace.namespace
+        && validation.connectors + validation.policy_accesses == 0
+    {
+        // As `plan -n`: a namespace that selects nothing is said, so a typo is seen.
+        tracing::warn!("no ExpensifyConnector or PolicyAccess in namespace {namespace:?}");
+    }
     match args.output {
         OutputFormat::Text => out!("{}", text(&validation)),
         OutputFormat::Json => outln!(
