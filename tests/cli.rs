@@ -1172,7 +1172,7 @@ async fn a_rejected_credential_is_said_once_and_first() {
         if args.contains(&"markdown") {
             let stdout = String::from_utf8_lossy(&output.stdout).to_string();
             assert!(
-                stdout.starts_with("No changes for the objects that could be synced.\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
+                stdout.starts_with("**Failed:** credentials rejected for connector finance/acme\n\nNo changes for the objects that could be synced.\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
                 "{stdout}"
             );
         }
