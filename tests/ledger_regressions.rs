@@ -1042,3 +1042,195 @@ async fn case_7_a_deletion_whose_connector_is_gone_waits_instead_of_orphaning() 
     apply_ok(&sim, &repo).await;
     assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
 }
+
+// Issue 17 ("the ledger and the tenants, round two"): combinations an independent review
+// broke, each through the real binary.
+
+/// Writes `a` and `b` on Finance with these members, and applies.
+async fn a_and_b(sim: &SimulatorHandle, repo: &Repo, a: &[&str], b: (&str, &[&str])) {
+    Access::new("a", FINANCE, "Additive").members(a).write(repo);
+    Access::new("b", FINANCE, b.0).members(b.1).write(repo);
+    apply_ok(sim, repo).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_1_a_hand_off_that_raises_the_role_is_taken_back() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    // carol is new: a grants her as user; then b takes her over as admin while a drops her.
+    a_and_b(
+        &sim,
+        &repo,
+        &["{email: carol@acme.example}"],
+        ("Additive", &[]),
+    )
+    .await;
+    a_and_b(
+        &sim,
+        &repo,
+        &[],
+        ("Additive", &["{email: carol@acme.example, role: admin}"]),
+    )
+    .await;
+    assert_eq!(
+        role_of(&sim, FINANCE, "carol@acme.example").as_deref(),
+        Some("admin")
+    );
+    // b lets go: the operator added her, so she goes, whatever role it gave her since.
+    a_and_b(&sim, &repo, &[], ("Additive", &[])).await;
+    assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_1_a_raise_handed_off_with_another_role_goes_back_to_the_first_role() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    // alice was a user before the operator: a raises her to auditor, b takes her as admin.
+    let as_auditor = ["{email: alice@acme.example, role: auditor}"];
+    let as_admin = ["{email: alice@acme.example, role: admin}"];
+    a_and_b(&sim, &repo, &as_auditor, ("Additive", &[])).await;
+    a_and_b(&sim, &repo, &[], ("Additive", &as_admin)).await;
+    assert_eq!(
+        role_of(&sim, FINANCE, "alice@acme.example").as_deref(),
+        Some("admin")
+    );
+    a_and_b(&sim, &repo, &[], ("Additive", &[])).await;
+    assert_eq!(
+        role_of(&sim, FINANCE, "alice@acme.example").as_deref(),
+        Some("user"),
+        "back to the role she had before the operator first touched her"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_1_a_rename_that_also_raises_is_taken_back() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let old =
+        Access::new("a-old-name", FINANCE, "Additive").members(&["{email: carol@acme.example}"]);
+    old.write(&repo);
+    apply_ok(&sim, &repo).await;
+    old.remove(&repo);
+    Access::new("z-new-name", FINANCE, "Additive")
+        .members(&["{email: carol@acme.example, role: admin}"])
+        .write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert_eq!(
+        role_of(&sim, FINANCE, "carol@acme.example").as_deref(),
+        Some("admin")
+    );
+    Access::new("z-new-name", FINANCE, "Additive").write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_2_an_entry_handed_to_an_observe_only_object_is_released() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let carol = ["{email: carol@acme.example}"];
+    a_and_b(&sim, &repo, &carol, ("ObserveOnly", &[])).await;
+    // a drops her while the ObserveOnly object lists her: the entry moves, nothing written.
+    a_and_b(&sim, &repo, &[], ("ObserveOnly", &carol)).await;
+    assert_eq!(
+        role_of(&sim, FINANCE, "carol@acme.example").as_deref(),
+        Some("user")
+    );
+    // Nobody asks any more: what the operator gave is taken back.
+    a_and_b(&sim, &repo, &[], ("ObserveOnly", &[])).await;
+    assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_2_an_authoritative_object_is_not_disarmed_by_an_observe_only_entry() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let carol = ["{email: carol@acme.example}"];
+    let everyone = [
+        "{email: carol@acme.example}",
+        "{email: alice@acme.example}",
+        "{email: bob@acme.example}",
+        "{email: mallory@acme.example, role: admin}",
+        "{email: readonly@acme.example, role: auditor}",
+    ];
+    a_and_b(&sim, &repo, &carol, ("ObserveOnly", &[])).await;
+    a_and_b(&sim, &repo, &[], ("ObserveOnly", &carol)).await;
+    // The ObserveOnly object lets go and an Authoritative one governs without her.
+    Access::new("a", FINANCE, "Authoritative")
+        .members(&everyone[1..])
+        .write(&repo);
+    Access::new("b", FINANCE, "ObserveOnly").write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert_eq!(role_of(&sim, FINANCE, "carol@acme.example"), None);
+    let again = run(&sim, "plan", &repo, &[]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_3_a_broken_object_elsewhere_does_not_hold_an_expiry() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let soon = (k8s_openapi::jiff::Timestamp::now()
+        + k8s_openapi::jiff::SignedDuration::from_secs(3))
+    .to_string();
+    let jit = format!("{{email: carol@acme.example, role: user, expiresAt: \"{soon}\"}}");
+    Access::new("jit", FINANCE, "Additive")
+        .members(&[jit.as_str()])
+        .write(&repo);
+    apply_ok(&sim, &repo).await;
+    assert!(role_of(&sim, FINANCE, "carol@acme.example").is_some());
+    // Another object names a policy that does not exist, and lists someone else.
+    let mut broken =
+        Access::new("broken", FINANCE, "Additive").members(&["{email: zed@acme.example}"]);
+    broken.policy = "{name: Engineeering}".to_string();
+    broken.write(&repo);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The broken object is an error (apply exits 1), and carol's expiry goes ahead.
+    let output = run(&sim, "apply", &repo, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(
+        role_of(&sim, FINANCE, "carol@acme.example"),
+        None,
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_two_3_a_broken_object_holds_the_people_it_lists() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let soon = (k8s_openapi::jiff::Timestamp::now()
+        + k8s_openapi::jiff::SignedDuration::from_secs(3))
+    .to_string();
+    let jit = format!("{{email: carol@acme.example, role: user, expiresAt: \"{soon}\"}}");
+    Access::new("jit", FINANCE, "Additive")
+        .members(&[jit.as_str()])
+        .write(&repo);
+    apply_ok(&sim, &repo).await;
+    // A broken object (its policy unknown) lists carol: it may be the one asking for her.
+    let mut broken =
+        Access::new("broken", FINANCE, "Additive").members(&["{email: carol@acme.example}"]);
+    broken.policy = "{name: Nope}".to_string();
+    broken.write(&repo);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let output = run(&sim, "plan", &repo, &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("carol@acme.example"),
+        "{}",
+        text(&output)
+    );
+    let _ = run(&sim, "apply", &repo, &[]).await;
+    assert!(
+        role_of(&sim, FINANCE, "carol@acme.example").is_some(),
+        "held while the broken object may ask for her"
+    );
+}

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::model::ObjectKey;
 use super::claims::Claims;
+use super::holds::Holds;
 use super::resolve::{Standing, Subject};
 use super::world::{RosterView, World};
 use crate::api::{DeletionPolicy, ManagedMember};
@@ -78,22 +79,22 @@ pub(super) enum Fate {
     Keep,
     /// Moves to another object that asks for the person.
     HandOff(ObjectKey),
-    /// Dropped without a write: deleted with `deletionPolicy: Orphan`.
-    Orphan,
-    /// Kept while a removal that nobody asks for is held.
+    /// Kept while broken input may be asking for the person.
     Hold,
     /// Nobody asks any more: take back what was given.
     Release,
 }
 
-/// Decides the fate of an entry already checked against the roster.
+/// Decides the fate of an entry already checked against the roster. (An entry of an
+/// `Orphan` deletion that nobody asks for never gets here: it is dropped unread.)
 pub(super) fn fate(
     entry: &ManagedMember,
     holder: &Subject<'_>,
     claims: &Claims,
     foreign: &BTreeSet<String>,
-    removals_held: bool,
+    held: bool,
 ) -> Fate {
+    // A suspended holder freezes its entries; an unresolvable one cannot say what it asks.
     if matches!(holder.standing, Standing::Frozen | Standing::Unresolvable) {
         return Fate::Keep;
     }
@@ -109,73 +110,110 @@ pub(super) fn fate(
     if let Some(next) = askers.iter().find(|c| c.writes).or(askers.first()) {
         return Fate::HandOff(next.key.clone());
     }
-    if holder.standing == Standing::Deleting(DeletionPolicy::Orphan) {
-        return Fate::Orphan;
-    }
-    if removals_held {
+    if held {
         return Fate::Hold;
     }
     Fate::Release
 }
 
-/// Collects the entries of every object (the first holder by key wins a duplicate),
-/// checks them against the rosters and settles their fate. Returns the ledger as it
-/// stands before any write and the entries to release.
+/// One copy of an entry and the index of the subject whose status holds it.
+type Copy = (usize, ManagedMember);
+
+/// Every entry of every object, one list of copies per (policy, email). An entry is held
+/// twice only between two saves: a hand-off saves the gain before the loss, and a crash or
+/// a failed save in between leaves both.
+fn copies(subjects: &mut [Subject<'_>]) -> BTreeMap<(String, String), Vec<Copy>> {
+    let mut copies: BTreeMap<(String, String), Vec<Copy>> = BTreeMap::new();
+    for (index, subject) in subjects.iter_mut().enumerate() {
+        for entry in std::mem::take(&mut subject.entries) {
+            copies
+                .entry((entry.policy_id.clone(), entry.email.clone()))
+                .or_default()
+                .push((index, entry));
+        }
+    }
+    copies
+}
+
+/// The copy that says what the operator wrote last: one saved ahead of a write (pending)
+/// over a settled one, then one whose role Expensify shows, then the first by key. The
+/// others are stale (a loss not yet saved) and are dropped.
+fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
+    let shows_role = |entry: &ManagedMember| {
+        shown.is_some_and(|shown| {
+            entry
+                .role
+                .as_deref()
+                .is_some_and(|role| same_role(role, &shown.raw_role))
+        })
+    };
+    copies
+        .into_iter()
+        .max_by_key(|(index, entry)| (entry.pending, shows_role(entry), std::cmp::Reverse(*index)))
+}
+
+/// Collects the entries of every object (one copy per entry: [`newest`]), checks them
+/// against the rosters and settles their fate. Returns the ledger as it stands before any
+/// write and the entries to release.
 pub(super) fn settle(
     subjects: &mut [Subject<'_>],
     claims: &Claims,
     foreign: &BTreeSet<String>,
     world: &World<'_>,
-    removals_held: bool,
+    holds: &Holds,
 ) -> (Ledger, Vec<Held>) {
     let mut ledger = Ledger::default();
     let mut releases = Vec::new();
-    for subject in subjects.iter_mut() {
-        for entry in std::mem::take(&mut subject.entries) {
-            let key = (entry.policy_id.clone(), entry.email.clone());
-            if ledger.entries.contains_key(&key) {
-                continue;
-            }
-            let holder = subject.key().clone();
-            let orphaned = subject.standing == Standing::Deleting(DeletionPolicy::Orphan)
-                && !claims.is_claimed(&entry.policy_id, &entry.email);
-            if orphaned {
-                // Orphan writes nothing, so it needs no read of the policy either.
-                continue;
-            }
-            let Some(policy) = world.policies.get(&entry.policy_id) else {
-                // Not visible or not read: nothing can be checked, so nothing changes.
-                subject.plan.notes.push(format!(
-                    "{} on policy {}: the policy cannot be read with the connector's credentials; kept until it can",
-                    entry.email, entry.policy_id
-                ));
-                ledger.entries.insert(key, Held { holder, entry });
-                continue;
-            };
-            let Some(entry) = verify(&entry, policy.roster.get(&entry.email)) else {
-                continue;
-            };
-            match fate(&entry, subject, claims, foreign, removals_held) {
-                Fate::Keep => {}
-                Fate::HandOff(next) => {
-                    ledger.entries.insert(
-                        key,
-                        Held {
-                            holder: next,
-                            entry,
-                        },
-                    );
-                    continue;
-                }
-                Fate::Orphan => continue,
-                Fate::Hold => subject.plan.held.push(entry.email.clone()),
-                Fate::Release => releases.push(Held {
-                    holder: holder.clone(),
-                    entry: entry.clone(),
-                }),
-            }
-            ledger.entries.insert(key, Held { holder, entry });
+    for (key, copies) in copies(subjects) {
+        let policy = world.policies.get(&key.0);
+        let shown = policy.and_then(|p| p.roster.get(&key.1));
+        let Some((index, entry)) = newest(copies, shown) else {
+            continue;
+        };
+        let subject = &mut subjects[index];
+        let holder = subject.key().clone();
+        let orphaned = subject.standing == Standing::Deleting(DeletionPolicy::Orphan)
+            && !claims.is_claimed(&entry.policy_id, &entry.email);
+        if orphaned {
+            // Orphan writes nothing, so it needs no read of the policy either.
+            continue;
         }
+        let Some(policy) = policy else {
+            // Not visible or not read: nothing can be checked, so nothing changes.
+            subject.plan.notes.push(format!(
+                "{} on policy {}: the policy cannot be read with the connector's credentials; kept until it can",
+                entry.email, entry.policy_id
+            ));
+            ledger.entries.insert(key, Held { holder, entry });
+            continue;
+        };
+        let Some(entry) = verify(&entry, policy.roster.get(&entry.email)) else {
+            continue;
+        };
+        let held = holds.why(&entry.policy_id, &entry.email);
+        match fate(&entry, subject, claims, foreign, held.is_some()) {
+            Fate::Keep => {}
+            Fate::HandOff(next) => {
+                ledger.entries.insert(
+                    key,
+                    Held {
+                        holder: next,
+                        entry,
+                    },
+                );
+                continue;
+            }
+            Fate::Hold => {
+                if let Some(because) = held {
+                    subject.hold(&entry.email, because);
+                }
+            }
+            Fate::Release => releases.push(Held {
+                holder: holder.clone(),
+                entry: entry.clone(),
+            }),
+        }
+        ledger.entries.insert(key, Held { holder, entry });
     }
     (ledger, releases)
 }

@@ -16,6 +16,7 @@ mod claims;
 mod drift;
 mod grants;
 mod guard;
+mod holds;
 mod ledger;
 pub mod offline;
 mod removals;
@@ -29,6 +30,7 @@ pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, rank, su
 
 use super::model::ObjectKey;
 use claims::Claims;
+use holds::Holds;
 use ledger::Ledger;
 use resolve::Subject;
 use types::Planned;
@@ -42,19 +44,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     claims::block_second_authoritative(&mut subjects);
     let claims = Claims::collect(&subjects);
     let contested = claims::role_conflicts(&claims, &mut subjects);
-    let held_because = removals::removals_held(&input, &subjects);
+    let holds = Holds::collect(&input, &subjects);
 
-    let (mut ledger, released) = ledger::settle(
-        &mut subjects,
-        &claims,
-        &foreign,
-        &world,
-        held_because.is_some(),
-    );
+    let (mut ledger, released) = ledger::settle(&mut subjects, &claims, &foreign, &world, &holds);
     let mut planned = grants::plan_writes(&claims, &contested, &ledger, &world, &mut subjects);
-    if held_because.is_some() {
-        removals::hold_demotions(&mut planned, &mut subjects);
-    }
+    removals::hold_removals(&holds, &mut planned, &mut subjects);
     planned.extend(removals::releases(
         released,
         &mut ledger,
@@ -65,10 +59,10 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         &claims,
         &ledger,
         &world,
-        held_because.as_deref(),
+        &holds,
         &mut subjects,
     ));
-    removals::report_held_releases(held_because.as_deref(), &mut subjects);
+    removals::report_held(&mut subjects);
     let connector_used = guard::apply(input.connector, &mut planned, &mut subjects);
     for subject in &mut subjects {
         drift::report(subject, &claims, &ledger, &world);

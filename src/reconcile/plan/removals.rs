@@ -1,31 +1,19 @@
 //! Phase 5: removals. Released entries are taken back (an added person revoked, a changed
 //! role set back), unless Expensify no longer shows what the operator set; Authoritative
-//! objects revoke the people nobody asks for. Both wait while the input is broken.
+//! objects revoke the people nobody asks for. Both wait where broken input may be asking
+//! for the person ([`super::holds`]).
 
 use std::collections::BTreeMap;
 
 use super::super::model::ObjectKey;
 use super::claims::Claims;
+use super::holds::Holds;
 use super::ledger::{Held, Ledger};
-use super::resolve::{Standing, Subject};
-use super::types::{Block, Change, ChangeKind, PlanInput, Planned};
+use super::resolve::Subject;
+use super::types::{Block, Change, ChangeKind, Planned};
 use super::world::{PolicyView, RosterView, World};
 use crate::api::AccessMode;
 use crate::expensify::Role;
-
-/// Why removals on the connector are held, if they are: some manifest could not be read,
-/// or some object is invalid or cannot be resolved.
-pub(super) fn removals_held(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Option<String> {
-    if !input.inventory_complete {
-        return Some("some manifests could not be read".to_string());
-    }
-    let broken: Vec<String> = subjects
-        .iter()
-        .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
-        .map(|s| s.key().to_string())
-        .collect();
-    (!broken.is_empty()).then(|| format!("PolicyAccess {} is invalid", broken.join(", ")))
-}
 
 /// The change that takes back one released entry, or why it is left alone.
 fn take_back(
@@ -189,7 +177,7 @@ pub(super) fn authoritative_extras(
     claims: &Claims,
     ledger: &Ledger,
     world: &World<'_>,
-    held_because: Option<&str>,
+    holds: &Holds,
     subjects: &mut [Subject<'_>],
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
@@ -216,18 +204,15 @@ pub(super) fn authoritative_extras(
         if extras.is_empty() {
             continue;
         }
-        if held_because.is_some() {
-            subject
-                .plan
-                .held
-                .extend(extras.iter().map(|(e, _)| (*e).clone()));
-            continue;
-        }
         let why = format!(
             "not asked for by any PolicyAccess ({} is Authoritative)",
             subject.key()
         );
         for (email, current) in extras {
+            if let Some(because) = holds.why(&policy.id, email) {
+                subject.hold(email, because);
+                continue;
+            }
             let change = revoke(policy, email, current, subject.key(), &why);
             planned.push(Planned {
                 change,
@@ -238,33 +223,44 @@ pub(super) fn authoritative_extras(
     planned
 }
 
-/// While removals are held, so are demotions the people asked for would need: an absent or
-/// broken manifest may be the one asking for the higher role.
-pub(super) fn hold_demotions(planned: &mut Vec<Planned>, subjects: &mut [Subject<'_>]) {
+/// Where removals are held, so are the demotions and revocations planned there: a broken
+/// manifest may be the one asking for the person (or for the higher role).
+pub(super) fn hold_removals(
+    holds: &Holds,
+    planned: &mut Vec<Planned>,
+    subjects: &mut [Subject<'_>],
+) {
+    if !holds.any() {
+        return;
+    }
     planned.retain(|p| {
         if !p.change.is_removal() {
             return true;
         }
+        let Some(because) = holds.why(&p.change.policy_id, &p.change.email) else {
+            return true;
+        };
         if let Some(subject) = subjects
             .iter_mut()
             .find(|s| s.key() == &p.change.requested_by)
         {
-            subject.plan.held.push(p.change.email.clone());
+            subject.hold(&p.change.email, because);
         }
         false
     });
 }
 
-/// Objects whose releases are held get a block naming the people held.
-pub(super) fn report_held_releases(held_because: Option<&str>, subjects: &mut [Subject<'_>]) {
-    let Some(why) = held_because else { return };
+/// Objects whose removals are held get a block naming the people held and why.
+pub(super) fn report_held(subjects: &mut [Subject<'_>]) {
     for subject in subjects.iter_mut() {
-        if subject.plan.held.is_empty() {
+        if subject.held_because.is_empty() {
             continue;
         }
+        let because: Vec<String> = subject.held_because.iter().cloned().collect();
         subject.plan.blocks.push(Block::Held(format!(
-            "removal of {} held until every manifest on the connector can be read and is valid ({why})",
-            super::guard::name_people(&subject.plan.held)
+            "removal of {} held until every manifest that may ask for them can be read and is valid ({})",
+            super::guard::name_people(&subject.plan.held),
+            because.join("; ")
         )));
     }
 }

@@ -1,7 +1,7 @@
 //! Phase 1: each object of the connector, resolved: its policy, the people it asks for
 //! now, its ledger entries, and what it may do in this sync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -27,9 +27,14 @@ pub(super) struct Wanted {
 pub(super) enum Standing {
     /// Valid, resolved, live: asks for people and writes for them.
     Writer,
-    /// Valid, resolved, live, but writes nothing (suspended or ObserveOnly): the people it
-    /// lists count as asked for; its entries stay as they are.
+    /// Valid, resolved, live, but suspended: writes nothing, the people it lists count as
+    /// asked for, and its entries stay as they are (neither released nor handed off).
     Frozen,
+    /// Valid, resolved, live, ObserveOnly: writes nothing for the people it lists (who
+    /// count as asked for), but an entry it holds follows the ordinary rules: handed off or
+    /// released when it no longer lists the person, since the operator takes back what it
+    /// gave whoever holds the entry.
+    Observing,
     /// Invalid: asks for nobody; its entries may be handed off, releases are held.
     Invalid,
     /// Its policy cannot be resolved: its entries stay as they are.
@@ -51,6 +56,8 @@ pub(super) struct Subject<'a> {
     /// Blocked by a conflict: writes nothing for the people it asks for (who still count
     /// as asked for); its entries follow the ordinary rules.
     pub blocked: bool,
+    /// Why removals it would make are held (see [`super::holds`]).
+    pub held_because: BTreeSet<String>,
 }
 
 impl Subject<'_> {
@@ -60,12 +67,21 @@ impl Subject<'_> {
 
     /// Whether it asks for people (hard: it writes for them; soft: only keeps them).
     pub fn claims(&self) -> bool {
-        matches!(self.standing, Standing::Writer | Standing::Frozen)
+        matches!(
+            self.standing,
+            Standing::Writer | Standing::Frozen | Standing::Observing
+        )
     }
 
     /// Whether it writes for the people it asks for.
     pub fn writes(&self) -> bool {
         self.standing == Standing::Writer && !self.blocked
+    }
+
+    /// Records a removal this object would make that waits for broken input.
+    pub fn hold(&mut self, email: &str, because: String) {
+        self.plan.held.push(email.to_string());
+        self.held_because.insert(because);
     }
 
     /// Stops it writing for the people it asks for (a conflict found after resolving).
@@ -130,6 +146,7 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
         wanted,
         entries: object.ledger_entries(),
         blocked: false,
+        held_because: BTreeSet::new(),
     }
 }
 
@@ -143,8 +160,11 @@ fn standing(object: &AccessObject, plan: &ObjectPlan, resolved: bool) -> Standin
     if !plan.is_valid() {
         return Standing::Invalid;
     }
-    if object.spec.suspend || object.spec.mode == AccessMode::ObserveOnly {
+    if object.spec.suspend {
         return Standing::Frozen;
+    }
+    if object.spec.mode == AccessMode::ObserveOnly {
+        return Standing::Observing;
     }
     Standing::Writer
 }

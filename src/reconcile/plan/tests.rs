@@ -889,11 +889,21 @@ proptest! {
     }
 
     #[test]
-    fn observers_and_suspended_objects_never_write(world in arb_world(), accesses in arb_accesses()) {
+    fn observers_and_suspended_objects_never_write_for_what_they_ask(world in arb_world(), accesses in arb_accesses()) {
         let plan = run(&connector(), &accesses, &world);
         for change in &plan.changes {
             let asker = accesses.iter().find(|a| a.key == change.requested_by).unwrap();
-            prop_assert!(asker.deleting || (asker.spec.mode != AccessMode::ObserveOnly && !asker.spec.suspend), "{change:?}");
+            if asker.deleting {
+                continue;
+            }
+            prop_assert!(!asker.spec.suspend, "a suspended object wrote: {change:?}");
+            if asker.spec.mode == AccessMode::ObserveOnly {
+                // Only taking back what it holds and no longer lists.
+                let on_policy = asker.spec.policy.id.as_deref() == Some(change.policy_id.as_str());
+                let listed = on_policy && asker.spec.members.iter().any(|m| m.email == change.email);
+                let held = asker.ledger_entries().iter().any(|e| e.key() == (change.policy_id.as_str(), change.email.as_str()));
+                prop_assert!(change.is_removal() && held && !listed, "an ObserveOnly object wrote for what it asks: {change:?}");
+            }
         }
     }
 

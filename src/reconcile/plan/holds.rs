@@ -1,0 +1,115 @@
+//! Which removals wait while some input is broken. A manifest that cannot be read at all
+//! may ask for anyone: every removal on the connector waits. Otherwise each broken object
+//! (invalid, or its policy cannot be resolved) holds only what it could be asking for:
+//! everything on its policy when that is known, else the people its readable `members`
+//! list, and always the entries its ledger holds. One tenant's broken object never
+//! freezes another team's expiries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::super::model::{AccessObject, ObjectKey};
+use super::resolve::{Standing, Subject};
+use super::types::PlanInput;
+use crate::email;
+
+/// The removals held on one connector, and which broken object holds each.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    /// Some manifest could not be read: everything waits.
+    everything: bool,
+    /// Policy -> the broken objects on it.
+    policies: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// Email -> the broken objects that list the person (policy unknown: any policy).
+    people: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// (policy, email) -> the broken objects whose ledger holds the entry.
+    entries: BTreeMap<(String, String), BTreeSet<ObjectKey>>,
+}
+
+impl Holds {
+    pub fn collect(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Holds {
+        let mut holds = Holds {
+            everything: !input.inventory_complete,
+            ..Holds::default()
+        };
+        for subject in subjects
+            .iter()
+            .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
+        {
+            holds.add(subject, input.now);
+        }
+        holds
+    }
+
+    fn add(&mut self, subject: &Subject<'_>, now: Timestamp) {
+        let key = subject.key();
+        for entry in &subject.entries {
+            self.entries
+                .entry((entry.policy_id.clone(), entry.email.clone()))
+                .or_default()
+                .insert(key.clone());
+        }
+        if let Some(policy) = &subject.plan.policy_id {
+            self.policies
+                .entry(policy.clone())
+                .or_default()
+                .insert(key.clone());
+            return;
+        }
+        for email in readable_members(subject.object, now) {
+            self.people.entry(email).or_default().insert(key.clone());
+        }
+    }
+
+    /// Whether anything is held at all.
+    pub fn any(&self) -> bool {
+        self.everything
+            || !self.policies.is_empty()
+            || !self.people.is_empty()
+            || !self.entries.is_empty()
+    }
+
+    /// Why a removal of this person on this policy waits, if it does.
+    pub fn why(&self, policy: &str, email: &str) -> Option<String> {
+        if self.everything {
+            return Some("some manifests could not be read".to_string());
+        }
+        let mut holders: BTreeSet<&ObjectKey> = BTreeSet::new();
+        holders.extend(self.policies.get(policy).into_iter().flatten());
+        holders.extend(self.people.get(email).into_iter().flatten());
+        holders.extend(
+            self.entries
+                .get(&(policy.to_string(), email.to_string()))
+                .into_iter()
+                .flatten(),
+        );
+        if holders.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        Some(format!(
+            "PolicyAccess {} is invalid",
+            super::guard::name_people(&names)
+        ))
+    }
+}
+
+/// The people a broken object's members list in a readable form (an email that is valid),
+/// except those whose `expiresAt` is readable and already past: whatever else is wrong
+/// with the object, it may still be asking for them.
+fn readable_members(object: &AccessObject, now: Timestamp) -> BTreeSet<String> {
+    object
+        .spec
+        .members
+        .iter()
+        .filter(|m| email::is_valid(&m.email))
+        .filter(|m| {
+            m.expires_at
+                .as_deref()
+                .and_then(|at| at.parse::<Timestamp>().ok())
+                .is_none_or(|at| at > now)
+        })
+        .map(|m| email::normalize(&m.email))
+        .collect()
+}
