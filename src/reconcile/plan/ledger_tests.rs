@@ -1077,3 +1077,82 @@ fn the_newest_copy_of_a_handed_off_entry_wins() {
         }
     }
 }
+
+fn shown(role: &str) -> super::super::world::RosterView {
+    super::super::world::RosterView {
+        role: Role::parse(role),
+        raw_role: role.into(),
+        submits_to: None,
+        employee_id: None,
+    }
+}
+
+/// `verify` on a pending role change: confirmed only by the role it asked for (or the one
+/// it replaced), dropped when the roster shows the role from before the operator, and kept
+/// pending when the roster shows something else (a read that proves nothing yet).
+#[test]
+fn a_pending_role_change_is_confirmed_only_by_what_expensify_shows() {
+    use super::super::ledger::verify;
+    let mut raise = entry("bob@acme.example", false, Some("user"), "admin");
+    raise.pending = true;
+    let landed = verify(&raise, Some(&shown("admin"))).expect("kept");
+    assert!(!landed.pending);
+    assert_eq!(landed.role.as_deref(), Some("admin"));
+
+    assert_eq!(
+        verify(&raise, Some(&shown("user"))),
+        None,
+        "did not land: nothing owned"
+    );
+
+    let elsewhere = verify(&raise, Some(&shown("auditor"))).expect("kept");
+    assert!(
+        elsewhere.pending,
+        "not confirmed by a role it never asked for"
+    );
+    assert_eq!(elsewhere.role.as_deref(), Some("admin"));
+
+    let mut update = raise.clone();
+    update.prior_role = Some("auditor".into());
+    let fell_back = verify(&update, Some(&shown("auditor"))).expect("kept");
+    assert!(!fell_back.pending);
+    assert_eq!(fell_back.role.as_deref(), Some("auditor"));
+
+    assert_eq!(
+        verify(&raise, None),
+        None,
+        "not on the policy: nothing owned"
+    );
+}
+
+/// A broken object holds the release of an entry it holds, even one Expensify no longer
+/// shows as the operator set it (nothing is inferred while the input is broken).
+#[test]
+fn a_broken_holder_holds_its_own_releases() {
+    let world = finance(&[
+        ("carol@acme.example", "user"),
+        ("dan@acme.example", "admin"),
+    ]);
+    let mut broken = holding(
+        access(
+            "broken",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "nope")],
+        ),
+        vec![
+            entry("carol@acme.example", true, None, "user"),
+            entry("dan@acme.example", true, None, "user"),
+        ],
+    );
+    broken.spec.policy.id = Some("P1".into());
+    let plan = run(&connector(), &[broken], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let object = &plan.objects[&key("broken")];
+    assert_eq!(
+        object.ledger.len(),
+        2,
+        "nothing dropped: {:?}",
+        object.ledger
+    );
+    assert!(object.notes.is_empty(), "{:?}", object.notes);
+}
