@@ -315,16 +315,25 @@ async fn watch_syncs_on_change_and_stops_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn demo_runs_from_a_fresh_checkout() {
+async fn demo_runs_from_any_directory_and_leaves_nothing_behind() {
+    // Not the checkout: the examples are built into the binary (as after `cargo install`).
+    let elsewhere = tempfile::tempdir().unwrap();
     let output = Command::new(BIN)
         .arg("demo")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(elsewhere.path())
         .env("NO_COLOR", "1")
         .output()
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "nothing written where it ran"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("the built-in examples"), "{stdout}");
+    assert!(!text(&output).contains("skipped"), "{}", text(&output));
     for step in [
         "1. plan",
         "2. apply",
@@ -335,6 +344,37 @@ async fn demo_runs_from_a_fresh_checkout() {
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
+    assert!(
+        !std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/.expensify-status"
+        ))
+        .exists()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_a_directory_given_with_examples() {
+    let output = Command::new(BIN)
+        .args([
+            "demo",
+            "--examples",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(concat!(
+            "manifests:  ",
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples"
+        )),
+        "{stdout}"
+    );
     assert!(
         !std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
