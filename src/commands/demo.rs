@@ -90,13 +90,12 @@ fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
     for (name, text) in BUILT_IN_EXAMPLES {
         write(manifests.join(name), text)?;
     }
-    let seed = match &args.seed {
-        Some(seed) => seed.clone(),
-        None => {
-            let seed = temporary.path().join("simulator-seed.yaml");
-            write(seed.clone(), BUILT_IN_SEED)?;
-            seed
-        }
+    let seed = if let Some(seed) = &args.seed {
+        seed.clone()
+    } else {
+        let seed = temporary.path().join("simulator-seed.yaml");
+        write(seed.clone(), BUILT_IN_SEED)?;
+        seed
     };
     Ok(Examples {
         shown: format!(
@@ -197,7 +196,11 @@ mod tests {
         let mut shipped: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|name| name.ends_with(".yaml"))
+            .filter(|name| {
+                std::path::Path::new(name)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("yaml"))
+            })
             .filter(|name| name != "simulator-seed.yaml" && !name.contains(".template."))
             .collect();
         shipped.sort();
