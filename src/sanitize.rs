@@ -10,8 +10,9 @@
 //!   parsers also break lines at NEL, U+2028 and U+2029).
 //! - [`markdown`]: a cell, heading or list item of `plan` / `review -o markdown`: no
 //!   markup, HTML, table break, `@mention`, autolink, issue reference or bidi control.
-//! - [`csv_cell`]: a cell of `review -o csv`: quoted as RFC 4180 says, and a cell a
-//!   spreadsheet would take for a formula is prefixed with `'` (OWASP CSV injection).
+//! - [`csv_cell`]: a cell of `review -o csv`: quoted as RFC 4180 says, a cell a
+//!   spreadsheet would take for a formula prefixed with `'` (OWASP CSV injection), unsafe
+//!   characters escaped as on a terminal (the CSV goes to stdout, often a CI log).
 //!
 //! JSON needs nothing here: serde escapes every control character.
 
@@ -157,24 +158,28 @@ pub fn markdown(text: &str) -> String {
 }
 
 /// Characters a spreadsheet reads as the start of a formula (OWASP's list, and the
-/// full-width forms some spreadsheets normalise).
+/// full-width forms some spreadsheets normalise). OWASP also lists tab and CR, which a
+/// spreadsheet skips before a formula: [`csv_cell`] has escaped them already.
 fn starts_a_formula(c: char) -> bool {
     matches!(
         c,
-        '=' | '+' | '-' | '@' | '\t' | '\r' | '\u{FF1D}' | '\u{FF0B}' | '\u{FF0D}' | '\u{FF20}'
+        '=' | '+' | '-' | '@' | '\u{FF1D}' | '\u{FF0B}' | '\u{FF0D}' | '\u{FF20}'
     )
 }
 
 /// One CSV cell: a value a spreadsheet would run as a formula gets a leading `'` (shown as
-/// text, the value itself unchanged after it), and a cell with a comma, quote or line break
-/// is quoted with its quotes doubled (RFC 4180).
+/// text, the value itself unchanged after it), and a cell with a comma or a quote is quoted
+/// with its quotes doubled (RFC 4180). Unsafe characters are shown as escapes, as on a
+/// terminal: the CSV is printed to stdout, often into a CI log, where a line break inside a
+/// quoted cell would still start a line (`::add-mask::`), and one row stays one line.
 pub fn csv_cell(text: &str) -> String {
+    let text = escape_unsafe(text);
     let text = if text.chars().next().is_some_and(starts_a_formula) {
         format!("'{text}")
     } else {
-        text.to_string()
+        text
     };
-    if text.contains([',', '"', '\n', '\r']) {
+    if text.contains([',', '"']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text
@@ -194,7 +199,10 @@ mod tests {
 
     #[test]
     fn terminal_values_have_no_control_and_no_workflow_command() {
-        assert_eq!(terminal(ANSI_CLEAR), "Finance\\u{1b}[2J\\u{1b}[1;1HAll in sync");
+        assert_eq!(
+            terminal(ANSI_CLEAR),
+            "Finance\\u{1b}[2J\\u{1b}[1;1HAll in sync"
+        );
         assert_eq!(terminal(CR_OVERWRITE), "Evil\\rFinance");
         assert_eq!(terminal(C1_CSI), "a\\u{9b}31mred");
         assert_eq!(terminal(BIDI), "Finance\\u{202e}nimda\\u{202c}");
@@ -247,7 +255,10 @@ mod tests {
             markdown("https://evil.example/x"),
             format!("https:{wj}//evil.example/x")
         );
-        assert_eq!(markdown("WWW.evil.example"), format!("WWW{wj}.evil.example"));
+        assert_eq!(
+            markdown("WWW.evil.example"),
+            format!("WWW{wj}.evil.example")
+        );
         assert_eq!(markdown("fix #12"), format!("fix \\#{wj}12"));
         // An email stays as it is: GitHub does not read it as a mention.
         assert_eq!(markdown("bob@acme.example"), "bob@acme.example");
@@ -266,12 +277,14 @@ mod tests {
         assert_eq!(csv_cell("+1"), "'+1");
         assert_eq!(csv_cell("-2+3"), "'-2+3");
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("\tx"), "'\tx");
-        assert_eq!(csv_cell("\rx"), "\"'\rx\"");
+        // A leading tab or CR is shown as an escape: the cell starts with `\`, not a formula.
+        assert_eq!(csv_cell("\t=1+1"), "\\t=1+1");
+        assert_eq!(csv_cell("\r=1+1"), "\\r=1+1");
         assert_eq!(csv_cell("＝1+1"), "'＝1+1");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(csv_cell("line\n::add-mask::x"), "line\\n::add-mask::x");
+        assert_eq!(csv_cell("a\x1b[2J\u{202e}"), "a\\u{1b}[2J\\u{202e}");
         assert_eq!(csv_cell("plain"), "plain");
         assert_eq!(csv_cell("a=b"), "a=b");
     }

@@ -120,6 +120,8 @@ async fn review_csv_cells_cannot_run_as_formulas() {
     let dir = repo.path().to_str().unwrap();
     let output = run(&sim, &["review", dir, "-o", "csv"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", printed(&output));
+    // Printed to stdout, often into a CI log: one row per line, nothing a runner acts on.
+    assert_inert_for_terminals("review -o csv", &output);
     let csv = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         csv.contains(",\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"Engineering\"\")\","),
@@ -200,5 +202,46 @@ async fn export_yaml_comments_stay_one_line_for_every_parser() {
     assert!(
         comments[0].starts_with("# ::warning::pwned\\u{1b}[2J\\rFinance\\n::add-mask::x"),
         "{yaml}"
+    );
+}
+
+/// An error carrying Expensify's own text (here a request refused with a crafted message)
+/// is printed by `main` line by line, escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_with_expensify_text_is_printed_escaped() {
+    let sim = hostile_simulator().await;
+    let body = serde_json::json!({
+        "responseCode": 410,
+        "responseMessage": "Gone\r\n::add-mask::x\u{1b}[2J\u{202E}",
+    });
+    sim.state()
+        .set_faults(expensify_operator::simulator::FaultConfig {
+            script: std::collections::VecDeque::from(vec![
+                expensify_operator::simulator::ScriptedFault::Respond {
+                    status: 200,
+                    body: body.to_string(),
+                },
+            ]),
+            ..Default::default()
+        });
+    let export = run(
+        &sim,
+        &[
+            "export",
+            "--endpoint",
+            &sim.endpoint(),
+            "--admin-email",
+            "it-admin@acme.example",
+        ],
+    )
+    .await;
+    assert_eq!(export.status.code(), Some(1), "{}", printed(&export));
+    assert_inert_for_terminals("export error", &export);
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    // Line breaks are kept (errors list their causes on lines of their own); a line
+    // cannot start a workflow command.
+    assert!(
+        stderr.contains("Gone\\r\n\\::add-mask::x\\u{1b}[2J"),
+        "{stderr}"
     );
 }

@@ -17,8 +17,8 @@ use crate::email;
 use crate::expensify::{DEFAULT_ENDPOINT, PolicySummary, RosterEntry};
 use crate::files::CredentialSource;
 use crate::names;
-use crate::sanitize;
 use crate::reconcile::Observed;
+use crate::sanitize;
 
 /// Arguments of `export`.
 #[derive(Debug, Clone, clap::Args)]

@@ -196,7 +196,8 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
                 " --- |".repeat(HEADER.len())
             );
             for row in rows {
-                let cells: Vec<String> = fields(row).iter().map(|f| sanitize::markdown(f)).collect();
+                let cells: Vec<String> =
+                    fields(row).iter().map(|f| sanitize::markdown(f)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
             let unmanaged = rows.iter().filter(|r| r.managed_by == "unmanaged").count();
@@ -265,7 +266,8 @@ mod tests {
         ReviewRow {
             connector: "finance/acme".into(),
             policy_id: "P1".into(),
-            policy_name: "=HYPERLINK(\"https://evil.example\",\"x\")|@everyone\u{202e}<b>\nx".into(),
+            policy_name: "=HYPERLINK(\"https://evil.example\",\"x\")|@everyone\u{202e}<b>\nx"
+                .into(),
             email: "-2+3@acme.example".into(),
             role: "@SUM(A1)".into(),
             managed_by: "unmanaged".into(),
@@ -279,7 +281,7 @@ mod tests {
         let row = csv.split_once('\n').unwrap().1;
         assert_eq!(
             row,
-            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\u{202e}<b>\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,\n"
+            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,\n"
         );
     }
 
@@ -287,7 +289,10 @@ mod tests {
     fn markdown_cells_cannot_break_the_table_mention_or_link() {
         let markdown = render(&[hostile_row()], ReviewFormat::Markdown);
         let row = markdown.lines().nth(2).unwrap();
-        let unescaped_pipes = row.match_indices('|').filter(|(i, _)| !row[..*i].ends_with('\\')).count();
+        let unescaped_pipes = row
+            .match_indices('|')
+            .filter(|(i, _)| !row[..*i].ends_with('\\'))
+            .count();
         assert_eq!(unescaped_pipes, 8, "{row}");
         for forbidden in ["@everyone", "https://", "<b>", "\u{202e}"] {
             assert!(!markdown.contains(forbidden), "{forbidden:?} in {markdown}");

@@ -103,7 +103,11 @@ fn problems(report: &PassReport, out: &mut String) {
         for (key, status) in &sync.statuses {
             let message = status.message.as_deref().unwrap_or_default();
             if status.phase == AccessPhase::Error && message != repeated {
-                items.push(format!("{}: {}", markdown(&key.to_string()), markdown(message)));
+                items.push(format!(
+                    "{}: {}",
+                    markdown(&key.to_string()),
+                    markdown(message)
+                ));
             }
         }
     }

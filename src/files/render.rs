@@ -499,6 +499,16 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_change_prints_escaped() {
+        let mut change = grant("evil\x1b[2J@acme.example", None);
+        change.reason = "\r::add-mask::x".into();
+        let line = change_line(Style { colour: false }, &change, 0);
+        assert!(!line.contains(['\x1b', '\r']), "{line:?}");
+        assert!(line.contains("evil\\u{1b}[2J@acme.example"), "{line}");
+        assert!(line.ends_with("(\\r::add-mask::x)"), "{line}");
+    }
+
+    #[test]
     fn the_by_column_lines_up_past_a_long_detail() {
         let changes = [
             grant("zoe@acme.example", Some("cfo@acme.example")),
