@@ -137,12 +137,7 @@ pub fn markdown(text: &str) -> String {
                 out.push(':');
                 out.push(WORD_JOINER);
             }
-            '.' if out
-                .as_bytes()
-                .len()
-                .checked_sub(3)
-                .is_some_and(|start| out.as_bytes()[start..].eq_ignore_ascii_case(b"www")) =>
-            {
+            '.' if ends_with_www(&out) => {
                 out.push(WORD_JOINER);
                 out.push('.');
             }
@@ -155,6 +150,13 @@ pub fn markdown(text: &str) -> String {
         previous = Some(c);
     }
     out
+}
+
+/// Whether `text` ends with `www`, in any case (the start of an autolinked `www.`).
+fn ends_with_www(text: &str) -> bool {
+    text.len()
+        .checked_sub(3)
+        .is_some_and(|start| text.as_bytes()[start..].eq_ignore_ascii_case(b"www"))
 }
 
 /// Characters a spreadsheet reads as the start of a formula (OWASP's list, and the
