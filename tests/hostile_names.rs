@@ -205,14 +205,11 @@ async fn export_yaml_comments_stay_one_line_for_every_parser() {
     );
 }
 
-/// An error carrying Expensify's own text (here a request refused with a crafted message)
-/// is printed by `main` line by line, escaped.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_error_with_expensify_text_is_printed_escaped() {
-    let sim = hostile_simulator().await;
+/// Expensify refuses the next request with a crafted message.
+fn refuse_next_request(sim: &expensify_operator::simulator::SimulatorHandle) {
     let body = serde_json::json!({
         "responseCode": 410,
-        "responseMessage": "Gone\r\n::add-mask::x\u{1b}[2J\u{202E}",
+        "responseMessage": "Gone\r\n::add-mask::x\u{1b}[2J\u{202E} @everyone https://evil.example",
     });
     sim.state()
         .set_faults(expensify_operator::simulator::FaultConfig {
@@ -224,6 +221,50 @@ async fn an_error_with_expensify_text_is_printed_escaped() {
             ]),
             ..Default::default()
         });
+}
+
+/// A connector that cannot be read carries Expensify's message into its status, which
+/// `plan` (text and Markdown) and `review` print.
+#[tokio::test(flavor = "multi_thread")]
+async fn expensify_messages_in_statuses_are_escaped() {
+    let sim = hostile_simulator().await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    for args in [
+        &["plan", dir][..],
+        &["plan", dir, "-o", "markdown"][..],
+        &["review", dir, "-o", "csv"][..],
+    ] {
+        refuse_next_request(&sim);
+        let output = run(&sim, args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            printed(&output)
+        );
+        assert!(
+            printed(&output).contains("Gone"),
+            "{args:?}: {}",
+            printed(&output)
+        );
+        assert_inert_for_terminals(&format!("{args:?}"), &output);
+        if args.contains(&"markdown") {
+            let markdown = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                !markdown.contains("@everyone") && !markdown.contains("https://"),
+                "{markdown}"
+            );
+        }
+    }
+}
+
+/// An error carrying Expensify's own text (here a request refused with a crafted message)
+/// is printed by `main` line by line, escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_with_expensify_text_is_printed_escaped() {
+    let sim = hostile_simulator().await;
+    refuse_next_request(&sim);
     let export = run(
         &sim,
         &[
