@@ -125,7 +125,8 @@ pub fn markdown(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '@' => {
                 out.push('@');
-                if !previous.is_some_and(|p| p.is_ascii_alphanumeric()) {
+                // After a word character it is an email address, on GitHub and GitLab.
+                if !previous.is_some_and(|p| p.is_ascii_alphanumeric() || p == '_') {
                     out.push(WORD_JOINER);
                 }
             }
@@ -264,6 +265,8 @@ mod tests {
         assert_eq!(markdown("fix #12"), format!("fix \\#{wj}12"));
         // An email stays as it is: GitHub does not read it as a mention.
         assert_eq!(markdown("bob@acme.example"), "bob@acme.example");
+        assert_eq!(markdown("bob_@acme.example"), "bob\\_@acme.example");
+        assert_eq!(markdown("a.@admins"), format!("a.@{wj}admins"));
     }
 
     #[test]
