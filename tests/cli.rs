@@ -1723,13 +1723,19 @@ async fn validate_passes_the_shipped_examples_and_warns_of_an_expired_entry() {
     let output = json.output().await.unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(value["problems"].as_array().map(Vec::len), Some(0), "{value}");
+    assert_eq!(
+        value["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{value}"
+    );
     let warnings = value["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|w| w["field"] == "spec.members[1].expiresAt"
-            && w["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("contractor-b@acme.example"))),
+        warnings
+            .iter()
+            .any(|w| w["field"] == "spec.members[1].expiresAt"
+                && w["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("contractor-b@acme.example"))),
         "{value}"
     );
 }
