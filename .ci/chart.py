@@ -268,7 +268,8 @@ if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "check"
     if command == "release" and len(sys.argv) == 5:
         try:
-            print(f"wrote {release(*sys.argv[2:])} and install.yaml, crds.yaml beside it")
+            release(*sys.argv[2:])
+            print(f"wrote chart/{CHART.name}/, install.yaml and crds.yaml in {sys.argv[4]}")
         except ValueError as error:
             sys.exit(f"chart.py release: {error}")
         sys.exit(0)
