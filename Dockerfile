@@ -10,10 +10,12 @@
 FROM rust:1.89-bookworm AS build
 # `dev` builds quickly for a look; releases use the default.
 ARG PROFILE=release
+# One target/ cache per platform: a multi-platform build runs them side by side.
+ARG TARGETPLATFORM
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+    --mount=type=cache,id=expensify-operator-target-$TARGETPLATFORM,target=/src/target \
     sh .ci/build-binary.sh "$PROFILE" out
 
 FROM gcr.io/distroless/cc-debian12:nonroot

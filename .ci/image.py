@@ -142,10 +142,11 @@ def copy_context(sources, destination, patterns):
 
 
 def run_instruction(arguments, cwd, rootfs, env, caches):
-    words = shlex.split(arguments, posix=True)
+    # RUN's own flags come first, each one word; the shell command is the rest.
+    flags = re.match(r"(?:--\S+\s+)*", arguments).group(0)
+    command = arguments[len(flags):].strip()
     mounts = []
-    while words and words[0].startswith("--"):
-        flag = words.pop(0)
+    for flag in flags.split():
         if not flag.startswith("--mount="):
             raise ReplayError(f"RUN flag {flag} is not supported by the replay")
         options = dict(part.split("=", 1) for part in flag[len("--mount="):].split(","))
@@ -163,7 +164,6 @@ def run_instruction(arguments, cwd, rootfs, env, caches):
             raise ReplayError(f"cache mount {target} hides files of the build context")
         inside.symlink_to(pathlib.Path(host).resolve(), target_is_directory=True)
     # Shell form: the image's /bin/sh -c runs it; here the machine's sh with the stage's env.
-    command = arguments[arguments.index(words[0]):] if words else ""
     print(f"+ (in {cwd.relative_to(rootfs.parent)}) {command}", flush=True)
     result = subprocess.run(["sh", "-c", command], cwd=cwd, env=env)
     if result.returncode != 0:
