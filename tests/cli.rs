@@ -1735,3 +1735,47 @@ async fn long_work_reports_its_progress_on_stderr() {
     let stderr = String::from_utf8_lossy(&applied.stderr);
     assert!(stderr.contains("updater batches sent 1/"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_passes_the_shipped_examples_and_warns_of_an_expired_entry() {
+    // The examples as shipped, in place: an expired just-in-time entry (2025) is the normal
+    // end of that access, so it is named as a warning and validate still exits 0.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut validate = without_credentials("http://127.0.0.1:9", &["validate", examples]);
+    validate.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = validate.output().await.unwrap();
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("warning: ")
+            && all.contains("contractors-jit.yaml (document 1): PolicyAccess ")
+            && all.contains("expiresAt: 2025-01-31T00:00:00Z is in the past"),
+        "the expired entry is named: {all}"
+    );
+    assert!(
+        all.contains("no problems (") && all.contains("warning(s): expired entries to remove)"),
+        "{all}"
+    );
+
+    // JSON keeps the expired entry apart from the problems.
+    let mut json = without_credentials("http://127.0.0.1:9", &["validate", examples, "-o", "json"]);
+    json.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = json.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{value}"
+    );
+    let warnings = value["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["field"] == "spec.members[1].expiresAt"
+                && w["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("contractor-b@acme.example"))),
+        "{value}"
+    );
+}

@@ -6,7 +6,8 @@
 //! [`crate::reconcile::validate`]'s (every field of a connector, the endpoint allowlist when
 //! one is given, every field of a PolicyAccess, connector references and namespace
 //! consent), plus what the manifests alone decide of the planner's conflicts
-//! ([`crate::reconcile::plan::offline`]) and entries whose `expiresAt` has passed.
+//! ([`crate::reconcile::plan::offline`]). Entries whose `expiresAt` has passed are
+//! warnings, not problems: expiry is the ordinary end of just-in-time access.
 //!
 //! PATH is a directory (everything below it) or one manifest file (that file alone). A
 //! connector reference that PATH itself cannot resolve is looked up among the connectors of
@@ -83,6 +84,8 @@ pub struct Validation {
     /// The repository whose connectors resolved references PATH could not, if one was read.
     pub connectors_from: Option<String>,
     pub problems: Vec<Finding>,
+    /// Named but not failing: entries past their `expiresAt`, left to tidy up.
+    pub warnings: Vec<Finding>,
 }
 
 impl Validation {
@@ -232,18 +235,27 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|(key, _)| in_namespace(&key.namespace))
             .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
     );
+    let warnings = accesses
+        .iter()
+        .filter(|access| in_namespace(&access.key.namespace))
+        .flat_map(|access| {
+            expired_members(access, checks.now)
+                .into_iter()
+                .map(|problem| finding("PolicyAccess", &access.key, problem))
+        })
+        .collect();
     Ok(Validation {
         path: path.display().to_string(),
         connectors: count(&connectors, |c| &c.key.namespace, in_namespace),
         policy_accesses: count(&accesses, |a| &a.key.namespace, in_namespace),
         connectors_from: connectors_from.map(|root| root.display().to_string()),
         problems,
+        warnings,
     })
 }
 
-/// Every problem of the PolicyAccess objects checked: their own fields and references,
-/// entries past their `expiresAt`, and the conflicts the manifests alone decide (on each
-/// connector they may use).
+/// Every problem of the PolicyAccess objects checked: their own fields and references, and
+/// the conflicts the manifests alone decide (on each connector they may use).
 fn access_problems(
     accesses: &[AccessObject],
     connectors: &[ConnectorObject],
@@ -251,9 +263,7 @@ fn access_problems(
 ) -> Vec<(ObjectKey, Problem)> {
     let mut found: Vec<(ObjectKey, Problem)> = Vec::new();
     for access in accesses {
-        let own = validate_access(access, connectors)
-            .into_iter()
-            .chain(expired_members(access, now));
+        let own = validate_access(access, connectors).into_iter();
         found.extend(own.map(|p| (access.key.clone(), p)));
     }
     for connector in connectors {
@@ -287,6 +297,9 @@ fn count<T>(items: &[T], namespace: impl Fn(&T) -> &String, keep: impl Fn(&str) 
 /// The text `validate` prints: one line per problem, then a summary line.
 pub fn text(validation: &Validation) -> String {
     let mut out = String::new();
+    for warning in &validation.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
     for problem in &validation.problems {
         out.push_str(&format!("{problem}\n"));
     }
@@ -294,11 +307,15 @@ pub fn text(validation: &Validation) -> String {
         "{} ExpensifyConnector and {} PolicyAccess in {}",
         validation.connectors, validation.policy_accesses, validation.path
     );
+    let warned = match validation.warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} warning(s): expired entries to remove)"),
+    };
     if validation.is_clean() {
-        out.push_str(&format!("OK: {checked}, no problems.\n"));
+        out.push_str(&format!("OK: {checked}, no problems{warned}.\n"));
     } else {
         out.push_str(&format!(
-            "{} problem(s): {checked}.\n",
+            "{} problem(s): {checked}{warned}.\n",
             validation.problems.len()
         ));
     }
