@@ -1087,3 +1087,129 @@ proptest! {
         run_history(Which::Cluster, &steps).map_err(TestCaseError::fail)?;
     }
 }
+
+// Regression cases: the shrunk histories the generator found on the code of issue 17
+// (items 1 and 2), kept as fixed histories run in both modes.
+
+const NEW1: usize = 0;
+const PAT: usize = 2;
+
+fn object(policy: PolicyRef, mode: Mode, members: &[(usize, Role)]) -> Spec {
+    Spec {
+        tenant: false,
+        ghost: false,
+        policy,
+        mode,
+        suspend: false,
+        deletion: Deletion::Revoke,
+        members: members
+            .iter()
+            .map(|(person, role)| {
+                (
+                    *person,
+                    Member {
+                        role: *role,
+                        expiry: Expiry::Never,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A step with these objects in these slots, the other slots empty.
+fn step(objects: Vec<(usize, Spec)>) -> World {
+    let mut world = vec![None; SLOTS];
+    for (slot, spec) in objects {
+        world[slot] = Some(spec);
+    }
+    world
+}
+
+/// Runs the history in file mode and in cluster mode; fails with what each mode broke.
+fn in_both_modes(steps: &[World]) {
+    let failures: Vec<String> = [Which::File, Which::Cluster]
+        .into_iter()
+        .filter_map(|which| {
+            run_history(which, steps)
+                .err()
+                .map(|e| format!("{which:?} mode: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Issue 17 item 1: `o0` grants new1 as user; `o1` asks new1 as admin while `o0` drops
+/// them; then `o1` lets go. new1 must be revoked, not left admin under a stale entry.
+#[test]
+fn a_hand_off_that_also_raises_the_role_is_taken_back() {
+    let alpha = PolicyRef::Id(0);
+    in_both_modes(&[
+        step(vec![(0, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![
+            (0, object(alpha, Mode::Additive, &[])),
+            (1, object(alpha, Mode::Additive, &[(NEW1, Role::Admin)])),
+        ]),
+        step(vec![
+            (0, object(alpha, Mode::Additive, &[])),
+            (1, object(alpha, Mode::Additive, &[])),
+        ]),
+    ]);
+}
+
+/// Issue 17 item 1, for someone who was there before the operator: pat (user on Alpha) is
+/// raised to auditor, handed over as admin, released: pat must be user again.
+#[test]
+fn a_hand_off_that_raises_someone_already_there_returns_them_to_their_role() {
+    let alpha = PolicyRef::Id(0);
+    in_both_modes(&[
+        step(vec![(0, object(alpha, Mode::Additive, &[(PAT, Role::Auditor)]))]),
+        step(vec![(1, object(alpha, Mode::Additive, &[(PAT, Role::Admin)]))]),
+        step(vec![(1, object(alpha, Mode::Additive, &[]))]),
+    ]);
+}
+
+/// Issue 17 item 1, as the generator shrank it: a rename (the object moves to another
+/// namespace) that also raises the role. pat was not on Gamma; the operator added them as
+/// user, the renamed object asks auditor; at the end pat must be gone from Gamma.
+#[test]
+fn a_rename_that_also_raises_the_role_is_taken_back() {
+    let gamma = PolicyRef::Id(2);
+    let renamed = Spec {
+        tenant: true,
+        ..object(gamma, Mode::Additive, &[(PAT, Role::Auditor)])
+    };
+    in_both_modes(&[
+        step(vec![(0, object(gamma, Mode::Additive, &[(PAT, Role::User)]))]),
+        step(vec![(0, renamed)]),
+    ]);
+}
+
+/// Issue 17 item 2: an entry handed to an ObserveOnly object is released when that object
+/// lets go too.
+#[test]
+fn an_entry_handed_to_an_observe_only_object_is_released_when_nobody_asks() {
+    let alpha = PolicyRef::Id(0);
+    in_both_modes(&[
+        step(vec![(0, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![
+            (0, object(alpha, Mode::Additive, &[])),
+            (1, object(alpha, Mode::ObserveOnly, &[(NEW1, Role::User)])),
+        ]),
+        step(vec![
+            (0, object(alpha, Mode::Additive, &[])),
+            (1, object(alpha, Mode::ObserveOnly, &[])),
+        ]),
+    ]);
+}
+
+/// Issue 17 item 2, as the generator shrank it: the object that granted new1 turns
+/// ObserveOnly and drops them in the same edit; nobody asks for new1 any more.
+#[test]
+fn an_object_turned_observe_only_releases_what_nobody_asks_for() {
+    let alpha = PolicyRef::Id(0);
+    in_both_modes(&[
+        step(vec![(1, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![(1, object(alpha, Mode::ObserveOnly, &[]))]),
+    ]);
+}
