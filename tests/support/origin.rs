@@ -219,6 +219,38 @@ pub fn diff(origin: &State, now: &State) -> String {
     out
 }
 
+/// What one sync changed, on one line: `Alpha: +new1 user, pat user->admin, -bob`.
+pub fn changes(before: &State, now: &State) -> String {
+    let mut policies = Vec::new();
+    for (policy, was) in before {
+        let empty = BTreeMap::new();
+        let is = now.get(policy).unwrap_or(&empty);
+        let mut people: Vec<&String> = was.keys().chain(is.keys()).collect();
+        people.sort();
+        people.dedup();
+        let short = |email: &str| email.split('@').next().unwrap_or(email).to_string();
+        let lines: Vec<String> = people
+            .into_iter()
+            .filter_map(|email| match (was.get(email), is.get(email)) {
+                (None, Some(role)) => Some(format!("+{} {role}", short(email))),
+                (Some(_), None) => Some(format!("-{}", short(email))),
+                (Some(old), Some(new)) if old != new => {
+                    Some(format!("{} {old}->{new}", short(email)))
+                }
+                _ => None,
+            })
+            .collect();
+        if !lines.is_empty() {
+            policies.push(format!("{}: {}", POLICIES[*policy].1, lines.join(", ")));
+        }
+    }
+    if policies.is_empty() {
+        "Expensify unchanged".to_string()
+    } else {
+        policies.join("; ")
+    }
+}
+
 /// A number from the environment (case counts, shrink bounds), or `default`.
 pub fn env_number(name: &str, default: u32) -> u32 {
     std::env::var(name)
