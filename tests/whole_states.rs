@@ -347,8 +347,7 @@ impl Model {
         for (key, spec) in &self.live {
             if !live.contains_key(key) && spec.deletion == Deletion::Orphan {
                 for (policy, person) in self.listed.get(key).into_iter().flatten() {
-                    self.orphaned
-                        .insert((*policy, PEOPLE[*person].to_string()));
+                    self.orphaned.insert((*policy, PEOPLE[*person].to_string()));
                 }
             }
         }
@@ -760,17 +759,16 @@ impl ClusterDriver {
 
     /// The watch caches as the API server holds everything now.
     async fn refill_caches(&mut self) -> Result<ExpensifyConnector, String> {
-        let connector = Api::<ExpensifyConnector>::namespaced(
-            self.client.clone(),
-            CONNECTOR_NAMESPACE,
-        )
-        .get(CONNECTOR)
-        .await
-        .map_err(|e| format!("reading the connector: {e}"))?;
+        let connector =
+            Api::<ExpensifyConnector>::namespaced(self.client.clone(), CONNECTOR_NAMESPACE)
+                .get(CONNECTOR)
+                .await
+                .map_err(|e| format!("reading the connector: {e}"))?;
         self.connectors.apply_watcher_event(&watcher::Event::Init);
         self.connectors
             .apply_watcher_event(&watcher::Event::InitApply(connector.clone()));
-        self.connectors.apply_watcher_event(&watcher::Event::InitDone);
+        self.connectors
+            .apply_watcher_event(&watcher::Event::InitDone);
         let accesses = self.list().await?;
         self.accesses.apply_watcher_event(&watcher::Event::Init);
         for access in accesses {
@@ -1148,7 +1146,10 @@ fn in_both_modes(steps: &[World]) {
 fn a_hand_off_that_also_raises_the_role_is_taken_back() {
     let alpha = PolicyRef::Id(0);
     in_both_modes(&[
-        step(vec![(0, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![(
+            0,
+            object(alpha, Mode::Additive, &[(NEW1, Role::User)]),
+        )]),
         step(vec![
             (0, object(alpha, Mode::Additive, &[])),
             (1, object(alpha, Mode::Additive, &[(NEW1, Role::Admin)])),
@@ -1166,8 +1167,14 @@ fn a_hand_off_that_also_raises_the_role_is_taken_back() {
 fn a_hand_off_that_raises_someone_already_there_returns_them_to_their_role() {
     let alpha = PolicyRef::Id(0);
     in_both_modes(&[
-        step(vec![(0, object(alpha, Mode::Additive, &[(PAT, Role::Auditor)]))]),
-        step(vec![(1, object(alpha, Mode::Additive, &[(PAT, Role::Admin)]))]),
+        step(vec![(
+            0,
+            object(alpha, Mode::Additive, &[(PAT, Role::Auditor)]),
+        )]),
+        step(vec![(
+            1,
+            object(alpha, Mode::Additive, &[(PAT, Role::Admin)]),
+        )]),
         step(vec![(1, object(alpha, Mode::Additive, &[]))]),
     ]);
 }
@@ -1183,7 +1190,10 @@ fn a_rename_that_also_raises_the_role_is_taken_back() {
         ..object(gamma, Mode::Additive, &[(PAT, Role::Auditor)])
     };
     in_both_modes(&[
-        step(vec![(0, object(gamma, Mode::Additive, &[(PAT, Role::User)]))]),
+        step(vec![(
+            0,
+            object(gamma, Mode::Additive, &[(PAT, Role::User)]),
+        )]),
         step(vec![(0, renamed)]),
     ]);
 }
@@ -1194,7 +1204,10 @@ fn a_rename_that_also_raises_the_role_is_taken_back() {
 fn an_entry_handed_to_an_observe_only_object_is_released_when_nobody_asks() {
     let alpha = PolicyRef::Id(0);
     in_both_modes(&[
-        step(vec![(0, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![(
+            0,
+            object(alpha, Mode::Additive, &[(NEW1, Role::User)]),
+        )]),
         step(vec![
             (0, object(alpha, Mode::Additive, &[])),
             (1, object(alpha, Mode::ObserveOnly, &[(NEW1, Role::User)])),
@@ -1212,7 +1225,10 @@ fn an_entry_handed_to_an_observe_only_object_is_released_when_nobody_asks() {
 fn an_object_turned_observe_only_releases_what_nobody_asks_for() {
     let alpha = PolicyRef::Id(0);
     in_both_modes(&[
-        step(vec![(1, object(alpha, Mode::Additive, &[(NEW1, Role::User)]))]),
+        step(vec![(
+            1,
+            object(alpha, Mode::Additive, &[(NEW1, Role::User)]),
+        )]),
         step(vec![(1, object(alpha, Mode::ObserveOnly, &[]))]),
     ]);
 }
@@ -1228,7 +1244,10 @@ fn what_an_object_gave_before_naming_a_missing_connector_is_still_taken_back() {
         ..object(alpha, Mode::Additive, &[])
     };
     in_both_modes(&[
-        step(vec![(1, object(alpha, Mode::Additive, &[(BOB, Role::Admin)]))]),
+        step(vec![(
+            1,
+            object(alpha, Mode::Additive, &[(BOB, Role::Admin)]),
+        )]),
         step(vec![
             (1, ghost),
             (2, object(alpha, Mode::Additive, &[(BOB, Role::User)])),
