@@ -3,7 +3,7 @@
 
 use crate::files::{Run, SavedPlan, render};
 
-use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, SigningArgs, OutputFormat, stdout_style};
 
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +12,8 @@ pub struct ApplyArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
     /// `text` or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -32,6 +34,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;
+    args.signing.check(&args.files, &mode, "apply")?;
     if args.require_status
         && let Some(missing) = mode.missing_ledger()?
     {
