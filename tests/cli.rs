@@ -1695,3 +1695,82 @@ async fn long_work_reports_its_progress_on_stderr() {
     let stderr = String::from_utf8_lossy(&applied.stderr);
     assert!(stderr.contains("updater batches sent 1/"), "{stderr}");
 }
+
+/// A secrets directory holding the status signing key at its documented place.
+fn secrets_with_status_key(key: &str) -> tempfile::TempDir {
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), format!("{key}\n")).unwrap();
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let status = repo.path().join(".expensify-status");
+
+    // No key, no --unsigned-status: refused before anything is written.
+    let refused = command(&sim.endpoint(), &["apply", dir], ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("needs the key: no file $EXPENSIFY_SECRETS_DIR/expensify-status-key/key")
+            && said.contains("--unsigned-status"),
+        "{said}"
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written to Expensify");
+
+    // With the key: applied, and every status file signed, with the index beside them.
+    let key = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
+    let secrets = secrets_with_status_key(key);
+    let secrets_dir = secrets.path().to_str().unwrap();
+    let applied = command(
+        &sim.endpoint(),
+        &["apply", dir, "--secrets-dir", secrets_dir, "--log-level", "trace"],
+        ADMIN_SECRET,
+    )
+    .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    assert!(!text(&applied).contains(key), "the key is never printed");
+    let file = std::fs::read_to_string(status.join("policyaccess/finance/finance.yaml")).unwrap();
+    assert!(file.starts_with("# expensify-operator signature v1 seq="), "{file}");
+    assert!(status.join(".signatures").exists());
+
+    // A plan with the key verifies; one without says the recorded state is unverified.
+    let verified = run(&sim.endpoint(), &["plan", dir, "--secrets-dir", secrets_dir]).await;
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(!text(&verified).contains("UNVERIFIED"), "{}", text(&verified));
+    let unverified = run(&sim.endpoint(), &["plan", dir]).await;
+    assert_eq!(unverified.status.code(), Some(0), "{}", text(&unverified));
+    assert!(
+        text(&unverified).contains("the recorded state in")
+            && text(&unverified).contains("is UNVERIFIED"),
+        "{}",
+        text(&unverified)
+    );
+
+    // Once signed, an apply without the key is refused even with --unsigned-status.
+    let keyless = run(&sim.endpoint(), &["apply", dir, "--unsigned-status"]).await;
+    assert_eq!(keyless.status.code(), Some(1), "{}", text(&keyless));
+    assert!(text(&keyless).contains("is signed"), "{}", text(&keyless));
+
+    // A key that is too short is refused, not used.
+    let short = secrets_with_status_key("short");
+    let output = run(
+        &sim.endpoint(),
+        &["plan", dir, "--secrets-dir", short.path().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("at least 32"), "{}", text(&output));
+}
