@@ -1274,10 +1274,78 @@ async fn a_saved_plan_is_applied_exactly_or_refused_naming_what_moved() {
     assert_eq!(moved.status.code(), Some(1), "{}", text(&moved));
     let said = text(&moved);
     assert!(
-        said.contains("the manifests changed since the plan")
+        said.contains("PolicyAccess finance/finance (finance.yaml): changed since the plan")
             && said.contains("not in the reviewed plan: granted late@acme.example"),
         "{said}"
     );
+}
+
+/// A saved plan whose words were edited (a role in the text) is refused, naming what
+/// the text says and what the change really is; `-o json` prints the refusal as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_with_edited_text_is_refused_and_json_says_so() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let saved = plans.path().join("plan.json");
+    let saved_path = saved.to_str().unwrap();
+    let planned = run(&sim.endpoint(), &["plan", dir, "--out", saved_path]).await;
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    let plan = std::fs::read_to_string(&saved).unwrap();
+    assert!(plan.contains("as auditor"), "{plan}");
+    std::fs::write(&saved, plan.replace("as auditor", "as admin")).unwrap();
+
+    let refused = run(&sim.endpoint(), &["apply", dir, "--plan", saved_path, "-o", "json"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("the plan's text does not match its content")
+            && text(&refused).contains("as admin")
+            && text(&refused).contains("as auditor"),
+        "{}",
+        text(&refused)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&refused.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&refused)));
+    assert_eq!(json["applied"], false);
+    assert!(json["moved"][0].as_str().unwrap().contains("as admin"), "{json}");
+    assert_eq!(updates(&sim), 0, "nothing was written");
+
+    // An unreadable plan is a JSON refusal too.
+    std::fs::write(&saved, "not json").unwrap();
+    let unreadable = run(&sim.endpoint(), &["apply", dir, "--plan", saved_path, "-o", "json"]).await;
+    assert_eq!(unreadable.status.code(), Some(1), "{}", text(&unreadable));
+    let json: serde_json::Value = serde_json::from_slice(&unreadable.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&unreadable)));
+    assert!(json["refused"].as_str().unwrap().contains("plan.json"), "{json}");
+}
+
+/// `plan --out` after a plan that failed (credentials rejected: nothing could be read,
+/// so nothing is planned) saves nothing, and removes an older plan at that path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_plan_is_not_saved() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let saved = plans.path().join("plan.json");
+    let saved_path = saved.to_str().unwrap();
+    std::fs::write(&saved, "an older plan").unwrap();
+    let failed = command(
+        &sim.endpoint(),
+        &["plan", dir, "--out", saved_path],
+        "not-the-secret",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("the plan failed, so it was not saved"),
+        "{}",
+        text(&failed)
+    );
+    assert!(!saved.exists(), "no plan is left to apply");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -42,7 +42,10 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         return Ok(1);
     }
     let reviewed = match &args.plan {
-        Some(path) => Some(SavedPlan::load(path)?),
+        Some(path) => match SavedPlan::load(path) {
+            Ok(plan) => Some(plan),
+            Err(e) => return Ok(refuse(args.output, &e.to_string(), &[])),
+        },
         None => None,
     };
     // All or nothing: the whole plan is checked before any connector writes (each
@@ -51,11 +54,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         let now = mode.pass(Run::Plan).await?;
         let moved = reviewed.moved(&now);
         if !moved.is_empty() {
-            eprintln!(
-                "error: the saved plan no longer matches; nothing was applied. Plan again and review:\n  - {}",
-                moved.join("\n  - ")
-            );
-            return Ok(1);
+            let why = "the saved plan no longer matches; nothing was applied. Plan again and review";
+            return Ok(refuse(args.output, why, &moved));
         }
     }
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
@@ -77,4 +77,23 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),
     }
     Ok(i32::from(report.has_errors() || report.has_blocked()))
+}
+
+/// `apply --plan` refused before anything was written: said on stderr, and for `-o json`
+/// also as a JSON document on stdout (a pipeline parsing stdout sees why). Exit code 1.
+fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
+    if moved.is_empty() {
+        eprintln!("error: {why}");
+    } else {
+        eprintln!("error: {why}:\n  - {}", moved.join("\n  - "));
+    }
+    if output == OutputFormat::Json {
+        let refusal = serde_json::json!({
+            "applied": false,
+            "refused": why,
+            "moved": moved,
+        });
+        outln!("{refusal:#}");
+    }
+    1
 }

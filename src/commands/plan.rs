@@ -52,8 +52,24 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let _lock = args.files.lock_shared(&target, &args.lock).await?;
     let report = mode.pass(Run::Plan).await?;
     if let Some(path) = &args.out {
-        SavedPlan::of(&report).save(path)?;
-        tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
+        if report.has_errors() {
+            // A failed plan shows less than apply would do (an unreachable connector plans
+            // nothing): saved, it would read as "nothing to do". A plan left there by an
+            // earlier run goes too, so a pipeline cannot apply it by mistake.
+            let removed = std::fs::remove_file(path).is_ok();
+            eprintln!(
+                "error: plan --out: the plan failed, so it was not saved to {}{}",
+                path.display(),
+                if removed {
+                    " (the plan that was there is removed)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            SavedPlan::of(&report).save(path)?;
+            tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
+        }
     }
     let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {

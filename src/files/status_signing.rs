@@ -263,12 +263,6 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// SHA-256 of `bytes`, in hex: saved plans' digests.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,13 +342,5 @@ mod tests {
             StatusKeyError::TooShort { found: 5 }
         );
         assert_eq!(format!("{:?}", key()), "StatusKey(<redacted>)");
-    }
-
-    #[test]
-    fn sha256_matches_the_standard_vector() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }
