@@ -361,6 +361,44 @@ async fn the_simulator_refuses_other_than_loopback() {
     assert!(text(&output).contains("loopback only"), "{}", text(&output));
 }
 
+/// Cosmetics a user sees (issue 17 item 15): a seed parse error names its file, not
+/// `<input>`; a missing kubeconfig is named once, unquoted; `plan -o json` spells
+/// `policyID` as the CRD status does.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_name_files_once_and_spell_policy_id_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("broken-seed.yaml");
+    std::fs::write(&seed, "accounts: [\n  - x: 1\npolicies: 3\n").unwrap();
+    let endpoint = expensify_operator::expensify::DEFAULT_ENDPOINT;
+    let output = run(endpoint, &["simulator", "--seed", seed.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("--> {}:2:3", seed.display()))
+            && !text(&output).contains("<input>"),
+        "{}",
+        text(&output)
+    );
+
+    let missing = dir.path().join("no-such-kubeconfig");
+    let output = run(
+        endpoint,
+        &["controller", "--kubeconfig", missing.to_str().unwrap(), "--probes-addr", "127.0.0.1:0"],
+    )
+    .await;
+    assert_eq!(
+        text(&output).matches(missing.to_str().unwrap()).count(),
+        1,
+        "{}",
+        text(&output)
+    );
+
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let planned = run(&sim.endpoint(), &["plan", repo.path().to_str().unwrap(), "-o", "json"]).await;
+    let json = String::from_utf8_lossy(&planned.stdout);
+    assert!(json.contains("\"policyID\"") && !json.contains("policyId"), "{json}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Colour.
 

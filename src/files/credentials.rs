@@ -24,11 +24,16 @@ pub enum CredentialSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FindCredentialsError {
     #[error(
-        "Secret {secret:?} not found: no files {dir}/{secret}/{{{id_key},{secret_key}}} and {ENV_USER_ID} / {ENV_USER_SECRET} are not both set"
+        "Secret {secret:?} not found: {} and {ENV_USER_ID} / {ENV_USER_SECRET} are not both set",
+        match dir {
+            Some(dir) => format!("no files {dir}/{secret}/{{{id_key},{secret_key}}}"),
+            None => "no --secrets-dir (EXPENSIFY_SECRETS_DIR) given".to_string(),
+        }
     )]
     NotFound {
         secret: String,
-        dir: String,
+        /// `--secrets-dir`, when given.
+        dir: Option<String>,
         id_key: String,
         secret_key: String,
     },
@@ -170,10 +175,7 @@ fn from_env(
         }
         _ => Err(FindCredentialsError::NotFound {
             secret: reference.name.clone(),
-            dir: dir.map_or_else(
-                || "<--secrets-dir>".to_string(),
-                |d| d.display().to_string(),
-            ),
+            dir: dir.map(|d| d.display().to_string()),
             id_key: reference.user_id_key.clone(),
             secret_key: reference.user_secret_key.clone(),
         }),
@@ -203,6 +205,15 @@ mod tests {
             .find(&reference())
             .unwrap();
         assert_eq!(found.partner_user_id(), "aa_id");
+    }
+
+    #[test]
+    fn without_a_secrets_dir_the_error_says_so_plainly() {
+        let error = from_env(&reference(), None).unwrap_err().to_string();
+        assert!(
+            error.contains("no --secrets-dir (EXPENSIFY_SECRETS_DIR) given") && !error.contains("<--"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub enum LockStatusDirError {
         source: std::io::Error,
     },
     #[error(
-        "the status directory {dir} is in use by {holder}; waited {waited:?} (--lock-timeout) for it to finish"
+        "the status directory {dir} is in use by {holder}; {}",
+        if waited.is_zero() { "--lock-timeout 0: did not wait for it".to_string() } else { format!("waited {waited:?} (--lock-timeout) for it to finish") }
     )]
     Held {
         dir: String,
@@ -779,6 +780,22 @@ mod tests {
         drop(first);
         let second = status_dir.lock("apply", Duration::ZERO).await.unwrap();
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn no_wait_is_said_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path());
+        let _first = status_dir.lock("watch", Duration::ZERO).await.unwrap();
+        let message = status_dir
+            .lock("apply", Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--lock-timeout 0: did not wait") && !message.contains("0ns"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
