@@ -1864,6 +1864,18 @@ async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it()
         "{}",
         text(&unverified)
     );
+    let comment = run(&sim.endpoint(), &["plan", dir, "-o", "markdown"]).await;
+    assert!(
+        String::from_utf8_lossy(&comment.stdout).starts_with("> **Recorded state unverified**"),
+        "{}",
+        text(&comment)
+    );
+    let checked = run(
+        &sim.endpoint(),
+        &["plan", dir, "-o", "markdown", "--secrets-dir", secrets_dir],
+    )
+    .await;
+    assert!(!text(&checked).contains("unverified"), "{}", text(&checked));
 
     // Once signed, an apply without the key is refused even with --unsigned-status.
     let keyless = run(&sim.endpoint(), &["apply", dir, "--unsigned-status"]).await;

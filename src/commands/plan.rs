@@ -37,6 +37,9 @@ pub enum PlanFormat {
     Markdown,
 }
 
+/// The first line of a Markdown plan made without the status signing key.
+const UNVERIFIED_NOTE: &str = "> **Recorded state unverified**: this plan ran without the status signing key, so it took the status directory (the ledger of what the operator added) on trust. `apply` verifies it and ignores, with an error, any status file that was edited or put back from history.";
+
 /// Exit codes of `plan`.
 pub const IN_SYNC: i32 = 0;
 pub const FAILED: i32 = 1;
@@ -80,6 +83,10 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         }
         PlanFormat::Markdown => {
             let shown = failures::without_repeats(report.clone());
+            // A pull-request comment says when what it read as the ledger is unchecked.
+            if !mode.status_dir.verifies() && mode.status_dir.root().is_dir() {
+                outln!("{UNVERIFIED_NOTE}\n");
+            }
             out!("{}", markdown::plan_markdown(&shown));
         }
         PlanFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
