@@ -382,7 +382,13 @@ async fn messages_name_files_once_and_spell_policy_id_one_way() {
     let missing = dir.path().join("no-such-kubeconfig");
     let output = run(
         endpoint,
-        &["controller", "--kubeconfig", missing.to_str().unwrap(), "--probes-addr", "127.0.0.1:0"],
+        &[
+            "controller",
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+            "--probes-addr",
+            "127.0.0.1:0",
+        ],
     )
     .await;
     assert_eq!(
@@ -394,9 +400,16 @@ async fn messages_name_files_once_and_spell_policy_id_one_way() {
 
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
-    let planned = run(&sim.endpoint(), &["plan", repo.path().to_str().unwrap(), "-o", "json"]).await;
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", repo.path().to_str().unwrap(), "-o", "json"],
+    )
+    .await;
     let json = String::from_utf8_lossy(&planned.stdout);
-    assert!(json.contains("\"policyID\"") && !json.contains("policyId"), "{json}");
+    assert!(
+        json.contains("\"policyID\"") && !json.contains("policyId"),
+        "{json}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1334,7 +1347,11 @@ async fn a_saved_plan_with_edited_text_is_refused_and_json_says_so() {
     assert!(plan.contains("as auditor"), "{plan}");
     std::fs::write(&saved, plan.replace("as auditor", "as admin")).unwrap();
 
-    let refused = run(&sim.endpoint(), &["apply", dir, "--plan", saved_path, "-o", "json"]).await;
+    let refused = run(
+        &sim.endpoint(),
+        &["apply", dir, "--plan", saved_path, "-o", "json"],
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(
         text(&refused).contains("the plan's text does not match its content")
@@ -1346,16 +1363,26 @@ async fn a_saved_plan_with_edited_text_is_refused_and_json_says_so() {
     let json: serde_json::Value = serde_json::from_slice(&refused.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&refused)));
     assert_eq!(json["applied"], false);
-    assert!(json["moved"][0].as_str().unwrap().contains("as admin"), "{json}");
+    assert!(
+        json["moved"][0].as_str().unwrap().contains("as admin"),
+        "{json}"
+    );
     assert_eq!(updates(&sim), 0, "nothing was written");
 
     // An unreadable plan is a JSON refusal too.
     std::fs::write(&saved, "not json").unwrap();
-    let unreadable = run(&sim.endpoint(), &["apply", dir, "--plan", saved_path, "-o", "json"]).await;
+    let unreadable = run(
+        &sim.endpoint(),
+        &["apply", dir, "--plan", saved_path, "-o", "json"],
+    )
+    .await;
     assert_eq!(unreadable.status.code(), Some(1), "{}", text(&unreadable));
     let json: serde_json::Value = serde_json::from_slice(&unreadable.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&unreadable)));
-    assert!(json["refused"].as_str().unwrap().contains("plan.json"), "{json}");
+    assert!(
+        json["refused"].as_str().unwrap().contains("plan.json"),
+        "{json}"
+    );
 }
 
 /// `plan --out` after a plan that failed (credentials rejected: nothing could be read,
@@ -1839,7 +1866,14 @@ async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it()
     let secrets_dir = secrets.path().to_str().unwrap();
     let applied = command(
         &sim.endpoint(),
-        &["apply", dir, "--secrets-dir", secrets_dir, "--log-level", "trace"],
+        &[
+            "apply",
+            dir,
+            "--secrets-dir",
+            secrets_dir,
+            "--log-level",
+            "trace",
+        ],
         ADMIN_SECRET,
     )
     .env_remove("EXPENSIFY_UNSIGNED_STATUS")
@@ -1849,13 +1883,24 @@ async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it()
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
     assert!(!text(&applied).contains(key), "the key is never printed");
     let file = std::fs::read_to_string(status.join("policyaccess/finance/finance.yaml")).unwrap();
-    assert!(file.starts_with("# expensify-operator signature v1 seq="), "{file}");
+    assert!(
+        file.starts_with("# expensify-operator signature v1 seq="),
+        "{file}"
+    );
     assert!(status.join(".signatures").exists());
 
     // A plan with the key verifies; one without says the recorded state is unverified.
-    let verified = run(&sim.endpoint(), &["plan", dir, "--secrets-dir", secrets_dir]).await;
+    let verified = run(
+        &sim.endpoint(),
+        &["plan", dir, "--secrets-dir", secrets_dir],
+    )
+    .await;
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
-    assert!(!text(&verified).contains("UNVERIFIED"), "{}", text(&verified));
+    assert!(
+        !text(&verified).contains("UNVERIFIED"),
+        "{}",
+        text(&verified)
+    );
     let unverified = run(&sim.endpoint(), &["plan", dir]).await;
     assert_eq!(unverified.status.code(), Some(0), "{}", text(&unverified));
     assert!(

@@ -561,17 +561,15 @@ fn status_key() -> expensify_operator::files::status_signing::StatusKey {
 /// File mode over `repo` with its status directory signed and verified.
 fn signed(repo: &Repo, adopt: bool) -> expensify_operator::files::FileMode {
     let mut mode = repo.mode();
-    mode.status_dir = expensify_operator::files::StatusDir::signed(
-        mode.status_dir.root(),
-        status_key(),
-        adopt,
-    );
+    mode.status_dir =
+        expensify_operator::files::StatusDir::signed(mode.status_dir.root(), status_key(), adopt);
     mode
 }
 
 fn status_file(repo: &Repo, name: &str) -> std::path::PathBuf {
-    repo.path()
-        .join(format!(".expensify-status/policyaccess/finance/{name}.yaml"))
+    repo.path().join(format!(
+        ".expensify-status/policyaccess/finance/{name}.yaml"
+    ))
 }
 
 fn problems(report: &expensify_operator::files::PassReport) -> String {
@@ -634,7 +632,10 @@ async fn forged_ledger_attack(
 async fn a_hand_edited_status_file_is_ignored_and_takes_nobody_back() {
     // Unsigned, the forged entry revokes erin: the attack is real.
     let (erin_stays, _) = forged_ledger_attack(Repo::mode).await;
-    assert!(!erin_stays, "without signing the forged ledger drives a revocation");
+    assert!(
+        !erin_stays,
+        "without signing the forged ledger drives a revocation"
+    );
     // Signed, the file fails verification: ignored with an error, nothing revoked.
     let (erin_stays, report) = forged_ledger_attack(|repo| signed(repo, false)).await;
     assert!(erin_stays, "the forged ledger revoked someone");
@@ -665,14 +666,29 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
         "Additive",
         "    - {email: other@acme.example}\n",
     );
-    assert!(!signed(&repo, false).pass(Run::Apply).await.unwrap().has_errors());
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
     let path = status_file(&repo, "temp");
     let old = std::fs::read_to_string(&path).unwrap();
-    assert!(old.starts_with("# expensify-operator signature v1 seq="), "{old}");
+    assert!(
+        old.starts_with("# expensify-operator signature v1 seq="),
+        "{old}"
+    );
     assert!(repo.path().join(".expensify-status/.signatures").exists());
 
     // A second apply signs a newer file; the old one put back is refused as replayed.
-    assert!(!signed(&repo, false).pass(Run::Apply).await.unwrap().has_errors());
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
     std::fs::write(&path, &old).unwrap();
     let report = signed(&repo, false).pass(Run::Plan).await.unwrap();
     assert!(
@@ -682,7 +698,13 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
     );
     // Restored, it verifies again.
     std::fs::remove_file(&path).unwrap();
-    assert!(!signed(&repo, false).pass(Run::Apply).await.unwrap().has_errors());
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
 
     // The object goes (temp@ revoked, file removed); its old file put back would make a
     // deleted object revoke again: the index remembers it.
@@ -714,7 +736,11 @@ async fn an_unsigned_directory_is_taken_only_when_adopted_then_stays_signed() {
     // Written by an older version: no signatures.
     assert!(!repo.mode().pass(Run::Apply).await.unwrap().has_errors());
     let path = status_file(&repo, "team");
-    assert!(!std::fs::read_to_string(&path).unwrap().starts_with("# expensify-operator signature"));
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# expensify-operator signature")
+    );
 
     // With the key, unsigned files are not taken on their word...
     let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
@@ -726,12 +752,25 @@ async fn an_unsigned_directory_is_taken_only_when_adopted_then_stays_signed() {
     // ...until a person adopts the directory once; it is then signed.
     let report = signed(&repo, true).pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{}", problems(&report));
-    assert!(std::fs::read_to_string(&path).unwrap().starts_with("# expensify-operator signature v1 "));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# expensify-operator signature v1 ")
+    );
     let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{}", problems(&report));
-    let ledger: PolicyAccess = signed(&repo, false).status_dir.read(&key("team")).unwrap().unwrap();
+    let ledger: PolicyAccess = signed(&repo, false)
+        .status_dir
+        .read(&key("team"))
+        .unwrap()
+        .unwrap();
     assert!(
-        ledger.status.unwrap().managed_members.iter().any(|m| m.email == "newbie@acme.example" && m.added),
+        ledger
+            .status
+            .unwrap()
+            .managed_members
+            .iter()
+            .any(|m| m.email == "newbie@acme.example" && m.added),
         "the ledger came through adoption"
     );
 

@@ -3,7 +3,7 @@
 
 use crate::files::{Run, SavedPlan, render};
 
-use super::common::{FileArgs, LockArgs, SigningArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, OutputFormat, SigningArgs, stdout_style};
 
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,7 +54,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         let now = mode.pass(Run::Plan).await?;
         let moved = reviewed.moved(&now);
         if !moved.is_empty() {
-            let why = "the saved plan no longer matches; nothing was applied. Plan again and review";
+            let why =
+                "the saved plan no longer matches; nothing was applied. Plan again and review";
             return Ok(refuse(args.output, why, &moved));
         }
     }

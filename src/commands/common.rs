@@ -12,9 +12,9 @@ use crate::expensify::{
     AllowedEndpoints, ClientSettings, DEFAULT_ENDPOINT, ExpensifyClients, Pacing, PacingWindow,
     RetryPolicy,
 };
+use crate::files::credentials::{STATUS_KEY_FILE, STATUS_KEY_SECRET, find_status_key};
 use crate::files::render::Style;
 use crate::files::status_dir::StatusDirLock;
-use crate::files::credentials::{STATUS_KEY_FILE, STATUS_KEY_SECRET, find_status_key};
 use crate::files::{CredentialSource, FileMode, PassReport, Selection, StatusDir, Target};
 
 /// How the Expensify client behaves.
@@ -225,10 +225,10 @@ impl FileArgs {
 
     /// Where the status signing key is looked for, for messages.
     pub fn status_key_path(&self) -> String {
-        let dir = self
-            .secrets_dir
-            .as_ref()
-            .map_or_else(|| "$EXPENSIFY_SECRETS_DIR".to_string(), |d| d.display().to_string());
+        let dir = self.secrets_dir.as_ref().map_or_else(
+            || "$EXPENSIFY_SECRETS_DIR".to_string(),
+            |d| d.display().to_string(),
+        );
         format!("{dir}/{}/{STATUS_KEY_FILE}", self.status_key_secret)
     }
 

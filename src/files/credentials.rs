@@ -101,7 +101,9 @@ pub fn find_status_key(
     )
     .map_err(|e| unreadable(e.to_string()))?;
     if bytes.len() as u64 > MAX_STATUS_KEY_BYTES {
-        return Err(unreadable(format!("larger than {MAX_STATUS_KEY_BYTES} bytes")));
+        return Err(unreadable(format!(
+            "larger than {MAX_STATUS_KEY_BYTES} bytes"
+        )));
     }
     super::status_signing::StatusKey::new(&bytes)
         .map(Some)
@@ -211,7 +213,8 @@ mod tests {
     fn without_a_secrets_dir_the_error_says_so_plainly() {
         let error = from_env(&reference(), None).unwrap_err().to_string();
         assert!(
-            error.contains("no --secrets-dir (EXPENSIFY_SECRETS_DIR) given") && !error.contains("<--"),
+            error.contains("no --secrets-dir (EXPENSIFY_SECRETS_DIR) given")
+                && !error.contains("<--"),
             "{error}"
         );
     }
@@ -243,7 +246,8 @@ mod tests {
         std::fs::write(secret.join(STATUS_KEY_FILE), "too-short-a-key\n").unwrap();
         let error = find_status_key(Some(dir.path()), STATUS_KEY_SECRET).unwrap_err();
         assert!(
-            matches!(error, FindStatusKeyError::Invalid { .. }) && !error.to_string().contains("too-short"),
+            matches!(error, FindStatusKeyError::Invalid { .. })
+                && !error.to_string().contains("too-short"),
             "{error}"
         );
         std::fs::write(secret.join(STATUS_KEY_FILE), "k".repeat(48)).unwrap();

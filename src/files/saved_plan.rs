@@ -108,10 +108,7 @@ fn manifests_moved(
     let mut moved = Vec::new();
     for (object, then) in reviewed {
         match now.get(object) {
-            None => moved.push(format!(
-                "{object} ({}): removed since the plan",
-                then.file
-            )),
+            None => moved.push(format!("{object} ({}): removed since the plan", then.file)),
             Some(current) if current.digest != then.digest => moved.push(format!(
                 "{object} ({}): changed since the plan",
                 current.file
@@ -121,10 +118,7 @@ fn manifests_moved(
     }
     for (object, current) in now {
         if !reviewed.contains_key(object) {
-            moved.push(format!(
-                "{object} ({}): added since the plan",
-                current.file
-            ));
+            moved.push(format!("{object} ({}): added since the plan", current.file));
         }
     }
     moved

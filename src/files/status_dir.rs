@@ -368,12 +368,13 @@ impl StatusDir {
         };
         let body = match &self.signing {
             None => status_signing::split(&text).map_or(text.as_str(), |signed| signed.body),
-            Some(signing) => self
-                .check(signing, &Self::place::<K>(key), &text)
-                .map_err(|reason| StatusDirError::Unverified {
-                    path: path.display().to_string(),
-                    reason,
-                })?,
+            Some(signing) => {
+                self.check(signing, &Self::place::<K>(key), &text)
+                    .map_err(|reason| StatusDirError::Unverified {
+                        path: path.display().to_string(),
+                        reason,
+                    })?
+            }
         };
         serde_saphyr::from_str(body)
             .map(Some)
@@ -668,9 +669,7 @@ fn read_bounded(path: &Path) -> Result<Option<String>, StatusDirError> {
         .read_to_string(&mut text)
         .map_err(|e| failed(e.to_string()))?;
     if text.len() as u64 > MAX_STATUS_FILE_BYTES {
-        return Err(failed(format!(
-            "larger than {MAX_STATUS_FILE_BYTES} bytes"
-        )));
+        return Err(failed(format!("larger than {MAX_STATUS_FILE_BYTES} bytes")));
     }
     Ok(Some(text))
 }

@@ -18,8 +18,7 @@ pub const HEADER_PREFIX: &str = "# expensify-operator signature v1 ";
 /// The index file, hidden so nothing takes it for a manifest.
 pub const INDEX_FILE: &str = ".signatures";
 /// The first line of the index.
-const INDEX_HEADER: &str =
-    "# expensify-operator status index v1: the newest sequence number of every status file. Do not edit.";
+const INDEX_HEADER: &str = "# expensify-operator status index v1: the newest sequence number of every status file. Do not edit.";
 /// What a MAC is computed over starts with this, so a status file's MAC can never verify
 /// as an index's and the other way round.
 const FILE_DOMAIN: &[u8] = b"expensify-operator status file v1\n";
@@ -254,7 +253,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())
@@ -312,10 +311,7 @@ mod tests {
                 newest: 5
             })
         );
-        assert_eq!(
-            verify(&key(), PLACE, BODY, 0),
-            Err(Unverified::Unsigned)
-        );
+        assert_eq!(verify(&key(), PLACE, BODY, 0), Err(Unverified::Unsigned));
         let broken = format!("{HEADER_PREFIX}garbage\n{BODY}");
         assert_eq!(verify(&key(), PLACE, &broken, 0), Err(Unverified::Forged));
     }
