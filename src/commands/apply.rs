@@ -38,8 +38,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     if args.require_status
         && let Some(missing) = mode.missing_ledger()?
     {
-        eprintln!("error: {missing}");
-        return Ok(1);
+        return Ok(refuse(args.output, &missing, &[]));
     }
     let reviewed = match &args.plan {
         Some(path) => match SavedPlan::load(path) {
@@ -80,8 +79,9 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     Ok(i32::from(report.has_errors() || report.has_blocked()))
 }
 
-/// `apply --plan` refused before anything was written: said on stderr, and for `-o json`
-/// also as a JSON document on stdout (a pipeline parsing stdout sees why). Exit code 1.
+/// `apply` refused before anything was written (`--plan`, `--require-status`): said on
+/// stderr, and for `-o json` also as a JSON document on stdout (a pipeline parsing stdout
+/// sees why). Exit code 1.
 fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
     if moved.is_empty() {
         eprintln!("error: {why}");
