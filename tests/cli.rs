@@ -1859,6 +1859,21 @@ async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it()
         "{said}"
     );
     assert_eq!(updates(&sim), 0, "nothing was written to Expensify");
+    // `watch` too, at once rather than after its first sync.
+    let watched = command(&sim.endpoint(), &["watch", dir], ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .output();
+    let watched = tokio::time::timeout(std::time::Duration::from_secs(30), watched)
+        .await
+        .expect("watch without the key stops at once")
+        .unwrap();
+    assert_eq!(watched.status.code(), Some(1), "{}", text(&watched));
+    assert!(
+        text(&watched).contains("watch signs the status files"),
+        "{}",
+        text(&watched)
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written to Expensify");
 
     // With the key: applied, and every status file signed, with the index beside them.
     let key = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
