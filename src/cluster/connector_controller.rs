@@ -284,7 +284,9 @@ async fn sync(
         write_ahead: None,
         reviewed: None,
     };
-    crate::reconcile::sync::sync(request, &ctx.expensify, &store).await
+    // Every Expensify write of this sync asks its term first, right before it is sent.
+    let clients = ctx.expensify.with_write_gate(Arc::new(term.clone()));
+    crate::reconcile::sync::sync(request, &clients, &store).await
 }
 
 /// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that
