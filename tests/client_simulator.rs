@@ -597,7 +597,10 @@ async fn a_slow_network_path_draws_no_429() {
     }
     let counters = sim.state().counters().clone();
     assert_eq!(counters.requests, 30);
-    assert_eq!(counters.rate_limited, 0, "the simulator never had to refuse");
+    assert_eq!(
+        counters.rate_limited, 0,
+        "the simulator never had to refuse"
+    );
 }
 
 /// After a `429` the limiter holds the credential and widens its margin: the retry and
@@ -605,8 +608,7 @@ async fn a_slow_network_path_draws_no_429() {
 #[tokio::test(start_paused = true)]
 async fn a_429_served_slows_the_credential_down() {
     let sim = start(&unlimited_seed()).await;
-    sim.state()
-        .set_faults(script(&[ScriptedFault::Http429]));
+    sim.state().set_faults(script(&[ScriptedFault::Http429]));
     let client = client_with(
         &sim,
         ClientSettings {
@@ -620,7 +622,10 @@ async fn a_429_served_slows_the_credential_down() {
     client.list_policies(false).await.unwrap();
     let after_retry = started.elapsed();
     // The retry waited 10-15 s; the limiter holds 12.5 s (10 s paced to 80 %).
-    assert!(after_retry >= Duration::from_millis(12_500), "{after_retry:?}");
+    assert!(
+        after_retry >= Duration::from_millis(12_500),
+        "{after_retry:?}"
+    );
     client.list_policies(false).await.unwrap();
     assert_eq!(sim.state().counters().requests, 3);
 }
@@ -715,7 +720,7 @@ fn grants(count: usize) -> Vec<EmployeeRecord> {
     (0..count)
         .map(|i| {
             EmployeeRecord::grant(
-                &format!("p{i}@acme.example"),
+                format!("p{i}@acme.example"),
                 FINANCE,
                 Role::User,
                 "cfo@acme.example",
@@ -778,15 +783,17 @@ async fn a_write_gate_closed_during_a_pacing_wait_stops_every_later_batch() {
             failed.error
         );
     }
-    assert!(client.list_policies(false).await.is_ok(), "reads are not gated");
+    assert!(
+        client.list_policies(false).await.is_ok(),
+        "reads are not gated"
+    );
 }
 
 /// The term ends while a failed write waits to be retried: the retry is never sent.
 #[tokio::test]
 async fn a_write_gate_closed_before_a_retry_stops_the_retry() {
     let sim = start(&unlimited_seed()).await;
-    sim.state()
-        .set_faults(script(&[ScriptedFault::Http500]));
+    sim.state().set_faults(script(&[ScriptedFault::Http500]));
     let term = Arc::new(Term::default());
     let settings = ClientSettings {
         retry: RetryPolicy {
@@ -814,4 +821,69 @@ async fn a_write_gate_closed_before_a_retry_stops_the_retry() {
         ErrorKind::WriteStopped { .. }
     ));
     assert_eq!(report.failed[0].error.attempts, 1);
+}
+
+/// What a test's log lines say, captured.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn lines(&self, level: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(level))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A pacing wait is expected: an info line. Only a `429` actually served is a warning.
+#[tokio::test(start_paused = true)]
+async fn pacing_waits_are_info_and_only_a_served_429_warns() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let sim = start(&unlimited_seed()).await;
+    let paced = ClientSettings {
+        pacing: Pacing {
+            windows: vec![PacingWindow {
+                max_requests: 1,
+                period: Duration::from_secs(10),
+            }],
+        },
+        ..test_settings()
+    };
+    let client = client_with(&sim, paced, ADMIN_ID, ADMIN_SECRET);
+    client.list_policies(false).await.unwrap();
+    client.list_policies(false).await.unwrap();
+    let info = log.lines("INFO");
+    assert!(
+        info.iter()
+            .any(|l| l.contains("waiting 12 s for Expensify's rate window")),
+        "{info:?}"
+    );
+    assert_eq!(log.lines("WARN"), Vec::<String>::new());
+
+    sim.state().set_faults(script(&[ScriptedFault::Http429]));
+    client.list_policies(false).await.unwrap();
+    let warnings = log.lines("WARN");
+    assert!(
+        warnings.iter().any(|l| l.contains("rate limit (429)")),
+        "{warnings:?}"
+    );
 }

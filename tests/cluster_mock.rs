@@ -1274,7 +1274,10 @@ async fn serve_whole_reconcile<T>(
         } else if uri.contains("/expensifyconnectors/") {
             (200, connector.clone())
         } else {
-            (200, json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}))
+            (
+                200,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            )
         };
         calls.push((method, uri, body));
         send.send_response(
@@ -1319,7 +1322,8 @@ fn finalizer_released(calls: &[Call], path: &str) -> bool {
 }
 
 const TEAM: &str = "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/policyaccesses/team";
-const ACME: &str = "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
+const ACME: &str =
+    "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
 
 /// Deleting a namespace deletes its Secret at once, while the deletion of a `Revoke`
 /// PolicyAccess still waits on its finalizer: it is settled with the credentials the
@@ -1335,30 +1339,55 @@ async fn a_deletion_whose_secret_is_gone_is_settled_with_the_last_good_credentia
 
     let team = team_holding_alice(false);
     api.cache(vec![team.clone()]);
-    let first = tokio::spawn(connector_controller::reconcile_connector(connector.clone(), ctx.clone()));
-    let (result, _) =
-        serve_whole_reconcile(&mut api, first, Some(ADMIN_SECRET), (&team, &connector_value)).await;
+    let first = tokio::spawn(connector_controller::reconcile_connector(
+        connector.clone(),
+        ctx.clone(),
+    ));
+    let (result, _) = serve_whole_reconcile(
+        &mut api,
+        first,
+        Some(ADMIN_SECRET),
+        (&team, &connector_value),
+    )
+    .await;
     result.unwrap();
     assert!(has_member(&sim, "alice@acme.example"));
 
     // The namespace goes: the Secret at once, the PolicyAccess waits on its finalizer.
     let deleting = team_holding_alice(true);
     api.cache(vec![deleting.clone()]);
-    let second = tokio::spawn(connector_controller::reconcile_connector(connector, ctx.clone()));
+    let second = tokio::spawn(connector_controller::reconcile_connector(
+        connector,
+        ctx.clone(),
+    ));
     let (result, calls) =
         serve_whole_reconcile(&mut api, second, None, (&deleting, &connector_value)).await;
     result.unwrap();
-    assert!(!has_member(&sim, "alice@acme.example"), "revoked, not orphaned");
+    assert!(
+        !has_member(&sim, "alice@acme.example"),
+        "revoked, not orphaned"
+    );
     assert!(finalizer_released(&calls, TEAM), "{calls:#?}");
     let connector_status = status_patches(&calls, ACME);
-    let said = connector_status.last().unwrap()["status"]["message"].as_str().unwrap();
+    let said = connector_status.last().unwrap()["status"]["message"]
+        .as_str()
+        .unwrap();
     assert!(said.contains("held in memory"), "{said}");
     let everything = format!("{calls:?}");
-    assert!(!everything.contains(ADMIN_SECRET), "the held secret is never sent to the API server");
+    assert!(
+        !everything.contains(ADMIN_SECRET),
+        "the held secret is never sent to the API server"
+    );
     let labels = expensify_operator::cluster::metrics::ConnectorLabels {
         connector: "finance/acme".into(),
     };
-    assert_eq!(ctx.metrics.deletions_waiting_for_credentials.get_or_create(&labels).get(), 0);
+    assert_eq!(
+        ctx.metrics
+            .deletions_waiting_for_credentials
+            .get_or_create(&labels)
+            .get(),
+        0
+    );
 }
 
 /// With no credentials held (a replica that started after the Secret went), the deletion
@@ -1374,7 +1403,10 @@ async fn a_deletion_without_any_credentials_waits_and_says_how_to_let_it_go() {
         Arc::new(serde_json::from_value(connector_value.clone()).unwrap());
     let deleting = team_holding_alice(true);
     api.cache(vec![deleting.clone()]);
-    let task = tokio::spawn(connector_controller::reconcile_connector(connector, ctx.clone()));
+    let task = tokio::spawn(connector_controller::reconcile_connector(
+        connector,
+        ctx.clone(),
+    ));
     let (result, calls) =
         serve_whole_reconcile(&mut api, task, None, (&deleting, &connector_value)).await;
     result.unwrap();
@@ -1382,12 +1414,26 @@ async fn a_deletion_without_any_credentials_waits_and_says_how_to_let_it_go() {
     assert_eq!(sim.state().counters().requests, 0);
     assert!(!finalizer_released(&calls, TEAM), "{calls:#?}");
     let team_status = status_patches(&calls, TEAM);
-    let said = team_status.last().unwrap()["status"]["message"].as_str().unwrap();
-    for part in ["not found", "no earlier credentials", "finance/team", "Restore the Secret", "deletionPolicy: Orphan"] {
+    let said = team_status.last().unwrap()["status"]["message"]
+        .as_str()
+        .unwrap();
+    for part in [
+        "not found",
+        "no earlier credentials",
+        "finance/team",
+        "Restore the Secret",
+        "deletionPolicy: Orphan",
+    ] {
         assert!(said.contains(part), "{part:?} in {said}");
     }
     let labels = expensify_operator::cluster::metrics::ConnectorLabels {
         connector: "finance/acme".into(),
     };
-    assert_eq!(ctx.metrics.deletions_waiting_for_credentials.get_or_create(&labels).get(), 1);
+    assert_eq!(
+        ctx.metrics
+            .deletions_waiting_for_credentials
+            .get_or_create(&labels)
+            .get(),
+        1
+    );
 }

@@ -197,11 +197,14 @@ async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
     // connector controllers: their triggers never run ahead of the cache syncs read.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for namespace in ["finance", "sales"] {
-        let path = format!("/apis/expensify.gitops.dev/v1alpha1/namespaces/{namespace}/policyaccesses?");
+        let path =
+            format!("/apis/expensify.gitops.dev/v1alpha1/namespaces/{namespace}/policyaccesses?");
         let watches = double
             .requests_seen()
             .iter()
-            .filter(|(method, uri)| method == "GET" && uri.starts_with(&path) && uri.contains("watch=true"))
+            .filter(|(method, uri)| {
+                method == "GET" && uri.starts_with(&path) && uri.contains("watch=true")
+            })
             .count();
         assert_eq!(watches, 1, "PolicyAccess watches in {namespace}");
     }

@@ -282,12 +282,11 @@ fn waiting_deletions(attached: &[&PolicyAccess]) -> Vec<ObjectKey> {
 /// none held, the deletions keep their finalizers and the status, the log and the metric
 /// `deletions_waiting_for_credentials` say what to do. `Revoke` never becomes `Orphan`.
 fn choose_credentials(ctx: &Context, object: &ConnectorObject, inputs: &Inputs) -> SyncCredentials {
-    let gauge = ctx
-        .metrics
-        .deletions_waiting_for_credentials
-        .get_or_create(&super::metrics::ConnectorLabels {
+    let gauge = ctx.metrics.deletions_waiting_for_credentials.get_or_create(
+        &super::metrics::ConnectorLabels {
             connector: object.key.to_string(),
-        });
+        },
+    );
     let unusable = match &inputs.secret {
         Some(SecretLookup::Found { credentials, .. }) => {
             gauge.set(0);
@@ -313,7 +312,11 @@ fn choose_credentials(ctx: &Context, object: &ConnectorObject, inputs: &Inputs) 
         return SyncCredentials::Held(credentials);
     }
     gauge.set(i64::try_from(waiting.len()).unwrap_or(i64::MAX));
-    let mut named: Vec<String> = waiting.iter().take(NAMED_UP_TO).map(ToString::to_string).collect();
+    let mut named: Vec<String> = waiting
+        .iter()
+        .take(NAMED_UP_TO)
+        .map(ToString::to_string)
+        .collect();
     if waiting.len() > NAMED_UP_TO {
         named.push(format!("and {} more", waiting.len() - NAMED_UP_TO));
     }

@@ -54,7 +54,13 @@ impl HeldCredentials {
 
     /// Keeps `credentials`, read from Secret `secret`, as the connector's last good ones
     /// for `endpoint`.
-    pub fn remember(&self, connector: &ObjectKey, endpoint: &str, secret: &str, credentials: Credentials) {
+    pub fn remember(
+        &self,
+        connector: &ObjectKey,
+        endpoint: &str,
+        secret: &str,
+        credentials: Credentials,
+    ) {
         let held = HeldCredential {
             endpoint: endpoint.to_string(),
             secret: secret.to_string(),
@@ -227,12 +233,33 @@ mod tests {
         let acme = ObjectKey::new("finance", "acme");
         let credentials = Credentials::new("partner-id", "held-secret-value").unwrap();
         held.remember(&acme, "https://e.example/", "creds", credentials.clone());
-        assert_eq!(held.get(&acme, "https://e.example/", "creds"), Some(credentials));
-        assert_eq!(held.get(&acme, "https://other.example/", "creds"), None, "endpoint edited");
-        assert_eq!(held.get(&acme, "https://e.example/", "renamed"), None, "Secret renamed");
-        assert_eq!(held.get(&ObjectKey::new("sales", "acme"), "https://e.example/", "creds"), None);
+        assert_eq!(
+            held.get(&acme, "https://e.example/", "creds"),
+            Some(credentials)
+        );
+        assert_eq!(
+            held.get(&acme, "https://other.example/", "creds"),
+            None,
+            "endpoint edited"
+        );
+        assert_eq!(
+            held.get(&acme, "https://e.example/", "renamed"),
+            None,
+            "Secret renamed"
+        );
+        assert_eq!(
+            held.get(
+                &ObjectKey::new("sales", "acme"),
+                "https://e.example/",
+                "creds"
+            ),
+            None
+        );
         let shown = format!("{held:?}");
-        assert!(!shown.contains("held-secret-value") && !shown.contains("partner-id"), "{shown}");
+        assert!(
+            !shown.contains("held-secret-value") && !shown.contains("partner-id"),
+            "{shown}"
+        );
         assert!(shown.contains("finance/acme"), "{shown}");
         held.forget(&acme);
         assert_eq!(held.get(&acme, "https://e.example/", "creds"), None);

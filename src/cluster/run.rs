@@ -628,7 +628,13 @@ mod tests {
     fn names(objects: &[PolicyAccess]) -> Vec<String> {
         objects
             .iter()
-            .map(|o| format!("{}@{}", o.name_any(), o.resource_version().unwrap_or_default()))
+            .map(|o| {
+                format!(
+                    "{}@{}",
+                    o.name_any(),
+                    o.resource_version().unwrap_or_default()
+                )
+            })
             .collect()
     }
 
@@ -641,11 +647,17 @@ mod tests {
         let listed = touched(watcher::Event::InitDone, &mut relisted);
         assert_eq!(names(&listed), ["a@1", "b@1"]);
         assert_eq!(
-            names(&touched(watcher::Event::Apply(access("a", "2")), &mut relisted)),
+            names(&touched(
+                watcher::Event::Apply(access("a", "2")),
+                &mut relisted
+            )),
             ["a@2"]
         );
         assert_eq!(
-            names(&touched(watcher::Event::Delete(access("b", "3")), &mut relisted)),
+            names(&touched(
+                watcher::Event::Delete(access("b", "3")),
+                &mut relisted
+            )),
             ["b@3"],
             "a deletion triggers too"
         );

@@ -68,13 +68,16 @@ pub trait WriteGate: Send + Sync + std::fmt::Debug {
     fn may_write(&self) -> Result<(), String>;
 }
 
+/// The rate limiter of each credential, by (endpoint, `partnerUserID`).
+type Limiters = HashMap<(String, String), Arc<RateLimiter>>;
+
 /// Builds clients and makes every client of one credential share one rate limiter, so
 /// all connectors using that credential together stay within Expensify's limits.
 #[derive(Debug, Clone)]
 pub struct ExpensifyClients {
     http: reqwest::Client,
     settings: ClientSettings,
-    limiters: Arc<Mutex<HashMap<(String, String), Arc<RateLimiter>>>>,
+    limiters: Arc<Mutex<Limiters>>,
     write_gate: Option<Arc<dyn WriteGate>>,
 }
 
@@ -382,7 +385,12 @@ impl ExpensifyClient {
             let elapsed_ms = millis(sent_at.elapsed());
             if let Err(ErrorKind::RateLimited { retry_after, .. }) = &result {
                 let margin = self.limiter.rate_limited(*retry_after);
-                warn!(job = call.job(), attempt, margin_percent = margin, "Expensify refused a request as over its rate limit (429) although the client paced; holding this credential's requests and pacing further below the limit");
+                warn!(
+                    job = call.job(),
+                    attempt,
+                    margin_percent = margin,
+                    "Expensify refused a request as over its rate limit (429) although the client paced; holding this credential's requests and pacing further below the limit"
+                );
             }
             let kind = match result {
                 Ok(body) => {

@@ -436,7 +436,11 @@ mod tests {
         assert_eq!(limiter.rate_limited(Some(Duration::from_secs(30))), 40);
         let again = Instant::now();
         drop(limiter.acquire().await);
-        assert_eq!(again.elapsed(), Duration::from_secs(30), "Retry-After honoured");
+        assert_eq!(
+            again.elapsed(),
+            Duration::from_secs(30),
+            "Retry-After honoured"
+        );
         assert_eq!(limiter.margin_percent(), 40, "still widened 30 s later");
         assert_eq!(limiter.rate_limited(None), MAX_MARGIN_PERCENT, "capped");
         // A hostile Retry-After holds no longer than the longest window (60 s at 60 %).
@@ -480,10 +484,7 @@ mod tests {
         });
         drop(limiter.acquire().await);
         let now = Instant::now();
-        assert_eq!(
-            limiter.lock().log.next_slot(now),
-            Some(now + MAX_DURATION)
-        );
+        assert_eq!(limiter.lock().log.next_slot(now), Some(now + MAX_DURATION));
         limiter.rate_limited(Some(Duration::MAX));
     }
 

@@ -217,8 +217,15 @@ mod tests {
         let delays = draw(&config);
         assert_eq!(delays, draw(&config), "same seed, same delays");
         assert!(delays.iter().all(|d| d.as_millis() <= 300));
-        assert!(delays.iter().any(|d| d.as_millis() < 100) && delays.iter().any(|d| d.as_millis() > 200));
-        assert!(draw(&FaultConfig::default()).iter().all(std::time::Duration::is_zero));
+        assert!(
+            delays.iter().any(|d| d.as_millis() < 100)
+                && delays.iter().any(|d| d.as_millis() > 200)
+        );
+        assert!(
+            draw(&FaultConfig::default())
+                .iter()
+                .all(std::time::Duration::is_zero)
+        );
         let read: FaultConfig = serde_saphyr::from_str("acceptDelayMs: 250\n").unwrap();
         assert_eq!(read.accept_delay_ms, 250);
     }
