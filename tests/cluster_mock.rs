@@ -1437,3 +1437,85 @@ async fn a_deletion_without_any_credentials_waits_and_says_how_to_let_it_go() {
         1
     );
 }
+
+/// The Lease is lost while a sync's second employee-updater batch waits for its pacing
+/// slot: that batch and every later one never reach Expensify (the sync's term is its
+/// client's write gate).
+#[tokio::test]
+async fn a_term_lost_between_two_batches_stops_the_rest_of_the_write() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let settings = expensify_operator::expensify::ClientSettings {
+        update_batch_size: 1,
+        pacing: expensify_operator::expensify::Pacing {
+            windows: vec![expensify_operator::expensify::PacingWindow {
+                max_requests: 1,
+                period: Duration::from_millis(900),
+            }],
+        },
+        ..sim_settings(&sim)
+    };
+    let (terms, leader) = expensify_operator::cluster::leadership::leadership(true);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(expensify_operator::expensify::ExpensifyClients::new(settings).unwrap()),
+        Recorder::new(
+            client,
+            Reporter {
+                controller: "expensify-operator".into(),
+                instance: None,
+            },
+        ),
+        Arc::new(Metrics::default()),
+        leader,
+        api.caches(),
+    ));
+    let team = access_json(
+        "team",
+        finance(
+            json!([{"email": "n1@acme.example"}, {"email": "n2@acme.example"}, {"email": "n3@acme.example"}]),
+            "Additive",
+        ),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    api.cache(vec![team.clone()]);
+    let connector_value = connector_json(&sim.endpoint(), json!({}));
+    let connector: Arc<ExpensifyConnector> =
+        Arc::new(serde_json::from_value(connector_value.clone()).unwrap());
+    let task = tokio::spawn(connector_controller::reconcile_connector(connector, ctx));
+    let ends_the_term = {
+        let state = sim.admin_url();
+        tokio::spawn(async move {
+            // The first batch reached Expensify: the second now waits for its slot.
+            loop {
+                let counters: Value = reqwest::get(format!("{state}/counters"))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if counters["byJob"]["update/employees"].as_u64().unwrap_or(0) >= 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            terms.set(false);
+            terms
+        })
+    };
+    let (result, _) = serve_whole_reconcile(
+        &mut api,
+        task,
+        Some(ADMIN_SECRET),
+        (&team, &connector_value),
+    )
+    .await;
+    result.unwrap();
+    drop(ends_the_term.await.unwrap());
+    assert_eq!(updates(&sim), 1, "no batch after the term ended");
+    let granted: Vec<bool> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| has_member(&sim, &format!("{n}@acme.example")))
+        .collect();
+    assert_eq!(granted, [true, false, false]);
+}
