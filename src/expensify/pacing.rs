@@ -126,11 +126,16 @@ impl WindowLog {
 
     /// The longest paced window: older entries no longer count anywhere.
     fn longest(&self) -> Duration {
-        self.windows
-            .iter()
-            .map(|w| self.paced(w.period))
-            .max()
-            .unwrap_or(Duration::ZERO)
+        self.shortest_and_longest().1
+    }
+
+    /// The shortest and longest paced windows.
+    fn shortest_and_longest(&self) -> (Duration, Duration) {
+        let paced = self.windows.iter().map(|w| self.paced(w.period));
+        (
+            paced.clone().min().unwrap_or(Duration::ZERO),
+            paced.max().unwrap_or(Duration::ZERO),
+        )
     }
 
     /// When the next request may go: `None` means now.
@@ -288,7 +293,7 @@ impl RateLimiter {
             let _shown = (wait >= Duration::from_secs(1)).then(|| {
                 progress::wait(&format!(
                     "waiting {} s for Expensify's rate window",
-                    wait.as_secs_f64().ceil()
+                    wait.as_secs_f64().round()
                 ))
             });
             tokio::time::sleep_until(at).await;
@@ -319,17 +324,6 @@ impl RateLimiter {
     /// The margin kept below the published windows now, in percent.
     pub fn margin_percent(&self) -> u32 {
         self.lock().log.margin_percent()
-    }
-}
-
-impl WindowLog {
-    /// The shortest and longest paced windows.
-    fn shortest_and_longest(&self) -> (Duration, Duration) {
-        let paced = self.windows.iter().map(|w| self.paced(w.period));
-        (
-            paced.clone().min().unwrap_or(Duration::ZERO),
-            paced.max().unwrap_or(Duration::ZERO),
-        )
     }
 }
 
