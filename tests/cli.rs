@@ -1834,7 +1834,7 @@ async fn long_work_shows_a_bar_on_a_terminal() {
         "no progress log lines beside the bar: {drawn}"
     );
     assert!(
-        drawn.contains("for Expensify's rate limit"),
+        drawn.contains("for Expensify's rate window"),
         "a spinner for the wait: {drawn}"
     );
     let plan = String::from_utf8_lossy(&output.stdout);
@@ -1859,7 +1859,7 @@ async fn long_work_reports_its_progress_on_stderr() {
     // One request per 2 s: the roster read after `policyList` waits for its slot.
     let paced = run(&sim.endpoint(), &["plan", dir, "--pacing", "1/2s"]).await;
     let stderr = String::from_utf8_lossy(&paced.stderr);
-    assert!(stderr.contains("for Expensify's rate limit"), "{stderr}");
+    assert!(stderr.contains("for Expensify's rate window"), "{stderr}");
     let applied = run(
         &sim.endpoint(),
         &["apply", dir, "--update-batch-size", "1", "--pacing", "none"],
