@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::claims::{Claim, Claims};
+use super::holds::Stranded;
 use super::ledger::Ledger;
 use super::resolve::{Subject, Wanted};
 use super::types::{Block, Change, ChangeKind, Planned};
@@ -36,9 +37,8 @@ fn asked<'c>(writers: &[&'c Claim], ledger: &Ledger, policy: &str, email: &str) 
 
 /// Plans the writes for every person writers ask for (contested people excepted).
 pub(super) fn plan_writes(
-    claims: &Claims,
-    contested: &BTreeSet<(String, String)>,
-    ledger: &Ledger,
+    (claims, contested): (&Claims, &BTreeSet<(String, String)>),
+    (ledger, stranded): (&Ledger, &Stranded),
     world: &World<'_>,
     subjects: &mut [Subject<'_>],
 ) -> Vec<Planned> {
@@ -68,7 +68,13 @@ pub(super) fn plan_writes(
             }
             continue;
         }
-        planned.push(write(kind, &asked, policy, email, current, ledger));
+        planned.push(write(
+            kind,
+            &asked,
+            (policy, email, current),
+            ledger,
+            stranded,
+        ));
     }
     planned
 }
@@ -93,10 +99,9 @@ fn kind_of_change(asked: &Asked<'_>, current: Option<&RosterView>) -> Option<Cha
 fn write(
     kind: ChangeKind,
     asked: &Asked<'_>,
-    policy: &PolicyView,
-    email: &str,
-    current: Option<&RosterView>,
+    (policy, email, current): (&PolicyView, &str, Option<&RosterView>),
     ledger: &Ledger,
+    stranded: &Stranded,
 ) -> Planned {
     let change = Change {
         kind,
@@ -121,7 +126,9 @@ fn write(
         reason: reason(kind, asked, current),
     };
     let entry = match kind {
-        ChangeKind::Grant | ChangeKind::RoleChange => Some(entry_for(&change, current, ledger)),
+        ChangeKind::Grant | ChangeKind::RoleChange => {
+            Some(entry_for(&change, current, ledger, stranded))
+        }
         _ => None,
     };
     Planned { change, entry }
@@ -153,11 +160,14 @@ fn reason(kind: ChangeKind, asked: &Asked<'_>, current: Option<&RosterView>) -> 
 }
 
 /// The entry a grant or role change leaves, pending until a read shows it: a new one, or
-/// the existing one (wherever it is held) with the new role and the confirmed one kept.
+/// the existing one (wherever it is held) with the new role and the confirmed one kept. A
+/// new entry for someone a stranded entry speaks for keeps that entry's origin: the role
+/// the person has now is the operator's own doing, not where they started.
 fn entry_for(
     change: &Change,
     current: Option<&RosterView>,
     ledger: &Ledger,
+    stranded: &Stranded,
 ) -> (super::super::model::ObjectKey, ManagedMember) {
     let role = change.role.map(|r| r.to_string());
     if let Some(held) = ledger.get(&change.policy_id, &change.email) {
@@ -174,11 +184,15 @@ fn entry_for(
         };
         return (held.holder.clone(), entry);
     }
+    let (added, previous_role) = match stranded.get(&change.policy_id, &change.email) {
+        Some(origin) if current.is_some() => (origin.added, origin.previous_role.clone()),
+        _ => (current.is_none(), current.map(|c| c.raw_role.clone())),
+    };
     let entry = ManagedMember {
         policy_id: change.policy_id.clone(),
         email: change.email.clone(),
-        added: current.is_none(),
-        previous_role: current.map(|c| c.raw_role.clone()),
+        added,
+        previous_role,
         role,
         pending: true,
         prior_role: None,

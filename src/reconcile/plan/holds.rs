@@ -3,15 +3,18 @@
 //! (invalid, or its policy cannot be resolved) holds only what it could be asking for:
 //! everything on its policy when that is known, else the people its readable `members`
 //! list, and always the entries its ledger holds. One tenant's broken object never
-//! freezes another team's expiries.
+//! freezes another team's expiries. Entries this connector wrote that an object naming a
+//! connector that does not take it still holds ([`Stranded`]) are held too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::{AccessObject, ObjectKey};
+use super::super::validate::connector_allows;
 use super::resolve::{Standing, Subject};
 use super::types::PlanInput;
+use crate::api::ManagedMember;
 use crate::email;
 
 /// The removals held on one connector, and which broken object holds each.
@@ -27,12 +30,61 @@ pub(super) struct Holds {
     entries: BTreeMap<(String, String), BTreeSet<ObjectKey>>,
 }
 
+/// Entries this connector wrote that are held by objects no connector syncs any more
+/// (they name a connector that does not exist or refuses their namespace): (policy,
+/// email) -> the entry and its holder. Nobody settles them until the object names a
+/// connector again, so they hold their removals, and an object that now asks for the
+/// person takes over their origin (`added` / `previousRole`) instead of recording the
+/// operator's own change as where the person started.
+#[derive(Debug, Default)]
+pub(super) struct Stranded {
+    pub entries: BTreeMap<(String, String), (ObjectKey, ManagedMember)>,
+}
+
+impl Stranded {
+    pub fn collect(input: &PlanInput<'_>) -> Stranded {
+        let own = input.connector.key.to_string();
+        let covered = |access: &AccessObject| {
+            let named = access.connector_key();
+            input
+                .connectors
+                .iter()
+                .chain(std::iter::once(input.connector))
+                .any(|c| c.key == named && connector_allows(c, &access.key.namespace))
+        };
+        let mut entries = BTreeMap::new();
+        for access in input.accesses.iter().filter(|a| !covered(a)) {
+            for entry in access.ledger_entries() {
+                if entry.connector.as_deref() == Some(own.as_str()) {
+                    entries
+                        .entry((entry.policy_id.clone(), entry.email.clone()))
+                        .or_insert_with(|| (access.key.clone(), entry));
+                }
+            }
+        }
+        Stranded { entries }
+    }
+
+    pub fn get(&self, policy: &str, email: &str) -> Option<&ManagedMember> {
+        self.entries
+            .get(&(policy.to_string(), email.to_string()))
+            .map(|(_, entry)| entry)
+    }
+}
+
 impl Holds {
-    pub fn collect(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Holds {
+    pub fn collect(input: &PlanInput<'_>, subjects: &[Subject<'_>], stranded: &Stranded) -> Holds {
         let mut holds = Holds {
             everything: !input.inventory_complete,
             ..Holds::default()
         };
+        for (key, (holder, _)) in &stranded.entries {
+            holds
+                .entries
+                .entry(key.clone())
+                .or_default()
+                .insert(holder.clone());
+        }
         for subject in subjects
             .iter()
             .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
@@ -89,7 +141,7 @@ impl Holds {
         }
         let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
         Some(format!(
-            "PolicyAccess {} is invalid",
+            "PolicyAccess {} is invalid or names a connector that does not take it",
             super::guard::name_people(&names)
         ))
     }

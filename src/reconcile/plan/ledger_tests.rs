@@ -1156,3 +1156,47 @@ fn a_broken_holder_holds_its_own_releases() {
     );
     assert!(object.notes.is_empty(), "{:?}", object.notes);
 }
+
+/// An object that granted through this connector and now names one that does not exist
+/// still holds what it was given: the removal waits, and an object that now asks for the
+/// person with another role takes over the entry's origin (not the role the operator set).
+#[test]
+fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let mut granted = entry("bob@acme.example", true, None, "admin");
+    granted.connector = Some("finance/acme".into());
+    let mut stranded = holding(
+        access("stranded", AccessMode::Additive, vec![]),
+        vec![granted],
+    );
+    stranded.spec.connector_ref.name = "ghost".into();
+
+    let auditor = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "auditor")],
+    );
+    let plan = run(&connector(), &[stranded.clone(), auditor], &world);
+    // admin -> auditor is a demotion the stranded object may still be asking for: held.
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("team")].held, ["bob@acme.example"]);
+
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let plan = run(&connector(), &[stranded.clone(), boss], &world);
+    assert!(
+        plan.is_empty(),
+        "not an extra while held: {:?}",
+        plan.changes
+    );
+
+    let world = finance(&[("bob@acme.example", "user")]);
+    let admin = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "admin")],
+    );
+    let plan = run(&connector(), &[stranded, admin], &world);
+    let entry = &plan.objects[&key("team")].new_entries[0];
+    assert!(entry.added, "the operator added bob: {entry:?}");
+    assert_eq!(entry.previous_role, None);
+}

@@ -30,7 +30,7 @@ pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, rank, su
 
 use super::model::ObjectKey;
 use claims::Claims;
-use holds::Holds;
+use holds::{Holds, Stranded};
 use ledger::Ledger;
 use resolve::Subject;
 use types::Planned;
@@ -44,10 +44,16 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     claims::block_second_authoritative(&mut subjects);
     let claims = Claims::collect(&subjects);
     let contested = claims::role_conflicts(&claims, &mut subjects);
-    let holds = Holds::collect(&input, &subjects);
+    let stranded = Stranded::collect(&input);
+    let holds = Holds::collect(&input, &subjects, &stranded);
 
     let (mut ledger, released) = ledger::settle(&mut subjects, &claims, &foreign, &world, &holds);
-    let mut planned = grants::plan_writes(&claims, &contested, &ledger, &world, &mut subjects);
+    let mut planned = grants::plan_writes(
+        (&claims, &contested),
+        (&ledger, &stranded),
+        &world,
+        &mut subjects,
+    );
     removals::hold_removals(&holds, &mut planned, &mut subjects);
     planned.extend(removals::releases(
         released,
