@@ -1450,7 +1450,9 @@ async fn a_term_lost_between_two_batches_stops_the_rest_of_the_write() {
         pacing: expensify_operator::expensify::Pacing {
             windows: vec![expensify_operator::expensify::PacingWindow {
                 max_requests: 1,
-                period: Duration::from_millis(900),
+                // Long enough for the watcher below to see the first batch and end the
+                // term before the second one's slot comes, even on a loaded machine.
+                period: Duration::from_secs(4),
             }],
         },
         ..sim_settings(&sim)
