@@ -25,8 +25,8 @@ use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
 use crate::reconcile::validate::validate_endpoint;
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, Problem, expired_members, validate_access,
-    validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, Problem, connector_warnings, expired_members,
+    validate_access, validate_connector,
 };
 
 /// One problem, with where it is.
@@ -83,6 +83,9 @@ pub struct Validation {
     /// The repository whose connectors resolved references PATH could not, if one was read.
     pub connectors_from: Option<String>,
     pub problems: Vec<Finding>,
+    /// What works but should not be needed (unrestricted tenants); never fails `validate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Finding>,
 }
 
 impl Validation {
@@ -218,6 +221,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|p| p.namespace().is_none_or(in_namespace))
             .map(Finding::from),
     );
+    let mut warnings = Vec::new();
     for connector in connectors.iter().filter(|c| in_namespace(&c.key.namespace)) {
         let own = validate_connector(connector).into_iter().chain(
             checks
@@ -225,6 +229,11 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
                 .and_then(|clients| validate_endpoint(connector, clients)),
         );
         problems.extend(own.map(|p| finding("ExpensifyConnector", &connector.key, p)));
+        warnings.extend(
+            connector_warnings(connector)
+                .into_iter()
+                .map(|p| finding("ExpensifyConnector", &connector.key, p)),
+        );
     }
     problems.extend(
         access_problems(&accesses, &targets, checks.now)
@@ -238,6 +247,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         policy_accesses: count(&accesses, |a| &a.key.namespace, in_namespace),
         connectors_from: connectors_from.map(|root| root.display().to_string()),
         problems,
+        warnings,
     })
 }
 
@@ -289,6 +299,9 @@ pub fn text(validation: &Validation) -> String {
     let mut out = String::new();
     for problem in &validation.problems {
         out.push_str(&format!("{problem}\n"));
+    }
+    for warning in &validation.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     let checked = format!(
         "{} ExpensifyConnector and {} PolicyAccess in {}",
