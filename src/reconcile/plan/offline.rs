@@ -169,6 +169,10 @@ pub fn policies_through_two_connectors(
     }
     let mut found = Vec::new();
     for (policy, users) in by_policy {
+        // One connector only (the usual case): nothing to compare, in linear time.
+        if users.iter().all(|(_, connector)| connector == &users[0].1) {
+            continue;
+        }
         for (access, connector) in &users {
             let mut others = users
                 .iter()
