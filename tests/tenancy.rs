@@ -70,9 +70,15 @@ async fn a_tenant_touches_only_its_policies_and_roles_and_a_governed_policy_is_c
     for refused in ["engineering/grab", "engineering/raise"] {
         let status = &object(&json, refused)["status"];
         assert_eq!(status["phase"], "Error", "{status:#}");
-        assert_eq!(status["conditions"][0]["reason"], "NotGranted", "{status:#}");
+        assert_eq!(
+            status["conditions"][0]["reason"], "NotGranted",
+            "{status:#}"
+        );
     }
-    assert_eq!(object(&json, "engineering/own")["status"]["phase"], "Synced");
+    assert_eq!(
+        object(&json, "engineering/own")["status"]["phase"],
+        "Synced"
+    );
     let finance = roster(&sim, FINANCE);
     let engineering = roster(&sim, ENGINEERING);
     assert!(!finance.iter().any(|(e, _)| e == "grab@acme.example"));
@@ -88,7 +94,13 @@ async fn a_tenant_touches_only_its_policies_and_roles_and_a_governed_policy_is_c
         .collect();
     repo.write(
         "gov.yaml",
-        &access_yaml("gov", "finance", ENGINEERING, "  mode: Authoritative\n", &members),
+        &access_yaml(
+            "gov",
+            "finance",
+            ENGINEERING,
+            "  mode: Authoritative\n",
+            &members,
+        ),
     );
     let planned = run(&endpoint, &["plan", dir, "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
@@ -118,7 +130,10 @@ async fn a_tenant_touches_only_its_policies_and_roles_and_a_governed_policy_is_c
     let reopened = run(&endpoint, &["plan", dir, "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&reopened.stdout).unwrap();
     assert_eq!(json["pendingChanges"], 0, "{json:#}");
-    assert_eq!(object(&json, "engineering/own")["status"]["phase"], "Synced");
+    assert_eq!(
+        object(&json, "engineering/own")["status"]["phase"],
+        "Synced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,10 +154,16 @@ async fn an_unrestricted_tenant_works_and_is_warned_about() {
     let dir = repo.path().to_str().unwrap();
     let validated = run(&sim.endpoint(), &["validate", dir]).await;
     let said = printed(&validated);
-    assert_eq!(validated.status.code(), Some(0), "a warning, not a problem: {said}");
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "a warning, not a problem: {said}"
+    );
     assert!(
         said.contains("warning: ")
-            && said.contains("spec.allowedNamespaces[0]: unrestricted tenant: namespace \"engineering\""),
+            && said.contains(
+                "spec.allowedNamespaces[0]: unrestricted tenant: namespace \"engineering\""
+            ),
         "{said}"
     );
     let applied = run(&sim.endpoint(), &["apply", dir, "-o", "json"]).await;
@@ -232,7 +253,10 @@ async fn five_thousand_objects_asking_two_roles_for_one_person_plan_in_bounded_m
     );
     assert_eq!(planned.status.code(), Some(1), "blocked objects: exit 1");
     assert!(peak < MEMORY_BOUND, "peak RSS {peak} bytes");
-    assert!(printed_bytes < OUTPUT_BOUND, "{printed_bytes} bytes printed");
+    assert!(
+        printed_bytes < OUTPUT_BOUND,
+        "{printed_bytes} bytes printed"
+    );
     let json: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
     assert_eq!(json["pendingChanges"], 0);
     let first = &object(&json, "finance/team-00000")["status"];

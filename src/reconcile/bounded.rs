@@ -63,7 +63,10 @@ mod tests {
     fn past_the_first_few_items_are_counted() {
         let items: Vec<String> = (0..5000).map(|i| format!("ns/object-{i}")).collect();
         let message = first_few(&items, ", ");
-        assert!(message.starts_with("ns/object-0, ns/object-1,"), "{message}");
+        assert!(
+            message.starts_with("ns/object-0, ns/object-1,"),
+            "{message}"
+        );
         assert!(message.ends_with("ns/object-9 and 4990 more"), "{message}");
         assert!(message.len() < 200, "{message}");
     }

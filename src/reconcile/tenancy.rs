@@ -33,7 +33,10 @@ pub enum Reach<'a> {
     /// The connector's own namespace, or an unrestricted tenant: any policy, any role.
     Everything,
     /// A `spec.tenants` entry (at `index`): its policies, roles up to its `maxRole`.
-    Limited { index: usize, tenant: &'a TenantSpec },
+    Limited {
+        index: usize,
+        tenant: &'a TenantSpec,
+    },
 }
 
 impl Reach<'_> {
@@ -113,10 +116,10 @@ pub fn policy_refusal(
             _ => {}
         }
     }
-    let policy = visible
-        .iter()
-        .find(|p| p.id == policy_id)
-        .map_or_else(|| policy_id.to_string(), |p| format!("{:?} ({policy_id})", p.name));
+    let policy = visible.iter().find(|p| p.id == policy_id).map_or_else(
+        || policy_id.to_string(),
+        |p| format!("{:?} ({policy_id})", p.name),
+    );
     let namespace = &access.key.namespace;
     let why = match ambiguous {
         Some((j, name, count)) => format!(
@@ -173,8 +176,7 @@ pub fn role_refusals(
     access: &AccessObject,
     now: Timestamp,
 ) -> Vec<Problem> {
-    let Some(reach @ Reach::Limited { index, .. }) = reach(connector, &access.key.namespace)
-    else {
+    let Some(reach @ Reach::Limited { index, .. }) = reach(connector, &access.key.namespace) else {
         return Vec::new();
     };
     let max = reach.max_role();

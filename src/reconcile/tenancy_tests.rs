@@ -47,7 +47,7 @@ fn connector(allowed: &[&str], tenants: Vec<TenantSpec>) -> ConnectorObject {
             sync_interval: "10m".into(),
             max_revocations_per_sync: 10,
             protected_emails: vec![],
-            allowed_namespaces: allowed.iter().map(|s| s.to_string()).collect(),
+            allowed_namespaces: allowed.iter().map(ToString::to_string).collect(),
             tenants,
             suspend: false,
         },
@@ -118,9 +118,19 @@ fn reach_follows_own_namespace_then_tenants_then_allowed_namespaces() {
 #[test]
 fn a_tenants_entry_lets_its_namespace_use_the_connector() {
     let c = connector(&[], vec![tenant("engineering", vec![], None)]);
-    assert!(validate_access(&access("engineering", selector(Some("P2"), None), &[]), &[c.clone()]).is_empty());
+    assert!(
+        validate_access(
+            &access("engineering", selector(Some("P2"), None), &[]),
+            std::slice::from_ref(&c)
+        )
+        .is_empty()
+    );
     let refused = validate_access(&access("sales", selector(Some("P2"), None), &[]), &[c]);
-    assert!(refused[0].message.contains("spec.tenants"), "{}", refused[0]);
+    assert!(
+        refused[0].message.contains("spec.tenants"),
+        "{}",
+        refused[0]
+    );
 }
 
 #[test]
@@ -135,7 +145,11 @@ fn offline_a_policy_is_refused_only_when_no_entry_can_match() {
         offline_policy_refusal(&c, &access("engineering", selector(Some("P1"), None), &[]))
             .unwrap();
     assert_eq!(refused.field, "spec.policy");
-    assert!(refused.message.contains("spec.tenants[0] of ExpensifyConnector finance/acme"));
+    assert!(
+        refused
+            .message
+            .contains("spec.tenants[0] of ExpensifyConnector finance/acme")
+    );
     assert!(
         offline_policy_refusal(
             &c,
@@ -146,7 +160,11 @@ fn offline_a_policy_is_refused_only_when_no_entry_can_match() {
     );
     let by_name = connector(
         &[],
-        vec![tenant("engineering", vec![selector(None, Some("Tools"))], None)],
+        vec![tenant(
+            "engineering",
+            vec![selector(None, Some("Tools"))],
+            None,
+        )],
     );
     assert!(
         offline_policy_refusal(
@@ -157,13 +175,19 @@ fn offline_a_policy_is_refused_only_when_no_entry_can_match() {
     );
     let nothing = connector(&[], vec![tenant("engineering", vec![], None)]);
     assert!(
-        offline_policy_refusal(&nothing, &access("engineering", selector(Some("P2"), None), &[]))
-            .is_some(),
+        offline_policy_refusal(
+            &nothing,
+            &access("engineering", selector(Some("P2"), None), &[])
+        )
+        .is_some(),
         "an entry listing no policy allows none"
     );
     assert!(
-        offline_policy_refusal(&nothing, &access("finance", selector(Some("P2"), None), &[]))
-            .is_none(),
+        offline_policy_refusal(
+            &nothing,
+            &access("finance", selector(Some("P2"), None), &[])
+        )
+        .is_none(),
         "the connector's own namespace"
     );
 }
@@ -197,8 +221,15 @@ fn unrestricted_tenants_are_warned_about() {
         ["spec.allowedNamespaces[2]", "spec.allowedNamespaces[3]"],
         "not the own namespace, not a namespace with a tenants entry"
     );
-    assert!(warnings[0].message.starts_with("unrestricted tenant: namespace \"sales\""));
-    assert!(validate_connector(&c).is_empty(), "a warning, not a problem");
+    assert!(
+        warnings[0]
+            .message
+            .starts_with("unrestricted tenant: namespace \"sales\"")
+    );
+    assert!(
+        validate_connector(&c).is_empty(),
+        "a warning, not a problem"
+    );
 }
 
 #[test]
@@ -208,11 +239,18 @@ fn tenants_entries_are_checked() {
         vec![
             tenant("Engineering!", vec![], None),
             tenant("finance", vec![], None),
-            tenant("eng", vec![selector(None, None), selector(Some(" "), None)], Some("owner")),
+            tenant(
+                "eng",
+                vec![selector(None, None), selector(Some(" "), None)],
+                Some("owner"),
+            ),
             tenant("eng", vec![], None),
         ],
     );
-    let fields: Vec<String> = validate_connector(&c).into_iter().map(|p| p.field).collect();
+    let fields: Vec<String> = validate_connector(&c)
+        .into_iter()
+        .map(|p| p.field)
+        .collect();
     assert_eq!(
         fields,
         [
@@ -293,7 +331,10 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
     assert_eq!(status.phase, crate::api::AccessPhase::Error);
     assert_eq!(status.conditions[0].reason, Reason::NotGranted.as_str());
     assert!(
-        status.message.unwrap().contains("may not touch policy \"Finance\" (P1)"),
+        status
+            .message
+            .unwrap()
+            .contains("may not touch policy \"Finance\" (P1)"),
         "the message names the rule"
     );
 }

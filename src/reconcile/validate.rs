@@ -140,7 +140,11 @@ fn tenant_problems(connector: &ConnectorObject) -> Vec<Problem> {
                 problems.push(problem);
             }
         }
-        if let Some(role) = tenant.max_role.as_ref().filter(|r| Role::parse(r).is_none()) {
+        if let Some(role) = tenant
+            .max_role
+            .as_ref()
+            .filter(|r| Role::parse(r).is_none())
+        {
             problems.push(Problem::new(
                 format!("{at}.maxRole"),
                 format!("{role:?} is not one of user, auditor, admin"),

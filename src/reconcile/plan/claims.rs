@@ -198,12 +198,14 @@ pub(super) fn role_conflicts(
                 .map(|c| format!("{} asks {}", c.key, c.wanted.role)),
             ", ",
         );
-        let message = format!(
-            "{email} on policy {policy}: {askers}; the person is left as they are"
-        );
+        let message =
+            format!("{email} on policy {policy}: {askers}; the person is left as they are");
         for claim in &writers {
             if let Some(&i) = index.get(&claim.key) {
-                subjects[i].plan.blocks.push(Block::Conflict(message.clone()));
+                subjects[i]
+                    .plan
+                    .blocks
+                    .push(Block::Conflict(message.clone()));
             }
         }
         contested.insert((policy.to_string(), email.to_string()));

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
-use super::super::validate::{Problem, connector_allows, validate_access};
 use super::super::bounded::first_few;
+use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::super::tenancy::{offline_policy_refusal, role_refusals};
+use super::super::validate::{Problem, connector_allows, validate_access};
 use super::claims::{self, Claims};
 use super::resolve;
 use super::tenancy;

@@ -61,12 +61,20 @@ fn a_tenant_may_name_only_the_policies_its_entry_lists() {
     let connector = tenant_connector(&[id("P2")], None);
     let accesses = vec![
         in_namespace(
-            access("grab", AccessMode::Additive, vec![member("x@acme.example", "user")]),
+            access(
+                "grab",
+                AccessMode::Additive,
+                vec![member("x@acme.example", "user")],
+            ),
             ENG,
         ),
         on_policy(
             in_namespace(
-                access("own", AccessMode::Additive, vec![member("y@acme.example", "user")]),
+                access(
+                    "own",
+                    AccessMode::Additive,
+                    vec![member("y@acme.example", "user")],
+                ),
                 ENG,
             ),
             "P2",
@@ -83,7 +91,9 @@ fn a_tenant_may_name_only_the_policies_its_entry_lists() {
     assert_eq!(grab.problems.len(), 1, "{:?}", grab.problems);
     assert_eq!(grab.problems[0].field, "spec.policy");
     assert!(
-        grab.problems[0].message.contains("may not touch policy \"Finance\" (P1)")
+        grab.problems[0]
+            .message
+            .contains("may not touch policy \"Finance\" (P1)")
             && grab.problems[0].message.contains("spec.tenants[0]"),
         "{}",
         grab.problems[0]
@@ -155,7 +165,11 @@ fn a_namespace_in_both_lists_is_read_as_its_tenants_entry() {
     let mut connector = tenant_connector(&[id("P2")], None);
     connector.spec.allowed_namespaces = vec![ENG.into()];
     let accesses = vec![in_namespace(
-        access("grab", AccessMode::Additive, vec![member("x@acme.example", "admin")]),
+        access(
+            "grab",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "admin")],
+        ),
         ENG,
     )];
     let plan = run(&connector, &accesses, &world);
@@ -171,13 +185,21 @@ fn an_unrestricted_tenant_still_reaches_any_policy_and_role() {
     let mut connector = connector();
     connector.spec.allowed_namespaces = vec![ENG.into()];
     let accesses = vec![in_namespace(
-        access("team", AccessMode::Additive, vec![member("x@acme.example", "admin")]),
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "admin")],
+        ),
         ENG,
     )];
     let plan = run(&connector, &accesses, &world);
     assert_eq!(
         changes(&plan),
-        [(ChangeKind::Grant, "x@acme.example".into(), Some(Role::Admin))]
+        [(
+            ChangeKind::Grant,
+            "x@acme.example".into(),
+            Some(Role::Admin)
+        )]
     );
 }
 
@@ -192,14 +214,22 @@ fn a_name_entry_that_matches_two_policies_allows_neither() {
     let accesses = vec![
         on_policy(
             in_namespace(
-                access("shared", AccessMode::Additive, vec![member("x@acme.example", "user")]),
+                access(
+                    "shared",
+                    AccessMode::Additive,
+                    vec![member("x@acme.example", "user")],
+                ),
                 ENG,
             ),
             "P2",
         ),
         on_policy(
             in_namespace(
-                access("tools", AccessMode::Additive, vec![member("y@acme.example", "user")]),
+                access(
+                    "tools",
+                    AccessMode::Additive,
+                    vec![member("y@acme.example", "user")],
+                ),
                 ENG,
             ),
             "P3",
@@ -233,7 +263,11 @@ fn the_connectors_own_namespace_may_touch_everything() {
     let plan = run(&connector, &accesses, &world);
     assert_eq!(
         changes(&plan),
-        [(ChangeKind::Grant, "x@acme.example".into(), Some(Role::Admin))]
+        [(
+            ChangeKind::Grant,
+            "x@acme.example".into(),
+            Some(Role::Admin)
+        )]
     );
 }
 
@@ -291,7 +325,7 @@ fn governed(allow_from: &[&str]) -> Vec<AccessObject> {
         ),
         "P2",
     );
-    gov.spec.allow_from = allow_from.iter().map(|s| s.to_string()).collect();
+    gov.spec.allow_from = allow_from.iter().map(ToString::to_string).collect();
     let tenant = on_policy(
         in_namespace(
             access(
@@ -343,7 +377,11 @@ fn allow_from_opens_a_governed_policy() {
     let plan = run(&connector, &governed(&[ENG]), &world);
     assert_eq!(
         changes(&plan),
-        [(ChangeKind::Grant, "carol@acme.example".into(), Some(Role::User))],
+        [(
+            ChangeKind::Grant,
+            "carol@acme.example".into(),
+            Some(Role::User)
+        )],
         "bob stays, carol is granted"
     );
     assert!(plan.objects[&eng_key("team")].blocks.is_empty());
@@ -357,16 +395,18 @@ fn what_a_closed_out_object_gave_is_taken_back() {
     );
     let connector = tenant_connector(&[id("P2")], None);
     let mut accesses = governed(&[]);
-    let mut status = PolicyAccessStatus::default();
-    status.managed_members = vec![ManagedMember {
-        policy_id: "P2".into(),
-        email: "bob@acme.example".into(),
-        added: true,
-        previous_role: None,
-        role: Some("user".into()),
-        pending: false,
-        prior_role: None,
-    }];
+    let status = PolicyAccessStatus {
+        managed_members: vec![ManagedMember {
+            policy_id: "P2".into(),
+            email: "bob@acme.example".into(),
+            added: true,
+            previous_role: None,
+            role: Some("user".into()),
+            pending: false,
+            prior_role: None,
+        }],
+        ..PolicyAccessStatus::default()
+    };
     accesses[1].status = Some(status);
     let plan = run(&connector, &accesses, &world);
     assert_eq!(
@@ -406,7 +446,11 @@ fn objects_of_the_connectors_namespace_are_never_closed_out() {
     ];
     let plan = run(&connector, &accesses, &world);
     assert!(plan.is_empty(), "{:?}", plan.changes);
-    assert!(plan.objects[&ObjectKey::new(NS, "central")].blocks.is_empty());
+    assert!(
+        plan.objects[&ObjectKey::new(NS, "central")]
+            .blocks
+            .is_empty()
+    );
 }
 
 #[test]
