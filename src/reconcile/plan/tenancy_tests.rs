@@ -474,3 +474,66 @@ fn two_hundred_askers_make_one_short_conflict_message_each() {
         assert!(message.contains("and 190 more"), "{message}");
     }
 }
+
+#[test]
+fn validate_reports_what_the_manifests_alone_decide() {
+    let connector = tenant_connector(&[id("P2")], None);
+    let accesses = vec![
+        // Finance by id: no entry of engineering can be it.
+        in_namespace(
+            access(
+                "grab",
+                AccessMode::Additive,
+                vec![member("x@acme.example", "user")],
+            ),
+            ENG,
+        ),
+        // Above maxRole.
+        on_policy(
+            in_namespace(
+                access(
+                    "raise",
+                    AccessMode::Additive,
+                    vec![member("y@acme.example", "admin")],
+                ),
+                ENG,
+            ),
+            "P2",
+        ),
+        // Closed out by finance/gov.
+        on_policy(
+            in_namespace(
+                access(
+                    "team",
+                    AccessMode::Additive,
+                    vec![member("z@acme.example", "user")],
+                ),
+                ENG,
+            ),
+            "P2",
+        ),
+        on_policy(
+            access(
+                "gov",
+                AccessMode::Authoritative,
+                vec![member("z@acme.example", "user")],
+            ),
+            "P2",
+        ),
+    ];
+    let found: Vec<(String, String)> = offline::conflicts(&connector, &accesses, now())
+        .into_iter()
+        .map(|(key, problem)| (key.to_string(), problem.field))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("engineering/grab".to_string(), "spec.policy".to_string()),
+            (
+                "engineering/raise".to_string(),
+                "spec.members[0].role".to_string()
+            ),
+            ("engineering/team".to_string(), "spec.policy".to_string()),
+        ]
+    );
+}
