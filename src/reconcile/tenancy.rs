@@ -27,6 +27,9 @@ fn by_name(selector: &PolicySelector) -> Option<&str> {
     selector.name.as_deref().map(str::trim)
 }
 
+/// The field a policy refusal names.
+pub const POLICY_FIELD: &str = "spec.policy";
+
 /// What a namespace may touch through a connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach<'a> {
@@ -132,7 +135,7 @@ pub fn policy_refusal(
         ),
     };
     Some(Problem::new(
-        "spec.policy",
+        POLICY_FIELD,
         format!("namespace {namespace:?} may not touch policy {policy}: {why}"),
     ))
 }
@@ -159,7 +162,7 @@ pub fn offline_policy_refusal(
     }
     let named = by_id(asked).or(by_name(asked)).unwrap_or_default();
     Some(Problem::new(
-        "spec.policy",
+        POLICY_FIELD,
         format!(
             "namespace {:?} may not touch policy {named:?}: it is not among the policies {} lists",
             access.key.namespace,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::ConnectorObject;
-use super::super::tenancy::{policy_refusal, role_refusals};
+use super::super::tenancy::{POLICY_FIELD, policy_refusal, role_refusals};
 use super::super::validate::Problem;
 use super::resolve::{Standing, Subject};
 use super::types::Block;
@@ -38,6 +38,19 @@ pub(super) fn refuse_ungranted(
             .chain(role_refusals(connector, subject.object, now))
             .collect()
     });
+    // A policy the namespace may not touch is not read for it either: no drift, so its
+    // roster never reaches the object's status.
+    for subject in subjects.iter_mut() {
+        let refused_policy = subject.standing == Standing::Forbidden
+            && subject
+                .plan
+                .problems
+                .iter()
+                .any(|p| p.field == POLICY_FIELD);
+        if refused_policy {
+            subject.policy = None;
+        }
+    }
 }
 
 /// Marks `Forbidden` every live object `refusals` finds a problem with, and returns them.

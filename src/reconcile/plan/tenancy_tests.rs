@@ -89,6 +89,7 @@ fn a_tenant_may_name_only_the_policies_its_entry_lists() {
     let grab = &plan.objects[&eng_key("grab")];
     assert!(grab.not_granted);
     assert_eq!(grab.problems.len(), 1, "{:?}", grab.problems);
+    assert!(grab.drift.is_empty(), "{:?}", grab.drift);
     assert_eq!(grab.problems[0].field, "spec.policy");
     assert!(
         grab.problems[0]
@@ -98,6 +99,21 @@ fn a_tenant_may_name_only_the_policies_its_entry_lists() {
         "{}",
         grab.problems[0]
     );
+}
+
+#[test]
+fn a_refused_policy_is_not_read_for_the_object() {
+    // An ObserveOnly object reports everyone nobody asks for as drift: on a policy its
+    // namespace may not touch, that would hand it the roster.
+    let world = two_policies(&[("secret@acme.example", "admin")], &[]);
+    let accesses = vec![in_namespace(
+        access("peek", AccessMode::ObserveOnly, vec![]),
+        ENG,
+    )];
+    let plan = run(&tenant_connector(&[id("P2")], None), &accesses, &world);
+    let peek = &plan.objects[&eng_key("peek")];
+    assert!(peek.not_granted);
+    assert!(peek.drift.is_empty(), "{:?}", peek.drift);
 }
 
 #[test]
