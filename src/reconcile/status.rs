@@ -510,3 +510,65 @@ pub fn connector_status(
     status.conditions = conditions;
     status
 }
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::api::{
+        ConnectorRef, MemberSpec, PolicyAccessSpec, PolicySelector, STATUS_MESSAGE_CAP,
+    };
+    use crate::reconcile::model::ObjectKey;
+    use crate::reconcile::validate::Problem;
+
+    #[test]
+    fn a_status_message_is_capped_however_many_problems_it_names() {
+        let object = AccessObject {
+            key: ObjectKey::new("finance", "team"),
+            generation: Some(1),
+            created: None,
+            annotations: std::collections::BTreeMap::new(),
+            spec: PolicyAccessSpec {
+                connector_ref: ConnectorRef {
+                    name: "acme".into(),
+                    namespace: None,
+                },
+                policy: PolicySelector {
+                    id: Some("P1".into()),
+                    name: None,
+                },
+                mode: AccessMode::Additive,
+                deletion_policy: crate::api::DeletionPolicy::Revoke,
+                allow_from: vec![],
+                suspend: false,
+                members: vec![MemberSpec {
+                    email: "a@acme.example".into(),
+                    role: None,
+                    submits_to: None,
+                    employee_id: None,
+                    expires_at: None,
+                }],
+            },
+            deleting: false,
+            status: None,
+        };
+        let problems: Vec<Problem> = (0..5000)
+            .map(|i| {
+                Problem::new(
+                    format!("spec.members[{i}].email"),
+                    "is not an email address",
+                )
+            })
+            .collect();
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let status = unsynced_status(&object, NotSynced::Invalid(problems), now);
+        let message = status.message.unwrap();
+        assert!(message.len() <= STATUS_MESSAGE_CAP, "{}", message.len());
+        assert!(message.ends_with("(cut)"));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.message.len() <= STATUS_MESSAGE_CAP)
+        );
+    }
+}
