@@ -3,12 +3,17 @@
 
   python3 .ci/chart.py check    # what CI runs: fails on any problem
   python3 .ci/chart.py render   # rewrite manifests/ from the chart
+  python3 .ci/chart.py release VERSION IMAGE OUT   # the release workflow: see release()
 
 Needs helm-python-sdk (Helm's Go SDK through a C library: no helm binary) and
 kubernetes-validate, installed by .ci/run into .ci/.venv.
 """
 import pathlib
+import re
+import shutil
 import sys
+import tempfile
+import tomllib
 
 import helm_python as helm
 import kubernetes_validate
@@ -37,6 +42,11 @@ NON_DEFAULT_VALUES = {
     "secretWatch": {"enabled": True},
     "expensify": {"allowedEndpoints": "https://proxy.example/expensify, http://127.0.0.1:9000", "maxResponseBytes": 1048576},
 }
+# Labels only Helm may set: manifests/install.yaml is applied by kubectl or a GitOps tool,
+# which would otherwise be told Helm manages the objects.
+HELM_LABELS = {"app.kubernetes.io/managed-by", "helm.sh/chart"}
+README = ROOT / "README.md"
+RBAC_TABLE_HEADER = "| API group | resources | verbs | why |"
 # Kinds whose schema no Kubernetes release ships (they come from other CRDs).
 FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
@@ -61,11 +71,22 @@ def render(values):
     return documents
 
 
-def install_yaml(documents):
+def without_helm_labels(node):
+    """`node` with HELM_LABELS dropped from every `labels` map in it (pod templates too)."""
+    if isinstance(node, dict):
+        return {key: ({k: v for k, v in value.items() if k not in HELM_LABELS}
+                      if key == "labels" and isinstance(value, dict) else without_helm_labels(value))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [without_helm_labels(item) for item in node]
+    return node
+
+
+def install_yaml(documents, header="with default values by `python3 .ci/chart.py render`.\n"
+                 "# Do not edit: CI fails when this differs from the chart."):
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    parts = ["# Generated from charts/expensify-operator with default values by `python3 .ci/chart.py render`.\n"
-             "# Do not edit: CI fails when this differs from the chart.\n"]
-    for document in [namespace] + [d for _, d in documents]:
+    parts = [f"# Generated from charts/expensify-operator {header}\n"]
+    for document in [namespace] + [without_helm_labels(d) for _, d in documents]:
         parts.append("---\n" + yaml.safe_dump(document, sort_keys=False))
     return "".join(parts)
 
@@ -116,6 +137,8 @@ def check():
         for document in yaml.safe_load_all(path.read_text()):
             if document:
                 validate(str(path.relative_to(ROOT)), document)
+    check_rbac_table()
+    check_release()
     expected = {"install.yaml": install_yaml(render({})), "crds.yaml": crds_yaml()}
     for name, text in expected.items():
         path = MANIFESTS / name
@@ -124,8 +147,117 @@ def check():
         for document in yaml.safe_load_all(text):
             if document:
                 validate(f"manifests/{name}", document)
+        for label in HELM_LABELS:
+            if label in text:
+                fail(f"manifests/{name} carries {label}; only Helm may set it")
     print(f"{len(failures)} problem(s)")
     return 1 if failures else 0
+
+
+def permissions(rules):
+    """{(api group, resource, verb)} of RBAC rules."""
+    return {(group, resource, verb)
+            for rule in rules for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def readme_rbac_rows():
+    """The documented RBAC table (README.md, or a page of docs/ once the reference moves
+    there): [(permissions, condition)], condition a flag name or None."""
+    pages = [README] + sorted((ROOT / "docs").glob("**/*.md"))
+    found = [page for page in pages if RBAC_TABLE_HEADER in page.read_text().splitlines()]
+    if len(found) != 1:
+        fail(f"expected one RBAC table (a line {RBAC_TABLE_HEADER!r}) in README.md and docs/, found {len(found)}")
+        return []
+    lines = found[0].read_text().splitlines()
+    rows = []
+    for line in lines[lines.index(RBAC_TABLE_HEADER) + 2:]:
+        if not line.startswith("|"):
+            break
+        group, resources, verbs, why = [cell.strip() for cell in line.strip("|").split("|")]
+        group = group.strip("`").replace('""', "")
+        resources = re.findall(r"`([^`]+)`", resources)
+        verbs = [verb.strip() for verb in verbs.split(",")]
+        condition = re.search(r"only with `(--[a-z-]+)`", why)
+        rows.append(({(group, r, v) for r in resources for v in verbs}, condition and condition.group(1)))
+    return rows
+
+
+def check_rbac_table():
+    """The documented RBAC table says what the chart grants: default, --watch-secrets,
+    --leader-election."""
+    rows = readme_rbac_rows()
+
+    def table(*conditions):
+        return set().union(*[granted for granted, condition in rows if condition in conditions])
+
+    cases = [
+        ("default values", {}, "ClusterRole", table(None)),
+        ("secretWatch.enabled", {"secretWatch": {"enabled": True}}, "ClusterRole", table(None, "--watch-secrets")),
+        ("leaderElection.enabled", {"leaderElection": {"enabled": True}}, "Role", table("--leader-election")),
+    ]
+    for label, values, kind, documented in cases:
+        granted = set()
+        for _, document in render(values):
+            if document["kind"] == kind:
+                granted |= permissions(document["rules"])
+        if granted != documented:
+            fail(f"the documented RBAC table and the chart's {kind} ({label}) differ: "
+                 f"granted, not in the table: {sorted(granted - documented)}; "
+                 f"in the table, not granted: {sorted(documented - granted)}")
+    print(f"documented RBAC table: {len(rows)} rows, checked against the chart")
+
+
+def release(version, image, out):
+    """What a release publishes, in `out`: the chart (default image `image`, tag `version`)
+    to package and push, and install.yaml and crds.yaml rendered from it. Refuses unless
+    VERSION is Cargo.toml's version and the chart's version and appVersion."""
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    found = {"Cargo.toml version": cargo, "Chart.yaml version": chart["version"],
+             "Chart.yaml appVersion": str(chart["appVersion"])}
+    wrong = [f"{where} is {value}" for where, value in found.items() if value != version]
+    if wrong:
+        raise ValueError(f"release {version}: " + ", ".join(wrong))
+    out = pathlib.Path(out)
+    packaged = out / "chart" / CHART.name
+    shutil.copytree(CHART, packaged)
+    values = packaged / "values.yaml"
+    # One line changed, comments kept: the published chart pulls the published image.
+    text, changed = re.subn(r"(?m)^(  repository:) \S+.*$", rf"\1 {image}", values.read_text(), count=1)
+    if changed != 1 or yaml.safe_load(text)["image"]["repository"] != image:
+        raise ValueError("values.yaml: no `image.repository` line to set")
+    values.write_text(text)
+    documents = render({"image": {"repository": image}})
+    (out / "install.yaml").write_text(install_yaml(documents, header=f"{version}, image {image}:{version}."))
+    (out / "crds.yaml").write_text(crds_yaml())
+    return packaged
+
+
+def check_release():
+    """The release step on this tree, with a made-up image: what it writes renders the image."""
+    version = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+    image = "ghcr.io/example/expensify-operator"
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            packaged = release(version, image, out)
+        except ValueError as error:
+            fail(f"release: {error}")
+            return
+        chart_default = helm.Chart.load(packaged).render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        wanted = f"{image}:{version}"
+        install = (pathlib.Path(out) / "install.yaml").read_text()
+        if wanted not in install or not any(wanted in text for text in chart_default.values()):
+            fail(f"release: install.yaml or the packaged chart does not pull {image}:{version}")
+        for document in yaml.safe_load_all(install):
+            if document:
+                validate("release install.yaml", document)
+    try:
+        release("0.0.0-not-this", image, tempfile.mkdtemp())
+        fail("release of a version Cargo.toml does not have was not refused")
+    except ValueError:
+        pass
+    print(f"release step: chart and install.yaml for {image}:{version}")
 
 
 def write():
@@ -138,6 +270,13 @@ def write():
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "check"
+    if command == "release" and len(sys.argv) == 5:
+        try:
+            release(*sys.argv[2:])
+            print(f"wrote chart/{CHART.name}/, install.yaml and crds.yaml in {sys.argv[4]}")
+        except ValueError as error:
+            sys.exit(f"chart.py release: {error}")
+        sys.exit(0)
     if command not in {"check", "render"}:
-        sys.exit("usage: chart.py check|render")
+        sys.exit("usage: chart.py check|render|release VERSION IMAGE OUT")
     sys.exit(check() if command == "check" else write())

@@ -123,6 +123,7 @@ fn benches(c: &mut Criterion) {
     let now = Timestamp::now();
     let input = PlanInput {
         connector: &connector,
+        connectors: std::slice::from_ref(&connector),
         accesses: &accesses,
         observed: &observed,
         now,

@@ -12,5 +12,6 @@ pub mod expensify;
 pub mod files;
 pub mod names;
 pub mod reconcile;
+pub mod sanitize;
 pub mod simulator;
 pub mod telemetry;

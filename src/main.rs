@@ -111,7 +111,12 @@ async fn main() -> ExitCode {
                     message.push_str(&cause);
                 }
             }
-            eprintln!("error: {message}");
+            // Errors can carry Expensify's text and policy names: nothing a terminal or a
+            // CI runner acts on.
+            eprintln!(
+                "error: {}",
+                expensify_operator::sanitize::terminal_text(&message)
+            );
             ExitCode::from(1)
         }
     }

@@ -315,16 +315,25 @@ async fn watch_syncs_on_change_and_stops_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn demo_runs_from_a_fresh_checkout() {
+async fn demo_runs_from_any_directory_and_leaves_nothing_behind() {
+    // Not the checkout: the examples are built into the binary (as after `cargo install`).
+    let elsewhere = tempfile::tempdir().unwrap();
     let output = Command::new(BIN)
         .arg("demo")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(elsewhere.path())
         .env("NO_COLOR", "1")
         .output()
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "nothing written where it ran"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("the built-in examples"), "{stdout}");
+    assert!(!text(&output).contains("skipped"), "{}", text(&output));
     for step in [
         "1. plan",
         "2. apply",
@@ -335,6 +344,37 @@ async fn demo_runs_from_a_fresh_checkout() {
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
+    assert!(
+        !std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/.expensify-status"
+        ))
+        .exists()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_a_directory_given_with_examples() {
+    let output = Command::new(BIN)
+        .args([
+            "demo",
+            "--examples",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(concat!(
+            "manifests:  ",
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples"
+        )),
+        "{stdout}"
+    );
     assert!(
         !std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1694,4 +1734,48 @@ async fn long_work_reports_its_progress_on_stderr() {
     .await;
     let stderr = String::from_utf8_lossy(&applied.stderr);
     assert!(stderr.contains("updater batches sent 1/"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_passes_the_shipped_examples_and_warns_of_an_expired_entry() {
+    // The examples as shipped, in place: an expired just-in-time entry (2025) is the normal
+    // end of that access, so it is named as a warning and validate still exits 0.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut validate = without_credentials("http://127.0.0.1:9", &["validate", examples]);
+    validate.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = validate.output().await.unwrap();
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("warning: ")
+            && all.contains("contractors-jit.yaml (document 1): PolicyAccess ")
+            && all.contains("expiresAt: 2025-01-31T00:00:00Z is in the past"),
+        "the expired entry is named: {all}"
+    );
+    assert!(
+        all.contains("no problems (") && all.contains("warning(s): expired entries to remove)"),
+        "{all}"
+    );
+
+    // JSON keeps the expired entry apart from the problems.
+    let mut json = without_credentials("http://127.0.0.1:9", &["validate", examples, "-o", "json"]);
+    json.env_remove("EXPENSIFY_ALLOWED_ENDPOINTS");
+    let output = json.output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{value}"
+    );
+    let warnings = value["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["field"] == "spec.members[1].expiresAt"
+                && w["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("contractor-b@acme.example"))),
+        "{value}"
+    );
 }

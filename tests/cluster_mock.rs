@@ -292,7 +292,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
         .await;
     assert_eq!(
         saved["status"]["managedMembers"],
-        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor", "pending": true}])
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor", "pending": true, "connector": "finance/acme"}])
     );
     let (reason, note) = api.event("finance").await;
     assert_eq!(reason, "Granted");
@@ -308,7 +308,7 @@ async fn first_sync_adds_the_finalizer_grants_and_writes_status() {
     assert_eq!(status["status"]["phase"], "Synced");
     assert_eq!(
         status["status"]["managedMembers"],
-        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor"}]),
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor", "connector": "finance/acme"}]),
         "confirmed by the re-read"
     );
     assert_eq!(
@@ -861,7 +861,7 @@ async fn a_failed_status_patch_after_a_grant_loses_no_ownership() {
         .await;
     assert_eq!(
         confirmed["status"]["managedMembers"],
-        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor"}]),
+        json!([{"policyID": FINANCE, "email": "new@acme.example", "added": true, "role": "auditor", "connector": "finance/acme"}]),
         "the read confirmed the pending entry; it is saved before the revocation"
     );
     let (reason, note) = api.event("finance").await;

@@ -26,26 +26,18 @@ mod support;
 use expensify_operator::files::Run;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
-use expensify_operator::expensify::{
-    AllowedEndpoints, ClientSettings, ExpensifyClients, Pacing, PacingWindow, RetryPolicy,
-};
 use expensify_operator::files::FileMode;
-use expensify_operator::simulator::{self, FaultConfig, ScriptedFault, Seed, SimulatorHandle};
+use expensify_operator::simulator::{FaultConfig, ScriptedFault, SimulatorHandle};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use support::{ADMIN_ID, ADMIN_SECRET, Repo};
+use support::Repo;
+use support::origin::{
+    Deletion, Mode, POLICIES, Role, State, connector_yaml, diff, env_number, is_protected,
+    paced_clients, rate_refusals, snapshot, start_simulator,
+};
 
-/// The seed's policies: (id, name, owner).
-const POLICIES: [(&str, &str, &str); 3] = [
-    ("A1000000000000A1", "Alpha", "owner-a@corp.example"),
-    ("B2000000000000B2", "Beta", "owner-b@corp.example"),
-    ("C3000000000000C3", "Gamma", "it-admin@corp.example"),
-];
-const ADMIN_EMAIL: &str = "it-admin@corp.example";
-const PROTECTED: &str = "ceo@corp.example";
 /// People objects may ask for: three nobody has yet, five already on some policies.
 const PEOPLE: [&str; 8] = [
     "new1@corp.example",
@@ -59,88 +51,8 @@ const PEOPLE: [&str; 8] = [
 ];
 /// Object names (all in namespace `ops`, on connector `corp`).
 const OBJECTS: usize = 3;
-/// Requests per window the simulator accepts and the client paces itself to: far above
-/// what a case sends, so a refusal means pacing is broken, not that the test is slow.
-const WINDOW_REQUESTS: u32 = 400;
-const WINDOW_SECONDS: u64 = 10;
-
-fn seed_yaml() -> String {
-    format!(
-        r#"
-accounts:
-  - {{partnerUserID: {ADMIN_ID}, partnerUserSecret: {ADMIN_SECRET}, email: {ADMIN_EMAIL}}}
-rateLimits:
-  enabled: true
-  windows: [{{maxRequests: {WINDOW_REQUESTS}, periodSeconds: {WINDOW_SECONDS}}}]
-policies:
-  - id: "A1000000000000A1"
-    name: Alpha
-    owner: owner-a@corp.example
-    employees:
-      - {{email: owner-a@corp.example, role: admin}}
-      - {{email: {ADMIN_EMAIL}, role: admin}}
-      - {{email: {PROTECTED}, role: user}}
-      - {{email: pat@corp.example, role: user}}
-      - {{email: aud@corp.example, role: auditor}}
-      - {{email: adm@corp.example, role: admin}}
-  - id: "B2000000000000B2"
-    name: Beta
-    owner: owner-b@corp.example
-    employees:
-      - {{email: owner-b@corp.example, role: admin}}
-      - {{email: {ADMIN_EMAIL}, role: admin}}
-      - {{email: bob@corp.example, role: user}}
-      - {{email: pat@corp.example, role: auditor}}
-      - {{email: carl@corp.example, role: admin}}
-  - id: "C3000000000000C3"
-    name: Gamma
-    owner: {ADMIN_EMAIL}
-    employees:
-      - {{email: {ADMIN_EMAIL}, role: admin}}
-      - {{email: {PROTECTED}, role: admin}}
-      - {{email: carl@corp.example, role: user}}
-      - {{email: aud@corp.example, role: user}}
-"#
-    )
-}
-
-fn connector_yaml(endpoint: &str) -> String {
-    format!(
-        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: corp, namespace: ops}}\nspec:\n  credentialsSecretRef: {{name: expensify-credentials}}\n  endpoint: {endpoint}\n  adminEmail: {ADMIN_EMAIL}\n  protectedEmails: [{PROTECTED}]\n  maxRevocationsPerSync: 100\n"
-    )
-}
 
 const GARBAGE: &str = "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {name: broken, namespace: ops\nspec: [\n";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    User,
-    Auditor,
-    Admin,
-}
-
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Auditor => "auditor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Additive,
-    Authoritative,
-    ObserveOnly,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deletion {
-    Revoke,
-    Orphan,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Member {
@@ -509,64 +421,6 @@ impl Model {
     }
 }
 
-fn is_protected(policy: usize, email: &str) -> bool {
-    email == POLICIES[policy].2 || email == ADMIN_EMAIL || email == PROTECTED
-}
-
-/// Policy index -> email -> role.
-type State = BTreeMap<usize, BTreeMap<String, String>>;
-
-fn snapshot(sim: &SimulatorHandle) -> State {
-    let policies = sim.state().policies();
-    POLICIES
-        .iter()
-        .enumerate()
-        .map(|(i, (id, _, _))| {
-            let roster = policies
-                .iter()
-                .find(|p| p.id == *id)
-                .map(|p| {
-                    p.employees
-                        .iter()
-                        .map(|e| (e.email.clone(), e.role.as_str().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (i, roster)
-        })
-        .collect()
-}
-
-/// Lines `- email role` (only at the start) and `+ email role` (only now), per policy.
-fn diff(origin: &State, now: &State) -> String {
-    let mut out = String::new();
-    for (policy, start) in origin {
-        let empty = BTreeMap::new();
-        let current = now.get(policy).unwrap_or(&empty);
-        let mut lines = Vec::new();
-        for (email, role) in start {
-            if current.get(email) != Some(role) {
-                lines.push(format!("      - {email} {role}"));
-            }
-        }
-        for (email, role) in current {
-            if start.get(email) != Some(role) {
-                lines.push(format!("      + {email} {role}"));
-            }
-        }
-        if !lines.is_empty() {
-            let _ = writeln!(out, "    {}:", POLICIES[*policy].1);
-            for line in lines {
-                let _ = writeln!(out, "{line}");
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push_str("    (none)\n");
-    }
-    out
-}
-
 /// The invariants that hold after every step.
 fn check_step(model: &Model, origin: &State, now: &State, sim: &SimulatorHandle) -> Vec<String> {
     let mut problems = Vec::new();
@@ -599,7 +453,7 @@ fn check_step(model: &Model, origin: &State, now: &State, sim: &SimulatorHandle)
             }
         }
     }
-    let refused = sim.state().counters().rate_limited;
+    let refused = rate_refusals(sim);
     if refused > 0 {
         problems.push(format!(
             "the simulator refused {refused} request(s) for its rate windows"
@@ -703,33 +557,12 @@ struct Case {
 
 impl Case {
     async fn start() -> Case {
-        let seed = Seed::parse(&seed_yaml(), "return_to_origin seed").expect("the seed is valid");
-        let sim = simulator::start(&seed, "127.0.0.1:0".parse().expect("loopback"))
-            .await
-            .expect("the simulator starts");
+        let sim = start_simulator().await;
         let repo = Repo::new(&sim);
         repo.write("connector.yaml", &connector_yaml(&sim.endpoint()));
-        let settings = ClientSettings {
-            pacing: Pacing {
-                windows: vec![PacingWindow {
-                    max_requests: WINDOW_REQUESTS,
-                    period: Duration::from_secs(WINDOW_SECONDS),
-                }],
-            },
-            retry: RetryPolicy {
-                initial_backoff: Duration::from_millis(2),
-                max_backoff: Duration::from_millis(10),
-                rate_limited_backoff: Duration::from_millis(10),
-                ..RetryPolicy::default()
-            },
-            request_timeout: Duration::from_secs(10),
-            allowed_endpoints: AllowedEndpoints::only(&sim.endpoint()).expect("loopback endpoint"),
-            ..ClientSettings::default()
-        };
         // One client set for the whole history, so its pacing sees every request.
-        let clients = Arc::new(ExpensifyClients::new(settings).expect("client settings"));
         let mode = FileMode {
-            clients,
+            clients: paced_clients(&sim),
             ..repo.mode()
         };
         let origin = snapshot(&sim);
@@ -875,13 +708,6 @@ fn history() -> impl Strategy<Value = Vec<Step>> {
         (action(), fault()).prop_map(|(action, fault)| Step { action, fault }),
         1..=8,
     )
-}
-
-fn env_number(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 fn config() -> ProptestConfig {

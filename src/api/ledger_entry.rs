@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// What the operator owns of one person on one policy (the connector is the object's own).
+/// What the operator owns of one person on one policy, and through which connector.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedMember {
@@ -28,6 +28,10 @@ pub struct ManagedMember {
     /// not land falls back to it instead of losing the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior_role: Option<String>,
+    /// The connector (`namespace/name`) whose sync wrote or last settled the entry. Absent
+    /// in entries from older versions: the holder's connector then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
 }
 
 impl ManagedMember {
@@ -66,6 +70,7 @@ where
                 role: None,
                 pending: false,
                 prior_role: None,
+                connector: None,
             },
         })
         .collect())
@@ -129,6 +134,7 @@ mod tests {
             role: Some("user".into()),
             pending: true,
             prior_role: None,
+            connector: None,
         };
         let json = serde_json::to_value(&entry).unwrap();
         assert_eq!(

@@ -58,6 +58,11 @@ impl Caches {
         self.accesses.iter().flat_map(Store::state).collect()
     }
 
+    /// Every cached connector.
+    pub fn connectors(&self) -> Vec<Arc<ExpensifyConnector>> {
+        self.connectors.iter().flat_map(Store::state).collect()
+    }
+
     /// A cached connector.
     pub fn connector(&self, key: &ObjectKey) -> Option<Arc<ExpensifyConnector>> {
         let reference = ObjectRef::new(&key.name).within(&key.namespace);

@@ -110,6 +110,7 @@ fn fingerprint(
 /// unsuspended connector).
 struct Inputs {
     all: Vec<PolicyAccess>,
+    connectors: Vec<ConnectorObject>,
     secret: Option<SecretLookup>,
 }
 
@@ -140,7 +141,11 @@ async fn read_inputs(ctx: &Context, object: &ConnectorObject) -> Result<Inputs, 
     } else {
         None
     };
-    Ok(Inputs { all, secret })
+    Ok(Inputs {
+        all,
+        connectors: ctx.connectors(),
+        secret,
+    })
 }
 
 /// Reconciles one connector; a success resets its error backoff.
@@ -277,6 +282,7 @@ async fn sync(
     };
     let request = SyncRequest {
         connector: object,
+        connectors: &inputs.connectors,
         accesses: &objects,
         now: Timestamp::now(),
         inventory_complete: true,

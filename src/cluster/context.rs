@@ -99,6 +99,16 @@ impl Context {
         self.written.forget_all();
     }
 
+    /// Every cached connector, as the planner sees it (only which exist and what they
+    /// allow matters there).
+    pub fn connectors(&self) -> Vec<crate::reconcile::model::ConnectorObject> {
+        self.caches
+            .connectors()
+            .iter()
+            .map(|c| crate::reconcile::model::ConnectorObject::from_resource(c))
+            .collect()
+    }
+
     /// Every cached PolicyAccess, each as this replica knows it.
     pub fn accesses(&self) -> Vec<PolicyAccess> {
         let cached = self.caches.accesses();

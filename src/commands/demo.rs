@@ -1,5 +1,7 @@
 //! `demo`: the simulator and `examples/` end to end, in one process, with no setup. The
-//! checkout is left untouched: status goes to a temporary directory.
+//! examples are built into the binary, so it runs from any directory and after `cargo
+//! install`; `--examples DIR` runs another set. Nothing is left behind: the examples and
+//! the status go to temporary directories.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,12 +20,92 @@ use crate::simulator::{self, Seed};
 /// Arguments of `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Manifests to apply.
-    #[arg(long, value_name = "DIR", default_value = "examples")]
-    pub examples: PathBuf,
+    /// Manifests to apply [default: the examples built into the binary].
+    #[arg(long, value_name = "DIR")]
+    pub examples: Option<PathBuf>,
     /// Simulator seed [default: <examples>/simulator-seed.yaml].
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+}
+
+/// The repository's `examples/` as built into the binary: the manifests a GitOps tool
+/// would apply.
+const BUILT_IN_EXAMPLES: [(&str, &str); 5] = [
+    (
+        "connector.yaml",
+        include_str!("../../examples/connector.yaml"),
+    ),
+    (
+        "finance-team.yaml",
+        include_str!("../../examples/finance-team.yaml"),
+    ),
+    (
+        "engineering-team.yaml",
+        include_str!("../../examples/engineering-team.yaml"),
+    ),
+    (
+        "contractors-jit.yaml",
+        include_str!("../../examples/contractors-jit.yaml"),
+    ),
+    (
+        "sales-observe.yaml",
+        include_str!("../../examples/sales-observe.yaml"),
+    ),
+];
+
+/// The simulator's seed for the built-in examples.
+const BUILT_IN_SEED: &str = include_str!("../../examples/simulator-seed.yaml");
+
+/// Where the demo's manifests and seed are.
+struct Examples {
+    manifests: PathBuf,
+    seed: PathBuf,
+    /// How the manifests are named in the demo's first lines.
+    shown: String,
+    /// Holds the built-in examples' temporary directory until the demo ends.
+    _built_in: Option<tempfile::TempDir>,
+}
+
+/// The directory given (its seed beside the manifests, unless `--seed` says otherwise),
+/// or the built-in examples written to a temporary directory.
+fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
+    if let Some(dir) = &args.examples {
+        return Ok(Examples {
+            manifests: dir.clone(),
+            seed: args
+                .seed
+                .clone()
+                .unwrap_or_else(|| dir.join("simulator-seed.yaml")),
+            shown: dir.display().to_string(),
+            _built_in: None,
+        });
+    }
+    let temporary = tempfile::tempdir().context("creating a directory for the examples")?;
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text)
+            .with_context(|| format!("writing the built-in example {}", path.display()))
+    };
+    let manifests = temporary.path().join("manifests");
+    std::fs::create_dir(&manifests).with_context(|| format!("creating {}", manifests.display()))?;
+    for (name, text) in BUILT_IN_EXAMPLES {
+        write(manifests.join(name), text)?;
+    }
+    let seed = if let Some(seed) = &args.seed {
+        seed.clone()
+    } else {
+        let seed = temporary.path().join("simulator-seed.yaml");
+        write(seed.clone(), BUILT_IN_SEED)?;
+        seed
+    };
+    Ok(Examples {
+        shown: format!(
+            "the built-in examples (in {}; --examples DIR for your own)",
+            manifests.display()
+        ),
+        manifests,
+        seed,
+        _built_in: Some(temporary),
+    })
 }
 
 fn heading(text: &str) {
@@ -31,10 +113,8 @@ fn heading(text: &str) {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
-    let seed_path = args
-        .seed
-        .clone()
-        .unwrap_or_else(|| args.examples.join("simulator-seed.yaml"));
+    let examples = examples(&args)?;
+    let seed_path = examples.seed.clone();
     let mut seed = Seed::load(&seed_path)?;
     // The demo goes fast: Expensify's pacing is shown by the tests and benchmarks.
     seed.rate_limits.enabled = false;
@@ -52,7 +132,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         ..ClientSettings::default()
     })?;
     let mode = FileMode {
-        dir: args.examples.clone(),
+        dir: examples.manifests.clone(),
         status_dir: StatusDir::new(status.path()),
         credentials: CredentialSource::Fixed(Credentials::new(
             &account.partner_user_id,
@@ -69,7 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         sim.endpoint(),
         seed_path.display()
     );
-    outln!("  manifests:  {}", args.examples.display());
+    outln!("  manifests:  {}", examples.shown);
     outln!("  status dir: {} (temporary)", status.path().display());
 
     heading("1. plan: what the manifests ask of Expensify");
@@ -103,4 +183,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     Ok(i32::from(
         applied.has_errors() || again.pending_changes() > 0,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every manifest in `examples/` is built in, so `demo` shows what the repository ships.
+    #[test]
+    fn every_example_manifest_is_built_in() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+        let mut shipped: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| {
+                std::path::Path::new(name)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("yaml"))
+            })
+            .filter(|name| name != "simulator-seed.yaml" && !name.contains(".template."))
+            .collect();
+        shipped.sort();
+        let mut built_in: Vec<String> = BUILT_IN_EXAMPLES
+            .iter()
+            .map(|(name, _)| (*name).to_string())
+            .collect();
+        built_in.sort();
+        assert_eq!(shipped, built_in);
+    }
 }

@@ -18,6 +18,7 @@ use crate::expensify::{DEFAULT_ENDPOINT, PolicySummary, RosterEntry};
 use crate::files::CredentialSource;
 use crate::names;
 use crate::reconcile::Observed;
+use crate::sanitize;
 
 /// Arguments of `export`.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,14 +107,6 @@ pub struct ExportedFile {
     pub yaml: String,
 }
 
-/// Server-provided text in a YAML comment: one line, no control characters, so a policy
-/// name cannot end the comment and add YAML of its own.
-fn comment_text(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// One exported object, before it is written in a format.
 struct ExportedObject {
     file_name: String,
@@ -180,11 +173,13 @@ fn exported_objects(observed: &Observed, target: &ExportTarget) -> Vec<ExportedO
             n += 1;
             file_name = format!("{stem}-{n}.yaml");
         }
+        // Server text: one line for every YAML parser, so a policy name cannot end the
+        // comment and add YAML of its own.
         let comment = format!(
             "# {} ({}), owner {}",
-            comment_text(&policy.name),
-            comment_text(&policy.id),
-            comment_text(&policy.owner),
+            sanitize::yaml_comment(&policy.name),
+            sanitize::yaml_comment(&policy.id),
+            sanitize::yaml_comment(&policy.owner),
         );
         objects.push(ExportedObject {
             file_name,
@@ -465,6 +460,83 @@ mod tests {
         }
     }
 
+    fn target() -> ExportTarget {
+        ExportTarget {
+            connector_name: "acme".into(),
+            namespace: "finance".into(),
+            secret: SecretRef {
+                name: "creds".into(),
+                user_id_key: "partnerUserID".into(),
+                user_secret_key: "partnerUserSecret".into(),
+            },
+            endpoint: DEFAULT_ENDPOINT.into(),
+            admin_email: "it@acme.example".into(),
+        }
+    }
+
+    /// The text as a YAML 1.1 parser (PyYAML, many CI tools) splits it into lines: NEL,
+    /// U+2028 and U+2029 end a line as `\n` and `\r` do.
+    fn as_yaml_1_1_lines(text: &str) -> String {
+        text.replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n")
+    }
+
+    /// A policy name that, were its line breaks honoured, ends the comment and adds a
+    /// PolicyAccess of its own making the attacker an admin of the policy.
+    fn injecting_name(line_break: char) -> String {
+        [
+            "Sales",
+            "---",
+            "apiVersion: expensify.gitops.dev/v1alpha1",
+            "kind: PolicyAccess",
+            "metadata: {name: injected, namespace: finance}",
+            "spec:",
+            "  connectorRef: {name: acme}",
+            "  policy: {id: P1}",
+            "  members: [{email: attacker@evil.example, role: admin}]",
+            "---",
+            "#",
+        ]
+        .join(&line_break.to_string())
+    }
+
+    #[test]
+    fn a_policy_name_with_any_line_break_adds_no_document_for_any_yaml_parser() {
+        for line_break in ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'] {
+            let name = injecting_name(line_break);
+            let policies = vec![policy("P1", &name)];
+            let rosters = policies
+                .iter()
+                .map(|p| (p.id.clone(), Vec::new()))
+                .collect();
+            let observed = Observed { policies, rosters };
+            let yaml = export_yaml(&observed, &target()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("exported.yaml");
+            std::fs::write(&path, as_yaml_1_1_lines(&yaml)).unwrap();
+            let manifests = crate::files::loader::load_file_alone(&path);
+            let problems: Vec<String> =
+                manifests.problems.iter().map(ToString::to_string).collect();
+            assert!(problems.is_empty(), "{line_break:?}: {problems:?}\n{yaml}");
+            let connectors: Vec<String> = manifests
+                .connectors
+                .iter()
+                .map(|c| c.key.to_string())
+                .collect();
+            let accesses: Vec<String> = manifests
+                .accesses
+                .iter()
+                .map(|a| a.key.to_string())
+                .collect();
+            assert_eq!(connectors, ["finance/acme"], "{line_break:?}\n{yaml}");
+            let expected = format!("finance/{}", object_name(&name));
+            assert_eq!(accesses, [expected], "{line_break:?}\n{yaml}");
+            assert!(
+                manifests.accesses[0].object.spec.members.is_empty(),
+                "{yaml}"
+            );
+        }
+    }
+
     #[test]
     fn hostile_policy_names_and_ids_never_reach_a_path_or_the_yaml() {
         let policies = vec![
@@ -476,18 +548,7 @@ mod tests {
             .iter()
             .map(|p| (p.id.clone(), Vec::new()))
             .collect();
-        let target = ExportTarget {
-            connector_name: "acme".into(),
-            namespace: "finance".into(),
-            secret: SecretRef {
-                name: "creds".into(),
-                user_id_key: "partnerUserID".into(),
-                user_secret_key: "partnerUserSecret".into(),
-            },
-            endpoint: DEFAULT_ENDPOINT.into(),
-            admin_email: "it@acme.example".into(),
-        };
-        let files = export_files(&Observed { policies, rosters }, &target).unwrap();
+        let files = export_files(&Observed { policies, rosters }, &target()).unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
         assert_eq!(
             names,

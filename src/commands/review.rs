@@ -13,6 +13,7 @@ use crate::email;
 use crate::files::select::Picked;
 use crate::files::{PassReport, Run};
 use crate::reconcile::SyncReport;
+use crate::sanitize;
 
 /// Arguments of `review`.
 #[derive(Debug, Clone, clap::Args)]
@@ -150,14 +151,6 @@ fn askers_by_policy<'a>(
     askers
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
 /// Renders the rows.
 pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
     const HEADER: [&str; 7] = [
@@ -188,7 +181,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
                 out.push_str(
                     &fields(row)
                         .iter()
-                        .map(|f| csv_field(f))
+                        .map(|f| sanitize::csv_cell(f))
                         .collect::<Vec<_>>()
                         .join(","),
                 );
@@ -204,7 +197,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
             );
             for row in rows {
                 let cells: Vec<String> =
-                    fields(row).iter().map(|f| f.replace('|', "\\|")).collect();
+                    fields(row).iter().map(|f| sanitize::markdown(f)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
             let unmanaged = rows.iter().filter(|r| r.managed_by == "unmanaged").count();
@@ -259,7 +252,7 @@ pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
         eprintln!(
             "connector {} could not be read: {}",
             sync.connector,
-            sync.connector_status.message.as_deref().unwrap_or_default()
+            sanitize::terminal(sync.connector_status.message.as_deref().unwrap_or_default())
         );
     }
     Ok(i32::from(shown.has_errors()))
@@ -269,11 +262,49 @@ pub async fn run(args: ReviewArgs) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
 
+    fn hostile_row() -> ReviewRow {
+        ReviewRow {
+            connector: "finance/acme".into(),
+            policy_id: "P1".into(),
+            policy_name: "=HYPERLINK(\"https://evil.example\",\"x\")|@everyone\u{202e}<b>\nx"
+                .into(),
+            email: "-2+3@acme.example".into(),
+            role: "@SUM(A1)".into(),
+            managed_by: "unmanaged".into(),
+            note: String::new(),
+        }
+    }
+
     #[test]
-    fn csv_quotes_what_needs_quoting() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("plain"), "plain");
+    fn csv_cells_a_spreadsheet_would_run_are_text() {
+        let csv = render(&[hostile_row()], ReviewFormat::Csv);
+        let row = csv.split_once('\n').unwrap().1;
+        assert_eq!(
+            row,
+            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,\n"
+        );
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table_mention_or_link() {
+        let markdown = render(&[hostile_row()], ReviewFormat::Markdown);
+        let row = markdown.lines().nth(2).unwrap();
+        let unescaped_pipes = row
+            .match_indices('|')
+            .filter(|(i, _)| !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(unescaped_pipes, 8, "{row}");
+        for forbidden in ["@everyone", "https://", "<b>", "\u{202e}"] {
+            assert!(!markdown.contains(forbidden), "{forbidden:?} in {markdown}");
+        }
+        assert_eq!(markdown.lines().count(), 5, "{markdown}");
+    }
+
+    #[test]
+    fn json_keeps_a_hostile_name_exactly() {
+        let json = render(&[hostile_row()], ReviewFormat::Json);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(rows[0]["policyName"], hostile_row().policy_name);
     }
 
     #[test]

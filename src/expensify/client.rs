@@ -421,18 +421,7 @@ impl ExpensifyClient {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> ErrorKind {
-        if error.is_timeout() {
-            return ErrorKind::Timeout(self.settings.request_timeout);
-        }
-        // reqwest's Display names the URL, never the body; walk the sources for the cause.
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        ErrorKind::Transport { message }
+        ErrorKind::from_transport(error, &self.endpoint, self.settings.request_timeout)
     }
 
     fn scrubbed(&self, kind: ErrorKind) -> ErrorKind {
@@ -465,6 +454,15 @@ impl ExpensifyClient {
                 message: scrub(message),
             },
             ErrorKind::Transport { message } => ErrorKind::Transport {
+                message: scrub(message),
+            },
+            ErrorKind::Unreachable {
+                endpoint,
+                reason,
+                message,
+            } => ErrorKind::Unreachable {
+                endpoint,
+                reason,
                 message: scrub(message),
             },
             ErrorKind::Undecodable { message } => ErrorKind::Undecodable {

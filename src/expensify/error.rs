@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use url::Url;
+
+use super::endpoints::is_loopback;
+
 /// The client call that failed; part of every error so a log line says what was attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Call {
@@ -77,6 +81,14 @@ pub enum ErrorKind {
     /// The connection failed or was dropped before a full answer arrived.
     #[error("transport error: {message}")]
     Transport { message: String },
+    /// A non-loopback endpoint whose name does not resolve or whose host refuses the
+    /// connection: a wrong or unreachable endpoint, which retries in seconds do not fix.
+    #[error("cannot reach {endpoint}: {reason} ({message})")]
+    Unreachable {
+        endpoint: String,
+        reason: &'static str,
+        message: String,
+    },
     /// No answer within the per-request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -110,11 +122,55 @@ impl ErrorKind {
             ErrorKind::Server { .. } => "server_error",
             ErrorKind::Refused { .. } => "refused",
             ErrorKind::Transport { .. } => "transport",
+            ErrorKind::Unreachable { .. } => "unreachable",
             ErrorKind::Timeout(_) => "timeout",
             ErrorKind::Undecodable { .. } => "undecodable",
             ErrorKind::ResponseTooLarge { .. } => "response_too_large",
         }
     }
+}
+
+impl ErrorKind {
+    /// The class of a failed request to `endpoint` that got no answer. A name that does not
+    /// resolve or a refused connection is final off loopback; on loopback it stays
+    /// transient, since the simulator there may still be starting.
+    pub fn from_transport(error: &reqwest::Error, endpoint: &Url, timeout: Duration) -> Self {
+        if error.is_timeout() {
+            return ErrorKind::Timeout(timeout);
+        }
+        // reqwest's Display names the URL, never the body; walk the sources for the cause.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        let mut unreachable = None;
+        while let Some(cause) = source {
+            unreachable = unreachable.or_else(|| unreachable_reason(cause));
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        match unreachable {
+            Some(reason) if error.is_connect() && !is_loopback(endpoint) => {
+                ErrorKind::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    reason,
+                    message,
+                }
+            }
+            _ => ErrorKind::Transport { message },
+        }
+    }
+}
+
+/// Why no connection could be made, when `cause` says the name did not resolve or the
+/// connection was refused.
+fn unreachable_reason(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(io) = cause.downcast_ref::<std::io::Error>()
+        && io.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        return Some("the connection was refused");
+    }
+    // hyper-util's connector error is private; its text for a failed lookup is fixed.
+    (cause.to_string() == "dns error").then_some("its name does not resolve")
 }
 
 /// A client that could not be built: refused before any credential is sent.
@@ -147,4 +203,97 @@ pub enum ClientConfigError {
     ZeroSetting { setting: &'static str },
     #[error("could not build the HTTP client: {0}")]
     Http(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A loopback address nothing listens on: bound, then released.
+    fn closed_port() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    async fn classify(client: reqwest::ClientBuilder, endpoint: &str) -> ErrorKind {
+        let endpoint = Url::parse(endpoint).unwrap();
+        let client = client.no_proxy().build().unwrap();
+        let error = client.post(endpoint.clone()).send().await.unwrap_err();
+        ErrorKind::from_transport(&error, &endpoint, TIMEOUT)
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_off_loopback_is_final_and_names_the_endpoint() {
+        let port = closed_port();
+        // The name leads to the closed loopback port: a real refusal, and no traffic
+        // leaves the machine.
+        let client = reqwest::Client::builder().resolve("expensify.example", port);
+        let endpoint = format!(
+            "http://expensify.example:{}/Integration-Server",
+            port.port()
+        );
+        let kind = classify(client, &endpoint).await;
+        assert!(
+            matches!(
+                kind,
+                ErrorKind::Unreachable {
+                    reason: "the connection was refused",
+                    ..
+                }
+            ),
+            "{kind:?}"
+        );
+        assert!(!kind.is_transient());
+        assert!(
+            kind.to_string().starts_with(&format!(
+                "cannot reach {endpoint}: the connection was refused"
+            )),
+            "{kind}"
+        );
+    }
+
+    struct NoSuchName;
+
+    impl reqwest::dns::Resolve for NoSuchName {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(async { Err(std::io::Error::other("no such host").into()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_final() {
+        let client = reqwest::Client::builder().dns_resolver(Arc::new(NoSuchName));
+        let endpoint = "https://expensify.example/Integration-Server";
+        let kind = classify(client, endpoint).await;
+        assert!(
+            matches!(
+                &kind,
+                ErrorKind::Unreachable { endpoint: named, reason: "its name does not resolve", .. }
+                    if named == endpoint
+            ),
+            "{kind:?}"
+        );
+        assert!(!kind.is_transient());
+        assert_eq!(kind.category(), "unreachable");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_on_loopback_stays_transient() {
+        // The simulator may still be starting there.
+        for host in ["127.0.0.1", "localhost"] {
+            let port = closed_port();
+            let client = reqwest::Client::builder().resolve("localhost", port);
+            let endpoint = format!("http://{host}:{}/", port.port());
+            let kind = classify(client, &endpoint).await;
+            assert!(
+                matches!(kind, ErrorKind::Transport { .. }) && kind.is_transient(),
+                "{host}: {kind:?}"
+            );
+        }
+    }
 }

@@ -138,6 +138,22 @@ mod tests {
     }
 
     #[test]
+    fn never_retries_an_unreachable_endpoint() {
+        let policy = RetryPolicy::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let unreachable = ErrorKind::Unreachable {
+            endpoint: "https://expensify.example/".into(),
+            reason: "its name does not resolve",
+            message: String::new(),
+        };
+        assert!(
+            policy
+                .delay_after(1, Duration::ZERO, &unreachable, &mut rng)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn rate_limits_wait_at_least_the_rate_limit_backoff() {
         let policy = RetryPolicy::default();
         let mut rng = SmallRng::seed_from_u64(3);

@@ -1,8 +1,9 @@
 //! `plan -o markdown`: the plan as a pull-request comment. A summary line, what failed,
 //! a table of changes per policy, the removals held and the drift ObserveOnly objects
 //! report. GitHub-flavoured Markdown with no raw HTML but `<details>` around long drift
-//! lists; every value from the manifests or Expensify is escaped (see [`cell`]), so an
-//! email or a name cannot break a table or inject markup.
+//! lists; every value from the manifests or Expensify goes through
+//! [`crate::sanitize::markdown`], so an email or a name cannot break a table, add markup,
+//! mention anyone, link anywhere or reorder what the reviewer reads.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -12,29 +13,10 @@ use super::render::{drift_kind, grouped};
 use super::runner::PassReport;
 use crate::api::{AccessMode, AccessPhase};
 use crate::reconcile::{Change, ChangeKind};
+use crate::sanitize::markdown;
 
 /// Drift lists longer than this are folded in `<details>`.
 const FOLD_AFTER: usize = 10;
-
-/// A value made safe for a table cell or a heading: Markdown's inline punctuation is
-/// backslash-escaped, `<` and `&` become entities (no tag or entity gets through), line
-/// breaks become spaces.
-pub fn cell(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\r' => out.push(' '),
-            '<' => out.push_str("&lt;"),
-            '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// The plan as Markdown.
 pub fn plan_markdown(report: &PassReport) -> String {
@@ -46,7 +28,7 @@ pub fn plan_markdown(report: &PassReport) -> String {
             0 => String::new(),
             n => format!(" (and {n} more connector(s))"),
         };
-        let _ = writeln!(out, "**Failed:** {}{more}\n", cell(&first.headline));
+        let _ = writeln!(out, "**Failed:** {}{more}\n", markdown(&first.headline));
     } else if report.has_errors() {
         let _ = writeln!(
             out,
@@ -114,14 +96,18 @@ fn summary_line(report: &PassReport) -> String {
 fn problems(report: &PassReport, out: &mut String) {
     let mut items: Vec<String> = connector_failures(report)
         .into_iter()
-        .map(|f| format!("**{}**: {}", cell(&f.headline), cell(&f.detail)))
+        .map(|f| format!("**{}**: {}", markdown(&f.headline), markdown(&f.detail)))
         .collect();
     for sync in &report.syncs {
         let repeated = see_connector(&sync.connector);
         for (key, status) in &sync.statuses {
             let message = status.message.as_deref().unwrap_or_default();
             if status.phase == AccessPhase::Error && message != repeated {
-                items.push(format!("{}: {}", cell(&key.to_string()), cell(message)));
+                items.push(format!(
+                    "{}: {}",
+                    markdown(&key.to_string()),
+                    markdown(message)
+                ));
             }
         }
     }
@@ -130,11 +116,11 @@ fn problems(report: &PassReport, out: &mut String) {
             .manifests
             .problems
             .iter()
-            .map(|p| cell(&p.to_string())),
+            .map(|p| markdown(&p.to_string())),
     );
     items.extend(report.unattached.iter().map(|u| {
         let message = u.status.message.as_deref().unwrap_or_default();
-        format!("{}: {}", cell(&u.key.to_string()), cell(message))
+        format!("{}: {}", markdown(&u.key.to_string()), markdown(message))
     }));
     if items.is_empty() {
         return;
@@ -146,7 +132,7 @@ fn problems(report: &PassReport, out: &mut String) {
 }
 
 fn changes_table(title: &str, changes: &[&Change], out: &mut String) {
-    let _ = writeln!(out, "\n### {}\n", cell(title));
+    let _ = writeln!(out, "\n### {}\n", markdown(title));
     let _ = writeln!(out, "| Change | Email | What | Asked by | Why |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for change in changes {
@@ -154,10 +140,10 @@ fn changes_table(title: &str, changes: &[&Change], out: &mut String) {
             out,
             "| {} | {} | {} | {} | {} |",
             change.kind.noun(),
-            cell(&change.email),
-            cell(&change.detail()),
-            cell(&change.requested_by.to_string()),
-            cell(&change.reason)
+            markdown(&change.email),
+            markdown(&change.detail()),
+            markdown(&change.requested_by.to_string()),
+            markdown(&change.reason)
         );
     }
 }
@@ -175,14 +161,14 @@ fn held(report: &PassReport, out: &mut String) {
             let policy = status.policy_name.as_deref().unwrap_or("-");
             rows.push(format!(
                 "| {} | {} | {} | {} |",
-                cell(&key.to_string()),
-                cell(policy),
+                markdown(&key.to_string()),
+                markdown(policy),
                 if people.is_empty() {
                     "-".into()
                 } else {
-                    cell(&people)
+                    markdown(&people)
                 },
-                cell(status.message.as_deref().unwrap_or_default())
+                markdown(status.message.as_deref().unwrap_or_default())
             ));
         }
     }
@@ -209,12 +195,12 @@ fn drift(report: &PassReport, out: &mut String) {
             for d in &object.drift {
                 rows.push(format!(
                     "| {} | {} | {} | {} | {} | {} |",
-                    cell(&key.to_string()),
-                    cell(policy),
-                    cell(&d.email),
+                    markdown(&key.to_string()),
+                    markdown(policy),
+                    markdown(&d.email),
                     drift_kind(d),
-                    cell(d.desired.as_deref().unwrap_or("-")),
-                    cell(d.actual.as_deref().unwrap_or("-"))
+                    markdown(d.desired.as_deref().unwrap_or("-")),
+                    markdown(d.actual.as_deref().unwrap_or("-"))
                 ));
             }
         }
@@ -241,21 +227,5 @@ fn drift(report: &PassReport, out: &mut String) {
     }
     if fold {
         let _ = writeln!(out, "\n</details>");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_escape_what_would_break_a_table_or_add_markup() {
-        assert_eq!(cell("a|b"), "a\\|b");
-        assert_eq!(cell("`x`"), "\\`x\\`");
-        assert_eq!(cell("<img src=x>"), "&lt;img src=x>");
-        assert_eq!(cell("a_b*c*[d](e)"), "a\\_b\\*c\\*\\[d\\](e)");
-        assert_eq!(cell("one\ntwo"), "one two");
-        assert_eq!(cell("&lt;"), "&amp;lt;");
-        assert_eq!(cell("alice@acme.example"), "alice@acme.example");
     }
 }

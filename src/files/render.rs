@@ -1,5 +1,9 @@
 //! What `plan` and `apply` print: a diff like `terraform plan`, results, statuses, and a
 //! JSON form of the same for machines.
+//!
+//! Every value in the text comes from manifests or Expensify and goes through
+//! [`terminal`]: a policy name cannot colour, clear or overwrite the screen, nor start a
+//! line a CI runner takes for a workflow command. JSON needs nothing (serde escapes).
 
 use std::fmt::Write as _;
 
@@ -10,6 +14,7 @@ use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
 use crate::reconcile::SyncReport;
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
+use crate::sanitize::terminal;
 
 /// Colours, only when printing to a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -39,14 +44,13 @@ impl Style {
 /// One change: symbol, email, what it sets, who asks and why. `detail_width` lines up the
 /// `by` column of one connector's changes ([`detail_width`]).
 fn change_line(style: Style, change: &Change, detail_width: usize) -> String {
-    let detail = change.detail();
     format!(
         "    {} {:<32} {:<detail_width$} by {}  ({})",
         style.symbol(change.kind),
-        change.email,
-        detail,
-        change.requested_by,
-        change.reason
+        terminal(&change.email),
+        terminal(&change.detail()),
+        terminal(&change.requested_by.to_string()),
+        terminal(&change.reason)
     )
 }
 
@@ -54,7 +58,7 @@ fn change_line(style: Style, change: &Change, detail_width: usize) -> String {
 fn detail_width<'a>(changes: impl IntoIterator<Item = &'a Change>) -> usize {
     changes
         .into_iter()
-        .map(|change| change.detail().chars().count())
+        .map(|change| terminal(&change.detail()).chars().count())
         .max()
         .unwrap_or(0)
 }
@@ -85,14 +89,14 @@ fn totals(report: &PassReport) -> (i32, i32, i32) {
 
 fn problems(report: &PassReport, out: &mut String) {
     for problem in &report.manifests.problems {
-        let _ = writeln!(out, "  ! {problem}");
+        let _ = writeln!(out, "  ! {}", terminal(&problem.to_string()));
     }
     for unattached in &report.unattached {
         let _ = writeln!(
             out,
             "  ! {}: {}",
-            unattached.key,
-            unattached.status.message.as_deref().unwrap_or_default()
+            terminal(&unattached.key.to_string()),
+            terminal(unattached.status.message.as_deref().unwrap_or_default())
         );
     }
 }
@@ -104,18 +108,19 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         let _ = writeln!(
             out,
             "Connector {}: {}",
-            sync.connector, sync.connector_status.phase
+            terminal(&sync.connector.to_string()),
+            sync.connector_status.phase
         );
         if sync.connector_status.phase == crate::api::ConnectorPhase::Error {
             let _ = writeln!(
                 out,
                 "  ! {}",
-                sync.connector_status.message.as_deref().unwrap_or_default()
+                terminal(sync.connector_status.message.as_deref().unwrap_or_default())
             );
         }
         let width = detail_width(&sync.plan.changes);
         for (title, changes) in grouped(&sync.plan.changes) {
-            let _ = writeln!(out, "\n  {title}");
+            let _ = writeln!(out, "\n  {}", terminal(&title));
             for change in changes {
                 let _ = writeln!(out, "{}", change_line(style, change, width));
             }
@@ -157,10 +162,11 @@ fn held_lines(sync: &SyncReport, style: Style, out: &mut String) {
     for (key, status) in held {
         let _ = writeln!(
             out,
-            "  {} {key}: {}: {}",
+            "  {} {}: {}: {}",
             style.paint("31", "!"),
+            terminal(&key.to_string()),
             status.phase,
-            status.message.as_deref().unwrap_or_default()
+            terminal(status.message.as_deref().unwrap_or_default())
         );
     }
 }
@@ -188,12 +194,13 @@ fn drift_lines(sync: &SyncReport, out: &mut String) {
         let policy = status
             .policy_name
             .as_deref()
-            .map(|name| format!(" on {name}"))
+            .map(|name| format!(" on {}", terminal(name)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  ? {key}{policy}: {}",
-            status.message.as_deref().unwrap_or_default()
+            "  ? {}{policy}: {}",
+            terminal(&key.to_string()),
+            terminal(status.message.as_deref().unwrap_or_default())
         );
         // The plan's list is whole; the status keeps the first few.
         let drift = sync
@@ -203,8 +210,10 @@ fn drift_lines(sync: &SyncReport, out: &mut String) {
             .filter(|o| !o.drift.is_empty())
             .map_or(&status.drift, |o| &o.drift);
         for d in drift {
-            let mut line = format!("      {:<10} {:<32}", drift_kind(d), d.email);
-            match (&d.desired, &d.actual) {
+            let mut line = format!("      {:<10} {:<32}", drift_kind(d), terminal(&d.email));
+            let asked = d.desired.as_deref().map(terminal);
+            let has = d.actual.as_deref().map(terminal);
+            match (asked, has) {
                 (Some(asked), Some(has)) => line.push_str(&format!(" asked {asked}, has {has}")),
                 (Some(asked), None) => line.push_str(&format!(" asked {asked}")),
                 (None, Some(has)) => line.push_str(&format!(" has {has}")),
@@ -222,8 +231,13 @@ pub fn apply_text(report: &PassReport, style: Style) -> String {
     let failures = connector_failures(report);
     let mut out = String::new();
     for failure in &failures {
-        let _ = writeln!(out, "{} {}", style.paint("31", "Failed:"), failure.headline);
-        let _ = writeln!(out, "  {}", failure.detail);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            style.paint("31", "Failed:"),
+            terminal(&failure.headline)
+        );
+        let _ = writeln!(out, "  {}", terminal(&failure.detail));
     }
     if !failures.is_empty() {
         let _ = writeln!(out);
@@ -251,7 +265,7 @@ pub fn apply_text(report: &PassReport, style: Style) -> String {
         // read is listed here.
         let _ = writeln!(out, "\nProblems:");
         for problem in &report.manifests.problems {
-            let _ = writeln!(out, "  ! {problem}");
+            let _ = writeln!(out, "  ! {}", terminal(&problem.to_string()));
         }
     }
     out
@@ -265,7 +279,7 @@ fn applied_changes(report: &PassReport, style: Style, out: &mut String) -> (usiz
         let changes: Vec<Change> = sync.results.iter().map(|r| r.change.clone()).collect();
         let width = detail_width(&changes);
         for (title, group) in grouped(&changes) {
-            let _ = writeln!(out, "  {title}");
+            let _ = writeln!(out, "  {}", terminal(&title));
             for change in group {
                 let failure = sync
                     .results
@@ -281,9 +295,10 @@ fn applied_changes(report: &PassReport, style: Style, out: &mut String) -> (usiz
                         failed += 1;
                         let _ = writeln!(
                             out,
-                            "    {} {:<32} not applied: {reason}",
+                            "    {} {:<32} not applied: {}",
                             style.paint("31", "x"),
-                            change.email
+                            terminal(&change.email),
+                            terminal(reason)
                         );
                     }
                 }
@@ -319,6 +334,11 @@ pub fn status_table(report: &PassReport) -> String {
     for unattached in &report.unattached {
         rows.push(access_row(&unattached.key, &unattached.status));
     }
+    // Escaped before measuring, so the columns line up as printed.
+    let rows: Vec<[String; 5]> = rows
+        .into_iter()
+        .map(|row| row.map(|cell| terminal(&cell)))
+        .collect();
     let widths: Vec<usize> = (0..4)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -476,6 +496,16 @@ mod tests {
             requested_by: ObjectKey::new("finance", "team"),
             reason: "asked for".into(),
         }
+    }
+
+    #[test]
+    fn a_hostile_change_prints_escaped() {
+        let mut change = grant("evil\x1b[2J@acme.example", None);
+        change.reason = "\r::add-mask::x".into();
+        let line = change_line(Style { colour: false }, &change, 0);
+        assert!(!line.contains(['\x1b', '\r']), "{line:?}");
+        assert!(line.contains("evil\\u{1b}[2J@acme.example"), "{line}");
+        assert!(line.ends_with("(\\r::add-mask::x)"), "{line}");
     }
 
     #[test]

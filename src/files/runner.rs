@@ -295,6 +295,7 @@ impl FileMode {
             }
             let request = SyncRequest {
                 connector,
+                connectors: &prepared.connectors,
                 accesses: &prepared.accesses,
                 now,
                 inventory_complete: complete,

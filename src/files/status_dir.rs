@@ -428,6 +428,7 @@ mod tests {
                 role: Some("user".into()),
                 pending: true,
                 prior_role: None,
+                connector: None,
             }],
             ..Default::default()
         });

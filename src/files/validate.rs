@@ -6,7 +6,9 @@
 //! [`crate::reconcile::validate`]'s (every field of a connector, the endpoint allowlist when
 //! one is given, every field of a PolicyAccess, connector references and namespace
 //! consent), plus what the manifests alone decide of the planner's conflicts
-//! ([`crate::reconcile::plan::offline`]) and entries whose `expiresAt` has passed.
+//! ([`crate::reconcile::plan::offline`]). Entries whose `expiresAt` has passed are
+//! warnings, not problems: expiry is the ordinary end of just-in-time access; so are
+//! unrestricted tenants (`allowedNamespaces` without a `tenants` entry), which still work.
 //!
 //! PATH is a directory (everything below it) or one manifest file (that file alone). A
 //! connector reference that PATH itself cannot resolve is looked up among the connectors of
@@ -83,8 +85,8 @@ pub struct Validation {
     /// The repository whose connectors resolved references PATH could not, if one was read.
     pub connectors_from: Option<String>,
     pub problems: Vec<Finding>,
-    /// What works but should not be needed (unrestricted tenants); never fails `validate`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Named but not failing: unrestricted tenants, and entries past their `expiresAt`,
+    /// left to tidy up.
     pub warnings: Vec<Finding>,
 }
 
@@ -221,7 +223,6 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|p| p.namespace().is_none_or(in_namespace))
             .map(Finding::from),
     );
-    let mut warnings = Vec::new();
     for connector in connectors.iter().filter(|c| in_namespace(&c.key.namespace)) {
         let own = validate_connector(connector).into_iter().chain(
             checks
@@ -229,11 +230,6 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
                 .and_then(|clients| validate_endpoint(connector, clients)),
         );
         problems.extend(own.map(|p| finding("ExpensifyConnector", &connector.key, p)));
-        warnings.extend(
-            connector_warnings(connector)
-                .into_iter()
-                .map(|p| finding("ExpensifyConnector", &connector.key, p)),
-        );
     }
     problems.extend(
         access_problems(&accesses, &targets, checks.now)
@@ -241,6 +237,24 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|(key, _)| in_namespace(&key.namespace))
             .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
     );
+    let mut warnings: Vec<Finding> = connectors
+        .iter()
+        .filter(|c| in_namespace(&c.key.namespace))
+        .flat_map(|c| {
+            connector_warnings(c)
+                .into_iter()
+                .map(|problem| finding("ExpensifyConnector", &c.key, problem))
+        })
+        .collect();
+    let expired = accesses
+        .iter()
+        .filter(|access| in_namespace(&access.key.namespace))
+        .flat_map(|access| {
+            expired_members(access, checks.now)
+                .into_iter()
+                .map(|problem| finding("PolicyAccess", &access.key, problem))
+        });
+    warnings.extend(expired);
     Ok(Validation {
         path: path.display().to_string(),
         connectors: count(&connectors, |c| &c.key.namespace, in_namespace),
@@ -251,9 +265,8 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
     })
 }
 
-/// Every problem of the PolicyAccess objects checked: their own fields and references,
-/// entries past their `expiresAt`, and the conflicts the manifests alone decide (on each
-/// connector they may use).
+/// Every problem of the PolicyAccess objects checked: their own fields and references, and
+/// the conflicts the manifests alone decide (on each connector they may use).
 fn access_problems(
     accesses: &[AccessObject],
     connectors: &[ConnectorObject],
@@ -261,9 +274,7 @@ fn access_problems(
 ) -> Vec<(ObjectKey, Problem)> {
     let mut found: Vec<(ObjectKey, Problem)> = Vec::new();
     for access in accesses {
-        let own = validate_access(access, connectors)
-            .into_iter()
-            .chain(expired_members(access, now));
+        let own = validate_access(access, connectors).into_iter();
         found.extend(own.map(|p| (access.key.clone(), p)));
     }
     for connector in connectors {
@@ -294,24 +305,45 @@ fn count<T>(items: &[T], namespace: impl Fn(&T) -> &String, keep: impl Fn(&str) 
     items.iter().filter(|item| keep(namespace(item))).count()
 }
 
+/// What the warnings are about, for the summary line.
+fn warned_about(validation: &Validation) -> &'static str {
+    let tenants = validation
+        .warnings
+        .iter()
+        .any(|w| w.message.starts_with("unrestricted tenant"));
+    let expired = validation
+        .warnings
+        .iter()
+        .any(|w| !w.message.starts_with("unrestricted tenant"));
+    match (tenants, expired) {
+        (true, true) => "unrestricted tenants, expired entries to remove",
+        (true, false) => "unrestricted tenants",
+        _ => "expired entries to remove",
+    }
+}
+
 /// The text `validate` prints: one line per problem, then a summary line.
 pub fn text(validation: &Validation) -> String {
     let mut out = String::new();
-    for problem in &validation.problems {
-        out.push_str(&format!("{problem}\n"));
-    }
     for warning in &validation.warnings {
         out.push_str(&format!("warning: {warning}\n"));
+    }
+    for problem in &validation.problems {
+        out.push_str(&format!("{problem}\n"));
     }
     let checked = format!(
         "{} ExpensifyConnector and {} PolicyAccess in {}",
         validation.connectors, validation.policy_accesses, validation.path
     );
+    let warned = match validation.warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} warning(s): {})", warned_about(validation)),
+    };
     if validation.is_clean() {
-        out.push_str(&format!("OK: {checked}, no problems.\n"));
+        out.push_str(&format!("OK: {checked}, no problems{warned}.\n"));
     } else {
         out.push_str(&format!(
-            "{} problem(s): {checked}.\n",
+            "{} problem(s): {checked}{warned}.\n",
             validation.problems.len()
         ));
     }

@@ -24,6 +24,8 @@ use crate::expensify::{
 #[derive(Debug, Clone, Copy)]
 pub struct SyncRequest<'a> {
     pub connector: &'a ConnectorObject,
+    /// Every connector that exists (see [`PlanInput::connectors`]).
+    pub connectors: &'a [ConnectorObject],
     pub accesses: &'a [AccessObject],
     pub now: Timestamp,
     pub inventory_complete: bool,
@@ -186,6 +188,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let plan_for = |accesses: &[AccessObject], observed: &Observed| {
         plan(PlanInput {
             connector,
+            connectors: request.connectors,
             accesses,
             observed,
             now: request.now,

@@ -27,6 +27,13 @@ impl ObjectKey {
             name: name.into(),
         }
     }
+
+    /// Reads `namespace/name` (as [`fmt::Display`] writes it); `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (namespace, name) = text.split_once('/')?;
+        let valid = |part: &str| !part.is_empty() && !part.contains('/');
+        (valid(namespace) && valid(name)).then(|| Self::new(namespace, name))
+    }
 }
 
 impl fmt::Display for ObjectKey {

@@ -309,6 +309,7 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
     let accesses = [object.clone()];
     let planned = plan(PlanInput {
         connector: &c,
+        connectors: std::slice::from_ref(&c),
         accesses: &accesses,
         observed: &observed,
         now: now(),

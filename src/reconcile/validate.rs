@@ -290,8 +290,8 @@ fn allow_from_problems(access: &AccessObject) -> Vec<Problem> {
 }
 
 /// Members whose `expiresAt` has passed at `now`: they grant nothing any more (a sync
-/// treats them as absent), so the entry is only noise to remove. A problem for `validate`,
-/// not for a sync, where expiry is the ordinary end of just-in-time access.
+/// treats them as absent), so the entry is only noise to remove: a warning for `validate`
+/// (which still exits 0), since expiry is the ordinary end of just-in-time access.
 pub fn expired_members(access: &AccessObject, now: Timestamp) -> Vec<Problem> {
     access
         .spec

@@ -4,7 +4,13 @@
 use std::ffi::OsStr;
 use std::sync::OnceLock;
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
+use tracing_subscriber::fmt::{MakeWriter, format};
+
+use crate::sanitize;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub mod progress;
 
@@ -92,23 +98,105 @@ pub fn init_logging(
         filter: filter_text.clone(),
         reason: e.to_string(),
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(progress::StderrAroundBars);
-    let result = match format {
-        LogFormat::Human => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder
+    let installed = match format {
+        LogFormat::Human => human_subscriber(filter, progress::StderrAroundBars, ansi)
+            .try_init()
+            .is_ok(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(progress::StderrAroundBars)
             .json()
             .with_ansi(false)
             .flatten_event(true)
-            .try_init(),
+            .try_init()
+            .is_ok(),
     };
-    result.map_err(|_| InitLoggingError::AlreadySet)
+    if installed {
+        Ok(())
+    } else {
+        Err(InitLoggingError::AlreadySet)
+    }
+}
+
+/// Human log lines to `writer`. Values in them (policy names, Expensify's messages) go
+/// through [`sanitize::terminal`]: tracing escapes ESC and C1 in the message only, so a
+/// CR or a line break (a forged line, a `::` workflow command) and anything in a `%` field
+/// went through as they were.
+fn human_subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fields = format::debug_fn(|writer, field, value| {
+        let value = sanitize::terminal(&format!("{value:?}"));
+        match field.name() {
+            "message" => write!(writer, "{value}"),
+            name => write!(writer, "{}={value}", name.trim_start_matches("r#")),
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .fmt_fields(fields)
+        .finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// tracing escapes ESC and C1 in the message only; a policy name in a `%` field, or a
+    /// CR / LF / VT anywhere, went through as is, and a forged line could start with `::`.
+    #[test]
+    fn human_log_lines_escape_what_a_policy_name_could_hold() {
+        let captured = Captured::default();
+        let subscriber = human_subscriber(EnvFilter::new("info"), captured.clone(), false);
+        let name = "Evil\r::add-mask::x\n::error::forged\x1b[2J\u{9b}1m\u{202e}\x0b\u{2028}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(policy = %name, quoted = name, "synced {name}");
+            let span = tracing::info_span!("sync", policy = %name);
+            let _entered = span.enter();
+            tracing::info!("in a span");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.contains(['\r', '\x1b', '\u{9b}', '\u{202e}', '\x0b', '\u{2028}']),
+            "{text:?}"
+        );
+        for line in text.lines() {
+            assert!(!line.trim_start().starts_with("::"), "{line}");
+        }
+        assert!(
+            text.contains("policy=Evil\\r::add-mask::x\\n::error::forged\\u{1b}[2J"),
+            "{text}"
+        );
+    }
 
     fn colour(choice: ColourChoice, no_color_flag: bool) -> Colour {
         Colour {

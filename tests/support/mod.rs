@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests and the benchmarks (the one place for them):
 //! a simulator on loopback and clients for it; `apiserver`, a Kubernetes API server
-//! double; `bench`, what the end-to-end benchmarks add.
+//! double; `bench`, what the end-to-end benchmarks add; `origin`, the world the ownership
+//! property tests start from and judge against.
 #![allow(dead_code)]
 
 pub mod apiserver;
 pub mod bench;
+pub mod origin;
 
 use std::time::Duration;
 

@@ -73,32 +73,47 @@ impl Claims {
 }
 
 /// The policies each connector already manages, and since when: evidence written by a
-/// connector's own syncs (ledger entries, or a `Synced` status naming the policy), never a
-/// manifest alone, so a stray object (any namespace, any connector name, valid or not)
-/// cannot make a connector look established. The age is the oldest such object's.
+/// connector's own syncs (ledger entries, each counted for the connector that wrote it, or
+/// a `Synced` status naming the policy), never a manifest alone, and only for connectors
+/// that exist and allow the object's namespace. So a stray object (any namespace, any
+/// connector name, valid or not) cannot make a connector look established. The age is the
+/// oldest such object's.
 fn established(input: &PlanInput<'_>) -> BTreeMap<(String, ObjectKey), Option<Timestamp>> {
-    let own = &input.connector.key;
+    let counts = |connector: &ObjectKey, namespace: &str| {
+        input
+            .connectors
+            .iter()
+            .chain(std::iter::once(input.connector))
+            .any(|c| &c.key == connector && connector_allows(c, namespace))
+    };
     let mut ages: BTreeMap<(String, ObjectKey), Option<Timestamp>> = BTreeMap::new();
     for access in input.accesses {
-        let connector = access.connector_key();
-        if &connector == own && !connector_allows(input.connector, &access.key.namespace) {
-            continue;
-        }
         let Some(status) = &access.status else {
             continue;
         };
-        let mut policies: BTreeSet<&str> = status
-            .managed_members
-            .iter()
-            .map(|e| e.policy_id.as_str())
+        let named = access.connector_key();
+        let mut evidence: BTreeSet<(String, ObjectKey)> = access
+            .ledger_entries()
+            .into_iter()
+            .map(|e| {
+                let writer = e
+                    .connector
+                    .as_deref()
+                    .and_then(ObjectKey::parse)
+                    .unwrap_or_else(|| named.clone());
+                (e.policy_id, writer)
+            })
             .collect();
-        if status.phase == AccessPhase::Synced {
-            policies.extend(status.policy_id.as_deref());
+        if status.phase == AccessPhase::Synced
+            && let Some(policy) = &status.policy_id
+        {
+            evidence.insert((policy.clone(), named.clone()));
         }
-        for policy in policies.into_iter().filter(|p| !p.is_empty()) {
-            let age = ages
-                .entry((policy.to_string(), connector.clone()))
-                .or_insert(access.created);
+        for (policy, connector) in evidence {
+            if policy.is_empty() || !counts(&connector, &access.key.namespace) {
+                continue;
+            }
+            let age = ages.entry((policy, connector)).or_insert(access.created);
             *age = (*age).min(access.created);
         }
     }

@@ -182,6 +182,8 @@ fn entry_for(
         role,
         pending: true,
         prior_role: None,
+        // Stamped with the connector when the plan is finished.
+        connector: None,
     };
     (change.requested_by.clone(), entry)
 }

@@ -12,6 +12,7 @@ fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> Manage
         role: Some(role.into()),
         pending: false,
         prior_role: None,
+        connector: None,
     }
 }
 
@@ -681,6 +682,7 @@ fn an_unreadable_manifest_holds_demotions() {
     );
     let plan = plan(PlanInput {
         connector: &connector(),
+        connectors: &[],
         accesses: &[b],
         observed: &world,
         now: now(),
@@ -958,4 +960,199 @@ fn on_an_authoritative_policy_a_released_raise_is_revoked_in_one_sync() {
         "second sync planned {:?}",
         changes(&second)
     );
+}
+
+/// Issue 17, item 4: an object that granted through this connector and now names a
+/// connector that does not exist is no evidence that another connector governs the policy.
+#[test]
+fn an_object_now_naming_a_missing_connector_blocks_nothing() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    for written_by in [None, Some("finance/acme")] {
+        let mut granted = entry("carol@acme.example", true, None, "user");
+        granted.connector = written_by.map(str::to_string);
+        let mut moved = holding(access("moved", AccessMode::Additive, vec![]), vec![granted]);
+        moved.spec.connector_ref.name = "ghost".into();
+        if let Some(status) = &mut moved.status {
+            status.phase = crate::api::AccessPhase::Synced;
+            status.policy_id = Some("P1".into());
+        }
+        let team = access(
+            "team",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        );
+        let plan = run(&connector(), &[moved, team], &world);
+        assert_eq!(
+            changes(&plan),
+            [(
+                ChangeKind::Grant,
+                "alice@acme.example".into(),
+                Some(Role::User)
+            )],
+            "written by {written_by:?}: {:?}",
+            plan.objects[&key("team")].blocks
+        );
+        assert!(plan.objects[&key("team")].blocks.is_empty());
+    }
+}
+
+/// An entry counts for the connector that wrote it, whatever its holder names now: the
+/// connector that wrote it keeps governing the policy.
+#[test]
+fn an_entry_counts_for_the_connector_that_wrote_it() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let mut granted = entry("carol@acme.example", true, None, "user");
+    granted.connector = Some("finance/other".into());
+    let mut moved = holding(access("moved", AccessMode::Additive, vec![]), vec![granted]);
+    // It names this connector now, but `other` wrote the entry and still exists.
+    moved.spec.connector_ref.name = "acme".into();
+    let team = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("alice@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[moved, team], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    assert_eq!(
+        plan.objects[&key("team")].blocks[0].reason(),
+        Reason::Conflict
+    );
+}
+
+/// Entries this connector keeps are stamped with it.
+#[test]
+fn kept_and_new_entries_name_their_connector() {
+    let world = finance(&[("carol@acme.example", "user")]);
+    let team = holding(
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![
+                member("carol@acme.example", "user"),
+                member("alice@acme.example", "user"),
+            ],
+        ),
+        vec![entry("carol@acme.example", true, None, "user")],
+    );
+    let plan = run(&connector(), &[team], &world);
+    let object = &plan.objects[&key("team")];
+    assert_eq!(object.ledger[0].connector.as_deref(), Some("finance/acme"));
+    assert_eq!(
+        object.new_entries[0].connector.as_deref(),
+        Some("finance/acme")
+    );
+}
+
+/// Issue 17, item 1: after a hand-off that also raised the role, the old holder's copy
+/// (not yet saved without the entry) and the new holder's copy (saved ahead of the write)
+/// both exist. The newest copy wins, whatever the holders' names.
+#[test]
+fn the_newest_copy_of_a_handed_off_entry_wins() {
+    let world = finance(&[("carol@acme.example", "admin")]);
+    let mut raised = entry("carol@acme.example", true, None, "admin");
+    raised.pending = true;
+    raised.prior_role = Some("user".into());
+    let settled_raise = entry("carol@acme.example", true, None, "admin");
+    for newer in [raised, settled_raise] {
+        for (old_name, new_name) in [("a", "b"), ("b", "a")] {
+            let old = holding(
+                access(old_name, AccessMode::Additive, vec![]),
+                vec![entry("carol@acme.example", true, None, "user")],
+            );
+            let new = holding(
+                access(
+                    new_name,
+                    AccessMode::Additive,
+                    vec![member("carol@acme.example", "admin")],
+                ),
+                vec![newer.clone()],
+            );
+            let plan = run(&connector(), &[old, new], &world);
+            assert!(plan.is_empty(), "{:?}", plan.changes);
+            assert!(plan.objects[&key(old_name)].ledger.is_empty());
+            let held = &plan.objects[&key(new_name)].ledger;
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].role.as_deref(), Some("admin"), "{held:?}");
+            assert!(held[0].added && !held[0].pending);
+        }
+    }
+}
+
+fn shown(role: &str) -> super::super::world::RosterView {
+    super::super::world::RosterView {
+        role: Role::parse(role),
+        raw_role: role.into(),
+        submits_to: None,
+        employee_id: None,
+    }
+}
+
+/// `verify` on a pending role change: confirmed only by the role it asked for (or the one
+/// it replaced), dropped when the roster shows the role from before the operator, and kept
+/// pending when the roster shows something else (a read that proves nothing yet).
+#[test]
+fn a_pending_role_change_is_confirmed_only_by_what_expensify_shows() {
+    use super::super::ledger::verify;
+    let mut raise = entry("bob@acme.example", false, Some("user"), "admin");
+    raise.pending = true;
+    let landed = verify(&raise, Some(&shown("admin"))).expect("kept");
+    assert!(!landed.pending);
+    assert_eq!(landed.role.as_deref(), Some("admin"));
+
+    assert_eq!(
+        verify(&raise, Some(&shown("user"))),
+        None,
+        "did not land: nothing owned"
+    );
+
+    let elsewhere = verify(&raise, Some(&shown("auditor"))).expect("kept");
+    assert!(
+        elsewhere.pending,
+        "not confirmed by a role it never asked for"
+    );
+    assert_eq!(elsewhere.role.as_deref(), Some("admin"));
+
+    let mut update = raise.clone();
+    update.prior_role = Some("auditor".into());
+    let fell_back = verify(&update, Some(&shown("auditor"))).expect("kept");
+    assert!(!fell_back.pending);
+    assert_eq!(fell_back.role.as_deref(), Some("auditor"));
+
+    assert_eq!(
+        verify(&raise, None),
+        None,
+        "not on the policy: nothing owned"
+    );
+}
+
+/// A broken object holds the release of an entry it holds, even one Expensify no longer
+/// shows as the operator set it (nothing is inferred while the input is broken).
+#[test]
+fn a_broken_holder_holds_its_own_releases() {
+    let world = finance(&[
+        ("carol@acme.example", "user"),
+        ("dan@acme.example", "admin"),
+    ]);
+    let mut broken = holding(
+        access(
+            "broken",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "nope")],
+        ),
+        vec![
+            entry("carol@acme.example", true, None, "user"),
+            entry("dan@acme.example", true, None, "user"),
+        ],
+    );
+    broken.spec.policy.id = Some("P1".into());
+    let plan = run(&connector(), &[broken], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    let object = &plan.objects[&key("broken")];
+    assert_eq!(
+        object.ledger.len(),
+        2,
+        "nothing dropped: {:?}",
+        object.ledger
+    );
+    assert!(object.notes.is_empty(), "{:?}", object.notes);
 }

@@ -76,7 +76,27 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     for subject in &mut subjects {
         drift::report(subject, &claims, &ledger, &world);
     }
-    finish(subjects, ledger, planned, connector_used)
+    let stamp = Stamp {
+        connector: input.connector.key.to_string(),
+        foreign: &foreign,
+    };
+    finish(subjects, ledger, planned, connector_used, &stamp)
+}
+
+/// Marks the entries this connector keeps as its own, so "one policy, one connector"
+/// counts the connector that wrote an entry, not whichever one its holder names now.
+struct Stamp<'a> {
+    connector: String,
+    /// Policies another connector governs: entries there are left as they are.
+    foreign: &'a std::collections::BTreeSet<String>,
+}
+
+impl Stamp<'_> {
+    fn apply(&self, entry: &mut crate::api::ManagedMember) {
+        if !self.foreign.contains(&entry.policy_id) {
+            entry.connector = Some(self.connector.clone());
+        }
+    }
 }
 
 /// Hands every object its ledger entries, its new entries and its summary.
@@ -85,13 +105,15 @@ fn finish(
     ledger: Ledger,
     mut planned: Vec<Planned>,
     connector_used: Option<String>,
+    stamp: &Stamp<'_>,
 ) -> Plan {
     let mut objects: BTreeMap<ObjectKey, ObjectPlan> = subjects
         .into_iter()
         .map(|s| (s.object.key.clone(), s.plan))
         .collect();
-    for held in ledger.entries.into_values() {
+    for mut held in ledger.entries.into_values() {
         if let Some(object) = objects.get_mut(&held.holder) {
+            stamp.apply(&mut held.entry);
             object.ledger.push(held.entry);
         }
     }
@@ -101,9 +123,10 @@ fn finish(
     });
     let mut changes = Vec::with_capacity(planned.len());
     for Planned { change, entry } in planned {
-        if let Some((holder, entry)) = entry
+        if let Some((holder, mut entry)) = entry
             && let Some(object) = objects.get_mut(&holder)
         {
+            stamp.apply(&mut entry);
             object.new_entries.push(entry);
         }
         changes.push(change);

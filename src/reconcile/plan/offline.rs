@@ -117,6 +117,7 @@ pub fn conflicts(
     let observed = stand_in(connector, accesses);
     let input = PlanInput {
         connector,
+        connectors: std::slice::from_ref(connector),
         accesses,
         observed: &observed,
         now,

@@ -420,6 +420,7 @@ fn what_a_closed_out_object_gave_is_taken_back() {
             role: Some("user".into()),
             pending: false,
             prior_role: None,
+            connector: None,
         }],
         ..PolicyAccessStatus::default()
     };

@@ -141,6 +141,7 @@ fn managing(mut object: AccessObject, emails: &[&str]) -> AccessObject {
                 role: None,
                 pending: false,
                 prior_role: None,
+                connector: None,
             })
             .collect(),
         ..PolicyAccessStatus::default()
@@ -153,9 +154,21 @@ fn ledger_emails(object: &ObjectPlan) -> BTreeSet<String> {
     object.ledger.iter().map(|e| e.email.clone()).collect()
 }
 
+/// The connectors that exist in these tests (besides the one planned): `ghost` and
+/// `elsewhere` are names objects give that no connector has.
+const OTHER_CONNECTORS: [&str; 4] = ["acme", "other", "a-first", "aaa"];
+
 fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed) -> Plan {
+    let connectors: Vec<ConnectorObject> = OTHER_CONNECTORS
+        .iter()
+        .map(|name| ConnectorObject {
+            key: ObjectKey::new(NS, *name),
+            ..connector.clone()
+        })
+        .collect();
     plan(PlanInput {
         connector,
+        connectors: &connectors,
         accesses,
         observed: world,
         now: now(),
@@ -718,6 +731,7 @@ fn incomplete_input_holds_authoritative_removals() {
     let accesses = vec![access("team", AccessMode::Authoritative, vec![])];
     let held = plan(PlanInput {
         connector: &connector(),
+        connectors: &[],
         accesses: &accesses,
         observed: &world,
         now: now(),

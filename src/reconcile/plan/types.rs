@@ -13,6 +13,9 @@ use crate::expensify::{EmployeeRecord, Role};
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
     pub connector: &'a ConnectorObject,
+    /// Every connector that exists (this one included): only they count as governing a
+    /// policy, never a name an object gives.
+    pub connectors: &'a [ConnectorObject],
     /// Every object known. Those of this connector are planned; those of other connectors
     /// only tell which policies another connector already governs.
     pub accesses: &'a [AccessObject],
