@@ -401,6 +401,57 @@ async fn the_simulator_refuses_other_than_loopback() {
     assert!(text(&output).contains("loopback only"), "{}", text(&output));
 }
 
+/// Cosmetics a user sees (issue 17 item 15): a seed parse error names its file, not
+/// `<input>`; a missing kubeconfig is named once, unquoted; `plan -o json` spells
+/// `policyID` as the CRD status does.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_name_files_once_and_spell_policy_id_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("broken-seed.yaml");
+    std::fs::write(&seed, "accounts: [\n  - x: 1\npolicies: 3\n").unwrap();
+    let endpoint = expensify_operator::expensify::DEFAULT_ENDPOINT;
+    let output = run(endpoint, &["simulator", "--seed", seed.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("--> {}:2:3", seed.display()))
+            && !text(&output).contains("<input>"),
+        "{}",
+        text(&output)
+    );
+
+    let missing = dir.path().join("no-such-kubeconfig");
+    let output = run(
+        endpoint,
+        &[
+            "controller",
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+            "--probes-addr",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    assert_eq!(
+        text(&output).matches(missing.to_str().unwrap()).count(),
+        1,
+        "{}",
+        text(&output)
+    );
+
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let planned = run(
+        &sim.endpoint(),
+        &["plan", repo.path().to_str().unwrap(), "-o", "json"],
+    )
+    .await;
+    let json = String::from_utf8_lossy(&planned.stdout);
+    assert!(
+        json.contains("\"policyID\"") && !json.contains("policyId"),
+        "{json}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Colour.
 
@@ -1314,10 +1365,92 @@ async fn a_saved_plan_is_applied_exactly_or_refused_naming_what_moved() {
     assert_eq!(moved.status.code(), Some(1), "{}", text(&moved));
     let said = text(&moved);
     assert!(
-        said.contains("the manifests changed since the plan")
+        said.contains("PolicyAccess finance/finance (finance.yaml): changed since the plan")
             && said.contains("not in the reviewed plan: granted late@acme.example"),
         "{said}"
     );
+}
+
+/// A saved plan whose words were edited (a role in the text) is refused, naming what
+/// the text says and what the change really is; `-o json` prints the refusal as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_with_edited_text_is_refused_and_json_says_so() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let saved = plans.path().join("plan.json");
+    let saved_path = saved.to_str().unwrap();
+    let planned = run(&sim.endpoint(), &["plan", dir, "--out", saved_path]).await;
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned));
+    let plan = std::fs::read_to_string(&saved).unwrap();
+    assert!(plan.contains("as auditor"), "{plan}");
+    std::fs::write(&saved, plan.replace("as auditor", "as admin")).unwrap();
+
+    let refused = run(
+        &sim.endpoint(),
+        &["apply", dir, "--plan", saved_path, "-o", "json"],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("the plan's text does not match its content")
+            && text(&refused).contains("as admin")
+            && text(&refused).contains("as auditor"),
+        "{}",
+        text(&refused)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&refused.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&refused)));
+    assert_eq!(json["applied"], false);
+    assert!(
+        json["moved"][0].as_str().unwrap().contains("as admin"),
+        "{json}"
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written");
+
+    // An unreadable plan is a JSON refusal too.
+    std::fs::write(&saved, "not json").unwrap();
+    let unreadable = run(
+        &sim.endpoint(),
+        &["apply", dir, "--plan", saved_path, "-o", "json"],
+    )
+    .await;
+    assert_eq!(unreadable.status.code(), Some(1), "{}", text(&unreadable));
+    let json: serde_json::Value = serde_json::from_slice(&unreadable.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&unreadable)));
+    assert!(
+        json["refused"].as_str().unwrap().contains("plan.json"),
+        "{json}"
+    );
+}
+
+/// `plan --out` after a plan that failed (credentials rejected: nothing could be read,
+/// so nothing is planned) saves nothing, and removes an older plan at that path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_plan_is_not_saved() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let saved = plans.path().join("plan.json");
+    let saved_path = saved.to_str().unwrap();
+    std::fs::write(&saved, "an older plan").unwrap();
+    let failed = command(
+        &sim.endpoint(),
+        &["plan", dir, "--out", saved_path],
+        "not-the-secret",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("the plan failed, so it was not saved"),
+        "{}",
+        text(&failed)
+    );
+    assert!(!saved.exists(), "no plan is left to apply");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1701,7 +1834,7 @@ async fn long_work_shows_a_bar_on_a_terminal() {
         "no progress log lines beside the bar: {drawn}"
     );
     assert!(
-        drawn.contains("for Expensify's rate limit"),
+        drawn.contains("for Expensify's rate window"),
         "a spinner for the wait: {drawn}"
     );
     let plan = String::from_utf8_lossy(&output.stdout);
@@ -1726,7 +1859,7 @@ async fn long_work_reports_its_progress_on_stderr() {
     // One request per 2 s: the roster read after `policyList` waits for its slot.
     let paced = run(&sim.endpoint(), &["plan", dir, "--pacing", "1/2s"]).await;
     let stderr = String::from_utf8_lossy(&paced.stderr);
-    assert!(stderr.contains("for Expensify's rate limit"), "{stderr}");
+    assert!(stderr.contains("for Expensify's rate window"), "{stderr}");
     let applied = run(
         &sim.endpoint(),
         &["apply", dir, "--update-batch-size", "1", "--pacing", "none"],
@@ -1778,4 +1911,128 @@ async fn validate_passes_the_shipped_examples_and_warns_of_an_expired_entry() {
                     .is_some_and(|m| m.contains("contractor-b@acme.example"))),
         "{value}"
     );
+}
+
+/// A secrets directory holding the status signing key at its documented place.
+fn secrets_with_status_key(key: &str) -> tempfile::TempDir {
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), format!("{key}\n")).unwrap();
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let status = repo.path().join(".expensify-status");
+
+    // No key, no --unsigned-status: refused before anything is written.
+    let refused = command(&sim.endpoint(), &["apply", dir], ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("needs the key: no file $EXPENSIFY_SECRETS_DIR/expensify-status-key/key")
+            && said.contains("--unsigned-status"),
+        "{said}"
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written to Expensify");
+    // `watch` too, at once rather than after its first sync.
+    let watched = command(&sim.endpoint(), &["watch", dir], ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .output();
+    let watched = tokio::time::timeout(std::time::Duration::from_secs(30), watched)
+        .await
+        .expect("watch without the key stops at once")
+        .unwrap();
+    assert_eq!(watched.status.code(), Some(1), "{}", text(&watched));
+    assert!(
+        text(&watched).contains("watch signs the status files"),
+        "{}",
+        text(&watched)
+    );
+    assert_eq!(updates(&sim), 0, "nothing was written to Expensify");
+
+    // With the key: applied, and every status file signed, with the index beside them.
+    let key = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
+    let secrets = secrets_with_status_key(key);
+    let secrets_dir = secrets.path().to_str().unwrap();
+    let applied = command(
+        &sim.endpoint(),
+        &[
+            "apply",
+            dir,
+            "--secrets-dir",
+            secrets_dir,
+            "--log-level",
+            "trace",
+        ],
+        ADMIN_SECRET,
+    )
+    .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    assert!(!text(&applied).contains(key), "the key is never printed");
+    let file = std::fs::read_to_string(status.join("policyaccess/finance/finance.yaml")).unwrap();
+    assert!(
+        file.starts_with("# expensify-operator signature v1 seq="),
+        "{file}"
+    );
+    assert!(status.join(".signatures").exists());
+
+    // A plan with the key verifies; one without says the recorded state is unverified.
+    let verified = run(
+        &sim.endpoint(),
+        &["plan", dir, "--secrets-dir", secrets_dir],
+    )
+    .await;
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(
+        !text(&verified).contains("UNVERIFIED"),
+        "{}",
+        text(&verified)
+    );
+    let unverified = run(&sim.endpoint(), &["plan", dir]).await;
+    assert_eq!(unverified.status.code(), Some(0), "{}", text(&unverified));
+    assert!(
+        text(&unverified).contains("the recorded state in")
+            && text(&unverified).contains("is UNVERIFIED"),
+        "{}",
+        text(&unverified)
+    );
+    let comment = run(&sim.endpoint(), &["plan", dir, "-o", "markdown"]).await;
+    assert!(
+        String::from_utf8_lossy(&comment.stdout).starts_with("> **Recorded state unverified**"),
+        "{}",
+        text(&comment)
+    );
+    let checked = run(
+        &sim.endpoint(),
+        &["plan", dir, "-o", "markdown", "--secrets-dir", secrets_dir],
+    )
+    .await;
+    assert!(!text(&checked).contains("unverified"), "{}", text(&checked));
+
+    // Once signed, an apply without the key is refused even with --unsigned-status.
+    let keyless = run(&sim.endpoint(), &["apply", dir, "--unsigned-status"]).await;
+    assert_eq!(keyless.status.code(), Some(1), "{}", text(&keyless));
+    assert!(text(&keyless).contains("is signed"), "{}", text(&keyless));
+
+    // A key that is too short is refused, not used.
+    let short = secrets_with_status_key("short");
+    let output = run(
+        &sim.endpoint(),
+        &["plan", dir, "--secrets-dir", short.path().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("at least 32"), "{}", text(&output));
 }

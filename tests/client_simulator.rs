@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use expensify_operator::expensify::{
     Call, ClientConfigError, ClientSettings, Credentials, EmployeeRecord, ErrorKind,
-    ExpensifyClients, Pacing, RetryPolicy, Role,
+    ExpensifyClients, Pacing, PacingWindow, RetryPolicy, Role, WriteGate,
 };
 use expensify_operator::simulator::{FaultConfig, ScriptedFault, SeedEmployee, SeedPolicy};
 use support::*;
@@ -551,6 +551,85 @@ async fn pacing_keeps_a_burst_within_the_published_limits() {
     );
 }
 
+/// A slow, jittery path (each request reaches the simulator 0 to 700 ms late, at random):
+/// pacing from the moment each answer arrives, with a tenth in hand, still draws no `429`
+/// from a simulator that enforces the published windows exactly. Paced by send time at the
+/// exact limits, a request delayed less than the one five before it arrived inside the
+/// 10 s window.
+#[tokio::test(start_paused = true)]
+async fn a_slow_network_path_draws_no_429() {
+    let mut seed = example_seed();
+    seed.faults = FaultConfig {
+        accept_delay_ms: 700,
+        seed: 11,
+        ..FaultConfig::default()
+    };
+    let sim = start(&seed).await;
+    let clients = Arc::new(
+        ExpensifyClients::new(ClientSettings {
+            pacing: Pacing::default(),
+            // A 429 fails the call at once: the test sees every one.
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            ..sim_settings(&sim)
+        })
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    // Two connectors sharing one credential, and so one limiter.
+    for _ in 0..2 {
+        let client = clients
+            .client(
+                &sim.endpoint(),
+                Credentials::new(ADMIN_ID, ADMIN_SECRET).unwrap(),
+            )
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..15 {
+                client.list_policies(false).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let counters = sim.state().counters().clone();
+    assert_eq!(counters.requests, 30);
+    assert_eq!(
+        counters.rate_limited, 0,
+        "the simulator never had to refuse"
+    );
+}
+
+/// After a `429` the limiter holds the credential and widens its margin: the retry and
+/// the next caller wait at least a (wider) shortest window.
+#[tokio::test(start_paused = true)]
+async fn a_429_served_slows_the_credential_down() {
+    let sim = start(&unlimited_seed()).await;
+    sim.state().set_faults(script(&[ScriptedFault::Http429]));
+    let client = client_with(
+        &sim,
+        ClientSettings {
+            pacing: Pacing::default(),
+            ..test_settings()
+        },
+        ADMIN_ID,
+        ADMIN_SECRET,
+    );
+    let started = tokio::time::Instant::now();
+    client.list_policies(false).await.unwrap();
+    let after_retry = started.elapsed();
+    // The retry waited 10-15 s; the limiter holds 12.5 s (10 s paced to 80 %).
+    assert!(
+        after_retry >= Duration::from_millis(12_500),
+        "{after_retry:?}"
+    );
+    client.list_policies(false).await.unwrap();
+    assert_eq!(sim.state().counters().requests, 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_pacing_the_simulator_enforces_the_limits() {
     let sim = start(&example_seed()).await;
@@ -615,4 +694,131 @@ async fn plain_http_beyond_loopback_is_refused_before_sending() {
     assert!(matches!(err, ClientConfigError::InsecureEndpoint { .. }));
     assert!(err.to_string().contains("only https"), "{err}");
     assert!(!err.to_string().contains("secret"));
+}
+
+/// A write gate the test closes: a leadership term that ends.
+#[derive(Debug, Default)]
+struct Term(std::sync::atomic::AtomicBool);
+
+impl Term {
+    fn end(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl WriteGate for Term {
+    fn may_write(&self) -> Result<(), String> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("the leadership term ended".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn grants(count: usize) -> Vec<EmployeeRecord> {
+    (0..count)
+        .map(|i| {
+            EmployeeRecord::grant(
+                format!("p{i}@acme.example"),
+                FINANCE,
+                Role::User,
+                "cfo@acme.example",
+                None,
+            )
+        })
+        .collect()
+}
+
+/// Waits (on the real clock) until the simulator has seen `count` updater calls.
+async fn until_updates(sim: &expensify_operator::simulator::SimulatorHandle, count: u64) {
+    for _ in 0..500 {
+        if updates(sim) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the simulator never saw {count} updater call(s)");
+}
+
+/// The term ends while the second batch waits for its pacing slot: it is never sent, and
+/// neither is the third; reads still go.
+#[tokio::test]
+async fn a_write_gate_closed_during_a_pacing_wait_stops_every_later_batch() {
+    let sim = start(&unlimited_seed()).await;
+    let term = Arc::new(Term::default());
+    let settings = ClientSettings {
+        update_batch_size: 1,
+        pacing: Pacing {
+            windows: vec![PacingWindow {
+                max_requests: 1,
+                period: Duration::from_millis(800),
+            }],
+        },
+        ..sim_settings(&sim)
+    };
+    let client = ExpensifyClients::new(settings)
+        .unwrap()
+        .with_write_gate(term.clone())
+        .client(
+            &sim.endpoint(),
+            Credentials::new(ADMIN_ID, ADMIN_SECRET).unwrap(),
+        )
+        .unwrap();
+    let records = grants(3);
+    let writing = {
+        let client = client.clone();
+        tokio::spawn(async move { client.update_employees(&records, false).await })
+    };
+    until_updates(&sim, 1).await;
+    // The second batch is now waiting for the window the first one used.
+    term.end();
+    let report = writing.await.unwrap();
+    assert_eq!(updates(&sim), 1, "nothing left after the term ended");
+    assert_eq!(report.failed.len(), 2);
+    for failed in &report.failed {
+        assert!(
+            matches!(&failed.error.kind, ErrorKind::WriteStopped { reason } if reason.contains("leadership")),
+            "{:?}",
+            failed.error
+        );
+    }
+    assert!(
+        client.list_policies(false).await.is_ok(),
+        "reads are not gated"
+    );
+}
+
+/// The term ends while a failed write waits to be retried: the retry is never sent.
+#[tokio::test]
+async fn a_write_gate_closed_before_a_retry_stops_the_retry() {
+    let sim = start(&unlimited_seed()).await;
+    sim.state().set_faults(script(&[ScriptedFault::Http500]));
+    let term = Arc::new(Term::default());
+    let settings = ClientSettings {
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        },
+        ..sim_settings(&sim)
+    };
+    let client = ExpensifyClients::new(settings)
+        .unwrap()
+        .with_write_gate(term.clone())
+        .client(
+            &sim.endpoint(),
+            Credentials::new(ADMIN_ID, ADMIN_SECRET).unwrap(),
+        )
+        .unwrap();
+    let records = grants(1);
+    let writing = tokio::spawn(async move { client.update_employees(&records, false).await });
+    until_updates(&sim, 1).await;
+    term.end();
+    let report = writing.await.unwrap();
+    assert_eq!(sim.state().counters().requests, 1, "the retry was not sent");
+    assert!(matches!(
+        report.failed[0].error.kind,
+        ErrorKind::WriteStopped { .. }
+    ));
+    assert_eq!(report.failed[0].error.attempts, 1);
 }

@@ -1238,3 +1238,284 @@ async fn a_stale_view_after_a_new_term_cannot_overwrite_the_ledger() {
         "the person the operator added is taken back"
     );
 }
+
+/// One call a reconcile made: method, path and query, body.
+type Call = (String, String, Value);
+
+/// Plays the API server for a whole reconcile whatever it calls, answering as the API
+/// server would (the Secret with `secret`, or 404 when it is gone), and returns its result
+/// and the calls it made in order.
+async fn serve_whole_reconcile<T>(
+    api: &mut ApiServer,
+    mut task: tokio::task::JoinHandle<T>,
+    secret: Option<&str>,
+    objects: (&Value, &Value),
+) -> (T, Vec<Call>) {
+    let (access, connector) = objects;
+    let mut calls = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = tokio::select! {
+            done = &mut task => return (done.unwrap(), calls),
+            next = api.handle.next_request() => next.expect("the client is gone"),
+            () = tokio::time::sleep_until(deadline) => panic!("the reconcile did not finish: {calls:?}"),
+        };
+        let (request, send) = next;
+        let (method, uri) = (request.method().to_string(), request.uri().to_string());
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (status, reply) = if uri.contains("/secrets/") {
+            secret.map_or_else(
+                || (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"expensify-credentials\" not found"})),
+                |s| (200, self::secret(s)),
+            )
+        } else if uri.contains("/policyaccesses/") {
+            (200, access.clone())
+        } else if uri.contains("/expensifyconnectors/") {
+            (200, connector.clone())
+        } else {
+            (
+                200,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            )
+        };
+        calls.push((method, uri, body));
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+    }
+}
+
+/// `team`, holding alice (whom it added) on Finance, in sync.
+fn team_holding_alice(deleting: bool) -> Value {
+    let mut metadata = json!({"finalizers": ["expensify.gitops.dev/finalizer"]});
+    if deleting {
+        metadata["deletionTimestamp"] = json!("2026-11-28T00:00:00Z");
+    }
+    let mut team = access_json(
+        "team",
+        finance(json!([{"email": "alice@acme.example"}]), "Additive"),
+        metadata,
+    );
+    team["status"] = json!({"phase": "Synced", "policyID": FINANCE, "managedMembers": [
+        {"policyID": FINANCE, "email": "alice@acme.example", "added": true, "role": "user"}]});
+    team
+}
+
+fn status_patches<'a>(calls: &'a [Call], path: &str) -> Vec<&'a Value> {
+    calls
+        .iter()
+        .filter(|(method, uri, _)| method == "PATCH" && uri.starts_with(&format!("{path}/status")))
+        .map(|(_, _, body)| body)
+        .collect()
+}
+
+fn finalizer_released(calls: &[Call], path: &str) -> bool {
+    calls.iter().any(|(method, uri, body)| {
+        method == "PATCH"
+            && uri.starts_with(&format!("{path}?"))
+            && body["metadata"]["finalizers"] == json!([])
+    })
+}
+
+const TEAM: &str = "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/policyaccesses/team";
+const ACME: &str =
+    "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors/acme";
+
+/// Deleting a namespace deletes its Secret at once, while the deletion of a `Revoke`
+/// PolicyAccess still waits on its finalizer: it is settled with the credentials the
+/// connector's last good sync used, held in memory.
+#[tokio::test]
+async fn a_deletion_whose_secret_is_gone_is_settled_with_the_last_good_credentials() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let ctx = context(client, sim_settings(&sim), api.caches());
+    let connector_value = connector_json(&sim.endpoint(), json!({}));
+    let connector: Arc<ExpensifyConnector> =
+        Arc::new(serde_json::from_value(connector_value.clone()).unwrap());
+
+    let team = team_holding_alice(false);
+    api.cache(vec![team.clone()]);
+    let first = tokio::spawn(connector_controller::reconcile_connector(
+        connector.clone(),
+        ctx.clone(),
+    ));
+    let (result, _) = serve_whole_reconcile(
+        &mut api,
+        first,
+        Some(ADMIN_SECRET),
+        (&team, &connector_value),
+    )
+    .await;
+    result.unwrap();
+    assert!(has_member(&sim, "alice@acme.example"));
+
+    // The namespace goes: the Secret at once, the PolicyAccess waits on its finalizer.
+    let deleting = team_holding_alice(true);
+    api.cache(vec![deleting.clone()]);
+    let second = tokio::spawn(connector_controller::reconcile_connector(
+        connector,
+        ctx.clone(),
+    ));
+    let (result, calls) =
+        serve_whole_reconcile(&mut api, second, None, (&deleting, &connector_value)).await;
+    result.unwrap();
+    assert!(
+        !has_member(&sim, "alice@acme.example"),
+        "revoked, not orphaned"
+    );
+    assert!(finalizer_released(&calls, TEAM), "{calls:#?}");
+    let connector_status = status_patches(&calls, ACME);
+    let said = connector_status.last().unwrap()["status"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains("held in memory"), "{said}");
+    let everything = format!("{calls:?}");
+    assert!(
+        !everything.contains(ADMIN_SECRET),
+        "the held secret is never sent to the API server"
+    );
+    let labels = expensify_operator::cluster::metrics::ConnectorLabels {
+        connector: "finance/acme".into(),
+    };
+    assert_eq!(
+        ctx.metrics
+            .deletions_waiting_for_credentials
+            .get_or_create(&labels)
+            .get(),
+        0
+    );
+}
+
+/// With no credentials held (a replica that started after the Secret went), the deletion
+/// keeps its finalizer, is never turned into an Orphan, and the status, the log and a
+/// metric say how to let it go.
+#[tokio::test]
+async fn a_deletion_without_any_credentials_waits_and_says_how_to_let_it_go() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let ctx = context(client, sim_settings(&sim), api.caches());
+    let connector_value = connector_json(&sim.endpoint(), json!({}));
+    let connector: Arc<ExpensifyConnector> =
+        Arc::new(serde_json::from_value(connector_value.clone()).unwrap());
+    let deleting = team_holding_alice(true);
+    api.cache(vec![deleting.clone()]);
+    let task = tokio::spawn(connector_controller::reconcile_connector(
+        connector,
+        ctx.clone(),
+    ));
+    let (result, calls) =
+        serve_whole_reconcile(&mut api, task, None, (&deleting, &connector_value)).await;
+    result.unwrap();
+    assert!(has_member(&sim, "alice@acme.example"));
+    assert_eq!(sim.state().counters().requests, 0);
+    assert!(!finalizer_released(&calls, TEAM), "{calls:#?}");
+    let team_status = status_patches(&calls, TEAM);
+    let said = team_status.last().unwrap()["status"]["message"]
+        .as_str()
+        .unwrap();
+    for part in [
+        "not found",
+        "no earlier credentials",
+        "finance/team",
+        "Restore the Secret",
+        "deletionPolicy: Orphan",
+    ] {
+        assert!(said.contains(part), "{part:?} in {said}");
+    }
+    let labels = expensify_operator::cluster::metrics::ConnectorLabels {
+        connector: "finance/acme".into(),
+    };
+    assert_eq!(
+        ctx.metrics
+            .deletions_waiting_for_credentials
+            .get_or_create(&labels)
+            .get(),
+        1
+    );
+}
+
+/// The Lease is lost while a sync's second employee-updater batch waits for its pacing
+/// slot: that batch and every later one never reach Expensify (the sync's term is its
+/// client's write gate).
+#[tokio::test]
+async fn a_term_lost_between_two_batches_stops_the_rest_of_the_write() {
+    let sim = start(&unlimited_seed()).await;
+    let (client, mut api) = mock();
+    let settings = expensify_operator::expensify::ClientSettings {
+        update_batch_size: 1,
+        pacing: expensify_operator::expensify::Pacing {
+            windows: vec![expensify_operator::expensify::PacingWindow {
+                max_requests: 1,
+                period: Duration::from_millis(900),
+            }],
+        },
+        ..sim_settings(&sim)
+    };
+    let (terms, leader) = expensify_operator::cluster::leadership::leadership(true);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(expensify_operator::expensify::ExpensifyClients::new(settings).unwrap()),
+        Recorder::new(
+            client,
+            Reporter {
+                controller: "expensify-operator".into(),
+                instance: None,
+            },
+        ),
+        Arc::new(Metrics::default()),
+        leader,
+        api.caches(),
+    ));
+    let team = access_json(
+        "team",
+        finance(
+            json!([{"email": "n1@acme.example"}, {"email": "n2@acme.example"}, {"email": "n3@acme.example"}]),
+            "Additive",
+        ),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    api.cache(vec![team.clone()]);
+    let connector_value = connector_json(&sim.endpoint(), json!({}));
+    let connector: Arc<ExpensifyConnector> =
+        Arc::new(serde_json::from_value(connector_value.clone()).unwrap());
+    let task = tokio::spawn(connector_controller::reconcile_connector(connector, ctx));
+    let ends_the_term = {
+        let state = sim.admin_url();
+        tokio::spawn(async move {
+            // The first batch reached Expensify: the second now waits for its slot.
+            loop {
+                let counters: Value = reqwest::get(format!("{state}/counters"))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if counters["byJob"]["update/employees"].as_u64().unwrap_or(0) >= 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            terms.set(false);
+            terms
+        })
+    };
+    let (result, _) = serve_whole_reconcile(
+        &mut api,
+        task,
+        Some(ADMIN_SECRET),
+        (&team, &connector_value),
+    )
+    .await;
+    result.unwrap();
+    drop(ends_the_term.await.unwrap());
+    assert_eq!(updates(&sim), 1, "no batch after the term ended");
+    let granted: Vec<bool> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| has_member(&sim, &format!("{n}@acme.example")))
+        .collect();
+    assert_eq!(granted, [true, false, false]);
+}

@@ -163,7 +163,7 @@ async fn the_chart_s_pod_becomes_ready() {
 }
 
 /// Readiness waits for every watched namespace's connector watch, and needs no connector
-/// (nor any sync) at all.
+/// (nor any sync) at all. Each namespace's PolicyAccess objects are watched once.
 #[tokio::test(flavor = "multi_thread")]
 async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
     let double = apiserver::ApiServerDouble::start().await;
@@ -192,6 +192,21 @@ async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
             "not ready 20 s after start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One PolicyAccess watch per namespace, shared by the PolicyAccess controller and both
+    // connector controllers: their triggers never run ahead of the cache syncs read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for namespace in ["finance", "sales"] {
+        let path =
+            format!("/apis/expensify.gitops.dev/v1alpha1/namespaces/{namespace}/policyaccesses?");
+        let watches = double
+            .requests_seen()
+            .iter()
+            .filter(|(method, uri)| {
+                method == "GET" && uri.starts_with(&path) && uri.contains("watch=true")
+            })
+            .count();
+        assert_eq!(watches, 1, "PolicyAccess watches in {namespace}");
     }
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), controller)

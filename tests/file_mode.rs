@@ -550,3 +550,240 @@ async fn a_suspended_connector_reads_and_writes_nothing() {
     );
     assert!(!report.has_errors() && !report.has_blocked());
 }
+
+// Signed status files (issue 17 item 11): the status directory is the ledger, and a pull
+// request can edit it.
+
+fn status_key() -> expensify_operator::files::status_signing::StatusKey {
+    expensify_operator::files::status_signing::StatusKey::new(&[42u8; 32]).unwrap()
+}
+
+/// File mode over `repo` with its status directory signed and verified.
+fn signed(repo: &Repo, adopt: bool) -> expensify_operator::files::FileMode {
+    let mut mode = repo.mode();
+    mode.status_dir =
+        expensify_operator::files::StatusDir::signed(mode.status_dir.root(), status_key(), adopt);
+    mode
+}
+
+fn status_file(repo: &Repo, name: &str) -> std::path::PathBuf {
+    repo.path().join(format!(
+        ".expensify-status/policyaccess/finance/{name}.yaml"
+    ))
+}
+
+fn problems(report: &expensify_operator::files::PassReport) -> String {
+    report
+        .manifests
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The issue's attack: erin was on Engineering before the operator; a hand-edited status
+/// file claims the operator added her, and the pull request drops her from the manifest.
+/// Returns whether erin is still on Engineering after the apply, and the report.
+async fn forged_ledger_attack(
+    mode: fn(&Repo) -> expensify_operator::files::FileMode,
+) -> (bool, expensify_operator::files::PassReport) {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "engineering",
+        ENGINEERING,
+        "Additive",
+        "    - {email: erin@acme.example}\n    - {email: henry@acme.example}\n",
+    );
+    let first = mode(&repo).pass(Run::Apply).await.unwrap();
+    assert!(!first.has_errors(), "{first:#?}");
+    let path = status_file(&repo, "engineering");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Erin was there before: the ledger has no entry for her. The forger adds one.
+    let forged = text.replace(
+        "  managedMembers:\n",
+        "  managedMembers:\n  - policyID: 0A1B2C3D4E5F6071\n    email: erin@acme.example\n    added: true\n    role: user\n",
+    );
+    assert_ne!(forged, text);
+    std::fs::write(&path, &forged).unwrap();
+    repo.access(
+        "engineering",
+        ENGINEERING,
+        "Additive",
+        "    - {email: henry@acme.example}\n",
+    );
+    let report = mode(&repo).pass(Run::Apply).await.unwrap();
+    let erin_stays = roster(&sim, ENGINEERING)
+        .iter()
+        .any(|(e, _)| e == "erin@acme.example");
+    if report.has_errors() {
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            forged,
+            "an ignored status file is left for a person to restore"
+        );
+    }
+    (erin_stays, report)
+}
+
+#[tokio::test]
+async fn a_hand_edited_status_file_is_ignored_and_takes_nobody_back() {
+    // Unsigned, the forged entry revokes erin: the attack is real.
+    let (erin_stays, _) = forged_ledger_attack(Repo::mode).await;
+    assert!(
+        !erin_stays,
+        "without signing the forged ledger drives a revocation"
+    );
+    // Signed, the file fails verification: ignored with an error, nothing revoked.
+    let (erin_stays, report) = forged_ledger_attack(|repo| signed(repo, false)).await;
+    assert!(erin_stays, "the forged ledger revoked someone");
+    assert!(report.has_errors());
+    let problems = problems(&report);
+    assert!(
+        problems.contains("PolicyAccess finance/engineering")
+            && problems.contains("signature does not verify")
+            && problems.contains("git log --"),
+        "{problems}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "temp",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: temp@acme.example}\n",
+    );
+    repo.access(
+        "other",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: other@acme.example}\n",
+    );
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
+    let path = status_file(&repo, "temp");
+    let old = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        old.starts_with("# expensify-operator signature v1 seq="),
+        "{old}"
+    );
+    assert!(repo.path().join(".expensify-status/.signatures").exists());
+
+    // A second apply signs a newer file; the old one put back is refused as replayed.
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
+    std::fs::write(&path, &old).unwrap();
+    let report = signed(&repo, false).pass(Run::Plan).await.unwrap();
+    assert!(
+        problems(&report).contains("older than the status last written"),
+        "{}",
+        problems(&report)
+    );
+    // Restored, it verifies again.
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        !signed(&repo, false)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
+
+    // The object goes (temp@ revoked, file removed); its old file put back would make a
+    // deleted object revoke again: the index remembers it.
+    repo.remove("temp.yaml");
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(!report.has_errors(), "{}", problems(&report));
+    assert!(!path.exists());
+    std::fs::write(&path, &old).unwrap();
+    let report = signed(&repo, false).pass(Run::Plan).await.unwrap();
+    assert!(
+        problems(&report).contains("older than the status last written"),
+        "{}",
+        problems(&report)
+    );
+    assert_eq!(report.pending_changes(), 0, "{report:#?}");
+}
+
+#[tokio::test]
+async fn an_unsigned_directory_is_taken_only_when_adopted_then_stays_signed() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "team",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: newbie@acme.example}\n",
+    );
+    // Written by an older version: no signatures.
+    assert!(!repo.mode().pass(Run::Apply).await.unwrap().has_errors());
+    let path = status_file(&repo, "team");
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# expensify-operator signature")
+    );
+
+    // With the key, unsigned files are not taken on their word...
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(
+        problems(&report).contains("--adopt-unsigned-status"),
+        "{}",
+        problems(&report)
+    );
+    // ...until a person adopts the directory once; it is then signed.
+    let report = signed(&repo, true).pass(Run::Apply).await.unwrap();
+    assert!(!report.has_errors(), "{}", problems(&report));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# expensify-operator signature v1 ")
+    );
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(!report.has_errors(), "{}", problems(&report));
+    let ledger: PolicyAccess = signed(&repo, false)
+        .status_dir
+        .read(&key("team"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        ledger
+            .status
+            .unwrap()
+            .managed_members
+            .iter()
+            .any(|m| m.email == "newbie@acme.example" && m.added),
+        "the ledger came through adoption"
+    );
+
+    // Without its index a signed directory cannot tell a replayed file: nothing is taken.
+    std::fs::remove_file(repo.path().join(".expensify-status/.signatures")).unwrap();
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(
+        problems(&report).contains("is missing while status files are signed"),
+        "{}",
+        problems(&report)
+    );
+    assert!(
+        !repo.path().join(".expensify-status/.signatures").exists(),
+        "a distrusted index is not rebuilt from what is on disk"
+    );
+}

@@ -616,6 +616,7 @@ impl FileDriver {
             .list::<PolicyAccess>()
             .map_err(|e| format!("listing the status directory: {e}"))?;
         Ok(saved
+            .objects
             .iter()
             .filter_map(|(key, _)| Key::of(key))
             .filter(|key| !live.contains_key(key))

@@ -17,8 +17,8 @@ use super::context::{Context, FinalizerChange, LastSync};
 use super::kube_io::{self, FINALIZER, IN_USE_FINALIZER, KubeCallError, SecretLookup};
 use super::leadership::LeadershipGuard;
 use crate::api::{
-    ALLOW_MASS_REVOCATION, AccessPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
-    PolicyAccessStatus, RECONCILE_REQUESTED_AT,
+    ALLOW_MASS_REVOCATION, AccessPhase, ConnectorPhase, DeletionPolicy, ExpensifyConnector,
+    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus, RECONCILE_REQUESTED_AT,
 };
 use crate::expensify::Credentials;
 use crate::reconcile::digest;
@@ -191,16 +191,10 @@ async fn sync_connector_once(
     {
         return Ok(action);
     }
+    let credentials = choose_credentials(&ctx, &object, &inputs);
     let started = std::time::Instant::now();
-    let report = sync(
-        &ctx,
-        &connector,
-        &object,
-        inputs.secret.as_ref(),
-        &inputs,
-        &term,
-    )
-    .await;
+    let mut report = sync(&ctx, &connector, &object, &credentials, &inputs, &term).await;
+    after_credentials_used(&ctx, &object, credentials, &mut report);
     ctx.metrics
         .record(&key.to_string(), &report, started.elapsed().as_secs_f64());
     if term.ensure_leading().is_err() {
@@ -246,6 +240,8 @@ async fn prepare(
 ) -> Result<Option<Action>, KubeCallError> {
     let attached = inputs.attached(&object.key);
     if let Some(action) = settle_in_use(ctx, connector, &attached).await? {
+        // The connector is let go: nothing of it is kept.
+        ctx.held_credentials.forget(&object.key);
         return Ok(Some(action));
     }
     for pa in attached
@@ -258,12 +254,121 @@ async fn prepare(
     Ok(None)
 }
 
+/// The credentials a sync uses.
+enum SyncCredentials {
+    /// Read from the Secret for this sync.
+    Secret(Credentials),
+    /// The Secret is gone while `Revoke` deletions wait: the connector's last good
+    /// credentials, held in memory.
+    Held(Credentials),
+    /// None: why, for status.
+    Missing(String),
+}
+
+/// How many waiting objects a message names before "and N more".
+const NAMED_UP_TO: usize = 5;
+
+/// The attached objects being deleted with `Revoke` that still hold something to take back.
+fn waiting_deletions(attached: &[&PolicyAccess]) -> Vec<ObjectKey> {
+    attached
+        .iter()
+        .map(|pa| AccessObject::from_resource(pa))
+        .filter(|a| {
+            a.deleting
+                && a.spec.deletion_policy == DeletionPolicy::Revoke
+                && !a.ledger_entries().is_empty()
+        })
+        .map(|a| a.key)
+        .collect()
+}
+
+/// The Secret's credentials; while the Secret cannot be used (a namespace being deleted
+/// takes it at once) and `Revoke` deletions wait, the last good ones held in memory; with
+/// none held, the deletions keep their finalizers and the status, the log and the metric
+/// `deletions_waiting_for_credentials` say what to do. `Revoke` never becomes `Orphan`.
+fn choose_credentials(ctx: &Context, object: &ConnectorObject, inputs: &Inputs) -> SyncCredentials {
+    let gauge = ctx.metrics.deletions_waiting_for_credentials.get_or_create(
+        &super::metrics::ConnectorLabels {
+            connector: object.key.to_string(),
+        },
+    );
+    let unusable = match &inputs.secret {
+        Some(SecretLookup::Found { credentials, .. }) => {
+            gauge.set(0);
+            return SyncCredentials::Secret(credentials.clone());
+        }
+        Some(SecretLookup::Unusable(message)) => message,
+        None => return SyncCredentials::Missing("no Secret read".to_string()),
+    };
+    let waiting = waiting_deletions(&inputs.attached(&object.key));
+    if waiting.is_empty() {
+        gauge.set(0);
+        return SyncCredentials::Missing(unusable.clone());
+    }
+    let spec = &object.spec;
+    let held = ctx.held_credentials.get(
+        &object.key,
+        &spec.endpoint,
+        &spec.credentials_secret_ref.name,
+    );
+    if let Some(credentials) = held {
+        gauge.set(0);
+        warn!(connector = %object.key, deletions = waiting.len(), problem = %unusable, "the credentials Secret cannot be used; settling the deletions that wait with the connector's last good credentials, held in memory");
+        return SyncCredentials::Held(credentials);
+    }
+    gauge.set(i64::try_from(waiting.len()).unwrap_or(i64::MAX));
+    let mut named: Vec<String> = waiting
+        .iter()
+        .take(NAMED_UP_TO)
+        .map(ToString::to_string)
+        .collect();
+    if waiting.len() > NAMED_UP_TO {
+        named.push(format!("and {} more", waiting.len() - NAMED_UP_TO));
+    }
+    warn!(connector = %object.key, deletions = waiting.len(), problem = %unusable, "the credentials Secret cannot be used and no earlier credentials are held: deletions with deletionPolicy Revoke wait; restore the Secret, or set their deletionPolicy to Orphan");
+    SyncCredentials::Missing(format!(
+        "{unusable}, and this replica holds no earlier credentials of the connector: {} deletion(s) with deletionPolicy Revoke wait to take back what they gave ({}). Restore the Secret, or set spec.deletionPolicy: Orphan on them to leave that access as it is",
+        waiting.len(),
+        named.join(", ")
+    ))
+}
+
+/// After a sync: credentials read from the Secret that Expensify accepted become the
+/// connector's last good ones; a sync on held credentials says so in the connector status.
+fn after_credentials_used(
+    ctx: &Context,
+    object: &ConnectorObject,
+    credentials: SyncCredentials,
+    report: &mut SyncReport,
+) {
+    if report.connector_status.phase != ConnectorPhase::Connected {
+        return;
+    }
+    match credentials {
+        SyncCredentials::Secret(credentials) => ctx.held_credentials.remember(
+            &object.key,
+            &object.spec.endpoint,
+            &object.spec.credentials_secret_ref.name,
+            credentials,
+        ),
+        SyncCredentials::Held(_) => {
+            let status = &mut report.connector_status;
+            let said = status.message.take().unwrap_or_default();
+            status.message = Some(format!(
+                "{said}; the credentials Secret {} cannot be used: deletions were settled with the last good credentials held in memory, restore it for anything else",
+                object.spec.credentials_secret_ref.name
+            ));
+        }
+        SyncCredentials::Missing(_) => {}
+    }
+}
+
 /// The sync itself (see [`crate::reconcile::sync`]), with the cluster as its store.
 async fn sync(
     ctx: &Context,
     connector: &ExpensifyConnector,
     object: &ConnectorObject,
-    secret: Option<&SecretLookup>,
+    credentials: &SyncCredentials,
     inputs: &Inputs,
     term: &LeadershipGuard,
 ) -> SyncReport {
@@ -273,7 +378,10 @@ async fn sync(
         ctx,
         connector,
         term: term.clone(),
-        secret,
+        credentials: match credentials {
+            SyncCredentials::Secret(c) | SyncCredentials::Held(c) => Ok(c.clone()),
+            SyncCredentials::Missing(message) => Err(message.clone()),
+        },
         by_key: inputs
             .attached(&object.key)
             .into_iter()
@@ -290,7 +398,9 @@ async fn sync(
         write_ahead: None,
         reviewed: None,
     };
-    crate::reconcile::sync::sync(request, &ctx.expensify, &store).await
+    // Every Expensify write of this sync asks its term first, right before it is sent.
+    let clients = ctx.expensify.with_write_gate(Arc::new(term.clone()));
+    crate::reconcile::sync::sync(request, &clients, &store).await
 }
 
 /// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that
@@ -321,7 +431,7 @@ struct ClusterStore<'a> {
     ctx: &'a Context,
     connector: &'a ExpensifyConnector,
     term: LeadershipGuard,
-    secret: Option<&'a SecretLookup>,
+    credentials: Result<Credentials, String>,
     by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
 }
 
@@ -338,12 +448,7 @@ impl Store for ClusterStore<'_> {
         &'s self,
         _connector: &'s ConnectorObject,
     ) -> BoxFuture<'s, Result<Credentials, String>> {
-        let found = match self.secret {
-            Some(SecretLookup::Found { credentials, .. }) => Ok(credentials.clone()),
-            Some(SecretLookup::Unusable(message)) => Err(message.clone()),
-            None => Err("no Secret read".to_string()),
-        };
-        Box::pin(std::future::ready(found))
+        Box::pin(std::future::ready(self.credentials.clone()))
     }
 
     fn save_connector_status<'s>(

@@ -11,7 +11,7 @@ use super::kube_io::{self, KubeCallError};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
 use crate::api::PolicyAccess;
-use crate::expensify::ExpensifyClients;
+use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::ObjectKey;
 
 /// The inputs of a connector's last sync, and when the next is due.
@@ -19,6 +19,68 @@ use crate::reconcile::ObjectKey;
 pub struct LastSync {
     pub fingerprint: String,
     pub due: Instant,
+}
+
+/// One connector's last good credentials: those its last successful sync used, and
+/// where they were read from and sent to.
+struct HeldCredential {
+    endpoint: String,
+    secret: String,
+    credentials: Credentials,
+}
+
+/// The last good credentials of each connector, in memory only (never written, never
+/// logged; `Debug` shows which connectors have some, nothing of them). Deleting a
+/// namespace deletes its Secret at once while the deletions of its PolicyAccess objects
+/// still wait to take back what they gave: those are settled with these.
+#[derive(Default)]
+pub struct HeldCredentials(Mutex<HashMap<ObjectKey, HeldCredential>>);
+
+impl std::fmt::Debug for HeldCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.lock();
+        f.debug_set()
+            .entries(held.keys().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl HeldCredentials {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, HeldCredential>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `credentials`, read from Secret `secret`, as the connector's last good ones
+    /// for `endpoint`.
+    pub fn remember(
+        &self,
+        connector: &ObjectKey,
+        endpoint: &str,
+        secret: &str,
+        credentials: Credentials,
+    ) {
+        let held = HeldCredential {
+            endpoint: endpoint.to_string(),
+            secret: secret.to_string(),
+            credentials,
+        };
+        self.lock().insert(connector.clone(), held);
+    }
+
+    /// The connector's last good credentials, provided its endpoint and Secret are still
+    /// the ones they were used with (an edited connector gets nothing).
+    pub fn get(&self, connector: &ObjectKey, endpoint: &str, secret: &str) -> Option<Credentials> {
+        self.lock()
+            .get(connector)
+            .filter(|held| held.endpoint == endpoint && held.secret == secret)
+            .map(|held| held.credentials.clone())
+    }
+
+    pub fn forget(&self, connector: &ObjectKey) {
+        self.lock().remove(connector);
+    }
 }
 
 /// Shared by every reconcile.
@@ -39,6 +101,8 @@ pub struct Context {
     /// Failures in a row per connector and per PolicyAccess, for the error policies.
     pub connector_backoff: super::backoff::ErrorBackoff,
     pub access_backoff: super::backoff::ErrorBackoff,
+    /// Each connector's last good credentials (see [`HeldCredentials`]).
+    pub held_credentials: HeldCredentials,
 }
 
 impl Context {
@@ -61,6 +125,7 @@ impl Context {
             last: Mutex::new(HashMap::new()),
             connector_backoff: Default::default(),
             access_backoff: Default::default(),
+            held_credentials: HeldCredentials::default(),
         }
     }
 
@@ -166,4 +231,47 @@ impl Context {
 pub enum FinalizerChange {
     Ensure,
     Release,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_credentials_are_kept_per_connector_endpoint_and_secret_and_never_shown() {
+        let held = HeldCredentials::default();
+        let acme = ObjectKey::new("finance", "acme");
+        let credentials = Credentials::new("partner-id", "held-secret-value").unwrap();
+        held.remember(&acme, "https://e.example/", "creds", credentials.clone());
+        assert_eq!(
+            held.get(&acme, "https://e.example/", "creds"),
+            Some(credentials)
+        );
+        assert_eq!(
+            held.get(&acme, "https://other.example/", "creds"),
+            None,
+            "endpoint edited"
+        );
+        assert_eq!(
+            held.get(&acme, "https://e.example/", "renamed"),
+            None,
+            "Secret renamed"
+        );
+        assert_eq!(
+            held.get(
+                &ObjectKey::new("sales", "acme"),
+                "https://e.example/",
+                "creds"
+            ),
+            None
+        );
+        let shown = format!("{held:?}");
+        assert!(
+            !shown.contains("held-secret-value") && !shown.contains("partner-id"),
+            "{shown}"
+        );
+        assert!(shown.contains("finance/acme"), "{shown}");
+        held.forget(&acme);
+        assert_eq!(held.get(&acme, "https://e.example/", "creds"), None);
+    }
 }

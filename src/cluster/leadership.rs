@@ -131,6 +131,14 @@ impl LeadershipGuard {
     }
 }
 
+/// The Expensify client asks the sync's term before every write it sends: each updater
+/// batch, each retry, and after each pacing wait.
+impl crate::expensify::WriteGate for LeadershipGuard {
+    fn may_write(&self) -> Result<(), String> {
+        self.ensure_leading().map_err(|lost| lost.to_string())
+    }
+}
+
 /// The API group whose objects a replica writes only while it leads.
 const GUARDED_PREFIX: &str = "/apis/expensify.gitops.dev/";
 
@@ -274,6 +282,18 @@ mod tests {
             "an old term stays over"
         );
         assert_eq!(leadership.guard().unwrap().ensure_leading(), Ok(()));
+    }
+
+    #[test]
+    fn a_term_is_the_expensify_client_s_write_gate() {
+        use crate::expensify::WriteGate;
+        let (terms, leadership) = leadership(true);
+        let gate = leadership.guard().unwrap();
+        assert_eq!(gate.may_write(), Ok(()));
+        terms.set(false);
+        terms.set(true);
+        let refused = gate.may_write().unwrap_err();
+        assert!(refused.contains("leader lease"), "{refused}");
     }
 
     #[tokio::test]

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub error_objects: Family<ConnectorLabels, Gauge>,
     pub drift: Family<ConnectorLabels, Gauge>,
     pub reconcile_failures: Family<FailureLabels, Counter>,
+    /// Deletions with `Revoke` that wait because the connector's Secret is gone and no
+    /// earlier credentials are held.
+    pub deletions_waiting_for_credentials: Family<ConnectorLabels, Gauge>,
 }
 
 fn sync_duration_histogram() -> Histogram {
@@ -121,6 +124,12 @@ impl Default for Metrics {
             "Reconciles that failed (and were retried with backoff), by controller and category",
             reconcile_failures.clone(),
         );
+        let deletions_waiting_for_credentials = Family::<ConnectorLabels, Gauge>::default();
+        registry.register(
+            "deletions_waiting_for_credentials",
+            "PolicyAccess deletions (deletionPolicy Revoke) that wait because the connector's Secret is gone and no earlier credentials are held: restore the Secret, or set deletionPolicy Orphan",
+            deletions_waiting_for_credentials.clone(),
+        );
         Self {
             registry,
             syncs,
@@ -132,6 +141,7 @@ impl Default for Metrics {
             error_objects,
             drift,
             reconcile_failures,
+            deletions_waiting_for_credentials,
         }
     }
 }

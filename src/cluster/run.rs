@@ -132,28 +132,144 @@ impl InitialLists {
     }
 }
 
-/// A controller over a reflector of our own, so its first full list is seen and its
-/// store is the cache syncs read from.
-fn cached_controller<K>(
-    api: Api<K>,
-    watch_config: watcher::Config,
-    lists: &InitialLists,
-) -> Controller<K>
-where
+/// A kind the controllers watch.
+trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// One watch and its reflector: the store is the cache syncs read from, and the events
+/// (each applied to the store before it is yielded) count towards readiness.
+fn listed_reflector<K: Watched>(
+    api: Api<K>,
+    watch_config: watcher::Config,
+    lists: &InitialLists,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) {
     let (reader, writer) = reflector::store();
     let mut listed = lists.tracker();
-    let objects = reflector(writer, watcher(api, watch_config).default_backoff())
-        .inspect_ok(move |event| listed(event))
-        .applied_objects();
-    Controller::for_stream(objects, reader)
+    let events = reflector(writer, watcher(api, watch_config).default_backoff())
+        .inspect_ok(move |event| listed(event));
+    (reader, events)
+}
+
+/// A controller over a reflector of our own, so its first full list is seen and its
+/// store is the cache syncs read from.
+fn cached_controller<K: Watched>(
+    api: Api<K>,
+    watch_config: watcher::Config,
+    lists: &InitialLists,
+) -> Controller<K> {
+    let (reader, events) = listed_reflector(api, watch_config, lists);
+    Controller::for_stream(events.applied_objects(), reader)
+}
+
+/// Triggers queued per controller before the shared watch waits for it.
+const TRIGGER_BUFFER: usize = 1024;
+
+/// A trigger stream fed by a [`SharedWatch`].
+type Triggers<K> = futures::channel::mpsc::Receiver<Result<K, watcher::Error>>;
+
+/// One watch of a kind in one scope, shared by every controller it triggers: its store is
+/// the cache syncs read, and each object it touches reaches every controller only after
+/// the store shows it. (With a watch per controller, a sync triggered by one could read a
+/// cache fed by another that had not seen the change yet, and wait for the next trigger.)
+struct SharedWatch<K: Watched> {
+    reader: reflector::Store<K>,
+    triggers: Vec<Triggers<K>>,
+    /// Drives the watch and hands out the triggers; run it beside the controllers.
+    driver: BoxFuture<'static, ()>,
+}
+
+impl<K: Watched> SharedWatch<K> {
+    /// A watch that triggers `controllers` controllers.
+    fn new(
+        api: Api<K>,
+        watch_config: watcher::Config,
+        lists: &InitialLists,
+        controllers: usize,
+    ) -> Self {
+        let (reader, events) = listed_reflector(api, watch_config, lists);
+        let (senders, triggers): (Vec<_>, Vec<_>) = (0..controllers)
+            .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
+            .unzip();
+        Self {
+            reader,
+            triggers,
+            driver: Box::pin(fan_out(events, senders)),
+        }
+    }
+
+    /// The trigger stream of the next controller.
+    fn triggers(&mut self) -> Triggers<K> {
+        // `new` made one per controller; a missing one would be a wiring mistake, and an
+        // empty stream then only means no triggers.
+        self.triggers
+            .pop()
+            .unwrap_or_else(|| futures::channel::mpsc::channel(0).1)
+    }
+}
+
+/// The objects a watch event touched, once the store shows them: an applied or deleted
+/// object at once; a re-list's objects when it is complete (the store swaps them in then).
+fn touched<K>(event: watcher::Event<K>, relisted: &mut Vec<K>) -> Vec<K> {
+    match event {
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => vec![object],
+        watcher::Event::Init => {
+            relisted.clear();
+            Vec::new()
+        }
+        watcher::Event::InitApply(object) => {
+            relisted.push(object);
+            Vec::new()
+        }
+        watcher::Event::InitDone => std::mem::take(relisted),
+    }
+}
+
+/// Drives a watch and sends each object it touches to every controller's trigger stream.
+async fn fan_out<K: Clone>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    mut senders: Vec<futures::channel::mpsc::Sender<Result<K, watcher::Error>>>,
+) {
+    use futures::SinkExt;
+    let mut events = std::pin::pin!(events);
+    let mut relisted = Vec::new();
+    while let Some(event) = events.next().await {
+        let objects = match event {
+            Ok(event) => touched(event, &mut relisted),
+            Err(e) => {
+                // The watcher backs off and retries by itself.
+                warn!(error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        for object in objects {
+            for sender in &mut senders {
+                // A controller that stopped no longer listens.
+                let _ = sender.send(Ok(object.clone())).await;
+            }
+        }
+    }
 }
 
 type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
@@ -267,12 +383,30 @@ async fn release_lease(task: Option<LeaseTask>) {
     }
 }
 
+/// The PolicyAccess watches, one per watched scope, each triggering every connector
+/// controller (one per scope) and the PolicyAccess controller of its scope.
+fn access_watches(
+    client: &Client,
+    settings: &ControllerSettings,
+    lists: &InitialLists,
+) -> Vec<SharedWatch<PolicyAccess>> {
+    let watch_config = watcher::Config::default().any_semantic();
+    let connector_controllers = settings.scope.apis::<ExpensifyConnector>(client).len();
+    settings
+        .scope
+        .apis::<PolicyAccess>(client)
+        .into_iter()
+        .map(|api| SharedWatch::new(api, watch_config.clone(), lists, connector_controllers + 1))
+        .collect()
+}
+
 /// One connector controller per watched scope; each hears every watched PolicyAccess (a
 /// reference may cross namespaces) and, opted in, the Secrets of its own scope.
 fn connector_controllers(
     client: &Client,
     settings: &ControllerSettings,
     lists: &InitialLists,
+    accesses: &mut [SharedWatch<PolicyAccess>],
 ) -> Vec<Controller<ExpensifyConnector>> {
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
@@ -281,8 +415,8 @@ fn connector_controllers(
         let mut connectors = cached_controller(connectors_api.clone(), watch_config.clone(), lists)
             .with_config(config.clone());
         let store = connectors.store();
-        for accesses_api in settings.scope.apis::<PolicyAccess>(client) {
-            connectors = connectors.watches(accesses_api, watch_config.clone(), |pa| {
+        for access_watch in accesses.iter_mut() {
+            connectors = connectors.watches_stream(access_watch.triggers(), |pa| {
                 let key = AccessObject::from_resource(&pa).connector_key();
                 Some(ObjectRef::new(&key.name).within(&key.namespace))
             });
@@ -304,25 +438,33 @@ fn connector_controllers(
     controllers
 }
 
-/// One PolicyAccess controller per watched scope, for the objects no connector takes.
-/// Their stores are the PolicyAccess caches every connector sync reads.
+/// One PolicyAccess controller per watched scope, for the objects no connector takes,
+/// triggered by the scope's shared watch (whose store is the cache every sync reads).
 fn access_controllers(
-    client: &Client,
     settings: &ControllerSettings,
-    lists: &InitialLists,
+    accesses: &mut [SharedWatch<PolicyAccess>],
 ) -> Vec<Controller<PolicyAccess>> {
     let config = controller::Config::default().debounce(settings.debounce);
-    let watch_config = watcher::Config::default().any_semantic();
-    settings
-        .scope
-        .apis::<PolicyAccess>(client)
-        .into_iter()
-        .map(|api| cached_controller(api, watch_config.clone(), lists).with_config(config.clone()))
+    accesses
+        .iter_mut()
+        .map(|watch| {
+            // Only objects still there: the connector controllers hear of deletions.
+            let present = watch.reader.clone();
+            let triggers = watch.triggers().filter(move |object| {
+                let keep = object
+                    .as_ref()
+                    .is_ok_and(|o| present.get(&ObjectRef::from_obj(o)).is_some());
+                std::future::ready(keep)
+            });
+            Controller::for_stream(triggers, watch.reader.clone()).with_config(config.clone())
+        })
         .collect()
 }
 
-/// Runs the controllers until a stop is asked for; syncs in flight finish.
+/// Runs the shared watches and the controllers until a stop is asked for; syncs in
+/// flight finish.
 fn running(
+    watches: Vec<BoxFuture<'static, ()>>,
     connectors: Vec<Controller<ExpensifyConnector>>,
     accesses: Vec<Controller<PolicyAccess>>,
     ctx: &Arc<Context>,
@@ -335,6 +477,12 @@ fn running(
         }
     };
     let mut running: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for driver in watches {
+        let stop = stopped(stop_rx);
+        running.push(Box::pin(async move {
+            futures::future::select(driver, Box::pin(stop)).await;
+        }));
+    }
     for controller in connectors {
         running.push(Box::pin(
             controller
@@ -430,13 +578,15 @@ pub async fn run(
     let watches = settings.scope.apis::<ExpensifyConnector>(&client).len()
         + settings.scope.apis::<PolicyAccess>(&client).len();
     let lists = InitialLists::new(watches, readiness);
-    let connectors = connector_controllers(&client, &settings, &lists);
-    let accesses = access_controllers(&client, &settings, &lists);
+    let mut access_watches = access_watches(&client, &settings, &lists);
+    let connectors = connector_controllers(&client, &settings, &lists, &mut access_watches);
+    let accesses = access_controllers(&settings, &mut access_watches);
     let caches = Caches::new(
         connectors.iter().map(Controller::store).collect(),
-        accesses.iter().map(Controller::store).collect(),
+        access_watches.iter().map(|w| w.reader.clone()).collect(),
         lists.listed(),
     );
+    let watch_drivers = access_watches.into_iter().map(|w| w.driver).collect();
     let ctx = Arc::new(Context::new(
         leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
@@ -445,7 +595,7 @@ pub async fn run(
         leadership,
         caches,
     ));
-    let controllers = running(connectors, accesses, &ctx, &stop_rx);
+    let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
 
@@ -457,4 +607,100 @@ pub async fn run(
     let _ = probes.await;
     info!("controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PolicyAccessSpec;
+
+    fn access(name: &str, version: &str) -> PolicyAccess {
+        let spec: PolicyAccessSpec = serde_json::from_value(serde_json::json!({
+            "connectorRef": {"name": "acme"}, "policy": {"id": "P1"}, "members": []
+        }))
+        .unwrap();
+        let mut object = PolicyAccess::new(name, spec);
+        object.metadata.namespace = Some("finance".into());
+        object.metadata.resource_version = Some(version.into());
+        object
+    }
+
+    fn names(objects: &[PolicyAccess]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}@{}",
+                    o.name_any(),
+                    o.resource_version().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_relist_triggers_only_once_the_store_holds_all_of_it() {
+        let mut relisted = Vec::new();
+        assert!(touched(watcher::Event::Init, &mut relisted).is_empty());
+        assert!(touched(watcher::Event::InitApply(access("a", "1")), &mut relisted).is_empty());
+        assert!(touched(watcher::Event::InitApply(access("b", "1")), &mut relisted).is_empty());
+        let listed = touched(watcher::Event::InitDone, &mut relisted);
+        assert_eq!(names(&listed), ["a@1", "b@1"]);
+        assert_eq!(
+            names(&touched(
+                watcher::Event::Apply(access("a", "2")),
+                &mut relisted
+            )),
+            ["a@2"]
+        );
+        assert_eq!(
+            names(&touched(
+                watcher::Event::Delete(access("b", "3")),
+                &mut relisted
+            )),
+            ["b@3"],
+            "a deletion triggers too"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_watch_triggers_every_controller_after_its_store_has_the_change() {
+        let events = vec![
+            watcher::Event::Init,
+            watcher::Event::InitApply(access("a", "1")),
+            watcher::Event::InitDone,
+            watcher::Event::Apply(access("a", "2")),
+            watcher::Event::Delete(access("a", "3")),
+        ];
+        let (reader, writer) = reflector::store();
+        let store = reader.clone();
+        // What the store showed when each event left the reflector.
+        let seen_by_store = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen_by_store.clone();
+        let stream = reflector(
+            writer,
+            futures::stream::iter(events.into_iter().map(Ok::<_, watcher::Error>)),
+        )
+        .inspect_ok(move |_| {
+            let shown = store
+                .get(&ObjectRef::new("a").within("finance"))
+                .and_then(|a| a.resource_version());
+            record.lock().unwrap().push(shown);
+        });
+        let (first_tx, first) = futures::channel::mpsc::channel(TRIGGER_BUFFER);
+        let (second_tx, second) = futures::channel::mpsc::channel(TRIGGER_BUFFER);
+        fan_out(stream, vec![first_tx, second_tx]).await;
+        for triggers in [first, second] {
+            let received: Vec<PolicyAccess> =
+                triggers.map(Result::unwrap).collect::<Vec<_>>().await;
+            assert_eq!(names(&received), ["a@1", "a@2", "a@3"]);
+        }
+        let shown = seen_by_store.lock().unwrap().clone();
+        // Init, InitApply (not yet in the store), InitDone, Apply, Delete.
+        assert_eq!(
+            shown,
+            [None, None, Some("1".into()), Some("2".into()), None]
+        );
+        assert!(reader.is_empty(), "the deletion reached the store");
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::files::{Run, SavedPlan, render};
 
-use super::common::{FileArgs, LockArgs, OutputFormat, stdout_style};
+use super::common::{FileArgs, LockArgs, OutputFormat, SigningArgs, stdout_style};
 
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +12,8 @@ pub struct ApplyArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
     /// `text` or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -32,14 +34,17 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;
+    args.signing.check(&args.files, &mode, "apply")?;
     if args.require_status
         && let Some(missing) = mode.missing_ledger()?
     {
-        eprintln!("error: {missing}");
-        return Ok(1);
+        return Ok(refuse(args.output, &missing, &[]));
     }
     let reviewed = match &args.plan {
-        Some(path) => Some(SavedPlan::load(path)?),
+        Some(path) => match SavedPlan::load(path) {
+            Ok(plan) => Some(plan),
+            Err(e) => return Ok(refuse(args.output, &e.to_string(), &[])),
+        },
         None => None,
     };
     // All or nothing: the whole plan is checked before any connector writes (each
@@ -48,11 +53,9 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         let now = mode.pass(Run::Plan).await?;
         let moved = reviewed.moved(&now);
         if !moved.is_empty() {
-            eprintln!(
-                "error: the saved plan no longer matches; nothing was applied. Plan again and review:\n  - {}",
-                moved.join("\n  - ")
-            );
-            return Ok(1);
+            let why =
+                "the saved plan no longer matches; nothing was applied. Plan again and review";
+            return Ok(refuse(args.output, why, &moved));
         }
     }
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
@@ -74,4 +77,24 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),
     }
     Ok(i32::from(report.has_errors() || report.has_blocked()))
+}
+
+/// `apply` refused before anything was written (`--plan`, `--require-status`): said on
+/// stderr, and for `-o json` also as a JSON document on stdout (a pipeline parsing stdout
+/// sees why). Exit code 1.
+fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
+    if moved.is_empty() {
+        eprintln!("error: {why}");
+    } else {
+        eprintln!("error: {why}:\n  - {}", moved.join("\n  - "));
+    }
+    if output == OutputFormat::Json {
+        let refusal = serde_json::json!({
+            "applied": false,
+            "refused": why,
+            "moved": moved,
+        });
+        outln!("{refusal:#}");
+    }
+    1
 }

@@ -12,6 +12,7 @@ use crate::expensify::{
     AllowedEndpoints, ClientSettings, DEFAULT_ENDPOINT, ExpensifyClients, Pacing, PacingWindow,
     RetryPolicy,
 };
+use crate::files::credentials::{STATUS_KEY_FILE, STATUS_KEY_SECRET, find_status_key};
 use crate::files::render::Style;
 use crate::files::status_dir::StatusDirLock;
 use crate::files::{CredentialSource, FileMode, PassReport, Selection, StatusDir, Target};
@@ -120,8 +121,57 @@ pub struct FileArgs {
     /// Fail the whole run when any manifest cannot be read.
     #[arg(long)]
     pub strict: bool,
+    /// The Secret under --secrets-dir holding the key that signs status files, in its file
+    /// `key` (at least 32 bytes): DIR/NAME/key. With it, status files are verified and
+    /// `apply` signs what it writes; without it `plan` says the recorded state is
+    /// unverified and `apply` refuses unless --unsigned-status.
+    #[arg(long, value_name = "NAME", default_value = STATUS_KEY_SECRET)]
+    pub status_key_secret: String,
+    /// Take the status directory as it is (unsigned files written by a version before
+    /// signing, or an index that is missing or fails verification) and sign it. Once,
+    /// after a person has checked the directory: an attacker can make a directory look
+    /// unsigned. Needs the key.
+    #[arg(long)]
+    pub adopt_unsigned_status: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `apply` and `watch`: whether they may write status files without the signing key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningArgs {
+    /// Write status files unsigned when there is no signing key (see
+    /// --status-key-secret). Anyone who can edit them can then make `apply` take back
+    /// access it never gave; refused once the status directory is signed.
+    #[arg(long, env = "EXPENSIFY_UNSIGNED_STATUS")]
+    pub unsigned_status: bool,
+}
+
+impl SigningArgs {
+    /// Refuses a writer that would write the status directory without the key, unless
+    /// `--unsigned-status` says so and the directory was never signed.
+    pub fn check(&self, files: &FileArgs, mode: &FileMode, command: &str) -> anyhow::Result<()> {
+        if mode.status_dir.verifies() {
+            return Ok(());
+        }
+        let key_path = files.status_key_path();
+        if !self.unsigned_status {
+            anyhow::bail!(
+                "{command} signs the status files it writes and needs the key: no file {key_path} (create it with e.g. `openssl rand -base64 48`, kept where only {command} runs). To write unsigned status files anyway, pass --unsigned-status: anyone who can edit them can then make {command} take back access it never gave"
+            );
+        }
+        if mode.status_dir.is_signed() {
+            anyhow::bail!(
+                "the status directory {} is signed; {command} without its key ({key_path}) would write over it unverified: give --secrets-dir the key",
+                mode.status_dir.root().display()
+            );
+        }
+        tracing::warn!(
+            "--unsigned-status: status files are written UNSIGNED and read unverified; anyone who can edit {} can make {command} take back access it never gave. Put a key at {key_path}",
+            mode.status_dir.root().display()
+        );
+        Ok(())
+    }
 }
 
 /// A file given where only a whole repository will do.
@@ -173,11 +223,48 @@ impl FileArgs {
         )
     }
 
+    /// Where the status signing key is looked for, for messages.
+    pub fn status_key_path(&self) -> String {
+        let dir = self.secrets_dir.as_ref().map_or_else(
+            || "$EXPENSIFY_SECRETS_DIR".to_string(),
+            |d| d.display().to_string(),
+        );
+        format!("{dir}/{}/{STATUS_KEY_FILE}", self.status_key_secret)
+    }
+
+    /// The status directory of `target`'s repository, signed and verified when the key
+    /// is there.
+    fn signed_status_dir(&self, target: &Target) -> anyhow::Result<StatusDir> {
+        let unsigned = self.status_dir(target);
+        let key = find_status_key(self.secrets_dir.as_deref(), &self.status_key_secret)?;
+        match key {
+            Some(key) => Ok(StatusDir::signed(
+                unsigned.root(),
+                key,
+                self.adopt_unsigned_status,
+            )),
+            None if self.adopt_unsigned_status => anyhow::bail!(
+                "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
+                self.status_key_path()
+            ),
+            None => {
+                if unsigned.root().is_dir() {
+                    tracing::warn!(
+                        "the recorded state in {} is UNVERIFIED: no status signing key at {}, so an edited or replayed status file cannot be told apart",
+                        unsigned.root().display(),
+                        self.status_key_path()
+                    );
+                }
+                Ok(unsigned)
+            }
+        }
+    }
+
     /// File mode over `target`'s repository.
     pub fn mode(&self, target: &Target) -> anyhow::Result<FileMode> {
         Ok(FileMode {
             dir: target.root.clone(),
-            status_dir: self.status_dir(target),
+            status_dir: self.signed_status_dir(target)?,
             credentials: CredentialSource::SecretsDir(self.secrets_dir.clone()),
             clients: self.client.clients()?,
             endpoint_override: None,

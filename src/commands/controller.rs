@@ -65,12 +65,8 @@ pub struct ControllerArgs {
 /// where it was looked for) and the context.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
-    #[error("cannot read kubeconfig {file}")]
-    Read {
-        file: String,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
+    #[error("cannot read kubeconfig {file}: {reason}")]
+    Read { file: String, reason: String },
     #[error("context {context:?} is not in kubeconfig {file}; its contexts: {available}")]
     UnknownContext {
         context: String,
@@ -115,7 +111,11 @@ pub async fn kubeconfig_client(
     }
     .map_err(|source| KubeconfigError::Read {
         file: name.clone(),
-        source,
+        // The reader's own message repeats the path, quoted; the file is named once.
+        reason: match source {
+            kube::config::KubeconfigError::ReadConfig(io, _) => io.to_string(),
+            other => other.to_string(),
+        },
     })?;
     if let Some(context) = context
         && !kubeconfig.contexts.iter().any(|c| c.name == context)

@@ -37,6 +37,9 @@ pub enum PlanFormat {
     Markdown,
 }
 
+/// The first line of a Markdown plan made without the status signing key.
+const UNVERIFIED_NOTE: &str = "> **Recorded state unverified**: this plan ran without the status signing key, so it took the status directory (the ledger of what the operator added) on trust. `apply` verifies it and ignores, with an error, any status file that was edited or put back from history.";
+
 /// Exit codes of `plan`.
 pub const IN_SYNC: i32 = 0;
 pub const FAILED: i32 = 1;
@@ -52,8 +55,24 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let _lock = args.files.lock_shared(&target, &args.lock).await?;
     let report = mode.pass(Run::Plan).await?;
     if let Some(path) = &args.out {
-        SavedPlan::of(&report).save(path)?;
-        tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
+        if report.has_errors() {
+            // A failed plan shows less than apply would do (an unreachable connector plans
+            // nothing): saved, it would read as "nothing to do". A plan left there by an
+            // earlier run goes too, so a pipeline cannot apply it by mistake.
+            let removed = std::fs::remove_file(path).is_ok();
+            eprintln!(
+                "error: plan --out: the plan failed, so it was not saved to {}{}",
+                path.display(),
+                if removed {
+                    " (the plan that was there is removed)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            SavedPlan::of(&report).save(path)?;
+            tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
+        }
     }
     let report = selection(&target, &args.namespace, &mode, &report)?.narrow(report);
     match args.output {
@@ -64,6 +83,10 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         }
         PlanFormat::Markdown => {
             let shown = failures::without_repeats(report.clone());
+            // A pull-request comment says when what it read as the ledger is unchecked.
+            if !mode.status_dir.verifies() && mode.status_dir.root().is_dir() {
+                outln!("{UNVERIFIED_NOTE}\n");
+            }
             out!("{}", markdown::plan_markdown(&shown));
         }
         PlanFormat::Json => outln!("{}", render::json(&report, Run::Plan)),

@@ -2,7 +2,7 @@
 
 use tokio::sync::watch;
 
-use super::common::{FileArgs, LockArgs};
+use super::common::{FileArgs, LockArgs, SigningArgs};
 
 /// Arguments of `watch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -11,6 +11,8 @@ pub struct WatchArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
@@ -18,6 +20,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "watch", &args.lock).await?;
+    args.signing.check(&args.files, &mode, "watch")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         super::shutdown_signal().await;

@@ -60,13 +60,25 @@ impl Default for ClientSettings {
     }
 }
 
+/// Asked right before every write leaves for Expensify: before each employee-updater
+/// batch, after each pacing wait, before each retry. Cluster mode hands in its leadership
+/// term, so a replica that lost the Lease mid-sync sends nothing more.
+pub trait WriteGate: Send + Sync + std::fmt::Debug {
+    /// `Ok` when a write may go out now; otherwise why not (a message for status).
+    fn may_write(&self) -> Result<(), String>;
+}
+
+/// The rate limiter of each credential, by (endpoint, `partnerUserID`).
+type Limiters = HashMap<(String, String), Arc<RateLimiter>>;
+
 /// Builds clients and makes every client of one credential share one rate limiter, so
 /// all connectors using that credential together stay within Expensify's limits.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExpensifyClients {
     http: reqwest::Client,
     settings: ClientSettings,
-    limiters: Mutex<HashMap<(String, String), Arc<RateLimiter>>>,
+    limiters: Arc<Mutex<Limiters>>,
+    write_gate: Option<Arc<dyn WriteGate>>,
 }
 
 impl ExpensifyClients {
@@ -101,8 +113,17 @@ impl ExpensifyClients {
         Ok(Self {
             http,
             settings,
-            limiters: Mutex::new(HashMap::new()),
+            limiters: Arc::new(Mutex::new(HashMap::new())),
+            write_gate: None,
         })
+    }
+
+    /// The same clients (the same rate limiters), whose writes each ask `gate` first.
+    pub fn with_write_gate(&self, gate: Arc<dyn WriteGate>) -> ExpensifyClients {
+        ExpensifyClients {
+            write_gate: Some(gate),
+            ..self.clone()
+        }
     }
 
     pub fn settings(&self) -> &ClientSettings {
@@ -145,6 +166,7 @@ impl ExpensifyClients {
             limiter,
             settings: self.settings.clone(),
             stats: Arc::new(CallStats::default()),
+            write_gate: self.write_gate.clone(),
         })
     }
 }
@@ -217,6 +239,7 @@ pub struct ExpensifyClient {
     limiter: Arc<RateLimiter>,
     settings: ClientSettings,
     stats: Arc<CallStats>,
+    write_gate: Option<Arc<dyn WriteGate>>,
 }
 
 impl ExpensifyClient {
@@ -261,8 +284,8 @@ impl ExpensifyClient {
     }
 
     /// The employee updater, `update_batch_size` records per call. A failed batch does
-    /// not stop later ones, except when the credential itself is refused: then every
-    /// remaining batch is reported failed with that error, unsent.
+    /// not stop later ones, except when the credential itself is refused or the write gate
+    /// closes: then every remaining batch is reported failed with that error, unsent.
     pub async fn update_employees(
         &self,
         records: &[EmployeeRecord],
@@ -293,7 +316,9 @@ impl ExpensifyClient {
                 Err(error) => {
                     if matches!(
                         error.kind,
-                        ErrorKind::CredentialsRejected { .. } | ErrorKind::PermissionDenied { .. }
+                        ErrorKind::CredentialsRejected { .. }
+                            | ErrorKind::PermissionDenied { .. }
+                            | ErrorKind::WriteStopped { .. }
                     ) {
                         fatal = Some(error.clone());
                     }
@@ -306,6 +331,18 @@ impl ExpensifyClient {
             progress.advance();
         }
         report
+    }
+
+    /// Whether this attempt may be sent: reads always, writes when the gate allows.
+    fn may_send(&self, call: Call, attempt: u32) -> Result<(), ExpensifyError> {
+        let Some(gate) = self.write_gate.as_ref().filter(|_| call.writes()) else {
+            return Ok(());
+        };
+        gate.may_write().map_err(|reason| ExpensifyError {
+            call,
+            attempts: attempt.saturating_sub(1),
+            kind: ErrorKind::WriteStopped { reason },
+        })
     }
 
     fn failed(&self, call: Call, attempts: u32, kind: ErrorKind) -> ExpensifyError {
@@ -332,11 +369,29 @@ impl ExpensifyClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let waited = self.limiter.acquire().await;
+            // Before waiting for a slot, and again right before sending: a wait can outlast
+            // the right to write (a lost leadership term).
+            self.may_send(call, attempt)?;
+            let (slot, waited) = self.limiter.acquire().await;
+            if let Err(stopped) = self.may_send(call, attempt) {
+                drop(slot);
+                return Err(stopped);
+            }
             self.stats.requests[CallStats::index(call)].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             let result = self.send_once(&form).await;
+            // The answer is in: the request takes its place in the windows now.
+            drop(slot);
             let elapsed_ms = millis(sent_at.elapsed());
+            if let Err(ErrorKind::RateLimited { retry_after, .. }) = &result {
+                let margin = self.limiter.rate_limited(*retry_after);
+                warn!(
+                    job = call.job(),
+                    attempt,
+                    margin_percent = margin,
+                    "Expensify refused a request as over its rate limit (429) although the client paced; holding this credential's requests and pacing further below the limit"
+                );
+            }
             let kind = match result {
                 Ok(body) => {
                     debug!(
@@ -468,7 +523,9 @@ impl ExpensifyClient {
             ErrorKind::Undecodable { message } => ErrorKind::Undecodable {
                 message: scrub(message),
             },
-            kind @ (ErrorKind::Timeout(_) | ErrorKind::ResponseTooLarge { .. }) => kind,
+            kind @ (ErrorKind::Timeout(_)
+            | ErrorKind::ResponseTooLarge { .. }
+            | ErrorKind::WriteStopped { .. }) => kind,
         }
     }
 }

@@ -16,6 +16,11 @@ pub enum Call {
 }
 
 impl Call {
+    /// Whether the call changes anything in Expensify.
+    pub fn writes(self) -> bool {
+        self == Call::UpdateEmployees
+    }
+
     /// Stable label for metrics and logs: the Integration Server job it sends.
     pub fn job(self) -> &'static str {
         match self {
@@ -98,6 +103,10 @@ pub enum ErrorKind {
     /// An answer arrived but is not a response this client understands.
     #[error("undecodable response: {message}")]
     Undecodable { message: String },
+    /// Not sent: the client's write gate was closed (cluster mode: this replica's
+    /// leadership term ended).
+    #[error("write not sent: {reason}")]
+    WriteStopped { reason: String },
 }
 
 impl ErrorKind {
@@ -126,6 +135,7 @@ impl ErrorKind {
             ErrorKind::Timeout(_) => "timeout",
             ErrorKind::Undecodable { .. } => "undecodable",
             ErrorKind::ResponseTooLarge { .. } => "response_too_large",
+            ErrorKind::WriteStopped { .. } => "write_stopped",
         }
     }
 }

@@ -12,11 +12,13 @@ pub mod wire;
 
 pub use client::{
     CallCounts, ClientSettings, DEFAULT_ENDPOINT, DEFAULT_MAX_BODY_BYTES, ExpensifyClient,
-    ExpensifyClients, FailedBatch, MAX_RETRY_AFTER, UpdateReport,
+    ExpensifyClients, FailedBatch, MAX_RETRY_AFTER, UpdateReport, WriteGate,
 };
 pub use credentials::{Credentials, CredentialsError};
 pub use endpoints::{AllowedEndpoints, checked_endpoint};
 pub use error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
-pub use pacing::{Pacing, PacingWindow, RateLimiter, WindowLog};
+pub use pacing::{
+    BASE_MARGIN_PERCENT, MAX_MARGIN_PERCENT, Pacing, PacingWindow, RateLimiter, Slot, WindowLog,
+};
 pub use retry::RetryPolicy;
 pub use wire::{EmployeeRecord, PolicySummary, Role, RosterEntry, SkippedEmployee, UpdateOutcome};

@@ -24,11 +24,16 @@ pub enum CredentialSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FindCredentialsError {
     #[error(
-        "Secret {secret:?} not found: no files {dir}/{secret}/{{{id_key},{secret_key}}} and {ENV_USER_ID} / {ENV_USER_SECRET} are not both set"
+        "Secret {secret:?} not found: {} and {ENV_USER_ID} / {ENV_USER_SECRET} are not both set",
+        match dir {
+            Some(dir) => format!("no files {dir}/{secret}/{{{id_key},{secret_key}}}"),
+            None => "no --secrets-dir (EXPENSIFY_SECRETS_DIR) given".to_string(),
+        }
     )]
     NotFound {
         secret: String,
-        dir: String,
+        /// `--secrets-dir`, when given.
+        dir: Option<String>,
         id_key: String,
         secret_key: String,
     },
@@ -43,6 +48,69 @@ pub enum FindCredentialsError {
         #[source]
         source: crate::names::InvalidName,
     },
+}
+
+/// The Secret (a directory under `--secrets-dir`) whose file [`STATUS_KEY_FILE`] holds the
+/// key that signs status files, unless `--status-key-secret` names another.
+pub const STATUS_KEY_SECRET: &str = "expensify-status-key";
+/// The key's file in that Secret.
+pub const STATUS_KEY_FILE: &str = "key";
+/// A key file larger than this is refused unread.
+const MAX_STATUS_KEY_BYTES: u64 = 4096;
+
+/// Why the status signing key could not be taken. Never carries the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindStatusKeyError {
+    /// Checked before any path is built, so a name cannot reach outside `--secrets-dir`.
+    #[error("--status-key-secret: {0}")]
+    BadName(#[source] crate::names::InvalidName),
+    #[error("cannot read the status signing key {path}: {message}")]
+    Unreadable { path: String, message: String },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: super::status_signing::StatusKeyError,
+    },
+}
+
+/// The key that signs status files: `DIR/<secret>/key`, when `--secrets-dir` is given and
+/// the file exists.
+pub fn find_status_key(
+    dir: Option<&Path>,
+    secret: &str,
+) -> Result<Option<super::status_signing::StatusKey>, FindStatusKeyError> {
+    crate::names::check_subdomain(secret).map_err(FindStatusKeyError::BadName)?;
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let path = dir.join(secret).join(STATUS_KEY_FILE);
+    let unreadable = |message: String| FindStatusKeyError::Unreadable {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_STATUS_KEY_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > MAX_STATUS_KEY_BYTES {
+        return Err(unreadable(format!(
+            "larger than {MAX_STATUS_KEY_BYTES} bytes"
+        )));
+    }
+    super::status_signing::StatusKey::new(&bytes)
+        .map(Some)
+        .map_err(|source| FindStatusKeyError::Invalid {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 impl CredentialSource {
@@ -109,10 +177,7 @@ fn from_env(
         }
         _ => Err(FindCredentialsError::NotFound {
             secret: reference.name.clone(),
-            dir: dir.map_or_else(
-                || "<--secrets-dir>".to_string(),
-                |d| d.display().to_string(),
-            ),
+            dir: dir.map(|d| d.display().to_string()),
             id_key: reference.user_id_key.clone(),
             secret_key: reference.user_secret_key.clone(),
         }),
@@ -145,6 +210,16 @@ mod tests {
     }
 
     #[test]
+    fn without_a_secrets_dir_the_error_says_so_plainly() {
+        let error = from_env(&reference(), None).unwrap_err().to_string();
+        assert!(
+            error.contains("no --secrets-dir (EXPENSIFY_SECRETS_DIR) given")
+                && !error.contains("<--"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_half_present_secret_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("expensify-credentials");
@@ -154,6 +229,41 @@ mod tests {
             .find(&reference())
             .unwrap_err();
         assert!(err.to_string().contains("partnerUserSecret"), "{err}");
+    }
+
+    #[test]
+    fn the_status_key_is_found_under_its_secret_checked_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(find_status_key(None, STATUS_KEY_SECRET).unwrap().is_none());
+        assert!(
+            find_status_key(Some(dir.path()), STATUS_KEY_SECRET)
+                .unwrap()
+                .is_none(),
+            "no file, no key"
+        );
+        let secret = dir.path().join(STATUS_KEY_SECRET);
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join(STATUS_KEY_FILE), "too-short-a-key\n").unwrap();
+        let error = find_status_key(Some(dir.path()), STATUS_KEY_SECRET).unwrap_err();
+        assert!(
+            matches!(error, FindStatusKeyError::Invalid { .. })
+                && !error.to_string().contains("too-short"),
+            "{error}"
+        );
+        std::fs::write(secret.join(STATUS_KEY_FILE), "k".repeat(48)).unwrap();
+        assert!(
+            find_status_key(Some(dir.path()), STATUS_KEY_SECRET)
+                .unwrap()
+                .is_some()
+        );
+        std::fs::write(secret.join(STATUS_KEY_FILE), "k".repeat(5000)).unwrap();
+        assert!(find_status_key(Some(dir.path()), STATUS_KEY_SECRET).is_err());
+        for bad in ["..", "a/b", "/etc"] {
+            assert!(matches!(
+                find_status_key(Some(dir.path()), bad),
+                Err(FindStatusKeyError::BadName(_))
+            ));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod runner;
 pub mod saved_plan;
 pub mod select;
 pub mod status_dir;
+pub mod status_signing;
 pub mod validate;
 pub mod watch;
 

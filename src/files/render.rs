@@ -375,6 +375,8 @@ fn access_row(key: &ObjectKey, status: &PolicyAccessStatus) -> [String; 5] {
 #[serde(rename_all = "camelCase")]
 struct JsonChange<'a> {
     action: &'static str,
+    /// One spelling everywhere a user sees it, as in the CRD status.
+    #[serde(rename = "policyID")]
     policy_id: &'a str,
     policy_name: &'a str,
     email: &'a str,

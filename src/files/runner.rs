@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
-use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
+use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverified_message};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
@@ -137,6 +137,17 @@ where
     K::Spec: serde::Serialize,
 {
     let previous: Option<K> = status_dir.read(key)?;
+    attach_previous(previous, object, source);
+    Ok(())
+}
+
+/// Generation and last status from `previous` (the status file as read), and the
+/// annotations that tie the status to the spec and the manifest.
+fn attach_previous<K>(previous: Option<K>, object: &mut K, source: &str)
+where
+    K: kube::Resource<DynamicType = ()> + HasSpec + HasStatus,
+    K::Spec: serde::Serialize,
+{
     let spec_digest = digest(object.spec());
     let (generation, status) = match previous {
         Some(mut previous) => {
@@ -159,7 +170,47 @@ where
     annotations.insert(SPEC_DIGEST.to_string(), spec_digest);
     annotations.insert(SOURCE.to_string(), source.to_string());
     *object.status_mut() = status;
-    Ok(())
+}
+
+/// [`attach`], with a status file that fails verification left off (the object starts
+/// from no status) and returned as a problem.
+fn attach_verified<K>(
+    status_dir: &StatusDir,
+    key: &ObjectKey,
+    object: &mut K,
+    source: &str,
+    kind: &str,
+) -> Result<Option<LoadProblem>, StatusDirError>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + HasSpec + HasStatus,
+    K::Spec: serde::Serialize,
+{
+    match attach(status_dir, key, object, source) {
+        Ok(()) => Ok(None),
+        Err(error @ StatusDirError::Unverified { .. }) => {
+            Ok(Some(status_problem(key, kind, &error)))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A status file that failed verification, as a problem of the pass.
+fn status_problem(key: &ObjectKey, kind: &str, error: &StatusDirError) -> LoadProblem {
+    let (path, message) = match error {
+        StatusDirError::Unverified { path, reason } => {
+            (path.clone(), unverified_message(reason, path))
+        }
+        other => (String::new(), other.to_string()),
+    };
+    tracing::error!(object = %key, file = %path, "status file ignored: {message}");
+    LoadProblem {
+        source: super::loader::Source {
+            path: PathBuf::from(path),
+            document: 1,
+        },
+        object: Some(format!("{kind} {key}")),
+        message: format!("status file ignored: {message}"),
+    }
 }
 
 impl FileMode {
@@ -169,16 +220,28 @@ impl FileMode {
     }
 
     fn prepare(&self) -> Result<Prepared, FilePassError> {
-        let manifests = loader::load(&self.dir, &self.excluded())?;
+        let mut manifests = loader::load(&self.dir, &self.excluded())?;
         if self.strict && !manifests.complete() {
             return Err(FilePassError::Strict(manifests.problems.clone()));
         }
         let mut sources = BTreeMap::new();
+        // Status files the key does not vouch for: ignored, each a problem (which holds
+        // removals, as an unreadable manifest does).
+        let mut unverified = Vec::new();
         let mut connectors = Vec::new();
         for loaded in &manifests.connectors {
             let mut object = loaded.object.clone();
             let source = relative(&self.dir, &loaded.source.path);
-            attach(&self.status_dir, &loaded.key, &mut object, &source)?;
+            // A connector's own status holds no ledger: an ignored one is only reported.
+            if let Some(problem) = attach_verified(
+                &self.status_dir,
+                &loaded.key,
+                &mut object,
+                &source,
+                "ExpensifyConnector",
+            )? {
+                unverified.push(problem);
+            }
             if let Some(endpoint) = &self.endpoint_override {
                 object.spec.endpoint.clone_from(endpoint);
             }
@@ -189,15 +252,33 @@ impl FileMode {
         for loaded in &manifests.accesses {
             let mut object = loaded.object.clone();
             let source = relative(&self.dir, &loaded.source.path);
-            attach(&self.status_dir, &loaded.key, &mut object, &source)?;
-            sources.insert(loaded.key.clone(), source);
+            sources.insert(loaded.key.clone(), source.clone());
+            // Its ledger cannot be trusted: the object is left out of the sync, so nothing
+            // is written for it (its file stays for a person to restore) and nothing it
+            // granted is taken back or handed over on a forged say.
+            if let Some(problem) = attach_verified(
+                &self.status_dir,
+                &loaded.key,
+                &mut object,
+                &source,
+                "PolicyAccess",
+            )? {
+                unverified.push(problem);
+                continue;
+            }
             accesses.push(AccessObject::from_resource(&object));
         }
+        let listing = self.status_dir.list::<PolicyAccess>()?;
+        for (key, error) in listing.unverified {
+            if !manifests.accesses.iter().any(|a| a.key == key) {
+                unverified.push(status_problem(&key, "PolicyAccess", &error));
+            }
+        }
         // An object with a status file but no manifest was deleted, unless some manifest
-        // could not be read (it may be that one).
-        if manifests.complete() {
-            for (key, object) in self.status_dir.list::<PolicyAccess>()? {
-                if accesses.iter().any(|a| a.key == key) {
+        // or status file could not be read (it may be that one).
+        if manifests.complete() && unverified.is_empty() {
+            for (key, object) in listing.objects {
+                if manifests.accesses.iter().any(|a| a.key == key) {
                     continue;
                 }
                 let mut deleted = AccessObject::from_resource(&object);
@@ -207,6 +288,7 @@ impl FileMode {
                 accesses.push(deleted);
             }
         }
+        manifests.problems.extend(unverified);
         Ok(Prepared {
             manifests,
             connectors,
@@ -227,7 +309,8 @@ impl FileMode {
             .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
             .map(|a| a.key.to_string())
             .collect();
-        if keeping.is_empty() || !self.status_dir.list::<PolicyAccess>()?.is_empty() {
+        let listing = self.status_dir.list::<PolicyAccess>()?;
+        if keeping.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
             return Ok(None);
         }
         Ok(Some(format!(
@@ -308,6 +391,7 @@ impl FileMode {
             // Saved at once: a stop after this connector loses nothing it wrote.
             if !dry_run {
                 self.write_sync(&prepared, &report)?;
+                self.status_dir.flush_index()?;
             }
             syncs.push(report);
         }
@@ -320,6 +404,8 @@ impl FileMode {
                 info!(object = %key, "deleted PolicyAccess of a missing connector held nothing; its status file is removed");
                 self.status_dir.remove::<PolicyAccess>(key)?;
             }
+            self.status_dir.adopt_unsigned()?;
+            self.status_dir.flush_index()?;
         }
         Ok(PassReport {
             manifests: prepared.manifests.clone(),
@@ -341,7 +427,13 @@ impl FileMode {
             return Ok(());
         };
         let mut object = loaded.object.clone();
-        attach(&self.status_dir, key, &mut object, &prepared.sources[key])?;
+        // An ignored status (reported when the pass began) is written over: a connector's
+        // status holds no ledger.
+        let previous = match self.status_dir.read(key) {
+            Err(StatusDirError::Unverified { .. }) => None,
+            read => read?,
+        };
+        attach_previous(previous, &mut object, &prepared.sources[key]);
         object.status = Some(status.clone());
         self.status_dir.write(key, &object)
     }

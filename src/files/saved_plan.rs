@@ -3,6 +3,7 @@
 //! since (Terraform's guarantee: in an access-approval flow the approved diff is the
 //! executed diff).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +14,8 @@ use crate::reconcile::ObjectKey;
 use crate::reconcile::digest;
 use crate::reconcile::reviewed::ReviewedConnector;
 
-/// The saved-plan format this build reads and writes.
-pub const SAVED_PLAN_VERSION: u32 = 1;
+/// The saved-plan format this build reads and writes (2: SHA-256 digests, one per object).
+pub const SAVED_PLAN_VERSION: u32 = 2;
 /// A saved plan larger than this is refused unread.
 const MAX_SAVED_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -23,9 +24,19 @@ const MAX_SAVED_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SavedPlan {
     pub version: u32,
-    /// A digest of every manifest the plan read (objects, specs, annotations).
-    pub manifests: String,
+    /// Every object the plan read (`Kind namespace/name`), with its manifest file and a
+    /// SHA-256 digest of what it asks for (spec and annotations).
+    pub manifests: BTreeMap<String, ManifestDigest>,
     pub connectors: Vec<ReviewedConnector>,
+}
+
+/// One object as the plan read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestDigest {
+    /// The manifest file, relative to the repository.
+    pub file: String,
+    pub digest: String,
 }
 
 /// Only the version of a saved plan, read before the rest.
@@ -63,33 +74,76 @@ pub enum SavedPlanError {
     Version { path: PathBuf, found: u32 },
 }
 
-/// A digest of the manifests as loaded: what the objects ask for, not where they sit.
-fn manifests_digest(report: &PassReport) -> String {
-    let connectors: Vec<_> = report
-        .manifests
-        .connectors
-        .iter()
-        .map(|c| {
-            (
-                c.key.to_string(),
-                &c.object.spec,
-                &c.object.metadata.annotations,
-            )
+/// Each object as loaded: what it asks for, not where it sits (a move between files
+/// changes nothing it would do).
+fn manifest_digests(report: &PassReport) -> BTreeMap<String, ManifestDigest> {
+    let connectors = report.manifests.connectors.iter().map(|c| {
+        (
+            format!("ExpensifyConnector {}", c.key),
+            &c.key,
+            digest(&(&c.object.spec, &c.object.metadata.annotations)),
+        )
+    });
+    let accesses = report.manifests.accesses.iter().map(|a| {
+        (
+            format!("PolicyAccess {}", a.key),
+            &a.key,
+            digest(&(&a.object.spec, &a.object.metadata.annotations)),
+        )
+    });
+    connectors
+        .chain(accesses)
+        .map(|(object, key, digest)| {
+            let file = report.sources.get(key).cloned().unwrap_or_default();
+            (object, ManifestDigest { file, digest })
         })
-        .collect();
-    let accesses: Vec<_> = report
-        .manifests
-        .accesses
-        .iter()
-        .map(|a| {
-            (
-                a.key.to_string(),
-                &a.object.spec,
-                &a.object.metadata.annotations,
-            )
-        })
-        .collect();
-    digest(&(connectors, accesses))
+        .collect()
+}
+
+/// The objects whose manifests differ between the plan and now, each with its file.
+fn manifests_moved(
+    reviewed: &BTreeMap<String, ManifestDigest>,
+    now: &BTreeMap<String, ManifestDigest>,
+) -> Vec<String> {
+    let mut moved = Vec::new();
+    for (object, then) in reviewed {
+        match now.get(object) {
+            None => moved.push(format!("{object} ({}): removed since the plan", then.file)),
+            Some(current) if current.digest != then.digest => moved.push(format!(
+                "{object} ({}): changed since the plan",
+                current.file
+            )),
+            Some(_) => {}
+        }
+    }
+    for (object, current) in now {
+        if !reviewed.contains_key(object) {
+            moved.push(format!("{object} ({}): added since the plan", current.file));
+        }
+    }
+    moved
+}
+
+/// Reviewed changes whose words were edited: the fingerprint says what is applied, so
+/// text that says something else is refused rather than trusted or ignored.
+fn text_edited(reviewed: &ReviewedConnector, now: &ReviewedConnector) -> Vec<String> {
+    let mut edited = Vec::new();
+    for change in &reviewed.changes {
+        let Some(real) = now
+            .changes
+            .iter()
+            .find(|c| c.fingerprint == change.fingerprint)
+        else {
+            continue;
+        };
+        if real.change != change.change || real.requested_by != change.requested_by {
+            edited.push(format!(
+                "the plan's text does not match its content: it says \"{} (asked by {})\", the change it stands for is \"{} (asked by {})\"",
+                change.change, change.requested_by, real.change, real.requested_by
+            ));
+        }
+    }
+    edited
 }
 
 impl SavedPlan {
@@ -97,7 +151,7 @@ impl SavedPlan {
     pub fn of(report: &PassReport) -> Self {
         Self {
             version: SAVED_PLAN_VERSION,
-            manifests: manifests_digest(report),
+            manifests: manifest_digests(report),
             connectors: report
                 .syncs
                 .iter()
@@ -116,14 +170,14 @@ impl SavedPlan {
     /// Everything that moved between this plan and a `plan` pass now; empty when the pass
     /// would do exactly what was reviewed.
     pub fn moved(&self, report: &PassReport) -> Vec<String> {
-        let mut moved = Vec::new();
-        if manifests_digest(report) != self.manifests {
-            moved.push("the manifests changed since the plan".to_string());
-        }
+        let mut moved = manifests_moved(&self.manifests, &manifest_digests(report));
         let empty = ReviewedConnector::default();
         for sync in &report.syncs {
             let reviewed = self.connector(&sync.connector).unwrap_or(&empty);
-            for what in reviewed.moved(&sync.plan, &sync.observed) {
+            let now = ReviewedConnector::of(&sync.connector, &sync.plan, &sync.observed);
+            let edited = text_edited(reviewed, &now);
+            let changed = reviewed.moved(&sync.plan, &sync.observed);
+            for what in edited.into_iter().chain(changed) {
                 moved.push(format!("connector {}: {what}", sync.connector));
             }
         }
@@ -202,7 +256,13 @@ mod tests {
         let path = dir.path().join("plan.json");
         let plan = SavedPlan {
             version: SAVED_PLAN_VERSION,
-            manifests: "abc".into(),
+            manifests: BTreeMap::from([(
+                "PolicyAccess finance/team".to_string(),
+                ManifestDigest {
+                    file: "team.yaml".into(),
+                    digest: digest(&"spec"),
+                },
+            )]),
             connectors: vec![ReviewedConnector {
                 connector: "finance/acme".into(),
                 ..Default::default()
@@ -218,21 +278,92 @@ mod tests {
         let path = dir.path().join("plan.json");
         std::fs::write(
             &path,
-            r#"{"version": 2, "manifests": "", "connectors": []}"#,
+            r#"{"version": 1, "manifests": "", "connectors": []}"#,
         )
         .unwrap();
         let error = SavedPlan::load(&path).unwrap_err().to_string();
         assert!(
-            error.contains("version 2") && error.contains("plan.json"),
+            error.contains("version 1") && error.contains("plan.json"),
             "{error}"
         );
         std::fs::write(
             &path,
-            r#"{"version": 1, "manifests": "", "connectors": [], "extra": 1}"#,
+            r#"{"version": 2, "manifests": {}, "connectors": [], "extra": 1}"#,
         )
         .unwrap();
         let error = SavedPlan::load(&path).unwrap_err().to_string();
         assert!(error.contains("extra"), "{error}");
+    }
+
+    #[test]
+    fn digests_are_sha256() {
+        assert_eq!(
+            digest(&"abc"),
+            "6cc43f858fbb763301637b5af970e2a46b46f461f27e5a0f41e009c59b827b25",
+            "SHA-256 of the JSON text \"abc\""
+        );
+    }
+
+    fn digests(objects: &[(&str, &str, &str)]) -> BTreeMap<String, ManifestDigest> {
+        objects
+            .iter()
+            .map(|(object, file, digest)| {
+                (
+                    (*object).to_string(),
+                    ManifestDigest {
+                        file: (*file).into(),
+                        digest: (*digest).into(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn moved_manifests_are_named_with_their_files() {
+        let then = digests(&[
+            ("PolicyAccess finance/team", "team.yaml", "a"),
+            ("PolicyAccess finance/gone", "gone.yaml", "b"),
+        ]);
+        let now = digests(&[
+            ("PolicyAccess finance/team", "teams/team.yaml", "c"),
+            ("PolicyAccess finance/new", "new.yaml", "d"),
+        ]);
+        assert_eq!(
+            manifests_moved(&then, &now),
+            vec![
+                "PolicyAccess finance/gone (gone.yaml): removed since the plan",
+                "PolicyAccess finance/team (teams/team.yaml): changed since the plan",
+                "PolicyAccess finance/new (new.yaml): added since the plan",
+            ]
+        );
+        assert!(manifests_moved(&then, &then).is_empty());
+    }
+
+    #[test]
+    fn edited_words_of_a_change_are_refused() {
+        use crate::reconcile::reviewed::ReviewedChange;
+        let change = |words: &str| ReviewedChange {
+            change: words.into(),
+            requested_by: "finance/team".into(),
+            fingerprint: "f1".into(),
+        };
+        let now = ReviewedConnector {
+            connector: "finance/acme".into(),
+            changes: vec![change("+ a@acme.example as user on Finance")],
+            ..Default::default()
+        };
+        let edited = ReviewedConnector {
+            changes: vec![change("+ a@acme.example as auditor on Finance")],
+            ..now.clone()
+        };
+        assert!(text_edited(&now, &now).is_empty());
+        let said = text_edited(&edited, &now);
+        assert_eq!(said.len(), 1);
+        assert!(
+            said[0].contains("as auditor") && said[0].contains("as user"),
+            "{said:?}"
+        );
     }
 
     #[test]

@@ -5,12 +5,14 @@
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::status_signing::{self, INDEX_FILE, Index, StatusKey, Unverified};
 use crate::reconcile::ObjectKey;
 
 /// Digest of the spec the status refers to; a change bumps the generation.
@@ -37,6 +39,39 @@ pub enum StatusDirError {
         #[source]
         source: crate::names::InvalidName,
     },
+    /// A status file the key does not vouch for: it is not taken as the ledger.
+    #[error("status file {path} is ignored: {}", unverified_message(.reason, .path))]
+    Unverified { path: String, reason: Unverified },
+}
+
+/// Why a status file is ignored, and what a person can do about it.
+pub fn unverified_message(reason: &Unverified, path: &str) -> String {
+    format!(
+        "{reason}. Its object is not synced and removals on its connector are held. Restore the file from git history (`git log -- {path}`), or delete it to let the operator forget what it recorded for this object (people it added then stay)"
+    )
+}
+
+/// A status file larger than this is refused unread.
+const MAX_STATUS_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How a status directory with a key signs and verifies its files.
+#[derive(Debug)]
+struct Signing {
+    key: StatusKey,
+    /// `apply --adopt-unsigned-status`: unsigned files and a missing or broken index are
+    /// taken as they are (once, by a person who says so), and signed.
+    adopt: bool,
+    /// Read when first needed, so after the directory is locked.
+    index: Mutex<Option<IndexState>>,
+}
+
+#[derive(Debug)]
+struct IndexState {
+    index: Index,
+    /// Why the index on disk cannot be trusted, if it cannot.
+    distrust: Option<String>,
+    /// Whether the index changed since it was read.
+    changed: bool,
 }
 
 /// The lock file inside the status directory; hidden, so neither the loader nor `watch`
@@ -55,7 +90,8 @@ pub enum LockStatusDirError {
         source: std::io::Error,
     },
     #[error(
-        "the status directory {dir} is in use by {holder}; waited {waited:?} (--lock-timeout) for it to finish"
+        "the status directory {dir} is in use by {holder}; {}",
+        if waited.is_zero() { "--lock-timeout 0: did not wait for it".to_string() } else { format!("waited {waited:?} (--lock-timeout) for it to finish") }
     )]
     Held {
         dir: String,
@@ -159,6 +195,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[derive(Debug, Clone)]
 pub struct StatusDir {
     root: PathBuf,
+    signing: Option<Arc<Signing>>,
+}
+
+/// Every status file of one kind: the objects taken, and those ignored.
+#[derive(Debug)]
+pub struct Listing<K> {
+    pub objects: Vec<(ObjectKey, K)>,
+    /// Files that failed verification ([`StatusDirError::Unverified`]), with their keys.
+    pub unverified: Vec<(ObjectKey, StatusDirError)>,
 }
 
 fn kind_dir<K: Resource<DynamicType = ()>>() -> String {
@@ -166,8 +211,36 @@ fn kind_dir<K: Resource<DynamicType = ()>>() -> String {
 }
 
 impl StatusDir {
+    /// A status directory whose files are neither signed nor verified.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            signing: None,
+        }
+    }
+
+    /// A status directory whose files are signed with `key` and verified against it;
+    /// `adopt` takes unsigned files and a missing or broken index as they are.
+    pub fn signed(root: impl Into<PathBuf>, key: StatusKey, adopt: bool) -> Self {
+        Self {
+            root: root.into(),
+            signing: Some(Arc::new(Signing {
+                key,
+                adopt,
+                index: Mutex::new(None),
+            })),
+        }
+    }
+
+    /// Whether files are verified (a key was given).
+    pub fn verifies(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Whether this directory was signed before: an index, or any signed status file.
+    /// A writer without the key must not write over it.
+    pub fn is_signed(&self) -> bool {
+        self.root.join(INDEX_FILE).exists() || !self.signed_places().is_empty()
     }
 
     pub fn root(&self) -> &Path {
@@ -261,6 +334,11 @@ impl StatusDir {
         Ok(StatusDirLock { file, named: false })
     }
 
+    /// Where a status file is, as its MAC binds it: `kind/namespace/name`.
+    fn place<K: Resource<DynamicType = ()>>(key: &ObjectKey) -> String {
+        format!("{}/{}/{}", kind_dir::<K>(), key.namespace, key.name)
+    }
+
     fn path<K: Resource<DynamicType = ()>>(
         &self,
         key: &ObjectKey,
@@ -278,36 +356,223 @@ impl StatusDir {
             .join(format!("{}.yaml", key.name)))
     }
 
-    /// The object last written for `key`, if any.
+    /// The object last written for `key`, if any; a file the key does not vouch for is
+    /// [`StatusDirError::Unverified`].
     pub fn read<K>(&self, key: &ObjectKey) -> Result<Option<K>, StatusDirError>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let path = self.path::<K>(key)?;
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_saphyr::from_str(&text)
-                .map(Some)
-                .map_err(|e| StatusDirError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StatusDirError::Read {
+        let Some(text) = read_bounded(&path)? else {
+            return Ok(None);
+        };
+        let body = match &self.signing {
+            None => status_signing::split(&text).map_or(text.as_str(), |signed| signed.body),
+            Some(signing) => {
+                self.check(signing, &Self::place::<K>(key), &text)
+                    .map_err(|reason| StatusDirError::Unverified {
+                        path: path.display().to_string(),
+                        reason,
+                    })?
+            }
+        };
+        serde_saphyr::from_str(body)
+            .map(Some)
+            .map_err(|e| StatusDirError::Read {
                 path: path.display().to_string(),
                 message: e.to_string(),
-            }),
+            })
+    }
+
+    /// The body of a status file if the key vouches for it (or `--adopt-unsigned-status`
+    /// takes it).
+    fn check<'t>(
+        &self,
+        signing: &Signing,
+        place: &str,
+        text: &'t str,
+    ) -> Result<&'t str, Unverified> {
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        if let Some(why) = &state.distrust
+            && !signing.adopt
+        {
+            return Err(Unverified::Index(why.clone()));
+        }
+        match status_signing::verify(&signing.key, place, text, state.index.get(place)) {
+            Ok((body, sequence)) => {
+                state.index.raise(place, sequence);
+                Ok(body)
+            }
+            Err(Unverified::Unsigned) if signing.adopt => {
+                tracing::warn!(
+                    file = %place,
+                    "--adopt-unsigned-status: an unsigned status file is taken as it is; this apply signs it"
+                );
+                Ok(text)
+            }
+            Err(reason) => Err(reason),
         }
     }
 
-    /// Every object of kind `K` with a status file.
-    pub fn list<K>(&self) -> Result<Vec<(ObjectKey, K)>, StatusDirError>
+    /// The index on disk, and whether it can be trusted.
+    fn load_index(&self, key: &StatusKey) -> IndexState {
+        let path = self.root.join(INDEX_FILE);
+        let (index, distrust) = match read_bounded(&path) {
+            Ok(Some(text)) => match Index::parse(key, &text) {
+                Ok(index) => (index, None),
+                Err(e) => (Index::default(), Some(e.to_string())),
+            },
+            Ok(None) if self.signed_places().is_empty() => (Index::default(), None),
+            Ok(None) => (
+                Index::default(),
+                Some("is missing while status files are signed".to_string()),
+            ),
+            Err(e) => (Index::default(), Some(format!("cannot be read ({e})"))),
+        };
+        IndexState {
+            index,
+            distrust,
+            changed: false,
+        }
+    }
+
+    /// Every status file on disk (`kind/namespace/name` and path), whatever its kind.
+    fn status_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        let Ok(kinds) = std::fs::read_dir(&self.root) else {
+            return files;
+        };
+        for kind in kinds.flatten().filter(|e| e.path().is_dir()) {
+            let Ok(namespaces) = std::fs::read_dir(kind.path()) else {
+                continue;
+            };
+            for namespace in namespaces.flatten().filter(|e| e.path().is_dir()) {
+                let Ok(entries) = std::fs::read_dir(namespace.path()) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let Some(name) = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_suffix(".yaml"))
+                        .filter(|n| !n.starts_with('.'))
+                    else {
+                        continue;
+                    };
+                    let place = format!(
+                        "{}/{}/{name}",
+                        kind.file_name().to_string_lossy(),
+                        namespace.file_name().to_string_lossy()
+                    );
+                    files.push((place, path));
+                }
+            }
+        }
+        files
+    }
+
+    /// The status files that carry a signature line (verified or not).
+    fn signed_places(&self) -> Vec<String> {
+        self.status_files()
+            .into_iter()
+            .filter(|(_, path)| starts_signed(path))
+            .map(|(place, _)| place)
+            .collect()
+    }
+
+    /// The sequence number the next write of `place` gets: past the index and past the
+    /// file now there.
+    fn next_sequence(&self, signing: &Signing, place: &str, path: &Path) -> u64 {
+        let on_disk = read_bounded(path)
+            .ok()
+            .flatten()
+            .and_then(|text| status_signing::split(&text).map(|s| s.sequence))
+            .unwrap_or(0);
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        state.index.get(place).max(on_disk).saturating_add(1)
+    }
+
+    /// Records `place` at `sequence` in the index (written by [`Self::flush_index`]).
+    fn record(&self, signing: &Signing, place: &str, sequence: u64) {
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        state.index.raise(place, sequence);
+        state.changed = true;
+    }
+
+    /// Writes the index of sequence numbers, when it changed and can be trusted (an index
+    /// that failed verification is never rewritten from what is on disk, or a file put
+    /// back from history would be vouched for; `--adopt-unsigned-status` says to).
+    pub fn flush_index(&self) -> Result<(), StatusDirError> {
+        let Some(signing) = &self.signing else {
+            return Ok(());
+        };
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(state) = guard.as_mut() else {
+            return Ok(());
+        };
+        if !state.changed || (state.distrust.is_some() && !signing.adopt) {
+            return Ok(());
+        }
+        let text = state.index.to_text(&signing.key);
+        write_atomically(&self.root, &self.root.join(INDEX_FILE), text.as_bytes())?;
+        state.changed = false;
+        state.distrust = None;
+        Ok(())
+    }
+
+    /// `--adopt-unsigned-status`: signs every unsigned status file as it is, takes the
+    /// sequence numbers of the signed ones, and writes the index.
+    pub fn adopt_unsigned(&self) -> Result<(), StatusDirError> {
+        let Some(signing) = self.signing.as_ref().filter(|s| s.adopt) else {
+            return Ok(());
+        };
+        for (place, path) in self.status_files() {
+            let Some(text) = read_bounded(&path)? else {
+                continue;
+            };
+            match status_signing::split(&text) {
+                None => {
+                    let sequence = self.next_sequence(signing, &place, &path);
+                    let header = signing.key.header(&place, sequence, text.as_bytes());
+                    let parent = path.parent().unwrap_or(&self.root);
+                    write_atomically(parent, &path, format!("{header}{text}").as_bytes())?;
+                    self.record(signing, &place, sequence);
+                }
+                Some(_) => {
+                    if let Ok((_, sequence)) =
+                        status_signing::verify(&signing.key, &place, &text, 0)
+                    {
+                        self.record(signing, &place, sequence);
+                    }
+                }
+            }
+        }
+        {
+            let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(state) = guard.as_mut() {
+                state.changed = true;
+            }
+        }
+        self.flush_index()
+    }
+
+    /// Every object of kind `K` with a status file, and the files that failed
+    /// verification (the caller holds what they would drive).
+    pub fn list<K>(&self) -> Result<Listing<K>, StatusDirError>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let base = self.root.join(kind_dir::<K>());
-        let mut found = Vec::new();
+        let mut listing = Listing {
+            objects: Vec::new(),
+            unverified: Vec::new(),
+        };
         let Ok(namespaces) = std::fs::read_dir(&base) else {
-            return Ok(found);
+            return Ok(listing);
         };
         for namespace in namespaces.flatten().filter(|e| e.path().is_dir()) {
             let ns = namespace.file_name().to_string_lossy().to_string();
@@ -327,43 +592,42 @@ impl StatusDir {
                 // A file whose name no object can have (left by an older version) is not
                 // an object's status.
                 match self.read::<K>(&key) {
-                    Ok(Some(object)) => found.push((key, object)),
+                    Ok(Some(object)) => listing.objects.push((key, object)),
                     Ok(None) | Err(StatusDirError::BadName { .. }) => {}
+                    Err(e @ StatusDirError::Unverified { .. }) => listing.unverified.push((key, e)),
                     Err(e) => return Err(e),
                 }
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(found)
+        listing.objects.sort_by(|a, b| a.0.cmp(&b.0));
+        listing.unverified.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(listing)
     }
 
-    /// Writes the object atomically and durably: a temporary file of its own (never shared
-    /// with another write), flushed to disk, renamed into place, and the rename flushed.
+    /// Writes the object atomically and durably (see [`write_atomically`]), signed when
+    /// there is a key.
     pub fn write<K>(&self, key: &ObjectKey, object: &K) -> Result<(), StatusDirError>
     where
         K: Resource<DynamicType = ()> + Serialize,
     {
         let path = self.path::<K>(key)?;
-        let error = |source| StatusDirError::Write {
+        let yaml = serde_saphyr::to_string(object).map_err(|e| StatusDirError::Write {
             path: path.display().to_string(),
-            source,
-        };
-        let yaml = serde_saphyr::to_string(object)
-            .map_err(|e| error(std::io::Error::other(e.to_string())))?;
-        let text = format!(
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let body = format!(
             "# Written by expensify-operator: the object as last synced, with its status. Do not edit.\n{yaml}"
         );
         let parent = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(parent).map_err(error)?;
-        let mut temporary = tempfile::Builder::new()
-            .prefix(".")
-            .suffix(".tmp")
-            .tempfile_in(parent)
-            .map_err(error)?;
-        temporary.write_all(text.as_bytes()).map_err(error)?;
-        temporary.as_file().sync_all().map_err(error)?;
-        temporary.persist(&path).map_err(|e| error(e.error))?;
-        sync_dir(parent).map_err(error)
+        let Some(signing) = &self.signing else {
+            return write_atomically(parent, &path, body.as_bytes());
+        };
+        let place = Self::place::<K>(key);
+        let sequence = self.next_sequence(signing, &place, &path);
+        let header = signing.key.header(&place, sequence, body.as_bytes());
+        write_atomically(parent, &path, format!("{header}{body}").as_bytes())?;
+        self.record(signing, &place, sequence);
+        Ok(())
     }
 
     /// Removes the status of an object that is gone.
@@ -372,6 +636,12 @@ impl StatusDir {
         key: &ObjectKey,
     ) -> Result<(), StatusDirError> {
         let path = self.path::<K>(key)?;
+        // The index keeps the file's number, so its old versions cannot come back.
+        if let Some(signing) = &self.signing {
+            let place = Self::place::<K>(key);
+            let sequence = self.next_sequence(signing, &place, &path);
+            self.record(signing, &place, sequence);
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -381,6 +651,54 @@ impl StatusDir {
             }),
         }
     }
+}
+
+/// A file's text, at most [`MAX_STATUS_FILE_BYTES`]; `None` when there is no file.
+fn read_bounded(path: &Path) -> Result<Option<String>, StatusDirError> {
+    let failed = |message: String| StatusDirError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let mut text = String::new();
+    file.take(MAX_STATUS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| failed(e.to_string()))?;
+    if text.len() as u64 > MAX_STATUS_FILE_BYTES {
+        return Err(failed(format!("larger than {MAX_STATUS_FILE_BYTES} bytes")));
+    }
+    Ok(Some(text))
+}
+
+/// Whether a file's first line is a signature line.
+fn starts_signed(path: &Path) -> bool {
+    let mut start = vec![0u8; status_signing::HEADER_PREFIX.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut start))
+        .is_ok_and(|()| start == status_signing::HEADER_PREFIX.as_bytes())
+}
+
+/// Writes a file atomically and durably: a temporary file of its own in `parent` (never
+/// shared with another write), flushed to disk, renamed into place, and the rename flushed.
+fn write_atomically(parent: &Path, path: &Path, bytes: &[u8]) -> Result<(), StatusDirError> {
+    let error = |source| StatusDirError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(error)?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(error)?;
+    temporary.write_all(bytes).map_err(error)?;
+    temporary.as_file().sync_all().map_err(error)?;
+    temporary.persist(path).map_err(|e| error(e.error))?;
+    sync_dir(parent).map_err(error)
 }
 
 #[cfg(test)]
@@ -439,7 +757,7 @@ mod tests {
             read.status.unwrap().managed_members,
             access.status.unwrap().managed_members
         );
-        assert_eq!(status_dir.list::<PolicyAccess>().unwrap().len(), 1);
+        assert_eq!(status_dir.list::<PolicyAccess>().unwrap().objects.len(), 1);
         status_dir.remove::<PolicyAccess>(&key).unwrap();
         assert!(status_dir.read::<PolicyAccess>(&key).unwrap().is_none());
     }
@@ -463,6 +781,22 @@ mod tests {
         drop(first);
         let second = status_dir.lock("apply", Duration::ZERO).await.unwrap();
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn no_wait_is_said_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let status_dir = StatusDir::new(dir.path());
+        let _first = status_dir.lock("watch", Duration::ZERO).await.unwrap();
+        let message = status_dir
+            .lock("apply", Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--lock-timeout 0: did not wait") && !message.contains("0ns"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

@@ -153,13 +153,13 @@ pub struct Observed {
     pub rosters: BTreeMap<String, Vec<RosterEntry>>,
 }
 
-/// A short, stable digest of a serializable value (FNV-1a over its JSON form).
+/// A stable digest of a serializable value: SHA-256 over its JSON form, in hex. Saved
+/// plans bind what was reviewed with it, so it must resist a crafted collision.
 pub fn digest(value: &impl serde::Serialize) -> String {
+    use sha2::Digest;
     let text = serde_json::to_string(value).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

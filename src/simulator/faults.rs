@@ -15,6 +15,11 @@ pub struct FaultConfig {
     /// Added to every answer.
     #[serde(default)]
     pub latency_ms: u64,
+    /// A slow, jittery path to the server: each request is taken in (and counted by the
+    /// rate windows) between 0 and this many milliseconds after it arrived, drawn at random
+    /// per request (seeded).
+    #[serde(default)]
+    pub accept_delay_ms: u64,
     /// HTTP 429 with Expensify's rate-limit body.
     #[serde(default)]
     pub rate_limit_probability: f64,
@@ -128,6 +133,17 @@ impl Faults {
         std::time::Duration::from_millis(self.config.latency_ms)
     }
 
+    /// How late the next request is taken in (see [`FaultConfig::accept_delay_ms`]).
+    pub fn accept_delay(&mut self) -> std::time::Duration {
+        let most = self.config.accept_delay_ms;
+        let ms = if most == 0 {
+            0
+        } else {
+            self.rng.random_range(0..=most)
+        };
+        std::time::Duration::from_millis(ms)
+    }
+
     /// The fault for the next request, if any.
     pub fn draw(&mut self) -> Option<ScriptedFault> {
         if let Some(next) = self.config.script.pop_front() {
@@ -185,6 +201,33 @@ mod tests {
         assert_eq!(faults.draw(), None);
         assert_eq!(faults.draw(), Some(ScriptedFault::Drop));
         assert_eq!(faults.draw(), None);
+    }
+
+    #[test]
+    fn accept_delays_are_seeded_and_bounded() {
+        let config = FaultConfig {
+            accept_delay_ms: 300,
+            seed: 9,
+            ..FaultConfig::default()
+        };
+        let draw = |config: &FaultConfig| {
+            let mut faults = Faults::new(config.clone());
+            (0..200).map(|_| faults.accept_delay()).collect::<Vec<_>>()
+        };
+        let delays = draw(&config);
+        assert_eq!(delays, draw(&config), "same seed, same delays");
+        assert!(delays.iter().all(|d| d.as_millis() <= 300));
+        assert!(
+            delays.iter().any(|d| d.as_millis() < 100)
+                && delays.iter().any(|d| d.as_millis() > 200)
+        );
+        assert!(
+            draw(&FaultConfig::default())
+                .iter()
+                .all(std::time::Duration::is_zero)
+        );
+        let read: FaultConfig = serde_saphyr::from_str("acceptDelayMs: 250\n").unwrap();
+        assert_eq!(read.accept_delay_ms, 250);
     }
 
     #[test]

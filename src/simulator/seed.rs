@@ -168,7 +168,10 @@ impl Seed {
     pub fn parse(text: &str, origin: &str) -> Result<Seed, LoadSeedError> {
         let seed: Seed = serde_saphyr::from_str(text).map_err(|e| LoadSeedError::Parse {
             path: origin.to_string(),
-            message: e.to_string(),
+            // The reader calls every text `<input>`; this one has a name.
+            message: e
+                .to_string()
+                .replace("--> <input>:", &format!("--> {origin}:")),
         })?;
         let problems = seed.problems();
         if problems.is_empty() {

@@ -202,6 +202,11 @@ async fn route(
     };
     match (method, path.as_str()) {
         (Method::POST, ENDPOINT_PATH) => {
+            // A slow path: the request reaches the service (and its rate windows) late.
+            let accept_delay = lock(&state).accept_delay();
+            if !accept_delay.is_zero() {
+                tokio::time::sleep(accept_delay).await;
+            }
             let (outcome, latency) = {
                 let mut state = lock(&state);
                 (state.receive(&body, Instant::now()), state.latency())

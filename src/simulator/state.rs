@@ -276,6 +276,11 @@ impl SimState {
         self.faults.latency()
     }
 
+    /// How late the next request is taken in (fault `acceptDelayMs`).
+    pub fn accept_delay(&mut self) -> std::time::Duration {
+        self.faults.accept_delay()
+    }
+
     /// Handles one request body (form-encoded) arriving at `now`.
     pub fn receive(&mut self, body: &[u8], now: Instant) -> Outcome {
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();

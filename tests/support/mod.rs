@@ -231,11 +231,13 @@ impl Drop for Attacker {
 
 /// The binary under test, with the admin credentials in its environment (`secret` as the
 /// partnerUserSecret), `allowed` (a simulator's endpoint) as its one allowed endpoint, no
-/// colours and no inherited log filter; killed when dropped.
+/// colours and no inherited log filter; killed when dropped. Status files are written
+/// unsigned (`EXPENSIFY_UNSIGNED_STATUS`) unless a test gives a signing key.
 pub fn binary(allowed: &str, args: &[&str], secret: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_expensify-operator"));
     command
         .args(args)
+        .env("EXPENSIFY_UNSIGNED_STATUS", "true")
         .env("EXPENSIFY_ALLOWED_ENDPOINTS", allowed)
         .env("EXPENSIFY_PARTNER_USER_ID", ADMIN_ID)
         .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
