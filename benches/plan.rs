@@ -34,6 +34,7 @@ fn world() -> (ConnectorObject, Vec<AccessObject>, Observed) {
             max_revocations_per_sync: 100_000,
             protected_emails: vec![],
             allowed_namespaces: vec![],
+            tenants: vec![],
             suspend: false,
         },
         status: None,
@@ -96,6 +97,7 @@ fn world() -> (ConnectorObject, Vec<AccessObject>, Observed) {
                     AccessMode::Additive
                 },
                 deletion_policy: DeletionPolicy::Revoke,
+                allow_from: Vec::new(),
                 suspend: false,
                 members,
             },

@@ -52,6 +52,10 @@ pub struct PolicyAccessSpec {
     pub mode: AccessMode,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Authoritative only: the other tenant namespaces whose objects may still ask for
+    /// people on this policy (objects of the connector's own namespace always may).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<String>,
     /// Nothing is written for this object while true; drift is still reported.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
@@ -132,7 +136,7 @@ pub struct MemberSpec {
     pub expires_at: Option<String>,
 }
 
-fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(super) fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "string", "enum": ["user", "auditor", "admin"]})
 }
 

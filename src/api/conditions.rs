@@ -49,6 +49,8 @@ pub enum Reason {
     Synced,
     Suspended,
     InvalidSpec,
+    // PolicyAccess: asks for a policy or role its namespace is not granted (spec.tenants).
+    NotGranted,
     // ExpensifyConnector.
     AuthenticationFailed,
     PermissionDenied,
@@ -78,6 +80,7 @@ impl Reason {
             Reason::Synced => "Synced",
             Reason::Suspended => "Suspended",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::NotGranted => "NotGranted",
             Reason::AuthenticationFailed => "AuthenticationFailed",
             Reason::PermissionDenied => "PermissionDenied",
             Reason::RateLimited => "RateLimited",

@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::access::PolicySelector;
 use super::duration::{ParseDurationError, parse_duration};
 use crate::expensify::DEFAULT_ENDPOINT;
 
@@ -81,9 +82,16 @@ pub struct ExpensifyConnectorSpec {
     /// People never revoked or demoted, whatever any PolicyAccess says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected_emails: Vec<String>,
-    /// Other namespaces whose PolicyAccess objects may use this connector; `*` = all.
+    /// Other namespaces whose PolicyAccess objects may use this connector, on any policy
+    /// with any role; `*` = all. Prefer `tenants`, which says what each may touch (a
+    /// namespace listed in both is read as its `tenants` entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_namespaces: Vec<String>,
+    /// Other namespaces whose PolicyAccess objects may use this connector, each limited to
+    /// the policies it lists and to roles up to `maxRole`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace"]))]
+    pub tenants: Vec<TenantSpec>,
     /// Stop syncing: nothing is read or written until it is false again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
@@ -118,6 +126,22 @@ pub enum SyncIntervalError {
     Unreadable(#[from] ParseDurationError),
     #[error("{text:?} is outside the allowed range 10s..24h")]
     OutOfRange { text: String },
+}
+
+/// What one tenant namespace may touch through the connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// The namespace of the PolicyAccess objects this entry limits.
+    pub namespace: String,
+    /// The only policies its objects may name, each by `id` or by `name` (a name that
+    /// matches more than one policy allows none of them).
+    #[serde(default)]
+    pub policies: Vec<PolicySelector>,
+    /// The highest role its objects may grant: `user` (default), `auditor` or `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::access::role_schema")]
+    pub max_role: Option<String>,
 }
 
 /// A Secret holding `partnerUserID` and `partnerUserSecret`.
@@ -240,6 +264,7 @@ mod tests {
             max_revocations_per_sync: default_max_revocations(),
             protected_emails: Vec::new(),
             allowed_namespaces: Vec::new(),
+            tenants: Vec::new(),
             suspend: false,
         }
     }

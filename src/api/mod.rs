@@ -17,7 +17,7 @@ pub use conditions::{ConditionStatus, ConditionType, ConditionUpdate, Reason, se
 pub use connector::{
     ConnectorPhase, DEFAULT_SYNC_INTERVAL, DEFAULT_SYNC_INTERVAL_TEXT, ExpensifyConnector,
     ExpensifyConnectorSpec, ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL,
-    PolicyInfo, SecretRef, SyncIntervalError,
+    PolicyInfo, SecretRef, SyncIntervalError, TenantSpec,
 };
 pub use duration::{MAX_DURATION, ParseDurationError, parse_duration};
 pub use ledger_entry::adopt_legacy_entries;
@@ -36,3 +36,6 @@ pub const ALLOW_MASS_REVOCATION: &str = "expensify.gitops.dev/allow-mass-revocat
 
 /// Most entries kept in a list in status (drift, failures, policies); the rest are counted.
 pub const STATUS_LIST_CAP: usize = 50;
+/// Longest status message, in bytes (a condition's message may not exceed 32768); longer
+/// ones are cut, and say so.
+pub const STATUS_MESSAGE_CAP: usize = 4096;

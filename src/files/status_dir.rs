@@ -723,6 +723,7 @@ mod tests {
                 },
                 mode: Default::default(),
                 deletion_policy: Default::default(),
+                allow_from: Vec::new(),
                 suspend: false,
                 members: vec![],
             },

@@ -7,7 +7,8 @@
 //! one is given, every field of a PolicyAccess, connector references and namespace
 //! consent), plus what the manifests alone decide of the planner's conflicts
 //! ([`crate::reconcile::plan::offline`]). Entries whose `expiresAt` has passed are
-//! warnings, not problems: expiry is the ordinary end of just-in-time access.
+//! warnings, not problems: expiry is the ordinary end of just-in-time access; so are
+//! unrestricted tenants (`allowedNamespaces` without a `tenants` entry), which still work.
 //!
 //! PATH is a directory (everything below it) or one manifest file (that file alone). A
 //! connector reference that PATH itself cannot resolve is looked up among the connectors of
@@ -26,8 +27,8 @@ use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
 use crate::reconcile::validate::validate_endpoint;
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, Problem, expired_members, validate_access,
-    validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, Problem, connector_warnings, expired_members,
+    validate_access, validate_connector,
 };
 
 /// One problem, with where it is.
@@ -84,7 +85,8 @@ pub struct Validation {
     /// The repository whose connectors resolved references PATH could not, if one was read.
     pub connectors_from: Option<String>,
     pub problems: Vec<Finding>,
-    /// Named but not failing: entries past their `expiresAt`, left to tidy up.
+    /// Named but not failing: unrestricted tenants, and entries past their `expiresAt`,
+    /// left to tidy up.
     pub warnings: Vec<Finding>,
 }
 
@@ -235,15 +237,24 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|(key, _)| in_namespace(&key.namespace))
             .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
     );
-    let warnings = accesses
+    let mut warnings: Vec<Finding> = connectors
+        .iter()
+        .filter(|c| in_namespace(&c.key.namespace))
+        .flat_map(|c| {
+            connector_warnings(c)
+                .into_iter()
+                .map(|problem| finding("ExpensifyConnector", &c.key, problem))
+        })
+        .collect();
+    let expired = accesses
         .iter()
         .filter(|access| in_namespace(&access.key.namespace))
         .flat_map(|access| {
             expired_members(access, checks.now)
                 .into_iter()
                 .map(|problem| finding("PolicyAccess", &access.key, problem))
-        })
-        .collect();
+        });
+    warnings.extend(expired);
     Ok(Validation {
         path: path.display().to_string(),
         connectors: count(&connectors, |c| &c.key.namespace, in_namespace),
@@ -294,6 +305,23 @@ fn count<T>(items: &[T], namespace: impl Fn(&T) -> &String, keep: impl Fn(&str) 
     items.iter().filter(|item| keep(namespace(item))).count()
 }
 
+/// What the warnings are about, for the summary line.
+fn warned_about(validation: &Validation) -> &'static str {
+    let tenants = validation
+        .warnings
+        .iter()
+        .any(|w| w.message.starts_with("unrestricted tenant"));
+    let expired = validation
+        .warnings
+        .iter()
+        .any(|w| !w.message.starts_with("unrestricted tenant"));
+    match (tenants, expired) {
+        (true, true) => "unrestricted tenants, expired entries to remove",
+        (true, false) => "unrestricted tenants",
+        _ => "expired entries to remove",
+    }
+}
+
 /// The text `validate` prints: one line per problem, then a summary line.
 pub fn text(validation: &Validation) -> String {
     let mut out = String::new();
@@ -309,7 +337,7 @@ pub fn text(validation: &Validation) -> String {
     );
     let warned = match validation.warnings.len() {
         0 => String::new(),
-        n => format!(" ({n} warning(s): expired entries to remove)"),
+        n => format!(" ({n} warning(s): {})", warned_about(validation)),
     };
     if validation.is_clean() {
         out.push_str(&format!("OK: {checked}, no problems{warned}.\n"));

@@ -3,9 +3,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use super::bounded::{capped_message, first_few};
 use super::model::{AccessObject, ConnectorObject};
 use super::plan::ObjectPlan;
-use super::validate::describe;
+use super::validate::{connector_warnings, describe};
 use crate::api::{
     AccessMode, AccessPhase, ConditionStatus, ConditionType, ConditionUpdate, ConnectorPhase,
     ExpensifyConnectorStatus, ManagedMember, MemberFailure, PlanSummary, PolicyAccessStatus,
@@ -62,14 +63,18 @@ impl Verdict {
 }
 
 /// The first finding that decides the object's phase, in order of precedence.
+/// Its message is capped ([`capped_message`]): the bound on the status's size besides the
+/// capped lists and the ledger, which is never cut.
 fn verdict(f: &AccessFindings<'_>) -> Verdict {
-    connector_not_ready(f)
+    let mut verdict = connector_not_ready(f)
         .or_else(|| invalid(f))
         .or_else(|| deleting(f))
         .or_else(|| failed_changes(f))
         .or_else(|| blocked(f))
         .or_else(|| not_writing(f))
-        .unwrap_or_else(|| converging(f))
+        .unwrap_or_else(|| converging(f));
+    verdict.message = capped_message(verdict.message);
+    verdict
 }
 
 fn connector_not_ready(f: &AccessFindings<'_>) -> Option<Verdict> {
@@ -93,14 +98,13 @@ fn connector_not_ready(f: &AccessFindings<'_>) -> Option<Verdict> {
 
 fn invalid(f: &AccessFindings<'_>) -> Option<Verdict> {
     let problems = &f.after.problems;
-    (!problems.is_empty()).then(|| {
-        Verdict::not_ready(
-            AccessPhase::Error,
-            Reason::InvalidSpec,
-            describe(problems),
-            true,
-        )
-    })
+    let reason = if f.after.not_granted {
+        Reason::NotGranted
+    } else {
+        Reason::InvalidSpec
+    };
+    (!problems.is_empty())
+        .then(|| Verdict::not_ready(AccessPhase::Error, reason, describe(problems), true))
 }
 
 /// A deletion waits while the object holds ledger entries: to take back, to hand off, or
@@ -113,7 +117,7 @@ fn deleting(f: &AccessFindings<'_>) -> Option<Verdict> {
         let message = format!(
             "deletion waits: {} ledger entr(ies) cannot be settled: {}",
             f.managed.len(),
-            f.after.notes.join("; ")
+            first_few(&f.after.notes, "; ")
         );
         return Some(Verdict::not_ready(
             AccessPhase::Error,
@@ -204,7 +208,7 @@ fn converging(f: &AccessFindings<'_>) -> Verdict {
     }
     let mut message = format!("{} of {} member(s) in sync", after.in_sync, after.desired);
     if !after.notes.is_empty() {
-        message.push_str(&format!("; {}", after.notes.join("; ")));
+        message.push_str(&format!("; {}", first_few(&after.notes, "; ")));
     }
     Verdict::ready(Reason::Synced, message)
 }
@@ -471,6 +475,7 @@ pub fn connector_status(
         return status;
     }
     if let Some((reason, message)) = f.problem {
+        let message = capped_message(message);
         status.phase = ConnectorPhase::Error;
         set_condition(
             &mut conditions,
@@ -480,7 +485,15 @@ pub fn connector_status(
         status.message = Some(message);
     } else {
         status.phase = ConnectorPhase::Connected;
-        let message = format!("{} policies, {} people", f.policies.len(), f.user_count);
+        let mut message = format!("{} policies, {} people", f.policies.len(), f.user_count);
+        let warnings = connector_warnings(connector);
+        if !warnings.is_empty() {
+            message.push_str(&format!(
+                "; warning: {}",
+                first_few(warnings.iter().map(|w| &w.message), "; ")
+            ));
+        }
+        let message = capped_message(message);
         set_condition(
             &mut conditions,
             ready(ConditionStatus::True, Reason::Synced, &message, generation),
@@ -496,4 +509,66 @@ pub fn connector_status(
     }
     status.conditions = conditions;
     status
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::api::{
+        ConnectorRef, MemberSpec, PolicyAccessSpec, PolicySelector, STATUS_MESSAGE_CAP,
+    };
+    use crate::reconcile::model::ObjectKey;
+    use crate::reconcile::validate::Problem;
+
+    #[test]
+    fn a_status_message_is_capped_however_many_problems_it_names() {
+        let object = AccessObject {
+            key: ObjectKey::new("finance", "team"),
+            generation: Some(1),
+            created: None,
+            annotations: std::collections::BTreeMap::new(),
+            spec: PolicyAccessSpec {
+                connector_ref: ConnectorRef {
+                    name: "acme".into(),
+                    namespace: None,
+                },
+                policy: PolicySelector {
+                    id: Some("P1".into()),
+                    name: None,
+                },
+                mode: AccessMode::Additive,
+                deletion_policy: crate::api::DeletionPolicy::Revoke,
+                allow_from: vec![],
+                suspend: false,
+                members: vec![MemberSpec {
+                    email: "a@acme.example".into(),
+                    role: None,
+                    submits_to: None,
+                    employee_id: None,
+                    expires_at: None,
+                }],
+            },
+            deleting: false,
+            status: None,
+        };
+        let problems: Vec<Problem> = (0..5000)
+            .map(|i| {
+                Problem::new(
+                    format!("spec.members[{i}].email"),
+                    "is not an email address",
+                )
+            })
+            .collect();
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let status = unsynced_status(&object, NotSynced::Invalid(problems), now);
+        let message = status.message.unwrap();
+        assert!(message.len() <= STATUS_MESSAGE_CAP, "{}", message.len());
+        assert!(message.ends_with("(cut)"));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.message.len() <= STATUS_MESSAGE_CAP)
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
-use crate::api::SecretRef;
+use crate::api::{PolicySelector, SecretRef};
 use crate::email;
 use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
 use crate::names::{self, NameRule};
@@ -105,6 +105,52 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
             ));
         }
     }
+    problems.extend(tenant_problems(connector));
+    problems
+}
+
+/// Each `tenants` entry: a namespace (a Kubernetes name, listed once, not the connector's
+/// own, which may touch everything anyway), policies by exactly one of id and name, and a
+/// known `maxRole`.
+fn tenant_problems(connector: &ConnectorObject) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, tenant) in connector.spec.tenants.iter().enumerate() {
+        let at = format!("spec.tenants[{i}]");
+        if let Err(e) = names::check(NameRule::Label, &tenant.namespace) {
+            problems.push(Problem::new(format!("{at}.namespace"), e.to_string()));
+        } else if tenant.namespace == connector.key.namespace {
+            problems.push(Problem::new(
+                format!("{at}.namespace"),
+                "is the connector's own namespace, which may touch every policy; remove the entry",
+            ));
+        } else if let Some(first) = connector.spec.tenants[..i]
+            .iter()
+            .position(|t| t.namespace == tenant.namespace)
+        {
+            problems.push(Problem::new(
+                format!("{at}.namespace"),
+                format!(
+                    "{:?} is listed twice (also spec.tenants[{first}])",
+                    tenant.namespace
+                ),
+            ));
+        }
+        for (j, policy) in tenant.policies.iter().enumerate() {
+            if let Some(problem) = selector_problem(&format!("{at}.policies[{j}]"), policy) {
+                problems.push(problem);
+            }
+        }
+        if let Some(role) = tenant
+            .max_role
+            .as_ref()
+            .filter(|r| Role::parse(r).is_none())
+        {
+            problems.push(Problem::new(
+                format!("{at}.maxRole"),
+                format!("{role:?} is not one of user, auditor, admin"),
+            ));
+        }
+    }
     problems
 }
 
@@ -147,14 +193,16 @@ pub fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
     .collect()
 }
 
-/// Whether a connector accepts PolicyAccess objects from `namespace`.
+/// Whether a connector accepts PolicyAccess objects from `namespace` (its own, a
+/// `tenants` entry, or `allowedNamespaces`); what they may touch is [`super::tenancy`]'s.
 pub fn connector_allows(connector: &ConnectorObject, namespace: &str) -> bool {
-    connector.key.namespace == namespace
-        || connector
-            .spec
-            .allowed_namespaces
-            .iter()
-            .any(|allowed| allowed == "*" || allowed == namespace)
+    super::tenancy::reach(connector, namespace).is_some()
+}
+
+/// What a connector's spec allows that it should not need to: unrestricted tenants
+/// (`validate` and the connector's status warn; nothing stops).
+pub fn connector_warnings(connector: &ConnectorObject) -> Vec<Problem> {
+    super::tenancy::unrestricted_tenants(connector)
 }
 
 /// `spec.members[i]`, formatted only when a problem is found.
@@ -172,6 +220,7 @@ pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) ->
     let mut problems: Vec<Problem> = connector_ref_problem(access, connectors)
         .into_iter()
         .chain(policy_problem(access))
+        .chain(allow_from_problems(access))
         .collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, member) in access.spec.members.iter().enumerate() {
@@ -195,7 +244,7 @@ fn connector_ref_problem(access: &AccessObject, connectors: &[ConnectorObject]) 
             Some(Problem::new(
                 "spec.connectorRef",
                 format!(
-                    "ExpensifyConnector {connector_key} does not allow namespace {:?}; add it to the connector's spec.allowedNamespaces",
+                    "ExpensifyConnector {connector_key} does not allow namespace {:?}; add it to the connector's spec.tenants (with the policies and maxRole it may use)",
                     access.key.namespace
                 ),
             ))
@@ -206,19 +255,38 @@ fn connector_ref_problem(access: &AccessObject, connectors: &[ConnectorObject]) 
 
 /// Exactly one of `policy.id` and `policy.name`, not empty.
 fn policy_problem(access: &AccessObject) -> Option<Problem> {
-    match (&access.spec.policy.id, &access.spec.policy.name) {
-        (Some(_), Some(_)) | (None, None) => Some(Problem::new(
-            "spec.policy",
-            "give exactly one of id and name",
-        )),
+    selector_problem("spec.policy", &access.spec.policy)
+}
+
+/// A policy selector at `at`: exactly one of `id` and `name`, not empty.
+fn selector_problem(at: &str, selector: &PolicySelector) -> Option<Problem> {
+    match (&selector.id, &selector.name) {
+        (Some(_), Some(_)) | (None, None) => {
+            Some(Problem::new(at, "give exactly one of id and name"))
+        }
         (Some(id), None) if id.trim().is_empty() => {
-            Some(Problem::new("spec.policy.id", "is empty"))
+            Some(Problem::new(format!("{at}.id"), "is empty"))
         }
         (None, Some(name)) if name.trim().is_empty() => {
-            Some(Problem::new("spec.policy.name", "is empty"))
+            Some(Problem::new(format!("{at}.name"), "is empty"))
         }
         _ => None,
     }
+}
+
+/// `spec.allowFrom`: namespaces (Kubernetes names).
+fn allow_from_problems(access: &AccessObject) -> Vec<Problem> {
+    access
+        .spec
+        .allow_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, namespace)| {
+            names::check(NameRule::Label, namespace)
+                .err()
+                .map(|e| Problem::new(format!("spec.allowFrom[{i}]"), e.to_string()))
+        })
+        .collect()
 }
 
 /// Members whose `expiresAt` has passed at `now`: they grant nothing any more (a sync
@@ -327,6 +395,7 @@ mod tests {
                     .iter()
                     .map(std::string::ToString::to_string)
                     .collect(),
+                tenants: vec![],
                 suspend: false,
             },
             status: None,
@@ -360,6 +429,7 @@ mod tests {
                 },
                 mode: Default::default(),
                 deletion_policy: Default::default(),
+                allow_from: vec![],
                 suspend: false,
                 members,
             },

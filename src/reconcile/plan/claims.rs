@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::super::bounded::first_few;
 use super::super::model::ObjectKey;
 use super::super::validate::connector_allows;
 use super::resolve::{Subject, Wanted};
@@ -189,28 +190,37 @@ pub(super) fn block_second_authoritative(subjects: &mut [Subject<'_>]) {
 }
 
 /// Writers asking different roles for one person: all of them get `Conflict` for that
-/// person, who is left as they are. Returns the contested (policy, email) pairs.
+/// person, who is left as they are. Returns the contested (policy, email) pairs. The
+/// message names the first few askers only: it is copied into every asker's status.
 pub(super) fn role_conflicts(
     claims: &Claims,
     subjects: &mut [Subject<'_>],
 ) -> BTreeSet<(String, String)> {
+    let index: BTreeMap<ObjectKey, usize> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key().clone(), i))
+        .collect();
     let mut contested = BTreeSet::new();
     for (policy, email, writers) in claims.writers() {
         let roles: BTreeSet<_> = writers.iter().map(|c| c.wanted.role).collect();
         if roles.len() < 2 {
             continue;
         }
-        let askers: Vec<String> = writers
-            .iter()
-            .map(|c| format!("{} asks {}", c.key, c.wanted.role))
-            .collect();
-        let message = format!(
-            "{email} on policy {policy}: {}; the person is left as they are",
-            askers.join(", ")
+        let askers = first_few(
+            writers
+                .iter()
+                .map(|c| format!("{} asks {}", c.key, c.wanted.role)),
+            ", ",
         );
+        let message =
+            format!("{email} on policy {policy}: {askers}; the person is left as they are");
         for claim in &writers {
-            if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &claim.key) {
-                subject.plan.blocks.push(Block::Conflict(message.clone()));
+            if let Some(&i) = index.get(&claim.key) {
+                subjects[i]
+                    .plan
+                    .blocks
+                    .push(Block::Conflict(message.clone()));
             }
         }
         contested.insert((policy.to_string(), email.to_string()));

@@ -41,22 +41,12 @@ fn object_allowance(object: &AccessObject) -> Option<String> {
     )
 }
 
-/// "a, b, c and 4 more".
+/// "a, b, c and 4 more": people sorted, each named once.
 pub(super) fn name_people(people: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut sorted = people.to_vec();
+    let mut sorted: Vec<&String> = people.iter().collect();
     sorted.sort();
     sorted.dedup();
-    let shown = sorted
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    match sorted.len().saturating_sub(SHOWN) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
+    super::super::bounded::first_few(sorted, ", ")
 }
 
 /// Applies the guard. Every fresh allowance is recorded as used (each value is honoured

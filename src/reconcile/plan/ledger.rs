@@ -94,8 +94,12 @@ pub(super) fn fate(
     foreign: &BTreeSet<String>,
     held: bool,
 ) -> Fate {
-    // A suspended holder freezes its entries; an unresolvable one cannot say what it asks.
-    if matches!(holder.standing, Standing::Frozen | Standing::Unresolvable) {
+    // A suspended holder freezes its entries; an unresolvable one cannot say what it asks;
+    // from one asking beyond its tenancy nothing is inferred.
+    if matches!(
+        holder.standing,
+        Standing::Frozen | Standing::Unresolvable | Standing::Forbidden
+    ) {
         return Fate::Keep;
     }
     // Another connector governs that policy: this one writes nothing there.

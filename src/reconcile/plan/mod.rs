@@ -2,7 +2,8 @@
 //! (Expensify) + clock -> changes and per-object findings. Pure: no I/O, no clock of its
 //! own, the same answer for any input order. A pipeline of small named phases:
 //!
-//! 1. [`resolve`]: each object's policy, the people it asks for now, its standing;
+//! 1. [`resolve`]: each object's policy, the people it asks for now, its standing, and
+//!    [`tenancy`]: what its namespace may touch (policies, roles, governed policies);
 //! 2. [`claims`]: who asks for whom, and the conflicts that freeze an object;
 //! 3. [`ledger`]: entries checked against the rosters, then kept, handed off, dropped or
 //!    released;
@@ -21,6 +22,7 @@ mod ledger;
 pub mod offline;
 mod removals;
 mod resolve;
+mod tenancy;
 mod types;
 mod world;
 
@@ -40,8 +42,15 @@ use world::World;
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let world = World::new(input.observed, input.connector);
     let mut subjects = resolve::subjects(&input, &world);
+    tenancy::refuse_ungranted(
+        input.connector,
+        &input.observed.policies,
+        input.now,
+        &mut subjects,
+    );
     let foreign = claims::block_foreign_policies(&input, &mut subjects);
     claims::block_second_authoritative(&mut subjects);
+    tenancy::close_governed_policies(input.connector, &mut subjects);
     let claims = Claims::collect(&subjects);
     let contested = claims::role_conflicts(&claims, &mut subjects);
     let stranded = Stranded::collect(&input);

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::super::bounded::first_few;
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
+use super::super::tenancy::{offline_policy_refusal, role_refusals};
 use super::super::validate::{Problem, connector_allows, validate_access};
 use super::claims::{self, Claims};
 use super::resolve;
+use super::tenancy;
 use super::types::{Block, PlanInput};
 use super::world::World;
 use crate::email;
@@ -100,10 +103,12 @@ fn member_field(subject: &resolve::Subject<'_>, message: &str) -> String {
         )
 }
 
-/// The claim conflicts among `connector`'s objects that the manifests alone decide: a
-/// second Authoritative object on one policy (`spec.mode`), and objects asking different
-/// roles for one person on one policy (`spec.members[i].role`). Expired entries claim
-/// nobody at `now`, as in a sync.
+/// The claim conflicts among `connector`'s objects that the manifests alone decide: asking
+/// beyond the namespace's tenancy (`spec.policy` when no `tenants` policy entry can match,
+/// `spec.members[i].role` above `maxRole`), a second Authoritative object on one policy
+/// (`spec.mode`), a policy an Authoritative object closes to the object's namespace
+/// (`spec.policy`), and objects asking different roles for one person on one policy
+/// (`spec.members[i].role`). Expired entries claim nobody at `now`, as in a sync.
 pub fn conflicts(
     connector: &ConnectorObject,
     accesses: &[AccessObject],
@@ -120,9 +125,22 @@ pub fn conflicts(
     };
     let world = World::new(&observed, connector);
     let mut subjects = resolve::subjects(&input, &world);
+    let mut found = tenancy::refuse(&mut subjects, |subject| {
+        offline_policy_refusal(connector, subject.object)
+            .into_iter()
+            .chain(role_refusals(connector, subject.object, now))
+            .collect()
+    });
     let before = block_counts(&subjects);
     claims::block_second_authoritative(&mut subjects);
-    let mut found = new_conflicts(&subjects, &before, |_, _| "spec.mode".to_string());
+    found.extend(new_conflicts(&subjects, &before, |_, _| {
+        "spec.mode".to_string()
+    }));
+    let before = block_counts(&subjects);
+    tenancy::close_governed_policies(connector, &mut subjects);
+    found.extend(new_conflicts(&subjects, &before, |_, _| {
+        "spec.policy".to_string()
+    }));
     let before = block_counts(&subjects);
     let claims = Claims::collect(&subjects);
     claims::role_conflicts(&claims, &mut subjects);
@@ -152,13 +170,17 @@ pub fn policies_through_two_connectors(
     }
     let mut found = Vec::new();
     for (policy, users) in by_policy {
+        // One connector only (the usual case): nothing to compare, in linear time.
+        if users.iter().all(|(_, connector)| connector == &users[0].1) {
+            continue;
+        }
         for (access, connector) in &users {
-            let others: Vec<String> = users
+            let mut others = users
                 .iter()
                 .filter(|(_, other)| other != connector)
                 .map(|(a, other)| format!("connector {other} (PolicyAccess {})", a.key))
-                .collect();
-            if others.is_empty() {
+                .peekable();
+            if others.peek().is_none() {
                 continue;
             }
             found.push((
@@ -167,7 +189,7 @@ pub fn policies_through_two_connectors(
                     "spec.policy.id",
                     format!(
                         "policy {policy} is also named through {}; one policy is managed through one connector: the connector that manages it first keeps it and the other's objects are Blocked (Conflict)",
-                        others.join(", ")
+                        first_few(others, ", ")
                     ),
                 ),
             ));

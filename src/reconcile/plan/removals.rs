@@ -256,11 +256,11 @@ pub(super) fn report_held(subjects: &mut [Subject<'_>]) {
         if subject.held_because.is_empty() {
             continue;
         }
-        let because: Vec<String> = subject.held_because.iter().cloned().collect();
+        let because = super::super::bounded::first_few(&subject.held_because, "; ");
         subject.plan.blocks.push(Block::Held(format!(
             "removal of {} held until every manifest that may ask for them can be read and is valid ({})",
             super::guard::name_people(&subject.plan.held),
-            because.join("; ")
+            because
         )));
     }
 }

@@ -39,6 +39,12 @@ pub(super) enum Standing {
     Invalid,
     /// Its policy cannot be resolved: its entries stay as they are.
     Unresolvable,
+    /// Asks for a policy or a role its namespace is not granted (see [`super::tenancy`]):
+    /// asks for nobody, holds nothing, and its entries stay as they are.
+    Forbidden,
+    /// Asks for people on a policy an Authoritative object of another tenant namespace
+    /// governs and closes to it: asks for nobody; its entries follow the ordinary rules.
+    ClosedOut,
     /// Being deleted: asks for nobody; its entries are handed off, released or orphaned.
     Deleting(DeletionPolicy),
 }
@@ -222,7 +228,7 @@ fn by_name(name: &str, world: &World<'_>) -> Result<String, Problem> {
             format!(
                 "{} policies are named {name:?} ({}); use spec.policy.id",
                 ids.len(),
-                ids.join(", ")
+                super::super::bounded::first_few(ids, ", ")
             ),
         )),
     }

@@ -39,6 +39,7 @@ fn connector() -> ConnectorObject {
             max_revocations_per_sync: 10,
             protected_emails: vec!["ceo@acme.example".into()],
             allowed_namespaces: vec![],
+            tenants: vec![],
             suspend: false,
         },
         status: None,
@@ -117,6 +118,7 @@ fn access(name: &str, mode: AccessMode, members: Vec<MemberSpec>) -> AccessObjec
             },
             mode,
             deletion_policy: DeletionPolicy::Revoke,
+            allow_from: Vec::new(),
             suspend: false,
             members,
         },
@@ -941,3 +943,6 @@ mod ledger_rules;
 
 #[path = "offline_tests.rs"]
 mod offline_rules;
+
+#[path = "tenancy_tests.rs"]
+mod tenancy;

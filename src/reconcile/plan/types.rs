@@ -247,6 +247,8 @@ impl Block {
 pub struct ObjectPlan {
     pub key: Option<ObjectKey>,
     pub problems: Vec<Problem>,
+    /// Its problems include asking for a policy or role its namespace is not granted.
+    pub not_granted: bool,
     pub mode: AccessMode,
     pub suspended: bool,
     pub deleting: bool,
