@@ -24,8 +24,9 @@ pub(super) struct Holds {
     everything: bool,
     /// Policy -> the broken objects on it.
     policies: BTreeMap<String, BTreeSet<ObjectKey>>,
-    /// Email -> the broken objects that list the person (policy unknown: any policy).
-    people: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// Email -> the broken objects that list the person (policy unknown), each with the
+    /// policies its namespace may touch (`None`: any).
+    people: BTreeMap<String, BTreeMap<ObjectKey, Option<BTreeSet<String>>>>,
     /// (policy, email) -> the broken objects whose ledger holds the entry.
     entries: BTreeMap<(String, String), BTreeSet<ObjectKey>>,
 }
@@ -89,12 +90,12 @@ impl Holds {
             .iter()
             .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
         {
-            holds.add(subject, input.now);
+            holds.add(subject, input);
         }
         holds
     }
 
-    fn add(&mut self, subject: &Subject<'_>, now: Timestamp) {
+    fn add(&mut self, subject: &Subject<'_>, input: &PlanInput<'_>) {
         let key = subject.key();
         for entry in &subject.entries {
             self.entries
@@ -109,8 +110,12 @@ impl Holds {
                 .insert(key.clone());
             return;
         }
-        for email in readable_members(subject.object, now) {
-            self.people.entry(email).or_default().insert(key.clone());
+        let touchable = touchable_policies(subject.object, input);
+        for email in readable_members(subject.object, input.now) {
+            self.people
+                .entry(email)
+                .or_default()
+                .insert(key.clone(), touchable.clone());
         }
     }
 
@@ -129,7 +134,14 @@ impl Holds {
         }
         let mut holders: BTreeSet<&ObjectKey> = BTreeSet::new();
         holders.extend(self.policies.get(policy).into_iter().flatten());
-        holders.extend(self.people.get(email).into_iter().flatten());
+        holders.extend(
+            self.people
+                .get(email)
+                .into_iter()
+                .flatten()
+                .filter(|(_, touchable)| touchable.as_ref().is_none_or(|t| t.contains(policy)))
+                .map(|(holder, _)| holder),
+        );
         holders.extend(
             self.entries
                 .get(&(policy.to_string(), email.to_string()))
@@ -145,6 +157,27 @@ impl Holds {
             super::guard::name_people(&names)
         ))
     }
+}
+
+/// The policies the object's namespace may touch through this connector (`None`: any), so
+/// a tenant's broken object never holds what it could not be asking for.
+fn touchable_policies(object: &AccessObject, input: &PlanInput<'_>) -> Option<BTreeSet<String>> {
+    match super::super::tenancy::reach(input.connector, &object.key.namespace) {
+        Some(super::super::tenancy::Reach::Everything) => return None,
+        None => return Some(BTreeSet::new()),
+        Some(super::super::tenancy::Reach::Limited { .. }) => {}
+    }
+    let visible = &input.observed.policies;
+    Some(
+        visible
+            .iter()
+            .filter(|p| {
+                super::super::tenancy::policy_refusal(input.connector, object, &p.id, visible)
+                    .is_none()
+            })
+            .map(|p| p.id.clone())
+            .collect(),
+    )
 }
 
 /// The people a broken object's members list in a readable form (an email that is valid),

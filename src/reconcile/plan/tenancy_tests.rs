@@ -554,3 +554,57 @@ fn validate_reports_what_the_manifests_alone_decide() {
         ]
     );
 }
+
+/// Issue 17, item 3 with tenancy: a tenant's object whose policy cannot be resolved holds
+/// the people it lists only on the policies its namespace may touch; another team's
+/// expiry on a policy the tenant cannot reach goes ahead.
+#[test]
+fn a_tenants_broken_object_holds_only_on_policies_it_may_touch() {
+    let world = two_policies(
+        &[("carol@acme.example", "user")],
+        &[("carol@acme.example", "user")],
+    );
+    let connector = tenant_connector(&[id("P2")], None);
+    let mut broken = in_namespace(
+        access(
+            "broken",
+            AccessMode::Additive,
+            vec![member("carol@acme.example", "user")],
+        ),
+        ENG,
+    );
+    broken.spec.policy = name("Engineeering");
+    let carol = |policy: &str| ManagedMember {
+        policy_id: policy.into(),
+        email: "carol@acme.example".into(),
+        added: true,
+        previous_role: None,
+        role: Some("user".into()),
+        pending: false,
+        prior_role: None,
+        connector: None,
+    };
+    let mut expired = member("carol@acme.example", "user");
+    expired.expires_at = Some("2026-05-31T00:00:00Z".into());
+    let mut finance_jit = access("jit", AccessMode::Additive, vec![expired.clone()]);
+    finance_jit.status = Some(PolicyAccessStatus {
+        managed_members: vec![carol("P1")],
+        ..PolicyAccessStatus::default()
+    });
+    let mut eng_jit = on_policy(access("eng-jit", AccessMode::Additive, vec![expired]), "P2");
+    eng_jit.status = Some(PolicyAccessStatus {
+        managed_members: vec![carol("P2")],
+        ..PolicyAccessStatus::default()
+    });
+    let plan = run(&connector, &[broken, finance_jit, eng_jit], &world);
+    // On Finance (which engineering may not touch) carol's expiry goes ahead; on
+    // Engineering the broken object may be asking for her: held.
+    assert_eq!(
+        plan.changes
+            .iter()
+            .map(|c| (c.kind, c.policy_id.as_str()))
+            .collect::<Vec<_>>(),
+        [(ChangeKind::Revoke, "P1")]
+    );
+    assert_eq!(plan.objects[&ObjectKey::new(NS, "eng-jit")].held, ["carol@acme.example"]);
+}
