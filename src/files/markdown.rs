@@ -157,7 +157,10 @@ fn held(report: &PassReport, out: &mut String) {
                 continue;
             }
             let object = sync.plan.objects.get(key);
-            let people = object.map(|o| o.held.join(", ")).unwrap_or_default();
+            // Capped as every message built from many people is; `-o json` lists them all.
+            let people = object
+                .map(|o| crate::reconcile::bounded::first_few(&o.held, ", "))
+                .unwrap_or_default();
             let policy = status.policy_name.as_deref().unwrap_or("-");
             rows.push(format!(
                 "| {} | {} | {} | {} |",

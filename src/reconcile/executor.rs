@@ -214,7 +214,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     if !moved.is_empty() {
         let refused = WriteRefused(format!(
             "the plan moved since it was reviewed: {}",
-            moved.join("; ")
+            super::bounded::first_few(&moved, "; ")
         ));
         return refuse_before_write(request, client, calls_before, before, observed, &refused);
     }

@@ -606,5 +606,8 @@ fn a_tenants_broken_object_holds_only_on_policies_it_may_touch() {
             .collect::<Vec<_>>(),
         [(ChangeKind::Revoke, "P1")]
     );
-    assert_eq!(plan.objects[&ObjectKey::new(NS, "eng-jit")].held, ["carol@acme.example"]);
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "eng-jit")].held,
+        ["carol@acme.example"]
+    );
 }
