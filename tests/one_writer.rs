@@ -29,6 +29,20 @@ fn requests(sim: &expensify_operator::simulator::SimulatorHandle) -> u64 {
     sim.state().counters().requests
 }
 
+/// The request count once the watch's sync is over (the grant shows before its re-read
+/// is made): the same count twice, 300 ms apart. An idle watch calls nothing.
+async fn settled_requests(sim: &expensify_operator::simulator::SimulatorHandle) -> u64 {
+    let mut last = requests(sim);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = requests(sim);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 async fn until(what: &str, check: impl Fn() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -51,7 +65,7 @@ async fn a_second_writer_waits_then_fails_naming_the_first() {
     })
     .await;
     let watch_pid = watch.id().unwrap();
-    let before = requests(&sim);
+    let before = settled_requests(&sim).await;
 
     let started = std::time::Instant::now();
     let apply = command(
