@@ -1200,3 +1200,32 @@ fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
     assert!(entry.added, "the operator added bob: {entry:?}");
     assert_eq!(entry.previous_role, None);
 }
+
+/// A broken object whose policy is unknown holds the removal of the people it lists (it
+/// may be the one asking for them), and of nobody else.
+#[test]
+fn an_unresolvable_object_holds_the_people_it_lists() {
+    let world = finance(&[("carol@acme.example", "user"), ("dan@acme.example", "user")]);
+    let mut lost = access(
+        "lost",
+        AccessMode::Additive,
+        vec![member("carol@acme.example", "user")],
+    );
+    lost.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Nope".into()),
+    };
+    let gone = holding(
+        access("gone", AccessMode::Additive, vec![]),
+        vec![
+            entry("carol@acme.example", true, None, "user"),
+            entry("dan@acme.example", true, None, "user"),
+        ],
+    );
+    let plan = run(&connector(), &[lost, gone], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "dan@acme.example".into(), None)]
+    );
+    assert_eq!(plan.objects[&key("gone")].held, ["carol@acme.example"]);
+}
