@@ -1046,6 +1046,26 @@ async fn case_7_a_deletion_whose_connector_is_gone_waits_instead_of_orphaning() 
 // Issue 17 ("the ledger and the tenants, round two"): combinations an independent review
 // broke, each through the real binary.
 
+/// The simulator and a repository with its connector.
+async fn simulator_and_repository() -> (SimulatorHandle, Repo) {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    (sim, repo)
+}
+
+/// `jit` grants carol on Finance until three seconds from now.
+async fn carol_for_three_seconds(sim: &SimulatorHandle, repo: &Repo) {
+    let soon = (k8s_openapi::jiff::Timestamp::now()
+        + k8s_openapi::jiff::SignedDuration::from_secs(3))
+    .to_string();
+    let jit = format!("{{email: carol@acme.example, role: user, expiresAt: \"{soon}\"}}");
+    Access::new("jit", FINANCE, "Additive")
+        .members(&[jit.as_str()])
+        .write(repo);
+    apply_ok(sim, repo).await;
+}
+
 /// Writes `a` and `b` on Finance with these members, and applies.
 async fn a_and_b(sim: &SimulatorHandle, repo: &Repo, a: &[&str], b: (&str, &[&str])) {
     Access::new("a", FINANCE, "Additive").members(a).write(repo);
@@ -1055,9 +1075,7 @@ async fn a_and_b(sim: &SimulatorHandle, repo: &Repo, a: &[&str], b: (&str, &[&st
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_1_a_hand_off_that_raises_the_role_is_taken_back() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
+    let (sim, repo) = simulator_and_repository().await;
     // carol is new: a grants her as user; then b takes her over as admin while a drops her.
     a_and_b(
         &sim,
@@ -1084,9 +1102,7 @@ async fn round_two_1_a_hand_off_that_raises_the_role_is_taken_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_1_a_raise_handed_off_with_another_role_goes_back_to_the_first_role() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
+    let (sim, repo) = simulator_and_repository().await;
     // alice was a user before the operator: a raises her to auditor, b takes her as admin.
     let as_auditor = ["{email: alice@acme.example, role: auditor}"];
     let as_admin = ["{email: alice@acme.example, role: admin}"];
@@ -1106,9 +1122,7 @@ async fn round_two_1_a_raise_handed_off_with_another_role_goes_back_to_the_first
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_1_a_rename_that_also_raises_is_taken_back() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
+    let (sim, repo) = simulator_and_repository().await;
     let old =
         Access::new("a-old-name", FINANCE, "Additive").members(&["{email: carol@acme.example}"]);
     old.write(&repo);
@@ -1129,9 +1143,7 @@ async fn round_two_1_a_rename_that_also_raises_is_taken_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_2_an_entry_handed_to_an_observe_only_object_is_released() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
+    let (sim, repo) = simulator_and_repository().await;
     let carol = ["{email: carol@acme.example}"];
     a_and_b(&sim, &repo, &carol, ("ObserveOnly", &[])).await;
     // a drops her while the ObserveOnly object lists her: the entry moves, nothing written.
@@ -1147,9 +1159,7 @@ async fn round_two_2_an_entry_handed_to_an_observe_only_object_is_released() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_2_an_authoritative_object_is_not_disarmed_by_an_observe_only_entry() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
+    let (sim, repo) = simulator_and_repository().await;
     let carol = ["{email: carol@acme.example}"];
     let everyone = [
         "{email: carol@acme.example}",
@@ -1173,17 +1183,8 @@ async fn round_two_2_an_authoritative_object_is_not_disarmed_by_an_observe_only_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_3_a_broken_object_elsewhere_does_not_hold_an_expiry() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
-    let soon = (k8s_openapi::jiff::Timestamp::now()
-        + k8s_openapi::jiff::SignedDuration::from_secs(3))
-    .to_string();
-    let jit = format!("{{email: carol@acme.example, role: user, expiresAt: \"{soon}\"}}");
-    Access::new("jit", FINANCE, "Additive")
-        .members(&[jit.as_str()])
-        .write(&repo);
-    apply_ok(&sim, &repo).await;
+    let (sim, repo) = simulator_and_repository().await;
+    carol_for_three_seconds(&sim, &repo).await;
     assert!(role_of(&sim, FINANCE, "carol@acme.example").is_some());
     // Another object names a policy that does not exist, and lists someone else.
     let mut broken =
@@ -1204,17 +1205,8 @@ async fn round_two_3_a_broken_object_elsewhere_does_not_hold_an_expiry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_two_3_a_broken_object_holds_the_people_it_lists() {
-    let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
-    let soon = (k8s_openapi::jiff::Timestamp::now()
-        + k8s_openapi::jiff::SignedDuration::from_secs(3))
-    .to_string();
-    let jit = format!("{{email: carol@acme.example, role: user, expiresAt: \"{soon}\"}}");
-    Access::new("jit", FINANCE, "Additive")
-        .members(&[jit.as_str()])
-        .write(&repo);
-    apply_ok(&sim, &repo).await;
+    let (sim, repo) = simulator_and_repository().await;
+    carol_for_three_seconds(&sim, &repo).await;
     // A broken object (its policy unknown) lists carol: it may be the one asking for her.
     let mut broken =
         Access::new("broken", FINANCE, "Additive").members(&["{email: carol@acme.example}"]);
