@@ -34,8 +34,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use support::Repo;
 use support::origin::{
-    Deletion, Mode, POLICIES, Role, State, connector_yaml, diff, env_number, is_protected,
-    paced_clients, rate_refusals, snapshot, start_simulator,
+    Deletion, Mode, POLICIES, Role, State, connector_yaml, diff, differences_from_origin,
+    env_number, is_protected, paced_clients, rate_refusals, snapshot, start_simulator,
 };
 
 /// People objects may ask for: three nobody has yet, five already on some policies.
@@ -464,32 +464,7 @@ fn check_step(model: &Model, origin: &State, now: &State, sim: &SimulatorHandle)
 
 /// Expensify as at the start, except Authoritative extras and what `Orphan` left.
 fn check_origin(model: &Model, origin: &State, now: &State) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (policy, start) in origin {
-        let current = &now[policy];
-        let name = POLICIES[*policy].1;
-        let orphaned = |email: &str| model.orphaned.contains(&(*policy, email.to_string()));
-        for (email, role) in start {
-            match current.get(email) {
-                Some(now_role) if now_role == role => {}
-                Some(now_role) if !orphaned(email) => problems.push(format!(
-                    "{email} on {name} is {now_role}, was {role} at the start"
-                )),
-                None if !model.removable.contains(&(*policy, email.clone())) => problems.push(
-                    format!("{email} on {name} is gone, was {role} at the start"),
-                ),
-                _ => {}
-            }
-        }
-        for (email, role) in current {
-            if !start.contains_key(email) && !orphaned(email) {
-                problems.push(format!(
-                    "{email} on {name} ({role}) was added and is still there"
-                ));
-            }
-        }
-    }
-    problems
+    differences_from_origin(origin, now, (&model.removable, &model.orphaned))
 }
 
 /// One pass with a fault injected; returns a line for the history.

@@ -66,8 +66,8 @@ use serde_json::{Value, json};
 use support::apiserver::{ApiServerDouble, Kind};
 use support::origin::{
     ADMIN_EMAIL, CONNECTOR_NAMESPACE, Deletion, Mode, POLICIES, PROTECTED, Role, State,
-    TENANT_NAMESPACE, changes, connector_yaml, diff, env_number, is_protected, paced_clients,
-    rate_refusals, snapshot, start_simulator,
+    TENANT_NAMESPACE, changes, connector_yaml, diff, differences_from_origin, env_number,
+    is_protected, paced_clients, rate_refusals, snapshot, start_simulator,
 };
 use support::{ADMIN_ID, ADMIN_SECRET, Repo};
 
@@ -512,31 +512,7 @@ fn check_released(
 /// At the end: Expensify as at the start, except Authoritative extras and what `Orphan`
 /// left; no deletion still waiting.
 fn check_origin(model: &Model, origin: &State, now: &State, lingering: &[Key]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (policy, start) in origin {
-        let current = &now[policy];
-        let name = POLICIES[*policy].1;
-        let orphaned = |email: &str| model.orphaned.contains(&(*policy, email.to_string()));
-        for (email, role) in start {
-            match current.get(email) {
-                Some(now_role) if now_role == role => {}
-                Some(now_role) if !orphaned(email) => problems.push(format!(
-                    "{email} on {name} is {now_role}, was {role} at the start"
-                )),
-                None if !model.removable.contains(&(*policy, email.clone())) => problems.push(
-                    format!("{email} on {name} is gone, was {role} at the start"),
-                ),
-                _ => {}
-            }
-        }
-        for (email, role) in current {
-            if !start.contains_key(email) && !orphaned(email) {
-                problems.push(format!(
-                    "{email} on {name} ({role}) was added and is still there"
-                ));
-            }
-        }
-    }
+    let mut problems = differences_from_origin(origin, now, (&model.removable, &model.orphaned));
     for key in lingering {
         problems.push(format!("the deletion of {key} still waits"));
     }

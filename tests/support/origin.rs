@@ -4,7 +4,7 @@
 //! Expensify to compare with the start.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,4 +257,43 @@ pub fn env_number(name: &str, default: u32) -> u32 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
+}
+
+/// People on policies: (policy index, email).
+pub type People = BTreeSet<(usize, String)>;
+
+/// Where Expensify differs from where it started, except people an Authoritative object
+/// may have removed (`removable`) and what an `Orphan` deletion left (`orphaned`), each
+/// as (policy index, email).
+pub fn differences_from_origin(
+    origin: &State,
+    now: &State,
+    (removable, orphaned): (&People, &People),
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (policy, start) in origin {
+        let current = &now[policy];
+        let name = POLICIES[*policy].1;
+        let orphaned = |email: &str| orphaned.contains(&(*policy, email.to_string()));
+        for (email, role) in start {
+            match current.get(email) {
+                Some(now_role) if now_role == role => {}
+                Some(now_role) if !orphaned(email) => problems.push(format!(
+                    "{email} on {name} is {now_role}, was {role} at the start"
+                )),
+                None if !removable.contains(&(*policy, email.clone())) => problems.push(format!(
+                    "{email} on {name} is gone, was {role} at the start"
+                )),
+                _ => {}
+            }
+        }
+        for (email, role) in current {
+            if !start.contains_key(email) && !orphaned(email) {
+                problems.push(format!(
+                    "{email} on {name} ({role}) was added and is still there"
+                ));
+            }
+        }
+    }
+    problems
 }
