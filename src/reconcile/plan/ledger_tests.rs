@@ -1202,15 +1202,16 @@ fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
 }
 
 /// A broken object whose policy is unknown holds the removal of the people it lists (it
-/// may be the one asking for them), and of nobody else.
+/// may be the one asking for them) while their `expiresAt` is ahead, and of nobody else.
 #[test]
 fn an_unresolvable_object_holds_the_people_it_lists() {
     let world = finance(&[("carol@acme.example", "user"), ("dan@acme.example", "user")]);
-    let mut lost = access(
-        "lost",
-        AccessMode::Additive,
-        vec![member("carol@acme.example", "user")],
-    );
+    // carol's entry runs on; dan's has ended, so `lost` asks for him no more.
+    let mut carol = member("carol@acme.example", "user");
+    carol.expires_at = Some("2026-06-30T00:00:00Z".into());
+    let mut dan = member("dan@acme.example", "user");
+    dan.expires_at = Some("2026-05-31T00:00:00Z".into());
+    let mut lost = access("lost", AccessMode::Additive, vec![carol, dan]);
     lost.spec.policy = PolicySelector {
         id: None,
         name: Some("Nope".into()),
