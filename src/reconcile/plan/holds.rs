@@ -86,16 +86,17 @@ impl Holds {
                 .or_default()
                 .insert(holder.clone());
         }
+        let closed = Closed::of(input, subjects);
         for subject in subjects
             .iter()
             .filter(|s| matches!(s.standing, Standing::Invalid | Standing::Unresolvable))
         {
-            holds.add(subject, input);
+            holds.add(subject, input, &closed);
         }
         holds
     }
 
-    fn add(&mut self, subject: &Subject<'_>, input: &PlanInput<'_>) {
+    fn add(&mut self, subject: &Subject<'_>, input: &PlanInput<'_>, closed: &Closed) {
         let key = subject.key();
         for entry in &subject.entries {
             self.entries
@@ -104,13 +105,17 @@ impl Holds {
                 .insert(key.clone());
         }
         if let Some(policy) = &subject.plan.policy_id {
+            // A policy closed to its namespace is one it cannot be asking for anyone on.
+            if closed.to(policy, &key.namespace) {
+                return;
+            }
             self.policies
                 .entry(policy.clone())
                 .or_default()
                 .insert(key.clone());
             return;
         }
-        let touchable = touchable_policies(subject.object, input);
+        let touchable = touchable_policies(subject.object, input, closed);
         for email in readable_members(subject.object, input.now) {
             self.people
                 .entry(email)
@@ -161,23 +166,70 @@ impl Holds {
 
 /// The policies the object's namespace may touch through this connector (`None`: any), so
 /// a tenant's broken object never holds what it could not be asking for.
-fn touchable_policies(object: &AccessObject, input: &PlanInput<'_>) -> Option<BTreeSet<String>> {
-    match super::super::tenancy::reach(input.connector, &object.key.namespace) {
-        Some(super::super::tenancy::Reach::Everything) => return None,
-        None => return Some(BTreeSet::new()),
-        Some(super::super::tenancy::Reach::Limited { .. }) => {}
-    }
+fn touchable_policies(
+    object: &AccessObject,
+    input: &PlanInput<'_>,
+    closed: &Closed,
+) -> Option<BTreeSet<String>> {
+    use super::super::tenancy::{Reach, policy_refusal, reach};
+    let namespace = &object.key.namespace;
     let visible = &input.observed.policies;
+    let limited = match reach(input.connector, namespace) {
+        None => return Some(BTreeSet::new()),
+        Some(Reach::Everything) if !closed.any_to(namespace) => return None,
+        Some(Reach::Everything) => false,
+        Some(Reach::Limited { .. }) => true,
+    };
     Some(
         visible
             .iter()
+            .filter(|p| !closed.to(&p.id, namespace))
             .filter(|p| {
-                super::super::tenancy::policy_refusal(input.connector, object, &p.id, visible)
-                    .is_none()
+                !limited || policy_refusal(input.connector, object, &p.id, visible).is_none()
             })
             .map(|p| p.id.clone())
             .collect(),
     )
+}
+
+/// The policies Authoritative writers govern, each with the namespaces it is open to: its
+/// own, the connector's and those its `spec.allowFrom` lists (see `tenancy`).
+struct Closed {
+    connector_namespace: String,
+    governed: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Closed {
+    fn of(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Closed {
+        let governed = subjects
+            .iter()
+            .filter(|s| s.writes() && s.object.spec.mode == crate::api::AccessMode::Authoritative)
+            .filter_map(|s| {
+                let mut open: BTreeSet<String> = s.object.spec.allow_from.iter().cloned().collect();
+                open.insert(s.key().namespace.clone());
+                Some((s.policy.clone()?, open))
+            })
+            .collect();
+        Closed {
+            connector_namespace: input.connector.key.namespace.clone(),
+            governed,
+        }
+    }
+
+    /// Whether `policy` is closed to objects of `namespace`.
+    fn to(&self, policy: &str, namespace: &str) -> bool {
+        namespace != self.connector_namespace
+            && self
+                .governed
+                .get(policy)
+                .is_some_and(|open| !open.contains(namespace))
+    }
+
+    fn any_to(&self, namespace: &str) -> bool {
+        self.governed
+            .keys()
+            .any(|policy| self.to(policy, namespace))
+    }
 }
 
 /// The people a broken object's members list in a readable form (an email that is valid),

@@ -1230,3 +1230,39 @@ fn an_unresolvable_object_holds_the_people_it_lists() {
     );
     assert_eq!(plan.objects[&key("gone")].held, ["carol@acme.example"]);
 }
+
+/// Independent review: an unresolvable object held the people it lists on every policy, not
+/// only on the policies its namespace may touch. A tenant in `sales` that lists finance's
+/// just-in-time admin in an object naming a policy that does not exist keeps that admin
+/// raised on finance's Authoritative policy (closed to `sales`) for as long as it likes.
+#[test]
+fn a_broken_object_does_not_freeze_an_expiry_on_a_policy_closed_to_its_namespace() {
+    let mut acme = connector();
+    acme.spec.allowed_namespaces = vec!["sales".into()];
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let mut expired = member("bob@acme.example", "admin");
+    expired.expires_at = Some("2026-05-31T00:00:00Z".into());
+    let jit = holding(
+        access("jit", AccessMode::Authoritative, vec![expired]),
+        vec![entry("bob@acme.example", false, Some("user"), "admin")],
+    );
+    let mut hostile = access(
+        "hostile",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "admin")],
+    );
+    hostile.key = ObjectKey::new("sales", "hostile");
+    hostile.spec.connector_ref.namespace = Some(NS.into());
+    hostile.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Nope".into()),
+    };
+    let plan = run(&acme, &[jit, hostile], &world);
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.email == "bob@acme.example" && c.is_removal()),
+        "bob's expired raise on finance's closed policy is frozen by another namespace's broken object: {:?}",
+        plan.objects[&key("jit")].blocks
+    );
+}
