@@ -201,13 +201,11 @@ struct Closed {
 
 impl Closed {
     fn of(input: &PlanInput<'_>, subjects: &[Subject<'_>]) -> Closed {
-        let governed = subjects
-            .iter()
-            .filter(|s| s.writes() && s.object.spec.mode == crate::api::AccessMode::Authoritative)
-            .filter_map(|s| {
+        let governed = super::resolve::governors(subjects)
+            .map(|(policy, s)| {
                 let mut open: BTreeSet<String> = s.object.spec.allow_from.iter().cloned().collect();
                 open.insert(s.key().namespace.clone());
-                Some((s.policy.clone()?, open))
+                (policy.to_string(), open)
             })
             .collect();
         Closed {

@@ -164,10 +164,8 @@ pub(super) fn releases(
 
 /// The Authoritative writer of each policy (a second one is blocked, so there is one).
 fn authoritative_governors(subjects: &[Subject<'_>]) -> BTreeMap<String, ObjectKey> {
-    subjects
-        .iter()
-        .filter(|s| s.writes() && s.object.spec.mode == AccessMode::Authoritative)
-        .filter_map(|s| Some((s.policy.clone()?, s.key().clone())))
+    super::resolve::governors(subjects)
+        .map(|(policy, s)| (policy.to_string(), s.key().clone()))
         .collect()
 }
 

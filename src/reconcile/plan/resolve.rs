@@ -97,6 +97,17 @@ impl Subject<'_> {
     }
 }
 
+/// The Authoritative writers, each with the policy it governs (a second one on a policy is
+/// blocked, so there is one per policy once conflicts are settled).
+pub(super) fn governors<'s, 'a>(
+    subjects: &'s [Subject<'a>],
+) -> impl Iterator<Item = (&'s str, &'s Subject<'a>)> {
+    subjects
+        .iter()
+        .filter(|s| s.writes() && s.object.spec.mode == AccessMode::Authoritative)
+        .filter_map(|s| Some((s.policy.as_deref()?, s)))
+}
+
 /// The connector's objects, sorted by key. Objects of namespaces the connector does not
 /// allow are left out: they claim nobody and hold nothing here (they get their status
 /// from the path for objects no connector takes).

@@ -15,7 +15,6 @@ use super::super::tenancy::{POLICY_FIELD, policy_refusal, role_refusals};
 use super::super::validate::Problem;
 use super::resolve::{Standing, Subject};
 use super::types::Block;
-use crate::api::AccessMode;
 use crate::expensify::PolicySummary;
 
 /// Marks the objects that ask beyond their tenancy `Forbidden`, each with the rule it
@@ -75,18 +74,17 @@ pub(super) fn refuse(
 /// Closes each policy an Authoritative writer governs to the objects of other tenant
 /// namespaces it does not list in `spec.allowFrom`.
 pub(super) fn close_governed_policies(connector: &ConnectorObject, subjects: &mut [Subject<'_>]) {
-    let governors: BTreeMap<String, (String, String, Vec<String>)> = subjects
-        .iter()
-        .filter(|s| s.writes() && s.object.spec.mode == AccessMode::Authoritative)
-        .filter_map(|s| {
-            let governor = (
-                s.key().to_string(),
-                s.key().namespace.clone(),
-                s.object.spec.allow_from.clone(),
-            );
-            Some((s.policy.clone()?, governor))
-        })
-        .collect();
+    let governors: BTreeMap<String, (String, String, Vec<String>)> =
+        super::resolve::governors(subjects)
+            .map(|(policy, s)| {
+                let governor = (
+                    s.key().to_string(),
+                    s.key().namespace.clone(),
+                    s.object.spec.allow_from.clone(),
+                );
+                (policy.to_string(), governor)
+            })
+            .collect();
     if governors.is_empty() {
         return;
     }
