@@ -128,6 +128,7 @@ fn benches(c: &mut Criterion) {
         observed: &observed,
         now,
         inventory_complete: true,
+        scope: expensify_operator::reconcile::plan::Scope::Everything,
     };
     let result = plan(input);
     eprintln!(

@@ -27,7 +27,7 @@ use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
 use crate::reconcile::validate::validate_endpoint;
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, Problem, connector_warnings, expired_members,
+    AccessObject, ConnectorObject, ObjectKey, Problem, access_warnings, connector_warnings,
     validate_access, validate_connector,
 };
 
@@ -250,7 +250,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         .iter()
         .filter(|access| in_namespace(&access.key.namespace))
         .flat_map(|access| {
-            expired_members(access, checks.now)
+            access_warnings(access, checks.now)
                 .into_iter()
                 .map(|problem| finding("PolicyAccess", &access.key, problem))
         });

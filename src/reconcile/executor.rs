@@ -193,6 +193,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             observed,
             now: request.now,
             inventory_complete: request.inventory_complete,
+            scope: crate::reconcile::plan::Scope::Everything,
         })
     };
     let before = plan_for(request.accesses, &observed);

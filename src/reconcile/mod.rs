@@ -15,6 +15,6 @@ pub use executor::{ChangeResult, SyncReport, SyncRequest, sync_connector, unsync
 pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed, digest};
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, plan};
 pub use validate::{
-    Problem, connector_allows, connector_warnings, expired_members, stranded_deletion,
-    validate_access, validate_connector,
+    Problem, access_warnings, connector_allows, connector_warnings, expired_members,
+    stranded_deletion, validate_access, validate_connector,
 };

@@ -6,7 +6,7 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
-use crate::api::{PolicySelector, SecretRef};
+use crate::api::{AccessMode, PolicySelector, SecretRef};
 use crate::email;
 use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
 use crate::names::{self, NameRule};
@@ -289,6 +289,23 @@ fn allow_from_problems(access: &AccessObject) -> Vec<Problem> {
         .collect()
 }
 
+/// What a PolicyAccess asks for that does nothing (`validate` warns and still exits 0):
+/// members already expired, and `spec.allowFrom` on an object that does not govern its
+/// policy (only an Authoritative object closes a policy, so only it can open one).
+pub fn access_warnings(access: &AccessObject, now: Timestamp) -> Vec<Problem> {
+    let mut warnings = expired_members(access, now);
+    if !access.spec.allow_from.is_empty() && access.spec.mode != AccessMode::Authoritative {
+        warnings.push(Problem::new(
+            "spec.allowFrom",
+            format!(
+                "has no effect in mode {:?}: only an Authoritative object closes its policy to other namespaces, so only it can open it; remove the field or set spec.mode: Authoritative",
+                access.spec.mode
+            ),
+        ));
+    }
+    warnings
+}
+
 /// Members whose `expiresAt` has passed at `now`: they grant nothing any more (a sync
 /// treats them as absent), so the entry is only noise to remove: a warning for `validate`
 /// (which still exits 0), since expiry is the ordinary end of just-in-time access.
@@ -483,6 +500,24 @@ mod tests {
                 .message
                 .contains("listed twice (also spec.members[1])")
         );
+    }
+
+    #[test]
+    fn allow_from_warns_unless_the_object_is_authoritative() {
+        let mut object = access("finance", vec![member("a@acme.example")]);
+        object.spec.allow_from = vec!["sales".into()];
+        let now = Timestamp::now();
+        let warnings = access_warnings(&object, now);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "spec.allowFrom");
+        assert!(warnings[0].message.contains("Authoritative"));
+        object.spec.mode = AccessMode::ObserveOnly;
+        assert_eq!(access_warnings(&object, now).len(), 1);
+        object.spec.mode = AccessMode::Authoritative;
+        assert!(access_warnings(&object, now).is_empty());
+        object.spec.allow_from.clear();
+        object.spec.mode = AccessMode::Additive;
+        assert!(access_warnings(&object, now).is_empty());
     }
 
     #[test]

@@ -687,6 +687,7 @@ fn an_unreadable_manifest_holds_demotions() {
         observed: &world,
         now: now(),
         inventory_complete: false,
+        scope: Scope::Everything,
     });
     let _ = format!("R1b changes: {:?}", changes(&plan));
     assert!(

@@ -28,7 +28,7 @@ mod world;
 
 use std::collections::BTreeMap;
 
-pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, rank, summarize};
+pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, rank, summarize};
 
 use super::model::ObjectKey;
 use claims::Claims;

@@ -122,6 +122,7 @@ pub fn conflicts(
         observed: &observed,
         now,
         inventory_complete: true,
+        scope: crate::reconcile::plan::Scope::Everything,
     };
     let world = World::new(&observed, connector);
     let mut subjects = resolve::subjects(&input, &world);

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::{Problem, connector_allows, validate_access};
-use super::types::{Block, ObjectPlan, PlanInput};
+use super::types::{Block, ObjectPlan, PlanInput, Scope};
 use super::world::World;
 use crate::api::{AccessMode, DeletionPolicy, ManagedMember};
 use crate::email;
@@ -154,7 +154,18 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
     }
     let (wanted, next_expiry) = wanted_members(object, input.now);
     plan.next_expiry = next_expiry;
-    let standing = standing(object, &plan, resolvable && policy.is_some());
+    let mut standing = standing(object, &plan, resolvable && policy.is_some());
+    let mut blocked = false;
+    if input.scope == Scope::DeletionsOnly
+        && matches!(standing, Standing::Writer | Standing::Observing)
+    {
+        standing = Standing::Frozen;
+        blocked = true;
+        plan.blocks.push(Block::CredentialsUnusable(format!(
+            "the credentials Secret {} of connector {} cannot be used: only deletions were settled, with the last good credentials held in memory; this object waits for the Secret",
+            input.connector.spec.credentials_secret_ref.name, input.connector.key
+        )));
+    }
     Subject {
         object,
         plan,
@@ -162,7 +173,7 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
         policy,
         wanted,
         entries: object.ledger_entries(),
-        blocked: false,
+        blocked,
         held_because: BTreeSet::new(),
     }
 }

@@ -159,6 +159,15 @@ fn ledger_emails(object: &ObjectPlan) -> BTreeSet<String> {
 const OTHER_CONNECTORS: [&str; 4] = ["acme", "other", "a-first", "aaa"];
 
 fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed) -> Plan {
+    run_scoped(connector, accesses, world, Scope::Everything)
+}
+
+fn run_scoped(
+    connector: &ConnectorObject,
+    accesses: &[AccessObject],
+    world: &Observed,
+    scope: Scope,
+) -> Plan {
     let connectors: Vec<ConnectorObject> = OTHER_CONNECTORS
         .iter()
         .map(|name| ConnectorObject {
@@ -173,6 +182,7 @@ fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed)
         observed: world,
         now: now(),
         inventory_complete: true,
+        scope,
     })
 }
 
@@ -687,6 +697,55 @@ fn deletion_revokes_or_orphans_what_the_object_granted() {
 }
 
 #[test]
+fn held_credentials_settle_deletions_and_nothing_else() {
+    let world = finance(&[
+        ("alice@acme.example", "user"),
+        ("carol@acme.example", "user"),
+        ("mallory@acme.example", "user"),
+    ]);
+    let mut gone = managing(
+        access(
+            "gone",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+        &["alice@acme.example"],
+    );
+    gone.deleting = true;
+    let team = managing(
+        access(
+            "team",
+            AccessMode::Authoritative,
+            vec![member("bob@acme.example", "user")],
+        ),
+        &["carol@acme.example"],
+    );
+    let objects = [gone, team];
+    let everything = run(&connector(), &objects, &world);
+    assert_eq!(everything.changes.len(), 4, "{:?}", changes(&everything));
+
+    let deletions = run_scoped(&connector(), &objects, &world, Scope::DeletionsOnly);
+    assert_eq!(
+        changes(&deletions),
+        [(ChangeKind::Revoke, "alice@acme.example".into(), None)],
+        "no grant, no release of a live object, no Authoritative extra"
+    );
+    let team = &deletions.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(
+        ledger_emails(team),
+        BTreeSet::from(["carol@acme.example".to_string()]),
+        "a live object's entries stay as they are"
+    );
+    assert!(
+        team.blocks
+            .iter()
+            .any(|b| b.reason() == Reason::SecretNotFound && b.message().contains("creds")),
+        "{:?}",
+        team.blocks
+    );
+}
+
+#[test]
 fn an_invalid_object_writes_nothing_and_its_people_are_not_taken_for_unasked() {
     let world = finance(&[
         ("alice@acme.example", "user"),
@@ -736,6 +795,7 @@ fn incomplete_input_holds_authoritative_removals() {
         observed: &world,
         now: now(),
         inventory_complete: false,
+        scope: Scope::Everything,
     });
     assert!(held.is_empty());
     assert_eq!(held.objects[&ObjectKey::new(NS, "team")].held.len(), 1);
