@@ -2,6 +2,7 @@
 //! its status, so file mode keeps `managedMembers` and generations between runs without
 //! ever touching the user's manifests.
 
+use std::collections::BTreeSet;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub enum StatusDirError {
 /// Why a status file is ignored, and what a person can do about it.
 pub fn unverified_message(reason: &Unverified, path: &str) -> String {
     format!(
-        "{reason}. Its object is not synced and removals on its connector are held. Restore the file from git history (`git log -- {path}`), or delete it to let the operator forget what it recorded for this object (people it added then stay)"
+        "{reason}. Its object is not synced and removals on its connector are held. Restore the file from git history (`git log -- {path}`), or let the operator forget what it recorded for this object with `state forget` (people it added then stay)"
     )
 }
 
@@ -364,7 +365,13 @@ impl StatusDir {
     {
         let path = self.path::<K>(key)?;
         let Some(text) = read_bounded(&path)? else {
-            return Ok(None);
+            return match self.missing(&Self::place::<K>(key)) {
+                Some(reason) => Err(StatusDirError::Unverified {
+                    path: path.display().to_string(),
+                    reason,
+                }),
+                None => Ok(None),
+            };
         };
         let body = match &self.signing {
             None => status_signing::split(&text).map_or(text.as_str(), |signed| signed.body),
@@ -413,6 +420,32 @@ impl StatusDir {
             }
             Err(reason) => Err(reason),
         }
+    }
+
+    /// Why there being no file at `place` is a problem: the index says the operator wrote
+    /// one and never removed it (someone deleted it, or a checkout lost it, and with it
+    /// the ledger). `--adopt-unsigned-status` takes the directory as it is.
+    fn missing(&self, place: &str) -> Option<Unverified> {
+        let signing = self.signing.as_ref().filter(|s| !s.adopt)?;
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        state.index.expected(place).map(Unverified::Missing)
+    }
+
+    /// The places of kind `K` the index expects a file at, as object keys.
+    fn expected_keys<K: Resource<DynamicType = ()>>(&self) -> Vec<ObjectKey> {
+        let Some(signing) = self.signing.as_ref().filter(|s| !s.adopt) else {
+            return Vec::new();
+        };
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        let prefix = format!("{}/", kind_dir::<K>());
+        state
+            .index
+            .expected_places()
+            .filter_map(|(place, _)| place.strip_prefix(&prefix)?.split_once('/'))
+            .map(|(namespace, name)| ObjectKey::new(namespace, name))
+            .collect()
     }
 
     /// The index on disk, and whether it can be trusted.
@@ -497,9 +530,13 @@ impl StatusDir {
 
     /// Records `place` at `sequence` in the index (written by [`Self::flush_index`]).
     fn record(&self, signing: &Signing, place: &str, sequence: u64) {
+        self.update_index(signing, |index| index.raise(place, sequence));
+    }
+
+    fn update_index(&self, signing: &Signing, change: impl FnOnce(&mut Index)) {
         let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
         let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        state.index.raise(place, sequence);
+        change(&mut state.index);
         state.changed = true;
     }
 
@@ -517,6 +554,10 @@ impl StatusDir {
         if !state.changed || (state.distrust.is_some() && !signing.adopt) {
             return Ok(());
         }
+        if state.index.legacy {
+            let present = self.status_files().into_iter().map(|(place, _)| place);
+            state.index.settle_legacy(&present.collect());
+        }
         let text = state.index.to_text(&signing.key);
         write_atomically(&self.root, &self.root.join(INDEX_FILE), text.as_bytes())?;
         state.changed = false;
@@ -530,7 +571,20 @@ impl StatusDir {
         let Some(signing) = self.signing.as_ref().filter(|s| s.adopt) else {
             return Ok(());
         };
-        for (place, path) in self.status_files() {
+        let files = self.status_files();
+        self.update_index(signing, |index| {
+            let present: BTreeSet<&str> = files.iter().map(|(place, _)| place.as_str()).collect();
+            let gone: Vec<(String, u64)> = index
+                .expected_places()
+                .filter(|(place, _)| !present.contains(place))
+                .map(|(place, sequence)| (place.to_string(), sequence))
+                .collect();
+            for (place, sequence) in gone {
+                tracing::warn!(file = %place, "--adopt-unsigned-status: a status file the operator wrote is gone; what it recorded is forgotten");
+                index.mark_removed(&place, sequence);
+            }
+        });
+        for (place, path) in files {
             let Some(text) = read_bounded(&path)? else {
                 continue;
             };
@@ -599,6 +653,17 @@ impl StatusDir {
                 }
             }
         }
+        // Files the operator wrote, never removed, and that are gone.
+        for key in self.expected_keys::<K>() {
+            if listing.objects.iter().any(|(k, _)| *k == key)
+                || listing.unverified.iter().any(|(k, _)| *k == key)
+            {
+                continue;
+            }
+            if let Err(e @ StatusDirError::Unverified { .. }) = self.read::<K>(&key) {
+                listing.unverified.push((key, e));
+            }
+        }
         listing.objects.sort_by(|a, b| a.0.cmp(&b.0));
         listing.unverified.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(listing)
@@ -640,7 +705,7 @@ impl StatusDir {
         if let Some(signing) = &self.signing {
             let place = Self::place::<K>(key);
             let sequence = self.next_sequence(signing, &place, &path);
-            self.record(signing, &place, sequence);
+            self.update_index(signing, |index| index.mark_removed(&place, sequence));
         }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
