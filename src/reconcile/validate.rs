@@ -384,7 +384,7 @@ fn member_problems(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{
         ConnectorRef, ExpensifyConnectorSpec, MemberSpec, PolicyAccessSpec, PolicySelector,
@@ -429,7 +429,7 @@ mod tests {
         }
     }
 
-    fn access(namespace: &str, members: Vec<MemberSpec>) -> AccessObject {
+    pub(crate) fn access(namespace: &str, members: Vec<MemberSpec>) -> AccessObject {
         AccessObject {
             key: ObjectKey::new(namespace, "team"),
             generation: Some(1),

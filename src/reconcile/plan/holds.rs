@@ -8,14 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::jiff::Timestamp;
-
 use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::connector_allows;
+use super::asks;
 use super::resolve::{Standing, Subject};
 use super::types::PlanInput;
 use crate::api::ManagedMember;
-use crate::email;
 
 /// The removals held on one connector, and which broken object holds each.
 #[derive(Debug, Default)]
@@ -116,7 +114,7 @@ impl Holds {
             return;
         }
         let touchable = touchable_policies(subject.object, input, closed);
-        for email in readable_members(subject.object, input.now) {
+        for email in asks::people_possibly_asked(subject.object, input.now) {
             self.people
                 .entry(email)
                 .or_default()
@@ -228,23 +226,4 @@ impl Closed {
             .keys()
             .any(|policy| self.to(policy, namespace))
     }
-}
-
-/// The people a broken object's members list in a readable form (an email that is valid),
-/// except those whose `expiresAt` is readable and already past: whatever else is wrong
-/// with the object, it may still be asking for them.
-fn readable_members(object: &AccessObject, now: Timestamp) -> BTreeSet<String> {
-    object
-        .spec
-        .members
-        .iter()
-        .filter(|m| email::is_valid(&m.email))
-        .filter(|m| {
-            m.expires_at
-                .as_deref()
-                .and_then(|at| at.parse::<Timestamp>().ok())
-                .is_none_or(|at| at > now)
-        })
-        .map(|m| email::normalize(&m.email))
-        .collect()
 }

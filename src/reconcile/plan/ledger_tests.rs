@@ -1211,7 +1211,7 @@ fn an_unresolvable_object_holds_the_people_it_lists() {
     let mut carol = member("carol@acme.example", "user");
     carol.expires_at = Some("2026-06-30T00:00:00Z".into());
     let mut dan = member("dan@acme.example", "user");
-    // Exactly now: ended (as `wanted_members` has it), so not asked for.
+    // Exactly now: ended (as `asks::alive` has it), so not asked for.
     dan.expires_at = Some("2026-06-01T00:00:00Z".into());
     let mut lost = access("lost", AccessMode::Additive, vec![carol, dan]);
     lost.spec.policy = PolicySelector {

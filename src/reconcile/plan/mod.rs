@@ -13,6 +13,7 @@
 //! 6. [`guard`]: the mass-removal limit;
 //! 7. [`drift`] and the findings per object.
 
+mod asks;
 mod claims;
 mod drift;
 mod grants;
