@@ -1,7 +1,7 @@
 //! Arguments several commands share, and how they become settings.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +133,13 @@ pub struct FileArgs {
     /// unsigned. Needs the key.
     #[arg(long)]
     pub adopt_unsigned_status: bool,
+    /// A file outside the repository where the status index's generation is remembered
+    /// (MAC'd with the status key), so a rollback of the whole status directory to an
+    /// older commit (every file with its index) is noticed and nothing is taken back on
+    /// its word. Keep it where every run of the writer sees it (a volume, not a cache
+    /// that can be evicted). Needs the key.
+    #[arg(long, value_name = "FILE", env = "EXPENSIFY_STATUS_ANCHOR")]
+    pub status_anchor: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -172,6 +179,36 @@ impl SigningArgs {
         );
         Ok(())
     }
+}
+
+/// `--status-anchor`, checked to be outside `target`'s repository (an anchor that is
+/// rolled back with the directory it guards guards nothing), as an absolute path.
+fn outside_repository(anchor: &Path, target: &Target) -> anyhow::Result<PathBuf> {
+    let name = anchor
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("--status-anchor {}: names no file", anchor.display()))?;
+    let parent = match anchor.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "--status-anchor {}: its directory cannot be used ({e})",
+            anchor.display()
+        )
+    })?;
+    let root = target
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| target.root.clone());
+    if parent.starts_with(&root) {
+        anyhow::bail!(
+            "--status-anchor {} is inside the repository {}: it would be rolled back with the status directory it guards; keep it outside (a volume of the runner)",
+            anchor.display(),
+            root.display()
+        );
+    }
+    Ok(parent.join(name))
 }
 
 /// A file given where only a whole repository will do.
@@ -238,11 +275,17 @@ impl FileArgs {
         let unsigned = self.status_dir(target);
         let key = find_status_key(self.secrets_dir.as_deref(), &self.status_key_secret)?;
         match key {
-            Some(key) => Ok(StatusDir::signed(
-                unsigned.root(),
-                key,
-                self.adopt_unsigned_status,
-            )),
+            Some(key) => {
+                let signed = StatusDir::signed(unsigned.root(), key, self.adopt_unsigned_status);
+                Ok(match &self.status_anchor {
+                    Some(anchor) => signed.with_anchor(outside_repository(anchor, target)?),
+                    None => signed,
+                })
+            }
+            None if self.status_anchor.is_some() => anyhow::bail!(
+                "--status-anchor is MAC'd with the status signing key: no file {}",
+                self.status_key_path()
+            ),
             None if self.adopt_unsigned_status => anyhow::bail!(
                 "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
                 self.status_key_path()

@@ -13,7 +13,7 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::status_signing::{self, INDEX_FILE, Index, StatusKey, Unverified};
+use super::status_signing::{self, Anchor, INDEX_FILE, Index, StatusKey, Unverified};
 use crate::reconcile::ObjectKey;
 
 /// Digest of the spec the status refers to; a change bumps the generation.
@@ -64,6 +64,9 @@ struct Signing {
     adopt: bool,
     /// Read when first needed, so after the directory is locked.
     index: Mutex<Option<IndexState>>,
+    /// `--status-anchor`: a file outside the repository remembering the index's last
+    /// generation (see [`Anchor`]).
+    anchor: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -73,6 +76,8 @@ struct IndexState {
     distrust: Option<String>,
     /// Whether the index changed since it was read.
     changed: bool,
+    /// The generation the anchor remembers (0 without one).
+    anchored: u64,
 }
 
 /// The lock file inside the status directory; hidden, so neither the loader nor `watch`
@@ -229,8 +234,24 @@ impl StatusDir {
                 key,
                 adopt,
                 index: Mutex::new(None),
+                anchor: None,
             })),
         }
+    }
+
+    /// Remembers the index's generation in `anchor` too (a file outside the repository),
+    /// so a rollback of the whole directory is noticed. Only for a signed directory.
+    #[must_use]
+    pub fn with_anchor(mut self, anchor: PathBuf) -> Self {
+        if let Some(signing) = &self.signing {
+            self.signing = Some(Arc::new(Signing {
+                key: signing.key.clone(),
+                adopt: signing.adopt,
+                index: Mutex::new(None),
+                anchor: Some(anchor),
+            }));
+        }
+        self
     }
 
     /// Whether files are verified (a key was given).
@@ -463,10 +484,46 @@ impl StatusDir {
             ),
             Err(e) => (Index::default(), Some(format!("cannot be read ({e})"))),
         };
+        let (anchored, rolled_back) = self.read_anchor(key, index.generation);
         IndexState {
             index,
-            distrust,
+            distrust: distrust.or(rolled_back),
             changed: false,
+            anchored,
+        }
+    }
+
+    /// The generation `--status-anchor` remembers, and why the index cannot be trusted
+    /// against it: it is older (the directory was rolled back), or the anchor itself is
+    /// not one the key wrote. No anchor yet is the first run with one.
+    fn read_anchor(&self, key: &StatusKey, generation: u64) -> (u64, Option<String>) {
+        let Some(path) = self.signing.as_ref().and_then(|s| s.anchor.as_ref()) else {
+            return (0, None);
+        };
+        let shown = path.display();
+        match read_bounded(path) {
+            Ok(Some(text)) => match Anchor::parse(key, &text) {
+                Ok(anchor) if anchor.generation > generation => (
+                    anchor.generation,
+                    Some(format!(
+                        "is at generation {generation}, but the anchor {shown} remembers that generation {} was written: the status directory was rolled back to an older state (every file with its index), which would make the operator forget or replay what it did since",
+                        anchor.generation
+                    )),
+                ),
+                Ok(anchor) => (anchor.generation, None),
+                Err(e) => (
+                    0,
+                    Some(format!("cannot be checked against its anchor: {shown} {e}")),
+                ),
+            },
+            Ok(None) => {
+                tracing::warn!(anchor = %shown, "no status anchor yet: starting one; a rollback of the status directory from before now cannot be noticed");
+                (0, None)
+            }
+            Err(e) => (
+                0,
+                Some(format!("cannot be checked against its anchor: {e}")),
+            ),
         }
     }
 
@@ -558,8 +615,22 @@ impl StatusDir {
             let present = self.status_files().into_iter().map(|(place, _)| place);
             state.index.settle_legacy(&present.collect());
         }
+        // Past the anchor too: after `--adopt-unsigned-status` takes a rolled-back
+        // directory, the anchor still only moves forward.
+        state.index.generation = state.index.generation.max(state.anchored).saturating_add(1);
         let text = state.index.to_text(&signing.key);
         write_atomically(&self.root, &self.root.join(INDEX_FILE), text.as_bytes())?;
+        // The anchor follows the index (never ahead of it), so a crash between the two
+        // leaves an index newer than its anchor, which is trusted.
+        if let Some(anchor) = &signing.anchor {
+            let text = Anchor {
+                generation: state.index.generation,
+            }
+            .to_text(&signing.key);
+            let parent = anchor.parent().unwrap_or_else(|| Path::new("."));
+            write_atomically(parent, anchor, text.as_bytes())?;
+            state.anchored = state.index.generation;
+        }
         state.changed = false;
         state.distrust = None;
         Ok(())

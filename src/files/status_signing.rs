@@ -24,6 +24,11 @@ const INDEX_HEADER: &str = "# expensify-operator status index v2: the newest seq
 const INDEX_HEADER_V1: &str = "# expensify-operator status index v1: the newest sequence number of every status file. Do not edit.";
 /// What follows the sequence number of a file the operator removed.
 const REMOVED: &str = "removed";
+/// The line of an index or an anchor that holds the index's generation.
+const GENERATION: &str = "generation ";
+/// The first line of an anchor file.
+const ANCHOR_HEADER: &str = "# expensify-operator status anchor v1: the generation of the status index last written. Keep it outside the repository. Do not edit.";
+const ANCHOR_DOMAIN: &[u8] = b"expensify-operator status anchor v1\n";
 /// What a MAC is computed over starts with this, so a status file's MAC can never verify
 /// as an index's and the other way round.
 const FILE_DOMAIN: &[u8] = b"expensify-operator status file v1\n";
@@ -193,6 +198,10 @@ pub struct Index {
     /// expected is unknown until the index is written again (see
     /// [`Index::settle_legacy`]).
     pub legacy: bool,
+    /// How many times the index was written: one more every write. An anchor kept
+    /// outside the repository remembers the last one, so a directory rolled back to an
+    /// older commit (files and index together) is noticed (see [`Anchor`]).
+    pub generation: u64,
 }
 
 /// Why an index could not be taken.
@@ -257,7 +266,7 @@ impl Index {
     }
 
     fn body(&self) -> String {
-        let mut body = format!("{INDEX_HEADER}\n");
+        let mut body = format!("{INDEX_HEADER}\n{GENERATION}{}\n", self.generation);
         for (place, sequence) in &self.newest {
             if self.removed.contains(place) {
                 body.push_str(&format!("{place} {sequence} {REMOVED}\n"));
@@ -268,42 +277,32 @@ impl Index {
         body
     }
 
-    fn mac(key: &StatusKey, body: &str) -> HmacSha256 {
-        let mut mac = key.mac();
-        mac.update(INDEX_DOMAIN);
-        mac.update(body.as_bytes());
-        mac
-    }
-
     /// The index as written: its entries, then a line with their MAC.
     pub fn to_text(&self, key: &StatusKey) -> String {
-        let body = self.body();
-        let tag = Self::mac(key, &body).finalize().into_bytes();
-        format!("{body}mac {}\n", hex(&tag))
+        seal(key, INDEX_DOMAIN, &self.body())
     }
 
     /// Reads and verifies an index written by [`Index::to_text`].
     pub fn parse(key: &StatusKey, text: &str) -> Result<Self, ReadIndexError> {
-        let Some((body, last)) = text.trim_end_matches('\n').rsplit_once('\n') else {
-            return Err(ReadIndexError::Malformed(1));
-        };
-        let body = format!("{body}\n");
-        let tag = last
-            .strip_prefix("mac ")
-            .and_then(unhex)
-            .ok_or(ReadIndexError::Malformed(body.lines().count() + 1))?;
-        if Self::mac(key, &body).verify_slice(&tag).is_err() {
-            return Err(ReadIndexError::Forged);
-        }
+        let body = unseal(key, INDEX_DOMAIN, text)?;
         let mut index = Self::default();
         let mut lines = body.lines();
-        match lines.next() {
-            Some(INDEX_HEADER) => {}
-            Some(INDEX_HEADER_V1) => index.legacy = true,
+        let first_entry = match lines.next() {
+            Some(INDEX_HEADER) => {
+                index.generation = lines
+                    .next()
+                    .and_then(|line| line.strip_prefix(GENERATION)?.trim().parse().ok())
+                    .ok_or(ReadIndexError::Malformed(2))?;
+                3
+            }
+            Some(INDEX_HEADER_V1) => {
+                index.legacy = true;
+                2
+            }
             _ => return Err(ReadIndexError::Malformed(1)),
-        }
+        };
         for (number, line) in lines.enumerate() {
-            let malformed = ReadIndexError::Malformed(number + 2);
+            let malformed = ReadIndexError::Malformed(number + first_entry);
             let mut fields = line.split(' ');
             let (Some(place), Some(sequence)) = (fields.next(), fields.next()) else {
                 return Err(malformed);
@@ -317,6 +316,66 @@ impl Index {
         }
         Ok(index)
     }
+}
+
+/// Where the status directory's last index write is remembered outside the repository:
+/// the index's generation, MAC'd with the status key. An index older than its anchor was
+/// put back with the files it vouches for (a rollback of the whole directory to an older
+/// commit), which signatures alone cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anchor {
+    pub generation: u64,
+}
+
+impl Anchor {
+    pub fn to_text(self, key: &StatusKey) -> String {
+        seal(
+            key,
+            ANCHOR_DOMAIN,
+            &format!("{ANCHOR_HEADER}\n{GENERATION}{}\n", self.generation),
+        )
+    }
+
+    pub fn parse(key: &StatusKey, text: &str) -> Result<Self, ReadIndexError> {
+        let body = unseal(key, ANCHOR_DOMAIN, text)?;
+        let mut lines = body.lines();
+        if lines.next() != Some(ANCHOR_HEADER) {
+            return Err(ReadIndexError::Malformed(1));
+        }
+        let generation = lines
+            .next()
+            .and_then(|line| line.strip_prefix(GENERATION)?.trim().parse().ok())
+            .ok_or(ReadIndexError::Malformed(2))?;
+        if lines.next().is_some() {
+            return Err(ReadIndexError::Malformed(3));
+        }
+        Ok(Self { generation })
+    }
+}
+
+/// `body`, then a line with its MAC under `domain`.
+fn seal(key: &StatusKey, domain: &[u8], body: &str) -> String {
+    let mut mac = key.mac();
+    mac.update(domain);
+    mac.update(body.as_bytes());
+    format!("{body}mac {}\n", hex(&mac.finalize().into_bytes()))
+}
+
+/// The body of a text written by [`seal`] under `domain`, if its MAC verifies.
+fn unseal(key: &StatusKey, domain: &[u8], text: &str) -> Result<String, ReadIndexError> {
+    let Some((body, last)) = text.trim_end_matches('\n').rsplit_once('\n') else {
+        return Err(ReadIndexError::Malformed(1));
+    };
+    let body = format!("{body}\n");
+    let tag = last
+        .strip_prefix("mac ")
+        .and_then(unhex)
+        .ok_or(ReadIndexError::Malformed(body.lines().count() + 1))?;
+    let mut mac = key.mac();
+    mac.update(domain);
+    mac.update(body.as_bytes());
+    mac.verify_slice(&tag).map_err(|_| ReadIndexError::Forged)?;
+    Ok(body)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -428,8 +487,7 @@ mod tests {
     #[test]
     fn a_version_1_index_expects_nothing_until_it_is_settled() {
         let body = format!("{INDEX_HEADER_V1}\n{PLACE} 4\npolicyaccess/finance/gone 2\n");
-        let tag = hex(&Index::mac(&key(), &body).finalize().into_bytes());
-        let mut index = Index::parse(&key(), &format!("{body}mac {tag}\n")).unwrap();
+        let mut index = Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &body)).unwrap();
         assert!(index.legacy);
         assert_eq!(index.expected(PLACE), None, "v1 did not mark removals");
         index.settle_legacy(&BTreeSet::from([PLACE.to_string()]));
@@ -438,14 +496,32 @@ mod tests {
         assert!(index.to_text(&key()).starts_with(INDEX_HEADER));
         // A v1 index never carries removal marks; an unknown header is refused.
         let marked = format!("{INDEX_HEADER_V1}\n{PLACE} 4 removed\n");
-        let tag = hex(&Index::mac(&key(), &marked).finalize().into_bytes());
-        assert!(Index::parse(&key(), &format!("{marked}mac {tag}\n")).is_err());
+        assert!(Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &marked)).is_err());
         let odd = format!("# another header\n{PLACE} 4\n");
-        let tag = hex(&Index::mac(&key(), &odd).finalize().into_bytes());
         assert_eq!(
-            Index::parse(&key(), &format!("{odd}mac {tag}\n")),
+            Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &odd)),
             Err(ReadIndexError::Malformed(1))
         );
+    }
+
+    #[test]
+    fn the_anchor_round_trips_and_is_never_taken_for_an_index() {
+        let anchor = Anchor { generation: 7 };
+        let text = anchor.to_text(&key());
+        assert_eq!(Anchor::parse(&key(), &text), Ok(anchor));
+        let lowered = text.replace("generation 7", "generation 1");
+        assert_eq!(Anchor::parse(&key(), &lowered), Err(ReadIndexError::Forged));
+        let other = StatusKey::new(&[7u8; 40]).unwrap();
+        assert_eq!(Anchor::parse(&other, &text), Err(ReadIndexError::Forged));
+        assert_eq!(Index::parse(&key(), &text), Err(ReadIndexError::Forged));
+        let index = Index {
+            generation: 3,
+            ..Index::default()
+        };
+        let written = index.to_text(&key());
+        assert!(written.contains("\ngeneration 3\n"), "{written}");
+        assert_eq!(Index::parse(&key(), &written), Ok(index));
+        assert_eq!(Anchor::parse(&key(), &written), Err(ReadIndexError::Forged));
     }
 
     #[test]
