@@ -38,6 +38,11 @@ pub(super) struct Holds {
 #[derive(Debug, Default)]
 pub(super) struct Stranded {
     pub entries: BTreeMap<(String, String), (ObjectKey, ManagedMember)>,
+    /// Entries without the connector that wrote them (saved by a version before entries
+    /// were stamped), held by such objects: this connector may have written them, so
+    /// their removals wait too; they lend no origin, since whose change they record is
+    /// not known.
+    pub unstamped: BTreeMap<(String, String), ObjectKey>,
 }
 
 impl Stranded {
@@ -51,17 +56,28 @@ impl Stranded {
                 .chain(std::iter::once(input.connector))
                 .any(|c| c.key == named && connector_allows(c, &access.key.namespace))
         };
-        let mut entries = BTreeMap::new();
+        let mut stranded = Stranded::default();
         for access in input.accesses.iter().filter(|a| !covered(a)) {
             for entry in access.ledger_entries() {
-                if entry.connector.as_deref() == Some(own.as_str()) {
-                    entries
-                        .entry((entry.policy_id.clone(), entry.email.clone()))
-                        .or_insert_with(|| (access.key.clone(), entry));
+                let place = (entry.policy_id.clone(), entry.email.clone());
+                match entry.connector.as_deref() {
+                    Some(writer) if writer == own => {
+                        stranded
+                            .entries
+                            .entry(place)
+                            .or_insert_with(|| (access.key.clone(), entry));
+                    }
+                    Some(_) => {}
+                    None => {
+                        stranded
+                            .unstamped
+                            .entry(place)
+                            .or_insert_with(|| access.key.clone());
+                    }
                 }
             }
         }
-        Stranded { entries }
+        stranded
     }
 
     pub fn get(&self, policy: &str, email: &str) -> Option<&ManagedMember> {
@@ -77,10 +93,15 @@ impl Holds {
             everything: !input.inventory_complete,
             ..Holds::default()
         };
-        for (key, (holder, _)) in &stranded.entries {
+        let held = stranded
+            .entries
+            .iter()
+            .map(|(place, (holder, _))| (place, holder))
+            .chain(stranded.unstamped.iter());
+        for (place, holder) in held {
             holds
                 .entries
-                .entry(key.clone())
+                .entry(place.clone())
                 .or_default()
                 .insert(holder.clone());
         }
