@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
-use crate::reconcile::SyncReport;
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
+use crate::sync::SyncReport;
 use crate::sanitize::terminal;
 
 /// Colours, only when printing to a terminal.
