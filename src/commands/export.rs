@@ -376,7 +376,7 @@ fn target_from_dir(
         );
     };
     let object = crate::reconcile::ConnectorObject::from_resource(&loaded.object);
-    let problems = crate::reconcile::sync::preflight(&object, clients);
+    let problems = crate::sync::preflight(&object, clients);
     if !problems.is_empty() {
         anyhow::bail!(
             "{} ({}): {}",

@@ -12,8 +12,8 @@ use super::common::{FileArgs, NamespaceArgs, selection};
 use crate::email;
 use crate::files::select::Picked;
 use crate::files::{PassReport, Run};
-use crate::reconcile::SyncReport;
 use crate::sanitize;
+use crate::sync::SyncReport;
 
 /// Arguments of `review`.
 #[derive(Debug, Clone, clap::Args)]

@@ -12,9 +12,9 @@ use serde::Serialize;
 use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
-use crate::reconcile::SyncReport;
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
 use crate::sanitize::terminal;
+use crate::sync::SyncReport;
 
 /// Colours, only when printing to a terminal.
 #[derive(Debug, Clone, Copy)]

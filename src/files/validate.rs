@@ -25,11 +25,11 @@ use super::loader::{self, LoadManifestsError, LoadProblem, Manifests, Source};
 use super::repo::{TargetError, find_root};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
-use crate::reconcile::validate::validate_endpoint;
 use crate::reconcile::{
     AccessObject, ConnectorObject, ObjectKey, Problem, access_warnings, connector_warnings,
     validate_access, validate_connector,
 };
+use crate::sync::validate_endpoint;
 
 /// One problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::model::{AccessObject, ConnectorObject};
 use crate::api::{AccessMode, PolicySelector, SecretRef};
 use crate::email;
-use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
+use crate::expensify::{Role, checked_endpoint};
 use crate::names::{self, NameRule};
 
 /// One problem with one field.
@@ -152,24 +152,6 @@ fn tenant_problems(connector: &ConnectorObject) -> Vec<Problem> {
         }
     }
     problems
-}
-
-/// The operator's endpoint allowlist applied to a connector. Called by both sync paths
-/// before any Secret is read, so a connector aimed elsewhere is `Error` and its
-/// credential is never loaded. Endpoints that are not acceptable URLs at all are
-/// reported by [`validate_connector`] already.
-pub fn validate_endpoint(
-    connector: &ConnectorObject,
-    clients: &ExpensifyClients,
-) -> Option<Problem> {
-    let endpoint = &connector.spec.endpoint;
-    if checked_endpoint(endpoint).is_err() {
-        return None;
-    }
-    clients
-        .check_endpoint(endpoint)
-        .err()
-        .map(|e| Problem::new("spec.endpoint", e.to_string()))
 }
 
 /// The Secret name becomes part of an API path (cluster mode) or a file path (file mode),
@@ -607,29 +589,6 @@ pub(crate) mod tests {
             assert_eq!(problems.len(), 1, "{out}");
             assert_eq!(problems[0].field, "spec.syncInterval");
         }
-    }
-
-    #[test]
-    fn endpoints_outside_the_allowlist_are_a_problem() {
-        use crate::expensify::{AllowedEndpoints, ClientSettings};
-        let clients = ExpensifyClients::new(ClientSettings {
-            allowed_endpoints: AllowedEndpoints::parse("https://expensify.example/api").unwrap(),
-            ..ClientSettings::default()
-        })
-        .unwrap();
-        let mut c = connector("finance", &[]);
-        c.spec.endpoint = "https://expensify.example/api/v1".into();
-        assert_eq!(validate_endpoint(&c, &clients), None);
-        c.spec.endpoint = "https://expensify.example.evil.io/api".into();
-        let problem = validate_endpoint(&c, &clients).unwrap();
-        assert_eq!(problem.field, "spec.endpoint");
-        assert!(
-            problem.message.contains("not an allowed endpoint"),
-            "{problem}"
-        );
-        // Reported once, by validate_connector, when the URL itself is unacceptable.
-        c.spec.endpoint = "http://expensify.example/api".into();
-        assert_eq!(validate_endpoint(&c, &clients), None);
     }
 
     #[test]
