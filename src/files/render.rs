@@ -111,6 +111,13 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
             terminal(&sync.connector.to_string()),
             sync.connector_status.phase
         );
+        if !sync.connector_status.owners.is_empty() {
+            let _ = writeln!(
+                out,
+                "  owners: {}",
+                terminal(&sync.connector_status.owners.join(", "))
+            );
+        }
         if sync.connector_status.phase == crate::api::ConnectorPhase::Error {
             let _ = writeln!(
                 out,

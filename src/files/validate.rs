@@ -27,7 +27,7 @@ use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
 use crate::reconcile::{
     AccessObject, ConnectorObject, ObjectKey, Problem, access_warnings, connector_warnings,
-    validate_access, validate_connector,
+    owner_warnings, validate_access, validate_connector,
 };
 use crate::sync::validate_endpoint;
 
@@ -243,6 +243,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         .flat_map(|c| {
             connector_warnings(c)
                 .into_iter()
+                .chain(owner_warnings(c))
                 .map(|problem| finding("ExpensifyConnector", &c.key, problem))
         })
         .collect();

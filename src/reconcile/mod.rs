@@ -15,5 +15,5 @@ pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Obs
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, plan};
 pub use validate::{
     Problem, access_warnings, connector_allows, connector_warnings, expired_members,
-    stranded_deletion, validate_access, validate_connector,
+    owner_warnings, owners, stranded_deletion, validate_access, validate_connector,
 };

@@ -44,6 +44,7 @@ fn connector(allowed: &[&str], tenants: Vec<TenantSpec>) -> ConnectorObject {
             },
             endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
             admin_email: "it@acme.example".into(),
+            owners: Vec::new(),
             sync_interval: "10m".into(),
             max_revocations_per_sync: 10,
             protected_emails: vec![],

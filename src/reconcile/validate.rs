@@ -89,6 +89,7 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
             ),
         ));
     }
+    problems.extend(owner_problems(&spec.owners));
     for (i, protected) in spec.protected_emails.iter().enumerate() {
         if !email::is_valid(protected) {
             problems.push(Problem::new(
@@ -173,6 +174,60 @@ pub fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
             .map(|e| Problem::new(format!("spec.credentialsSecretRef.{field}"), e.to_string()))
     })
     .collect()
+}
+
+/// The most owners a connector may name (the CRD says so too).
+pub const MAX_OWNERS: usize = 20;
+
+/// `spec.owners`: emails, each once, at most [`MAX_OWNERS`].
+fn owner_problems(owners: &[String]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if owners.len() > MAX_OWNERS {
+        problems.push(Problem::new(
+            "spec.owners",
+            format!("{} owners; at most {MAX_OWNERS}", owners.len()),
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, owner) in owners.iter().enumerate().take(MAX_OWNERS) {
+        let at = format!("spec.owners[{i}]");
+        if !email::is_valid(owner) {
+            problems.push(Problem::new(
+                at,
+                format!("{owner:?} is not an email address"),
+            ));
+        } else if let Some(first) = seen.insert(email::normalize(owner), i) {
+            problems.push(Problem::new(
+                at,
+                format!("{owner} is listed twice (also spec.owners[{first}])"),
+            ));
+        }
+    }
+    problems
+}
+
+/// A connector without owners (`validate` warns; nothing stops): nobody is named to
+/// approve access requests on its policies or to be told when it needs setup.
+pub fn owner_warnings(connector: &ConnectorObject) -> Vec<Problem> {
+    if connector.spec.owners.is_empty() {
+        vec![Problem::new(
+            "spec.owners",
+            "is empty: name the people answerable for this connector (the default approvers of access requests on its policies, told when it needs setup)",
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The connector's owners, normalized, in the order given (for status and output).
+pub fn owners(connector: &ConnectorObject) -> Vec<String> {
+    connector
+        .spec
+        .owners
+        .iter()
+        .take(MAX_OWNERS)
+        .map(|o| email::normalize(o))
+        .collect()
 }
 
 /// Whether a connector accepts PolicyAccess objects from `namespace` (its own, a
@@ -387,6 +442,7 @@ pub(crate) mod tests {
                 },
                 endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
                 admin_email: "it@acme.example".into(),
+                owners: Vec::new(),
                 sync_interval: "10m".into(),
                 max_revocations_per_sync: 10,
                 protected_emails: vec![],
@@ -482,6 +538,33 @@ pub(crate) mod tests {
                 .message
                 .contains("listed twice (also spec.members[1])")
         );
+    }
+
+    #[test]
+    fn owners_are_emails_listed_once_and_at_most_twenty() {
+        let mut c = connector("finance", &[]);
+        assert_eq!(owner_warnings(&c).len(), 1, "none named: a warning");
+        assert!(validate_connector(&c).is_empty());
+        c.spec.owners = vec![
+            "IT@Acme.example".into(),
+            "not an email".into(),
+            "it@acme.example".into(),
+        ];
+        let problems = validate_connector(&c);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["spec.owners[1]", "spec.owners[2]"], "{problems:?}");
+        assert!(
+            problems[1]
+                .message
+                .contains("listed twice (also spec.owners[0])")
+        );
+        assert!(owner_warnings(&c).is_empty());
+        assert_eq!(owners(&c)[0], "it@acme.example");
+        c.spec.owners = (0..21).map(|i| format!("o{i}@acme.example")).collect();
+        let problems = validate_connector(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.owners");
+        assert_eq!(owners(&c).len(), MAX_OWNERS);
     }
 
     #[test]

@@ -35,6 +35,7 @@ fn connector() -> ConnectorObject {
             },
             endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
             admin_email: ADMIN.into(),
+            owners: Vec::new(),
             sync_interval: "10m".into(),
             max_revocations_per_sync: 10,
             protected_emails: vec!["ceo@acme.example".into()],
