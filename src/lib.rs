@@ -13,7 +13,7 @@ pub mod expensify;
 pub mod files;
 pub mod names;
 pub mod reconcile;
-pub mod sync;
 pub mod sanitize;
 pub mod simulator;
+pub mod sync;
 pub mod telemetry;

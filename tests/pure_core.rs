@@ -70,7 +70,10 @@ fn code_only(source: &str) -> String {
     while i < bytes.len() {
         let rest = &bytes[i..];
         if rest.starts_with(b"//") {
-            let end = rest.iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| i + p);
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |p| i + p);
             blank(&mut out, i, end);
             i = end;
         } else if rest.starts_with(b"/*") {
@@ -316,10 +319,19 @@ fn the_reconcile_core_does_no_io_reads_no_clock_and_imports_no_room_above_it() {
         "src/reconcile/plan/mod.rs",
         "src/reconcile/plan/guard.rs",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} not scanned: {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not scanned: {names:?}"
+        );
     }
-    for test_only in ["src/reconcile/plan/tests.rs", "src/reconcile/tenancy_tests.rs"] {
-        assert!(!names.iter().any(|n| n == test_only), "{test_only} is test code: {names:?}");
+    for test_only in [
+        "src/reconcile/plan/tests.rs",
+        "src/reconcile/tenancy_tests.rs",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == test_only),
+            "{test_only} is test code: {names:?}"
+        );
     }
     let found: Vec<String> = found
         .iter()
@@ -360,7 +372,7 @@ fn forbidden_code_is_named_by_file_and_line() {
 
 #[test]
 fn comments_literals_tests_and_longer_names_are_not_code() {
-    let text = r####"
+    let text = r##"
 //! Runs after `tokio` reads the clock with Timestamp::now().
 /// async fn in a doc comment
 /* block /* nested std::fs */ still comment tokio */
@@ -379,11 +391,8 @@ mod tests {
 #[cfg(test)]
 fn helper() { std::thread::sleep(d); }
 fn last() { std::env::var("X"); }
-"####;
-    assert_eq!(
-        scan_text(text),
-        ["x.rs:10: `tokio`", "x.rs:19: `std::env`"]
-    );
+"##;
+    assert_eq!(scan_text(text), ["x.rs:10: `tokio`", "x.rs:19: `std::env`"]);
 }
 
 #[test]
@@ -410,7 +419,10 @@ fn test_modules_in_their_own_files_are_not_walked() {
         .iter()
         .map(|f| f.strip_prefix(&dir).unwrap().display().to_string())
         .collect();
-    assert_eq!(names, ["mod.rs", "model.rs", "plan/mod.rs", "plan/rules.rs"]);
+    assert_eq!(
+        names,
+        ["mod.rs", "model.rs", "plan/mod.rs", "plan/rules.rs"]
+    );
     assert_eq!(
         found,
         [Offence {

@@ -13,8 +13,8 @@ use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
-use crate::sync::SyncReport;
 use crate::sanitize::terminal;
+use crate::sync::SyncReport;
 
 /// Colours, only when printing to a terminal.
 #[derive(Debug, Clone, Copy)]

@@ -20,7 +20,9 @@ use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyA
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::reviewed::ReviewedConnector;
 use crate::reconcile::status::{NotSynced, unsynced_status};
-use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, stranded_deletion, validate_access};
+use crate::reconcile::{
+    AccessObject, ConnectorObject, ObjectKey, stranded_deletion, validate_access,
+};
 use crate::sync::{Store, SyncReport, SyncRequest, WriteAhead, WriteRefused, sync};
 use futures::future::BoxFuture;
 use tokio::sync::watch;

@@ -115,7 +115,14 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let before = plan::plan_for(request, request.accesses, &observed);
     if request.dry_run || before.changes.is_empty() {
         let unchanged = write::Written::nothing(observed);
-        return report::finish(request, client, calls_before, before.clone(), &before, unchanged);
+        return report::finish(
+            request,
+            client,
+            calls_before,
+            before.clone(),
+            &before,
+            unchanged,
+        );
     }
     // A reviewed plan that moved, or a write-ahead that cannot be saved, stops the write.
     let saved = match plan::check_reviewed(request, &before, &observed) {

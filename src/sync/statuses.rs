@@ -37,7 +37,10 @@ pub(super) fn save_order(
     first.into_iter().chain(then).map(|(key, _)| key).collect()
 }
 
-pub(super) fn connector_findings(observed: &Observed, problem: Option<(Reason, String)>) -> ConnectorFindings {
+pub(super) fn connector_findings(
+    observed: &Observed,
+    problem: Option<(Reason, String)>,
+) -> ConnectorFindings {
     let people: BTreeSet<String> = observed
         .rosters
         .values()
@@ -67,7 +70,9 @@ pub(super) fn connector_findings(observed: &Observed, problem: Option<(Reason, S
     }
 }
 
-pub(super) fn failures_by_object(results: &[ChangeResult]) -> BTreeMap<ObjectKey, Vec<MemberFailure>> {
+pub(super) fn failures_by_object(
+    results: &[ChangeResult],
+) -> BTreeMap<ObjectKey, Vec<MemberFailure>> {
     let mut failures: BTreeMap<ObjectKey, Vec<MemberFailure>> = BTreeMap::new();
     for result in results {
         if let Some(reason) = &result.failure {
