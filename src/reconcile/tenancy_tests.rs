@@ -305,7 +305,17 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
             output_currency: "USD".into(),
             caller_role: "admin".into(),
         }],
-        rosters: BTreeMap::from([("P1".to_string(), vec![])]),
+        // Expensify lists the owner on the roster, as admin.
+        rosters: BTreeMap::from([(
+            "P1".to_string(),
+            vec![crate::expensify::RosterEntry {
+                email: "cfo@acme.example".into(),
+                role: "admin".into(),
+                submits_to: None,
+                forwards_to: None,
+                employee_id: None,
+            }],
+        )]),
     };
     let accesses = [object.clone()];
     let planned = plan(PlanInput {

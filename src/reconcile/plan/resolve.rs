@@ -208,6 +208,14 @@ fn by_id(id: &str, world: &World<'_>) -> Result<String, Problem> {
             ),
         ));
     }
+    if let Some(owner) = world.ownerless.get(id) {
+        return Err(Problem::new(
+            "spec.policy.id",
+            format!(
+                "Expensify's roster of policy {id} does not list its owner {owner} (always listed, as admin), so it is not the whole roster: nothing is changed or forgotten on it in this sync"
+            ),
+        ));
+    }
     if !world.policies.contains_key(id) {
         return Err(Problem::new(
             "spec.policy.id",

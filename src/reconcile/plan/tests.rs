@@ -697,6 +697,37 @@ fn deletion_revokes_or_orphans_what_the_object_granted() {
     );
 }
 
+/// Expensify lists a policy's owner on its roster: one without them (empty, cut short) is
+/// not the whole roster, so nobody on it is taken for gone and nothing is forgotten.
+#[test]
+fn a_roster_without_its_owner_is_not_acted_on() {
+    let mut world = finance(&[("temp@acme.example", "user")]);
+    world
+        .rosters
+        .get_mut("P1")
+        .unwrap()
+        .retain(|e| e.email != "cfo@acme.example" && e.email != "temp@acme.example");
+    let team = managing(
+        access("team", AccessMode::Authoritative, vec![]),
+        &["temp@acme.example"],
+    );
+    let plan = run(&connector(), &[team], &world);
+    assert!(plan.is_empty(), "{:?}", changes(&plan));
+    let object = &plan.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(
+        ledger_emails(object),
+        BTreeSet::from(["temp@acme.example".to_string()]),
+        "not forgotten"
+    );
+    assert!(
+        object.problems.iter().any(|p| p
+            .message
+            .contains("does not list its owner cfo@acme.example")),
+        "{:?}",
+        object.problems
+    );
+}
+
 #[test]
 fn held_credentials_settle_deletions_and_nothing_else() {
     let world = finance(&[
