@@ -20,11 +20,13 @@ pub mod backoff;
 pub mod cache;
 pub mod connector_controller;
 pub mod context;
+pub mod election;
 pub mod kube_io;
 pub mod leadership;
 pub mod metrics;
 pub mod run;
 pub mod server;
+pub mod watches;
 
 pub use kube_io::Scope;
 pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};
