@@ -259,11 +259,12 @@ struct ModuleGraph {
 
 impl ModuleGraph {
     fn build(files: &[SourceFile]) -> Self {
+        let files = non_test_files(files);
         let by_module: BTreeMap<Vec<String>, &SourceFile> =
-            files.iter().map(|f| (f.module.clone(), f)).collect();
+            files.iter().map(|f| (f.module.clone(), *f)).collect();
         let parsed: Vec<(&SourceFile, Vec<NamedPath>)> = files
             .iter()
-            .map(|file| (file, named_paths(file, &by_module)))
+            .map(|file| (*file, named_paths(file, &by_module)))
             .collect();
         let reexports = Reexports::of(&parsed);
         let mut arrows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -328,6 +329,40 @@ impl ModuleGraph {
         }
         graph
     }
+}
+
+/// The files the crate's non-test code declares (`mod name;` outside `#[cfg(test)]`, from
+/// `lib.rs` down): a test module in a file of its own (`#[cfg(test)] mod tests;`) is left
+/// out, with whatever it declares.
+fn non_test_files(files: &[SourceFile]) -> Vec<&SourceFile> {
+    let declared: BTreeSet<Vec<String>> = files
+        .iter()
+        .flat_map(|file| {
+            non_test_code(&file.text)
+                .lines()
+                .filter_map(|line| {
+                    let line = line.trim();
+                    let declaration = line.strip_prefix("pub ").unwrap_or(line);
+                    let declaration = declaration
+                        .strip_prefix("pub(crate) ")
+                        .unwrap_or(declaration);
+                    let name = declaration.strip_prefix("mod ")?.strip_suffix(';')?;
+                    let mut child = file.module.clone();
+                    child.push(name.trim().to_string());
+                    Some(child)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let by_module: BTreeMap<&[String], &SourceFile> =
+        files.iter().map(|f| (f.module.as_slice(), f)).collect();
+    let in_crate = |file: &SourceFile| {
+        (1..=file.module.len()).all(|depth| {
+            declared.contains(&file.module[..depth])
+                && by_module.contains_key(&file.module[..depth - 1])
+        })
+    };
+    files.iter().filter(|f| in_crate(f)).collect()
 }
 
 /// The paths of the crate a file's non-test code names, resolved from the crate root:
@@ -569,6 +604,11 @@ fn the_graph_sees_the_arrows_the_crate_is_known_to_have() {
         ("cluster/context.rs", "cluster/cache.rs"),
         // `crate::reconcile::ObjectKey`, re-exported by reconcile/mod.rs from model.rs
         ("cluster/context.rs", "reconcile/model.rs"),
+        // `inputs::read(..)`: a child module named without a prefix, inline
+        (
+            "cluster/connector_controller/mod.rs",
+            "cluster/connector_controller/inputs.rs",
+        ),
     ] {
         assert!(graph.has_arrow(from, to), "{from} -> {to} not seen");
     }
@@ -699,4 +739,21 @@ fn an_import_through_a_front_door_points_at_the_file_that_defines_the_name() {
     assert!(violations(&graph).is_empty(), "{:?}", violations(&graph));
     assert!(graph.has_arrow("room/user.rs", "room/types.rs"));
     assert!(!graph.has_arrow("room/user.rs", "room/mod.rs"));
+}
+
+#[test]
+fn a_test_module_in_a_file_of_its_own_is_not_part_of_the_graph() {
+    let graph = graph_of(&[
+        ("lib.rs", "pub mod cluster;\npub mod reconcile;\n"),
+        ("cluster/mod.rs", "pub struct Thing;\n"),
+        (
+            "reconcile/mod.rs",
+            "pub mod plan;\npub fn f() {}\n#[cfg(test)]\nmod tests;\n",
+        ),
+        ("reconcile/plan.rs", "use super::f;\n"),
+        ("reconcile/tests.rs", "use crate::cluster::Thing;\n"),
+    ]);
+    assert!(violations(&graph).is_empty(), "{:?}", violations(&graph));
+    assert!(graph.has_arrow("reconcile/plan.rs", "reconcile/mod.rs"));
+    assert!(!graph.arrows.contains_key("reconcile/tests.rs"));
 }
