@@ -21,13 +21,6 @@ const KNOWN_CIRCLE_ARROWS: &[(&str, &str)] = &[
     // Named in issue 21 item 3. `MAX_DURATION`: expensify imports api, whose connector.rs
     // imports expensify's `DEFAULT_ENDPOINT`: a circle between the two rooms.
     ("expensify/pacing.rs", "api/duration.rs"),
-    // Found by this test, not named in the issue: `ClientConfigError` / `is_loopback`,
-    // endpoints.rs and error.rs import each other.
-    ("expensify/error.rs", "expensify/endpoints.rs"),
-    // Found by this test, not named in the issue: validate.rs calls `tenancy::reach`, and
-    // tenancy.rs takes `validate::Problem` (directly, and through `plan::rank` in
-    // plan/types.rs, which takes it too).
-    ("reconcile/validate.rs", "reconcile/tenancy.rs"),
 ];
 
 /// Rooms that must never import each other, either way.
