@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::header::Header;
+use super::manifests::{LoadProblem, Loaded, Manifests, Source};
 use super::strict::{access_names, connector_names, typed};
-use super::{LoadProblem, Loaded, Manifests, Source};
 use crate::api::{API_VERSION, ExpensifyConnector, PolicyAccess};
 use crate::reconcile::ObjectKey;
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{LoadProblem, Loaded, Manifests, Source};
+use super::manifests::{LoadProblem, Loaded, Manifests, Source};
 use crate::reconcile::ObjectKey;
 
 pub(super) fn reject_duplicates(manifests: &mut Manifests) {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::budgets::{MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, parse_options, yaml_error};
 use super::document::load_document;
-use super::{LoadProblem, Manifests, Source};
+use super::manifests::{LoadProblem, Manifests, Source};
 
 /// Opens a manifest after checking, without opening it, that it is a regular file of
 /// reasonable size (opening a FIFO would block; a device would never end).

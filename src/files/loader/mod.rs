@@ -33,7 +33,7 @@ pub use budgets::{
     MAX_ALIAS_EVENTS, MAX_DEPTH, MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, MAX_NODES_PER_DOCUMENT,
 };
 pub use manifests::{LoadManifestsError, LoadProblem, Loaded, Manifests, Source};
-pub use walk::{holds_connector, is_manifest_name};
+pub use walk::is_manifest_name;
 
 use duplicates::reject_duplicates;
 use file::load_file;
@@ -95,6 +95,31 @@ pub fn load_file_alone(path: &Path) -> Manifests {
     load_file(path, &mut manifests);
     reject_duplicates(&mut manifests);
     manifests
+}
+
+/// Whether `dir` itself (not a subdirectory) holds a manifest file with an
+/// ExpensifyConnector document, read or not: how a repository root is recognised.
+pub fn holds_connector(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.path())
+        .filter(|path| is_manifest_name(path))
+        .collect();
+    files.sort();
+    files.iter().any(|path| {
+        let manifests = load_file_alone(path);
+        !manifests.connectors.is_empty()
+            || manifests.problems.iter().any(|p| {
+                p.object
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("ExpensifyConnector "))
+            })
+    })
 }
 
 /// What a directory without a connector held, for the error.

@@ -2,33 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::LoadManifestsError;
-use super::load_file_alone;
-
-/// Whether `dir` itself (not a subdirectory) holds a manifest file with an
-/// ExpensifyConnector document, read or not: how a repository root is recognised.
-pub fn holds_connector(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .map(|entry| entry.path())
-        .filter(|path| is_manifest_name(path))
-        .collect();
-    files.sort();
-    files.iter().any(|path| {
-        let manifests = load_file_alone(path);
-        !manifests.connectors.is_empty()
-            || manifests.problems.iter().any(|p| {
-                p.object
-                    .as_deref()
-                    .is_some_and(|o| o.starts_with("ExpensifyConnector "))
-            })
-    })
-}
+use super::manifests::LoadManifestsError;
 
 /// `*.yaml` or `*.yml`: the files read as manifests.
 pub fn is_manifest_name(path: &Path) -> bool {
