@@ -1,4 +1,5 @@
-//! Why the status directory could not be read or written, said once.
+//! Why the status directory could not be read or written, and what a person can do when a
+//! status file is not vouched for.
 
 use crate::files::status_signing::Unverified;
 
