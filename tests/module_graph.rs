@@ -10,19 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The arrows that close circles today, in rooms other engineers of issue 21 own. Once
-/// their branches are merged these arrows are gone, and
-/// `every_known_circle_arrow_still_exists` fails until they are deleted from here:
-/// empty it then.
-const KNOWN_CIRCLE_ARROWS: &[(&str, &str)] = &[
-    // Named in issue 21 item 3. `SavedPlan` / `PassReport`: runner.rs and saved_plan.rs
-    // import each other.
-    ("files/saved_plan.rs", "files/runner.rs"),
-    // Named in issue 21 item 3. `MAX_DURATION`: expensify imports api, whose connector.rs
-    // imports expensify's `DEFAULT_ENDPOINT`: a circle between the two rooms.
-    ("expensify/pacing.rs", "api/duration.rs"),
-];
-
 /// Rooms that must never import each other, either way.
 const APART: &[(&str, &str)] = &[("files", "cluster")];
 
@@ -281,15 +268,6 @@ impl ModuleGraph {
             .filter_map(|f| Some((f.path.clone(), f.room()?.to_string())))
             .collect();
         Self { arrows, rooms }
-    }
-
-    fn without(mut self, arrows: &[(&str, &str)]) -> Self {
-        for (from, to) in arrows {
-            if let Some(targets) = self.arrows.get_mut(*from) {
-                targets.remove(*to);
-            }
-        }
-        self
     }
 
     fn has_arrow(&self, from: &str, to: &str) -> bool {
@@ -570,23 +548,9 @@ fn crate_graph() -> ModuleGraph {
 
 #[test]
 fn no_circles_and_the_room_rules_hold() {
-    let graph = crate_graph().without(KNOWN_CIRCLE_ARROWS);
+    let graph = crate_graph();
     let broken = violations(&graph);
     assert!(broken.is_empty(), "\n{}", broken.join("\n"));
-}
-
-#[test]
-fn every_known_circle_arrow_still_exists() {
-    let graph = crate_graph();
-    let gone: Vec<String> = KNOWN_CIRCLE_ARROWS
-        .iter()
-        .filter(|(from, to)| !graph.has_arrow(from, to))
-        .map(|(from, to)| format!("{from} -> {to}"))
-        .collect();
-    assert!(
-        gone.is_empty(),
-        "these arrows are gone: delete them from KNOWN_CIRCLE_ARROWS: {gone:?}"
-    );
 }
 
 #[test]
