@@ -391,7 +391,7 @@ async fn the_simulator_refuses_other_than_loopback() {
         &[
             "simulator",
             "--seed",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/extras/simulator-seed.yaml"),
             "--listen",
             "0.0.0.0:0",
         ],
