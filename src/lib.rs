@@ -14,4 +14,5 @@ pub mod names;
 pub mod reconcile;
 pub mod sanitize;
 pub mod simulator;
+pub mod suggest;
 pub mod telemetry;

@@ -80,6 +80,66 @@ pub struct PassReport {
     pub sources: BTreeMap<ObjectKey, String>,
     /// A stop was requested before every connector synced.
     pub stopped: bool,
+    /// Objects that keep a ledger while the status directory holds none.
+    pub missing_ledger: Option<MissingLedger>,
+}
+
+/// Objects that keep a ledger in the status directory (Additive and Authoritative ones)
+/// while it holds no PolicyAccess status at all: the ledger is lost (an evicted CI cache, a
+/// fresh runner, another `--status-dir`), or nothing was ever applied from here. Either
+/// way, what they granted before cannot be taken back: a plan without it reads "No
+/// changes" although a deleted object's grants would stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingLedger {
+    /// The status directory, as given.
+    pub status_dir: String,
+    pub objects: Vec<ObjectKey>,
+}
+
+impl MissingLedger {
+    /// The objects of `manifests` that keep a ledger, when the listing of the status
+    /// directory holds no PolicyAccess status (not even one that failed verification).
+    fn of<T>(
+        manifests: &Manifests,
+        listing: &super::status_dir::Listing<T>,
+        status_dir: &StatusDir,
+    ) -> Option<MissingLedger> {
+        let objects: Vec<ObjectKey> = manifests
+            .accesses
+            .iter()
+            .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
+            .map(|a| a.key.clone())
+            .collect();
+        if objects.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
+            return None;
+        }
+        Some(MissingLedger {
+            status_dir: status_dir.root().display().to_string(),
+            objects,
+        })
+    }
+
+    /// What `plan` says of it (text, Markdown, JSON).
+    pub fn warning(&self) -> String {
+        let n = self.objects.len();
+        format!(
+            "no recorded state for {n} {}: removals of what they granted cannot be planned (the status directory {} holds no PolicyAccess status; restore it, unless nothing was ever applied from here)",
+            if n == 1 { "object" } else { "objects" },
+            self.status_dir,
+        )
+    }
+
+    /// Why `--require-status` refuses.
+    pub fn refusal(&self) -> String {
+        let keys: Vec<String> = self.objects.iter().map(ToString::to_string).collect();
+        format!(
+            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, run without --require-status)",
+            self.status_dir,
+            keys.len(),
+            keys.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if keys.len() > 3 { ", ..." } else { "" },
+        )
+    }
 }
 
 impl PassReport {
@@ -124,6 +184,7 @@ struct Prepared {
     connectors: Vec<ConnectorObject>,
     accesses: Vec<AccessObject>,
     sources: BTreeMap<ObjectKey, String>,
+    missing_ledger: Option<MissingLedger>,
 }
 
 fn attach<K>(
@@ -269,6 +330,7 @@ impl FileMode {
             accesses.push(AccessObject::from_resource(&object));
         }
         let listing = self.status_dir.list::<PolicyAccess>()?;
+        let missing_ledger = MissingLedger::of(&manifests, &listing, &self.status_dir);
         for (key, error) in listing.unverified {
             if !manifests.accesses.iter().any(|a| a.key == key) {
                 unverified.push(status_problem(&key, "PolicyAccess", &error));
@@ -294,6 +356,7 @@ impl FileMode {
             connectors,
             accesses,
             sources,
+            missing_ledger,
         })
     }
 
@@ -303,28 +366,8 @@ impl FileMode {
     /// runner), an apply would take nobody back that they added before.
     pub fn missing_ledger(&self) -> Result<Option<String>, FilePassError> {
         let manifests = loader::load(&self.dir, &self.excluded())?;
-        let keeping: Vec<String> = manifests
-            .accesses
-            .iter()
-            .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
-            .map(|a| a.key.to_string())
-            .collect();
         let listing = self.status_dir.list::<PolicyAccess>()?;
-        if keeping.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, apply without --require-status)",
-            self.status_dir.root().display(),
-            keeping.len(),
-            keeping
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            if keeping.len() > 3 { ", ..." } else { "" },
-        )))
+        Ok(MissingLedger::of(&manifests, &listing, &self.status_dir).map(|m| m.refusal()))
     }
 
     /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
@@ -413,6 +456,7 @@ impl FileMode {
             unattached,
             sources: prepared.sources.clone(),
             stopped: stopped(),
+            missing_ledger: prepared.missing_ledger.clone(),
         })
     }
 
