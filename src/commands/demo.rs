@@ -82,13 +82,12 @@ fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
         .as_ref()
         .map(|dir| dir.join("simulator-seed.yaml"))
         .filter(|seed| seed.is_file());
-    let seed = match args.seed.clone().or(beside) {
-        Some(seed) => seed,
-        None => {
-            let seed = temporary.path().join("simulator-seed.yaml");
-            write(seed.clone(), BUILT_IN_SEED)?;
-            seed
-        }
+    let seed = if let Some(seed) = args.seed.clone().or(beside) {
+        seed
+    } else {
+        let seed = temporary.path().join("simulator-seed.yaml");
+        write(seed.clone(), BUILT_IN_SEED)?;
+        seed
     };
     if let Some(dir) = &args.examples {
         return Ok(Examples {
