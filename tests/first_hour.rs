@@ -153,6 +153,20 @@ async fn plan_without_its_ledger_says_so_and_require_status_fails() {
         "{}",
         printed(&refused)
     );
+    // Nor is a plan saved, and one an earlier run left there goes.
+    let saved = tempfile::tempdir().unwrap();
+    let stale = saved.path().join("plan.json");
+    std::fs::write(&stale, "{}").unwrap();
+    let args = [
+        "plan",
+        dir,
+        "--require-status",
+        "--out",
+        stale.to_str().unwrap(),
+    ];
+    let refused = run(&sim, &args).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", printed(&refused));
+    assert!(!stale.exists(), "{}", printed(&refused));
 
     // With its ledger back, --require-status plans.
     run(&sim, &["apply", dir]).await;
