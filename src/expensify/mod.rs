@@ -18,7 +18,8 @@ pub use credentials::{Credentials, CredentialsError};
 pub use endpoints::{AllowedEndpoints, checked_endpoint};
 pub use error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
 pub use pacing::{
-    BASE_MARGIN_PERCENT, MAX_MARGIN_PERCENT, Pacing, PacingWindow, RateLimiter, Slot, WindowLog,
+    BASE_MARGIN_PERCENT, MAX_DURATION, MAX_MARGIN_PERCENT, Pacing, PacingWindow, RateLimiter, Slot,
+    WindowLog,
 };
 pub use retry::RetryPolicy;
 pub use wire::{EmployeeRecord, PolicySummary, Role, RosterEntry, SkippedEmployee, UpdateOutcome};

@@ -527,7 +527,7 @@ pub fn json(report: &PassReport, run: Run) -> String {
     let warnings: Vec<String> = report
         .missing_ledger
         .iter()
-        .map(super::runner::MissingLedger::warning)
+        .map(super::report::MissingLedger::warning)
         .collect();
     let value = serde_json::json!({
         "pendingChanges": if applied { 0 } else { report.pending_changes() },

@@ -15,8 +15,9 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverifi
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
+pub use super::report::{MissingLedger, PassReport, UnattachedAccess};
 use super::saved_plan::SavedPlan;
-use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::{ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::reviewed::ReviewedConnector;
@@ -60,122 +61,6 @@ pub enum FilePassError {
     StatusDir(#[from] StatusDirError),
     #[error("--strict: {} manifest problem(s):\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
     Strict(Vec<LoadProblem>),
-}
-
-/// An object that is invalid before any connector is involved (connector missing or not
-/// allowed), with its status.
-#[derive(Debug, Clone)]
-pub struct UnattachedAccess {
-    pub key: ObjectKey,
-    pub status: PolicyAccessStatus,
-}
-
-/// Everything one pass found and did.
-#[derive(Debug, Clone)]
-pub struct PassReport {
-    pub manifests: Manifests,
-    pub syncs: Vec<SyncReport>,
-    pub unattached: Vec<UnattachedAccess>,
-    /// Where each object came from, for messages.
-    pub sources: BTreeMap<ObjectKey, String>,
-    /// A stop was requested before every connector synced.
-    pub stopped: bool,
-    /// Objects that keep a ledger while the status directory holds none.
-    pub missing_ledger: Option<MissingLedger>,
-}
-
-/// Objects that keep a ledger in the status directory (Additive and Authoritative ones)
-/// while it holds no PolicyAccess status at all: the ledger is lost (an evicted CI cache, a
-/// fresh runner, another `--status-dir`), or nothing was ever applied from here. Either
-/// way, what they granted before cannot be taken back: a plan without it reads "No
-/// changes" although a deleted object's grants would stay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingLedger {
-    /// The status directory, as given.
-    pub status_dir: String,
-    pub objects: Vec<ObjectKey>,
-}
-
-impl MissingLedger {
-    /// The objects of `manifests` that keep a ledger, when the listing of the status
-    /// directory holds no PolicyAccess status (not even one that failed verification).
-    fn of<T>(
-        manifests: &Manifests,
-        listing: &super::status_dir::Listing<T>,
-        status_dir: &StatusDir,
-    ) -> Option<MissingLedger> {
-        let objects: Vec<ObjectKey> = manifests
-            .accesses
-            .iter()
-            .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
-            .map(|a| a.key.clone())
-            .collect();
-        if objects.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
-            return None;
-        }
-        Some(MissingLedger {
-            status_dir: status_dir.root().display().to_string(),
-            objects,
-        })
-    }
-
-    /// What `plan` says of it (text, Markdown, JSON).
-    pub fn warning(&self) -> String {
-        let n = self.objects.len();
-        format!(
-            "no recorded state for {n} {}: removals of what they granted cannot be planned (the status directory {} holds no PolicyAccess status; restore it, unless nothing was ever applied from here)",
-            if n == 1 { "object" } else { "objects" },
-            self.status_dir,
-        )
-    }
-
-    /// Why `--require-status` refuses.
-    pub fn refusal(&self) -> String {
-        let keys: Vec<String> = self.objects.iter().map(ToString::to_string).collect();
-        format!(
-            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, run without --require-status)",
-            self.status_dir,
-            keys.len(),
-            keys.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-            if keys.len() > 3 { ", ..." } else { "" },
-        )
-    }
-}
-
-impl PassReport {
-    /// Whether anything ended in error (load problems, connector or object errors).
-    pub fn has_errors(&self) -> bool {
-        self.stopped
-            || self.syncs.iter().any(|s| s.refused.is_some())
-            || !self.manifests.problems.is_empty()
-            || !self.unattached.is_empty()
-            || self.syncs.iter().any(|s| {
-                s.connector_status.phase == ConnectorPhase::Error
-                    || s.statuses
-                        .values()
-                        .any(|st| st.phase == crate::api::AccessPhase::Error)
-            })
-    }
-
-    /// Whether any object is Blocked.
-    pub fn has_blocked(&self) -> bool {
-        self.syncs.iter().any(|s| s.plan.has_blocks())
-            || self.syncs.iter().any(|s| {
-                s.statuses
-                    .values()
-                    .any(|st| st.phase == crate::api::AccessPhase::Blocked)
-            })
-    }
-
-    /// Changes planned across all connectors.
-    pub fn pending_changes(&self) -> usize {
-        self.syncs.iter().map(|s| s.plan.changes.len()).sum()
-    }
-
-    /// The earliest `expiresAt` ahead.
-    pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.syncs.iter().filter_map(SyncReport::next_expiry).min()
-    }
 }
 
 /// Objects as loaded, with generation and last status attached from the status directory.
@@ -330,7 +215,7 @@ impl FileMode {
             accesses.push(AccessObject::from_resource(&object));
         }
         let listing = self.status_dir.list::<PolicyAccess>()?;
-        let missing_ledger = MissingLedger::of(&manifests, &listing, &self.status_dir);
+        let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
         for (key, error) in listing.unverified {
             if !manifests.accesses.iter().any(|a| a.key == key) {
                 unverified.push(status_problem(&key, "PolicyAccess", &error));
@@ -367,7 +252,7 @@ impl FileMode {
     pub fn missing_ledger(&self) -> Result<Option<String>, FilePassError> {
         let manifests = loader::load(&self.dir, &self.excluded())?;
         let listing = self.status_dir.list::<PolicyAccess>()?;
-        Ok(MissingLedger::of(&manifests, &listing, &self.status_dir).map(|m| m.refusal()))
+        Ok(lost_ledger(&manifests, &listing, &self.status_dir).map(|m| m.refusal()))
     }
 
     /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
@@ -639,6 +524,28 @@ impl FileStore<'_> {
         }
         Ok(())
     }
+}
+
+/// The objects of `manifests` that keep a ledger, when the listing of the status directory
+/// holds no PolicyAccess status (not even one that failed verification).
+fn lost_ledger<T>(
+    manifests: &Manifests,
+    listing: &super::status_dir::Listing<T>,
+    status_dir: &StatusDir,
+) -> Option<MissingLedger> {
+    let objects: Vec<ObjectKey> = manifests
+        .accesses
+        .iter()
+        .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
+        .map(|a| a.key.clone())
+        .collect();
+    if objects.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
+        return None;
+    }
+    Some(MissingLedger {
+        status_dir: status_dir.root().display().to_string(),
+        objects,
+    })
 }
 
 fn relative(dir: &Path, path: &Path) -> String {
