@@ -5,7 +5,7 @@ mod support;
 use expensify_operator::api::{AccessPhase, ConnectorPhase, PolicyAccess};
 use expensify_operator::files::Run;
 use expensify_operator::reconcile::ObjectKey;
-use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+use expensify_operator::simulator::{FaultConfig, ScriptedFault, SimulatorHandle};
 use support::*;
 
 fn key(name: &str) -> ObjectKey {
@@ -649,23 +649,28 @@ async fn a_hand_edited_status_file_is_ignored_and_takes_nobody_back() {
     );
 }
 
+/// Two objects on Contractors, `temp` (temp@) and `other` (other@).
+fn temp_and_other(sim: &SimulatorHandle) -> Repo {
+    let repo = Repo::new(sim);
+    repo.connector("");
+    for (name, email) in [
+        ("temp", "temp@acme.example"),
+        ("other", "other@acme.example"),
+    ] {
+        repo.access(
+            name,
+            CONTRACTORS,
+            "Additive",
+            &format!("    - {{email: {email}}}\n"),
+        );
+    }
+    repo
+}
+
 #[tokio::test]
 async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone() {
     let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
-    repo.access(
-        "temp",
-        CONTRACTORS,
-        "Additive",
-        "    - {email: temp@acme.example}\n",
-    );
-    repo.access(
-        "other",
-        CONTRACTORS,
-        "Additive",
-        "    - {email: other@acme.example}\n",
-    );
+    let repo = temp_and_other(&sim);
     assert!(
         !signed(&repo, false)
             .pass(Run::Apply)
@@ -729,20 +734,7 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
 #[tokio::test]
 async fn a_status_file_deleted_by_hand_is_noticed_not_forgotten() {
     let sim = start(&unlimited_seed()).await;
-    let repo = Repo::new(&sim);
-    repo.connector("");
-    repo.access(
-        "temp",
-        CONTRACTORS,
-        "Additive",
-        "    - {email: temp@acme.example}\n",
-    );
-    repo.access(
-        "other",
-        CONTRACTORS,
-        "Additive",
-        "    - {email: other@acme.example}\n",
-    );
+    let repo = temp_and_other(&sim);
     let first = signed(&repo, false).pass(Run::Apply).await.unwrap();
     assert!(!first.has_errors(), "{}", problems(&first));
     let temp_there = || {
