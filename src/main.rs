@@ -3,56 +3,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat, progress};
-
-/// Keeps Expensify policy membership where git says it should be.
-#[derive(Debug, Parser)]
-#[command(name = "expensify-operator", version, about)]
-struct Cli {
-    /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "EXPENSIFY_OPERATOR_LOG_FORMAT")]
-    log_format: LogFormat,
-    /// Log filter, e.g. `info` or `expensify_operator=debug` (overrides RUST_LOG).
-    #[arg(long, global = true, value_name = "FILTER")]
-    log_level: Option<String>,
-    /// When to colour log lines (stderr) and results (stdout). NO_COLOR (any non-empty
-    /// value) and --no-color turn colour off whatever this says.
-    #[arg(long = "color", global = true, value_name = "WHEN", value_enum, default_value_t = ColourChoice::Auto)]
-    color: ColourChoice,
-    /// No colour on stderr or stdout (the same as NO_COLOR=1).
-    #[arg(long = "no-color", global = true)]
-    no_color: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Cluster mode: watch ExpensifyConnector and PolicyAccess objects and keep Expensify in line.
-    Controller(commands::controller::ControllerArgs),
-    /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
-    Plan(commands::plan::PlanArgs),
-    /// Check manifests without credentials or network (exit 0 clean, 1 with every problem).
-    Validate(commands::validate::ValidateArgs),
-    /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
-    Apply(commands::apply::ApplyArgs),
-    /// File mode: sync now, then on every change, every syncInterval and at each expiry.
-    Watch(commands::watch::WatchArgs),
-    /// Current Expensify state as ready-to-commit manifests.
-    Export(commands::export::ExportArgs),
-    /// Access review: every person, policy and role, and which object manages it.
-    Review(commands::review::ReviewArgs),
-    /// Print the CustomResourceDefinitions.
-    Crds(commands::crds::CrdsArgs),
-    /// Run the Expensify Integration Server simulator on loopback from a seed YAML.
-    Simulator(commands::simulator::SimulatorArgs),
-    /// The simulator and examples/ end to end, in one process, with no setup.
-    Demo(commands::demo::DemoArgs),
-    /// Print a shell completion script: `source <(expensify-operator completions bash)`.
-    Completions(commands::completions::CompletionsArgs),
-}
+use expensify_operator::commands::cli::{Cli, Command};
+use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -25,6 +25,7 @@ macro_rules! outln {
 }
 
 pub mod apply;
+pub mod cli;
 pub mod common;
 pub mod completions;
 pub mod controller;
