@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use expensify_operator::commands;
 use expensify_operator::commands::cli::{Cli, Command};
 use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
@@ -12,7 +12,8 @@ use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
 async fn main() -> ExitCode {
     // A usage error exits 1, not clap's 2: for `plan`, 2 means "changes pending", and a
     // pipeline that accepts 2 must not take a mistyped flag for a plan.
-    let cli = match Cli::try_parse() {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match commands::cli::parse(&arguments) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
