@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
+        Command::State(args) => commands::state::run(args).await,
         Command::Crds(args) => commands::crds::run(&args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,

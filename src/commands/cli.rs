@@ -46,6 +46,8 @@ pub enum Command {
     Export(super::export::ExportArgs),
     /// Access review: every person, policy and role, and which object manages it.
     Review(super::review::ReviewArgs),
+    /// File mode's recorded state (the ledger): list it, show an object's, forget an object's.
+    State(super::state::StateArgs),
     /// Print the CustomResourceDefinitions.
     Crds(super::crds::CrdsArgs),
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.

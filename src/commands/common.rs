@@ -1,7 +1,7 @@
 //! Arguments several commands share, and how they become settings.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,39 +225,18 @@ impl FileArgs {
 
     /// Where the status signing key is looked for, for messages.
     pub fn status_key_path(&self) -> String {
-        let dir = self.secrets_dir.as_ref().map_or_else(
-            || "$EXPENSIFY_SECRETS_DIR".to_string(),
-            |d| d.display().to_string(),
-        );
-        format!("{dir}/{}/{STATUS_KEY_FILE}", self.status_key_secret)
+        status_key_path(self.secrets_dir.as_deref(), &self.status_key_secret)
     }
 
     /// The status directory of `target`'s repository, signed and verified when the key
     /// is there.
     fn signed_status_dir(&self, target: &Target) -> anyhow::Result<StatusDir> {
-        let unsigned = self.status_dir(target);
-        let key = find_status_key(self.secrets_dir.as_deref(), &self.status_key_secret)?;
-        match key {
-            Some(key) => Ok(StatusDir::signed(
-                unsigned.root(),
-                key,
-                self.adopt_unsigned_status,
-            )),
-            None if self.adopt_unsigned_status => anyhow::bail!(
-                "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
-                self.status_key_path()
-            ),
-            None => {
-                if unsigned.root().is_dir() {
-                    tracing::warn!(
-                        "the recorded state in {} is UNVERIFIED: no status signing key at {}, so an edited or replayed status file cannot be told apart",
-                        unsigned.root().display(),
-                        self.status_key_path()
-                    );
-                }
-                Ok(unsigned)
-            }
-        }
+        signed_status_dir(
+            self.status_dir(target),
+            self.secrets_dir.as_deref(),
+            &self.status_key_secret,
+            self.adopt_unsigned_status,
+        )
     }
 
     /// File mode over `target`'s repository.
@@ -270,6 +249,44 @@ impl FileArgs {
             endpoint_override: None,
             strict: self.strict,
         })
+    }
+}
+
+/// Where the status signing key `key_secret` is looked for under `secrets_dir`, for
+/// messages.
+pub fn status_key_path(secrets_dir: Option<&Path>, key_secret: &str) -> String {
+    let dir = secrets_dir.map_or_else(
+        || "$EXPENSIFY_SECRETS_DIR".to_string(),
+        |d| d.display().to_string(),
+    );
+    format!("{dir}/{key_secret}/{STATUS_KEY_FILE}")
+}
+
+/// `unsigned` signed and verified with the key `key_secret` under `secrets_dir` when it is
+/// there; without it, as it is (with a warning when it holds recorded state);
+/// `adopt` (`--adopt-unsigned-status`) needs the key.
+pub fn signed_status_dir(
+    unsigned: StatusDir,
+    secrets_dir: Option<&Path>,
+    key_secret: &str,
+    adopt: bool,
+) -> anyhow::Result<StatusDir> {
+    match find_status_key(secrets_dir, key_secret)? {
+        Some(key) => Ok(StatusDir::signed(unsigned.root(), key, adopt)),
+        None if adopt => anyhow::bail!(
+            "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
+            status_key_path(secrets_dir, key_secret)
+        ),
+        None => {
+            if unsigned.root().is_dir() {
+                tracing::warn!(
+                    "the recorded state in {} is UNVERIFIED: no status signing key at {}, so an edited or replayed status file cannot be told apart",
+                    unsigned.root().display(),
+                    status_key_path(secrets_dir, key_secret)
+                );
+            }
+            Ok(unsigned)
+        }
     }
 }
 

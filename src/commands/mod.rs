@@ -28,6 +28,7 @@ pub mod apply;
 pub mod cli;
 pub mod common;
 pub mod completions;
+pub mod confirm;
 pub mod controller;
 pub mod crds;
 pub mod demo;
@@ -35,6 +36,7 @@ pub mod export;
 pub mod plan;
 pub mod review;
 pub mod simulator;
+pub mod state;
 pub mod validate;
 pub mod watch;
 
