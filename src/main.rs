@@ -3,9 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 use expensify_operator::commands;
-use expensify_operator::commands::cli::{Cli, Command};
+use expensify_operator::commands::cli::{Cli, Command, GlobalArgs};
 use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
 
 #[tokio::main]
@@ -13,6 +13,20 @@ async fn main() -> ExitCode {
     // A usage error exits 1, not clap's 2: for `plan`, 2 means "changes pending", and a
     // pipeline that accepts 2 must not take a mistyped flag for a plan.
     let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Invoked as `kubectl-expensify`: the kubectl plugin's commands, not the operator's.
+    if commands::plugin::invoked_as_plugin(arguments.first().map(|a| a.as_os_str())) {
+        let plugin = match commands::plugin::PluginCli::try_parse_from(&arguments) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(u8::from(e.use_stderr()));
+            }
+        };
+        if let Err(code) = start_telemetry(&plugin.global, true) {
+            return code;
+        }
+        return finish(commands::plugin::run(plugin).await);
+    }
     let cli = match commands::cli::parse(&arguments) {
         Ok(cli) => cli,
         Err(e) => {
@@ -20,26 +34,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(u8::from(e.use_stderr()));
         }
     };
-    telemetry::set_colour(Colour {
-        choice: cli.color,
-        no_color_flag: cli.no_color,
-    });
-    let stderr_is_terminal = std::io::stderr().is_terminal();
-    let ansi = telemetry::colour_for(stderr_is_terminal);
     // The controller is a daemon whose syncs overlap: its progress stays in log lines.
     let interactive = !matches!(cli.command, Command::Controller(_));
-    if interactive
-        && progress::bars_wanted(
-            stderr_is_terminal,
-            cli.log_format == LogFormat::Human,
-            std::env::var("TERM").ok().as_deref(),
-        )
-    {
-        progress::install_bars();
-    }
-    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref(), ansi) {
-        eprintln!("error: {e}");
-        return ExitCode::from(1);
+    if let Err(code) = start_telemetry(&cli.global, interactive) {
+        return code;
     }
     let result = match cli.command {
         Command::Controller(args) => commands::controller::run(args).await,
@@ -55,6 +53,34 @@ async fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Completions(args) => commands::completions::run(&args, Cli::command()),
     };
+    finish(result)
+}
+
+/// Colour, progress bars (for `interactive` commands) and logging, as the global flags say.
+fn start_telemetry(global: &GlobalArgs, interactive: bool) -> Result<(), ExitCode> {
+    telemetry::set_colour(Colour {
+        choice: global.color,
+        no_color_flag: global.no_color,
+    });
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let ansi = telemetry::colour_for(stderr_is_terminal);
+    if interactive
+        && progress::bars_wanted(
+            stderr_is_terminal,
+            global.log_format == LogFormat::Human,
+            std::env::var("TERM").ok().as_deref(),
+        )
+    {
+        progress::install_bars();
+    }
+    telemetry::init_logging(global.log_format, global.log_level.as_deref(), ansi).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// The exit code of a command's result; an error is printed once, made safe for a terminal.
+fn finish(result: anyhow::Result<i32>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

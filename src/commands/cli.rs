@@ -13,6 +13,15 @@ use crate::telemetry::{ColourChoice, LogFormat};
 #[derive(Debug, Parser)]
 #[command(name = "expensify-operator", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, the kubectl plugin's too: how logs and results look.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "EXPENSIFY_OPERATOR_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -26,8 +35,6 @@ pub struct Cli {
     /// No colour on stderr or stdout (the same as NO_COLOR=1).
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,7 @@ pub mod crds;
 pub mod demo;
 pub mod export;
 pub mod plan;
+pub mod plugin;
 pub mod review;
 pub mod simulator;
 pub mod state;

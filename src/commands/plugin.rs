@@ -1,0 +1,173 @@
+//! `kubectl expensify`: the binary answers as a kubectl plugin when it is invoked as
+//! `kubectl-expensify` (a symlink, or krew's install), with the everyday cluster-mode
+//! verbs of `flux`: `reconcile` (a sync now), `suspend` and `resume`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+
+use crate::api::{ExpensifyConnector, PolicyAccess, RECONCILE_REQUESTED_AT};
+
+use super::cli::GlobalArgs;
+use super::controller::kubeconfig_client;
+
+/// The name kubectl finds a plugin by (`kubectl expensify ...` runs `kubectl-expensify`).
+pub const PLUGIN_NAME: &str = "kubectl-expensify";
+
+/// Whether the process was started as the kubectl plugin: argv[0]'s file name, without
+/// a Windows `.exe`.
+pub fn invoked_as_plugin(argv0: Option<&OsStr>) -> bool {
+    argv0
+        .map(Path::new)
+        .and_then(|path| path.file_name())
+        .and_then(OsStr::to_str)
+        .is_some_and(|name| name == PLUGIN_NAME || name == format!("{PLUGIN_NAME}.exe"))
+}
+
+/// `kubectl expensify`: cluster-mode objects from a person's terminal.
+#[derive(Debug, clap::Parser)]
+#[command(name = "kubectl expensify", bin_name = "kubectl expensify", version, about)]
+pub struct PluginCli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Namespace of the object [default: the kubeconfig context's namespace].
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file to use [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use [default: the kubeconfig's current-context].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Ask the controller for a sync now: sets the `expensify.gitops.dev/reconcile-requested-at`
+    /// annotation (as `flux reconcile` does); the controller syncs the object's connector.
+    Reconcile(ObjectArgs),
+    /// Freeze the object: `spec.suspend: true` (nothing is written for it, nothing it holds
+    /// is released).
+    Suspend(ObjectArgs),
+    /// Undo `suspend`: `spec.suspend: false`.
+    Resume(ObjectArgs),
+}
+
+/// One cluster object: its kind and name.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObjectArgs {
+    /// `connector` (ExpensifyConnector) or `policyaccess`.
+    #[arg(value_enum, value_name = "KIND")]
+    pub kind: ObjectKind,
+    /// The object's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// The kinds the plugin acts on, by the names a person types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectKind {
+    #[value(alias = "expensifyconnector", alias = "connectors")]
+    Connector,
+    #[value(alias = "policyaccesses", alias = "pa")]
+    Policyaccess,
+}
+
+impl ObjectKind {
+    fn kind(self) -> &'static str {
+        match self {
+            ObjectKind::Connector => "ExpensifyConnector",
+            ObjectKind::Policyaccess => "PolicyAccess",
+        }
+    }
+}
+
+pub async fn run(cli: PluginCli) -> anyhow::Result<i32> {
+    let client = kubeconfig_client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+    let namespace = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let (object, patch, done) = match &cli.command {
+        PluginCommand::Reconcile(object) => {
+            let at = Timestamp::now().to_string();
+            let patch = serde_json::json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: at}}});
+            (object, patch, format!("sync requested ({RECONCILE_REQUESTED_AT}={at})"))
+        }
+        PluginCommand::Suspend(object) => (
+            object,
+            serde_json::json!({"spec": {"suspend": true}}),
+            "suspended".to_string(),
+        ),
+        PluginCommand::Resume(object) => (
+            object,
+            serde_json::json!({"spec": {"suspend": false}}),
+            "resumed".to_string(),
+        ),
+    };
+    crate::names::check_label(&namespace).context("--namespace")?;
+    crate::names::check_subdomain(&object.name).context("NAME")?;
+    let what = format!("{} {namespace}/{}", object.kind.kind(), object.name);
+    match object.kind {
+        ObjectKind::Connector => {
+            merge_patch::<ExpensifyConnector>(&client, &namespace, &object.name, &patch)
+                .await
+                .map(drop)
+        }
+        ObjectKind::Policyaccess => {
+            merge_patch::<PolicyAccess>(&client, &namespace, &object.name, &patch)
+                .await
+                .map(drop)
+        }
+    }
+    .map_err(|e| match e {
+        kube::Error::Api(status) if status.code == 404 => {
+            anyhow::anyhow!("{what} not found")
+        }
+        e => anyhow::Error::new(e).context(format!("patching {what}")),
+    })?;
+    outln!("{what}: {done}");
+    Ok(0)
+}
+
+/// A JSON merge patch of one namespaced object (what `kubectl patch --type merge` sends).
+async fn merge_patch<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_is_found_by_its_file_name() {
+        assert!(invoked_as_plugin(Some(OsStr::new("kubectl-expensify"))));
+        assert!(invoked_as_plugin(Some(OsStr::new(
+            "/home/me/.krew/bin/kubectl-expensify"
+        ))));
+        assert!(invoked_as_plugin(Some(OsStr::new("kubectl-expensify.exe"))));
+        assert!(!invoked_as_plugin(Some(OsStr::new("expensify-operator"))));
+        assert!(!invoked_as_plugin(Some(OsStr::new("kubectl-expensify-old"))));
+        assert!(!invoked_as_plugin(None));
+    }
+}
