@@ -4,6 +4,7 @@
 
 use clap::CommandFactory;
 use expensify_operator::commands::cli::Cli;
+use expensify_operator::commands::plugin::PluginCli;
 
 /// Every subcommand path (`state forget`) and every long flag of `command`, recursively.
 fn names(command: &clap::Command, prefix: &str, found: &mut Vec<(String, String)>) {
@@ -28,10 +29,11 @@ fn names(command: &clap::Command, prefix: &str, found: &mut Vec<(String, String)
     }
 }
 
-/// What `command`'s definition has that `doc` never mentions.
-fn undocumented(command: &clap::Command, doc: &str) -> Vec<String> {
+/// What `command`'s definition has that `doc` never mentions; subcommands are looked for
+/// as `` `PREFIX NAME``.
+fn undocumented(command: &clap::Command, prefix: &str, doc: &str) -> Vec<String> {
     let mut found = Vec::new();
-    names(command, "", &mut found);
+    names(command, prefix, &mut found);
     found
         .into_iter()
         .filter(|(_, name)| !doc.contains(name.as_str()))
@@ -43,7 +45,19 @@ fn undocumented(command: &clap::Command, doc: &str) -> Vec<String> {
 fn every_subcommand_and_long_flag_is_in_docs_commands_md() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md"))
         .expect("docs/commands.md");
-    let missing = undocumented(&Cli::command(), &doc);
+    let missing = undocumented(&Cli::command(), "", &doc);
+    assert!(
+        missing.is_empty(),
+        "docs/commands.md does not mention: {}",
+        missing.join(", ")
+    );
+}
+
+#[test]
+fn every_kubectl_plugin_verb_and_long_flag_is_in_docs_commands_md() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md"))
+        .expect("docs/commands.md");
+    let missing = undocumented(&PluginCli::command(), "kubectl expensify", &doc);
     assert!(
         missing.is_empty(),
         "docs/commands.md does not mention: {}",
@@ -60,11 +74,11 @@ fn an_undocumented_flag_or_subcommand_is_found() {
                 .subcommand(clap::Command::new("forget").arg(clap::Arg::new("yes").long("yes"))),
         );
     assert_eq!(
-        undocumented(&command, "`state` and `state forget`, --shown"),
+        undocumented(&command, "", "`state` and `state forget`, --shown"),
         vec!["--yes (of `state forget`)".to_string()]
     );
     assert_eq!(
-        undocumented(&command, "--shown --yes `state"),
+        undocumented(&command, "", "--shown --yes `state"),
         vec!["`state forget (of `state forget`)".to_string()]
     );
 }

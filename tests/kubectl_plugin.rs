@@ -92,10 +92,11 @@ async fn reconcile_annotates_the_object_for_a_sync_now() {
     let output = plugin.run(&["reconcile", "connector", "acme"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     let connector = double.get(Kind::Connector, "finance", "acme").unwrap();
-    let requested = connector["metadata"]["annotations"]["expensify.gitops.dev/reconcile-requested-at"]
-        .as_str()
-        .unwrap_or_else(|| panic!("annotated: {connector}"))
-        .to_string();
+    let requested =
+        connector["metadata"]["annotations"]["expensify.gitops.dev/reconcile-requested-at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("annotated: {connector}"))
+            .to_string();
     assert!(
         requested.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
         "{requested}"
@@ -106,13 +107,19 @@ async fn reconcile_annotates_the_object_for_a_sync_now() {
             "ExpensifyConnector finance/acme: sync requested (expensify.gitops.dev/reconcile-requested-at={requested})\n"
         )
     );
-    assert_eq!(connector["spec"]["adminEmail"], "it-admin@acme.example", "nothing else changed");
+    assert_eq!(
+        connector["spec"]["adminEmail"], "it-admin@acme.example",
+        "nothing else changed"
+    );
 
-    let output = plugin.run(&["reconcile", "pa", "team", "-n", "finance"]).await;
+    let output = plugin
+        .run(&["reconcile", "pa", "team", "-n", "finance"])
+        .await;
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
     let access = double.get(Kind::Access, "finance", "team").unwrap();
     assert!(
-        access["metadata"]["annotations"]["expensify.gitops.dev/reconcile-requested-at"].is_string(),
+        access["metadata"]["annotations"]["expensify.gitops.dev/reconcile-requested-at"]
+            .is_string(),
         "{access}"
     );
 }
@@ -135,11 +142,17 @@ async fn suspend_and_resume_patch_spec_suspend() {
 
     let output = plugin.run(&["resume", "policyaccess", "team"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
-    assert_eq!(double.get(Kind::Access, "finance", "team").unwrap()["spec"]["suspend"], false);
+    assert_eq!(
+        double.get(Kind::Access, "finance", "team").unwrap()["spec"]["suspend"],
+        false
+    );
 
     let output = plugin.run(&["suspend", "connector", "acme"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", said(&output));
-    assert_eq!(double.get(Kind::Connector, "finance", "acme").unwrap()["spec"]["suspend"], true);
+    assert_eq!(
+        double.get(Kind::Connector, "finance", "acme").unwrap()["spec"]["suspend"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +161,9 @@ async fn a_missing_object_or_namespace_is_named() {
     objects(&double).await;
     let plugin = Plugin::new(&double);
 
-    let output = plugin.run(&["suspend", "connector", "acme", "-n", "sales"]).await;
+    let output = plugin
+        .run(&["suspend", "connector", "acme", "-n", "sales"])
+        .await;
     assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(
         said(&output).contains("ExpensifyConnector sales/acme not found"),
@@ -156,8 +171,17 @@ async fn a_missing_object_or_namespace_is_named() {
         said(&output)
     );
     let output = plugin.run(&["resume", "deployment", "acme"]).await;
-    assert_eq!(output.status.code(), Some(1), "a usage error: {}", said(&output));
-    assert!(said(&output).contains("possible values: connector, policyaccess"), "{}", said(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a usage error: {}",
+        said(&output)
+    );
+    assert!(
+        said(&output).contains("possible values: connector, policyaccess"),
+        "{}",
+        said(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,5 +192,111 @@ async fn under_its_own_name_the_binary_has_no_plugin_verbs() {
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(said(&output).contains("unrecognized subcommand 'suspend'"), "{}", said(&output));
+    assert!(
+        said(&output).contains("unrecognized subcommand 'suspend'"),
+        "{}",
+        said(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_plans_the_cluster_objects_and_writes_nothing() {
+    use base64::Engine;
+    use support::{ADMIN_ID, ADMIN_SECRET, FINANCE, start, unlimited_seed, updates};
+    let sim = start(&unlimited_seed()).await;
+    let double = ApiServerDouble::start().await;
+    let client = double.client();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    create(
+        &client,
+        "/api/v1/namespaces/finance/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "expensify-credentials", "namespace": "finance"},
+            "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
+    )
+    .await;
+    create(
+        &client,
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/expensifyconnectors",
+        json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+            "metadata": {"name": "acme", "namespace": "finance"},
+            "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}}),
+    )
+    .await;
+    create(
+        &client,
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/policyaccesses",
+        json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+            "metadata": {"name": "team", "namespace": "finance"},
+            "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [{"email": "new@acme.example", "role": "auditor"}]}}),
+    )
+    .await;
+    let plugin = Plugin::new(&double);
+    let writes_before = double
+        .requests_seen()
+        .iter()
+        .filter(|(method, _)| method != "GET")
+        .count();
+
+    let output = plugin
+        .run(&["diff", "--allowed-endpoints", &sim.endpoint()])
+        .await;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "changes pending: {}",
+        said(&output)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("+ new@acme.example") && shown.contains("by finance/team"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 1 to grant, 0 to change, 0 to revoke."),
+        "{shown}"
+    );
+    assert_eq!(updates(&sim), 0, "no Expensify write");
+    assert_eq!(
+        double
+            .requests_seen()
+            .iter()
+            .filter(|(method, _)| method != "GET")
+            .count(),
+        writes_before,
+        "no cluster write: {:?}",
+        double.requests_seen()
+    );
+    assert!(
+        !said(&output).contains(ADMIN_SECRET),
+        "the secret is never printed"
+    );
+
+    // Another namespace's connectors only with -A; none in `sales`.
+    let none = plugin
+        .run(&[
+            "diff",
+            "-n",
+            "sales",
+            "--allowed-endpoints",
+            &sim.endpoint(),
+        ])
+        .await;
+    assert_eq!(none.status.code(), Some(1), "{}", said(&none));
+    assert!(
+        said(&none).contains("no ExpensifyConnector in namespace sales"),
+        "{}",
+        said(&none)
+    );
+    let every = plugin
+        .run(&[
+            "diff",
+            "-n",
+            "sales",
+            "-A",
+            "--allowed-endpoints",
+            &sim.endpoint(),
+        ])
+        .await;
+    assert_eq!(every.status.code(), Some(2), "{}", said(&every));
 }

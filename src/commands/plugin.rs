@@ -1,20 +1,34 @@
 //! `kubectl expensify`: the binary answers as a kubectl plugin when it is invoked as
 //! `kubectl-expensify` (a symlink, or krew's install), with the everyday cluster-mode
-//! verbs of `flux`: `reconcile` (a sync now), `suspend` and `resume`.
+//! verbs of `flux`: `reconcile` (a sync now), `suspend`, `resume` and `diff`.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 
-use crate::api::{ExpensifyConnector, PolicyAccess, RECONCILE_REQUESTED_AT};
+use crate::api::{
+    ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
+    RECONCILE_REQUESTED_AT,
+};
+use crate::cluster::kube_io::{SecretLookup, read_secret};
+use crate::expensify::Credentials;
+use crate::files::loader::Manifests;
+use crate::files::{PassReport, failures, render};
+use crate::reconcile::executor::{WriteAhead, WriteRefused};
+use crate::reconcile::sync::{Store, sync};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, SyncRequest};
 
 use super::cli::GlobalArgs;
+use super::common::{ClientArgs, stdout_style};
 use super::controller::kubeconfig_client;
+use super::plan;
 
 /// The name kubectl finds a plugin by (`kubectl expensify ...` runs `kubectl-expensify`).
 pub const PLUGIN_NAME: &str = "kubectl-expensify";
@@ -31,7 +45,12 @@ pub fn invoked_as_plugin(argv0: Option<&OsStr>) -> bool {
 
 /// `kubectl expensify`: cluster-mode objects from a person's terminal.
 #[derive(Debug, clap::Parser)]
-#[command(name = "kubectl expensify", bin_name = "kubectl expensify", version, about)]
+#[command(
+    name = "kubectl expensify",
+    bin_name = "kubectl expensify",
+    version,
+    about
+)]
 pub struct PluginCli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -58,6 +77,21 @@ pub enum PluginCommand {
     Suspend(ObjectArgs),
     /// Undo `suspend`: `spec.suspend: false`.
     Resume(ObjectArgs),
+    /// What the controller would change now, as `plan` prints it (as `flux diff`): reads the
+    /// connectors, every PolicyAccess and each connector's Secret with your kubeconfig, and
+    /// Expensify; writes nothing to Expensify or to the cluster. Exit 0 in sync, 2 changes
+    /// pending, 1 on error or when anything would be Blocked.
+    Diff(DiffArgs),
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// The connectors of every namespace, not only of --namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// One cluster object: its kind and name.
@@ -95,11 +129,21 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<i32> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
+    crate::names::check_label(&namespace).context("--namespace")?;
     let (object, patch, done) = match &cli.command {
+        PluginCommand::Diff(args) => {
+            let only = (!args.all_namespaces).then_some(namespace.as_str());
+            return diff(&client, only, args).await;
+        }
         PluginCommand::Reconcile(object) => {
             let at = Timestamp::now().to_string();
-            let patch = serde_json::json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: at}}});
-            (object, patch, format!("sync requested ({RECONCILE_REQUESTED_AT}={at})"))
+            let patch =
+                serde_json::json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: at}}});
+            (
+                object,
+                patch,
+                format!("sync requested ({RECONCILE_REQUESTED_AT}={at})"),
+            )
         }
         PluginCommand::Suspend(object) => (
             object,
@@ -112,7 +156,6 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<i32> {
             "resumed".to_string(),
         ),
     };
-    crate::names::check_label(&namespace).context("--namespace")?;
     crate::names::check_subdomain(&object.name).context("NAME")?;
     let what = format!("{} {namespace}/{}", object.kind.kind(), object.name);
     match object.kind {
@@ -135,6 +178,132 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<i32> {
     })?;
     outln!("{what}: {done}");
     Ok(0)
+}
+
+/// `diff`: the connectors of `namespace` (all when `None`) planned as `plan` plans a
+/// repository, over every connector and PolicyAccess in the cluster, dry run.
+async fn diff(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    args: &DiffArgs,
+) -> anyhow::Result<i32> {
+    let clients = args.client.clients()?;
+    let connectors: Vec<ConnectorObject> = Api::<ExpensifyConnector>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing ExpensifyConnectors in every namespace")?
+        .items
+        .iter()
+        .map(ConnectorObject::from_resource)
+        .collect();
+    let accesses: Vec<AccessObject> = Api::<PolicyAccess>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing PolicyAccess objects in every namespace")?
+        .items
+        .iter()
+        .map(AccessObject::from_resource)
+        .collect();
+    let store = ReadOnly {
+        client: client.clone(),
+    };
+    let now = Timestamp::now();
+    let mut syncs = Vec::new();
+    for connector in connectors
+        .iter()
+        .filter(|c| namespace.is_none_or(|ns| c.key.namespace == ns))
+    {
+        let request = SyncRequest {
+            connector,
+            connectors: &connectors,
+            accesses: &accesses,
+            now,
+            inventory_complete: true,
+            dry_run: true,
+            write_ahead: None,
+            reviewed: None,
+        };
+        syncs.push(sync(request, &clients, &store).await);
+    }
+    if syncs.is_empty() {
+        anyhow::bail!(
+            "no ExpensifyConnector in {}",
+            namespace.map_or_else(
+                || "any namespace".to_string(),
+                |ns| format!("namespace {ns} (-A for every namespace)")
+            )
+        );
+    }
+    let report = PassReport {
+        manifests: Manifests::default(),
+        syncs,
+        unattached: Vec::new(),
+        sources: BTreeMap::new(),
+        stopped: false,
+    };
+    let shown = failures::without_repeats(report.clone());
+    out!("{}", render::plan_text(&shown, stdout_style()));
+    Ok(if report.has_errors() || report.has_blocked() {
+        plan::FAILED
+    } else if report.pending_changes() > 0 {
+        plan::CHANGES_PENDING
+    } else {
+        plan::IN_SYNC
+    })
+}
+
+/// `diff`'s store: credentials from the connector's Secret; every write refused (a dry run
+/// asks for none).
+struct ReadOnly {
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for ReadOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadOnly")
+    }
+}
+
+/// Why `diff` refuses a write: it never writes.
+const READ_ONLY: &str = "kubectl expensify diff writes nothing";
+
+impl WriteAhead for ReadOnly {
+    fn save<'a>(
+        &'a self,
+        _statuses: &'a BTreeMap<ObjectKey, PolicyAccessStatus>,
+        _connector: Option<&'a ExpensifyConnectorStatus>,
+    ) -> BoxFuture<'a, Result<(), WriteRefused>> {
+        Box::pin(std::future::ready(Err(WriteRefused(READ_ONLY.to_string()))))
+    }
+}
+
+impl Store for ReadOnly {
+    fn credentials<'a>(
+        &'a self,
+        connector: &'a ConnectorObject,
+    ) -> BoxFuture<'a, Result<Credentials, String>> {
+        Box::pin(async move {
+            match read_secret(
+                &self.client,
+                &connector.key.namespace,
+                &connector.spec.credentials_secret_ref,
+            )
+            .await
+            {
+                Ok(SecretLookup::Found { credentials, .. }) => Ok(credentials),
+                Ok(SecretLookup::Unusable(message)) => Err(message),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn save_connector_status<'a>(
+        &'a self,
+        _connector: &'a ConnectorObject,
+        _status: &'a ExpensifyConnectorStatus,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Err(READ_ONLY.to_string())))
+    }
 }
 
 /// A JSON merge patch of one namespaced object (what `kubectl patch --type merge` sends).
@@ -167,7 +336,9 @@ mod tests {
         ))));
         assert!(invoked_as_plugin(Some(OsStr::new("kubectl-expensify.exe"))));
         assert!(!invoked_as_plugin(Some(OsStr::new("expensify-operator"))));
-        assert!(!invoked_as_plugin(Some(OsStr::new("kubectl-expensify-old"))));
+        assert!(!invoked_as_plugin(Some(OsStr::new(
+            "kubectl-expensify-old"
+        ))));
         assert!(!invoked_as_plugin(None));
     }
 }
