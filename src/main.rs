@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     // pipeline that accepts 2 must not take a mistyped flag for a plan.
     let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Invoked as `kubectl-expensify`: the kubectl plugin's commands, not the operator's.
-    if commands::plugin::invoked_as_plugin(arguments.first().map(|a| a.as_os_str())) {
+    if commands::plugin::invoked_as_plugin(arguments.first().map(std::ffi::OsString::as_os_str)) {
         let plugin = match commands::plugin::PluginCli::try_parse_from(&arguments) {
             Ok(plugin) => plugin,
             Err(e) => {
