@@ -30,6 +30,7 @@ fn world() -> (ConnectorObject, Vec<AccessObject>, Observed) {
             },
             endpoint: expensify_operator::expensify::DEFAULT_ENDPOINT.into(),
             admin_email: "admin@bench.example".into(),
+            owners: Vec::new(),
             sync_interval: "10m".into(),
             max_revocations_per_sync: 100_000,
             protected_emails: vec![],
@@ -128,6 +129,7 @@ fn benches(c: &mut Criterion) {
         observed: &observed,
         now,
         inventory_complete: true,
+        scope: expensify_operator::reconcile::plan::Scope::Everything,
     };
     let result = plan(input);
     eprintln!(

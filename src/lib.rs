@@ -1,7 +1,8 @@
 //! expensify-operator: keeps Expensify policy membership where git says it should be.
 //!
 //! The crate is one library with a thin binary: `main.rs` parses arguments and calls into
-//! [`commands`]. Expensify is reached only through [`expensify`]; [`simulator`] is the
+//! [`commands`]. The rules are the pure [`reconcile`]; [`sync`] runs them against Expensify,
+//! which is reached only through [`expensify`]; [`simulator`] is the
 //! loopback double of the Integration Server used by tests, benchmarks and the demo.
 
 pub mod api;
@@ -14,4 +15,5 @@ pub mod names;
 pub mod reconcile;
 pub mod sanitize;
 pub mod simulator;
+pub mod sync;
 pub mod telemetry;

@@ -231,14 +231,19 @@ async fn export_to_a_directory_writes_one_file_per_policy_then_plan_is_in_sync()
 async fn review_lists_every_access_in_each_format() {
     let sim = start(&unlimited_seed()).await;
     let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    repo.connector("  owners: [IT-Admin@acme.example, sec-lead@acme.example]\n");
     let dir = repo.path().to_str().unwrap();
     let csv = run(&sim.endpoint(), &["review", dir, "-o", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
-    assert!(csv.starts_with("connector,policyID,policyName,email,role,managedBy,note\n"));
+    assert!(
+        csv.starts_with(
+            "connector,policyID,policyName,email,role,managedBy,note,connectorOwners\n"
+        )
+    );
     assert!(
         csv.contains(
-            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner"
+            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner,it-admin@acme.example sec-lead@acme.example\n"
         ),
         "{csv}"
     );
@@ -248,6 +253,47 @@ async fn review_lists_every_access_in_each_format() {
     assert_eq!(rows.len(), csv.lines().count() - 1);
     let markdown = run(&sim.endpoint(), &["review", dir]).await;
     assert!(String::from_utf8_lossy(&markdown.stdout).contains("| connector | policyID |"));
+}
+
+/// `spec.owners`: shown in the plan, warned about by `validate` when absent, refused
+/// when not emails.
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_owners_are_shown_in_the_plan_and_checked_by_validate() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let validate = run(&sim.endpoint(), &["validate", dir]).await;
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
+    assert!(
+        text(&validate).contains("spec.owners") && text(&validate).contains("is empty"),
+        "{}",
+        text(&validate)
+    );
+
+    repo.connector("  owners: [it-admin@acme.example, sec-lead@acme.example]\n");
+    let plan = run(&sim.endpoint(), &["plan", dir]).await;
+    assert!(
+        String::from_utf8_lossy(&plan.stdout)
+            .contains("owners: it-admin@acme.example, sec-lead@acme.example"),
+        "{}",
+        text(&plan)
+    );
+    let json = run(&sim.endpoint(), &["plan", dir, "-o", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        json["connectors"][0]["status"]["owners"],
+        serde_json::json!(["it-admin@acme.example", "sec-lead@acme.example"]),
+        "{json}"
+    );
+
+    repo.connector("  owners: [not-an-email]\n");
+    let validate = run(&sim.endpoint(), &["validate", dir]).await;
+    assert_eq!(validate.status.code(), Some(1), "{}", text(&validate));
+    assert!(
+        text(&validate).contains("spec.owners[0]"),
+        "{}",
+        text(&validate)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1360,8 +1360,14 @@ async fn a_deletion_whose_secret_is_gone_is_settled_with_the_last_good_credentia
     assert!(has_member(&sim, "alice@acme.example"));
 
     // The namespace goes: the Secret at once, the PolicyAccess waits on its finalizer.
+    // Meanwhile another object asks for a newcomer: held credentials settle deletions only.
     let deleting = team_holding_alice(true);
-    api.cache(vec![deleting.clone()]);
+    let newcomer = access_json(
+        "newcomer",
+        finance(json!([{"email": "newbie@acme.example"}]), "Additive"),
+        json!({"finalizers": ["expensify.gitops.dev/finalizer"]}),
+    );
+    api.cache(vec![deleting.clone(), newcomer]);
     let second = tokio::spawn(connector_controller::reconcile_connector(
         connector,
         ctx.clone(),
@@ -1372,6 +1378,10 @@ async fn a_deletion_whose_secret_is_gone_is_settled_with_the_last_good_credentia
     assert!(
         !has_member(&sim, "alice@acme.example"),
         "revoked, not orphaned"
+    );
+    assert!(
+        !has_member(&sim, "newbie@acme.example"),
+        "nothing is granted on credentials whose Secret is gone"
     );
     assert!(finalizer_released(&calls, TEAM), "{calls:#?}");
     let connector_status = status_patches(&calls, ACME);

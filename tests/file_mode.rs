@@ -689,6 +689,7 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
             .unwrap()
             .has_errors()
     );
+    let newest = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, &old).unwrap();
     let report = signed(&repo, false).pass(Run::Plan).await.unwrap();
     assert!(
@@ -697,7 +698,7 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
         problems(&report)
     );
     // Restored, it verifies again.
-    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, &newest).unwrap();
     assert!(
         !signed(&repo, false)
             .pass(Run::Apply)
@@ -720,6 +721,87 @@ async fn an_older_signed_file_put_back_is_refused_even_after_its_object_is_gone(
         problems(&report)
     );
     assert_eq!(report.pending_changes(), 0, "{report:#?}");
+}
+
+/// Review finding 3: a status file deleted by hand (or lost by a checkout) made the
+/// operator forget what its object gave, silently: the people stayed for good. The index
+/// marks the removals the operator makes, so any other is noticed.
+#[tokio::test]
+async fn a_status_file_deleted_by_hand_is_noticed_not_forgotten() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "temp",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: temp@acme.example}\n",
+    );
+    repo.access(
+        "other",
+        CONTRACTORS,
+        "Additive",
+        "    - {email: other@acme.example}\n",
+    );
+    let first = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(!first.has_errors(), "{}", problems(&first));
+    let temp_there = || {
+        roster(&sim, CONTRACTORS)
+            .iter()
+            .any(|(e, _)| e == "temp@acme.example")
+    };
+    assert!(temp_there());
+
+    // The file goes, and the pull request drops temp@: without the ledger nobody would
+    // ever take temp@ back. The pass says so and changes nothing.
+    let path = status_file(&repo, "temp");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    repo.access("temp", CONTRACTORS, "Additive", "");
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    let said = problems(&report);
+    assert!(report.has_errors());
+    assert!(
+        said.contains("PolicyAccess finance/temp")
+            && said.contains("never removed it, and it is gone")
+            && said.contains("state forget"),
+        "{said}"
+    );
+    assert!(temp_there(), "nothing is taken back on a missing ledger");
+    assert!(!path.exists(), "no new ledger is written over the loss");
+
+    // Manifest and file both gone: still noticed (the object's grants are not orphaned
+    // in silence).
+    repo.remove("temp.yaml");
+    let report = signed(&repo, false).pass(Run::Plan).await.unwrap();
+    assert!(
+        problems(&report).contains("finance/temp"),
+        "{}",
+        problems(&report)
+    );
+
+    // Restored from history, the ledger drives the release again.
+    std::fs::write(&path, &saved).unwrap();
+    let report = signed(&repo, false).pass(Run::Apply).await.unwrap();
+    assert!(!report.has_errors(), "{}", problems(&report));
+    assert!(!temp_there(), "the deleted object's grant is taken back");
+    assert!(!path.exists(), "the operator removed it, and marked so");
+    let again = signed(&repo, false).pass(Run::Plan).await.unwrap();
+    assert!(!again.has_errors(), "{}", problems(&again));
+
+    // A person who says so (`--adopt-unsigned-status`) takes the loss once, for good.
+    std::fs::remove_file(status_file(&repo, "other")).unwrap();
+    assert!(
+        signed(&repo, false)
+            .pass(Run::Plan)
+            .await
+            .unwrap()
+            .has_errors()
+    );
+    let adopted = signed(&repo, true).pass(Run::Apply).await.unwrap();
+    assert!(!adopted.has_errors(), "{}", problems(&adopted));
+    let after = signed(&repo, false).pass(Run::Plan).await.unwrap();
+    assert!(!after.has_errors(), "{}", problems(&after));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 //! namespace), raises with hand-off, releases to an ObserveOnly holder and the rest arise
 //! from the draws by themselves.
 //!
-//! Each step runs through `reconcile::sync::sync`, with statuses saved as each mode saves
+//! Each step runs through `sync::sync`, with statuses saved as each mode saves
 //! them:
 //! - file mode: `FileMode::pass` over a manifest directory and its status directory;
 //! - cluster mode: `connector_controller::reconcile_connector` (then

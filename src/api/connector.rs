@@ -68,6 +68,12 @@ pub struct ExpensifyConnectorSpec {
     pub endpoint: String,
     /// The Expensify account behind the credentials; never revoked or demoted.
     pub admin_email: String,
+    /// The people answerable for this connector (at most 20 emails): the default
+    /// approvers of access requests on its policies, and the people told when it needs
+    /// setup. Shown in its status, in plans and in reviews.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub owners: Vec<String>,
     /// Drift check period, e.g. `10m`, `1h`; between `10s` and `24h`.
     #[serde(default = "default_sync_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = 32))]
@@ -215,6 +221,9 @@ pub struct ExpensifyConnectorStatus {
     pub policies: Vec<PolicyInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `spec.owners` as the last sync read them (normalized emails): who to ask.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
     /// The last `reconcile-requested-at` annotation value handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
@@ -260,6 +269,7 @@ mod tests {
             },
             endpoint: default_endpoint(),
             admin_email: "admin@acme.example".into(),
+            owners: Vec::new(),
             sync_interval: sync_interval.into(),
             max_revocations_per_sync: default_max_revocations(),
             protected_emails: Vec::new(),

@@ -22,10 +22,11 @@ use crate::api::{
 };
 use crate::expensify::Credentials;
 use crate::reconcile::digest;
-use crate::reconcile::executor::{WriteAhead, WriteRefused};
-use crate::reconcile::sync::{Store, jitter, next_sync, reads_credentials};
-use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest};
-use crate::reconcile::{ChangeKind, ChangeResult};
+use crate::reconcile::{AccessObject, ChangeKind, ConnectorObject, ObjectKey, Scope};
+use crate::sync::{
+    ChangeResult, Store, SyncReport, SyncRequest, WriteAhead, WriteRefused, jitter, next_sync,
+    reads_credentials,
+};
 use futures::future::BoxFuture;
 
 /// How often a standby replica checks whether it became the leader.
@@ -363,7 +364,7 @@ fn after_credentials_used(
     }
 }
 
-/// The sync itself (see [`crate::reconcile::sync`]), with the cluster as its store.
+/// The sync itself (see [`crate::sync`]), with the cluster as its store.
 async fn sync(
     ctx: &Context,
     connector: &ExpensifyConnector,
@@ -394,13 +395,19 @@ async fn sync(
         accesses: &objects,
         now: Timestamp::now(),
         inventory_complete: true,
+        // Credentials held in memory while the Secret cannot be used settle deletions
+        // and nothing else.
+        scope: match credentials {
+            SyncCredentials::Held(_) => Scope::DeletionsOnly,
+            SyncCredentials::Secret(_) | SyncCredentials::Missing(_) => Scope::Everything,
+        },
         dry_run: false,
         write_ahead: None,
         reviewed: None,
     };
     // Every Expensify write of this sync asks its term first, right before it is sent.
     let clients = ctx.expensify.with_write_gate(Arc::new(term.clone()));
-    crate::reconcile::sync::sync(request, &clients, &store).await
+    crate::sync::sync(request, &clients, &store).await
 }
 
 /// The connector's `in-use` finalizer: held while any PolicyAccess refers to it, so that

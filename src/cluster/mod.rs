@@ -2,7 +2,7 @@
 //!
 //! - `connector_controller`: one reconcile per `ExpensifyConnector` syncs every PolicyAccess
 //!   that uses it (read inputs from the caches, prepare finalizers, the shared
-//!   `reconcile::sync` with the cluster as its store, write changed statuses back, Events,
+//!   `sync::sync` with the cluster as its store, write changed statuses back, Events,
 //!   finalizers);
 //! - `access_controller`: PolicyAccess objects no connector takes (missing or not allowing
 //!   their namespace), and their deletions;

@@ -150,7 +150,7 @@ mod tests {
         );
         readiness.set_ready();
         assert_eq!(get(addr, "/readyz").await.0, 200);
-        let report = crate::reconcile::SyncReport {
+        let report = crate::sync::SyncReport {
             connector: crate::reconcile::ObjectKey::new("finance", "acme"),
             connector_status: Default::default(),
             plan: Default::default(),

@@ -133,6 +133,13 @@ pub struct FileArgs {
     /// unsigned. Needs the key.
     #[arg(long)]
     pub adopt_unsigned_status: bool,
+    /// A file outside the repository where the status index's generation is remembered
+    /// (MAC'd with the status key), so a rollback of the whole status directory to an
+    /// older commit (every file with its index) is noticed and nothing is taken back on
+    /// its word. Keep it where every run of the writer sees it (a volume, not a cache
+    /// that can be evicted). Needs the key.
+    #[arg(long, value_name = "FILE", env = "EXPENSIFY_STATUS_ANCHOR")]
+    pub status_anchor: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -172,6 +179,33 @@ impl SigningArgs {
         );
         Ok(())
     }
+}
+
+/// `--status-anchor`, checked to be outside the repository at `root` (an anchor that is
+/// rolled back with the directory it guards guards nothing), as an absolute path.
+fn outside_repository(anchor: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+    let name = anchor
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("--status-anchor {}: names no file", anchor.display()))?;
+    let parent = match anchor.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "--status-anchor {}: its directory cannot be used ({e})",
+            anchor.display()
+        )
+    })?;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    if parent.starts_with(&root) {
+        anyhow::bail!(
+            "--status-anchor {} is inside the repository {}: it would be rolled back with the status directory it guards; keep it outside (a volume of the runner)",
+            anchor.display(),
+            root.display()
+        );
+    }
+    Ok(parent.join(name))
 }
 
 /// A file given where only a whole repository will do.
@@ -236,6 +270,8 @@ impl FileArgs {
             self.secrets_dir.as_deref(),
             &self.status_key_secret,
             self.adopt_unsigned_status,
+            self.status_anchor.as_deref(),
+            &target.root,
         )
     }
 
@@ -263,16 +299,29 @@ pub fn status_key_path(secrets_dir: Option<&Path>, key_secret: &str) -> String {
 }
 
 /// `unsigned` signed and verified with the key `key_secret` under `secrets_dir` when it is
-/// there; without it, as it is (with a warning when it holds recorded state);
-/// `adopt` (`--adopt-unsigned-status`) needs the key.
+/// there, its index's generation also remembered in `anchor` (outside the repository at
+/// `root`); without the key, as it is (with a warning when it holds recorded state);
+/// `adopt` (`--adopt-unsigned-status`) and `anchor` need the key.
 pub fn signed_status_dir(
     unsigned: StatusDir,
     secrets_dir: Option<&Path>,
     key_secret: &str,
     adopt: bool,
+    anchor: Option<&Path>,
+    root: &Path,
 ) -> anyhow::Result<StatusDir> {
     match find_status_key(secrets_dir, key_secret)? {
-        Some(key) => Ok(StatusDir::signed(unsigned.root(), key, adopt)),
+        Some(key) => {
+            let signed = StatusDir::signed(unsigned.root(), key, adopt);
+            Ok(match anchor {
+                Some(anchor) => signed.with_anchor(outside_repository(anchor, root)?),
+                None => signed,
+            })
+        }
+        None if anchor.is_some() => anyhow::bail!(
+            "--status-anchor is MAC'd with the status signing key: no file {}",
+            status_key_path(secrets_dir, key_secret)
+        ),
         None if adopt => anyhow::bail!(
             "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
             status_key_path(secrets_dir, key_secret)

@@ -237,6 +237,7 @@ fn connector(target: &ExportTarget) -> ExpensifyConnector {
             credentials_secret_ref: target.secret.clone(),
             endpoint: target.endpoint.clone(),
             admin_email: target.admin_email.clone(),
+            owners: Vec::new(),
             sync_interval: crate::api::DEFAULT_SYNC_INTERVAL_TEXT.into(),
             max_revocations_per_sync: 10,
             protected_emails: Vec::new(),
@@ -376,7 +377,7 @@ fn target_from_dir(
         );
     };
     let object = crate::reconcile::ConnectorObject::from_resource(&loaded.object);
-    let problems = crate::reconcile::sync::preflight(&object, clients);
+    let problems = crate::sync::preflight(&object, clients);
     if !problems.is_empty() {
         anyhow::bail!(
             "{} ({}): {}",

@@ -21,9 +21,8 @@ use crate::cluster::kube_io::{SecretLookup, read_secret};
 use crate::expensify::Credentials;
 use crate::files::loader::Manifests;
 use crate::files::{PassReport, failures, render};
-use crate::reconcile::executor::{WriteAhead, WriteRefused};
-use crate::reconcile::sync::{Store, sync};
-use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, SyncRequest};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, Scope};
+use crate::sync::{Store, SyncRequest, WriteAhead, WriteRefused, sync};
 
 use super::cli::GlobalArgs;
 use super::common::{ClientArgs, stdout_style};
@@ -219,6 +218,8 @@ async fn diff(
             accesses: &accesses,
             now,
             inventory_complete: true,
+            // As the controller plans with the Secret's credentials (not held ones).
+            scope: Scope::Everything,
             dry_run: true,
             write_ahead: None,
             reviewed: None,

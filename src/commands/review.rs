@@ -12,8 +12,8 @@ use super::common::{FileArgs, NamespaceArgs, selection};
 use crate::email;
 use crate::files::select::Picked;
 use crate::files::{PassReport, Run};
-use crate::reconcile::SyncReport;
 use crate::sanitize;
+use crate::sync::SyncReport;
 
 /// Arguments of `review`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +51,9 @@ pub struct ReviewRow {
     pub managed_by: String,
     /// `owner`, `admin` (the connector's account), `protected`, or empty.
     pub note: String,
+    /// The connector's owners (`spec.owners`), space-separated: who answers for this
+    /// access in the review.
+    pub connector_owners: String,
 }
 
 /// The rows of a review, from a read-only pass.
@@ -66,6 +69,7 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
             continue;
         };
         let askers = askers_by_policy(report, sync, now);
+        let connector_owners = sync.connector_status.owners.join(" ");
         let admin = email::normalize(&connector.object.spec.admin_email);
         let protected: Vec<String> = connector
             .object
@@ -101,6 +105,7 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
                     email: person,
                     role: entry.role.clone(),
                     managed_by,
+                    connector_owners: connector_owners.clone(),
                 });
             }
         }
@@ -153,7 +158,7 @@ fn askers_by_policy<'a>(
 
 /// Renders the rows.
 pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
-    const HEADER: [&str; 7] = [
+    const HEADER: [&str; 8] = [
         "connector",
         "policyID",
         "policyName",
@@ -161,6 +166,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
         "role",
         "managedBy",
         "note",
+        "connectorOwners",
     ];
     let fields = |r: &ReviewRow| {
         [
@@ -171,6 +177,7 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
             r.role.clone(),
             r.managed_by.clone(),
             r.note.clone(),
+            r.connector_owners.clone(),
         ]
     };
     match format {
@@ -272,6 +279,7 @@ mod tests {
             role: "@SUM(A1)".into(),
             managed_by: "unmanaged".into(),
             note: String::new(),
+            connector_owners: "=cmd@acme.example".into(),
         }
     }
 
@@ -281,7 +289,7 @@ mod tests {
         let row = csv.split_once('\n').unwrap().1;
         assert_eq!(
             row,
-            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,\n"
+            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,,'=cmd@acme.example\n"
         );
     }
 
@@ -293,7 +301,7 @@ mod tests {
             .match_indices('|')
             .filter(|(i, _)| !row[..*i].ends_with('\\'))
             .count();
-        assert_eq!(unescaped_pipes, 8, "{row}");
+        assert_eq!(unescaped_pipes, 9, "{row}");
         for forbidden in ["@everyone", "https://", "<b>", "\u{202e}"] {
             assert!(!markdown.contains(forbidden), "{forbidden:?} in {markdown}");
         }
@@ -317,6 +325,7 @@ mod tests {
             role: "user".into(),
             managed_by: "finance/team".into(),
             note: String::new(),
+            connector_owners: "it@acme.example".into(),
         };
         for format in [
             ReviewFormat::Json,

@@ -53,6 +53,11 @@ pub struct StateDirArgs {
     /// The Secret under --secrets-dir holding the status signing key (DIR/NAME/key).
     #[arg(long, value_name = "NAME", default_value = STATUS_KEY_SECRET)]
     pub status_key_secret: String,
+    /// The file outside the repository where `apply` remembers the status index's
+    /// generation (see `apply --status-anchor`): a rolled-back directory is then refused
+    /// here too, and `forget` keeps it up to date. Needs the key.
+    #[arg(long, value_name = "FILE", env = "EXPENSIFY_STATUS_ANCHOR")]
+    pub status_anchor: Option<PathBuf>,
     #[command(flatten)]
     pub lock: LockArgs,
     /// `text` or `json`.
@@ -110,6 +115,8 @@ impl StateDirArgs {
             self.secrets_dir.as_deref(),
             &self.status_key_secret,
             false,
+            self.status_anchor.as_deref(),
+            &self.path,
         )
     }
 }

@@ -44,7 +44,30 @@ pub fn plan_markdown(report: &PassReport) -> String {
     }
     held(report, &mut out);
     drift(report, &mut out);
+    owners(report, &mut out);
     out
+}
+
+/// Who answers for each connector the plan touches: the people to ask in the review.
+fn owners(report: &PassReport, out: &mut String) {
+    for sync in report
+        .syncs
+        .iter()
+        .filter(|s| !s.connector_status.owners.is_empty())
+    {
+        let named: Vec<String> = sync
+            .connector_status
+            .owners
+            .iter()
+            .map(|o| markdown(o))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nOwners of connector {}: {}",
+            markdown(&sync.connector.to_string()),
+            named.join(", ")
+        );
+    }
 }
 
 /// `**3 grants, 1 role change, 2 revocations, 1 held** across 2 policies`, or

@@ -12,9 +12,9 @@ use serde::Serialize;
 use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
-use crate::reconcile::SyncReport;
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
 use crate::sanitize::terminal;
+use crate::sync::SyncReport;
 
 /// Colours, only when printing to a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +111,13 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
             terminal(&sync.connector.to_string()),
             sync.connector_status.phase
         );
+        if !sync.connector_status.owners.is_empty() {
+            let _ = writeln!(
+                out,
+                "  owners: {}",
+                terminal(&sync.connector_status.owners.join(", "))
+            );
+        }
         if sync.connector_status.phase == crate::api::ConnectorPhase::Error {
             let _ = writeln!(
                 out,

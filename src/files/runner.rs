@@ -18,14 +18,12 @@ use kube::core::object::{HasSpec, HasStatus};
 use super::saved_plan::SavedPlan;
 use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::{Credentials, ExpensifyClients};
-use crate::reconcile::executor::{WriteAhead, WriteRefused};
 use crate::reconcile::reviewed::ReviewedConnector;
 use crate::reconcile::status::{NotSynced, unsynced_status};
-use crate::reconcile::sync::{Store, sync};
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, SyncReport, SyncRequest, stranded_deletion,
-    validate_access,
+    AccessObject, ConnectorObject, ObjectKey, Scope, stranded_deletion, validate_access,
 };
+use crate::sync::{Store, SyncReport, SyncRequest, WriteAhead, WriteRefused, sync};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -382,6 +380,7 @@ impl FileMode {
                 accesses: &prepared.accesses,
                 now,
                 inventory_complete: complete,
+                scope: Scope::Everything,
                 dry_run,
                 write_ahead: None,
                 reviewed: reviewed

@@ -2,6 +2,7 @@
 //! its status, so file mode keeps `managedMembers` and generations between runs without
 //! ever touching the user's manifests.
 
+use std::collections::BTreeSet;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::status_signing::{self, INDEX_FILE, Index, StatusKey, Unverified};
+use super::status_signing::{self, Anchor, INDEX_FILE, Index, StatusKey, Unverified};
 use crate::reconcile::ObjectKey;
 
 /// Digest of the spec the status refers to; a change bumps the generation.
@@ -47,7 +48,7 @@ pub enum StatusDirError {
 /// Why a status file is ignored, and what a person can do about it.
 pub fn unverified_message(reason: &Unverified, path: &str) -> String {
     format!(
-        "{reason}. Its object is not synced and removals on its connector are held. Restore the file from git history (`git log -- {path}`), or delete it to let the operator forget what it recorded for this object (people it added then stay)"
+        "{reason}. Its object is not synced and removals on its connector are held. Restore the file from git history (`git log -- {path}`), or let the operator forget what it recorded for this object with `state forget` (people it added then stay)"
     )
 }
 
@@ -63,6 +64,9 @@ struct Signing {
     adopt: bool,
     /// Read when first needed, so after the directory is locked.
     index: Mutex<Option<IndexState>>,
+    /// `--status-anchor`: a file outside the repository remembering the index's last
+    /// generation (see [`Anchor`]).
+    anchor: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -72,6 +76,8 @@ struct IndexState {
     distrust: Option<String>,
     /// Whether the index changed since it was read.
     changed: bool,
+    /// The generation the anchor remembers (0 without one).
+    anchored: u64,
 }
 
 /// The lock file inside the status directory; hidden, so neither the loader nor `watch`
@@ -228,8 +234,24 @@ impl StatusDir {
                 key,
                 adopt,
                 index: Mutex::new(None),
+                anchor: None,
             })),
         }
+    }
+
+    /// Remembers the index's generation in `anchor` too (a file outside the repository),
+    /// so a rollback of the whole directory is noticed. Only for a signed directory.
+    #[must_use]
+    pub fn with_anchor(mut self, anchor: PathBuf) -> Self {
+        if let Some(signing) = &self.signing {
+            self.signing = Some(Arc::new(Signing {
+                key: signing.key.clone(),
+                adopt: signing.adopt,
+                index: Mutex::new(None),
+                anchor: Some(anchor),
+            }));
+        }
+        self
     }
 
     /// Whether files are verified (a key was given).
@@ -364,7 +386,13 @@ impl StatusDir {
     {
         let path = self.path::<K>(key)?;
         let Some(text) = read_bounded(&path)? else {
-            return Ok(None);
+            return match self.missing(&Self::place::<K>(key)) {
+                Some(reason) => Err(StatusDirError::Unverified {
+                    path: path.display().to_string(),
+                    reason,
+                }),
+                None => Ok(None),
+            };
         };
         let body = match &self.signing {
             None => status_signing::split(&text).map_or(text.as_str(), |signed| signed.body),
@@ -415,6 +443,32 @@ impl StatusDir {
         }
     }
 
+    /// Why there being no file at `place` is a problem: the index says the operator wrote
+    /// one and never removed it (someone deleted it, or a checkout lost it, and with it
+    /// the ledger). `--adopt-unsigned-status` takes the directory as it is.
+    fn missing(&self, place: &str) -> Option<Unverified> {
+        let signing = self.signing.as_ref().filter(|s| !s.adopt)?;
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        state.index.expected(place).map(Unverified::Missing)
+    }
+
+    /// The places of kind `K` the index expects a file at, as object keys.
+    fn expected_keys<K: Resource<DynamicType = ()>>(&self) -> Vec<ObjectKey> {
+        let Some(signing) = self.signing.as_ref().filter(|s| !s.adopt) else {
+            return Vec::new();
+        };
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        let prefix = format!("{}/", kind_dir::<K>());
+        state
+            .index
+            .expected_places()
+            .filter_map(|(place, _)| place.strip_prefix(&prefix)?.split_once('/'))
+            .map(|(namespace, name)| ObjectKey::new(namespace, name))
+            .collect()
+    }
+
     /// The index on disk, and whether it can be trusted.
     fn load_index(&self, key: &StatusKey) -> IndexState {
         let path = self.root.join(INDEX_FILE);
@@ -430,10 +484,46 @@ impl StatusDir {
             ),
             Err(e) => (Index::default(), Some(format!("cannot be read ({e})"))),
         };
+        let (anchored, rolled_back) = self.read_anchor(key, index.generation);
         IndexState {
             index,
-            distrust,
+            distrust: distrust.or(rolled_back),
             changed: false,
+            anchored,
+        }
+    }
+
+    /// The generation `--status-anchor` remembers, and why the index cannot be trusted
+    /// against it: it is older (the directory was rolled back), or the anchor itself is
+    /// not one the key wrote. No anchor yet is the first run with one.
+    fn read_anchor(&self, key: &StatusKey, generation: u64) -> (u64, Option<String>) {
+        let Some(path) = self.signing.as_ref().and_then(|s| s.anchor.as_ref()) else {
+            return (0, None);
+        };
+        let shown = path.display();
+        match read_bounded(path) {
+            Ok(Some(text)) => match Anchor::parse(key, &text) {
+                Ok(anchor) if anchor.generation > generation => (
+                    anchor.generation,
+                    Some(format!(
+                        "is at generation {generation}, but the anchor {shown} remembers that generation {} was written: the status directory was rolled back to an older state (every file with its index), which would make the operator forget or replay what it did since",
+                        anchor.generation
+                    )),
+                ),
+                Ok(anchor) => (anchor.generation, None),
+                Err(e) => (
+                    0,
+                    Some(format!("cannot be checked against its anchor: {shown} {e}")),
+                ),
+            },
+            Ok(None) => {
+                tracing::warn!(anchor = %shown, "no status anchor yet: starting one; a rollback of the status directory from before now cannot be noticed");
+                (0, None)
+            }
+            Err(e) => (
+                0,
+                Some(format!("cannot be checked against its anchor: {e}")),
+            ),
         }
     }
 
@@ -497,9 +587,13 @@ impl StatusDir {
 
     /// Records `place` at `sequence` in the index (written by [`Self::flush_index`]).
     fn record(&self, signing: &Signing, place: &str, sequence: u64) {
+        self.update_index(signing, |index| index.raise(place, sequence));
+    }
+
+    fn update_index(&self, signing: &Signing, change: impl FnOnce(&mut Index)) {
         let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
         let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        state.index.raise(place, sequence);
+        change(&mut state.index);
         state.changed = true;
     }
 
@@ -517,8 +611,26 @@ impl StatusDir {
         if !state.changed || (state.distrust.is_some() && !signing.adopt) {
             return Ok(());
         }
+        if state.index.legacy {
+            let present = self.status_files().into_iter().map(|(place, _)| place);
+            state.index.settle_legacy(&present.collect());
+        }
+        // Past the anchor too: after `--adopt-unsigned-status` takes a rolled-back
+        // directory, the anchor still only moves forward.
+        state.index.generation = state.index.generation.max(state.anchored).saturating_add(1);
         let text = state.index.to_text(&signing.key);
         write_atomically(&self.root, &self.root.join(INDEX_FILE), text.as_bytes())?;
+        // The anchor follows the index (never ahead of it), so a crash between the two
+        // leaves an index newer than its anchor, which is trusted.
+        if let Some(anchor) = &signing.anchor {
+            let text = Anchor {
+                generation: state.index.generation,
+            }
+            .to_text(&signing.key);
+            let parent = anchor.parent().unwrap_or_else(|| Path::new("."));
+            write_atomically(parent, anchor, text.as_bytes())?;
+            state.anchored = state.index.generation;
+        }
         state.changed = false;
         state.distrust = None;
         Ok(())
@@ -530,7 +642,20 @@ impl StatusDir {
         let Some(signing) = self.signing.as_ref().filter(|s| s.adopt) else {
             return Ok(());
         };
-        for (place, path) in self.status_files() {
+        let files = self.status_files();
+        self.update_index(signing, |index| {
+            let present: BTreeSet<&str> = files.iter().map(|(place, _)| place.as_str()).collect();
+            let gone: Vec<(String, u64)> = index
+                .expected_places()
+                .filter(|(place, _)| !present.contains(place))
+                .map(|(place, sequence)| (place.to_string(), sequence))
+                .collect();
+            for (place, sequence) in gone {
+                tracing::warn!(file = %place, "--adopt-unsigned-status: a status file the operator wrote is gone; what it recorded is forgotten");
+                index.mark_removed(&place, sequence);
+            }
+        });
+        for (place, path) in files {
             let Some(text) = read_bounded(&path)? else {
                 continue;
             };
@@ -599,6 +724,17 @@ impl StatusDir {
                 }
             }
         }
+        // Files the operator wrote, never removed, and that are gone.
+        for key in self.expected_keys::<K>() {
+            if listing.objects.iter().any(|(k, _)| *k == key)
+                || listing.unverified.iter().any(|(k, _)| *k == key)
+            {
+                continue;
+            }
+            if let Err(e @ StatusDirError::Unverified { .. }) = self.read::<K>(&key) {
+                listing.unverified.push((key, e));
+            }
+        }
         listing.objects.sort_by(|a, b| a.0.cmp(&b.0));
         listing.unverified.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(listing)
@@ -640,7 +776,7 @@ impl StatusDir {
         if let Some(signing) = &self.signing {
             let place = Self::place::<K>(key);
             let sequence = self.next_sequence(signing, &place, &path);
-            self.record(signing, &place, sequence);
+            self.update_index(signing, |index| index.mark_removed(&place, sequence));
         }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

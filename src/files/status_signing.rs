@@ -5,7 +5,7 @@
 //! signed file put back from git history is refused. The key lives only where `apply`
 //! runs (the secrets directory); see README "Security".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -17,8 +17,18 @@ type HmacSha256 = Hmac<Sha256>;
 pub const HEADER_PREFIX: &str = "# expensify-operator signature v1 ";
 /// The index file, hidden so nothing takes it for a manifest.
 pub const INDEX_FILE: &str = ".signatures";
-/// The first line of the index.
-const INDEX_HEADER: &str = "# expensify-operator status index v1: the newest sequence number of every status file. Do not edit.";
+/// The first line of the index. Version 2 marks the files the operator removed, so a file
+/// deleted by anyone else is noticed.
+const INDEX_HEADER: &str = "# expensify-operator status index v2: the newest sequence number of every status file, and which were removed. Do not edit.";
+/// The first line of a version 1 index, which did not mark removals.
+const INDEX_HEADER_V1: &str = "# expensify-operator status index v1: the newest sequence number of every status file. Do not edit.";
+/// What follows the sequence number of a file the operator removed.
+const REMOVED: &str = "removed";
+/// The line of an index or an anchor that holds the index's generation.
+const GENERATION: &str = "generation ";
+/// The first line of an anchor file.
+const ANCHOR_HEADER: &str = "# expensify-operator status anchor v1: the generation of the status index last written. Keep it outside the repository. Do not edit.";
+const ANCHOR_DOMAIN: &[u8] = b"expensify-operator status anchor v1\n";
 /// What a MAC is computed over starts with this, so a status file's MAC can never verify
 /// as an index's and the other way round.
 const FILE_DOMAIN: &[u8] = b"expensify-operator status file v1\n";
@@ -146,6 +156,10 @@ pub enum Unverified {
     )]
     Unsigned,
     #[error(
+        "the signature index {INDEX_FILE} says the operator wrote this file (sequence {0}) and never removed it, and it is gone: it was deleted by hand or by a checkout, which would make the operator forget what it gave"
+    )]
+    Missing(u64),
+    #[error(
         "the signature index {INDEX_FILE} {0}, so a status file put back from history cannot be told apart; restore the index from git history, or run `apply --adopt-unsigned-status` to take the directory as it is"
     )]
     Index(String),
@@ -173,10 +187,21 @@ pub fn verify<'a>(
 }
 
 /// The newest sequence number of every status file (`kind/namespace/name`). Entries stay
-/// after a file is removed, so a removed object's old file cannot come back.
+/// after a file is removed, so a removed object's old file cannot come back; the removals
+/// the operator made are marked, so a file that is gone without one is noticed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
     pub newest: BTreeMap<String, u64>,
+    /// Places whose file the operator removed (its object gone, or `state forget`).
+    pub removed: BTreeSet<String>,
+    /// Read from a version 1 index, which did not mark removals: whether a file is
+    /// expected is unknown until the index is written again (see
+    /// [`Index::settle_legacy`]).
+    pub legacy: bool,
+    /// How many times the index was written: one more every write. An anchor kept
+    /// outside the repository remembers the last one, so a directory rolled back to an
+    /// older commit (files and index together) is noticed (see [`Anchor`]).
+    pub generation: u64,
 }
 
 /// Why an index could not be taken.
@@ -193,59 +218,164 @@ impl Index {
         self.newest.get(place).copied().unwrap_or(0)
     }
 
-    /// Records that `place` is now at `sequence` (never lowers it).
+    /// Records that `place` was written at `sequence` (never lowers it): a file is there.
     pub fn raise(&mut self, place: &str, sequence: u64) {
         let entry = self.newest.entry(place.to_string()).or_insert(0);
         *entry = (*entry).max(sequence);
+        self.removed.remove(place);
+    }
+
+    /// Records that the operator removed the file at `place`, at `sequence`.
+    pub fn mark_removed(&mut self, place: &str, sequence: u64) {
+        self.raise(place, sequence);
+        self.removed.insert(place.to_string());
+    }
+
+    /// The sequence number of the file the operator last wrote at `place` and did not
+    /// remove, if the index knows of one: that file should be there.
+    pub fn expected(&self, place: &str) -> Option<u64> {
+        if self.legacy || self.removed.contains(place) {
+            return None;
+        }
+        self.newest.get(place).copied()
+    }
+
+    /// Every place whose file should be there (see [`Index::expected`]).
+    pub fn expected_places(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.newest
+            .iter()
+            .filter(|(place, _)| !self.legacy && !self.removed.contains(*place))
+            .map(|(place, sequence)| (place.as_str(), *sequence))
+    }
+
+    /// A version 1 index, about to be written as version 2: the places without a file
+    /// now are taken as removed by the operator (version 1 cannot tell; it is what that
+    /// version meant), so only later deletions are noticed.
+    pub fn settle_legacy(&mut self, present: &BTreeSet<String>) {
+        if !self.legacy {
+            return;
+        }
+        let gone: Vec<String> = self
+            .newest
+            .keys()
+            .filter(|place| !present.contains(*place))
+            .cloned()
+            .collect();
+        self.removed.extend(gone);
+        self.legacy = false;
     }
 
     fn body(&self) -> String {
-        let mut body = format!("{INDEX_HEADER}\n");
+        let mut body = format!("{INDEX_HEADER}\n{GENERATION}{}\n", self.generation);
         for (place, sequence) in &self.newest {
-            body.push_str(&format!("{place} {sequence}\n"));
+            if self.removed.contains(place) {
+                body.push_str(&format!("{place} {sequence} {REMOVED}\n"));
+            } else {
+                body.push_str(&format!("{place} {sequence}\n"));
+            }
         }
         body
     }
 
-    fn mac(key: &StatusKey, body: &str) -> HmacSha256 {
-        let mut mac = key.mac();
-        mac.update(INDEX_DOMAIN);
-        mac.update(body.as_bytes());
-        mac
-    }
-
     /// The index as written: its entries, then a line with their MAC.
     pub fn to_text(&self, key: &StatusKey) -> String {
-        let body = self.body();
-        let tag = Self::mac(key, &body).finalize().into_bytes();
-        format!("{body}mac {}\n", hex(&tag))
+        seal(key, INDEX_DOMAIN, &self.body())
     }
 
     /// Reads and verifies an index written by [`Index::to_text`].
     pub fn parse(key: &StatusKey, text: &str) -> Result<Self, ReadIndexError> {
-        let Some((body, last)) = text.trim_end_matches('\n').rsplit_once('\n') else {
-            return Err(ReadIndexError::Malformed(1));
-        };
-        let body = format!("{body}\n");
-        let tag = last
-            .strip_prefix("mac ")
-            .and_then(unhex)
-            .ok_or(ReadIndexError::Malformed(body.lines().count() + 1))?;
-        if Self::mac(key, &body).verify_slice(&tag).is_err() {
-            return Err(ReadIndexError::Forged);
-        }
+        let body = unseal(key, INDEX_DOMAIN, text)?;
         let mut index = Self::default();
-        for (number, line) in body.lines().enumerate().skip(1) {
-            let parsed = line
-                .split_once(' ')
-                .and_then(|(place, sequence)| Some((place, sequence.parse::<u64>().ok()?)));
-            let Some((place, sequence)) = parsed else {
-                return Err(ReadIndexError::Malformed(number + 1));
+        let mut lines = body.lines();
+        let first_entry = match lines.next() {
+            Some(INDEX_HEADER) => {
+                index.generation = lines
+                    .next()
+                    .and_then(|line| line.strip_prefix(GENERATION)?.trim().parse().ok())
+                    .ok_or(ReadIndexError::Malformed(2))?;
+                3
+            }
+            Some(INDEX_HEADER_V1) => {
+                index.legacy = true;
+                2
+            }
+            _ => return Err(ReadIndexError::Malformed(1)),
+        };
+        for (number, line) in lines.enumerate() {
+            let malformed = ReadIndexError::Malformed(number + first_entry);
+            let mut fields = line.split(' ');
+            let (Some(place), Some(sequence)) = (fields.next(), fields.next()) else {
+                return Err(malformed);
             };
-            index.raise(place, sequence);
+            let sequence = sequence.parse::<u64>().map_err(|_| malformed.clone())?;
+            match (fields.next(), fields.next()) {
+                (None, _) => index.raise(place, sequence),
+                (Some(REMOVED), None) if !index.legacy => index.mark_removed(place, sequence),
+                _ => return Err(malformed),
+            }
         }
         Ok(index)
     }
+}
+
+/// Where the status directory's last index write is remembered outside the repository:
+/// the index's generation, MAC'd with the status key. An index older than its anchor was
+/// put back with the files it vouches for (a rollback of the whole directory to an older
+/// commit), which signatures alone cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anchor {
+    pub generation: u64,
+}
+
+impl Anchor {
+    pub fn to_text(self, key: &StatusKey) -> String {
+        seal(
+            key,
+            ANCHOR_DOMAIN,
+            &format!("{ANCHOR_HEADER}\n{GENERATION}{}\n", self.generation),
+        )
+    }
+
+    pub fn parse(key: &StatusKey, text: &str) -> Result<Self, ReadIndexError> {
+        let body = unseal(key, ANCHOR_DOMAIN, text)?;
+        let mut lines = body.lines();
+        if lines.next() != Some(ANCHOR_HEADER) {
+            return Err(ReadIndexError::Malformed(1));
+        }
+        let generation = lines
+            .next()
+            .and_then(|line| line.strip_prefix(GENERATION)?.trim().parse().ok())
+            .ok_or(ReadIndexError::Malformed(2))?;
+        if lines.next().is_some() {
+            return Err(ReadIndexError::Malformed(3));
+        }
+        Ok(Self { generation })
+    }
+}
+
+/// `body`, then a line with its MAC under `domain`.
+fn seal(key: &StatusKey, domain: &[u8], body: &str) -> String {
+    let mut mac = key.mac();
+    mac.update(domain);
+    mac.update(body.as_bytes());
+    format!("{body}mac {}\n", hex(&mac.finalize().into_bytes()))
+}
+
+/// The body of a text written by [`seal`] under `domain`, if its MAC verifies.
+fn unseal(key: &StatusKey, domain: &[u8], text: &str) -> Result<String, ReadIndexError> {
+    let Some((body, last)) = text.trim_end_matches('\n').rsplit_once('\n') else {
+        return Err(ReadIndexError::Malformed(1));
+    };
+    let body = format!("{body}\n");
+    let tag = last
+        .strip_prefix("mac ")
+        .and_then(unhex)
+        .ok_or(ReadIndexError::Malformed(body.lines().count() + 1))?;
+    let mut mac = key.mac();
+    mac.update(domain);
+    mac.update(body.as_bytes());
+    mac.verify_slice(&tag).map_err(|_| ReadIndexError::Forged)?;
+    Ok(body)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -329,6 +459,69 @@ mod tests {
         assert_eq!(Index::parse(&key(), &lowered), Err(ReadIndexError::Forged));
         assert!(Index::parse(&key(), "").is_err());
         assert!(Index::parse(&key(), "x\nmac 00\n").is_err());
+    }
+
+    #[test]
+    fn the_index_marks_removals_and_expects_every_other_file() {
+        let mut index = Index::default();
+        index.raise(PLACE, 4);
+        index.mark_removed("policyaccess/finance/gone", 2);
+        assert_eq!(index.expected(PLACE), Some(4));
+        assert_eq!(index.expected("policyaccess/finance/gone"), None);
+        assert_eq!(index.expected("policyaccess/finance/never"), None);
+        let text = index.to_text(&key());
+        assert!(
+            text.contains("policyaccess/finance/gone 2 removed\n"),
+            "{text}"
+        );
+        let read = Index::parse(&key(), &text).unwrap();
+        assert_eq!(read, index);
+        let places: Vec<_> = read.expected_places().collect();
+        assert_eq!(places, [(PLACE, 4)]);
+        // Written again after a removal, the file is expected again.
+        let mut again = read;
+        again.raise("policyaccess/finance/gone", 3);
+        assert_eq!(again.expected("policyaccess/finance/gone"), Some(3));
+    }
+
+    #[test]
+    fn a_version_1_index_expects_nothing_until_it_is_settled() {
+        let body = format!("{INDEX_HEADER_V1}\n{PLACE} 4\npolicyaccess/finance/gone 2\n");
+        let mut index = Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &body)).unwrap();
+        assert!(index.legacy);
+        assert_eq!(index.expected(PLACE), None, "v1 did not mark removals");
+        index.settle_legacy(&BTreeSet::from([PLACE.to_string()]));
+        assert_eq!(index.expected(PLACE), Some(4));
+        assert_eq!(index.expected("policyaccess/finance/gone"), None);
+        assert!(index.to_text(&key()).starts_with(INDEX_HEADER));
+        // A v1 index never carries removal marks; an unknown header is refused.
+        let marked = format!("{INDEX_HEADER_V1}\n{PLACE} 4 removed\n");
+        assert!(Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &marked)).is_err());
+        let odd = format!("# another header\n{PLACE} 4\n");
+        assert_eq!(
+            Index::parse(&key(), &seal(&key(), INDEX_DOMAIN, &odd)),
+            Err(ReadIndexError::Malformed(1))
+        );
+    }
+
+    #[test]
+    fn the_anchor_round_trips_and_is_never_taken_for_an_index() {
+        let anchor = Anchor { generation: 7 };
+        let text = anchor.to_text(&key());
+        assert_eq!(Anchor::parse(&key(), &text), Ok(anchor));
+        let lowered = text.replace("generation 7", "generation 1");
+        assert_eq!(Anchor::parse(&key(), &lowered), Err(ReadIndexError::Forged));
+        let other = StatusKey::new(&[7u8; 40]).unwrap();
+        assert_eq!(Anchor::parse(&other, &text), Err(ReadIndexError::Forged));
+        assert_eq!(Index::parse(&key(), &text), Err(ReadIndexError::Forged));
+        let index = Index {
+            generation: 3,
+            ..Index::default()
+        };
+        let written = index.to_text(&key());
+        assert!(written.contains("\ngeneration 3\n"), "{written}");
+        assert_eq!(Index::parse(&key(), &written), Ok(index));
+        assert_eq!(Anchor::parse(&key(), &written), Err(ReadIndexError::Forged));
     }
 
     #[test]

@@ -25,11 +25,11 @@ use super::loader::{self, LoadManifestsError, LoadProblem, Manifests, Source};
 use super::repo::{TargetError, find_root};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
-use crate::reconcile::validate::validate_endpoint;
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, Problem, connector_warnings, expired_members,
-    validate_access, validate_connector,
+    AccessObject, ConnectorObject, ObjectKey, Problem, access_warnings, connector_warnings,
+    owner_warnings, validate_access, validate_connector,
 };
+use crate::sync::validate_endpoint;
 
 /// One problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,6 +243,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         .flat_map(|c| {
             connector_warnings(c)
                 .into_iter()
+                .chain(owner_warnings(c))
                 .map(|problem| finding("ExpensifyConnector", &c.key, problem))
         })
         .collect();
@@ -250,7 +251,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         .iter()
         .filter(|access| in_namespace(&access.key.namespace))
         .flat_map(|access| {
-            expired_members(access, checks.now)
+            access_warnings(access, checks.now)
                 .into_iter()
                 .map(|problem| finding("PolicyAccess", &access.key, problem))
         });

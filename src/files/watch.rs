@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use super::runner::{FileMode, PassReport, Run};
 use crate::api::DEFAULT_SYNC_INTERVAL;
-use crate::reconcile::sync::next_sync;
+use crate::sync::next_sync;
 
 /// Quiet time after a file event before syncing, so an editor's burst or a `git pull` is one sync.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);

@@ -456,6 +456,7 @@ pub fn connector_status(
         last_handled_mass_revocation: f
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation.clone()),
+        owners: super::validate::owners(connector),
         ..previous.clone()
     };
     if f.suspended {

@@ -44,6 +44,7 @@ fn connector(allowed: &[&str], tenants: Vec<TenantSpec>) -> ConnectorObject {
             },
             endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
             admin_email: "it@acme.example".into(),
+            owners: Vec::new(),
             sync_interval: "10m".into(),
             max_revocations_per_sync: 10,
             protected_emails: vec![],
@@ -304,7 +305,17 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
             output_currency: "USD".into(),
             caller_role: "admin".into(),
         }],
-        rosters: BTreeMap::from([("P1".to_string(), vec![])]),
+        // Expensify lists the owner on the roster, as admin.
+        rosters: BTreeMap::from([(
+            "P1".to_string(),
+            vec![crate::expensify::RosterEntry {
+                email: "cfo@acme.example".into(),
+                role: "admin".into(),
+                submits_to: None,
+                forwards_to: None,
+                employee_id: None,
+            }],
+        )]),
     };
     let accesses = [object.clone()];
     let planned = plan(PlanInput {
@@ -314,6 +325,7 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
         observed: &observed,
         now: now(),
         inventory_complete: true,
+        scope: crate::reconcile::plan::Scope::Everything,
     });
     let after: &ObjectPlan = &planned.objects[&object.key];
     let status = access_status(

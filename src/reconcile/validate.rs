@@ -6,9 +6,9 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
-use crate::api::{PolicySelector, SecretRef};
+use crate::api::{AccessMode, PolicySelector, SecretRef};
 use crate::email;
-use crate::expensify::{ExpensifyClients, Role, checked_endpoint};
+use crate::expensify::{Role, checked_endpoint};
 use crate::names::{self, NameRule};
 
 /// One problem with one field.
@@ -89,6 +89,7 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
             ),
         ));
     }
+    problems.extend(owner_problems(&spec.owners));
     for (i, protected) in spec.protected_emails.iter().enumerate() {
         if !email::is_valid(protected) {
             problems.push(Problem::new(
@@ -154,24 +155,6 @@ fn tenant_problems(connector: &ConnectorObject) -> Vec<Problem> {
     problems
 }
 
-/// The operator's endpoint allowlist applied to a connector. Called by both sync paths
-/// before any Secret is read, so a connector aimed elsewhere is `Error` and its
-/// credential is never loaded. Endpoints that are not acceptable URLs at all are
-/// reported by [`validate_connector`] already.
-pub fn validate_endpoint(
-    connector: &ConnectorObject,
-    clients: &ExpensifyClients,
-) -> Option<Problem> {
-    let endpoint = &connector.spec.endpoint;
-    if checked_endpoint(endpoint).is_err() {
-        return None;
-    }
-    clients
-        .check_endpoint(endpoint)
-        .err()
-        .map(|e| Problem::new("spec.endpoint", e.to_string()))
-}
-
 /// The Secret name becomes part of an API path (cluster mode) or a file path (file mode),
 /// and the keys file names: they must be Kubernetes names, checked before either is built.
 pub fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
@@ -191,6 +174,60 @@ pub fn secret_ref_problems(secret: &SecretRef) -> Vec<Problem> {
             .map(|e| Problem::new(format!("spec.credentialsSecretRef.{field}"), e.to_string()))
     })
     .collect()
+}
+
+/// The most owners a connector may name (the CRD says so too).
+pub const MAX_OWNERS: usize = 20;
+
+/// `spec.owners`: emails, each once, at most [`MAX_OWNERS`].
+fn owner_problems(owners: &[String]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if owners.len() > MAX_OWNERS {
+        problems.push(Problem::new(
+            "spec.owners",
+            format!("{} owners; at most {MAX_OWNERS}", owners.len()),
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, owner) in owners.iter().enumerate().take(MAX_OWNERS) {
+        let at = format!("spec.owners[{i}]");
+        if !email::is_valid(owner) {
+            problems.push(Problem::new(
+                at,
+                format!("{owner:?} is not an email address"),
+            ));
+        } else if let Some(first) = seen.insert(email::normalize(owner), i) {
+            problems.push(Problem::new(
+                at,
+                format!("{owner} is listed twice (also spec.owners[{first}])"),
+            ));
+        }
+    }
+    problems
+}
+
+/// A connector without owners (`validate` warns; nothing stops): nobody is named to
+/// approve access requests on its policies or to be told when it needs setup.
+pub fn owner_warnings(connector: &ConnectorObject) -> Vec<Problem> {
+    if connector.spec.owners.is_empty() {
+        vec![Problem::new(
+            "spec.owners",
+            "is empty: name the people answerable for this connector (the default approvers of access requests on its policies, told when it needs setup)",
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The connector's owners, normalized, in the order given (for status and output).
+pub fn owners(connector: &ConnectorObject) -> Vec<String> {
+    connector
+        .spec
+        .owners
+        .iter()
+        .take(MAX_OWNERS)
+        .map(|o| email::normalize(o))
+        .collect()
 }
 
 /// Whether a connector accepts PolicyAccess objects from `namespace` (its own, a
@@ -289,6 +326,23 @@ fn allow_from_problems(access: &AccessObject) -> Vec<Problem> {
         .collect()
 }
 
+/// What a PolicyAccess asks for that does nothing (`validate` warns and still exits 0):
+/// members already expired, and `spec.allowFrom` on an object that does not govern its
+/// policy (only an Authoritative object closes a policy, so only it can open one).
+pub fn access_warnings(access: &AccessObject, now: Timestamp) -> Vec<Problem> {
+    let mut warnings = expired_members(access, now);
+    if !access.spec.allow_from.is_empty() && access.spec.mode != AccessMode::Authoritative {
+        warnings.push(Problem::new(
+            "spec.allowFrom",
+            format!(
+                "has no effect in mode {:?}: only an Authoritative object closes its policy to other namespaces, so only it can open it; remove the field or set spec.mode: Authoritative",
+                access.spec.mode
+            ),
+        ));
+    }
+    warnings
+}
+
 /// Members whose `expiresAt` has passed at `now`: they grant nothing any more (a sync
 /// treats them as absent), so the entry is only noise to remove: a warning for `validate`
 /// (which still exits 0), since expiry is the ordinary end of just-in-time access.
@@ -367,7 +421,7 @@ fn member_problems(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{
         ConnectorRef, ExpensifyConnectorSpec, MemberSpec, PolicyAccessSpec, PolicySelector,
@@ -388,6 +442,7 @@ mod tests {
                 },
                 endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
                 admin_email: "it@acme.example".into(),
+                owners: Vec::new(),
                 sync_interval: "10m".into(),
                 max_revocations_per_sync: 10,
                 protected_emails: vec![],
@@ -412,7 +467,7 @@ mod tests {
         }
     }
 
-    fn access(namespace: &str, members: Vec<MemberSpec>) -> AccessObject {
+    pub(crate) fn access(namespace: &str, members: Vec<MemberSpec>) -> AccessObject {
         AccessObject {
             key: ObjectKey::new(namespace, "team"),
             generation: Some(1),
@@ -483,6 +538,51 @@ mod tests {
                 .message
                 .contains("listed twice (also spec.members[1])")
         );
+    }
+
+    #[test]
+    fn owners_are_emails_listed_once_and_at_most_twenty() {
+        let mut c = connector("finance", &[]);
+        assert_eq!(owner_warnings(&c).len(), 1, "none named: a warning");
+        assert!(validate_connector(&c).is_empty());
+        c.spec.owners = vec![
+            "IT@Acme.example".into(),
+            "not an email".into(),
+            "it@acme.example".into(),
+        ];
+        let problems = validate_connector(&c);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["spec.owners[1]", "spec.owners[2]"], "{problems:?}");
+        assert!(
+            problems[1]
+                .message
+                .contains("listed twice (also spec.owners[0])")
+        );
+        assert!(owner_warnings(&c).is_empty());
+        assert_eq!(owners(&c)[0], "it@acme.example");
+        c.spec.owners = (0..21).map(|i| format!("o{i}@acme.example")).collect();
+        let problems = validate_connector(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.owners");
+        assert_eq!(owners(&c).len(), MAX_OWNERS);
+    }
+
+    #[test]
+    fn allow_from_warns_unless_the_object_is_authoritative() {
+        let mut object = access("finance", vec![member("a@acme.example")]);
+        object.spec.allow_from = vec!["sales".into()];
+        let now = Timestamp::now();
+        let warnings = access_warnings(&object, now);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "spec.allowFrom");
+        assert!(warnings[0].message.contains("Authoritative"));
+        object.spec.mode = AccessMode::ObserveOnly;
+        assert_eq!(access_warnings(&object, now).len(), 1);
+        object.spec.mode = AccessMode::Authoritative;
+        assert!(access_warnings(&object, now).is_empty());
+        object.spec.allow_from.clear();
+        object.spec.mode = AccessMode::Additive;
+        assert!(access_warnings(&object, now).is_empty());
     }
 
     #[test]
@@ -572,29 +672,6 @@ mod tests {
             assert_eq!(problems.len(), 1, "{out}");
             assert_eq!(problems[0].field, "spec.syncInterval");
         }
-    }
-
-    #[test]
-    fn endpoints_outside_the_allowlist_are_a_problem() {
-        use crate::expensify::{AllowedEndpoints, ClientSettings};
-        let clients = ExpensifyClients::new(ClientSettings {
-            allowed_endpoints: AllowedEndpoints::parse("https://expensify.example/api").unwrap(),
-            ..ClientSettings::default()
-        })
-        .unwrap();
-        let mut c = connector("finance", &[]);
-        c.spec.endpoint = "https://expensify.example/api/v1".into();
-        assert_eq!(validate_endpoint(&c, &clients), None);
-        c.spec.endpoint = "https://expensify.example.evil.io/api".into();
-        let problem = validate_endpoint(&c, &clients).unwrap();
-        assert_eq!(problem.field, "spec.endpoint");
-        assert!(
-            problem.message.contains("not an allowed endpoint"),
-            "{problem}"
-        );
-        // Reported once, by validate_connector, when the URL itself is unacceptable.
-        c.spec.endpoint = "http://expensify.example/api".into();
-        assert_eq!(validate_endpoint(&c, &clients), None);
     }
 
     #[test]

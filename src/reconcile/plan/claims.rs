@@ -8,7 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use super::super::bounded::first_few;
 use super::super::model::ObjectKey;
 use super::super::validate::connector_allows;
-use super::resolve::{Subject, Wanted};
+use super::asks::Ask;
+use super::resolve::Subject;
 use super::types::{Block, PlanInput};
 use crate::api::{AccessMode, AccessPhase};
 
@@ -16,7 +17,7 @@ use crate::api::{AccessMode, AccessPhase};
 #[derive(Debug, Clone)]
 pub(super) struct Claim {
     pub key: ObjectKey,
-    pub wanted: Wanted,
+    pub wanted: Ask,
     /// It writes for the person (else it only keeps them).
     pub writes: bool,
 }

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use super::asks::Ask;
 use super::claims::{Claim, Claims};
 use super::holds::Stranded;
 use super::ledger::Ledger;
-use super::resolve::{Subject, Wanted};
+use super::resolve::Subject;
 use super::types::{Block, Change, ChangeKind, Planned};
 use super::world::{PolicyView, RosterView, World};
 use crate::api::ManagedMember;
@@ -26,7 +27,7 @@ fn asked<'c>(writers: &[&'c Claim], ledger: &Ledger, policy: &str, email: &str) 
         .iter()
         .find(|c| Some(&c.key) == holder)
         .unwrap_or(&writers[0]);
-    let first = |pick: fn(&Wanted) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
+    let first = |pick: fn(&Ask) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
     Asked {
         role: requester.wanted.role,
         submits_to: first(|w| w.submits_to.clone()),

@@ -8,14 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::jiff::Timestamp;
-
 use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::connector_allows;
+use super::asks;
 use super::resolve::{Standing, Subject};
 use super::types::PlanInput;
 use crate::api::ManagedMember;
-use crate::email;
 
 /// The removals held on one connector, and which broken object holds each.
 #[derive(Debug, Default)]
@@ -40,6 +38,11 @@ pub(super) struct Holds {
 #[derive(Debug, Default)]
 pub(super) struct Stranded {
     pub entries: BTreeMap<(String, String), (ObjectKey, ManagedMember)>,
+    /// Entries without the connector that wrote them (saved by a version before entries
+    /// were stamped), held by such objects: this connector may have written them, so
+    /// their removals wait too; they lend no origin, since whose change they record is
+    /// not known.
+    pub unstamped: BTreeMap<(String, String), ObjectKey>,
 }
 
 impl Stranded {
@@ -53,17 +56,28 @@ impl Stranded {
                 .chain(std::iter::once(input.connector))
                 .any(|c| c.key == named && connector_allows(c, &access.key.namespace))
         };
-        let mut entries = BTreeMap::new();
+        let mut stranded = Stranded::default();
         for access in input.accesses.iter().filter(|a| !covered(a)) {
             for entry in access.ledger_entries() {
-                if entry.connector.as_deref() == Some(own.as_str()) {
-                    entries
-                        .entry((entry.policy_id.clone(), entry.email.clone()))
-                        .or_insert_with(|| (access.key.clone(), entry));
+                let place = (entry.policy_id.clone(), entry.email.clone());
+                match entry.connector.as_deref() {
+                    Some(writer) if writer == own => {
+                        stranded
+                            .entries
+                            .entry(place)
+                            .or_insert_with(|| (access.key.clone(), entry));
+                    }
+                    Some(_) => {}
+                    None => {
+                        stranded
+                            .unstamped
+                            .entry(place)
+                            .or_insert_with(|| access.key.clone());
+                    }
                 }
             }
         }
-        Stranded { entries }
+        stranded
     }
 
     pub fn get(&self, policy: &str, email: &str) -> Option<&ManagedMember> {
@@ -79,10 +93,15 @@ impl Holds {
             everything: !input.inventory_complete,
             ..Holds::default()
         };
-        for (key, (holder, _)) in &stranded.entries {
+        let held = stranded
+            .entries
+            .iter()
+            .map(|(place, (holder, _))| (place, holder))
+            .chain(stranded.unstamped.iter());
+        for (place, holder) in held {
             holds
                 .entries
-                .entry(key.clone())
+                .entry(place.clone())
                 .or_default()
                 .insert(holder.clone());
         }
@@ -116,7 +135,7 @@ impl Holds {
             return;
         }
         let touchable = touchable_policies(subject.object, input, closed);
-        for email in readable_members(subject.object, input.now) {
+        for email in asks::people_possibly_asked(subject.object, input.now) {
             self.people
                 .entry(email)
                 .or_default()
@@ -228,23 +247,4 @@ impl Closed {
             .keys()
             .any(|policy| self.to(policy, namespace))
     }
-}
-
-/// The people a broken object's members list in a readable form (an email that is valid),
-/// except those whose `expiresAt` is readable and already past: whatever else is wrong
-/// with the object, it may still be asking for them.
-fn readable_members(object: &AccessObject, now: Timestamp) -> BTreeSet<String> {
-    object
-        .spec
-        .members
-        .iter()
-        .filter(|m| email::is_valid(&m.email))
-        .filter(|m| {
-            m.expires_at
-                .as_deref()
-                .and_then(|at| at.parse::<Timestamp>().ok())
-                .is_none_or(|at| at > now)
-        })
-        .map(|m| email::normalize(&m.email))
-        .collect()
 }

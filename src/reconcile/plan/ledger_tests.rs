@@ -687,6 +687,7 @@ fn an_unreadable_manifest_holds_demotions() {
         observed: &world,
         now: now(),
         inventory_complete: false,
+        scope: Scope::Everything,
     });
     let _ = format!("R1b changes: {:?}", changes(&plan));
     assert!(
@@ -1201,6 +1202,34 @@ fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
     assert_eq!(entry.previous_role, None);
 }
 
+/// An entry saved before entries were stamped with their connector, held by an object
+/// that names a connector that does not exist: this connector may have written it, so its
+/// removal waits; but it lends no origin (whose change it records is not known).
+#[test]
+fn an_unstamped_entry_of_a_stranded_object_holds_its_removal_but_lends_no_origin() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let mut stranded = holding(
+        access("stranded", AccessMode::Additive, vec![]),
+        vec![entry("bob@acme.example", true, None, "admin")],
+    );
+    stranded.spec.connector_ref.name = "ghost".into();
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let plan = run(&connector(), &[stranded.clone(), boss], &world);
+    assert!(plan.is_empty(), "held: {:?}", plan.changes);
+    assert_eq!(plan.objects[&key("boss")].held, ["bob@acme.example"]);
+
+    let world = finance(&[("bob@acme.example", "user")]);
+    let admin = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "admin")],
+    );
+    let plan = run(&connector(), &[stranded, admin], &world);
+    let entry = &plan.objects[&key("team")].new_entries[0];
+    assert!(!entry.added, "bob was there: {entry:?}");
+    assert_eq!(entry.previous_role, Some("user".into()));
+}
+
 /// A broken object whose policy is unknown holds the removal of the people it lists (it
 /// may be the one asking for them) while their `expiresAt` is ahead, and of nobody else.
 #[test]
@@ -1210,7 +1239,7 @@ fn an_unresolvable_object_holds_the_people_it_lists() {
     let mut carol = member("carol@acme.example", "user");
     carol.expires_at = Some("2026-06-30T00:00:00Z".into());
     let mut dan = member("dan@acme.example", "user");
-    // Exactly now: ended (as `wanted_members` has it), so not asked for.
+    // Exactly now: ended (as `asks::alive` has it), so not asked for.
     dan.expires_at = Some("2026-06-01T00:00:00Z".into());
     let mut lost = access("lost", AccessMode::Additive, vec![carol, dan]);
     lost.spec.policy = PolicySelector {

@@ -13,6 +13,7 @@
 //! 6. [`guard`]: the mass-removal limit;
 //! 7. [`drift`] and the findings per object.
 
+mod asks;
 mod claims;
 mod drift;
 mod grants;
@@ -28,7 +29,7 @@ mod world;
 
 use std::collections::BTreeMap;
 
-pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, rank, summarize};
+pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, rank, summarize};
 
 use super::model::ObjectKey;
 use claims::Claims;

@@ -22,7 +22,6 @@ use super::resolve;
 use super::tenancy;
 use super::types::{Block, PlanInput};
 use super::world::World;
-use crate::email;
 use crate::expensify::PolicySummary;
 
 /// The id the stand-in gives a policy named by name.
@@ -88,18 +87,16 @@ fn block_counts(subjects: &[resolve::Subject<'_>]) -> BTreeMap<ObjectKey, usize>
         .collect()
 }
 
-/// `spec.members[i].role` of the member a role conflict is about (its message starts with
+/// `spec.members[i].role` of the ask a role conflict is about (its message starts with
 /// the email), else `spec.members`.
 fn member_field(subject: &resolve::Subject<'_>, message: &str) -> String {
     subject
-        .object
-        .spec
-        .members
-        .iter()
-        .position(|m| message.starts_with(&format!("{} on policy ", email::normalize(&m.email))))
+        .wanted
+        .values()
+        .find(|ask| message.starts_with(&format!("{} on policy ", ask.email)))
         .map_or_else(
             || "spec.members".to_string(),
-            |i| format!("spec.members[{i}].role"),
+            |ask| format!("{}.role", ask.origin),
         )
 }
 
@@ -122,6 +119,7 @@ pub fn conflicts(
         observed: &observed,
         now,
         inventory_complete: true,
+        scope: super::Scope::Everything,
     };
     let world = World::new(&observed, connector);
     let mut subjects = resolve::subjects(&input, &world);

@@ -3,24 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::jiff::Timestamp;
-
 use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::{Problem, connector_allows, validate_access};
-use super::types::{Block, ObjectPlan, PlanInput};
+use super::asks::{self, Ask};
+use super::types::{Block, ObjectPlan, PlanInput, Scope};
 use super::world::World;
 use crate::api::{AccessMode, DeletionPolicy, ManagedMember};
-use crate::email;
-use crate::expensify::Role;
-
-/// A member entry as asked for now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Wanted {
-    pub email: String,
-    pub role: Role,
-    pub submits_to: Option<String>,
-    pub employee_id: Option<String>,
-}
 
 /// What an object may do in this sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +45,8 @@ pub(super) struct Subject<'a> {
     pub standing: Standing,
     /// The resolved policy, when its roster was read.
     pub policy: Option<String>,
-    pub wanted: BTreeMap<String, Wanted>,
+    /// The people it asks for now, from every source of asks (see [`super::asks`]).
+    pub wanted: BTreeMap<String, Ask>,
     pub entries: Vec<ManagedMember>,
     /// Blocked by a conflict: writes nothing for the people it asks for (who still count
     /// as asked for); its entries follow the ordinary rules.
@@ -152,9 +141,20 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
             plan.problems.push(problem);
         }
     }
-    let (wanted, next_expiry) = wanted_members(object, input.now);
+    let (wanted, next_expiry) = asks::alive(asks::of_members(object), input.now);
     plan.next_expiry = next_expiry;
-    let standing = standing(object, &plan, resolvable && policy.is_some());
+    let mut standing = standing(object, &plan, resolvable && policy.is_some());
+    let mut blocked = false;
+    if input.scope == Scope::DeletionsOnly
+        && matches!(standing, Standing::Writer | Standing::Observing)
+    {
+        standing = Standing::Frozen;
+        blocked = true;
+        plan.blocks.push(Block::CredentialsUnusable(format!(
+            "the credentials Secret {} of connector {} cannot be used: only deletions were settled, with the last good credentials held in memory; this object waits for the Secret",
+            input.connector.spec.credentials_secret_ref.name, input.connector.key
+        )));
+    }
     Subject {
         object,
         plan,
@@ -162,7 +162,7 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
         policy,
         wanted,
         entries: object.ledger_entries(),
-        blocked: false,
+        blocked,
         held_because: BTreeSet::new(),
     }
 }
@@ -208,6 +208,14 @@ fn by_id(id: &str, world: &World<'_>) -> Result<String, Problem> {
             ),
         ));
     }
+    if let Some(owner) = world.ownerless.get(id) {
+        return Err(Problem::new(
+            "spec.policy.id",
+            format!(
+                "Expensify's roster of policy {id} does not list its owner {owner} (always listed, as admin), so it is not the whole roster: nothing is changed or forgotten on it in this sync"
+            ),
+        ));
+    }
     if !world.policies.contains_key(id) {
         return Err(Problem::new(
             "spec.policy.id",
@@ -243,46 +251,4 @@ fn by_name(name: &str, world: &World<'_>) -> Result<String, Problem> {
             ),
         )),
     }
-}
-
-/// The members an object asks for now (expired ones are absent), and the next expiry.
-pub(super) fn wanted_members(
-    object: &AccessObject,
-    now: Timestamp,
-) -> (BTreeMap<String, Wanted>, Option<Timestamp>) {
-    let mut wanted = BTreeMap::new();
-    let mut next_expiry: Option<Timestamp> = None;
-    if object.deleting {
-        return (wanted, None);
-    }
-    for member in &object.spec.members {
-        if !email::is_valid(&member.email) {
-            continue;
-        }
-        let Some(role) = member.role.as_deref().map_or(Some(Role::User), Role::parse) else {
-            continue;
-        };
-        if let Some(expires) = &member.expires_at {
-            match expires.parse::<Timestamp>() {
-                Ok(at) if at <= now => continue,
-                Ok(at) => next_expiry = Some(next_expiry.map_or(at, |n| n.min(at))),
-                Err(_) => continue,
-            }
-        }
-        let normalized = email::normalize(&member.email);
-        wanted.entry(normalized.clone()).or_insert(Wanted {
-            email: normalized,
-            role,
-            submits_to: member
-                .submits_to
-                .as_deref()
-                .filter(|m| email::is_valid(m))
-                .map(email::normalize),
-            employee_id: member
-                .employee_id
-                .clone()
-                .filter(|id| !id.trim().is_empty()),
-        });
-    }
-    (wanted, next_expiry)
 }

@@ -35,6 +35,7 @@ fn connector() -> ConnectorObject {
             },
             endpoint: crate::expensify::DEFAULT_ENDPOINT.into(),
             admin_email: ADMIN.into(),
+            owners: Vec::new(),
             sync_interval: "10m".into(),
             max_revocations_per_sync: 10,
             protected_emails: vec!["ceo@acme.example".into()],
@@ -159,6 +160,15 @@ fn ledger_emails(object: &ObjectPlan) -> BTreeSet<String> {
 const OTHER_CONNECTORS: [&str; 4] = ["acme", "other", "a-first", "aaa"];
 
 fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed) -> Plan {
+    run_scoped(connector, accesses, world, Scope::Everything)
+}
+
+fn run_scoped(
+    connector: &ConnectorObject,
+    accesses: &[AccessObject],
+    world: &Observed,
+    scope: Scope,
+) -> Plan {
     let connectors: Vec<ConnectorObject> = OTHER_CONNECTORS
         .iter()
         .map(|name| ConnectorObject {
@@ -173,6 +183,7 @@ fn run(connector: &ConnectorObject, accesses: &[AccessObject], world: &Observed)
         observed: world,
         now: now(),
         inventory_complete: true,
+        scope,
     })
 }
 
@@ -686,6 +697,86 @@ fn deletion_revokes_or_orphans_what_the_object_granted() {
     );
 }
 
+/// Expensify lists a policy's owner on its roster: one without them (empty, cut short) is
+/// not the whole roster, so nobody on it is taken for gone and nothing is forgotten.
+#[test]
+fn a_roster_without_its_owner_is_not_acted_on() {
+    let mut world = finance(&[("temp@acme.example", "user")]);
+    world
+        .rosters
+        .get_mut("P1")
+        .unwrap()
+        .retain(|e| e.email != "cfo@acme.example" && e.email != "temp@acme.example");
+    let team = managing(
+        access("team", AccessMode::Authoritative, vec![]),
+        &["temp@acme.example"],
+    );
+    let plan = run(&connector(), &[team], &world);
+    assert!(plan.is_empty(), "{:?}", changes(&plan));
+    let object = &plan.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(
+        ledger_emails(object),
+        BTreeSet::from(["temp@acme.example".to_string()]),
+        "not forgotten"
+    );
+    assert!(
+        object.problems.iter().any(|p| p
+            .message
+            .contains("does not list its owner cfo@acme.example")),
+        "{:?}",
+        object.problems
+    );
+}
+
+#[test]
+fn held_credentials_settle_deletions_and_nothing_else() {
+    let world = finance(&[
+        ("alice@acme.example", "user"),
+        ("carol@acme.example", "user"),
+        ("mallory@acme.example", "user"),
+    ]);
+    let mut gone = managing(
+        access(
+            "gone",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+        &["alice@acme.example"],
+    );
+    gone.deleting = true;
+    let team = managing(
+        access(
+            "team",
+            AccessMode::Authoritative,
+            vec![member("bob@acme.example", "user")],
+        ),
+        &["carol@acme.example"],
+    );
+    let objects = [gone, team];
+    let everything = run(&connector(), &objects, &world);
+    assert_eq!(everything.changes.len(), 4, "{:?}", changes(&everything));
+
+    let deletions = run_scoped(&connector(), &objects, &world, Scope::DeletionsOnly);
+    assert_eq!(
+        changes(&deletions),
+        [(ChangeKind::Revoke, "alice@acme.example".into(), None)],
+        "no grant, no release of a live object, no Authoritative extra"
+    );
+    let team = &deletions.objects[&ObjectKey::new(NS, "team")];
+    assert_eq!(
+        ledger_emails(team),
+        BTreeSet::from(["carol@acme.example".to_string()]),
+        "a live object's entries stay as they are"
+    );
+    assert!(
+        team.blocks
+            .iter()
+            .any(|b| b.reason() == Reason::SecretNotFound && b.message().contains("creds")),
+        "{:?}",
+        team.blocks
+    );
+}
+
 #[test]
 fn an_invalid_object_writes_nothing_and_its_people_are_not_taken_for_unasked() {
     let world = finance(&[
@@ -736,6 +827,7 @@ fn incomplete_input_holds_authoritative_removals() {
         observed: &world,
         now: now(),
         inventory_complete: false,
+        scope: Scope::Everything,
     });
     assert!(held.is_empty());
     assert_eq!(held.objects[&ObjectKey::new(NS, "team")].held.len(), 1);

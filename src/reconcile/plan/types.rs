@@ -24,6 +24,21 @@ pub struct PlanInput<'a> {
     /// False when some manifests could not be read: every removal on the connector is
     /// held, since an unreadable manifest may ask for the people concerned.
     pub inventory_complete: bool,
+    /// What this sync may change.
+    pub scope: Scope,
+}
+
+/// What a sync may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Everything the objects ask for.
+    #[default]
+    Everything,
+    /// Only what objects being deleted gave: the connector's credentials Secret cannot be
+    /// used and the sync runs on the last good credentials held in memory, which settle
+    /// those deletions and nothing else (a Secret taken away is no licence to keep
+    /// granting). Every other object stands still, as if suspended.
+    DeletionsOnly,
 }
 
 /// Kinds of change.
@@ -220,6 +235,8 @@ pub enum Block {
     Protected(String),
     /// Removals held because some input could not be read or validated.
     Held(String),
+    /// The connector's credentials cannot be used: only deletions were settled.
+    CredentialsUnusable(String),
 }
 
 impl Block {
@@ -229,6 +246,7 @@ impl Block {
             Block::RevocationLimit(_) => Reason::RevocationLimit,
             Block::Protected(_) => Reason::Protected,
             Block::Held(_) => Reason::RemovalsHeld,
+            Block::CredentialsUnusable(_) => Reason::SecretNotFound,
         }
     }
 
@@ -237,7 +255,8 @@ impl Block {
             Block::Conflict(m)
             | Block::RevocationLimit(m)
             | Block::Protected(m)
-            | Block::Held(m) => m,
+            | Block::Held(m)
+            | Block::CredentialsUnusable(m) => m,
         }
     }
 }

@@ -28,6 +28,9 @@ pub(super) struct PolicyView {
 pub(super) struct World<'a> {
     pub observed: &'a Observed,
     pub policies: BTreeMap<String, PolicyView>,
+    /// Policies whose roster came back without their owner, each with that owner: not
+    /// a roster to act on (see [`World::new`]).
+    pub ownerless: BTreeMap<String, String>,
     protected: BTreeSet<String>,
 }
 
@@ -40,26 +43,35 @@ impl<'a> World<'a> {
             .map(|e| email::normalize(e))
             .collect();
         protected.insert(email::normalize(&connector.spec.admin_email));
-        let policies = observed
-            .policies
-            .iter()
-            .filter_map(|p| {
-                let roster = observed.rosters.get(&p.id)?;
-                let view = PolicyView {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    owner: email::normalize(&p.owner),
-                    roster: roster
-                        .iter()
-                        .map(|e| (email::normalize(&e.email), roster_view(e)))
-                        .collect(),
-                };
-                Some((p.id.clone(), view))
-            })
-            .collect();
+        let mut policies = BTreeMap::new();
+        let mut ownerless = BTreeMap::new();
+        for p in &observed.policies {
+            let Some(roster) = observed.rosters.get(&p.id) else {
+                continue;
+            };
+            let view = PolicyView {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                owner: email::normalize(&p.owner),
+                roster: roster
+                    .iter()
+                    .map(|e| (email::normalize(&e.email), roster_view(e)))
+                    .collect(),
+            };
+            // Expensify always lists a policy's owner on its roster, as admin. A roster
+            // without them (empty, cut short, answered for another call) is not the
+            // whole roster: read as "everyone else left", it would make the operator
+            // forget what it gave, and those people would keep their access for good.
+            if email::is_valid(&view.owner) && !view.roster.contains_key(&view.owner) {
+                ownerless.insert(p.id.clone(), view.owner);
+                continue;
+            }
+            policies.insert(p.id.clone(), view);
+        }
         World {
             observed,
             policies,
+            ownerless,
             protected,
         }
     }

@@ -1,0 +1,229 @@
+//! What one sync of one connector reports: the plan, each change's result, every status,
+//! and how those are put together at the end of a sync (or when it stops early).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use tracing::{debug, warn};
+
+use super::request::SyncRequest;
+use super::statuses::{connector_findings, failures_by_object, save_order, statuses_for};
+use super::store::WriteRefused;
+use super::write::Written;
+use super::write_ahead::without_allowances;
+use crate::api::{ExpensifyConnectorStatus, PolicyAccessStatus, Reason};
+use crate::expensify::{CallCounts, ExpensifyClient, ExpensifyError};
+use crate::reconcile::plan::{Change, Plan};
+use crate::reconcile::status::{ConnectorFindings, NotSynced, connector_status, unsynced_status};
+use crate::reconcile::validate::connector_allows;
+use crate::reconcile::{ObjectKey, Observed};
+
+/// What happened to one planned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeResult {
+    pub change: Change,
+    /// `None` when Expensify shows the change; otherwise why not.
+    pub failure: Option<String>,
+}
+
+/// The outcome of one sync of one connector.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub connector: ObjectKey,
+    pub connector_status: ExpensifyConnectorStatus,
+    /// The plan made from what Expensify showed before any write.
+    pub plan: Plan,
+    /// Every planned change and whether it landed (empty on a dry run).
+    pub results: Vec<ChangeResult>,
+    pub statuses: BTreeMap<ObjectKey, PolicyAccessStatus>,
+    /// Deleting objects with nothing left to revoke: their finalizer may go.
+    pub finished_deletions: Vec<ObjectKey>,
+    /// What Expensify showed at the end, for `review` and `export`.
+    pub observed: Observed,
+    pub calls: CallCounts,
+    /// Set when the write was refused before it was made (stop, lost leadership, save).
+    pub refused: Option<WriteRefused>,
+    /// The keys of `statuses` in the order to save them (gains of ledger entries first).
+    pub save_order: Vec<ObjectKey>,
+}
+
+impl SyncReport {
+    /// Every status, in the order to save them: see `save_order`.
+    pub fn statuses_in_save_order(
+        &self,
+    ) -> impl Iterator<Item = (&ObjectKey, &PolicyAccessStatus)> {
+        let listed = self
+            .save_order
+            .iter()
+            .filter_map(|key| self.statuses.get_key_value(key));
+        let rest = self
+            .statuses
+            .iter()
+            .filter(|(key, _)| !self.save_order.contains(key));
+        listed.chain(rest)
+    }
+
+    /// The earliest `expiresAt` still ahead, so the caller can schedule a sync for it.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.statuses
+            .values()
+            .filter_map(|s| s.next_expiry.as_ref().map(|t| t.0))
+            .min()
+    }
+}
+
+/// The report of a connector that could not sync at all (invalid spec, missing secret,
+/// suspended): every object on it gets the reason, nothing is read or written.
+pub fn unsynced(
+    request: SyncRequest<'_>,
+    reason: Reason,
+    message: &str,
+    suspended: bool,
+) -> SyncReport {
+    let connector = request.connector;
+    let findings = ConnectorFindings {
+        problem: Some((reason, message.to_string())),
+        suspended,
+        ..ConnectorFindings::default()
+    };
+    let problem = if suspended {
+        format!("connector {} is suspended", connector.key)
+    } else {
+        format!("connector {}: {message}", connector.key)
+    };
+    let statuses = request
+        .accesses
+        .iter()
+        .filter(|a| a.connector_key() == connector.key)
+        .filter(|a| connector_allows(connector, &a.key.namespace))
+        .map(|a| {
+            let why = NotSynced::ConnectorDown {
+                message: problem.clone(),
+                suspended,
+            };
+            (a.key.clone(), unsynced_status(a, why, request.now))
+        })
+        .collect();
+    SyncReport {
+        connector: connector.key.clone(),
+        connector_status: connector_status(connector, findings, request.now),
+        plan: Plan::default(),
+        results: Vec::new(),
+        statuses,
+        finished_deletions: Vec::new(),
+        observed: Observed::default(),
+        calls: CallCounts::default(),
+        refused: None,
+        save_order: Vec::new(),
+    }
+}
+
+/// The report of a sync whose first read failed: nothing was written.
+pub(super) fn read_failed(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    calls_before: CallCounts,
+    error: &ExpensifyError,
+) -> SyncReport {
+    // The report carries it to whoever reports the sync (one message per failure).
+    debug!(connector = %request.connector.key, error = %error, "reading Expensify failed");
+    let mut report = unsynced(
+        request,
+        super::read::reason_for(error),
+        &error.to_string(),
+        false,
+    );
+    report.calls = delta(client.counts(), calls_before);
+    report
+}
+
+/// The report of a sync whose write did not go ahead: nothing was written and no
+/// allowance was used up.
+pub(super) fn refuse_before_write(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    calls_before: CallCounts,
+    before: Plan,
+    observed: Observed,
+    refused: &WriteRefused,
+) -> SyncReport {
+    warn!(connector = %request.connector.key, reason = %refused, "changes not written");
+    let unused = without_allowances(before);
+    let mut report = finish(
+        request,
+        client,
+        calls_before,
+        unused.clone(),
+        &unused,
+        Written::nothing(observed),
+    );
+    refuse(&mut report, refused);
+    report
+}
+
+/// Statuses and the report, from the plan before the write and the one after it.
+pub(super) fn finish(
+    request: SyncRequest<'_>,
+    client: &ExpensifyClient,
+    calls_before: CallCounts,
+    before: Plan,
+    after: &Plan,
+    written: Written,
+) -> SyncReport {
+    let connector = request.connector;
+    let failures = failures_by_object(&written.results);
+    let mut statuses = statuses_for(request, &before, after, &failures, &written);
+    let finished_deletions = request
+        .accesses
+        .iter()
+        .filter(|a| a.deleting && statuses.contains_key(&a.key))
+        .filter(|a| {
+            statuses
+                .get(&a.key)
+                .is_none_or(|s| s.managed_members.is_empty())
+        })
+        .map(|a| a.key.clone())
+        .collect();
+    let mut findings = connector_findings(&written.observed, written.problem.clone());
+    findings
+        .mass_revocation_used
+        .clone_from(&before.connector_mass_revocation_used);
+    if let Some((_, message)) = &findings.problem {
+        for status in statuses.values_mut() {
+            status.message = Some(message.clone());
+        }
+    }
+    let save_order = save_order(request.accesses, &statuses);
+    SyncReport {
+        connector: connector.key.clone(),
+        connector_status: connector_status(connector, findings, request.now),
+        plan: before,
+        results: written.results,
+        save_order,
+        statuses,
+        finished_deletions,
+        observed: written.observed,
+        calls: delta(client.counts(), calls_before),
+        refused: None,
+    }
+}
+
+/// A write that did not go ahead: the connector says why; nothing changed in Expensify.
+fn refuse(report: &mut SyncReport, refused: &WriteRefused) {
+    let message = format!("changes were not written: {refused}");
+    for status in report.statuses.values_mut() {
+        status.message = Some(message.clone());
+    }
+    report.connector_status.message = Some(message);
+    report.refused = Some(refused.clone());
+}
+
+fn delta(now: CallCounts, before: CallCounts) -> CallCounts {
+    CallCounts {
+        policy_list: now.policy_list - before.policy_list,
+        roster_reads: now.roster_reads - before.roster_reads,
+        employee_updates: now.employee_updates - before.employee_updates,
+        retries: now.retries - before.retries,
+        failures: now.failures - before.failures,
+    }
+}
