@@ -196,3 +196,61 @@ async fn without_forget_the_same_deletion_takes_the_grant_back() {
             .any(|(e, _)| e == "new@acme.example")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_forget_keeps_the_status_anchor_in_step() {
+    let sim = start(&unlimited_seed()).await;
+    let secrets = secrets_with_status_key();
+    let outside = tempfile::tempdir().unwrap();
+    let anchor = outside.path().join("anchor");
+    let anchor_arg = anchor.to_str().unwrap();
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let applied = signed(
+        &sim,
+        &secrets,
+        &["apply", dir, "--status-anchor", anchor_arg],
+    )
+    .await;
+    assert_eq!(applied.status.code(), Some(0), "{}", printed(&applied));
+    let before = std::fs::read_to_string(&anchor).unwrap();
+
+    let forgot = signed(
+        &sim,
+        &secrets,
+        &[
+            "state",
+            "forget",
+            "finance/finance",
+            dir,
+            "--status-anchor",
+            anchor_arg,
+        ],
+    )
+    .await;
+    assert_eq!(forgot.status.code(), Some(0), "{}", printed(&forgot));
+    assert_ne!(
+        std::fs::read_to_string(&anchor).unwrap(),
+        before,
+        "the anchor follows the index forget wrote"
+    );
+    let listed = signed(
+        &sim,
+        &secrets,
+        &["state", "list", dir, "--status-anchor", anchor_arg],
+    )
+    .await;
+    assert_eq!(listed.status.code(), Some(0), "{}", printed(&listed));
+    assert!(
+        stdout(&listed).contains("finance/finance        0        0"),
+        "{}",
+        printed(&listed)
+    );
+    let again = signed(
+        &sim,
+        &secrets,
+        &["apply", dir, "--status-anchor", anchor_arg],
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(0), "{}", printed(&again));
+}

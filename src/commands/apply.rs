@@ -73,6 +73,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
             Confirmation::Ask => {
                 let shown = mode.pass(Run::Plan).await?;
                 if !ask(&shown, args.output)? {
+                    // The terminal was told; a pipeline reading stdout is told too.
+                    refusal_document(args.output, "not approved at the prompt", &[]);
                     return Ok(1);
                 }
                 // What is written is exactly what was shown: anything that moved since is
@@ -126,6 +128,12 @@ fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
     } else {
         eprintln!("error: {why}:\n  - {}", moved.join("\n  - "));
     }
+    refusal_document(output, why, moved);
+    1
+}
+
+/// For `-o json`, why nothing was applied, as a JSON document on stdout.
+fn refusal_document(output: OutputFormat, why: &str, moved: &[String]) {
     if output == OutputFormat::Json {
         let refusal = serde_json::json!({
             "applied": false,
@@ -134,5 +142,4 @@ fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
         });
         outln!("{refusal:#}");
     }
-    1
 }
