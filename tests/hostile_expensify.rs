@@ -37,11 +37,11 @@ const VISIBLE: [&str; 5] = [
 
 /// A roster-read answer as the simulator would give it now, with `finance` in place of
 /// Finance's `employees` (`None`: Finance left out).
-fn rosters_with(sim: &SimulatorHandle, finance: Option<serde_json::Value>) -> ScriptedFault {
+fn rosters_with(sim: &SimulatorHandle, finance: Option<&serde_json::Value>) -> ScriptedFault {
     let mut info = serde_json::Map::new();
     for id in VISIBLE {
         let employees = if id == FINANCE {
-            match &finance {
+            match finance {
                 Some(value) => value.clone(),
                 None => continue,
             }
@@ -154,7 +154,7 @@ async fn a_truncated_roster_body_revokes_nobody() {
 /// roster, and must not read as "everyone left".
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_roster_revokes_nobody_and_forgets_nothing() {
-    roster_read_answered_with(|sim| vec![rosters_with(sim, Some(serde_json::json!([])))]).await;
+    roster_read_answered_with(|sim| vec![rosters_with(sim, Some(&serde_json::json!([])))]).await;
 }
 
 /// A roster without its owner (who is always listed, as admin) cannot be the whole roster.
@@ -166,7 +166,7 @@ async fn a_roster_without_its_owner_revokes_nobody_and_forgets_nothing() {
             .filter(|(email, _)| email != "temp@acme.example" && email != "cfo@acme.example")
             .map(|(email, role)| serde_json::json!({"email": email, "role": role}))
             .collect();
-        vec![rosters_with(sim, Some(serde_json::Value::Array(rest)))]
+        vec![rosters_with(sim, Some(&serde_json::Value::Array(rest)))]
     })
     .await;
 }
@@ -181,7 +181,7 @@ async fn a_roster_answered_as_something_else_revokes_nobody() {
     roster_read_answered_with(|sim| {
         vec![rosters_with(
             sim,
-            Some(serde_json::json!({"email": "temp@acme.example"})),
+            Some(&serde_json::json!({"email": "temp@acme.example"})),
         )]
     })
     .await;

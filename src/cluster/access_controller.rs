@@ -13,7 +13,7 @@ use super::connector_controller::{
     CACHES_LISTED_WAIT, ReconcileError, STANDBY_RECHECK, status_changed,
 };
 use super::context::{Context, FinalizerChange};
-use super::kube_io::{self, FINALIZER, KubeCallError};
+use super::kube_io::{FINALIZER, KubeCallError};
 use crate::api::{PolicyAccess, Reason};
 use crate::reconcile::status::{NotSynced, unsynced_status};
 use crate::reconcile::{
@@ -100,8 +100,7 @@ async fn settle_deletion(
             "connector {} is missing or refuses this namespace, and this object holds nothing to take back: deletion goes ahead",
             object.connector_key()
         );
-        kube_io::publish(
-            &ctx.recorder,
+        ctx.publish(
             access,
             EventType::Warning,
             "ConnectorMissing",
@@ -130,15 +129,8 @@ async fn report_invalid(
     }
     ctx.write_status(access, &status).await?;
     let note = status.message.clone().unwrap_or_default();
-    kube_io::publish(
-        &ctx.recorder,
-        access,
-        EventType::Warning,
-        reason.as_str(),
-        action,
-        note,
-    )
-    .await;
+    ctx.publish(access, EventType::Warning, reason.as_str(), action, note)
+        .await;
     Ok(())
 }
 

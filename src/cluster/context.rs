@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use kube::runtime::events::Recorder;
+use kube::Resource;
+use kube::runtime::events::{EventType, Recorder};
 use tokio::time::Instant;
 
 use super::cache::{Caches, Remembered, WrittenStatuses};
-use super::kube_io::{self, KubeCallError};
+use super::kube_io::{self, KubeCallError, SecretLookup};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
-use crate::api::PolicyAccess;
+use crate::api::{PolicyAccess, SecretRef};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::ObjectKey;
 
@@ -83,7 +84,9 @@ impl HeldCredentials {
     }
 }
 
-/// Shared by every reconcile.
+/// Shared by every reconcile, and their one door to the cluster: every Kubernetes call
+/// of a reconcile is a method here (one call into `kube_io` each), so the writes of this
+/// term are remembered over a lagging cache.
 pub struct Context {
     /// Writes to our objects through it are refused while this replica does not lead
     /// (see [`super::leadership::guarded_client`]).
@@ -223,6 +226,29 @@ impl Context {
         };
         self.written.wrote(&known, now, known.status());
         Ok(())
+    }
+}
+
+impl Context {
+    /// Reads a connector's credentials Secret (see [`kube_io::read_secret`]).
+    pub async fn read_secret(
+        &self,
+        namespace: &str,
+        reference: &SecretRef,
+    ) -> Result<SecretLookup, KubeCallError> {
+        kube_io::read_secret(&self.client, namespace, reference).await
+    }
+
+    /// Publishes an Event on an object; a failure is logged, never fatal to a sync.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        kube_io::publish(&self.recorder, object, type_, reason, action, note).await;
     }
 }
 

@@ -10,7 +10,6 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::cache::Remembered;
 use crate::api::{API_VERSION, SecretRef};
 use crate::expensify::Credentials;
 
@@ -191,12 +190,13 @@ fn preconditions(meta: &ObjectMeta, resource_version: Option<&str>) -> serde_jso
 }
 
 /// Server-side applies a status, provided the object is still at `resource_version`;
-/// returns the resourceVersion it is at after the write.
-pub async fn apply_status<K: Remembered>(
+/// returns the resourceVersion it is at after the write. (The status's type is the
+/// caller's to match: `Context::write_status` takes the kind's own.)
+pub async fn apply_status<K: NamespacedObject, S: serde::Serialize>(
     client: &kube::Client,
     object: &K,
     resource_version: Option<&str>,
-    status: &K::Status,
+    status: &S,
 ) -> Result<Option<String>, KubeCallError> {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();

@@ -1,44 +1,37 @@
-//! Cluster mode: the two controllers, the probes server, leader election and shutdown.
+//! Cluster mode's wiring: the two controllers over the shared watches (`watches`), the
+//! probes server, leader election (`election`) and shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use kube_lease_manager::LeaseManager;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::cache::Caches;
 use super::context::Context;
+use super::election::{elect, follow_leadership, release_lease};
 use super::kube_io::Scope;
-use super::leadership::{self, LeadershipTerms, LeaseRenewals};
+use super::leadership;
 use super::metrics::Metrics;
 use super::server::{self, Readiness};
+use super::watches::{InitialLists, SharedWatch, cached_controller};
 use super::{access_controller, connector_controller};
 use crate::api::{ExpensifyConnector, PolicyAccess};
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::AccessObject;
 
-/// Leader election settings.
-#[derive(Debug, Clone)]
-pub struct LeaseSettings {
-    pub name: String,
-    pub namespace: String,
-    pub identity: String,
-    pub duration: Duration,
-}
+pub use super::election::LeaseSettings;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -82,305 +75,6 @@ fn connectors_using(
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
-}
-
-/// Readiness from the watches' own streams: each reports its first complete list
-/// (`InitDone`) once, and the last of them makes the replica ready and lets syncs read
-/// the caches. Awaiting a store's `wait_until_ready` instead competes with the
-/// controller, which awaits the same one-waker future: only one of the two is ever
-/// woken, and readiness never came.
-#[derive(Clone)]
-struct InitialLists {
-    pending: Arc<AtomicUsize>,
-    readiness: Arc<Readiness>,
-    listed: Arc<watch::Sender<bool>>,
-}
-
-impl InitialLists {
-    fn new(watches: usize, readiness: Arc<Readiness>) -> Self {
-        let (listed, _) = watch::channel(watches == 0);
-        if watches == 0 {
-            readiness.set_ready();
-        }
-        Self {
-            pending: Arc::new(AtomicUsize::new(watches)),
-            readiness,
-            listed: Arc::new(listed),
-        }
-    }
-
-    /// Turns true once every watch listed everything.
-    fn listed(&self) -> watch::Receiver<bool> {
-        self.listed.subscribe()
-    }
-
-    /// Called with every event of one watch; counts that watch's first `InitDone` only.
-    fn tracker<K>(&self) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
-        let lists = self.clone();
-        let mut listed = false;
-        move |event| {
-            if listed || !matches!(event, watcher::Event::InitDone) {
-                return;
-            }
-            listed = true;
-            if lists.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                info!("every watch has listed everything once; ready");
-                lists.readiness.set_ready();
-                lists.listed.send_replace(true);
-            }
-        }
-    }
-}
-
-/// A kind the controllers watch.
-trait Watched:
-    kube::Resource<DynamicType = ()>
-    + Clone
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Watched for K where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// One watch and its reflector: the store is the cache syncs read from, and the events
-/// (each applied to the store before it is yielded) count towards readiness.
-fn listed_reflector<K: Watched>(
-    api: Api<K>,
-    watch_config: watcher::Config,
-    lists: &InitialLists,
-) -> (
-    reflector::Store<K>,
-    impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-) {
-    let (reader, writer) = reflector::store();
-    let mut listed = lists.tracker();
-    let events = reflector(writer, watcher(api, watch_config).default_backoff())
-        .inspect_ok(move |event| listed(event));
-    (reader, events)
-}
-
-/// A controller over a reflector of our own, so its first full list is seen and its
-/// store is the cache syncs read from.
-fn cached_controller<K: Watched>(
-    api: Api<K>,
-    watch_config: watcher::Config,
-    lists: &InitialLists,
-) -> Controller<K> {
-    let (reader, events) = listed_reflector(api, watch_config, lists);
-    Controller::for_stream(events.applied_objects(), reader)
-}
-
-/// Triggers queued per controller before the shared watch waits for it.
-const TRIGGER_BUFFER: usize = 1024;
-
-/// A trigger stream fed by a [`SharedWatch`].
-type Triggers<K> = futures::channel::mpsc::Receiver<Result<K, watcher::Error>>;
-
-/// One watch of a kind in one scope, shared by every controller it triggers: its store is
-/// the cache syncs read, and each object it touches reaches every controller only after
-/// the store shows it. (With a watch per controller, a sync triggered by one could read a
-/// cache fed by another that had not seen the change yet, and wait for the next trigger.)
-struct SharedWatch<K: Watched> {
-    reader: reflector::Store<K>,
-    triggers: Vec<Triggers<K>>,
-    /// Drives the watch and hands out the triggers; run it beside the controllers.
-    driver: BoxFuture<'static, ()>,
-}
-
-impl<K: Watched> SharedWatch<K> {
-    /// A watch that triggers `controllers` controllers.
-    fn new(
-        api: Api<K>,
-        watch_config: watcher::Config,
-        lists: &InitialLists,
-        controllers: usize,
-    ) -> Self {
-        let (reader, events) = listed_reflector(api, watch_config, lists);
-        let (senders, triggers): (Vec<_>, Vec<_>) = (0..controllers)
-            .map(|_| futures::channel::mpsc::channel(TRIGGER_BUFFER))
-            .unzip();
-        Self {
-            reader,
-            triggers,
-            driver: Box::pin(fan_out(events, senders)),
-        }
-    }
-
-    /// The trigger stream of the next controller.
-    fn triggers(&mut self) -> Triggers<K> {
-        // `new` made one per controller; a missing one would be a wiring mistake, and an
-        // empty stream then only means no triggers.
-        self.triggers
-            .pop()
-            .unwrap_or_else(|| futures::channel::mpsc::channel(0).1)
-    }
-}
-
-/// The objects a watch event touched, once the store shows them: an applied or deleted
-/// object at once; a re-list's objects when it is complete (the store swaps them in then).
-fn touched<K>(event: watcher::Event<K>, relisted: &mut Vec<K>) -> Vec<K> {
-    match event {
-        watcher::Event::Apply(object) | watcher::Event::Delete(object) => vec![object],
-        watcher::Event::Init => {
-            relisted.clear();
-            Vec::new()
-        }
-        watcher::Event::InitApply(object) => {
-            relisted.push(object);
-            Vec::new()
-        }
-        watcher::Event::InitDone => std::mem::take(relisted),
-    }
-}
-
-/// Drives a watch and sends each object it touches to every controller's trigger stream.
-async fn fan_out<K: Clone>(
-    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    mut senders: Vec<futures::channel::mpsc::Sender<Result<K, watcher::Error>>>,
-) {
-    use futures::SinkExt;
-    let mut events = std::pin::pin!(events);
-    let mut relisted = Vec::new();
-    while let Some(event) = events.next().await {
-        let objects = match event {
-            Ok(event) => touched(event, &mut relisted),
-            Err(e) => {
-                // The watcher backs off and retries by itself.
-                warn!(error = %e, "watch failed; retrying");
-                continue;
-            }
-        };
-        for object in objects {
-            for sender in &mut senders {
-                // A controller that stopped no longer listens.
-                let _ = sender.send(Ok(object.clone())).await;
-            }
-        }
-    }
-}
-
-type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
-
-/// Leader election as started: the lease manager's "leading" flag, its task, and the
-/// renewals seen. Without election: leading from the start, no task, no renewals.
-struct Election {
-    leader: watch::Receiver<bool>,
-    task: Option<LeaseTask>,
-    renewals: Option<LeaseRenewals>,
-}
-
-/// Starts leader election when asked.
-async fn elect(
-    client: &Client,
-    lease: Option<&LeaseSettings>,
-) -> Result<Election, RunControllerError> {
-    let Some(lease) = lease else {
-        return Ok(Election {
-            leader: watch::channel(true).1,
-            task: None,
-            renewals: None,
-        });
-    };
-    // The lease manager counts in whole seconds.
-    let seconds = lease.duration.as_secs().max(1);
-    let renewals = LeaseRenewals::new(Duration::from_secs(seconds));
-    let lease_client = renewals.observe(client.clone(), &lease.namespace, &lease.name);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &lease.name)
-        .with_namespace(&lease.namespace)
-        .with_identity(&lease.identity)
-        .with_duration(seconds)
-        .with_grace(seconds.max(2) / 2)
-        .build()
-        .await
-        .map_err(|e| RunControllerError::Lease(e.to_string()))?;
-    let (leader, task) = manager.watch().await;
-    info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
-    Ok(Election {
-        leader,
-        task: Some(task),
-        renewals: Some(renewals),
-    })
-}
-
-/// Follows the lease manager and the renewals: a term lasts while the manager says this
-/// replica holds the Lease and its last renewal is recent enough. When either fails the
-/// term ends at once (every write after it is refused, mid-sync included); a new term
-/// syncs everything once.
-fn follow_leadership(
-    mut leader: watch::Receiver<bool>,
-    renewals: Option<LeaseRenewals>,
-    terms: LeadershipTerms,
-    ctx: Arc<Context>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut leading = terms.leading();
-        loop {
-            let held = *leader.borrow_and_update();
-            let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
-            let in_time = renewals.as_ref().is_none_or(|r| r.in_time(Instant::now()));
-            if (held && in_time) != leading {
-                leading = held && in_time;
-                // Forgotten before the term starts: no sync of the new term reads what
-                // the last one wrote.
-                if leading {
-                    ctx.forget_all();
-                }
-                terms.set(leading);
-                if leading {
-                    info!("this replica holds the lease now; syncing everything once");
-                } else if held {
-                    warn!("the lease was not renewed in time; no writes until it is");
-                } else {
-                    warn!("the lease is lost; no more writes from this replica");
-                }
-            }
-            let expiry = async {
-                match deadline {
-                    Some(deadline) if leading => tokio::time::sleep_until(deadline).await,
-                    _ => std::future::pending().await,
-                }
-            };
-            let renewed = async {
-                match &renewals {
-                    Some(renewals) => renewals.renewed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                changed = leader.changed() => if changed.is_err() { break },
-                () = renewed => {}
-                () = expiry => {}
-            }
-        }
-    })
-}
-
-/// With every receiver gone the lease task returns its manager: hand the lease over now
-/// instead of letting it expire.
-async fn release_lease(task: Option<LeaseTask>) {
-    let Some(task) = task else {
-        return;
-    };
-    if let Ok(Ok(Ok(manager))) = tokio::time::timeout(Duration::from_secs(5), task).await {
-        if let Err(e) = manager.release().await {
-            warn!(error = %e, "releasing the lease failed; it expires by itself");
-        }
-    } else {
-        warn!("the lease could not be released; it expires by itself");
-    }
 }
 
 /// The PolicyAccess watches, one per watched scope, each triggering every connector
@@ -569,7 +263,9 @@ pub async fn run(
     .await?;
     info!(addr = %probes_addr, "serving /metrics, /healthz and /readyz");
 
-    let election = elect(&client, settings.lease.as_ref()).await?;
+    let election = elect(&client, settings.lease.as_ref())
+        .await
+        .map_err(|e| RunControllerError::Lease(e.to_string()))?;
     let (terms, leadership) = leadership::leadership(election.task.is_none());
     let reporter = Reporter {
         controller: "expensify-operator".into(),
@@ -607,100 +303,4 @@ pub async fn run(
     let _ = probes.await;
     info!("controller stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::PolicyAccessSpec;
-
-    fn access(name: &str, version: &str) -> PolicyAccess {
-        let spec: PolicyAccessSpec = serde_json::from_value(serde_json::json!({
-            "connectorRef": {"name": "acme"}, "policy": {"id": "P1"}, "members": []
-        }))
-        .unwrap();
-        let mut object = PolicyAccess::new(name, spec);
-        object.metadata.namespace = Some("finance".into());
-        object.metadata.resource_version = Some(version.into());
-        object
-    }
-
-    fn names(objects: &[PolicyAccess]) -> Vec<String> {
-        objects
-            .iter()
-            .map(|o| {
-                format!(
-                    "{}@{}",
-                    o.name_any(),
-                    o.resource_version().unwrap_or_default()
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_relist_triggers_only_once_the_store_holds_all_of_it() {
-        let mut relisted = Vec::new();
-        assert!(touched(watcher::Event::Init, &mut relisted).is_empty());
-        assert!(touched(watcher::Event::InitApply(access("a", "1")), &mut relisted).is_empty());
-        assert!(touched(watcher::Event::InitApply(access("b", "1")), &mut relisted).is_empty());
-        let listed = touched(watcher::Event::InitDone, &mut relisted);
-        assert_eq!(names(&listed), ["a@1", "b@1"]);
-        assert_eq!(
-            names(&touched(
-                watcher::Event::Apply(access("a", "2")),
-                &mut relisted
-            )),
-            ["a@2"]
-        );
-        assert_eq!(
-            names(&touched(
-                watcher::Event::Delete(access("b", "3")),
-                &mut relisted
-            )),
-            ["b@3"],
-            "a deletion triggers too"
-        );
-    }
-
-    #[tokio::test]
-    async fn one_watch_triggers_every_controller_after_its_store_has_the_change() {
-        let events = vec![
-            watcher::Event::Init,
-            watcher::Event::InitApply(access("a", "1")),
-            watcher::Event::InitDone,
-            watcher::Event::Apply(access("a", "2")),
-            watcher::Event::Delete(access("a", "3")),
-        ];
-        let (reader, writer) = reflector::store();
-        let store = reader.clone();
-        // What the store showed when each event left the reflector.
-        let seen_by_store = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = seen_by_store.clone();
-        let stream = reflector(
-            writer,
-            futures::stream::iter(events.into_iter().map(Ok::<_, watcher::Error>)),
-        )
-        .inspect_ok(move |_| {
-            let shown = store
-                .get(&ObjectRef::new("a").within("finance"))
-                .and_then(|a| a.resource_version());
-            record.lock().unwrap().push(shown);
-        });
-        let (first_tx, first) = futures::channel::mpsc::channel(TRIGGER_BUFFER);
-        let (second_tx, second) = futures::channel::mpsc::channel(TRIGGER_BUFFER);
-        fan_out(stream, vec![first_tx, second_tx]).await;
-        for triggers in [first, second] {
-            let received: Vec<PolicyAccess> =
-                triggers.map(Result::unwrap).collect::<Vec<_>>().await;
-            assert_eq!(names(&received), ["a@1", "a@2", "a@3"]);
-        }
-        let shown = seen_by_store.lock().unwrap().clone();
-        // Init, InitApply (not yet in the store), InitDone, Apply, Delete.
-        assert_eq!(
-            shown,
-            [None, None, Some("1".into()), Some("2".into()), None]
-        );
-        assert!(reader.is_empty(), "the deletion reached the store");
-    }
 }

@@ -10,9 +10,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
+use super::config_error::ClientConfigError;
 use super::credentials::Credentials;
 use super::endpoints::AllowedEndpoints;
-use super::error::{Call, ClientConfigError, ErrorKind, ExpensifyError};
+use super::error::{Call, ErrorKind, ExpensifyError};
 use super::pacing::{Pacing, RateLimiter};
 use super::retry::RetryPolicy;
 use super::wire::{self, EmployeeRecord, PolicySummary, RosterEntry, UpdateOutcome};

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use super::error::ClientConfigError;
+use super::config_error::ClientConfigError;
 
 /// Endpoints credentials may be sent to, as URL prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,8 +20,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::api::MAX_DURATION;
 use crate::telemetry::progress;
+
+/// The longest duration accepted anywhere (a year). Values come from manifests and flags
+/// (`api` parses them against it); anything longer is a mistake, and refusing it keeps
+/// every `Instant + duration` far from overflow, here in pacing as everywhere else.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// At most `max_requests` in any `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

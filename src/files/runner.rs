@@ -15,8 +15,9 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverifi
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
+pub use super::report::{PassReport, UnattachedAccess};
 use super::saved_plan::SavedPlan;
-use crate::api::{ConnectorPhase, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::{ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::reviewed::ReviewedConnector;
 use crate::reconcile::status::{NotSynced, unsynced_status};
@@ -58,62 +59,6 @@ pub enum FilePassError {
     StatusDir(#[from] StatusDirError),
     #[error("--strict: {} manifest problem(s):\n  - {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
     Strict(Vec<LoadProblem>),
-}
-
-/// An object that is invalid before any connector is involved (connector missing or not
-/// allowed), with its status.
-#[derive(Debug, Clone)]
-pub struct UnattachedAccess {
-    pub key: ObjectKey,
-    pub status: PolicyAccessStatus,
-}
-
-/// Everything one pass found and did.
-#[derive(Debug, Clone)]
-pub struct PassReport {
-    pub manifests: Manifests,
-    pub syncs: Vec<SyncReport>,
-    pub unattached: Vec<UnattachedAccess>,
-    /// Where each object came from, for messages.
-    pub sources: BTreeMap<ObjectKey, String>,
-    /// A stop was requested before every connector synced.
-    pub stopped: bool,
-}
-
-impl PassReport {
-    /// Whether anything ended in error (load problems, connector or object errors).
-    pub fn has_errors(&self) -> bool {
-        self.stopped
-            || self.syncs.iter().any(|s| s.refused.is_some())
-            || !self.manifests.problems.is_empty()
-            || !self.unattached.is_empty()
-            || self.syncs.iter().any(|s| {
-                s.connector_status.phase == ConnectorPhase::Error
-                    || s.statuses
-                        .values()
-                        .any(|st| st.phase == crate::api::AccessPhase::Error)
-            })
-    }
-
-    /// Whether any object is Blocked.
-    pub fn has_blocked(&self) -> bool {
-        self.syncs.iter().any(|s| s.plan.has_blocks())
-            || self.syncs.iter().any(|s| {
-                s.statuses
-                    .values()
-                    .any(|st| st.phase == crate::api::AccessPhase::Blocked)
-            })
-    }
-
-    /// Changes planned across all connectors.
-    pub fn pending_changes(&self) -> usize {
-        self.syncs.iter().map(|s| s.plan.changes.len()).sum()
-    }
-
-    /// The earliest `expiresAt` ahead.
-    pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.syncs.iter().filter_map(SyncReport::next_expiry).min()
-    }
 }
 
 /// Objects as loaded, with generation and last status attached from the status directory.

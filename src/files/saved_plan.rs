@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::runner::PassReport;
+use super::report::PassReport;
 use crate::reconcile::ObjectKey;
 use crate::reconcile::digest;
 use crate::reconcile::reviewed::ReviewedConnector;

@@ -217,7 +217,7 @@ fn converging(f: &AccessFindings<'_>) -> Verdict {
 #[derive(Debug, Clone)]
 pub enum NotSynced {
     /// The object itself is invalid before any connector is involved.
-    Invalid(Vec<super::validate::Problem>),
+    Invalid(Vec<super::problem::Problem>),
     /// Its connector could not sync; `suspended` when that was on purpose.
     ConnectorDown { message: String, suspended: bool },
 }

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
 use super::plan::rank;
-use super::validate::Problem;
+use super::problem::Problem;
 use crate::api::{PolicySelector, TenantSpec};
 use crate::email;
 use crate::expensify::{PolicySummary, Role};

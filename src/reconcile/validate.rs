@@ -6,42 +6,11 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
+pub use super::problem::{Problem, describe};
 use crate::api::{AccessMode, PolicySelector, SecretRef};
 use crate::email;
 use crate::expensify::{Role, checked_endpoint};
 use crate::names::{self, NameRule};
-
-/// One problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Wire path of the field, e.g. `spec.members[2].role`.
-    pub field: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// Joins problems into one human sentence list.
-pub fn describe(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
 
 /// A deleted object (`deletionPolicy: Revoke`) holding ledger entries whose connector is
 /// missing or no longer allows its namespace: nobody can take back what it gave, so its

@@ -20,10 +20,11 @@ mod write_ahead;
 use tracing::{info, warn};
 
 pub use preflight::{preflight, reads_credentials, validate_endpoint};
-pub use report::{ChangeResult, SyncReport, unsynced};
+pub use report::{SyncReport, unsynced};
 pub use request::SyncRequest;
 pub use schedule::{jitter, next_sync};
 pub use store::{Store, WriteAhead, WriteRefused};
+pub use verify::ChangeResult;
 pub use write_ahead::write_ahead_statuses;
 
 use crate::api::{ConnectorPhase, Reason};

@@ -9,22 +9,15 @@ use tracing::{debug, warn};
 use super::request::SyncRequest;
 use super::statuses::{connector_findings, failures_by_object, save_order, statuses_for};
 use super::store::WriteRefused;
+use super::verify::ChangeResult;
 use super::write::Written;
 use super::write_ahead::without_allowances;
 use crate::api::{ExpensifyConnectorStatus, PolicyAccessStatus, Reason};
 use crate::expensify::{CallCounts, ExpensifyClient, ExpensifyError};
-use crate::reconcile::plan::{Change, Plan};
+use crate::reconcile::plan::Plan;
 use crate::reconcile::status::{ConnectorFindings, NotSynced, connector_status, unsynced_status};
 use crate::reconcile::validate::connector_allows;
 use crate::reconcile::{ObjectKey, Observed};
-
-/// What happened to one planned change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeResult {
-    pub change: Change,
-    /// `None` when Expensify shows the change; otherwise why not.
-    pub failure: Option<String>,
-}
 
 /// The outcome of one sync of one connector.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::report::ChangeResult;
 use super::request::SyncRequest;
+use super::verify::ChangeResult;
 use super::write::Written;
 use crate::api::{MemberFailure, PolicyAccessStatus, PolicyInfo, Reason};
 use crate::email;

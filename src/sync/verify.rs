@@ -3,11 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::report::ChangeResult;
 use crate::email;
 use crate::expensify::{ExpensifyError, Role, RosterEntry, UpdateReport};
 use crate::reconcile::Observed;
 use crate::reconcile::plan::{Change, ChangeKind};
+
+/// What happened to one planned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeResult {
+    pub change: Change,
+    /// `None` when Expensify shows the change; otherwise why not.
+    pub failure: Option<String>,
+}
 
 /// Whether each change shows in the re-read rosters, and if not, the best reason known.
 pub(super) fn judge(

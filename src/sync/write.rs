@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use tracing::{info, warn};
 
 use super::read::reason_for;
-use super::report::ChangeResult;
 use super::reread::reread_touched;
+use super::verify::ChangeResult;
 use super::verify::judge;
 use crate::api::{PolicyAccessStatus, Reason};
 use crate::expensify::ExpensifyClient;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::ConnectorObject;
+use super::super::problem::Problem;
 use super::super::tenancy::{POLICY_FIELD, policy_refusal, role_refusals};
-use super::super::validate::Problem;
 use super::resolve::{Standing, Subject};
 use super::types::Block;
 use crate::expensify::PolicySummary;

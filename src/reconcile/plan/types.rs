@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::Timestamp;
 
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
-use super::super::validate::Problem;
+use super::super::problem::Problem;
 use crate::api::{AccessMode, Drift, ManagedMember, PlanSummary, Reason};
 use crate::expensify::{EmployeeRecord, Role};
 

@@ -1,0 +1,126 @@
+//! Step 1, read inputs: what a connector sync starts from, and whether anything that
+//! decides a sync changed since the last one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tokio::time::Instant;
+
+use crate::api::{ALLOW_MASS_REVOCATION, ExpensifyConnector, PolicyAccess, RECONCILE_REQUESTED_AT};
+use crate::cluster::context::Context;
+use crate::cluster::kube_io::{KubeCallError, SecretLookup};
+use crate::reconcile::digest;
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
+use crate::sync::reads_credentials;
+
+/// What a connector sync starts from: the connector and every PolicyAccess as this
+/// replica knows them (the caches, with the statuses written in this term), and the
+/// connector's Secret (read only for a valid, allowed, unsuspended connector).
+pub(super) struct Inputs {
+    pub connector: ExpensifyConnector,
+    pub object: ConnectorObject,
+    pub all: Vec<PolicyAccess>,
+    pub connectors: Vec<ConnectorObject>,
+    pub secret: Option<SecretLookup>,
+    /// Where in `all` the objects that name this connector are, found once.
+    attached: Vec<usize>,
+    /// What decides whether a sync is needed (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+impl Inputs {
+    pub fn key(&self) -> &ObjectKey {
+        &self.object.key
+    }
+
+    /// The PolicyAccess objects that name this connector.
+    pub fn attached(&self) -> Vec<&PolicyAccess> {
+        self.attached
+            .iter()
+            .filter_map(|at| self.all.get(*at))
+            .collect()
+    }
+
+    /// The attached objects by key.
+    pub fn attached_by_key(&self) -> BTreeMap<ObjectKey, &PolicyAccess> {
+        self.attached()
+            .into_iter()
+            .map(|pa| (ObjectKey::of(&pa.metadata), pa))
+            .collect()
+    }
+
+    /// How long until the next sync is due, when nothing that decides one changed since
+    /// the last.
+    pub fn unchanged_since_last_sync(&self, ctx: &Context) -> Option<Duration> {
+        let last = ctx.last_sync(self.key())?;
+        let now = Instant::now();
+        (last.fingerprint == self.fingerprint && now < last.due).then(|| last.due - now)
+    }
+}
+
+/// Reads the inputs of a sync of `connector` (as this replica knows it).
+pub(super) async fn read(
+    ctx: &Context,
+    connector: ExpensifyConnector,
+) -> Result<Inputs, KubeCallError> {
+    let object = ConnectorObject::from_resource(&connector);
+    let all = ctx.accesses();
+    // The endpoint allowlist and the spec are checked before the Secret is read.
+    let secret = if reads_credentials(&object, &ctx.expensify) {
+        let reference = &object.spec.credentials_secret_ref;
+        Some(ctx.read_secret(&object.key.namespace, reference).await?)
+    } else {
+        None
+    };
+    let attached = all
+        .iter()
+        .enumerate()
+        .filter(|(_, pa)| AccessObject::from_resource(pa).connector_key() == object.key)
+        .map(|(at, _)| at)
+        .collect();
+    let mut inputs = Inputs {
+        connector,
+        object,
+        all,
+        connectors: ctx.connectors(),
+        secret,
+        attached,
+        fingerprint: String::new(),
+    };
+    inputs.fingerprint = fingerprint(&inputs);
+    Ok(inputs)
+}
+
+/// What decides whether a sync is needed: specs, annotations, deletions and the Secret
+/// version, never status (so our own status writes do not cause syncs).
+fn fingerprint(inputs: &Inputs) -> String {
+    let annotations = |meta: &ObjectMeta| {
+        let all = meta.annotations.clone().unwrap_or_default();
+        [RECONCILE_REQUESTED_AT, ALLOW_MASS_REVOCATION].map(|k| all.get(k).cloned())
+    };
+    let objects: Vec<_> = inputs
+        .attached()
+        .iter()
+        .map(|pa| {
+            (
+                ObjectKey::of(&pa.metadata).to_string(),
+                &pa.spec,
+                pa.metadata.deletion_timestamp.is_some(),
+                annotations(&pa.metadata),
+            )
+        })
+        .collect();
+    let secret_version = match &inputs.secret {
+        Some(SecretLookup::Found {
+            resource_version, ..
+        }) => resource_version.as_str(),
+        _ => "",
+    };
+    digest(&(
+        &inputs.connector.spec,
+        annotations(&inputs.connector.metadata),
+        objects,
+        secret_version,
+    ))
+}

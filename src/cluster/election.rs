@@ -1,0 +1,133 @@
+//! Leader election: the Lease, the terms it gives this replica, and its hand-over at
+//! shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManager, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::context::Context;
+use super::leadership::{LeadershipTerms, LeaseRenewals};
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+pub(super) type LeaseTask = tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>;
+
+/// Leader election as started: the lease manager's "leading" flag, its task, and the
+/// renewals seen. Without election: leading from the start, no task, no renewals.
+pub(super) struct Election {
+    pub leader: watch::Receiver<bool>,
+    pub task: Option<LeaseTask>,
+    pub renewals: Option<LeaseRenewals>,
+}
+
+/// Starts leader election when asked.
+pub(super) async fn elect(
+    client: &Client,
+    lease: Option<&LeaseSettings>,
+) -> Result<Election, LeaseManagerError> {
+    let Some(lease) = lease else {
+        return Ok(Election {
+            leader: watch::channel(true).1,
+            task: None,
+            renewals: None,
+        });
+    };
+    // The lease manager counts in whole seconds.
+    let seconds = lease.duration.as_secs().max(1);
+    let renewals = LeaseRenewals::new(Duration::from_secs(seconds));
+    let lease_client = renewals.observe(client.clone(), &lease.namespace, &lease.name);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(seconds)
+        .with_grace(seconds.max(2) / 2)
+        .build()
+        .await?;
+    let (leader, task) = manager.watch().await;
+    info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; waiting for the lease");
+    Ok(Election {
+        leader,
+        task: Some(task),
+        renewals: Some(renewals),
+    })
+}
+
+/// Follows the lease manager and the renewals: a term lasts while the manager says this
+/// replica holds the Lease and its last renewal is recent enough. When either fails the
+/// term ends at once (every write after it is refused, mid-sync included); a new term
+/// syncs everything once.
+pub(super) fn follow_leadership(
+    mut leader: watch::Receiver<bool>,
+    renewals: Option<LeaseRenewals>,
+    terms: LeadershipTerms,
+    ctx: Arc<Context>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leading = terms.leading();
+        loop {
+            let held = *leader.borrow_and_update();
+            let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
+            let in_time = renewals.as_ref().is_none_or(|r| r.in_time(Instant::now()));
+            if (held && in_time) != leading {
+                leading = held && in_time;
+                // Forgotten before the term starts: no sync of the new term reads what
+                // the last one wrote.
+                if leading {
+                    ctx.forget_all();
+                }
+                terms.set(leading);
+                if leading {
+                    info!("this replica holds the lease now; syncing everything once");
+                } else if held {
+                    warn!("the lease was not renewed in time; no writes until it is");
+                } else {
+                    warn!("the lease is lost; no more writes from this replica");
+                }
+            }
+            let expiry = async {
+                match deadline {
+                    Some(deadline) if leading => tokio::time::sleep_until(deadline).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let renewed = async {
+                match &renewals {
+                    Some(renewals) => renewals.renewed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                () = renewed => {}
+                () = expiry => {}
+            }
+        }
+    })
+}
+
+/// With every receiver gone the lease task returns its manager: hand the lease over now
+/// instead of letting it expire.
+pub(super) async fn release_lease(task: Option<LeaseTask>) {
+    let Some(task) = task else {
+        return;
+    };
+    if let Ok(Ok(Ok(manager))) = tokio::time::timeout(Duration::from_secs(5), task).await {
+        if let Err(e) = manager.release().await {
+            warn!(error = %e, "releasing the lease failed; it expires by itself");
+        }
+    } else {
+        warn!("the lease could not be released; it expires by itself");
+    }
+}

@@ -1,0 +1,177 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::api::{
+    ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicyAccessStatus, PolicySelector,
+};
+use crate::reconcile::digest;
+
+fn team() -> PolicyAccess {
+    let mut access = PolicyAccess::new(
+        "team",
+        PolicyAccessSpec {
+            connector_ref: ConnectorRef {
+                name: "acme".into(),
+                namespace: None,
+            },
+            policy: PolicySelector {
+                id: Some("P1".into()),
+                name: None,
+            },
+            mode: Default::default(),
+            deletion_policy: Default::default(),
+            allow_from: Vec::new(),
+            suspend: false,
+            members: vec![],
+        },
+    );
+    access.metadata.namespace = Some("finance".into());
+    access
+}
+
+#[test]
+fn round_trips_and_lists_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path().join("status"));
+    let mut access = team();
+    access.status = Some(PolicyAccessStatus {
+        managed_members: vec![crate::api::ManagedMember {
+            policy_id: "P1".into(),
+            email: "a@acme.example".into(),
+            added: true,
+            previous_role: None,
+            role: Some("user".into()),
+            pending: true,
+            prior_role: None,
+            connector: None,
+        }],
+        ..Default::default()
+    });
+    let key = ObjectKey::new("finance", "team");
+    status_dir.write(&key, &access).unwrap();
+    let read: PolicyAccess = status_dir.read(&key).unwrap().unwrap();
+    assert_eq!(
+        read.status.unwrap().managed_members,
+        access.status.unwrap().managed_members
+    );
+    assert_eq!(status_dir.list::<PolicyAccess>().unwrap().objects.len(), 1);
+    status_dir.remove::<PolicyAccess>(&key).unwrap();
+    assert!(status_dir.read::<PolicyAccess>(&key).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_second_holder_waits_then_fails_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path().join("status"));
+    let first = status_dir.lock("watch", Duration::ZERO).await.unwrap();
+    let started = Instant::now();
+    let error = status_dir
+        .lock("apply", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    let message = error.to_string();
+    assert!(
+        message.contains("`watch` (pid ") && message.contains(&std::process::id().to_string()),
+        "{message}"
+    );
+    drop(first);
+    let second = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+    drop(second);
+}
+
+#[tokio::test]
+async fn no_wait_is_said_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path());
+    let _first = status_dir.lock("watch", Duration::ZERO).await.unwrap();
+    let message = status_dir
+        .lock("apply", Duration::ZERO)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("--lock-timeout 0: did not wait") && !message.contains("0ns"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_waiter_gets_the_lock_once_it_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path());
+    let first = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(first);
+    });
+    let _second = status_dir
+        .lock("watch", Duration::from_secs(5))
+        .await
+        .unwrap();
+    release.await.unwrap();
+    let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+    assert!(holder.starts_with("`watch` (pid "), "{holder}");
+}
+
+#[tokio::test]
+async fn readers_share_the_lock_but_not_with_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = StatusDir::new(dir.path().join("status"));
+    assert!(missing.lock_shared(Duration::ZERO).await.unwrap().is_none());
+    assert!(
+        !dir.path().join("status").exists(),
+        "a reader creates nothing"
+    );
+
+    let status_dir = StatusDir::new(dir.path());
+    let first = status_dir.lock_shared(Duration::ZERO).await.unwrap();
+    let second = status_dir.lock_shared(Duration::ZERO).await.unwrap();
+    assert!(first.is_some() && second.is_some());
+    let writer = status_dir.lock("apply", Duration::from_millis(150)).await;
+    assert!(writer.unwrap_err().to_string().contains("a `plan`"));
+    drop((first, second));
+
+    let writer = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+    let reader = status_dir.lock_shared(Duration::from_millis(150)).await;
+    assert!(reader.unwrap_err().to_string().contains("`apply` (pid "));
+    drop(writer);
+    let holder = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+    assert_eq!(holder, "", "the name goes with the lock");
+}
+
+#[test]
+fn writes_leave_no_temporary_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path());
+    let access = team();
+    let key = ObjectKey::new("finance", "team");
+    status_dir.write(&key, &access).unwrap();
+    status_dir.write(&key, &access).unwrap();
+    let entries: Vec<String> = std::fs::read_dir(dir.path().join("policyaccess/finance"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(entries, vec!["team.yaml"]);
+}
+
+#[test]
+fn digest_is_stable_and_sensitive() {
+    assert_eq!(digest(&"a"), digest(&"a"));
+    assert_ne!(digest(&"a"), digest(&"b"));
+}
+
+#[test]
+fn keys_that_would_leave_the_directory_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let status_dir = StatusDir::new(dir.path().join("status"));
+    for key in [
+        ObjectKey::new("finance", "../../x"),
+        ObjectKey::new("..", "x"),
+        ObjectKey::new("finance", "a/b"),
+    ] {
+        let err = status_dir.read::<PolicyAccess>(&key).unwrap_err();
+        assert!(matches!(err, StatusDirError::BadName { .. }), "{err}");
+        assert!(status_dir.remove::<PolicyAccess>(&key).is_err());
+    }
+}
