@@ -15,5 +15,6 @@ pub mod names;
 pub mod reconcile;
 pub mod sanitize;
 pub mod simulator;
+pub mod suggest;
 pub mod sync;
 pub mod telemetry;

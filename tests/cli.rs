@@ -437,7 +437,7 @@ async fn the_simulator_refuses_other_than_loopback() {
         &[
             "simulator",
             "--seed",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/extras/simulator-seed.yaml"),
             "--listen",
             "0.0.0.0:0",
         ],
@@ -709,11 +709,12 @@ async fn plan_and_review_of_a_file_read_the_repository_and_show_the_files_object
         "new@acme.example"
     );
 
-    // A namespace with nothing in it: nothing to show, and a note saying so.
+    // A namespace with nothing in it: a typo, so it fails saying so.
     let nothing = run(&sim.endpoint(), &["plan", dir, "-n", "sales"]).await;
-    assert_eq!(nothing.status.code(), Some(0), "{}", text(&nothing));
+    assert_eq!(nothing.status.code(), Some(1), "{}", text(&nothing));
     assert!(
-        text(&nothing).contains("no ExpensifyConnector or PolicyAccess in namespace \"sales\""),
+        String::from_utf8_lossy(&nothing.stdout)
+            .contains("namespace \"sales\" holds no ExpensifyConnector or PolicyAccess"),
         "{}",
         text(&nothing)
     );
@@ -992,14 +993,15 @@ async fn validate_lists_every_problem_without_credentials_or_network() {
         "{}",
         text(&output)
     );
-    // A namespace that selects nothing is said on stderr, so a typo in `-n` is seen.
+    // A namespace that selects nothing fails, said on stdout, so a typo in `-n` fails CI.
     let typo = without_credentials(&sim.endpoint(), &["validate", dir, "-n", "enginering"])
         .output()
         .await
         .unwrap();
-    let said = String::from_utf8_lossy(&typo.stderr);
+    assert_eq!(typo.status.code(), Some(1), "{}", text(&typo));
+    let said = String::from_utf8_lossy(&typo.stdout);
     assert!(
-        said.contains("no ExpensifyConnector or PolicyAccess in namespace \"enginering\""),
+        said.contains("namespace \"enginering\" holds no ExpensifyConnector or PolicyAccess"),
         "{said}"
     );
 }
@@ -1308,8 +1310,11 @@ async fn a_rejected_credential_is_said_once_and_first() {
         assert!(!all.contains("No changes were needed"), "{all}");
         if args.contains(&"markdown") {
             let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            // Nothing could be planned, not "no changes"; without a status directory the
+            // warning that the ledger is missing sits under the summary.
             assert!(
-                stdout.starts_with("**Failed:** credentials rejected for connector finance/acme\n\nNo changes for the objects that could be synced.\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
+                stdout.starts_with("**Failed:** credentials rejected for connector finance/acme\n\nNothing could be planned: every object failed; see Problems.\n\n")
+                    && stdout.contains("\n\n### Problems\n\n- **credentials rejected for connector finance/acme**: "),
                 "{stdout}"
             );
         }

@@ -23,7 +23,8 @@ pub struct DemoArgs {
     /// Manifests to apply [default: the examples built into the binary].
     #[arg(long, value_name = "DIR")]
     pub examples: Option<PathBuf>,
-    /// Simulator seed [default: <examples>/simulator-seed.yaml].
+    /// Simulator seed [default: <examples>/simulator-seed.yaml when there is one, else the
+    /// built-in seed].
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
 }
@@ -54,7 +55,7 @@ const BUILT_IN_EXAMPLES: [(&str, &str); 5] = [
 ];
 
 /// The simulator's seed for the built-in examples.
-const BUILT_IN_SEED: &str = include_str!("../../examples/simulator-seed.yaml");
+const BUILT_IN_SEED: &str = include_str!("../../extras/simulator-seed.yaml");
 
 /// Where the demo's manifests and seed are.
 struct Examples {
@@ -62,41 +63,45 @@ struct Examples {
     seed: PathBuf,
     /// How the manifests are named in the demo's first lines.
     shown: String,
-    /// Holds the built-in examples' temporary directory until the demo ends.
+    /// Holds the temporary directory of the built-in examples or seed until the demo ends.
     _built_in: Option<tempfile::TempDir>,
 }
 
-/// The directory given (its seed beside the manifests, unless `--seed` says otherwise),
-/// or the built-in examples written to a temporary directory.
+/// The directory given, or the built-in examples written to a temporary directory; the seed
+/// of `--seed`, else the one beside the manifests, else the built-in one.
 fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
-    if let Some(dir) = &args.examples {
-        return Ok(Examples {
-            manifests: dir.clone(),
-            seed: args
-                .seed
-                .clone()
-                .unwrap_or_else(|| dir.join("simulator-seed.yaml")),
-            shown: dir.display().to_string(),
-            _built_in: None,
-        });
-    }
     let temporary = tempfile::tempdir().context("creating a directory for the examples")?;
     let write = |path: PathBuf, text: &str| {
         std::fs::write(&path, text)
             .with_context(|| format!("writing the built-in example {}", path.display()))
     };
-    let manifests = temporary.path().join("manifests");
-    std::fs::create_dir(&manifests).with_context(|| format!("creating {}", manifests.display()))?;
-    for (name, text) in BUILT_IN_EXAMPLES {
-        write(manifests.join(name), text)?;
-    }
-    let seed = if let Some(seed) = &args.seed {
-        seed.clone()
+    // The shipped examples keep their seed in extras/, beside examples/ (nothing but
+    // manifests there): a directory without one runs on the built-in seed.
+    let beside = args
+        .examples
+        .as_ref()
+        .map(|dir| dir.join("simulator-seed.yaml"))
+        .filter(|seed| seed.is_file());
+    let seed = if let Some(seed) = args.seed.clone().or(beside) {
+        seed
     } else {
         let seed = temporary.path().join("simulator-seed.yaml");
         write(seed.clone(), BUILT_IN_SEED)?;
         seed
     };
+    if let Some(dir) = &args.examples {
+        return Ok(Examples {
+            manifests: dir.clone(),
+            seed,
+            shown: dir.display().to_string(),
+            _built_in: Some(temporary),
+        });
+    }
+    let manifests = temporary.path().join("manifests");
+    std::fs::create_dir(&manifests).with_context(|| format!("creating {}", manifests.display()))?;
+    for (name, text) in BUILT_IN_EXAMPLES {
+        write(manifests.join(name), text)?;
+    }
     Ok(Examples {
         shown: format!(
             "the built-in examples (in {}; --examples DIR for your own)",
@@ -201,7 +206,6 @@ mod tests {
                     .extension()
                     .is_some_and(|e| e.eq_ignore_ascii_case("yaml"))
             })
-            .filter(|name| name != "simulator-seed.yaml" && !name.contains(".template."))
             .collect();
         shipped.sort();
         let mut built_in: Vec<String> = BUILT_IN_EXAMPLES

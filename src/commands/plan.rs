@@ -5,6 +5,7 @@
 //! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
 //! The exit code follows what is shown.
 
+use crate::files::select::EmptyNamespace;
 use crate::files::{Run, SavedPlan, failures, markdown, render};
 
 use super::common::{FileArgs, LockArgs, NamespaceArgs, selection, stdout_style};
@@ -25,6 +26,11 @@ pub struct PlanArgs {
     /// whole repository, so it takes no manifest file and no `-n`.
     #[arg(long, value_name = "FILE", conflicts_with = "namespace")]
     pub out: Option<std::path::PathBuf>,
+    /// Fail (exit 1, nothing read from Expensify) when the status directory holds no
+    /// status while Additive or Authoritative objects exist, as `apply --require-status`:
+    /// without their ledger, removals of what they granted cannot be planned.
+    #[arg(long)]
+    pub require_status: bool,
 }
 
 /// Output formats of `plan`.
@@ -53,22 +59,21 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     let mode = args.files.mode(&target)?;
     // Held until the command ends: no writer changes the status while it is read.
     let _lock = args.files.lock_shared(&target, &args.lock).await?;
+    if args.require_status
+        && let Some(missing) = mode.missing_ledger()?
+    {
+        discard_saved(args.out.as_deref(), "the status directory is missing");
+        return Ok(refuse(args.output, &missing));
+    }
     let report = mode.pass(Run::Plan).await?;
+    if let Some(namespace) = &args.namespace.namespace
+        && let Some(empty) = EmptyNamespace::in_pass(&report, namespace)
+    {
+        return Ok(refuse(args.output, &empty.to_string()));
+    }
     if let Some(path) = &args.out {
         if report.has_errors() {
-            // A failed plan shows less than apply would do (an unreachable connector plans
-            // nothing): saved, it would read as "nothing to do". A plan left there by an
-            // earlier run goes too, so a pipeline cannot apply it by mistake.
-            let removed = std::fs::remove_file(path).is_ok();
-            eprintln!(
-                "error: plan --out: the plan failed, so it was not saved to {}{}",
-                path.display(),
-                if removed {
-                    " (the plan that was there is removed)"
-                } else {
-                    ""
-                }
-            );
+            discard_saved(Some(path), "the plan failed");
         } else {
             SavedPlan::of(&report).save(path)?;
             tracing::info!(path = %path.display(), "plan saved; `apply --plan` applies exactly it");
@@ -98,4 +103,40 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
     } else {
         IN_SYNC
     })
+}
+
+/// `plan --out` that saves nothing, because `why`: a failed plan shows less than apply
+/// would do (an unreachable connector plans nothing), and saved it would read as "nothing
+/// to do". A plan left there by an earlier run goes too, so a pipeline cannot apply it by
+/// mistake.
+fn discard_saved(out: Option<&std::path::Path>, why: &str) {
+    let Some(path) = out else {
+        return;
+    };
+    let removed = std::fs::remove_file(path).is_ok();
+    eprintln!(
+        "error: plan --out: {why}, so it was not saved to {}{}",
+        path.display(),
+        if removed {
+            " (the plan that was there is removed)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// A plan that could not be made (`--require-status`, `-n` selecting nothing): said on
+/// stdout in the format asked for, so a pull-request comment or a CI log shows why (JSON on
+/// stdout stays JSON; the message goes to stderr too). Exit code 1.
+fn refuse(output: PlanFormat, why: &str) -> i32 {
+    match output {
+        PlanFormat::Text => outln!("error: {why}"),
+        PlanFormat::Markdown => outln!("**Failed:** {}", crate::sanitize::markdown(why)),
+        PlanFormat::Json => {
+            eprintln!("error: {why}");
+            let refusal = serde_json::json!({ "planned": false, "refused": why });
+            outln!("{refusal:#}");
+        }
+    }
+    FAILED
 }

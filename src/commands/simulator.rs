@@ -11,7 +11,7 @@ use crate::simulator::{self, Seed};
 /// Arguments of `simulator`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulatorArgs {
-    /// Seed YAML: accounts, policies, rosters (see examples/simulator-seed.yaml).
+    /// Seed YAML: accounts, policies, rosters (see extras/simulator-seed.yaml).
     #[arg(long, value_name = "FILE")]
     pub seed: PathBuf,
     /// Loopback address to listen on; port 0 picks a free one.

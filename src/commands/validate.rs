@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::common::{NamespaceArgs, OutputFormat};
 use crate::expensify::{AllowedEndpoints, ClientSettings, ExpensifyClients};
+use crate::files::select::EmptyNamespace;
 use crate::files::validate::{Checks, text, validate};
 
 /// Arguments of `validate`.
@@ -53,10 +54,24 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         },
     )?;
     if let Some(namespace) = &args.namespace.namespace
-        && validation.connectors + validation.policy_accesses == 0
+        && !validation.namespaces.contains(namespace)
     {
-        // As `plan -n`: a namespace that selects nothing is said, so a typo is seen.
-        tracing::warn!("no ExpensifyConnector or PolicyAccess in namespace {namespace:?}");
+        // As `plan -n`: a namespace that selects nothing fails, so a typo fails CI.
+        let empty = EmptyNamespace {
+            asked: namespace.clone(),
+            existing: validation.namespaces.iter().cloned().collect(),
+        };
+        match args.output {
+            OutputFormat::Text => outln!("error: {empty}"),
+            OutputFormat::Json => {
+                eprintln!("error: {empty}");
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&validation).context("serializing the result")?
+                );
+            }
+        }
+        return Ok(1);
     }
     match args.output {
         OutputFormat::Text => out!("{}", text(&validation)),

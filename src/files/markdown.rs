@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::failures::{connector_failures, see_connector};
-use super::render::{drift_kind, grouped};
+use super::render::{drift_kind, grouped, nothing_planned, nothing_planned_summary};
 use super::runner::PassReport;
 use crate::api::{AccessMode, AccessPhase};
 use crate::reconcile::{Change, ChangeKind};
@@ -36,6 +36,10 @@ pub fn plan_markdown(report: &PassReport) -> String {
         );
     }
     let _ = writeln!(out, "{}", summary_line(report));
+    // Right under the headline: "No changes" means little without the ledger.
+    if let Some(missing) = &report.missing_ledger {
+        let _ = writeln!(out, "\n> **Warning:** {}", markdown(&missing.warning()));
+    }
     problems(report, &mut out);
     for sync in &report.syncs {
         for (title, changes) in grouped(&sync.plan.changes) {
@@ -100,7 +104,9 @@ fn summary_line(report: &PassReport) -> String {
         parts.push(format!("{held} held"));
     }
     if parts.is_empty() {
-        return if report.has_errors() {
+        return if nothing_planned(report) {
+            nothing_planned_summary("Problems")
+        } else if report.has_errors() {
             "No changes for the objects that could be synced.".to_string()
         } else {
             "No changes.".to_string()

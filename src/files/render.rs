@@ -101,6 +101,25 @@ fn problems(report: &PassReport, out: &mut String) {
     }
 }
 
+/// The summary of a plan in which nothing could be planned; `see` says where the errors are.
+pub(super) fn nothing_planned_summary(see: &str) -> String {
+    format!("Nothing could be planned: every object failed; see {see}.")
+}
+
+/// Whether something failed and no object could be planned: every connector failed, or
+/// every object is in `Error` or could not be read. "No changes" would then read as in sync.
+pub(super) fn nothing_planned(report: &PassReport) -> bool {
+    report.has_errors()
+        && report.pending_changes() == 0
+        && !report.syncs.iter().any(|sync| {
+            sync.connector_status.phase != crate::api::ConnectorPhase::Error
+                && sync
+                    .statuses
+                    .values()
+                    .any(|status| status.phase != AccessPhase::Error)
+        })
+}
+
 /// The `plan` diff.
 pub fn plan_text(report: &PassReport, style: Style) -> String {
     let mut out = String::new();
@@ -141,8 +160,18 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         problems(report, &mut out);
         let _ = writeln!(out);
     }
+    if let Some(missing) = &report.missing_ledger {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            style.paint("33", "Warning:"),
+            terminal(&missing.warning())
+        );
+    }
     let (grants, roles, revocations) = totals(report);
-    if grants + roles + revocations == 0 && report.has_errors() {
+    if nothing_planned(report) {
+        let _ = writeln!(out, "{}", nothing_planned_summary("the errors above"));
+    } else if grants + roles + revocations == 0 && report.has_errors() {
         let _ = writeln!(out, "No changes for the objects that could be synced.");
     } else if grants + roles + revocations == 0 {
         let _ = writeln!(out, "No changes. Expensify matches the manifests.");
@@ -341,6 +370,29 @@ pub fn status_table(report: &PassReport) -> String {
     for unattached in &report.unattached {
         rows.push(access_row(&unattached.key, &unattached.status));
     }
+    // An object that could not be read (an unknown field, defined twice) keeps its row:
+    // absent, it would look as if it had never been there.
+    let mut unread: Vec<&str> = Vec::new();
+    for object in report
+        .manifests
+        .problems
+        .iter()
+        .filter_map(|p| p.object.as_deref())
+    {
+        let has_row = rows.iter().any(|row| row[0] == object);
+        if !has_row && !unread.contains(&object) {
+            unread.push(object);
+        }
+    }
+    for object in unread {
+        rows.push([
+            object.to_string(),
+            "-".into(),
+            AccessPhase::Error.to_string(),
+            "-".into(),
+            "not read; see Problems below".into(),
+        ]);
+    }
     // Escaped before measuring, so the columns line up as printed.
     let rows: Vec<[String; 5]> = rows
         .into_iter()
@@ -371,7 +423,12 @@ pub fn status_table(report: &PassReport) -> String {
 fn access_row(key: &ObjectKey, status: &PolicyAccessStatus) -> [String; 5] {
     [
         format!("PolicyAccess {key}"),
-        status.policy_name.clone().unwrap_or_else(|| "-".into()),
+        // The name, else the id (an object that asks by id for a policy not found).
+        status
+            .policy_name
+            .clone()
+            .or_else(|| status.policy_id.clone())
+            .unwrap_or_else(|| "-".into()),
         status.phase.to_string(),
         format!("{}/{}", status.in_sync_members, status.desired_members),
         status.message.clone().unwrap_or_default(),
@@ -474,11 +531,17 @@ pub fn json(report: &PassReport, run: Run) -> String {
         .iter()
         .map(ToString::to_string)
         .collect();
+    let warnings: Vec<String> = report
+        .missing_ledger
+        .iter()
+        .map(super::report::MissingLedger::warning)
+        .collect();
     let value = serde_json::json!({
         "pendingChanges": if applied { 0 } else { report.pending_changes() },
         "connectors": connectors,
         "unattachedObjects": unattached,
         "problems": problems,
+        "warnings": warnings,
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }

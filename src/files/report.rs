@@ -29,6 +29,44 @@ pub struct PassReport {
     pub sources: BTreeMap<ObjectKey, String>,
     /// A stop was requested before every connector synced.
     pub stopped: bool,
+    /// Objects that keep a ledger while the status directory holds none.
+    pub missing_ledger: Option<MissingLedger>,
+}
+
+/// Objects that keep a ledger in the status directory (Additive and Authoritative ones)
+/// while it holds no PolicyAccess status at all: the ledger is lost (an evicted CI cache, a
+/// fresh runner, another `--status-dir`), or nothing was ever applied from here. Either
+/// way, what they granted before cannot be taken back: a plan without it reads "No
+/// changes" although a deleted object's grants would stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingLedger {
+    /// The status directory, as given.
+    pub status_dir: String,
+    pub objects: Vec<ObjectKey>,
+}
+
+impl MissingLedger {
+    /// What `plan` says of it (text, Markdown, JSON).
+    pub fn warning(&self) -> String {
+        let n = self.objects.len();
+        format!(
+            "no recorded state for {n} {}: removals of what they granted cannot be planned (the status directory {} holds no PolicyAccess status; restore it, unless nothing was ever applied from here)",
+            if n == 1 { "object" } else { "objects" },
+            self.status_dir,
+        )
+    }
+
+    /// Why `--require-status` refuses.
+    pub fn refusal(&self) -> String {
+        let keys: Vec<String> = self.objects.iter().map(ToString::to_string).collect();
+        format!(
+            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, run without --require-status)",
+            self.status_dir,
+            keys.len(),
+            keys.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if keys.len() > 3 { ", ..." } else { "" },
+        )
+    }
 }
 
 impl PassReport {

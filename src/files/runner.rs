@@ -15,7 +15,7 @@ use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverifi
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
-pub use super::report::{PassReport, UnattachedAccess};
+pub use super::report::{MissingLedger, PassReport, UnattachedAccess};
 use super::saved_plan::SavedPlan;
 use crate::api::{ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
 use crate::expensify::{Credentials, ExpensifyClients};
@@ -67,6 +67,7 @@ struct Prepared {
     connectors: Vec<ConnectorObject>,
     accesses: Vec<AccessObject>,
     sources: BTreeMap<ObjectKey, String>,
+    missing_ledger: Option<MissingLedger>,
 }
 
 fn attach<K>(
@@ -212,6 +213,7 @@ impl FileMode {
             accesses.push(AccessObject::from_resource(&object));
         }
         let listing = self.status_dir.list::<PolicyAccess>()?;
+        let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
         for (key, error) in listing.unverified {
             if !manifests.accesses.iter().any(|a| a.key == key) {
                 unverified.push(status_problem(&key, "PolicyAccess", &error));
@@ -237,6 +239,7 @@ impl FileMode {
             connectors,
             accesses,
             sources,
+            missing_ledger,
         })
     }
 
@@ -246,28 +249,8 @@ impl FileMode {
     /// runner), an apply would take nobody back that they added before.
     pub fn missing_ledger(&self) -> Result<Option<String>, FilePassError> {
         let manifests = loader::load(&self.dir, &self.excluded())?;
-        let keeping: Vec<String> = manifests
-            .accesses
-            .iter()
-            .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
-            .map(|a| a.key.to_string())
-            .collect();
         let listing = self.status_dir.list::<PolicyAccess>()?;
-        if keeping.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "--require-status: the status directory {} holds no PolicyAccess status, but {} object(s) keep a ledger there ({}{}); restore it (or, the first time only, apply without --require-status)",
-            self.status_dir.root().display(),
-            keeping.len(),
-            keeping
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            if keeping.len() > 3 { ", ..." } else { "" },
-        )))
+        Ok(lost_ledger(&manifests, &listing, &self.status_dir).map(|m| m.refusal()))
     }
 
     /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
@@ -357,6 +340,7 @@ impl FileMode {
             unattached,
             sources: prepared.sources.clone(),
             stopped: stopped(),
+            missing_ledger: prepared.missing_ledger.clone(),
         })
     }
 
@@ -539,6 +523,28 @@ impl FileStore<'_> {
         }
         Ok(())
     }
+}
+
+/// The objects of `manifests` that keep a ledger, when the listing of the status directory
+/// holds no PolicyAccess status (not even one that failed verification).
+fn lost_ledger<T>(
+    manifests: &Manifests,
+    listing: &super::status_dir::Listing<T>,
+    status_dir: &StatusDir,
+) -> Option<MissingLedger> {
+    let objects: Vec<ObjectKey> = manifests
+        .accesses
+        .iter()
+        .filter(|a| a.object.spec.mode != crate::api::AccessMode::ObserveOnly)
+        .map(|a| a.key.clone())
+        .collect();
+    if objects.is_empty() || !listing.objects.is_empty() || !listing.unverified.is_empty() {
+        return None;
+    }
+    Some(MissingLedger {
+        status_dir: status_dir.root().display().to_string(),
+        objects,
+    })
 }
 
 fn relative(dir: &Path, path: &Path) -> String {

@@ -138,6 +138,13 @@ impl Selection {
             sync.save_order.retain(shown);
         }
         report.unattached.retain(|u| shown(&u.key));
+        if let Some(missing) = &mut report.missing_ledger {
+            missing.objects.retain(shown);
+        }
+        report.missing_ledger = report
+            .missing_ledger
+            .take()
+            .filter(|m| !m.objects.is_empty());
         report.manifests.connectors.retain(|c| {
             picked.connectors.contains(&c.key) || report.syncs.iter().any(|s| s.connector == c.key)
         });
@@ -147,6 +154,63 @@ impl Selection {
                 && problem.namespace().is_none_or(|n| self.in_namespace(n))
         });
         report
+    }
+}
+
+/// `-n NAMESPACE` that selects nothing (`plan`, `validate`): a typo in CI must fail, not
+/// read as "nothing to do". Says which namespaces the repository has and the nearest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct EmptyNamespace {
+    pub asked: String,
+    /// Every namespace of the repository's objects, sorted.
+    pub existing: Vec<String>,
+}
+
+impl EmptyNamespace {
+    fn message(&self) -> String {
+        let mut message = format!(
+            "namespace {:?} holds no ExpensifyConnector or PolicyAccess",
+            self.asked
+        );
+        if self.existing.is_empty() {
+            message.push_str(" (the repository has no objects)");
+        } else {
+            message.push_str(&format!(
+                "; the repository's namespaces: {}",
+                crate::reconcile::bounded::first_few(&self.existing, ", ")
+            ));
+        }
+        let nearest =
+            crate::suggest::nearest(&self.asked, self.existing.iter().map(String::as_str));
+        if let Some(nearest) = nearest {
+            message.push_str(&format!(". Did you mean {nearest:?}?"));
+        }
+        message
+    }
+
+    /// `namespace` when no connector, PolicyAccess (deleted ones too) nor manifest problem of
+    /// the pass is in it.
+    pub fn in_pass(report: &PassReport, namespace: &str) -> Option<EmptyNamespace> {
+        let mut existing: BTreeSet<&str> = report
+            .sources
+            .keys()
+            .map(|key| key.namespace.as_str())
+            .collect();
+        existing.extend(
+            report
+                .manifests
+                .problems
+                .iter()
+                .filter_map(|p| p.namespace()),
+        );
+        if existing.contains(namespace) {
+            return None;
+        }
+        Some(EmptyNamespace {
+            asked: namespace.to_string(),
+            existing: existing.into_iter().map(str::to_string).collect(),
+        })
     }
 }
 

@@ -14,7 +14,7 @@
 //! connector reference that PATH itself cannot resolve is looked up among the connectors of
 //! the repository around PATH (see [`super::repo`]), when there is one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -88,6 +88,10 @@ pub struct Validation {
     /// Named but not failing: unrestricted tenants, and entries past their `expiresAt`,
     /// left to tidy up.
     pub warnings: Vec<Finding>,
+    /// Every namespace of the objects read, whatever `-n` asked for (for its message when
+    /// it selects nothing).
+    #[serde(skip)]
+    pub namespaces: BTreeSet<String>,
 }
 
 impl Validation {
@@ -263,6 +267,17 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         connectors_from: connectors_from.map(|root| root.display().to_string()),
         problems,
         warnings,
+        namespaces: connectors
+            .iter()
+            .map(|c| c.key.namespace.clone())
+            .chain(accesses.iter().map(|a| a.key.namespace.clone()))
+            .chain(
+                manifests
+                    .problems
+                    .iter()
+                    .filter_map(|p| p.namespace().map(str::to_string)),
+            )
+            .collect(),
     })
 }
 

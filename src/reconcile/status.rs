@@ -261,12 +261,13 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
     let mut drift = f.after.drift.clone();
     drift.truncate(STATUS_LIST_CAP);
     let last_plan = last_plan(&f, previous.last_plan);
+    let (policy_id, policy_name) = status_policy(&f, previous.policy_id, previous.policy_name);
     PolicyAccessStatus {
         phase: verdict.phase,
         observed_generation: f.object.generation,
         conditions,
-        policy_id: f.after.policy_id.clone().or(previous.policy_id),
-        policy_name: f.after.policy_name.clone().or(previous.policy_name),
+        policy_id,
+        policy_name,
         desired_members: i32::try_from(f.after.desired).unwrap_or(i32::MAX),
         in_sync_members: i32::try_from(f.after.in_sync).unwrap_or(i32::MAX),
         // A connector that could not sync checked nothing: the ledger stays as it was.
@@ -300,6 +301,41 @@ pub fn access_status(f: AccessFindings<'_>, now: Timestamp) -> PolicyAccessStatu
             .mass_revocation_used
             .or(previous.last_handled_mass_revocation),
     }
+}
+
+/// The policy a status names: the one resolved; else (an unknown policy, a connector that
+/// could not sync) what the spec asks for, so a typo shows as typed and not as the last
+/// good name, with the other half of the last status kept only when it was about the same
+/// ask.
+fn status_policy(
+    f: &AccessFindings<'_>,
+    previous_id: Option<String>,
+    previous_name: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let asked = &f.object.spec.policy;
+    let same_ask = match (&asked.id, &asked.name) {
+        (Some(id), _) => previous_id.as_ref() == Some(id),
+        (None, Some(name)) => previous_name.as_ref() == Some(name),
+        (None, None) => false,
+    };
+    let (previous_id, previous_name) = if same_ask {
+        (previous_id, previous_name)
+    } else {
+        (None, None)
+    };
+    let id = f
+        .after
+        .policy_id
+        .clone()
+        .or_else(|| asked.id.clone())
+        .or(previous_id);
+    let name = f
+        .after
+        .policy_name
+        .clone()
+        .or_else(|| asked.name.clone())
+        .or(previous_name);
+    (id, name)
 }
 
 /// The changes of the last sync that made any (ObserveOnly: would make now). A sync with
@@ -478,6 +514,10 @@ pub fn connector_status(
     if let Some((reason, message)) = f.problem {
         let message = capped_message(message);
         status.phase = ConnectorPhase::Error;
+        // Counted by a sync that read Expensify; this one read nothing, so a count now
+        // would be a stale one shown as current.
+        status.user_count = None;
+        status.policy_count = None;
         set_condition(
             &mut conditions,
             ready(ConditionStatus::False, reason, &message, generation),

@@ -9,7 +9,7 @@ use super::faults::FaultConfig;
 use crate::email;
 use crate::expensify::{Pacing, PacingWindow, Role};
 
-/// A seed file as written by a person (see `examples/simulator-seed.yaml`).
+/// A seed file as written by a person (see `extras/simulator-seed.yaml`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Seed {

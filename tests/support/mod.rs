@@ -20,9 +20,9 @@ pub const ADMIN_SECRET: &str = "simulator-only-not-a-real-secret";
 pub const READONLY_ID: &str = "aa_readonly_acme_example";
 pub const READONLY_SECRET: &str = "simulator-only-readonly";
 
-/// The seed shipped in `examples/`, so the tests exercise what users run.
+/// The seed shipped in `extras/`, so the tests exercise what users run.
 pub fn example_seed() -> Seed {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/extras/simulator-seed.yaml");
     Seed::load(std::path::Path::new(path)).expect("the example seed is valid")
 }
 

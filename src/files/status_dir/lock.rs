@@ -3,6 +3,7 @@
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::StatusDir;
@@ -54,6 +55,10 @@ pub struct StatusDirLock {
     file: File,
     /// Whether this holder wrote its name into the lock file (exclusive holders only).
     named: bool,
+    /// The status directory, when this lock created it: removed again if nothing but the
+    /// lock file was written into it (an apply from the wrong directory, where nothing
+    /// could be used, leaves nothing behind).
+    created: Option<PathBuf>,
 }
 
 impl StatusDirLock {
@@ -80,7 +85,43 @@ impl Drop for StatusDirLock {
         if self.named {
             let _ = self.file.set_len(0);
         }
+        if let Some(dir) = &self.created {
+            remove_if_only_lock(dir);
+        }
     }
+}
+
+/// Removes `dir` when it holds the lock file alone. Still locked: a process waiting for the
+/// lock finds its lock file gone once it gets it, and starts again (see `lock`).
+fn remove_if_only_lock(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names = entries.map(|entry| entry.map(|e| e.file_name()));
+    let only_lock = matches!(
+        (names.next(), names.next()),
+        (Some(Ok(name)), None) if name == LOCK_FILE
+    );
+    if only_lock && std::fs::remove_file(dir.join(LOCK_FILE)).is_ok() {
+        // Fails, harmlessly, if a file appeared since.
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Whether `file` (locked) is still the lock file at `path`, not one removed meanwhile by
+/// the holder before (see [`remove_if_only_lock`]).
+#[cfg(unix)]
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_at(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Who holds a lock, as written into the lock file for the message of the one waiting.
@@ -119,13 +160,26 @@ impl StatusDir {
         command: &str,
         timeout: Duration,
     ) -> Result<StatusDirLock, LockStatusDirError> {
-        std::fs::create_dir_all(&self.root).map_err(|source| LockStatusDirError::Open {
-            path: self.root.join(LOCK_FILE).display().to_string(),
-            source,
-        })?;
-        let mut lock = self.acquire(LockKind::Exclusive, timeout).await?;
-        lock.name(command);
-        Ok(lock)
+        let started = Instant::now();
+        loop {
+            let created = !self.root.exists();
+            std::fs::create_dir_all(&self.root).map_err(|source| LockStatusDirError::Open {
+                path: self.root.join(LOCK_FILE).display().to_string(),
+                source,
+            })?;
+            let waited = started.elapsed();
+            let mut lock = self
+                .acquire(LockKind::Exclusive, timeout.saturating_sub(waited))
+                .await?;
+            // The holder before removed the directory it had created and left empty:
+            // lock the one there now.
+            if !still_at(&lock.file, &self.root.join(LOCK_FILE)) {
+                continue;
+            }
+            lock.name(command);
+            lock.created = created.then(|| self.root.clone());
+            return Ok(lock);
+        }
     }
 
     /// Takes a shared lock for a reader (`plan`): readers run side by side, but never while
@@ -136,10 +190,25 @@ impl StatusDir {
         &self,
         timeout: Duration,
     ) -> Result<Option<StatusDirLock>, LockStatusDirError> {
-        if !self.root.is_dir() {
-            return Ok(None);
+        let started = Instant::now();
+        loop {
+            if !self.root.is_dir() {
+                return Ok(None);
+            }
+            let waited = started.elapsed();
+            let lock = match self
+                .acquire(LockKind::Shared, timeout.saturating_sub(waited))
+                .await
+            {
+                // Removed between the check and the open: nothing to read.
+                Err(LockStatusDirError::Open { .. }) if !self.root.is_dir() => return Ok(None),
+                other => other?,
+            };
+            // The writer before removed the directory it had created and left empty.
+            if still_at(&lock.file, &self.root.join(LOCK_FILE)) {
+                return Ok(Some(lock));
+            }
         }
-        self.acquire(LockKind::Shared, timeout).await.map(Some)
     }
 
     async fn acquire(
@@ -195,6 +264,10 @@ impl StatusDir {
                 }
             }
         }
-        Ok(StatusDirLock { file, named: false })
+        Ok(StatusDirLock {
+            file,
+            named: false,
+            created: None,
+        })
     }
 }

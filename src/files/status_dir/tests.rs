@@ -81,6 +81,47 @@ async fn a_second_holder_waits_then_fails_naming_the_first() {
 }
 
 #[tokio::test]
+async fn a_writer_that_wrote_nothing_leaves_no_directory_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("status");
+    let status_dir = StatusDir::new(&root);
+    drop(status_dir.lock("apply", Duration::ZERO).await.unwrap());
+    assert!(!root.exists(), "created and left empty: removed");
+
+    // A directory that was there stays, and so does one written into.
+    std::fs::create_dir(&root).unwrap();
+    drop(status_dir.lock("apply", Duration::ZERO).await.unwrap());
+    assert!(root.join(LOCK_FILE).exists());
+    std::fs::remove_dir_all(&root).unwrap();
+    let lock = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+    std::fs::write(root.join("kept"), "").unwrap();
+    drop(lock);
+    assert!(root.join("kept").exists());
+}
+
+#[tokio::test]
+async fn a_waiter_locks_the_directory_made_again_after_the_holder_removed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("status");
+    let status_dir = StatusDir::new(&root);
+    let first = status_dir.lock("apply", Duration::ZERO).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(first);
+    });
+    let second = status_dir
+        .lock("watch", Duration::from_secs(5))
+        .await
+        .unwrap();
+    release.await.unwrap();
+    // Its lock is on the lock file that is there, so a third process waits for it.
+    let holder = std::fs::read_to_string(root.join(LOCK_FILE)).unwrap();
+    assert!(holder.starts_with("`watch` (pid "), "{holder}");
+    assert!(status_dir.lock("apply", Duration::ZERO).await.is_err());
+    drop(second);
+}
+
+#[tokio::test]
 async fn no_wait_is_said_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let status_dir = StatusDir::new(dir.path());

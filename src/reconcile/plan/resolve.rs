@@ -235,13 +235,19 @@ fn by_name(name: &str, world: &World<'_>) -> Result<String, Problem> {
         .collect();
     match ids.as_slice() {
         [id] => by_id(id, world).map_err(|p| Problem::new("spec.policy.name", p.message)),
-        [] => Err(Problem::new(
-            "spec.policy.name",
-            format!(
-                "no policy named {name:?} among the {} policies the connector's credentials can see",
-                world.visible_count()
-            ),
-        )),
+        [] => {
+            let names = world.observed.policies.iter().map(|p| p.name.as_str());
+            let hint = crate::suggest::nearest(name, names)
+                .map(|nearest| format!("; did you mean {nearest:?}?"))
+                .unwrap_or_default();
+            Err(Problem::new(
+                "spec.policy.name",
+                format!(
+                    "no policy named {name:?} among the {} policies the connector's credentials can see{hint}",
+                    world.visible_count()
+                ),
+            ))
+        }
         ids => Err(Problem::new(
             "spec.policy.name",
             format!(
