@@ -241,6 +241,8 @@ async fn diff(
         unattached: Vec::new(),
         sources: BTreeMap::new(),
         stopped: false,
+        // The ledger is in the objects' statuses, read with them: never missing here.
+        missing_ledger: None,
     };
     let shown = failures::without_repeats(report.clone());
     out!("{}", render::plan_text(&shown, stdout_style()));
