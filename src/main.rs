@@ -3,88 +3,41 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use expensify_operator::commands;
-use expensify_operator::telemetry::{self, Colour, ColourChoice, LogFormat, progress};
-
-/// Keeps Expensify policy membership where git says it should be.
-#[derive(Debug, Parser)]
-#[command(name = "expensify-operator", version, about)]
-struct Cli {
-    /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "EXPENSIFY_OPERATOR_LOG_FORMAT")]
-    log_format: LogFormat,
-    /// Log filter, e.g. `info` or `expensify_operator=debug` (overrides RUST_LOG).
-    #[arg(long, global = true, value_name = "FILTER")]
-    log_level: Option<String>,
-    /// When to colour log lines (stderr) and results (stdout). NO_COLOR (any non-empty
-    /// value) and --no-color turn colour off whatever this says.
-    #[arg(long = "color", global = true, value_name = "WHEN", value_enum, default_value_t = ColourChoice::Auto)]
-    color: ColourChoice,
-    /// No colour on stderr or stdout (the same as NO_COLOR=1).
-    #[arg(long = "no-color", global = true)]
-    no_color: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Cluster mode: watch ExpensifyConnector and PolicyAccess objects and keep Expensify in line.
-    Controller(commands::controller::ControllerArgs),
-    /// File mode: print what apply would change (exit 0 in sync, 2 pending, 1 error).
-    Plan(commands::plan::PlanArgs),
-    /// Check manifests without credentials or network (exit 0 clean, 1 with every problem).
-    Validate(commands::validate::ValidateArgs),
-    /// File mode: one sync, then exit (non-zero if any object is Error or Blocked).
-    Apply(commands::apply::ApplyArgs),
-    /// File mode: sync now, then on every change, every syncInterval and at each expiry.
-    Watch(commands::watch::WatchArgs),
-    /// Current Expensify state as ready-to-commit manifests.
-    Export(commands::export::ExportArgs),
-    /// Access review: every person, policy and role, and which object manages it.
-    Review(commands::review::ReviewArgs),
-    /// Print the CustomResourceDefinitions.
-    Crds(commands::crds::CrdsArgs),
-    /// Run the Expensify Integration Server simulator on loopback from a seed YAML.
-    Simulator(commands::simulator::SimulatorArgs),
-    /// The simulator and examples/ end to end, in one process, with no setup.
-    Demo(commands::demo::DemoArgs),
-    /// Print a shell completion script: `source <(expensify-operator completions bash)`.
-    Completions(commands::completions::CompletionsArgs),
-}
+use expensify_operator::commands::cli::{Cli, Command, GlobalArgs};
+use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // A usage error exits 1, not clap's 2: for `plan`, 2 means "changes pending", and a
     // pipeline that accepts 2 must not take a mistyped flag for a plan.
-    let cli = match Cli::try_parse() {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Invoked as `kubectl-expensify`: the kubectl plugin's commands, not the operator's.
+    if commands::plugin::invoked_as_plugin(arguments.first().map(std::ffi::OsString::as_os_str)) {
+        let plugin = match commands::plugin::PluginCli::try_parse_from(&arguments) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(u8::from(e.use_stderr()));
+            }
+        };
+        if let Err(code) = start_telemetry(&plugin.global, true) {
+            return code;
+        }
+        return finish(commands::plugin::run(plugin).await);
+    }
+    let cli = match commands::cli::parse(&arguments) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(u8::from(e.use_stderr()));
         }
     };
-    telemetry::set_colour(Colour {
-        choice: cli.color,
-        no_color_flag: cli.no_color,
-    });
-    let stderr_is_terminal = std::io::stderr().is_terminal();
-    let ansi = telemetry::colour_for(stderr_is_terminal);
     // The controller is a daemon whose syncs overlap: its progress stays in log lines.
     let interactive = !matches!(cli.command, Command::Controller(_));
-    if interactive
-        && progress::bars_wanted(
-            stderr_is_terminal,
-            cli.log_format == LogFormat::Human,
-            std::env::var("TERM").ok().as_deref(),
-        )
-    {
-        progress::install_bars();
-    }
-    if let Err(e) = telemetry::init_logging(cli.log_format, cli.log_level.as_deref(), ansi) {
-        eprintln!("error: {e}");
-        return ExitCode::from(1);
+    if let Err(code) = start_telemetry(&cli.global, interactive) {
+        return code;
     }
     let result = match cli.command {
         Command::Controller(args) => commands::controller::run(args).await,
@@ -94,11 +47,40 @@ async fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(args).await,
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
+        Command::State(args) => commands::state::run(args).await,
         Command::Crds(args) => commands::crds::run(&args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Completions(args) => commands::completions::run(&args, Cli::command()),
     };
+    finish(result)
+}
+
+/// Colour, progress bars (for `interactive` commands) and logging, as the global flags say.
+fn start_telemetry(global: &GlobalArgs, interactive: bool) -> Result<(), ExitCode> {
+    telemetry::set_colour(Colour {
+        choice: global.color,
+        no_color_flag: global.no_color,
+    });
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let ansi = telemetry::colour_for(stderr_is_terminal);
+    if interactive
+        && progress::bars_wanted(
+            stderr_is_terminal,
+            global.log_format == LogFormat::Human,
+            std::env::var("TERM").ok().as_deref(),
+        )
+    {
+        progress::install_bars();
+    }
+    telemetry::init_logging(global.log_format, global.log_level.as_deref(), ansi).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// The exit code of a command's result; an error is printed once, made safe for a terminal.
+fn finish(result: anyhow::Result<i32>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

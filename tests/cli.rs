@@ -2087,3 +2087,135 @@ async fn apply_signs_status_files_with_the_key_and_refuses_to_write_without_it()
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("at least 32"), "{}", text(&output));
 }
+
+// --- issue 18, item 9: terraform habits ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terraform_spellings_get_a_tip_naming_the_flag() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+
+    let out = run(&sim.endpoint(), &["plan", dir, "-out", "plan.json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("unexpected argument '-out' found"), "{said}");
+    assert!(
+        said.contains("tip: to save the plan for `apply --plan`, use '--out FILE'"),
+        "{said}"
+    );
+
+    let saved = repo.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+    let plan_as_path = run(&sim.endpoint(), &["apply", saved]).await;
+    assert_eq!(
+        plan_as_path.status.code(),
+        Some(1),
+        "{}",
+        text(&plan_as_path)
+    );
+    let said = String::from_utf8_lossy(&plan_as_path.stderr);
+    assert!(
+        said.contains(&format!("use `apply --plan {saved} DIR`")),
+        "{said}"
+    );
+    assert_eq!(updates(&sim), 0, "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_usage_line_does_not_list_a_flag_set_by_its_variable() {
+    // `binary` sets EXPENSIFY_ALLOWED_ENDPOINTS, as a CI job or a Helm value would.
+    let missing_path = run("https://integrations.expensify.com/", &["apply"]).await;
+    assert_eq!(missing_path.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&missing_path.stderr);
+    assert!(
+        said.contains("Usage: expensify-operator apply <PATH>"),
+        "{said}"
+    );
+    assert!(!said.contains("--allowed-endpoints"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_without_a_terminal_applies_without_asking_and_says_so() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    // `binary` gives the child no terminal: stdin is /dev/null.
+    let applied = run(&sim.endpoint(), &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    let said = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        said.contains("standard input is not a terminal: applying without asking"),
+        "{said}"
+    );
+    assert!(!String::from_utf8_lossy(&applied.stdout).contains("Do you want"));
+    assert_eq!(updates(&sim), 1);
+
+    // --auto-approve asks nothing and says nothing about it.
+    let again = run(&sim.endpoint(), &["apply", dir, "--auto-approve"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("not a terminal"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_interrupt_exits_at_once() {
+    use expensify_operator::simulator::{FaultConfig, ScriptedFault};
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    sim.state().set_faults(FaultConfig {
+        script: vec![
+            ScriptedFault::Pass,
+            ScriptedFault::Pass,
+            ScriptedFault::ApplyThenStall { ms: 30_000 },
+        ]
+        .into_iter()
+        .collect(),
+        ..FaultConfig::default()
+    });
+    let mut child = command(
+        &sim.endpoint(),
+        &["apply", repo.path().to_str().unwrap()],
+        ADMIN_SECRET,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    for _ in 0..500 {
+        if sim.state().counters().faults.contains_key("applyThenStall") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let interrupt = || async {
+        let sent = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+    };
+    interrupt().await;
+    // The first interrupt waits for the stalled call (30 s); the second does not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first interrupt waits"
+    );
+    interrupt().await;
+    let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+        .await
+        .expect("the second interrupt exits at once")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("interrupt again to exit without waiting"),
+        "{said}"
+    );
+    assert!(
+        said.contains("two interrupts: exiting without waiting"),
+        "{said}"
+    );
+}

@@ -1,9 +1,10 @@
 //! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
 //! A single manifest file is refused: see [`super::common::WholeRepositoryOnly`].
 
-use crate::files::{Run, SavedPlan, render};
+use crate::files::{PassReport, Run, SavedPlan, failures, render};
 
 use super::common::{FileArgs, LockArgs, OutputFormat, SigningArgs, stdout_style};
+use super::confirm::{Confirmation, Question, confirm, stdin_is_terminal};
 
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +28,10 @@ pub struct ApplyArgs {
     /// cache, a fresh runner). For every apply of a pipeline except the very first.
     #[arg(long)]
     pub require_status: bool,
+    /// Apply without asking. On a terminal, `apply` prints the plan first and applies it
+    /// only after `yes`; when standard input is not a terminal (CI) it never asks.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
@@ -58,14 +63,32 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
             return Ok(refuse(args.output, why, &moved));
         }
     }
+    let reviewed =
+        match Confirmation::decide(args.auto_approve, reviewed.is_some(), stdin_is_terminal()) {
+            Confirmation::Approved => reviewed,
+            Confirmation::NotInteractive => {
+                APPLY.not_asked();
+                None
+            }
+            Confirmation::Ask => {
+                let shown = mode.pass(Run::Plan).await?;
+                if !ask(&shown, args.output)? {
+                    // The terminal was told; a pipeline reading stdout is told too.
+                    refusal_document(args.output, "not approved at the prompt", &[]);
+                    return Ok(1);
+                }
+                // What is written is exactly what was shown: anything that moved since is
+                // refused, as with `--plan`.
+                (shown.pending_changes() > 0).then(|| SavedPlan::of(&shown))
+            }
+        };
     // SIGTERM / Ctrl-C: the call in flight finishes and its statuses are saved; no further
-    // write starts.
+    // write starts. A second one exits at once.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        super::shutdown_signal().await;
-        tracing::warn!("stop requested; finishing the Expensify call in flight");
-        let _ = stop_tx.send(true);
-    });
+    let signals = tokio::spawn(super::stop_on_signals(
+        stop_tx,
+        "finishing the Expensify call in flight",
+    ));
     let report = match &reviewed {
         Some(reviewed) => mode.pass_reviewed(reviewed, Some(&stop_rx)).await,
         None => mode.pass_until(Run::Apply, Some(&stop_rx)).await,
@@ -79,6 +102,23 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     Ok(i32::from(report.has_errors() || report.has_blocked()))
 }
 
+/// Shows the plan on the terminal and asks (see [`confirm`]); nothing to change asks
+/// nothing.
+fn ask(shown: &PassReport, output: OutputFormat) -> anyhow::Result<bool> {
+    if shown.pending_changes() == 0 {
+        return Ok(true);
+    }
+    let plan = render::plan_text(&failures::without_repeats(shown.clone()), stdout_style());
+    Ok(confirm(&APPLY, &plan, output == OutputFormat::Json)?)
+}
+
+/// The question of `terraform apply`.
+const APPLY: Question = Question {
+    ask: "Do you want to apply these changes?",
+    cancelled: "Apply cancelled: nothing was written.",
+    unasked: "standard input is not a terminal: applying without asking (as --auto-approve)",
+};
+
 /// `apply` refused before anything was written (`--plan`, `--require-status`): said on
 /// stderr, and for `-o json` also as a JSON document on stdout (a pipeline parsing stdout
 /// sees why). Exit code 1.
@@ -88,6 +128,12 @@ fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
     } else {
         eprintln!("error: {why}:\n  - {}", moved.join("\n  - "));
     }
+    refusal_document(output, why, moved);
+    1
+}
+
+/// For `-o json`, why nothing was applied, as a JSON document on stdout.
+fn refusal_document(output: OutputFormat, why: &str, moved: &[String]) {
     if output == OutputFormat::Json {
         let refusal = serde_json::json!({
             "applied": false,
@@ -96,5 +142,4 @@ fn refuse(output: OutputFormat, why: &str, moved: &[String]) -> i32 {
         });
         outln!("{refusal:#}");
     }
-    1
 }

@@ -181,9 +181,9 @@ impl SigningArgs {
     }
 }
 
-/// `--status-anchor`, checked to be outside `target`'s repository (an anchor that is
+/// `--status-anchor`, checked to be outside the repository at `root` (an anchor that is
 /// rolled back with the directory it guards guards nothing), as an absolute path.
-fn outside_repository(anchor: &Path, target: &Target) -> anyhow::Result<PathBuf> {
+fn outside_repository(anchor: &Path, root: &Path) -> anyhow::Result<PathBuf> {
     let name = anchor
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("--status-anchor {}: names no file", anchor.display()))?;
@@ -197,10 +197,7 @@ fn outside_repository(anchor: &Path, target: &Target) -> anyhow::Result<PathBuf>
             anchor.display()
         )
     })?;
-    let root = target
-        .root
-        .canonicalize()
-        .unwrap_or_else(|_| target.root.clone());
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     if parent.starts_with(&root) {
         anyhow::bail!(
             "--status-anchor {} is inside the repository {}: it would be rolled back with the status directory it guards; keep it outside (a volume of the runner)",
@@ -262,45 +259,20 @@ impl FileArgs {
 
     /// Where the status signing key is looked for, for messages.
     pub fn status_key_path(&self) -> String {
-        let dir = self.secrets_dir.as_ref().map_or_else(
-            || "$EXPENSIFY_SECRETS_DIR".to_string(),
-            |d| d.display().to_string(),
-        );
-        format!("{dir}/{}/{STATUS_KEY_FILE}", self.status_key_secret)
+        status_key_path(self.secrets_dir.as_deref(), &self.status_key_secret)
     }
 
     /// The status directory of `target`'s repository, signed and verified when the key
     /// is there.
     fn signed_status_dir(&self, target: &Target) -> anyhow::Result<StatusDir> {
-        let unsigned = self.status_dir(target);
-        let key = find_status_key(self.secrets_dir.as_deref(), &self.status_key_secret)?;
-        match key {
-            Some(key) => {
-                let signed = StatusDir::signed(unsigned.root(), key, self.adopt_unsigned_status);
-                Ok(match &self.status_anchor {
-                    Some(anchor) => signed.with_anchor(outside_repository(anchor, target)?),
-                    None => signed,
-                })
-            }
-            None if self.status_anchor.is_some() => anyhow::bail!(
-                "--status-anchor is MAC'd with the status signing key: no file {}",
-                self.status_key_path()
-            ),
-            None if self.adopt_unsigned_status => anyhow::bail!(
-                "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
-                self.status_key_path()
-            ),
-            None => {
-                if unsigned.root().is_dir() {
-                    tracing::warn!(
-                        "the recorded state in {} is UNVERIFIED: no status signing key at {}, so an edited or replayed status file cannot be told apart",
-                        unsigned.root().display(),
-                        self.status_key_path()
-                    );
-                }
-                Ok(unsigned)
-            }
-        }
+        signed_status_dir(
+            self.status_dir(target),
+            self.secrets_dir.as_deref(),
+            &self.status_key_secret,
+            self.adopt_unsigned_status,
+            self.status_anchor.as_deref(),
+            &target.root,
+        )
     }
 
     /// File mode over `target`'s repository.
@@ -313,6 +285,57 @@ impl FileArgs {
             endpoint_override: None,
             strict: self.strict,
         })
+    }
+}
+
+/// Where the status signing key `key_secret` is looked for under `secrets_dir`, for
+/// messages.
+pub fn status_key_path(secrets_dir: Option<&Path>, key_secret: &str) -> String {
+    let dir = secrets_dir.map_or_else(
+        || "$EXPENSIFY_SECRETS_DIR".to_string(),
+        |d| d.display().to_string(),
+    );
+    format!("{dir}/{key_secret}/{STATUS_KEY_FILE}")
+}
+
+/// `unsigned` signed and verified with the key `key_secret` under `secrets_dir` when it is
+/// there, its index's generation also remembered in `anchor` (outside the repository at
+/// `root`); without the key, as it is (with a warning when it holds recorded state);
+/// `adopt` (`--adopt-unsigned-status`) and `anchor` need the key.
+pub fn signed_status_dir(
+    unsigned: StatusDir,
+    secrets_dir: Option<&Path>,
+    key_secret: &str,
+    adopt: bool,
+    anchor: Option<&Path>,
+    root: &Path,
+) -> anyhow::Result<StatusDir> {
+    match find_status_key(secrets_dir, key_secret)? {
+        Some(key) => {
+            let signed = StatusDir::signed(unsigned.root(), key, adopt);
+            Ok(match anchor {
+                Some(anchor) => signed.with_anchor(outside_repository(anchor, root)?),
+                None => signed,
+            })
+        }
+        None if anchor.is_some() => anyhow::bail!(
+            "--status-anchor is MAC'd with the status signing key: no file {}",
+            status_key_path(secrets_dir, key_secret)
+        ),
+        None if adopt => anyhow::bail!(
+            "--adopt-unsigned-status signs the status directory and needs the key: no file {}",
+            status_key_path(secrets_dir, key_secret)
+        ),
+        None => {
+            if unsigned.root().is_dir() {
+                tracing::warn!(
+                    "the recorded state in {} is UNVERIFIED: no status signing key at {}, so an edited or replayed status file cannot be told apart",
+                    unsigned.root().display(),
+                    status_key_path(secrets_dir, key_secret)
+                );
+            }
+            Ok(unsigned)
+        }
     }
 }
 

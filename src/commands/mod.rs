@@ -25,17 +25,36 @@ macro_rules! outln {
 }
 
 pub mod apply;
+pub mod cli;
 pub mod common;
 pub mod completions;
+pub mod confirm;
 pub mod controller;
 pub mod crds;
 pub mod demo;
 pub mod export;
 pub mod plan;
+pub mod plugin;
 pub mod review;
 pub mod simulator;
+pub mod state;
 pub mod validate;
 pub mod watch;
+
+/// Turns `stop` true at the first Ctrl-C or SIGTERM (the command finishes what is in
+/// flight, `finishing` says what), and exits the process at once at the second: a person
+/// who interrupts twice does not want to wait.
+pub async fn stop_on_signals(stop: tokio::sync::watch::Sender<bool>, finishing: &'static str) {
+    shutdown_signal().await;
+    tracing::warn!("stop requested; {finishing} (interrupt again to exit without waiting)");
+    let _ = stop.send(true);
+    shutdown_signal().await;
+    tracing::error!("two interrupts: exiting without waiting");
+    std::process::exit(INTERRUPTED);
+}
+
+/// The exit code of a process ended by a second interrupt (128 + SIGINT, as shells say).
+pub const INTERRUPTED: i32 = 130;
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
 pub async fn shutdown_signal() {

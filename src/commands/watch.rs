@@ -22,11 +22,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let _lock = args.files.lock(&target, "watch", &args.lock).await?;
     args.signing.check(&args.files, &mode, "watch")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        super::shutdown_signal().await;
-        tracing::info!("stop requested; finishing the sync in flight");
-        let _ = stop_tx.send(true);
-    });
+    tokio::spawn(super::stop_on_signals(
+        stop_tx,
+        "finishing the sync in flight",
+    ));
     crate::files::watch::watch(&mode, stop_rx).await?;
     Ok(0)
 }

@@ -243,6 +243,8 @@ pub fn binary(allowed: &str, args: &[&str], secret: &str) -> tokio::process::Com
         .env("EXPENSIFY_PARTNER_USER_SECRET", secret)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
+        // Never a terminal: `apply` would ask before writing.
+        .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     command
 }
