@@ -181,9 +181,11 @@ impl SigningArgs {
     }
 }
 
-/// `--status-anchor`, checked to be outside the repository at `root` (an anchor that is
-/// rolled back with the directory it guards guards nothing), as an absolute path.
-fn outside_repository(anchor: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+/// `--status-anchor`, checked to be outside everything a pull request or a checkout can
+/// roll back with the status directory it guards (an anchor rolled back with it guards
+/// nothing): the repository at `root`, the git work tree around it, and the status
+/// directory itself. As an absolute path.
+fn outside_repository(anchor: &Path, root: &Path, status_dir: &Path) -> anyhow::Result<PathBuf> {
     let name = anchor
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("--status-anchor {}: names no file", anchor.display()))?;
@@ -197,13 +199,23 @@ fn outside_repository(anchor: &Path, root: &Path) -> anyhow::Result<PathBuf> {
             anchor.display()
         )
     })?;
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    if parent.starts_with(&root) {
-        anyhow::bail!(
-            "--status-anchor {} is inside the repository {}: it would be rolled back with the status directory it guards; keep it outside (a volume of the runner)",
-            anchor.display(),
-            root.display()
-        );
+    let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let root = absolute(root);
+    // The git work tree holding the repository: the nearest ancestor with `.git`.
+    let work_tree = root.ancestors().find(|dir| dir.join(".git").exists());
+    let guarded = [
+        ("the repository", Some(root.clone())),
+        ("the git work tree", work_tree.map(Path::to_path_buf)),
+        ("the status directory", Some(absolute(status_dir))),
+    ];
+    for (what, dir) in guarded {
+        if let Some(dir) = dir.filter(|dir| parent.starts_with(dir)) {
+            anyhow::bail!(
+                "--status-anchor {} is inside {what} {}: it would be rolled back with the status directory it guards; keep it outside (a volume of the runner)",
+                anchor.display(),
+                dir.display()
+            );
+        }
     }
     Ok(parent.join(name))
 }
@@ -314,7 +326,9 @@ pub fn signed_status_dir(
         Some(key) => {
             let signed = StatusDir::signed(unsigned.root(), key, adopt);
             Ok(match anchor {
-                Some(anchor) => signed.with_anchor(outside_repository(anchor, root)?),
+                Some(anchor) => {
+                    signed.with_anchor(outside_repository(anchor, root, unsigned.root())?)
+                }
                 None => signed,
             })
         }

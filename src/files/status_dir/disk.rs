@@ -17,6 +17,21 @@ pub(super) fn read_bounded(path: &Path) -> Result<Option<String>, StatusDirError
         path: path.display().to_string(),
         message,
     };
+    // Never through a link: a pull request could point a status file at a secret of the
+    // runner (`/proc/self/environ`, a credentials file), and a status file is never one.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(failed(
+                "is a symbolic link; status files are never read through links".to_string(),
+            ));
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(failed("is not a regular file".to_string()));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e.to_string())),
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

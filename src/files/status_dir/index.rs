@@ -178,10 +178,16 @@ impl StatusDir {
     /// The sequence number the next write of `place` gets: past the index and past the
     /// file now there.
     pub(super) fn next_sequence(&self, signing: &Signing, place: &str, path: &Path) -> u64 {
+        // Only a number the key vouches for: a forged header claiming `u64::MAX` would
+        // otherwise pin every later write there, and older files would verify again.
         let on_disk = read_bounded(path)
             .ok()
             .flatten()
-            .and_then(|text| status_signing::split(&text).map(|s| s.sequence))
+            .and_then(|text| {
+                status_signing::verify(&signing.key, place, &text, 0)
+                    .ok()
+                    .map(|(_, sequence)| sequence)
+            })
             .unwrap_or(0);
         let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
         let state = guard.get_or_insert_with(|| self.load_index(&signing.key));

@@ -158,7 +158,9 @@ impl StatusDir {
             .map(Some)
             .map_err(|e| StatusDirError::Read {
                 path: path.display().to_string(),
-                message: e.to_string(),
+                // The first line only: the parser's next lines quote the file, and a
+                // status file put where a secret is must not print it.
+                message: e.to_string().lines().next().unwrap_or_default().to_string(),
             })
     }
 

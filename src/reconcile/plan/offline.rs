@@ -22,12 +22,15 @@ use super::resolve;
 use super::tenancy;
 use super::types::{Block, PlanInput};
 use super::world::World;
-use crate::expensify::PolicySummary;
+use crate::expensify::{PolicySummary, RosterEntry};
 
 /// The id the stand-in gives a policy named by name.
 fn named(name: &str) -> String {
     format!("named {name:?}")
 }
+
+/// The owner of every stand-in policy: a reserved name (`.invalid`) no person has.
+const STAND_IN_OWNER: &str = "stand-in-owner@expensify-operator.invalid";
 
 /// Every policy the connector's objects name (by id, or by name under a made-up id), each
 /// with an empty roster.
@@ -44,14 +47,29 @@ fn stand_in(connector: &ConnectorObject, accesses: &[AccessObject]) -> Observed 
             _ => None,
         };
     }
-    let rosters = policies.keys().map(|id| (id.clone(), Vec::new())).collect();
+    // A stand-in owner, on its roster as Expensify lists one, so the stand-in policy is
+    // one the planner works on (it never matches a person a manifest names).
+    let owner = STAND_IN_OWNER.to_string();
+    let rosters = policies
+        .keys()
+        .map(|id| {
+            let entry = RosterEntry {
+                email: owner.clone(),
+                role: "admin".to_string(),
+                submits_to: None,
+                forwards_to: None,
+                employee_id: None,
+            };
+            (id.clone(), vec![entry])
+        })
+        .collect();
     let policies = policies
         .into_iter()
         .map(|(id, name)| PolicySummary {
             id,
             name,
             plan: String::new(),
-            owner: String::new(),
+            owner: owner.clone(),
             output_currency: String::new(),
             caller_role: "admin".to_string(),
         })

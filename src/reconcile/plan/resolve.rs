@@ -208,12 +208,10 @@ fn by_id(id: &str, world: &World<'_>) -> Result<String, Problem> {
             ),
         ));
     }
-    if let Some(owner) = world.ownerless.get(id) {
+    if let Some(why) = world.untrusted.get(id) {
         return Err(Problem::new(
             "spec.policy.id",
-            format!(
-                "Expensify's roster of policy {id} does not list its owner {owner} (always listed, as admin), so it is not the whole roster: nothing is changed or forgotten on it in this sync"
-            ),
+            format!("{why}: nothing is changed or forgotten on it in this sync"),
         ));
     }
     if !world.policies.contains_key(id) {

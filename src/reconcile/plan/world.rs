@@ -28,9 +28,9 @@ pub(super) struct PolicyView {
 pub(super) struct World<'a> {
     pub observed: &'a Observed,
     pub policies: BTreeMap<String, PolicyView>,
-    /// Policies whose roster came back without their owner, each with that owner: not
-    /// a roster to act on (see [`World::new`]).
-    pub ownerless: BTreeMap<String, String>,
+    /// Policies not to act on, each with why: Expensify named no owner for it, or its
+    /// roster came back without that owner (see [`World::new`]).
+    pub untrusted: BTreeMap<String, String>,
     protected: BTreeSet<String>,
 }
 
@@ -44,7 +44,7 @@ impl<'a> World<'a> {
             .collect();
         protected.insert(email::normalize(&connector.spec.admin_email));
         let mut policies = BTreeMap::new();
-        let mut ownerless = BTreeMap::new();
+        let mut untrusted = BTreeMap::new();
         for p in &observed.policies {
             let Some(roster) = observed.rosters.get(&p.id) else {
                 continue;
@@ -58,12 +58,23 @@ impl<'a> World<'a> {
                     .map(|e| (email::normalize(&e.email), roster_view(e)))
                     .collect(),
             };
-            // Expensify always lists a policy's owner on its roster, as admin. A roster
-            // without them (empty, cut short, answered for another call) is not the
-            // whole roster: read as "everyone else left", it would make the operator
-            // forget what it gave, and those people would keep their access for good.
-            if email::is_valid(&view.owner) && !view.roster.contains_key(&view.owner) {
-                ownerless.insert(p.id.clone(), view.owner);
+            // The owner is never changed, so a policy whose owner is not known cannot be
+            // worked on safely. And Expensify always lists the owner on the roster, as
+            // admin: a roster without them (empty, cut short, answered for another call)
+            // is not the whole roster; read as "everyone else left", it would make the
+            // operator forget what it gave, and those people would keep access for good.
+            if !email::is_valid(&view.owner) {
+                untrusted.insert(
+                    p.id.clone(),
+                    format!("Expensify's policy list names no owner for policy {} (the owner is never changed, so a policy whose owner is unknown is not worked on)", p.id),
+                );
+                continue;
+            }
+            if !view.roster.contains_key(&view.owner) {
+                untrusted.insert(
+                    p.id.clone(),
+                    format!("Expensify's roster of policy {} does not list its owner {} (always listed, as admin), so it is not the whole roster", p.id, view.owner),
+                );
                 continue;
             }
             policies.insert(p.id.clone(), view);
@@ -71,7 +82,7 @@ impl<'a> World<'a> {
         World {
             observed,
             policies,
-            ownerless,
+            untrusted,
             protected,
         }
     }

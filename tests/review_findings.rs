@@ -1,0 +1,349 @@
+//! Findings of an independent review of the ledger and trust changes (round three): each
+//! test failed before its fix.
+
+mod support;
+
+use expensify_operator::api::{ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicySelector};
+use expensify_operator::files::status_signing::StatusKey;
+use expensify_operator::files::{Run, StatusDir};
+use expensify_operator::reconcile::{ChangeKind, ObjectKey};
+use expensify_operator::simulator::{FaultConfig, ScriptedFault, SimulatorHandle};
+
+fn key() -> StatusKey {
+    StatusKey::new(b"0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap()
+}
+
+fn team(policy: &str) -> PolicyAccess {
+    let mut access = PolicyAccess::new(
+        "team",
+        PolicyAccessSpec {
+            connector_ref: ConnectorRef {
+                name: "acme".into(),
+                namespace: None,
+            },
+            policy: PolicySelector {
+                id: Some(policy.into()),
+                name: None,
+            },
+            mode: Default::default(),
+            deletion_policy: Default::default(),
+            allow_from: Vec::new(),
+            suspend: false,
+            members: vec![],
+        },
+    );
+    access.metadata.namespace = Some("finance".into());
+    access
+}
+
+/// One run of a writer: a fresh `StatusDir` over the same root (as `apply` builds one).
+fn run(root: &std::path::Path) -> StatusDir {
+    StatusDir::signed(root, key(), false)
+}
+
+/// Finding 1: a pull request that puts a status file with a forged header
+/// `seq=18446744073709551615` makes the next `apply` sign that object's file at
+/// `u64::MAX` (`next_sequence` takes the number on disk, unverified, and saturates), and
+/// every later write of it again at `u64::MAX`: from then on any older signed version of
+/// the file put back from git history verifies (`found < newest` is never true), so the
+/// per-file replay protection is gone for good for that object, and the anchor does not
+/// help (the index is not rolled back).
+#[test]
+fn review2_a_forged_huge_sequence_number_disables_replay_protection() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".expensify-status");
+    let key_of = ObjectKey::new("finance", "team");
+    let path = root.join("policyaccess/finance/team.yaml");
+
+    // A first apply writes the object's status, signed.
+    let first = run(&root);
+    first.write(&key_of, &team("P0")).unwrap();
+    first.flush_index().unwrap();
+
+    // A pull request replaces the file with one whose header claims the largest number.
+    let body = std::fs::read_to_string(&path).unwrap();
+    let body = body.split_once('\n').unwrap().1;
+    std::fs::write(
+        &path,
+        format!("# expensify-operator signature v1 seq=18446744073709551615 mac=00\n{body}"),
+    )
+    .unwrap();
+
+    // The next apply refuses the forged file (good) and writes the object's new status.
+    let second = run(&root);
+    assert!(
+        second.read::<PolicyAccess>(&key_of).is_err(),
+        "forged file refused"
+    );
+    second.write(&key_of, &team("P1")).unwrap();
+    second.flush_index().unwrap();
+    let old_signed = std::fs::read_to_string(&path).unwrap();
+
+    // A later apply writes a newer status.
+    let third = run(&root);
+    third.read::<PolicyAccess>(&key_of).unwrap();
+    third.write(&key_of, &team("P2")).unwrap();
+    third.flush_index().unwrap();
+
+    // A pull request puts the older signed version back (from git history).
+    std::fs::write(&path, &old_signed).unwrap();
+    let fourth = run(&root);
+    let replayed = fourth.read::<PolicyAccess>(&key_of);
+    assert!(
+        replayed.is_err(),
+        "an older signed status file put back from history was taken as the ledger: {:?}",
+        replayed.map(|o| o.map(|o| o.spec.policy.id))
+    );
+}
+
+/// Finding 2: `--status-anchor` is checked against PATH (the manifest directory given),
+/// not against the git work tree nor the status directory (`--status-dir`). A pipeline
+/// that runs `apply deploy/expensify --status-anchor .expensify-anchor` from the root of
+/// its checkout keeps the anchor in the very repository a pull request rolls back, and
+/// it is taken without a word.
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_an_anchor_inside_the_git_work_tree_is_refused() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let checkout = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(checkout.path().join(".git")).unwrap();
+    let manifests = checkout.path().join("deploy");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("connector.yaml"),
+        format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: finance}}\nspec:\n  credentialsSecretRef: {{name: expensify-credentials}}\n  endpoint: {}\n  adminEmail: it-admin@acme.example\n  protectedEmails: [ceo@acme.example, cfo@acme.example]\n  allowedNamespaces: [engineering]\n",
+            sim.endpoint()
+        ),
+    )
+    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let keydir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&keydir).unwrap();
+    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let anchor = checkout.path().join(".expensify-anchor");
+    let output = support::binary(
+        &sim.endpoint(),
+        &["apply", manifests.to_str().unwrap(), "--pacing", "none"],
+        support::ADMIN_SECRET,
+    )
+    .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+    .env("EXPENSIFY_SECRETS_DIR", secrets.path())
+    .env("EXPENSIFY_STATUS_ANCHOR", &anchor)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an anchor in the git work tree (rolled back with the status directory) was taken:\n{}",
+        support::printed(&output)
+    );
+}
+
+/// Finding 2b: with `--status-dir` outside the manifest directory, an anchor inside the
+/// status directory itself is taken: it is rolled back with the directory it guards.
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_an_anchor_inside_the_status_directory_is_refused() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    let secrets = tempfile::tempdir().unwrap();
+    let keydir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&keydir).unwrap();
+    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let status = state.path().join("status");
+    std::fs::create_dir_all(&status).unwrap();
+    let anchor = status.join("anchor");
+    let output = support::binary(
+        &sim.endpoint(),
+        &[
+            "apply",
+            repo.path().to_str().unwrap(),
+            "--pacing",
+            "none",
+            "--status-dir",
+            status.to_str().unwrap(),
+        ],
+        support::ADMIN_SECRET,
+    )
+    .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+    .env("EXPENSIFY_SECRETS_DIR", secrets.path())
+    .env("EXPENSIFY_STATUS_ANCHOR", &anchor)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an anchor inside the status directory was taken:\n{}",
+        support::printed(&output)
+    );
+}
+
+fn respond(body: &serde_json::Value) -> ScriptedFault {
+    ScriptedFault::Respond {
+        status: 200,
+        body: body.to_string(),
+    }
+}
+
+/// A `policyList` answer naming `policy` (the caller an admin on it) without its `owner`
+/// field: the field is optional on the wire (`#[serde(default)]`), so it reads as "".
+fn policy_list_without_owner(sim: &SimulatorHandle, policy: &str) -> ScriptedFault {
+    let name = sim
+        .state()
+        .policies()
+        .into_iter()
+        .find(|p| p.id == policy)
+        .unwrap()
+        .name;
+    respond(&serde_json::json!({
+        "responseCode": 200,
+        "policyList": [{"outputCurrency": "USD", "role": "admin", "name": name, "id": policy, "type": "corporate"}]
+    }))
+}
+
+/// Finding 3: the "a roster without its owner is not the whole roster" guard
+/// (`World::new`) is skipped when the policy list carries no valid owner. Expensify
+/// answering the policy list without `owner` and the roster read with `[]` makes the
+/// operator drop every ledger entry on that policy (`verify` finds nobody): temp@, whom it
+/// granted and whose grant then ended, keeps access for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_an_empty_roster_of_a_policy_listed_without_owner_forgets_nothing() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "temp",
+        support::FINANCE,
+        "Additive",
+        "    - {email: temp@acme.example}\n",
+    );
+    let first = repo.mode().pass(Run::Apply).await.unwrap();
+    assert!(!first.has_errors(), "{first:#?}");
+    repo.access("temp", support::FINANCE, "Additive", "    []\n");
+    let script = vec![
+        policy_list_without_owner(&sim, support::FINANCE),
+        respond(&serde_json::json!({
+            "responseCode": 200,
+            "policyInfo": {support::FINANCE: {"employees": []}}
+        })),
+    ];
+    sim.state().set_faults(FaultConfig {
+        script: script.into_iter().collect(),
+        ..FaultConfig::default()
+    });
+    let _hostile = repo.mode().pass(Run::Apply).await.unwrap();
+    sim.state().set_faults(FaultConfig::default());
+    let sound = repo.mode().pass(Run::Apply).await.unwrap();
+    let changes: Vec<(ChangeKind, String)> = sound
+        .syncs
+        .iter()
+        .flat_map(|s| &s.plan.changes)
+        .map(|c| (c.kind, c.email.clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        [(ChangeKind::Revoke, "temp@acme.example".to_string())],
+        "the ledger was forgotten on an empty roster of a policy listed without its owner"
+    );
+}
+
+/// Finding 4: the policy owner is protected only as the policy list names them. A policy
+/// list without `owner` leaves the real owner (cto@, on the roster as admin, not in
+/// `protectedEmails`) unprotected: an Authoritative object plans to revoke them as an
+/// extra.
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_the_owner_stays_protected_when_the_policy_list_omits_owner() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    let members: String = support::roster(&sim, support::ENGINEERING)
+        .into_iter()
+        .filter(|(email, _)| email != "cto@acme.example")
+        .map(|(email, role)| format!("    - {{email: {email}, role: {role}}}\n"))
+        .collect();
+    repo.access("eng", support::ENGINEERING, "Authoritative", &members);
+    let script = vec![policy_list_without_owner(&sim, support::ENGINEERING)];
+    sim.state().set_faults(FaultConfig {
+        script: script.into_iter().collect(),
+        ..FaultConfig::default()
+    });
+    let report = repo.mode().pass(Run::Plan).await.unwrap();
+    let changes: Vec<(ChangeKind, String)> = report
+        .syncs
+        .iter()
+        .flat_map(|s| &s.plan.changes)
+        .map(|c| (c.kind, c.email.clone()))
+        .collect();
+    assert!(
+        !changes.iter().any(|(_, email)| email == "cto@acme.example"),
+        "the policy owner is planned to change: {changes:?}"
+    );
+}
+
+/// Finding 5: a status file is opened through symlinks. A pull request that makes
+/// `.expensify-status/policyaccess/finance/x.yaml` a symlink to a file of the runner (a
+/// credentials file of the secrets directory, `/proc/self/environ`) gets its content in
+/// the error `plan` prints when the directory is read unverified (no status key where
+/// the pull request's plan runs, as the docs advise).
+#[test]
+fn review2_a_symlinked_status_file_does_not_print_what_it_points_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("partnerUserSecret");
+    std::fs::write(&secret, "s3cr3t-partner-user-secret-value\n").unwrap();
+    let root = dir.path().join(".expensify-status");
+    std::fs::create_dir_all(root.join("policyaccess/finance")).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("policyaccess/finance/x.yaml")).unwrap();
+    let status_dir = StatusDir::new(&root);
+    let said = match status_dir.list::<PolicyAccess>() {
+        Ok(listing) => format!("{:?}", listing.unverified),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        !said.contains("s3cr3t"),
+        "the content of the file a symlinked status file points at is printed: {said}"
+    );
+}
+
+/// Finding 5, through the binary: `plan` on a pull request that adds a symlink to
+/// `/proc/self/environ` prints the process environment, the Expensify partnerUserSecret
+/// included. `where_` is the path of the symlink in the repository.
+async fn plan_with_a_symlink_to_environ(where_: &str) -> String {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    let link = repo.path().join(where_);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+    let output = support::binary(
+        &sim.endpoint(),
+        &["plan", repo.path().to_str().unwrap(), "--pacing", "none"],
+        support::ADMIN_SECRET,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .output()
+    .await
+    .unwrap();
+    support::printed(&output)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_plan_never_prints_the_secret_through_a_symlinked_status_file() {
+    let said =
+        plan_with_a_symlink_to_environ(".expensify-status/policyaccess/finance/x.yaml").await;
+    assert!(!said.contains(support::ADMIN_SECRET), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_plan_never_prints_the_secret_through_a_symlinked_manifest() {
+    let said = plan_with_a_symlink_to_environ("leak.yaml").await;
+    assert!(!said.contains(support::ADMIN_SECRET), "{said}");
+}
