@@ -3,6 +3,10 @@
 
 mod support;
 
+use support::{ADMIN_SECRET, binary, printed, repo_with_a_pending_grant, start, unlimited_seed};
+
+use std::process::Output;
+
 use expensify_operator::api::{ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicySelector};
 use expensify_operator::files::status_signing::StatusKey;
 use expensify_operator::files::{Run, StatusDir};
@@ -312,21 +316,37 @@ fn review2_a_symlinked_status_file_does_not_print_what_it_points_at() {
     );
 }
 
-/// Finding 5, through the binary: `plan` on a pull request that adds a symlink to
-/// `/proc/self/environ` prints the process environment, the Expensify partnerUserSecret
-/// included. `where_` is the path of the symlink in the repository.
-async fn plan_with_a_symlink_to_environ(where_: &str) -> String {
+/// Finding 5, through the binary: `plan` (unverified, as on a pull request) with the
+/// credentials in the secrets directory, on a repository where `where_` is a symlink to
+/// the partnerUserSecret file, prints that secret in its error.
+async fn plan_with_a_symlink_to_the_secret(where_: &str) -> String {
     let sim = support::start(&support::unlimited_seed()).await;
     let repo = support::Repo::new(&sim);
     repo.connector("");
+    let secrets = tempfile::tempdir().unwrap();
+    let creds = secrets.path().join("expensify-credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(
+        creds.join("partnerUserID"),
+        format!("{}\n", support::ADMIN_ID),
+    )
+    .unwrap();
+    std::fs::write(
+        creds.join("partnerUserSecret"),
+        format!("{}\n", support::ADMIN_SECRET),
+    )
+    .unwrap();
     let link = repo.path().join(where_);
     std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+    std::os::unix::fs::symlink(creds.join("partnerUserSecret"), &link).unwrap();
     let output = support::binary(
         &sim.endpoint(),
         &["plan", repo.path().to_str().unwrap(), "--pacing", "none"],
         support::ADMIN_SECRET,
     )
+    .env_remove("EXPENSIFY_PARTNER_USER_SECRET")
+    .env_remove("EXPENSIFY_PARTNER_USER_ID")
+    .env("EXPENSIFY_SECRETS_DIR", secrets.path())
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .output()
@@ -338,12 +358,125 @@ async fn plan_with_a_symlink_to_environ(where_: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn review2_plan_never_prints_the_secret_through_a_symlinked_status_file() {
     let said =
-        plan_with_a_symlink_to_environ(".expensify-status/policyaccess/finance/x.yaml").await;
+        plan_with_a_symlink_to_the_secret(".expensify-status/policyaccess/finance/x.yaml").await;
     assert!(!said.contains(support::ADMIN_SECRET), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn review2_plan_never_prints_the_secret_through_a_symlinked_manifest() {
-    let said = plan_with_a_symlink_to_environ("leak.yaml").await;
+    let said = plan_with_a_symlink_to_the_secret("leak.yaml").await;
     assert!(!said.contains(support::ADMIN_SECRET), "{said}");
+}
+
+/// Finding 9: `--status-anchor` remembers that generation N of the index was written, yet
+/// a status directory deleted whole (index and files, e.g. by a pull request or a fresh
+/// checkout that lost it) is taken as "no ledger": `load_index` trusts a missing index
+/// when no signed file is left, the anchor is only compared when there is an index to
+/// compare, and `missing()` has nothing to expect. The operator forgets what it gave
+/// (carol@ keeps access after her grant ends) with only the missing-ledger warning, and
+/// writes the empty ledger back.
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_a_deleted_status_directory_is_refused_against_its_anchor() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    let secrets = tempfile::tempdir().unwrap();
+    let keydir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&keydir).unwrap();
+    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let anchor = outside.path().join("status.anchor");
+    let apply = |repo: &support::Repo| {
+        let mut command = support::binary(
+            &sim.endpoint(),
+            &["apply", repo.path().to_str().unwrap(), "--pacing", "none"],
+            support::ADMIN_SECRET,
+        );
+        command
+            .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+            .env("EXPENSIFY_SECRETS_DIR", secrets.path())
+            .env("EXPENSIFY_STATUS_ANCHOR", &anchor)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    repo.access(
+        "a",
+        support::FINANCE,
+        "Additive",
+        "    - {email: carol@acme.example}\n",
+    );
+    let first = apply(&repo).output().await.unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", support::printed(&first));
+    assert!(anchor.exists());
+    std::fs::remove_dir_all(repo.path().join(".expensify-status")).unwrap();
+    repo.access("a", support::FINANCE, "Additive", "    []\n");
+    let second = apply(&repo).output().await.unwrap();
+    let carol_stays = support::roster(&sim, support::FINANCE)
+        .iter()
+        .any(|(e, _)| e == "carol@acme.example");
+    assert!(
+        second.status.code() != Some(0) || !carol_stays,
+        "a deleted status directory was taken as an empty ledger despite the anchor (exit {:?}, carol stays: {carol_stays}):\n{}",
+        second.status.code(),
+        support::printed(&second)
+    );
+}
+
+const KEY: &str = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
+
+fn secrets_with_status_key() -> tempfile::TempDir {
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), format!("{KEY}\n")).unwrap();
+    secrets
+}
+
+async fn signed(sim: &SimulatorHandle, secrets: &tempfile::TempDir, args: &[&str]) -> Output {
+    let mut args = args.to_vec();
+    args.extend(["--secrets-dir", secrets.path().to_str().unwrap()]);
+    binary(&sim.endpoint(), &args, ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Finding 7: the error for a status file that fails verification ends "or let the
+/// operator forget what it recorded for this object with `state forget`", but `state
+/// forget` reads the file verified and fails on the very same error: the remedy offered
+/// does not work (`apply --adopt-unsigned-status` does not take a forged file either).
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_state_forget_is_the_way_out_the_unverified_message_says_it_is() {
+    let sim = start(&unlimited_seed()).await;
+    let secrets = secrets_with_status_key();
+    let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
+    let dir = repo.path().to_str().unwrap();
+    let applied = signed(&sim, &secrets, &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", printed(&applied));
+    let file = repo
+        .path()
+        .join(".expensify-status/policyaccess/finance/finance.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("Written by", "Written bY", 1)).unwrap();
+
+    let planned = signed(&sim, &secrets, &["plan", dir]).await;
+    assert!(
+        printed(&planned).contains("state forget"),
+        "the message offers state forget: {}",
+        printed(&planned)
+    );
+    let forgot = signed(
+        &sim,
+        &secrets,
+        &["state", "forget", "finance/finance", dir, "--auto-approve"],
+    )
+    .await;
+    assert_eq!(
+        forgot.status.code(),
+        Some(0),
+        "state forget, as offered, fails: {}",
+        printed(&forgot)
+    );
 }

@@ -13,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{ManagedMember, PolicyAccess};
 use crate::files::StatusDir;
 use crate::files::credentials::STATUS_KEY_SECRET;
+use crate::files::status_dir::StatusDirError;
 use crate::reconcile::ObjectKey;
 use crate::sanitize::terminal;
 
@@ -202,9 +203,16 @@ async fn forget(args: &ForgetArgs) -> anyhow::Result<i32> {
     let _lock = status_dir
         .lock("state forget", dir.lock.lock_timeout)
         .await?;
-    let mut stored = status_dir
-        .read::<PolicyAccess>(&args.object)?
-        .with_context(|| no_state(&status_dir, &args.object))?;
+    let mut stored = match status_dir.read::<PolicyAccess>(&args.object) {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Err(anyhow::anyhow!(no_state(&status_dir, &args.object))),
+        // The way out the unverified-file message names: what such a file says is not
+        // believed, so nothing of it is kept; the file goes and its removal is marked.
+        Err(StatusDirError::Unverified { path, reason }) => {
+            return forget_unverified(args, &status_dir, &path, &reason.to_string());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let entries = entries_of(&stored);
     if entries.is_empty() {
         tracing::info!(object = %args.object, "no ledger entries to forget");
@@ -254,6 +262,46 @@ async fn forget(args: &ForgetArgs) -> anyhow::Result<i32> {
             "Forgot {} ledger entr{} of {}.",
             entries.len(),
             if entries.len() == 1 { "y" } else { "ies" },
+            args.object
+        ),
+    }
+    Ok(0)
+}
+
+/// `state forget` of an object whose status file the key does not vouch for (edited,
+/// replayed, or gone): nothing it says is believed, so there is nothing to show but the
+/// file; it is removed, its removal marked in the index, and the journal says so. The
+/// object then starts with no ledger: the people the operator gave access stay.
+fn forget_unverified(
+    args: &ForgetArgs,
+    status_dir: &StatusDir,
+    path: &str,
+    reason: &str,
+) -> anyhow::Result<i32> {
+    let dir = &args.dir;
+    let shown = format!(
+        "{}: its status file {} is not vouched for ({}); it is removed and whatever it recorded is forgotten: the operator takes nobody back for it",
+        args.object,
+        terminal(path),
+        terminal(reason)
+    );
+    match Confirmation::decide(args.auto_approve, false, stdin_is_terminal()) {
+        Confirmation::Approved => {}
+        Confirmation::NotInteractive => FORGET.not_asked(),
+        Confirmation::Ask => {
+            if !confirm(&FORGET, &shown, dir.output == OutputFormat::Json)? {
+                return Ok(1);
+            }
+        }
+    }
+    append_journal(status_dir.root(), &args.object, &[], Timestamp::now())?;
+    status_dir.remove::<PolicyAccess>(&args.object)?;
+    status_dir.flush_index()?;
+    tracing::warn!(object = %args.object, file = %terminal(path), "unverified status file forgotten: the operator will take nothing back for this object");
+    match dir.output {
+        OutputFormat::Json => outln!("{:#}", forgotten_json(&args.object, &[], true)),
+        OutputFormat::Text => outln!(
+            "Forgot the unverified status file of {}: nothing it recorded will be taken back.",
             args.object
         ),
     }

@@ -213,6 +213,30 @@ impl FileMode {
             accesses.push(AccessObject::from_resource(&object));
         }
         let listing = self.status_dir.list::<PolicyAccess>()?;
+        // An index that cannot be trusted with no file left to fail on (the directory
+        // deleted while its anchor remembers it): still no ledger to believe.
+        if listing.objects.is_empty()
+            && listing.unverified.is_empty()
+            && let Some(why) = self.status_dir.distrusted()
+        {
+            let index = self
+                .status_dir
+                .root()
+                .join(super::status_signing::INDEX_FILE);
+            let reason = super::status_signing::Unverified::Index(why);
+            let message = format!(
+                "the recorded state cannot be trusted: {reason}. Removals are held and nothing is taken for deleted; restore the status directory, or take it as it is once with `apply --adopt-unsigned-status`"
+            );
+            tracing::error!(file = %index.display(), "{message}");
+            unverified.push(LoadProblem {
+                source: super::loader::Source {
+                    path: index,
+                    document: 1,
+                },
+                object: None,
+                message,
+            });
+        }
         let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
         for (key, error) in listing.unverified {
             if !manifests.accesses.iter().any(|a| a.key == key) {

@@ -72,6 +72,17 @@ impl StatusDir {
             .collect()
     }
 
+    /// Why the index cannot be trusted (it fails verification, or is older than its
+    /// anchor: rolled back, or the whole directory deleted), unless
+    /// `--adopt-unsigned-status` takes it: then no status file is believed, and a pass
+    /// must not take an empty directory for an empty ledger either.
+    pub fn distrusted(&self) -> Option<String> {
+        let signing = self.signing.as_ref().filter(|s| !s.adopt)?;
+        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
+        state.distrust.clone()
+    }
+
     /// The index on disk, and whether it can be trusted.
     pub(super) fn load_index(&self, key: &StatusKey) -> IndexState {
         let path = self.root.join(INDEX_FILE);
