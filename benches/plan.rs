@@ -130,6 +130,7 @@ fn benches(c: &mut Criterion) {
         now,
         inventory_complete: true,
         scope: expensify_operator::reconcile::plan::Scope::Everything,
+        unverified: &[],
     };
     let result = plan(input);
     eprintln!(

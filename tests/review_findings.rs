@@ -480,3 +480,102 @@ async fn review2_state_forget_is_the_way_out_the_unverified_message_says_it_is()
         printed(&forgot)
     );
 }
+
+/// Finding 8: one edited status file holds every removal on the connector. Object `a`
+/// (Finance) has its status file edited; object `b` (Engineering, another policy) lets
+/// temp@ go. `a`'s file can only have driven removals on Finance (its manifest names the
+/// policy), yet temp@ keeps access on Engineering: a status file anyone can break in a
+/// pull request freezes every other object's expiries (the contract: "the removals it
+/// would have driven are held"; "one tenant's broken object never freezes another's").
+#[tokio::test(flavor = "multi_thread")]
+async fn review2_an_edited_status_file_holds_only_what_it_could_drive() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "a",
+        support::FINANCE,
+        "Additive",
+        "    - {email: alice@acme.example}\n",
+    );
+    repo.access(
+        "b",
+        support::ENGINEERING,
+        "Additive",
+        "    - {email: temp@acme.example}\n",
+    );
+    let signed = |repo: &support::Repo| {
+        let mut mode = repo.mode();
+        mode.status_dir = StatusDir::signed(repo.path().join(".expensify-status"), key(), false);
+        mode
+    };
+    let first = signed(&repo).pass(Run::Apply).await.unwrap();
+    assert!(!first.has_errors(), "{first:#?}");
+    assert!(
+        support::roster(&sim, support::ENGINEERING)
+            .iter()
+            .any(|(e, _)| e == "temp@acme.example")
+    );
+    // a's status file edited (one byte of its body).
+    let path = repo
+        .path()
+        .join(".expensify-status/policyaccess/finance/a.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("Written by", "Written bY", 1)).unwrap();
+    // b lets temp@ go.
+    repo.access("b", support::ENGINEERING, "Additive", "    []\n");
+    let second = signed(&repo).pass(Run::Apply).await.unwrap();
+    assert!(second.has_errors(), "the edited file is still said");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text.replacen("Written by", "Written bY", 1),
+        "the edited file is left for a person to restore"
+    );
+    assert!(
+        !support::roster(&sim, support::ENGINEERING)
+            .iter()
+            .any(|(e, _)| e == "temp@acme.example"),
+        "temp@ kept access on Engineering because a's status file on Finance was edited"
+    );
+}
+
+/// And on its own policy the edited file still holds: a's ledger may be what gave
+/// someone access there.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_status_file_holds_the_removals_on_its_own_policy() {
+    let sim = support::start(&support::unlimited_seed()).await;
+    let repo = support::Repo::new(&sim);
+    repo.connector("");
+    repo.access(
+        "a",
+        support::FINANCE,
+        "Additive",
+        "    - {email: alice@acme.example}\n",
+    );
+    repo.access(
+        "b",
+        support::FINANCE,
+        "Additive",
+        "    - {email: temp@acme.example}\n",
+    );
+    let signed = |repo: &support::Repo| {
+        let mut mode = repo.mode();
+        mode.status_dir = StatusDir::signed(repo.path().join(".expensify-status"), key(), false);
+        mode
+    };
+    assert!(!signed(&repo).pass(Run::Apply).await.unwrap().has_errors());
+    let path = repo
+        .path()
+        .join(".expensify-status/policyaccess/finance/a.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("Written by", "Written bY", 1)).unwrap();
+    repo.access("b", support::FINANCE, "Additive", "    []\n");
+    let second = signed(&repo).pass(Run::Apply).await.unwrap();
+    assert!(second.has_errors());
+    assert!(
+        support::roster(&sim, support::FINANCE)
+            .iter()
+            .any(|(e, _)| e == "temp@acme.example"),
+        "held: the unverified object on Finance may be asking for temp@"
+    );
+}

@@ -220,6 +220,7 @@ async fn diff(
             inventory_complete: true,
             // As the controller plans with the Secret's credentials (not held ones).
             scope: Scope::Everything,
+            unverified: &[],
             dry_run: true,
             write_ahead: None,
             reviewed: None,

@@ -68,6 +68,12 @@ struct Prepared {
     accesses: Vec<AccessObject>,
     sources: BTreeMap<ObjectKey, String>,
     missing_ledger: Option<MissingLedger>,
+    /// Every manifest was read and no status file of an object without a manifest failed
+    /// verification: removals are held only where broken objects say.
+    inventory_complete: bool,
+    /// Objects whose status file failed verification: planned without it, as broken
+    /// objects, and their status file is never written over.
+    unverified: Vec<ObjectKey>,
 }
 
 fn attach<K>(
@@ -193,13 +199,16 @@ impl FileMode {
             connectors.push(ConnectorObject::from_resource(&object));
         }
         let mut accesses = Vec::new();
+        let mut unverified_objects = Vec::new();
+        let mut object_problems = Vec::new();
         for loaded in &manifests.accesses {
             let mut object = loaded.object.clone();
             let source = relative(&self.dir, &loaded.source.path);
             sources.insert(loaded.key.clone(), source.clone());
-            // Its ledger cannot be trusted: the object is left out of the sync, so nothing
-            // is written for it (its file stays for a person to restore) and nothing it
-            // granted is taken back or handed over on a forged say.
+            // Its ledger cannot be trusted: the object is planned without it, as a broken
+            // object (it holds the removals on its policy, or of the people it lists), so
+            // nothing it granted is taken back or handed over on a forged say, and nothing
+            // is written for it (its file stays for a person to restore).
             if let Some(problem) = attach_verified(
                 &self.status_dir,
                 &loaded.key,
@@ -207,8 +216,9 @@ impl FileMode {
                 &source,
                 "PolicyAccess",
             )? {
-                unverified.push(problem);
-                continue;
+                object_problems.push(problem);
+                object.status = None;
+                unverified_objects.push(loaded.key.clone());
             }
             accesses.push(AccessObject::from_resource(&object));
         }
@@ -245,7 +255,7 @@ impl FileMode {
         }
         // An object with a status file but no manifest was deleted, unless some manifest
         // or status file could not be read (it may be that one).
-        if manifests.complete() && unverified.is_empty() {
+        if manifests.complete() && unverified.is_empty() && object_problems.is_empty() {
             for (key, object) in listing.objects {
                 if manifests.accesses.iter().any(|a| a.key == key) {
                     continue;
@@ -257,13 +267,17 @@ impl FileMode {
                 accesses.push(deleted);
             }
         }
+        let inventory_complete = manifests.complete() && unverified.is_empty();
         manifests.problems.extend(unverified);
+        manifests.problems.extend(object_problems);
         Ok(Prepared {
             manifests,
             connectors,
             accesses,
             sources,
             missing_ledger,
+            inventory_complete,
+            unverified: unverified_objects,
         })
     }
 
@@ -312,7 +326,7 @@ impl FileMode {
         let unreviewed = ReviewedConnector::default();
         let prepared = self.prepare()?;
         let now = Timestamp::now();
-        let complete = prepared.manifests.complete();
+        let complete = prepared.inventory_complete;
         let stopped = || stop.is_some_and(|s| *s.borrow());
         let mut syncs = Vec::new();
         for connector in &prepared.connectors {
@@ -333,6 +347,7 @@ impl FileMode {
                 now,
                 inventory_complete: complete,
                 scope: Scope::Everything,
+                unverified: &prepared.unverified,
                 dry_run,
                 write_ahead: None,
                 reviewed: reviewed
@@ -451,6 +466,11 @@ impl FileMode {
         key: &ObjectKey,
         status: &PolicyAccessStatus,
     ) -> Result<(), StatusDirError> {
+        // A status file the key does not vouch for stays as it is, for a person to
+        // restore (or forget): the sync never writes over it.
+        if prepared.unverified.contains(key) {
+            return Ok(());
+        }
         let loaded = prepared.manifests.accesses.iter().find(|a| &a.key == key);
         let mut object = match loaded {
             Some(loaded) => {

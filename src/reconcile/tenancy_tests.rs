@@ -326,6 +326,7 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
         now: now(),
         inventory_complete: true,
         scope: crate::reconcile::plan::Scope::Everything,
+        unverified: &[],
     });
     let after: &ObjectPlan = &planned.objects[&object.key];
     let status = access_status(

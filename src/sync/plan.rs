@@ -26,6 +26,7 @@ pub(super) fn plan_for(
         now: request.now,
         inventory_complete: request.inventory_complete,
         scope: request.scope,
+        unverified: request.unverified,
     })
 }
 

@@ -4,7 +4,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::store::WriteAhead;
 use crate::reconcile::reviewed::ReviewedConnector;
-use crate::reconcile::{AccessObject, ConnectorObject, Scope};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, Scope};
 
 /// What a sync is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,8 @@ pub struct SyncRequest<'a> {
     pub inventory_complete: bool,
     /// What the sync may change (everything, or only deletions on held credentials).
     pub scope: Scope,
+    /// See [`crate::reconcile::PlanInput::unverified`].
+    pub unverified: &'a [ObjectKey],
     /// Read and plan only; write nothing.
     pub dry_run: bool,
     /// Saves the ledger entries about to be created before Expensify is written; its

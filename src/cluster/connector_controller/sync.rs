@@ -34,6 +34,7 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         now: Timestamp::now(),
         inventory_complete: true,
         scope: credentials.scope(),
+        unverified: &[],
         dry_run: false,
         write_ahead: None,
         reviewed: None,

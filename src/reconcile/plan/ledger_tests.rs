@@ -688,6 +688,7 @@ fn an_unreadable_manifest_holds_demotions() {
         now: now(),
         inventory_complete: false,
         scope: Scope::Everything,
+        unverified: &[],
     });
     let _ = format!("R1b changes: {:?}", changes(&plan));
     assert!(

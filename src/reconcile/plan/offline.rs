@@ -138,6 +138,7 @@ pub fn conflicts(
         now,
         inventory_complete: true,
         scope: super::Scope::Everything,
+        unverified: &[],
     };
     let world = World::new(&observed, connector);
     let mut subjects = resolve::subjects(&input, &world);

@@ -123,6 +123,12 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
     };
     if !object.deleting {
         plan.problems = validate_access(object, std::slice::from_ref(input.connector));
+        if input.unverified.contains(&object.key) {
+            plan.problems.push(Problem::new(
+                "status",
+                "its status file is not vouched for: what it recorded is not believed, and removals on its policy wait until the file is restored or forgotten (`state forget`)",
+            ));
+        }
     }
     let mut policy = None;
     let mut resolvable = true;

@@ -184,6 +184,7 @@ fn run_scoped(
         now: now(),
         inventory_complete: true,
         scope,
+        unverified: &[],
     })
 }
 
@@ -828,6 +829,7 @@ fn incomplete_input_holds_authoritative_removals() {
         now: now(),
         inventory_complete: false,
         scope: Scope::Everything,
+        unverified: &[],
     });
     assert!(held.is_empty());
     assert_eq!(held.objects[&ObjectKey::new(NS, "team")].held.len(), 1);

@@ -26,6 +26,10 @@ pub struct PlanInput<'a> {
     pub inventory_complete: bool,
     /// What this sync may change.
     pub scope: Scope,
+    /// Objects whose recorded state (status file) is not vouched for: planned without
+    /// it, as broken objects, so they hold what they could be asking for and write
+    /// nothing.
+    pub unverified: &'a [ObjectKey],
 }
 
 /// What a sync may change.
