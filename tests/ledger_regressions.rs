@@ -1268,14 +1268,7 @@ async fn rolled_back_status_directory(with_anchor: bool) -> (bool, Output) {
     let sim = start(&unlimited_seed()).await;
     let repo = Repo::new(&sim);
     repo.connector("");
-    let secrets = tempfile::tempdir().unwrap();
-    let keydir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&keydir).unwrap();
-    std::fs::write(
-        keydir.join("key"),
-        "0123456789abcdef0123456789abcdef0123456789abcdef\n",
-    )
-    .unwrap();
+    let secrets = secrets_with_status_key();
     let outside = tempfile::tempdir().unwrap();
     let anchor_file = outside.path().join("status.anchor");
     let anchor = with_anchor.then_some(anchor_file.as_path());

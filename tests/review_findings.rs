@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{ADMIN_SECRET, binary, printed, repo_with_a_pending_grant, start, unlimited_seed};
+use support::{printed, repo_with_a_pending_grant, start, unlimited_seed};
 
 use std::process::Output;
 
@@ -120,10 +120,7 @@ async fn review2_an_anchor_inside_the_git_work_tree_is_refused() {
         ),
     )
     .unwrap();
-    let secrets = tempfile::tempdir().unwrap();
-    let keydir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&keydir).unwrap();
-    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let secrets = support::secrets_with_status_key();
     let anchor = checkout.path().join(".expensify-anchor");
     let output = support::binary(
         &sim.endpoint(),
@@ -153,10 +150,7 @@ async fn review2_an_anchor_inside_the_status_directory_is_refused() {
     let sim = support::start(&support::unlimited_seed()).await;
     let repo = support::Repo::new(&sim);
     repo.connector("");
-    let secrets = tempfile::tempdir().unwrap();
-    let keydir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&keydir).unwrap();
-    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let secrets = support::secrets_with_status_key();
     let state = tempfile::tempdir().unwrap();
     let status = state.path().join("status");
     std::fs::create_dir_all(&status).unwrap();
@@ -380,10 +374,7 @@ async fn review2_a_deleted_status_directory_is_refused_against_its_anchor() {
     let sim = support::start(&support::unlimited_seed()).await;
     let repo = support::Repo::new(&sim);
     repo.connector("");
-    let secrets = tempfile::tempdir().unwrap();
-    let keydir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&keydir).unwrap();
-    std::fs::write(keydir.join("key"), [b'k'; 40]).unwrap();
+    let secrets = support::secrets_with_status_key();
     let outside = tempfile::tempdir().unwrap();
     let anchor = outside.path().join("status.anchor");
     let apply = |repo: &support::Repo| {
@@ -423,24 +414,8 @@ async fn review2_a_deleted_status_directory_is_refused_against_its_anchor() {
     );
 }
 
-const KEY: &str = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
-
-fn secrets_with_status_key() -> tempfile::TempDir {
-    let secrets = tempfile::tempdir().unwrap();
-    let dir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("key"), format!("{KEY}\n")).unwrap();
-    secrets
-}
-
 async fn signed(sim: &SimulatorHandle, secrets: &tempfile::TempDir, args: &[&str]) -> Output {
-    let mut args = args.to_vec();
-    args.extend(["--secrets-dir", secrets.path().to_str().unwrap()]);
-    binary(&sim.endpoint(), &args, ADMIN_SECRET)
-        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
-        .output()
-        .await
-        .unwrap()
+    support::signed_binary(sim, secrets, args).await
 }
 
 /// Finding 7: the error for a status file that fails verification ends "or let the
@@ -450,7 +425,7 @@ async fn signed(sim: &SimulatorHandle, secrets: &tempfile::TempDir, args: &[&str
 #[tokio::test(flavor = "multi_thread")]
 async fn review2_state_forget_is_the_way_out_the_unverified_message_says_it_is() {
     let sim = start(&unlimited_seed()).await;
-    let secrets = secrets_with_status_key();
+    let secrets = support::secrets_with_status_key();
     let repo = repo_with_a_pending_grant(&sim, &sim.endpoint());
     let dir = repo.path().to_str().unwrap();
     let applied = signed(&sim, &secrets, &["apply", dir]).await;
@@ -481,6 +456,26 @@ async fn review2_state_forget_is_the_way_out_the_unverified_message_says_it_is()
     );
 }
 
+/// File mode over `repo` with its status directory signed with [`key`].
+fn signed_mode(repo: &support::Repo) -> expensify_operator::files::FileMode {
+    let mut mode = repo.mode();
+    mode.status_dir = StatusDir::signed(repo.path().join(".expensify-status"), key(), false);
+    mode
+}
+
+/// Edits one byte of the body of `name`'s status file (in `finance`); returns its path
+/// and the edited text.
+fn edit_status_file(repo: &support::Repo, name: &str) -> (std::path::PathBuf, String) {
+    let path = repo.path().join(format!(
+        ".expensify-status/policyaccess/finance/{name}.yaml"
+    ));
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("Written by", "Written bY", 1);
+    std::fs::write(&path, &edited).unwrap();
+    (path, edited)
+}
+
 /// Finding 8: one edited status file holds every removal on the connector. Object `a`
 /// (Finance) has its status file edited; object `b` (Engineering, another policy) lets
 /// temp@ go. `a`'s file can only have driven removals on Finance (its manifest names the
@@ -504,12 +499,7 @@ async fn review2_an_edited_status_file_holds_only_what_it_could_drive() {
         "Additive",
         "    - {email: temp@acme.example}\n",
     );
-    let signed = |repo: &support::Repo| {
-        let mut mode = repo.mode();
-        mode.status_dir = StatusDir::signed(repo.path().join(".expensify-status"), key(), false);
-        mode
-    };
-    let first = signed(&repo).pass(Run::Apply).await.unwrap();
+    let first = signed_mode(&repo).pass(Run::Apply).await.unwrap();
     assert!(!first.has_errors(), "{first:#?}");
     assert!(
         support::roster(&sim, support::ENGINEERING)
@@ -517,18 +507,14 @@ async fn review2_an_edited_status_file_holds_only_what_it_could_drive() {
             .any(|(e, _)| e == "temp@acme.example")
     );
     // a's status file edited (one byte of its body).
-    let path = repo
-        .path()
-        .join(".expensify-status/policyaccess/finance/a.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("Written by", "Written bY", 1)).unwrap();
+    let (path, edited) = edit_status_file(&repo, "a");
     // b lets temp@ go.
     repo.access("b", support::ENGINEERING, "Additive", "    []\n");
-    let second = signed(&repo).pass(Run::Apply).await.unwrap();
+    let second = signed_mode(&repo).pass(Run::Apply).await.unwrap();
     assert!(second.has_errors(), "the edited file is still said");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
-        text.replacen("Written by", "Written bY", 1),
+        edited,
         "the edited file is left for a person to restore"
     );
     assert!(
@@ -558,19 +544,16 @@ async fn an_edited_status_file_holds_the_removals_on_its_own_policy() {
         "Additive",
         "    - {email: temp@acme.example}\n",
     );
-    let signed = |repo: &support::Repo| {
-        let mut mode = repo.mode();
-        mode.status_dir = StatusDir::signed(repo.path().join(".expensify-status"), key(), false);
-        mode
-    };
-    assert!(!signed(&repo).pass(Run::Apply).await.unwrap().has_errors());
-    let path = repo
-        .path()
-        .join(".expensify-status/policyaccess/finance/a.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("Written by", "Written bY", 1)).unwrap();
+    assert!(
+        !signed_mode(&repo)
+            .pass(Run::Apply)
+            .await
+            .unwrap()
+            .has_errors()
+    );
+    edit_status_file(&repo, "a");
     repo.access("b", support::FINANCE, "Additive", "    []\n");
-    let second = signed(&repo).pass(Run::Apply).await.unwrap();
+    let second = signed_mode(&repo).pass(Run::Apply).await.unwrap();
     assert!(second.has_errors());
     assert!(
         support::roster(&sim, support::FINANCE)

@@ -8,26 +8,9 @@ use std::process::Output;
 use expensify_operator::simulator::SimulatorHandle;
 use support::*;
 
-const KEY: &str = "a-test-key-of-more-than-thirty-two-bytes-0123456789";
-
-/// A secrets directory holding the status signing key at its documented place.
-fn secrets_with_status_key() -> tempfile::TempDir {
-    let secrets = tempfile::tempdir().unwrap();
-    let dir = secrets.path().join("expensify-status-key");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("key"), format!("{KEY}\n")).unwrap();
-    secrets
-}
-
 /// The binary with the signing key (status files are signed and verified).
 async fn signed(sim: &SimulatorHandle, secrets: &tempfile::TempDir, args: &[&str]) -> Output {
-    let mut args = args.to_vec();
-    args.extend(["--secrets-dir", secrets.path().to_str().unwrap()]);
-    binary(&sim.endpoint(), &args, ADMIN_SECRET)
-        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
-        .output()
-        .await
-        .unwrap()
+    signed_binary(sim, secrets, args).await
 }
 
 fn stdout(output: &Output) -> String {

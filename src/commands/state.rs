@@ -186,19 +186,7 @@ const FORGET: Question = Question {
 /// Drops `object`'s ledger entries: its status file is written again, signed, with none.
 async fn forget(args: &ForgetArgs) -> anyhow::Result<i32> {
     let dir = &args.dir;
-    let status_dir = dir.status_dir()?;
-    if !status_dir.verifies() {
-        anyhow::bail!(
-            "state forget signs the status file it writes and needs the key: no file {}",
-            status_key_path(dir.secrets_dir.as_deref(), &dir.status_key_secret)
-        );
-    }
-    if !status_dir.root().is_dir() {
-        anyhow::bail!(
-            "no recorded state: {} does not exist",
-            status_dir.root().display()
-        );
-    }
+    let status_dir = signed_existing(dir)?;
     // Held until the command ends: one writer per status directory.
     let _lock = status_dir
         .lock("state forget", dir.lock.lock_timeout)
@@ -227,35 +215,16 @@ async fn forget(args: &ForgetArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let shown = entries_text(&args.object, &entries);
-    match Confirmation::decide(args.auto_approve, false, stdin_is_terminal()) {
-        Confirmation::Approved => {}
-        Confirmation::NotInteractive => FORGET.not_asked(),
-        Confirmation::Ask => {
-            if !confirm(&FORGET, &shown, dir.output == OutputFormat::Json)? {
-                return Ok(1);
-            }
-        }
+    if !approved(args, &shown)? {
+        return Ok(1);
     }
-    let status = stored.status.get_or_insert_with(Default::default);
-    status.managed_members.clear();
     let now = Timestamp::now();
-    status.message = Some(format!(
-        "state forget at {now}: {} ledger entr{} dropped; the operator will not take them back",
-        entries.len(),
-        if entries.len() == 1 { "y" } else { "ies" }
-    ));
+    // The journal first: what was forgotten is never lost with the entries.
     append_journal(status_dir.root(), &args.object, &entries, now)?;
+    without_entries(&mut stored, entries.len(), now);
     status_dir.write(&args.object, &stored)?;
     status_dir.flush_index()?;
-    for entry in &entries {
-        tracing::warn!(
-            object = %args.object,
-            email = %terminal(&entry.email),
-            policy_id = %terminal(&entry.policy_id),
-            owned = %terminal(&owned(entry)),
-            "ledger entry forgotten: the operator will not take it back"
-        );
-    }
+    log_forgotten(&args.object, &entries);
     match dir.output {
         OutputFormat::Json => outln!("{:#}", forgotten_json(&args.object, &entries, true)),
         OutputFormat::Text => outln!(
@@ -266,6 +235,64 @@ async fn forget(args: &ForgetArgs) -> anyhow::Result<i32> {
         ),
     }
     Ok(0)
+}
+
+/// The status directory `forget` writes: signed (it needs the key) and there.
+fn signed_existing(dir: &StateDirArgs) -> anyhow::Result<StatusDir> {
+    let status_dir = dir.status_dir()?;
+    if !status_dir.verifies() {
+        anyhow::bail!(
+            "state forget signs the status file it writes and needs the key: no file {}",
+            status_key_path(dir.secrets_dir.as_deref(), &dir.status_key_secret)
+        );
+    }
+    if !status_dir.root().is_dir() {
+        anyhow::bail!(
+            "no recorded state: {} does not exist",
+            status_dir.root().display()
+        );
+    }
+    Ok(status_dir)
+}
+
+/// Whether to go ahead: `--auto-approve`, no terminal to ask on (said in the log), or
+/// `yes` to the question after `shown`.
+fn approved(args: &ForgetArgs, shown: &str) -> anyhow::Result<bool> {
+    match Confirmation::decide(args.auto_approve, false, stdin_is_terminal()) {
+        Confirmation::Approved => Ok(true),
+        Confirmation::NotInteractive => {
+            FORGET.not_asked();
+            Ok(true)
+        }
+        Confirmation::Ask => Ok(confirm(
+            &FORGET,
+            shown,
+            args.dir.output == OutputFormat::Json,
+        )?),
+    }
+}
+
+/// `stored` with no ledger entries, its message saying when and how many were dropped.
+fn without_entries(stored: &mut PolicyAccess, dropped: usize, now: Timestamp) {
+    let status = stored.status.get_or_insert_with(Default::default);
+    status.managed_members.clear();
+    status.message = Some(format!(
+        "state forget at {now}: {dropped} ledger entr{} dropped; the operator will not take them back",
+        if dropped == 1 { "y" } else { "ies" }
+    ));
+}
+
+/// One warning per entry forgotten.
+fn log_forgotten(object: &ObjectKey, entries: &[ManagedMember]) {
+    for entry in entries {
+        tracing::warn!(
+            object = %object,
+            email = %terminal(&entry.email),
+            policy_id = %terminal(&entry.policy_id),
+            owned = %terminal(&owned(entry)),
+            "ledger entry forgotten: the operator will not take it back"
+        );
+    }
 }
 
 /// `state forget` of an object whose status file the key does not vouch for (edited,
@@ -285,14 +312,8 @@ fn forget_unverified(
         terminal(path),
         terminal(reason)
     );
-    match Confirmation::decide(args.auto_approve, false, stdin_is_terminal()) {
-        Confirmation::Approved => {}
-        Confirmation::NotInteractive => FORGET.not_asked(),
-        Confirmation::Ask => {
-            if !confirm(&FORGET, &shown, dir.output == OutputFormat::Json)? {
-                return Ok(1);
-            }
-        }
+    if !approved(args, &shown)? {
+        return Ok(1);
     }
     append_journal(status_dir.root(), &args.object, &[], Timestamp::now())?;
     status_dir.remove::<PolicyAccess>(&args.object)?;

@@ -76,6 +76,36 @@ struct Prepared {
     unverified: Vec<ObjectKey>,
 }
 
+/// The PolicyAccess objects of a pass with their statuses, and those whose status file
+/// failed verification (with the problem each is).
+#[derive(Default)]
+struct AttachedAccesses {
+    objects: Vec<AccessObject>,
+    unverified: Vec<ObjectKey>,
+    problems: Vec<LoadProblem>,
+}
+
+/// Objects with a status file and no manifest: deleted, kept until their deletion is
+/// settled.
+fn deleted_objects(
+    manifests: &Manifests,
+    listing: super::status_dir::Listing<PolicyAccess>,
+    sources: &mut BTreeMap<ObjectKey, String>,
+) -> Vec<AccessObject> {
+    let mut deleted = Vec::new();
+    for (key, object) in listing.objects {
+        if manifests.accesses.iter().any(|a| a.key == key) {
+            continue;
+        }
+        let mut object = AccessObject::from_resource(&object);
+        object.key = key.clone();
+        object.deleting = true;
+        sources.insert(key, "(deleted)".to_string());
+        deleted.push(object);
+    }
+    deleted
+}
+
 fn attach<K>(
     status_dir: &StatusDir,
     key: &ObjectKey,
@@ -175,101 +205,30 @@ impl FileMode {
             return Err(FilePassError::Strict(manifests.problems.clone()));
         }
         let mut sources = BTreeMap::new();
-        // Status files the key does not vouch for: ignored, each a problem (which holds
-        // removals, as an unreadable manifest does).
+        // Status files the key does not vouch for, whose object's policy is unknown: each
+        // a problem that holds every removal, as an unreadable manifest does.
         let mut unverified = Vec::new();
-        let mut connectors = Vec::new();
-        for loaded in &manifests.connectors {
-            let mut object = loaded.object.clone();
-            let source = relative(&self.dir, &loaded.source.path);
-            // A connector's own status holds no ledger: an ignored one is only reported.
-            if let Some(problem) = attach_verified(
-                &self.status_dir,
-                &loaded.key,
-                &mut object,
-                &source,
-                "ExpensifyConnector",
-            )? {
-                unverified.push(problem);
-            }
-            if let Some(endpoint) = &self.endpoint_override {
-                object.spec.endpoint.clone_from(endpoint);
-            }
-            sources.insert(loaded.key.clone(), source);
-            connectors.push(ConnectorObject::from_resource(&object));
-        }
-        let mut accesses = Vec::new();
-        let mut unverified_objects = Vec::new();
-        let mut object_problems = Vec::new();
-        for loaded in &manifests.accesses {
-            let mut object = loaded.object.clone();
-            let source = relative(&self.dir, &loaded.source.path);
-            sources.insert(loaded.key.clone(), source.clone());
-            // Its ledger cannot be trusted: the object is planned without it, as a broken
-            // object (it holds the removals on its policy, or of the people it lists), so
-            // nothing it granted is taken back or handed over on a forged say, and nothing
-            // is written for it (its file stays for a person to restore).
-            if let Some(problem) = attach_verified(
-                &self.status_dir,
-                &loaded.key,
-                &mut object,
-                &source,
-                "PolicyAccess",
-            )? {
-                object_problems.push(problem);
-                object.status = None;
-                unverified_objects.push(loaded.key.clone());
-            }
-            accesses.push(AccessObject::from_resource(&object));
-        }
+        let connectors = self.connectors(&manifests, &mut sources, &mut unverified)?;
+        let attached = self.accesses(&manifests, &mut sources)?;
+        let mut accesses = attached.objects;
         let listing = self.status_dir.list::<PolicyAccess>()?;
-        // An index that cannot be trusted with no file left to fail on (the directory
-        // deleted while its anchor remembers it): still no ledger to believe.
-        if listing.objects.is_empty()
-            && listing.unverified.is_empty()
-            && let Some(why) = self.status_dir.distrusted()
-        {
-            let index = self
-                .status_dir
-                .root()
-                .join(super::status_signing::INDEX_FILE);
-            let reason = super::status_signing::Unverified::Index(why);
-            let message = format!(
-                "the recorded state cannot be trusted: {reason}. Removals are held and nothing is taken for deleted; restore the status directory, or take it as it is once with `apply --adopt-unsigned-status`"
-            );
-            tracing::error!(file = %index.display(), "{message}");
-            unverified.push(LoadProblem {
-                source: super::loader::Source {
-                    path: index,
-                    document: 1,
-                },
-                object: None,
-                message,
-            });
+        if listing.objects.is_empty() && listing.unverified.is_empty() {
+            unverified.extend(self.distrusted_index());
         }
         let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
-        for (key, error) in listing.unverified {
-            if !manifests.accesses.iter().any(|a| a.key == key) {
-                unverified.push(status_problem(&key, "PolicyAccess", &error));
+        for (key, error) in &listing.unverified {
+            if !manifests.accesses.iter().any(|a| a.key == *key) {
+                unverified.push(status_problem(key, "PolicyAccess", error));
             }
         }
         // An object with a status file but no manifest was deleted, unless some manifest
         // or status file could not be read (it may be that one).
-        if manifests.complete() && unverified.is_empty() && object_problems.is_empty() {
-            for (key, object) in listing.objects {
-                if manifests.accesses.iter().any(|a| a.key == key) {
-                    continue;
-                }
-                let mut deleted = AccessObject::from_resource(&object);
-                deleted.key = key.clone();
-                deleted.deleting = true;
-                sources.insert(key, "(deleted)".to_string());
-                accesses.push(deleted);
-            }
+        if manifests.complete() && unverified.is_empty() && attached.problems.is_empty() {
+            accesses.extend(deleted_objects(&manifests, listing, &mut sources));
         }
         let inventory_complete = manifests.complete() && unverified.is_empty();
         manifests.problems.extend(unverified);
-        manifests.problems.extend(object_problems);
+        manifests.problems.extend(attached.problems);
         Ok(Prepared {
             manifests,
             connectors,
@@ -277,7 +236,89 @@ impl FileMode {
             sources,
             missing_ledger,
             inventory_complete,
-            unverified: unverified_objects,
+            unverified: attached.unverified,
+        })
+    }
+
+    /// The connectors as loaded, each with its last status when the key vouches for it
+    /// (a connector's status holds no ledger: an ignored one is only reported).
+    fn connectors(
+        &self,
+        manifests: &Manifests,
+        sources: &mut BTreeMap<ObjectKey, String>,
+        unverified: &mut Vec<LoadProblem>,
+    ) -> Result<Vec<ConnectorObject>, FilePassError> {
+        let mut connectors = Vec::new();
+        for loaded in &manifests.connectors {
+            let mut object = loaded.object.clone();
+            let source = relative(&self.dir, &loaded.source.path);
+            unverified.extend(attach_verified(
+                &self.status_dir,
+                &loaded.key,
+                &mut object,
+                &source,
+                "ExpensifyConnector",
+            )?);
+            if let Some(endpoint) = &self.endpoint_override {
+                object.spec.endpoint.clone_from(endpoint);
+            }
+            sources.insert(loaded.key.clone(), source);
+            connectors.push(ConnectorObject::from_resource(&object));
+        }
+        Ok(connectors)
+    }
+
+    /// The PolicyAccess objects as loaded, each with its last status. One whose status
+    /// file the key does not vouch for is planned without it, as a broken object (it
+    /// holds the removals on its policy, or of the people it lists), so nothing it granted
+    /// is taken back or handed over on a forged say, and nothing is written for it (its
+    /// file stays for a person to restore).
+    fn accesses(
+        &self,
+        manifests: &Manifests,
+        sources: &mut BTreeMap<ObjectKey, String>,
+    ) -> Result<AttachedAccesses, FilePassError> {
+        let mut attached = AttachedAccesses::default();
+        for loaded in &manifests.accesses {
+            let mut object = loaded.object.clone();
+            let source = relative(&self.dir, &loaded.source.path);
+            sources.insert(loaded.key.clone(), source.clone());
+            if let Some(problem) = attach_verified(
+                &self.status_dir,
+                &loaded.key,
+                &mut object,
+                &source,
+                "PolicyAccess",
+            )? {
+                attached.problems.push(problem);
+                object.status = None;
+                attached.unverified.push(loaded.key.clone());
+            }
+            attached.objects.push(AccessObject::from_resource(&object));
+        }
+        Ok(attached)
+    }
+
+    /// An index that cannot be trusted with no file left to fail on (the directory
+    /// deleted while its anchor remembers it): still no ledger to believe.
+    fn distrusted_index(&self) -> Option<LoadProblem> {
+        let why = self.status_dir.distrusted()?;
+        let index = self
+            .status_dir
+            .root()
+            .join(super::status_signing::INDEX_FILE);
+        let reason = super::status_signing::Unverified::Index(why);
+        let message = format!(
+            "the recorded state cannot be trusted: {reason}. Removals are held and nothing is taken for deleted; restore the status directory, or take it as it is once with `apply --adopt-unsigned-status`"
+        );
+        tracing::error!(file = %index.display(), "{message}");
+        Some(LoadProblem {
+            source: super::loader::Source {
+                path: index,
+                document: 1,
+            },
+            object: None,
+            message,
         })
     }
 

@@ -241,25 +241,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|(key, _)| in_namespace(&key.namespace))
             .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
     );
-    let mut warnings: Vec<Finding> = connectors
-        .iter()
-        .filter(|c| in_namespace(&c.key.namespace))
-        .flat_map(|c| {
-            connector_warnings(c)
-                .into_iter()
-                .chain(owner_warnings(c))
-                .map(|problem| finding("ExpensifyConnector", &c.key, problem))
-        })
-        .collect();
-    let expired = accesses
-        .iter()
-        .filter(|access| in_namespace(&access.key.namespace))
-        .flat_map(|access| {
-            access_warnings(access, checks.now)
-                .into_iter()
-                .map(|problem| finding("PolicyAccess", &access.key, problem))
-        });
-    warnings.extend(expired);
+    let warnings = warnings(&connectors, &accesses, checks.now, &in_namespace, &finding);
     Ok(Validation {
         path: path.display().to_string(),
         connectors: count(&connectors, |c| &c.key.namespace, in_namespace),
@@ -267,18 +249,56 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         connectors_from: connectors_from.map(|root| root.display().to_string()),
         problems,
         warnings,
-        namespaces: connectors
-            .iter()
-            .map(|c| c.key.namespace.clone())
-            .chain(accesses.iter().map(|a| a.key.namespace.clone()))
-            .chain(
-                manifests
-                    .problems
-                    .iter()
-                    .filter_map(|p| p.namespace().map(str::to_string)),
-            )
-            .collect(),
+        namespaces: namespaces(&connectors, &accesses, &manifests),
     })
+}
+
+/// What the objects in the namespaces checked ask for that does nothing or that nobody
+/// answers for (`validate` still exits 0).
+fn warnings(
+    connectors: &[ConnectorObject],
+    accesses: &[AccessObject],
+    now: Timestamp,
+    in_namespace: &dyn Fn(&str) -> bool,
+    finding: &dyn Fn(&'static str, &ObjectKey, Problem) -> Finding,
+) -> Vec<Finding> {
+    let of_connectors = connectors
+        .iter()
+        .filter(|c| in_namespace(&c.key.namespace))
+        .flat_map(|c| {
+            connector_warnings(c)
+                .into_iter()
+                .chain(owner_warnings(c))
+                .map(|problem| finding("ExpensifyConnector", &c.key, problem))
+        });
+    let of_accesses = accesses
+        .iter()
+        .filter(|access| in_namespace(&access.key.namespace))
+        .flat_map(|access| {
+            access_warnings(access, now)
+                .into_iter()
+                .map(|problem| finding("PolicyAccess", &access.key, problem))
+        });
+    of_connectors.chain(of_accesses).collect()
+}
+
+/// Every namespace the repository names (objects, and manifests that could not be read).
+fn namespaces(
+    connectors: &[ConnectorObject],
+    accesses: &[AccessObject],
+    manifests: &Manifests,
+) -> BTreeSet<String> {
+    connectors
+        .iter()
+        .map(|c| c.key.namespace.clone())
+        .chain(accesses.iter().map(|a| a.key.namespace.clone()))
+        .chain(
+            manifests
+                .problems
+                .iter()
+                .filter_map(|p| p.namespace().map(str::to_string)),
+        )
+        .collect()
 }
 
 /// Every problem of the PolicyAccess objects checked: their own fields and references, and

@@ -525,31 +525,54 @@ pub fn connector_status(
         );
         status.message = Some(message);
     } else {
-        status.phase = ConnectorPhase::Connected;
-        let mut message = format!("{} policies, {} people", f.policies.len(), f.user_count);
-        let warnings = connector_warnings(connector);
-        if !warnings.is_empty() {
-            message.push_str(&format!(
-                "; warning: {}",
-                first_few(warnings.iter().map(|w| &w.message), "; ")
-            ));
-        }
-        let message = capped_message(message);
-        set_condition(
+        connected(
+            &mut status,
             &mut conditions,
-            ready(ConditionStatus::True, Reason::Synced, &message, generation),
+            connector,
+            f.policies,
+            f.user_count,
             now,
         );
-        status.last_successful_sync_time = Some(Time(now));
-        status.user_count = Some(i64::try_from(f.user_count).unwrap_or(i64::MAX));
-        status.policy_count = Some(i64::try_from(f.policies.len()).unwrap_or(i64::MAX));
-        let mut policies = f.policies;
-        policies.truncate(STATUS_LIST_CAP);
-        status.policies = policies;
-        status.message = Some(message);
     }
     status.conditions = conditions;
     status
+}
+
+/// A sync that read Expensify: `Connected`, with what it counted and the spec's warnings.
+fn connected(
+    status: &mut ExpensifyConnectorStatus,
+    conditions: &mut Vec<Condition>,
+    connector: &ConnectorObject,
+    mut policies: Vec<PolicyInfo>,
+    user_count: usize,
+    now: Timestamp,
+) {
+    status.phase = ConnectorPhase::Connected;
+    let mut message = format!("{} policies, {} people", policies.len(), user_count);
+    let warnings = connector_warnings(connector);
+    if !warnings.is_empty() {
+        message.push_str(&format!(
+            "; warning: {}",
+            first_few(warnings.iter().map(|w| &w.message), "; ")
+        ));
+    }
+    let message = capped_message(message);
+    set_condition(
+        conditions,
+        ready(
+            ConditionStatus::True,
+            Reason::Synced,
+            &message,
+            connector.generation,
+        ),
+        now,
+    );
+    status.last_successful_sync_time = Some(Time(now));
+    status.user_count = Some(i64::try_from(user_count).unwrap_or(i64::MAX));
+    status.policy_count = Some(i64::try_from(policies.len()).unwrap_or(i64::MAX));
+    policies.truncate(STATUS_LIST_CAP);
+    status.policies = policies;
+    status.message = Some(message);
 }
 
 #[cfg(test)]

@@ -272,3 +272,35 @@ pub fn repo_with_a_pending_grant(sim: &SimulatorHandle, endpoint: &str) -> Repo 
     );
     repo
 }
+
+/// A secrets directory holding a status signing key at its documented place
+/// (`expensify-status-key/key`).
+pub fn secrets_with_status_key() -> tempfile::TempDir {
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join("expensify-status-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("key"),
+        "a-test-key-of-more-than-thirty-two-bytes-0123456789\n",
+    )
+    .unwrap();
+    secrets
+}
+
+/// The binary with the status signing key of `secrets` (status files signed and
+/// verified), output captured.
+pub async fn signed_binary(
+    sim: &SimulatorHandle,
+    secrets: &tempfile::TempDir,
+    args: &[&str],
+) -> std::process::Output {
+    let mut args = args.to_vec();
+    args.extend(["--secrets-dir", secrets.path().to_str().unwrap()]);
+    binary(&sim.endpoint(), &args, ADMIN_SECRET)
+        .env_remove("EXPENSIFY_UNSIGNED_STATUS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap()
+}
