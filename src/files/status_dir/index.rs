@@ -23,27 +23,34 @@ impl StatusDir {
         place: &str,
         text: &'t str,
     ) -> Result<&'t str, Unverified> {
+        self.with_index(signing, |state| {
+            if let Some(why) = &state.distrust
+                && !signing.adopt
+            {
+                return Err(Unverified::Index(why.clone()));
+            }
+            match status_signing::verify(&signing.key, place, text, state.index.get(place)) {
+                Ok((body, sequence)) => {
+                    state.index.raise(place, sequence);
+                    Ok(body)
+                }
+                Err(Unverified::Unsigned) if signing.adopt => {
+                    tracing::warn!(
+                        file = %place,
+                        "--adopt-unsigned-status: an unsigned status file is taken as it is; this apply signs it"
+                    );
+                    Ok(text)
+                }
+                Err(reason) => Err(reason),
+            }
+        })
+    }
+
+    /// Runs `use_it` on the index, read from disk the first time it is needed (so after
+    /// the directory is locked).
+    fn with_index<R>(&self, signing: &Signing, use_it: impl FnOnce(&mut IndexState) -> R) -> R {
         let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        if let Some(why) = &state.distrust
-            && !signing.adopt
-        {
-            return Err(Unverified::Index(why.clone()));
-        }
-        match status_signing::verify(&signing.key, place, text, state.index.get(place)) {
-            Ok((body, sequence)) => {
-                state.index.raise(place, sequence);
-                Ok(body)
-            }
-            Err(Unverified::Unsigned) if signing.adopt => {
-                tracing::warn!(
-                    file = %place,
-                    "--adopt-unsigned-status: an unsigned status file is taken as it is; this apply signs it"
-                );
-                Ok(text)
-            }
-            Err(reason) => Err(reason),
-        }
+        use_it(guard.get_or_insert_with(|| self.load_index(&signing.key)))
     }
 
     /// Why there being no file at `place` is a problem: the index says the operator wrote
@@ -51,9 +58,9 @@ impl StatusDir {
     /// the ledger). `--adopt-unsigned-status` takes the directory as it is.
     pub(super) fn missing(&self, place: &str) -> Option<Unverified> {
         let signing = self.signing.as_ref().filter(|s| !s.adopt)?;
-        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        state.index.expected(place).map(Unverified::Missing)
+        self.with_index(signing, |state| {
+            state.index.expected(place).map(Unverified::Missing)
+        })
     }
 
     /// The places of kind `K` the index expects a file at, as object keys.
@@ -61,15 +68,15 @@ impl StatusDir {
         let Some(signing) = self.signing.as_ref().filter(|s| !s.adopt) else {
             return Vec::new();
         };
-        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
         let prefix = format!("{}/", kind_dir::<K>());
-        state
-            .index
-            .expected_places()
-            .filter_map(|(place, _)| place.strip_prefix(&prefix)?.split_once('/'))
-            .map(|(namespace, name)| ObjectKey::new(namespace, name))
-            .collect()
+        self.with_index(signing, |state| {
+            state
+                .index
+                .expected_places()
+                .filter_map(|(place, _)| place.strip_prefix(&prefix)?.split_once('/'))
+                .map(|(namespace, name)| ObjectKey::new(namespace, name))
+                .collect()
+        })
     }
 
     /// Why the index cannot be trusted (it fails verification, or is older than its
@@ -78,9 +85,7 @@ impl StatusDir {
     /// must not take an empty directory for an empty ledger either.
     pub fn distrusted(&self) -> Option<String> {
         let signing = self.signing.as_ref().filter(|s| !s.adopt)?;
-        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        state.distrust.clone()
+        self.with_index(signing, |state| state.distrust.clone())
     }
 
     /// The index on disk, and whether it can be trusted.
@@ -200,9 +205,8 @@ impl StatusDir {
                     .map(|(_, sequence)| sequence)
             })
             .unwrap_or(0);
-        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        state.index.get(place).max(on_disk).saturating_add(1)
+        self.with_index(signing, |state| state.index.get(place).max(on_disk))
+            .saturating_add(1)
     }
 
     /// Records `place` at `sequence` in the index (written by [`Self::flush_index`]).
@@ -211,10 +215,10 @@ impl StatusDir {
     }
 
     pub(super) fn update_index(&self, signing: &Signing, change: impl FnOnce(&mut Index)) {
-        let mut guard = signing.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.get_or_insert_with(|| self.load_index(&signing.key));
-        change(&mut state.index);
-        state.changed = true;
+        self.with_index(signing, |state| {
+            change(&mut state.index);
+            state.changed = true;
+        });
     }
 
     /// Writes the index of sequence numbers, when it changed and can be trusted (an index
