@@ -84,6 +84,7 @@ fn world() -> (ConnectorObject, Vec<AccessObject>, Observed) {
             created: None,
             annotations: BTreeMap::new(),
             spec: PolicyAccessSpec {
+                requests: None,
                 connector_ref: ConnectorRef {
                     name: "acme".into(),
                     namespace: None,
@@ -123,6 +124,7 @@ fn benches(c: &mut Criterion) {
     let (connector, accesses, observed) = world();
     let now = Timestamp::now();
     let input = PlanInput {
+        requests: expensify_operator::reconcile::Requests::NONE,
         connector: &connector,
         connectors: std::slice::from_ref(&connector),
         accesses: &accesses,

@@ -1186,7 +1186,7 @@ async fn unsupported_output_formats_are_refused_with_the_list() {
     )
     .await;
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value["items"].as_array().unwrap().len(), 2);
+    assert_eq!(value["items"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]

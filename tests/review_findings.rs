@@ -21,6 +21,7 @@ fn team(policy: &str) -> PolicyAccess {
     let mut access = PolicyAccess::new(
         "team",
         PolicyAccessSpec {
+            requests: None,
             connector_ref: ConnectorRef {
                 name: "acme".into(),
                 namespace: None,

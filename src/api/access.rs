@@ -64,6 +64,10 @@ pub struct PolicyAccessSpec {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["email"]))]
     pub members: Vec<MemberSpec>,
+    /// Who may ask for temporary access to this policy, and who approves (see
+    /// `AccessRequest`). Absent: no requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<super::request::RequestRules>,
 }
 
 /// The connector to use; `namespace` defaults to the object's own.

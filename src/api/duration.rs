@@ -1,10 +1,11 @@
-//! Go-style durations as Kubernetes users write them: `10m`, `1h30m`, `45s`.
+//! Go-style durations as Kubernetes users write them: `10m`, `1h30m`, `45s`, and days
+//! (`30d`) for the lengths of access requests.
 
 use std::time::Duration;
 
 /// Why a duration string was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a duration like 45s, 10m or 1h30m (at most 8760h)")]
+#[error("{text:?} is not a duration like 45s, 10m, 1h30m or 7d (at most 8760h)")]
 pub struct ParseDurationError {
     pub text: String,
 }
@@ -13,7 +14,7 @@ pub struct ParseDurationError {
 // between the two rooms then runs one way (`api` stands on `expensify`).
 pub use crate::expensify::MAX_DURATION;
 
-/// Parses `[0-9]+(ms|s|m|h)` repeated, e.g. `1h30m`. Zero is refused: a sync interval of
+/// Parses `[0-9]+(ms|s|m|h|d)` repeated, e.g. `1h30m`. Zero is refused: a sync interval of
 /// nothing would spin. So is anything over [`MAX_DURATION`]; no input overflows or panics.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
     let error = || ParseDurationError {
@@ -39,6 +40,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(error)?),
             "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(error)?),
+            "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(error)?),
             _ => return Err(error()),
         };
         total = total
@@ -63,6 +65,14 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
         assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("1d12h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(
             parse_duration("1500ms").unwrap(),
             Duration::from_millis(1500)
         );
@@ -85,6 +95,8 @@ mod tests {
             "99999999999999999999999s",
             "18446744073709551615s18446744073709551615s",
             "5124095576030431h",
+            "366d",
+            "213503982334601d",
         ] {
             assert!(parse_duration(huge).is_err(), "{huge:?}");
         }
@@ -99,10 +111,10 @@ mod tests {
         }
 
         #[test]
-        fn well_formed_text_parses_or_is_too_long(parts in proptest::collection::vec((0u64..u64::MAX, 0usize..4), 1..4)) {
+        fn well_formed_text_parses_or_is_too_long(parts in proptest::collection::vec((0u64..u64::MAX, 0usize..5), 1..4)) {
             let text: String = parts
                 .iter()
-                .map(|(n, u)| format!("{n}{}", ["ms", "s", "m", "h"][*u]))
+                .map(|(n, u)| format!("{n}{}", ["ms", "s", "m", "h", "d"][*u]))
                 .collect();
             match parse_duration(&text) {
                 Ok(d) => proptest::prop_assert!(d <= MAX_DURATION),

@@ -1,4 +1,6 @@
-//! The two custom resources, shared by cluster mode and file mode.
+//! The custom resources, shared by cluster mode and file mode: `ExpensifyConnector` and
+//! `PolicyAccess` (what git says), `AccessRequest` and `AccessDecision` (what people ask
+//! and decide).
 
 mod access;
 mod allowance;
@@ -6,6 +8,7 @@ mod conditions;
 mod connector;
 mod duration;
 mod ledger_entry;
+mod request;
 
 pub use access::{
     AccessMode, AccessPhase, ConnectorRef, DeletionPolicy, Drift, DriftKind, ManagedMember,
@@ -21,10 +24,16 @@ pub use connector::{
 };
 pub use duration::{MAX_DURATION, ParseDurationError, parse_duration};
 pub use ledger_entry::adopt_legacy_entries;
+pub use request::{
+    APPROVERS_CAP, AccessDecision, AccessDecisionSpec, AccessDecisionStatus, AccessRequest,
+    AccessRequestSpec, AccessRequestStatus, DECISION_GROUPS_CAP, DEFAULT_PENDING_TIMEOUT,
+    DecisionKind, DecisionRecord, HISTORY_CAP, LocalRef, MAX_REQUEST_DURATION, REASON_MAX_CHARS,
+    RequestPhase, RequestRules, RequestTransition,
+};
 
-/// API group of both kinds.
+/// API group of every kind.
 pub const GROUP: &str = "expensify.gitops.dev";
-/// API version of both kinds.
+/// API version of every kind.
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "expensify.gitops.dev/v1alpha1";

@@ -161,6 +161,9 @@ mod tests {
             refused: None,
             save_order: Vec::new(),
             calls: Default::default(),
+            request_statuses: Default::default(),
+            decision_statuses: Default::default(),
+            finished_request_deletions: Vec::new(),
         };
         metrics.record("finance/acme", &report, 0.2);
         let (code, text) = get(addr, "/metrics").await;

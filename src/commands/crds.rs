@@ -2,7 +2,7 @@
 
 use kube::CustomResourceExt;
 
-use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::api::{AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 
 /// Each CRD with the file name it has under `crds/`.
 pub fn crd_files() -> anyhow::Result<Vec<(&'static str, String)>> {
@@ -20,10 +20,24 @@ pub fn crd_files() -> anyhow::Result<Vec<(&'static str, String)>> {
             "policyaccesses.yaml",
             format!("{header}{}", serde_saphyr::to_string(&PolicyAccess::crd())?),
         ),
+        (
+            "accessrequests.yaml",
+            format!(
+                "{header}{}",
+                serde_saphyr::to_string(&AccessRequest::crd())?
+            ),
+        ),
+        (
+            "accessdecisions.yaml",
+            format!(
+                "{header}{}",
+                serde_saphyr::to_string(&AccessDecision::crd())?
+            ),
+        ),
     ])
 }
 
-/// Both CRDs as one multi-document YAML text.
+/// Every CRD as one multi-document YAML text.
 pub fn crds_yaml() -> anyhow::Result<String> {
     Ok(crd_files()?
         .into_iter()
@@ -31,11 +45,13 @@ pub fn crds_yaml() -> anyhow::Result<String> {
         .collect())
 }
 
-/// Both CRDs as one JSON `List`, the way `kubectl get crd -o json` prints them.
+/// Every CRD as one JSON `List`, the way `kubectl get crd -o json` prints them.
 pub fn crds_json() -> anyhow::Result<String> {
     let items = [
         serde_json::to_value(ExpensifyConnector::crd())?,
         serde_json::to_value(PolicyAccess::crd())?,
+        serde_json::to_value(AccessRequest::crd())?,
+        serde_json::to_value(AccessDecision::crd())?,
     ];
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
     Ok(serde_json::to_string_pretty(&list)? + "\n")
@@ -44,7 +60,7 @@ pub fn crds_json() -> anyhow::Result<String> {
 /// Arguments of `crds`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CrdsArgs {
-    /// `yaml` (two documents, for `kubectl apply -f -`) or `json` (one `List`).
+    /// `yaml` (one document per CRD, for `kubectl apply -f -`) or `json` (one `List`).
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = CrdsFormat::Yaml)]
     pub output: CrdsFormat,
 }

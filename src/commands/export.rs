@@ -274,6 +274,7 @@ fn policy_access(
     PolicyAccess {
         metadata: meta(name, target),
         spec: PolicyAccessSpec {
+            requests: None,
             connector_ref: ConnectorRef {
                 name: target.connector_name.clone(),
                 namespace: None,

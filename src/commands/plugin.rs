@@ -213,6 +213,7 @@ async fn diff(
         .filter(|c| namespace.is_none_or(|ns| c.key.namespace == ns))
     {
         let request = SyncRequest {
+            requests: crate::reconcile::Requests::NONE,
             connector,
             connectors: &connectors,
             accesses: &accesses,
@@ -275,6 +276,7 @@ impl WriteAhead for ReadOnly {
     fn save<'a>(
         &'a self,
         _statuses: &'a BTreeMap<ObjectKey, PolicyAccessStatus>,
+        _requests: &'a BTreeMap<ObjectKey, crate::api::AccessRequestStatus>,
         _connector: Option<&'a ExpensifyConnectorStatus>,
     ) -> BoxFuture<'a, Result<(), WriteRefused>> {
         Box::pin(std::future::ready(Err(WriteRefused(READ_ONLY.to_string()))))

@@ -382,6 +382,7 @@ impl FileMode {
                 continue;
             }
             let request = SyncRequest {
+                requests: crate::reconcile::Requests::NONE,
                 connector,
                 connectors: &prepared.connectors,
                 accesses: &prepared.accesses,
@@ -552,6 +553,7 @@ impl WriteAhead for FileStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+        _requests: &'s BTreeMap<ObjectKey, crate::api::AccessRequestStatus>,
         connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
         Box::pin(std::future::ready(self.save_now(statuses, connector)))

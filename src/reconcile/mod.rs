@@ -12,7 +12,10 @@ pub mod status;
 pub mod tenancy;
 pub mod validate;
 
-pub use model::{AccessObject, ConnectorObject, DEFAULT_NAMESPACE, ObjectKey, Observed, digest};
+pub use model::{
+    AccessObject, Approval, ConnectorObject, DEFAULT_NAMESPACE, DecisionObject, ObjectKey,
+    Observed, RequestObject, Requests, digest,
+};
 pub use plan::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, plan};
 pub use validate::{
     Problem, access_warnings, connector_allows, connector_warnings, expired_members,

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
+    AccessDecision, AccessDecisionSpec, AccessRequest, AccessRequestSpec, AccessRequestStatus,
     ExpensifyConnector, ExpensifyConnectorSpec, ExpensifyConnectorStatus, PolicyAccess,
     PolicyAccessSpec, PolicyAccessStatus,
 };
@@ -144,6 +145,82 @@ impl AccessObject {
         entries.dedup_by(|a, b| a.key() == b.key());
         entries
     }
+}
+
+/// An AccessRequest as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestObject {
+    pub key: ObjectKey,
+    pub generation: Option<i64>,
+    pub created: Option<Timestamp>,
+    pub spec: AccessRequestSpec,
+    /// Being deleted: it ends now (its entry is released like any other).
+    pub deleting: bool,
+    /// The status from the last sync: its phase, clock and ledger entries.
+    pub status: Option<AccessRequestStatus>,
+}
+
+impl RequestObject {
+    pub fn from_resource(request: &AccessRequest) -> Self {
+        let meta = &request.metadata;
+        Self {
+            key: ObjectKey::of(meta),
+            generation: meta.generation,
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            spec: request.spec.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+            status: request.status.clone(),
+        }
+    }
+}
+
+/// An AccessDecision as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionObject {
+    pub key: ObjectKey,
+    /// Orders decisions: the first valid one on a point stands.
+    pub created: Option<Timestamp>,
+    pub spec: AccessDecisionSpec,
+}
+
+impl DecisionObject {
+    pub fn from_resource(decision: &AccessDecision) -> Self {
+        let meta = &decision.metadata;
+        Self {
+            key: ObjectKey::of(meta),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            spec: decision.spec.clone(),
+        }
+    }
+}
+
+/// How requests are approved in this mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval<'a> {
+    /// File mode: the merge is the approval (git cannot prove who wrote a line), so
+    /// `AccessDecision` documents are not counted; the caps are enforced.
+    Merge,
+    /// Cluster mode: `AccessDecision` objects count while the admission policy that
+    /// proves who created them is in force; `Err(reason)`: it is not, and every request
+    /// is `Error` with that reason (fail closed).
+    Decisions(Result<(), &'a str>),
+}
+
+/// The access requests a sync sees, with the decisions on them.
+#[derive(Debug, Clone, Copy)]
+pub struct Requests<'a> {
+    pub requests: &'a [RequestObject],
+    pub decisions: &'a [DecisionObject],
+    pub approval: Approval<'a>,
+}
+
+impl Requests<'_> {
+    /// No requests at all.
+    pub const NONE: Requests<'static> = Requests {
+        requests: &[],
+        decisions: &[],
+        approval: Approval::Merge,
+    };
 }
 
 /// What Expensify showed: the visible policies and the rosters read.

@@ -592,6 +592,7 @@ mod bound_tests {
             created: None,
             annotations: std::collections::BTreeMap::new(),
             spec: PolicyAccessSpec {
+                requests: None,
                 connector_ref: ConnectorRef {
                     name: "acme".into(),
                     namespace: None,

@@ -63,6 +63,7 @@ fn access(namespace: &str, policy: PolicySelector, roles: &[&str]) -> AccessObje
         created: None,
         annotations: BTreeMap::new(),
         spec: PolicyAccessSpec {
+            requests: None,
             connector_ref: ConnectorRef {
                 name: "acme".into(),
                 namespace: Some("finance".into()),
@@ -319,6 +320,7 @@ fn an_object_beyond_its_tenancy_is_error_with_reason_not_granted() {
     };
     let accesses = [object.clone()];
     let planned = plan(PlanInput {
+        requests: crate::reconcile::Requests::NONE,
         connector: &c,
         connectors: std::slice::from_ref(&c),
         accesses: &accesses,

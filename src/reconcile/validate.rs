@@ -443,6 +443,7 @@ pub(crate) mod tests {
             created: None,
             annotations: Default::default(),
             spec: PolicyAccessSpec {
+                requests: None,
                 connector_ref: ConnectorRef {
                     name: "acme".into(),
                     namespace: Some("finance".into()),

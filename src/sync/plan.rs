@@ -27,6 +27,7 @@ pub(super) fn plan_for(
         inventory_complete: request.inventory_complete,
         scope: request.scope,
         unverified: request.unverified,
+        requests: request.requests,
     })
 }
 

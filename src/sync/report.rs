@@ -12,7 +12,9 @@ use super::store::WriteRefused;
 use super::verify::ChangeResult;
 use super::write::Written;
 use super::write_ahead::without_allowances;
-use crate::api::{ExpensifyConnectorStatus, PolicyAccessStatus, Reason};
+use crate::api::{
+    AccessDecisionStatus, AccessRequestStatus, ExpensifyConnectorStatus, PolicyAccessStatus, Reason,
+};
 use crate::expensify::{CallCounts, ExpensifyClient, ExpensifyError};
 use crate::reconcile::plan::Plan;
 use crate::reconcile::status::{ConnectorFindings, NotSynced, connector_status, unsynced_status};
@@ -38,6 +40,12 @@ pub struct SyncReport {
     pub refused: Option<WriteRefused>,
     /// The keys of `statuses` in the order to save them (gains of ledger entries first).
     pub save_order: Vec<ObjectKey>,
+    /// The new status of every access request on the connector's objects.
+    pub request_statuses: BTreeMap<ObjectKey, AccessRequestStatus>,
+    /// Whether each decision counted, and why not.
+    pub decision_statuses: BTreeMap<ObjectKey, AccessDecisionStatus>,
+    /// Deleting requests whose entry is settled: their finalizer may go.
+    pub finished_request_deletions: Vec<ObjectKey>,
 }
 
 impl SyncReport {
@@ -108,6 +116,9 @@ pub fn unsynced(
         calls: CallCounts::default(),
         refused: None,
         save_order: Vec::new(),
+        request_statuses: BTreeMap::new(),
+        decision_statuses: BTreeMap::new(),
+        finished_request_deletions: Vec::new(),
     }
 }
 
@@ -198,6 +209,9 @@ pub(super) fn finish(
         observed: written.observed,
         calls: delta(client.counts(), calls_before),
         refused: None,
+        request_statuses: BTreeMap::new(),
+        decision_statuses: BTreeMap::new(),
+        finished_request_deletions: Vec::new(),
     }
 }
 

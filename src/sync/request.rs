@@ -4,7 +4,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::store::WriteAhead;
 use crate::reconcile::reviewed::ReviewedConnector;
-use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, Scope};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, Requests, Scope};
 
 /// What a sync is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,8 @@ pub struct SyncRequest<'a> {
     pub scope: Scope,
     /// See [`crate::reconcile::PlanInput::unverified`].
     pub unverified: &'a [ObjectKey],
+    /// The access requests and decisions (see [`crate::reconcile::PlanInput::requests`]).
+    pub requests: Requests<'a>,
     /// Read and plan only; write nothing.
     pub dry_run: bool,
     /// Saves the ledger entries about to be created before Expensify is written; its

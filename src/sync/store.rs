@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::api::{ExpensifyConnectorStatus, PolicyAccessStatus};
+use crate::api::{AccessRequestStatus, ExpensifyConnectorStatus, PolicyAccessStatus};
 use crate::expensify::Credentials;
 use crate::reconcile::{ConnectorObject, ObjectKey};
 
@@ -17,11 +17,13 @@ pub struct WriteRefused(pub String);
 /// Where the ledger is saved before the employee-updater call (status files in file mode,
 /// object status in the cluster): the write-ahead that keeps ownership across a crash.
 pub trait WriteAhead: Send + Sync + std::fmt::Debug {
-    /// Saves these statuses (the objects whose ledger changes or whose allowance is used)
-    /// and, when the connector's allowance is used, the connector's; or refuses the write.
+    /// Saves these statuses (the objects whose ledger changes or whose allowance is used,
+    /// and the access requests whose ledger changes) and, when the connector's allowance
+    /// is used, the connector's; or refuses the write.
     fn save<'a>(
         &'a self,
         statuses: &'a BTreeMap<ObjectKey, PolicyAccessStatus>,
+        requests: &'a BTreeMap<ObjectKey, AccessRequestStatus>,
         connector: Option<&'a ExpensifyConnectorStatus>,
     ) -> BoxFuture<'a, Result<(), WriteRefused>>;
 }

@@ -20,7 +20,8 @@ pub(super) async fn save_write_ahead(
     let statuses = write_ahead_statuses(request, plan);
     let connector = connector_allowance_status(request.connector, plan);
     if let Some(hook) = request.write_ahead {
-        hook.save(&statuses, connector.as_ref()).await?;
+        hook.save(&statuses, &BTreeMap::new(), connector.as_ref())
+            .await?;
     }
     Ok(statuses)
 }

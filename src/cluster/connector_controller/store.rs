@@ -61,6 +61,7 @@ impl WriteAhead for ClusterStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
+        _requests: &'s BTreeMap<ObjectKey, crate::api::AccessRequestStatus>,
         connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
         Box::pin(async move {

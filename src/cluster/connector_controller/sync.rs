@@ -28,6 +28,7 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         by_key: inputs.attached_by_key(),
     };
     let request = SyncRequest {
+        requests: crate::reconcile::Requests::NONE,
         connector: &inputs.object,
         connectors: &inputs.connectors,
         accesses: &objects,

@@ -10,6 +10,7 @@ fn team() -> PolicyAccess {
     let mut access = PolicyAccess::new(
         "team",
         PolicyAccessSpec {
+            requests: None,
             connector_ref: ConnectorRef {
                 name: "acme".into(),
                 namespace: None,

@@ -681,6 +681,7 @@ fn an_unreadable_manifest_holds_demotions() {
         vec![member("bob@acme.example", "user")],
     );
     let plan = plan(PlanInput {
+        requests: crate::reconcile::Requests::NONE,
         connector: &connector(),
         connectors: &[],
         accesses: &[b],

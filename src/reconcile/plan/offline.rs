@@ -131,6 +131,7 @@ pub fn conflicts(
 ) -> Vec<(ObjectKey, Problem)> {
     let observed = stand_in(connector, accesses);
     let input = PlanInput {
+        requests: crate::reconcile::Requests::NONE,
         connector,
         connectors: std::slice::from_ref(connector),
         accesses,

@@ -109,6 +109,7 @@ fn access(name: &str, mode: AccessMode, members: Vec<MemberSpec>) -> AccessObjec
         created: None,
         annotations: BTreeMap::new(),
         spec: PolicyAccessSpec {
+            requests: None,
             connector_ref: ConnectorRef {
                 name: "acme".into(),
                 namespace: None,
@@ -177,6 +178,7 @@ fn run_scoped(
         })
         .collect();
     plan(PlanInput {
+        requests: crate::reconcile::Requests::NONE,
         connector,
         connectors: &connectors,
         accesses,
@@ -822,6 +824,7 @@ fn incomplete_input_holds_authoritative_removals() {
     let world = finance(&[("mallory@acme.example", "user")]);
     let accesses = vec![access("team", AccessMode::Authoritative, vec![])];
     let held = plan(PlanInput {
+        requests: crate::reconcile::Requests::NONE,
         connector: &connector(),
         connectors: &[],
         accesses: &accesses,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
+use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed, Requests};
 use super::super::problem::Problem;
 use crate::api::{AccessMode, Drift, ManagedMember, PlanSummary, Reason};
 use crate::expensify::{EmployeeRecord, Role};
@@ -30,6 +30,8 @@ pub struct PlanInput<'a> {
     /// it, as broken objects, so they hold what they could be asking for and write
     /// nothing.
     pub unverified: &'a [ObjectKey],
+    /// The access requests on the connector's objects and the decisions on them.
+    pub requests: Requests<'a>,
 }
 
 /// What a sync may change.
