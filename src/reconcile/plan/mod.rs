@@ -124,9 +124,14 @@ fn finish(
             object.ledger.push(held.entry);
         }
     }
+    // Borrowed keys: a sort of a million changes must not clone two strings per comparison.
     planned.sort_by(|a, b| {
-        let key = |c: &Change| (c.policy_id.clone(), c.email.clone(), c.kind);
-        key(&a.change).cmp(&key(&b.change))
+        let (a, b) = (&a.change, &b.change);
+        (a.policy_id.as_str(), a.email.as_str(), a.kind).cmp(&(
+            b.policy_id.as_str(),
+            b.email.as_str(),
+            b.kind,
+        ))
     });
     let mut changes = Vec::with_capacity(planned.len());
     for Planned { change, entry } in planned {
