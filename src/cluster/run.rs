@@ -44,6 +44,8 @@ pub struct ControllerSettings {
     pub scope: Scope,
     /// Re-sync when a credentials Secret changes; needs `list`/`watch` on Secrets.
     pub watch_secrets: bool,
+    /// The identity admission policy access requests wait on, and the username prefix.
+    pub admission: super::admission::AdmissionSettings,
 }
 
 /// Why the controller stopped with an error.
@@ -290,7 +292,8 @@ pub async fn run(
         metrics,
         leadership,
         caches,
-    ));
+    )
+    .with_admission(settings.admission.clone()));
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
