@@ -170,7 +170,11 @@ impl Policy {
 
     fn create(&self, user: &Value, resource: &str, spec: Value) -> Verdict {
         let object = object(resource, spec);
-        self.admit(&admission_request("CREATE", user, resource), &object, &Value::Null)
+        self.admit(
+            &admission_request("CREATE", user, resource),
+            &object,
+            &Value::Null,
+        )
     }
 }
 
@@ -258,7 +262,10 @@ fn the_evaluated_expressions_are_the_templates() {
             assert!(template.contains(r#"expression: "'{{ $prefix }}'""#));
         } else {
             let quoted = format!("\"{expression}\"");
-            assert!(template.contains(&quoted), "not in the template: {expression}");
+            assert!(
+                template.contains(&quoted),
+                "not in the template: {expression}"
+            );
         }
     }
     assert!(expressions.len() >= 10, "{expressions:?}");
@@ -304,7 +311,11 @@ fn the_email_is_compared_without_case() {
         Verdict::Allowed
     );
     assert_eq!(
-        policy.create(&user("alice@acme.com", &[]), DECISIONS, decision_by("ALICE@acme.com", &[])),
+        policy.create(
+            &user("alice@acme.com", &[]),
+            DECISIONS,
+            decision_by("ALICE@acme.com", &[])
+        ),
         Verdict::Allowed
     );
 }
@@ -312,7 +323,10 @@ fn the_email_is_compared_without_case() {
 #[test]
 fn a_prefixed_username_is_compared_without_its_prefix() {
     let policy = Policy::shipped(Some("oidc:"));
-    let alice = user("oidc:alice@acme.com", &["oidc:finance", "system:authenticated"]);
+    let alice = user(
+        "oidc:alice@acme.com",
+        &["oidc:finance", "system:authenticated"],
+    );
     assert_eq!(
         policy.create(&alice, REQUESTS, request_by("alice@acme.com")),
         Verdict::Allowed
@@ -382,9 +396,16 @@ fn a_decision_with_only_the_users_groups_is_allowed() {
 #[test]
 fn groups_follow_the_prefix_rule() {
     let policy = Policy::shipped(Some("oidc:"));
-    let carol = user("oidc:carol@acme.com", &["oidc:finance-leads", "system:masters"]);
+    let carol = user(
+        "oidc:carol@acme.com",
+        &["oidc:finance-leads", "system:masters"],
+    );
     assert_eq!(
-        policy.create(&carol, DECISIONS, decision_by("carol@acme.com", &["finance-leads"])),
+        policy.create(
+            &carol,
+            DECISIONS,
+            decision_by("carol@acme.com", &["finance-leads"])
+        ),
         Verdict::Allowed
     );
     // Only groups the identity provider gave (with the prefix) can be claimed.
@@ -416,7 +437,10 @@ fn service_accounts_can_neither_request_nor_decide() {
     let policy = Policy::shipped(None);
     let robot = "system:serviceaccount:argocd:argocd-application-controller";
     let sa = user(robot, &["system:serviceaccounts"]);
-    for (resource, spec) in [(REQUESTS, request_by(robot)), (DECISIONS, decision_by(robot, &[]))] {
+    for (resource, spec) in [
+        (REQUESTS, request_by(robot)),
+        (DECISIONS, decision_by(robot, &[])),
+    ] {
         let verdict = policy.create(&sa, resource, spec);
         assert_eq!(
             verdict,
@@ -433,7 +457,10 @@ fn missing_fields_are_rejected_by_the_rule_that_needs_them() {
     let policy = Policy::shipped(None);
     let alice = user("alice@acme.com", &[]);
     let mut without_requester = request_by("alice@acme.com");
-    without_requester.as_object_mut().unwrap().remove("requester");
+    without_requester
+        .as_object_mut()
+        .unwrap()
+        .remove("requester");
     assert_eq!(
         policy.create(&alice, REQUESTS, without_requester),
         Verdict::Denied(vec![
@@ -460,7 +487,10 @@ fn missing_fields_are_rejected_by_the_rule_that_needs_them() {
     // No groups claimed: nothing to prove.
     let mut without_groups = decision_by("alice@acme.com", &[]);
     without_groups.as_object_mut().unwrap().remove("groups");
-    assert_eq!(policy.create(&alice, DECISIONS, without_groups), Verdict::Allowed);
+    assert_eq!(
+        policy.create(&alice, DECISIONS, without_groups),
+        Verdict::Allowed
+    );
     // A user the API server gives no groups cannot claim any.
     let no_groups = json!({"username": "alice@acme.com"});
     assert_eq!(
@@ -469,7 +499,11 @@ fn missing_fields_are_rejected_by_the_rule_that_needs_them() {
     );
     assert!(
         policy
-            .create(&no_groups, DECISIONS, decision_by("alice@acme.com", &["finance-leads"]))
+            .create(
+                &no_groups,
+                DECISIONS,
+                decision_by("alice@acme.com", &["finance-leads"])
+            )
             .denied_with("spec.groups must all be groups")
     );
 }
@@ -496,14 +530,22 @@ fn an_update_is_checked_only_when_it_changes_the_spec() {
     let rewritten = object(REQUESTS, request_by("mallory@acme.com"));
     let mallory = user("mallory@acme.com", &[]);
     assert_eq!(
-        policy.admit(&admission_request("UPDATE", &mallory, REQUESTS), &rewritten, &old),
+        policy.admit(
+            &admission_request("UPDATE", &mallory, REQUESTS),
+            &rewritten,
+            &old
+        ),
         Verdict::Allowed,
         "a rewrite in one's own name passes admission (the CRD rule keeps the spec immutable)"
     );
     let alice = user("alice@acme.com", &[]);
     assert!(
         policy
-            .admit(&admission_request("UPDATE", &alice, REQUESTS), &rewritten, &old)
+            .admit(
+                &admission_request("UPDATE", &alice, REQUESTS),
+                &rewritten,
+                &old
+            )
             .denied_with("spec.requester must be")
     );
 }

@@ -130,7 +130,11 @@ fn the_requester_and_approver_roles_grant_exactly_their_kinds() {
     assert_eq!(requester, expected);
     let approver = granted(&cluster_role(&documents, "expensify-approver")["rules"]);
     expected = expand(&[
-        (group, "accessdecisions", &["create", "get", "list", "watch"]),
+        (
+            group,
+            "accessdecisions",
+            &["create", "get", "list", "watch"],
+        ),
         (group, "accessrequests", &["get", "list"]),
     ]);
     assert_eq!(approver, expected);

@@ -107,7 +107,11 @@ const POLICY_KIND: &str = "ValidatingAdmissionPolicy";
 const BINDING_KIND: &str = "ValidatingAdmissionPolicyBinding";
 
 /// Reads the object, `None` when it does not exist; a refusal or failure is the error.
-async fn read<K>(api: Api<K>, kind: &'static str, name: &str) -> Result<Option<K>, AdmissionCheckError>
+async fn read<K>(
+    api: Api<K>,
+    kind: &'static str,
+    name: &str,
+) -> Result<Option<K>, AdmissionCheckError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -139,7 +143,10 @@ pub async fn check_admission(
     .ok_or_else(|| AdmissionCheckError::PolicyMissing {
         name: policy_name.clone(),
     })?;
-    let failure_policy = policy.spec.as_ref().and_then(|s| s.failure_policy.as_deref());
+    let failure_policy = policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.failure_policy.as_deref());
     if failure_policy == Some("Ignore") {
         return Err(AdmissionCheckError::PolicyIgnoresFailures {
             name: policy_name.clone(),
@@ -291,9 +298,7 @@ mod tests {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason})
     }
 
-    async fn checked(
-        replies: Vec<(&'static str, u16, Value)>,
-    ) -> Result<(), AdmissionCheckError> {
+    async fn checked(replies: Vec<(&'static str, u16, Value)>) -> Result<(), AdmissionCheckError> {
         let (client, mut handle) = mock();
         let server = tokio::spawn(async move {
             for (uri, code, body) in replies {
@@ -309,7 +314,11 @@ mod tests {
     async fn both_present_and_denying_is_ok() {
         let answer = checked(vec![
             (POLICY_URI, 200, policy("Fail")),
-            (BINDING_URI, 200, binding(DEFAULT_POLICY_NAME, &["Deny", "Audit"])),
+            (
+                BINDING_URI,
+                200,
+                binding(DEFAULT_POLICY_NAME, &["Deny", "Audit"]),
+            ),
         ])
         .await;
         assert_eq!(answer, Ok(()));
@@ -326,13 +335,20 @@ mod tests {
             }
         );
         assert_eq!(error.reason(), "AdmissionPolicyMissing");
-        assert!(error.to_string().contains("expensify-access-identity is not installed"));
+        assert!(
+            error
+                .to_string()
+                .contains("expensify-access-identity is not installed")
+        );
     }
 
     #[tokio::test]
     async fn a_policy_that_ignores_failures_is_refused() {
         let answer = checked(vec![(POLICY_URI, 200, policy("Ignore"))]).await;
-        assert_eq!(answer.unwrap_err().reason(), "AdmissionPolicyIgnoresFailures");
+        assert_eq!(
+            answer.unwrap_err().reason(),
+            "AdmissionPolicyIgnoresFailures"
+        );
     }
 
     #[tokio::test]
@@ -366,7 +382,11 @@ mod tests {
     async fn a_binding_that_only_warns_or_audits_is_not_enforcing() {
         let answer = checked(vec![
             (POLICY_URI, 200, policy("Fail")),
-            (BINDING_URI, 200, binding(DEFAULT_POLICY_NAME, &["Warn", "Audit"])),
+            (
+                BINDING_URI,
+                200,
+                binding(DEFAULT_POLICY_NAME, &["Warn", "Audit"]),
+            ),
         ])
         .await;
         assert_eq!(
@@ -414,8 +434,9 @@ mod tests {
         };
         let (answer_now, ()) = tokio::join!(gate.check(), first);
         assert_eq!(answer_now.unwrap_err().reason(), "AdmissionPolicyMissing");
-        // Within the window: no request (one would wait for an answer that never comes).
-        tokio::time::advance(RECHECK_AFTER - Duration::from_secs(1)).await;
+        // 29 s: within RECHECK_AFTER (30 s), so no request (one would wait for an answer
+        // that never comes).
+        tokio::time::advance(Duration::from_secs(29)).await;
         let cached = tokio::time::timeout(Duration::from_millis(100), gate.check())
             .await
             .expect("answered from the cache, without a request");
@@ -423,7 +444,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         let installed = async {
             answer(&mut handle, POLICY_URI, 200, policy("Fail")).await;
-            answer(&mut handle, BINDING_URI, 200, binding(DEFAULT_POLICY_NAME, &["Deny"])).await;
+            answer(
+                &mut handle,
+                BINDING_URI,
+                200,
+                binding(DEFAULT_POLICY_NAME, &["Deny"]),
+            )
+            .await;
         };
         let (answer_later, ()) = tokio::join!(gate.check(), installed);
         assert_eq!(answer_later, Ok(()));

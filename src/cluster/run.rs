@@ -285,15 +285,17 @@ pub async fn run(
         lists.listed(),
     );
     let watch_drivers = access_watches.into_iter().map(|w| w.driver).collect();
-    let ctx = Arc::new(Context::new(
-        leadership::guarded_client(client.clone(), leadership.clone()),
-        expensify,
-        Recorder::new(client.clone(), reporter),
-        metrics,
-        leadership,
-        caches,
-    )
-    .with_admission(settings.admission.clone()));
+    let ctx = Arc::new(
+        Context::new(
+            leadership::guarded_client(client.clone(), leadership.clone()),
+            expensify,
+            Recorder::new(client.clone(), reporter),
+            metrics,
+            leadership,
+            caches,
+        )
+        .with_admission(settings.admission.clone()),
+    );
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
