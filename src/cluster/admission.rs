@@ -164,7 +164,7 @@ pub async fn check_admission(
         policy: policy_name.clone(),
     })?;
     let spec = binding.spec;
-    let bound = spec.policy_name;
+    let bound: String = spec.policy_name.chars().take(MAX_REASON_CHARS).collect();
     if &bound != policy_name {
         return Err(AdmissionCheckError::BindingElsewhere {
             name: binding_name.clone(),
@@ -191,7 +191,6 @@ pub async fn check_admission(
 pub struct AdmissionGate {
     client: kube::Client,
     settings: AdmissionSettings,
-    recheck_after: Duration,
     /// The last answer and when it was read. Held across the read, so that callers at
     /// the same moment share one read.
     last: Mutex<Option<(Instant, Result<(), AdmissionCheckError>)>>,
@@ -201,7 +200,6 @@ impl std::fmt::Debug for AdmissionGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdmissionGate")
             .field("settings", &self.settings)
-            .field("recheck_after", &self.recheck_after)
             .finish_non_exhaustive()
     }
 }
@@ -211,7 +209,6 @@ impl AdmissionGate {
         Self {
             client,
             settings,
-            recheck_after: RECHECK_AFTER,
             last: Mutex::new(None),
         }
     }
@@ -225,7 +222,7 @@ impl AdmissionGate {
     pub async fn check(&self) -> Result<(), AdmissionCheckError> {
         let mut last = self.last.lock().await;
         if let Some((at, answer)) = last.as_ref()
-            && at.elapsed() < self.recheck_after
+            && at.elapsed() < RECHECK_AFTER
         {
             return answer.clone();
         }
