@@ -40,6 +40,8 @@ NON_DEFAULT_VALUES = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
     "secretWatch": {"enabled": True},
+    "admission": {"usernamePrefix": "oidc:", "policyName": "identity", "bindingName": "identity-deny"},
+    "accessRoles": {"create": False},
     "expensify": {"allowedEndpoints": "https://proxy.example/expensify, http://127.0.0.1:9000", "maxResponseBytes": 1048576},
 }
 # Labels only Helm may set: manifests/install.yaml is applied by kubectl or a GitOps tool,
@@ -130,6 +132,14 @@ def check():
         fail("replicas: 2 without leader election rendered; it must be refused")
     except helm.HelmError as error:
         print(f"refused as it should: replicas 2 without leader election ({type(error).__name__})")
+    # The prefix goes into a CEL string literal: anything that could end it is refused.
+    for prefix in ["x' || true || '", 'x"', "x\\"]:
+        try:
+            render({"admission": {"usernamePrefix": prefix}})
+            fail(f"admission.usernamePrefix {prefix!r} rendered; it must be refused")
+        except helm.HelmError:
+            pass
+    print("refused as it should: usernamePrefix that could leave its CEL string")
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         chart_copy = CHART / "crds" / path.name
         if not chart_copy.exists() or chart_copy.read_text() != path.read_text():
@@ -197,9 +207,14 @@ def check_rbac_table():
         ("leaderElection.enabled", {"leaderElection": {"enabled": True}}, "Role", table("--leader-election")),
     ]
     for label, values, kind, documented in cases:
+        documents = [document for _, document in render(values)]
+        # Only the controller's roles: the chart also ships roles for people to bind.
+        bound = {document["roleRef"]["name"] for document in documents
+                 if document["kind"].endswith("Binding") and "roleRef" in document
+                 and any(subject["kind"] == "ServiceAccount" for subject in document["subjects"])}
         granted = set()
-        for _, document in render(values):
-            if document["kind"] == kind:
+        for document in documents:
+            if document["kind"] == kind and document["metadata"]["name"] in bound:
                 granted |= permissions(document["rules"])
         if granted != documented:
             fail(f"the documented RBAC table and the chart's {kind} ({label}) differ: "

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use expensify_operator::cluster::rbac::{LEADER_ELECTION_RULES, RULES, SECRET_WATCH_RULES};
+use expensify_operator::cluster::admission::{DEFAULT_BINDING_NAME, DEFAULT_POLICY_NAME};
+use expensify_operator::cluster::rbac::{
+    ADMISSION_RULES, LEADER_ELECTION_RULES, RULES, SECRET_WATCH_RULES,
+};
 use serde_json::Value;
 
 type Permission = (String, String, String);
@@ -37,20 +40,112 @@ fn granted(rules: &Value) -> BTreeSet<Permission> {
     set
 }
 
-#[test]
-fn the_installed_cluster_role_grants_exactly_what_the_controller_uses() {
+fn installed() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/install.yaml"
     ))
     .unwrap();
-    let documents: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
-    let roles: Vec<&Value> = documents
+    serde_saphyr::from_str_multiple(&text).unwrap()
+}
+
+fn cluster_role<'a>(documents: &'a [Value], name: &str) -> &'a Value {
+    documents
         .iter()
-        .filter(|d| d["kind"] == "ClusterRole")
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no ClusterRole {name}"))
+}
+
+/// The ClusterRoles bound to the controller's service account.
+fn controller_roles(documents: &[Value]) -> BTreeSet<String> {
+    documents
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .filter(|d| {
+            d["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "ServiceAccount" && s["name"] == "expensify-operator")
+        })
+        .map(|d| d["roleRef"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_installed_cluster_role_grants_exactly_what_the_controller_uses() {
+    let documents = installed();
+    assert_eq!(
+        controller_roles(&documents),
+        BTreeSet::from([
+            "expensify-operator".to_string(),
+            "expensify-operator-admission-check".to_string()
+        ])
+    );
+    let role = cluster_role(&documents, "expensify-operator");
+    assert_eq!(granted(&role["rules"]), expand(RULES));
+}
+
+/// The admission check reads the policy and binding it is configured with, and nothing
+/// else: `get` on those names, cluster-wide (a ClusterRole whatever the namespaces).
+#[test]
+fn the_admission_check_role_grants_get_on_the_configured_names_only() {
+    let documents = installed();
+    let role = cluster_role(&documents, "expensify-operator-admission-check");
+    assert_eq!(granted(&role["rules"]), expand(ADMISSION_RULES));
+    for rule in role["rules"].as_array().unwrap() {
+        let expected = match rule["resources"][0].as_str().unwrap() {
+            "validatingadmissionpolicies" => DEFAULT_POLICY_NAME,
+            _ => DEFAULT_BINDING_NAME,
+        };
+        assert_eq!(rule["resourceNames"], serde_json::json!([expected]));
+    }
+    let deployment = documents
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap();
+    let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
         .collect();
-    assert_eq!(roles.len(), 1);
-    assert_eq!(granted(&roles[0]["rules"]), expand(RULES));
+    assert!(args.contains(&format!("--admission-policy-name={DEFAULT_POLICY_NAME}").as_str()));
+    assert!(args.contains(&format!("--admission-binding-name={DEFAULT_BINDING_NAME}").as_str()));
+    assert!(args.contains(&"--username-prefix="));
+}
+
+/// The roles a cluster admin binds per namespace: requesters create requests and read
+/// the PolicyAccess objects they ask against; approvers create decisions and read
+/// requests. Neither can touch the other's kind, or any status.
+#[test]
+fn the_requester_and_approver_roles_grant_exactly_their_kinds() {
+    let documents = installed();
+    let group = "expensify.gitops.dev";
+    let requester = granted(&cluster_role(&documents, "expensify-requester")["rules"]);
+    let mut expected = expand(&[
+        (group, "accessrequests", &["create", "get", "list", "watch"]),
+        (group, "policyaccesses", &["get", "list"]),
+    ]);
+    assert_eq!(requester, expected);
+    let approver = granted(&cluster_role(&documents, "expensify-approver")["rules"]);
+    expected = expand(&[
+        (
+            group,
+            "accessdecisions",
+            &["create", "get", "list", "watch"],
+        ),
+        (group, "accessrequests", &["get", "list"]),
+    ]);
+    assert_eq!(approver, expected);
+    assert!(
+        documents
+            .iter()
+            .filter(|d| d["kind"].as_str().unwrap_or_default().ends_with("Binding"))
+            .all(|d| d["roleRef"]["name"] != "expensify-requester"
+                && d["roleRef"]["name"] != "expensify-approver"),
+        "the chart binds them to nobody: a cluster admin does, per namespace"
+    );
 }
 
 #[test]

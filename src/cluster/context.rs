@@ -7,6 +7,7 @@ use kube::Resource;
 use kube::runtime::events::{EventType, Recorder};
 use tokio::time::Instant;
 
+use super::admission::{AdmissionGate, AdmissionSettings};
 use super::cache::{Caches, Remembered, WrittenStatuses};
 use super::kube_io::{self, KubeCallError, SecretLookup};
 use super::leadership::Leadership;
@@ -106,6 +107,8 @@ pub struct Context {
     pub access_backoff: super::backoff::ErrorBackoff,
     /// Each connector's last good credentials (see [`HeldCredentials`]).
     pub held_credentials: HeldCredentials,
+    /// Whether the identity admission policy is enforced: access requests wait on it.
+    admission_gate: AdmissionGate,
 }
 
 impl Context {
@@ -118,6 +121,7 @@ impl Context {
         caches: Caches,
     ) -> Self {
         Self {
+            admission_gate: AdmissionGate::new(client.clone(), AdmissionSettings::default()),
             client,
             expensify,
             recorder,
@@ -130,6 +134,18 @@ impl Context {
             access_backoff: Default::default(),
             held_credentials: HeldCredentials::default(),
         }
+    }
+
+    /// The same, checking the admission policy and binding named in `settings`.
+    pub fn with_admission(mut self, settings: AdmissionSettings) -> Self {
+        self.admission_gate = AdmissionGate::new(self.client.clone(), settings);
+        self
+    }
+
+    /// `admission_gate().check().await` before honouring any access request: it fails
+    /// closed, and costs an API call at most once per [`super::admission::RECHECK_AFTER`].
+    pub fn admission_gate(&self) -> &AdmissionGate {
+        &self.admission_gate
     }
 
     pub fn is_leader(&self) -> bool {

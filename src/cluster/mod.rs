@@ -4,6 +4,8 @@
 //!   that uses it, a pipeline of steps with a file each (read inputs from the caches, hold
 //!   finalizers, the shared `crate::sync` with the cluster as its store, Events,
 //!   changed statuses, release finalizers);
+//! - `admission`: the fail-closed check that the identity admission policy is enforced,
+//!   which access requests wait on;
 //! - `access_controller`: PolicyAccess objects no connector takes (missing or not allowing
 //!   their namespace), and their deletions;
 //! - `context`: what the reconciles share, and their one door to the cluster (every
@@ -21,6 +23,7 @@
 //! (`tests/module_graph.rs`).
 
 pub mod access_controller;
+pub mod admission;
 pub mod backoff;
 pub mod cache;
 pub mod connector_controller;

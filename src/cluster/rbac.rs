@@ -30,6 +30,22 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
 pub const LEADER_ELECTION_RULES: &[(&str, &str, &[&str])] =
     &[("coordination.k8s.io", "leases", &["get", "create", "patch"])];
 
+/// Cluster-wide whatever the namespaces watched, limited to the configured names by the
+/// chart (`resourceNames`): the admission check (`super::admission`) reads the identity
+/// policy and its binding.
+pub const ADMISSION_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        &["get"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        &["get"],
+    ),
+];
+
 /// With `--watch-secrets` (chart `secretWatch.enabled`), in every watched namespace.
 pub const SECRET_WATCH_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["list", "watch"])];
 
@@ -68,7 +84,7 @@ pub fn needed(method: &str, uri: &str) -> Option<(String, String, String)> {
     Some((group.to_string(), resource, verb.to_string()))
 }
 
-/// Whether `RULES` (and, with leader election, `LEADER_ELECTION_RULES`) allow it.
+/// Whether `RULES`, `ADMISSION_RULES` (and, with leader election, `LEADER_ELECTION_RULES`) allow it.
 pub fn allowed(method: &str, uri: &str, leader_election: bool) -> bool {
     allowed_with(method, uri, leader_election, false)
 }
@@ -81,6 +97,7 @@ pub fn allowed_with(method: &str, uri: &str, leader_election: bool, secret_watch
     let optional = |on: bool, rules: &'static [(&str, &str, &[&str])]| if on { rules } else { &[] };
     RULES
         .iter()
+        .chain(ADMISSION_RULES)
         .chain(optional(leader_election, LEADER_ELECTION_RULES))
         .chain(optional(secret_watch, SECRET_WATCH_RULES))
         .any(|(g, r, verbs)| *g == group && *r == resource && verbs.contains(&verb.as_str()))
@@ -130,6 +147,16 @@ mod tests {
             "PATCH",
             "/apis/coordination.k8s.io/v1/namespaces/f/leases/l",
             true
+        ));
+        assert!(allowed(
+            "GET",
+            "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/p",
+            false
+        ));
+        assert!(!allowed(
+            "GET",
+            "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings?",
+            false
         ));
         assert!(allowed("GET", "/api/v1/namespaces/f/secrets/s", false));
         for listing in [

@@ -44,6 +44,8 @@ pub struct ControllerSettings {
     pub scope: Scope,
     /// Re-sync when a credentials Secret changes; needs `list`/`watch` on Secrets.
     pub watch_secrets: bool,
+    /// The identity admission policy access requests wait on, and the username prefix.
+    pub admission: super::admission::AdmissionSettings,
 }
 
 /// Why the controller stopped with an error.
@@ -283,14 +285,17 @@ pub async fn run(
         lists.listed(),
     );
     let watch_drivers = access_watches.into_iter().map(|w| w.driver).collect();
-    let ctx = Arc::new(Context::new(
-        leadership::guarded_client(client.clone(), leadership.clone()),
-        expensify,
-        Recorder::new(client.clone(), reporter),
-        metrics,
-        leadership,
-        caches,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            leadership::guarded_client(client.clone(), leadership.clone()),
+            expensify,
+            Recorder::new(client.clone(), reporter),
+            metrics,
+            leadership,
+            caches,
+        )
+        .with_admission(settings.admission.clone()),
+    );
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());

@@ -50,6 +50,33 @@ pub struct ControllerArgs {
     /// next sync.
     #[arg(long, env = "EXPENSIFY_OPERATOR_WATCH_SECRETS")]
     pub watch_secrets: bool,
+    /// The ValidatingAdmissionPolicy that proves who creates access requests and
+    /// decisions; while it (or its binding) is missing, every request is refused.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = cluster::admission::DEFAULT_POLICY_NAME,
+        env = "EXPENSIFY_OPERATOR_ADMISSION_POLICY_NAME"
+    )]
+    pub admission_policy_name: String,
+    /// The ValidatingAdmissionPolicyBinding that enforces it (with `Deny`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = cluster::admission::DEFAULT_BINDING_NAME,
+        env = "EXPENSIFY_OPERATOR_ADMISSION_BINDING_NAME"
+    )]
+    pub admission_binding_name: String,
+    /// The prefix the API server puts on usernames and groups (e.g. `oidc:`), stripped
+    /// before they are compared with requesters, deciders and approvers; the same as the
+    /// chart's admission policy.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        env = "EXPENSIFY_OPERATOR_USERNAME_PREFIX"
+    )]
+    pub username_prefix: String,
     /// Kubeconfig file to use [default: in-cluster config, else KUBECONFIG, else
     /// ~/.kube/config].
     #[arg(long, value_name = "FILE")]
@@ -191,6 +218,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         debounce: args.debounce,
         scope: cluster::Scope::from_list(&args.namespaces),
         watch_secrets: args.watch_secrets,
+        admission: cluster::admission::AdmissionSettings {
+            policy_name: args.admission_policy_name.clone(),
+            binding_name: args.admission_binding_name.clone(),
+            username_prefix: args.username_prefix.clone(),
+        },
     };
     let client = client(&args).await?;
     let clients = args.client.clients()?;

@@ -54,3 +54,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* admission.usernamePrefix, refused unless it is safe inside a CEL string literal and an
+argument: it is templated into the admission policy's expressions. */}}
+{{- define "expensify-operator.usernamePrefix" -}}
+{{- $prefix := toString .Values.admission.usernamePrefix }}
+{{- if not (regexMatch "^[A-Za-z0-9._:@/-]*$" $prefix) }}
+{{- fail "admission.usernamePrefix may hold only letters, digits and . _ : @ / -" }}
+{{- end }}
+{{- $prefix }}
+{{- end }}
