@@ -37,6 +37,7 @@ fn world() -> (ConnectorObject, Vec<AccessObject>, Observed) {
             allowed_namespaces: vec![],
             tenants: vec![],
             suspend: false,
+            notifications: None,
         },
         status: None,
     };

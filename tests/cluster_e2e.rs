@@ -65,6 +65,7 @@ fn settings(
         scope,
         // The scenario rotates the Secret and expects an immediate re-sync.
         watch_secrets: true,
+        allowed_webhooks: None,
     }
 }
 

@@ -174,6 +174,7 @@ async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
         debounce: Duration::from_millis(100),
         scope: cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]),
         watch_secrets: false,
+        allowed_webhooks: None,
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(cluster::run(
@@ -266,6 +267,7 @@ impl SyncInFlight {
             debounce: Duration::from_millis(100),
             scope: cluster::Scope::AllNamespaces,
             watch_secrets: false,
+            allowed_webhooks: None,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(cluster::run(

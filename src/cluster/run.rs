@@ -44,6 +44,9 @@ pub struct ControllerSettings {
     pub scope: Scope,
     /// Re-sync when a credentials Secret changes; needs `list`/`watch` on Secrets.
     pub watch_secrets: bool,
+    /// Where notification webhooks may be posted (`--allowed-webhooks`); `None` sends
+    /// none (Events are still published).
+    pub allowed_webhooks: Option<crate::notify::AllowedWebhooks>,
 }
 
 /// Why the controller stopped with an error.
@@ -57,6 +60,8 @@ pub enum RunControllerError {
     Serve(#[from] server::ServeError),
     #[error("leader election: {0}")]
     Lease(String),
+    #[error(transparent)]
+    Notifier(#[from] crate::notify::StartNotifierError),
 }
 
 /// Connectors to sync when a Secret changes: those in its namespace that reference it.
@@ -253,6 +258,16 @@ pub async fn run(
     check_crds(&client, &settings.scope).await?;
     let stop_rx = stop_channel(stop);
     let metrics = Arc::new(Metrics::default());
+    let notifier = settings
+        .allowed_webhooks
+        .clone()
+        .map(|allowed| {
+            crate::notify::Notifier::start(
+                crate::notify::NotifierSettings::new(allowed),
+                metrics.notifications.clone(),
+            )
+        })
+        .transpose()?;
     let readiness = Arc::new(Readiness::default());
     let (probes_addr, probes) = server::serve(
         settings.probes_addr,
@@ -283,14 +298,17 @@ pub async fn run(
         lists.listed(),
     );
     let watch_drivers = access_watches.into_iter().map(|w| w.driver).collect();
-    let ctx = Arc::new(Context::new(
-        leadership::guarded_client(client.clone(), leadership.clone()),
-        expensify,
-        Recorder::new(client.clone(), reporter),
-        metrics,
-        leadership,
-        caches,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            leadership::guarded_client(client.clone(), leadership.clone()),
+            expensify,
+            Recorder::new(client.clone(), reporter),
+            metrics,
+            leadership,
+            caches,
+        )
+        .with_notifier(notifier),
+    );
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());

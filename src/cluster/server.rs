@@ -160,6 +160,7 @@ mod tests {
             observed: Default::default(),
             refused: None,
             save_order: Vec::new(),
+            notifications: Vec::new(),
             calls: Default::default(),
         };
         metrics.record("finance/acme", &report, 0.2);

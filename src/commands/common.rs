@@ -296,6 +296,18 @@ impl FileArgs {
             clients: self.client.clients()?,
             endpoint_override: None,
             strict: self.strict,
+            notifications: None,
+        })
+    }
+
+    /// File mode's notifications: the sender, with webhook URLs read from --secrets-dir.
+    pub fn notifications(
+        &self,
+        notify: &super::cli::NotifyArgs,
+    ) -> anyhow::Result<crate::files::notifications::FileNotifications> {
+        Ok(crate::files::notifications::FileNotifications {
+            notifier: notify.notifier(crate::notify::NotifyCounters::default())?,
+            secrets_dir: self.secrets_dir.clone(),
         })
     }
 }

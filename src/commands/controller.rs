@@ -59,6 +59,8 @@ pub struct ControllerArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub notify: super::cli::NotifyArgs,
 }
 
 /// Why no Kubernetes client could be made from a kubeconfig. Each names the file (or
@@ -191,6 +193,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
         debounce: args.debounce,
         scope: cluster::Scope::from_list(&args.namespaces),
         watch_secrets: args.watch_secrets,
+        allowed_webhooks: Some(args.notify.allowed()?),
     };
     let client = client(&args).await?;
     let clients = args.client.clients()?;

@@ -14,6 +14,7 @@ use super::write::Written;
 use super::write_ahead::without_allowances;
 use crate::api::{ExpensifyConnectorStatus, PolicyAccessStatus, Reason};
 use crate::expensify::{CallCounts, ExpensifyClient, ExpensifyError};
+use crate::notify::Notification;
 use crate::reconcile::plan::Plan;
 use crate::reconcile::status::{ConnectorFindings, NotSynced, connector_status, unsynced_status};
 use crate::reconcile::validate::connector_allows;
@@ -38,6 +39,9 @@ pub struct SyncReport {
     pub refused: Option<WriteRefused>,
     /// The keys of `statuses` in the order to save them (gains of ledger entries first).
     pub save_order: Vec<ObjectKey>,
+    /// What the outcome calls for telling, not sent before (see `sync::notifications`);
+    /// the adapter hands them to the sender.
+    pub notifications: Vec<Notification>,
 }
 
 impl SyncReport {
@@ -108,6 +112,7 @@ pub fn unsynced(
         calls: CallCounts::default(),
         refused: None,
         save_order: Vec::new(),
+        notifications: Vec::new(),
     }
 }
 
@@ -198,6 +203,7 @@ pub(super) fn finish(
         observed: written.observed,
         calls: delta(client.counts(), calls_before),
         refused: None,
+        notifications: Vec::new(),
     }
 }
 
