@@ -32,10 +32,10 @@ fn notifying(
         ..NotifierSettings::new(AllowedWebhooks::parse(&hook.prefix).unwrap())
     };
     FileMode {
-        notifications: Some(FileNotifications {
+        notifications: Some(std::sync::Arc::new(FileNotifications {
             notifier: Notifier::start(settings, NotifyCounters::default()).unwrap(),
             secrets_dir: Some(secrets.path().to_path_buf()),
-        }),
+        })),
         ..repo.mode_with(partner_secret)
     }
 }
@@ -124,8 +124,31 @@ async fn each_notification_is_delivered_once_across_a_restart() {
     assert!(!status_files(&repo).contains(Webhook::TOKEN));
 }
 
+/// A writer the tracing subscriber logs into, for reading back what was logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn a_5xx_and_a_429_are_retried_until_delivered() {
+    // This test's runtime is one thread: the sender's task logs through this subscriber.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let sim = start(&unlimited_seed()).await;
     let hook = Webhook::start(vec![Answer::Status(500), Answer::Status(429)]).await;
     let secrets = hook.secrets_dir();
@@ -156,6 +179,16 @@ async fn a_5xx_and_a_429_are_retried_until_delivered() {
         "{sent:?}"
     );
     assert_eq!(sent[0].outcome, DeliveryOutcome::Delivered);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("the webhook answered 500") && logs.contains("the webhook answered 429"),
+        "{logs}"
+    );
+    assert!(logs.contains("notification delivered"), "{logs}");
+    assert!(
+        !logs.contains(Webhook::TOKEN) && !logs.contains(&hook.url),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

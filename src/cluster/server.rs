@@ -170,6 +170,7 @@ mod tests {
             "expensify_operator_syncs_total",
             "expensify_operator_sync_duration_seconds",
             "expensify_operator_expensify_calls_total",
+            "expensify_operator_notifications_dropped_total",
             "expensify_operator_blocked_objects",
             "expensify_operator_drift",
         ] {

@@ -59,8 +59,8 @@ pub struct NotifyArgs {
 impl NotifyArgs {
     /// The allowlist, or why the flag is unusable.
     pub fn allowed(&self) -> anyhow::Result<AllowedWebhooks> {
-        Ok(AllowedWebhooks::parse(&self.allowed_webhooks)
-            .map_err(|e| anyhow::anyhow!("--allowed-webhooks: {e}"))?)
+        AllowedWebhooks::parse(&self.allowed_webhooks)
+            .map_err(|e| anyhow::anyhow!("--allowed-webhooks: {e}"))
     }
 
     /// Starts the sender (on the current runtime) with the default timeout and retries.

@@ -304,11 +304,11 @@ impl FileArgs {
     pub fn notifications(
         &self,
         notify: &super::cli::NotifyArgs,
-    ) -> anyhow::Result<crate::files::notifications::FileNotifications> {
-        Ok(crate::files::notifications::FileNotifications {
+    ) -> anyhow::Result<Arc<crate::files::notifications::FileNotifications>> {
+        Ok(Arc::new(crate::files::notifications::FileNotifications {
             notifier: notify.notifier(crate::notify::NotifyCounters::default())?,
             secrets_dir: self.secrets_dir.clone(),
-        })
+        }))
     }
 }
 

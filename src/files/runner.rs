@@ -41,7 +41,7 @@ pub struct FileMode {
     /// Any manifest problem fails the whole pass.
     pub strict: bool,
     /// Where an apply pass's notifications go (none: nothing is sent).
-    pub notifications: Option<FileNotifications>,
+    pub notifications: Option<Arc<FileNotifications>>,
 }
 
 /// What a pass does.

@@ -364,6 +364,60 @@ mod tests {
         }
     }
 
+    fn setup_needed(reason: &str) -> Notification {
+        Notification::setup_needed(&ObjectKey::new("finance", "acme"), &[], reason, "")
+    }
+
+    /// A queue of one behind a webhook that accepts and never answers: one post in
+    /// flight, one queued, the next dropped (counted, and offered again later), and the
+    /// caller never waits.
+    #[tokio::test]
+    async fn a_full_queue_drops_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let prefix = format!("http://{}/", listener.local_addr().unwrap());
+        let (connected, mut first_connection) = mpsc::channel(1);
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+                let _ = connected.try_send(());
+            }
+        });
+        let settings = NotifierSettings {
+            queue_capacity: 1,
+            request_timeout: Duration::from_secs(3600),
+            ..NotifierSettings::new(AllowedWebhooks::parse(&prefix).unwrap())
+        };
+        let counters = NotifyCounters::default();
+        let notifier = Notifier::start(settings, counters.clone()).unwrap();
+        let key = ObjectKey::new("finance", "acme");
+        let webhook = notifier
+            .allowed()
+            .check(&key, &format!("{prefix}hook"))
+            .unwrap();
+        let offered = notifier.fresh(vec![
+            setup_needed("A"),
+            setup_needed("B"),
+            setup_needed("C"),
+        ]);
+        assert_eq!(offered.len(), 3);
+        let mut offered = offered.into_iter();
+        notifier.send(&webhook, offered.next().into_iter().collect());
+        first_connection.recv().await.unwrap();
+        notifier.send(&webhook, offered.collect());
+        assert_eq!(counters.dropped.get(), 1);
+        // The dropped one is offered again by a later sync; the others are not.
+        let again = notifier.fresh(vec![
+            setup_needed("A"),
+            setup_needed("B"),
+            setup_needed("C"),
+        ]);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].dedup_key, "SetupNeeded:finance/acme:C");
+        assert!(!notifier.wait_idle(Duration::from_millis(1)).await);
+        hold.abort();
+    }
+
     #[test]
     fn the_record_keeps_each_key_once_and_the_newest_two_hundred() {
         let mut status = ExpensifyConnectorStatus::default();

@@ -49,6 +49,20 @@ pub fn escape(text: &str, max: usize) -> String {
     escaped
 }
 
+/// `text` cut to at most `max_bytes` bytes of UTF-8 (the last character an ellipsis when
+/// cut), for places that count bytes: a Kubernetes Event's note holds at most 1 KiB.
+pub fn cut_bytes(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    let room = max_bytes.saturating_sub('…'.len_utf8());
+    let mut end = room.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
@@ -89,6 +103,13 @@ mod tests {
         // entities.
         let escaped = escape(&"é<".repeat(3000), 10);
         assert!(escaped.ends_with('…') && !escaped.contains('<'));
+    }
+
+    #[test]
+    fn byte_cuts_keep_whole_characters() {
+        assert_eq!(cut_bytes("short", 1024), "short");
+        let cut = cut_bytes(&"é".repeat(2000), 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
     }
 
     #[test]

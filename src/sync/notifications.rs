@@ -99,3 +99,177 @@ fn expiring(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        DeliveryOutcome, MemberSpec, NotificationsSpec, NotificationsStatus, Reason,
+        SentNotification, WebhookSecretRef,
+    };
+    use crate::reconcile::ConnectorObject;
+    use crate::reconcile::validate::tests::{access, connector};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn member(email: &str, ends_in_seconds: i64) -> MemberSpec {
+        MemberSpec {
+            email: email.into(),
+            role: None,
+            submits_to: None,
+            employee_id: None,
+            expires_at: Some(
+                Timestamp::from_second(now().as_second() + ends_in_seconds)
+                    .unwrap()
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn request<'a>(
+        connector: &'a ConnectorObject,
+        accesses: &'a [AccessObject],
+    ) -> SyncRequest<'a> {
+        SyncRequest {
+            connector,
+            connectors: std::slice::from_ref(connector),
+            accesses,
+            now: now(),
+            inventory_complete: true,
+            scope: crate::reconcile::Scope::Everything,
+            unverified: &[],
+            dry_run: false,
+            write_ahead: None,
+            reviewed: None,
+        }
+    }
+
+    /// The notifications of a sync that ended with `reason` (`None`: Connected).
+    fn collected(
+        connector: &ConnectorObject,
+        accesses: &[AccessObject],
+        reason: Option<Reason>,
+    ) -> Vec<Notification> {
+        let request = request(connector, accesses);
+        let mut report = match reason {
+            Some(reason) => super::super::unsynced(request, reason, "no Secret creds", false),
+            None => super::super::unsynced(request, Reason::Synced, "", false),
+        };
+        if reason.is_none() {
+            report.connector_status.phase = ConnectorPhase::Connected;
+        }
+        collect(request, &mut report);
+        report.notifications
+    }
+
+    fn keys(notifications: &[Notification]) -> Vec<&str> {
+        notifications.iter().map(|n| n.dedup_key.as_str()).collect()
+    }
+
+    #[test]
+    fn a_connector_in_error_needs_setup_a_suspended_one_does_not() {
+        let mut c = connector("finance", &[]);
+        c.spec.owners = vec!["it@acme.example".into()];
+        let found = collected(&c, &[], Some(Reason::SecretNotFound));
+        assert_eq!(keys(&found), ["SetupNeeded:finance/acme:SecretNotFound"]);
+        assert!(
+            found[0].text.contains("no Secret creds"),
+            "{}",
+            found[0].text
+        );
+        let request = request(&c, &[]);
+        let mut suspended = super::super::unsynced(request, Reason::Suspended, "suspended", true);
+        collect(request, &mut suspended);
+        assert!(suspended.notifications.is_empty());
+        assert!(collected(&c, &[], None).is_empty(), "Connected");
+    }
+
+    #[test]
+    fn access_expiring_within_the_lead_only() {
+        let mut c = connector("finance", &[]);
+        c.spec.notifications = Some(NotificationsSpec {
+            webhook_secret_ref: WebhookSecretRef {
+                name: "notify".into(),
+                key: "url".into(),
+            },
+            events: NotificationEvent::ALL.to_vec(),
+            expiring_lead: "2h".into(),
+        });
+        let accesses = [access(
+            "finance",
+            vec![
+                member("soon@acme.example", 3600),
+                member("edge@acme.example", 7200),
+                member("later@acme.example", 7201),
+                member("gone@acme.example", -1),
+            ],
+        )];
+        let found = collected(&c, &accesses, None);
+        let emails: Vec<bool> = ["soon@", "edge@", "later@", "gone@"]
+            .iter()
+            .map(|e| found.iter().any(|n| n.dedup_key.contains(e)))
+            .collect();
+        assert_eq!(emails, [true, true, false, false], "{:?}", keys(&found));
+        assert!(
+            found
+                .iter()
+                .all(|n| n.event == NotificationEvent::AccessExpiring)
+        );
+    }
+
+    #[test]
+    fn only_the_events_asked_for_and_not_sent_before() {
+        let mut c = connector("finance", &[]);
+        c.spec.notifications = Some(NotificationsSpec {
+            webhook_secret_ref: WebhookSecretRef {
+                name: "notify".into(),
+                key: "url".into(),
+            },
+            events: vec![NotificationEvent::AccessExpiring],
+            expiring_lead: "1h".into(),
+        });
+        let accesses = [access("finance", vec![member("soon@acme.example", 60)])];
+        let found = collected(&c, &accesses, Some(Reason::AuthenticationFailed));
+        assert_eq!(found.len(), 1, "no SetupNeeded: {:?}", keys(&found));
+        let sent = SentNotification {
+            key: found[0].dedup_key.clone(),
+            outcome: DeliveryOutcome::Failed,
+            at: Time(now()),
+        };
+        c.status = Some(crate::api::ExpensifyConnectorStatus {
+            notifications: Some(NotificationsStatus { sent: vec![sent] }),
+            ..Default::default()
+        });
+        assert!(collected(&c, &accesses, Some(Reason::AuthenticationFailed)).is_empty());
+    }
+
+    #[test]
+    fn working_again_forgets_the_setup_needed_sent() {
+        let mut c = connector("finance", &[]);
+        let sent = |key: &str| SentNotification {
+            key: key.into(),
+            outcome: DeliveryOutcome::Delivered,
+            at: Time(now()),
+        };
+        c.status = Some(crate::api::ExpensifyConnectorStatus {
+            notifications: Some(NotificationsStatus {
+                sent: vec![
+                    sent("SetupNeeded:finance/acme:SecretNotFound"),
+                    sent("AccessExpiring:finance/team:P1:a@acme.example:x"),
+                ],
+            }),
+            ..Default::default()
+        });
+        assert!(collected(&c, &[], Some(Reason::SecretNotFound)).is_empty());
+        let request = request(&c, &[]);
+        let mut report = super::super::unsynced(request, Reason::Synced, "", false);
+        report.connector_status.phase = ConnectorPhase::Connected;
+        collect(request, &mut report);
+        let kept = report.connector_status.notifications.unwrap().sent;
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].key.starts_with("AccessExpiring:"));
+    }
+}

@@ -11,6 +11,9 @@ use crate::cluster::context::Context;
 use crate::notify::{Notification, record_finished};
 use crate::sync::SyncReport;
 
+/// The longest note an Event may carry.
+const MAX_EVENT_NOTE_BYTES: usize = 1024;
+
 /// Records what ended, publishes the Events and queues the fresh notifications.
 pub(super) async fn hand_over(ctx: &Context, inputs: &Inputs, report: &mut SyncReport) {
     let notifications = std::mem::take(&mut report.notifications);
@@ -60,7 +63,8 @@ async fn publish_events(ctx: &Context, inputs: &Inputs, fresh: &[Notification]) 
             _ => EventType::Normal,
         };
         let reason = n.event.to_string();
-        let note = n.text.clone();
+        // The API server refuses an Event whose note is over 1 KiB.
+        let note = crate::notify::text::cut_bytes(&n.text, MAX_EVENT_NOTE_BYTES);
         if n.object.kind == "PolicyAccess"
             && let Some(access) = accesses.get(&n.object.key)
         {
