@@ -140,15 +140,18 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn a_5xx_and_a_429_are_retried_until_delivered() {
-    // This test's runtime is one thread: the sender's task logs through this subscriber.
+    // The one test of this binary that sets the global subscriber (a scoped one can miss
+    // events whose callsites another thread registered first); the other tests' lines land
+    // here too, and none may show the URL either.
     let captured = Captured::default();
     let writer = captured.clone();
-    let _logs = tracing::subscriber::set_default(
+    tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_writer(move || writer.clone())
             .finish(),
-    );
+    )
+    .unwrap();
     let sim = start(&unlimited_seed()).await;
     let hook = Webhook::start(vec![Answer::Status(500), Answer::Status(429)]).await;
     let secrets = hook.secrets_dir();

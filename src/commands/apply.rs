@@ -16,7 +16,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub signing: SigningArgs,
     #[command(flatten)]
-    pub notify: super::cli::NotifyArgs,
+    pub notify: super::common::NotifyArgs,
     /// `text` or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

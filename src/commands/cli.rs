@@ -7,9 +7,6 @@ use std::path::Path;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::notify::{
-    AllowedWebhooks, DEFAULT_ALLOWED_WEBHOOKS, Notifier, NotifierSettings, NotifyCounters,
-};
 use crate::telemetry::{ColourChoice, LogFormat};
 
 /// Keeps Expensify policy membership where git says it should be.
@@ -38,38 +35,6 @@ pub struct GlobalArgs {
     /// No colour on stderr or stdout (the same as NO_COLOR=1).
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
-}
-
-/// Where notifications may go (`apply`, `watch`, `controller`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct NotifyArgs {
-    /// URL prefixes notification webhooks may be posted to, comma-separated (scheme, host,
-    /// port and whole path segments must match; https only, except on loopback). A
-    /// connector whose webhook URL is elsewhere gets no notification, and its URL is
-    /// never contacted.
-    #[arg(
-        long,
-        value_name = "URLS",
-        env = "EXPENSIFY_ALLOWED_WEBHOOKS",
-        default_value = DEFAULT_ALLOWED_WEBHOOKS
-    )]
-    pub allowed_webhooks: String,
-}
-
-impl NotifyArgs {
-    /// The allowlist, or why the flag is unusable.
-    pub fn allowed(&self) -> anyhow::Result<AllowedWebhooks> {
-        AllowedWebhooks::parse(&self.allowed_webhooks)
-            .map_err(|e| anyhow::anyhow!("--allowed-webhooks: {e}"))
-    }
-
-    /// Starts the sender (on the current runtime) with the default timeout and retries.
-    pub fn notifier(&self, counters: NotifyCounters) -> anyhow::Result<Notifier> {
-        Ok(Notifier::start(
-            NotifierSettings::new(self.allowed()?),
-            counters,
-        )?)
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,7 +60,7 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(flatten)]
-    pub notify: super::cli::NotifyArgs,
+    pub notify: super::common::NotifyArgs,
 }
 
 /// Why no Kubernetes client could be made from a kubeconfig. Each names the file (or

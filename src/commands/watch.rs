@@ -14,7 +14,7 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub signing: SigningArgs,
     #[command(flatten)]
-    pub notify: super::cli::NotifyArgs,
+    pub notify: super::common::NotifyArgs,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
