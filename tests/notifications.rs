@@ -114,6 +114,10 @@ async fn each_notification_is_delivered_once_across_a_restart() {
         text.contains("soon@acme.example") && text.contains(&soon.to_string()),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("Finance ({FINANCE})")),
+        "the policy's name: {text}"
+    );
     let sent = connector_status(&repo).notifications.unwrap().sent;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(

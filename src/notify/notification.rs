@@ -42,6 +42,23 @@ fn names(people: &[String]) -> String {
     listed.join(", ")
 }
 
+/// The longest dedup key kept as written; a longer one (a long policy name) keeps its
+/// start and a digest of the whole, so status stays bounded and keys stay distinct.
+const MAX_DEDUP_KEY: usize = 200;
+
+fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_DEDUP_KEY {
+        return key;
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let mut end = MAX_DEDUP_KEY - hex.len() - 1;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}~{hex}", &key[..end])
+}
+
 fn key_text(key: &ObjectKey) -> String {
     escape(&key.to_string(), MAX_NAME)
 }
@@ -86,12 +103,12 @@ impl Notification {
                 escape(reason, MAX_NAME),
                 escape(message, MAX_USER_TEXT),
             ),
-            dedup_key: format!("SetupNeeded:{connector}:{reason}"),
+            dedup_key: bounded_key(format!("SetupNeeded:{connector}:{reason}")),
         }
     }
 
-    /// `email`'s access to `policy`, given by the PolicyAccess `access`, ends at
-    /// `expires_at` (RFC 3339, as the manifest says it).
+    /// `email`'s access to `policy` (as people know it: its name, or its id), given by the
+    /// PolicyAccess `access`, ends at `expires_at` (RFC 3339, as the manifest says it).
     pub fn access_expiring(
         connector: &ObjectKey,
         access: &ObjectKey,
@@ -113,7 +130,8 @@ impl Notification {
                 escape(expires_at, MAX_NAME),
                 key_text(access),
             ),
-            dedup_key: format!("AccessExpiring:{access}:{policy}:{email}:{expires_at}"),
+            // A PolicyAccess names one policy: the key need not (its name may be unknown).
+            dedup_key: bounded_key(format!("AccessExpiring:{access}:{email}:{expires_at}")),
         }
     }
 
@@ -143,7 +161,7 @@ impl Notification {
                 escape(reason, MAX_USER_TEXT),
                 names(approvers),
             ),
-            dedup_key: format!("RequestPending:{request}"),
+            dedup_key: bounded_key(format!("RequestPending:{request}")),
         }
     }
 
@@ -171,7 +189,7 @@ impl Notification {
                 escape(decision, MAX_NAME),
                 escape(by, MAX_NAME),
             ),
-            dedup_key: format!("RequestDecided:{request}:{decision}"),
+            dedup_key: bounded_key(format!("RequestDecided:{request}:{decision}")),
         }
     }
 
@@ -195,7 +213,7 @@ impl Notification {
                 escape(due, MAX_NAME),
                 names(reviewers),
             ),
-            dedup_key: format!("ReviewDue:{review}:{due}"),
+            dedup_key: bounded_key(format!("ReviewDue:{review}:{due}")),
         }
     }
 
@@ -262,5 +280,29 @@ mod tests {
         assert!(n.text.contains("&lt;@U1&gt;"));
         assert!(n.text.chars().count() < MAX_USER_TEXT + 400);
         assert_eq!(n.dedup_key, "RequestPending:finance/req-1");
+    }
+
+    #[test]
+    fn a_long_dedup_key_is_bounded_and_stays_distinct() {
+        let expiring = |expires_at: &str| {
+            Notification::access_expiring(
+                &connector(),
+                &ObjectKey::new("finance", "team"),
+                "Travel",
+                "ana@acme.example",
+                expires_at,
+            )
+            .dedup_key
+        };
+        let (a, b) = (
+            expiring(&"é".repeat(400)),
+            expiring(&format!("{}x", "é".repeat(399))),
+        );
+        assert!(a.len() <= MAX_DEDUP_KEY && b.len() <= MAX_DEDUP_KEY);
+        assert_ne!(a, b);
+        assert_eq!(
+            expiring("2030-01-01T00:00:00Z"),
+            "AccessExpiring:finance/team:ana@acme.example:2030-01-01T00:00:00Z"
+        );
     }
 }

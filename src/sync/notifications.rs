@@ -12,7 +12,7 @@ use super::request::SyncRequest;
 use crate::api::{ConditionType, ConnectorPhase, NotificationEvent};
 use crate::notify::Notification;
 use crate::reconcile::validate::connector_allows;
-use crate::reconcile::{AccessObject, ObjectKey};
+use crate::reconcile::{AccessObject, ObjectKey, Observed};
 
 /// `expiringLead` of a connector without `spec.notifications`.
 const DEFAULT_EXPIRING_LEAD: Duration = Duration::from_secs(3600);
@@ -60,7 +60,13 @@ pub(super) fn collect(request: SyncRequest<'_>, report: &mut SyncReport) {
             && a.connector_key() == connector.key
             && connector_allows(connector, &a.key.namespace)
     }) {
-        found.extend(expiring(&connector.key, access, request.now, lead));
+        found.extend(expiring(
+            &connector.key,
+            access,
+            &report.observed,
+            request.now,
+            lead,
+        ));
     }
     let sends = |event: NotificationEvent| spec.is_none_or(|s| s.sends(event));
     let record = status.notifications.as_ref();
@@ -71,20 +77,29 @@ pub(super) fn collect(request: SyncRequest<'_>, report: &mut SyncReport) {
         .collect();
 }
 
+/// The policy as people know it: its name (with its id, when Expensify was read), else
+/// what the manifest names it by.
+fn policy_label(access: &AccessObject, observed: &Observed) -> String {
+    let selector = &access.spec.policy;
+    if let Some(id) = &selector.id {
+        return match observed.policies.iter().find(|p| &p.id == id) {
+            Some(policy) if !policy.name.is_empty() => format!("{} ({id})", policy.name),
+            _ => id.clone(),
+        };
+    }
+    selector.name.clone().unwrap_or_default()
+}
+
 /// `AccessExpiring` for each member of `access` whose `expiresAt` is ahead, within `lead`.
 fn expiring(
     connector: &ObjectKey,
     access: &AccessObject,
+    observed: &Observed,
     now: Timestamp,
     lead: Duration,
 ) -> Vec<Notification> {
     let lead = SignedDuration::try_from(lead).unwrap_or(SignedDuration::MAX);
-    let policy = &access.spec.policy;
-    let policy = policy
-        .name
-        .as_deref()
-        .or(policy.id.as_deref())
-        .unwrap_or_default();
+    let policy = policy_label(access, observed);
     access
         .spec
         .members
@@ -94,7 +109,7 @@ fn expiring(
             let ends: Timestamp = text.parse().ok()?;
             let left = now.duration_until(ends);
             (left > SignedDuration::ZERO && left <= lead).then(|| {
-                Notification::access_expiring(connector, &access.key, policy, &member.email, text)
+                Notification::access_expiring(connector, &access.key, &policy, &member.email, text)
             })
         })
         .collect()
