@@ -201,12 +201,13 @@ impl Notifier {
             if let Err(e) = self.queue.try_send(delivery) {
                 self.shared.pending.fetch_sub(1, Ordering::SeqCst);
                 self.shared.idle.notify_waiters();
-                let delivery = match e {
-                    TrySendError::Full(d) | TrySendError::Closed(d) => d,
+                let (delivery, why) = match e {
+                    TrySendError::Full(d) => (d, "the notification queue is full"),
+                    TrySendError::Closed(d) => (d, "the notification sender has stopped"),
                 };
                 let n = &delivery.notification;
                 self.counters.dropped.inc();
-                warn!(connector = %n.connector, event = %n.event, key = %n.dedup_key, "the notification queue is full: notification dropped (offered again by the next sync)");
+                warn!(connector = %n.connector, event = %n.event, key = %n.dedup_key, "{why}: notification dropped (offered again by the next sync)");
                 self.shared
                     .seen
                     .lock()
