@@ -12,6 +12,7 @@ use crate::notify::{Notifier, record_finished};
 use crate::reconcile::{ConnectorObject, ObjectKey};
 use crate::sync::SyncReport;
 
+use super::credentials::read_secret_file;
 use super::status_dir::{StatusDir, StatusDirError};
 
 /// A webhook URL file larger than this is refused unread.
@@ -53,34 +54,17 @@ pub fn read_webhook_url(
     crate::names::check_secret_key(&reference.key).map_err(ReadWebhookError::BadName)?;
     let dir = dir.ok_or(ReadWebhookError::NoSecretsDir)?;
     let path = dir.join(&reference.name).join(&reference.key);
-    let shown = path.display().to_string();
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ReadWebhookError::NotFound { path: shown });
-        }
-        Err(e) => {
-            return Err(ReadWebhookError::Unreadable {
-                path: shown,
-                message: e.to_string(),
-            });
-        }
-    };
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, MAX_WEBHOOK_URL_BYTES + 1),
-        &mut text,
-    )
-    .map_err(|e| ReadWebhookError::Unreadable {
-        path: shown.clone(),
-        message: e.to_string(),
+    let shown = || path.display().to_string();
+    let bytes = read_secret_file(&path, MAX_WEBHOOK_URL_BYTES)
+        .map_err(|message| ReadWebhookError::Unreadable {
+            path: shown(),
+            message,
+        })?
+        .ok_or_else(|| ReadWebhookError::NotFound { path: shown() })?;
+    let text = String::from_utf8(bytes).map_err(|_| ReadWebhookError::Unreadable {
+        path: shown(),
+        message: "not UTF-8".to_string(),
     })?;
-    if text.len() as u64 > MAX_WEBHOOK_URL_BYTES {
-        return Err(ReadWebhookError::Unreadable {
-            path: shown,
-            message: format!("larger than {MAX_WEBHOOK_URL_BYTES} bytes"),
-        });
-    }
     Ok(text.trim().to_string())
 }
 
