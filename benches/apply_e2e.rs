@@ -69,6 +69,7 @@ fn main() {
             clients: Arc::new(ExpensifyClients::new(settings.clone()).unwrap()),
             endpoint_override: None,
             strict: true,
+            notifications: None,
         };
         let rss_before = peak_rss_kib("self");
         let started = Instant::now();

@@ -170,6 +170,7 @@ fn files(memberships: usize) {
             clients: Arc::new(ExpensifyClients::new(settings.clone()).expect("clients")),
             endpoint_override: None,
             strict: true,
+            notifications: None,
         };
         for (name, run) in [("plan", Run::Plan), ("apply", Run::Apply)] {
             let started = Instant::now();

@@ -12,6 +12,7 @@ pub mod email;
 pub mod expensify;
 pub mod files;
 pub mod names;
+pub mod notify;
 pub mod reconcile;
 pub mod sanitize;
 pub mod simulator;

@@ -66,6 +66,7 @@ fn settings(
         // The scenario rotates the Secret and expects an immediate re-sync.
         watch_secrets: true,
         admission: Default::default(),
+        allowed_webhooks: None,
     }
 }
 

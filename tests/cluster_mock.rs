@@ -165,20 +165,33 @@ fn context(
     sim_settings: expensify_operator::expensify::ClientSettings,
     caches: Caches,
 ) -> Arc<Context> {
-    Arc::new(Context::new(
-        client.clone(),
-        Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings).unwrap()),
-        Recorder::new(
-            client,
-            Reporter {
-                controller: "expensify-operator".into(),
-                instance: None,
-            },
-        ),
-        Arc::new(Metrics::default()),
-        expensify_operator::cluster::leadership::Leadership::always(),
-        caches,
-    ))
+    context_notifying(client, sim_settings, caches, None)
+}
+
+/// [`context`] with a notification sender.
+fn context_notifying(
+    client: kube::Client,
+    sim_settings: expensify_operator::expensify::ClientSettings,
+    caches: Caches,
+    notifier: Option<expensify_operator::notify::Notifier>,
+) -> Arc<Context> {
+    Arc::new(
+        Context::new(
+            client.clone(),
+            Arc::new(expensify_operator::expensify::ExpensifyClients::new(sim_settings).unwrap()),
+            Recorder::new(
+                client,
+                Reporter {
+                    controller: "expensify-operator".into(),
+                    instance: None,
+                },
+            ),
+            Arc::new(Metrics::default()),
+            expensify_operator::cluster::leadership::Leadership::always(),
+            caches,
+        )
+        .with_notifier(notifier),
+    )
 }
 
 fn mock() -> (kube::Client, ApiServer) {
@@ -1536,4 +1549,109 @@ async fn a_term_lost_between_two_batches_stops_the_rest_of_the_write() {
         .map(|n| has_member(&sim, &format!("{n}@acme.example")))
         .collect();
     assert_eq!(granted, [true, false, false]);
+}
+
+/// A connector that needs setup: an Event, one post to its webhook (URL from its Secret),
+/// and the delivery recorded in its status by the next sync, which publishes and sends
+/// nothing again.
+#[tokio::test]
+async fn a_connector_needing_setup_is_told_once_with_an_event_and_recorded() {
+    use expensify_operator::notify::{AllowedWebhooks, Notifier, NotifierSettings, NotifyCounters};
+    use support::webhook::Webhook;
+    let hook = Webhook::start(Vec::new()).await;
+    let notifier = Notifier::start(
+        NotifierSettings::new(AllowedWebhooks::parse(&hook.prefix).unwrap()),
+        NotifyCounters::default(),
+    )
+    .unwrap();
+    let (client, mut api) = mock();
+    let ctx = context_notifying(
+        client,
+        test_settings(),
+        api.caches(),
+        Some(notifier.clone()),
+    );
+    let notifying = json!({"owners": ["it-admin@acme.example"], "notifications": {"webhookSecretRef": {"name": "expensify-notify"}}});
+    let endpoint = "https://integrations.expensify.com/Integration-Server/ExpensifyIntegrations";
+    let missing = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+    let webhook_secret = {
+        use base64::Engine;
+        let url = base64::engine::general_purpose::STANDARD.encode(&hook.url);
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "expensify-notify", "namespace": "finance"}, "data": {"url": url}})
+    };
+    let reconcile = |connector: Value| {
+        let connector: ExpensifyConnector = serde_json::from_value(connector).unwrap();
+        tokio::spawn(connector_controller::reconcile_connector(
+            Arc::new(connector),
+            ctx.clone(),
+        ))
+    };
+    let task = reconcile(connector_json(endpoint, notifying.clone()));
+    api.cache(vec![]);
+    api.expect(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        404,
+        missing.clone(),
+    )
+    .await;
+    let (reason, note) = api.event("finance").await;
+    assert_eq!(reason, "SetupNeeded");
+    assert!(
+        note.contains("finance/acme") && note.contains("it-admin@acme.example"),
+        "{note}"
+    );
+    api.ok(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-notify",
+        webhook_secret,
+    )
+    .await;
+    let status_path = format!("{GROUP}/namespaces/finance/expensifyconnectors/acme{STATUS_QUERY}");
+    let first = api
+        .ok(
+            "PATCH",
+            &status_path,
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    assert_eq!(first["status"]["phase"], "Error");
+    assert!(
+        first["status"]["notifications"].is_null(),
+        "not delivered yet: {first}"
+    );
+    finish(task).await.unwrap();
+    assert!(notifier.wait_idle(Duration::from_secs(30)).await);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["event"], "SetupNeeded");
+
+    // The next sync (asked for by the annotation): no Event, no post, the delivery recorded.
+    let mut again = connector_json(endpoint, notifying);
+    again["metadata"]["annotations"] =
+        json!({expensify_operator::api::RECONCILE_REQUESTED_AT: "1"});
+    let task = reconcile(again);
+    api.expect(
+        "GET",
+        "/api/v1/namespaces/finance/secrets/expensify-credentials",
+        404,
+        missing,
+    )
+    .await;
+    let second = api
+        .ok(
+            "PATCH",
+            &status_path,
+            connector_json("https://x.example", json!({})),
+        )
+        .await;
+    let sent = &second["status"]["notifications"]["sent"];
+    assert_eq!(
+        sent[0]["key"], "SetupNeeded:finance/acme:SecretNotFound",
+        "{second}"
+    );
+    assert_eq!(sent[0]["outcome"], "Delivered");
+    assert!(!second.to_string().contains(Webhook::TOKEN));
+    finish(task).await.unwrap();
+    assert_eq!(hook.bodies().len(), 1);
 }

@@ -175,6 +175,7 @@ async fn ready_once_every_namespace_is_listed_even_with_nothing_to_sync() {
         scope: cluster::Scope::Namespaces(vec!["finance".into(), "sales".into()]),
         watch_secrets: false,
         admission: Default::default(),
+        allowed_webhooks: None,
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(cluster::run(
@@ -268,6 +269,7 @@ impl SyncInFlight {
             scope: cluster::Scope::AllNamespaces,
             watch_secrets: false,
             admission: Default::default(),
+            allowed_webhooks: None,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(cluster::run(

@@ -15,7 +15,14 @@ const APART: &[(&str, &str)] = &[("files", "cluster")];
 
 /// What `reconcile/` (the core) never imports.
 const CORE: &str = "reconcile";
-const CORE_NEVER_IMPORTS: &[&str] = &["cluster", "files", "commands", "simulator", "sync"];
+const CORE_NEVER_IMPORTS: &[&str] = &[
+    "cluster",
+    "commands",
+    "files",
+    "notify",
+    "simulator",
+    "sync",
+];
 
 /// A path a file names: whether a `pub use` re-exports it, and its segments.
 type NamedPath = (bool, Vec<String>);

@@ -101,6 +101,128 @@ pub struct ExpensifyConnectorSpec {
     /// Stop syncing: nothing is read or written until it is false again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Who is told when the connector needs setup or access is about to end: a
+    /// Slack-compatible webhook whose URL is read from a Secret (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
+}
+
+/// The shortest `expiringLead`: a shorter one is over before a sync sees it.
+pub const MIN_EXPIRING_LEAD: Duration = Duration::from_secs(60);
+/// The longest `expiringLead`: a week ahead is already a review, not a reminder.
+pub const MAX_EXPIRING_LEAD: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `expiringLead` when the spec leaves it out.
+pub const DEFAULT_EXPIRING_LEAD_TEXT: &str = "1h";
+
+/// Where notifications go and which are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsSpec {
+    /// The Secret, in the connector's namespace, whose key holds the webhook URL (a
+    /// secret: it is never shown). The URL must pass the operator's `--allowed-webhooks`.
+    pub webhook_secret_ref: WebhookSecretRef,
+    /// The events sent; all of them when left out.
+    #[serde(default = "all_notification_events")]
+    #[schemars(length(max = 5))]
+    pub events: Vec<NotificationEvent>,
+    /// How long before a member's `expiresAt` `AccessExpiring` is sent; between `1m` and
+    /// `168h` (7 days).
+    #[serde(default = "default_expiring_lead")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new(
+        "duration(self) >= duration('1m') && duration(self) <= duration('168h')"
+    ).message("expiringLead must be between 1m and 168h"))]
+    pub expiring_lead: String,
+}
+
+impl NotificationsSpec {
+    /// `expiringLead` as a duration, or why it is not one between 1m and 7 days.
+    pub fn checked_expiring_lead(&self) -> Result<Duration, ExpiringLeadError> {
+        let lead = parse_duration(&self.expiring_lead)?;
+        if (MIN_EXPIRING_LEAD..=MAX_EXPIRING_LEAD).contains(&lead) {
+            Ok(lead)
+        } else {
+            Err(ExpiringLeadError::OutOfRange {
+                text: self.expiring_lead.clone(),
+            })
+        }
+    }
+
+    /// `expiringLead`, always within bounds: unreadable values give the default (the
+    /// connector is invalid for it anyway).
+    pub fn expiring_lead(&self) -> Duration {
+        parse_duration(&self.expiring_lead).map_or(Duration::from_secs(3600), |d| {
+            d.clamp(MIN_EXPIRING_LEAD, MAX_EXPIRING_LEAD)
+        })
+    }
+
+    /// Whether `event` is one this connector sends.
+    pub fn sends(&self, event: NotificationEvent) -> bool {
+        self.events.contains(&event)
+    }
+}
+
+/// Why an `expiringLead` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpiringLeadError {
+    #[error(transparent)]
+    Unreadable(#[from] ParseDurationError),
+    #[error("{text:?} is outside the allowed range 1m..168h")]
+    OutOfRange { text: String },
+}
+
+/// A key of a Secret: the webhook URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretRef {
+    pub name: String,
+    #[serde(default = "default_webhook_key")]
+    pub key: String,
+}
+
+/// What a notification is about.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum NotificationEvent {
+    /// The connector is in Error or NotConnected, or its credentials were rejected.
+    SetupNeeded,
+    /// An access request waits for its approvers.
+    RequestPending,
+    /// An access request was approved or denied.
+    RequestDecided,
+    /// A member's `expiresAt` is within `expiringLead`.
+    AccessExpiring,
+    /// An access review is due.
+    ReviewDue,
+}
+
+impl NotificationEvent {
+    pub const ALL: [NotificationEvent; 5] = [
+        NotificationEvent::SetupNeeded,
+        NotificationEvent::RequestPending,
+        NotificationEvent::RequestDecided,
+        NotificationEvent::AccessExpiring,
+        NotificationEvent::ReviewDue,
+    ];
+}
+
+impl std::fmt::Display for NotificationEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+fn all_notification_events() -> Vec<NotificationEvent> {
+    NotificationEvent::ALL.to_vec()
+}
+
+fn default_expiring_lead() -> String {
+    DEFAULT_EXPIRING_LEAD_TEXT.to_string()
+}
+
+fn default_webhook_key() -> String {
+    "url".to_string()
 }
 
 impl ExpensifyConnectorSpec {
@@ -234,6 +356,56 @@ pub struct ExpensifyConnectorStatus {
     /// honoured again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handled_mass_revocations: Vec<String>,
+    /// The notifications already sent (or given up on), so none is sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsStatus>,
+}
+
+/// The most notifications a connector's status remembers; the oldest go first.
+pub const MAX_SENT_NOTIFICATIONS: usize = 200;
+
+/// The notifications sent, by their dedup key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsStatus {
+    /// Oldest first, at most 200.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<SentNotification>,
+}
+
+impl NotificationsStatus {
+    /// Whether the notification with this dedup key was sent (or given up on).
+    pub fn has(&self, key: &str) -> bool {
+        self.sent.iter().any(|s| s.key == key)
+    }
+
+    /// Records `sent` (once per key), dropping the oldest beyond [`MAX_SENT_NOTIFICATIONS`].
+    pub fn record(&mut self, sent: SentNotification) {
+        if self.has(&sent.key) {
+            return;
+        }
+        self.sent.push(sent);
+        let excess = self.sent.len().saturating_sub(MAX_SENT_NOTIFICATIONS);
+        self.sent.drain(..excess);
+    }
+}
+
+/// One notification, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentNotification {
+    /// Its dedup key, e.g. `SetupNeeded:finance/acme:SecretNotFound`.
+    pub key: String,
+    /// `Delivered`, or `Failed` after its last attempt (not tried again).
+    pub outcome: DeliveryOutcome,
+    pub at: Time,
+}
+
+/// How a notification's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Failed,
 }
 
 /// One policy the credentials can see.
@@ -276,6 +448,7 @@ mod tests {
             allowed_namespaces: Vec::new(),
             tenants: Vec::new(),
             suspend: false,
+            notifications: None,
         }
     }
 

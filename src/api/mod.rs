@@ -18,9 +18,12 @@ pub use access::{
 pub use allowance::{HANDLED_VALUES_KEPT, remember_handled, was_handled};
 pub use conditions::{ConditionStatus, ConditionType, ConditionUpdate, Reason, set_condition};
 pub use connector::{
-    ConnectorPhase, DEFAULT_SYNC_INTERVAL, DEFAULT_SYNC_INTERVAL_TEXT, ExpensifyConnector,
-    ExpensifyConnectorSpec, ExpensifyConnectorStatus, MAX_SYNC_INTERVAL, MIN_SYNC_INTERVAL,
-    PolicyInfo, SecretRef, SyncIntervalError, TenantSpec,
+    ConnectorPhase, DEFAULT_EXPIRING_LEAD_TEXT, DEFAULT_SYNC_INTERVAL, DEFAULT_SYNC_INTERVAL_TEXT,
+    DeliveryOutcome, ExpensifyConnector, ExpensifyConnectorSpec, ExpensifyConnectorStatus,
+    ExpiringLeadError, MAX_EXPIRING_LEAD, MAX_SENT_NOTIFICATIONS, MAX_SYNC_INTERVAL,
+    MIN_EXPIRING_LEAD, MIN_SYNC_INTERVAL, NotificationEvent, NotificationsSpec,
+    NotificationsStatus, PolicyInfo, SecretRef, SentNotification, SyncIntervalError, TenantSpec,
+    WebhookSecretRef,
 };
 pub use duration::{MAX_DURATION, ParseDurationError, parse_duration};
 pub use ledger_entry::adopt_legacy_entries;

@@ -109,6 +109,8 @@ pub struct Context {
     pub held_credentials: HeldCredentials,
     /// Whether the identity admission policy is enforced: access requests wait on it.
     admission_gate: AdmissionGate,
+    /// Where notifications go (none: Events only).
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 impl Context {
@@ -133,6 +135,7 @@ impl Context {
             connector_backoff: Default::default(),
             access_backoff: Default::default(),
             held_credentials: HeldCredentials::default(),
+            notifier: None,
         }
     }
 
@@ -246,6 +249,21 @@ impl Context {
 }
 
 impl Context {
+    /// The sender notifications go to.
+    pub fn with_notifier(self, notifier: Option<crate::notify::Notifier>) -> Self {
+        Self { notifier, ..self }
+    }
+
+    /// Reads one key of a Secret (see [`kube_io::read_secret_value`]).
+    pub async fn read_secret_value(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, KubeCallError> {
+        kube_io::read_secret_value(&self.client, namespace, name, key).await
+    }
+
     /// Reads a connector's credentials Secret (see [`kube_io::read_secret`]).
     pub async fn read_secret(
         &self,

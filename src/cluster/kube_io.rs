@@ -120,28 +120,55 @@ pub enum SecretLookup {
     Unusable(String),
 }
 
+/// A Secret by name, `None` when there is none.
+async fn get_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Secret>, KubeCallError> {
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| KubeCallError::ReadSecret {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// The largest Secret value [`read_secret_value`] takes (a webhook URL).
+const MAX_SECRET_VALUE_BYTES: usize = 4096;
+
+/// One key of a Secret as text (`None` when the Secret or the key is missing, or the
+/// value is larger than 4 KiB or not UTF-8), read fresh each time.
+pub async fn read_secret_value(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, KubeCallError> {
+    let Some(secret) = get_secret(client, namespace, name).await? else {
+        return Ok(None);
+    };
+    Ok(secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .filter(|b| b.0.len() <= MAX_SECRET_VALUE_BYTES)
+        .and_then(|b| String::from_utf8(b.0.clone()).ok()))
+}
+
 /// Reads the connector's credentials, fresh each sync, so rotation needs no restart.
 pub async fn read_secret(
     client: &kube::Client,
     namespace: &str,
     reference: &SecretRef,
 ) -> Result<SecretLookup, KubeCallError> {
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let secret = match api.get_opt(&reference.name).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Ok(SecretLookup::Unusable(format!(
-                "Secret {namespace}/{} not found",
-                reference.name
-            )));
-        }
-        Err(source) => {
-            return Err(KubeCallError::ReadSecret {
-                namespace: namespace.to_string(),
-                name: reference.name.clone(),
-                source,
-            });
-        }
+    let Some(secret) = get_secret(client, namespace, &reference.name).await? else {
+        return Ok(SecretLookup::Unusable(format!(
+            "Secret {namespace}/{} not found",
+            reference.name
+        )));
     };
     let value = |key: &str| {
         secret

@@ -61,6 +61,8 @@ pub struct Metrics {
     /// Deletions with `Revoke` that wait because the connector's Secret is gone and no
     /// earlier credentials are held.
     pub deletions_waiting_for_credentials: Family<ConnectorLabels, Gauge>,
+    /// The notification sender's counters.
+    pub notifications: crate::notify::NotifyCounters,
 }
 
 fn sync_duration_histogram() -> Histogram {
@@ -130,6 +132,8 @@ impl Default for Metrics {
             "PolicyAccess deletions (deletionPolicy Revoke) that wait because the connector's Secret is gone and no earlier credentials are held: restore the Secret, or set deletionPolicy Orphan",
             deletions_waiting_for_credentials.clone(),
         );
+        let notifications = crate::notify::NotifyCounters::default();
+        notifications.register(&mut registry);
         Self {
             registry,
             syncs,
@@ -142,6 +146,7 @@ impl Default for Metrics {
             drift,
             reconcile_failures,
             deletions_waiting_for_credentials,
+            notifications,
         }
     }
 }

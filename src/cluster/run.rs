@@ -46,6 +46,9 @@ pub struct ControllerSettings {
     pub watch_secrets: bool,
     /// The identity admission policy access requests wait on, and the username prefix.
     pub admission: super::admission::AdmissionSettings,
+    /// Where notification webhooks may be posted (`--allowed-webhooks`); `None` sends
+    /// none (Events are still published).
+    pub allowed_webhooks: Option<crate::notify::AllowedWebhooks>,
 }
 
 /// Why the controller stopped with an error.
@@ -59,6 +62,8 @@ pub enum RunControllerError {
     Serve(#[from] server::ServeError),
     #[error("leader election: {0}")]
     Lease(String),
+    #[error(transparent)]
+    Notifier(#[from] crate::notify::StartNotifierError),
 }
 
 /// Connectors to sync when a Secret changes: those in its namespace that reference it.
@@ -255,6 +260,16 @@ pub async fn run(
     check_crds(&client, &settings.scope).await?;
     let stop_rx = stop_channel(stop);
     let metrics = Arc::new(Metrics::default());
+    let notifier = settings
+        .allowed_webhooks
+        .clone()
+        .map(|allowed| {
+            crate::notify::Notifier::start(
+                crate::notify::NotifierSettings::new(allowed),
+                metrics.notifications.clone(),
+            )
+        })
+        .transpose()?;
     let readiness = Arc::new(Readiness::default());
     let (probes_addr, probes) = server::serve(
         settings.probes_addr,
@@ -294,7 +309,8 @@ pub async fn run(
             leadership,
             caches,
         )
-        .with_admission(settings.admission.clone()),
+        .with_admission(settings.admission.clone())
+        .with_notifier(notifier),
     );
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 

@@ -160,6 +160,7 @@ mod tests {
             observed: Default::default(),
             refused: None,
             save_order: Vec::new(),
+            notifications: Vec::new(),
             calls: Default::default(),
             request_statuses: Default::default(),
             decision_statuses: Default::default(),
@@ -172,6 +173,7 @@ mod tests {
             "expensify_operator_syncs_total",
             "expensify_operator_sync_duration_seconds",
             "expensify_operator_expensify_calls_total",
+            "expensify_operator_notifications_dropped_total",
             "expensify_operator_blocked_objects",
             "expensify_operator_drift",
         ] {

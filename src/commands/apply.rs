@@ -15,6 +15,8 @@ pub struct ApplyArgs {
     pub lock: LockArgs,
     #[command(flatten)]
     pub signing: SigningArgs,
+    #[command(flatten)]
+    pub notify: super::common::NotifyArgs,
     /// `text` or `json`.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -36,7 +38,8 @@ pub struct ApplyArgs {
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let target = args.files.whole_repository("apply", "")?;
-    let mode = args.files.mode(&target)?;
+    let mut mode = args.files.mode(&target)?;
+    mode.notifications = Some(args.files.notifications(&args.notify)?);
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "apply", &args.lock).await?;
     args.signing.check(&args.files, &mode, "apply")?;
@@ -95,6 +98,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     };
     signals.abort();
     let report = report?;
+    mode.settle_notifications().await?;
     match args.output {
         OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),

@@ -13,9 +13,13 @@ use crate::expensify::{
     RetryPolicy,
 };
 use crate::files::credentials::{STATUS_KEY_FILE, STATUS_KEY_SECRET, find_status_key};
+use crate::files::notifications::FileNotifications;
 use crate::files::render::Style;
 use crate::files::status_dir::StatusDirLock;
 use crate::files::{CredentialSource, FileMode, PassReport, Selection, StatusDir, Target};
+use crate::notify::{
+    AllowedWebhooks, DEFAULT_ALLOWED_WEBHOOKS, Notifier, NotifierSettings, NotifyCounters,
+};
 
 /// How the Expensify client behaves.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,6 +53,38 @@ pub struct ClientArgs {
     /// the call.
     #[arg(long, value_name = "BYTES", default_value_t = crate::expensify::DEFAULT_MAX_BODY_BYTES)]
     pub max_response_bytes: usize,
+}
+
+/// Where notifications may go (`apply`, `watch`, `controller`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NotifyArgs {
+    /// URL prefixes notification webhooks may be posted to, comma-separated (scheme, host,
+    /// port and whole path segments must match; https only, except on loopback). A
+    /// connector whose webhook URL is elsewhere gets no notification, and its URL is
+    /// never contacted.
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "EXPENSIFY_ALLOWED_WEBHOOKS",
+        default_value = DEFAULT_ALLOWED_WEBHOOKS
+    )]
+    pub allowed_webhooks: String,
+}
+
+impl NotifyArgs {
+    /// The allowlist, or why the flag is unusable.
+    pub fn allowed(&self) -> anyhow::Result<AllowedWebhooks> {
+        AllowedWebhooks::parse(&self.allowed_webhooks)
+            .map_err(|e| anyhow::anyhow!("--allowed-webhooks: {e}"))
+    }
+
+    /// Starts the sender (on the current runtime) with the default timeout and retries.
+    pub fn notifier(&self, counters: NotifyCounters) -> anyhow::Result<Notifier> {
+        Ok(Notifier::start(
+            NotifierSettings::new(self.allowed()?),
+            counters,
+        )?)
+    }
 }
 
 /// Parses `5/10s,20/60s`; `none` disables pacing (simulator only).
@@ -296,7 +332,16 @@ impl FileArgs {
             clients: self.client.clients()?,
             endpoint_override: None,
             strict: self.strict,
+            notifications: None,
         })
+    }
+
+    /// File mode's notifications: the sender, with webhook URLs read from --secrets-dir.
+    pub fn notifications(&self, notify: &NotifyArgs) -> anyhow::Result<Arc<FileNotifications>> {
+        Ok(Arc::new(FileNotifications {
+            notifier: notify.notifier(NotifyCounters::default())?,
+            secrets_dir: self.secrets_dir.clone(),
+        }))
     }
 }
 

@@ -86,6 +86,8 @@ pub struct ControllerArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub notify: super::common::NotifyArgs,
 }
 
 /// Why no Kubernetes client could be made from a kubeconfig. Each names the file (or
@@ -223,6 +225,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<i32> {
             binding_name: args.admission_binding_name.clone(),
             username_prefix: args.username_prefix.clone(),
         },
+        allowed_webhooks: Some(args.notify.allowed()?),
     };
     let client = client(&args).await?;
     let clients = args.client.clients()?;

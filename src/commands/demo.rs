@@ -146,6 +146,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         clients: Arc::new(clients),
         endpoint_override: Some(sim.endpoint()),
         strict: false,
+        notifications: None,
     };
     let style = stdout_style();
     outln!("expensify-operator demo");

@@ -244,6 +244,7 @@ fn connector(target: &ExportTarget) -> ExpensifyConnector {
             allowed_namespaces: Vec::new(),
             tenants: Vec::new(),
             suspend: false,
+            notifications: None,
         },
         status: None,
     }

@@ -13,11 +13,14 @@ pub struct WatchArgs {
     pub lock: LockArgs,
     #[command(flatten)]
     pub signing: SigningArgs,
+    #[command(flatten)]
+    pub notify: super::common::NotifyArgs,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let target = args.files.whole_repository("watch", "")?;
-    let mode = args.files.mode(&target)?;
+    let mut mode = args.files.mode(&target)?;
+    mode.notifications = Some(args.files.notifications(&args.notify)?);
     // Held until the command ends: one writer per status directory.
     let _lock = args.files.lock(&target, "watch", &args.lock).await?;
     args.signing.check(&args.files, &mode, "watch")?;
@@ -27,5 +30,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<i32> {
         "finishing the sync in flight",
     ));
     crate::files::watch::watch(&mode, stop_rx).await?;
+    mode.settle_notifications().await?;
     Ok(0)
 }

@@ -16,6 +16,13 @@ use super::config_error::ClientConfigError;
 /// Endpoints credentials may be sent to, as URL prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedEndpoints {
+    prefixes: UrlPrefixes,
+}
+
+/// An allowlist of URL prefixes, matched on parsed URLs: the endpoints credentials may be
+/// sent to, and the webhooks notifications may be posted to (`crate::notify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPrefixes {
     prefixes: Vec<Prefix>,
 }
 
@@ -34,20 +41,21 @@ impl Default for AllowedEndpoints {
     /// test checks they agree).
     fn default() -> Self {
         Self {
-            prefixes: vec![Prefix {
-                scheme: "https".into(),
-                host: "integrations.expensify.com".into(),
-                port: Some(443),
-                segments: vec!["Integration-Server".into(), "ExpensifyIntegrations".into()],
-            }],
+            prefixes: UrlPrefixes {
+                prefixes: vec![Prefix {
+                    scheme: "https".into(),
+                    host: "integrations.expensify.com".into(),
+                    port: Some(443),
+                    segments: vec!["Integration-Server".into(), "ExpensifyIntegrations".into()],
+                }],
+            },
         }
     }
 }
 
-impl AllowedEndpoints {
-    /// Parses a comma-separated list of URL prefixes (the `--allowed-endpoints` flag).
-    /// Every entry must itself be an acceptable endpoint (https, or http on loopback),
-    /// without credentials, query or fragment.
+impl UrlPrefixes {
+    /// Parses a comma-separated list of URL prefixes. Every entry must itself be an
+    /// acceptable URL (https, or http on loopback), without credentials, query or fragment.
     pub fn parse(list: &str) -> Result<Self, ClientConfigError> {
         let prefixes = list
             .split(',')
@@ -61,10 +69,29 @@ impl AllowedEndpoints {
         Ok(Self { prefixes })
     }
 
+    /// Whether `url` (already an acceptable URL, see [`checked_endpoint`]) starts with one
+    /// of the prefixes.
+    pub fn covers(&self, url: &Url) -> bool {
+        self.prefixes.iter().any(|prefix| prefix.covers(url))
+    }
+}
+
+impl AllowedEndpoints {
+    /// Parses a comma-separated list of URL prefixes (the `--allowed-endpoints` flag).
+    /// Every entry must itself be an acceptable endpoint (https, or http on loopback),
+    /// without credentials, query or fragment.
+    pub fn parse(list: &str) -> Result<Self, ClientConfigError> {
+        Ok(Self {
+            prefixes: UrlPrefixes::parse(list)?,
+        })
+    }
+
     /// This one prefix alone (e.g. a simulator's endpoint).
     pub fn only(prefix: &str) -> Result<Self, ClientConfigError> {
         Ok(Self {
-            prefixes: vec![Prefix::parse(prefix)?],
+            prefixes: UrlPrefixes {
+                prefixes: vec![Prefix::parse(prefix)?],
+            },
         })
     }
 
@@ -72,7 +99,7 @@ impl AllowedEndpoints {
     /// allowed prefix.
     pub fn check(&self, endpoint: &str) -> Result<Url, ClientConfigError> {
         let url = checked_endpoint(endpoint)?;
-        if self.prefixes.iter().any(|prefix| prefix.covers(&url)) {
+        if self.prefixes.covers(&url) {
             Ok(url)
         } else {
             Err(ClientConfigError::EndpointNotAllowed {
@@ -84,6 +111,12 @@ impl AllowedEndpoints {
 }
 
 impl fmt::Display for AllowedEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.prefixes.fmt(f)
+    }
+}
+
+impl fmt::Display for UrlPrefixes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, prefix) in self.prefixes.iter().enumerate() {
             if i > 0 {

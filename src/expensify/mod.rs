@@ -17,7 +17,7 @@ pub use client::{
 };
 pub use config_error::ClientConfigError;
 pub use credentials::{Credentials, CredentialsError};
-pub use endpoints::{AllowedEndpoints, checked_endpoint};
+pub use endpoints::{AllowedEndpoints, UrlPrefixes, checked_endpoint};
 pub use error::{Call, ErrorKind, ExpensifyError};
 pub use pacing::{
     BASE_MARGIN_PERCENT, MAX_DURATION, MAX_MARGIN_PERCENT, Pacing, PacingWindow, RateLimiter, Slot,

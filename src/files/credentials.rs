@@ -74,6 +74,23 @@ pub enum FindStatusKeyError {
     },
 }
 
+/// A file of a mounted Secret, at most `max_bytes` long (a longer one is refused, not read
+/// whole); `None` when there is no such file; why not otherwise (never its content).
+pub(super) fn read_secret_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, max_bytes + 1), &mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("larger than {max_bytes} bytes"));
+    }
+    Ok(Some(bytes))
+}
+
 /// The key that signs status files: `DIR/<secret>/key`, when `--secrets-dir` is given and
 /// the file exists.
 pub fn find_status_key(
@@ -85,26 +102,15 @@ pub fn find_status_key(
         return Ok(None);
     };
     let path = dir.join(secret).join(STATUS_KEY_FILE);
-    let unreadable = |message: String| FindStatusKeyError::Unreadable {
-        path: path.display().to_string(),
-        message,
+    let Some(bytes) = read_secret_file(&path, MAX_STATUS_KEY_BYTES).map_err(|message| {
+        FindStatusKeyError::Unreadable {
+            path: path.display().to_string(),
+            message,
+        }
+    })?
+    else {
+        return Ok(None);
     };
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(e.to_string())),
-    };
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, MAX_STATUS_KEY_BYTES + 1),
-        &mut bytes,
-    )
-    .map_err(|e| unreadable(e.to_string()))?;
-    if bytes.len() as u64 > MAX_STATUS_KEY_BYTES {
-        return Err(unreadable(format!(
-            "larger than {MAX_STATUS_KEY_BYTES} bytes"
-        )));
-    }
     super::status_signing::StatusKey::new(&bytes)
         .map(Some)
         .map_err(|source| FindStatusKeyError::Invalid {

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod failures;
 pub mod loader;
 pub mod markdown;
+pub mod notifications;
 pub mod render;
 pub mod repo;
 pub mod report;

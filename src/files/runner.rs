@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
+use super::notifications::{FileNotifications, SETTLE_WAIT};
 use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverified_message};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
@@ -39,6 +40,8 @@ pub struct FileMode {
     pub endpoint_override: Option<String>,
     /// Any manifest problem fails the whole pass.
     pub strict: bool,
+    /// Where an apply pass's notifications go (none: nothing is sent).
+    pub notifications: Option<Arc<FileNotifications>>,
 }
 
 /// What a pass does.
@@ -333,6 +336,15 @@ impl FileMode {
     }
 
     /// Runs one pass: `Run::Plan` reads and plans only, and writes no status.
+    /// After the last pass of a command: waits for its notifications to be delivered (a
+    /// bounded wait) and records them in the connectors' status files.
+    pub async fn settle_notifications(&self) -> Result<(), FilePassError> {
+        if let Some(notifications) = &self.notifications {
+            notifications.settle(&self.status_dir, SETTLE_WAIT).await?;
+        }
+        Ok(())
+    }
+
     pub async fn pass(&self, run: Run) -> Result<PassReport, FilePassError> {
         self.pass_until(run, None).await
     }
@@ -395,7 +407,10 @@ impl FileMode {
                 reviewed: reviewed
                     .map(|plan| plan.connector(&connector.key).unwrap_or(&unreviewed)),
             };
-            let report = sync(request, &self.clients, &store).await;
+            let mut report = sync(request, &self.clients, &store).await;
+            if !dry_run && let Some(notifications) = &self.notifications {
+                notifications.hand_over(connector, &mut report);
+            }
             // Saved at once: a stop after this connector loses nothing it wrote.
             if !dry_run {
                 self.write_sync(&prepared, &report)?;

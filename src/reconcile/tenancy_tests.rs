@@ -51,6 +51,7 @@ fn connector(allowed: &[&str], tenants: Vec<TenantSpec>) -> ConnectorObject {
             allowed_namespaces: allowed.iter().map(ToString::to_string).collect(),
             tenants,
             suspend: false,
+            notifications: None,
         },
         status: None,
     }

@@ -76,6 +76,40 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
         }
     }
     problems.extend(tenant_problems(connector));
+    problems.extend(notification_problems(spec.notifications.as_ref()));
+    problems
+}
+
+/// `spec.notifications`: the Secret's name and key are Kubernetes names (they become a
+/// path), each event listed once, and `expiringLead` within 1m..168h.
+fn notification_problems(notifications: Option<&crate::api::NotificationsSpec>) -> Vec<Problem> {
+    let Some(notifications) = notifications else {
+        return Vec::new();
+    };
+    let at = "spec.notifications";
+    let secret = &notifications.webhook_secret_ref;
+    let mut problems: Vec<Problem> = [
+        ("name", NameRule::Subdomain, &secret.name),
+        ("key", NameRule::SecretKey, &secret.key),
+    ]
+    .into_iter()
+    .filter_map(|(field, rule, value)| {
+        names::check(rule, value)
+            .err()
+            .map(|e| Problem::new(format!("{at}.webhookSecretRef.{field}"), e.to_string()))
+    })
+    .collect();
+    for (i, event) in notifications.events.iter().enumerate() {
+        if let Some(first) = notifications.events[..i].iter().position(|e| e == event) {
+            problems.push(Problem::new(
+                format!("{at}.events[{i}]"),
+                format!("{event} is listed twice (also {at}.events[{first}])"),
+            ));
+        }
+    }
+    if let Err(e) = notifications.checked_expiring_lead() {
+        problems.push(Problem::new(format!("{at}.expiringLead"), e.to_string()));
+    }
     problems
 }
 
@@ -421,6 +455,7 @@ pub(crate) mod tests {
                     .collect(),
                 tenants: vec![],
                 suspend: false,
+                notifications: None,
             },
             status: None,
         }
@@ -508,6 +543,43 @@ pub(crate) mod tests {
                 .message
                 .contains("listed twice (also spec.members[1])")
         );
+    }
+
+    #[test]
+    fn notifications_name_their_secret_and_bound_their_lead() {
+        use crate::api::{NotificationEvent, NotificationsSpec, WebhookSecretRef};
+        let mut c = connector("finance", &[]);
+        c.spec.notifications = Some(NotificationsSpec {
+            webhook_secret_ref: WebhookSecretRef {
+                name: "../etc".into(),
+                key: "url".into(),
+            },
+            events: vec![
+                NotificationEvent::SetupNeeded,
+                NotificationEvent::SetupNeeded,
+            ],
+            expiring_lead: "30s".into(),
+        });
+        let problems = validate_connector(&c);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.notifications.webhookSecretRef.name",
+                "spec.notifications.events[1]",
+                "spec.notifications.expiringLead"
+            ],
+            "{problems:?}"
+        );
+        c.spec.notifications = Some(NotificationsSpec {
+            webhook_secret_ref: WebhookSecretRef {
+                name: "notify".into(),
+                key: "url".into(),
+            },
+            events: vec![NotificationEvent::AccessExpiring],
+            expiring_lead: "168h".into(),
+        });
+        assert!(validate_connector(&c).is_empty());
     }
 
     #[test]

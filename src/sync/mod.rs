@@ -4,6 +4,7 @@
 //! and statuses live: a [`Store`]. Every rule is in the pure [`crate::reconcile`]; this
 //! room holds the calls to Expensify and to the store, in order, one step a file.
 
+mod notifications;
 mod plan;
 mod preflight;
 mod read;
@@ -33,7 +34,19 @@ use crate::reconcile::ConnectorObject;
 use crate::reconcile::validate::describe;
 
 /// Syncs one connector: the request's `write_ahead` is the store unless it is a dry run.
+/// The report lists the notifications its outcome calls for (`report.notifications`).
 pub async fn sync(
+    request: SyncRequest<'_>,
+    clients: &ExpensifyClients,
+    store: &dyn Store,
+) -> SyncReport {
+    let mut report = sync_steps(request, clients, store).await;
+    notifications::collect(request, &mut report);
+    report
+}
+
+/// The steps of [`sync`], in order.
+async fn sync_steps(
     request: SyncRequest<'_>,
     clients: &ExpensifyClients,
     store: &dyn Store,

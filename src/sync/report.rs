@@ -16,6 +16,7 @@ use crate::api::{
     AccessDecisionStatus, AccessRequestStatus, ExpensifyConnectorStatus, PolicyAccessStatus, Reason,
 };
 use crate::expensify::{CallCounts, ExpensifyClient, ExpensifyError};
+use crate::notify::Notification;
 use crate::reconcile::plan::Plan;
 use crate::reconcile::status::{ConnectorFindings, NotSynced, connector_status, unsynced_status};
 use crate::reconcile::validate::connector_allows;
@@ -46,6 +47,9 @@ pub struct SyncReport {
     pub decision_statuses: BTreeMap<ObjectKey, AccessDecisionStatus>,
     /// Deleting requests whose entry is settled: their finalizer may go.
     pub finished_request_deletions: Vec<ObjectKey>,
+    /// What the outcome calls for telling, not sent before (see `sync::notifications`);
+    /// the adapter hands them to the sender.
+    pub notifications: Vec<Notification>,
 }
 
 impl SyncReport {
@@ -119,6 +123,7 @@ pub fn unsynced(
         request_statuses: BTreeMap::new(),
         decision_statuses: BTreeMap::new(),
         finished_request_deletions: Vec::new(),
+        notifications: Vec::new(),
     }
 }
 
@@ -212,6 +217,7 @@ pub(super) fn finish(
         request_statuses: BTreeMap::new(),
         decision_statuses: BTreeMap::new(),
         finished_request_deletions: Vec::new(),
+        notifications: Vec::new(),
     }
 }
 

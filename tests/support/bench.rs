@@ -107,6 +107,7 @@ pub fn planner_world(
             allowed_namespaces: vec![],
             tenants: vec![],
             suspend: false,
+            notifications: None,
         },
         status: None,
     };

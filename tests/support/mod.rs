@@ -7,6 +7,7 @@
 pub mod apiserver;
 pub mod bench;
 pub mod origin;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -158,6 +159,7 @@ impl Repo {
             clients: std::sync::Arc::new(ExpensifyClients::new(settings).unwrap()),
             endpoint_override: None,
             strict: false,
+            notifications: None,
         }
     }
 }

@@ -7,9 +7,11 @@
 //! 3. `sync`: the shared `crate::sync` with `store::ClusterStore`, on the credentials
 //!    `credentials` chose;
 //! 4. `events`: an Event per change (or one that counts them);
-//! 5. `statuses`: the statuses that changed;
-//! 6. `finalizers::release`: those of finished deletions;
-//! 7. the next sync scheduled.
+//! 5. `notifications`: deliveries that ended recorded, an Event per new notification,
+//!    the notifications queued for the connector's webhook;
+//! 6. `statuses`: the statuses that changed;
+//! 7. `finalizers::release`: those of finished deletions;
+//! 8. the next sync scheduled.
 //!
 //! Every Kubernetes call of these steps goes through [`Context`], which remembers the
 //! writes of this term.
@@ -18,6 +20,7 @@ mod credentials;
 mod events;
 mod finalizers;
 mod inputs;
+mod notifications;
 mod statuses;
 mod store;
 mod sync;
@@ -102,13 +105,14 @@ async fn sync_connector_once(
     if let Some(action) = finalizers::hold(&ctx, &inputs).await.map_err(kube_error)? {
         return Ok(action);
     }
-    let report = sync::run(&ctx, &inputs, &term).await;
+    let mut report = sync::run(&ctx, &inputs, &term).await;
     if term.ensure_leading().is_err() {
         // Leadership went during the sync: the new leader writes the statuses.
         warn!(connector = %inputs.key(), "lost leadership during the sync; writing no status");
         return Ok(Action::requeue(STANDBY_RECHECK));
     }
     events::publish(&ctx, &inputs, &report).await;
+    notifications::hand_over(&ctx, &inputs, &mut report).await;
     statuses::write(&ctx, &inputs, &report)
         .await
         .map_err(kube_error)?;

@@ -42,6 +42,7 @@ fn connector() -> ConnectorObject {
             allowed_namespaces: vec![],
             tenants: vec![],
             suspend: false,
+            notifications: None,
         },
         status: None,
     }
