@@ -122,7 +122,7 @@ pub struct MemberSpec {
     pub email: String,
     /// `user` (default), `auditor` or `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "role_schema")]
+    #[schemars(schema_with = "super::schemas::role")]
     pub role: Option<String>,
     /// Approver (Expensify's managerEmail / submitsTo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,17 +136,10 @@ pub struct MemberSpec {
     pub employee_id: Option<String>,
     /// RFC 3339 time after which the membership is revoked (just-in-time access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "date_time_schema")]
+    #[schemars(schema_with = "super::schemas::date_time")]
     pub expires_at: Option<String>,
 }
 
-pub(super) fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "string", "enum": ["user", "auditor", "admin"]})
-}
-
-fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "string", "format": "date-time"})
-}
 
 /// Where a PolicyAccess stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
