@@ -10,7 +10,7 @@ use super::inputs::Inputs;
 use super::store::ClusterStore;
 use crate::cluster::context::Context;
 use crate::cluster::leadership::LeadershipGuard;
-use crate::reconcile::AccessObject;
+use crate::reconcile::{AccessObject, Approval, DecisionObject, RequestObject, Requests};
 use crate::sync::{SyncReport, SyncRequest};
 
 /// Syncs the connector of `inputs` with the credentials chosen for it, keeps those
@@ -26,9 +26,25 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         term: term.clone(),
         credentials: credentials.for_store(),
         by_key: inputs.attached_by_key(),
+        requests_by_key: inputs.requests_by_key(),
     };
+    let requests: Vec<RequestObject> = inputs
+        .requests
+        .iter()
+        .map(RequestObject::from_resource)
+        .collect();
+    let decisions: Vec<DecisionObject> = inputs
+        .decisions
+        .iter()
+        .map(DecisionObject::from_resource)
+        .collect();
+    let admission = admission(ctx);
     let request = SyncRequest {
-        requests: crate::reconcile::Requests::NONE,
+        requests: Requests {
+            requests: &requests,
+            decisions: &decisions,
+            approval: Approval::Decisions(admission.as_ref().map(|()| ()).map_err(String::as_str)),
+        },
         connector: &inputs.object,
         connectors: &inputs.connectors,
         accesses: &objects,
@@ -51,3 +67,16 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
     );
     report
 }
+
+/// Why decisions cannot be counted, if they cannot: a decision proves who made it only
+/// while the admission policy that checks `decidedBy` is in force. Until that check is
+/// wired here, every request fails closed (`Error`, nothing granted).
+fn admission(ctx: &Context) -> Result<(), String> {
+    match ctx.requests_admission() {
+        Some(settled) => settled.clone(),
+        None => Err(ADMISSION_NOT_WIRED.to_string()),
+    }
+}
+
+/// The reason requests fail closed while the admission check is not wired.
+pub(super) const ADMISSION_NOT_WIRED: &str = "the admission policy check is not wired";
