@@ -37,5 +37,7 @@ pub mod server;
 mod watches;
 
 pub use kube_io::Scope;
-pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};
+pub use run::{
+    ControllerSettings, LeaseSettings, RunControllerError, run, run_with_requests_admission,
+};
 pub mod rbac;

@@ -28,7 +28,11 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
     ),
     ("expensify.gitops.dev", "accessrequests/status", &["patch"]),
     // Written explicitly: clusters with OwnerReferencesPermissionEnforcement check it.
-    ("expensify.gitops.dev", "accessrequests/finalizers", &["patch"]),
+    (
+        "expensify.gitops.dev",
+        "accessrequests/finalizers",
+        &["patch"],
+    ),
     (
         "expensify.gitops.dev",
         "accessdecisions",

@@ -64,7 +64,10 @@ impl PhaseChange {
 
 /// The phase changes from `old` to `new`: the transitions `new.history` gained, in order;
 /// a phase that changed without one (history capped away, or not kept) is one change too.
-pub fn phase_changes(old: Option<&AccessRequestStatus>, new: &AccessRequestStatus) -> Vec<PhaseChange> {
+pub fn phase_changes(
+    old: Option<&AccessRequestStatus>,
+    new: &AccessRequestStatus,
+) -> Vec<PhaseChange> {
     let old_phase = old.map_or(RequestPhase::Pending, |s| s.phase);
     let old_history = old.map(|s| s.history.as_slice()).unwrap_or_default();
     let mut from = old_phase;
@@ -109,7 +112,12 @@ mod tests {
         request
     }
 
-    fn transition(second: i64, phase: RequestPhase, reason: &str, by: Option<&str>) -> RequestTransition {
+    fn transition(
+        second: i64,
+        phase: RequestPhase,
+        reason: &str,
+        by: Option<&str>,
+    ) -> RequestTransition {
         RequestTransition {
             at: Time(Timestamp::from_second(second).unwrap()),
             phase,
@@ -122,7 +130,10 @@ mod tests {
     #[test]
     fn a_request_and_a_decision_lead_to_the_connector_of_the_policy_access() {
         let request = request("finance", "team");
-        assert_eq!(access_of_request(&request), ObjectKey::new("finance", "team"));
+        assert_eq!(
+            access_of_request(&request),
+            ObjectKey::new("finance", "team")
+        );
         let access: crate::api::PolicyAccess = serde_json::from_value(serde_json::json!({
             "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
             "metadata": {"name": "team", "namespace": "finance"},
@@ -136,7 +147,10 @@ mod tests {
             connector_of_request(&request, lookup),
             Some(ObjectKey::new("shared", "acme"))
         );
-        assert_eq!(connector_of_request(&self::request("finance", "other"), lookup), None);
+        assert_eq!(
+            connector_of_request(&self::request("finance", "other"), lookup),
+            None
+        );
 
         let spec: AccessDecisionSpec = serde_json::from_value(serde_json::json!({
             "requestRef": {"name": "r1"}, "decision": "Approve", "decidedBy": "b@acme.example"
@@ -144,7 +158,10 @@ mod tests {
         .unwrap();
         let mut decision = AccessDecision::new("r1-b-x1", spec);
         decision.metadata.namespace = Some("finance".into());
-        assert_eq!(request_of_decision(&decision), ObjectKey::new("finance", "r1"));
+        assert_eq!(
+            request_of_decision(&decision),
+            ObjectKey::new("finance", "r1")
+        );
     }
 
     #[test]
@@ -156,16 +173,23 @@ mod tests {
         assert!(holds_access(Some(&status)));
         status.phase = RequestPhase::Expired;
         assert!(!holds_access(Some(&status)), "ended and released");
-        status.managed_members = vec![serde_json::from_value(serde_json::json!({
-            "email": "a@acme.example", "policyID": "P1", "role": "user", "added": true
-        }))
-        .unwrap()];
+        status.managed_members = vec![
+            serde_json::from_value(serde_json::json!({
+                "email": "a@acme.example", "policyID": "P1", "role": "user", "added": true
+            }))
+            .unwrap(),
+        ];
         assert!(holds_access(Some(&status)), "ended, release still waiting");
     }
 
     #[test]
     fn each_new_history_entry_is_one_phase_change_in_order() {
-        let approved = transition(10, RequestPhase::Active, "Approved", Some("boss@acme.example"));
+        let approved = transition(
+            10,
+            RequestPhase::Active,
+            "Approved",
+            Some("boss@acme.example"),
+        );
         let old = AccessRequestStatus {
             phase: RequestPhase::Pending,
             history: vec![transition(1, RequestPhase::Pending, "Created", None)],
@@ -174,7 +198,8 @@ mod tests {
         let mut new = old.clone();
         new.phase = RequestPhase::Expired;
         new.history.push(approved);
-        new.history.push(transition(20, RequestPhase::Expired, "Ended", None));
+        new.history
+            .push(transition(20, RequestPhase::Expired, "Ended", None));
         let changes = phase_changes(Some(&old), &new);
         assert_eq!(
             changes
@@ -182,11 +207,19 @@ mod tests {
                 .map(|c| (c.from, c.to, c.reason.as_str(), c.by.as_deref()))
                 .collect::<Vec<_>>(),
             [
-                (RequestPhase::Pending, RequestPhase::Active, "Approved", Some("boss@acme.example")),
+                (
+                    RequestPhase::Pending,
+                    RequestPhase::Active,
+                    "Approved",
+                    Some("boss@acme.example")
+                ),
                 (RequestPhase::Active, RequestPhase::Expired, "Ended", None),
             ]
         );
-        assert_eq!(changes[0].note(), "Pending -> Active (Approved) by boss@acme.example");
+        assert_eq!(
+            changes[0].note(),
+            "Pending -> Active (Approved) by boss@acme.example"
+        );
         assert!(phase_changes(Some(&new), &new).is_empty(), "nothing new");
     }
 

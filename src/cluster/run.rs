@@ -110,13 +110,17 @@ impl RequestWatches {
                 .scope
                 .apis::<AccessRequest>(client)
                 .into_iter()
-                .map(|api| SharedWatch::new(api, watch_config.clone(), lists, connector_controllers))
+                .map(|api| {
+                    SharedWatch::new(api, watch_config.clone(), lists, connector_controllers)
+                })
                 .collect(),
             decisions: settings
                 .scope
                 .apis::<AccessDecision>(client)
                 .into_iter()
-                .map(|api| SharedWatch::new(api, watch_config.clone(), lists, connector_controllers))
+                .map(|api| {
+                    SharedWatch::new(api, watch_config.clone(), lists, connector_controllers)
+                })
                 .collect(),
         }
     }
@@ -334,6 +338,18 @@ pub async fn run(
     expensify: Arc<ExpensifyClients>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunControllerError> {
+    run_with_requests_admission(client, settings, expensify, stop, None).await
+}
+
+/// [`run`], with the admission of access decisions settled to `admission` when `Some`
+/// (tests: the real check needs a cluster's admission policies).
+pub async fn run_with_requests_admission(
+    client: Client,
+    settings: ControllerSettings,
+    expensify: Arc<ExpensifyClients>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    admission: Option<Result<(), String>>,
+) -> Result<(), RunControllerError> {
     check_crds(&client, &settings.scope).await?;
     let stop_rx = stop_channel(stop);
     let metrics = Arc::new(Metrics::default());
@@ -377,8 +393,16 @@ pub async fn run(
         lists.listed(),
     )
     .with_requests(
-        request_watches.requests.iter().map(|w| w.reader.clone()).collect(),
-        request_watches.decisions.iter().map(|w| w.reader.clone()).collect(),
+        request_watches
+            .requests
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
+        request_watches
+            .decisions
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
     );
     let watch_drivers = access_watches
         .into_iter()
@@ -386,14 +410,18 @@ pub async fn run(
         .chain(request_watches.requests.into_iter().map(|w| w.driver))
         .chain(request_watches.decisions.into_iter().map(|w| w.driver))
         .collect();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
         Recorder::new(client.clone(), reporter),
         metrics,
         leadership,
         caches,
-    ));
+    );
+    if let Some(admission) = admission {
+        ctx = ctx.with_requests_admission(admission);
+    }
+    let ctx = Arc::new(ctx);
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());

@@ -6,8 +6,8 @@ use kube::runtime::events::EventType;
 
 use super::inputs::Inputs;
 use super::store::request_key;
-use crate::cluster::requests::phase_changes;
 use crate::cluster::context::Context;
+use crate::cluster::requests::phase_changes;
 use crate::reconcile::{ChangeKind, ObjectKey};
 use crate::sync::{ChangeResult, SyncReport};
 

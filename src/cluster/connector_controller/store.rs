@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 
 use crate::api::{
-    AccessRequest, AccessRequestStatus, ExpensifyConnector, ExpensifyConnectorStatus,
-    PolicyAccess, PolicyAccessStatus,
+    AccessRequest, AccessRequestStatus, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
+    PolicyAccessStatus,
 };
 use crate::cluster::context::{Context, FinalizerChange};
 use crate::cluster::kube_io::REQUEST_FINALIZER;
-use crate::cluster::requests::holds_access;
 use crate::cluster::leadership::LeadershipGuard;
+use crate::cluster::requests::holds_access;
 use crate::expensify::Credentials;
 use crate::reconcile::{ConnectorObject, ObjectKey};
 use crate::sync::{Store, WriteAhead, WriteRefused};
@@ -56,10 +56,9 @@ impl ClusterStore<'_> {
                     .await
                     .map_err(|e| WriteRefused(format!("holding the request first failed: {e}")))?;
             }
-            self.ctx
-                .write_status(*request, status)
-                .await
-                .map_err(|e| WriteRefused(format!("saving the request's ledger first failed: {e}")))?;
+            self.ctx.write_status(*request, status).await.map_err(|e| {
+                WriteRefused(format!("saving the request's ledger first failed: {e}"))
+            })?;
         }
         Ok(())
     }

@@ -1,0 +1,210 @@
+//! Access requests in a cluster: the CLI signs requests and decisions as the kubeconfig's
+//! user (a `SelfSubjectReview`), against kube-rs's mock service (tower-test).
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "test helpers take json! values"
+)]
+
+use expensify_operator::api::DecisionKind;
+use expensify_operator::commands::request_cluster::{
+    DecideArgs, ListFormat, ReadIdentityError, RequestArgs, create_request, decide, list_requests,
+};
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn mock() -> (kube::Client, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), handle)
+}
+
+/// Answers the next call, which must be `method` on a URI starting with `uri`; returns
+/// its body.
+async fn answer(
+    handle: &mut Handle,
+    method: &str,
+    uri: &str,
+    reply: impl Fn(&Value) -> Value,
+) -> Value {
+    let (request, send) = handle.next_request().await.expect("a call");
+    assert_eq!(request.method().as_str(), method, "{}", request.uri());
+    assert!(
+        request.uri().to_string().starts_with(uri),
+        "{} is not {uri}",
+        request.uri()
+    );
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let answer = reply(&body);
+    send.send_response(
+        Response::builder()
+            .status(if answer["kind"] == "Status" { 403 } else { 201 })
+            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+async fn who(handle: &mut Handle, username: &str) {
+    let body = answer(
+        handle,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews?",
+        |_| {
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "metadata": {}, "status": {"userInfo": {"username": username, "groups": ["system:authenticated"]}}})
+        },
+    )
+    .await;
+    assert_eq!(body["kind"], "SelfSubjectReview");
+}
+
+/// The created object as the API server returns it.
+fn created(body: &Value) -> Value {
+    let mut object = body.clone();
+    object["metadata"]["uid"] = json!("u1");
+    object["metadata"]["resourceVersion"] = json!("1");
+    object
+}
+
+fn request_args() -> RequestArgs {
+    RequestArgs {
+        namespace: "finance".into(),
+        access: "team".into(),
+        email: None,
+        role: Some("admin".into()),
+        duration: "8h".into(),
+        reason: Some("quarter close".into()),
+        username_prefix: Some("oidc:".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_signed_by_the_kubeconfig_user() {
+    let (client, mut handle) = mock();
+    let task = tokio::spawn(async move { create_request(&client, &request_args()).await });
+    who(&mut handle, "oidc:Alice@Acme.Example").await;
+    let body = answer(
+        &mut handle,
+        "POST",
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/accessrequests?",
+        created,
+    )
+    .await;
+    let request = task.await.unwrap().unwrap();
+    assert_eq!(
+        body["spec"],
+        json!({"accessRef": {"name": "team"}, "email": "alice@acme.example", "role": "admin",
+            "duration": "8h", "reason": "quarter close", "requester": "alice@acme.example"})
+    );
+    let name = body["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("team-alice-"), "{name}");
+    assert_eq!(request.spec.requester, "alice@acme.example");
+}
+
+#[tokio::test]
+async fn a_decision_is_signed_and_named_after_the_request_and_the_decider() {
+    let (client, mut handle) = mock();
+    let args = DecideArgs {
+        namespace: "finance".into(),
+        request: "team-alice-x1y2z".into(),
+        comment: Some("ok for the close".into()),
+        groups: vec![],
+        username_prefix: None,
+    };
+    let task = tokio::spawn(async move { decide(&client, DecisionKind::Approve, &args).await });
+    who(&mut handle, "bob.smith@acme.example").await;
+    let body = answer(
+        &mut handle,
+        "POST",
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/accessdecisions?",
+        created,
+    )
+    .await;
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        body["spec"],
+        json!({"requestRef": {"name": "team-alice-x1y2z"}, "decision": "Approve",
+            "decidedBy": "bob.smith@acme.example", "comment": "ok for the close"})
+    );
+    let name = body["metadata"]["name"].as_str().unwrap();
+    let suffix = name.strip_prefix("team-alice-x1y2z-bob-smith-").unwrap();
+    assert_eq!(suffix.len(), 5, "{name}");
+}
+
+#[tokio::test]
+async fn a_service_account_or_a_name_that_is_no_email_signs_nothing() {
+    for (username, service_account) in [
+        ("system:serviceaccount:ops:ci", true),
+        ("kubernetes-admin", false),
+    ] {
+        let (client, mut handle) = mock();
+        let args = DecideArgs {
+            namespace: "finance".into(),
+            request: "r1".into(),
+            comment: None,
+            groups: vec![],
+            username_prefix: None,
+        };
+        let task = tokio::spawn(async move { decide(&client, DecisionKind::Revoke, &args).await });
+        who(&mut handle, username).await;
+        let error = task.await.unwrap().unwrap_err();
+        let identity = error.downcast_ref::<ReadIdentityError>().unwrap();
+        assert_eq!(
+            matches!(identity, ReadIdentityError::ServiceAccount(_)),
+            service_account,
+            "{identity}"
+        );
+        // Nothing was created: the mock saw no further call.
+        drop(handle);
+    }
+}
+
+#[tokio::test]
+async fn requests_shows_who_is_awaited_and_when_access_ends() {
+    let (client, mut handle) = mock();
+    let task =
+        tokio::spawn(
+            async move { list_requests(&client, Some("finance"), ListFormat::Table).await },
+        );
+    let (request, send) = handle.next_request().await.unwrap();
+    assert_eq!(
+        request.uri().to_string(),
+        "/apis/expensify.gitops.dev/v1alpha1/namespaces/finance/accessrequests?"
+    );
+    let item = |name: &str, email: &str, status: Value| {
+        json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": name, "namespace": "finance"},
+            "spec": {"accessRef": {"name": "team"}, "email": email, "duration": "8h", "requester": email},
+            "status": status})
+    };
+    let list = json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequestList",
+    "metadata": {"resourceVersion": "9"}, "items": [
+        item("b-pending", "bob@acme.example", json!({"phase": "Pending", "approvers": ["cfo@acme.example", "group:finance-leads"], "approvalsRequired": 2,
+            "approvals": [{"by": "cfo@acme.example", "at": "2026-12-04T10:00:00Z", "decision": "d1"}]})),
+        item("a-active", "alice@acme.example", json!({"phase": "Active", "expiresAt": "2026-12-04T18:00:00Z"})),
+    ]});
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&list).unwrap()))
+            .unwrap(),
+    );
+    let table = task.await.unwrap().unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[1].starts_with("finance/a-active") && lines[1].contains("Active"),
+        "{table}"
+    );
+    assert!(lines[1].ends_with("ends 2026-12-04T18:00:00Z"), "{table}");
+    assert!(
+        lines[2].ends_with("approvals 1/2 from cfo@acme.example, group:finance-leads"),
+        "{table}"
+    );
+}
