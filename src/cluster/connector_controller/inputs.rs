@@ -83,6 +83,26 @@ impl Inputs {
     }
 }
 
+/// Inputs with a connector and requests only, for tests of the steps after a sync.
+#[cfg(test)]
+pub(super) fn with_requests(
+    connector: ExpensifyConnector,
+    requests: Vec<AccessRequest>,
+    decisions: Vec<AccessDecision>,
+) -> Inputs {
+    Inputs {
+        object: ConnectorObject::from_resource(&connector),
+        connector,
+        all: Vec::new(),
+        connectors: Vec::new(),
+        secret: None,
+        requests,
+        decisions,
+        attached: Vec::new(),
+        fingerprint: String::new(),
+    }
+}
+
 /// Reads the inputs of a sync of `connector` (as this replica knows it).
 pub(super) async fn read(
     ctx: &Context,

@@ -18,6 +18,8 @@ mod credentials;
 mod events;
 mod finalizers;
 mod inputs;
+#[cfg(test)]
+mod request_tests;
 mod statuses;
 mod store;
 mod sync;

@@ -47,7 +47,7 @@ pub(super) async fn write(
 }
 
 /// Each request's and each decision's changed status.
-async fn write_request_statuses(
+pub(super) async fn write_request_statuses(
     ctx: &Context,
     inputs: &Inputs,
     report: &SyncReport,
