@@ -105,6 +105,7 @@ impl std::fmt::Debug for Caches {
             .field("connector_stores", &self.connectors.len())
             .field("access_stores", &self.accesses.len())
             .field("request_stores", &self.requests.len())
+            .field("decision_stores", &self.decisions.len())
             .field("listed", &*self.listed.borrow())
             .finish()
     }

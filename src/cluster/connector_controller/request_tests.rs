@@ -1,6 +1,10 @@
 //! The cluster steps of access requests against kube-rs's mock service: the write-ahead
 //! holds a request then saves its ledger; after a sync, phase changes become Events,
 //! changed statuses are written, and a request that holds nothing any more is let go.
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "test helpers take json! values"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

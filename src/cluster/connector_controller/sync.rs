@@ -43,7 +43,7 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         requests: Requests {
             requests: &requests,
             decisions: &decisions,
-            approval: Approval::Decisions(admission.as_ref().map(|()| ()).map_err(String::as_str)),
+            approval: Approval::Decisions(admission.as_ref().copied().map_err(String::as_str)),
         },
         connector: &inputs.object,
         connectors: &inputs.connectors,
