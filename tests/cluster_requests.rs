@@ -1,15 +1,29 @@
 //! Access requests in a cluster: the CLI signs requests and decisions as the kubeconfig's
-//! user (a `SelfSubjectReview`), against kube-rs's mock service (tower-test).
+//! user (a `SelfSubjectReview`), against kube-rs's mock service (tower-test); the real
+//! controller loop hears requests and decisions (API server double and simulator).
 #![allow(
     clippy::needless_pass_by_value,
     reason = "test helpers take json! values"
 )]
 
-use expensify_operator::api::DecisionKind;
+mod support;
+use support::*;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use expensify_operator::api::{
+    AccessDecision, AccessRequest, DecisionKind, ExpensifyConnector, PolicyAccess,
+};
+use expensify_operator::cluster;
 use expensify_operator::commands::request_cluster::{
     DecideArgs, ListFormat, ReadIdentityError, RequestArgs, create_request, decide, list_requests,
 };
+use expensify_operator::expensify::ExpensifyClients;
 use http::{Request, Response};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
 use kube::client::Body;
 use serde_json::{Value, json};
 
@@ -207,4 +221,161 @@ async fn requests_shows_who_is_awaited_and_when_access_ends() {
         lines[2].ends_with("approvals 1/2 from cfo@acme.example, group:finance-leads"),
         "{table}"
     );
+}
+
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn create<K>(client: &kube::Client, namespace: &str, object: Value)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(object).unwrap();
+    Api::<K>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+/// A new request, and a new decision on it, each make the connector of the request's
+/// PolicyAccess sync (with no request moment due, only the watches can cause it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
+    let double = support::apiserver::ApiServerDouble::start().await;
+    let client = double.client();
+    let sim = start(&unlimited_seed()).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = cluster::ControllerSettings {
+        probes_addr: "127.0.0.1:0".parse().unwrap(),
+        lease: None,
+        debounce: Duration::from_millis(200),
+        scope: cluster::Scope::Namespaces(vec!["finance".into()]),
+        watch_secrets: false,
+    };
+    let controller = tokio::spawn(cluster::run_with_requests_admission(
+        client.clone(),
+        settings,
+        Arc::new(ExpensifyClients::new(sim_settings(&sim)).unwrap()),
+        async move {
+            let _ = stop_rx.await;
+        },
+        Some(Ok(())),
+    ));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    create::<Secret>(
+        &client,
+        "finance",
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "expensify-credentials", "namespace": "finance"},
+        "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
+    )
+    .await;
+    create::<ExpensifyConnector>(&client, "finance", json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+        "metadata": {"name": "acme", "namespace": "finance"},
+        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}}))
+    .await;
+    create::<PolicyAccess>(
+        &client,
+        "finance",
+        json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+        "metadata": {"name": "team", "namespace": "finance"},
+        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [],
+            "requests": {"maxDuration": "8h", "approvers": ["cfo@acme.example"]}}}),
+    )
+    .await;
+    let lists = || {
+        sim.state()
+            .counters()
+            .by_job
+            .get("get/policyList")
+            .copied()
+            .unwrap_or(0)
+    };
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "finance");
+    eventually("the PolicyAccess to be synced", || async {
+        accesses
+            .get("team")
+            .await
+            .ok()
+            .and_then(|a| a.status)
+            .is_some_and(|s| s.phase == expensify_operator::api::AccessPhase::Synced)
+    })
+    .await;
+    // Settled: the debounce has passed and no sync is due for the connector's interval.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let settled = lists();
+
+    create::<AccessRequest>(
+        &client,
+        "finance",
+        json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "r1", "namespace": "finance"},
+        "spec": {"accessRef": {"name": "team"}, "email": "pending@acme.example", "duration": "1h",
+            "reason": "close", "requester": "pending@acme.example"}}),
+    )
+    .await;
+    eventually("the request to wake the connector", || async {
+        lists() > settled
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after_request = lists();
+
+    create::<AccessDecision>(&client, "finance", json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessDecision",
+        "metadata": {"name": "r1-cfo-abcde", "namespace": "finance"},
+        "spec": {"requestRef": {"name": "r1"}, "decision": "Approve", "decidedBy": "cfo@acme.example"}}))
+    .await;
+    eventually("the decision to wake the connector", || async {
+        lists() > after_request
+    })
+    .await;
+
+    // The controller watched both kinds, as the chart's RBAC allows (the test's own
+    // creates go through the same server, so only reads are checked).
+    let reads: Vec<(String, String)> = double
+        .requests_seen()
+        .into_iter()
+        .filter(|(method, uri)| {
+            method == "GET" && (uri.contains("/accessrequests") || uri.contains("/accessdecisions"))
+        })
+        .collect();
+    for plural in ["accessrequests", "accessdecisions"] {
+        assert!(
+            reads
+                .iter()
+                .any(|(_, uri)| uri.contains(plural) && uri.contains("watch=true")),
+            "{plural} watched: {reads:?}"
+        );
+    }
+    let refused: Vec<_> = reads
+        .iter()
+        .filter(|(method, uri)| !cluster::rbac::allowed(method, uri, false))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .unwrap();
 }
