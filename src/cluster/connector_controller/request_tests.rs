@@ -107,6 +107,59 @@ fn transition(at: &str, phase: &str, reason: &str, by: Option<&str>) -> Value {
     t
 }
 
+fn report(
+    request_statuses: BTreeMap<ObjectKey, AccessRequestStatus>,
+    decision_statuses: BTreeMap<ObjectKey, AccessDecisionStatus>,
+) -> SyncReport {
+    SyncReport {
+        connector: ObjectKey::new("finance", "acme"),
+        connector_status: Default::default(),
+        plan: Default::default(),
+        results: Vec::new(),
+        statuses: BTreeMap::new(),
+        finished_deletions: Vec::new(),
+        observed: Default::default(),
+        calls: Default::default(),
+        refused: None,
+        save_order: Vec::new(),
+        request_statuses,
+        decision_statuses,
+        finished_request_deletions: Vec::new(),
+    }
+}
+
+#[test]
+fn the_next_sync_comes_at_an_active_request_s_end_at_the_latest() {
+    let status = |phase: &str, expires: &str| -> AccessRequestStatus {
+        serde_json::from_value(json!({"phase": phase, "expiresAt": expires})).unwrap()
+    };
+    let at = |text: &str| text.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+    let requests = [
+        (
+            ObjectKey::new("finance", "r1"),
+            status("Active", "2026-12-04T18:00:00Z"),
+        ),
+        (
+            ObjectKey::new("finance", "r2"),
+            status("Active", "2026-12-04T12:00:00Z"),
+        ),
+        // Ended: its old end is no moment to wake for.
+        (
+            ObjectKey::new("finance", "r3"),
+            status("Expired", "2026-12-04T09:00:00Z"),
+        ),
+    ];
+    let report = report(requests.into(), BTreeMap::new());
+    assert_eq!(
+        super::next_moment(&report),
+        Some(at("2026-12-04T12:00:00Z"))
+    );
+    assert_eq!(
+        super::next_moment(&self::report(BTreeMap::new(), BTreeMap::new())),
+        None
+    );
+}
+
 #[tokio::test]
 async fn the_write_ahead_holds_the_request_then_saves_its_ledger() {
     let (ctx, handle) = context();
@@ -196,21 +249,10 @@ async fn after_a_sync_a_phase_change_is_an_event_the_status_is_written_and_a_rel
         counted: Some(true),
         message: None,
     };
-    let report = SyncReport {
-        connector: ObjectKey::new("finance", "acme"),
-        connector_status: Default::default(),
-        plan: Default::default(),
-        results: Vec::new(),
-        statuses: BTreeMap::new(),
-        finished_deletions: Vec::new(),
-        observed: Default::default(),
-        calls: Default::default(),
-        refused: None,
-        save_order: Vec::new(),
-        request_statuses: [(ObjectKey::new("finance", "r1"), expired.clone())].into(),
-        decision_statuses: [(ObjectKey::new("finance", "r1-cfo-abcde"), counted)].into(),
-        finished_request_deletions: Vec::new(),
-    };
+    let report = report(
+        [(ObjectKey::new("finance", "r1"), expired.clone())].into(),
+        [(ObjectKey::new("finance", "r1-cfo-abcde"), counted)].into(),
+    );
     let after = async {
         events::publish(&ctx, &inputs, &report).await;
         statuses::write_request_statuses(&ctx, &inputs, &report).await?;
