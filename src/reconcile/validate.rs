@@ -1068,7 +1068,7 @@ pub(crate) mod tests {
         let mut bad = valid.clone();
         bad.request_ref.name = String::new();
         bad.decided_by = "carol".into();
-        bad.groups = vec!["".into(), "a b".into()];
+        bad.groups = vec![String::new(), "a b".into()];
         bad.comment = Some("y".repeat(REASON_MAX_CHARS + 1));
         assert_eq!(
             fields(&validate_decision(&bad)),

@@ -397,13 +397,13 @@ pub fn evaluate(
                             "Revoked",
                             format!("revoked by {by}"),
                         );
-                        verdict.approvals = status.approvals.clone();
+                        verdict.approvals.clone_from(&status.approvals);
                         return (verdict, counted);
                     }
                 }
             }
             if phase == RequestPhase::Pending {
-                verdict.approvals = approvals.clone();
+                verdict.approvals.clone_from(&approvals);
                 let needed = usize::try_from(verdict.approvals_required).unwrap_or(0);
                 if approvals.len() >= needed {
                     phase = RequestPhase::Active;

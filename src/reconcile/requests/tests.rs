@@ -46,13 +46,13 @@ fn request(status: Option<AccessRequestStatus>) -> RequestObject {
     }
 }
 
-fn active(expires: i64) -> Option<AccessRequestStatus> {
-    Some(AccessRequestStatus {
+fn active(expires: i64) -> AccessRequestStatus {
+    AccessRequestStatus {
         phase: RequestPhase::Active,
         granted_at: Some(Time(at(expires - 240))),
         expires_at: Some(Time(at(expires))),
         ..Default::default()
-    })
+    }
 }
 
 fn decision(name: &str, kind: DecisionKind, by: &str, minute: i64) -> DecisionObject {
@@ -203,18 +203,18 @@ fn the_first_valid_deny_ends_it_for_good() {
 fn a_deny_after_it_is_active_does_nothing_and_revoke_ends_it() {
     let world = World::new(1);
     let deny = [decision("no", DecisionKind::Deny, "carol@acme.com", 5)];
-    let (verdict, decisions) = world.judge(&request(active(100)), &deny);
+    let (verdict, decisions) = world.judge(&request(Some(active(100))), &deny);
     assert_eq!(verdict.phase, RequestPhase::Active);
     assert_eq!(verdict.next_sync, Some(at(100)));
     assert!(!counted(&decisions, "no"));
     // The requester may revoke; a stranger may not.
     let stranger = [decision("x", DecisionKind::Revoke, "eve@acme.com", 5)];
     assert_eq!(
-        world.judge(&request(active(100)), &stranger).0.phase,
+        world.judge(&request(Some(active(100))), &stranger).0.phase,
         RequestPhase::Active
     );
     let own = [decision("stop", DecisionKind::Revoke, "bob@acme.com", 5)];
-    let (verdict, decisions) = world.judge(&request(active(100)), &own);
+    let (verdict, decisions) = world.judge(&request(Some(active(100))), &own);
     assert_eq!(verdict.phase, RequestPhase::Revoked);
     assert_eq!(verdict.reason, "Revoked");
     assert!(counted(&decisions, "stop"));
@@ -224,7 +224,7 @@ fn a_deny_after_it_is_active_does_nothing_and_revoke_ends_it() {
 fn it_expires_at_its_end_and_when_never_answered() {
     let mut world = World::new(1);
     world.now = at(100);
-    let (verdict, _) = world.judge(&request(active(100)), &[]);
+    let (verdict, _) = world.judge(&request(Some(active(100))), &[]);
     assert_eq!(
         (verdict.phase, verdict.reason.as_str()),
         (RequestPhase::Expired, "Ended")
@@ -289,7 +289,7 @@ fn requests_against_a_policy_access_that_takes_none_are_never_granted() {
             (RequestPhase::Error, "NotRequestable"),
             "case {i}"
         );
-        let (verdict, _) = world.judge(&request(active(100)), &[]);
+        let (verdict, _) = world.judge(&request(Some(active(100))), &[]);
         assert_eq!(
             (verdict.phase, verdict.reason.as_str()),
             (RequestPhase::Revoked, "RulesWithdrawn"),
@@ -324,7 +324,7 @@ fn decisions_on_a_missing_request_or_in_another_namespace_do_not_count() {
 
 #[test]
 fn a_deleted_request_ends() {
-    let mut asked = request(active(100));
+    let mut asked = request(Some(active(100)));
     asked.deleting = true;
     let (verdict, _) = World::new(0).judge(&asked, &[]);
     assert_eq!(
