@@ -457,3 +457,55 @@ pub fn evaluate(
     }
     (verdict, counted)
 }
+
+/// The synthetic holder object the planner sees for a request (see
+/// [`ObjectKey::for_request`]): derived from its PolicyAccess (same connector, policy and
+/// namespace; Additive, deletionPolicy Revoke, not suspended), asking for the person at
+/// the role until `expiresAt` while the verdict is Active, and for nobody once it ended,
+/// so the ordinary ledger rules release what it holds. `None` when it is not active and
+/// holds nothing.
+pub fn holder(
+    request: &RequestObject,
+    verdict: &Verdict,
+    access: Option<&AccessObject>,
+    now: Timestamp,
+) -> Option<AccessObject> {
+    let status = request.status.clone().unwrap_or_default();
+    let active = verdict.phase == RequestPhase::Active && !request.deleting;
+    if !active && status.managed_members.is_empty() {
+        return None;
+    }
+    let access = access?;
+    let mut spec = access.spec.clone();
+    spec.mode = AccessMode::Additive;
+    spec.deletion_policy = crate::api::DeletionPolicy::Revoke;
+    spec.suspend = false;
+    spec.allow_from = Vec::new();
+    spec.requests = None;
+    spec.members = Vec::new();
+    if active {
+        let expires = status.expires_at.as_ref().map(|t| t.0).or_else(|| {
+            let duration = parse_duration(&request.spec.duration).ok()?;
+            later(now, duration)
+        })?;
+        spec.members.push(crate::api::MemberSpec {
+            email: email::normalize(&request.spec.email),
+            role: Some(request.spec.role.clone().unwrap_or_else(|| "user".into())),
+            submits_to: None,
+            employee_id: None,
+            expires_at: Some(expires.to_string()),
+        });
+    }
+    Some(AccessObject {
+        key: ObjectKey::for_request(request.key.namespace.clone(), &request.key.name),
+        generation: request.generation,
+        created: request.created,
+        annotations: BTreeMap::new(),
+        spec,
+        deleting: request.deleting,
+        status: Some(crate::api::PolicyAccessStatus {
+            managed_members: status.managed_members,
+            ..Default::default()
+        }),
+    })
+}
