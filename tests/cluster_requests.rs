@@ -379,3 +379,145 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
         .unwrap()
         .unwrap();
 }
+
+/// The controller, the connector `acme` and the PolicyAccess `team` (requests allowed,
+/// self-service) in `finance`, on the double and the simulator.
+async fn controller_with_rules(
+    double: &support::apiserver::ApiServerDouble,
+    sim: &expensify_operator::simulator::SimulatorHandle,
+    admission: Option<Result<(), String>>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
+) {
+    let client = double.client();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = cluster::ControllerSettings {
+        probes_addr: "127.0.0.1:0".parse().unwrap(),
+        lease: None,
+        debounce: Duration::from_millis(200),
+        scope: cluster::Scope::Namespaces(vec!["finance".into()]),
+        watch_secrets: false,
+    };
+    let controller = tokio::spawn(cluster::run_with_requests_admission(
+        client.clone(),
+        settings,
+        Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap()),
+        async move {
+            let _ = stop_rx.await;
+        },
+        admission,
+    ));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    create::<Secret>(
+        &client,
+        "finance",
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "expensify-credentials", "namespace": "finance"},
+        "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
+    )
+    .await;
+    create::<ExpensifyConnector>(&client, "finance", json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+        "metadata": {"name": "acme", "namespace": "finance"},
+        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}}))
+    .await;
+    create::<PolicyAccess>(&client, "finance", json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+        "metadata": {"name": "team", "namespace": "finance"},
+        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "mode": "Additive", "members": [],
+            "requests": {"maxDuration": "8h", "approvals": 0}}}))
+    .await;
+    create::<AccessRequest>(
+        &client,
+        "finance",
+        json!({
+        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "r1", "namespace": "finance"},
+        "spec": {"accessRef": {"name": "team"}, "email": "temp@acme.example", "duration": "1h",
+            "reason": "close", "requester": "temp@acme.example"}}),
+    )
+    .await;
+    (stop_tx, controller)
+}
+
+async fn phase(client: &kube::Client) -> Option<expensify_operator::api::RequestPhase> {
+    Api::<AccessRequest>::namespaced(client.clone(), "finance")
+        .get("r1")
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .map(|s| s.phase)
+}
+
+fn granted(sim: &expensify_operator::simulator::SimulatorHandle) -> bool {
+    roster(sim, FINANCE)
+        .iter()
+        .any(|(e, _)| e == "temp@acme.example")
+}
+
+/// Until the admission check is in force, a request is an Error and grants nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_admission_a_request_is_an_error_and_grants_nothing() {
+    let double = support::apiserver::ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let (stop_tx, controller) = controller_with_rules(&double, &sim, None).await;
+    let client = double.client();
+    eventually("the request to be Error", || async {
+        phase(&client).await == Some(expensify_operator::api::RequestPhase::Error)
+    })
+    .await;
+    let request = Api::<AccessRequest>::namespaced(client.clone(), "finance")
+        .get("r1")
+        .await
+        .unwrap();
+    let message = request.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("admission policy check is not wired"),
+        "{message}"
+    );
+    assert!(!granted(&sim));
+    assert!(request.metadata.finalizers.unwrap_or_default().is_empty());
+    stop_tx.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+}
+
+/// Self-service under admission: Active, granted, held by the finalizer, with an Event;
+/// deleting it releases the grant first, then lets the object go.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_active_request_is_granted_and_its_deletion_releases_through_the_finalizer() {
+    let double = support::apiserver::ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(()))).await;
+    let client = double.client();
+    eventually("the request to be Active", || async {
+        phase(&client).await == Some(expensify_operator::api::RequestPhase::Active)
+    })
+    .await;
+    eventually("the grant", || async { granted(&sim) }).await;
+    let requests = Api::<AccessRequest>::namespaced(client.clone(), "finance");
+    let request = requests.get("r1").await.unwrap();
+    assert_eq!(
+        request.metadata.finalizers.clone().unwrap_or_default(),
+        ["expensify.gitops.dev/release"]
+    );
+    assert!(
+        double
+            .events()
+            .iter()
+            .any(|e| e["reason"] == "RequestActive" && e["regarding"]["name"] == "r1"),
+        "{:?}",
+        double.events()
+    );
+    requests
+        .delete("r1", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the request to be gone", || async {
+        requests.get_opt("r1").await.ok().flatten().is_none()
+    })
+    .await;
+    assert!(!granted(&sim), "released before the object went");
+    stop_tx.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+}

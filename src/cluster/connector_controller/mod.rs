@@ -121,13 +121,14 @@ async fn sync_connector_once(
 }
 
 /// Remembers what this sync started from and when the next is due: the connector's
-/// `syncInterval` with jitter, or the next expiry or request end when sooner.
+/// `syncInterval` with jitter, or the next expiry (an active request's end included) when
+/// sooner.
 fn schedule_next(ctx: &Context, inputs: inputs::Inputs, report: &SyncReport) -> Duration {
     let interval = inputs.object.spec.sync_interval();
     let wait = next_sync(
         interval,
         jitter(interval),
-        next_moment(report),
+        report.next_expiry(),
         Timestamp::now(),
     );
     let key = inputs.key().clone();
@@ -147,17 +148,6 @@ fn schedule_next(ctx: &Context, inputs: inputs::Inputs, report: &SyncReport) -> 
         "next sync scheduled"
     );
     wait
-}
-
-/// The next moment a sync must run for, whatever its interval: an object's next expiry
-/// (the report's, request moments included), or an active request's end.
-fn next_moment(report: &SyncReport) -> Option<Timestamp> {
-    let request_ends = report
-        .request_statuses
-        .values()
-        .filter(|s| s.phase == crate::api::RequestPhase::Active)
-        .filter_map(|s| s.expires_at.as_ref().map(|t| t.0));
-    report.next_expiry().into_iter().chain(request_ends).min()
 }
 
 /// A failed reconcile is retried with per-connector exponential backoff and jitter, and

@@ -128,38 +128,6 @@ fn report(
     }
 }
 
-#[test]
-fn the_next_sync_comes_at_an_active_request_s_end_at_the_latest() {
-    let status = |phase: &str, expires: &str| -> AccessRequestStatus {
-        serde_json::from_value(json!({"phase": phase, "expiresAt": expires})).unwrap()
-    };
-    let at = |text: &str| text.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
-    let requests = [
-        (
-            ObjectKey::new("finance", "r1"),
-            status("Active", "2026-12-04T18:00:00Z"),
-        ),
-        (
-            ObjectKey::new("finance", "r2"),
-            status("Active", "2026-12-04T12:00:00Z"),
-        ),
-        // Ended: its old end is no moment to wake for.
-        (
-            ObjectKey::new("finance", "r3"),
-            status("Expired", "2026-12-04T09:00:00Z"),
-        ),
-    ];
-    let report = report(requests.into(), BTreeMap::new());
-    assert_eq!(
-        super::next_moment(&report),
-        Some(at("2026-12-04T12:00:00Z"))
-    );
-    assert_eq!(
-        super::next_moment(&self::report(BTreeMap::new(), BTreeMap::new())),
-        None
-    );
-}
-
 #[tokio::test]
 async fn the_write_ahead_holds_the_request_then_saves_its_ledger() {
     let (ctx, handle) = context();
