@@ -386,6 +386,7 @@ async fn controller_with_rules(
     double: &support::apiserver::ApiServerDouble,
     sim: &expensify_operator::simulator::SimulatorHandle,
     admission: Option<Result<(), String>>,
+    duration: &str,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
@@ -434,7 +435,7 @@ async fn controller_with_rules(
         json!({
         "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
         "metadata": {"name": "r1", "namespace": "finance"},
-        "spec": {"accessRef": {"name": "team"}, "email": "temp@acme.example", "duration": "1h",
+        "spec": {"accessRef": {"name": "team"}, "email": "temp@acme.example", "duration": duration,
             "reason": "close", "requester": "temp@acme.example"}}),
     )
     .await;
@@ -461,7 +462,7 @@ fn granted(sim: &expensify_operator::simulator::SimulatorHandle) -> bool {
 async fn without_admission_a_request_is_an_error_and_grants_nothing() {
     let double = support::apiserver::ApiServerDouble::start().await;
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, controller) = controller_with_rules(&double, &sim, None).await;
+    let (stop_tx, controller) = controller_with_rules(&double, &sim, None, "1h").await;
     let client = double.client();
     eventually("the request to be Error", || async {
         phase(&client).await == Some(expensify_operator::api::RequestPhase::Error)
@@ -488,7 +489,7 @@ async fn without_admission_a_request_is_an_error_and_grants_nothing() {
 async fn an_active_request_is_granted_and_its_deletion_releases_through_the_finalizer() {
     let double = support::apiserver::ApiServerDouble::start().await;
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(()))).await;
+    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(())), "1h").await;
     let client = double.client();
     eventually("the request to be Active", || async {
         phase(&client).await == Some(expensify_operator::api::RequestPhase::Active)
@@ -518,6 +519,39 @@ async fn an_active_request_is_granted_and_its_deletion_releases_through_the_fina
     })
     .await;
     assert!(!granted(&sim), "released before the object went");
+    stop_tx.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+}
+
+/// A one-minute request ends by the controller's own clock (no change wakes it): Expired,
+/// the grant taken back, the finalizer gone, an Event told.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_active_request_expires_on_time_and_is_taken_back() {
+    let double = support::apiserver::ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(())), "1m").await;
+    let client = double.client();
+    eventually("the grant", || async { granted(&sim) }).await;
+    let started = std::time::Instant::now();
+    while phase(&client).await != Some(expensify_operator::api::RequestPhase::Expired) {
+        assert!(
+            started.elapsed() < Duration::from_secs(100),
+            "not expired in time"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eventually("the grant taken back", || async { !granted(&sim) }).await;
+    let request = Api::<AccessRequest>::namespaced(client.clone(), "finance")
+        .get("r1")
+        .await
+        .unwrap();
+    assert!(request.metadata.finalizers.unwrap_or_default().is_empty());
+    assert!(
+        double
+            .events()
+            .iter()
+            .any(|e| e["reason"] == "RequestExpired" && e["regarding"]["name"] == "r1")
+    );
     stop_tx.send(()).unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 }
