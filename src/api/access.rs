@@ -140,7 +140,6 @@ pub struct MemberSpec {
     pub expires_at: Option<String>,
 }
 
-
 /// Where a PolicyAccess stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum AccessPhase {

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::{ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::{
+    AccessDecision, AccessDecisionStatus, AccessRequest, AccessRequestStatus, ExpensifyConnector,
+    ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
+};
 use crate::reconcile::ObjectKey;
 
 /// The reflector stores of every watched scope, and whether they all listed once.
@@ -25,6 +28,8 @@ use crate::reconcile::ObjectKey;
 pub struct Caches {
     connectors: Vec<Store<ExpensifyConnector>>,
     accesses: Vec<Store<PolicyAccess>>,
+    requests: Vec<Store<AccessRequest>>,
+    decisions: Vec<Store<AccessDecision>>,
     listed: watch::Receiver<bool>,
 }
 
@@ -38,8 +43,22 @@ impl Caches {
         Self {
             connectors,
             accesses,
+            requests: Vec::new(),
+            decisions: Vec::new(),
             listed,
         }
+    }
+
+    /// With the AccessRequest and AccessDecision stores of every watched scope.
+    #[must_use]
+    pub fn with_requests(
+        mut self,
+        requests: Vec<Store<AccessRequest>>,
+        decisions: Vec<Store<AccessDecision>>,
+    ) -> Self {
+        self.requests = requests;
+        self.decisions = decisions;
+        self
     }
 
     /// Waits up to `limit` for every watch's first complete list; `false` if it did not
@@ -56,6 +75,16 @@ impl Caches {
     /// Every cached PolicyAccess.
     pub fn accesses(&self) -> Vec<Arc<PolicyAccess>> {
         self.accesses.iter().flat_map(Store::state).collect()
+    }
+
+    /// Every cached AccessRequest.
+    pub fn requests(&self) -> Vec<Arc<AccessRequest>> {
+        self.requests.iter().flat_map(Store::state).collect()
+    }
+
+    /// Every cached AccessDecision.
+    pub fn decisions(&self) -> Vec<Arc<AccessDecision>> {
+        self.decisions.iter().flat_map(Store::state).collect()
     }
 
     /// Every cached connector.
@@ -75,6 +104,8 @@ impl std::fmt::Debug for Caches {
         f.debug_struct("Caches")
             .field("connector_stores", &self.connectors.len())
             .field("access_stores", &self.accesses.len())
+            .field("request_stores", &self.requests.len())
+            .field("decision_stores", &self.decisions.len())
             .field("listed", &*self.listed.borrow())
             .finish()
     }
@@ -167,6 +198,8 @@ impl<S: Clone> WrittenLog<S> {
 pub struct WrittenStatuses {
     accesses: WrittenLog<Option<PolicyAccessStatus>>,
     connectors: WrittenLog<Option<ExpensifyConnectorStatus>>,
+    requests: WrittenLog<Option<AccessRequestStatus>>,
+    decisions: WrittenLog<Option<AccessDecisionStatus>>,
 }
 
 fn uid(meta: &ObjectMeta) -> String {
@@ -204,6 +237,32 @@ impl Remembered for ExpensifyConnector {
     }
     fn log(written: &WrittenStatuses) -> &WrittenLog<Option<ExpensifyConnectorStatus>> {
         &written.connectors
+    }
+}
+
+impl Remembered for AccessRequest {
+    type Status = AccessRequestStatus;
+    fn status(&self) -> Option<&AccessRequestStatus> {
+        self.status.as_ref()
+    }
+    fn set_status(&mut self, status: Option<AccessRequestStatus>) {
+        self.status = status;
+    }
+    fn log(written: &WrittenStatuses) -> &WrittenLog<Option<AccessRequestStatus>> {
+        &written.requests
+    }
+}
+
+impl Remembered for AccessDecision {
+    type Status = AccessDecisionStatus;
+    fn status(&self) -> Option<&AccessDecisionStatus> {
+        self.status.as_ref()
+    }
+    fn set_status(&mut self, status: Option<AccessDecisionStatus>) {
+        self.status = status;
+    }
+    fn log(written: &WrittenStatuses) -> &WrittenLog<Option<AccessDecisionStatus>> {
+        &written.decisions
     }
 }
 
@@ -245,10 +304,29 @@ impl WrittenStatuses {
         self.accesses.retain(|key| present.contains(key));
     }
 
+    /// [`Self::keep_only`] for the access requests and decisions.
+    pub fn keep_only_requests(
+        &self,
+        requests: &[Arc<AccessRequest>],
+        decisions: &[Arc<AccessDecision>],
+    ) {
+        let keys = |metas: &mut dyn Iterator<Item = &ObjectMeta>| {
+            metas
+                .map(ObjectKey::of)
+                .collect::<std::collections::HashSet<ObjectKey>>()
+        };
+        let requests = keys(&mut requests.iter().map(|r| &r.metadata));
+        let decisions = keys(&mut decisions.iter().map(|d| &d.metadata));
+        self.requests.retain(|key| requests.contains(key));
+        self.decisions.retain(|key| decisions.contains(key));
+    }
+
     /// A new term: another replica may have written since.
     pub fn forget_all(&self) {
         self.accesses.clear();
         self.connectors.clear();
+        self.requests.clear();
+        self.decisions.clear();
     }
 }
 

@@ -12,7 +12,7 @@ use super::cache::{Caches, Remembered, WrittenStatuses};
 use super::kube_io::{self, KubeCallError, SecretLookup};
 use super::leadership::Leadership;
 use super::metrics::Metrics;
-use crate::api::{PolicyAccess, SecretRef};
+use crate::api::{AccessDecision, AccessRequest, PolicyAccess, SecretRef};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::ObjectKey;
 
@@ -111,6 +111,9 @@ pub struct Context {
     admission_gate: AdmissionGate,
     /// Where notifications go (none: Events only).
     pub notifier: Option<crate::notify::Notifier>,
+    /// Whether the admission policy that proves who created a decision is in force, when
+    /// set (tests); unset, the sync asks [`Self::admission_gate`].
+    requests_admission: Option<Result<(), String>>,
 }
 
 impl Context {
@@ -136,6 +139,7 @@ impl Context {
             access_backoff: Default::default(),
             held_credentials: HeldCredentials::default(),
             notifier: None,
+            requests_admission: None,
         }
     }
 
@@ -149,6 +153,19 @@ impl Context {
     /// closed, and costs an API call at most once per [`super::admission::RECHECK_AFTER`].
     pub fn admission_gate(&self) -> &AdmissionGate {
         &self.admission_gate
+    }
+
+    /// With the admission of access decisions settled to `admission` instead of asked of
+    /// the admission gate (tests: the real check needs a cluster's admission policies).
+    #[must_use]
+    pub fn with_requests_admission(mut self, admission: Result<(), String>) -> Self {
+        self.requests_admission = Some(admission);
+        self
+    }
+
+    /// The admission settled by [`Self::with_requests_admission`], if any.
+    pub fn requests_admission(&self) -> Option<&Result<(), String>> {
+        self.requests_admission.as_ref()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -204,6 +221,24 @@ impl Context {
             .iter()
             .map(|pa| self.written.known(pa.as_ref()))
             .collect()
+    }
+
+    /// Every cached AccessRequest, each as this replica knows it, and every cached
+    /// AccessDecision (their statuses are written by this replica too).
+    pub fn requests_and_decisions(&self) -> (Vec<AccessRequest>, Vec<AccessDecision>) {
+        let requests = self.caches.requests();
+        let decisions = self.caches.decisions();
+        self.written.keep_only_requests(&requests, &decisions);
+        (
+            requests
+                .iter()
+                .map(|r| self.written.known(r.as_ref()))
+                .collect(),
+            decisions
+                .iter()
+                .map(|d| self.written.known(d.as_ref()))
+                .collect(),
+        )
     }
 
     /// The object as this replica knows it: with the status it last wrote in this term

@@ -20,6 +20,9 @@ pub const FINALIZER: &str = "expensify.gitops.dev/finalizer";
 /// Held on a connector while any PolicyAccess refers to it, so `Revoke` deletions are
 /// settled before the connector (and its credentials) go.
 pub const IN_USE_FINALIZER: &str = "expensify.gitops.dev/in-use";
+/// On an AccessRequest that holds (or is about to hold) access: deleting it waits until
+/// what it was granted is released.
+pub const REQUEST_FINALIZER: &str = "expensify.gitops.dev/release";
 
 /// A Kubernetes call that failed, named after the action.
 #[derive(Debug, thiserror::Error)]

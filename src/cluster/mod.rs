@@ -15,6 +15,8 @@
 //!   replica wrote in its term (read-your-writes over a lagging cache);
 //! - `watches`: the watches behind the caches and the controllers' triggers;
 //! - `election`, `leadership`: the Lease, and the terms every write checks;
+//! - `requests`: access requests without Kubernetes calls (which connector they wake,
+//!   their finalizer, their phase changes);
 //! - `backoff`: retries of failed reconciles;
 //! - `metrics`, `server`: `/metrics`, `/healthz`, `/readyz`;
 //! - `run`: the controllers wired to the watches, leader election and shutdown.
@@ -32,10 +34,13 @@ mod election;
 pub mod kube_io;
 pub mod leadership;
 pub mod metrics;
+pub mod requests;
 pub mod run;
 pub mod server;
 mod watches;
 
 pub use kube_io::Scope;
-pub use run::{ControllerSettings, LeaseSettings, RunControllerError, run};
+pub use run::{
+    ControllerSettings, LeaseSettings, RunControllerError, run, run_with_requests_admission,
+};
 pub mod rbac;

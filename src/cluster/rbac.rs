@@ -20,6 +20,25 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
         &["patch"],
     ),
     ("expensify.gitops.dev", "policyaccesses/status", &["patch"]),
+    // Access requests: read through watches; patch for the `release` finalizer.
+    (
+        "expensify.gitops.dev",
+        "accessrequests",
+        &["get", "list", "watch", "patch"],
+    ),
+    ("expensify.gitops.dev", "accessrequests/status", &["patch"]),
+    // Written explicitly: clusters with OwnerReferencesPermissionEnforcement check it.
+    (
+        "expensify.gitops.dev",
+        "accessrequests/finalizers",
+        &["patch"],
+    ),
+    (
+        "expensify.gitops.dev",
+        "accessdecisions",
+        &["get", "list", "watch"],
+    ),
+    ("expensify.gitops.dev", "accessdecisions/status", &["patch"]),
     // `get` only: the Secret is read by name at every sync. `list` would return every
     // Secret's data in scope, so it comes only with the opt-in rotation watch below.
     ("", "secrets", &["get"]),

@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
@@ -27,9 +27,9 @@ use super::metrics::Metrics;
 use super::server::{self, Readiness};
 use super::watches::{InitialLists, SharedWatch, cached_controller};
 use super::{access_controller, connector_controller};
-use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::api::{AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 use crate::expensify::ExpensifyClients;
-use crate::reconcile::AccessObject;
+use crate::reconcile::{AccessObject, ObjectKey};
 
 pub use super::election::LeaseSettings;
 
@@ -101,14 +101,82 @@ fn access_watches(
         .collect()
 }
 
-/// One connector controller per watched scope; each hears every watched PolicyAccess (a
-/// reference may cross namespaces) and, opted in, the Secrets of its own scope.
+/// The AccessRequest and AccessDecision watches, one each per watched scope, each
+/// triggering every connector controller.
+struct RequestWatches {
+    requests: Vec<SharedWatch<AccessRequest>>,
+    decisions: Vec<SharedWatch<AccessDecision>>,
+}
+
+impl RequestWatches {
+    fn new(client: &Client, settings: &ControllerSettings, lists: &InitialLists) -> Self {
+        let watch_config = watcher::Config::default().any_semantic();
+        let connector_controllers = settings.scope.apis::<ExpensifyConnector>(client).len();
+        Self {
+            requests: settings
+                .scope
+                .apis::<AccessRequest>(client)
+                .into_iter()
+                .map(|api| {
+                    SharedWatch::new(api, watch_config.clone(), lists, connector_controllers)
+                })
+                .collect(),
+            decisions: settings
+                .scope
+                .apis::<AccessDecision>(client)
+                .into_iter()
+                .map(|api| {
+                    SharedWatch::new(api, watch_config.clone(), lists, connector_controllers)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Which connector a request or decision wakes, from the caches (see
+/// [`super::requests::connector_of_request`]).
+#[derive(Clone)]
+struct RequestRouting {
+    accesses: Vec<Store<PolicyAccess>>,
+    requests: Vec<Store<AccessRequest>>,
+}
+
+impl RequestRouting {
+    fn access(&self, key: &ObjectKey) -> Option<AccessObject> {
+        let reference = ObjectRef::new(&key.name).within(&key.namespace);
+        self.accesses
+            .iter()
+            .find_map(|s| s.get(&reference))
+            .map(|pa| AccessObject::from_resource(&pa))
+    }
+
+    fn of_request(&self, request: &AccessRequest) -> Option<ObjectRef<ExpensifyConnector>> {
+        let key = super::requests::connector_of_request(request, |k| self.access(k))?;
+        Some(ObjectRef::new(&key.name).within(&key.namespace))
+    }
+
+    fn of_decision(&self, decision: &AccessDecision) -> Option<ObjectRef<ExpensifyConnector>> {
+        let key = super::requests::request_of_decision(decision);
+        let reference = ObjectRef::new(&key.name).within(&key.namespace);
+        let request = self.requests.iter().find_map(|s| s.get(&reference))?;
+        self.of_request(&request)
+    }
+}
+
+/// One connector controller per watched scope; each hears every watched PolicyAccess,
+/// AccessRequest and AccessDecision (a reference may cross namespaces) and, opted in, the
+/// Secrets of its own scope.
 fn connector_controllers(
     client: &Client,
     settings: &ControllerSettings,
     lists: &InitialLists,
     accesses: &mut [SharedWatch<PolicyAccess>],
+    requests: &mut RequestWatches,
 ) -> Vec<Controller<ExpensifyConnector>> {
+    let routing = RequestRouting {
+        accesses: accesses.iter().map(|w| w.reader.clone()).collect(),
+        requests: requests.requests.iter().map(|w| w.reader.clone()).collect(),
+    };
     let config = controller::Config::default().debounce(settings.debounce);
     let watch_config = watcher::Config::default().any_semantic();
     let mut controllers = Vec::new();
@@ -121,6 +189,16 @@ fn connector_controllers(
                 let key = AccessObject::from_resource(&pa).connector_key();
                 Some(ObjectRef::new(&key.name).within(&key.namespace))
             });
+        }
+        for request_watch in &mut requests.requests {
+            let routing = routing.clone();
+            connectors = connectors
+                .watches_stream(request_watch.triggers(), move |r| routing.of_request(&r));
+        }
+        for decision_watch in &mut requests.decisions {
+            let routing = routing.clone();
+            connectors = connectors
+                .watches_stream(decision_watch.triggers(), move |d| routing.of_decision(&d));
         }
         // Opt-in: listing Secrets returns their data, so by default they are only read by
         // name at each sync and a rotation is picked up by the next one.
@@ -234,6 +312,16 @@ async fn check_crds(
             .await
             .map_err(RunControllerError::CrdsMissing)?;
     }
+    for api in scope.apis::<AccessRequest>(client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
+    for api in scope.apis::<AccessDecision>(client) {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(RunControllerError::CrdsMissing)?;
+    }
     Ok(())
 }
 
@@ -256,6 +344,18 @@ pub async fn run(
     settings: ControllerSettings,
     expensify: Arc<ExpensifyClients>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunControllerError> {
+    run_with_requests_admission(client, settings, expensify, stop, None).await
+}
+
+/// [`run`], with the admission of access decisions settled to `admission` when `Some`
+/// (tests: the real check needs a cluster's admission policies).
+pub async fn run_with_requests_admission(
+    client: Client,
+    settings: ControllerSettings,
+    expensify: Arc<ExpensifyClients>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    admission: Option<Result<(), String>>,
 ) -> Result<(), RunControllerError> {
     check_crds(&client, &settings.scope).await?;
     let stop_rx = stop_channel(stop);
@@ -288,30 +388,59 @@ pub async fn run(
         controller: "expensify-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    // Per scope: connectors, PolicyAccess, AccessRequest, AccessDecision.
     let watches = settings.scope.apis::<ExpensifyConnector>(&client).len()
-        + settings.scope.apis::<PolicyAccess>(&client).len();
+        + settings.scope.apis::<PolicyAccess>(&client).len()
+        + settings.scope.apis::<AccessRequest>(&client).len()
+        + settings.scope.apis::<AccessDecision>(&client).len();
     let lists = InitialLists::new(watches, readiness);
     let mut access_watches = access_watches(&client, &settings, &lists);
-    let connectors = connector_controllers(&client, &settings, &lists, &mut access_watches);
+    let mut request_watches = RequestWatches::new(&client, &settings, &lists);
+    let connectors = connector_controllers(
+        &client,
+        &settings,
+        &lists,
+        &mut access_watches,
+        &mut request_watches,
+    );
     let accesses = access_controllers(&settings, &mut access_watches);
     let caches = Caches::new(
         connectors.iter().map(Controller::store).collect(),
         access_watches.iter().map(|w| w.reader.clone()).collect(),
         lists.listed(),
+    )
+    .with_requests(
+        request_watches
+            .requests
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
+        request_watches
+            .decisions
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
     );
-    let watch_drivers = access_watches.into_iter().map(|w| w.driver).collect();
-    let ctx = Arc::new(
-        Context::new(
-            leadership::guarded_client(client.clone(), leadership.clone()),
-            expensify,
-            Recorder::new(client.clone(), reporter),
-            metrics,
-            leadership,
-            caches,
-        )
-        .with_admission(settings.admission.clone())
-        .with_notifier(notifier),
-    );
+    let watch_drivers = access_watches
+        .into_iter()
+        .map(|w| w.driver)
+        .chain(request_watches.requests.into_iter().map(|w| w.driver))
+        .chain(request_watches.decisions.into_iter().map(|w| w.driver))
+        .collect();
+    let mut ctx = Context::new(
+        leadership::guarded_client(client.clone(), leadership.clone()),
+        expensify,
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        leadership,
+        caches,
+    )
+    .with_admission(settings.admission.clone())
+    .with_notifier(notifier);
+    if let Some(admission) = admission {
+        ctx = ctx.with_requests_admission(admission);
+    }
+    let ctx = Arc::new(ctx);
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
     let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());

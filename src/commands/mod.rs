@@ -35,6 +35,7 @@ pub mod demo;
 pub mod export;
 pub mod plan;
 pub mod plugin;
+pub mod request_cluster;
 pub mod review;
 pub mod simulator;
 pub mod state;

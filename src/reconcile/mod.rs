@@ -7,6 +7,7 @@ pub mod bounded;
 pub mod model;
 pub mod plan;
 pub mod problem;
+pub mod requests;
 pub mod reviewed;
 pub mod status;
 pub mod tenancy;

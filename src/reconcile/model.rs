@@ -21,12 +21,26 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+/// Marks the key of a request's synthetic holder object.
+const REQUEST_KEY_PREFIX: &str = "request:";
+
 impl ObjectKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),
         }
+    }
+
+    /// The key of the synthetic holder object the planner sees for AccessRequest `name`:
+    /// Kubernetes names cannot contain `:`, so it never collides with a PolicyAccess key.
+    pub fn for_request(namespace: impl Into<String>, name: &str) -> Self {
+        Self::new(namespace, format!("{REQUEST_KEY_PREFIX}{name}"))
+    }
+
+    /// The AccessRequest name behind a synthetic key; `None` for a PolicyAccess key.
+    pub fn request_name(&self) -> Option<&str> {
+        self.name.strip_prefix(REQUEST_KEY_PREFIX)
     }
 
     /// Reads `namespace/name` (as [`fmt::Display`] writes it); `None` for anything else.

@@ -7,7 +7,13 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::model::{AccessObject, ConnectorObject};
 pub use super::problem::{Problem, describe};
-use crate::api::{AccessMode, PolicySelector, SecretRef};
+use std::time::Duration;
+
+use crate::api::{
+    APPROVERS_CAP, AccessDecisionSpec, AccessRequestSpec, DECISION_GROUPS_CAP,
+    MAX_REQUEST_DURATION, REASON_MAX_CHARS, RequestRules,
+};
+use crate::api::{AccessMode, PolicySelector, SecretRef, parse_duration};
 use crate::email;
 use crate::expensify::{Role, checked_endpoint};
 use crate::names::{self, NameRule};
@@ -261,6 +267,7 @@ pub fn validate_access(access: &AccessObject, connectors: &[ConnectorObject]) ->
         .into_iter()
         .chain(policy_problem(access))
         .chain(allow_from_problems(access))
+        .chain(access.spec.requests.iter().flat_map(request_rules_problems))
         .collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, member) in access.spec.members.iter().enumerate() {
@@ -420,6 +427,224 @@ fn member_problems(
     {
         problem("employeeID", "is empty; omit it instead".to_string());
     }
+    problems
+}
+
+/// The shortest duration a request, its rules' `maxDuration` or `pendingTimeout` may say:
+/// anything shorter ends before a sync could see it.
+const MIN_REQUEST_DURATION: Duration = Duration::from_secs(60);
+
+/// The longest: [`MAX_REQUEST_DURATION`] (`30d`).
+fn max_request_duration() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+/// A duration within `min..=max`, or the problem with it.
+fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < MIN_REQUEST_DURATION {
+        Err(format!("{text:?} is shorter than 1m"))
+    } else if duration > max {
+        Err(format!("{text:?} is longer than {max_text}"))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// `spec.requests` of a PolicyAccess: roles known and not empty, `maxDuration` and
+/// `pendingTimeout` within 1m..30d, `approvals` 0..5, approvers emails or `group:NAME`.
+pub fn request_rules_problems(rules: &RequestRules) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(roles) = &rules.roles {
+        if roles.is_empty() {
+            problems.push(Problem::new(
+                "spec.requests.roles",
+                "is empty: omit it (default [user]) or name the roles that may be asked for",
+            ));
+        }
+        for (i, role) in roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| Role::parse(r).is_none())
+        {
+            problems.push(Problem::new(
+                format!("spec.requests.roles[{i}]"),
+                format!("{role:?} is not one of user, auditor, admin"),
+            ));
+        }
+    }
+    if let Err(message) = bounded_duration(
+        &rules.max_duration,
+        max_request_duration(),
+        MAX_REQUEST_DURATION,
+    ) {
+        problems.push(Problem::new("spec.requests.maxDuration", message));
+    }
+    if let Some(approvals) = rules.approvals.filter(|a| !(0..=5).contains(a)) {
+        problems.push(Problem::new(
+            "spec.requests.approvals",
+            format!("{approvals} is outside 0..5"),
+        ));
+    }
+    if rules.approvers.len() > APPROVERS_CAP {
+        problems.push(Problem::new(
+            "spec.requests.approvers",
+            format!(
+                "{} approvers; at most {APPROVERS_CAP}",
+                rules.approvers.len()
+            ),
+        ));
+    }
+    for (i, approver) in rules.approvers.iter().enumerate().take(APPROVERS_CAP) {
+        if let Err(message) = approver_problem(approver) {
+            problems.push(Problem::new(
+                format!("spec.requests.approvers[{i}]"),
+                message,
+            ));
+        }
+    }
+    if let Some(timeout) = &rules.pending_timeout
+        && let Err(message) =
+            bounded_duration(timeout, max_request_duration(), MAX_REQUEST_DURATION)
+    {
+        problems.push(Problem::new("spec.requests.pendingTimeout", message));
+    }
+    problems
+}
+
+/// An approver is an email or `group:NAME`.
+fn approver_problem(approver: &str) -> Result<(), String> {
+    match approver.strip_prefix("group:") {
+        Some(group) => group_problem(group),
+        None if email::is_valid(approver) => Ok(()),
+        None => Err(format!(
+            "{approver:?} is neither an email address nor group:NAME"
+        )),
+    }
+}
+
+/// Longest group name accepted (a Kubernetes group or a team slug is far shorter).
+const MAX_GROUP_CHARS: usize = 253;
+
+/// A group name: 1..253 printable characters, no spaces (it is compared, logged and shown).
+fn group_problem(group: &str) -> Result<(), String> {
+    let printable = group.chars().all(|c| c.is_ascii_graphic());
+    if group.is_empty() || group.chars().count() > MAX_GROUP_CHARS || !printable {
+        Err(format!(
+            "{:?} is not a group name (1..{MAX_GROUP_CHARS} printable characters, no spaces)",
+            group.chars().take(64).collect::<String>()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Text bounded at [`REASON_MAX_CHARS`].
+fn long_text_problem(field: &str, text: Option<&str>) -> Option<Problem> {
+    let chars = text?.chars().count();
+    (chars > REASON_MAX_CHARS).then(|| {
+        Problem::new(
+            field,
+            format!("{chars} characters; at most {REASON_MAX_CHARS}"),
+        )
+    })
+}
+
+/// An AccessRequest's spec, against the rules of its PolicyAccess when they exist: email
+/// and requester are emails, the role is known and allowed, the duration within 1m and the
+/// rules' `maxDuration`, the reason present when required and at most 1,000 characters.
+pub fn validate_request(spec: &AccessRequestSpec, rules: Option<&RequestRules>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if spec.access_ref.name.trim().is_empty() {
+        problems.push(Problem::new("spec.accessRef.name", "is empty"));
+    }
+    if !email::is_valid(&spec.email) {
+        problems.push(Problem::new(
+            "spec.email",
+            format!("{:?} is not an email address", spec.email),
+        ));
+    }
+    if !email::is_valid(&spec.requester) {
+        problems.push(Problem::new(
+            "spec.requester",
+            format!("{:?} is not an email address", spec.requester),
+        ));
+    }
+    let role = spec.role.as_deref().unwrap_or("user");
+    if Role::parse(role).is_none() {
+        problems.push(Problem::new(
+            "spec.role",
+            format!("{role:?} is not one of user, auditor, admin"),
+        ));
+    } else if let Some(rules) = rules
+        && !allowed_roles(rules)
+            .iter()
+            .any(|r| Role::parse(r) == Role::parse(role))
+    {
+        problems.push(Problem::new(
+            "spec.role",
+            format!(
+                "{role} may not be asked for here (spec.requests.roles: {})",
+                allowed_roles(rules).join(", ")
+            ),
+        ));
+    }
+    // Rules whose maxDuration is itself invalid are reported on the PolicyAccess; the
+    // request is then held to the hard cap.
+    let (max, max_text) = match rules.map(|r| (parse_duration(&r.max_duration), r)) {
+        Some((Ok(d), r)) if d <= max_request_duration() => (d, r.max_duration.as_str()),
+        _ => (max_request_duration(), MAX_REQUEST_DURATION),
+    };
+    if let Err(message) = bounded_duration(&spec.duration, max, max_text) {
+        problems.push(Problem::new("spec.duration", message));
+    }
+    let reason = spec.reason.as_deref().filter(|r| !r.trim().is_empty());
+    if reason.is_none() && rules.is_some_and(|r| r.require_reason.unwrap_or(true)) {
+        problems.push(Problem::new(
+            "spec.reason",
+            "is required by the rules (spec.requests.requireReason)",
+        ));
+    }
+    problems.extend(long_text_problem("spec.reason", spec.reason.as_deref()));
+    problems
+}
+
+/// The roles the rules let people ask for (default `[user]`).
+pub fn allowed_roles(rules: &RequestRules) -> Vec<&str> {
+    match &rules.roles {
+        Some(roles) => roles.iter().map(String::as_str).collect(),
+        None => vec!["user"],
+    }
+}
+
+/// An AccessDecision's spec: `decidedBy` an email, at most 20 valid groups, a comment of
+/// at most 1,000 characters.
+pub fn validate_decision(spec: &AccessDecisionSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if spec.request_ref.name.trim().is_empty() {
+        problems.push(Problem::new("spec.requestRef.name", "is empty"));
+    }
+    if !email::is_valid(&spec.decided_by) {
+        problems.push(Problem::new(
+            "spec.decidedBy",
+            format!("{:?} is not an email address", spec.decided_by),
+        ));
+    }
+    if spec.groups.len() > DECISION_GROUPS_CAP {
+        problems.push(Problem::new(
+            "spec.groups",
+            format!(
+                "{} groups; at most {DECISION_GROUPS_CAP}",
+                spec.groups.len()
+            ),
+        ));
+    }
+    for (i, group) in spec.groups.iter().enumerate().take(DECISION_GROUPS_CAP) {
+        if let Err(message) = group_problem(group) {
+            problems.push(Problem::new(format!("spec.groups[{i}]"), message));
+        }
+    }
+    problems.extend(long_text_problem("spec.comment", spec.comment.as_deref()));
     problems
 }
 
@@ -736,5 +961,199 @@ pub(crate) mod tests {
                 "spec.credentialsSecretRef.userSecretKey"
             ]
         );
+    }
+
+    fn rules(max_duration: &str) -> RequestRules {
+        RequestRules {
+            roles: None,
+            max_duration: max_duration.to_string(),
+            require_reason: None,
+            approvals: None,
+            approvers: Vec::new(),
+            pending_timeout: None,
+        }
+    }
+
+    fn fields(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.field.as_str()).collect()
+    }
+
+    #[test]
+    fn valid_request_rules_have_no_problems() {
+        let mut valid = rules("8h");
+        valid.roles = Some(vec!["user".into(), "Admin".into()]);
+        valid.approvals = Some(0);
+        valid.approvers = vec!["carol@acme.com".into(), "group:finance-leads".into()];
+        valid.pending_timeout = Some("30d".into());
+        assert_eq!(request_rules_problems(&valid), vec![]);
+    }
+
+    #[test]
+    fn every_request_rule_problem_is_reported_with_its_field() {
+        let mut bad = rules("31d");
+        bad.roles = Some(vec!["owner".into()]);
+        bad.approvals = Some(6);
+        bad.approvers = vec![
+            "carol".into(),
+            "group:".into(),
+            "group:has space".into(),
+            "dave@acme.com".into(),
+        ];
+        bad.pending_timeout = Some("30s".into());
+        assert_eq!(
+            fields(&request_rules_problems(&bad)),
+            [
+                "spec.requests.roles[0]",
+                "spec.requests.maxDuration",
+                "spec.requests.approvals",
+                "spec.requests.approvers[0]",
+                "spec.requests.approvers[1]",
+                "spec.requests.approvers[2]",
+                "spec.requests.pendingTimeout",
+            ]
+        );
+        let mut empty = rules("59s");
+        empty.roles = Some(vec![]);
+        empty.approvals = Some(-1);
+        empty.approvers = (0..21).map(|i| format!("a{i}@acme.com")).collect();
+        assert_eq!(
+            fields(&request_rules_problems(&empty)),
+            [
+                "spec.requests.roles",
+                "spec.requests.maxDuration",
+                "spec.requests.approvals",
+                "spec.requests.approvers",
+            ]
+        );
+        assert_eq!(
+            fields(&request_rules_problems(&rules("soon"))),
+            ["spec.requests.maxDuration"]
+        );
+    }
+
+    #[test]
+    fn a_policy_access_reports_its_request_rules() {
+        let mut object = access("finance", vec![]);
+        object.spec.requests = Some(rules("60d"));
+        assert_eq!(
+            fields(&validate_access(&object, &[connector("finance", &[])])),
+            ["spec.requests.maxDuration"]
+        );
+    }
+
+    fn request(email: &str, role: Option<&str>, duration: &str) -> AccessRequestSpec {
+        AccessRequestSpec {
+            access_ref: crate::api::LocalRef {
+                name: "finance".into(),
+            },
+            email: email.into(),
+            role: role.map(str::to_string),
+            duration: duration.into(),
+            reason: Some("close the books".into()),
+            requester: email.into(),
+        }
+    }
+
+    #[test]
+    fn a_request_within_its_rules_has_no_problems() {
+        let mut allowed = rules("8h");
+        allowed.roles = Some(vec!["user".into(), "auditor".into()]);
+        assert_eq!(
+            validate_request(
+                &request("ann@acme.com", Some("auditor"), "8h"),
+                Some(&allowed)
+            ),
+            vec![]
+        );
+        assert_eq!(
+            validate_request(&request("ann@acme.com", None, "1m"), Some(&rules("8h"))),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn every_request_problem_is_reported_with_its_field() {
+        let mut bad = request("ann", Some("root"), "30s");
+        bad.access_ref.name = " ".into();
+        bad.requester = "someone".into();
+        bad.reason = Some("x".repeat(REASON_MAX_CHARS + 1));
+        assert_eq!(
+            fields(&validate_request(&bad, Some(&rules("8h")))),
+            [
+                "spec.accessRef.name",
+                "spec.email",
+                "spec.requester",
+                "spec.role",
+                "spec.duration",
+                "spec.reason",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_is_held_to_its_rules() {
+        let eight_hours = rules("8h");
+        // A role the rules do not offer (default: user only).
+        let admin = request("ann@acme.com", Some("admin"), "1h");
+        assert_eq!(
+            fields(&validate_request(&admin, Some(&eight_hours))),
+            ["spec.role"]
+        );
+        // Longer than maxDuration.
+        let long = request("ann@acme.com", None, "8h1m");
+        assert_eq!(
+            fields(&validate_request(&long, Some(&eight_hours))),
+            ["spec.duration"]
+        );
+        // A reason is required by default, and blank is no reason.
+        let mut silent = request("ann@acme.com", None, "1h");
+        silent.reason = Some("  ".into());
+        assert_eq!(
+            fields(&validate_request(&silent, Some(&eight_hours))),
+            ["spec.reason"]
+        );
+        let mut optional = rules("8h");
+        optional.require_reason = Some(false);
+        assert_eq!(validate_request(&silent, Some(&optional)), vec![]);
+        // Rules with a broken maxDuration still hold a request to the hard cap of 30d.
+        let thirty_one = request("ann@acme.com", None, "31d");
+        assert_eq!(
+            fields(&validate_request(&thirty_one, Some(&rules("99d")))),
+            ["spec.duration"]
+        );
+        assert_eq!(
+            fields(&validate_request(&thirty_one, None)),
+            ["spec.duration"]
+        );
+    }
+
+    #[test]
+    fn every_decision_problem_is_reported_with_its_field() {
+        let valid = AccessDecisionSpec {
+            request_ref: crate::api::LocalRef { name: "r1".into() },
+            decision: crate::api::DecisionKind::Approve,
+            decided_by: "carol@acme.com".into(),
+            groups: vec!["finance-leads".into()],
+            comment: Some("ok".into()),
+        };
+        assert_eq!(validate_decision(&valid), vec![]);
+        let mut bad = valid.clone();
+        bad.request_ref.name = String::new();
+        bad.decided_by = "carol".into();
+        bad.groups = vec![String::new(), "a b".into()];
+        bad.comment = Some("y".repeat(REASON_MAX_CHARS + 1));
+        assert_eq!(
+            fields(&validate_decision(&bad)),
+            [
+                "spec.requestRef.name",
+                "spec.decidedBy",
+                "spec.groups[0]",
+                "spec.groups[1]",
+                "spec.comment",
+            ]
+        );
+        let mut crowded = valid;
+        crowded.groups = (0..21).map(|i| format!("g{i}")).collect();
+        assert_eq!(fields(&validate_decision(&crowded)), ["spec.groups"]);
     }
 }

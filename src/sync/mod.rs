@@ -10,6 +10,7 @@ mod preflight;
 mod read;
 mod report;
 mod request;
+mod requests;
 mod reread;
 mod schedule;
 mod statuses;
@@ -126,10 +127,17 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
         Ok(observed) => observed,
         Err(error) => return report::read_failed(request, client, calls_before, &error),
     };
+    // Requests are planned as one more holder object each, next to the PolicyAccess
+    // objects: from here on the sync sees them among `accesses`.
+    let judged = requests::judge(request, &observed);
+    let request = SyncRequest {
+        accesses: &judged.accesses,
+        ..request
+    };
     let before = plan::plan_for(request, request.accesses, &observed);
     if request.dry_run || before.changes.is_empty() {
         let unchanged = write::Written::nothing(observed);
-        return report::finish(
+        let mut report = report::finish(
             request,
             client,
             calls_before,
@@ -137,6 +145,8 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             &before,
             unchanged,
         );
+        requests::complete(&mut report, request, &judged, &before);
+        return report;
     }
     // A reviewed plan that moved, or a write-ahead that cannot be saved, stops the write.
     let saved = match plan::check_reviewed(request, &before, &observed) {
@@ -146,18 +156,22 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let write_ahead = match saved {
         Ok(saved) => saved,
         Err(refused) => {
-            return report::refuse_before_write(
+            let mut report = report::refuse_before_write(
                 request,
                 client,
                 calls_before,
-                before,
+                before.clone(),
                 observed,
                 &refused,
             );
+            requests::complete(&mut report, request, &judged, &before);
+            return report;
         }
     };
     let connector = &request.connector.key;
     let written = write::write(connector, client, &before, observed, write_ahead).await;
     let after = plan::replan(request, &before, &written);
-    report::finish(request, client, calls_before, before, &after, written)
+    let mut report = report::finish(request, client, calls_before, before, &after, written);
+    requests::complete(&mut report, request, &judged, &after);
+    report
 }

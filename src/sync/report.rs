@@ -68,11 +68,18 @@ impl SyncReport {
         listed.chain(rest)
     }
 
-    /// The earliest `expiresAt` still ahead, so the caller can schedule a sync for it.
+    /// The earliest `expiresAt` still ahead (of a member or of an active access
+    /// request), so the caller can schedule a sync for it.
     pub fn next_expiry(&self) -> Option<Timestamp> {
+        let requests = self
+            .request_statuses
+            .values()
+            .filter(|s| s.phase == crate::api::RequestPhase::Active)
+            .filter_map(|s| s.expires_at.as_ref().map(|t| t.0));
         self.statuses
             .values()
             .filter_map(|s| s.next_expiry.as_ref().map(|t| t.0))
+            .chain(requests)
             .min()
     }
 }

@@ -20,8 +20,8 @@ pub(super) async fn save_write_ahead(
     let statuses = write_ahead_statuses(request, plan);
     let connector = connector_allowance_status(request.connector, plan);
     if let Some(hook) = request.write_ahead {
-        hook.save(&statuses, &BTreeMap::new(), connector.as_ref())
-            .await?;
+        let (accesses, requests) = super::requests::split_write_ahead(request, &statuses);
+        hook.save(&accesses, &requests, connector.as_ref()).await?;
     }
     Ok(statuses)
 }

@@ -28,6 +28,8 @@ use tokio::sync::broadcast;
 pub enum Kind {
     Connector,
     Access,
+    Request,
+    Decision,
     Secret,
     Event,
     Lease,
@@ -38,6 +40,8 @@ impl Kind {
         match (prefix, plural) {
             ("/apis/expensify.gitops.dev/v1alpha1", "expensifyconnectors") => Some(Kind::Connector),
             ("/apis/expensify.gitops.dev/v1alpha1", "policyaccesses") => Some(Kind::Access),
+            ("/apis/expensify.gitops.dev/v1alpha1", "accessrequests") => Some(Kind::Request),
+            ("/apis/expensify.gitops.dev/v1alpha1", "accessdecisions") => Some(Kind::Decision),
             ("/api/v1", "secrets") => Some(Kind::Secret),
             ("/apis/events.k8s.io/v1", "events") => Some(Kind::Event),
             ("/apis/coordination.k8s.io/v1", "leases") => Some(Kind::Lease),
@@ -47,7 +51,9 @@ impl Kind {
 
     fn api_version(self) -> &'static str {
         match self {
-            Kind::Connector | Kind::Access => "expensify.gitops.dev/v1alpha1",
+            Kind::Connector | Kind::Access | Kind::Request | Kind::Decision => {
+                "expensify.gitops.dev/v1alpha1"
+            }
             Kind::Secret => "v1",
             Kind::Event => "events.k8s.io/v1",
             Kind::Lease => "coordination.k8s.io/v1",
@@ -58,6 +64,8 @@ impl Kind {
         match self {
             Kind::Connector => "ExpensifyConnector",
             Kind::Access => "PolicyAccess",
+            Kind::Request => "AccessRequest",
+            Kind::Decision => "AccessDecision",
             Kind::Secret => "Secret",
             Kind::Event => "Event",
             Kind::Lease => "Lease",

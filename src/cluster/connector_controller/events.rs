@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use kube::runtime::events::EventType;
 
 use super::inputs::Inputs;
+use super::store::request_key;
 use crate::cluster::context::Context;
+use crate::cluster::requests::phase_changes;
 use crate::reconcile::{ChangeKind, ObjectKey};
 use crate::sync::{ChangeResult, SyncReport};
 
@@ -55,7 +57,40 @@ pub fn change_events(results: &[&ChangeResult]) -> Vec<(EventType, &'static str,
     vec![(EventType::Normal, "ChangesApplied", note)]
 }
 
-/// The Events of each object's changes (see [`change_events`]).
+/// Every phase change of a request in this sync: an Event on the request and a log line
+/// (the audit trail outside the object; ended requests and decisions are never deleted).
+async fn publish_phase_changes(ctx: &Context, inputs: &Inputs, report: &SyncReport) {
+    let requests = inputs.requests_by_key();
+    for (key, status) in &report.request_statuses {
+        let key = request_key(key);
+        let Some(request) = requests.get(&key) else {
+            continue;
+        };
+        // Compared with the status before the sync: its write-ahead may hold the change.
+        for change in phase_changes(request.status.as_ref(), status) {
+            tracing::info!(
+                request = %key.name,
+                namespace = %key.namespace,
+                from = %change.from,
+                to = %change.to,
+                reason = %change.reason,
+                by = change.by.as_deref().unwrap_or_default(),
+                "access request changed phase"
+            );
+            let type_ = if change.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            let reason = format!("Request{}", change.to);
+            ctx.publish(*request, type_, &reason, "Request", change.note())
+                .await;
+        }
+    }
+}
+
+/// The Events of each object's changes (see [`change_events`]) and of each request's
+/// phase changes.
 pub(super) async fn publish(ctx: &Context, inputs: &Inputs, report: &SyncReport) {
     let by_key = inputs.attached_by_key();
     let mut by_object: BTreeMap<&ObjectKey, Vec<&ChangeResult>> = BTreeMap::new();
@@ -73,6 +108,7 @@ pub(super) async fn publish(ctx: &Context, inputs: &Inputs, report: &SyncReport)
             ctx.publish(*pa, type_, reason, "Sync", note).await;
         }
     }
+    publish_phase_changes(ctx, inputs, report).await;
 }
 
 #[cfg(test)]

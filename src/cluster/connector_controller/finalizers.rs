@@ -5,13 +5,16 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::inputs::Inputs;
+use super::store::request_key;
 use crate::api::{ExpensifyConnector, PolicyAccess};
 use crate::cluster::context::{Context, FinalizerChange};
-use crate::cluster::kube_io::{FINALIZER, IN_USE_FINALIZER, KubeCallError};
+use crate::cluster::kube_io::{FINALIZER, IN_USE_FINALIZER, KubeCallError, REQUEST_FINALIZER};
+use crate::cluster::requests::holds_access;
 use crate::sync::SyncReport;
 
 /// Before a sync: the connector's `in-use` finalizer (or its release, ending here with
-/// `Some`) and the objects' finalizers.
+/// `Some`), the objects' finalizers, and the `release` finalizer of each request that
+/// holds access (one granted the first time gets it in the write-ahead).
 pub(super) async fn hold(ctx: &Context, inputs: &Inputs) -> Result<Option<Action>, KubeCallError> {
     let attached = inputs.attached();
     if let Some(action) = settle_in_use(ctx, &inputs.connector, &attached).await? {
@@ -24,6 +27,14 @@ pub(super) async fn hold(ctx: &Context, inputs: &Inputs) -> Result<Option<Action
         .filter(|pa| pa.metadata.deletion_timestamp.is_none())
     {
         ctx.finalizer(*pa, FINALIZER, FinalizerChange::Ensure)
+            .await?;
+    }
+    for request in inputs
+        .requests
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none() && holds_access(r.status.as_ref()))
+    {
+        ctx.finalizer(request, REQUEST_FINALIZER, FinalizerChange::Ensure)
             .await?;
     }
     Ok(None)
@@ -50,7 +61,8 @@ async fn settle_in_use(
     Ok(None)
 }
 
-/// After a sync: the finalizers of deleted objects that hold nothing any more.
+/// After a sync: the finalizers of deleted objects that hold nothing any more, and those
+/// of requests that hold nothing (ended and released, or deleted and settled).
 pub(super) async fn release(
     ctx: &Context,
     inputs: &Inputs,
@@ -61,6 +73,20 @@ pub(super) async fn release(
         if let Some(pa) = by_key.get(key) {
             info!(object = %key, "deletion finished; releasing the finalizer");
             ctx.finalizer(*pa, FINALIZER, FinalizerChange::Release)
+                .await?;
+        }
+    }
+    let requests = inputs.requests_by_key();
+    let settled = report
+        .request_statuses
+        .iter()
+        .filter(|(_, status)| !holds_access(Some(status)))
+        .map(|(key, _)| key)
+        .chain(&report.finished_request_deletions);
+    for key in settled {
+        if let Some(request) = requests.get(&request_key(key)) {
+            // A no-op (no call) for a request that never held the finalizer.
+            ctx.finalizer(*request, REQUEST_FINALIZER, FinalizerChange::Release)
                 .await?;
         }
     }

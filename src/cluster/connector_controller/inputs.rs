@@ -7,9 +7,13 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::time::Instant;
 
-use crate::api::{ALLOW_MASS_REVOCATION, ExpensifyConnector, PolicyAccess, RECONCILE_REQUESTED_AT};
+use crate::api::{
+    ALLOW_MASS_REVOCATION, AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess,
+    RECONCILE_REQUESTED_AT,
+};
 use crate::cluster::context::Context;
 use crate::cluster::kube_io::{KubeCallError, SecretLookup};
+use crate::cluster::requests::{access_of_request, request_of_decision};
 use crate::reconcile::digest;
 use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
 use crate::sync::reads_credentials;
@@ -23,6 +27,10 @@ pub(super) struct Inputs {
     pub all: Vec<PolicyAccess>,
     pub connectors: Vec<ConnectorObject>,
     pub secret: Option<SecretLookup>,
+    /// The access requests on the attached objects, as this replica knows them.
+    pub requests: Vec<AccessRequest>,
+    /// The decisions on those requests.
+    pub decisions: Vec<AccessDecision>,
     /// Where in `all` the objects that name this connector are, found once.
     attached: Vec<usize>,
     /// What decides whether a sync is needed (see [`fingerprint`]).
@@ -50,12 +58,48 @@ impl Inputs {
             .collect()
     }
 
+    /// The requests by key.
+    pub fn requests_by_key(&self) -> BTreeMap<ObjectKey, &AccessRequest> {
+        self.requests
+            .iter()
+            .map(|r| (ObjectKey::of(&r.metadata), r))
+            .collect()
+    }
+
+    /// The decisions by key.
+    pub fn decisions_by_key(&self) -> BTreeMap<ObjectKey, &AccessDecision> {
+        self.decisions
+            .iter()
+            .map(|d| (ObjectKey::of(&d.metadata), d))
+            .collect()
+    }
+
     /// How long until the next sync is due, when nothing that decides one changed since
     /// the last.
     pub fn unchanged_since_last_sync(&self, ctx: &Context) -> Option<Duration> {
         let last = ctx.last_sync(self.key())?;
         let now = Instant::now();
         (last.fingerprint == self.fingerprint && now < last.due).then(|| last.due - now)
+    }
+}
+
+/// Inputs with a connector and requests only, for tests of the steps after a sync.
+#[cfg(test)]
+pub(super) fn with_requests(
+    connector: ExpensifyConnector,
+    requests: Vec<AccessRequest>,
+    decisions: Vec<AccessDecision>,
+) -> Inputs {
+    Inputs {
+        object: ConnectorObject::from_resource(&connector),
+        connector,
+        all: Vec::new(),
+        connectors: Vec::new(),
+        secret: None,
+        requests,
+        decisions,
+        attached: Vec::new(),
+        fingerprint: String::new(),
     }
 }
 
@@ -78,13 +122,21 @@ pub(super) async fn read(
         .enumerate()
         .filter(|(_, pa)| AccessObject::from_resource(pa).connector_key() == object.key)
         .map(|(at, _)| at)
+        .collect::<Vec<usize>>();
+    let attached_keys: std::collections::BTreeSet<ObjectKey> = attached
+        .iter()
+        .filter_map(|at| all.get(*at))
+        .map(|pa| ObjectKey::of(&pa.metadata))
         .collect();
+    let (requests, decisions) = on_attached(ctx, &attached_keys);
     let mut inputs = Inputs {
         connector,
         object,
         all,
         connectors: ctx.connectors(),
         secret,
+        requests,
+        decisions,
         attached,
         fingerprint: String::new(),
     };
@@ -92,8 +144,30 @@ pub(super) async fn read(
     Ok(inputs)
 }
 
-/// What decides whether a sync is needed: specs, annotations, deletions and the Secret
-/// version, never status (so our own status writes do not cause syncs).
+/// The requests whose PolicyAccess is one of `attached`, and the decisions on them.
+fn on_attached(
+    ctx: &Context,
+    attached: &std::collections::BTreeSet<ObjectKey>,
+) -> (Vec<AccessRequest>, Vec<AccessDecision>) {
+    let (requests, decisions) = ctx.requests_and_decisions();
+    let requests: Vec<AccessRequest> = requests
+        .into_iter()
+        .filter(|r| attached.contains(&access_of_request(r)))
+        .collect();
+    let request_keys: std::collections::BTreeSet<ObjectKey> = requests
+        .iter()
+        .map(|r| ObjectKey::of(&r.metadata))
+        .collect();
+    let decisions = decisions
+        .into_iter()
+        .filter(|d| request_keys.contains(&request_of_decision(d)))
+        .collect();
+    (requests, decisions)
+}
+
+/// What decides whether a sync is needed: specs, annotations, deletions, the requests and
+/// decisions, and the Secret version, never status (so our own status writes do not
+/// cause syncs; a request's clock wakes the sync through the next sync's due time).
 fn fingerprint(inputs: &Inputs) -> String {
     let annotations = |meta: &ObjectMeta| {
         let all = meta.annotations.clone().unwrap_or_default();
@@ -117,10 +191,29 @@ fn fingerprint(inputs: &Inputs) -> String {
         }) => resource_version.as_str(),
         _ => "",
     };
+    let requests: Vec<_> = inputs
+        .requests
+        .iter()
+        .map(|r| {
+            (
+                ObjectKey::of(&r.metadata).to_string(),
+                r.metadata.uid.as_deref(),
+                &r.spec,
+                r.metadata.deletion_timestamp.is_some(),
+            )
+        })
+        .collect();
+    let decisions: Vec<_> = inputs
+        .decisions
+        .iter()
+        .map(|d| (ObjectKey::of(&d.metadata).to_string(), &d.spec))
+        .collect();
     digest(&(
         &inputs.connector.spec,
         annotations(&inputs.connector.metadata),
         objects,
         secret_version,
+        requests,
+        decisions,
     ))
 }

@@ -21,6 +21,8 @@ mod events;
 mod finalizers;
 mod inputs;
 mod notifications;
+#[cfg(test)]
+mod request_tests;
 mod statuses;
 mod store;
 mod sync;
@@ -123,7 +125,8 @@ async fn sync_connector_once(
 }
 
 /// Remembers what this sync started from and when the next is due: the connector's
-/// `syncInterval` with jitter, or the next expiry when sooner.
+/// `syncInterval` with jitter, or the next expiry (an active request's end included) when
+/// sooner.
 fn schedule_next(ctx: &Context, inputs: inputs::Inputs, report: &SyncReport) -> Duration {
     let interval = inputs.object.spec.sync_interval();
     let wait = next_sync(

@@ -6,6 +6,7 @@ use kube::runtime::events::EventType;
 use serde::Serialize;
 
 use super::inputs::Inputs;
+use super::store::request_key;
 use crate::api::{AccessPhase, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccessStatus};
 use crate::cluster::context::Context;
 use crate::cluster::kube_io::KubeCallError;
@@ -41,7 +42,38 @@ pub(super) async fn write(
     report: &SyncReport,
 ) -> Result<(), KubeCallError> {
     write_access_statuses(ctx, inputs, report).await?;
+    write_request_statuses(ctx, inputs, report).await?;
     write_connector_status(ctx, &inputs.connector, report).await
+}
+
+/// Each request's and each decision's changed status.
+pub(super) async fn write_request_statuses(
+    ctx: &Context,
+    inputs: &Inputs,
+    report: &SyncReport,
+) -> Result<(), KubeCallError> {
+    let requests = inputs.requests_by_key();
+    for (key, status) in &report.request_statuses {
+        let Some(request) = requests.get(&request_key(key)) else {
+            continue;
+        };
+        // As this sync left it: its write-ahead included.
+        let known = ctx.known(*request);
+        if status_changed(known.status.as_ref(), status) {
+            ctx.write_status(*request, status).await?;
+        }
+    }
+    let decisions = inputs.decisions_by_key();
+    for (key, status) in &report.decision_statuses {
+        let Some(decision) = decisions.get(key) else {
+            continue;
+        };
+        let known = ctx.known(*decision);
+        if status_changed(known.status.as_ref(), status) {
+            ctx.write_status(*decision, status).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Each changed status, gaining objects first; a Warning Event for a new block or error.

@@ -5,9 +5,14 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::api::{ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
-use crate::cluster::context::Context;
+use crate::api::{
+    AccessRequest, AccessRequestStatus, ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess,
+    PolicyAccessStatus,
+};
+use crate::cluster::context::{Context, FinalizerChange};
+use crate::cluster::kube_io::REQUEST_FINALIZER;
 use crate::cluster::leadership::LeadershipGuard;
+use crate::cluster::requests::holds_access;
 use crate::expensify::Credentials;
 use crate::reconcile::{ConnectorObject, ObjectKey};
 use crate::sync::{Store, WriteAhead, WriteRefused};
@@ -21,6 +26,42 @@ pub(super) struct ClusterStore<'a> {
     pub term: LeadershipGuard,
     pub credentials: Result<Credentials, String>,
     pub by_key: BTreeMap<ObjectKey, &'a PolicyAccess>,
+    /// The access requests of the sync, by key.
+    pub requests_by_key: BTreeMap<ObjectKey, &'a AccessRequest>,
+}
+
+/// The key of the AccessRequest a ledger key names: its own, or the planner's synthetic
+/// `request:NAME` holder key (a `:` no Kubernetes name can contain).
+pub(super) fn request_key(key: &ObjectKey) -> ObjectKey {
+    match key.name.strip_prefix("request:") {
+        Some(name) => ObjectKey::new(key.namespace.clone(), name),
+        None => key.clone(),
+    }
+}
+
+impl ClusterStore<'_> {
+    /// Saves the ledger of each request about to be written for, its `release`
+    /// finalizer first when it will hold access (so deleting it releases first).
+    async fn save_requests(
+        &self,
+        requests: &BTreeMap<ObjectKey, AccessRequestStatus>,
+    ) -> Result<(), WriteRefused> {
+        for (key, status) in requests {
+            let Some(request) = self.requests_by_key.get(&request_key(key)) else {
+                continue;
+            };
+            if holds_access(Some(status)) && request.metadata.deletion_timestamp.is_none() {
+                self.ctx
+                    .finalizer(*request, REQUEST_FINALIZER, FinalizerChange::Ensure)
+                    .await
+                    .map_err(|e| WriteRefused(format!("holding the request first failed: {e}")))?;
+            }
+            self.ctx.write_status(*request, status).await.map_err(|e| {
+                WriteRefused(format!("saving the request's ledger first failed: {e}"))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for ClusterStore<'_> {
@@ -61,7 +102,7 @@ impl WriteAhead for ClusterStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
-        _requests: &'s BTreeMap<ObjectKey, crate::api::AccessRequestStatus>,
+        requests: &'s BTreeMap<ObjectKey, AccessRequestStatus>,
         connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
         Box::pin(async move {
@@ -77,6 +118,7 @@ impl WriteAhead for ClusterStore<'_> {
                     .await
                     .map_err(|e| WriteRefused(format!("saving the ledger first failed: {e}")))?;
             }
+            self.save_requests(requests).await?;
             if let Some(status) = connector {
                 self.ctx
                     .write_status(self.connector, status)

@@ -10,7 +10,7 @@ use super::inputs::Inputs;
 use super::store::ClusterStore;
 use crate::cluster::context::Context;
 use crate::cluster::leadership::LeadershipGuard;
-use crate::reconcile::AccessObject;
+use crate::reconcile::{AccessObject, Approval, DecisionObject, RequestObject, Requests};
 use crate::sync::{SyncReport, SyncRequest};
 
 /// Syncs the connector of `inputs` with the credentials chosen for it, keeps those
@@ -26,9 +26,25 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         term: term.clone(),
         credentials: credentials.for_store(),
         by_key: inputs.attached_by_key(),
+        requests_by_key: inputs.requests_by_key(),
     };
+    let requests: Vec<RequestObject> = inputs
+        .requests
+        .iter()
+        .map(RequestObject::from_resource)
+        .collect();
+    let decisions: Vec<DecisionObject> = inputs
+        .decisions
+        .iter()
+        .map(DecisionObject::from_resource)
+        .collect();
+    let admission = admission(ctx, !requests.is_empty()).await;
     let request = SyncRequest {
-        requests: crate::reconcile::Requests::NONE,
+        requests: Requests {
+            requests: &requests,
+            decisions: &decisions,
+            approval: Approval::Decisions(admission.as_ref().copied().map_err(String::as_str)),
+        },
         connector: &inputs.object,
         connectors: &inputs.connectors,
         accesses: &objects,
@@ -50,4 +66,21 @@ pub(super) async fn run(ctx: &Context, inputs: &Inputs, term: &LeadershipGuard) 
         started.elapsed().as_secs_f64(),
     );
     report
+}
+
+/// Why decisions cannot be counted, if they cannot: a decision proves who made it only
+/// while the admission policy that checks `decidedBy` is in force, so every request fails
+/// closed (`Error`, nothing granted) while the gate cannot confirm it. The gate is asked
+/// only when there are requests (its answer is cached 30 s).
+async fn admission(ctx: &Context, any_requests: bool) -> Result<(), String> {
+    if let Some(settled) = ctx.requests_admission() {
+        return settled.clone();
+    }
+    if !any_requests {
+        return Ok(());
+    }
+    ctx.admission_gate()
+        .check()
+        .await
+        .map_err(|refused| refused.to_string())
 }

@@ -1,0 +1,334 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::api::{AccessDecisionSpec, AccessRequestSpec, AccessRequestStatus, LocalRef};
+use crate::reconcile::validate::tests::{access, connector};
+
+fn at(minutes: i64) -> Timestamp {
+    Timestamp::UNIX_EPOCH + SignedDuration::from_mins(60 * 24 * 365 * 50 + minutes)
+}
+
+fn rules(approvals: i32) -> RequestRules {
+    RequestRules {
+        roles: Some(vec!["user".into(), "admin".into()]),
+        max_duration: "8h".into(),
+        require_reason: None,
+        approvals: Some(approvals),
+        approvers: vec!["carol@acme.com".into(), "group:leads".into()],
+        pending_timeout: Some("1h".into()),
+    }
+}
+
+fn policy_access(approvals: i32) -> AccessObject {
+    let mut object = access("finance", vec![]);
+    object.spec.requests = Some(rules(approvals));
+    object
+}
+
+fn request(status: Option<AccessRequestStatus>) -> RequestObject {
+    RequestObject {
+        key: ObjectKey::new("finance", "r1"),
+        generation: Some(1),
+        created: Some(at(0)),
+        spec: AccessRequestSpec {
+            access_ref: LocalRef {
+                name: "books".into(),
+            },
+            email: "ann@acme.com".into(),
+            role: Some("admin".into()),
+            duration: "4h".into(),
+            reason: Some("month end".into()),
+            requester: "bob@acme.com".into(),
+        },
+        deleting: false,
+        status,
+    }
+}
+
+fn active(expires: i64) -> AccessRequestStatus {
+    AccessRequestStatus {
+        phase: RequestPhase::Active,
+        granted_at: Some(Time(at(expires - 240))),
+        expires_at: Some(Time(at(expires))),
+        ..Default::default()
+    }
+}
+
+fn decision(name: &str, kind: DecisionKind, by: &str, minute: i64) -> DecisionObject {
+    DecisionObject {
+        key: ObjectKey::new("finance", name),
+        created: Some(at(minute)),
+        spec: AccessDecisionSpec {
+            request_ref: LocalRef { name: "r1".into() },
+            decision: kind,
+            decided_by: by.into(),
+            groups: vec![],
+            comment: None,
+        },
+    }
+}
+
+struct World {
+    access: AccessObject,
+    connector: ConnectorObject,
+    approval: Approval<'static>,
+    now: Timestamp,
+}
+
+impl World {
+    fn new(approvals: i32) -> Self {
+        Self {
+            access: policy_access(approvals),
+            connector: connector("finance", &[]),
+            approval: Approval::Decisions(Ok(())),
+            now: at(10),
+        }
+    }
+
+    fn judge(
+        &self,
+        request: &RequestObject,
+        decisions: &[DecisionObject],
+    ) -> (Verdict, BTreeMap<ObjectKey, DecisionVerdict>) {
+        let context = RequestContext {
+            access: Some(&self.access),
+            connector: Some(&self.connector),
+            policy_owner: Some("owner@acme.com"),
+            approval: self.approval,
+            now: self.now,
+        };
+        evaluate(request, &decisions_on(request, decisions), &context)
+    }
+}
+
+fn counted(verdicts: &BTreeMap<ObjectKey, DecisionVerdict>, name: &str) -> bool {
+    verdicts
+        .get(&ObjectKey::new("finance", name))
+        .is_some_and(|v| v.counted)
+}
+
+#[test]
+fn synthetic_keys_never_collide_with_policy_access_keys() {
+    let key = ObjectKey::for_request("finance", "r1");
+    assert_eq!(key.request_name(), Some("r1"));
+    assert_eq!(ObjectKey::new("finance", "r1").request_name(), None);
+    assert_ne!(key, ObjectKey::new("finance", "r1"));
+}
+
+#[test]
+fn approvals_from_distinct_approvers_make_it_active() {
+    let world = World::new(2);
+    let one = [decision("d1", DecisionKind::Approve, "carol@acme.com", 1)];
+    let (verdict, _) = world.judge(&request(None), &one);
+    assert_eq!(verdict.phase, RequestPhase::Pending);
+    assert_eq!(verdict.next_sync, Some(at(60)));
+    let mut by_group = decision("d2", DecisionKind::Approve, "dave@acme.com", 2);
+    by_group.spec.groups = vec!["leads".into()];
+    let two = [one[0].clone(), by_group];
+    let (verdict, decisions) = world.judge(&request(None), &two);
+    assert_eq!(verdict.phase, RequestPhase::Active);
+    assert_eq!(verdict.approvals.len(), 2);
+    assert!(counted(&decisions, "d1") && counted(&decisions, "d2"));
+}
+
+#[test]
+fn approvals_zero_grants_at_once() {
+    let (verdict, _) = World::new(0).judge(&request(None), &[]);
+    assert_eq!(verdict.phase, RequestPhase::Active);
+}
+
+#[test]
+fn decisions_that_do_not_count() {
+    let world = World::new(1);
+    let cases = [
+        // Self-approval: the requester.
+        decision("self", DecisionKind::Approve, "bob@acme.com", 1),
+        // The person who gets access.
+        decision("grantee", DecisionKind::Approve, "ann@acme.com", 1),
+        // Not an approver (and claims no listed group).
+        decision("stranger", DecisionKind::Approve, "eve@acme.com", 1),
+        // Not an email.
+        decision("bad", DecisionKind::Approve, "carol", 1),
+        // Revoke while not active.
+        decision("early", DecisionKind::Revoke, "carol@acme.com", 1),
+    ];
+    for case in &cases {
+        let (verdict, decisions) = world.judge(&request(None), std::slice::from_ref(case));
+        assert_eq!(verdict.phase, RequestPhase::Pending, "{}", case.key);
+        assert!(!counted(&decisions, &case.key.name), "{}", case.key);
+    }
+}
+
+#[test]
+fn the_same_decider_counts_once() {
+    let world = World::new(2);
+    let twice = [
+        decision("d1", DecisionKind::Approve, "carol@acme.com", 1),
+        decision("d2", DecisionKind::Approve, "Carol@Acme.com", 2),
+    ];
+    let (verdict, decisions) = world.judge(&request(None), &twice);
+    assert_eq!(verdict.phase, RequestPhase::Pending);
+    assert!(counted(&decisions, "d1") && !counted(&decisions, "d2"));
+}
+
+#[test]
+fn the_first_valid_deny_ends_it_for_good() {
+    let world = World::new(2);
+    let decided = [
+        decision("yes", DecisionKind::Approve, "carol@acme.com", 1),
+        decision("no", DecisionKind::Deny, "dave@acme.com", 2),
+    ];
+    // dave is no approver: his Deny does not count.
+    let (verdict, _) = world.judge(&request(None), &decided);
+    assert_eq!(verdict.phase, RequestPhase::Pending);
+    let mut lead = decided[1].clone();
+    lead.spec.groups = vec!["leads".into()];
+    let (verdict, decisions) = world.judge(&request(None), &[decided[0].clone(), lead]);
+    assert_eq!(verdict.phase, RequestPhase::Denied);
+    assert_eq!(verdict.denial.map(|d| d.by), Some("dave@acme.com".into()));
+    assert!(counted(&decisions, "no"));
+    // Denied stays denied whatever comes later.
+    let denied = Some(AccessRequestStatus {
+        phase: RequestPhase::Denied,
+        ..Default::default()
+    });
+    let late = [decision("late", DecisionKind::Approve, "carol@acme.com", 3)];
+    let (verdict, decisions) = world.judge(&request(denied), &late);
+    assert_eq!(verdict.phase, RequestPhase::Denied);
+    assert!(!counted(&decisions, "late"));
+}
+
+#[test]
+fn a_deny_after_it_is_active_does_nothing_and_revoke_ends_it() {
+    let world = World::new(1);
+    let deny = [decision("no", DecisionKind::Deny, "carol@acme.com", 5)];
+    let (verdict, decisions) = world.judge(&request(Some(active(100))), &deny);
+    assert_eq!(verdict.phase, RequestPhase::Active);
+    assert_eq!(verdict.next_sync, Some(at(100)));
+    assert!(!counted(&decisions, "no"));
+    // The requester may revoke; a stranger may not.
+    let stranger = [decision("x", DecisionKind::Revoke, "eve@acme.com", 5)];
+    assert_eq!(
+        world.judge(&request(Some(active(100))), &stranger).0.phase,
+        RequestPhase::Active
+    );
+    let own = [decision("stop", DecisionKind::Revoke, "bob@acme.com", 5)];
+    let (verdict, decisions) = world.judge(&request(Some(active(100))), &own);
+    assert_eq!(verdict.phase, RequestPhase::Revoked);
+    assert_eq!(verdict.reason, "Revoked");
+    assert!(counted(&decisions, "stop"));
+}
+
+#[test]
+fn it_expires_at_its_end_and_when_never_answered() {
+    let mut world = World::new(1);
+    world.now = at(100);
+    let (verdict, _) = world.judge(&request(Some(active(100))), &[]);
+    assert_eq!(
+        (verdict.phase, verdict.reason.as_str()),
+        (RequestPhase::Expired, "Ended")
+    );
+    let (verdict, _) = world.judge(&request(None), &[]);
+    assert_eq!(
+        (verdict.phase, verdict.reason.as_str()),
+        (RequestPhase::Expired, "NotApproved")
+    );
+}
+
+#[test]
+fn protected_people_are_never_granted() {
+    let mut world = World::new(0);
+    for person in ["owner@acme.com", "it@acme.example", "ceo@acme.com"] {
+        world.connector.spec.protected_emails = vec!["ceo@acme.com".into()];
+        let mut asked = request(None);
+        asked.spec.email = person.into();
+        let (verdict, _) = world.judge(&asked, &[]);
+        assert_eq!(
+            (verdict.phase, verdict.reason.as_str()),
+            (RequestPhase::Error, "Protected"),
+            "{person}"
+        );
+    }
+}
+
+#[test]
+fn file_mode_approves_by_the_merge_and_counts_no_decision() {
+    let mut world = World::new(2);
+    world.approval = Approval::Merge;
+    let decided = [decision("no", DecisionKind::Deny, "carol@acme.com", 1)];
+    let (verdict, decisions) = world.judge(&request(None), &decided);
+    assert_eq!(verdict.phase, RequestPhase::Active);
+    assert!(!counted(&decisions, "no"));
+}
+
+#[test]
+fn an_unverified_admission_policy_fails_closed() {
+    let mut world = World::new(0);
+    world.approval = Approval::Decisions(Err("the admission policy is missing"));
+    let (verdict, _) = world.judge(&request(None), &[]);
+    assert_eq!(verdict.phase, RequestPhase::Error);
+    assert_eq!(verdict.message, "the admission policy is missing");
+}
+
+#[test]
+fn requests_against_a_policy_access_that_takes_none_are_never_granted() {
+    let breakers: [fn(&mut World); 5] = [
+        |w| w.access.spec.requests = None,
+        |w| w.access.spec.mode = AccessMode::ObserveOnly,
+        |w| w.access.spec.suspend = true,
+        |w| w.access.deleting = true,
+        |w| w.access.key.namespace = "sales".into(),
+    ];
+    for (i, breaker) in breakers.iter().enumerate() {
+        let mut world = World::new(0);
+        breaker(&mut world);
+        let (verdict, _) = world.judge(&request(None), &[]);
+        assert_eq!(
+            (verdict.phase, verdict.reason.as_str()),
+            (RequestPhase::Error, "NotRequestable"),
+            "case {i}"
+        );
+        let (verdict, _) = world.judge(&request(Some(active(100))), &[]);
+        assert_eq!(
+            (verdict.phase, verdict.reason.as_str()),
+            (RequestPhase::Revoked, "RulesWithdrawn"),
+            "case {i}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_request_is_never_granted() {
+    let mut asked = request(None);
+    asked.spec.duration = "9h".into();
+    let (verdict, _) = World::new(0).judge(&asked, &[]);
+    assert_eq!(verdict.phase, RequestPhase::Error);
+    assert!(
+        verdict.message.contains("spec.duration"),
+        "{}",
+        verdict.message
+    );
+}
+
+#[test]
+fn decisions_on_a_missing_request_or_in_another_namespace_do_not_count() {
+    let mut elsewhere = decision("d1", DecisionKind::Approve, "carol@acme.com", 1);
+    elsewhere.key.namespace = "sales".into();
+    let requests = [request(None)];
+    assert!(decisions_on(&requests[0], std::slice::from_ref(&elsewhere)).is_empty());
+    let orphans = orphan_decisions(&requests, &[elsewhere]);
+    assert_eq!(orphans.len(), 1);
+    assert!(orphans.values().all(|v| !v.counted));
+}
+
+#[test]
+fn a_deleted_request_ends() {
+    let mut asked = request(Some(active(100)));
+    asked.deleting = true;
+    let (verdict, _) = World::new(0).judge(&asked, &[]);
+    assert_eq!(
+        (verdict.phase, verdict.reason.as_str()),
+        (RequestPhase::Revoked, "Deleted")
+    );
+}
