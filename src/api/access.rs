@@ -122,7 +122,7 @@ pub struct MemberSpec {
     pub email: String,
     /// `user` (default), `auditor` or `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "role_schema")]
+    #[schemars(schema_with = "super::schemas::role_schema")]
     pub role: Option<String>,
     /// Approver (Expensify's managerEmail / submitsTo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,10 +138,6 @@ pub struct MemberSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub expires_at: Option<String>,
-}
-
-pub(super) fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "string", "enum": ["user", "auditor", "admin"]})
 }
 
 fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

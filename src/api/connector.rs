@@ -146,7 +146,7 @@ pub struct TenantSpec {
     pub policies: Vec<PolicySelector>,
     /// The highest role its objects may grant: `user` (default), `auditor` or `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::access::role_schema")]
+    #[schemars(schema_with = "super::schemas::role_schema")]
     pub max_role: Option<String>,
 }
 

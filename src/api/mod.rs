@@ -9,6 +9,7 @@ mod connector;
 mod duration;
 mod ledger_entry;
 mod request;
+mod schemas;
 
 pub use access::{
     AccessMode, AccessPhase, ConnectorRef, DeletionPolicy, Drift, DriftKind, ManagedMember,

@@ -100,7 +100,7 @@ pub struct AccessRequestSpec {
     pub email: String,
     /// `user` (default), `auditor` or `admin`; one of the rules' `roles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::access::role_schema")]
+    #[schemars(schema_with = "super::schemas::role_schema")]
     pub role: Option<String>,
     /// How long, from when the grant lands: `1m` up to the rules' `maxDuration`.
     #[schemars(regex(pattern = r"^([0-9]+(s|m|h|d))+$"), length(max = 32))]
