@@ -98,7 +98,7 @@ fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) ->
 }
 
 #[tokio::test]
-async fn a1_a_request_is_granted_then_taken_back_at_its_end() {
+async fn a8_a9_a_request_is_granted_then_taken_back_at_its_end() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
     let accesses = [access(true)];
@@ -194,4 +194,50 @@ async fn requests_that_must_not_be_granted_write_nothing() {
         assert!(status.managed_members.is_empty());
         assert_eq!(roster(&sim, FINANCE), origin, "{}", asked.spec.email);
     }
+}
+
+#[tokio::test]
+async fn a_request_deleted_early_takes_back_what_it_added_and_its_finalizer_may_go() {
+    let sim = start(&unlimited_seed()).await;
+    let origin = roster(&sim, FINANCE);
+    let accesses = [access(true)];
+    let asked = request("newcomer@acme.example", "user");
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    assert_eq!(
+        role_of(&sim, "newcomer@acme.example").as_deref(),
+        Some("user")
+    );
+    let mut asked = saved(asked, &report);
+    asked.deleting = true;
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(
+        (status.phase, status.reason.as_deref()),
+        (RequestPhase::Revoked, Some("Deleted"))
+    );
+    assert!(status.managed_members.is_empty(), "{status:?}");
+    assert_eq!(report.finished_request_deletions, vec![asked.key.clone()]);
+    assert!(report.statuses.keys().all(|k| k.request_name().is_none()));
+    assert_eq!(roster(&sim, FINANCE), origin);
+}
+
+#[tokio::test]
+async fn a_request_for_someone_already_asked_for_grants_and_takes_nothing() {
+    let sim = start(&unlimited_seed()).await;
+    let origin = roster(&sim, FINANCE);
+    let accesses = [access(true)];
+    // alice is a member of the PolicyAccess at user already.
+    let asked = request("alice@acme.example", "user");
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(status.phase, RequestPhase::Active);
+    assert!(status.managed_members.is_empty(), "{status:?}");
+    let expires = start_time() + SignedDuration::from_hours(4);
+    let asked = saved(asked, &report);
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
+    assert_eq!(
+        report.request_statuses[&asked.key].phase,
+        RequestPhase::Expired
+    );
+    assert_eq!(roster(&sim, FINANCE), origin);
 }

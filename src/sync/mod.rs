@@ -145,7 +145,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             &before,
             unchanged,
         );
-        requests::complete(&mut report, request, &judged, &before);
+        report::complete_requests(&mut report, request, &judged, &before);
         return report;
     }
     // A reviewed plan that moved, or a write-ahead that cannot be saved, stops the write.
@@ -164,7 +164,7 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
                 observed,
                 &refused,
             );
-            requests::complete(&mut report, request, &judged, &before);
+            report::complete_requests(&mut report, request, &judged, &before);
             return report;
         }
     };
@@ -172,6 +172,6 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let written = write::write(connector, client, &before, observed, write_ahead).await;
     let after = plan::replan(request, &before, &written);
     let mut report = report::finish(request, client, calls_before, before, &after, written);
-    requests::complete(&mut report, request, &judged, &after);
+    report::complete_requests(&mut report, request, &judged, &after);
     report
 }

@@ -247,3 +247,52 @@ fn delta(now: CallCounts, before: CallCounts) -> CallCounts {
         failures: now.failures - before.failures,
     }
 }
+
+/// Moves what the holder objects reported out of the PolicyAccess statuses into the
+/// requests' own: their statuses, finished deletions and save order.
+pub(super) fn complete_requests(
+    report: &mut SyncReport,
+    request: SyncRequest<'_>,
+    judged: &super::requests::Judged,
+    after: &crate::reconcile::plan::Plan,
+) {
+    let (holder_statuses, statuses): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        std::mem::take(&mut report.statuses)
+            .into_iter()
+            .partition(|(key, _): &(ObjectKey, PolicyAccessStatus)| key.request_name().is_some());
+    report.statuses = statuses;
+    let policy_ids: BTreeMap<ObjectKey, Option<String>> = after
+        .objects
+        .iter()
+        .filter(|(key, _)| key.request_name().is_some())
+        .map(|(key, plan)| (key.clone(), plan.policy_id.clone()))
+        .collect();
+    report.request_statuses = super::requests::request_statuses(
+        request,
+        judged,
+        &holder_statuses,
+        &policy_ids,
+        &report.observed,
+    );
+    report.decision_statuses = super::requests::decision_statuses(judged);
+    report.save_order.retain(|key| key.request_name().is_none());
+    let (requests, accesses): (Vec<ObjectKey>, Vec<ObjectKey>) =
+        std::mem::take(&mut report.finished_deletions)
+            .into_iter()
+            .partition(|key| key.request_name().is_some());
+    report.finished_deletions = accesses;
+    report.finished_request_deletions = super::requests::request_keys(requests);
+    // A deleting request that holds nothing (no holder object at all) is settled too.
+    for asked in request.requests.requests.iter().filter(|r| r.deleting) {
+        let holds = report
+            .request_statuses
+            .get(&asked.key)
+            .is_some_and(|s| !s.managed_members.is_empty());
+        if judged.verdicts.contains_key(&asked.key)
+            && !holds
+            && !report.finished_request_deletions.contains(&asked.key)
+        {
+            report.finished_request_deletions.push(asked.key.clone());
+        }
+    }
+}
