@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use expensify_operator::api::DecisionKind;
 use expensify_operator::commands;
 use expensify_operator::commands::cli::{Cli, Command, GlobalArgs};
 use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
@@ -48,6 +49,11 @@ async fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args).await,
         Command::Review(args) => commands::review::run(args).await,
         Command::State(args) => commands::state::run(args).await,
+        Command::Request(args) => commands::people::request(args).await,
+        Command::Approve(args) => commands::people::decide(DecisionKind::Approve, args).await,
+        Command::Deny(args) => commands::people::decide(DecisionKind::Deny, args).await,
+        Command::Revoke(args) => commands::people::decide(DecisionKind::Revoke, args).await,
+        Command::Requests(args) => commands::people::list(args).await,
         Command::Crds(args) => commands::crds::run(&args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,

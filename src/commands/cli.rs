@@ -55,6 +55,17 @@ pub enum Command {
     Review(super::review::ReviewArgs),
     /// File mode's recorded state (the ledger): list it, show an object's, forget an object's.
     State(super::state::StateArgs),
+    /// Ask for temporary access (an AccessRequest): in a cluster with your kubeconfig, or
+    /// with --dir as a document in the repository, approved by the merge.
+    Request(super::people::RequestCommand),
+    /// Approve an AccessRequest (an AccessDecision signed as you; cluster only).
+    Approve(super::people::DecideCommand),
+    /// Deny a pending AccessRequest, for good (cluster only).
+    Deny(super::people::DecideCommand),
+    /// End an active AccessRequest early (its approvers or its requester; cluster only).
+    Revoke(super::people::DecideCommand),
+    /// Access requests: what is pending for whom, what is active and when it ends.
+    Requests(super::people::ListCommand),
     /// Print the CustomResourceDefinitions.
     Crds(super::crds::CrdsArgs),
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.

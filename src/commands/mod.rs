@@ -33,6 +33,7 @@ pub mod controller;
 pub mod crds;
 pub mod demo;
 pub mod export;
+pub mod people;
 pub mod plan;
 pub mod plugin;
 pub mod request_cluster;

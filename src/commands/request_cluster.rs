@@ -115,6 +115,11 @@ fn object_name(first: &str, email: &str, suffix: &str) -> String {
         .join("-")
 }
 
+/// A fresh name for a request on `access` for `email`: `<access>-<local part>-<random>`.
+pub fn request_name(access: &str, email: &str) -> String {
+    object_name(access, email, &random_suffix())
+}
+
 /// `request`: what to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestArgs {
