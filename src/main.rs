@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Deny(args) => commands::people::decide(DecisionKind::Deny, args).await,
         Command::Revoke(args) => commands::people::decide(DecisionKind::Revoke, args).await,
         Command::Requests(args) => commands::people::list(args).await,
+        Command::Codeowners(args) => commands::codeowners::run(&args),
         Command::Crds(args) => commands::crds::run(&args),
         Command::Simulator(args) => commands::simulator::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,

@@ -66,6 +66,9 @@ pub enum Command {
     Revoke(super::people::DecideCommand),
     /// Access requests: what is pending for whom, what is active and when it ends.
     Requests(super::people::ListCommand),
+    /// File mode: CODEOWNERS lines making each PolicyAccess's request approvers the
+    /// required reviewers of its file and of its requests directory.
+    Codeowners(super::codeowners::CodeownersArgs),
     /// Print the CustomResourceDefinitions.
     Crds(super::crds::CrdsArgs),
     /// Run the Expensify Integration Server simulator on loopback from a seed YAML.

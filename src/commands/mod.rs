@@ -26,6 +26,7 @@ macro_rules! outln {
 
 pub mod apply;
 pub mod cli;
+pub mod codeowners;
 pub mod common;
 pub mod completions;
 pub mod confirm;

@@ -123,7 +123,7 @@ fn protected(person: &str, context: &RequestContext<'_>) -> Option<&'static str>
 }
 
 /// The approvers the rules name, normalized; the connector's owners when they name none.
-fn approvers(rules: &RequestRules, connector: Option<&ConnectorObject>) -> Vec<String> {
+pub fn approvers(rules: &RequestRules, connector: Option<&ConnectorObject>) -> Vec<String> {
     if rules.approvers.is_empty() {
         return connector.map(owners).unwrap_or_default();
     }
