@@ -68,6 +68,8 @@ pub(super) fn collect(request: SyncRequest<'_>, report: &mut SyncReport) {
             lead,
         ));
     }
+    found.extend(requests(request, report, lead));
+    let status = &report.connector_status;
     let sends = |event: NotificationEvent| spec.is_none_or(|s| s.sends(event));
     let record = status.notifications.as_ref();
     report.notifications = found
@@ -75,6 +77,77 @@ pub(super) fn collect(request: SyncRequest<'_>, report: &mut SyncReport) {
         .filter(|n| sends(n.event))
         .filter(|n| record.is_none_or(|r| !r.has(&n.dedup_key)))
         .collect();
+}
+
+/// What the requests' new statuses call for telling: a request waiting for its approvers
+/// (`RequestPending`, to the approvers its rules name), a decision that moved it
+/// (`RequestDecided`), and an active grant ending within `lead` (`AccessExpiring`).
+fn requests(request: SyncRequest<'_>, report: &SyncReport, lead: Duration) -> Vec<Notification> {
+    use crate::api::RequestPhase;
+    let connector = &request.connector.key;
+    let lead = SignedDuration::try_from(lead).unwrap_or(SignedDuration::MAX);
+    let mut found = Vec::new();
+    for asked in request.requests.requests {
+        let Some(status) = report.request_statuses.get(&asked.key) else {
+            continue;
+        };
+        let spec = &asked.spec;
+        let policy = status
+            .policy_name
+            .clone()
+            .or_else(|| status.policy_id.clone())
+            .unwrap_or_else(|| format!("of PolicyAccess {}", spec.access_ref.name));
+        let role = spec.role.as_deref().unwrap_or("user");
+        match status.phase {
+            RequestPhase::Pending => found.push(Notification::request_pending(
+                connector,
+                &asked.key,
+                &spec.requester,
+                &policy,
+                role,
+                spec.reason.as_deref().unwrap_or_default(),
+                &status.approvers,
+            )),
+            RequestPhase::Active | RequestPhase::Denied | RequestPhase::Revoked => {
+                let (decision, by) = match status.phase {
+                    RequestPhase::Active => {
+                        ("approved", status.approvals.last().map(|a| a.by.as_str()))
+                    }
+                    RequestPhase::Denied => {
+                        ("denied", status.denial.as_ref().map(|d| d.by.as_str()))
+                    }
+                    _ => ("revoked", status.denial.as_ref().map(|d| d.by.as_str())),
+                };
+                // Only a person's decision is news; a merge or the rules are not.
+                if let Some(by) = by {
+                    found.push(Notification::request_decided(
+                        connector,
+                        &asked.key,
+                        &spec.requester,
+                        &policy,
+                        decision,
+                        by,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if status.phase == RequestPhase::Active
+            && let Some(ends) = &status.expires_at
+        {
+            let left = request.now.duration_until(ends.0);
+            if left > SignedDuration::ZERO && left <= lead {
+                found.push(Notification::access_expiring(
+                    connector,
+                    &asked.key,
+                    &policy,
+                    &spec.email,
+                    &ends.0.to_string(),
+                ));
+            }
+        }
+    }
+    found
 }
 
 /// The policy as people know it: its name (with its id, when Expensify was read), else
@@ -287,5 +360,95 @@ mod tests {
         let kept = report.connector_status.notifications.unwrap().sent;
         assert_eq!(kept.len(), 1);
         assert!(kept[0].key.starts_with("AccessExpiring:"));
+    }
+
+    #[test]
+    fn requests_tell_their_approvers_their_decision_and_their_end() {
+        use crate::api::{
+            AccessRequestSpec, AccessRequestStatus, DecisionRecord, LocalRef, RequestPhase,
+        };
+        use crate::reconcile::{Approval, RequestObject, Requests};
+        let c = connector("finance", &[]);
+        let asked = |name: &str| RequestObject {
+            key: ObjectKey::new("finance", name),
+            generation: Some(1),
+            created: None,
+            spec: AccessRequestSpec {
+                access_ref: LocalRef {
+                    name: "team".into(),
+                },
+                email: "temp@acme.example".into(),
+                role: Some("admin".into()),
+                duration: "4h".into(),
+                reason: Some("<!channel> close".into()),
+                requester: "temp@acme.example".into(),
+            },
+            deleting: false,
+            status: None,
+        };
+        let requests = [asked("waiting"), asked("approved"), asked("merged")];
+        let mut sync = request(&c, &[]);
+        sync.requests = Requests {
+            requests: &requests,
+            decisions: &[],
+            approval: Approval::Merge,
+        };
+        let mut report = super::super::unsynced(sync, Reason::Synced, "", false);
+        report.connector_status.phase = ConnectorPhase::Connected;
+        let at = Time(now());
+        let ends = Time(Timestamp::from_second(now().as_second() + 1800).unwrap());
+        report.request_statuses.insert(
+            ObjectKey::new("finance", "waiting"),
+            AccessRequestStatus {
+                phase: RequestPhase::Pending,
+                approvers: vec!["cfo@acme.example".into()],
+                ..Default::default()
+            },
+        );
+        report.request_statuses.insert(
+            ObjectKey::new("finance", "approved"),
+            AccessRequestStatus {
+                phase: RequestPhase::Active,
+                approvals: vec![DecisionRecord {
+                    by: "cfo@acme.example".into(),
+                    at: at.clone(),
+                    decision: "yes".into(),
+                    comment: None,
+                }],
+                expires_at: Some(ends.clone()),
+                ..Default::default()
+            },
+        );
+        report.request_statuses.insert(
+            ObjectKey::new("finance", "merged"),
+            AccessRequestStatus {
+                phase: RequestPhase::Active,
+                expires_at: Some(Time(
+                    Timestamp::from_second(now().as_second() + 8 * 3600).unwrap(),
+                )),
+                ..Default::default()
+            },
+        );
+        collect(sync, &mut report);
+        let found = &report.notifications;
+        let events: Vec<(NotificationEvent, String)> = found
+            .iter()
+            .map(|n| (n.event, n.object.key.name.clone()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (NotificationEvent::RequestPending, "waiting".to_string()),
+                (NotificationEvent::RequestDecided, "approved".to_string()),
+                (NotificationEvent::AccessExpiring, "approved".to_string()),
+            ],
+            "a merge is no decision and an end 8h away is not near"
+        );
+        assert!(
+            found[0].text.contains("cfo@acme.example"),
+            "{}",
+            found[0].text
+        );
+        assert!(!found[0].text.contains("<!channel>"), "{}", found[0].text);
     }
 }
