@@ -331,3 +331,31 @@ async fn running_from_the_wrong_directory_leaves_no_status_directory_behind() {
     );
     assert_eq!(updates(&sim), 0, "{}", printed(&applied));
 }
+
+/// The example request and decision in `extras/requests/` are what the kinds accept: the
+/// request within the rules of `examples/finance-team.yaml`, the decision by its approver.
+#[test]
+fn the_example_request_and_decision_hold_to_the_example_rules() {
+    use expensify_operator::api::{AccessDecision, AccessRequest, PolicyAccess};
+    use expensify_operator::reconcile::validate::{validate_decision, validate_request};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let access: PolicyAccess = serde_saphyr::from_str(&read("examples/finance-team.yaml")).unwrap();
+    let rules = access
+        .spec
+        .requests
+        .as_ref()
+        .expect("the example has request rules");
+    let request: AccessRequest =
+        serde_saphyr::from_str(&read("extras/requests/access-request.yaml")).unwrap();
+    assert_eq!(request.spec.access_ref.name, "finance-team");
+    assert!(validate_request(&request.spec, Some(rules)).is_empty());
+    let decision: AccessDecision =
+        serde_saphyr::from_str(&read("extras/requests/access-decision.yaml")).unwrap();
+    assert_eq!(
+        decision.spec.request_ref.name,
+        request.metadata.name.unwrap()
+    );
+    assert!(validate_decision(&decision.spec).is_empty());
+    assert!(rules.approvers.contains(&decision.spec.decided_by));
+}
