@@ -203,6 +203,8 @@ pub fn requests_dir(repository: &Path, namespace: &str, access: &str) -> PathBuf
 
 /// Writes the request document (validated first), never over an existing file.
 fn write_request_document(repository: &Path, command: &RequestCommand) -> anyhow::Result<PathBuf> {
+    // The name becomes a directory: a Kubernetes name, checked before any path is built.
+    crate::names::check_subdomain(&command.access).context("--access")?;
     let namespace = command
         .target
         .namespace

@@ -292,6 +292,9 @@ pub fn requests_table(requests: &[AccessRequest]) -> String {
                 standing(r),
             ]
         })
+        // Every cell holds someone's text (an email, a reason in a message): nothing in it
+        // may act on the reader's terminal.
+        .map(|row: [String; 6]| row.map(|cell| crate::sanitize::terminal(&cell)))
         .collect();
     let header = [
         "REQUEST",
