@@ -77,6 +77,14 @@ pub enum AdmissionCheckError {
     )]
     BindingNotEnforcing { name: String, actions: String },
     #[error(
+        "ValidatingAdmissionPolicy {name} lacks the identity rule on {field}: it is not the chart's policy, so no request is honoured (reinstall the chart's admission policy)"
+    )]
+    PolicyAltered { name: String, field: &'static str },
+    #[error(
+        "ValidatingAdmissionPolicyBinding {name} narrows what it applies to (matchResources): the identity policy may not cover every request, so no request is honoured"
+    )]
+    BindingNarrowed { name: String },
+    #[error(
         "the controller may not read {kind} {name} (forbidden): grant it `get` on it (the chart does), until then no request is honoured"
     )]
     Forbidden { kind: &'static str, name: String },
@@ -97,6 +105,8 @@ impl AdmissionCheckError {
             Self::BindingMissing { .. } => "AdmissionBindingMissing",
             Self::BindingElsewhere { .. } => "AdmissionBindingElsewhere",
             Self::BindingNotEnforcing { .. } => "AdmissionBindingNotEnforcing",
+            Self::PolicyAltered { .. } => "AdmissionPolicyAltered",
+            Self::BindingNarrowed { .. } => "AdmissionBindingNarrowed",
             Self::Forbidden { .. } => "AdmissionCheckForbidden",
             Self::Api { .. } => "AdmissionCheckFailed",
         }
@@ -128,6 +138,46 @@ where
     })
 }
 
+/// The identity rules of the chart's policy, each with the field it proves; the policy
+/// found must hold each verbatim (a test keeps them equal to the shipped manifest), so an
+/// edited policy that checks nothing is not taken for the real one.
+pub const IDENTITY_RULES: [(&str, &str); 3] = [
+    (
+        "spec.requester",
+        "!variables.isRequest || (has(object.spec) && has(object.spec.requester) && object.spec.requester.lowerAscii() == variables.username.lowerAscii())",
+    ),
+    (
+        "spec.decidedBy",
+        "variables.isRequest || (has(object.spec) && has(object.spec.decidedBy) && object.spec.decidedBy.lowerAscii() == variables.username.lowerAscii())",
+    ),
+    (
+        "spec.groups",
+        "variables.isRequest || !has(object.spec) || !has(object.spec.groups) || object.spec.groups.all(g, g in variables.groups)",
+    ),
+];
+
+/// Whether a binding's `matchResources` leaves out some objects (a namespace or object
+/// selector, rules of its own, or exclusions): then some requests could go unchecked.
+fn narrows(resources: &k8s_openapi::api::admissionregistration::v1::MatchResources) -> bool {
+    let selects =
+        |selector: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>| {
+            selector.as_ref().is_some_and(|s| {
+                s.match_labels.as_ref().is_some_and(|l| !l.is_empty())
+                    || s.match_expressions.as_ref().is_some_and(|e| !e.is_empty())
+            })
+        };
+    selects(&resources.namespace_selector)
+        || selects(&resources.object_selector)
+        || resources
+            .resource_rules
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        || resources
+            .exclude_resource_rules
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+}
+
 /// Whether the identity policy and a binding of it that denies both exist, read now.
 pub async fn check_admission(
     client: &kube::Client,
@@ -152,6 +202,21 @@ pub async fn check_admission(
             name: policy_name.clone(),
         });
     }
+    let validations: Vec<&str> = policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.validations.as_ref())
+        .map(|v| v.iter().map(|v| v.expression.as_str()).collect())
+        .unwrap_or_default();
+    if let Some((field, _)) = IDENTITY_RULES
+        .iter()
+        .find(|(_, rule)| !validations.contains(rule))
+    {
+        return Err(AdmissionCheckError::PolicyAltered {
+            name: policy_name.clone(),
+            field,
+        });
+    }
     let binding_name = &settings.binding_name;
     let binding = read(
         Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
@@ -170,6 +235,11 @@ pub async fn check_admission(
             name: binding_name.clone(),
             policy: policy_name.clone(),
             bound,
+        });
+    }
+    if spec.match_resources.as_ref().is_some_and(narrows) {
+        return Err(AdmissionCheckError::BindingNarrowed {
+            name: binding_name.clone(),
         });
     }
     let actions = spec.validation_actions;
@@ -278,8 +348,21 @@ mod tests {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy",
             "metadata": {"name": DEFAULT_POLICY_NAME},
-            "spec": {"failurePolicy": failure_policy, "validations": [{"expression": "true"}]},
+            "spec": {"failurePolicy": failure_policy, "validations": IDENTITY_RULES.iter().map(|(_, rule)| json!({"expression": rule})).collect::<Vec<_>>()},
         })
+    }
+
+    #[test]
+    fn the_identity_rules_are_the_shipped_ones() {
+        // The chart's template holds each on one line; `tests/admission_cel.rs` keeps the
+        // rendered manifest equal to it.
+        let shipped = include_str!("../../charts/expensify-operator/templates/admission.yaml");
+        for (field, rule) in IDENTITY_RULES {
+            assert!(
+                shipped.contains(&format!("expression: \"{rule}\"")),
+                "{field}: {rule}"
+            );
+        }
     }
 
     fn binding(policy: &str, actions: &[&str]) -> Value {
@@ -392,6 +475,39 @@ mod tests {
                 name: DEFAULT_BINDING_NAME.into(),
                 actions: "Warn, Audit".into(),
             })
+        );
+    }
+
+    /// review3 (expected to FAIL): a binding whose `matchResources` selects no namespace
+    /// (or a policy whose validations were replaced by `true`) enforces nothing, yet the
+    /// check only looks at the names, failurePolicy and validationActions: requests are
+    /// honoured while no identity is proved.
+    #[tokio::test]
+    async fn review3_a_binding_that_matches_no_namespace_is_not_enforcing() {
+        let mut scoped = binding(DEFAULT_POLICY_NAME, &["Deny"]);
+        scoped["spec"]["matchResources"] = json!({
+            "namespaceSelector": {"matchLabels": {"no-namespace-has": "this-label"}}
+        });
+        let answer = checked(vec![
+            (POLICY_URI, 200, policy("Fail")),
+            (BINDING_URI, 200, scoped),
+        ])
+        .await;
+        assert!(
+            answer.is_err(),
+            "a binding that binds nothing passed the check"
+        );
+    }
+
+    #[tokio::test]
+    async fn review3_a_policy_whose_validations_check_nothing_is_not_enforcing() {
+        // The shipped policy's identity rules replaced by one that admits everything.
+        let mut altered = policy("Fail");
+        altered["spec"]["validations"] = json!([{"expression": "true"}]);
+        let answer = checked(vec![(POLICY_URI, 200, altered)]).await;
+        assert!(
+            answer.is_err(),
+            "a policy whose only validation is `true` passed the check"
         );
     }
 

@@ -142,11 +142,26 @@ fn git_root(dir: &Path) -> PathBuf {
         .map_or(dir.clone(), Path::to_path_buf)
 }
 
-/// `path` as CODEOWNERS writes it: from the repository root, with a leading `/`.
-fn rooted(path: &Path, root: &Path) -> String {
+/// `path` as CODEOWNERS writes it: from the repository root, with a leading `/`, and
+/// every character that would end the pattern or read as a glob escaped, so the path
+/// alone decides the owners. A line break cannot be escaped: such a path is refused.
+fn rooted(path: &Path, root: &Path) -> Result<String, CodeownersError> {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let relative = path.strip_prefix(root).unwrap_or(&path);
-    format!("/{}", relative.display())
+    let text = relative.display().to_string();
+    if text.chars().any(char::is_control) {
+        return Err(CodeownersError::Unreadable(format!(
+            "{text:?}: a path with control characters cannot be written in CODEOWNERS; rename it"
+        )));
+    }
+    let mut escaped = String::from("/");
+    for c in text.chars() {
+        if matches!(c, ' ' | '\t' | '*' | '?' | '[' | ']' | '\\' | '!' | '#') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    Ok(escaped)
 }
 
 /// The generated block: for each PolicyAccess with `spec.requests`, its file and its
@@ -185,8 +200,8 @@ fn block(
             approvals.max(1)
         );
         let requests = requests_dir(root, &loaded.key.namespace, &loaded.key.name);
-        let _ = writeln!(text, "{} {owners}", rooted(&loaded.source.path, root));
-        let _ = writeln!(text, "{}/ {owners}", rooted(&requests, root));
+        let _ = writeln!(text, "{} {owners}", rooted(&loaded.source.path, root)?);
+        let _ = writeln!(text, "{}/ {owners}", rooted(&requests, root)?);
     }
     text.push_str(END);
     text.push('\n');

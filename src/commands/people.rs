@@ -328,6 +328,24 @@ mod tests {
         assert!(!repository.path().join("requests").exists());
     }
 
+    /// review3 (expected to FAIL): `--access` goes into the path unchecked
+    /// (`requests_dir`), so a PolicyAccess "name" with `..` writes the document outside
+    /// `requests/<namespace>/<access>/`, i.e. outside the directory whose CODEOWNERS
+    /// approve it (design: names are Kubernetes names, checked before any file is written).
+    #[test]
+    fn review3_an_access_name_that_is_not_a_kubernetes_name_writes_nothing() {
+        let repository = tempfile::tempdir().unwrap();
+        let mut bad = command(repository.path(), Some("close"));
+        bad.access = "../../outside".into();
+        let written = write_request_document(repository.path(), &bad);
+        assert!(
+            written.is_err(),
+            "a request document was written at {:?}",
+            written.as_ref().ok()
+        );
+        assert!(!repository.path().join("outside").exists());
+    }
+
     #[test]
     fn file_mode_says_the_merge_is_the_approval() {
         assert!(file_mode_refusal(DecisionKind::Approve).contains("the merge is the approval"));

@@ -369,6 +369,27 @@ mod tests {
         );
     }
 
+    /// review3 (expected to FAIL): `requests` prints `spec.email` (any requester's text:
+    /// the CRD gives it no pattern) into the approver's terminal as is, so escape sequences
+    /// (an OSC 8 hyperlink, a screen clear, a line rewrite) reach it.
+    #[test]
+    fn review3_the_requests_table_prints_no_control_characters() {
+        let request: AccessRequest = serde_json::from_value(serde_json::json!({
+            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
+            "metadata": {"name": "r1", "namespace": "finance"},
+            "spec": {"accessRef": {"name": "books"},
+                     "email": "\u{1b}[2J\u{1b}]8;;https://evil.example\u{7}approve-me\u{1b}]8;;\u{7}@acme.example",
+                     "role": "admin", "duration": "4h", "reason": "x",
+                     "requester": "mallory@acme.example"}
+        }))
+        .unwrap();
+        let table = requests_table(&[request]);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "control characters reach the terminal: {table:?}"
+        );
+    }
+
     #[test]
     fn names_are_valid_kubernetes_names() {
         assert_eq!(

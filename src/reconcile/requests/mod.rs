@@ -330,7 +330,14 @@ pub fn evaluate(
             for d in decisions {
                 let by = email::normalize(&d.spec.decided_by);
                 let approver = is_approver(d, &by, &verdict.approvers);
+                // Decisions name their request only by name: one made before this request
+                // existed was about another (deleted) one, or approved a name in advance.
+                let older = matches!((d.created, request.created), (Some(made), Some(asked)) if made < asked);
                 let refusal = match d.spec.decision {
+                    _ if older => Some(
+                        "made before this request was created: a decision counts only for the request it answers"
+                            .to_string(),
+                    ),
                     DecisionKind::Revoke => {
                         if phase != RequestPhase::Active {
                             Some(

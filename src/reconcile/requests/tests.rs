@@ -332,3 +332,31 @@ fn a_deleted_request_ends() {
         (RequestPhase::Revoked, "Deleted")
     );
 }
+
+// ---- review3: independent review findings (these tests are expected to FAIL) ----
+
+/// An Approve decision that was written before the request existed (for an earlier
+/// request of the same name, since deleted, or "pre-approving" a name) must not count:
+/// decisions are bound to a request only by name, so re-creating `r1` for a new person or
+/// role inherits every approval the old `r1` had.
+#[test]
+fn review3_a_decision_older_than_the_request_does_not_count() {
+    let world = World::new(1);
+    // The request is created at minute 0; carol's approval is from an hour before it.
+    let stale = [decision(
+        "d-old",
+        DecisionKind::Approve,
+        "carol@acme.com",
+        -60,
+    )];
+    let (verdict, decisions) = world.judge(&request(None), &stale);
+    assert!(
+        !counted(&decisions, "d-old"),
+        "an approval older than the request counted: {decisions:?}"
+    );
+    assert_eq!(
+        verdict.phase,
+        RequestPhase::Pending,
+        "a re-created request was granted on an old approval: {verdict:?}"
+    );
+}
