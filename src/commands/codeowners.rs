@@ -313,6 +313,43 @@ mod tests {
         assert!(!text.contains("plain"), "no rules, no line: {text}");
     }
 
+    /// review3 (expected to FAIL): the PolicyAccess's file path goes into the CODEOWNERS
+    /// line unescaped: a file named `finance team.yaml` gives `/access/finance team.yaml
+    /// cfo@...`, which GitHub reads as the path `/access/finance` owned by `team.yaml` and
+    /// cfo, so the real file gets no required reviewer (the path decides the owners).
+    #[test]
+    fn review3_a_file_path_with_a_space_keeps_its_owners() {
+        let dir = repository(
+            "  requests: {maxDuration: 8h, approvals: 1, approvers: [cfo@acme.example]}\n",
+        );
+        std::fs::rename(
+            dir.path().join("access/team.yaml"),
+            dir.path().join("access/finance team.yaml"),
+        )
+        .unwrap();
+        let text = lines(dir.path(), &[]).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("/access/"))
+            .unwrap_or_default()
+            .to_string();
+        // The first unescaped whitespace ends the pattern: it must be the whole path.
+        let mut pattern = String::new();
+        let mut escaped = false;
+        for c in line.chars() {
+            if c.is_whitespace() && !escaped {
+                break;
+            }
+            escaped = c == '\\' && !escaped;
+            pattern.push(c);
+        }
+        assert_eq!(
+            pattern.replace("\\ ", " "),
+            "/access/finance team.yaml",
+            "CODEOWNERS line {line:?} does not name the file"
+        );
+    }
+
     #[test]
     fn default_approvers_are_the_connector_owners() {
         let dir = repository("  requests: {maxDuration: 8h}\n");
