@@ -7,6 +7,7 @@ pub mod loader;
 pub mod markdown;
 pub mod render;
 pub mod repo;
+mod requests;
 pub mod report;
 pub mod runner;
 pub mod saved_plan;
