@@ -98,7 +98,7 @@ fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) ->
 }
 
 #[tokio::test]
-async fn a1_a_request_is_granted_then_taken_back_at_its_end() {
+async fn a8_a9_a_request_is_granted_then_taken_back_at_its_end() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
     let accesses = [access(true)];
