@@ -47,7 +47,13 @@ async fn a_merged_request_is_granted_and_its_clock_survives_runs() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(&repo, "henry@acme.example", "user", "4h", "  reason: month end\n");
+    request(
+        &repo,
+        "henry@acme.example",
+        "user",
+        "4h",
+        "  reason: month end\n",
+    );
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     assert!(listed(&sim, "henry@acme.example"), "granted on apply");
@@ -66,7 +72,11 @@ async fn a_merged_request_is_granted_and_its_clock_survives_runs() {
     let again = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!again.has_errors(), "{again:#?}");
     let status = saved(&repo).status.unwrap();
-    assert_eq!(status.granted_at, Some(granted), "the clock did not restart");
+    assert_eq!(
+        status.granted_at,
+        Some(granted),
+        "the clock did not restart"
+    );
     assert_eq!(status.expires_at, Some(expires));
 }
 
@@ -77,7 +87,13 @@ async fn a_request_beyond_its_rules_grants_nothing_and_names_the_field() {
     repo.connector("");
     books(&repo);
     // Over maxDuration (8h).
-    request(&repo, "henry@acme.example", "user", "9h", "  reason: month end\n");
+    request(
+        &repo,
+        "henry@acme.example",
+        "user",
+        "9h",
+        "  reason: month end\n",
+    );
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!listed(&sim, "henry@acme.example"));
     let status = saved(&repo).status.unwrap();
@@ -92,7 +108,13 @@ async fn a_request_for_someone_already_listed_takes_nothing_at_its_end() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(&repo, "alice@acme.example", "user", "4h", "  reason: again\n");
+    request(
+        &repo,
+        "alice@acme.example",
+        "user",
+        "4h",
+        "  reason: again\n",
+    );
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(listed(&sim, "alice@acme.example"));
     // The request ends (its file is removed): alice stays, PolicyAccess lists her.
@@ -108,11 +130,23 @@ async fn an_unreadable_request_is_a_problem_not_an_end() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(&repo, "henry@acme.example", "user", "4h", "  reason: month end\n");
+    request(
+        &repo,
+        "henry@acme.example",
+        "user",
+        "4h",
+        "  reason: month end\n",
+    );
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(listed(&sim, "henry@acme.example"));
     // A typo: the document cannot be read, so the request is not taken for ended.
-    request(&repo, "henry@acme.example", "user", "4h", "  reasn: month end\n");
+    request(
+        &repo,
+        "henry@acme.example",
+        "user",
+        "4h",
+        "  reasn: month end\n",
+    );
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     let problems: Vec<String> = report
         .manifests
@@ -139,10 +173,19 @@ async fn an_access_decision_changes_nothing() {
         "decision.yaml",
         "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessDecision\nmetadata: {name: d1, namespace: finance}\nspec:\n  requestRef: {name: r1}\n  decision: Revoke\n  decidedBy: boss@acme.example\n",
     );
-    request(&repo, "henry@acme.example", "user", "4h", "  reason: month end\n");
+    request(
+        &repo,
+        "henry@acme.example",
+        "user",
+        "4h",
+        "  reason: month end\n",
+    );
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     assert_eq!(report.manifests.decisions.len(), 1, "read, not counted");
-    assert!(listed(&sim, "henry@acme.example"), "the Revoke was not counted");
+    assert!(
+        listed(&sim, "henry@acme.example"),
+        "the Revoke was not counted"
+    );
     assert_eq!(saved(&repo).status.unwrap().phase, RequestPhase::Active);
 }

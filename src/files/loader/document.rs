@@ -24,8 +24,9 @@ pub(super) fn load_document(document: Value, source: Source, manifests: &mut Man
         ));
         return;
     }
+    let problem_source = source.clone();
     let problem = |message: String| LoadProblem {
-        source: source.clone(),
+        source: problem_source,
         object: Some(header.object()),
         message,
     };
@@ -35,29 +36,28 @@ pub(super) fn load_document(document: Value, source: Source, manifests: &mut Man
     }
     let namespace = header.namespace();
     let key = ObjectKey::new(namespace.clone(), header.name());
-    let loaded = |source: &Source| (key, source.clone());
     match header.kind.as_str() {
         "ExpensifyConnector" => keep(
             typed::<ExpensifyConnector>(document, connector_names),
-            loaded(&source),
+            (key, source),
             namespace,
             &mut manifests.connectors,
         ),
         "AccessRequest" => keep(
             typed::<AccessRequest>(document, request_names),
-            loaded(&source),
+            (key, source),
             namespace,
             &mut manifests.requests,
         ),
         "AccessDecision" => keep(
             typed::<AccessDecision>(document, decision_names),
-            loaded(&source),
+            (key, source),
             namespace,
             &mut manifests.decisions,
         ),
         _ => keep(
             typed::<PolicyAccess>(document, access_names),
-            loaded(&source),
+            (key, source),
             namespace,
             &mut manifests.accesses,
         ),
