@@ -9,6 +9,7 @@ pub mod notifications;
 pub mod render;
 pub mod repo;
 pub mod report;
+mod requests;
 pub mod runner;
 pub mod saved_plan;
 pub mod select;

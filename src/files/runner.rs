@@ -18,7 +18,9 @@ use kube::core::object::{HasSpec, HasStatus};
 
 pub use super::report::{MissingLedger, PassReport, UnattachedAccess};
 use super::saved_plan::SavedPlan;
-use crate::api::{ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus};
+use crate::api::{
+    AccessRequest, AccessRequestStatus, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
+};
 use crate::expensify::{Credentials, ExpensifyClients};
 use crate::reconcile::reviewed::ReviewedConnector;
 use crate::reconcile::status::{NotSynced, unsynced_status};
@@ -77,6 +79,10 @@ struct Prepared {
     /// Objects whose status file failed verification: planned without it, as broken
     /// objects, and their status file is never written over.
     unverified: Vec<ObjectKey>,
+    /// The AccessRequests, with their saved statuses.
+    requests: Vec<crate::reconcile::RequestObject>,
+    /// Requests whose status file failed verification: never written over.
+    unverified_requests: Vec<ObjectKey>,
 }
 
 /// The PolicyAccess objects of a pass with their statuses, and those whose status file
@@ -178,7 +184,7 @@ where
 }
 
 /// A status file that failed verification, as a problem of the pass.
-fn status_problem(key: &ObjectKey, kind: &str, error: &StatusDirError) -> LoadProblem {
+pub(super) fn status_problem(key: &ObjectKey, kind: &str, error: &StatusDirError) -> LoadProblem {
     let (path, message) = match error {
         StatusDirError::Unverified { path, reason } => {
             (path.clone(), unverified_message(reason, path))
@@ -229,6 +235,12 @@ impl FileMode {
         if manifests.complete() && unverified.is_empty() && attached.problems.is_empty() {
             accesses.extend(deleted_objects(&manifests, listing, &mut sources));
         }
+        let requests = super::requests::file_requests(
+            &manifests,
+            &self.status_dir,
+            manifests.complete() && unverified.is_empty() && attached.problems.is_empty(),
+        )?;
+        unverified.extend(requests.problems);
         let inventory_complete = manifests.complete() && unverified.is_empty();
         manifests.problems.extend(unverified);
         manifests.problems.extend(attached.problems);
@@ -240,6 +252,8 @@ impl FileMode {
             missing_ledger,
             inventory_complete,
             unverified: attached.unverified,
+            requests: requests.objects,
+            unverified_requests: requests.unverified,
         })
     }
 
@@ -394,7 +408,12 @@ impl FileMode {
                 continue;
             }
             let request = SyncRequest {
-                requests: crate::reconcile::Requests::NONE,
+                requests: crate::reconcile::Requests {
+                    requests: &prepared.requests,
+                    // Not counted: in file mode the merge is the approval.
+                    decisions: &[],
+                    approval: crate::reconcile::Approval::Merge,
+                },
                 connector,
                 connectors: &prepared.connectors,
                 accesses: &prepared.accesses,
@@ -512,7 +531,38 @@ impl FileMode {
             info!(object = %key, "deleted PolicyAccess finished; its status file is removed");
             self.status_dir.remove::<PolicyAccess>(key)?;
         }
+        for (key, status) in &sync.request_statuses {
+            self.write_request_status(prepared, key, status)?;
+        }
+        for key in &sync.finished_request_deletions {
+            info!(request = %key, "AccessRequest ended and released; its status file is removed");
+            self.status_dir.remove::<AccessRequest>(key)?;
+        }
         Ok(())
+    }
+
+    /// One AccessRequest status file: the manifest as loaded, or for a request whose
+    /// manifest is gone its last saved one, with `status` set. It is what carries the
+    /// request's clock and ledger entries from one run to the next.
+    fn write_request_status(
+        &self,
+        prepared: &Prepared,
+        key: &ObjectKey,
+        status: &AccessRequestStatus,
+    ) -> Result<(), StatusDirError> {
+        if prepared.unverified_requests.contains(key) {
+            return Ok(());
+        }
+        let loaded = prepared.manifests.requests.iter().find(|r| &r.key == key);
+        let mut object = match loaded {
+            Some(loaded) => loaded.object.clone(),
+            None => match self.status_dir.read::<AccessRequest>(key)? {
+                Some(object) => object,
+                None => return Ok(()),
+            },
+        };
+        object.status = Some(status.clone());
+        self.status_dir.write(key, &object)
     }
 
     /// One PolicyAccess status file: the manifest as loaded, or for a deleted object its
@@ -568,10 +618,12 @@ impl WriteAhead for FileStore<'_> {
     fn save<'s>(
         &'s self,
         statuses: &'s BTreeMap<ObjectKey, PolicyAccessStatus>,
-        _requests: &'s BTreeMap<ObjectKey, crate::api::AccessRequestStatus>,
+        requests: &'s BTreeMap<ObjectKey, AccessRequestStatus>,
         connector: Option<&'s ExpensifyConnectorStatus>,
     ) -> BoxFuture<'s, Result<(), WriteRefused>> {
-        Box::pin(std::future::ready(self.save_now(statuses, connector)))
+        Box::pin(std::future::ready(
+            self.save_now(statuses, requests, connector),
+        ))
     }
 }
 
@@ -605,6 +657,7 @@ impl FileStore<'_> {
     fn save_now(
         &self,
         statuses: &BTreeMap<ObjectKey, PolicyAccessStatus>,
+        requests: &BTreeMap<ObjectKey, AccessRequestStatus>,
         connector: Option<&ExpensifyConnectorStatus>,
     ) -> Result<(), WriteRefused> {
         if self.stop.is_some_and(|s| *s.borrow()) {
@@ -615,6 +668,11 @@ impl FileStore<'_> {
         for (key, status) in statuses {
             self.mode
                 .write_access_status(self.prepared, key, status)
+                .map_err(failed)?;
+        }
+        for (key, status) in requests {
+            self.mode
+                .write_request_status(self.prepared, key, status)
                 .map_err(failed)?;
         }
         if let Some(status) = connector {

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::header::Header;
 use super::manifests::{LoadProblem, Loaded, Manifests, Source};
-use super::strict::{access_names, connector_names, typed};
-use crate::api::{API_VERSION, ExpensifyConnector, PolicyAccess};
+use super::strict::{access_names, connector_names, decision_names, request_names, typed};
+use crate::api::{API_VERSION, AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 use crate::reconcile::ObjectKey;
 
 pub(super) fn load_document(document: Value, source: Source, manifests: &mut Manifests) {
@@ -24,8 +24,9 @@ pub(super) fn load_document(document: Value, source: Source, manifests: &mut Man
         ));
         return;
     }
+    let problem_source = source.clone();
     let problem = |message: String| LoadProblem {
-        source: source.clone(),
+        source: problem_source,
         object: Some(header.object()),
         message,
     };
@@ -35,29 +36,48 @@ pub(super) fn load_document(document: Value, source: Source, manifests: &mut Man
     }
     let namespace = header.namespace();
     let key = ObjectKey::new(namespace.clone(), header.name());
-    if header.kind == "ExpensifyConnector" {
-        match typed::<ExpensifyConnector>(document, connector_names) {
-            Ok(mut object) => {
-                object.metadata.namespace = Some(namespace);
-                manifests.connectors.push(Loaded {
-                    object,
-                    key,
-                    source,
-                });
-            }
-            Err(message) => manifests.problems.push(problem(message)),
-        }
-    } else {
-        match typed::<PolicyAccess>(document, access_names) {
-            Ok(mut object) => {
-                object.metadata.namespace = Some(namespace);
-                manifests.accesses.push(Loaded {
-                    object,
-                    key,
-                    source,
-                });
-            }
-            Err(message) => manifests.problems.push(problem(message)),
-        }
+    match header.kind.as_str() {
+        "ExpensifyConnector" => keep(
+            typed::<ExpensifyConnector>(document, connector_names),
+            (key, source),
+            namespace,
+            &mut manifests.connectors,
+        ),
+        "AccessRequest" => keep(
+            typed::<AccessRequest>(document, request_names),
+            (key, source),
+            namespace,
+            &mut manifests.requests,
+        ),
+        "AccessDecision" => keep(
+            typed::<AccessDecision>(document, decision_names),
+            (key, source),
+            namespace,
+            &mut manifests.decisions,
+        ),
+        _ => keep(
+            typed::<PolicyAccess>(document, access_names),
+            (key, source),
+            namespace,
+            &mut manifests.accesses,
+        ),
     }
+    .unwrap_or_else(|message| manifests.problems.push(problem(message)));
+}
+
+/// Keeps a typed object, its namespace set to the one it was read in.
+fn keep<T: kube::Resource>(
+    typed: Result<T, String>,
+    (key, source): (ObjectKey, Source),
+    namespace: String,
+    into: &mut Vec<Loaded<T>>,
+) -> Result<(), String> {
+    let mut object = typed?;
+    object.meta_mut().namespace = Some(namespace);
+    into.push(Loaded {
+        object,
+        key,
+        source,
+    });
+    Ok(())
 }

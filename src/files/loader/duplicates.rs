@@ -45,4 +45,14 @@ pub(super) fn reject_duplicates(manifests: &mut Manifests) {
         "PolicyAccess",
         &mut manifests.problems,
     );
+    duplicates(
+        &mut manifests.requests,
+        "AccessRequest",
+        &mut manifests.problems,
+    );
+    duplicates(
+        &mut manifests.decisions,
+        "AccessDecision",
+        &mut manifests.problems,
+    );
 }

@@ -8,7 +8,12 @@ use crate::names;
 use crate::reconcile::DEFAULT_NAMESPACE;
 
 /// The kinds of [`GROUP`].
-pub(super) const KINDS: [&str; 2] = ["ExpensifyConnector", "PolicyAccess"];
+pub(super) const KINDS: [&str; 4] = [
+    "ExpensifyConnector",
+    "PolicyAccess",
+    "AccessRequest",
+    "AccessDecision",
+];
 
 /// What a document says it is, read before its type is known.
 pub(super) struct Header {
@@ -74,7 +79,7 @@ impl Header {
             return Err(format!(
                 "kind {:?} does not exist in {GROUP}; its kinds are {}",
                 self.kind,
-                KINDS.join(" and ")
+                KINDS.join(", ")
             ));
         }
         if self.api_version != API_VERSION {

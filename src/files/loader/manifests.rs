@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::api::{AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 use crate::reconcile::ObjectKey;
 
 /// Where an object came from.
@@ -59,6 +59,10 @@ impl fmt::Display for LoadProblem {
 pub struct Manifests {
     pub connectors: Vec<Loaded<ExpensifyConnector>>,
     pub accesses: Vec<Loaded<PolicyAccess>>,
+    pub requests: Vec<Loaded<AccessRequest>>,
+    /// Read so that a broken one is reported, and never counted: in file mode the merge
+    /// is the approval.
+    pub decisions: Vec<Loaded<AccessDecision>>,
     pub problems: Vec<LoadProblem>,
     /// Files that are not manifests and documents of other kinds, one note each.
     pub skipped: Vec<String>,

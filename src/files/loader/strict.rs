@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::api::{ExpensifyConnector, PolicyAccess};
+use crate::api::{AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 use crate::names;
 
 /// Converts a document to its type, as strictly as the API server: a field the type does
@@ -82,4 +82,20 @@ pub(super) fn access_names(access: &PolicyAccess) -> Vec<String> {
         problems.push(format!("spec.connectorRef.namespace: {e}"));
     }
     problems
+}
+
+/// The PolicyAccess a request names is looked up by name: held to the rules of names.
+pub(super) fn request_names(request: &AccessRequest) -> Vec<String> {
+    local_ref_problems("spec.accessRef.name", &request.spec.access_ref.name)
+}
+
+pub(super) fn decision_names(decision: &AccessDecision) -> Vec<String> {
+    local_ref_problems("spec.requestRef.name", &decision.spec.request_ref.name)
+}
+
+fn local_ref_problems(field: &str, name: &str) -> Vec<String> {
+    match names::check_subdomain(name) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!("{field}: {e}")],
+    }
 }
