@@ -241,3 +241,33 @@ async fn a_request_for_someone_already_asked_for_grants_and_takes_nothing() {
     );
     assert_eq!(roster(&sim, FINANCE), origin);
 }
+
+#[tokio::test]
+async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
+    let sim = start(&unlimited_seed()).await;
+    let accesses = [access(true)];
+    run(&sim, &accesses, &[], start_time()).await;
+    assert_eq!(role_of(&sim, "alice@acme.example").as_deref(), Some("user"));
+    let before = roster(&sim, FINANCE);
+
+    let asked = request("alice@acme.example", "admin");
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(status.phase, RequestPhase::Active, "{status:?}");
+    assert_eq!(role_of(&sim, "alice@acme.example").as_deref(), Some("admin"));
+    assert!(status.policy_name.is_some(), "{status:?}");
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Ready"),
+        "{status:?}"
+    );
+    let books = report.statuses.values().next().unwrap();
+    assert!(books.drift.is_empty(), "the raise is not drift: {books:?}");
+
+    let expires = start_time() + SignedDuration::from_hours(4);
+    let asked = saved(asked, &report);
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(status.phase, RequestPhase::Expired);
+    assert!(status.managed_members.is_empty(), "{status:?}");
+    assert_eq!(roster(&sim, FINANCE), before);
+}
