@@ -62,6 +62,16 @@ async fn run(
     requests: &[RequestObject],
     now: Timestamp,
 ) -> SyncReport {
+    run_approving(sim, accesses, requests, now, Approval::Merge).await
+}
+
+async fn run_approving(
+    sim: &expensify_operator::simulator::SimulatorHandle,
+    accesses: &[AccessObject],
+    requests: &[RequestObject],
+    now: Timestamp,
+    approval: Approval<'_>,
+) -> SyncReport {
     let connector = connector();
     let connectors = [connector.clone()];
     let request = SyncRequest {
@@ -75,7 +85,7 @@ async fn run(
         requests: Requests {
             requests,
             decisions: &[],
-            approval: Approval::Merge,
+            approval,
         },
         dry_run: false,
         write_ahead: None,
@@ -254,7 +264,10 @@ async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
     let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
     let status = &report.request_statuses[&asked.key];
     assert_eq!(status.phase, RequestPhase::Active, "{status:?}");
-    assert_eq!(role_of(&sim, "alice@acme.example").as_deref(), Some("admin"));
+    assert_eq!(
+        role_of(&sim, "alice@acme.example").as_deref(),
+        Some("admin")
+    );
     assert!(status.policy_name.is_some(), "{status:?}");
     assert!(
         status.conditions.iter().any(|c| c.type_ == "Ready"),
@@ -270,4 +283,33 @@ async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
     assert_eq!(status.phase, RequestPhase::Expired);
     assert!(status.managed_members.is_empty(), "{status:?}");
     assert_eq!(roster(&sim, FINANCE), before);
+}
+
+#[tokio::test]
+async fn a_pending_request_wakes_the_connector_at_its_pending_timeout() {
+    let sim = start(&unlimited_seed()).await;
+    let mut books = access(true);
+    let rules = books.spec.requests.as_mut().unwrap();
+    rules.approvals = Some(1);
+    rules.pending_timeout = Some("2h".into());
+    let accesses = [books];
+    let asked = request("newcomer@acme.example", "user");
+    let now = start_time();
+    let report = run_approving(
+        &sim,
+        &accesses,
+        std::slice::from_ref(&asked),
+        now,
+        Approval::Decisions(Ok(())),
+    )
+    .await;
+    assert_eq!(
+        report.request_statuses[&asked.key].phase,
+        RequestPhase::Pending
+    );
+    let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        report.next_expiry(),
+        Some(created + SignedDuration::from_hours(2))
+    );
 }

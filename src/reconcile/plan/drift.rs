@@ -40,9 +40,9 @@ pub(super) fn report(
                     && current.role != settled(claims, &policy.id, &wanted.email, current.role) =>
             {
                 drift.push(Drift {
-                email: wanted.email.clone(),
-                kind: DriftKind::RoleMismatch,
-                desired: Some(wanted.role.to_string()),
+                    email: wanted.email.clone(),
+                    kind: DriftKind::RoleMismatch,
+                    desired: Some(wanted.role.to_string()),
                     actual: Some(current.raw_role.clone()),
                 })
             }
@@ -79,6 +79,10 @@ fn settled(
     email: &str,
     current: Option<crate::expensify::Role>,
 ) -> Option<crate::expensify::Role> {
-    let writers: Vec<_> = claims.of(policy, email).iter().filter(|c| c.writes).collect();
+    let writers: Vec<_> = claims
+        .of(policy, email)
+        .iter()
+        .filter(|c| c.writes)
+        .collect();
     settled_role(&writers, current)
 }

@@ -38,7 +38,10 @@ fn role_of(world: &Observed, email: &str) -> Option<String> {
 fn no_conflicts(plan: &Plan) {
     for (key, object) in &plan.objects {
         assert!(
-            !object.blocks.iter().any(|b| matches!(b, Block::Conflict(_))),
+            !object
+                .blocks
+                .iter()
+                .any(|b| matches!(b, Block::Conflict(_))),
             "{key}: {:?}",
             object.blocks
         );
@@ -111,7 +114,11 @@ fn a_lower_request_writes_nothing_and_takes_nothing_at_its_end() {
     let plan = step(&mut objects, &mut world);
     assert!(plan.is_empty(), "never demotes: {:?}", plan.changes);
     assert!(request_ledger(&plan, "r1").is_empty());
-    assert!(plan.objects[&ObjectKey::for_request(NS, "r1")].drift.is_empty());
+    assert!(
+        plan.objects[&ObjectKey::for_request(NS, "r1")]
+            .drift
+            .is_empty()
+    );
 
     // Below what a PolicyAccess asks: the object's role stands.
     let mut listed = vec![
@@ -148,10 +155,7 @@ fn of_two_overlapping_requests_the_first_to_end_takes_nothing_away() {
     assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
 
     // Same role twice: the first to end hands off, the second gives back user.
-    let mut objects = vec![
-        ended(&objects[0]),
-        request("r3", ALICE, "admin"),
-    ];
+    let mut objects = vec![ended(&objects[0]), request("r3", ALICE, "admin")];
     let plan = step(&mut objects, &mut world);
     assert!(plan.changes.is_empty(), "hand-off only: {:?}", plan.changes);
     objects[1] = ended(&objects[1]);
