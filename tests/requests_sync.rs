@@ -62,6 +62,16 @@ async fn run(
     requests: &[RequestObject],
     now: Timestamp,
 ) -> SyncReport {
+    run_approving(sim, accesses, requests, now, Approval::Merge).await
+}
+
+async fn run_approving(
+    sim: &expensify_operator::simulator::SimulatorHandle,
+    accesses: &[AccessObject],
+    requests: &[RequestObject],
+    now: Timestamp,
+    approval: Approval<'_>,
+) -> SyncReport {
     let connector = connector();
     let connectors = [connector.clone()];
     let request = SyncRequest {
@@ -75,7 +85,7 @@ async fn run(
         requests: Requests {
             requests,
             decisions: &[],
-            approval: Approval::Merge,
+            approval,
         },
         dry_run: false,
         write_ahead: None,
@@ -240,4 +250,66 @@ async fn a_request_for_someone_already_asked_for_grants_and_takes_nothing() {
         RequestPhase::Expired
     );
     assert_eq!(roster(&sim, FINANCE), origin);
+}
+
+#[tokio::test]
+async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
+    let sim = start(&unlimited_seed()).await;
+    let accesses = [access(true)];
+    run(&sim, &accesses, &[], start_time()).await;
+    assert_eq!(role_of(&sim, "alice@acme.example").as_deref(), Some("user"));
+    let before = roster(&sim, FINANCE);
+
+    let asked = request("alice@acme.example", "admin");
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(status.phase, RequestPhase::Active, "{status:?}");
+    assert_eq!(
+        role_of(&sim, "alice@acme.example").as_deref(),
+        Some("admin")
+    );
+    assert!(status.policy_name.is_some(), "{status:?}");
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Ready"),
+        "{status:?}"
+    );
+    let books = report.statuses.values().next().unwrap();
+    assert!(books.drift.is_empty(), "the raise is not drift: {books:?}");
+
+    let expires = start_time() + SignedDuration::from_hours(4);
+    let asked = saved(asked, &report);
+    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
+    let status = &report.request_statuses[&asked.key];
+    assert_eq!(status.phase, RequestPhase::Expired);
+    assert!(status.managed_members.is_empty(), "{status:?}");
+    assert_eq!(roster(&sim, FINANCE), before);
+}
+
+#[tokio::test]
+async fn a_pending_request_wakes_the_connector_at_its_pending_timeout() {
+    let sim = start(&unlimited_seed()).await;
+    let mut books = access(true);
+    let rules = books.spec.requests.as_mut().unwrap();
+    rules.approvals = Some(1);
+    rules.pending_timeout = Some("2h".into());
+    let accesses = [books];
+    let asked = request("newcomer@acme.example", "user");
+    let now = start_time();
+    let report = run_approving(
+        &sim,
+        &accesses,
+        std::slice::from_ref(&asked),
+        now,
+        Approval::Decisions(Ok(())),
+    )
+    .await;
+    assert_eq!(
+        report.request_statuses[&asked.key].phase,
+        RequestPhase::Pending
+    );
+    let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        report.next_expiry(),
+        Some(created + SignedDuration::from_hours(2))
+    );
 }

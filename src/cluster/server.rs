@@ -165,6 +165,7 @@ mod tests {
             request_statuses: Default::default(),
             decision_statuses: Default::default(),
             finished_request_deletions: Vec::new(),
+            pending_deadline: None,
         };
         metrics.record("finance/acme", &report, 0.2);
         let (code, text) = get(addr, "/metrics").await;

@@ -47,6 +47,9 @@ pub struct SyncReport {
     pub decision_statuses: BTreeMap<ObjectKey, AccessDecisionStatus>,
     /// Deleting requests whose entry is settled: their finalizer may go.
     pub finished_request_deletions: Vec<ObjectKey>,
+    /// The earliest `creation + pendingTimeout` of a Pending request: a sync must see it
+    /// expire then, not at the next interval.
+    pub pending_deadline: Option<Timestamp>,
     /// What the outcome calls for telling, not sent before (see `sync::notifications`);
     /// the adapter hands them to the sender.
     pub notifications: Vec<Notification>,
@@ -69,7 +72,7 @@ impl SyncReport {
     }
 
     /// The earliest `expiresAt` still ahead (of a member or of an active access
-    /// request), so the caller can schedule a sync for it.
+    /// request) or pending deadline, so the caller can schedule a sync for it.
     pub fn next_expiry(&self) -> Option<Timestamp> {
         let requests = self
             .request_statuses
@@ -80,6 +83,7 @@ impl SyncReport {
             .values()
             .filter_map(|s| s.next_expiry.as_ref().map(|t| t.0))
             .chain(requests)
+            .chain(self.pending_deadline)
             .min()
     }
 }
@@ -130,6 +134,7 @@ pub fn unsynced(
         request_statuses: BTreeMap::new(),
         decision_statuses: BTreeMap::new(),
         finished_request_deletions: Vec::new(),
+        pending_deadline: None,
         notifications: Vec::new(),
     }
 }
@@ -224,6 +229,7 @@ pub(super) fn finish(
         request_statuses: BTreeMap::new(),
         decision_statuses: BTreeMap::new(),
         finished_request_deletions: Vec::new(),
+        pending_deadline: None,
         notifications: Vec::new(),
     }
 }
@@ -275,6 +281,12 @@ pub(super) fn complete_requests(
         &report.observed,
     );
     report.decision_statuses = super::requests::decision_statuses(judged);
+    report.pending_deadline = judged
+        .verdicts
+        .values()
+        .filter(|v| v.phase == crate::api::RequestPhase::Pending)
+        .filter_map(|v| v.next_sync)
+        .min();
     report.save_order.retain(|key| key.request_name().is_none());
     let (requests, accesses): (Vec<ObjectKey>, Vec<ObjectKey>) =
         std::mem::take(&mut report.finished_deletions)

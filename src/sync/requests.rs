@@ -131,6 +131,15 @@ pub(super) fn request_statuses(
             status.denial.clone_from(&verdict.denial);
             if let Some(held) = holder_statuses.get(&holder_key) {
                 status.managed_members.clone_from(&held.managed_members);
+                // Its holder's Ready says whether its grant (or release) settled, and why not.
+                let ready = crate::api::ConditionType::Ready.as_str();
+                status.conditions.retain(|c| c.type_ != ready);
+                status
+                    .conditions
+                    .extend(held.conditions.iter().filter(|c| c.type_ == ready).cloned());
+                if held.policy_name.is_some() {
+                    status.policy_name.clone_from(&held.policy_name);
+                }
             }
             let policy_id = policy_ids.get(&holder_key).cloned().flatten();
             if verdict.phase == RequestPhase::Active

@@ -125,6 +125,7 @@ fn report(
         request_statuses,
         decision_statuses,
         finished_request_deletions: Vec::new(),
+        pending_deadline: None,
         notifications: Vec::new(),
     }
 }

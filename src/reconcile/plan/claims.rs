@@ -12,6 +12,7 @@ use super::asks::Ask;
 use super::resolve::Subject;
 use super::types::{Block, PlanInput};
 use crate::api::{AccessMode, AccessPhase};
+use crate::expensify::Role;
 
 /// One object asking for one person.
 #[derive(Debug, Clone)]
@@ -20,6 +21,32 @@ pub(super) struct Claim {
     pub wanted: Ask,
     /// It writes for the person (else it only keeps them).
     pub writes: bool,
+}
+
+impl Claim {
+    /// The synthetic holder of an access request: its role is "at least this role".
+    pub fn is_request(&self) -> bool {
+        self.key.request_name().is_some()
+    }
+}
+
+/// Precedence between the writers of one person: objects must agree on a role (else
+/// `Conflict`, see [`role_conflicts`]); an active request raises that role to the highest
+/// it asks and never lowers it, nor the role a person already has when only requests ask
+/// for them (so a lower request writes nothing, and takes nothing at its end).
+pub(super) fn settled_role(writers: &[&Claim], current: Option<Role>) -> Option<Role> {
+    let highest = |requests: bool| {
+        writers
+            .iter()
+            .filter(|c| c.is_request() == requests)
+            .map(|c| c.wanted.role)
+            .max()
+    };
+    match (highest(false), highest(true)) {
+        (Some(listed), raised) => Some(raised.map_or(listed, |r| r.max(listed))),
+        (None, Some(raised)) => Some(current.map_or(raised, |c| c.max(raised))),
+        (None, None) => None,
+    }
 }
 
 /// policy -> email -> the objects asking, sorted by key.
@@ -190,8 +217,8 @@ pub(super) fn block_second_authoritative(subjects: &mut [Subject<'_>]) {
     }
 }
 
-/// Writers asking different roles for one person: all of them get `Conflict` for that
-/// person, who is left as they are. Returns the contested (policy, email) pairs. The
+/// Objects (not requests: see [`settled_role`]) asking different roles for one person:
+/// all writers get `Conflict` for that person, who is left as they are. Returns the contested (policy, email) pairs. The
 /// message names the first few askers only: it is copied into every asker's status.
 pub(super) fn role_conflicts(
     claims: &Claims,
@@ -204,7 +231,11 @@ pub(super) fn role_conflicts(
         .collect();
     let mut contested = BTreeSet::new();
     for (policy, email, writers) in claims.writers() {
-        let roles: BTreeSet<_> = writers.iter().map(|c| c.wanted.role).collect();
+        let roles: BTreeSet<_> = writers
+            .iter()
+            .filter(|c| !c.is_request())
+            .map(|c| c.wanted.role)
+            .collect();
         if roles.len() < 2 {
             continue;
         }

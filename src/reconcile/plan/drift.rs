@@ -1,6 +1,6 @@
 //! Phase 7: what still differs from the spec, per object, as the status reports it.
 
-use super::claims::Claims;
+use super::claims::{Claims, settled_role};
 use super::ledger::Ledger;
 use super::resolve::Subject;
 use super::world::World;
@@ -34,12 +34,18 @@ pub(super) fn report(
                 desired: Some(wanted.role.to_string()),
                 actual: None,
             }),
-            Some(current) if current.role != Some(wanted.role) => drift.push(Drift {
-                email: wanted.email.clone(),
-                kind: DriftKind::RoleMismatch,
-                desired: Some(wanted.role.to_string()),
-                actual: Some(current.raw_role.clone()),
-            }),
+            // A role an active request raised (or a lower request left) is the settled one.
+            Some(current)
+                if current.role != Some(wanted.role)
+                    && current.role != settled(claims, &policy.id, &wanted.email, current.role) =>
+            {
+                drift.push(Drift {
+                    email: wanted.email.clone(),
+                    kind: DriftKind::RoleMismatch,
+                    desired: Some(wanted.role.to_string()),
+                    actual: Some(current.raw_role.clone()),
+                })
+            }
             Some(_) => subject.plan.in_sync += 1,
         }
     }
@@ -64,4 +70,19 @@ pub(super) fn report(
     }
     drift.sort_by(|a, b| (a.kind, &a.email).cmp(&(b.kind, &b.email)));
     subject.plan.drift = drift;
+}
+
+/// The role the writers of one person settle on (see [`settled_role`]).
+fn settled(
+    claims: &Claims,
+    policy: &str,
+    email: &str,
+    current: Option<crate::expensify::Role>,
+) -> Option<crate::expensify::Role> {
+    let writers: Vec<_> = claims
+        .of(policy, email)
+        .iter()
+        .filter(|c| c.writes)
+        .collect();
+    settled_role(&writers, current)
 }

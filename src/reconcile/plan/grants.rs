@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::asks::Ask;
-use super::claims::{Claim, Claims};
+use super::claims::{Claim, Claims, settled_role};
 use super::holds::Stranded;
 use super::ledger::Ledger;
 use super::resolve::Subject;
@@ -21,7 +21,12 @@ struct Asked<'c> {
     requester: &'c Claim,
 }
 
-fn asked<'c>(writers: &[&'c Claim], ledger: &Ledger, policy: &str, email: &str) -> Asked<'c> {
+fn asked<'c>(
+    writers: &[&'c Claim],
+    ledger: &Ledger,
+    (policy, email): (&str, &str),
+    current: Option<&RosterView>,
+) -> Asked<'c> {
     let holder = ledger.get(policy, email).map(|h| &h.holder);
     let requester = writers
         .iter()
@@ -29,7 +34,7 @@ fn asked<'c>(writers: &[&'c Claim], ledger: &Ledger, policy: &str, email: &str) 
         .unwrap_or(&writers[0]);
     let first = |pick: fn(&Ask) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
     Asked {
-        role: requester.wanted.role,
+        role: settled_role(writers, current.and_then(|c| c.role)).unwrap_or(requester.wanted.role),
         submits_to: first(|w| w.submits_to.clone()),
         employee_id: first(|w| w.employee_id.clone()),
         requester,
@@ -51,8 +56,8 @@ pub(super) fn plan_writes(
         let Some(policy) = world.policies.get(policy_id) else {
             continue;
         };
-        let asked = asked(&writers, ledger, policy_id, email);
         let current = policy.roster.get(email);
+        let asked = asked(&writers, ledger, (policy_id, email), current);
         let Some(kind) = kind_of_change(&asked, current) else {
             continue;
         };

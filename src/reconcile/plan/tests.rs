@@ -1044,3 +1044,6 @@ mod offline_rules;
 
 #[path = "tenancy_tests.rs"]
 mod tenancy;
+
+#[path = "precedence_tests.rs"]
+mod precedence;
