@@ -44,7 +44,7 @@ pub(super) fn report(
                     kind: DriftKind::RoleMismatch,
                     desired: Some(wanted.role.to_string()),
                     actual: Some(current.raw_role.clone()),
-                })
+                });
             }
             Some(_) => subject.plan.in_sync += 1,
         }
