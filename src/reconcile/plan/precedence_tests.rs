@@ -186,3 +186,77 @@ fn two_objects_asking_different_roles_still_conflict_whatever_a_request_asks() {
         );
     }
 }
+
+const PEOPLE: [&str; 3] = [ALICE, "bob@acme.example", "carol@acme.example"];
+const ROLES: [&str; 3] = ["user", "auditor", "admin"];
+
+/// One request: who, which role, the step it starts and the step it ends.
+type Asked = (usize, usize, usize, usize);
+
+fn arb_requests() -> impl Strategy<Value = Vec<Asked>> {
+    prop::collection::vec(
+        (0..3usize, 0..3usize, 0..4usize, 1..4usize).prop_map(|(p, r, s, d)| (p, r, s, s + d)),
+        0..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Requests overlapping each other and a PolicyAccess's members, each ending (the
+    /// PolicyAccess is deleted with Revoke last): Expensify is back where it started, and
+    /// no step revokes someone the operator did not add.
+    #[test]
+    fn requests_and_members_all_ended_return_expensify_to_where_it_started(
+        listed in prop::collection::btree_map(0..3usize, 0..3usize, 0..3),
+        asked in arb_requests(),
+        alice in 0..4usize,
+    ) {
+        let mut roster = vec![("bob@acme.example", "admin")];
+        if alice < 3 {
+            roster.push((ALICE, ROLES[alice]));
+        }
+        let mut world = finance(&roster);
+        let origin = world.clone();
+        let members: Vec<_> = listed.iter().map(|(&p, &r)| member(PEOPLE[p], ROLES[r])).collect();
+        let mut statuses: BTreeMap<ObjectKey, PolicyAccessStatus> = BTreeMap::new();
+        let last = asked.iter().map(|a| a.3).max().unwrap_or(0) + 1;
+        for step_at in 0..last + 8 {
+            let mut objects = vec![access("team", AccessMode::Additive, members.clone())];
+            objects[0].deleting = step_at >= last;
+            for (i, &(person, role, start, end)) in asked.iter().enumerate() {
+                if step_at < start {
+                    continue;
+                }
+                let mut holder = request(&format!("r{i}"), PEOPLE[person], ROLES[role]);
+                if step_at >= end {
+                    holder = ended(&holder);
+                }
+                objects.push(holder);
+            }
+            for object in &mut objects {
+                object.status = statuses.get(&object.key).cloned();
+            }
+            let plan = run(&connector(), &objects, &world);
+            for change in plan.changes.iter().filter(|c| c.kind == ChangeKind::Revoke) {
+                let added = objects.iter().any(|o| {
+                    o.ledger_entries().iter().any(|e| {
+                        e.key() == (change.policy_id.as_str(), change.email.as_str()) && e.added
+                    })
+                });
+                prop_assert!(added, "revoked someone the operator did not add: {change:?}");
+            }
+            for object in with_status(&objects, &plan, &world) {
+                if let Some(status) = object.status {
+                    statuses.insert(object.key, status);
+                }
+            }
+            world = apply(&world, &plan);
+        }
+        let roles = |w: &Observed| {
+            let mut people: Vec<_> = w.rosters["P1"].iter().map(|e| (e.email.clone(), e.role.clone())).collect();
+            people.sort();
+            people
+        };
+        prop_assert_eq!(roles(&world), roles(&origin));
+    }
+}
