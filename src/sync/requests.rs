@@ -66,7 +66,12 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
     };
     for asked in request.requests.requests {
         let access = access_of(asked, request.accesses);
-        let on_connector = access.is_some_and(|a| a.connector_key() == connector.key);
+        let on_connector = match access {
+            Some(access) => access.connector_key() == connector.key,
+            // Its PolicyAccess is gone: what it holds through this connector is still
+            // taken back (its holder asks for nobody).
+            None => holds_through(asked, &connector.key),
+        };
         if !on_connector {
             continue;
         }
@@ -82,12 +87,22 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
         judged.decisions.extend(decisions);
         judged
             .accesses
-            .extend(holder(asked, &verdict, access, request.now));
+            .extend(holder(asked, &verdict, access, &connector.key, request.now));
         judged.verdicts.insert(asked.key.clone(), verdict);
     }
     let orphans = orphan_decisions(request.requests.requests, request.requests.decisions);
     judged.decisions.extend(orphans);
     judged
+}
+
+/// Whether `asked` holds ledger entries written through `connector`.
+fn holds_through(asked: &RequestObject, connector: &crate::reconcile::ObjectKey) -> bool {
+    let written_here = connector.to_string();
+    asked.status.as_ref().is_some_and(|s| {
+        s.managed_members
+            .iter()
+            .any(|e| e.connector.as_deref() == Some(written_here.as_str()))
+    })
 }
 
 /// Whether the roster shows the person at the role asked for, or above it.

@@ -128,7 +128,7 @@ pub(super) async fn read(
         .filter_map(|at| all.get(*at))
         .map(|pa| ObjectKey::of(&pa.metadata))
         .collect();
-    let (requests, decisions) = on_attached(ctx, &attached_keys);
+    let (requests, decisions) = on_attached(ctx, &attached_keys, &object.key);
     let mut inputs = Inputs {
         connector,
         object,
@@ -144,15 +144,26 @@ pub(super) async fn read(
     Ok(inputs)
 }
 
-/// The requests whose PolicyAccess is one of `attached`, and the decisions on them.
+/// The requests whose PolicyAccess is one of `attached`, or that hold ledger entries this
+/// connector wrote (their PolicyAccess may be gone: what they added must still be taken
+/// back), and the decisions on them.
 fn on_attached(
     ctx: &Context,
     attached: &std::collections::BTreeSet<ObjectKey>,
+    connector: &ObjectKey,
 ) -> (Vec<AccessRequest>, Vec<AccessDecision>) {
     let (requests, decisions) = ctx.requests_and_decisions();
+    let written_here = connector.to_string();
+    let holds_here = |r: &AccessRequest| {
+        r.status.as_ref().is_some_and(|s| {
+            s.managed_members
+                .iter()
+                .any(|e| e.connector.as_deref() == Some(written_here.as_str()))
+        })
+    };
     let requests: Vec<AccessRequest> = requests
         .into_iter()
-        .filter(|r| attached.contains(&access_of_request(r)))
+        .filter(|r| attached.contains(&access_of_request(r)) || holds_here(r))
         .collect();
     let request_keys: std::collections::BTreeSet<ObjectKey> = requests
         .iter()

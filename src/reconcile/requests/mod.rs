@@ -97,8 +97,29 @@ fn ineligible(request: &RequestObject, context: &RequestContext<'_>) -> Option<S
         Some(connector) if connector.spec.suspend => {
             Some(format!("connector {} is suspended", connector.key))
         }
-        Some(_) => None,
+        Some(connector) => beyond_tenancy(request, access, connector),
     }
+}
+
+/// What the request's namespace may not get through the connector (`spec.tenants`): a
+/// role above its `maxRole`, or a policy it does not list. The planner would refuse the
+/// grant anyway; the request says why instead of standing Active for nothing.
+fn beyond_tenancy(
+    request: &RequestObject,
+    access: &AccessObject,
+    connector: &ConnectorObject,
+) -> Option<String> {
+    use super::tenancy::{offline_policy_refusal, reach};
+    let reach = reach(connector, &access.key.namespace)?;
+    let asked = crate::expensify::Role::parse(request.spec.role.as_deref().unwrap_or("user"))?;
+    let most = reach.max_role();
+    if super::plan::rank(asked) > super::plan::rank(most) {
+        return Some(format!(
+            "namespace {} may grant at most {most} through connector {} (spec.tenants maxRole): {asked} cannot be requested",
+            access.key.namespace, connector.key
+        ));
+    }
+    offline_policy_refusal(connector, access).map(|problem| problem.to_string())
 }
 
 /// Whether the person asked for is never granted through a request: the policy owner, the
@@ -471,10 +492,35 @@ pub fn evaluate(
 /// the role until `expiresAt` while the verdict is Active, and for nobody once it ended,
 /// so the ordinary ledger rules release what it holds. `None` when it is not active and
 /// holds nothing.
+/// The spec of a holder whose PolicyAccess is gone, from the entries it holds.
+fn orphan_spec(
+    entries: &[crate::api::ManagedMember],
+    connector: &ObjectKey,
+) -> Option<crate::api::PolicyAccessSpec> {
+    let policy_id = entries.first()?.policy_id.clone();
+    Some(crate::api::PolicyAccessSpec {
+        connector_ref: crate::api::ConnectorRef {
+            name: connector.name.clone(),
+            namespace: Some(connector.namespace.clone()),
+        },
+        policy: crate::api::PolicySelector {
+            id: Some(policy_id),
+            name: None,
+        },
+        mode: AccessMode::Additive,
+        deletion_policy: crate::api::DeletionPolicy::Revoke,
+        allow_from: Vec::new(),
+        suspend: false,
+        members: Vec::new(),
+        requests: None,
+    })
+}
+
 pub fn holder(
     request: &RequestObject,
     verdict: &Verdict,
     access: Option<&AccessObject>,
+    connector: &ObjectKey,
     now: Timestamp,
 ) -> Option<AccessObject> {
     let status = request.status.clone().unwrap_or_default();
@@ -482,8 +528,13 @@ pub fn holder(
     if !active && status.managed_members.is_empty() {
         return None;
     }
-    let access = access?;
-    let mut spec = access.spec.clone();
+    let mut spec = match access {
+        Some(access) => access.spec.clone(),
+        // Its PolicyAccess is gone: a holder of what it holds, on the policy its entries
+        // name, through the connector that wrote them, asking for nobody.
+        None => orphan_spec(&status.managed_members, connector)?,
+    };
+    let active = active && access.is_some();
     spec.mode = AccessMode::Additive;
     spec.deletion_policy = crate::api::DeletionPolicy::Revoke;
     spec.suspend = false;
