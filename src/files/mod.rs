@@ -14,6 +14,7 @@ pub mod runner;
 pub mod saved_plan;
 pub mod select;
 pub mod status_dir;
+mod status_problem;
 pub mod status_signing;
 pub mod validate;
 pub mod watch;

@@ -36,7 +36,11 @@ pub(super) fn file_requests(
     let mut problems = Vec::new();
     let mut unverified = Vec::new();
     for (key, error) in &listing.unverified {
-        problems.push(super::runner::status_problem(key, "AccessRequest", error));
+        problems.push(super::status_problem::status_problem(
+            key,
+            "AccessRequest",
+            error,
+        ));
         unverified.push(key.clone());
     }
     let mut objects: Vec<RequestObject> = manifests

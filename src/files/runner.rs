@@ -12,7 +12,7 @@ use tracing::info;
 use super::credentials::CredentialSource;
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests};
 use super::notifications::{FileNotifications, SETTLE_WAIT};
-use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError, unverified_message};
+use super::status_dir::{SOURCE, SPEC_DIGEST, StatusDir, StatusDirError};
 use crate::reconcile::digest;
 use kube::core::object::{HasSpec, HasStatus};
 
@@ -176,29 +176,10 @@ where
 {
     match attach(status_dir, key, object, source) {
         Ok(()) => Ok(None),
-        Err(error @ StatusDirError::Unverified { .. }) => {
-            Ok(Some(status_problem(key, kind, &error)))
-        }
+        Err(error @ StatusDirError::Unverified { .. }) => Ok(Some(
+            super::status_problem::status_problem(key, kind, &error),
+        )),
         Err(error) => Err(error),
-    }
-}
-
-/// A status file that failed verification, as a problem of the pass.
-pub(super) fn status_problem(key: &ObjectKey, kind: &str, error: &StatusDirError) -> LoadProblem {
-    let (path, message) = match error {
-        StatusDirError::Unverified { path, reason } => {
-            (path.clone(), unverified_message(reason, path))
-        }
-        other => (String::new(), other.to_string()),
-    };
-    tracing::error!(object = %key, file = %path, "status file ignored: {message}");
-    LoadProblem {
-        source: super::loader::Source {
-            path: PathBuf::from(path),
-            document: 1,
-        },
-        object: Some(format!("{kind} {key}")),
-        message: format!("status file ignored: {message}"),
     }
 }
 
@@ -227,7 +208,11 @@ impl FileMode {
         let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
         for (key, error) in &listing.unverified {
             if !manifests.accesses.iter().any(|a| a.key == *key) {
-                unverified.push(status_problem(key, "PolicyAccess", error));
+                unverified.push(super::status_problem::status_problem(
+                    key,
+                    "PolicyAccess",
+                    error,
+                ));
             }
         }
         // An object with a status file but no manifest was deleted, unless some manifest
