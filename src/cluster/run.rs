@@ -360,16 +360,7 @@ pub async fn run_with_requests_admission(
     check_crds(&client, &settings.scope).await?;
     let stop_rx = stop_channel(stop);
     let metrics = Arc::new(Metrics::default());
-    let notifier = settings
-        .allowed_webhooks
-        .clone()
-        .map(|allowed| {
-            crate::notify::Notifier::start(
-                crate::notify::NotifierSettings::new(allowed),
-                metrics.notifications.clone(),
-            )
-        })
-        .transpose()?;
+    let notifier = start_notifier(&settings, &metrics)?;
     let readiness = Arc::new(Readiness::default());
     let (probes_addr, probes) = server::serve(
         settings.probes_addr,
@@ -388,12 +379,7 @@ pub async fn run_with_requests_admission(
         controller: "expensify-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    // Per scope: connectors, PolicyAccess, AccessRequest, AccessDecision.
-    let watches = settings.scope.apis::<ExpensifyConnector>(&client).len()
-        + settings.scope.apis::<PolicyAccess>(&client).len()
-        + settings.scope.apis::<AccessRequest>(&client).len()
-        + settings.scope.apis::<AccessDecision>(&client).len();
-    let lists = InitialLists::new(watches, readiness);
+    let lists = InitialLists::new(watch_count(&client, &settings), readiness);
     let mut access_watches = access_watches(&client, &settings, &lists);
     let mut request_watches = RequestWatches::new(&client, &settings, &lists);
     let connectors = connector_controllers(
@@ -404,29 +390,8 @@ pub async fn run_with_requests_admission(
         &mut request_watches,
     );
     let accesses = access_controllers(&settings, &mut access_watches);
-    let caches = Caches::new(
-        connectors.iter().map(Controller::store).collect(),
-        access_watches.iter().map(|w| w.reader.clone()).collect(),
-        lists.listed(),
-    )
-    .with_requests(
-        request_watches
-            .requests
-            .iter()
-            .map(|w| w.reader.clone())
-            .collect(),
-        request_watches
-            .decisions
-            .iter()
-            .map(|w| w.reader.clone())
-            .collect(),
-    );
-    let watch_drivers = access_watches
-        .into_iter()
-        .map(|w| w.driver)
-        .chain(request_watches.requests.into_iter().map(|w| w.driver))
-        .chain(request_watches.decisions.into_iter().map(|w| w.driver))
-        .collect();
+    let (caches, watch_drivers) =
+        caches_and_drivers(&connectors, access_watches, request_watches, &lists);
     let mut ctx = Context::new(
         leadership::guarded_client(client.clone(), leadership.clone()),
         expensify,
@@ -453,4 +418,63 @@ pub async fn run_with_requests_admission(
     let _ = probes.await;
     info!("controller stopped");
     Ok(())
+}
+
+/// The notification sender, when webhooks are allowed at all.
+fn start_notifier(
+    settings: &ControllerSettings,
+    metrics: &Metrics,
+) -> Result<Option<crate::notify::Notifier>, RunControllerError> {
+    Ok(settings
+        .allowed_webhooks
+        .clone()
+        .map(|allowed| {
+            crate::notify::Notifier::start(
+                crate::notify::NotifierSettings::new(allowed),
+                metrics.notifications.clone(),
+            )
+        })
+        .transpose()?)
+}
+
+/// How many watches must list once before the controller is ready: per scope,
+/// connectors, PolicyAccess, AccessRequest and AccessDecision.
+fn watch_count(client: &Client, settings: &ControllerSettings) -> usize {
+    settings.scope.apis::<ExpensifyConnector>(client).len()
+        + settings.scope.apis::<PolicyAccess>(client).len()
+        + settings.scope.apis::<AccessRequest>(client).len()
+        + settings.scope.apis::<AccessDecision>(client).len()
+}
+
+/// The caches every read comes from, and the streams that drive the shared watches.
+fn caches_and_drivers(
+    connectors: &[Controller<ExpensifyConnector>],
+    access_watches: Vec<SharedWatch<PolicyAccess>>,
+    request_watches: RequestWatches,
+    lists: &InitialLists,
+) -> (Caches, Vec<BoxFuture<'static, ()>>) {
+    let caches = Caches::new(
+        connectors.iter().map(Controller::store).collect(),
+        access_watches.iter().map(|w| w.reader.clone()).collect(),
+        lists.listed(),
+    )
+    .with_requests(
+        request_watches
+            .requests
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
+        request_watches
+            .decisions
+            .iter()
+            .map(|w| w.reader.clone())
+            .collect(),
+    );
+    let watch_drivers = access_watches
+        .into_iter()
+        .map(|w| w.driver)
+        .chain(request_watches.requests.into_iter().map(|w| w.driver))
+        .chain(request_watches.decisions.into_iter().map(|w| w.driver))
+        .collect();
+    (caches, watch_drivers)
 }
