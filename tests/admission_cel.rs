@@ -4,208 +4,15 @@
 //! strings extension Kubernetes also enables). Evaluated as the API server does: match
 //! conditions first (all true, or the policy does not apply), then the variables in
 //! order, then each validation; an expression that fails to evaluate rejects
-//! (`failurePolicy: Fail`).
+//! (`failurePolicy: Fail`). The evaluator is `support::requests::admission`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod support;
 
-use cel::{Context, Env, Program, Value as CelValue};
 use serde_json::{Value, json};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// One validation: its expression, static message and optional message expression.
-struct Validation {
-    source: String,
-    expression: Program,
-    message: String,
-    message_expression: Option<Program>,
-}
-
-/// The policy's expressions, compiled.
-struct Policy {
-    env: Arc<Env>,
-    match_conditions: Vec<Program>,
-    variables: Vec<(String, Program)>,
-    validations: Vec<Validation>,
-}
-
-/// What the API server would do with a request.
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    /// A match condition is false: the policy does not apply.
-    NotMatched,
-    Allowed,
-    /// The messages of the validations that failed (or could not be evaluated).
-    Denied(Vec<String>),
-}
-
-impl Verdict {
-    fn denied_with(&self, text: &str) -> bool {
-        matches!(self, Verdict::Denied(messages) if messages.iter().any(|m| m.contains(text)))
-    }
-}
-
-fn documents() -> Vec<Value> {
-    let text = std::fs::read_to_string(format!("{ROOT}/manifests/install.yaml")).unwrap();
-    serde_saphyr::from_str_multiple(&text).unwrap()
-}
-
-fn shipped_policy() -> Value {
-    documents()
-        .into_iter()
-        .find(|d| d["kind"] == "ValidatingAdmissionPolicy")
-        .expect("manifests/install.yaml has the identity policy")
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().expect("a string").to_string()
-}
-
-fn env() -> Arc<Env> {
-    let mut env = Env::stdlib();
-    env.add_extension(cel::extensions::strings).unwrap();
-    Arc::new(env)
-}
-
-impl Policy {
-    /// The shipped policy; `prefix` replaces the username prefix the chart templates in
-    /// (the default render has none).
-    fn shipped(prefix: Option<&str>) -> Self {
-        let spec = shipped_policy()["spec"].clone();
-        let env = env();
-        let compile = |source: &str| {
-            env.compile(source)
-                .unwrap_or_else(|e| panic!("{source}: {e}"))
-        };
-        let match_conditions = spec["matchConditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| compile(&text(&c["expression"])))
-            .collect();
-        let variables = spec["variables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                let name = text(&v["name"]);
-                let source = match (name.as_str(), prefix) {
-                    ("prefix", Some(prefix)) => format!("'{prefix}'"),
-                    _ => text(&v["expression"]),
-                };
-                (name, compile(&source))
-            })
-            .collect();
-        let validations = spec["validations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| Validation {
-                source: text(&v["expression"]),
-                expression: compile(&text(&v["expression"])),
-                message: text(&v["message"]),
-                message_expression: v.get("messageExpression").map(|m| compile(&text(m))),
-            })
-            .collect();
-        Self {
-            env: env.clone(),
-            match_conditions,
-            variables,
-            validations,
-        }
-    }
-
-    fn admit(&self, request: &Value, object: &Value, old_object: &Value) -> Verdict {
-        let mut context = Context::with_env(self.env.clone());
-        context.add_variable("request", request).unwrap();
-        context.add_variable("object", object).unwrap();
-        context.add_variable("oldObject", old_object).unwrap();
-        for condition in &self.match_conditions {
-            match condition.execute(&context) {
-                Ok(CelValue::Bool(true)) => {}
-                Ok(CelValue::Bool(false)) => return Verdict::NotMatched,
-                other => return Verdict::Denied(vec![format!("match condition: {other:?}")]),
-            }
-        }
-        let mut variables: HashMap<String, CelValue> = HashMap::new();
-        for (name, program) in &self.variables {
-            context.add_variable_from_value("variables", variables.clone());
-            match program.execute(&context) {
-                Ok(value) => {
-                    variables.insert(name.clone(), value);
-                }
-                // Kubernetes evaluates variables lazily: an error counts only where used.
-                Err(error) => eprintln!("variable {name}: {error:?}"),
-            }
-        }
-        context.add_variable_from_value("variables", variables);
-        let mut denied = Vec::new();
-        for validation in &self.validations {
-            match validation.expression.execute(&context) {
-                Ok(CelValue::Bool(true)) => {}
-                Ok(CelValue::Bool(false)) => {
-                    let message = validation
-                        .message_expression
-                        .as_ref()
-                        .and_then(|m| match m.execute(&context) {
-                            Ok(CelValue::String(s)) => Some(s.to_string()),
-                            _ => None,
-                        })
-                        .unwrap_or_else(|| validation.message.clone());
-                    denied.push(message);
-                }
-                other => denied.push(format!(
-                    "evaluation failed ({other:?}) of {}",
-                    validation.source
-                )),
-            }
-        }
-        if denied.is_empty() {
-            Verdict::Allowed
-        } else {
-            Verdict::Denied(denied)
-        }
-    }
-
-    fn create(&self, user: &Value, resource: &str, spec: Value) -> Verdict {
-        let object = object(resource, spec);
-        self.admit(
-            &admission_request("CREATE", user, resource),
-            &object,
-            &Value::Null,
-        )
-    }
-}
-
-fn user(username: &str, groups: &[&str]) -> Value {
-    json!({"username": username, "uid": "u-1", "groups": groups})
-}
-
-fn admission_request(operation: &str, user: &Value, resource: &str) -> Value {
-    json!({
-        "operation": operation,
-        "resource": {"group": "expensify.gitops.dev", "version": "v1alpha1", "resource": resource},
-        "userInfo": user,
-    })
-}
-
-fn object(resource: &str, spec: Value) -> Value {
-    let kind = if resource == "accessrequests" {
-        "AccessRequest"
-    } else {
-        "AccessDecision"
-    };
-    let mut object = json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": "x", "namespace": "finance"},
-    });
-    if !spec.is_null() {
-        object["spec"] = spec;
-    }
-    object
-}
+use support::requests::admission::{
+    DECISIONS, Policy, REQUESTS, ROOT, Verdict, admission_request, documents, object,
+    shipped_policy, text, user,
+};
 
 fn request_by(requester: &str) -> Value {
     json!({"accessRef": {"name": "finance-team"}, "email": "alice@acme.com", "role": "admin",
@@ -217,8 +24,6 @@ fn decision_by(decided_by: &str, groups: &[&str]) -> Value {
            "decidedBy": decided_by, "groups": groups})
 }
 
-const REQUESTS: &str = "accessrequests";
-const DECISIONS: &str = "accessdecisions";
 
 #[test]
 fn the_policy_matches_both_kinds_on_create_and_update_and_fails_closed() {

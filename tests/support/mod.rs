@@ -7,6 +7,7 @@
 pub mod apiserver;
 pub mod bench;
 pub mod origin;
+pub mod requests;
 pub mod webhook;
 
 use std::time::Duration;
