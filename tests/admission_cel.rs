@@ -24,7 +24,6 @@ fn decision_by(decided_by: &str, groups: &[&str]) -> Value {
            "decidedBy": decided_by, "groups": groups})
 }
 
-
 #[test]
 fn the_policy_matches_both_kinds_on_create_and_update_and_fails_closed() {
     let policy = shipped_policy();

@@ -6,27 +6,26 @@ mod support;
 use expensify_operator::api::{AccessRequest, RequestPhase};
 use expensify_operator::files::Run;
 use expensify_operator::reconcile::ObjectKey;
+use support::requests::{Manifest, access, decision, request, rules};
 use support::*;
-
-const RULES: &str = "  requests: {maxDuration: 8h, approvals: 0, roles: [user]}\n";
 
 /// A PolicyAccess `books` on Finance (alice listed) that allows requests.
 fn books(repo: &Repo) {
-    repo.write(
-        "books.yaml",
-        &format!(
-            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: books, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{FINANCE}\"}}\n  mode: Additive\n  members: [{{email: alice@acme.example, role: user}}]\n{RULES}"
-        ),
-    );
+    let books = access("books")
+        .member("alice@acme.example", "user")
+        .rules(rules("8h").approvals(0).roles(&["user"]));
+    repo.write("books.yaml", &books.yaml());
 }
 
-fn request(repo: &Repo, email: &str, role: &str, duration: &str, extra: &str) {
-    repo.write(
-        "requests/r1.yaml",
-        &format!(
-            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: r1, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: {email}\n  role: {role}\n  duration: {duration}\n  requester: {email}\n{extra}"
-        ),
-    );
+/// `email` asks, for themselves, for `role` on `books` for `duration`.
+fn asked(email: &str, role: &str, duration: &str) -> Manifest {
+    request("r1", "books", email)
+        .set("role", role)
+        .set("duration", duration)
+}
+
+fn write(repo: &Repo, asked: &Manifest) {
+    repo.write("requests/r1.yaml", &asked.yaml());
 }
 
 fn saved(repo: &Repo) -> AccessRequest {
@@ -47,13 +46,7 @@ async fn a_merged_request_is_granted_and_its_clock_survives_runs() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(
-        &repo,
-        "henry@acme.example",
-        "user",
-        "4h",
-        "  reason: month end\n",
-    );
+    write(&repo, &asked("henry@acme.example", "user", "4h"));
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     assert!(listed(&sim, "henry@acme.example"), "granted on apply");
@@ -87,13 +80,7 @@ async fn a_request_beyond_its_rules_grants_nothing_and_names_the_field() {
     repo.connector("");
     books(&repo);
     // Over maxDuration (8h).
-    request(
-        &repo,
-        "henry@acme.example",
-        "user",
-        "9h",
-        "  reason: month end\n",
-    );
+    write(&repo, &asked("henry@acme.example", "user", "9h"));
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!listed(&sim, "henry@acme.example"));
     let status = saved(&repo).status.unwrap();
@@ -108,12 +95,9 @@ async fn a_request_for_someone_already_listed_takes_nothing_at_its_end() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(
+    write(
         &repo,
-        "alice@acme.example",
-        "user",
-        "4h",
-        "  reason: again\n",
+        &asked("alice@acme.example", "user", "4h").set("reason", "again"),
     );
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(listed(&sim, "alice@acme.example"));
@@ -130,22 +114,15 @@ async fn an_unreadable_request_is_a_problem_not_an_end() {
     let repo = Repo::new(&sim);
     repo.connector("");
     books(&repo);
-    request(
-        &repo,
-        "henry@acme.example",
-        "user",
-        "4h",
-        "  reason: month end\n",
-    );
+    write(&repo, &asked("henry@acme.example", "user", "4h"));
     repo.mode().pass(Run::Apply).await.unwrap();
     assert!(listed(&sim, "henry@acme.example"));
     // A typo: the document cannot be read, so the request is not taken for ended.
-    request(
+    write(
         &repo,
-        "henry@acme.example",
-        "user",
-        "4h",
-        "  reasn: month end\n",
+        &asked("henry@acme.example", "user", "4h")
+            .set("reason", serde_json::Value::Null)
+            .set("reasn", "month end"),
     );
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     let problems: Vec<String> = report
@@ -171,15 +148,9 @@ async fn an_access_decision_changes_nothing() {
     books(&repo);
     repo.write(
         "decision.yaml",
-        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessDecision\nmetadata: {name: d1, namespace: finance}\nspec:\n  requestRef: {name: r1}\n  decision: Revoke\n  decidedBy: boss@acme.example\n",
+        &decision("d1", "r1", "Revoke", "boss@acme.example").yaml(),
     );
-    request(
-        &repo,
-        "henry@acme.example",
-        "user",
-        "4h",
-        "  reason: month end\n",
-    );
+    write(&repo, &asked("henry@acme.example", "user", "4h"));
     let report = repo.mode().pass(Run::Apply).await.unwrap();
     assert!(!report.has_errors(), "{report:#?}");
     assert_eq!(report.manifests.decisions.len(), 1, "read, not counted");

@@ -4,118 +4,36 @@
 
 mod support;
 
-use expensify_operator::api::{AccessRequest, ExpensifyConnector, PolicyAccess, RequestPhase};
-use expensify_operator::reconcile::{
-    AccessObject, Approval, ConnectorObject, RequestObject, Requests, Scope,
-};
-use expensify_operator::sync::{SyncReport, SyncRequest, sync_connector};
+use expensify_operator::api::RequestPhase;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use support::requests::{Manifest, World, access, request, role_of, rules, start_time};
 use support::*;
 
-fn connector() -> ConnectorObject {
-    let resource: ExpensifyConnector = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": "finance"},
-        "spec": {"credentialsSecretRef": {"name": "creds"}, "adminEmail": "it-admin@acme.example",
-                 "protectedEmails": ["ceo@acme.example"]}
-    }))
-    .unwrap();
-    ConnectorObject::from_resource(&resource)
-}
-
-fn access(requests: bool) -> AccessObject {
-    let mut spec = serde_json::json!({
-        "connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "mode": "Additive",
-        "members": [{"email": "alice@acme.example", "role": "user"}]
-    });
+/// `books`: alice listed at user; with `requests`, self-service for user and admin.
+fn books(requests: bool) -> Manifest {
+    let books = access("books").member("alice@acme.example", "user");
     if requests {
-        spec["requests"] = serde_json::json!({"maxDuration": "8h", "approvals": 0,
-                                              "roles": ["user", "admin"]});
+        books.rules(rules("8h").approvals(0).roles(&["user", "admin"]))
+    } else {
+        books
     }
-    let resource: PolicyAccess = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-        "metadata": {"name": "books", "namespace": "finance"}, "spec": spec
-    }))
-    .unwrap();
-    AccessObject::from_resource(&resource)
 }
 
-fn request(email: &str, role: &str) -> RequestObject {
-    let resource: AccessRequest = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
-        "metadata": {"name": "r1", "namespace": "finance",
-                     "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"accessRef": {"name": "books"}, "email": email, "role": role,
-                 "duration": "4h", "reason": "month end", "requester": "alice@acme.example"}
-    }))
-    .unwrap();
-    RequestObject::from_resource(&resource)
-}
-
-fn start_time() -> Timestamp {
-    "2026-01-01T00:05:00Z".parse().unwrap()
-}
-
-async fn run(
-    sim: &expensify_operator::simulator::SimulatorHandle,
-    accesses: &[AccessObject],
-    requests: &[RequestObject],
-    now: Timestamp,
-) -> SyncReport {
-    run_approving(sim, accesses, requests, now, Approval::Merge).await
-}
-
-async fn run_approving(
-    sim: &expensify_operator::simulator::SimulatorHandle,
-    accesses: &[AccessObject],
-    requests: &[RequestObject],
-    now: Timestamp,
-    approval: Approval<'_>,
-) -> SyncReport {
-    let connector = connector();
-    let connectors = [connector.clone()];
-    let request = SyncRequest {
-        connector: &connector,
-        connectors: &connectors,
-        accesses,
-        now,
-        inventory_complete: true,
-        scope: Scope::default(),
-        unverified: &[],
-        requests: Requests {
-            requests,
-            decisions: &[],
-            approval,
-        },
-        dry_run: false,
-        write_ahead: None,
-        reviewed: None,
-    };
-    sync_connector(request, &admin_client(sim)).await
-}
-
-/// The request with the status a sync reported for it, as the store would save it.
-fn saved(mut asked: RequestObject, report: &SyncReport) -> RequestObject {
-    asked.status = report.request_statuses.get(&asked.key).cloned();
-    asked
-}
-
-fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) -> Option<String> {
-    roster(sim, FINANCE)
-        .into_iter()
-        .find(|(e, _)| e == email)
-        .map(|(_, r)| r)
+/// `email` asks alice's way (she is the requester) for `role` on `books`.
+fn asked(email: &str, role: &str) -> Manifest {
+    request("r1", "books", email)
+        .set("role", role)
+        .set("requester", "alice@acme.example")
 }
 
 #[tokio::test]
 async fn a8_a9_a_request_is_granted_then_taken_back_at_its_end() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
-    let accesses = [access(true)];
-    let asked = request("newcomer@acme.example", "user");
+    let mut world = World::new(&[books(true)], &[asked("newcomer@acme.example", "user")]);
 
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
-    let status = &report.request_statuses[&asked.key];
+    let report = world.sync(&sim, start_time()).await;
+    let status = world.status("r1");
     assert_eq!(status.phase, RequestPhase::Active, "{status:?}");
     assert_eq!(
         role_of(&sim, "newcomer@acme.example").as_deref(),
@@ -129,27 +47,18 @@ async fn a8_a9_a_request_is_granted_then_taken_back_at_its_end() {
     assert_eq!(report.next_expiry(), Some(expires));
 
     // Before its end: nothing moves.
-    let asked = saved(asked, &report);
-    let report = run(
-        &sim,
-        &accesses,
-        std::slice::from_ref(&asked),
-        expires - SignedDuration::from_mins(1),
-    )
-    .await;
-    assert_eq!(
-        report.request_statuses[&asked.key].phase,
-        RequestPhase::Active
-    );
+    world
+        .sync(&sim, expires - SignedDuration::from_mins(1))
+        .await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Active);
     assert_eq!(
         role_of(&sim, "newcomer@acme.example").as_deref(),
         Some("user")
     );
 
     // At its end: Expired, and the person it added is removed.
-    let asked = saved(asked, &report);
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
-    let status = &report.request_statuses[&asked.key];
+    world.sync(&sim, expires).await;
+    let status = world.status("r1");
     assert_eq!(
         (status.phase, status.reason.as_deref()),
         (RequestPhase::Expired, Some("Ended"))
@@ -165,44 +74,37 @@ async fn requests_that_must_not_be_granted_write_nothing() {
     let origin = roster(&sim, FINANCE);
     let cases = [
         // The policy owner, the adminEmail, a protected person.
+        (books(true), asked("cfo@acme.example", "user"), "Protected"),
         (
-            access(true),
-            request("cfo@acme.example", "user"),
+            books(true),
+            asked("it-admin@acme.example", "user"),
             "Protected",
         ),
-        (
-            access(true),
-            request("it-admin@acme.example", "user"),
-            "Protected",
-        ),
-        (
-            access(true),
-            request("ceo@acme.example", "user"),
-            "Protected",
-        ),
+        (books(true), asked("ceo@acme.example", "user"), "Protected"),
         // A role the rules do not offer, and a PolicyAccess that takes no requests.
         (
-            access(true),
-            request("newcomer@acme.example", "auditor"),
+            books(true),
+            asked("newcomer@acme.example", "auditor"),
             "NotRequestable",
         ),
         (
-            access(false),
-            request("newcomer@acme.example", "user"),
+            books(false),
+            asked("newcomer@acme.example", "user"),
             "NotRequestable",
         ),
     ];
     for (object, asked, reason) in cases {
-        let report = run(&sim, &[object], std::slice::from_ref(&asked), start_time()).await;
-        let status = &report.request_statuses[&asked.key];
+        let mut world = World::new(&[object], std::slice::from_ref(&asked));
+        world.sync(&sim, start_time()).await;
+        let status = world.status("r1");
         assert_eq!(
             (status.phase, status.reason.as_deref()),
             (RequestPhase::Error, Some(reason)),
             "{}: {status:?}",
-            asked.spec.email
+            asked.spec["email"]
         );
         assert!(status.managed_members.is_empty());
-        assert_eq!(roster(&sim, FINANCE), origin, "{}", asked.spec.email);
+        assert_eq!(roster(&sim, FINANCE), origin, "{}", asked.spec["email"]);
     }
 }
 
@@ -210,23 +112,24 @@ async fn requests_that_must_not_be_granted_write_nothing() {
 async fn a_request_deleted_early_takes_back_what_it_added_and_its_finalizer_may_go() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
-    let accesses = [access(true)];
-    let asked = request("newcomer@acme.example", "user");
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
+    let mut world = World::new(&[books(true)], &[asked("newcomer@acme.example", "user")]);
+    world.sync(&sim, start_time()).await;
     assert_eq!(
         role_of(&sim, "newcomer@acme.example").as_deref(),
         Some("user")
     );
-    let mut asked = saved(asked, &report);
-    asked.deleting = true;
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
-    let status = &report.request_statuses[&asked.key];
+    world.request_mut("r1").deleting = true;
+    let report = world.sync(&sim, start_time()).await;
+    let status = world.status("r1");
     assert_eq!(
         (status.phase, status.reason.as_deref()),
         (RequestPhase::Revoked, Some("Deleted"))
     );
     assert!(status.managed_members.is_empty(), "{status:?}");
-    assert_eq!(report.finished_request_deletions, vec![asked.key.clone()]);
+    assert_eq!(
+        report.finished_request_deletions,
+        vec![world.request("r1").key.clone()]
+    );
     assert!(report.statuses.keys().all(|k| k.request_name().is_none()));
     assert_eq!(roster(&sim, FINANCE), origin);
 }
@@ -235,34 +138,29 @@ async fn a_request_deleted_early_takes_back_what_it_added_and_its_finalizer_may_
 async fn a_request_for_someone_already_asked_for_grants_and_takes_nothing() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
-    let accesses = [access(true)];
     // alice is a member of the PolicyAccess at user already.
-    let asked = request("alice@acme.example", "user");
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
-    let status = &report.request_statuses[&asked.key];
+    let mut world = World::new(&[books(true)], &[asked("alice@acme.example", "user")]);
+    world.sync(&sim, start_time()).await;
+    let status = world.status("r1");
     assert_eq!(status.phase, RequestPhase::Active);
     assert!(status.managed_members.is_empty(), "{status:?}");
     let expires = start_time() + SignedDuration::from_hours(4);
-    let asked = saved(asked, &report);
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
-    assert_eq!(
-        report.request_statuses[&asked.key].phase,
-        RequestPhase::Expired
-    );
+    world.sync(&sim, expires).await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Expired);
     assert_eq!(roster(&sim, FINANCE), origin);
 }
 
 #[tokio::test]
 async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
     let sim = start(&unlimited_seed()).await;
-    let accesses = [access(true)];
-    run(&sim, &accesses, &[], start_time()).await;
+    let mut world = World::new(&[books(true)], &[]);
+    world.sync(&sim, start_time()).await;
     assert_eq!(role_of(&sim, "alice@acme.example").as_deref(), Some("user"));
     let before = roster(&sim, FINANCE);
 
-    let asked = request("alice@acme.example", "admin");
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), start_time()).await;
-    let status = &report.request_statuses[&asked.key];
+    world.requests = vec![asked("alice@acme.example", "admin").request_object()];
+    let report = world.sync(&sim, start_time()).await;
+    let status = world.status("r1");
     assert_eq!(status.phase, RequestPhase::Active, "{status:?}");
     assert_eq!(
         role_of(&sim, "alice@acme.example").as_deref(),
@@ -277,9 +175,8 @@ async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
     assert!(books.drift.is_empty(), "the raise is not drift: {books:?}");
 
     let expires = start_time() + SignedDuration::from_hours(4);
-    let asked = saved(asked, &report);
-    let report = run(&sim, &accesses, std::slice::from_ref(&asked), expires).await;
-    let status = &report.request_statuses[&asked.key];
+    world.sync(&sim, expires).await;
+    let status = world.status("r1");
     assert_eq!(status.phase, RequestPhase::Expired);
     assert!(status.managed_members.is_empty(), "{status:?}");
     assert_eq!(roster(&sim, FINANCE), before);
@@ -288,26 +185,16 @@ async fn a_request_raises_a_member_and_its_end_gives_back_the_member_role() {
 #[tokio::test]
 async fn a_pending_request_wakes_the_connector_at_its_pending_timeout() {
     let sim = start(&unlimited_seed()).await;
-    let mut books = access(true);
-    let rules = books.spec.requests.as_mut().unwrap();
-    rules.approvals = Some(1);
-    rules.pending_timeout = Some("2h".into());
-    let accesses = [books];
-    let asked = request("newcomer@acme.example", "user");
-    let now = start_time();
-    let report = run_approving(
-        &sim,
-        &accesses,
-        std::slice::from_ref(&asked),
-        now,
-        Approval::Decisions(Ok(())),
-    )
-    .await;
-    assert_eq!(
-        report.request_statuses[&asked.key].phase,
-        RequestPhase::Pending
+    let books = books(false).rules(
+        rules("8h")
+            .approvals(1)
+            .roles(&["user", "admin"])
+            .pending_timeout("2h"),
     );
-    let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut world = World::new(&[books], &[asked("newcomer@acme.example", "user")]).deciding();
+    let report = world.sync(&sim, start_time()).await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Pending);
+    let created: Timestamp = support::requests::CREATED.parse().unwrap();
     assert_eq!(
         report.next_expiry(),
         Some(created + SignedDuration::from_hours(2))

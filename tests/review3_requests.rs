@@ -1,104 +1,34 @@
 //! review3: independent review findings on access requests through the real sync
-//! against the simulator. These tests are expected to FAIL until the findings are fixed.
+//! against the simulator (each failed before its fix).
 
 mod support;
 
-use expensify_operator::api::{AccessRequest, ExpensifyConnector, PolicyAccess, RequestPhase};
-use expensify_operator::reconcile::{
-    AccessObject, Approval, ConnectorObject, RequestObject, Requests, Scope,
-};
-use expensify_operator::sync::{SyncReport, SyncRequest, sync_connector};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use expensify_operator::api::RequestPhase;
+use k8s_openapi::jiff::SignedDuration;
+use support::requests::{Manifest, World, access, connector, request, role_of, rules, start_time};
 use support::*;
 
-fn connector_with(extra: &serde_json::Value) -> ConnectorObject {
-    let mut spec = serde_json::json!({
-        "credentialsSecretRef": {"name": "creds"}, "adminEmail": "it-admin@acme.example",
-        "protectedEmails": ["ceo@acme.example"]
-    });
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    let resource: ExpensifyConnector = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": "finance"},
-        "spec": spec
-    }))
-    .unwrap();
-    ConnectorObject::from_resource(&resource)
+/// A connector whose tenant namespace `eng` may touch Finance at `user` at most.
+fn tenant_connector() -> Manifest {
+    connector().set(
+        "tenants",
+        serde_json::json!([{"namespace": "eng", "policies": [{"id": FINANCE}], "maxRole": "user"}]),
+    )
 }
 
-fn access_in(namespace: &str, roles: &[&str]) -> AccessObject {
-    let resource: PolicyAccess = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-        "metadata": {"name": "books", "namespace": namespace},
-        "spec": {
-            "connectorRef": {"name": "acme", "namespace": "finance"},
-            "policy": {"id": FINANCE}, "mode": "Additive",
-            "members": [{"email": "alice@acme.example", "role": "user"}],
-            "requests": {"maxDuration": "8h", "approvals": 0, "roles": roles}
-        }
-    }))
-    .unwrap();
-    AccessObject::from_resource(&resource)
+/// `books` in `namespace` (alice listed), self-service for `roles`.
+fn books_in(namespace: &str, roles: &[&str]) -> Manifest {
+    access("books")
+        .in_namespace(namespace)
+        .member("alice@acme.example", "user")
+        .rules(rules("8h").approvals(0).roles(roles))
 }
 
-fn request_in(namespace: &str, email: &str, role: &str) -> RequestObject {
-    let resource: AccessRequest = serde_json::from_value(serde_json::json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
-        "metadata": {"name": "r1", "namespace": namespace,
-                     "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"accessRef": {"name": "books"}, "email": email, "role": role,
-                 "duration": "4h", "reason": "month end", "requester": "alice@acme.example"}
-    }))
-    .unwrap();
-    RequestObject::from_resource(&resource)
-}
-
-fn start_time() -> Timestamp {
-    "2026-01-01T00:05:00Z".parse().unwrap()
-}
-
-async fn run(
-    sim: &expensify_operator::simulator::SimulatorHandle,
-    connector: &ConnectorObject,
-    accesses: &[AccessObject],
-    requests: &[RequestObject],
-    now: Timestamp,
-) -> SyncReport {
-    let connectors = [connector.clone()];
-    let request = SyncRequest {
-        connector,
-        connectors: &connectors,
-        accesses,
-        now,
-        inventory_complete: true,
-        scope: Scope::default(),
-        unverified: &[],
-        requests: Requests {
-            requests,
-            decisions: &[],
-            approval: Approval::Merge,
-        },
-        dry_run: false,
-        write_ahead: None,
-        reviewed: None,
-    };
-    sync_connector(request, &admin_client(sim)).await
-}
-
-fn saved(mut asked: RequestObject, report: &SyncReport) -> RequestObject {
-    asked.status = report.request_statuses.get(&asked.key).cloned();
-    asked
-}
-
-fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) -> Option<String> {
-    roster(sim, FINANCE)
-        .into_iter()
-        .find(|(e, _)| e == email)
-        .map(|(_, r)| r)
+fn asked_in(namespace: &str, email: &str, role: &str) -> Manifest {
+    request("r1", "books", email)
+        .in_namespace(namespace)
+        .set("role", role)
+        .set("requester", "alice@acme.example")
 }
 
 /// (c) A deleted PolicyAccess: an active request whose PolicyAccess is gone is skipped by
@@ -108,21 +38,12 @@ fn role_of(sim: &expensify_operator::simulator::SimulatorHandle, email: &str) ->
 async fn review3_an_active_request_whose_policy_access_is_gone_is_still_taken_back() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
-    let connector = connector_with(&serde_json::json!({}));
-    let accesses = [access_in("finance", &["user"])];
-    let asked = request_in("finance", "newcomer@acme.example", "user");
-    let report = run(
-        &sim,
-        &connector,
-        &accesses,
-        std::slice::from_ref(&asked),
-        start_time(),
-    )
-    .await;
-    assert_eq!(
-        report.request_statuses[&asked.key].phase,
-        RequestPhase::Active
+    let mut world = World::new(
+        &[books_in("finance", &["user"])],
+        &[asked_in("finance", "newcomer@acme.example", "user")],
     );
+    world.sync(&sim, start_time()).await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Active);
     assert_eq!(
         role_of(&sim, "newcomer@acme.example").as_deref(),
         Some("user")
@@ -130,17 +51,11 @@ async fn review3_an_active_request_whose_policy_access_is_gone_is_still_taken_ba
 
     // The PolicyAccess is deleted (e.g. deletionPolicy Orphan, or its release held by the
     // guard while its own finalizer went); well after the request's end:
-    let asked = saved(asked, &report);
-    let after_end = start_time() + SignedDuration::from_hours(5);
-    let report = run(
-        &sim,
-        &connector,
-        &[],
-        std::slice::from_ref(&asked),
-        after_end,
-    )
-    .await;
-    let status = report.request_statuses.get(&asked.key);
+    world.accesses.clear();
+    let report = world
+        .sync(&sim, start_time() + SignedDuration::from_hours(5))
+        .await;
+    let status = report.request_statuses.get(&world.request("r1").key);
     assert!(
         status.is_some_and(|s| s.phase != RequestPhase::Active),
         "the request is not judged any more: {status:?}"
@@ -154,26 +69,18 @@ async fn review3_an_active_request_whose_policy_access_is_gone_is_still_taken_ba
 
 /// (b) Tenancy: a tenant namespace limited to `maxRole: user` whose PolicyAccess offers
 /// `admin` through `spec.requests.roles`. The request must be refused (Error naming the
-/// tenant rule) and nothing above `user` granted; nothing in `validate_request` or
-/// `ineligible` checks the tenant's maxRole.
+/// tenant rule) and nothing above `user` granted.
 #[tokio::test]
 async fn review3_a_request_above_the_tenants_max_role_is_refused() {
     let sim = start(&unlimited_seed()).await;
     let origin = roster(&sim, FINANCE);
-    let connector = connector_with(&serde_json::json!({
-        "tenants": [{"namespace": "eng", "policies": [{"id": FINANCE}], "maxRole": "user"}]
-    }));
-    let accesses = [access_in("eng", &["user", "admin"])];
-    let asked = request_in("eng", "newcomer@acme.example", "admin");
-    let report = run(
-        &sim,
-        &connector,
-        &accesses,
-        std::slice::from_ref(&asked),
-        start_time(),
+    let mut world = World::new(
+        &[books_in("eng", &["user", "admin"])],
+        &[asked_in("eng", "newcomer@acme.example", "admin")],
     )
-    .await;
-    let status = &report.request_statuses[&asked.key];
+    .through(&tenant_connector());
+    world.sync(&sim, start_time()).await;
+    let status = world.status("r1");
     assert_ne!(
         role_of(&sim, "newcomer@acme.example").as_deref(),
         Some("admin"),
@@ -196,31 +103,17 @@ async fn review3_a_request_above_the_tenants_max_role_is_refused() {
 #[tokio::test]
 async fn review3_a_request_whose_grant_never_lands_does_not_stay_active_for_ever() {
     let sim = start(&unlimited_seed()).await;
-    let connector = connector_with(&serde_json::json!({
-        "tenants": [{"namespace": "eng", "policies": [{"id": FINANCE}], "maxRole": "user"}]
-    }));
-    let accesses = [access_in("eng", &["user", "admin"])];
-    let asked = request_in("eng", "newcomer@acme.example", "admin");
-    let report = run(
-        &sim,
-        &connector,
-        &accesses,
-        std::slice::from_ref(&asked),
-        start_time(),
+    let mut world = World::new(
+        &[books_in("eng", &["user", "admin"])],
+        &[asked_in("eng", "newcomer@acme.example", "admin")],
     )
-    .await;
-    let asked = saved(asked, &report);
+    .through(&tenant_connector());
+    world.sync(&sim, start_time()).await;
     // A week later (the duration is 4h, maxDuration 8h):
-    let later = start_time() + SignedDuration::from_hours(24 * 7);
-    let report = run(
-        &sim,
-        &connector,
-        &accesses,
-        std::slice::from_ref(&asked),
-        later,
-    )
-    .await;
-    let status = &report.request_statuses[&asked.key];
+    world
+        .sync(&sim, start_time() + SignedDuration::from_hours(24 * 7))
+        .await;
+    let status = world.status("r1");
     assert_ne!(
         status.phase,
         RequestPhase::Active,

@@ -96,9 +96,13 @@ impl Manifest {
                "metadata": metadata, "spec": self.spec})
     }
 
-    /// The document as a file in a repository holds it.
+    /// The document as a person writes it in a repository (no server-set fields).
     pub fn yaml(&self) -> String {
-        serde_saphyr::to_string(&self.json()).unwrap()
+        let mut document = self.json();
+        if let Some(metadata) = document["metadata"].as_object_mut() {
+            metadata.remove("creationTimestamp");
+        }
+        serde_saphyr::to_string(&document).unwrap()
     }
 
     pub fn resource<K: serde::de::DeserializeOwned>(&self) -> K {
@@ -234,6 +238,12 @@ impl World {
             decisions: Vec::new(),
             approval: Approval::Merge,
         }
+    }
+
+    /// Through this connector instead of the default one.
+    pub fn through(mut self, connector: &Manifest) -> Self {
+        self.connector = connector.connector_object();
+        self
     }
 
     /// Decisions count, as in a cluster with the admission policy in force.
@@ -391,8 +401,7 @@ pub async fn create_connector(client: &kube::Client, sim: &SimulatorHandle) {
         "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
     )
     .await;
-    create::<ExpensifyConnector>(client, &connector().set("endpoint", sim.endpoint()).json())
-        .await;
+    create::<ExpensifyConnector>(client, &connector().set("endpoint", sim.endpoint()).json()).await;
 }
 
 /// The status of the request `name` in `finance`, if it exists and has one.

@@ -207,7 +207,6 @@ pub fn object(resource: &str, spec: Value) -> Value {
     object
 }
 
-
 pub const REQUESTS: &str = "accessrequests";
 pub const DECISIONS: &str = "accessdecisions";
 
