@@ -1,6 +1,7 @@
 //! Access requests in a cluster: the CLI signs requests and decisions as the kubeconfig's
 //! user (a `SelfSubjectReview`), against kube-rs's mock service (tower-test); the real
-//! controller loop hears requests and decisions (API server double and simulator).
+//! controller loop hears requests and decisions (API server double and simulator) and
+//! takes each through every phase transition the contract names.
 #![allow(
     clippy::needless_pass_by_value,
     reason = "test helpers take json! values"
@@ -9,23 +10,24 @@
 mod support;
 use support::*;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use expensify_operator::api::{
-    AccessDecision, AccessRequest, DecisionKind, ExpensifyConnector, PolicyAccess,
+    AccessDecision, AccessDecisionStatus, AccessRequest, DecisionKind, PolicyAccess, RequestPhase,
 };
 use expensify_operator::cluster;
 use expensify_operator::commands::request_cluster::{
     DecideArgs, ListFormat, ReadIdentityError, RequestArgs, create_request, decide, list_requests,
 };
-use expensify_operator::expensify::ExpensifyClients;
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::client::Body;
 use serde_json::{Value, json};
+use support::apiserver::ApiServerDouble;
+use support::requests::{
+    Controller, Manifest, NAMESPACE, Rules, access, create, create_connector, decision, eventually,
+    request, request_status, rules,
+};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -223,85 +225,14 @@ async fn requests_shows_who_is_awaited_and_when_access_ends() {
     );
 }
 
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn create<K>(client: &kube::Client, namespace: &str, object: Value)
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(object).unwrap();
-    Api::<K>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
 /// A new request, and a new decision on it, each make the connector of the request's
 /// PolicyAccess sync (with no request moment due, only the watches can cause it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
-    let double = support::apiserver::ApiServerDouble::start().await;
+    let double = ApiServerDouble::start().await;
     let client = double.client();
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = cluster::ControllerSettings {
-        admission: Default::default(),
-        allowed_webhooks: None,
-        probes_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        debounce: Duration::from_millis(200),
-        scope: cluster::Scope::Namespaces(vec!["finance".into()]),
-        watch_secrets: false,
-    };
-    let controller = tokio::spawn(cluster::run_with_requests_admission(
-        client.clone(),
-        settings,
-        Arc::new(ExpensifyClients::new(sim_settings(&sim)).unwrap()),
-        async move {
-            let _ = stop_rx.await;
-        },
-        Some(Ok(())),
-    ));
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    create::<Secret>(
-        &client,
-        "finance",
-        json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "expensify-credentials", "namespace": "finance"},
-        "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
-    )
-    .await;
-    create::<ExpensifyConnector>(&client, "finance", json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": "finance"},
-        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}}))
-    .await;
-    create::<PolicyAccess>(
-        &client,
-        "finance",
-        json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-        "metadata": {"name": "team", "namespace": "finance"},
-        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "members": [],
-            "requests": {"maxDuration": "8h", "approvers": ["cfo@acme.example"]}}}),
-    )
-    .await;
+    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvers(&[CAROL])).await;
     let lists = || {
         sim.state()
             .counters()
@@ -310,7 +241,7 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
             .copied()
             .unwrap_or(0)
     };
-    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "finance");
+    let accesses = Api::<PolicyAccess>::namespaced(client.clone(), NAMESPACE);
     eventually("the PolicyAccess to be synced", || async {
         accesses
             .get("team")
@@ -324,16 +255,7 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let settled = lists();
 
-    create::<AccessRequest>(
-        &client,
-        "finance",
-        json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
-        "metadata": {"name": "r1", "namespace": "finance"},
-        "spec": {"accessRef": {"name": "team"}, "email": "pending@acme.example", "duration": "1h",
-            "reason": "close", "requester": "pending@acme.example"}}),
-    )
-    .await;
+    create::<AccessRequest>(&client, &ask(PERSON).set("duration", "1h").json()).await;
     eventually("the request to wake the connector", || async {
         lists() > settled
     })
@@ -341,10 +263,10 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let after_request = lists();
 
-    create::<AccessDecision>(&client, "finance", json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessDecision",
-        "metadata": {"name": "r1-cfo-abcde", "namespace": "finance"},
-        "spec": {"requestRef": {"name": "r1"}, "decision": "Approve", "decidedBy": "cfo@acme.example"}}))
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-cfo-abcde", "r1", "Approve", CAROL).json(),
+    )
     .await;
     eventually("the decision to wake the connector", || async {
         lists() > after_request
@@ -373,150 +295,164 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
         .filter(|(method, uri)| !cluster::rbac::allowed(method, uri, false))
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
-
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .expect("the controller stops")
-        .unwrap()
-        .unwrap();
+    controller.stop().await;
 }
 
-/// The controller, the connector `acme` and the PolicyAccess `team` (requests allowed,
-/// self-service) in `finance`, on the double and the simulator.
-async fn controller_with_rules(
-    double: &support::apiserver::ApiServerDouble,
+/// The person who gets access; the requester asks on their behalf.
+const PERSON: &str = "temp@acme.example";
+const REQUESTER: &str = "lead@acme.example";
+const CAROL: &str = "carol@acme.example";
+const DAVE: &str = "dave@acme.example";
+
+/// The API double stamps every object `2026-11-28T00:00:00Z` as its creation time, so a
+/// request stays Pending only while that is within its `pendingTimeout` (at most 30d).
+/// Fails, saying so, once the wall clock is past it (the double should stamp its own now).
+fn stays_pending() -> Rules {
+    let stamped: k8s_openapi::jiff::Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
+    let timeout = k8s_openapi::jiff::SignedDuration::from_hours(30 * 24);
+    assert!(
+        k8s_openapi::jiff::Timestamp::now()
+            < stamped + timeout - k8s_openapi::jiff::SignedDuration::from_hours(1),
+        "the API double's fixed creationTimestamp is more than 30d old: Pending cannot be tested"
+    );
+    rules("8h").pending_timeout("30d")
+}
+
+/// The controller (`admission` as [`Controller::start`] takes it), the connector `acme`
+/// and the PolicyAccess `team` with these rules, in `finance`.
+async fn team(
+    double: &ApiServerDouble,
     sim: &expensify_operator::simulator::SimulatorHandle,
     admission: Option<Result<(), String>>,
-    duration: &str,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
-) {
+    rules: Rules,
+) -> Controller {
+    let controller = Controller::start(double, sim, admission);
     let client = double.client();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = cluster::ControllerSettings {
-        admission: Default::default(),
-        allowed_webhooks: None,
-        probes_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        debounce: Duration::from_millis(200),
-        scope: cluster::Scope::Namespaces(vec!["finance".into()]),
-        watch_secrets: false,
-    };
-    let controller = tokio::spawn(cluster::run_with_requests_admission(
-        client.clone(),
-        settings,
-        Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap()),
-        async move {
-            let _ = stop_rx.await;
-        },
-        admission,
-    ));
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    create::<Secret>(
-        &client,
-        "finance",
-        json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "expensify-credentials", "namespace": "finance"},
-        "data": {"partnerUserID": b64(ADMIN_ID), "partnerUserSecret": b64(ADMIN_SECRET)}}),
-    )
-    .await;
-    create::<ExpensifyConnector>(&client, "finance", json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
-        "metadata": {"name": "acme", "namespace": "finance"},
-        "spec": {"credentialsSecretRef": {"name": "expensify-credentials"}, "endpoint": sim.endpoint(), "adminEmail": "it-admin@acme.example"}}))
-    .await;
-    create::<PolicyAccess>(&client, "finance", json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-        "metadata": {"name": "team", "namespace": "finance"},
-        "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": FINANCE}, "mode": "Additive", "members": [],
-            "requests": {"maxDuration": "8h", "approvals": 0}}}))
-    .await;
-    create::<AccessRequest>(
-        &client,
-        "finance",
-        json!({
-        "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "AccessRequest",
-        "metadata": {"name": "r1", "namespace": "finance"},
-        "spec": {"accessRef": {"name": "team"}, "email": "temp@acme.example", "duration": duration,
-            "reason": "close", "requester": "temp@acme.example"}}),
-    )
-    .await;
-    (stop_tx, controller)
+    create_connector(&client, sim).await;
+    create::<PolicyAccess>(&client, &access("team").rules(rules).json()).await;
+    controller
 }
 
-async fn phase(client: &kube::Client) -> Option<expensify_operator::api::RequestPhase> {
-    Api::<AccessRequest>::namespaced(client.clone(), "finance")
-        .get("r1")
-        .await
-        .ok()
-        .and_then(|r| r.status)
-        .map(|s| s.phase)
+/// `r1`: the requester asks for `email` on `team`.
+fn ask(email: &str) -> Manifest {
+    request("r1", "team", email).set("requester", REQUESTER)
+}
+
+/// `r1` for [`PERSON`], lasting `duration`.
+fn ask_for(duration: &str) -> Manifest {
+    ask(PERSON).set("duration", duration)
+}
+
+async fn phase(client: &kube::Client) -> Option<RequestPhase> {
+    request_status(client, "r1").await.map(|s| s.phase)
+}
+
+async fn wait_for_phase(client: &kube::Client, wanted: RequestPhase) {
+    eventually(&format!("the request to be {wanted}"), || async {
+        phase(client).await == Some(wanted)
+    })
+    .await;
+}
+
+/// The status of decision `name`, once the controller judged it.
+async fn judged(client: &kube::Client, name: &str) -> AccessDecisionStatus {
+    let decisions = Api::<AccessDecision>::namespaced(client.clone(), NAMESPACE);
+    eventually(&format!("decision {name} to be judged"), || async {
+        decisions
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.status)
+            .is_some_and(|s| s.counted.is_some())
+    })
+    .await;
+    decisions.get(name).await.unwrap().status.unwrap()
 }
 
 fn granted(sim: &expensify_operator::simulator::SimulatorHandle) -> bool {
-    roster(sim, FINANCE)
-        .iter()
-        .any(|(e, _)| e == "temp@acme.example")
+    roster(sim, FINANCE).iter().any(|(e, _)| e == PERSON)
 }
 
-/// Without the identity admission policy (the double serves none), a request is an Error
-/// naming it and grants nothing: the controller fails closed.
-#[tokio::test(flavor = "multi_thread")]
-async fn without_admission_a_request_is_an_error_and_grants_nothing() {
-    let double = support::apiserver::ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let (stop_tx, controller) = controller_with_rules(&double, &sim, None, "1h").await;
-    let client = double.client();
-    eventually("the request to be Error", || async {
-        phase(&client).await == Some(expensify_operator::api::RequestPhase::Error)
-    })
-    .await;
-    let request = Api::<AccessRequest>::namespaced(client.clone(), "finance")
+fn finalizers(request: &AccessRequest) -> Vec<String> {
+    request.metadata.finalizers.clone().unwrap_or_default()
+}
+
+async fn get_request(client: &kube::Client) -> AccessRequest {
+    Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE)
         .get("r1")
         .await
-        .unwrap();
-    let message = request.status.unwrap().message.unwrap_or_default();
-    assert!(
-        message.contains("ValidatingAdmissionPolicy expensify-access-identity is not installed"),
-        "{message}"
-    );
+        .unwrap()
+}
+
+fn told(double: &ApiServerDouble, reason: &str) -> bool {
+    double
+        .events()
+        .iter()
+        .any(|e| e["reason"] == reason && e["regarding"]["name"] == "r1")
+}
+
+/// Without the identity admission policy (the double serves none), every request is an
+/// Error naming it, one with a valid approval too, and nothing is granted: the controller
+/// fails closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_admission_every_request_is_an_error_and_grants_nothing() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(&double, &sim, None, stays_pending().approvers(&[CAROL])).await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    let approved = request("r2", "team", "temp2@acme.example").set("requester", REQUESTER);
+    create::<AccessRequest>(&client, &approved.json()).await;
+    create::<AccessDecision>(
+        &client,
+        &decision("r2-carol", "r2", "Approve", CAROL).json(),
+    )
+    .await;
+    for name in ["r1", "r2"] {
+        eventually(&format!("{name} to be Error"), || async {
+            request_status(&client, name)
+                .await
+                .is_some_and(|s| s.phase == RequestPhase::Error)
+        })
+        .await;
+        let status = request_status(&client, name).await.unwrap();
+        let message = status.message.unwrap_or_default();
+        assert!(
+            message
+                .contains("ValidatingAdmissionPolicy expensify-access-identity is not installed"),
+            "{name}: {message}"
+        );
+    }
     assert!(!granted(&sim));
-    assert!(request.metadata.finalizers.unwrap_or_default().is_empty());
-    stop_tx.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    assert!(
+        !roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "temp2@acme.example")
+    );
+    assert!(finalizers(&get_request(&client).await).is_empty());
+    controller.stop().await;
 }
 
 /// Self-service under admission: Active, granted, held by the finalizer, with an Event;
 /// deleting it releases the grant first, then lets the object go.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_is_granted_and_its_deletion_releases_through_the_finalizer() {
-    let double = support::apiserver::ApiServerDouble::start().await;
+    let double = ApiServerDouble::start().await;
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(())), "1h").await;
+    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
     let client = double.client();
-    eventually("the request to be Active", || async {
-        phase(&client).await == Some(expensify_operator::api::RequestPhase::Active)
-    })
-    .await;
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Active).await;
     eventually("the grant", || async { granted(&sim) }).await;
-    let requests = Api::<AccessRequest>::namespaced(client.clone(), "finance");
-    let request = requests.get("r1").await.unwrap();
     assert_eq!(
-        request.metadata.finalizers.clone().unwrap_or_default(),
+        finalizers(&get_request(&client).await),
         ["expensify.gitops.dev/release"]
     );
-    assert!(
-        double
-            .events()
-            .iter()
-            .any(|e| e["reason"] == "RequestActive" && e["regarding"]["name"] == "r1"),
-        "{:?}",
-        double.events()
-    );
+    assert!(told(&double, "RequestActive"), "{:?}", double.events());
+    let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
     requests
-        .delete("r1", &kube::api::DeleteParams::default())
+        .delete("r1", &DeleteParams::default())
         .await
         .unwrap();
     eventually("the request to be gone", || async {
@@ -524,21 +460,21 @@ async fn an_active_request_is_granted_and_its_deletion_releases_through_the_fina
     })
     .await;
     assert!(!granted(&sim), "released before the object went");
-    stop_tx.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    controller.stop().await;
 }
 
 /// A one-minute request ends by the controller's own clock (no change wakes it): Expired,
 /// the grant taken back, the finalizer gone, an Event told.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_expires_on_time_and_is_taken_back() {
-    let double = support::apiserver::ApiServerDouble::start().await;
+    let double = ApiServerDouble::start().await;
     let sim = start(&unlimited_seed()).await;
-    let (stop_tx, controller) = controller_with_rules(&double, &sim, Some(Ok(())), "1m").await;
+    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
     let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1m").json()).await;
     eventually("the grant", || async { granted(&sim) }).await;
     let started = std::time::Instant::now();
-    while phase(&client).await != Some(expensify_operator::api::RequestPhase::Expired) {
+    while phase(&client).await != Some(RequestPhase::Expired) {
         assert!(
             started.elapsed() < Duration::from_secs(100),
             "not expired in time"
@@ -546,17 +482,320 @@ async fn an_active_request_expires_on_time_and_is_taken_back() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eventually("the grant taken back", || async { !granted(&sim) }).await;
-    let request = Api::<AccessRequest>::namespaced(client.clone(), "finance")
-        .get("r1")
+    let request = get_request(&client).await;
+    assert_eq!(
+        request.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some("Ended")
+    );
+    assert!(finalizers(&request).is_empty());
+    assert!(told(&double, "RequestExpired"));
+    controller.stop().await;
+}
+
+/// With `approvals: 2`: one approval leaves the request Pending and writes nothing to
+/// Expensify; the same approver again, the requester, the person who would get access and
+/// someone who is no approver count for nothing (each decision's status says why); a
+/// second distinct approver makes it Active and granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(
+        &double,
+        &sim,
+        Some(Ok(())),
+        stays_pending().approvals(2).approvers(&[CAROL, DAVE]),
+    )
+    .await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Pending).await;
+    let writes = updates(&sim);
+
+    // The double stamps every object with one creation time: decisions are judged in
+    // name order, so the names say which comes first.
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-a-carol", "r1", "Approve", CAROL).json(),
+    )
+    .await;
+    assert_eq!(judged(&client, "r1-a-carol").await.counted, Some(true));
+    let refused = [
+        (
+            "r1-b-carol-again",
+            CAROL,
+            "carol@acme.example already decided this request",
+        ),
+        (
+            "r1-c-requester",
+            REQUESTER,
+            "lead@acme.example made the request and cannot decide it",
+        ),
+        (
+            "r1-d-person",
+            PERSON,
+            "temp@acme.example is the person who gets access and cannot decide it",
+        ),
+        (
+            "r1-e-mallory",
+            "mallory@acme.example",
+            "mallory@acme.example is not one of the approvers",
+        ),
+    ];
+    for (name, by, why) in refused {
+        create::<AccessDecision>(&client, &decision(name, "r1", "Approve", by).json()).await;
+        let status = judged(&client, name).await;
+        assert_eq!(
+            (status.counted, status.message.as_deref()),
+            (Some(false), Some(why)),
+            "{name}"
+        );
+    }
+    let status = request_status(&client, "r1").await.unwrap();
+    assert_eq!(status.phase, RequestPhase::Pending, "{status:?}");
+    assert_eq!(status.approvals.len(), 1, "{status:?}");
+    assert_eq!(updates(&sim), writes, "no Expensify write while Pending");
+    assert!(!granted(&sim));
+
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-f-dave", "r1", "Approve", DAVE).json(),
+    )
+    .await;
+    wait_for_phase(&client, RequestPhase::Active).await;
+    eventually("the grant", || async { granted(&sim) }).await;
+    let status = request_status(&client, "r1").await.unwrap();
+    let approvers: Vec<&str> = status.approvals.iter().map(|a| a.by.as_str()).collect();
+    assert_eq!(approvers, [CAROL, DAVE]);
+    controller.stop().await;
+}
+
+/// The first valid Deny ends the request for good: Denied, an approval after it is not
+/// counted, nothing is granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_valid_deny_ends_a_request_for_good() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(
+        &double,
+        &sim,
+        Some(Ok(())),
+        stays_pending().approvers(&[CAROL, DAVE]),
+    )
+    .await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Pending).await;
+    let writes = updates(&sim);
+    create::<AccessDecision>(&client, &decision("r1-deny", "r1", "Deny", CAROL).json()).await;
+    wait_for_phase(&client, RequestPhase::Denied).await;
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-approve", "r1", "Approve", DAVE).json(),
+    )
+    .await;
+    let status = judged(&client, "r1-approve").await;
+    assert_eq!(
+        (status.counted, status.message.as_deref()),
+        (Some(false), Some("the request is already Denied"))
+    );
+    let request = request_status(&client, "r1").await.unwrap();
+    assert_eq!(request.phase, RequestPhase::Denied);
+    assert_eq!(request.denial.map(|d| d.by).as_deref(), Some(CAROL));
+    assert!(!granted(&sim));
+    assert_eq!(updates(&sim), writes);
+    assert!(told(&double, "RequestDenied"));
+    controller.stop().await;
+}
+
+/// A Revoke decision (here by the requester) ends an active request early: Revoked, the
+/// grant taken back, the finalizer gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("4h").json()).await;
+    wait_for_phase(&client, RequestPhase::Active).await;
+    eventually("the grant", || async { granted(&sim) }).await;
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-revoke", "r1", "Revoke", REQUESTER).json(),
+    )
+    .await;
+    wait_for_phase(&client, RequestPhase::Revoked).await;
+    eventually("the grant taken back", || async { !granted(&sim) }).await;
+    let request = get_request(&client).await;
+    assert_eq!(
+        request.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some("Revoked")
+    );
+    eventually("the finalizer to go", || async {
+        finalizers(&get_request(&client).await).is_empty()
+    })
+    .await;
+    assert!(told(&double, "RequestRevoked"));
+    controller.stop().await;
+}
+
+/// A request nobody answers within `pendingTimeout` is Expired (`NotApproved`); an
+/// approval after that counts for nothing and nothing is granted. (The double's creation
+/// time is days old: a 24h timeout has passed at the first sync.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(
+        &double,
+        &sim,
+        Some(Ok(())),
+        rules("8h").approvers(&[CAROL]).pending_timeout("24h"),
+    )
+    .await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Expired).await;
+    assert_eq!(
+        request_status(&client, "r1")
+            .await
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("NotApproved")
+    );
+    create::<AccessDecision>(&client, &decision("r1-late", "r1", "Approve", CAROL).json()).await;
+    assert_eq!(judged(&client, "r1-late").await.counted, Some(false));
+    assert_eq!(phase(&client).await, Some(RequestPhase::Expired));
+    assert!(!granted(&sim));
+    controller.stop().await;
+}
+
+/// A request deleted while Pending holds no finalizer and goes at once; an approval for
+/// it afterwards (a request that does not exist) counts for nothing, says so, and grants
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothing() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(
+        &double,
+        &sim,
+        Some(Ok(())),
+        stays_pending().approvers(&[CAROL]),
+    )
+    .await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Pending).await;
+    assert!(finalizers(&get_request(&client).await).is_empty());
+    let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
+    requests
+        .delete("r1", &DeleteParams::default())
         .await
         .unwrap();
-    assert!(request.metadata.finalizers.unwrap_or_default().is_empty());
     assert!(
-        double
-            .events()
-            .iter()
-            .any(|e| e["reason"] == "RequestExpired" && e["regarding"]["name"] == "r1")
+        requests.get_opt("r1").await.unwrap().is_none(),
+        "gone at once"
     );
-    stop_tx.send(()).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    create::<AccessDecision>(
+        &client,
+        &decision("r1-carol", "r1", "Approve", CAROL).json(),
+    )
+    .await;
+    let status = judged(&client, "r1-carol").await;
+    assert_eq!(
+        (status.counted, status.message.as_deref()),
+        (
+            Some(false),
+            Some("no AccessRequest r1 in namespace finance")
+        )
+    );
+    assert!(!granted(&sim));
+    controller.stop().await;
+}
+
+/// A decision names its request by name in its own namespace: one in `sales` naming `r1`
+/// of `finance` decides nothing there (the request stays Pending) and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_in_another_namespace_decides_nothing() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = Controller::start_in(&double, &sim, Some(Ok(())), &[NAMESPACE, "sales"]);
+    let client = double.client();
+    create_connector(&client, &sim).await;
+    let pending = stays_pending().approvers(&[CAROL]);
+    create::<PolicyAccess>(&client, &access("team").rules(pending.clone()).json()).await;
+    // `sales` has a PolicyAccess of its own on the same connector.
+    create::<PolicyAccess>(
+        &client,
+        &access("team").in_namespace("sales").rules(pending).json(),
+    )
+    .await;
+    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    wait_for_phase(&client, RequestPhase::Pending).await;
+    let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
+    create::<AccessDecision>(&client, &elsewhere.json()).await;
+    let decisions = Api::<AccessDecision>::namespaced(client.clone(), "sales");
+    eventually("the decision in sales to be judged", || async {
+        decisions
+            .get_opt("r1-carol")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.status)
+            .is_some_and(|s| s.counted.is_some())
+    })
+    .await;
+    let status = decisions.get("r1-carol").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.counted, status.message.as_deref()),
+        (Some(false), Some("no AccessRequest r1 in namespace sales"))
+    );
+    assert_eq!(phase(&client).await, Some(RequestPhase::Pending));
+    assert!(!granted(&sim));
+    controller.stop().await;
+}
+
+/// The controller is down when an active request ends: a fresh controller on the same
+/// API server takes the grant back when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expiry_while_the_controller_is_down_is_taken_back_on_start() {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
+    let client = double.client();
+    create::<AccessRequest>(&client, &ask_for("1m").json()).await;
+    wait_for_phase(&client, RequestPhase::Active).await;
+    eventually("the grant", || async { granted(&sim) }).await;
+    eventually("expiresAt to be saved", || async {
+        request_status(&client, "r1")
+            .await
+            .is_some_and(|s| s.expires_at.is_some())
+    })
+    .await;
+    controller.stop().await;
+    let expires = request_status(&client, "r1")
+        .await
+        .unwrap()
+        .expires_at
+        .unwrap()
+        .0;
+    let left = expires.duration_since(k8s_openapi::jiff::Timestamp::now());
+    let left = Duration::try_from(left).unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_secs(1)).await;
+    assert!(
+        granted(&sim),
+        "nobody took it back while the controller was down"
+    );
+    assert_eq!(phase(&client).await, Some(RequestPhase::Active));
+
+    let controller = Controller::start(&double, &sim, Some(Ok(())));
+    wait_for_phase(&client, RequestPhase::Expired).await;
+    eventually("the grant taken back", || async { !granted(&sim) }).await;
+    eventually("the finalizer to go", || async {
+        finalizers(&get_request(&client).await).is_empty()
+    })
+    .await;
+    controller.stop().await;
 }

@@ -26,6 +26,21 @@ pub fn connector_of_request(
     access(&access_of_request(request)).map(|a| a.connector_key())
 }
 
+/// The connector that answers a decision whose request does not exist, so that its
+/// status can say it counted for nothing: that of the first PolicyAccess (by name) in the
+/// decision's namespace; `None` when the namespace has none.
+pub fn connector_of_orphan_decision(
+    decision: &AccessDecision,
+    accesses: impl IntoIterator<Item = AccessObject>,
+) -> Option<ObjectKey> {
+    let namespace = ObjectKey::of(&decision.metadata).namespace;
+    accesses
+        .into_iter()
+        .filter(|a| a.key.namespace == namespace)
+        .min_by(|a, b| a.key.cmp(&b.key))
+        .map(|a| a.connector_key())
+}
+
 /// Whether a request holds access, or may be given some by the next write: it then
 /// carries the `release` finalizer, so deleting it releases first.
 pub fn holds_access(status: Option<&AccessRequestStatus>) -> bool {
@@ -162,6 +177,36 @@ mod tests {
             request_of_decision(&decision),
             ObjectKey::new("finance", "r1")
         );
+    }
+
+    #[test]
+    fn a_decision_on_no_request_is_answered_by_the_first_policy_access_of_its_namespace() {
+        let access = |namespace: &str, name: &str, connector: &str| {
+            let access: crate::api::PolicyAccess = serde_json::from_value(serde_json::json!({
+                "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"connectorRef": {"name": connector, "namespace": "shared"}, "policy": {"id": "P1"}, "members": []}
+            }))
+            .unwrap();
+            AccessObject::from_resource(&access)
+        };
+        let spec: AccessDecisionSpec = serde_json::from_value(serde_json::json!({
+            "requestRef": {"name": "gone"}, "decision": "Approve", "decidedBy": "b@acme.example"
+        }))
+        .unwrap();
+        let mut decision = AccessDecision::new("d1", spec);
+        decision.metadata.namespace = Some("finance".into());
+        let accesses = [
+            access("sales", "a", "other"),
+            access("finance", "team", "late"),
+            access("finance", "books", "acme"),
+        ];
+        assert_eq!(
+            connector_of_orphan_decision(&decision, accesses.clone()),
+            Some(ObjectKey::new("shared", "acme"))
+        );
+        decision.metadata.namespace = Some("hr".into());
+        assert_eq!(connector_of_orphan_decision(&decision, accesses), None);
     }
 
     #[test]

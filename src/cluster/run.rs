@@ -158,8 +158,15 @@ impl RequestRouting {
     fn of_decision(&self, decision: &AccessDecision) -> Option<ObjectRef<ExpensifyConnector>> {
         let key = super::requests::request_of_decision(decision);
         let reference = ObjectRef::new(&key.name).within(&key.namespace);
-        let request = self.requests.iter().find_map(|s| s.get(&reference))?;
-        self.of_request(&request)
+        match self.requests.iter().find_map(|s| s.get(&reference)) {
+            Some(request) => self.of_request(&request),
+            None => {
+                let accesses = self.accesses.iter().flat_map(Store::state);
+                let accesses = accesses.map(|pa| AccessObject::from_resource(&pa));
+                let key = super::requests::connector_of_orphan_decision(decision, accesses)?;
+                Some(ObjectRef::new(&key.name).within(&key.namespace))
+            }
+        }
     }
 }
 

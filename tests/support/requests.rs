@@ -358,6 +358,16 @@ impl Controller {
         sim: &SimulatorHandle,
         admission: Option<Result<(), String>>,
     ) -> Self {
+        Self::start_in(double, sim, admission, &[NAMESPACE])
+    }
+
+    /// [`Controller::start`], watching these namespaces.
+    pub fn start_in(
+        double: &ApiServerDouble,
+        sim: &SimulatorHandle,
+        admission: Option<Result<(), String>>,
+        namespaces: &[&str],
+    ) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let settings = cluster::ControllerSettings {
             admission: Default::default(),
@@ -365,7 +375,9 @@ impl Controller {
             probes_addr: "127.0.0.1:0".parse().unwrap(),
             lease: None,
             debounce: Duration::from_millis(200),
-            scope: cluster::Scope::Namespaces(vec![NAMESPACE.into()]),
+            scope: cluster::Scope::Namespaces(
+                namespaces.iter().map(|n| (*n).to_string()).collect(),
+            ),
             watch_secrets: false,
         };
         let task = tokio::spawn(cluster::run_with_requests_admission(

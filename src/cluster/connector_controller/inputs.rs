@@ -13,7 +13,9 @@ use crate::api::{
 };
 use crate::cluster::context::Context;
 use crate::cluster::kube_io::{KubeCallError, SecretLookup};
-use crate::cluster::requests::{access_of_request, request_of_decision};
+use crate::cluster::requests::{
+    access_of_request, connector_of_orphan_decision, request_of_decision,
+};
 use crate::reconcile::digest;
 use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
 use crate::sync::reads_credentials;
@@ -128,7 +130,7 @@ pub(super) async fn read(
         .filter_map(|at| all.get(*at))
         .map(|pa| ObjectKey::of(&pa.metadata))
         .collect();
-    let (requests, decisions) = on_attached(ctx, &attached_keys, &object.key);
+    let (requests, decisions) = on_attached(ctx, &attached_keys, &all, &object.key);
     let mut inputs = Inputs {
         connector,
         object,
@@ -146,13 +148,24 @@ pub(super) async fn read(
 
 /// The requests whose PolicyAccess is one of `attached`, or that hold ledger entries this
 /// connector wrote (their PolicyAccess may be gone: what they added must still be taken
-/// back), and the decisions on them.
+/// back), the decisions on them, and the decisions on no request that this connector
+/// answers ([`connector_of_orphan_decision`]).
 fn on_attached(
     ctx: &Context,
     attached: &std::collections::BTreeSet<ObjectKey>,
+    all: &[PolicyAccess],
     connector: &ObjectKey,
 ) -> (Vec<AccessRequest>, Vec<AccessDecision>) {
     let (requests, decisions) = ctx.requests_and_decisions();
+    let existing: std::collections::BTreeSet<ObjectKey> = requests
+        .iter()
+        .map(|r| ObjectKey::of(&r.metadata))
+        .collect();
+    let answers = |d: &AccessDecision| {
+        !existing.contains(&request_of_decision(d))
+            && connector_of_orphan_decision(d, all.iter().map(AccessObject::from_resource)).as_ref()
+                == Some(connector)
+    };
     let written_here = connector.to_string();
     let holds_here = |r: &AccessRequest| {
         r.status.as_ref().is_some_and(|s| {
@@ -171,7 +184,7 @@ fn on_attached(
         .collect();
     let decisions = decisions
         .into_iter()
-        .filter(|d| request_keys.contains(&request_of_decision(d)))
+        .filter(|d| request_keys.contains(&request_of_decision(d)) || answers(d))
         .collect();
     (requests, decisions)
 }

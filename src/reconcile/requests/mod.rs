@@ -231,7 +231,26 @@ fn end(verdict: &mut Verdict, phase: RequestPhase, reason: &str, message: String
 }
 
 /// Evaluates one request at `context.now`, with the decisions on it (see [`decisions_on`]).
+/// Every decision gets a verdict: one the request's state kept from being weighed (its
+/// rules withdrawn, approval unverifiable, a protected person...) says so.
 pub fn evaluate(
+    request: &RequestObject,
+    decisions: &[&DecisionObject],
+    context: &RequestContext<'_>,
+) -> (Verdict, BTreeMap<ObjectKey, DecisionVerdict>) {
+    let (verdict, mut counted) = weigh(request, decisions, context);
+    for d in decisions {
+        counted
+            .entry(d.key.clone())
+            .or_insert_with(|| DecisionVerdict {
+                counted: false,
+                message: format!("the request is {}: {}", verdict.phase, verdict.message),
+            });
+    }
+    (verdict, counted)
+}
+
+fn weigh(
     request: &RequestObject,
     decisions: &[&DecisionObject],
     context: &RequestContext<'_>,
