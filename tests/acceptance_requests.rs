@@ -10,13 +10,13 @@ mod support;
 
 use expensify_operator::api::{AccessRequest, PolicyAccess, RequestPhase};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use support::apiserver::ApiServerDouble;
 use support::requests::admission::{DECISIONS, Policy, REQUESTS, Verdict, spec_rules_refuse, user};
 use support::requests::{
     Controller, Manifest, NAMESPACE, PROTECTED, Rules, World, access, create, create_connector,
-    decision, eventually, request, request_status, role_of, rules, start_time,
+    decision, delete_request, request, role_of, rules, start_time, wait_for_phase,
 };
 use support::*;
 
@@ -402,21 +402,8 @@ async fn a10_the_audit_events_outlive_the_deleted_request() {
     create_connector(&client, &sim).await;
     create::<PolicyAccess>(&client, &books(rules("8h").approvals(0)).json()).await;
     create::<AccessRequest>(&client, &ask("r1").json()).await;
-    eventually("the request to be Active", || async {
-        request_status(&client, "r1")
-            .await
-            .is_some_and(|s| s.phase == RequestPhase::Active)
-    })
-    .await;
-    let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
-    requests
-        .delete("r1", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the request to be gone", || async {
-        requests.get_opt("r1").await.ok().flatten().is_none()
-    })
-    .await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
+    delete_request(&client, "r1").await;
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), NAMESPACE)
         .list(&Default::default())
         .await

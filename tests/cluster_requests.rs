@@ -25,8 +25,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use support::apiserver::ApiServerDouble;
 use support::requests::{
-    Controller, Manifest, NAMESPACE, Rules, access, create, create_connector, decision, eventually,
-    request, request_status, rules,
+    Controller, Manifest, NAMESPACE, Rules, access, create, create_connector, decision,
+    delete_request, eventually, request, request_status, rules, wait_for_phase,
 };
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -229,10 +229,12 @@ async fn requests_shows_who_is_awaited_and_when_access_ends() {
 /// PolicyAccess sync (with no request moment due, only the watches can cause it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
-    let double = ApiServerDouble::start().await;
-    let client = double.client();
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvers(&[CAROL])).await;
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), rules("8h").approvers(&[CAROL])).await;
     let lists = || {
         sim.state()
             .counters()
@@ -318,19 +320,39 @@ fn stays_pending() -> Rules {
     rules("8h").pending_timeout("30d")
 }
 
-/// The controller (`admission` as [`Controller::start`] takes it), the connector `acme`
-/// and the PolicyAccess `team` with these rules, in `finance`.
-async fn team(
-    double: &ApiServerDouble,
-    sim: &expensify_operator::simulator::SimulatorHandle,
+/// A test's world: the API double, the simulator, the controller on them (`admission` as
+/// [`Controller::start`] takes it), the connector `acme` and the PolicyAccess `team` with
+/// the rules given, in `finance`.
+struct Scene {
+    /// Serves until dropped: bind it (`double: _double`), never leave it to `..`.
+    double: ApiServerDouble,
+    sim: expensify_operator::simulator::SimulatorHandle,
+    controller: Controller,
+    client: kube::Client,
+}
+
+async fn scene(admission: Option<Result<(), String>>, rules: Rules) -> Scene {
+    scene_in(admission, rules, &[NAMESPACE]).await
+}
+
+/// [`scene`], the controller watching these namespaces.
+async fn scene_in(
     admission: Option<Result<(), String>>,
     rules: Rules,
-) -> Controller {
-    let controller = Controller::start(double, sim, admission);
+    namespaces: &[&str],
+) -> Scene {
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let controller = Controller::start_in(&double, &sim, admission, namespaces);
     let client = double.client();
-    create_connector(&client, sim).await;
+    create_connector(&client, &sim).await;
     create::<PolicyAccess>(&client, &access("team").rules(rules).json()).await;
-    controller
+    Scene {
+        double,
+        sim,
+        controller,
+        client,
+    }
 }
 
 /// `r1`: the requester asks for `email` on `team`.
@@ -347,16 +369,9 @@ async fn phase(client: &kube::Client) -> Option<RequestPhase> {
     request_status(client, "r1").await.map(|s| s.phase)
 }
 
-async fn wait_for_phase(client: &kube::Client, wanted: RequestPhase) {
-    eventually(&format!("the request to be {wanted}"), || async {
-        phase(client).await == Some(wanted)
-    })
-    .await;
-}
-
-/// The status of decision `name`, once the controller judged it.
-async fn judged(client: &kube::Client, name: &str) -> AccessDecisionStatus {
-    let decisions = Api::<AccessDecision>::namespaced(client.clone(), NAMESPACE);
+/// The status of decision `namespace/name`, once the controller judged it.
+async fn judged(client: &kube::Client, namespace: &str, name: &str) -> AccessDecisionStatus {
+    let decisions = Api::<AccessDecision>::namespaced(client.clone(), namespace);
     eventually(&format!("decision {name} to be judged"), || async {
         decisions
             .get_opt(name)
@@ -397,10 +412,12 @@ fn told(double: &ApiServerDouble, reason: &str) -> bool {
 /// fails closed.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_admission_every_request_is_an_error_and_grants_nothing() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, None, stays_pending().approvers(&[CAROL])).await;
-    let client = double.client();
+    let Scene {
+        double: _double,
+        sim,
+        controller,
+        client,
+    } = scene(None, stays_pending().approvers(&[CAROL])).await;
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
     let approved = request("r2", "team", "temp2@acme.example").set("requester", REQUESTER);
     create::<AccessRequest>(&client, &approved.json()).await;
@@ -438,27 +455,21 @@ async fn without_admission_every_request_is_an_error_and_grants_nothing() {
 /// deleting it releases the grant first, then lets the object go.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_is_granted_and_its_deletion_releases_through_the_finalizer() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
-    let client = double.client();
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Active).await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
     eventually("the grant", || async { granted(&sim) }).await;
     assert_eq!(
         finalizers(&get_request(&client).await),
         ["expensify.gitops.dev/release"]
     );
     assert!(told(&double, "RequestActive"), "{:?}", double.events());
-    let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
-    requests
-        .delete("r1", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the request to be gone", || async {
-        requests.get_opt("r1").await.ok().flatten().is_none()
-    })
-    .await;
+    delete_request(&client, "r1").await;
     assert!(!granted(&sim), "released before the object went");
     controller.stop().await;
 }
@@ -467,10 +478,12 @@ async fn an_active_request_is_granted_and_its_deletion_releases_through_the_fina
 /// the grant taken back, the finalizer gone, an Event told.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_expires_on_time_and_is_taken_back() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
-    let client = double.client();
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
     create::<AccessRequest>(&client, &ask_for("1m").json()).await;
     eventually("the grant", || async { granted(&sim) }).await;
     let started = std::time::Instant::now();
@@ -498,18 +511,18 @@ async fn an_active_request_expires_on_time_and_is_taken_back() {
 /// second distinct approver makes it Active and granted.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(
-        &double,
-        &sim,
+    let Scene {
+        double: _double,
+        sim,
+        controller,
+        client,
+    } = scene(
         Some(Ok(())),
         stays_pending().approvals(2).approvers(&[CAROL, DAVE]),
     )
     .await;
-    let client = double.client();
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Pending).await;
+    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
     let writes = updates(&sim);
 
     // The double stamps every object with one creation time: decisions are judged in
@@ -519,7 +532,10 @@ async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
         &decision("r1-a-carol", "r1", "Approve", CAROL).json(),
     )
     .await;
-    assert_eq!(judged(&client, "r1-a-carol").await.counted, Some(true));
+    assert_eq!(
+        judged(&client, NAMESPACE, "r1-a-carol").await.counted,
+        Some(true)
+    );
     let refused = [
         (
             "r1-b-carol-again",
@@ -544,7 +560,7 @@ async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
     ];
     for (name, by, why) in refused {
         create::<AccessDecision>(&client, &decision(name, "r1", "Approve", by).json()).await;
-        let status = judged(&client, name).await;
+        let status = judged(&client, NAMESPACE, name).await;
         assert_eq!(
             (status.counted, status.message.as_deref()),
             (Some(false), Some(why)),
@@ -562,7 +578,7 @@ async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
         &decision("r1-f-dave", "r1", "Approve", DAVE).json(),
     )
     .await;
-    wait_for_phase(&client, RequestPhase::Active).await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
     eventually("the grant", || async { granted(&sim) }).await;
     let status = request_status(&client, "r1").await.unwrap();
     let approvers: Vec<&str> = status.approvals.iter().map(|a| a.by.as_str()).collect();
@@ -574,27 +590,23 @@ async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
 /// counted, nothing is granted.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_valid_deny_ends_a_request_for_good() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(
-        &double,
-        &sim,
-        Some(Ok(())),
-        stays_pending().approvers(&[CAROL, DAVE]),
-    )
-    .await;
-    let client = double.client();
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), stays_pending().approvers(&[CAROL, DAVE])).await;
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Pending).await;
+    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
     let writes = updates(&sim);
     create::<AccessDecision>(&client, &decision("r1-deny", "r1", "Deny", CAROL).json()).await;
-    wait_for_phase(&client, RequestPhase::Denied).await;
+    wait_for_phase(&client, "r1", RequestPhase::Denied).await;
     create::<AccessDecision>(
         &client,
         &decision("r1-approve", "r1", "Approve", DAVE).json(),
     )
     .await;
-    let status = judged(&client, "r1-approve").await;
+    let status = judged(&client, NAMESPACE, "r1-approve").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (Some(false), Some("the request is already Denied"))
@@ -612,19 +624,21 @@ async fn the_first_valid_deny_ends_a_request_for_good() {
 /// grant taken back, the finalizer gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
-    let client = double.client();
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
     create::<AccessRequest>(&client, &ask_for("4h").json()).await;
-    wait_for_phase(&client, RequestPhase::Active).await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
     eventually("the grant", || async { granted(&sim) }).await;
     create::<AccessDecision>(
         &client,
         &decision("r1-revoke", "r1", "Revoke", REQUESTER).json(),
     )
     .await;
-    wait_for_phase(&client, RequestPhase::Revoked).await;
+    wait_for_phase(&client, "r1", RequestPhase::Revoked).await;
     eventually("the grant taken back", || async { !granted(&sim) }).await;
     let request = get_request(&client).await;
     assert_eq!(
@@ -644,18 +658,18 @@ async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
 /// time is days old: a 24h timeout has passed at the first sync.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(
-        &double,
-        &sim,
+    let Scene {
+        double: _double,
+        sim,
+        controller,
+        client,
+    } = scene(
         Some(Ok(())),
         rules("8h").approvers(&[CAROL]).pending_timeout("24h"),
     )
     .await;
-    let client = double.client();
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Expired).await;
+    wait_for_phase(&client, "r1", RequestPhase::Expired).await;
     assert_eq!(
         request_status(&client, "r1")
             .await
@@ -665,7 +679,10 @@ async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
         Some("NotApproved")
     );
     create::<AccessDecision>(&client, &decision("r1-late", "r1", "Approve", CAROL).json()).await;
-    assert_eq!(judged(&client, "r1-late").await.counted, Some(false));
+    assert_eq!(
+        judged(&client, NAMESPACE, "r1-late").await.counted,
+        Some(false)
+    );
     assert_eq!(phase(&client).await, Some(RequestPhase::Expired));
     assert!(!granted(&sim));
     controller.stop().await;
@@ -676,18 +693,14 @@ async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
 /// nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothing() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(
-        &double,
-        &sim,
-        Some(Ok(())),
-        stays_pending().approvers(&[CAROL]),
-    )
-    .await;
-    let client = double.client();
+    let Scene {
+        double: _double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), stays_pending().approvers(&[CAROL])).await;
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Pending).await;
+    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
     assert!(finalizers(&get_request(&client).await).is_empty());
     let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
     requests
@@ -703,7 +716,7 @@ async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothin
         &decision("r1-carol", "r1", "Approve", CAROL).json(),
     )
     .await;
-    let status = judged(&client, "r1-carol").await;
+    let status = judged(&client, NAMESPACE, "r1-carol").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (
@@ -719,13 +732,13 @@ async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothin
 /// of `finance` decides nothing there (the request stays Pending) and says why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decision_in_another_namespace_decides_nothing() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = Controller::start_in(&double, &sim, Some(Ok(())), &[NAMESPACE, "sales"]);
-    let client = double.client();
-    create_connector(&client, &sim).await;
     let pending = stays_pending().approvers(&[CAROL]);
-    create::<PolicyAccess>(&client, &access("team").rules(pending.clone()).json()).await;
+    let Scene {
+        sim,
+        controller,
+        client,
+        double: _double,
+    } = scene_in(Some(Ok(())), pending.clone(), &[NAMESPACE, "sales"]).await;
     // `sales` has a PolicyAccess of its own on the same connector.
     create::<PolicyAccess>(
         &client,
@@ -733,21 +746,10 @@ async fn a_decision_in_another_namespace_decides_nothing() {
     )
     .await;
     create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, RequestPhase::Pending).await;
+    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
     let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
     create::<AccessDecision>(&client, &elsewhere.json()).await;
-    let decisions = Api::<AccessDecision>::namespaced(client.clone(), "sales");
-    eventually("the decision in sales to be judged", || async {
-        decisions
-            .get_opt("r1-carol")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.status)
-            .is_some_and(|s| s.counted.is_some())
-    })
-    .await;
-    let status = decisions.get("r1-carol").await.unwrap().status.unwrap();
+    let status = judged(&client, "sales", "r1-carol").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (Some(false), Some("no AccessRequest r1 in namespace sales"))
@@ -761,12 +763,14 @@ async fn a_decision_in_another_namespace_decides_nothing() {
 /// API server takes the grant back when it starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expiry_while_the_controller_is_down_is_taken_back_on_start() {
-    let double = ApiServerDouble::start().await;
-    let sim = start(&unlimited_seed()).await;
-    let controller = team(&double, &sim, Some(Ok(())), rules("8h").approvals(0)).await;
-    let client = double.client();
+    let Scene {
+        double,
+        sim,
+        controller,
+        client,
+    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
     create::<AccessRequest>(&client, &ask_for("1m").json()).await;
-    wait_for_phase(&client, RequestPhase::Active).await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
     eventually("the grant", || async { granted(&sim) }).await;
     eventually("expiresAt to be saved", || async {
         request_status(&client, "r1")
@@ -791,7 +795,7 @@ async fn an_expiry_while_the_controller_is_down_is_taken_back_on_start() {
     assert_eq!(phase(&client).await, Some(RequestPhase::Active));
 
     let controller = Controller::start(&double, &sim, Some(Ok(())));
-    wait_for_phase(&client, RequestPhase::Expired).await;
+    wait_for_phase(&client, "r1", RequestPhase::Expired).await;
     eventually("the grant taken back", || async { !granted(&sim) }).await;
     eventually("the finalizer to go", || async {
         finalizers(&get_request(&client).await).is_empty()

@@ -425,3 +425,31 @@ pub async fn request_status(client: &kube::Client, name: &str) -> Option<AccessR
         .flatten()
         .and_then(|r| r.status)
 }
+
+/// Waits until the request `name` in `finance` is in `phase`.
+pub async fn wait_for_phase(
+    client: &kube::Client,
+    name: &str,
+    phase: expensify_operator::api::RequestPhase,
+) {
+    eventually(&format!("request {name} to be {phase}"), || async {
+        request_status(client, name)
+            .await
+            .is_some_and(|s| s.phase == phase)
+    })
+    .await;
+}
+
+/// Deletes the request `name` in `finance` and waits until it is gone (its finalizer, if
+/// any, released).
+pub async fn delete_request(client: &kube::Client, name: &str) {
+    let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
+    requests
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(&format!("request {name} to be gone"), || async {
+        requests.get_opt(name).await.ok().flatten().is_none()
+    })
+    .await;
+}
