@@ -158,15 +158,14 @@ impl RequestRouting {
     fn of_decision(&self, decision: &AccessDecision) -> Option<ObjectRef<ExpensifyConnector>> {
         let key = super::requests::request_of_decision(decision);
         let reference = ObjectRef::new(&key.name).within(&key.namespace);
-        match self.requests.iter().find_map(|s| s.get(&reference)) {
-            Some(request) => self.of_request(&request),
-            None => {
-                let accesses = self.accesses.iter().flat_map(Store::state);
-                let accesses = accesses.map(|pa| AccessObject::from_resource(&pa));
-                let key = super::requests::connector_of_orphan_decision(decision, accesses)?;
-                Some(ObjectRef::new(&key.name).within(&key.namespace))
-            }
+        if let Some(request) = self.requests.iter().find_map(|s| s.get(&reference)) {
+            return self.of_request(&request);
         }
+        // No such request: the decision still gets a status saying so.
+        let accesses = self.accesses.iter().flat_map(Store::state);
+        let accesses = accesses.map(|pa| AccessObject::from_resource(&pa));
+        let key = super::requests::connector_of_orphan_decision(decision, accesses)?;
+        Some(ObjectRef::new(&key.name).within(&key.namespace))
     }
 }
 
