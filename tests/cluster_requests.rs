@@ -229,12 +229,8 @@ async fn requests_shows_who_is_awaited_and_when_access_ends() {
 /// PolicyAccess sync (with no request moment due, only the watches can cause it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), rules("8h").approvers(&[CAROL])).await;
+    let world = scene(Some(Ok(())), rules("8h").approvers(&[CAROL])).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
     let lists = || {
         sim.state()
             .counters()
@@ -257,7 +253,7 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let settled = lists();
 
-    create::<AccessRequest>(&client, &ask(PERSON).set("duration", "1h").json()).await;
+    create::<AccessRequest>(client, &ask(PERSON).set("duration", "1h").json()).await;
     eventually("the request to wake the connector", || async {
         lists() > settled
     })
@@ -266,7 +262,7 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
     let after_request = lists();
 
     create::<AccessDecision>(
-        &client,
+        client,
         &decision("r1-cfo-abcde", "r1", "Approve", CAROL).json(),
     )
     .await;
@@ -297,7 +293,7 @@ async fn a_new_request_or_decision_wakes_the_connector_of_its_policy_access() {
         .filter(|(method, uri)| !cluster::rbac::allowed(method, uri, false))
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
-    controller.stop().await;
+    world.controller.stop().await;
 }
 
 /// The person who gets access; the requester asks on their behalf.
@@ -324,7 +320,7 @@ fn stays_pending() -> Rules {
 /// [`Controller::start`] takes it), the connector `acme` and the PolicyAccess `team` with
 /// the rules given, in `finance`.
 struct Scene {
-    /// Serves until dropped: bind it (`double: _double`), never leave it to `..`.
+    /// Serves until dropped.
     double: ApiServerDouble,
     sim: expensify_operator::simulator::SimulatorHandle,
     controller: Controller,
@@ -412,28 +408,20 @@ fn told(double: &ApiServerDouble, reason: &str) -> bool {
 /// fails closed.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_admission_every_request_is_an_error_and_grants_nothing() {
-    let Scene {
-        double: _double,
-        sim,
-        controller,
-        client,
-    } = scene(None, stays_pending().approvers(&[CAROL])).await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
+    let world = scene(None, stays_pending().approvers(&[CAROL])).await;
+    let (sim, client) = (&world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
     let approved = request("r2", "team", "temp2@acme.example").set("requester", REQUESTER);
-    create::<AccessRequest>(&client, &approved.json()).await;
-    create::<AccessDecision>(
-        &client,
-        &decision("r2-carol", "r2", "Approve", CAROL).json(),
-    )
-    .await;
+    create::<AccessRequest>(client, &approved.json()).await;
+    create::<AccessDecision>(client, &decision("r2-carol", "r2", "Approve", CAROL).json()).await;
     for name in ["r1", "r2"] {
         eventually(&format!("{name} to be Error"), || async {
-            request_status(&client, name)
+            request_status(client, name)
                 .await
                 .is_some_and(|s| s.phase == RequestPhase::Error)
         })
         .await;
-        let status = request_status(&client, name).await.unwrap();
+        let status = request_status(client, name).await.unwrap();
         let message = status.message.unwrap_or_default();
         assert!(
             message
@@ -441,68 +429,60 @@ async fn without_admission_every_request_is_an_error_and_grants_nothing() {
             "{name}: {message}"
         );
     }
-    assert!(!granted(&sim));
+    assert!(!granted(sim));
     assert!(
-        !roster(&sim, FINANCE)
+        !roster(sim, FINANCE)
             .iter()
             .any(|(e, _)| e == "temp2@acme.example")
     );
-    assert!(finalizers(&get_request(&client).await).is_empty());
-    controller.stop().await;
+    assert!(finalizers(&get_request(client).await).is_empty());
+    world.controller.stop().await;
 }
 
 /// Self-service under admission: Active, granted, held by the finalizer, with an Event;
 /// deleting it releases the grant first, then lets the object go.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_is_granted_and_its_deletion_releases_through_the_finalizer() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Active).await;
-    eventually("the grant", || async { granted(&sim) }).await;
+    let world = scene(Some(Ok(())), rules("8h").approvals(0)).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Active).await;
+    eventually("the grant", || async { granted(sim) }).await;
     assert_eq!(
-        finalizers(&get_request(&client).await),
+        finalizers(&get_request(client).await),
         ["expensify.gitops.dev/release"]
     );
-    assert!(told(&double, "RequestActive"), "{:?}", double.events());
-    delete_request(&client, "r1").await;
-    assert!(!granted(&sim), "released before the object went");
-    controller.stop().await;
+    assert!(told(double, "RequestActive"), "{:?}", double.events());
+    delete_request(client, "r1").await;
+    assert!(!granted(sim), "released before the object went");
+    world.controller.stop().await;
 }
 
 /// A one-minute request ends by the controller's own clock (no change wakes it): Expired,
 /// the grant taken back, the finalizer gone, an Event told.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_active_request_expires_on_time_and_is_taken_back() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
-    create::<AccessRequest>(&client, &ask_for("1m").json()).await;
-    eventually("the grant", || async { granted(&sim) }).await;
+    let world = scene(Some(Ok(())), rules("8h").approvals(0)).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1m").json()).await;
+    eventually("the grant", || async { granted(sim) }).await;
     let started = std::time::Instant::now();
-    while phase(&client).await != Some(RequestPhase::Expired) {
+    while phase(client).await != Some(RequestPhase::Expired) {
         assert!(
             started.elapsed() < Duration::from_secs(100),
             "not expired in time"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eventually("the grant taken back", || async { !granted(&sim) }).await;
-    let request = get_request(&client).await;
+    eventually("the grant taken back", || async { !granted(sim) }).await;
+    let request = get_request(client).await;
     assert_eq!(
         request.status.as_ref().and_then(|s| s.reason.as_deref()),
         Some("Ended")
     );
     assert!(finalizers(&request).is_empty());
-    assert!(told(&double, "RequestExpired"));
-    controller.stop().await;
+    assert!(told(double, "RequestExpired"));
+    world.controller.stop().await;
 }
 
 /// With `approvals: 2`: one approval leaves the request Pending and writes nothing to
@@ -511,29 +491,25 @@ async fn an_active_request_expires_on_time_and_is_taken_back() {
 /// second distinct approver makes it Active and granted.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
-    let Scene {
-        double: _double,
-        sim,
-        controller,
-        client,
-    } = scene(
+    let world = scene(
         Some(Ok(())),
         stays_pending().approvals(2).approvers(&[CAROL, DAVE]),
     )
     .await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
-    let writes = updates(&sim);
+    let (sim, client) = (&world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
+    let writes = updates(sim);
 
     // The double stamps every object with one creation time: decisions are judged in
     // name order, so the names say which comes first.
     create::<AccessDecision>(
-        &client,
+        client,
         &decision("r1-a-carol", "r1", "Approve", CAROL).json(),
     )
     .await;
     assert_eq!(
-        judged(&client, NAMESPACE, "r1-a-carol").await.counted,
+        judged(client, NAMESPACE, "r1-a-carol").await.counted,
         Some(true)
     );
     let refused = [
@@ -559,98 +535,86 @@ async fn two_distinct_approvals_make_a_request_active_and_nothing_less_does() {
         ),
     ];
     for (name, by, why) in refused {
-        create::<AccessDecision>(&client, &decision(name, "r1", "Approve", by).json()).await;
-        let status = judged(&client, NAMESPACE, name).await;
+        create::<AccessDecision>(client, &decision(name, "r1", "Approve", by).json()).await;
+        let status = judged(client, NAMESPACE, name).await;
         assert_eq!(
             (status.counted, status.message.as_deref()),
             (Some(false), Some(why)),
             "{name}"
         );
     }
-    let status = request_status(&client, "r1").await.unwrap();
+    let status = request_status(client, "r1").await.unwrap();
     assert_eq!(status.phase, RequestPhase::Pending, "{status:?}");
     assert_eq!(status.approvals.len(), 1, "{status:?}");
-    assert_eq!(updates(&sim), writes, "no Expensify write while Pending");
-    assert!(!granted(&sim));
+    assert_eq!(updates(sim), writes, "no Expensify write while Pending");
+    assert!(!granted(sim));
 
-    create::<AccessDecision>(
-        &client,
-        &decision("r1-f-dave", "r1", "Approve", DAVE).json(),
-    )
-    .await;
-    wait_for_phase(&client, "r1", RequestPhase::Active).await;
-    eventually("the grant", || async { granted(&sim) }).await;
-    let status = request_status(&client, "r1").await.unwrap();
+    create::<AccessDecision>(client, &decision("r1-f-dave", "r1", "Approve", DAVE).json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Active).await;
+    eventually("the grant", || async { granted(sim) }).await;
+    let status = request_status(client, "r1").await.unwrap();
     let approvers: Vec<&str> = status.approvals.iter().map(|a| a.by.as_str()).collect();
     assert_eq!(approvers, [CAROL, DAVE]);
-    controller.stop().await;
+    world.controller.stop().await;
 }
 
 /// The first valid Deny ends the request for good: Denied, an approval after it is not
 /// counted, nothing is granted.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_valid_deny_ends_a_request_for_good() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), stays_pending().approvers(&[CAROL, DAVE])).await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
-    let writes = updates(&sim);
-    create::<AccessDecision>(&client, &decision("r1-deny", "r1", "Deny", CAROL).json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Denied).await;
+    let world = scene(Some(Ok(())), stays_pending().approvers(&[CAROL, DAVE])).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
+    let writes = updates(sim);
+    create::<AccessDecision>(client, &decision("r1-deny", "r1", "Deny", CAROL).json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Denied).await;
     create::<AccessDecision>(
-        &client,
+        client,
         &decision("r1-approve", "r1", "Approve", DAVE).json(),
     )
     .await;
-    let status = judged(&client, NAMESPACE, "r1-approve").await;
+    let status = judged(client, NAMESPACE, "r1-approve").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (Some(false), Some("the request is already Denied"))
     );
-    let request = request_status(&client, "r1").await.unwrap();
+    let request = request_status(client, "r1").await.unwrap();
     assert_eq!(request.phase, RequestPhase::Denied);
     assert_eq!(request.denial.map(|d| d.by).as_deref(), Some(CAROL));
-    assert!(!granted(&sim));
-    assert_eq!(updates(&sim), writes);
-    assert!(told(&double, "RequestDenied"));
-    controller.stop().await;
+    assert!(!granted(sim));
+    assert_eq!(updates(sim), writes);
+    assert!(told(double, "RequestDenied"));
+    world.controller.stop().await;
 }
 
 /// A Revoke decision (here by the requester) ends an active request early: Revoked, the
 /// grant taken back, the finalizer gone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
-    create::<AccessRequest>(&client, &ask_for("4h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Active).await;
-    eventually("the grant", || async { granted(&sim) }).await;
+    let world = scene(Some(Ok(())), rules("8h").approvals(0)).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("4h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Active).await;
+    eventually("the grant", || async { granted(sim) }).await;
     create::<AccessDecision>(
-        &client,
+        client,
         &decision("r1-revoke", "r1", "Revoke", REQUESTER).json(),
     )
     .await;
-    wait_for_phase(&client, "r1", RequestPhase::Revoked).await;
-    eventually("the grant taken back", || async { !granted(&sim) }).await;
-    let request = get_request(&client).await;
+    wait_for_phase(client, "r1", RequestPhase::Revoked).await;
+    eventually("the grant taken back", || async { !granted(sim) }).await;
+    let request = get_request(client).await;
     assert_eq!(
         request.status.as_ref().and_then(|s| s.reason.as_deref()),
         Some("Revoked")
     );
     eventually("the finalizer to go", || async {
-        finalizers(&get_request(&client).await).is_empty()
+        finalizers(&get_request(client).await).is_empty()
     })
     .await;
-    assert!(told(&double, "RequestRevoked"));
-    controller.stop().await;
+    assert!(told(double, "RequestRevoked"));
+    world.controller.stop().await;
 }
 
 /// A request nobody answers within `pendingTimeout` is Expired (`NotApproved`); an
@@ -658,34 +622,30 @@ async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
 /// time is days old: a 24h timeout has passed at the first sync.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
-    let Scene {
-        double: _double,
-        sim,
-        controller,
-        client,
-    } = scene(
+    let world = scene(
         Some(Ok(())),
         rules("8h").approvers(&[CAROL]).pending_timeout("24h"),
     )
     .await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Expired).await;
+    let (sim, client) = (&world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Expired).await;
     assert_eq!(
-        request_status(&client, "r1")
+        request_status(client, "r1")
             .await
             .unwrap()
             .reason
             .as_deref(),
         Some("NotApproved")
     );
-    create::<AccessDecision>(&client, &decision("r1-late", "r1", "Approve", CAROL).json()).await;
+    create::<AccessDecision>(client, &decision("r1-late", "r1", "Approve", CAROL).json()).await;
     assert_eq!(
-        judged(&client, NAMESPACE, "r1-late").await.counted,
+        judged(client, NAMESPACE, "r1-late").await.counted,
         Some(false)
     );
-    assert_eq!(phase(&client).await, Some(RequestPhase::Expired));
-    assert!(!granted(&sim));
-    controller.stop().await;
+    assert_eq!(phase(client).await, Some(RequestPhase::Expired));
+    assert!(!granted(sim));
+    world.controller.stop().await;
 }
 
 /// A request deleted while Pending holds no finalizer and goes at once; an approval for
@@ -693,15 +653,11 @@ async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
 /// nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothing() {
-    let Scene {
-        double: _double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), stays_pending().approvers(&[CAROL])).await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
-    assert!(finalizers(&get_request(&client).await).is_empty());
+    let world = scene(Some(Ok(())), stays_pending().approvers(&[CAROL])).await;
+    let (sim, client) = (&world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
+    assert!(finalizers(&get_request(client).await).is_empty());
     let requests = Api::<AccessRequest>::namespaced(client.clone(), NAMESPACE);
     requests
         .delete("r1", &DeleteParams::default())
@@ -711,12 +667,8 @@ async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothin
         requests.get_opt("r1").await.unwrap().is_none(),
         "gone at once"
     );
-    create::<AccessDecision>(
-        &client,
-        &decision("r1-carol", "r1", "Approve", CAROL).json(),
-    )
-    .await;
-    let status = judged(&client, NAMESPACE, "r1-carol").await;
+    create::<AccessDecision>(client, &decision("r1-carol", "r1", "Approve", CAROL).json()).await;
+    let status = judged(client, NAMESPACE, "r1-carol").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (
@@ -724,8 +676,8 @@ async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothin
             Some("no AccessRequest r1 in namespace finance")
         )
     );
-    assert!(!granted(&sim));
-    controller.stop().await;
+    assert!(!granted(sim));
+    world.controller.stop().await;
 }
 
 /// A decision names its request by name in its own namespace: one in `sales` naming `r1`
@@ -733,53 +685,45 @@ async fn a_request_deleted_while_pending_goes_and_a_later_approval_grants_nothin
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decision_in_another_namespace_decides_nothing() {
     let pending = stays_pending().approvers(&[CAROL]);
-    let Scene {
-        sim,
-        controller,
-        client,
-        double: _double,
-    } = scene_in(Some(Ok(())), pending.clone(), &[NAMESPACE, "sales"]).await;
+    let world = scene_in(Some(Ok(())), pending.clone(), &[NAMESPACE, "sales"]).await;
+    let (sim, client) = (&world.sim, &world.client);
     // `sales` has a PolicyAccess of its own on the same connector.
     create::<PolicyAccess>(
-        &client,
+        client,
         &access("team").in_namespace("sales").rules(pending).json(),
     )
     .await;
-    create::<AccessRequest>(&client, &ask_for("1h").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Pending).await;
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
     let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
-    create::<AccessDecision>(&client, &elsewhere.json()).await;
-    let status = judged(&client, "sales", "r1-carol").await;
+    create::<AccessDecision>(client, &elsewhere.json()).await;
+    let status = judged(client, "sales", "r1-carol").await;
     assert_eq!(
         (status.counted, status.message.as_deref()),
         (Some(false), Some("no AccessRequest r1 in namespace sales"))
     );
-    assert_eq!(phase(&client).await, Some(RequestPhase::Pending));
-    assert!(!granted(&sim));
-    controller.stop().await;
+    assert_eq!(phase(client).await, Some(RequestPhase::Pending));
+    assert!(!granted(sim));
+    world.controller.stop().await;
 }
 
 /// The controller is down when an active request ends: a fresh controller on the same
 /// API server takes the grant back when it starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expiry_while_the_controller_is_down_is_taken_back_on_start() {
-    let Scene {
-        double,
-        sim,
-        controller,
-        client,
-    } = scene(Some(Ok(())), rules("8h").approvals(0)).await;
-    create::<AccessRequest>(&client, &ask_for("1m").json()).await;
-    wait_for_phase(&client, "r1", RequestPhase::Active).await;
-    eventually("the grant", || async { granted(&sim) }).await;
+    let world = scene(Some(Ok(())), rules("8h").approvals(0)).await;
+    let (double, sim, client) = (&world.double, &world.sim, &world.client);
+    create::<AccessRequest>(client, &ask_for("1m").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Active).await;
+    eventually("the grant", || async { granted(sim) }).await;
     eventually("expiresAt to be saved", || async {
-        request_status(&client, "r1")
+        request_status(client, "r1")
             .await
             .is_some_and(|s| s.expires_at.is_some())
     })
     .await;
-    controller.stop().await;
-    let expires = request_status(&client, "r1")
+    world.controller.stop().await;
+    let expires = request_status(client, "r1")
         .await
         .unwrap()
         .expires_at
@@ -789,16 +733,16 @@ async fn an_expiry_while_the_controller_is_down_is_taken_back_on_start() {
     let left = Duration::try_from(left).unwrap_or_default();
     tokio::time::sleep(left + Duration::from_secs(1)).await;
     assert!(
-        granted(&sim),
+        granted(sim),
         "nobody took it back while the controller was down"
     );
-    assert_eq!(phase(&client).await, Some(RequestPhase::Active));
+    assert_eq!(phase(client).await, Some(RequestPhase::Active));
 
-    let controller = Controller::start(&double, &sim, Some(Ok(())));
-    wait_for_phase(&client, "r1", RequestPhase::Expired).await;
-    eventually("the grant taken back", || async { !granted(&sim) }).await;
+    let controller = Controller::start(double, sim, Some(Ok(())));
+    wait_for_phase(client, "r1", RequestPhase::Expired).await;
+    eventually("the grant taken back", || async { !granted(sim) }).await;
     eventually("the finalizer to go", || async {
-        finalizers(&get_request(&client).await).is_empty()
+        finalizers(&get_request(client).await).is_empty()
     })
     .await;
     controller.stop().await;
