@@ -238,12 +238,13 @@ async fn review_lists_every_access_in_each_format() {
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     assert!(
         csv.starts_with(
-            "connector,policyID,policyName,email,role,managedBy,note,connectorOwners\n"
-        )
+            "connector,policyID,policyName,email,role,managedBy,note,connectorOwners,requests,requestReasons,requestApprovers,requestDecidedBy,requestEnds\n"
+        ),
+        "{csv}"
     );
     assert!(
         csv.contains(
-            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner,it-admin@acme.example sec-lead@acme.example\n"
+            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner,it-admin@acme.example sec-lead@acme.example,,,,,\n"
         ),
         "{csv}"
     );

@@ -41,7 +41,7 @@ fn json_of(output: &Output) -> serde_json::Value {
 }
 
 /// A repository with the connector, `books` and henry's request `r1`.
-async fn repo_with_a_request(sim: &SimulatorHandle, reason: &str) -> Repo {
+fn repo_with_a_request(sim: &SimulatorHandle, reason: &str) -> Repo {
     let repo = Repo::new(sim);
     repo.connector("");
     books(&repo);
@@ -52,7 +52,7 @@ async fn repo_with_a_request(sim: &SimulatorHandle, reason: &str) -> Repo {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_json_lists_the_request_before_and_after_its_grant() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_a_request(&sim, "\"month end\"").await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
     let dir = repo.path().to_str().unwrap();
 
     let planned = run(&sim, &["plan", dir, "-o", "json"]).await;
@@ -105,7 +105,7 @@ async fn plan_markdown_shows_each_request_with_a_hostile_reason_escaped() {
         "\"| x | y |\\n### Approved by @everyone <img src=x> https://evil.example {}\"",
         "z".repeat(400)
     );
-    let repo = repo_with_a_request(&sim, &hostile).await;
+    let repo = repo_with_a_request(&sim, &hostile);
     // A second request over the rules' maxDuration: shown with why it grants nothing.
     request(&repo, "r2", "9h", "\"the whole night\"");
     let dir = repo.path().to_str().unwrap();
@@ -163,7 +163,7 @@ async fn plan_markdown_shows_each_request_with_a_hostile_reason_escaped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_of_a_namespace_shows_its_requests_and_their_grants_only() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_a_request(&sim, "\"month end\"").await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
     repo.write(
         "engineering.yaml",
         &format!(
@@ -198,7 +198,7 @@ async fn plan_of_a_namespace_shows_its_requests_and_their_grants_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn review_lists_the_active_request_next_to_the_member_in_every_format() {
     let sim = start(&unlimited_seed()).await;
-    let repo = repo_with_a_request(&sim, "\"=HYPERLINK(\\\"https://evil.example\\\")\"").await;
+    let repo = repo_with_a_request(&sim, "\"=HYPERLINK(\\\"https://evil.example\\\")\"");
     let dir = repo.path().to_str().unwrap();
     let applied = run(&sim, &["apply", dir]).await;
     assert_eq!(applied.status.code(), Some(0), "{}", printed(&applied));
