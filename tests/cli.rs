@@ -238,12 +238,13 @@ async fn review_lists_every_access_in_each_format() {
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     assert!(
         csv.starts_with(
-            "connector,policyID,policyName,email,role,managedBy,note,connectorOwners\n"
-        )
+            "connector,policyID,policyName,email,role,managedBy,note,connectorOwners,requests,requestReasons,requestApprovers,requestDecidedBy,requestEnds\n"
+        ),
+        "{csv}"
     );
     assert!(
         csv.contains(
-            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner,it-admin@acme.example sec-lead@acme.example\n"
+            "finance/acme,F1E2D3C4B5A69788,Finance,cfo@acme.example,admin,unmanaged,owner,it-admin@acme.example sec-lead@acme.example,,,,,\n"
         ),
         "{csv}"
     );
@@ -386,10 +387,40 @@ async fn demo_runs_from_any_directory_and_leaves_nothing_behind() {
         "3. plan again",
         "No changes.",
         "4. review",
-        "5. what Expensify saw",
+        "5. a request",
+        "6. its end",
+        "7. what Expensify saw",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
+    // The request: merged, granted with its end, then taken back at that end, alone.
+    let (granted, ended) = stdout
+        .split_once("6. its end")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let granted = granted.split_once("5. a request").unwrap().1;
+    assert!(
+        granted.contains("+ dana@acme.example")
+            && granted.contains("by finance/request:finance-team-dana-q4-close"),
+        "the grant lands: {granted}"
+    );
+    assert!(
+        granted.contains("Applied 1 change(s), 0 failed."),
+        "nothing but the grant: {granted}"
+    );
+    assert!(
+        granted.contains("finance/finance-team-dana-q4-close: dana@acme.example asks admin on Finance for 4h: Active (Approved), ends 20"),
+        "{granted}"
+    );
+    let ended = ended.split_once("7. what Expensify saw").unwrap().0;
+    assert!(
+        ended.contains("- dana@acme.example") && ended.contains("Applied 1 change(s), 0 failed."),
+        "dana alone is taken back: {ended}"
+    );
+    assert!(ended.contains("Expired (Ended)"), "{ended}");
+    assert!(
+        ended.contains("Expensify is as it was before the request: dana is taken back, nobody else was touched."),
+        "{ended}"
+    );
     assert!(
         !std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1579,6 +1610,28 @@ fn golden(name: &str, actual: &str) {
         "`plan -o markdown` differs from {} (UPDATE_GOLDEN=1 rewrites it)",
         path.display()
     );
+}
+
+/// The examples with the shipped request merged: the pull-request comment a reviewer
+/// approves a request from.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_markdown_of_a_merged_request_matches_the_golden_file() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = examples_repo(&sim);
+    repo.write(
+        "requests/finance-team-dana-q4-close.yaml",
+        include_str!("../extras/requests/access-request.yaml"),
+    );
+    let dir = repo.path().to_str().unwrap();
+    let output = run(&sim.endpoint(), &["plan", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&output.stdout).replace(dir, "REPO");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        markdown
+            .contains("| dana@acme.example | admin | finance/request:finance-team-dana-q4-close |"),
+        "the grant is a change of the policy: {markdown}"
+    );
+    golden("plan-request.md", &markdown);
 }
 
 #[tokio::test(flavor = "multi_thread")]

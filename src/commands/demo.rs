@@ -13,7 +13,7 @@ use super::common::stdout_style;
 use super::review::{ReviewFormat, render, review_rows};
 use crate::expensify::{AllowedEndpoints, ClientSettings, Credentials, ExpensifyClients, Pacing};
 use crate::files::failures::without_repeats;
-use crate::files::render::{apply_text, plan_text};
+use crate::files::render::{apply_text, plan_text, requests_text};
 use crate::files::{CredentialSource, FileMode, Run, StatusDir};
 use crate::simulator::{self, Seed};
 
@@ -54,6 +54,14 @@ const BUILT_IN_EXAMPLES: [(&str, &str); 5] = [
     ),
 ];
 
+/// The request the demo makes with the built-in examples: Dana asks to be admin on the
+/// Finance policy for four hours. It lives apart from `examples/` (people create requests,
+/// a GitOps tool never applies them), so it is written in only for step 5.
+const BUILT_IN_REQUEST: (&str, &str) = (
+    "finance-team-dana-q4-close.yaml",
+    include_str!("../../extras/requests/access-request.yaml"),
+);
+
 /// The simulator's seed for the built-in examples.
 const BUILT_IN_SEED: &str = include_str!("../../extras/simulator-seed.yaml");
 
@@ -63,6 +71,8 @@ struct Examples {
     seed: PathBuf,
     /// How the manifests are named in the demo's first lines.
     shown: String,
+    /// Whether these are the built-in examples, which the demo's request is for.
+    built_in: bool,
     /// Holds the temporary directory of the built-in examples or seed until the demo ends.
     _built_in: Option<tempfile::TempDir>,
 }
@@ -94,6 +104,7 @@ fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
             manifests: dir.clone(),
             seed,
             shown: dir.display().to_string(),
+            built_in: false,
             _built_in: Some(temporary),
         });
     }
@@ -109,6 +120,7 @@ fn examples(args: &DemoArgs) -> anyhow::Result<Examples> {
         ),
         manifests,
         seed,
+        built_in: true,
         _built_in: Some(temporary),
     })
 }
@@ -179,16 +191,120 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         )
     );
 
-    heading("5. what Expensify saw");
+    let request = if examples.built_in {
+        Some(request_steps(&mode, &examples.manifests, &sim, style).await?)
+    } else {
+        None
+    };
+
+    heading("7. what Expensify saw");
     let counters = sim.state().counters().clone();
     for (job, count) in &counters.by_job {
         outln!("  {job:<18} {count} call(s)");
     }
     outln!("  records applied    {}", counters.records_applied);
     sim.shutdown().await;
+    let request_failed = request.is_some_and(|r| !r.succeeded());
     Ok(i32::from(
-        applied.has_errors() || again.pending_changes() > 0,
+        applied.has_errors() || again.pending_changes() > 0 || request_failed,
     ))
+}
+
+/// Every (policy, email, role) on the simulator, sorted.
+fn access_on(sim: &simulator::SimulatorHandle) -> Vec<(String, String, String)> {
+    let mut access: Vec<(String, String, String)> = sim
+        .state()
+        .policies()
+        .into_iter()
+        .flat_map(|policy| {
+            policy
+                .employees
+                .into_iter()
+                .map(move |e| (policy.id.clone(), e.email, e.role.to_string()))
+        })
+        .collect();
+    access.sort();
+    access
+}
+
+/// What the request steps showed, for the exit code.
+struct RequestOutcome {
+    failed: bool,
+    /// Access on Expensify after the request ended that differs from before it.
+    left_over: Vec<(String, String, String)>,
+}
+
+impl RequestOutcome {
+    fn succeeded(&self) -> bool {
+        !self.failed && self.left_over.is_empty()
+    }
+}
+
+/// Steps 5 and 6: the built-in request is merged (written into the manifests), applied,
+/// and taken back at its end, reached by moving the demo's clock past its `expiresAt`.
+async fn request_steps(
+    mode: &FileMode,
+    manifests: &std::path::Path,
+    sim: &simulator::SimulatorHandle,
+    style: crate::files::render::Style,
+) -> anyhow::Result<RequestOutcome> {
+    let (name, text) = BUILT_IN_REQUEST;
+    let before = access_on(sim);
+    heading(
+        "5. a request: dana asks to be admin on Finance for 4h (in git the merge is the approval)",
+    );
+    let path = manifests.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    outln!("  merged {name}\n");
+    let granted = mode.pass(Run::Apply).await?;
+    out!("{}", apply_text(&granted, style));
+    outln!("");
+    out!("{}", requests_text(&granted));
+    let Some(expires) = granted
+        .requests_seen()
+        .iter()
+        .find_map(|r| r.status.expires_at.clone())
+    else {
+        outln!("  the request was not granted: nothing to take back");
+        return Ok(RequestOutcome {
+            failed: true,
+            left_over: Vec::new(),
+        });
+    };
+
+    heading(&format!(
+        "6. its end: the demo's clock jumps to {} (expiresAt)",
+        crate::files::report::shown_time(&expires)
+    ));
+    let ended = mode.pass_at(Run::Apply, expires.0).await?;
+    out!("{}", apply_text(&ended, style));
+    outln!("");
+    out!("{}", requests_text(&ended));
+    let after = access_on(sim);
+    let left_over: Vec<(String, String, String)> = after
+        .iter()
+        .filter(|a| !before.contains(a))
+        .chain(before.iter().filter(|b| !after.contains(b)))
+        .cloned()
+        .collect();
+    if left_over.is_empty() {
+        outln!(
+            "  Expensify is as it was before the request: dana is taken back, nobody else was touched."
+        );
+    } else {
+        for (policy, email, role) in &left_over {
+            outln!(
+                "  ! differs from before the request: {} {} on {}",
+                crate::sanitize::terminal(email),
+                crate::sanitize::terminal(role),
+                crate::sanitize::terminal(policy)
+            );
+        }
+    }
+    Ok(RequestOutcome {
+        failed: granted.has_errors() || ended.has_errors(),
+        left_over,
+    })
 }
 
 #[cfg(test)]

@@ -245,6 +245,8 @@ async fn diff(
         stopped: false,
         // The ledger is in the objects' statuses, read with them: never missing here.
         missing_ledger: None,
+        // Requests are listed by `kubectl get accessrequests`.
+        requests: Vec::new(),
     };
     let shown = failures::without_repeats(report.clone());
     out!("{}", render::plan_text(&shown, stdout_style()));

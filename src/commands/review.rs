@@ -9,9 +9,12 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::common::{FileArgs, NamespaceArgs, selection};
+use crate::api::RequestPhase;
 use crate::email;
+use crate::files::report::RequestSeen;
 use crate::files::select::Picked;
 use crate::files::{PassReport, Run};
+use crate::reconcile::ObjectKey;
 use crate::sanitize;
 use crate::sync::SyncReport;
 
@@ -54,11 +57,62 @@ pub struct ReviewRow {
     /// The connector's owners (`spec.owners`), space-separated: who answers for this
     /// access in the review.
     pub connector_owners: String,
+    /// The active AccessRequests that grant this access (`namespace/name`), space-separated;
+    /// empty when none does. The `request*` fields below are theirs, `; `-separated.
+    pub requests: String,
+    /// Why each was asked for (cut to 200 characters).
+    pub request_reasons: String,
+    /// The approvers each one's rules name.
+    pub request_approvers: String,
+    /// Who approved each (`merge` in file mode: the merge is the approval).
+    pub request_decided_by: String,
+    /// When each ends (`expiresAt`).
+    pub request_ends: String,
+}
+
+/// The active requests on one person and policy, as the review's `request*` fields.
+#[derive(Debug, Default)]
+struct ActiveRequests {
+    keys: Vec<ObjectKey>,
+    reasons: Vec<String>,
+    approvers: Vec<String>,
+    decided_by: Vec<String>,
+    ends: Vec<String>,
+}
+
+impl ActiveRequests {
+    fn add(&mut self, request: &RequestSeen) {
+        self.keys.push(request.key.clone());
+        self.reasons
+            .push(request.shown_reason().unwrap_or_default());
+        self.approvers.push(request.status.approvers.join(" "));
+        self.decided_by.push(request.decided_by());
+        self.ends.push(request.ends().unwrap_or_default());
+    }
+}
+
+/// policy id -> email -> the active requests granting that person there.
+fn active_requests(report: &PassReport) -> BTreeMap<(String, String), ActiveRequests> {
+    let mut active: BTreeMap<(String, String), ActiveRequests> = BTreeMap::new();
+    for request in report.requests_seen() {
+        if request.status.phase != RequestPhase::Active {
+            continue;
+        }
+        let Some(policy_id) = request.status.policy_id.clone() else {
+            continue;
+        };
+        active
+            .entry((policy_id, email::normalize(&request.spec.email)))
+            .or_default()
+            .add(&request);
+    }
+    active
 }
 
 /// The rows of a review, from a read-only pass.
 pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
     let mut rows = Vec::new();
+    let active = active_requests(report);
     for sync in &report.syncs {
         let Some(connector) = report
             .manifests
@@ -93,11 +147,41 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
             let owner = email::normalize(&policy.owner);
             for entry in sync.observed.rosters.get(&policy.id).into_iter().flatten() {
                 let person = email::normalize(&entry.email);
-                let managed_by = askers
+                let requests = active.get(&(policy.id.clone(), person.clone()));
+                let mut asking: Vec<String> = askers
                     .get(policy.id.as_str())
                     .and_then(|a| a.get(&person))
-                    .map_or_else(|| "unmanaged".to_string(), |objects| objects.join(" "));
+                    .cloned()
+                    .unwrap_or_default();
+                // A request asks for the person under its holder key, as `plan` says.
+                asking.extend(
+                    requests
+                        .into_iter()
+                        .flat_map(|r| &r.keys)
+                        .map(|k| ObjectKey::for_request(k.namespace.clone(), &k.name).to_string()),
+                );
+                let managed_by = if asking.is_empty() {
+                    "unmanaged".to_string()
+                } else {
+                    asking.join(" ")
+                };
+                let joined = |field: fn(&ActiveRequests) -> &Vec<String>, separator: &str| {
+                    requests
+                        .map(|r| field(r).join(separator))
+                        .unwrap_or_default()
+                };
                 rows.push(ReviewRow {
+                    requests: requests
+                        .map(|r| {
+                            let keys: Vec<String> =
+                                r.keys.iter().map(ToString::to_string).collect();
+                            keys.join(" ")
+                        })
+                        .unwrap_or_default(),
+                    request_reasons: joined(|r| &r.reasons, "; "),
+                    request_approvers: joined(|r| &r.approvers, "; "),
+                    request_decided_by: joined(|r| &r.decided_by, "; "),
+                    request_ends: joined(|r| &r.ends, "; "),
                     connector: sync.connector.to_string(),
                     policy_id: policy.id.clone(),
                     policy_name: policy.name.clone(),
@@ -158,7 +242,7 @@ fn askers_by_policy<'a>(
 
 /// Renders the rows.
 pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
-    const HEADER: [&str; 8] = [
+    const HEADER: [&str; 13] = [
         "connector",
         "policyID",
         "policyName",
@@ -167,6 +251,11 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
         "managedBy",
         "note",
         "connectorOwners",
+        "requests",
+        "requestReasons",
+        "requestApprovers",
+        "requestDecidedBy",
+        "requestEnds",
     ];
     let fields = |r: &ReviewRow| {
         [
@@ -178,6 +267,11 @@ pub fn render(rows: &[ReviewRow], format: ReviewFormat) -> String {
             r.managed_by.clone(),
             r.note.clone(),
             r.connector_owners.clone(),
+            r.requests.clone(),
+            r.request_reasons.clone(),
+            r.request_approvers.clone(),
+            r.request_decided_by.clone(),
+            r.request_ends.clone(),
         ]
     };
     match format {
@@ -280,6 +374,11 @@ mod tests {
             managed_by: "unmanaged".into(),
             note: String::new(),
             connector_owners: "=cmd@acme.example".into(),
+            requests: "finance/r1".into(),
+            request_reasons: "=HYPERLINK(\"https://evil.example\")\r\n| x |".into(),
+            request_approvers: "@approver@acme.example".into(),
+            request_decided_by: "merge".into(),
+            request_ends: "2030-01-01T00:00:00Z".into(),
         }
     }
 
@@ -289,7 +388,7 @@ mod tests {
         let row = csv.split_once('\n').unwrap().1;
         assert_eq!(
             row,
-            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,,'=cmd@acme.example\n"
+            "finance/acme,P1,\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")|@everyone\\u{202e}<b>\\nx\",'-2+3@acme.example,'@SUM(A1),unmanaged,,'=cmd@acme.example,finance/r1,\"'=HYPERLINK(\"\"https://evil.example\"\")\\r\\n| x |\",'@approver@acme.example,merge,2030-01-01T00:00:00Z\n"
         );
     }
 
@@ -301,7 +400,7 @@ mod tests {
             .match_indices('|')
             .filter(|(i, _)| !row[..*i].ends_with('\\'))
             .count();
-        assert_eq!(unescaped_pipes, 9, "{row}");
+        assert_eq!(unescaped_pipes, 14, "{row}");
         for forbidden in ["@everyone", "https://", "<b>", "\u{202e}"] {
             assert!(!markdown.contains(forbidden), "{forbidden:?} in {markdown}");
         }
@@ -326,6 +425,11 @@ mod tests {
             managed_by: "finance/team".into(),
             note: String::new(),
             connector_owners: "it@acme.example".into(),
+            requests: String::new(),
+            request_reasons: String::new(),
+            request_approvers: String::new(),
+            request_decided_by: String::new(),
+            request_ends: String::new(),
         };
         for format in [
             ReviewFormat::Json,

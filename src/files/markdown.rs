@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::failures::{connector_failures, see_connector};
-use super::render::{drift_kind, grouped, nothing_planned, nothing_planned_summary};
+use super::render::{
+    drift_kind, grouped, nothing_planned, nothing_planned_summary, request_approvers,
+    request_policy,
+};
 use super::runner::PassReport;
 use crate::api::{AccessMode, AccessPhase};
 use crate::reconcile::{Change, ChangeKind};
@@ -48,8 +51,46 @@ pub fn plan_markdown(report: &PassReport) -> String {
     }
     held(report, &mut out);
     drift(report, &mut out);
+    requests(report, &mut out);
     owners(report, &mut out);
     out
+}
+
+/// Each AccessRequest the pass saw: the merge of the pull request is its approval, so the
+/// reviewer reads here what they approve (who, what, how long, why, and who should).
+fn requests(report: &PassReport, out: &mut String) {
+    let requests = report.requests_seen();
+    if requests.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n### Access requests\n");
+    let _ = writeln!(
+        out,
+        "| Request | Person | Role | Policy | Phase | Duration | Ends | Reason | Approvers |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for request in &requests {
+        let mut phase = request.phase();
+        if let Some(problem) = request.problem() {
+            phase = format!("{phase}: {problem}");
+        }
+        if request.removed {
+            phase.push_str(" (manifest removed: it ends now)");
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            markdown(&request.key.to_string()),
+            markdown(&request.spec.email),
+            markdown(request.role()),
+            markdown(&request_policy(request)),
+            markdown(&phase),
+            markdown(&request.spec.duration),
+            markdown(request.ends().as_deref().unwrap_or("-")),
+            markdown(request.shown_reason().as_deref().unwrap_or("-")),
+            markdown(&request_approvers(request)),
+        );
+    }
 }
 
 /// Who answers for each connector the plan touches: the people to ask in the review.
@@ -259,5 +300,73 @@ fn drift(report: &PassReport, out: &mut String) {
     }
     if fold {
         let _ = writeln!(out, "\n</details>");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccessRequestStatus, RequestPhase};
+    use crate::files::report::report_with_request;
+
+    fn requests_section(report: &PassReport) -> String {
+        let mut out = String::new();
+        requests(report, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_request_is_a_row_with_its_reason_end_and_approvers() {
+        let status = AccessRequestStatus {
+            phase: RequestPhase::Pending,
+            approvers: vec!["cfo@acme.example".into(), "group:finance-leads".into()],
+            ..AccessRequestStatus::default()
+        };
+        let section = requests_section(&report_with_request(Some("month end"), status));
+        assert_eq!(
+            section,
+            "\n### Access requests\n\n| Request | Person | Role | Policy | Phase | Duration | Ends | Reason | Approvers |\n|---|---|---|---|---|---|---|---|---|\n| finance/r1 | henry@acme.example | admin | PolicyAccess books | Pending | 4h | when granted + 4h | month end | cfo@acme.example, group:finance-leads |\n"
+        );
+    }
+
+    #[test]
+    fn a_hostile_reason_cannot_break_the_table_mention_link_or_grow_it() {
+        let reason = format!(
+            "| x | y |\n### Approved by @everyone <img src=x> https://evil.example \u{202e}{}",
+            "z".repeat(2000)
+        );
+        let status = AccessRequestStatus {
+            phase: RequestPhase::Error,
+            reason: Some("NotRequestable".into()),
+            message: Some("reason: longer than 1000 characters".into()),
+            ..AccessRequestStatus::default()
+        };
+        let section = requests_section(&report_with_request(Some(&reason), status));
+        let rows: Vec<&str> = section
+            .lines()
+            .filter(|l| l.starts_with("| finance"))
+            .collect();
+        assert_eq!(rows.len(), 1, "one row: {section}");
+        let row = rows[0];
+        let unescaped_pipes = row
+            .match_indices('|')
+            .filter(|(i, _)| !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(unescaped_pipes, 10, "{row}");
+        for forbidden in ["@everyone", "https://", "<img", "\u{202e}"] {
+            assert!(!section.contains(forbidden), "{forbidden:?} in {section}");
+        }
+        assert_eq!(
+            section.matches("###").count(),
+            1,
+            "no heading of the reason's own: {section}"
+        );
+        assert!(row.contains("(cut)"), "{row}");
+        assert!(row.chars().count() < 800, "{} chars", row.chars().count());
+        assert!(
+            row.contains("Error (NotRequestable): reason: longer than 1000 characters"),
+            "the why is shown: {row}"
+        );
+        assert!(row.contains("| - |"), "never granted, never ends: {row}");
     }
 }

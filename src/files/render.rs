@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::failures::{SEE_ABOVE, connector_failures, without_repeats};
+use super::report::{RequestSeen, shown_time};
 use super::runner::{PassReport, Run};
 use crate::api::{AccessPhase, Drift, DriftKind, PolicyAccessStatus};
 use crate::reconcile::{Change, ChangeKind, ObjectKey};
@@ -155,6 +156,7 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         drift_lines(sync, &mut out);
         let _ = writeln!(out);
     }
+    request_lines(report, &mut out);
     if !report.manifests.problems.is_empty() || !report.unattached.is_empty() {
         let _ = writeln!(out, "Problems:");
         problems(report, &mut out);
@@ -182,6 +184,78 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
         );
     }
     out
+}
+
+/// The policy a request is for: its name once a sync resolved it, else its PolicyAccess.
+pub(super) fn request_policy(request: &RequestSeen) -> String {
+    request
+        .status
+        .policy_name
+        .clone()
+        .unwrap_or_else(|| format!("PolicyAccess {}", request.spec.access_ref.name))
+}
+
+/// The approvers a request's rules name, or `-` when they name none (no rules).
+pub(super) fn request_approvers(request: &RequestSeen) -> String {
+    if request.status.approvers.is_empty() {
+        "-".to_string()
+    } else {
+        request.status.approvers.join(", ")
+    }
+}
+
+/// Each AccessRequest of the pass: who asks what on which policy, where it stands, when
+/// it ends, why it was asked and who approves it (`plan` and `demo`).
+pub fn requests_text(report: &PassReport) -> String {
+    let mut out = String::new();
+    request_lines(report, &mut out);
+    out
+}
+
+fn request_lines(report: &PassReport, out: &mut String) {
+    let requests = report.requests_seen();
+    if requests.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Access requests:");
+    for request in &requests {
+        let ends = request
+            .ends()
+            .map(|ends| format!(", ends {ends}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}: {} asks {} on {} for {}: {}{ends}{}",
+            terminal(&request.key.to_string()),
+            terminal(&request.spec.email),
+            terminal(request.role()),
+            terminal(&request_policy(request)),
+            terminal(&request.spec.duration),
+            terminal(&request.phase()),
+            if request.removed {
+                " (its manifest is gone: it ends now)"
+            } else {
+                ""
+            }
+        );
+        if let Some(problem) = request.problem() {
+            // `!` marks what failed, as elsewhere in the plan; an end is no failure.
+            let mark = if request.status.phase == crate::api::RequestPhase::Error {
+                "!         "
+            } else {
+                "why:      "
+            };
+            let _ = writeln!(out, "    {mark} {}", terminal(problem));
+        }
+        let reason = request.shown_reason().unwrap_or_else(|| "-".to_string());
+        let _ = writeln!(out, "    reason:    {}", terminal(&reason));
+        let _ = writeln!(
+            out,
+            "    approvers: {}",
+            terminal(&request_approvers(request))
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// Objects that are Blocked or in Error, with why.
@@ -491,6 +565,65 @@ fn json_objects(sync: &SyncReport) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// One AccessRequest in `-o json` (`requests`): documented in docs/commands.md.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonRequest<'a> {
+    request: String,
+    /// The connector whose sync judged it; null when none did.
+    connector: Option<String>,
+    access_ref: &'a str,
+    email: &'a str,
+    role: &'a str,
+    duration: &'a str,
+    /// The requester's reason, whole (bounded by validation to 1,000 characters).
+    reason: Option<&'a str>,
+    requester: &'a str,
+    phase: crate::api::RequestPhase,
+    /// Why it is in this phase (`Approved`, `NotRequestable`, ...).
+    phase_reason: Option<&'a str>,
+    message: Option<&'a str>,
+    #[serde(rename = "policyID")]
+    policy_id: Option<&'a str>,
+    policy_name: Option<&'a str>,
+    approvers: &'a [String],
+    approvals_required: Option<i32>,
+    approved_by: Vec<&'a str>,
+    granted_at: Option<String>,
+    expires_at: Option<String>,
+    /// `expiresAt`, or `when granted + DURATION` before the grant lands; null once it
+    /// ended without one.
+    ends: Option<String>,
+    /// Its manifest is gone: it ends now.
+    removed: bool,
+}
+
+fn json_request(request: &RequestSeen) -> JsonRequest<'_> {
+    let status = &request.status;
+    JsonRequest {
+        request: request.key.to_string(),
+        connector: request.connector.as_ref().map(ToString::to_string),
+        access_ref: &request.spec.access_ref.name,
+        email: &request.spec.email,
+        role: request.role(),
+        duration: &request.spec.duration,
+        reason: request.spec.reason.as_deref(),
+        requester: &request.spec.requester,
+        phase: status.phase,
+        phase_reason: status.reason.as_deref(),
+        message: status.message.as_deref(),
+        policy_id: status.policy_id.as_deref(),
+        policy_name: status.policy_name.as_deref(),
+        approvers: &status.approvers,
+        approvals_required: status.approvals_required,
+        approved_by: status.approvals.iter().map(|a| a.by.as_str()).collect(),
+        granted_at: status.granted_at.as_ref().map(shown_time),
+        expires_at: status.expires_at.as_ref().map(shown_time),
+        ends: request.ends(),
+        removed: request.removed,
+    }
+}
+
 /// The same report for machines: `-o json`.
 pub fn json(report: &PassReport, run: Run) -> String {
     let applied = run == Run::Apply;
@@ -536,10 +669,13 @@ pub fn json(report: &PassReport, run: Run) -> String {
         .iter()
         .map(super::report::MissingLedger::warning)
         .collect();
+    let seen = report.requests_seen();
+    let requests: Vec<JsonRequest> = seen.iter().map(json_request).collect();
     let value = serde_json::json!({
         "pendingChanges": if applied { 0 } else { report.pending_changes() },
         "connectors": connectors,
         "unattachedObjects": unattached,
+        "requests": requests,
         "problems": problems,
         "warnings": warnings,
     });
@@ -568,6 +704,77 @@ mod tests {
             requested_by: ObjectKey::new("finance", "team"),
             reason: "asked for".into(),
         }
+    }
+
+    fn active(approvers: &[&str], expires: Option<&str>) -> crate::api::AccessRequestStatus {
+        crate::api::AccessRequestStatus {
+            phase: crate::api::RequestPhase::Active,
+            reason: Some("Approved".into()),
+            policy_name: Some("Finance".into()),
+            policy_id: Some("F1".into()),
+            approvers: approvers.iter().map(|a| (*a).to_string()).collect(),
+            expires_at: expires
+                .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().unwrap())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_text_lists_a_request_with_its_end_reason_and_approvers() {
+        let report = super::super::report::report_with_request(
+            Some("month end"),
+            active(&["cfo@acme.example", "group:finance-leads"], None),
+        );
+        let text = plan_text(&report, Style { colour: false });
+        assert!(
+            text.contains("Access requests:\n  finance/r1: henry@acme.example asks admin on Finance for 4h: Active (Approved), ends when granted + 4h\n    reason:    month end\n    approvers: cfo@acme.example, group:finance-leads\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_hostile_request_reason_prints_escaped_and_cut() {
+        let reason = format!("\r::add-mask::x\x1b[2J\n{}", "y".repeat(500));
+        let report = super::super::report::report_with_request(
+            Some(&reason),
+            active(&[], Some("2030-01-01T04:00:00Z")),
+        );
+        let text = requests_text(&report);
+        assert!(!text.contains(['\x1b', '\r']), "{text:?}");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("reason:"))
+            .unwrap();
+        assert!(line.ends_with("… (cut)"), "{line}");
+        assert!(line.chars().count() < 300, "{line}");
+        assert!(text.contains("ends 2030-01-01T04:00:00Z"), "{text}");
+        assert!(text.contains("approvers: -"), "{text}");
+        assert_eq!(text.lines().count(), 5, "one request, one block: {text}");
+    }
+
+    #[test]
+    fn plan_json_has_a_requests_array() {
+        let report = super::super::report::report_with_request(
+            Some("month end"),
+            active(&["cfo@acme.example"], Some("2030-01-01T04:00:00Z")),
+        );
+        let json: serde_json::Value = serde_json::from_str(&json(&report, Run::Plan)).unwrap();
+        let request = &json["requests"][0];
+        assert_eq!(request["request"], "finance/r1");
+        assert_eq!(request["email"], "henry@acme.example");
+        assert_eq!(request["role"], "admin");
+        assert_eq!(request["phase"], "Active");
+        assert_eq!(request["phaseReason"], "Approved");
+        assert_eq!(request["reason"], "month end");
+        assert_eq!(request["duration"], "4h");
+        assert_eq!(request["policyID"], "F1");
+        assert_eq!(
+            request["approvers"],
+            serde_json::json!(["cfo@acme.example"])
+        );
+        assert_eq!(request["expiresAt"], "2030-01-01T04:00:00Z");
+        assert_eq!(request["ends"], "2030-01-01T04:00:00Z");
+        assert_eq!(request["connector"], serde_json::Value::Null);
     }
 
     #[test]

@@ -355,7 +355,13 @@ impl FileMode {
         run: Run,
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<PassReport, FilePassError> {
-        self.pass_with(run, stop, None).await
+        self.pass_with(run, stop, None, Timestamp::now()).await
+    }
+
+    /// One pass as if the clock read `now`: `demo` shows a request's end without waiting
+    /// for it.
+    pub async fn pass_at(&self, run: Run, now: Timestamp) -> Result<PassReport, FilePassError> {
+        self.pass_with(run, None, None, now).await
     }
 
     /// `apply --plan`: an apply pass in which each connector writes only when its plan now
@@ -365,7 +371,8 @@ impl FileMode {
         reviewed: &SavedPlan,
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<PassReport, FilePassError> {
-        self.pass_with(Run::Apply, stop, Some(reviewed)).await
+        self.pass_with(Run::Apply, stop, Some(reviewed), Timestamp::now())
+            .await
     }
 
     async fn pass_with(
@@ -373,11 +380,11 @@ impl FileMode {
         run: Run,
         stop: Option<&watch::Receiver<bool>>,
         reviewed: Option<&SavedPlan>,
+        now: Timestamp,
     ) -> Result<PassReport, FilePassError> {
         let dry_run = run == Run::Plan;
         let unreviewed = ReviewedConnector::default();
         let prepared = self.prepare()?;
-        let now = Timestamp::now();
         let complete = prepared.inventory_complete;
         let stopped = || stop.is_some_and(|s| *s.borrow());
         let mut syncs = Vec::new();
@@ -441,6 +448,7 @@ impl FileMode {
             sources: prepared.sources.clone(),
             stopped: stopped(),
             missing_ledger: prepared.missing_ledger.clone(),
+            requests: prepared.requests.clone(),
         })
     }
 

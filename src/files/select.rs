@@ -117,6 +117,28 @@ impl Selection {
         }
     }
 
+    /// The AccessRequests shown, with their holder keys: those in the namespace whose
+    /// PolicyAccess is shown or whose manifest is the file given.
+    fn requests_shown(&self, report: &PassReport, picked: &Picked) -> BTreeSet<ObjectKey> {
+        let mut shown = BTreeSet::new();
+        for request in &report.requests {
+            let key = &request.key;
+            let access =
+                ObjectKey::new(key.namespace.clone(), request.spec.access_ref.name.clone());
+            let in_file = self.file.is_some()
+                && report
+                    .manifests
+                    .requests
+                    .iter()
+                    .any(|r| r.key == *key && self.in_file(&r.source));
+            if self.in_namespace(&key.namespace) && (picked.accesses.contains(&access) || in_file) {
+                shown.insert(ObjectKey::for_request(key.namespace.clone(), &key.name));
+                shown.insert(key.clone());
+            }
+        }
+        shown
+    }
+
     /// The pass as far as it is shown: the connectors picked or used by a PolicyAccess
     /// picked, the changes those objects ask for, their statuses, and the manifest
     /// problems of the file (or namespace). Unchanged when everything is shown.
@@ -125,7 +147,9 @@ impl Selection {
             return report;
         }
         let picked = self.pick(&report);
-        let shown = |key: &ObjectKey| picked.accesses.contains(key);
+        let requests = self.requests_shown(&report, &picked);
+        // A request's grant is planned under its holder key: shown with the request.
+        let shown = |key: &ObjectKey| picked.accesses.contains(key) || requests.contains(key);
         report.syncs.retain(|sync| {
             picked.connectors.contains(&sync.connector) || sync.statuses.keys().any(shown)
         });
@@ -149,6 +173,11 @@ impl Selection {
             picked.connectors.contains(&c.key) || report.syncs.iter().any(|s| s.connector == c.key)
         });
         report.manifests.accesses.retain(|a| shown(&a.key));
+        report.requests.retain(|r| requests.contains(&r.key));
+        report
+            .manifests
+            .requests
+            .retain(|r| requests.contains(&r.key));
         report.manifests.problems.retain(|problem| {
             self.in_file(&problem.source)
                 && problem.namespace().is_none_or(|n| self.in_namespace(n))

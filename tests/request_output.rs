@@ -1,0 +1,261 @@
+//! What `plan` (text, JSON, Markdown) and `review` (CSV, JSON, Markdown) show of access
+//! requests, through the binary, on a repository with a request against the simulator.
+
+mod support;
+
+use std::process::Output;
+
+use expensify_operator::simulator::SimulatorHandle;
+use support::*;
+
+/// A PolicyAccess `books` on Finance whose rules let people ask for `admin` for up to 8h,
+/// approved by cfo or the finance-leads group.
+fn books(repo: &Repo) {
+    repo.write(
+        "books.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: books, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{FINANCE}\"}}\n  mode: Additive\n  members: [{{email: alice@acme.example, role: user}}]\n  requests: {{maxDuration: 8h, roles: [user, admin], approvers: [cfo@acme.example, \"group:finance-leads\"]}}\n"
+        ),
+    );
+}
+
+/// The request `finance/NAME`: henry asks for admin on `books` for `duration`.
+fn request(repo: &Repo, name: &str, duration: &str, reason: &str) {
+    repo.write(
+        &format!("requests/{name}.yaml"),
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: henry@acme.example\n  role: admin\n  duration: {duration}\n  reason: {reason}\n  requester: henry@acme.example\n"
+        ),
+    );
+}
+
+async fn run(sim: &SimulatorHandle, args: &[&str]) -> Output {
+    binary(&sim.endpoint(), args, ADMIN_SECRET)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", printed(output)))
+}
+
+/// A repository with the connector, `books` and henry's request `r1`.
+fn repo_with_a_request(sim: &SimulatorHandle, reason: &str) -> Repo {
+    let repo = Repo::new(sim);
+    repo.connector("");
+    books(&repo);
+    request(&repo, "r1", "4h", reason);
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_json_lists_the_request_before_and_after_its_grant() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
+    let dir = repo.path().to_str().unwrap();
+
+    let planned = run(&sim, &["plan", dir, "-o", "json"]).await;
+    assert_eq!(planned.status.code(), Some(2), "{}", printed(&planned));
+    let json = json_of(&planned);
+    let requests = json["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{json:#}");
+    let r1 = &requests[0];
+    assert_eq!(r1["request"], "finance/r1");
+    assert_eq!(r1["connector"], "finance/acme");
+    assert_eq!(r1["accessRef"], "books");
+    assert_eq!(r1["email"], "henry@acme.example");
+    assert_eq!(r1["role"], "admin");
+    assert_eq!(r1["duration"], "4h");
+    assert_eq!(r1["reason"], "month end");
+    assert_eq!(r1["requester"], "henry@acme.example");
+    assert_eq!(
+        r1["phase"], "Active",
+        "file mode: the merge is the approval"
+    );
+    assert_eq!(
+        r1["approvers"],
+        serde_json::json!(["cfo@acme.example", "group:finance-leads"])
+    );
+    assert_eq!(r1["grantedAt"], serde_json::Value::Null);
+    assert_eq!(r1["ends"], "when granted + 4h", "the clock has not started");
+    assert_eq!(r1["removed"], false);
+    // The grant it asks for is one of the plan's changes, asked by the request.
+    let changes = json["connectors"][0]["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["email"] == "henry@acme.example"
+            && c["requestedBy"] == "finance/request:r1"),
+        "{json:#}"
+    );
+
+    let applied = run(&sim, &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", printed(&applied));
+    let again = json_of(&run(&sim, &["plan", dir, "-o", "json"]).await);
+    let r1 = &again["requests"][0];
+    let granted: k8s_openapi::jiff::Timestamp = r1["grantedAt"].as_str().unwrap().parse().unwrap();
+    let expires: k8s_openapi::jiff::Timestamp = r1["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires.duration_since(granted).as_secs(), 4 * 3600);
+    assert_eq!(r1["ends"], r1["expiresAt"], "{again:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_markdown_shows_each_request_with_a_hostile_reason_escaped() {
+    let sim = start(&unlimited_seed()).await;
+    let hostile = format!(
+        "\"| x | y |\\n### Approved by @everyone <img src=x> https://evil.example {}\"",
+        "z".repeat(400)
+    );
+    let repo = repo_with_a_request(&sim, &hostile);
+    // A second request over the rules' maxDuration: shown with why it grants nothing.
+    request(&repo, "r2", "9h", "\"the whole night\"");
+    let dir = repo.path().to_str().unwrap();
+
+    let output = run(&sim, &["plan", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&output.stdout);
+    // r2 grants nothing and fails no check here: `validate` is the check that fails it.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "r1's grant is pending: {markdown}"
+    );
+    let section = markdown
+        .split("### Access requests")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no requests section:\n{markdown}"));
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| finance/"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{section}");
+    let r1 = rows[0];
+    assert!(
+        r1.starts_with("| finance/r1 | henry@acme.example | admin | Finance | Active"),
+        "{r1}"
+    );
+    assert!(r1.contains("| 4h | when granted + 4h |"), "{r1}");
+    assert!(
+        r1.ends_with("| cfo@acme.example, group:finance-leads |"),
+        "{r1}"
+    );
+    assert!(r1.contains("… (cut)"), "the reason is bounded: {r1}");
+    for forbidden in ["@everyone", "https://", "<img", "\n###"] {
+        assert!(!section.contains(forbidden), "{forbidden:?} in {section}");
+    }
+    let r2 = rows[1];
+    assert!(
+        r2.contains("| Error (NotRequestable): spec.duration: \"9h\" is longer than 8h | 9h | - |"),
+        "why r2 grants nothing: {r2}"
+    );
+
+    // The text plan says the same.
+    let text = run(&sim, &["plan", dir]).await;
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("finance/r1: henry@acme.example asks admin on Finance for 4h: Active"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("    approvers: cfo@acme.example, group:finance-leads\n"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_a_namespace_shows_its_requests_and_their_grants_only() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
+    repo.write(
+        "engineering.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: eng, namespace: engineering}}\nspec:\n  connectorRef: {{name: acme, namespace: finance}}\n  policy: {{id: \"{ENGINEERING}\"}}\n  mode: Additive\n  members: [{{email: newhire@acme.example, role: user}}]\n"
+        ),
+    );
+    let dir = repo.path().to_str().unwrap();
+
+    let finance = json_of(&run(&sim, &["plan", dir, "-n", "finance", "-o", "json"]).await);
+    assert_eq!(
+        finance["requests"][0]["request"], "finance/r1",
+        "{finance:#}"
+    );
+    let changes = finance["connectors"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{finance:#}");
+    assert_eq!(
+        changes[0]["requestedBy"], "finance/request:r1",
+        "the request's grant is finance's: {finance:#}"
+    );
+
+    let engineering = json_of(&run(&sim, &["plan", dir, "-n", "engineering", "-o", "json"]).await);
+    assert_eq!(
+        engineering["requests"],
+        serde_json::json!([]),
+        "{engineering:#}"
+    );
+    let changes = engineering["connectors"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{engineering:#}");
+    assert_eq!(changes[0]["email"], "newhire@acme.example");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_lists_the_active_request_next_to_the_member_in_every_format() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"=HYPERLINK(\\\"https://evil.example\\\")\"");
+    let dir = repo.path().to_str().unwrap();
+    let applied = run(&sim, &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(0), "{}", printed(&applied));
+
+    let json = json_of(&run(&sim, &["review", dir, "-o", "json"]).await);
+    let henry = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "henry@acme.example")
+        .unwrap_or_else(|| panic!("henry in {json:#}"));
+    assert_eq!(henry["managedBy"], "finance/request:r1");
+    assert_eq!(henry["requests"], "finance/r1");
+    assert_eq!(
+        henry["requestReasons"],
+        "=HYPERLINK(\"https://evil.example\")"
+    );
+    assert_eq!(
+        henry["requestApprovers"],
+        "cfo@acme.example group:finance-leads"
+    );
+    assert_eq!(henry["requestDecidedBy"], "merge");
+    let ends: k8s_openapi::jiff::Timestamp =
+        henry["requestEnds"].as_str().unwrap().parse().unwrap();
+    assert!(ends > k8s_openapi::jiff::Timestamp::now());
+    let alice = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "alice@acme.example")
+        .unwrap();
+    assert_eq!(alice["requests"], "", "no request on alice");
+
+    let csv = run(&sim, &["review", dir, "-o", "csv"]).await;
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",requests,requestReasons,requestApprovers,requestDecidedBy,requestEnds"),
+        "{csv}"
+    );
+    let row = csv
+        .lines()
+        .find(|l| l.contains("henry@acme.example"))
+        .unwrap();
+    assert!(
+        row.contains(",finance/r1,\"'=HYPERLINK(\"\"https://evil.example\"\")\",cfo@acme.example group:finance-leads,merge,"),
+        "the reason cannot run in a spreadsheet: {row}"
+    );
+
+    let markdown = run(&sim, &["review", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&markdown.stdout);
+    let row = markdown
+        .lines()
+        .find(|l| l.contains("henry@acme.example"))
+        .unwrap();
+    assert!(row.contains("| finance/r1 |"), "{row}");
+    assert!(!row.contains("https://"), "no link: {row}");
+}
