@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use expensify_operator::files::loader::{self, MAX_DOCUMENTS_PER_FILE, Manifests};
+use expensify_operator::files::loader::{
+    self, MAX_DOCUMENTS_PER_FILE, MAX_PROBLEM_CHARS, Manifests,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -201,5 +203,44 @@ proptest! {
         prop_assert_eq!(manifests.problems.len(), 1, "{:?}", manifests);
         let problem = manifests.problems[0].to_string();
         prop_assert!(problem.contains(&field), "{} not named in: {}", field, problem);
+    }
+}
+
+/// A problem about a hostile value says the field and the reason, not the whole value (a
+/// manifest may hold a megabyte on one line): at most [`MAX_PROBLEM_CHARS`] and the note
+/// of what was cut, and the object named in at most three shortened parts.
+#[test]
+fn loader_problems_about_huge_values_are_bounded() {
+    let huge = "x".repeat(1024 * 1024);
+    let good = String::from_utf8(manifest_seeds()[0].clone()).unwrap();
+    let access = REQUEST
+        .replace("kind: AccessRequest", "kind: PolicyAccess")
+        .replace("spec:\n", "spec:\n  connectorRef: {name: acme}\n");
+    let cases = [
+        // A value of the wrong kind, quoted by the type's error.
+        format!("{access}  mode: {huge}\n"),
+        format!("{REQUEST}  role: [{huge}]\n"),
+        // A syntax error on a megabyte-long line.
+        format!("{good}\nkey: [{huge}\n"),
+        format!("{good}\n{huge}: \"unterminated\n"),
+        // An unknown field, a kind, a namespace and a name of a megabyte.
+        format!("{REQUEST}  {huge}: 1\n"),
+        REQUEST.replace("kind: AccessRequest", &format!("kind: {huge}")),
+        REQUEST.replace("namespace: finance", &format!("namespace: {huge}")),
+        REQUEST.replace("name: r1", &format!("name: {huge}")),
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let (_dir, _path, manifests) = load_bytes(text.as_bytes());
+        assert!(!manifests.problems.is_empty(), "case {i}");
+        for problem in &manifests.problems {
+            let chars = problem.message.chars().count();
+            let object = problem.object.as_deref().unwrap_or_default();
+            assert!(
+                chars <= MAX_PROBLEM_CHARS + 40 && object.chars().count() <= 3 * 70,
+                "case {i}: a problem of {chars} characters about {} characters: {}...",
+                object.chars().count(),
+                problem.to_string().chars().take(300).collect::<String>()
+            );
+        }
     }
 }
