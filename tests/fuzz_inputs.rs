@@ -10,3 +10,4 @@
 //! are in `tests/fuzz_memory.rs`).
 
 mod fuzz;
+mod support;

@@ -5,14 +5,18 @@
 
 use std::sync::OnceLock;
 
-use expensify_operator::expensify::ErrorKind;
+use std::collections::VecDeque;
+
 use expensify_operator::expensify::wire::{
     classify, decode_policy_list, decode_rosters, decode_update,
 };
+use expensify_operator::expensify::{EmployeeRecord, ErrorKind, Role};
+use expensify_operator::simulator::{FaultConfig, ScriptedFault};
 use proptest::prelude::*;
 
 use super::mutate::{case, config, mutated};
 use super::seeds;
+use crate::support::{ADMIN_ID, ADMIN_SECRET, client_with, start, test_settings, unlimited_seed};
 
 pub fn answer_seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -59,5 +63,55 @@ proptest! {
     ) {
         let seeds = answer_seeds();
         decode_everything(status, &mutated(&seeds[seed], &changes, seeds))?;
+    }
+}
+
+/// A decoder's error quotes the value at fault, which can be the whole body: the client
+/// gives it scrubbed, then cut like a server's message. The secret sits where a cut made
+/// before scrubbing would leave its first half behind.
+#[tokio::test]
+async fn wire_client_errors_about_huge_values_are_bounded_and_scrubbed() {
+    let sim = start(&unlimited_seed()).await;
+    let client = client_with(&sim, test_settings(), ADMIN_ID, ADMIN_SECRET);
+    let (half, _) = ADMIN_SECRET.split_at(ADMIN_SECRET.len() / 2);
+    let value = format!(
+        "{}{ADMIN_SECRET}{}",
+        "x".repeat(250),
+        "y".repeat(1024 * 1024)
+    );
+    let bodies = [
+        format!("{{\"responseCode\":200,\"policyList\":\"{value}\"}}"),
+        format!("{{\"responseCode\":200,\"policyInfo\":{{\"P1\":{{\"employees\":\"{value}\"}}}}}}"),
+        format!("{{\"responseCode\":200,\"skippedEmployees\":[\"{value}\"]}}"),
+    ];
+    let record = EmployeeRecord::grant("a@acme.example", "P1", Role::User, "b@acme.example", None);
+    for (i, body) in bodies.into_iter().enumerate() {
+        sim.state().set_faults(FaultConfig {
+            script: VecDeque::from([ScriptedFault::Respond { status: 200, body }]),
+            ..FaultConfig::default()
+        });
+        let error = match i {
+            0 => client.list_policies(false).await.unwrap_err(),
+            1 => client.read_rosters(&["P1".to_string()]).await.unwrap_err(),
+            _ => {
+                client
+                    .update_employees(&[record.clone()], false)
+                    .await
+                    .failed
+                    .remove(0)
+                    .error
+            }
+        };
+        assert!(
+            matches!(error.kind, ErrorKind::Undecodable { .. }),
+            "case {i}: {error:?}"
+        );
+        let shown = error.to_string();
+        assert!(
+            shown.chars().count() <= 500,
+            "case {i}: an error of {} characters",
+            shown.chars().count()
+        );
+        assert!(!shown.contains(half), "case {i}: {shown}");
     }
 }
