@@ -100,7 +100,7 @@ pub fn mutations(most: usize) -> impl Strategy<Value = Vec<Mutation>> {
 }
 
 /// A place in `len` bytes, both ends included.
-fn place(at: &Index, len: usize) -> usize {
+fn place(at: Index, len: usize) -> usize {
     at.index(len + 1)
 }
 
@@ -117,23 +117,23 @@ impl Mutation {
             }
             Self::FlipBit(..) | Self::SetByte(..) => {}
             Self::Insert(at, bytes) => {
-                let i = place(at, doc.len());
+                let i = place(*at, doc.len());
                 doc.splice(i..i, bytes.iter().copied());
             }
             Self::InsertToken(at, token) => {
-                let i = place(at, doc.len());
+                let i = place(*at, doc.len());
                 let token = TOKENS[token.index(TOKENS.len())];
                 doc.splice(i..i, token.iter().copied());
             }
             Self::Delete(at, len) => {
-                let i = place(at, doc.len());
+                let i = place(*at, doc.len());
                 let end = (i + len).min(doc.len());
                 doc.drain(i..end);
             }
             Self::Duplicate(from, len, to) => {
-                let i = place(from, doc.len());
+                let i = place(*from, doc.len());
                 let piece = doc[i..(i + len).min(doc.len())].to_vec();
-                let j = place(to, doc.len());
+                let j = place(*to, doc.len());
                 doc.splice(j..j, piece);
             }
             Self::Splice(at, seed, from, len) => {
@@ -141,18 +141,18 @@ impl Mutation {
                     return;
                 }
                 let other = &seeds[seed.index(seeds.len())];
-                let i = place(from, other.len());
+                let i = place(*from, other.len());
                 let piece = other[i..(i + len).min(other.len())].to_vec();
-                let j = place(at, doc.len());
+                let j = place(*at, doc.len());
                 doc.splice(j..j, piece);
             }
             Self::Nest(at, depth, flow) => {
                 let open: &[u8] = if *flow { b"[" } else { b"{\"a\":" };
-                let i = place(at, doc.len());
+                let i = place(*at, doc.len());
                 doc.splice(i..i, open.repeat(*depth));
             }
             Self::Truncate(at) => {
-                let i = place(at, doc.len());
+                let i = place(*at, doc.len());
                 doc.truncate(i);
             }
             Self::Bom => {

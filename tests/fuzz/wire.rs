@@ -95,7 +95,7 @@ async fn wire_client_errors_about_huge_values_are_bounded_and_scrubbed() {
             1 => client.read_rosters(&["P1".to_string()]).await.unwrap_err(),
             _ => {
                 client
-                    .update_employees(&[record.clone()], false)
+                    .update_employees(std::slice::from_ref(&record), false)
                     .await
                     .failed
                     .remove(0)
