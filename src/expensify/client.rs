@@ -521,8 +521,11 @@ impl ExpensifyClient {
                 reason,
                 message: scrub(message),
             },
+            // A decoder's error quotes the value at fault, which can be the whole body:
+            // scrubbed first, then cut like a server's message (a cut made first could
+            // leave a prefix of the secret behind).
             ErrorKind::Undecodable { message } => ErrorKind::Undecodable {
-                message: scrub(message),
+                message: wire::short(&message, &|text: &str| self.credentials.scrub(text)),
             },
             kind @ (ErrorKind::Timeout(_)
             | ErrorKind::ResponseTooLarge { .. }

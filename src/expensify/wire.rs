@@ -260,7 +260,8 @@ const MESSAGE_LIMIT: usize = 300;
 /// is cut (a cut made first could leave a prefix of the secret behind).
 pub type Scrub<'a> = &'a dyn Fn(&str) -> String;
 
-fn short(text: &str, scrub: Scrub<'_>) -> String {
+/// `text` scrubbed, then cut to [`MESSAGE_LIMIT`] characters.
+pub(super) fn short(text: &str, scrub: Scrub<'_>) -> String {
     let scrubbed = scrub(text);
     let text = scrubbed.trim();
     if text.chars().count() <= MESSAGE_LIMIT {

@@ -13,6 +13,24 @@ pub const MAX_DEPTH: usize = 64;
 /// are fine, an alias bomb stops early.
 pub const MAX_ALIAS_EVENTS: usize = 100_000;
 
+/// Longest problem message kept, in characters. The parser and the types quote the
+/// value at fault, and a manifest may hold a megabyte on one line: the middle is cut,
+/// keeping the field and reason before it and what was expected after it.
+pub const MAX_PROBLEM_CHARS: usize = 1000;
+
+/// `message` within [`MAX_PROBLEM_CHARS`]: its start and end, the middle said to be cut.
+pub(super) fn bounded(message: String) -> String {
+    let count = message.chars().count();
+    if count <= MAX_PROBLEM_CHARS {
+        return message;
+    }
+    let tail = MAX_PROBLEM_CHARS / 4;
+    let head = MAX_PROBLEM_CHARS - tail;
+    let start: String = message.chars().take(head).collect();
+    let end: String = message.chars().skip(count - tail).collect();
+    format!("{start}… ({} characters cut) …{end}", count - head - tail)
+}
+
 /// The parser's budgets. They apply per document (the reader streams), except the byte
 /// cap, which covers the whole file.
 pub(super) fn parse_options() -> serde_saphyr::Options {

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::budgets::bounded;
 use super::header::Header;
 use super::manifests::{LoadProblem, Loaded, Manifests, Source};
 use super::strict::{access_names, connector_names, decision_names, request_names, typed};
@@ -28,7 +29,7 @@ pub(super) fn load_document(document: Value, source: Source, manifests: &mut Man
     let problem = |message: String| LoadProblem {
         source: problem_source,
         object: Some(header.object()),
-        message,
+        message: bounded(message),
     };
     if let Err(message) = header.check() {
         manifests.problems.push(problem(message));

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::budgets::{MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, parse_options, yaml_error};
+use super::budgets::{MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, bounded, parse_options, yaml_error};
 use super::document::load_document;
 use super::manifests::{LoadProblem, Manifests, Source};
 
@@ -56,7 +56,7 @@ pub(super) fn read_documents(
     let file_problem = |document: usize, message: String| LoadProblem {
         source: source(document),
         object: None,
-        message,
+        message: bounded(message),
     };
     let documents = serde_saphyr::read_with_options::<_, Value>(&mut reader, parse_options());
     for (index, result) in documents.enumerate() {

@@ -62,15 +62,15 @@ impl Header {
             || self.api_version.split_once('/').map(|(group, _)| group) == Some(GROUP)
     }
 
-    /// `kind namespace/name`, the name shortened as in name errors.
+    /// `kind namespace/name`, each shortened as names are in name errors (a kind or a
+    /// namespace of a megabyte is not a reason to print it).
     pub(super) fn object(&self) -> String {
-        let name = self.name();
-        let name = if name.chars().count() > 64 {
-            format!("{}...", name.chars().take(64).collect::<String>())
-        } else {
-            name
-        };
-        format!("{} {}/{name}", self.kind, self.namespace())
+        format!(
+            "{} {}/{}",
+            shortened(&self.kind),
+            shortened(&self.namespace()),
+            shortened(&self.name())
+        )
     }
 
     /// Everything that can be said wrong before the document is typed.
@@ -106,5 +106,14 @@ impl Header {
                 "metadata.namespace {other} is not a string; quote it"
             )),
         }
+    }
+}
+
+/// The first 64 characters of `text`, and `...` when there were more.
+fn shortened(text: &str) -> String {
+    if text.chars().count() > 64 {
+        format!("{}...", text.chars().take(64).collect::<String>())
+    } else {
+        text.to_string()
     }
 }

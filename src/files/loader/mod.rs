@@ -31,6 +31,7 @@ use tracing::info;
 
 pub use budgets::{
     MAX_ALIAS_EVENTS, MAX_DEPTH, MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, MAX_NODES_PER_DOCUMENT,
+    MAX_PROBLEM_CHARS,
 };
 pub use manifests::{LoadManifestsError, LoadProblem, Loaded, Manifests, Source};
 pub use walk::is_manifest_name;
