@@ -43,8 +43,13 @@ const SYNC_POINTS: [&str; 3] = [
     "sync-before-final-statuses",
 ];
 
-/// The points of the signed status directory, past the last status file of a pass.
-const INDEX_POINTS: [&str; 2] = ["status-dir-before-index", "status-dir-before-anchor"];
+/// The points of the signed status directory, each met several times in a pass.
+const STATUS_DIR_POINTS: [&str; 4] = [
+    "status-dir-after-file",
+    "status-dir-before-index",
+    "status-dir-before-anchor",
+    "status-dir-before-file-removal",
+];
 
 /// Cluster mode's own points, around the status patches.
 const CLUSTER_POINTS: [&str; 2] = [
@@ -64,6 +69,22 @@ const WANTED: [(&str, &str, &str); 3] = [
 const CHANGES: u64 = WANTED.len() as u64;
 
 type Rosters = BTreeMap<(String, String), String>;
+
+/// Employee-updater calls made when the process died at `point` in `stage`, where the
+/// point says it for sure: before the stage's write, or after it.
+fn updates_at_crash(point: &str, stage: Stage) -> Option<u64> {
+    let before = match stage {
+        Stage::Grant => 0,
+        Stage::Release => 1,
+    };
+    match point {
+        "sync-after-write-ahead" | "cluster-after-write-ahead-patch" => Some(before),
+        "sync-after-employee-updater"
+        | "sync-before-final-statuses"
+        | "cluster-before-final-status-patch" => Some(before + 1),
+        _ => None,
+    }
+}
 
 /// `(policy, email) -> role` of the two policies the objects touch.
 fn rosters(sim: &SimulatorHandle) -> Rosters {
@@ -283,6 +304,9 @@ async fn file_crash(stage: Stage, point: &str, failpoints: &str) -> bool {
         world.delete_accesses();
     }
     let crashed = world.apply_crashing(point, failpoints).await;
+    if let Some(expected) = updates_at_crash(point, stage) {
+        assert_eq!(updates(&world.sim), expected, "{context}: died elsewhere");
+    }
     world.apply(&context).await;
     match stage {
         Stage::Grant => {
@@ -318,44 +342,35 @@ async fn file_mode_converges_after_a_crash_at_each_sync_point() {
     file_points(&SYNC_POINTS, &STAGES).await;
 }
 
+/// Each status-directory point at its 1st, 2nd, ... hit in an apply (`N*off->ACTION`),
+/// both ways of dying, both stages, until an apply no longer meets it: between two status
+/// files, between a file and the signed index (the index written before the first file of
+/// a fresh directory, and at the end of each connector's pass), between the index and its
+/// anchor, and between a removal recorded in the index and its file deleted.
 #[tokio::test(flavor = "multi_thread")]
-async fn file_mode_converges_after_a_crash_between_the_status_files_and_the_index() {
-    file_points(&INDEX_POINTS, &STAGES).await;
-}
-
-/// The status file of a finished deletion goes after the index records its removal: a
-/// crash between the two leaves the file, which the next run takes as gone.
-#[tokio::test(flavor = "multi_thread")]
-async fn file_mode_converges_after_a_crash_between_a_removal_and_its_file() {
-    file_points(&["status-dir-before-file-removal"], &[Stage::Release]).await;
-}
-
-/// `status-dir-after-file` after the 1st, 2nd, ... status file an apply writes (the
-/// write-ahead's, the connector's `Syncing`, the final ones): between two files, and
-/// between a file and the signed index, until an apply writes no more.
-#[tokio::test(flavor = "multi_thread")]
-async fn file_mode_converges_after_a_crash_after_any_status_file() {
-    let point = "status-dir-after-file";
-    for stage in STAGES {
-        let mut crashes = 0;
-        for written in 0..30 {
-            let failpoints = if written == 0 {
-                format!("{point}=panic")
-            } else {
-                format!("{point}={written}*off->panic")
-            };
-            if !file_crash(stage, point, &failpoints).await {
-                break;
+async fn file_mode_converges_after_a_crash_at_every_status_directory_write() {
+    for point in STATUS_DIR_POINTS {
+        for stage in STAGES {
+            let mut crashes = 0;
+            for action in ["panic", "return"] {
+                for hits_before in 0..30 {
+                    let failpoints = format!("{point}={hits_before}*off->{action}");
+                    if !file_crash(stage, point, &failpoints).await {
+                        break;
+                    }
+                    crashes += 1;
+                    assert!(hits_before < 29, "{point}: never stopped firing");
+                }
             }
-            crashes += 1;
+            println!("{point}, {stage:?} stage: {crashes} crashes");
+            // Removals happen only when objects go.
+            if point != "status-dir-before-file-removal" || stage == Stage::Release {
+                assert!(
+                    crashes > 0,
+                    "{point} was never reached in the {stage:?} stage"
+                );
+            }
         }
-        println!("{stage:?}: a crash after each of {crashes} status files");
-        // The write-ahead's two files, and the final ones: a crash between each.
-        assert!(
-            crashes >= 3,
-            "{stage:?}: only {crashes} status files written"
-        );
-        assert!(crashes < 30, "{stage:?}: the point never stopped firing");
     }
 }
 
@@ -416,7 +431,7 @@ where
     panic!("timed out waiting for {what}");
 }
 
-fn access(name: &str, policy: &str, members: serde_json::Value) -> PolicyAccess {
+fn access(name: &str, policy: &str, members: &serde_json::Value) -> PolicyAccess {
     serde_json::from_value(json!({
         "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
         "metadata": {"name": name, "namespace": "finance"},
@@ -445,9 +460,13 @@ async fn create_objects(client: &kube::Client, sim: &SimulatorHandle) {
     let team = access(
         "team",
         FINANCE,
-        json!([{"email": "new@acme.example", "role": "auditor"}, {"email": "alice@acme.example", "role": "auditor"}]),
+        &json!([{"email": "new@acme.example", "role": "auditor"}, {"email": "alice@acme.example", "role": "auditor"}]),
     );
-    let crew = access("crew", CONTRACTORS, json!([{"email": "temp@acme.example"}]));
+    let crew = access(
+        "crew",
+        CONTRACTORS,
+        &json!([{"email": "temp@acme.example"}]),
+    );
     for object in [team, crew] {
         accesses
             .create(&PostParams::default(), &object)
@@ -495,12 +514,14 @@ async fn controller_dying_at(client: &kube::Client, sim: &SimulatorHandle, point
     })
     .await;
     fail::remove(point);
-    // The panic ends the controller's task; a part of it that outlived the panic is
-    // stopped too, so only the fresh instance acts from here on.
-    if tokio::time::timeout(Duration::from_secs(5), &mut task)
-        .await
-        .is_err()
-    {
+    // The panic ends the controller's task (the reconciles run inside it); were it still
+    // running, it is aborted, so only the fresh instance acts from here on.
+    if let Ok(ended) = tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+        assert!(
+            ended.as_ref().is_err_and(tokio::task::JoinError::is_panic),
+            "{point}: the controller ended without the panic: {ended:?}"
+        );
+    } else {
         task.abort();
         let _ = task.await;
     }
@@ -527,6 +548,9 @@ async fn cluster_crash(stage: Stage, point: &'static str) {
         delete_accesses(&accesses).await;
     }
     controller_dying_at(&client, &sim, point).await;
+    if let Some(expected) = updates_at_crash(point, stage) {
+        assert_eq!(updates(&sim), expected, "{context}: died elsewhere");
+    }
     let (stop, task) = spawn_controller(&client, &sim);
     if stage == Stage::Grant {
         eventually(&format!("{context}: convergence"), || async {
