@@ -11,6 +11,9 @@ use expensify_operator::telemetry::{self, Colour, LogFormat, progress};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Crash tests name the points to die at in FAILPOINTS (only with `--features failpoints`).
+    #[cfg(feature = "failpoints")]
+    let _crash_points = fail::FailScenario::setup();
     // A usage error exits 1, not clap's 2: for `plan`, 2 means "changes pending", and a
     // pipeline that accepts 2 must not take a mistyped flag for a plan.
     let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();

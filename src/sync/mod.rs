@@ -4,6 +4,7 @@
 //! and statuses live: a [`Store`]. Every rule is in the pure [`crate::reconcile`]; this
 //! room holds the calls to Expensify and to the store, in order, one step a file.
 
+mod crash_point;
 mod notifications;
 mod plan;
 mod preflight;
@@ -168,10 +169,12 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
             return report;
         }
     };
+    crate::crash_point!("sync-after-write-ahead");
     let connector = &request.connector.key;
     let written = write::write(connector, client, &before, observed, write_ahead).await;
     let after = plan::replan(request, &before, &written);
     let mut report = report::finish(request, client, calls_before, before, &after, written);
     report::complete_requests(&mut report, request, &judged, &after);
+    crate::crash_point!("sync-before-final-statuses");
     report
 }

@@ -47,6 +47,8 @@ pub(super) async fn write(
 ) -> Written {
     let records: Vec<_> = before.changes.iter().map(Change::record).collect();
     let written = client.update_employees(&records, false).await;
+    // The write reached Expensify; its answer is not processed yet.
+    crate::crash_point!("sync-after-employee-updater");
     let (after_observed, reread_error) = reread_touched(connector, client, before, observed).await;
     let results = judge(
         &before.changes,

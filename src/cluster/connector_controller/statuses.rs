@@ -41,6 +41,7 @@ pub(super) async fn write(
     inputs: &Inputs,
     report: &SyncReport,
 ) -> Result<(), KubeCallError> {
+    crate::crash_point!("cluster-before-final-status-patch");
     write_access_statuses(ctx, inputs, report).await?;
     write_request_statuses(ctx, inputs, report).await?;
     write_connector_status(ctx, &inputs.connector, report).await

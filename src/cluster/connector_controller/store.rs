@@ -125,6 +125,7 @@ impl WriteAhead for ClusterStore<'_> {
                     .await
                     .map_err(|e| WriteRefused(format!("recording the allowance failed: {e}")))?;
             }
+            crate::crash_point!("cluster-after-write-ahead-patch");
             // Once more, right before the employee-updater call that follows.
             self.term
                 .ensure_leading()

@@ -16,13 +16,13 @@ use crate::reconcile::ObjectKey;
 
 impl StatusDir {
     /// The body of a status file if the key vouches for it (or `--adopt-unsigned-status`
-    /// takes it).
+    /// takes it); `None` when the index says the operator removed it since.
     pub(super) fn check<'t>(
         &self,
         signing: &Signing,
         place: &str,
         text: &'t str,
-    ) -> Result<&'t str, Unverified> {
+    ) -> Result<Option<&'t str>, Unverified> {
         self.with_index(signing, |state| {
             if let Some(why) = &state.distrust
                 && !signing.adopt
@@ -32,14 +32,22 @@ impl StatusDir {
             match status_signing::verify(&signing.key, place, text, state.index.get(place)) {
                 Ok((body, sequence)) => {
                     state.index.raise(place, sequence);
-                    Ok(body)
+                    Ok(Some(body))
+                }
+                // The last file written here, and the index records its removal: the
+                // process stopped between the two (see `remove`). Gone, as the removal
+                // meant; any older file put back is still refused.
+                Err(Unverified::Replayed { found, newest })
+                    if state.index.removed.contains(place) && found.saturating_add(1) == newest =>
+                {
+                    Ok(None)
                 }
                 Err(Unverified::Unsigned) if signing.adopt => {
                     tracing::warn!(
                         file = %place,
                         "--adopt-unsigned-status: an unsigned status file is taken as it is; this apply signs it"
                     );
-                    Ok(text)
+                    Ok(Some(text))
                 }
                 Err(reason) => Err(reason),
             }
@@ -221,6 +229,18 @@ impl StatusDir {
         });
     }
 
+    /// Writes the index before the first signed file of a directory that has none: signed
+    /// files without an index are never trusted again, so a crash between the first files
+    /// and the end of the pass would otherwise hold the whole directory. A file newer than
+    /// the index is trusted, so the files that follow need no index write of their own.
+    pub(super) fn index_before_first_file(&self, signing: &Signing) -> Result<(), StatusDirError> {
+        if self.root.join(INDEX_FILE).exists() {
+            return Ok(());
+        }
+        self.update_index(signing, |_| {});
+        self.flush_index()
+    }
+
     /// Writes the index of sequence numbers, when it changed and can be trusted (an index
     /// that failed verification is never rewritten from what is on disk, or a file put
     /// back from history would be vouched for; `--adopt-unsigned-status` says to).
@@ -243,7 +263,9 @@ impl StatusDir {
         // directory, the anchor still only moves forward.
         state.index.generation = state.index.generation.max(state.anchored).saturating_add(1);
         let text = state.index.to_text(&signing.key);
+        crate::crash_point!("status-dir-before-index");
         write_atomically(&self.root, &self.root.join(INDEX_FILE), text.as_bytes())?;
+        crate::crash_point!("status-dir-before-anchor");
         // The anchor follows the index (never ahead of it), so a crash between the two
         // leaves an index newer than its anchor, which is trusted.
         if let Some(anchor) = &signing.anchor {

@@ -147,11 +147,16 @@ impl StatusDir {
         let body = match &self.signing {
             None => status_signing::split(&text).map_or(text.as_str(), |signed| signed.body),
             Some(signing) => {
-                self.check(signing, &Self::place::<K>(key), &text)
-                    .map_err(|reason| StatusDirError::Unverified {
-                        path: path.display().to_string(),
-                        reason,
-                    })?
+                let checked =
+                    self.check(signing, &Self::place::<K>(key), &text)
+                        .map_err(|reason| StatusDirError::Unverified {
+                            path: path.display().to_string(),
+                            reason,
+                        })?;
+                let Some(body) = checked else {
+                    return Ok(None);
+                };
+                body
             }
         };
         serde_saphyr::from_str(body)
@@ -235,12 +240,17 @@ impl StatusDir {
         );
         let parent = path.parent().unwrap_or(&self.root);
         let Some(signing) = &self.signing else {
-            return write_atomically(parent, &path, body.as_bytes());
+            write_atomically(parent, &path, body.as_bytes())?;
+            crate::crash_point!("status-dir-after-file");
+            return Ok(());
         };
+        self.index_before_first_file(signing)?;
         let place = Self::place::<K>(key);
         let sequence = self.next_sequence(signing, &place, &path);
         let header = signing.key.header(&place, sequence, body.as_bytes());
         write_atomically(parent, &path, format!("{header}{body}").as_bytes())?;
+        // The file is newer than the signed index until the index is flushed.
+        crate::crash_point!("status-dir-after-file");
         self.record(signing, &place, sequence);
         Ok(())
     }
@@ -252,11 +262,15 @@ impl StatusDir {
     ) -> Result<(), StatusDirError> {
         let path = self.path::<K>(key)?;
         // The index keeps the file's number, so its old versions cannot come back, and
-        // marks it removed, so its absence is not taken for a deletion by hand.
+        // marks it removed, so its absence is not taken for a deletion by hand. It is
+        // written before the file goes: a crash in between leaves a file the index already
+        // calls removed (gone to the next run), never a missing file it still expects.
         if let Some(signing) = &self.signing {
             let place = Self::place::<K>(key);
             let sequence = self.next_sequence(signing, &place, &path);
             self.update_index(signing, |index| index.mark_removed(&place, sequence));
+            self.flush_index()?;
+            crate::crash_point!("status-dir-before-file-removal");
         }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

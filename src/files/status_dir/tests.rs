@@ -217,3 +217,73 @@ fn keys_that_would_leave_the_directory_are_refused() {
         assert!(status_dir.remove::<PolicyAccess>(&key).is_err());
     }
 }
+
+/// A crash right after the first signed file of a fresh directory (before the pass writes
+/// the index) must leave a directory the next run trusts.
+#[test]
+fn the_first_signed_file_finds_an_index_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("status");
+    let signed = || {
+        StatusDir::signed(
+            &root,
+            crate::files::status_signing::StatusKey::new(&[7u8; 32]).unwrap(),
+            false,
+        )
+    };
+    let key = ObjectKey::new("finance", "team");
+    // No `flush_index`: the process dies after this write.
+    signed().write(&key, &team()).unwrap();
+    assert!(root.join(INDEX_FILE).exists());
+    let next_run = signed();
+    assert_eq!(next_run.distrusted(), None);
+    assert!(next_run.read::<PolicyAccess>(&key).unwrap().is_some());
+}
+
+/// A crash during a removal, before or after the file goes, must leave a directory the
+/// next run trusts, with the object's status gone; an older file put back stays refused.
+#[test]
+fn a_removal_cut_short_leaves_the_status_gone_not_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("status");
+    let signed = || {
+        StatusDir::signed(
+            &root,
+            crate::files::status_signing::StatusKey::new(&[7u8; 32]).unwrap(),
+            false,
+        )
+    };
+    let key = ObjectKey::new("finance", "team");
+    let path = root.join("policyaccess/finance/team.yaml");
+    let first = signed();
+    first.write(&key, &team()).unwrap();
+    first.flush_index().unwrap();
+    let older = std::fs::read_to_string(&path).unwrap();
+    let second = signed();
+    second.write(&key, &team()).unwrap();
+    second.flush_index().unwrap();
+    let last = std::fs::read_to_string(&path).unwrap();
+
+    // No `flush_index` after the removal: the process dies right after it.
+    signed().remove::<PolicyAccess>(&key).unwrap();
+    let after_removal = signed().list::<PolicyAccess>().unwrap();
+    assert!(after_removal.objects.is_empty() && after_removal.unverified.is_empty());
+
+    // Dead between recording the removal and deleting the file: the file is still there.
+    std::fs::write(&path, &last).unwrap();
+    let next_run = signed();
+    assert!(next_run.read::<PolicyAccess>(&key).unwrap().is_none());
+    assert!(
+        next_run
+            .list::<PolicyAccess>()
+            .unwrap()
+            .unverified
+            .is_empty()
+    );
+
+    std::fs::write(&path, &older).unwrap();
+    assert!(matches!(
+        signed().read::<PolicyAccess>(&key),
+        Err(StatusDirError::Unverified { .. })
+    ));
+}
