@@ -12,6 +12,8 @@ pub(super) struct JobInfo {
     pub(super) partner_user_id: Option<String>,
     pub(super) items: usize,
     pub(super) dry_run: bool,
+    /// What the request changed on the rosters (the employee updater, dry runs excluded).
+    pub(super) changes: Vec<super::request_log::RosterChange>,
 }
 
 pub(super) fn lenient_bool(value: Option<&Value>, default: bool) -> bool {

@@ -24,7 +24,7 @@ use super::seed::{Seed, SeedAccount, SeedEmployee, SeedPolicy};
 use crate::email;
 use crate::expensify::{Pacing, Role, WindowLog};
 
-pub use request_log::{Counters, RequestRecord};
+pub use request_log::{Counters, RequestRecord, RosterChange};
 pub use wire::{HostileAnswer, Outcome};
 
 use roster::{Member, Policy};
