@@ -150,6 +150,8 @@ struct Tally {
     actions: BTreeMap<&'static str, u64>,
     lease_moves: u64,
     compactions: u64,
+    /// What each step did, printed when the run fails.
+    history: Vec<String>,
 }
 
 type Running = (
@@ -264,7 +266,8 @@ fn some_members(rng: &mut SmallRng, pool: &[String]) -> BTreeSet<String> {
 }
 
 /// One step of churn, through the Kubernetes API as a person (or GitOps) would.
-async fn churn(rng: &mut SmallRng, client: &kube::Client, model: &mut Model, tally: &mut Tally) {
+async fn churn(rng: &mut SmallRng, double: &ApiServerDouble, model: &mut Model, tally: &mut Tally) {
+    let client = &double.client();
     let accesses = Api::<PolicyAccess>::namespaced(client.clone(), NAMESPACE);
     let pool = pool();
     let live: Vec<String> = model
@@ -275,13 +278,13 @@ async fn churn(rng: &mut SmallRng, client: &kube::Client, model: &mut Model, tal
         .collect();
     let roll = rng.random_range(0..100);
     let action = match roll {
-        _ if live.is_empty() => "create",
-        0..25 if live.len() < MAX_OBJECTS => "create",
-        0..45 => "edit",
-        45..60 => "delete",
-        60..72 => "move",
-        72..82 => "deletion-policy",
-        82..90 => "suspend",
+        _ if live.len() < 3 => "create",
+        0..30 if live.len() < MAX_OBJECTS => "create",
+        0..48 => "edit",
+        48..60 => "delete",
+        60..75 => "move",
+        75..84 => "deletion-policy",
+        84..90 => "suspend",
         _ => "edit",
     };
     *tally.actions.entry(action).or_default() += 1;
@@ -294,7 +297,7 @@ async fn churn(rng: &mut SmallRng, client: &kube::Client, model: &mut Model, tal
                 .unwrap();
         }
     };
-    match action {
+    let what = match action {
         "create" => {
             let name = format!("access-{}", model.next_name);
             model.next_name += 1;
@@ -316,7 +319,9 @@ async fn churn(rng: &mut SmallRng, client: &kube::Client, model: &mut Model, tal
                 .create(&PostParams::default(), &access)
                 .await
                 .unwrap();
+            let what = format!("{name} {object:?}");
             model.objects.insert(name, object);
+            what
         }
         "edit" => {
             let name = pick(rng, &live).clone();
@@ -334,44 +339,70 @@ async fn churn(rng: &mut SmallRng, client: &kube::Client, model: &mut Model, tal
             }
             object.members = members;
             let body = json!({"spec": {"members": members_json(&object.members)}});
+            let what = format!("{name} {object:?}");
             patch(name, body).await;
+            what
         }
         "delete" => {
             let name = pick(rng, &live).clone();
             let object = model.objects.get_mut(&name).unwrap();
             object.deleted = true;
             if object.orphan {
-                for email in &object.members {
-                    model
-                        .orphaned
-                        .insert((object.policy.to_string(), email.clone()));
-                }
+                // What it asks for, and every entry it still holds (a release that has
+                // not been made yet, on a suspended connector say): all let go of.
+                let held = double
+                    .get(Kind::Access, NAMESPACE, &name)
+                    .map(|o| o["status"]["managedMembers"].clone());
+                let entries = held
+                    .iter()
+                    .flat_map(|e| e.as_array().cloned().unwrap_or_default());
+                let pairs = entries
+                    .map(|e| {
+                        let field = |f: &str| e[f].as_str().unwrap_or_default().to_string();
+                        (field("policyID"), field("email"))
+                    })
+                    .chain(
+                        object
+                            .members
+                            .iter()
+                            .map(|e| (object.policy.to_string(), e.clone())),
+                    );
+                model.orphaned.extend(pairs);
             }
             accesses
                 .delete(&name, &DeleteParams::default())
                 .await
                 .unwrap();
+            name
         }
         "move" => {
             let name = pick(rng, &live).clone();
             let object = model.objects.get_mut(&name).unwrap();
             object.policy = *pick(rng, &POLICIES);
             let body = json!({"spec": {"policy": {"id": object.policy}}});
+            let what = format!("{name} to {}", object.policy);
             patch(name, body).await;
+            what
         }
         "deletion-policy" => {
             let name = pick(rng, &live).clone();
             let object = model.objects.get_mut(&name).unwrap();
             object.orphan = !object.orphan;
             let policy = if object.orphan { "Orphan" } else { "Revoke" };
+            let what = format!("{name} {policy}");
             patch(name, json!({"spec": {"deletionPolicy": policy}})).await;
+            what
         }
         "suspend" => {
             model.suspended = !model.suspended;
             set_suspended(client, model.suspended).await;
+            format!("{}", model.suspended)
         }
         other => unreachable!("{other}"),
-    }
+    };
+    tally
+        .history
+        .push(format!("step {}: {action} {what}", tally.steps));
 }
 
 async fn set_suspended(client: &kube::Client, suspended: bool) {
@@ -465,10 +496,10 @@ impl Judge {
         }
     }
 
-    fn assert_clean(&self, settings: SoakSettings) {
+    fn assert_clean(&self, settings: SoakSettings, history: &[String]) {
         assert!(
             self.violations.is_empty(),
-            "seed {}: {} violation(s): {:#?}",
+            "seed {}: {} violation(s): {:#?}\nhistory: {history:#?}",
             settings.seed,
             self.violations.len(),
             &self.violations[..self.violations.len().min(20)]
@@ -643,9 +674,11 @@ async fn soak(settings: SoakSettings) -> String {
     for identity in ["replica-a", "replica-b"] {
         replicas.insert(identity.to_string(), start_replica(&double, &sim, identity));
     }
-    until("a replica to hold the lease", Duration::from_secs(120), || {
-        lease_holder(&double).is_some()
-    })
+    until(
+        "a replica to hold the lease",
+        Duration::from_secs(120),
+        || lease_holder(&double).is_some(),
+    )
     .await;
     create_connector(&client, &sim.endpoint()).await;
 
@@ -658,7 +691,7 @@ async fn soak(settings: SoakSettings) -> String {
     let mut next_lease_move = Instant::now() + Duration::from_secs(rng.random_range(120..=300));
     while Instant::now() < end {
         tally.steps += 1;
-        churn(&mut rng, &client, &mut model, &mut tally).await;
+        churn(&mut rng, &double, &mut model, &mut tally).await;
         if rng.random_bool(0.15) {
             double.drop_watches();
         }
@@ -670,18 +703,18 @@ async fn soak(settings: SoakSettings) -> String {
         if Instant::now() >= next_lease_move {
             move_lease(&double, &sim, &mut replicas).await;
             tally.lease_moves += 1;
-            eprintln!(
+            tally.history.push(format!(
                 "step {}: the lease moved to {:?} at {:.1} s",
                 tally.steps,
                 lease_holder(&double),
                 Instant::now().duration_since(started).as_secs_f64()
-            );
+            ));
             next_lease_move = Instant::now() + Duration::from_secs(rng.random_range(120..=300));
         }
         tokio::time::sleep(Duration::from_secs(rng.random_range(2..=40))).await;
         forget_deleted(&double, &mut model);
         judge.observe(&sim);
-        judge.assert_clean(settings);
+        judge.assert_clean(settings, &tally.history);
     }
     let churned = Instant::now();
 
@@ -698,7 +731,7 @@ async fn soak(settings: SoakSettings) -> String {
         tokio::time::sleep(Duration::from_secs(30)).await;
         forget_deleted(&double, &mut model);
         judge.observe(&sim);
-        judge.assert_clean(settings);
+        judge.assert_clean(settings, &tally.history);
         problems = end_state_problems(&double, &sim, &model, &seed_rosters);
         if problems.is_empty() {
             break;
@@ -706,8 +739,9 @@ async fn soak(settings: SoakSettings) -> String {
     }
     assert!(
         problems.is_empty(),
-        "seed {}: not settled 30 minutes after the churn: {problems:#?}",
-        settings.seed
+        "seed {}: not settled 30 minutes after the churn: {problems:#?}\nhistory: {:#?}",
+        settings.seed,
+        tally.history
     );
     let settled = Instant::now();
     for replica in std::mem::take(&mut replicas).into_values() {
@@ -743,10 +777,117 @@ async fn soak(settings: SoakSettings) -> String {
     )
 }
 
-/// The short soak, in every `cargo test`: ten simulated minutes (two or three Lease
+/// The short soak, in every `cargo test`: fifteen simulated minutes (three or four Lease
 /// moves). `SOAK_MINUTES` / `SOAK_SEED` make it the long one.
 #[tokio::test(start_paused = true)]
 async fn soak_under_churn_and_faults() {
-    let report = soak(SoakSettings::from_env(20_265, 10)).await;
+    let report = soak(SoakSettings::from_env(7, 15)).await;
     println!("{report}");
+}
+
+/// The seed that found a new leader calling Expensify at once after a Lease hand-over,
+/// in the windows where the old leader's last calls still counted (six calls in 0.5 s at
+/// the second move, ~538 s in). Fixed by holding a new term's calls for one rate window
+/// when the Lease had another holder before (`ExpensifyClients::hold_after_handover`).
+#[tokio::test(start_paused = true)]
+async fn soak_seed_20265_a_new_leader_waits_out_the_old_leader_s_windows() {
+    let report = soak(SoakSettings {
+        seed: 20_265,
+        minutes: 10,
+    })
+    .await;
+    println!("{report}");
+}
+
+/// The judges catch what they are there for, so a green soak means something: a seed
+/// member revoked, a protected person touched and a burst beyond the windows are
+/// violations; an asked-for person missing and a grant without a ledger entry are
+/// end-state problems.
+#[tokio::test(start_paused = true)]
+async fn the_judges_see_what_they_must() {
+    use expensify_operator::expensify::{EmployeeRecord, Role};
+    let double = ApiServerDouble::start().await;
+    let sim = start(&unlimited_seed()).await;
+    let seed = rosters(&sim);
+    let admin = admin_client(&sim);
+    let mut judge = Judge::new();
+    let granted = admin
+        .update_employees(
+            &[
+                EmployeeRecord::grant(
+                    "p01@acme.example",
+                    FINANCE,
+                    Role::User,
+                    "cfo@acme.example",
+                    None,
+                ),
+                EmployeeRecord::revoke("p01@acme.example", FINANCE, "cfo@acme.example", None),
+            ],
+            false,
+        )
+        .await;
+    assert!(granted.failed.is_empty());
+    judge.observe(&sim);
+    assert_eq!(
+        judge.violations,
+        Vec::<String>::new(),
+        "the operator's own add, taken back"
+    );
+    admin
+        .update_employees(
+            &[
+                EmployeeRecord::revoke("alice@acme.example", FINANCE, "cfo@acme.example", None),
+                EmployeeRecord::grant(
+                    "ceo@acme.example",
+                    FINANCE,
+                    Role::User,
+                    "cfo@acme.example",
+                    None,
+                ),
+            ],
+            false,
+        )
+        .await;
+    for _ in 0..4 {
+        admin.list_policies(false).await.unwrap();
+    }
+    judge.observe(&sim);
+    let found = judge.violations.join("\n");
+    assert!(
+        found.contains("did not add") && found.contains("alice@acme.example"),
+        "{found}"
+    );
+    assert!(
+        found.contains("protected") && found.contains("ceo@acme.example"),
+        "{found}"
+    );
+    assert!(found.contains("beyond Expensify's windows"), "{found}");
+
+    let mut model = Model::default();
+    model.objects.insert(
+        "access-0".into(),
+        Object {
+            policy: FINANCE,
+            members: [
+                "p02@acme.example".to_string(),
+                "ceo@acme.example".to_string(),
+            ]
+            .into(),
+            orphan: false,
+            deleted: false,
+        },
+    );
+    let problems = end_state_problems(&double, &sim, &model, &seed).join("\n");
+    assert!(
+        problems.contains("p02@acme.example on F1E2D3C4B5A69788: asked as"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("alice@acme.example (seed) is gone"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("ceo@acme.example on F1E2D3C4B5A69788 as user: the operator's change has no ledger entry"),
+        "{problems}"
+    );
 }

@@ -186,7 +186,8 @@ impl ApiServerDouble {
         let store = Arc::new(Mutex::new(Store::default()));
         let (changes, _) = broadcast::channel(65_536);
         let (drops, _) = watch::channel(0);
-        let (task_store, task_changes, task_drops) = (store.clone(), changes.clone(), drops.clone());
+        let (task_store, task_changes, task_drops) =
+            (store.clone(), changes.clone(), drops.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -596,7 +597,8 @@ async fn handle(
                     && rng.random_bool(*probability)
                 {
                     store.faults.status_writes_failed += 1;
-                    let (c, v) = status_error(500, "InternalError", "etcdserver: request timed out");
+                    let (c, v) =
+                        status_error(500, "InternalError", "etcdserver: request timed out");
                     return Ok(reply(c, &v));
                 }
                 next["status"] = patch["status"].clone();
