@@ -785,14 +785,15 @@ async fn soak_under_churn_and_faults() {
     println!("{report}");
 }
 
-/// The seed that found a new leader calling Expensify at once after a Lease hand-over,
-/// in the windows where the old leader's last calls still counted (six calls in 0.5 s at
-/// the second move, ~538 s in). Fixed by holding a new term's calls for one rate window
-/// when the Lease had another holder before (`ExpensifyClients::hold_after_handover`).
+/// A seed that finds a new leader calling Expensify at once after a Lease hand-over, in
+/// the windows where the old leader's last calls still count (seeds 2, 4 and 6 of the
+/// first six did, each on every run; 2 at its first move, ~210 s in). Fixed by holding a
+/// new term's calls for one rate window when the Lease had another holder before
+/// (`ExpensifyClients::hold_after_handover`).
 #[tokio::test(start_paused = true)]
-async fn soak_seed_20265_a_new_leader_waits_out_the_old_leader_s_windows() {
+async fn soak_seed_2_a_new_leader_waits_out_the_old_leader_s_windows() {
     let report = soak(SoakSettings {
-        seed: 20_265,
+        seed: 2,
         minutes: 10,
     })
     .await;
