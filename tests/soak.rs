@@ -280,11 +280,11 @@ async fn churn(rng: &mut SmallRng, double: &ApiServerDouble, model: &mut Model, 
     let action = match roll {
         _ if live.len() < 3 => "create",
         0..30 if live.len() < MAX_OBJECTS => "create",
-        0..48 => "edit",
         48..60 => "delete",
         60..75 => "move",
         75..84 => "deletion-policy",
         84..90 => "suspend",
+        // 0..48 (and 90..100) edit.
         _ => "edit",
     };
     *tally.actions.entry(action).or_default() += 1;
@@ -302,7 +302,7 @@ async fn churn(rng: &mut SmallRng, double: &ApiServerDouble, model: &mut Model, 
             let name = format!("access-{}", model.next_name);
             model.next_name += 1;
             let object = Object {
-                policy: *pick(rng, &POLICIES),
+                policy: POLICIES[rng.random_range(0..POLICIES.len())],
                 members: some_members(rng, &pool),
                 orphan: rng.random_bool(0.4),
                 deleted: false,
@@ -378,7 +378,7 @@ async fn churn(rng: &mut SmallRng, double: &ApiServerDouble, model: &mut Model, 
         "move" => {
             let name = pick(rng, &live).clone();
             let object = model.objects.get_mut(&name).unwrap();
-            object.policy = *pick(rng, &POLICIES);
+            object.policy = POLICIES[rng.random_range(0..POLICIES.len())];
             let body = json!({"spec": {"policy": {"id": object.policy}}});
             let what = format!("{name} to {}", object.policy);
             patch(name, body).await;
