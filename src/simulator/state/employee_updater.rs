@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::SimState;
-use super::job::{JobInfo, lenient_bool};
-use super::request_log::RosterChange;
+use super::job::{JobInfo, RosterChange, lenient_bool};
 use super::roster::{Member, Policy};
 use super::wire::{SimResponse, answer, success};
 use crate::email;

@@ -24,7 +24,8 @@ use super::seed::{Seed, SeedAccount, SeedEmployee, SeedPolicy};
 use crate::email;
 use crate::expensify::{Pacing, Role, WindowLog};
 
-pub use request_log::{Counters, RequestRecord, RosterChange};
+pub use job::RosterChange;
+pub use request_log::{Counters, RequestRecord};
 pub use wire::{HostileAnswer, Outcome};
 
 use roster::{Member, Policy};

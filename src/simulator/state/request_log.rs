@@ -7,9 +7,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::SimState;
-use super::job::JobInfo;
+use super::job::{JobInfo, RosterChange};
 use super::wire::Outcome;
-use crate::expensify::Role;
 use crate::simulator::faults::ScriptedFault;
 
 /// One line of the request log, readable at `GET /admin/requests`. Never holds a secret.
@@ -36,16 +35,6 @@ pub struct RequestRecord {
     /// Each roster entry the request changed, in order; not in `/admin`.
     #[serde(skip)]
     pub changes: Vec<RosterChange>,
-}
-
-/// One person's membership of one policy changed by a request: `None` is "not on the
-/// policy", so `(Some(role), None)` is a removal. For tests that judge every change made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RosterChange {
-    pub policy_id: String,
-    pub email: String,
-    pub before: Option<Role>,
-    pub after: Option<Role>,
 }
 
 /// Totals since start (or the last reset), at `GET /admin/counters`.
