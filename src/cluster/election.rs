@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -64,15 +65,36 @@ pub(super) async fn elect(
     })
 }
 
+/// Whether the Lease was held by another term before this one (the lease manager counts
+/// each new holder in `leaseTransitions`; the first holder of a new Lease makes it 1).
+/// When the Lease cannot be read, it may have been.
+async fn followed_another_term(client: &Client, lease: &LeaseSettings) -> bool {
+    match Api::<Lease>::namespaced(client.clone(), &lease.namespace)
+        .get(&lease.name)
+        .await
+    {
+        Ok(current) => current
+            .spec
+            .and_then(|spec| spec.lease_transitions)
+            .is_none_or(|transitions| transitions > 1),
+        Err(e) => {
+            warn!(error = %e, "the Lease could not be read; assuming another replica led before");
+            true
+        }
+    }
+}
+
 /// Follows the lease manager and the renewals: a term lasts while the manager says this
 /// replica holds the Lease and its last renewal is recent enough. When either fails the
 /// term ends at once (every write after it is refused, mid-sync included); a new term
-/// syncs everything once.
+/// syncs everything once. A term that follows another holder's first waits one rate
+/// window before calling Expensify: the old leader's last calls still count there.
 pub(super) fn follow_leadership(
     mut leader: watch::Receiver<bool>,
     renewals: Option<LeaseRenewals>,
     terms: LeadershipTerms,
     ctx: Arc<Context>,
+    lease: Option<LeaseSettings>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut leading = terms.leading();
@@ -86,6 +108,14 @@ pub(super) fn follow_leadership(
                 // the last one wrote.
                 if leading {
                     ctx.forget_all();
+                    if let Some(lease) = &lease
+                        && followed_another_term(&ctx.client, lease).await
+                    {
+                        info!(
+                            "another replica led before this term: no Expensify call for one rate window, its last calls still count there"
+                        );
+                        ctx.expensify.hold_after_handover();
+                    }
                 }
                 terms.set(leading);
                 if leading {

@@ -414,7 +414,13 @@ pub async fn run_with_requests_admission(
     let ctx = Arc::new(ctx);
     let controllers = running(watch_drivers, connectors, accesses, &ctx, &stop_rx);
 
-    let leadership_task = follow_leadership(election.leader, election.renewals, terms, ctx.clone());
+    let leadership_task = follow_leadership(
+        election.leader,
+        election.renewals,
+        terms,
+        ctx.clone(),
+        settings.lease.clone(),
+    );
 
     futures::future::join_all(controllers).await;
     leadership_task.abort();

@@ -79,6 +79,9 @@ pub struct ExpensifyClients {
     http: reqwest::Client,
     settings: ClientSettings,
     limiters: Arc<Mutex<Limiters>>,
+    /// When another process last may have used these credentials (see
+    /// [`ExpensifyClients::hold_after_handover`]); limiters made later hold too.
+    handover_at: Arc<Mutex<Option<Instant>>>,
     write_gate: Option<Arc<dyn WriteGate>>,
 }
 
@@ -115,8 +118,28 @@ impl ExpensifyClients {
             http,
             settings,
             limiters: Arc::new(Mutex::new(HashMap::new())),
+            handover_at: Arc::new(Mutex::new(None)),
             write_gate: None,
         })
+    }
+
+    /// Another process may have called Expensify with these credentials until now (this
+    /// replica just took the Lease over): no call goes out until one longest rate window
+    /// has passed, so that process's calls and ours never share a window. Every limiter,
+    /// including those made later, holds.
+    pub fn hold_after_handover(&self) {
+        let now = Instant::now();
+        *self
+            .handover_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+        let limiters = self
+            .limiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for limiter in limiters.values() {
+            limiter.hold_from(now);
+        }
     }
 
     /// The same clients (the same rate limiters), whose writes each ask `gate` first.
@@ -157,7 +180,17 @@ impl ExpensifyClients {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             limiters
                 .entry(key)
-                .or_insert_with(|| Arc::new(RateLimiter::new(&self.settings.pacing)))
+                .or_insert_with(|| {
+                    let limiter = RateLimiter::new(&self.settings.pacing);
+                    let handover_at = *self
+                        .handover_at
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(at) = handover_at {
+                        limiter.hold_from(at);
+                    }
+                    Arc::new(limiter)
+                })
                 .clone()
         };
         Ok(ExpensifyClient {
@@ -569,6 +602,37 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
         assert!(!Arc::ptr_eq(&a.limiter, &c.limiter));
+    }
+
+    /// A replica that took the Lease over holds every credential for one longest window
+    /// (60 s paced to 90 %), those it meets only later included.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_handover_no_call_goes_out_for_one_longest_window() {
+        let clients = ExpensifyClients::new(ClientSettings::default()).unwrap();
+        let known = clients
+            .client(DEFAULT_ENDPOINT, Credentials::new("id1", "s").unwrap())
+            .unwrap();
+        let started = Instant::now();
+        clients.hold_after_handover();
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let later = clients
+            .client(DEFAULT_ENDPOINT, Credentials::new("id2", "s").unwrap())
+            .unwrap();
+        for client in [known, later] {
+            drop(client.limiter.acquire().await);
+            assert_eq!(
+                started.elapsed().as_millis(),
+                66_667,
+                "{}",
+                client.credentials.partner_user_id()
+            );
+        }
+        // Without a hand-over, the first call goes at once.
+        let fresh = ExpensifyClients::new(ClientSettings::default()).unwrap();
+        let client = fresh
+            .client(DEFAULT_ENDPOINT, Credentials::new("id1", "s").unwrap())
+            .unwrap();
+        assert_eq!(client.limiter.acquire().await.1, Duration::ZERO);
     }
 
     #[test]

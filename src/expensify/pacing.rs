@@ -325,6 +325,18 @@ impl RateLimiter {
         state.log.margin_percent()
     }
 
+    /// Holds every caller of the credential until one longest window after `from`: another
+    /// process may have used the credential until then (a leader that just handed over),
+    /// and Expensify counts its calls in the same windows.
+    pub fn hold_from(&self, from: Instant) {
+        let mut state = self.lock();
+        if state.log.is_unlimited() {
+            return;
+        }
+        let until = from + state.log.longest();
+        state.held_until = state.held_until.max(Some(until));
+    }
+
     /// The margin kept below the published windows now, in percent.
     pub fn margin_percent(&self) -> u32 {
         self.lock().log.margin_percent()

@@ -11,4 +11,4 @@ pub use seed::{
     LoadSeedError, Seed, SeedAccount, SeedEmployee, SeedPolicy, SeedRateLimits, SeedWindow,
 };
 pub use server::{ENDPOINT_PATH, SimulatorHandle, StartSimulatorError, start};
-pub use state::{Counters, RequestRecord, SimState};
+pub use state::{Counters, RequestRecord, RosterChange, SimState};

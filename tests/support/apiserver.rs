@@ -4,6 +4,10 @@
 //! uses (ExpensifyConnector, PolicyAccess, Secret incl. metadata-only, Event). In memory,
 //! on 127.0.0.1. Deliberately small: it is strict about what the controller sends and
 //! answers what a real API server would, not every API server feature.
+//!
+//! Faults a real API server has, on demand (the soak uses them): watch streams dropped,
+//! history compacted (a watch from before it is answered `410 Gone`), status writes
+//! failing at random.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -19,9 +23,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// A kind the double serves: (group path prefix, plural, Kind, has status subresource).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,6 +96,22 @@ struct Store {
     seen: Vec<(String, String)>,
     /// Lease writes answered 503, as when this replica cannot reach the API server.
     refuse_lease_writes: bool,
+    /// Watches from a resourceVersion below this are answered `410 Gone` (etcd compacted).
+    compacted_below: u64,
+    /// Status writes answered 500 with this probability, drawn from this seeded source.
+    status_failures: Option<(f64, SmallRng)>,
+    faults: FaultCounts,
+}
+
+/// The faults the double has injected so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Open watch streams ended by [`ApiServerDouble::drop_watches`].
+    pub watches_dropped: u64,
+    /// Watches answered `410 Gone` (their resourceVersion was compacted).
+    pub watches_gone: u64,
+    /// Status writes answered 500.
+    pub status_writes_failed: u64,
 }
 
 /// The double; dropped, it stops serving.
@@ -97,6 +119,8 @@ pub struct ApiServerDouble {
     pub addr: SocketAddr,
     store: Arc<Mutex<Store>>,
     changes: broadcast::Sender<(u64, Kind, &'static str, Value)>,
+    /// Bumped to end every open watch stream.
+    drops: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -161,16 +185,20 @@ impl ApiServerDouble {
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Mutex::new(Store::default()));
         let (changes, _) = broadcast::channel(65_536);
-        let (task_store, task_changes) = (store.clone(), changes.clone());
+        let (drops, _) = watch::channel(0);
+        let (task_store, task_changes, task_drops) =
+            (store.clone(), changes.clone(), drops.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (store, changes) = (task_store.clone(), task_changes.clone());
+                let (store, changes, drops) =
+                    (task_store.clone(), task_changes.clone(), task_drops.clone());
                 tokio::spawn(async move {
-                    let service =
-                        service_fn(move |request| handle(request, store.clone(), changes.clone()));
+                    let service = service_fn(move |request| {
+                        handle(request, store.clone(), changes.clone(), drops.subscribe())
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -181,6 +209,7 @@ impl ApiServerDouble {
             addr,
             store,
             changes,
+            drops,
             task,
         }
     }
@@ -216,6 +245,45 @@ impl ApiServerDouble {
         self.store.lock().unwrap().refuse_lease_writes = refuse;
     }
 
+    /// Ends every watch stream open now, as an API server restart or an idle timeout on
+    /// the way does; clients watch again from their last resourceVersion.
+    pub fn drop_watches(&self) {
+        let open = u64::try_from(self.drops.receiver_count()).unwrap_or(u64::MAX);
+        self.store.lock().unwrap().faults.watches_dropped += open;
+        self.drops.send_modify(|generation| *generation += 1);
+    }
+
+    /// Forgets the history so far, as etcd's compaction does: a watch from an older
+    /// resourceVersion is answered `410 Gone` and the client has to list again.
+    pub fn compact(&self) {
+        let mut store = self.store.lock().unwrap();
+        store.compacted_below = store.resource_version;
+    }
+
+    /// Answers each status write with a 500 with this probability (0 turns it off),
+    /// drawn from `seed` so a run can be replayed.
+    pub fn fail_status_writes(&self, probability: f64, seed: u64) {
+        self.store.lock().unwrap().status_failures =
+            (probability > 0.0).then(|| (probability.min(1.0), SmallRng::seed_from_u64(seed)));
+    }
+
+    /// The faults injected so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.store.lock().unwrap().faults
+    }
+
+    /// Every object of `kind` stored now.
+    pub fn list(&self, kind: Kind) -> Vec<Value> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|((k, _, _), _)| *k == kind)
+            .map(|(_, object)| object.clone())
+            .collect()
+    }
+
     /// Requests served and status writes made, for the benchmark.
     pub fn counts(&self) -> (u64, u64) {
         let store = self.store.lock().unwrap();
@@ -237,6 +305,7 @@ async fn handle(
     request: Request<Incoming>,
     store: Arc<Mutex<Store>>,
     changes: broadcast::Sender<(u64, Kind, &'static str, Value)>,
+    mut drops: watch::Receiver<u64>,
 ) -> Result<Reply, Infallible> {
     let method = request.method().clone();
     let uri = request.uri().to_string();
@@ -320,14 +389,34 @@ async fn handle(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let receiver = changes.subscribe();
-        let backlog: Vec<(u64, Kind, &'static str, Value)> = store
-            .lock()
-            .unwrap()
+        let mut locked = store.lock().unwrap();
+        if from != 0 && from < locked.compacted_below {
+            // What a real API server sends: one ERROR event, then the end of the stream.
+            locked.faults.watches_gone += 1;
+            let (_, gone) = status_error(
+                410,
+                "Expired",
+                &format!(
+                    "too old resource version: {from} ({})",
+                    locked.compacted_below
+                ),
+            );
+            let line = format!("{}\n", json!({"type": "ERROR", "object": gone}));
+            return Ok(Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(line)).boxed())
+                .unwrap());
+        }
+        let backlog: Vec<(u64, Kind, &'static str, Value)> = locked
             .log
             .iter()
             .filter(|(rv, k, _, _)| *rv > from && *k == kind)
             .cloned()
             .collect();
+        drop(locked);
+        // Only drops from now on end this stream.
+        drops.borrow_and_update();
         let last_backlog = backlog.last().map_or(from, |(rv, ..)| *rv);
         let namespace_filter = namespace.clone();
         let to_line =
@@ -363,8 +452,12 @@ async fn handle(
         })
         .filter(move |(rv, ..)| std::future::ready(*rv > last_backlog))
         .filter_map(move |change| std::future::ready(to_line_live(change)));
+        let dropped = async move {
+            let _ = drops.changed().await;
+        };
         let stream = backlog_stream
             .chain(live)
+            .take_until(dropped)
             .map(|line| Ok::<_, Infallible>(Frame::data(line)));
         return Ok(Response::builder()
             .status(200)
@@ -498,6 +591,14 @@ async fn handle(
                     && !content_type.starts_with("application/merge-patch")
                 {
                     let (c, v) = status_error(415, "UnsupportedMediaType", &content_type);
+                    return Ok(reply(c, &v));
+                }
+                if let Some((probability, rng)) = store.status_failures.as_mut()
+                    && rng.random_bool(*probability)
+                {
+                    store.faults.status_writes_failed += 1;
+                    let (c, v) =
+                        status_error(500, "InternalError", "etcdserver: request timed out");
                     return Ok(reply(c, &v));
                 }
                 next["status"] = patch["status"].clone();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::SimState;
-use super::job::{JobInfo, lenient_bool};
+use super::job::{JobInfo, RosterChange, lenient_bool};
 use super::roster::{Member, Policy};
 use super::wire::{SimResponse, answer, success};
 use crate::email;
@@ -58,7 +58,24 @@ impl SimState {
         let policies = working.as_mut().unwrap_or(&mut self.policies);
         let mut result = UpdateResult::default();
         for record in parsed {
+            let (policy_id, email) = (record.policy_id.clone(), record.email.clone());
+            let role_of = |policies: &BTreeMap<String, Policy>| {
+                policies
+                    .get(&policy_id)
+                    .and_then(|p| p.members.get(&email))
+                    .map(|m| m.role)
+            };
+            let before = role_of(policies);
             apply_record(policies, caller, record, fix_approval_chains, &mut result);
+            let after = role_of(policies);
+            if !dry_run && before != after {
+                info.changes.push(RosterChange {
+                    policy_id,
+                    email,
+                    before,
+                    after,
+                });
+            }
         }
         if !dry_run {
             self.counters.records_applied += result.updated;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::expensify::Role;
+
 /// What a request turned out to be, for the log.
 #[derive(Debug, Default)]
 pub(super) struct JobInfo {
@@ -12,6 +14,8 @@ pub(super) struct JobInfo {
     pub(super) partner_user_id: Option<String>,
     pub(super) items: usize,
     pub(super) dry_run: bool,
+    /// What the request changed on the rosters (the employee updater, dry runs excluded).
+    pub(super) changes: Vec<RosterChange>,
 }
 
 pub(super) fn lenient_bool(value: Option<&Value>, default: bool) -> bool {
@@ -37,4 +41,14 @@ pub(super) fn describe(form: &HashMap<String, String>) -> JobInfo {
         job: label.unwrap_or_else(|| "invalid".to_string()),
         ..JobInfo::default()
     }
+}
+
+/// One person's membership of one policy changed by a request: `None` is "not on the
+/// policy", so `(Some(role), None)` is a removal. For tests that judge every change made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterChange {
+    pub policy_id: String,
+    pub email: String,
+    pub before: Option<Role>,
+    pub after: Option<Role>,
 }

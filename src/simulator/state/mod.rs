@@ -24,6 +24,7 @@ use super::seed::{Seed, SeedAccount, SeedEmployee, SeedPolicy};
 use crate::email;
 use crate::expensify::{Pacing, Role, WindowLog};
 
+pub use job::RosterChange;
 pub use request_log::{Counters, RequestRecord};
 pub use wire::{HostileAnswer, Outcome};
 

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::SimState;
-use super::job::JobInfo;
+use super::job::{JobInfo, RosterChange};
 use super::wire::Outcome;
 use crate::simulator::faults::ScriptedFault;
 
@@ -28,6 +29,12 @@ pub struct RequestRecord {
     pub items: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// When the request was taken in (what the rate windows count); not in `/admin`.
+    #[serde(skip)]
+    pub received_at: Instant,
+    /// Each roster entry the request changed, in order; not in `/admin`.
+    #[serde(skip)]
+    pub changes: Vec<RosterChange>,
 }
 
 /// Totals since start (or the last reset), at `GET /admin/counters`.
@@ -52,6 +59,7 @@ impl SimState {
         info: JobInfo,
         outcome: &Outcome,
         fault: Option<&ScriptedFault>,
+        received_at: Instant,
     ) {
         let (http_status, response_code) = match outcome {
             Outcome::Respond(r) | Outcome::Stall(r, _) => (
@@ -90,6 +98,8 @@ impl SimState {
             fault: fault.map(|f| f.label().to_string()),
             items: info.items,
             dry_run: info.dry_run,
+            received_at,
+            changes: info.changes,
         });
         self.next_seq += 1;
     }

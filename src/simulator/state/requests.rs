@@ -66,7 +66,7 @@ impl SimState {
                 (outcome, describe(&form))
             }
         };
-        self.record(info, &outcome, fault.as_ref());
+        self.record(info, &outcome, fault.as_ref(), now);
         outcome
     }
 

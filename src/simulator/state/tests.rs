@@ -350,3 +350,53 @@ async fn log_and_counters_never_hold_secrets() {
     assert_eq!(state.requests()[0].job, "get/policyList");
     assert_eq!(state.counters().by_job["get/policyList"], 1);
 }
+
+/// The log keeps, for tests that judge every change (the soak), when each request came in
+/// and each roster entry it changed; dry runs and reads change nothing.
+#[tokio::test(start_paused = true)]
+async fn the_log_records_arrival_times_and_roster_changes() {
+    let mut state = state();
+    let (job, data) = update(json!([
+        {"employeeEmail": "carol@acme.com", "managerEmail": "cfo@acme.com", "policyID": "P1", "role": "auditor"},
+        {"employeeEmail": "bob@acme.com", "managerEmail": "cfo@acme.com", "policyID": "P1", "role": "user"}
+    ]));
+    let arrived = Instant::now();
+    send(&mut state, job, data);
+    tokio::time::advance(std::time::Duration::from_secs(7)).await;
+    let (job, data) = update(json!([
+        {"employeeEmail": "carol@acme.com", "policyID": "P1", "isTerminated": true}
+    ]));
+    let mut dry = job.clone();
+    dry["dry-run"] = json!(true);
+    send(&mut state, dry, data.clone());
+    send(&mut state, job, data);
+    roster(&mut state, "P1");
+    let log: Vec<&RequestRecord> = state.requests().iter().collect();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0].received_at, arrived);
+    assert_eq!(
+        log[2].received_at.duration_since(arrived).as_secs(),
+        7,
+        "the paused clock's time"
+    );
+    let change = |email: &str, before: Option<Role>, after: Option<Role>| RosterChange {
+        policy_id: "P1".into(),
+        email: email.into(),
+        before,
+        after,
+    };
+    // Bob's record changed nothing (already a user): no change logged for him.
+    assert_eq!(
+        log[0].changes,
+        vec![change("carol@acme.com", None, Some(Role::Auditor))]
+    );
+    assert_eq!(log[1].changes, vec![], "a dry run changes nothing");
+    assert_eq!(
+        log[2].changes,
+        vec![change("carol@acme.com", Some(Role::Auditor), None)]
+    );
+    assert_eq!(log[3].changes, vec![], "a read changes nothing");
+    // Neither is in what `/admin/requests` shows.
+    let shown = serde_json::to_value(log[0]).unwrap();
+    assert!(shown.get("changes").is_none() && shown.get("receivedAt").is_none());
+}
