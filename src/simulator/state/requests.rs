@@ -7,8 +7,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::SimState;
-use super::request_log::wall_clock_micros;
 use super::job::{JobInfo, describe};
+use super::request_log::wall_clock_micros;
 use super::wire::{HostileAnswer, Outcome, RATE_LIMIT_MESSAGE, SimResponse, answer};
 use crate::expensify::WindowLog;
 use crate::simulator::faults::ScriptedFault;

@@ -367,5 +367,8 @@ async fn each_logged_request_says_when_it_arrived_on_the_wall_clock() {
     let at = u128::from(state.requests()[0].received_at_micros);
     assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
     let shown = serde_json::to_value(&state.requests()[0]).unwrap();
-    assert_eq!(shown["receivedAtMicros"], json!(state.requests()[0].received_at_micros));
+    assert_eq!(
+        shown["receivedAtMicros"],
+        json!(state.requests()[0].received_at_micros)
+    );
 }
