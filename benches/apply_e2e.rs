@@ -15,7 +15,9 @@ use expensify_operator::files::{CredentialSource, FileMode, StatusDir};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::bench::{free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
+use support::bench::{
+    connector_manifest, free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed,
+};
 
 const POLICIES: usize = 500;
 const MEMBERS: usize = 20;
@@ -37,7 +39,7 @@ fn main() {
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::write(
         manifests.join("connector.yaml"),
-        format!("apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: bench}}\nspec:\n  credentialsSecretRef: {{name: creds}}\n  endpoint: {endpoint}\n  adminEmail: admin@bench.example\n  maxRevocationsPerSync: 100\n"),
+        connector_manifest(&endpoint, "admin@bench.example"),
     )
     .unwrap();
     for p in 0..POLICIES {

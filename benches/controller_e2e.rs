@@ -3,15 +3,15 @@
 //! Expensify calls per full sync, the time from an edit to the write reaching the
 //! simulator, and the controller's peak RSS. `cargo bench --bench controller_e2e`.
 
-use std::process::{Command, Stdio};
-
 #[path = "../tests/support/mod.rs"]
 mod support;
 use std::time::{Duration, Instant};
 use support::apiserver;
-use support::bench::{BIN, free_port, peak_rss_kib, spawn_simulator, wait_for_port, write_seed};
+use support::bench::{
+    create_connector, free_port, peak_rss_kib, spawn_controller, spawn_simulator, wait_for_port,
+    write_kubeconfig, write_seed,
+};
 
-use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -104,20 +104,11 @@ fn main() {
         let double = apiserver::ApiServerDouble::start().await;
         let client = double.client();
         let kubeconfig = work.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!("apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u, namespace: bench}}}}]\ncurrent-context: c\n", double.addr),
-        )
-        .unwrap();
+        write_kubeconfig(&kubeconfig, double.addr);
         wait_for_port(sim_port).await;
-
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "bench"}, "data": {"partnerUserID": b64(ID), "partnerUserSecret": b64(SECRET)}})).unwrap();
-        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "bench").create(&PostParams::default(), &secret).await.unwrap();
-        let connector: ExpensifyConnector = serde_json::from_value(json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector", "metadata": {"name": "acme", "namespace": "bench"},
-            "spec": {"credentialsSecretRef": {"name": "creds"}, "endpoint": format!("http://127.0.0.1:{sim_port}/Integration-Server/ExpensifyIntegrations"), "adminEmail": "admin@bench.example", "maxRevocationsPerSync": 100}})).unwrap();
+        let endpoint = format!("http://127.0.0.1:{sim_port}/Integration-Server/ExpensifyIntegrations");
+        create_connector(&client, (ID, SECRET), &endpoint, "admin@bench.example").await;
         let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "bench");
-        connectors.create(&PostParams::default(), &connector).await.unwrap();
         let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "bench");
         for o in 0..OBJECTS {
             let policy = o % POLICIES;
@@ -128,14 +119,7 @@ fn main() {
         }
 
         let started = Instant::now();
-        let mut controller = Command::new(BIN)
-            .args(["controller", "--probes-addr", "127.0.0.1:0", "--pacing", "none", "--log-level", "warn"])
-            .env("EXPENSIFY_ALLOWED_ENDPOINTS", format!("http://127.0.0.1:{sim_port}/Integration-Server/ExpensifyIntegrations"))
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut controller = spawn_controller(&kubeconfig, &endpoint);
         let pid = controller.id();
         let synced = || {
             let double = &double;

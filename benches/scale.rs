@@ -6,7 +6,8 @@
 //!   Expensify's published limits (paced to 90 %), wall time with pacing off, and peak RSS.
 //!
 //! `cargo bench --bench scale` (all sizes; 1M takes minutes), or
-//! `cargo bench --bench scale -- 1000 10000` for some sizes. Figures are printed, never
+//! `cargo bench --bench scale -- 1000 10000` for some sizes; `-- memory [SIZES]` prints
+//! instead where the planner's memory goes, per membership. Figures are printed, never
 //! asserted; the targets are in docs/development.md.
 
 use std::fmt::Write as _;
@@ -23,7 +24,8 @@ use k8s_openapi::jiff::Timestamp;
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::bench::{
-    free_port, peak_rss_kib, planner_world, spawn_simulator, wait_for_port, write_seed,
+    connector_manifest, free_port, peak_rss_kib, planner_world, rss_kib, spawn_simulator,
+    wait_for_port, write_seed,
 };
 
 const MEMBERS: usize = 100;
@@ -44,6 +46,7 @@ fn main() {
         match what.as_str() {
             "planner" => planner(size),
             "files" => files(size),
+            "memory" => memory(size),
             other => panic!("unknown child {other}"),
         }
         return;
@@ -57,8 +60,14 @@ fn main() {
     } else {
         sizes
     };
+    // `memory`: only where the planner's memory goes, per membership.
+    let children: &[&str] = if args.iter().any(|a| a == "memory") {
+        &["memory"]
+    } else {
+        &["planner", "files"]
+    };
     for size in sizes {
-        for what in ["planner", "files"] {
+        for &what in children {
             let status = std::process::Command::new(std::env::current_exe().expect("self"))
                 .args(["--child", what, &size.to_string()])
                 .status()
@@ -109,7 +118,7 @@ fn write_repository(dir: &std::path::Path, endpoint: &str, policies: usize) {
     std::fs::create_dir_all(dir).expect("repository");
     std::fs::write(
         dir.join("connector.yaml"),
-        format!("apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: bench}}\nspec:\n  credentialsSecretRef: {{name: creds}}\n  endpoint: {endpoint}\n  adminEmail: admin@bench.example\n  maxRevocationsPerSync: 100\n"),
+        connector_manifest(endpoint, "admin@bench.example"),
     )
     .expect("connector");
     for p in 0..policies {
@@ -197,4 +206,156 @@ fn files(memberships: usize) {
     });
     let _ = simulator.kill();
     let _ = simulator.wait();
+}
+
+/// What glibc's malloc takes for `n` bytes: an 8-byte header, 16-byte steps, 32 at least;
+/// nothing when nothing is allocated.
+fn malloc_chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).next_multiple_of(16).max(32)
+    }
+}
+
+fn text(s: &String) -> usize {
+    malloc_chunk(s.capacity())
+}
+
+fn maybe(s: Option<&String>) -> usize {
+    s.map_or(0, text)
+}
+
+/// A vector's own allocation (its elements inline), not what they point to.
+fn slots<T>(v: &Vec<T>) -> usize {
+    malloc_chunk(v.capacity() * std::mem::size_of::<T>())
+}
+
+fn entry_heap(m: &expensify_operator::api::ManagedMember) -> usize {
+    text(&m.policy_id)
+        + text(&m.email)
+        + maybe(m.previous_role.as_ref())
+        + maybe(m.role.as_ref())
+        + maybe(m.prior_role.as_ref())
+        + maybe(m.connector.as_ref())
+}
+
+/// Where the planner's memory goes at `memberships`: its input and its result counted
+/// allocation by allocation (`malloc_chunk` of every string and vector), its working set
+/// as the rest of the peak RSS that planning adds.
+fn memory(memberships: usize) {
+    use expensify_operator::api::{ManagedMember, MemberSpec};
+    use expensify_operator::expensify::RosterEntry;
+    use expensify_operator::reconcile::{Change, ObjectKey};
+    use std::mem::size_of;
+    let policies = memberships / MEMBERS;
+    let per = |bytes: usize| bytes as f64 / memberships as f64;
+    let kib_per = |kib: u64| kib as f64 * 1024.0 / memberships as f64;
+    let before = rss_kib("self");
+    let (connector, accesses, observed) = planner_world(policies, MEMBERS);
+    let built = rss_kib("self");
+    let desired: usize = accesses
+        .iter()
+        .map(|a| {
+            slots(&a.spec.members)
+                + a.spec
+                    .members
+                    .iter()
+                    .map(|m| {
+                        text(&m.email)
+                            + maybe(m.role.as_ref())
+                            + maybe(m.submits_to.as_ref())
+                            + maybe(m.employee_id.as_ref())
+                            + maybe(m.expires_at.as_ref())
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    let roster_rows: usize = observed.rosters.values().map(Vec::len).sum();
+    let rosters: usize = observed
+        .rosters
+        .values()
+        .map(|r| {
+            slots(r)
+                + r.iter()
+                    .map(|e| {
+                        text(&e.email)
+                            + text(&e.role)
+                            + maybe(e.submits_to.as_ref())
+                            + maybe(e.forwards_to.as_ref())
+                            + maybe(e.employee_id.as_ref())
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    let input = PlanInput {
+        connector: &connector,
+        connectors: std::slice::from_ref(&connector),
+        accesses: &accesses,
+        observed: &observed,
+        now: Timestamp::now(),
+        inventory_complete: true,
+        scope: expensify_operator::reconcile::Scope::Everything,
+        unverified: &[],
+        requests: Requests::NONE,
+    };
+    let planned = plan(input);
+    let peak = peak_rss_kib("self");
+    let changes: usize = slots(&planned.changes)
+        + planned
+            .changes
+            .iter()
+            .map(|c| {
+                text(&c.policy_id)
+                    + text(&c.policy_name)
+                    + text(&c.email)
+                    + maybe(c.old_role.as_ref())
+                    + text(&c.manager_email)
+                    + maybe(c.employee_id.as_ref())
+                    + maybe(c.expect_submits_to.as_ref())
+                    + maybe(c.old_submits_to.as_ref())
+                    + maybe(c.old_employee_id.as_ref())
+                    + text(&c.requested_by.namespace)
+                    + text(&c.requested_by.name)
+                    + text(&c.reason)
+            })
+            .sum::<usize>();
+    let entries: usize = planned
+        .objects
+        .values()
+        .map(|o| {
+            slots(&o.new_entries)
+                + slots(&o.ledger)
+                + o.new_entries
+                    .iter()
+                    .chain(&o.ledger)
+                    .map(entry_heap)
+                    .sum::<usize>()
+        })
+        .sum();
+    let result = changes + entries;
+    let planning = usize::try_from(peak.saturating_sub(built) * 1024).expect("fits");
+    println!(
+        "memory   {memberships:>9} memberships ({policies} policies, {} changes, {roster_rows} roster rows): per membership, input {:.0} B (RSS) = desired {:.0} B + rosters {:.0} B counted; planning adds {:.0} B at its peak (RSS) = its result {:.0} B counted (changes {:.0} B, ledger entries {:.0} B) + working set {:.0} B; peak RSS {} (before the input {})",
+        planned.changes.len(),
+        kib_per(built.saturating_sub(before)),
+        per(desired),
+        per(rosters),
+        per(planning),
+        per(result),
+        per(changes),
+        per(entries),
+        per(planning.saturating_sub(result)),
+        mib(peak),
+        mib(before),
+    );
+    println!(
+        "memory   sizes inline: MemberSpec {} B, RosterEntry {} B, Change {} B, ManagedMember {} B, ObjectKey {} B, String {} B",
+        size_of::<MemberSpec>(),
+        size_of::<RosterEntry>(),
+        size_of::<Change>(),
+        size_of::<ManagedMember>(),
+        size_of::<ObjectKey>(),
+        size_of::<String>(),
+    );
 }

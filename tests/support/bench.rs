@@ -24,11 +24,21 @@ pub fn free_port() -> u16 {
 
 /// Peak resident memory (VmHWM) of a process, in KiB; `self` for this one.
 pub fn peak_rss_kib(pid: &str) -> u64 {
+    memory_kib(pid, "VmHWM:")
+}
+
+/// Resident memory now (VmRSS) of a process, in KiB; `self` for this one.
+pub fn rss_kib(pid: &str) -> u64 {
+    memory_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` memory line (`VmHWM:`, `VmRSS:`), in KiB; 0 when unreadable.
+fn memory_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -189,4 +199,94 @@ pub fn entry(email: &str, role: &str) -> RosterEntry {
         forwards_to: None,
         employee_id: None,
     }
+}
+
+/// The connector `bench/acme` as a file-mode manifest: Expensify at `endpoint`, acting as
+/// `admin_email`.
+pub fn connector_manifest(endpoint: &str, admin_email: &str) -> String {
+    format!(
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: ExpensifyConnector\nmetadata: {{name: acme, namespace: bench}}\nspec:\n  credentialsSecretRef: {{name: creds}}\n  endpoint: {endpoint}\n  adminEmail: {admin_email}\n  maxRevocationsPerSync: 100\n"
+    )
+}
+
+/// A kubeconfig for the API server double at `addr`, namespace `bench`, written to `path`.
+pub fn write_kubeconfig(path: &Path, addr: std::net::SocketAddr) {
+    std::fs::write(
+        path,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u, namespace: bench}}}}]\ncurrent-context: c\n"),
+    )
+    .expect("the kubeconfig is written");
+}
+
+/// Creates, through `client`, the Secret `bench/creds` holding `id` and `secret`, and the
+/// connector `bench/acme` on Expensify at `endpoint` acting as `admin_email`.
+pub async fn create_connector(
+    client: &kube::Client,
+    (id, secret): (&str, &str),
+    endpoint: &str,
+    admin_email: &str,
+) {
+    use base64::Engine as _;
+    use expensify_operator::api::ExpensifyConnector;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    use serde_json::json;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "bench"}, "data": {"partnerUserID": b64(id), "partnerUserSecret": b64(secret)}})).expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), "bench")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("the Secret is created");
+    let connector: ExpensifyConnector = serde_json::from_value(json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector", "metadata": {"name": "acme", "namespace": "bench"},
+        "spec": {"credentialsSecretRef": {"name": "creds"}, "endpoint": endpoint, "adminEmail": admin_email, "maxRevocationsPerSync": 100}})).expect("a connector");
+    Api::<ExpensifyConnector>::namespaced(client.clone(), "bench")
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("the connector is created");
+}
+
+/// The controller binary on the cluster of `kubeconfig`, Expensify at `endpoint` (its one
+/// allowed endpoint), pacing off, warnings and errors on stderr.
+pub fn spawn_controller(kubeconfig: &Path, endpoint: &str) -> Child {
+    Command::new(BIN)
+        .args([
+            "controller",
+            "--probes-addr",
+            "127.0.0.1:0",
+            "--pacing",
+            "none",
+            "--log-level",
+            "warn",
+        ])
+        .env("EXPENSIFY_ALLOWED_ENDPOINTS", endpoint)
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the controller starts")
+}
+
+/// Now on the wall clock, as the simulator's request log stamps requests
+/// (`receivedAtMicros`): microseconds since the Unix epoch.
+pub fn wall_clock_micros() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    u64::try_from(since.as_micros()).expect("microseconds fit")
+}
+
+/// Median and 95th percentile (nearest rank) of `samples`, which must not be empty.
+pub fn median_and_p95(
+    samples: &[std::time::Duration],
+) -> (std::time::Duration, std::time::Duration) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    let median = if n.is_multiple_of(2) {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    } else {
+        sorted[n / 2]
+    };
+    let p95 = sorted[(n * 95).div_ceil(100) - 1];
+    (median, p95)
 }

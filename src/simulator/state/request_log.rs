@@ -16,6 +16,9 @@ use crate::simulator::faults::ScriptedFault;
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     pub seq: u64,
+    /// When the request was taken in, on the wall clock: microseconds since the Unix
+    /// epoch. What a latency measurement (`bench latency`) ends on.
+    pub received_at_micros: u64,
     /// `get/policyList`, `get/policy`, `update/employees`, or `invalid`.
     pub job: String,
     #[serde(rename = "partnerUserID", skip_serializing_if = "Option::is_none")]
@@ -50,12 +53,22 @@ pub struct Counters {
     pub records_applied: u64,
 }
 
+/// Microseconds since the Unix epoch, now; 0 on a clock set before 1970.
+pub(super) fn wall_clock_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
 /// Requests kept in the log; older ones are dropped first (counters keep counting).
 const LOG_LIMIT: usize = 100_000;
 
 impl SimState {
     pub(super) fn record(
         &mut self,
+        received_at_micros: u64,
         info: JobInfo,
         outcome: &Outcome,
         fault: Option<&ScriptedFault>,
@@ -91,6 +104,7 @@ impl SimState {
         }
         self.log.push_back(RequestRecord {
             seq: self.next_seq,
+            received_at_micros,
             job: info.job,
             partner_user_id: info.partner_user_id,
             http_status,

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::SimState;
 use super::job::{JobInfo, describe};
+use super::request_log::wall_clock_micros;
 use super::wire::{HostileAnswer, Outcome, RATE_LIMIT_MESSAGE, SimResponse, answer};
 use crate::expensify::WindowLog;
 use crate::simulator::faults::ScriptedFault;
@@ -15,6 +16,8 @@ use crate::simulator::faults::ScriptedFault;
 impl SimState {
     /// Handles one request body (form-encoded) arriving at `now`.
     pub fn receive(&mut self, body: &[u8], now: Instant) -> Outcome {
+        // Taken first: the log says when the request arrived, not when it was answered.
+        let received_at_micros = wall_clock_micros();
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let fault = self.faults.draw();
         let (outcome, info) = match &fault {
@@ -66,7 +69,7 @@ impl SimState {
                 (outcome, describe(&form))
             }
         };
-        self.record(info, &outcome, fault.as_ref(), now);
+        self.record(received_at_micros, info, &outcome, fault.as_ref(), now);
         outcome
     }
 

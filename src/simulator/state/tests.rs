@@ -400,3 +400,25 @@ async fn the_log_records_arrival_times_and_roster_changes() {
     let shown = serde_json::to_value(log[0]).unwrap();
     assert!(shown.get("changes").is_none() && shown.get("receivedAt").is_none());
 }
+
+#[tokio::test]
+async fn each_logged_request_says_when_it_arrived_on_the_wall_clock() {
+    let micros = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    };
+    let mut state = state();
+    let job = json!({"type": "get", "credentials": creds("admin_id", "admin-secret"), "inputSettings": {"type": "policyList"}});
+    let before = micros();
+    send(&mut state, job, None);
+    let after = micros();
+    let at = u128::from(state.requests()[0].received_at_micros);
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    let shown = serde_json::to_value(&state.requests()[0]).unwrap();
+    assert_eq!(
+        shown["receivedAtMicros"],
+        json!(state.requests()[0].received_at_micros)
+    );
+}
