@@ -1074,8 +1074,12 @@ impl Case {
             .iter()
             .flat_map(|r| r.request_statuses.iter())
             .map(|(key, s)| {
+                let why = match (s.phase, &s.message) {
+                    (RequestPhase::Error, Some(message)) => format!(": {message}"),
+                    _ => String::new(),
+                };
                 format!(
-                    "{} {}{}",
+                    "{} {}{}{why}",
                     key.name,
                     s.phase,
                     s.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
