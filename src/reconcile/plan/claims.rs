@@ -33,7 +33,8 @@ impl Claim {
 /// Precedence between the writers of one person: objects must agree on a role (else
 /// `Conflict`, see [`role_conflicts`]); an active request raises that role to the highest
 /// it asks and never lowers it, nor the role a person already has when only requests ask
-/// for them (so a lower request writes nothing, and takes nothing at its end).
+/// for them (so a lower request writes nothing, and takes nothing at its end). `current`
+/// is that role apart from the operator's own raises (see `Ledger::own_role`).
 pub(super) fn settled_role(writers: &[&Claim], current: Option<Role>) -> Option<Role> {
     let highest = |requests: bool| {
         writers

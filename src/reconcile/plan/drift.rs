@@ -37,7 +37,13 @@ pub(super) fn report(
             // A role an active request raised (or a lower request left) is the settled one.
             Some(current)
                 if current.role != Some(wanted.role)
-                    && current.role != settled(claims, &policy.id, &wanted.email, current.role) =>
+                    && current.role
+                        != settled(
+                            claims,
+                            &policy.id,
+                            &wanted.email,
+                            ledger.own_role((&policy.id, &wanted.email), current.role),
+                        ) =>
             {
                 drift.push(Drift {
                     email: wanted.email.clone(),

@@ -34,7 +34,11 @@ fn asked<'c>(
         .unwrap_or(&writers[0]);
     let first = |pick: fn(&Ask) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
     Asked {
-        role: settled_role(writers, current.and_then(|c| c.role)).unwrap_or(requester.wanted.role),
+        role: settled_role(
+            writers,
+            ledger.own_role((policy, email), current.and_then(|c| c.role)),
+        )
+        .unwrap_or(requester.wanted.role),
         submits_to: first(|w| w.submits_to.clone()),
         employee_id: first(|w| w.employee_id.clone()),
         requester,

@@ -29,6 +29,32 @@ impl Ledger {
     pub fn get(&self, policy: &str, email: &str) -> Option<&Held> {
         self.entries.get(&(policy.to_string(), email.to_string()))
     }
+
+    /// The role a person has apart from the operator: where its entry says they were
+    /// (`None` if it added them) while the role it set still stands, else `current`. A
+    /// request never lowers a role a person has, but a raise the operator made for a
+    /// claim that ended is not theirs: the remaining requests settle it.
+    pub fn own_role(&self, (policy, email): (&str, &str), current: Option<Role>) -> Option<Role> {
+        let Some(held) = self.get(policy, email) else {
+            return current;
+        };
+        let set = if held.entry.pending {
+            &held.entry.prior_role
+        } else {
+            &held.entry.role
+        };
+        let stands = current.is_some() && set.as_deref().and_then(Role::parse) == current;
+        match (stands, held.entry.added) {
+            (false, _) => current,
+            (true, true) => None,
+            (true, false) => held
+                .entry
+                .previous_role
+                .as_deref()
+                .and_then(Role::parse)
+                .or(current),
+        }
+    }
 }
 
 /// Whether two wire roles are the same role (Expensify's spelling may vary in case).
