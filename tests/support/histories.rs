@@ -922,7 +922,12 @@ impl Model {
                     ));
                 }
             }
-            problems.extend(self.check_still_asked(now, *policy, (before, after), report));
+            problems.extend(Model::check_still_asked(
+                now,
+                *policy,
+                (before, after),
+                report,
+            ));
         }
         problems
     }
@@ -996,7 +1001,6 @@ impl Model {
     /// Whoever was on `policy` before the step and is still asked for there is still
     /// there, and not below what is asked (or where they were).
     fn check_still_asked(
-        &self,
         now: &Now<'_>,
         policy: usize,
         (before, after): (&State, &State),
