@@ -843,9 +843,8 @@ mod with_requests {
     use proptest::test_runner::TestCaseError;
 
     use super::support::histories::{
-        ACCESS_SLOTS, Access, Approving, Ask, Change, Decider, Decision, History, Life,
-        MAX_STEPS, Member, ORDINARY, PEOPLE, REQUEST_SLOTS, Requester, Rules, Step,
-        run_history,
+        ACCESS_SLOTS, Access, Approving, Ask, Change, Decider, Decision, History, Life, MAX_STEPS,
+        Member, ORDINARY, PEOPLE, REQUEST_SLOTS, Requester, Rules, Step, run_history,
     };
     use super::support::origin::{Mode, Role, env_number};
     use super::{mode, role};
@@ -1039,7 +1038,15 @@ mod with_requests {
             suspend: false,
             members: members
                 .iter()
-                .map(|(p, role)| (*p, Member { role: *role, until: None }))
+                .map(|(p, role)| {
+                    (
+                        *p,
+                        Member {
+                            role: *role,
+                            until: None,
+                        },
+                    )
+                })
                 .collect(),
             rules: Some(rules_all(approvals)),
         }
@@ -1072,15 +1079,42 @@ mod with_requests {
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step { advance: 0, accesses: put },
-                Step { advance: 30, accesses: keep() },
-                Step { advance: 40, accesses: keep() },
-                Step { advance: 200, accesses: keep() },
+                Step {
+                    advance: 0,
+                    accesses: put,
+                },
+                Step {
+                    advance: 30,
+                    accesses: keep(),
+                },
+                Step {
+                    advance: 40,
+                    accesses: keep(),
+                },
+                Step {
+                    advance: 200,
+                    accesses: keep(),
+                },
             ],
             lives: vec![
-                Some(Life { ask: ask(NEW1, Role::User, 60), born: 0, deleted_after: None, decisions: Vec::new() }),
-                Some(Life { ask: ask(NEW1, Role::Admin, 240), born: 1, deleted_after: None, decisions: Vec::new() }),
-                Some(Life { ask: ask(PAT, Role::Admin, 90), born: 0, deleted_after: None, decisions: Vec::new() }),
+                Some(Life {
+                    ask: ask(NEW1, Role::User, 60),
+                    born: 0,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+                Some(Life {
+                    ask: ask(NEW1, Role::Admin, 240),
+                    born: 1,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+                Some(Life {
+                    ask: ask(PAT, Role::Admin, 90),
+                    born: 0,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
             ],
         });
     }
@@ -1092,7 +1126,10 @@ mod with_requests {
     fn protected_observe_only_and_withdrawn_requests_return_to_origin() {
         const PROTECTED_PERSON: usize = 6;
         const ALPHA_OWNER: usize = 8;
-        let member_until = |role, until| Member { role, until: Some(until) };
+        let member_until = |role, until| Member {
+            role,
+            until: Some(until),
+        };
         let mut first = access_with(0, Mode::Additive, &[], 0);
         first.members.insert(NEW1, member_until(Role::User, 50));
         let observe = access_with(0, Mode::ObserveOnly, &[(PAT, Role::User)], 0);
@@ -1112,13 +1149,27 @@ mod with_requests {
             access,
             ..ask(person, role, 240)
         };
-        let life = |ask| Life { ask, born: 0, deleted_after: None, decisions: Vec::new() };
+        let life = |ask| Life {
+            ask,
+            born: 0,
+            deleted_after: None,
+            decisions: Vec::new(),
+        };
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step { advance: 0, accesses: put },
-                Step { advance: 60, accesses: keep() },
-                Step { advance: 10, accesses: edit },
+                Step {
+                    advance: 0,
+                    accesses: put,
+                },
+                Step {
+                    advance: 60,
+                    accesses: keep(),
+                },
+                Step {
+                    advance: 10,
+                    accesses: edit,
+                },
             ],
             lives: vec![
                 Some(life(through(0, NEW1, Role::Admin))),
@@ -1146,10 +1197,71 @@ mod with_requests {
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step { advance: 0, accesses: put },
-                Step { advance: 0, accesses: vec![Change::Keep; ACCESS_SLOTS] },
+                Step {
+                    advance: 0,
+                    accesses: put,
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep; ACCESS_SLOTS],
+                },
             ],
-            lives: vec![Some(life(Role::User, None)), Some(life(Role::Auditor, Some(1))), None],
+            lives: vec![
+                Some(life(Role::User, None)),
+                Some(life(Role::Auditor, Some(1))),
+                None,
+            ],
+        });
+    }
+
+    /// Found by `return_to_origin_with_requests` on the first fix: carl (user on Gamma) is
+    /// raised to auditor by `pa1`, Authoritative; `pa0`, Authoritative on Gamma too, is
+    /// suspended and takes a request for carl as user; when `pa0` wakes up, `pa1` is
+    /// Blocked and frozen, and the request must not lower the role `pa1`'s entry holds.
+    #[test]
+    fn a_request_does_not_lower_a_role_a_blocked_object_holds() {
+        let gamma = |suspend, members: &[(usize, Role)], approvals| Access {
+            suspend,
+            ..access_with(2, Mode::Authoritative, members, approvals)
+        };
+        let put = vec![
+            Change::Put(Access {
+                rules: Some(Rules {
+                    require_reason: false,
+                    ..rules_all(0)
+                }),
+                ..gamma(true, &[], 0)
+            }),
+            Change::Put(Access {
+                rules: None,
+                ..gamma(false, &[(5, Role::Auditor)], 0)
+            }),
+        ];
+        run(&History {
+            approving: Approving::Decisions,
+            steps: vec![
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep; ACCESS_SLOTS],
+                },
+                Step {
+                    advance: 0,
+                    accesses: put,
+                },
+            ],
+            lives: vec![
+                None,
+                None,
+                Some(Life {
+                    ask: Ask {
+                        reason: false,
+                        ..ask(5, Role::User, 30)
+                    },
+                    born: 0,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+            ],
         });
     }
 
@@ -1161,14 +1273,30 @@ mod with_requests {
         let mut put = vec![Change::Keep; ACCESS_SLOTS];
         put[0] = Change::Put(access_with(1, Mode::Authoritative, &[(3, Role::User)], 2));
         let keep = || vec![Change::Keep; ACCESS_SLOTS];
-        let approve = |after, by| Decision { after, by, kind: DecisionKind::Approve };
+        let approve = |after, by| Decision {
+            after,
+            by,
+            kind: DecisionKind::Approve,
+        };
         run(&History {
             approving: Approving::Decisions,
             steps: vec![
-                Step { advance: 0, accesses: put },
-                Step { advance: 10, accesses: keep() },
-                Step { advance: 10, accesses: keep() },
-                Step { advance: 1500, accesses: keep() },
+                Step {
+                    advance: 0,
+                    accesses: put,
+                },
+                Step {
+                    advance: 10,
+                    accesses: keep(),
+                },
+                Step {
+                    advance: 10,
+                    accesses: keep(),
+                },
+                Step {
+                    advance: 1500,
+                    accesses: keep(),
+                },
             ],
             lives: vec![
                 Some(Life {
@@ -1182,7 +1310,11 @@ mod with_requests {
                     born: 0,
                     deleted_after: None,
                     decisions: vec![
-                        Decision { after: 0, by: Decider::Lead1, kind: DecisionKind::Deny },
+                        Decision {
+                            after: 0,
+                            by: Decider::Lead1,
+                            kind: DecisionKind::Deny,
+                        },
                         approve(1, Decider::Lead2),
                     ],
                 }),

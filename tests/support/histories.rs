@@ -18,7 +18,9 @@
 //!   suspended, the person not protected), was approved (the merge, or enough distinct
 //!   valid approvals), and cannot outlive `created + pendingTimeout + duration`; every
 //!   role on Expensify that differs from the start is one a member ever asked for there
-//!   or one a request that may hold now asks for;
+//!   or one a request that may hold now asks for (or one an active request held there,
+//!   while an object is suspended or Blocked and so freezes its entries, or while an ObserveOnly
+//!   object, which writes nothing, lists the person and may hold the entry);
 //! - a request's end takes nothing another holder still asks for: whoever was on a policy
 //!   before the step and is still asked for there (a member not expired, an active
 //!   request) is still there, not below what is asked (unless members disagree);
@@ -466,10 +468,8 @@ struct Driver {
 
 impl Driver {
     fn start(sim: &SimulatorHandle) -> Result<Driver, String> {
-        let resource: ExpensifyConnector = serde_saphyr::from_str(&connector_yaml(
-            &sim.endpoint(),
-        ))
-        .map_err(|e| format!("the connector manifest: {e}"))?;
+        let resource: ExpensifyConnector = serde_saphyr::from_str(&connector_yaml(&sim.endpoint()))
+            .map_err(|e| format!("the connector manifest: {e}"))?;
         let mut connector = ConnectorObject::from_resource(&resource);
         connector.generation = Some(1);
         Ok(Driver {
@@ -663,12 +663,7 @@ impl Driver {
 
 /// The clock (minutes after the start) at each step's sync.
 fn step_minutes(history: &History, step: usize) -> i64 {
-    history
-        .steps
-        .iter()
-        .take(step + 1)
-        .map(|s| s.advance)
-        .sum()
+    history.steps.iter().take(step + 1).map(|s| s.advance).sum()
 }
 
 /// Each request's creation time.
@@ -686,6 +681,9 @@ fn born_minutes(history: &History) -> BTreeMap<usize, i64> {
 struct Model {
     /// (policy, email) -> every role a member ever asked for them there.
     member_roles: BTreeMap<(usize, String), BTreeSet<Role>>,
+    /// (policy, email, role) an active request ever held: a suspended object may keep
+    /// such a role frozen in an entry it holds.
+    request_roles: BTreeSet<(usize, String, Role)>,
     /// Request slots whose approval was complete at some step so far.
     approved: BTreeSet<usize>,
     /// (policy, email) an Authoritative object may have removed as an extra.
@@ -718,6 +716,16 @@ impl Now<'_> {
             .filter(|(p, m)| PEOPLE[**p] == email && m.until.is_none_or(|u| u > self.minute))
             .map(|(_, m)| m.role)
             .collect()
+    }
+
+    /// Whether an ObserveOnly object lists `email` on `policy`: an entry handed to it
+    /// stays as it is (it writes nothing) until nobody asks for the person.
+    fn observed(&self, policy: usize, email: &str) -> bool {
+        self.accesses.iter().flatten().any(|a| {
+            a.policy == policy
+                && a.mode == Mode::ObserveOnly
+                && a.members.keys().any(|p| PEOPLE[*p] == email)
+        })
     }
 
     /// Whether the request's approval is complete now, under its rules now.
@@ -849,6 +857,17 @@ impl Model {
             .filter(|slot| active.contains_key(slot))
             .filter_map(|slot| now.may_hold(self, slot))
             .collect();
+        self.request_roles.extend(holding.iter().cloned());
+        // A suspended object, and the newer of two Authoritative objects on one policy
+        // (Blocked), freeze their entries, with whatever role they recorded.
+        let alive: Vec<&Access> = now.accesses.iter().flatten().collect();
+        let frozen = alive.iter().any(|a| a.suspend)
+            || alive.iter().enumerate().any(|(i, a)| {
+                a.mode == Mode::Authoritative
+                    && alive[i + 1..]
+                        .iter()
+                        .any(|b| b.mode == Mode::Authoritative && b.policy == a.policy)
+            });
         for (policy, start) in origin {
             let name = POLICIES[*policy].1;
             let current = &after[policy];
@@ -860,6 +879,10 @@ impl Model {
                         || holding
                             .iter()
                             .any(|(p, e, r)| p == policy && e == email && *r == role)
+                        || ((frozen || now.observed(*policy, email))
+                            && self
+                                .request_roles
+                                .contains(&(*policy, email.to_string(), role)))
                 })
             };
             for (email, role) in start {
@@ -899,7 +922,12 @@ impl Model {
                     ));
                 }
             }
-            problems.extend(self.check_still_asked(now, *policy, (before, after), report));
+            problems.extend(Model::check_still_asked(
+                now,
+                *policy,
+                (before, after),
+                report,
+            ));
         }
         problems
     }
@@ -973,7 +1001,6 @@ impl Model {
     /// Whoever was on `policy` before the step and is still asked for there is still
     /// there, and not below what is asked (or where they were).
     fn check_still_asked(
-        &self,
         now: &Now<'_>,
         policy: usize,
         (before, after): (&State, &State),
@@ -1082,7 +1109,10 @@ impl Case {
                     "{} {}{}{why}",
                     key.name,
                     s.phase,
-                    s.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 )
             })
             .collect();
@@ -1169,8 +1199,14 @@ impl Case {
             accesses: Vec::new(),
         });
         minute += 3 * 24 * 60;
-        self.step("end: every end passes", &ending, steps, &unsuspended, minute)
-            .await?;
+        self.step(
+            "end: every end passes",
+            &ending,
+            steps,
+            &unsuspended,
+            minute,
+        )
+        .await?;
         // ... then every request is deleted and every member dropped (Additive, so
         // nobody is an Authoritative extra any more) ...
         for life in ending.lives.iter_mut().flatten() {
@@ -1192,8 +1228,14 @@ impl Case {
             })
             .collect();
         minute += 1;
-        self.step("end: requests deleted, members dropped", &ending, steps + 1, &dropped, minute)
-            .await?;
+        self.step(
+            "end: requests deleted, members dropped",
+            &ending,
+            steps + 1,
+            &dropped,
+            minute,
+        )
+        .await?;
         // ... then every object is deleted.
         let none = vec![None; ACCESS_SLOTS];
         ending.steps.push(Step {
@@ -1211,14 +1253,23 @@ impl Case {
         self.step("end: one more sync", &ending, steps + 3, &none, minute)
             .await?;
         let now = snapshot(&self.sim);
-        let mut problems =
-            differences_from_origin(&self.origin, &now, (&self.model.removable, &BTreeSet::new()));
+        let mut problems = differences_from_origin(
+            &self.origin,
+            &now,
+            (&self.model.removable, &BTreeSet::new()),
+        );
         problems.extend(self.leftovers());
         if problems.is_empty() {
-            if std::env::var_os("HISTORY_LOG").is_some() { eprintln!("{}", self.log); }
+            if std::env::var_os("HISTORY_LOG").is_some() {
+                eprintln!("{}", self.log);
+            }
             Ok(())
         } else {
-            Err(self.failure("not back at the start after every claim ended", &problems, &now))
+            Err(self.failure(
+                "not back at the start after every claim ended",
+                &problems,
+                &now,
+            ))
         }
     }
 

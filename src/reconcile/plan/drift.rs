@@ -38,12 +38,7 @@ pub(super) fn report(
             Some(current)
                 if current.role != Some(wanted.role)
                     && current.role
-                        != settled(
-                            claims,
-                            &policy.id,
-                            &wanted.email,
-                            ledger.own_role((&policy.id, &wanted.email), current.role),
-                        ) =>
+                        != settled(claims, ledger, &policy.id, &wanted.email, current.role) =>
             {
                 drift.push(Drift {
                     email: wanted.email.clone(),
@@ -81,6 +76,7 @@ pub(super) fn report(
 /// The role the writers of one person settle on (see [`settled_role`]).
 fn settled(
     claims: &Claims,
+    ledger: &Ledger,
     policy: &str,
     email: &str,
     current: Option<crate::expensify::Role>,
@@ -90,5 +86,8 @@ fn settled(
         .iter()
         .filter(|c| c.writes)
         .collect();
-    settled_role(&writers, current)
+    settled_role(
+        &writers,
+        ledger.own_role((policy, email), current, &writers),
+    )
 }

@@ -36,7 +36,7 @@ fn asked<'c>(
     Asked {
         role: settled_role(
             writers,
-            ledger.own_role((policy, email), current.and_then(|c| c.role)),
+            ledger.own_role((policy, email), current.and_then(|c| c.role), writers),
         )
         .unwrap_or(requester.wanted.role),
         submits_to: first(|w| w.submits_to.clone()),

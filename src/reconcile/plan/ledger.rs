@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::model::ObjectKey;
-use super::claims::Claims;
+use super::claims::{Claim, Claims};
 use super::holds::Holds;
 use super::resolve::{Standing, Subject};
 use super::world::{RosterView, World};
@@ -31,11 +31,20 @@ impl Ledger {
     }
 
     /// The role a person has apart from the operator: where its entry says they were
-    /// (`None` if it added them) while the role it set still stands, else `current`. A
-    /// request never lowers a role a person has, but a raise the operator made for a
-    /// claim that ended is not theirs: the remaining requests settle it.
-    pub fn own_role(&self, (policy, email): (&str, &str), current: Option<Role>) -> Option<Role> {
-        let Some(held) = self.get(policy, email) else {
+    /// (`None` if it added them) while the role it set still stands and one of `writers`
+    /// holds the entry, else `current`. A request never lowers a role a person has, but a
+    /// raise the operator made for a claim that ended is not theirs: the remaining
+    /// writers settle it. An entry a frozen object holds (suspended, Blocked) stays.
+    pub fn own_role(
+        &self,
+        (policy, email): (&str, &str),
+        current: Option<Role>,
+        writers: &[&Claim],
+    ) -> Option<Role> {
+        let Some(held) = self
+            .get(policy, email)
+            .filter(|held| writers.iter().any(|c| c.key == held.holder))
+        else {
             return current;
         };
         let set = if held.entry.pending {
