@@ -132,17 +132,6 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
             .iter()
             .map(|e| email::normalize(e))
             .collect();
-        let note = |person: &str, owner: &str| {
-            if person == owner {
-                "owner"
-            } else if person == admin {
-                "admin"
-            } else if protected.iter().any(|p| p == person) {
-                "protected"
-            } else {
-                ""
-            }
-        };
         for policy in &sync.observed.policies {
             let owner = email::normalize(&policy.owner);
             for entry in sync.observed.rosters.get(&policy.id).into_iter().flatten() {
@@ -165,27 +154,17 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
                 } else {
                     asking.join(" ")
                 };
-                let joined = |field: fn(&ActiveRequests) -> &Vec<String>, separator: &str| {
-                    requests
-                        .map(|r| field(r).join(separator))
-                        .unwrap_or_default()
-                };
+                let [keys, reasons, approvers, decided_by, ends] = request_cells(requests);
                 rows.push(ReviewRow {
-                    requests: requests
-                        .map(|r| {
-                            let keys: Vec<String> =
-                                r.keys.iter().map(ToString::to_string).collect();
-                            keys.join(" ")
-                        })
-                        .unwrap_or_default(),
-                    request_reasons: joined(|r| &r.reasons, "; "),
-                    request_approvers: joined(|r| &r.approvers, "; "),
-                    request_decided_by: joined(|r| &r.decided_by, "; "),
-                    request_ends: joined(|r| &r.ends, "; "),
+                    requests: keys,
+                    request_reasons: reasons,
+                    request_approvers: approvers,
+                    request_decided_by: decided_by,
+                    request_ends: ends,
                     connector: sync.connector.to_string(),
                     policy_id: policy.id.clone(),
                     policy_name: policy.name.clone(),
-                    note: note(&person, &owner).to_string(),
+                    note: standing(&person, &owner, &admin, &protected).to_string(),
                     email: person,
                     role: entry.role.clone(),
                     managed_by,
@@ -203,6 +182,39 @@ pub fn review_rows(report: &PassReport, now: Timestamp) -> Vec<ReviewRow> {
         ))
     });
     rows
+}
+
+/// Why a person on a policy is never changed: `owner`, `admin`, `protected`, or empty.
+fn standing(person: &str, owner: &str, admin: &str, protected: &[String]) -> &'static str {
+    if person == owner {
+        "owner"
+    } else if person == admin {
+        "admin"
+    } else if protected.iter().any(|p| p == person) {
+        "protected"
+    } else {
+        ""
+    }
+}
+
+/// The request columns of a row: the requests' keys, reasons, approvers, deciders and ends.
+fn request_cells(requests: Option<&ActiveRequests>) -> [String; 5] {
+    let joined = |field: fn(&ActiveRequests) -> &Vec<String>| {
+        requests.map(|r| field(r).join("; ")).unwrap_or_default()
+    };
+    let keys = requests
+        .map(|r| {
+            let keys: Vec<String> = r.keys.iter().map(ToString::to_string).collect();
+            keys.join(" ")
+        })
+        .unwrap_or_default();
+    [
+        keys,
+        joined(|r| &r.reasons),
+        joined(|r| &r.approvers),
+        joined(|r| &r.decided_by),
+        joined(|r| &r.ends),
+    ]
 }
 
 /// policy id -> email -> the objects asking for that person now (expired entries left out).
