@@ -14,33 +14,16 @@
 mod support;
 use support::apiserver;
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use expensify_operator::cluster::{self, ControllerSettings};
-use expensify_operator::expensify::ExpensifyClients;
-use expensify_operator::simulator::SimulatorHandle;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::controller::{Running, eventually, spawn_controller};
 use support::*;
-
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn secret(namespace: &str, secret: &str) -> Secret {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -68,30 +51,6 @@ fn settings(
         admission: Default::default(),
         allowed_webhooks: None,
     }
-}
-
-type Running = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
-);
-
-/// Starts the controller loop; send on the channel to stop it.
-fn spawn_controller(
-    client: &kube::Client,
-    sim: &SimulatorHandle,
-    settings: ControllerSettings,
-) -> Running {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let expensify = Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap());
-    let task = tokio::spawn(cluster::run(
-        client.clone(),
-        settings,
-        expensify,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    (stop_tx, task)
 }
 
 async fn stop_controller((stop_tx, task): Running) {

@@ -25,7 +25,6 @@ use std::time::Duration;
 use base64::Engine;
 use expensify_operator::api::{AccessPhase, ExpensifyConnector, ManagedMember, PolicyAccess};
 use expensify_operator::cluster::{self, ControllerSettings};
-use expensify_operator::expensify::ExpensifyClients;
 use expensify_operator::files::StatusDir;
 use expensify_operator::files::status_signing::StatusKey;
 use expensify_operator::reconcile::ObjectKey;
@@ -34,6 +33,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::apiserver::ApiServerDouble;
+use support::controller::{Running, eventually};
 use support::*;
 
 /// The points a sync passes once: each is hit by the first apply of a stage.
@@ -386,6 +386,10 @@ fn secret(namespace: &str) -> Secret {
     .unwrap()
 }
 
+fn spawn_controller(client: &kube::Client, sim: &SimulatorHandle) -> Running {
+    support::controller::spawn_controller(client, sim, settings())
+}
+
 fn settings() -> ControllerSettings {
     ControllerSettings {
         probes_addr: "127.0.0.1:0".parse().unwrap(),
@@ -396,39 +400,6 @@ fn settings() -> ControllerSettings {
         admission: Default::default(),
         allowed_webhooks: None,
     }
-}
-
-type Running = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), cluster::RunControllerError>>,
-);
-
-fn spawn_controller(client: &kube::Client, sim: &SimulatorHandle) -> Running {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let expensify = Arc::new(ExpensifyClients::new(sim_settings(sim)).unwrap());
-    let task = tokio::spawn(cluster::run(
-        client.clone(),
-        settings(),
-        expensify,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    (stop_tx, task)
-}
-
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn access(name: &str, policy: &str, members: &serde_json::Value) -> PolicyAccess {

@@ -34,8 +34,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use support::Repo;
 use support::origin::{
-    Deletion, Mode, POLICIES, Role, State, connector_yaml, diff, differences_from_origin,
-    env_number, is_protected, paced_clients, rate_refusals, snapshot, start_simulator,
+    Deletion, Mode, POLICIES, Role, State, connector_yaml, differences_from_origin, env_number,
+    failure_text, is_protected, paced_clients, rate_problem, snapshot, start_simulator,
 };
 
 /// People objects may ask for: three nobody has yet, five already on some policies.
@@ -453,12 +453,7 @@ fn check_step(model: &Model, origin: &State, now: &State, sim: &SimulatorHandle)
             }
         }
     }
-    let refused = rate_refusals(sim);
-    if refused > 0 {
-        problems.push(format!(
-            "the simulator refused {refused} request(s) for its rate windows"
-        ));
-    }
+    problems.extend(rate_problem(sim));
     problems
 }
 
@@ -571,12 +566,7 @@ impl Case {
     }
 
     fn failure(&self, what: &str, problems: &[String], now: &State) -> String {
-        format!(
-            "{what}:\n  - {}\nhistory:\n{}changes since the start:\n{}",
-            problems.join("\n  - "),
-            self.history,
-            diff(&self.origin, now)
-        )
+        failure_text(what, problems, &self.history, &self.origin, now)
     }
 
     async fn run(mut self, steps: &[Step]) -> Result<(), String> {

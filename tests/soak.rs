@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
-use expensify_operator::cluster::{self, ControllerSettings, LeaseSettings, RunControllerError};
+use expensify_operator::cluster::{self, ControllerSettings, LeaseSettings};
 use expensify_operator::expensify::{ClientSettings, ExpensifyClients, Pacing, WindowLog};
 use expensify_operator::simulator::{FaultConfig, SimulatorHandle};
 use k8s_openapi::api::core::v1::Secret;
@@ -37,6 +37,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServerDouble, FaultCounts, Kind};
+use support::controller::{Running, run_controller};
 use support::*;
 use tokio::time::Instant;
 
@@ -154,11 +155,6 @@ struct Tally {
     history: Vec<String>,
 }
 
-type Running = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), RunControllerError>>,
-);
-
 /// One controller replica: its own Expensify clients (its own pacing, as a separate
 /// process has), the chart's Lease settings.
 fn start_replica(double: &ApiServerDouble, sim: &SimulatorHandle, identity: &str) -> Running {
@@ -181,16 +177,7 @@ fn start_replica(double: &ApiServerDouble, sim: &SimulatorHandle, identity: &str
         ..test_settings()
     };
     let expensify = Arc::new(ExpensifyClients::new(allowing(sim, clients)).unwrap());
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(cluster::run(
-        double.client(),
-        settings,
-        expensify,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    (stop, task)
+    run_controller(&double.client(), settings, expensify)
 }
 
 async fn stop_replica((stop, task): Running) {

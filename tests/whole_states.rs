@@ -66,8 +66,8 @@ use serde_json::{Value, json};
 use support::apiserver::{ApiServerDouble, Kind};
 use support::origin::{
     ADMIN_EMAIL, CONNECTOR_NAMESPACE, Deletion, Mode, POLICIES, PROTECTED, Role, State,
-    TENANT_NAMESPACE, changes, connector_yaml, diff, differences_from_origin, env_number,
-    is_protected, paced_clients, rate_refusals, snapshot, start_simulator,
+    TENANT_NAMESPACE, changes, connector_yaml, differences_from_origin, env_number, failure_text,
+    is_protected, paced_clients, rate_problem, snapshot, start_simulator,
 };
 use support::{ADMIN_ID, ADMIN_SECRET, Repo};
 
@@ -905,12 +905,7 @@ impl Case {
         let lingering = self.driver.lingering(&self.model.live).await?;
         let settled = self.model.settled(&lingering);
         let mut problems = check_step(&self.model, &self.origin, &now, settled);
-        let refused = rate_refusals(&self.sim);
-        if refused > 0 {
-            problems.push(format!(
-                "the simulator refused {refused} request(s) for its rate windows"
-            ));
-        }
+        problems.extend(rate_problem(&self.sim));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -919,12 +914,7 @@ impl Case {
     }
 
     fn failure(&self, what: &str, problems: &[String], now: &State) -> String {
-        format!(
-            "{what}:\n  - {}\nhistory:\n{}changes since the start:\n{}",
-            problems.join("\n  - "),
-            self.history,
-            diff(&self.origin, now)
-        )
+        failure_text(what, problems, &self.history, &self.origin, now)
     }
 
     async fn run(mut self, steps: &[World]) -> Result<(), String> {

@@ -53,8 +53,8 @@ use serde_json::{Value, json};
 
 use super::origin::{
     ADMIN_EMAIL, CONNECTOR_NAMESPACE, Mode, POLICIES, PROTECTED, Role, State, changes,
-    connector_yaml, diff, differences_from_origin, is_protected, paced_clients, rate_refusals,
-    snapshot, start_simulator,
+    connector_yaml, differences_from_origin, failure_text, is_protected, paced_clients,
+    rate_problem, snapshot, start_simulator,
 };
 use super::{ADMIN_ID, ADMIN_SECRET};
 
@@ -1131,12 +1131,7 @@ impl Case {
         let mut problems = self
             .model
             .check(&now, (&self.origin, &before, &after), &report);
-        let refused = rate_refusals(&self.sim);
-        if refused > 0 {
-            problems.push(format!(
-                "the simulator refused {refused} request(s) for its rate windows"
-            ));
-        }
+        problems.extend(rate_problem(&self.sim));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -1145,12 +1140,7 @@ impl Case {
     }
 
     fn failure(&self, what: &str, problems: &[String], now: &State) -> String {
-        format!(
-            "{what}:\n  - {}\nhistory:\n{}changes since the start:\n{}",
-            problems.join("\n  - "),
-            self.log,
-            diff(&self.origin, now)
-        )
+        failure_text(what, problems, &self.log, &self.origin, now)
     }
 
     /// Runs the history, then the wind-down; fails with the history and what broke.

@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests and the benchmarks (the one place for them):
 //! a simulator on loopback and clients for it; `apiserver`, a Kubernetes API server
-//! double; `bench`, what the end-to-end benchmarks add; `origin`, the world the ownership
+//! double; `controller`, the controller loop started and stopped, and `eventually`; `bench`, what the end-to-end benchmarks add; `origin`, the world the ownership
 //! property tests start from and judge against; `histories`, the histories with access
 //! requests `return_to_origin` runs.
 #![allow(dead_code)]
 
 pub mod apiserver;
 pub mod bench;
+pub mod controller;
 pub mod histories;
 pub mod origin;
 pub mod requests;

@@ -115,9 +115,27 @@ pub fn paced_clients(sim: &SimulatorHandle) -> Arc<ExpensifyClients> {
     Arc::new(ExpensifyClients::new(settings).expect("client settings"))
 }
 
-/// Requests the simulator refused for its rate windows so far.
-pub fn rate_refusals(sim: &SimulatorHandle) -> u64 {
-    sim.state().counters().rate_limited
+/// What a step broke if the simulator refused any request for its rate windows so far.
+pub fn rate_problem(sim: &SimulatorHandle) -> Option<String> {
+    let refused = sim.state().counters().rate_limited;
+    (refused > 0)
+        .then(|| format!("the simulator refused {refused} request(s) for its rate windows"))
+}
+
+/// A property test's failure: what broke, the history that led there, and Expensify's
+/// changes since the start.
+pub fn failure_text(
+    what: &str,
+    problems: &[String],
+    history: &dyn std::fmt::Display,
+    origin: &State,
+    now: &State,
+) -> String {
+    format!(
+        "{what}:\n  - {}\nhistory:\n{history}changes since the start:\n{}",
+        problems.join("\n  - "),
+        diff(origin, now)
+    )
 }
 
 /// The policy owner, the connector's `adminEmail` and `protectedEmails`: never changed.

@@ -329,20 +329,7 @@ where
         .unwrap();
 }
 
-/// Waits (30 s at most) until `check` holds.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+pub use super::controller::eventually;
 
 /// The controller of `finance` on the API double, its Expensify on the simulator.
 pub struct Controller {
