@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use expensify_operator::reconcile::{PlanInput, plan};
+use expensify_operator::reconcile::plan;
 use k8s_openapi::jiff::Timestamp;
 
 const POLICIES: usize = 500;
@@ -15,17 +15,7 @@ mod support;
 fn benches(c: &mut Criterion) {
     let (connector, accesses, observed) = support::bench::planner_world(POLICIES, MEMBERS);
     let now = Timestamp::now();
-    let input = PlanInput {
-        requests: expensify_operator::reconcile::Requests::NONE,
-        connector: &connector,
-        connectors: std::slice::from_ref(&connector),
-        accesses: &accesses,
-        observed: &observed,
-        now,
-        inventory_complete: true,
-        scope: expensify_operator::reconcile::plan::Scope::Everything,
-        unverified: &[],
-    };
+    let input = support::bench::world_input(&connector, &accesses, &observed, now);
     let result = plan(input);
     eprintln!(
         "plan of {POLICIES} policies x {} desired memberships: {} changes ({:?})",

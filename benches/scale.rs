@@ -18,7 +18,7 @@ use expensify_operator::expensify::{
     AllowedEndpoints, CallCounts, ClientSettings, Credentials, ExpensifyClients, Pacing,
 };
 use expensify_operator::files::{CredentialSource, FileMode, Run, StatusDir};
-use expensify_operator::reconcile::{PlanInput, Requests, plan};
+use expensify_operator::reconcile::plan;
 use k8s_openapi::jiff::Timestamp;
 
 #[path = "../tests/support/mod.rs"]
@@ -86,17 +86,7 @@ fn planner(memberships: usize) {
     let policies = memberships / MEMBERS;
     let (connector, accesses, observed) = planner_world(policies, MEMBERS);
     let built = peak_rss_kib("self");
-    let input = PlanInput {
-        connector: &connector,
-        connectors: std::slice::from_ref(&connector),
-        accesses: &accesses,
-        observed: &observed,
-        now: Timestamp::now(),
-        inventory_complete: true,
-        scope: expensify_operator::reconcile::Scope::Everything,
-        unverified: &[],
-        requests: Requests::NONE,
-    };
+    let input = support::bench::world_input(&connector, &accesses, &observed, Timestamp::now());
     let mut best = Duration::MAX;
     let mut changes = 0;
     for _ in 0..3 {
@@ -288,17 +278,7 @@ fn memory(memberships: usize) {
                     .sum::<usize>()
         })
         .sum();
-    let input = PlanInput {
-        connector: &connector,
-        connectors: std::slice::from_ref(&connector),
-        accesses: &accesses,
-        observed: &observed,
-        now: Timestamp::now(),
-        inventory_complete: true,
-        scope: expensify_operator::reconcile::Scope::Everything,
-        unverified: &[],
-        requests: Requests::NONE,
-    };
+    let input = support::bench::world_input(&connector, &accesses, &observed, Timestamp::now());
     let planned = plan(input);
     let peak = peak_rss_kib("self");
     let changes: usize = slots(&planned.changes)

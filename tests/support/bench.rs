@@ -9,7 +9,10 @@ use expensify_operator::api::{
     PolicyAccessStatus, PolicySelector, SecretRef,
 };
 use expensify_operator::expensify::{PolicySummary, RosterEntry};
-use expensify_operator::reconcile::{AccessObject, ConnectorObject, ObjectKey, Observed};
+use expensify_operator::reconcile::{
+    AccessObject, ConnectorObject, ObjectKey, Observed, PlanInput, Requests, Scope,
+};
+use k8s_openapi::jiff::Timestamp;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_expensify-operator");
 
@@ -89,6 +92,26 @@ pub async fn wait_for_port(port: u16) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// The planner's input for a [`planner_world`] at `now`: everything in scope, no requests.
+pub fn world_input<'a>(
+    connector: &'a ConnectorObject,
+    accesses: &'a [AccessObject],
+    observed: &'a Observed,
+    now: Timestamp,
+) -> PlanInput<'a> {
+    PlanInput {
+        connector,
+        connectors: std::slice::from_ref(connector),
+        accesses,
+        observed,
+        now,
+        inventory_complete: true,
+        scope: Scope::Everything,
+        unverified: &[],
+        requests: Requests::NONE,
+    }
 }
 
 /// The planner's input for `policies` x `members` people: Expensify has half the desired
