@@ -218,19 +218,22 @@ fn keys_that_would_leave_the_directory_are_refused() {
     }
 }
 
+/// The status directory at `root` as a run signing with the test key opens it.
+fn signed_at(root: &std::path::Path) -> StatusDir {
+    StatusDir::signed(
+        root,
+        crate::files::status_signing::StatusKey::new(&[7u8; 32]).unwrap(),
+        false,
+    )
+}
+
 /// A crash right after the first signed file of a fresh directory (before the pass writes
 /// the index) must leave a directory the next run trusts.
 #[test]
 fn the_first_signed_file_finds_an_index_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("status");
-    let signed = || {
-        StatusDir::signed(
-            &root,
-            crate::files::status_signing::StatusKey::new(&[7u8; 32]).unwrap(),
-            false,
-        )
-    };
+    let signed = || signed_at(&root);
     let key = ObjectKey::new("finance", "team");
     // No `flush_index`: the process dies after this write.
     signed().write(&key, &team()).unwrap();
@@ -246,13 +249,7 @@ fn the_first_signed_file_finds_an_index_beside_it() {
 fn a_removal_cut_short_leaves_the_status_gone_not_held() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("status");
-    let signed = || {
-        StatusDir::signed(
-            &root,
-            crate::files::status_signing::StatusKey::new(&[7u8; 32]).unwrap(),
-            false,
-        )
-    };
+    let signed = || signed_at(&root);
     let key = ObjectKey::new("finance", "team");
     let path = root.join("policyaccess/finance/team.yaml");
     let first = signed();
