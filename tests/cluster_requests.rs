@@ -302,17 +302,9 @@ const REQUESTER: &str = "lead@acme.example";
 const CAROL: &str = "carol@acme.example";
 const DAVE: &str = "dave@acme.example";
 
-/// The API double stamps every object `2026-11-28T00:00:00Z` as its creation time, so a
-/// request stays Pending only while that is within its `pendingTimeout` (at most 30d).
-/// Fails, saying so, once the wall clock is past it (the double should stamp its own now).
+/// Rules under which a request stays Pending for the whole test: the API double stamps
+/// objects with the time they are created, as the API server does.
 fn stays_pending() -> Rules {
-    let stamped: k8s_openapi::jiff::Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
-    let timeout = k8s_openapi::jiff::SignedDuration::from_hours(30 * 24);
-    assert!(
-        k8s_openapi::jiff::Timestamp::now()
-            < stamped + timeout - k8s_openapi::jiff::SignedDuration::from_hours(1),
-        "the API double's fixed creationTimestamp is more than 30d old: Pending cannot be tested"
-    );
     rules("8h").pending_timeout("30d")
 }
 
@@ -618,8 +610,8 @@ async fn a_revoke_decision_ends_an_active_request_and_takes_the_grant_back() {
 }
 
 /// A request nobody answers within `pendingTimeout` is Expired (`NotApproved`); an
-/// approval after that counts for nothing and nothing is granted. (The double's creation
-/// time is days old: a 24h timeout has passed at the first sync.)
+/// approval after that counts for nothing and nothing is granted. (The double stamps the
+/// request two days old: a 24h timeout has passed at the first sync.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
     let world = scene(
@@ -628,6 +620,9 @@ async fn a_request_pending_past_its_timeout_expires_and_grants_nothing() {
     )
     .await;
     let (sim, client) = (&world.sim, &world.client);
+    let two_days_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(48);
+    world.double.stamp_creations_at(two_days_ago);
     create::<AccessRequest>(client, &ask_for("1h").json()).await;
     wait_for_phase(client, "r1", RequestPhase::Expired).await;
     assert_eq!(

@@ -23,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use k8s_openapi::jiff::Timestamp;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -101,6 +102,9 @@ struct Store {
     /// Status writes answered 500 with this probability, drawn from this seeded source.
     status_failures: Option<(f64, SmallRng)>,
     faults: FaultCounts,
+    /// When set, objects created are stamped with this time instead of now (a test that
+    /// needs an object older than it can wait for, as a cluster restored from a backup has).
+    created_at: Option<Timestamp>,
 }
 
 /// The faults the double has injected so far.
@@ -267,6 +271,11 @@ impl ApiServerDouble {
             (probability > 0.0).then(|| (probability.min(1.0), SmallRng::seed_from_u64(seed)));
     }
 
+    /// Stamps every object created from now on `at` instead of the current time.
+    pub fn stamp_creations_at(&self, at: Timestamp) {
+        self.store.lock().unwrap().created_at = Some(at);
+    }
+
     /// The faults injected so far.
     pub fn fault_counts(&self) -> FaultCounts {
         self.store.lock().unwrap().faults
@@ -289,6 +298,11 @@ impl ApiServerDouble {
         let store = self.store.lock().unwrap();
         (store.requests, store.status_writes)
     }
+}
+
+/// The current time in whole seconds, as the API server writes timestamps.
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap()
 }
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
@@ -554,7 +568,9 @@ async fn handle(
             meta["uid"] = json!(format!("uid-{rv}"));
             meta["resourceVersion"] = json!(rv.to_string());
             meta["generation"] = json!(1);
-            meta["creationTimestamp"] = json!("2026-11-28T00:00:00Z");
+            // As the API server: the server's clock, whole seconds; what the client sent
+            // is ignored.
+            meta["creationTimestamp"] = json!(store.created_at.unwrap_or_else(now).to_string());
             object["apiVersion"] = json!(kind.api_version());
             object["kind"] = json!(kind.kind());
             store.objects.insert(key, object.clone());
@@ -667,7 +683,7 @@ async fn handle(
                 .as_array()
                 .is_some_and(|f| !f.is_empty())
             {
-                current["metadata"]["deletionTimestamp"] = json!("2026-11-28T12:00:00Z");
+                current["metadata"]["deletionTimestamp"] = json!(now().to_string());
                 store.objects.insert(key, current.clone());
                 let change = store.record(kind, "MODIFIED", current.clone());
                 (200, current, Some(change))
