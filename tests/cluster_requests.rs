@@ -13,7 +13,8 @@ use support::*;
 use std::time::Duration;
 
 use expensify_operator::api::{
-    AccessDecision, AccessDecisionStatus, AccessRequest, DecisionKind, PolicyAccess, RequestPhase,
+    AccessDecision, AccessDecisionStatus, AccessRequest, DecisionKind, ExpensifyConnector,
+    PolicyAccess, RequestPhase,
 };
 use expensify_operator::cluster;
 use expensify_operator::commands::request_cluster::{
@@ -25,7 +26,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use support::apiserver::ApiServerDouble;
 use support::requests::{
-    Controller, Manifest, NAMESPACE, Rules, access, create, create_connector, decision,
+    CONNECTOR, Controller, Manifest, NAMESPACE, Rules, access, create, create_connector, decision,
     delete_request, eventually, request, request_status, rules, wait_for_phase,
 };
 
@@ -700,6 +701,73 @@ async fn a_decision_in_another_namespace_decides_nothing() {
     assert_eq!(phase(client).await, Some(RequestPhase::Pending));
     assert!(!granted(sim));
     world.controller.stop().await;
+}
+
+/// A decision in a namespace that holds no PolicyAccess at all (and no such request) is
+/// still answered, by a connector that accepts the namespace: it counts for nothing and
+/// says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_in_a_namespace_without_policy_access_is_answered_and_counts_for_nothing() {
+    let world = scene_in(
+        Some(Ok(())),
+        stays_pending().approvers(&[CAROL]),
+        &[NAMESPACE, "sales"],
+    )
+    .await;
+    let (sim, client) = (&world.sim, &world.client);
+    accept_namespace(client, "sales").await;
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
+    let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
+    create::<AccessDecision>(client, &elsewhere.json()).await;
+    let status = judged(client, "sales", "r1-carol").await;
+    assert_eq!(
+        (status.counted, status.message.as_deref()),
+        (Some(false), Some("no AccessRequest r1 in namespace sales"))
+    );
+    assert_eq!(phase(client).await, Some(RequestPhase::Pending));
+    assert!(!granted(sim));
+    world.controller.stop().await;
+}
+
+/// A request naming a PolicyAccess that does not exist is `Error`, the PolicyAccess
+/// named, and nothing is granted; once that PolicyAccess is created it is judged again
+/// under its rules (an `Error` is looked at every sync).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_a_missing_policy_access_is_an_error_until_it_exists() {
+    let world = scene(Some(Ok(())), rules("8h").approvals(0)).await;
+    let (sim, client) = (&world.sim, &world.client);
+    let early = request("r1", "later", PERSON).set("requester", REQUESTER);
+    create::<AccessRequest>(client, &early.json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Error).await;
+    let status = request_status(client, "r1").await.unwrap();
+    assert_eq!(
+        status.message.as_deref(),
+        Some("PolicyAccess later does not exist in namespace finance"),
+        "{status:?}"
+    );
+    assert!(!granted(sim));
+    create::<PolicyAccess>(
+        client,
+        &access("later").rules(rules("8h").approvals(0)).json(),
+    )
+    .await;
+    wait_for_phase(client, "r1", RequestPhase::Active).await;
+    eventually("the grant", || async { granted(sim) }).await;
+    world.controller.stop().await;
+}
+
+/// Lets the connector `acme` take objects from `namespace` too.
+async fn accept_namespace(client: &kube::Client, namespace: &str) {
+    let patch = json!({"spec": {"allowedNamespaces": [namespace]}});
+    Api::<ExpensifyConnector>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            CONNECTOR,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
 }
 
 /// The controller is down when an active request ends: a fresh controller on the same

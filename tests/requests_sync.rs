@@ -92,6 +92,13 @@ async fn requests_that_must_not_be_granted_write_nothing() {
             asked("newcomer@acme.example", "user"),
             "NotRequestable",
         ),
+        // A PolicyAccess that does not exist: judged by the connector that answers the
+        // namespace (here the only one), never left without a status.
+        (
+            books(true),
+            request("r1", "nowhere", "newcomer@acme.example"),
+            "NotRequestable",
+        ),
     ];
     for (object, asked, reason) in cases {
         let mut world = World::new(&[object], std::slice::from_ref(&asked));

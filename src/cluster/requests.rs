@@ -17,28 +17,29 @@ pub fn request_of_decision(decision: &AccessDecision) -> ObjectKey {
     ObjectKey::new(namespace, decision.spec.request_ref.name.clone())
 }
 
-/// The connector a request's sync runs on: that of its PolicyAccess (`None` while the
-/// PolicyAccess is not there: its arrival triggers the sync then).
+/// The connector a request's sync runs on: that of its PolicyAccess. While that does not
+/// exist: the connector that holds what the request was granted (it must take it back),
+/// else the one that answers the namespace (`answering`, see
+/// [`crate::reconcile::requests::connector_answering`]), so
+/// that the request's status says why nothing happens.
 pub fn connector_of_request(
     request: &AccessRequest,
     access: impl Fn(&ObjectKey) -> Option<AccessObject>,
+    answering: impl FnOnce(&str) -> Option<ObjectKey>,
 ) -> Option<ObjectKey> {
-    access(&access_of_request(request)).map(|a| a.connector_key())
+    if let Some(access) = access(&access_of_request(request)) {
+        return Some(access.connector_key());
+    }
+    holder_of(request).or_else(|| answering(&ObjectKey::of(&request.metadata).namespace))
 }
 
-/// The connector that answers a decision whose request does not exist, so that its
-/// status can say it counted for nothing: that of the first PolicyAccess (by name) in the
-/// decision's namespace; `None` when the namespace has none.
-pub fn connector_of_orphan_decision(
-    decision: &AccessDecision,
-    accesses: impl IntoIterator<Item = AccessObject>,
-) -> Option<ObjectKey> {
-    let namespace = ObjectKey::of(&decision.metadata).namespace;
-    accesses
-        .into_iter()
-        .filter(|a| a.key.namespace == namespace)
-        .min_by(|a, b| a.key.cmp(&b.key))
-        .map(|a| a.connector_key())
+/// The connector that wrote a ledger entry the request holds, if it holds one.
+pub fn holder_of(request: &AccessRequest) -> Option<ObjectKey> {
+    let status = request.status.as_ref()?;
+    status
+        .managed_members
+        .iter()
+        .find_map(|entry| entry.connector.as_deref().and_then(ObjectKey::parse))
 }
 
 /// Whether a request holds access, or may be given some by the next write: it then
@@ -158,13 +159,36 @@ mod tests {
         let lookup = |key: &ObjectKey| {
             (*key == ObjectKey::of(&access.metadata)).then(|| AccessObject::from_resource(&access))
         };
+        let nobody = |_: &str| None;
         assert_eq!(
-            connector_of_request(&request, lookup),
+            connector_of_request(&request, lookup, nobody),
             Some(ObjectKey::new("shared", "acme"))
         );
         assert_eq!(
-            connector_of_request(&self::request("finance", "other"), lookup),
+            connector_of_request(&self::request("finance", "other"), lookup, nobody),
             None
+        );
+        // Its PolicyAccess gone: the connector that holds its grant, else the one that
+        // answers the namespace.
+        let answers = |namespace: &str| Some(ObjectKey::new(namespace, "answers"));
+        let mut orphan = self::request("finance", "other");
+        assert_eq!(
+            connector_of_request(&orphan, lookup, answers),
+            Some(ObjectKey::new("finance", "answers"))
+        );
+        orphan.status = Some(AccessRequestStatus {
+            managed_members: vec![
+                serde_json::from_value(serde_json::json!({
+                    "email": "a@acme.example", "policyID": "P1", "role": "user", "added": true,
+                    "connector": "shared/holder"
+                }))
+                .unwrap(),
+            ],
+            ..AccessRequestStatus::default()
+        });
+        assert_eq!(
+            connector_of_request(&orphan, lookup, answers),
+            Some(ObjectKey::new("shared", "holder"))
         );
 
         let spec: AccessDecisionSpec = serde_json::from_value(serde_json::json!({
@@ -177,36 +201,6 @@ mod tests {
             request_of_decision(&decision),
             ObjectKey::new("finance", "r1")
         );
-    }
-
-    #[test]
-    fn a_decision_on_no_request_is_answered_by_the_first_policy_access_of_its_namespace() {
-        let access = |namespace: &str, name: &str, connector: &str| {
-            let access: crate::api::PolicyAccess = serde_json::from_value(serde_json::json!({
-                "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"connectorRef": {"name": connector, "namespace": "shared"}, "policy": {"id": "P1"}, "members": []}
-            }))
-            .unwrap();
-            AccessObject::from_resource(&access)
-        };
-        let spec: AccessDecisionSpec = serde_json::from_value(serde_json::json!({
-            "requestRef": {"name": "gone"}, "decision": "Approve", "decidedBy": "b@acme.example"
-        }))
-        .unwrap();
-        let mut decision = AccessDecision::new("d1", spec);
-        decision.metadata.namespace = Some("finance".into());
-        let accesses = [
-            access("sales", "a", "other"),
-            access("finance", "team", "late"),
-            access("finance", "books", "acme"),
-        ];
-        assert_eq!(
-            connector_of_orphan_decision(&decision, accesses.clone()),
-            Some(ObjectKey::new("shared", "acme"))
-        );
-        decision.metadata.namespace = Some("hr".into());
-        assert_eq!(connector_of_orphan_decision(&decision, accesses), None);
     }
 
     #[test]

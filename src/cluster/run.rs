@@ -29,7 +29,7 @@ use super::watches::{InitialLists, SharedWatch, cached_controller};
 use super::{access_controller, connector_controller};
 use crate::api::{AccessDecision, AccessRequest, ExpensifyConnector, PolicyAccess};
 use crate::expensify::ExpensifyClients;
-use crate::reconcile::{AccessObject, ObjectKey};
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
 
 pub use super::election::LeaseSettings;
 
@@ -137,6 +137,7 @@ impl RequestWatches {
 /// [`super::requests::connector_of_request`]).
 #[derive(Clone)]
 struct RequestRouting {
+    connectors: Vec<Store<ExpensifyConnector>>,
     accesses: Vec<Store<PolicyAccess>>,
     requests: Vec<Store<AccessRequest>>,
 }
@@ -150,8 +151,23 @@ impl RequestRouting {
             .map(|pa| AccessObject::from_resource(&pa))
     }
 
+    /// The connector that answers `namespace` for objects nothing else routes.
+    fn answering(&self, namespace: &str) -> Option<ObjectKey> {
+        let accesses = self.accesses.iter().flat_map(Store::state);
+        let connectors = self.connectors.iter().flat_map(Store::state);
+        crate::reconcile::requests::connector_answering(
+            namespace,
+            accesses.map(|pa| AccessObject::from_resource(&pa)),
+            connectors.map(|c| ConnectorObject::from_resource(&c)),
+        )
+    }
+
     fn of_request(&self, request: &AccessRequest) -> Option<ObjectRef<ExpensifyConnector>> {
-        let key = super::requests::connector_of_request(request, |k| self.access(k))?;
+        let key = super::requests::connector_of_request(
+            request,
+            |k| self.access(k),
+            |namespace| self.answering(namespace),
+        )?;
         Some(ObjectRef::new(&key.name).within(&key.namespace))
     }
 
@@ -162,9 +178,7 @@ impl RequestRouting {
             return self.of_request(&request);
         }
         // No such request: the decision still gets a status saying so.
-        let accesses = self.accesses.iter().flat_map(Store::state);
-        let accesses = accesses.map(|pa| AccessObject::from_resource(&pa));
-        let key = super::requests::connector_of_orphan_decision(decision, accesses)?;
+        let key = self.answering(&ObjectKey::of(&decision.metadata).namespace)?;
         Some(ObjectRef::new(&key.name).within(&key.namespace))
     }
 }
@@ -179,16 +193,26 @@ fn connector_controllers(
     accesses: &mut [SharedWatch<PolicyAccess>],
     requests: &mut RequestWatches,
 ) -> Vec<Controller<ExpensifyConnector>> {
+    let config = controller::Config::default().debounce(settings.debounce);
+    let watch_config = watcher::Config::default().any_semantic();
+    // Every scope's connector cache first: routing an object may need any of them.
+    let scoped: Vec<_> = settings
+        .scope
+        .apis::<ExpensifyConnector>(client)
+        .into_iter()
+        .map(|api| {
+            let controller = cached_controller(api.clone(), watch_config.clone(), lists)
+                .with_config(config.clone());
+            (api, controller)
+        })
+        .collect();
     let routing = RequestRouting {
+        connectors: scoped.iter().map(|(_, c)| c.store()).collect(),
         accesses: accesses.iter().map(|w| w.reader.clone()).collect(),
         requests: requests.requests.iter().map(|w| w.reader.clone()).collect(),
     };
-    let config = controller::Config::default().debounce(settings.debounce);
-    let watch_config = watcher::Config::default().any_semantic();
     let mut controllers = Vec::new();
-    for connectors_api in settings.scope.apis::<ExpensifyConnector>(client) {
-        let mut connectors = cached_controller(connectors_api.clone(), watch_config.clone(), lists)
-            .with_config(config.clone());
+    for (connectors_api, mut connectors) in scoped {
         let store = connectors.store();
         for access_watch in accesses.iter_mut() {
             connectors = connectors.watches_stream(access_watch.triggers(), |pa| {

@@ -15,7 +15,8 @@ use crate::api::{
 use crate::email;
 use crate::expensify::Role;
 use crate::reconcile::requests::{
-    DecisionVerdict, RequestContext, Verdict, decisions_on, evaluate, holder, orphan_decisions,
+    DecisionVerdict, RequestContext, Verdict, connector_answering, decisions_on, evaluate, holder,
+    orphan_decisions,
 };
 use crate::reconcile::{AccessObject, ObjectKey, Observed, RequestObject};
 
@@ -69,8 +70,20 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
         let on_connector = match access {
             Some(access) => access.connector_key() == connector.key,
             // Its PolicyAccess is gone: what it holds through this connector is still
-            // taken back (its holder asks for nobody).
-            None => holds_through(asked, &connector.key),
+            // taken back (its holder asks for nobody); one that holds nothing is judged
+            // (an `Error` naming the PolicyAccess) by the connector that answers its
+            // namespace.
+            None => {
+                holds_through(asked, &connector.key)
+                    || (holds_nothing(asked)
+                        && connector_answering(
+                            &asked.key.namespace,
+                            request.accesses.iter().cloned(),
+                            request.connectors.iter().cloned(),
+                        )
+                        .as_ref()
+                            == Some(&connector.key))
+            }
         };
         if !on_connector {
             continue;
@@ -93,6 +106,14 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
     let orphans = orphan_decisions(request.requests.requests, request.requests.decisions);
     judged.decisions.extend(orphans);
     judged
+}
+
+/// Whether `asked` holds no ledger entry at all.
+fn holds_nothing(asked: &RequestObject) -> bool {
+    asked
+        .status
+        .as_ref()
+        .is_none_or(|s| s.managed_members.is_empty())
 }
 
 /// Whether `asked` holds ledger entries written through `connector`.

@@ -13,10 +13,9 @@ use crate::api::{
 };
 use crate::cluster::context::Context;
 use crate::cluster::kube_io::{KubeCallError, SecretLookup};
-use crate::cluster::requests::{
-    access_of_request, connector_of_orphan_decision, request_of_decision,
-};
+use crate::cluster::requests::{access_of_request, request_of_decision};
 use crate::reconcile::digest;
+use crate::reconcile::requests::connector_answering;
 use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
 use crate::sync::reads_credentials;
 
@@ -130,12 +129,13 @@ pub(super) async fn read(
         .filter_map(|at| all.get(*at))
         .map(|pa| ObjectKey::of(&pa.metadata))
         .collect();
-    let (requests, decisions) = on_attached(ctx, &attached_keys, &all, &object.key);
+    let connectors = ctx.connectors();
+    let (requests, decisions) = on_attached(ctx, &attached_keys, &all, (&object.key, &connectors));
     let mut inputs = Inputs {
         connector,
         object,
         all,
-        connectors: ctx.connectors(),
+        connectors,
         secret,
         requests,
         decisions,
@@ -148,23 +148,40 @@ pub(super) async fn read(
 
 /// The requests whose PolicyAccess is one of `attached`, or that hold ledger entries this
 /// connector wrote (their PolicyAccess may be gone: what they added must still be taken
-/// back), the decisions on them, and the decisions on no request that this connector
-/// answers ([`connector_of_orphan_decision`]).
+/// back), the decisions on them, and the requests and decisions nothing else routes that
+/// this connector answers ([`connector_answering`]: only their statuses are written).
 fn on_attached(
     ctx: &Context,
     attached: &std::collections::BTreeSet<ObjectKey>,
     all: &[PolicyAccess],
-    connector: &ObjectKey,
+    (connector, connectors): (&ObjectKey, &[ConnectorObject]),
 ) -> (Vec<AccessRequest>, Vec<AccessDecision>) {
     let (requests, decisions) = ctx.requests_and_decisions();
     let existing: std::collections::BTreeSet<ObjectKey> = requests
         .iter()
         .map(|r| ObjectKey::of(&r.metadata))
         .collect();
+    let accesses: Vec<AccessObject> = all.iter().map(AccessObject::from_resource).collect();
+    let answers_namespace = |namespace: &str| {
+        connector_answering(
+            namespace,
+            accesses.iter().cloned(),
+            connectors.iter().cloned(),
+        )
+        .as_ref()
+            == Some(connector)
+    };
     let answers = |d: &AccessDecision| {
         !existing.contains(&request_of_decision(d))
-            && connector_of_orphan_decision(d, all.iter().map(AccessObject::from_resource)).as_ref()
-                == Some(connector)
+            && answers_namespace(&ObjectKey::of(&d.metadata).namespace)
+    };
+    let present: std::collections::BTreeSet<&ObjectKey> = accesses.iter().map(|a| &a.key).collect();
+    let answers_request = |r: &AccessRequest| {
+        !present.contains(&access_of_request(r))
+            && r.status
+                .as_ref()
+                .is_none_or(|s| s.managed_members.is_empty())
+            && answers_namespace(&ObjectKey::of(&r.metadata).namespace)
     };
     let written_here = connector.to_string();
     let holds_here = |r: &AccessRequest| {
@@ -176,7 +193,7 @@ fn on_attached(
     };
     let requests: Vec<AccessRequest> = requests
         .into_iter()
-        .filter(|r| attached.contains(&access_of_request(r)) || holds_here(r))
+        .filter(|r| attached.contains(&access_of_request(r)) || holds_here(r) || answers_request(r))
         .collect();
     let request_keys: std::collections::BTreeSet<ObjectKey> = requests
         .iter()

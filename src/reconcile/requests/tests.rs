@@ -360,3 +360,43 @@ fn review3_a_decision_older_than_the_request_does_not_count() {
         "a re-created request was granted on an old approval: {verdict:?}"
     );
 }
+
+#[test]
+fn an_object_nothing_routes_is_answered_by_its_namespace_first_policy_access_else_a_connector_that_accepts_it()
+ {
+    let access = |namespace: &str, name: &str, connector: &str| {
+        let access: crate::api::PolicyAccess = serde_json::from_value(serde_json::json!({
+            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"connectorRef": {"name": connector, "namespace": "shared"}, "policy": {"id": "P1"}, "members": []}
+        }))
+        .unwrap();
+        AccessObject::from_resource(&access)
+    };
+    let connector = |namespace: &str, name: &str, allowed: &[&str]| {
+        let connector: crate::api::ExpensifyConnector = serde_json::from_value(serde_json::json!({
+            "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "ExpensifyConnector",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"credentialsSecretRef": {"name": "creds"}, "adminEmail": "it@acme.example",
+                     "allowedNamespaces": allowed}
+        }))
+        .unwrap();
+        ConnectorObject::from_resource(&connector)
+    };
+    let accesses = [
+        access("sales", "a", "other"),
+        access("finance", "team", "late"),
+        access("finance", "books", "acme"),
+    ];
+    let connectors = [
+        connector("shared", "zeta", &["hr"]),
+        connector("shared", "beta", &["hr", "ops"]),
+        connector("hr", "own", &[]),
+    ];
+    let answer =
+        |namespace: &str| connector_answering(namespace, accesses.clone(), connectors.clone());
+    assert_eq!(answer("finance"), Some(ObjectKey::new("shared", "acme")));
+    assert_eq!(answer("hr"), Some(ObjectKey::new("hr", "own")));
+    assert_eq!(answer("ops"), Some(ObjectKey::new("shared", "beta")));
+    assert_eq!(answer("legal"), None);
+}
