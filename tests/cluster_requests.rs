@@ -683,7 +683,8 @@ async fn a_decision_in_another_namespace_decides_nothing() {
     let pending = stays_pending().approvers(&[CAROL]);
     let world = scene_in(Some(Ok(())), pending.clone(), &[NAMESPACE, "sales"]).await;
     let (sim, client) = (&world.sim, &world.client);
-    // `sales` has a PolicyAccess of its own on the same connector.
+    // `sales` is a tenant of the same connector, with a PolicyAccess of its own.
+    accept_namespace(client, "sales").await;
     create::<PolicyAccess>(
         client,
         &access("team").in_namespace("sales").rules(pending).json(),

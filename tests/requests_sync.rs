@@ -207,3 +207,37 @@ async fn a_pending_request_wakes_the_connector_at_its_pending_timeout() {
         Some(created + SignedDuration::from_hours(2))
     );
 }
+
+/// bob is on Finance at user by hand; an ObserveOnly PolicyAccess lists him at user (it
+/// writes nothing). r1 raises him to admin for 1h. At r1's end nobody asks for admin: he
+/// goes back to user; the raise is not handed to the observer to live on while it lists
+/// him. (Found by review 5.)
+#[tokio::test]
+async fn a_request_raise_ends_even_when_an_observe_only_object_lists_the_person() {
+    let sim = start(&unlimited_seed()).await;
+    let origin = roster(&sim, FINANCE);
+    let email = "bob@acme.example";
+    let books = access("books").rules(rules("8h").approvals(0).roles(&["user", "admin"]));
+    let watch = access("watch").set("mode", "ObserveOnly").member(email, "user");
+    let raise = request("r1", "books", email)
+        .set("role", "admin")
+        .set("duration", "1h")
+        .set("requester", "alice@acme.example");
+    let mut world = World::new(&[books, watch], &[raise]);
+    world.sync(&sim, start_time()).await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Active);
+    assert_eq!(role_of(&sim, email).as_deref(), Some("admin"));
+
+    let end = start_time() + SignedDuration::from_hours(1);
+    world.sync(&sim, end).await;
+    world.sync(&sim, end + SignedDuration::from_mins(1)).await;
+    assert_eq!(world.status("r1").phase, RequestPhase::Expired);
+    assert_eq!(
+        role_of(&sim, email).as_deref(),
+        Some("user"),
+        "r1={:?} watch={:?}",
+        world.status("r1"),
+        world.accesses[1].status
+    );
+    assert_eq!(roster(&sim, FINANCE), origin);
+}

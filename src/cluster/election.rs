@@ -65,23 +65,32 @@ pub(super) async fn elect(
     })
 }
 
-/// Whether the Lease was held by another term before this one (the lease manager counts
-/// each new holder in `leaseTransitions`; the first holder of a new Lease makes it 1).
-/// When the Lease cannot be read, it may have been.
-async fn followed_another_term(client: &Client, lease: &LeaseSettings) -> bool {
+/// The Lease's `leaseTransitions` (the lease manager counts each new holder; the first
+/// holder of a new Lease makes it 1); `None` when the Lease cannot be read.
+async fn lease_transitions(client: &Client, lease: &LeaseSettings) -> Option<i32> {
     match Api::<Lease>::namespaced(client.clone(), &lease.namespace)
         .get(&lease.name)
         .await
     {
-        Ok(current) => current
-            .spec
-            .and_then(|spec| spec.lease_transitions)
-            .is_none_or(|transitions| transitions > 1),
+        Ok(current) => Some(
+            current
+                .spec
+                .and_then(|spec| spec.lease_transitions)
+                .unwrap_or(0),
+        ),
         Err(e) => {
             warn!(error = %e, "the Lease could not be read; assuming another replica led before");
-            true
+            None
         }
     }
+}
+
+/// Whether a term starting at `transitions` may follow another replica's term: the Lease
+/// changed hands before (more than its first holder), and not only before this replica's
+/// last term (`last`: the transitions seen then), whose own calls its pacing still counts.
+/// A Lease that cannot be read may have.
+fn followed_another_term(transitions: Option<i32>, last: Option<i32>) -> bool {
+    transitions.is_none_or(|now| now > 1 && last != Some(now))
 }
 
 /// Follows the lease manager and the renewals: a term lasts while the manager says this
@@ -98,6 +107,8 @@ pub(super) fn follow_leadership(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut leading = terms.leading();
+        // `leaseTransitions` when this replica's last term started.
+        let mut last_term = None;
         loop {
             let held = *leader.borrow_and_update();
             let deadline = renewals.as_ref().and_then(LeaseRenewals::deadline);
@@ -108,14 +119,19 @@ pub(super) fn follow_leadership(
                 // the last one wrote.
                 if leading {
                     ctx.forget_all();
-                    if let Some(lease) = &lease
-                        && followed_another_term(&ctx.client, lease).await
+                    let transitions = match &lease {
+                        Some(lease) => Some(lease_transitions(&ctx.client, lease).await),
+                        None => None,
+                    };
+                    if let Some(transitions) = transitions
+                        && followed_another_term(transitions, last_term)
                     {
                         info!(
                             "another replica led before this term: no Expensify call for one rate window, its last calls still count there"
                         );
                         ctx.expensify.hold_after_handover();
                     }
+                    last_term = transitions.flatten();
                 }
                 terms.set(leading);
                 if leading {
@@ -159,5 +175,26 @@ pub(super) async fn release_lease(task: Option<LeaseTask>) {
         }
     } else {
         warn!("the lease could not be released; it expires by itself");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::followed_another_term;
+
+    #[test]
+    fn only_a_term_after_another_holder_waits_for_the_rate_window() {
+        // The first holder of a new Lease: nobody called Expensify before it.
+        assert!(!followed_another_term(Some(1), None));
+        assert!(!followed_another_term(Some(0), None));
+        // Another replica held it before this process's first term.
+        assert!(followed_another_term(Some(2), None));
+        // This replica's term restarted and nobody held the Lease in between
+        // (review 5: the hold repeated at every restart, forever after one hand-over).
+        assert!(!followed_another_term(Some(2), Some(2)));
+        // Someone held it in between.
+        assert!(followed_another_term(Some(4), Some(2)));
+        // The Lease cannot be read: it may have changed hands.
+        assert!(followed_another_term(None, Some(2)));
     }
 }

@@ -19,8 +19,8 @@
 //!   valid approvals), and cannot outlive `created + pendingTimeout + duration`; every
 //!   role on Expensify that differs from the start is one a member ever asked for there
 //!   or one a request that may hold now asks for (or one an active request held there,
-//!   while an object is suspended or Blocked and so freezes its entries, or while an ObserveOnly
-//!   object, which writes nothing, lists the person and may hold the entry);
+//!   while an object is suspended or Blocked and so freezes its entries; an ObserveOnly
+//!   object keeps a raise only if it lists the person at that role, a member's role);
 //! - a request's end takes nothing another holder still asks for: whoever was on a policy
 //!   before the step and is still asked for there (a member not expired, an active
 //!   request) is still there, not below what is asked (unless members disagree);
@@ -718,16 +718,6 @@ impl Now<'_> {
             .collect()
     }
 
-    /// Whether an ObserveOnly object lists `email` on `policy`: an entry handed to it
-    /// stays as it is (it writes nothing) until nobody asks for the person.
-    fn observed(&self, policy: usize, email: &str) -> bool {
-        self.accesses.iter().flatten().any(|a| {
-            a.policy == policy
-                && a.mode == Mode::ObserveOnly
-                && a.members.keys().any(|p| PEOPLE[*p] == email)
-        })
-    }
-
     /// Whether the request's approval is complete now, under its rules now.
     fn approval_complete(&self, life: &Life) -> bool {
         let Some(rules) = self.access(life.ask.access).and_then(|a| a.rules.as_ref()) else {
@@ -879,7 +869,7 @@ impl Model {
                         || holding
                             .iter()
                             .any(|(p, e, r)| p == policy && e == email && *r == role)
-                        || ((frozen || now.observed(*policy, email))
+                        || (frozen
                             && self
                                 .request_roles
                                 .contains(&(*policy, email.to_string(), role)))

@@ -146,13 +146,28 @@ pub(super) fn fate(
         return Fate::Keep;
     }
     // Prefer an object that writes for the person over one that only keeps them.
-    if let Some(next) = askers.iter().find(|c| c.writes).or(askers.first()) {
+    if let Some(next) = askers.iter().find(|c| c.writes) {
+        return Fate::HandOff(next.key.clone());
+    }
+    // Only objects that write nothing ask (ObserveOnly, suspended): they keep the person,
+    // not a raise to a role none of them lists. Such a raise is released: the person's
+    // own role comes back, and nobody is revoked (the entry did not add them).
+    if let Some(next) = askers.first()
+        && !unlisted_raise(entry, askers)
+    {
         return Fate::HandOff(next.key.clone());
     }
     if held {
         return Fate::Hold;
     }
     Fate::Release
+}
+
+/// Whether `entry` changed the role of a person who was already there to one none of
+/// `askers` lists.
+fn unlisted_raise(entry: &ManagedMember, askers: &[Claim]) -> bool {
+    let set = entry.role.as_deref().and_then(Role::parse);
+    !entry.added && set.is_some_and(|set| askers.iter().all(|c| c.wanted.role != set))
 }
 
 /// One copy of an entry and the index of the subject whose status holds it.

@@ -107,6 +107,56 @@ fn a_request_raising_an_unmanaged_user_sets_them_back_to_user_at_its_end() {
     assert_eq!(role_of(&world, ALICE).as_deref(), Some("user"));
 }
 
+/// An ObserveOnly object keeps the people it lists, but writes nothing: a raise a request
+/// made is not kept for it. At the request's end the person goes back to their own role;
+/// an observer listing them at the raised role keeps that role (it asks for it).
+#[test]
+fn a_request_raise_goes_back_at_its_end_though_an_observer_lists_the_person_lower() {
+    let mut world = finance(&[(ALICE, "user")]);
+    let observer = access(
+        "watch",
+        AccessMode::ObserveOnly,
+        vec![member(ALICE, "user")],
+    );
+    let mut objects = vec![observer, request("r1", ALICE, "admin")];
+    let plan = step(&mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE.into(), Some(Role::Admin))]
+    );
+    objects[1] = ended(&objects[1]);
+    let plan = step(&mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE.into(), Some(Role::User))],
+        "the raise stayed after the request ended"
+    );
+    let after = step(&mut objects, &mut world);
+    assert!(after.is_empty(), "{:?}", after.changes);
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("user"));
+    assert!(
+        after
+            .objects
+            .values()
+            .all(|o| o.write_ahead_ledger().is_empty()),
+        "nothing left to own"
+    );
+
+    // Listed at the raised role, the observer keeps it: nothing moves at the end.
+    let mut world = finance(&[(ALICE, "user")]);
+    let observer = access(
+        "watch",
+        AccessMode::ObserveOnly,
+        vec![member(ALICE, "admin")],
+    );
+    let mut objects = vec![observer, request("r1", ALICE, "admin")];
+    step(&mut objects, &mut world);
+    objects[1] = ended(&objects[1]);
+    let plan = step(&mut objects, &mut world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
+}
+
 #[test]
 fn a_lower_request_writes_nothing_and_takes_nothing_at_its_end() {
     let mut world = finance(&[(ALICE, "admin")]);

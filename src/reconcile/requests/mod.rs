@@ -198,26 +198,26 @@ pub fn decisions_on<'a>(
 
 /// The connector that answers an object no PolicyAccess routes to a sync (a decision whose
 /// request does not exist, a request whose PolicyAccess does not), so that its status can
-/// say it counts for nothing: that of the first PolicyAccess (by name) in `namespace`, else
-/// the first connector (by key) that accepts the namespace; `None` when no connector serves
-/// it. Such a sync only writes the object's status: nothing is granted or revoked for it.
+/// say it counts for nothing: one that accepts `namespace` (a tenant's connector, never one
+/// a PolicyAccess merely names), that of the first PolicyAccess (by name) in the namespace
+/// if it does, else the first (by key); `None` when no connector serves the namespace.
+/// Such a sync only writes the object's status: nothing is granted or revoked for it.
 pub fn connector_answering(
     namespace: &str,
     accesses: impl IntoIterator<Item = AccessObject>,
     connectors: impl IntoIterator<Item = ConnectorObject>,
 ) -> Option<ObjectKey> {
-    let first_access = accesses
-        .into_iter()
-        .filter(|a| a.key.namespace == namespace)
-        .min_by(|a, b| a.key.cmp(&b.key));
-    if let Some(access) = first_access {
-        return Some(access.connector_key());
-    }
-    connectors
+    let accepting: BTreeSet<ObjectKey> = connectors
         .into_iter()
         .filter(|c| connector_allows(c, namespace))
         .map(|c| c.key)
-        .min()
+        .collect();
+    let of_first_access = accesses
+        .into_iter()
+        .filter(|a| a.key.namespace == namespace && accepting.contains(&a.connector_key()))
+        .min_by(|a, b| a.key.cmp(&b.key))
+        .map(|a| a.connector_key());
+    of_first_access.or_else(|| accepting.into_iter().next())
 }
 
 /// Decisions whose request does not exist in their namespace: none counts.

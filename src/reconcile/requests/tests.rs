@@ -362,8 +362,7 @@ fn review3_a_decision_older_than_the_request_does_not_count() {
 }
 
 #[test]
-fn an_object_nothing_routes_is_answered_by_its_namespace_first_policy_access_else_a_connector_that_accepts_it()
- {
+fn an_object_nothing_routes_is_answered_by_a_connector_that_serves_its_namespace() {
     let access = |namespace: &str, name: &str, connector: &str| {
         let access: crate::api::PolicyAccess = serde_json::from_value(serde_json::json!({
             "apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess",
@@ -387,8 +386,13 @@ fn an_object_nothing_routes_is_answered_by_its_namespace_first_policy_access_els
         access("sales", "a", "other"),
         access("finance", "team", "late"),
         access("finance", "books", "acme"),
+        // Named by anyone in finance, on a connector that does not serve finance.
+        access("finance", "aaa", "other"),
     ];
     let connectors = [
+        connector("shared", "acme", &["finance"]),
+        connector("shared", "late", &["finance"]),
+        connector("shared", "other", &["sales"]),
         connector("shared", "zeta", &["hr"]),
         connector("shared", "beta", &["hr", "ops"]),
         connector("hr", "own", &[]),
@@ -396,6 +400,7 @@ fn an_object_nothing_routes_is_answered_by_its_namespace_first_policy_access_els
     let answer =
         |namespace: &str| connector_answering(namespace, accesses.clone(), connectors.clone());
     assert_eq!(answer("finance"), Some(ObjectKey::new("shared", "acme")));
+    assert_eq!(answer("sales"), Some(ObjectKey::new("shared", "other")));
     assert_eq!(answer("hr"), Some(ObjectKey::new("hr", "own")));
     assert_eq!(answer("ops"), Some(ObjectKey::new("shared", "beta")));
     assert_eq!(answer("legal"), None);
