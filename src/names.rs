@@ -44,15 +44,9 @@ pub struct InvalidName {
 
 impl InvalidName {
     fn new(rule: NameRule, value: &str, reason: impl Into<String>) -> Self {
-        const SHOWN: usize = 64;
-        let shown = if value.chars().count() > SHOWN {
-            format!("{}...", value.chars().take(SHOWN).collect::<String>())
-        } else {
-            value.to_string()
-        };
         Self {
             rule,
-            shown,
+            shown: crate::sanitize::shortened(value),
             reason: reason.into(),
         }
     }

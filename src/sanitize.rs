@@ -15,6 +15,9 @@
 //!   characters escaped as on a terminal (the CSV goes to stdout, often a CI log).
 //!
 //! JSON needs nothing here: serde escapes every control character.
+//!
+//! [`shortened`] bounds a value quoted in a message (a 20,000-character duration must not
+//! make a 40,000-character plan row); the escaping above still applies where it is shown.
 
 /// U+2060 WORD JOINER: invisible, so the text reads the same, but GitHub and GitLab no
 /// longer see a mention (`@` right before a name) or a link (`://`, `www.`) across it.
@@ -189,6 +192,18 @@ pub fn csv_cell(text: &str) -> String {
     }
 }
 
+/// Most characters of an outside value a message quotes.
+pub const QUOTED_CHARS: usize = 64;
+
+/// The first [`QUOTED_CHARS`] characters of `text`, and `...` when there were more.
+pub fn shortened(text: &str) -> String {
+    if text.chars().count() > QUOTED_CHARS {
+        format!("{}...", text.chars().take(QUOTED_CHARS).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +307,14 @@ mod tests {
         assert_eq!(csv_cell("a\x1b[2J\u{202e}"), "a\\u{1b}[2J\\u{202e}");
         assert_eq!(csv_cell("plain"), "plain");
         assert_eq!(csv_cell("a=b"), "a=b");
+    }
+
+    #[test]
+    fn a_quoted_value_is_cut_at_64_characters() {
+        assert_eq!(shortened("8h"), "8h");
+        let long = "é".repeat(20_000);
+        let cut = shortened(&long);
+        assert_eq!(cut.chars().count(), QUOTED_CHARS + 3);
+        assert!(cut.ends_with("..."));
     }
 }

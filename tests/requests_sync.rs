@@ -218,7 +218,9 @@ async fn a_request_raise_ends_even_when_an_observe_only_object_lists_the_person(
     let origin = roster(&sim, FINANCE);
     let email = "bob@acme.example";
     let books = access("books").rules(rules("8h").approvals(0).roles(&["user", "admin"]));
-    let watch = access("watch").set("mode", "ObserveOnly").member(email, "user");
+    let watch = access("watch")
+        .set("mode", "ObserveOnly")
+        .member(email, "user");
     let raise = request("r1", "books", email)
         .set("role", "admin")
         .set("duration", "1h")

@@ -17,8 +17,9 @@ pub use crate::expensify::MAX_DURATION;
 /// Parses `[0-9]+(ms|s|m|h|d)` repeated, e.g. `1h30m`. Zero is refused: a sync interval of
 /// nothing would spin. So is anything over [`MAX_DURATION`]; no input overflows or panics.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
+    // Quoted in status messages and plans: shortened, as every outside value there.
     let error = || ParseDurationError {
-        text: text.to_string(),
+        text: crate::sanitize::shortened(text),
     };
     let mut rest = text.trim();
     if rest.is_empty() {

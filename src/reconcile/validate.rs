@@ -17,6 +17,7 @@ use crate::api::{AccessMode, PolicySelector, SecretRef, parse_duration};
 use crate::email;
 use crate::expensify::{Role, checked_endpoint};
 use crate::names::{self, NameRule};
+use crate::sanitize::shortened;
 
 /// A deleted object (`deletionPolicy: Revoke`) holding ledger entries whose connector is
 /// missing or no longer allows its namespace: nobody can take back what it gave, so its
@@ -157,7 +158,7 @@ fn tenant_problems(connector: &ConnectorObject) -> Vec<Problem> {
         {
             problems.push(Problem::new(
                 format!("{at}.maxRole"),
-                format!("{role:?} is not one of user, auditor, admin"),
+                format!("{:?} is not one of user, auditor, admin", shortened(role)),
             ));
         }
     }
@@ -443,9 +444,13 @@ fn max_request_duration() -> Duration {
 fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text).map_err(|e| e.to_string())?;
     if duration < MIN_REQUEST_DURATION {
-        Err(format!("{text:?} is shorter than 1m"))
+        Err(format!("{:?} is shorter than 1m", shortened(text)))
     } else if duration > max {
-        Err(format!("{text:?} is longer than {max_text}"))
+        Err(format!(
+            "{:?} is longer than {}",
+            shortened(text),
+            shortened(max_text)
+        ))
     } else {
         Ok(duration)
     }
@@ -561,13 +566,13 @@ pub fn validate_request(spec: &AccessRequestSpec, rules: Option<&RequestRules>) 
     if !email::is_valid(&spec.email) {
         problems.push(Problem::new(
             "spec.email",
-            format!("{:?} is not an email address", spec.email),
+            format!("{:?} is not an email address", shortened(&spec.email)),
         ));
     }
     if !email::is_valid(&spec.requester) {
         problems.push(Problem::new(
             "spec.requester",
-            format!("{:?} is not an email address", spec.requester),
+            format!("{:?} is not an email address", shortened(&spec.requester)),
         ));
     }
     let role = spec.role.as_deref().unwrap_or("user");
@@ -627,7 +632,7 @@ pub fn validate_decision(spec: &AccessDecisionSpec) -> Vec<Problem> {
     if !email::is_valid(&spec.decided_by) {
         problems.push(Problem::new(
             "spec.decidedBy",
-            format!("{:?} is not an email address", spec.decided_by),
+            format!("{:?} is not an email address", shortened(&spec.decided_by)),
         ));
     }
     if spec.groups.len() > DECISION_GROUPS_CAP {

@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::api::{API_VERSION, GROUP};
 use crate::names;
 use crate::reconcile::DEFAULT_NAMESPACE;
+use crate::sanitize::shortened;
 
 /// The kinds of [`GROUP`].
 pub(super) const KINDS: [&str; 4] = [
@@ -106,14 +107,5 @@ impl Header {
                 "metadata.namespace {other} is not a string; quote it"
             )),
         }
-    }
-}
-
-/// The first 64 characters of `text`, and `...` when there were more.
-fn shortened(text: &str) -> String {
-    if text.chars().count() > 64 {
-        format!("{}...", text.chars().take(64).collect::<String>())
-    } else {
-        text.to_string()
     }
 }
