@@ -99,6 +99,23 @@ impl PassReport {
             })
     }
 
+    /// Whether an AccessRequest still in the repository (or cluster) is in `Error`: it can
+    /// never be granted as written (over its rules' caps, a role they do not allow, no
+    /// reason, a PolicyAccess that takes no requests). A pull-request check must not pass
+    /// it. Denied, Expired and ended requests are no failure; nor is one whose manifest is
+    /// gone, since removing it is the fix.
+    pub fn has_failed_requests(&self) -> bool {
+        self.requests_seen()
+            .iter()
+            .any(|r| !r.removed && r.status.phase == RequestPhase::Error)
+    }
+
+    /// Whether `plan`, `apply` and `kubectl expensify diff` exit 1: anything in error,
+    /// Blocked, or an AccessRequest in `Error`.
+    pub fn fails(&self) -> bool {
+        self.has_errors() || self.has_blocked() || self.has_failed_requests()
+    }
+
     /// Changes planned across all connectors.
     pub fn pending_changes(&self) -> usize {
         self.syncs.iter().map(|s| s.plan.changes.len()).sum()
