@@ -160,7 +160,9 @@ impl Selection {
         // A request's grant is planned under its holder key: shown with the request.
         let shown = |key: &ObjectKey| picked.accesses.contains(key) || requests.contains(key);
         report.syncs.retain(|sync| {
-            picked.connectors.contains(&sync.connector) || sync.statuses.keys().any(shown)
+            picked.connectors.contains(&sync.connector)
+                || sync.statuses.keys().any(shown)
+                || sync.request_statuses.keys().any(shown)
         });
         for sync in &mut report.syncs {
             sync.plan.changes.retain(|c| shown(&c.requested_by));
