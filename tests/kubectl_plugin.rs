@@ -29,8 +29,7 @@ impl Plugin {
         std::fs::write(
             dir.path().join("kubeconfig"),
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"http://{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: double, user: test, namespace: finance}}\ncurrent-context: test\n",
-                addr
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"http://{addr}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: double, user: test, namespace: finance}}\ncurrent-context: test\n"
             ),
         )
         .unwrap();
