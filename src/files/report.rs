@@ -335,6 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn only_a_request_in_error_that_is_still_asked_for_fails() {
+        let with = |phase: RequestPhase, removed: bool| {
+            let status = AccessRequestStatus {
+                phase,
+                ..AccessRequestStatus::default()
+            };
+            let mut report = report_with_request(None, status);
+            report.requests[0].deleting = removed;
+            report
+        };
+        assert!(with(RequestPhase::Error, false).has_failed_requests());
+        assert!(with(RequestPhase::Error, false).fails());
+        assert!(
+            !with(RequestPhase::Error, true).has_failed_requests(),
+            "its file is removed: that is the fix"
+        );
+        for ended in [
+            RequestPhase::Denied,
+            RequestPhase::Expired,
+            RequestPhase::Revoked,
+            RequestPhase::Pending,
+            RequestPhase::Active,
+        ] {
+            assert!(!with(ended, false).fails(), "{ended}");
+        }
+    }
+
+    #[test]
     fn an_active_file_request_was_decided_by_the_merge() {
         assert_eq!(seen(RequestPhase::Active, None).decided_by(), "merge");
         assert_eq!(seen(RequestPhase::Pending, None).decided_by(), "");
