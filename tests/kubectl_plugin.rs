@@ -19,13 +19,17 @@ struct Plugin {
 
 impl Plugin {
     fn new(double: &ApiServerDouble) -> Self {
+        Self::at(double.addr)
+    }
+
+    /// A plugin whose kubeconfig names the API server at `addr`.
+    fn at(addr: std::net::SocketAddr) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(BIN, dir.path().join("kubectl-expensify")).unwrap();
         std::fs::write(
             dir.path().join("kubeconfig"),
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"http://{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: double, user: test, namespace: finance}}\ncurrent-context: test\n",
-                double.addr
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"http://{addr}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: double, user: test, namespace: finance}}\ncurrent-context: test\n"
             ),
         )
         .unwrap();
@@ -299,4 +303,151 @@ async fn diff_plans_the_cluster_objects_and_writes_nothing() {
         ])
         .await;
     assert_eq!(every.status.code(), Some(2), "{}", said(&every));
+}
+
+/// The double behind a front that also serves the chart's identity admission policy and
+/// its binding (from manifests/install.yaml), as a cluster where the chart installed them:
+/// the double has no admissionregistration API. Returns the front's address.
+async fn with_admission_policy(double: &ApiServerDouble) -> std::net::SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use support::requests::admission::documents;
+
+    let mut served = std::collections::BTreeMap::new();
+    for document in documents() {
+        let plural = match document["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => "validatingadmissionpolicies",
+            Some("ValidatingAdmissionPolicyBinding") => "validatingadmissionpolicybindings",
+            _ => continue,
+        };
+        let name = document["metadata"]["name"].as_str().unwrap().to_string();
+        served.insert(
+            format!("/apis/admissionregistration.k8s.io/v1/{plural}/{name}"),
+            serde_json::to_vec(&document).unwrap(),
+        );
+    }
+    assert_eq!(served.len(), 2, "the policy and its binding: {served:?}");
+    let served = std::sync::Arc::new(served);
+    let backend = double.addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let served = served.clone();
+                    async move {
+                        if let Some(body) = served.get(request.uri().path()) {
+                            return Ok::<_, hyper::Error>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body.clone())))
+                                    .unwrap(),
+                            );
+                        }
+                        let target = format!(
+                            "http://{backend}{}",
+                            request.uri().path_and_query().map_or("", |p| p.as_str())
+                        );
+                        let method = request.method().clone();
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let answer = reqwest::Client::new()
+                            .request(method, target)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap();
+                        let status = answer.status();
+                        let body = answer.bytes().await.unwrap();
+                        Ok(hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(body))
+                            .unwrap())
+                    }
+                },
+            );
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_plans_access_requests_as_the_controller_does() {
+    use expensify_operator::api::{AccessRequest, PolicyAccess, RequestPhase};
+    use support::requests::{
+        Controller, access, create, create_connector, request, rules, wait_for_phase,
+    };
+    use support::{FINANCE, roster, start, unlimited_seed};
+    let sim = start(&unlimited_seed()).await;
+    let double = ApiServerDouble::start().await;
+    let client = double.client();
+    create_connector(&client, &sim).await;
+    // Authoritative: everyone on Finance now is listed; anyone else is revoked unless an
+    // Active request asks for them.
+    let members: Vec<Value> = roster(&sim, FINANCE)
+        .into_iter()
+        .map(|(email, role)| json!({"email": email, "role": role}))
+        .collect();
+    let team = access("team")
+        .set("mode", "Authoritative")
+        .set("members", members)
+        .rules(rules("8h").approvals(0).roles(&["user"]));
+    create::<PolicyAccess>(&client, &team.json()).await;
+    let controller = Controller::start(&double, &sim, Some(Ok(())));
+    let henry = request("r1", "team", "henry@acme.example")
+        .set("role", "user")
+        .set("duration", "4h")
+        .set("reason", "month end");
+    create::<AccessRequest>(&client, &henry.json()).await;
+    wait_for_phase(&client, "r1", RequestPhase::Active).await;
+    support::requests::eventually("henry is granted", || async {
+        roster(&sim, FINANCE)
+            .iter()
+            .any(|(e, _)| e == "henry@acme.example")
+    })
+    .await;
+    controller.stop().await;
+
+    let endpoint = sim.endpoint();
+    let diff = ["diff", "--allowed-endpoints", endpoint.as_str()];
+    let plugin = Plugin::at(with_admission_policy(&double).await);
+    let output = plugin.run(&diff).await;
+    let shown = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(0), "in sync: {}", said(&output));
+    assert!(
+        !shown.contains("- henry@acme.example"),
+        "not revoked: {shown}"
+    );
+    assert!(
+        shown.contains("finance/r1: henry@acme.example asks user on"),
+        "the request is listed: {shown}"
+    );
+
+    // A request over the rules' maxDuration (8h) can never be granted: diff fails.
+    let night = request("r2", "team", "ivy@acme.example")
+        .set("role", "user")
+        .set("duration", "400h")
+        .set("reason", "the whole night");
+    create::<AccessRequest>(&client, &night.json()).await;
+    let output = plugin.run(&diff).await;
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+    assert!(said(&output).contains("spec.duration"), "{}", said(&output));
+
+    // Without the identity policy the controller refuses every request: so does diff.
+    let output = Plugin::new(&double).run(&diff).await;
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+    assert!(
+        said(&output)
+            .contains("ValidatingAdmissionPolicy expensify-access-identity is not installed"),
+        "{}",
+        said(&output)
+    );
 }

@@ -112,12 +112,8 @@ async fn plan_markdown_shows_each_request_with_a_hostile_reason_escaped() {
 
     let output = run(&sim, &["plan", dir, "-o", "markdown"]).await;
     let markdown = String::from_utf8_lossy(&output.stdout);
-    // r2 grants nothing and fails no check here: `validate` is the check that fails it.
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "r1's grant is pending: {markdown}"
-    );
+    // r2 can never be granted as written: the pull-request check fails.
+    assert_eq!(output.status.code(), Some(1), "r2 is in Error: {markdown}");
     let section = markdown
         .split("### Access requests")
         .nth(1)
@@ -258,4 +254,150 @@ async fn review_lists_the_active_request_next_to_the_member_in_every_format() {
         .unwrap();
     assert!(row.contains("| finance/r1 |"), "{row}");
     assert!(!row.contains("https://"), "no link: {row}");
+}
+
+/// Exit code and stdout of `plan ARGS -o FORMAT` for each format.
+async fn plan_in_every_format(sim: &SimulatorHandle, args: &[&str]) -> Vec<(Option<i32>, String)> {
+    let mut seen = Vec::new();
+    for format in ["text", "json", "markdown"] {
+        let mut all = args.to_vec();
+        all.extend(["-o", format]);
+        let output = run(sim, &all).await;
+        seen.push((output.status.code(), printed(&output)));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_a_request_file_shows_that_request_and_its_grant_only() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
+    // r2, over the rules' maxDuration (8h), in a file of its own: never granted.
+    request(&repo, "r2", "9h", "\"the whole night\"");
+    let r1 = repo.path().join("requests/r1.yaml");
+    let r1 = r1.to_str().unwrap();
+
+    let planned = run(&sim, &["plan", r1, "-o", "json"]).await;
+    assert_eq!(
+        planned.status.code(),
+        Some(2),
+        "r1's grant is pending; r2 is not shown, so not counted: {}",
+        printed(&planned)
+    );
+    let json = json_of(&planned);
+    let requests = json["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{json:#}");
+    assert_eq!(requests[0]["request"], "finance/r1");
+    let changes = json["connectors"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the grant r1 causes: {json:#}");
+    assert_eq!(changes[0]["requestedBy"], "finance/request:r1");
+    assert_eq!(changes[0]["email"], "henry@acme.example");
+
+    let r2 = repo.path().join("requests/r2.yaml");
+    for (code, said) in plan_in_every_format(&sim, &["plan", r2.to_str().unwrap()]).await {
+        assert_eq!(code, Some(1), "r2 is in Error: {said}");
+        assert!(said.contains("spec.duration"), "the field is named: {said}");
+        assert!(!said.contains("finance/r1"), "only r2 is shown: {said}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_in_error_fails_plan_apply_and_validate_in_every_format() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
+    // A role the rules do not allow (user, admin).
+    repo.write(
+        "requests/r3.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: r3, namespace: finance}\nspec:\n  accessRef: {name: books}\n  email: ivy@acme.example\n  role: auditor\n  duration: 1h\n  reason: audit\n  requester: ivy@acme.example\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    for (code, said) in plan_in_every_format(&sim, &["plan", dir]).await {
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("spec.role"), "{said}");
+    }
+    // -n counts only the requests of the namespace shown.
+    repo.write(
+        "engineering.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: eng, namespace: engineering}}\nspec:\n  connectorRef: {{name: acme, namespace: finance}}\n  policy: {{id: \"{ENGINEERING}\"}}\n  mode: Additive\n  members: [{{email: newhire@acme.example, role: user}}]\n"
+        ),
+    );
+    let engineering = run(&sim, &["plan", dir, "-n", "engineering"]).await;
+    assert_eq!(
+        engineering.status.code(),
+        Some(2),
+        "{}",
+        printed(&engineering)
+    );
+
+    let validated = run(&sim, &["validate", dir]).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", printed(&validated));
+    let said = printed(&validated);
+    assert!(
+        said.contains("requests/r3.yaml (document 1): AccessRequest finance/r3: spec.role: auditor may not be asked for here"),
+        "{said}"
+    );
+    assert!(!said.contains("finance/r1"), "r1 is fine: {said}");
+    // The file alone: its PolicyAccess is found in the repository around it.
+    let alone = repo.path().join("requests/r3.yaml");
+    let alone = run(&sim, &["validate", alone.to_str().unwrap(), "-o", "json"]).await;
+    assert_eq!(alone.status.code(), Some(1), "{}", printed(&alone));
+    let json = json_of(&alone);
+    assert_eq!(json["problems"][0]["field"], "spec.role", "{json:#}");
+
+    let applied = run(&sim, &["apply", dir]).await;
+    assert_eq!(applied.status.code(), Some(1), "{}", printed(&applied));
+    let said = printed(&applied);
+    assert!(
+        said.contains("finance/r3") && said.contains("spec.role"),
+        "{said}"
+    );
+    assert!(listed(&sim, "henry@acme.example"), "r1 was still granted");
+    assert!(!listed(&sim, "ivy@acme.example"));
+    let json = run(&sim, &["apply", dir, "-o", "json"]).await;
+    assert_eq!(json.status.code(), Some(1), "{}", printed(&json));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_names_a_request_against_a_policy_access_that_takes_none() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    repo.write(
+        "books.yaml",
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: books, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{FINANCE}\"}}\n  mode: Additive\n  members: [{{email: alice@acme.example, role: user}}]\n"
+        ),
+    );
+    request(&repo, "r1", "4h", "\"month end\"");
+    let validated = run(&sim, &["validate", repo.path().to_str().unwrap()]).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", printed(&validated));
+    let said = printed(&validated);
+    assert!(
+        said.contains("AccessRequest finance/r1: spec.accessRef.name: PolicyAccess finance/books takes no requests"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_a_decision_file_says_file_mode_does_not_count_decisions() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = repo_with_a_request(&sim, "\"month end\"");
+    repo.write(
+        "decisions/d1.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessDecision\nmetadata: {name: d1, namespace: finance}\nspec:\n  requestRef: {name: r1}\n  decision: Approve\n  decidedBy: cfo@acme.example\n",
+    );
+    let path = repo.path().join("decisions/d1.yaml");
+    let output = run(&sim, &["plan", path.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+    assert!(
+        printed(&output)
+            .contains("holds only AccessDecision documents, which file mode does not count"),
+        "{}",
+        printed(&output)
+    );
+}
+
+fn listed(sim: &SimulatorHandle, email: &str) -> bool {
+    roster(sim, FINANCE).iter().any(|(e, _)| e == email)
 }

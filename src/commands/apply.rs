@@ -1,4 +1,5 @@
-//! `apply DIR`: one sync, then exit. Non-zero when any object ends in Error or Blocked.
+//! `apply DIR`: one sync, then exit. Non-zero when any object (AccessRequests included)
+//! ends in Error, or any is Blocked.
 //! A single manifest file is refused: see [`super::common::WholeRepositoryOnly`].
 
 use crate::files::{PassReport, Run, SavedPlan, failures, render};
@@ -100,10 +101,16 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<i32> {
     let report = report?;
     mode.settle_notifications().await?;
     match args.output {
-        OutputFormat::Text => out!("{}", render::apply_text(&report, stdout_style())),
+        OutputFormat::Text => {
+            out!("{}", render::apply_text(&report, stdout_style()));
+            // A request in Error fails the apply: the reader is told which and why.
+            if report.has_failed_requests() {
+                out!("\n{}", render::requests_text(&report));
+            }
+        }
         OutputFormat::Json => outln!("{}", render::json(&report, Run::Apply)),
     }
-    Ok(i32::from(report.has_errors() || report.has_blocked()))
+    Ok(i32::from(report.fails()))
 }
 
 /// Shows the plan on the terminal and asks (see [`confirm`]); nothing to change asks

@@ -438,12 +438,24 @@ pub fn selection(
             &file_in_root,
         ),
     };
-    let in_file = |p: &crate::files::loader::LoadProblem| {
-        p.source.path.canonicalize().is_ok_and(|p| &p == file)
+    let in_file = |source: &crate::files::loader::Source| {
+        source.path.canonicalize().is_ok_and(|p| &p == file)
     };
-    if selection.pick(report).is_empty() && !report.manifests.problems.iter().any(in_file) {
+    let problem_in_file = report.manifests.problems.iter().any(|p| in_file(&p.source));
+    if selection.pick(report).is_empty() && !problem_in_file {
+        if report
+            .manifests
+            .decisions
+            .iter()
+            .any(|d| in_file(&d.source))
+        {
+            anyhow::bail!(
+                "{} holds only AccessDecision documents, which file mode does not count (the merge of the AccessRequest is its approval): plan the AccessRequest file instead",
+                file.display()
+            );
+        }
         anyhow::bail!(
-            "{} holds no ExpensifyConnector or PolicyAccess (read from the repository {})",
+            "{} holds no ExpensifyConnector, PolicyAccess or AccessRequest (read from the repository {})",
             file.display(),
             target.root.display()
         );

@@ -1,8 +1,10 @@
-//! `plan PATH`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error
-//! or when anything would be Blocked (a pull-request check must not go green then).
+//! `plan PATH`: what `apply` would change. Exit 0 in sync, 2 changes pending, 1 on error,
+//! when anything would be Blocked or when an AccessRequest is in `Error` (a pull-request
+//! check must not go green then).
 //!
-//! PATH is the repository, or one manifest file of it (the repository around it is
-//! planned, and only what the file's objects ask for is shown); `-n` shows one namespace.
+//! PATH is the repository, or one manifest file of it (a connector, PolicyAccess or
+//! AccessRequest file: the repository around it is planned, and only what the file's
+//! objects ask for is shown); `-n` shows one namespace.
 //! The exit code follows what is shown.
 
 use crate::files::select::EmptyNamespace;
@@ -96,7 +98,7 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         }
         PlanFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
-    Ok(if report.has_errors() || report.has_blocked() {
+    Ok(if report.fails() {
         FAILED
     } else if report.pending_changes() > 0 {
         CHANGES_PENDING

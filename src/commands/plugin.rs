@@ -17,11 +17,17 @@ use crate::api::{
     ExpensifyConnector, ExpensifyConnectorStatus, PolicyAccess, PolicyAccessStatus,
     RECONCILE_REQUESTED_AT,
 };
+use crate::cluster::admission::{
+    AdmissionSettings, DEFAULT_BINDING_NAME, DEFAULT_POLICY_NAME, check_admission,
+};
 use crate::cluster::kube_io::{SecretLookup, read_secret};
 use crate::expensify::Credentials;
 use crate::files::loader::Manifests;
 use crate::files::{PassReport, failures, render};
-use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, Scope};
+use crate::reconcile::{
+    AccessObject, Approval, ConnectorObject, DecisionObject, ObjectKey, RequestObject, Requests,
+    Scope,
+};
 use crate::sync::{Store, SyncRequest, WriteAhead, WriteRefused, sync};
 
 use super::cli::GlobalArgs;
@@ -77,9 +83,10 @@ pub enum PluginCommand {
     /// Undo `suspend`: `spec.suspend: false`.
     Resume(ObjectArgs),
     /// What the controller would change now, as `plan` prints it (as `flux diff`): reads the
-    /// connectors, every PolicyAccess and each connector's Secret with your kubeconfig, and
-    /// Expensify; writes nothing to Expensify or to the cluster. Exit 0 in sync, 2 changes
-    /// pending, 1 on error or when anything would be Blocked.
+    /// connectors, every PolicyAccess, AccessRequest and AccessDecision, the identity
+    /// admission policy and each connector's Secret with your kubeconfig, and Expensify;
+    /// writes nothing to Expensify or to the cluster. Exit 0 in sync, 2 changes pending, 1
+    /// on error, when anything would be Blocked or an AccessRequest is in Error.
     Diff(DiffArgs),
 }
 
@@ -89,8 +96,28 @@ pub struct DiffArgs {
     /// The connectors of every namespace, not only of --namespace.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// The ValidatingAdmissionPolicy the controller checks before it honours any access
+    /// request (its `--admission-policy-name`): while it or its binding is missing, the
+    /// diff shows every request refused, as the controller would.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_POLICY_NAME)]
+    pub admission_policy_name: String,
+    /// The ValidatingAdmissionPolicyBinding that enforces it (the controller's
+    /// `--admission-binding-name`).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_BINDING_NAME)]
+    pub admission_binding_name: String,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+impl DiffArgs {
+    /// What the admission check reads, as the controller's flags say it.
+    fn admission(&self) -> AdmissionSettings {
+        AdmissionSettings {
+            policy_name: self.admission_policy_name.clone(),
+            binding_name: self.admission_binding_name.clone(),
+            ..AdmissionSettings::default()
+        }
+    }
 }
 
 /// One cluster object: its kind and name.
@@ -179,30 +206,56 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Every object of kind `K` in the cluster, as the planner reads it; `what` names them in
+/// the error.
+async fn list_all<K, T>(
+    client: &kube::Client,
+    what: &str,
+    read: fn(&K) -> T,
+) -> anyhow::Result<Vec<T>>
+where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("listing {what} in every namespace"))?
+        .items
+        .iter()
+        .map(read)
+        .collect())
+}
+
 /// `diff`: the connectors of `namespace` (all when `None`) planned as `plan` plans a
-/// repository, over every connector and PolicyAccess in the cluster, dry run.
+/// repository, over every connector, PolicyAccess, AccessRequest and AccessDecision in the
+/// cluster, dry run. Requests are judged as the controller judges them: decisions count
+/// only while the identity admission policy is in force.
 async fn diff(
     client: &kube::Client,
     namespace: Option<&str>,
     args: &DiffArgs,
 ) -> anyhow::Result<i32> {
     let clients = args.client.clients()?;
-    let connectors: Vec<ConnectorObject> = Api::<ExpensifyConnector>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .context("listing ExpensifyConnectors in every namespace")?
-        .items
-        .iter()
-        .map(ConnectorObject::from_resource)
-        .collect();
-    let accesses: Vec<AccessObject> = Api::<PolicyAccess>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .context("listing PolicyAccess objects in every namespace")?
-        .items
-        .iter()
-        .map(AccessObject::from_resource)
-        .collect();
+    let connectors = list_all(
+        client,
+        "ExpensifyConnectors",
+        ConnectorObject::from_resource,
+    )
+    .await?;
+    let accesses = list_all(client, "PolicyAccess objects", AccessObject::from_resource).await?;
+    let requests = list_all(client, "AccessRequests", RequestObject::from_resource).await?;
+    let decisions = list_all(client, "AccessDecisions", DecisionObject::from_resource).await?;
+    // As the controller: the admission policy is read only when there are requests.
+    let admission = if requests.is_empty() {
+        Ok(())
+    } else {
+        check_admission(client, &args.admission())
+            .await
+            .map_err(|refused| refused.to_string())
+    };
     let store = ReadOnly {
         client: client.clone(),
     };
@@ -213,7 +266,11 @@ async fn diff(
         .filter(|c| namespace.is_none_or(|ns| c.key.namespace == ns))
     {
         let request = SyncRequest {
-            requests: crate::reconcile::Requests::NONE,
+            requests: Requests {
+                requests: &requests,
+                decisions: &decisions,
+                approval: Approval::Decisions(admission.as_ref().copied().map_err(String::as_str)),
+            },
             connector,
             connectors: &connectors,
             accesses: &accesses,
@@ -239,24 +296,34 @@ async fn diff(
     }
     let report = PassReport {
         manifests: Manifests::default(),
-        syncs,
         unattached: Vec::new(),
         sources: BTreeMap::new(),
         stopped: false,
         // The ledger is in the objects' statuses, read with them: never missing here.
         missing_ledger: None,
-        // Requests are listed by `kubectl get accessrequests`.
-        requests: Vec::new(),
+        // Those the connectors shown judged, and those of the namespace shown.
+        requests: requests
+            .into_iter()
+            .filter(|r| {
+                namespace.is_none_or(|ns| r.key.namespace == ns) || syncs_judged(&syncs, &r.key)
+            })
+            .collect(),
+        syncs,
     };
     let shown = failures::without_repeats(report.clone());
     out!("{}", render::plan_text(&shown, stdout_style()));
-    Ok(if report.has_errors() || report.has_blocked() {
+    Ok(if report.fails() {
         plan::FAILED
     } else if report.pending_changes() > 0 {
         plan::CHANGES_PENDING
     } else {
         plan::IN_SYNC
     })
+}
+
+/// Whether one of `syncs` judged the request `key`.
+fn syncs_judged(syncs: &[crate::sync::SyncReport], key: &ObjectKey) -> bool {
+    syncs.iter().any(|s| s.request_statuses.contains_key(key))
 }
 
 /// `diff`'s store: credentials from the connector's Secret; every write refused (a dry run

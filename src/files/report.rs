@@ -99,6 +99,23 @@ impl PassReport {
             })
     }
 
+    /// Whether an AccessRequest still in the repository (or cluster) is in `Error`: it can
+    /// never be granted as written (over its rules' caps, a role they do not allow, no
+    /// reason, a PolicyAccess that takes no requests). A pull-request check must not pass
+    /// it. Denied, Expired and ended requests are no failure; nor is one whose manifest is
+    /// gone, since removing it is the fix.
+    pub fn has_failed_requests(&self) -> bool {
+        self.requests_seen()
+            .iter()
+            .any(|r| !r.removed && r.status.phase == RequestPhase::Error)
+    }
+
+    /// Whether `plan`, `apply` and `kubectl expensify diff` exit 1: anything in error,
+    /// Blocked, or an AccessRequest in `Error`.
+    pub fn fails(&self) -> bool {
+        self.has_errors() || self.has_blocked() || self.has_failed_requests()
+    }
+
     /// Changes planned across all connectors.
     pub fn pending_changes(&self) -> usize {
         self.syncs.iter().map(|s| s.plan.changes.len()).sum()
@@ -315,6 +332,34 @@ mod tests {
         );
         assert!(shown.ends_with("… (cut)"), "{shown}");
         assert_eq!(request.spec.reason.as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn only_a_request_in_error_that_is_still_asked_for_fails() {
+        let with = |phase: RequestPhase, removed: bool| {
+            let status = AccessRequestStatus {
+                phase,
+                ..AccessRequestStatus::default()
+            };
+            let mut report = report_with_request(None, status);
+            report.requests[0].deleting = removed;
+            report
+        };
+        assert!(with(RequestPhase::Error, false).has_failed_requests());
+        assert!(with(RequestPhase::Error, false).fails());
+        assert!(
+            !with(RequestPhase::Error, true).has_failed_requests(),
+            "its file is removed: that is the fix"
+        );
+        for ended in [
+            RequestPhase::Denied,
+            RequestPhase::Expired,
+            RequestPhase::Revoked,
+            RequestPhase::Pending,
+            RequestPhase::Active,
+        ] {
+            assert!(!with(ended, false).fails(), "{ended}");
+        }
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - A connector is picked when it is in the namespace and (if a file is given) defined in
 //!   the file; picking a connector in a file shows everything on it, picking it by
 //!   namespace shows its own status only: `-n` shows objects of that namespace.
+//! - An AccessRequest is shown when it is in the namespace and its PolicyAccess is shown
+//!   or its manifest is in the file (`plan access/requests/x.yaml`: that request, and the
+//!   grant or end it causes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,11 +40,13 @@ pub struct Picked {
     pub connectors: BTreeSet<ObjectKey>,
     /// PolicyAccess objects shown.
     pub accesses: BTreeSet<ObjectKey>,
+    /// AccessRequests picked themselves (their manifest is in the file, in the namespace).
+    pub requests: BTreeSet<ObjectKey>,
 }
 
 impl Picked {
     pub fn is_empty(&self) -> bool {
-        self.connectors.is_empty() && self.accesses.is_empty()
+        self.connectors.is_empty() && self.accesses.is_empty() && self.requests.is_empty()
     }
 }
 
@@ -111,9 +116,18 @@ impl Selection {
             })
             .map(|(key, _)| key)
             .collect();
+        let requests = report
+            .manifests
+            .requests
+            .iter()
+            .filter(|r| self.file.is_some() && self.in_file(&r.source))
+            .filter(|r| self.in_namespace(&r.key.namespace))
+            .map(|r| r.key.clone())
+            .collect();
         Picked {
             connectors,
             accesses,
+            requests,
         }
     }
 
@@ -125,12 +139,7 @@ impl Selection {
             let key = &request.key;
             let access =
                 ObjectKey::new(key.namespace.clone(), request.spec.access_ref.name.clone());
-            let in_file = self.file.is_some()
-                && report
-                    .manifests
-                    .requests
-                    .iter()
-                    .any(|r| r.key == *key && self.in_file(&r.source));
+            let in_file = picked.requests.contains(key);
             if self.in_namespace(&key.namespace) && (picked.accesses.contains(&access) || in_file) {
                 shown.insert(ObjectKey::for_request(key.namespace.clone(), &key.name));
                 shown.insert(key.clone());
@@ -151,7 +160,9 @@ impl Selection {
         // A request's grant is planned under its holder key: shown with the request.
         let shown = |key: &ObjectKey| picked.accesses.contains(key) || requests.contains(key);
         report.syncs.retain(|sync| {
-            picked.connectors.contains(&sync.connector) || sync.statuses.keys().any(shown)
+            picked.connectors.contains(&sync.connector)
+                || sync.statuses.keys().any(shown)
+                || sync.request_statuses.keys().any(shown)
         });
         for sync in &mut report.syncs {
             sync.plan.changes.retain(|c| shown(&c.requested_by));

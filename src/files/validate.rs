@@ -6,7 +6,8 @@
 //! [`crate::reconcile::validate`]'s (every field of a connector, the endpoint allowlist when
 //! one is given, every field of a PolicyAccess, connector references and namespace
 //! consent), plus what the manifests alone decide of the planner's conflicts
-//! ([`crate::reconcile::plan::offline`]). Entries whose `expiresAt` has passed are
+//! ([`crate::reconcile::plan::offline`]) and of each AccessRequest (its fields against its
+//! PolicyAccess's `spec.requests`, as `plan` judges it). Entries whose `expiresAt` has passed are
 //! warnings, not problems: expiry is the ordinary end of just-in-time access; so are
 //! unrestricted tenants (`allowedNamespaces` without a `tenants` entry), which still work.
 //!
@@ -23,11 +24,14 @@ use serde::Serialize;
 
 use super::loader::{self, LoadManifestsError, LoadProblem, Manifests, Source};
 use super::repo::{TargetError, find_root};
+use crate::api::RequestPhase;
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
+use crate::reconcile::requests::{RequestContext, evaluate};
+use crate::reconcile::validate::validate_request;
 use crate::reconcile::{
-    AccessObject, ConnectorObject, ObjectKey, Problem, access_warnings, connector_warnings,
-    owner_warnings, validate_access, validate_connector,
+    AccessObject, Approval, ConnectorObject, ObjectKey, Problem, RequestObject, access_warnings,
+    connector_warnings, owner_warnings, validate_access, validate_connector,
 };
 use crate::sync::validate_endpoint;
 
@@ -147,34 +151,105 @@ fn read(path: &Path, exclude: &[PathBuf]) -> Result<(Manifests, PathBuf), Valida
     Ok((loader::load_file_alone(path), start))
 }
 
-/// The connectors PATH's PolicyAccess objects may refer to: PATH's own, then those of the
-/// repository around it for references PATH cannot resolve. Returns the repository read.
+/// The objects PATH's references may name: its own connectors and PolicyAccess objects,
+/// then, for references PATH cannot resolve (a PolicyAccess's connector, an
+/// AccessRequest's PolicyAccess), those of the repository around it. Returns the
+/// repository read.
 fn reference_targets(
-    own: &[ConnectorObject],
-    accesses: &[AccessObject],
+    own: &Own<'_>,
     start: &Path,
     exclude: &[PathBuf],
-) -> (Vec<ConnectorObject>, Option<PathBuf>) {
-    let mut connectors = own.to_vec();
-    let unresolved = accesses
+) -> (Vec<ConnectorObject>, Vec<AccessObject>, Option<PathBuf>) {
+    let mut connectors = own.connectors.to_vec();
+    let mut accesses = own.accesses.to_vec();
+    let unresolved = own
+        .accesses
         .iter()
-        .any(|a| !connectors.iter().any(|c| c.key == a.connector_key()));
+        .any(|a| !connectors.iter().any(|c| c.key == a.connector_key()))
+        || own
+            .requests
+            .iter()
+            .any(|r| access_of(r, &accesses).is_none());
     let Some((root, _)) = unresolved.then(|| find_root(start)).flatten() else {
-        return (connectors, None);
+        return (connectors, accesses, None);
     };
-    if root == start && !own.is_empty() {
-        // PATH is the repository: its connectors are all there is.
-        return (connectors, None);
+    if root == start && !(own.connectors.is_empty() && own.accesses.is_empty()) {
+        // PATH is the repository: its objects are all there is.
+        return (connectors, accesses, None);
     }
     let Ok(around) = loader::load_tree(&root, exclude) else {
-        return (connectors, None);
+        return (connectors, accesses, None);
     };
     for loaded in &around.connectors {
         if !connectors.iter().any(|c| c.key == loaded.key) {
             connectors.push(ConnectorObject::from_resource(&loaded.object));
         }
     }
-    (connectors, Some(root))
+    for loaded in &around.accesses {
+        if !accesses.iter().any(|a| a.key == loaded.key) {
+            let mut access = AccessObject::from_resource(&loaded.object);
+            access.key = loaded.key.clone();
+            accesses.push(access);
+        }
+    }
+    (connectors, accesses, Some(root))
+}
+
+/// The objects read from PATH itself.
+struct Own<'a> {
+    connectors: &'a [ConnectorObject],
+    accesses: &'a [AccessObject],
+    requests: &'a [RequestObject],
+}
+
+/// The PolicyAccess an AccessRequest names (same namespace).
+fn access_of<'a>(
+    request: &RequestObject,
+    accesses: &'a [AccessObject],
+) -> Option<&'a AccessObject> {
+    accesses.iter().find(|a| {
+        a.key.namespace == request.key.namespace && a.key.name == request.spec.access_ref.name
+    })
+}
+
+/// Why each AccessRequest could never be granted, as far as the manifests alone tell (its
+/// fields against its PolicyAccess's `spec.requests`, a PolicyAccess that takes no
+/// requests, a protected person): the judgement `plan` and `apply` make, run without
+/// Expensify (so without the policy owner, which only Expensify knows).
+fn request_problems(
+    requests: &[RequestObject],
+    accesses: &[AccessObject],
+    connectors: &[ConnectorObject],
+    now: Timestamp,
+) -> Vec<(ObjectKey, Problem)> {
+    let mut found = Vec::new();
+    for request in requests {
+        let access = access_of(request, accesses);
+        let rules = access.and_then(|a| a.spec.requests.as_ref());
+        let own = validate_request(&request.spec, rules);
+        if !own.is_empty() {
+            found.extend(own.into_iter().map(|p| (request.key.clone(), p)));
+            continue;
+        }
+        let connector = access.and_then(|a| connectors.iter().find(|c| c.key == a.connector_key()));
+        let context = RequestContext {
+            access,
+            connector,
+            policy_owner: None,
+            approval: Approval::Merge,
+            now,
+        };
+        let (verdict, _) = evaluate(request, &[], &context);
+        if verdict.phase == RequestPhase::Error {
+            let field = if verdict.reason == "Protected" {
+                "spec.email"
+            } else {
+                "spec.accessRef.name"
+            };
+            found.push((request.key.clone(), Problem::new(field, verdict.message)));
+        }
+    }
+    found
 }
 
 /// A finding about an object, placed at its manifest.
@@ -202,8 +277,22 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         .iter()
         .map(|a| AccessObject::from_resource(&a.object))
         .collect();
-    let (targets, connectors_from) =
-        reference_targets(&connectors, &accesses, &start, checks.exclude);
+    let requests: Vec<RequestObject> = manifests
+        .requests
+        .iter()
+        .map(|loaded| {
+            let mut request = RequestObject::from_resource(&loaded.object);
+            request.key = loaded.key.clone();
+            request
+        })
+        .collect();
+    let own = Own {
+        connectors: &connectors,
+        accesses: &accesses,
+        requests: &requests,
+    };
+    let (targets, known_accesses, connectors_from) =
+        reference_targets(&own, &start, checks.exclude);
     let sources: BTreeMap<(&str, &ObjectKey), &Source> = manifests
         .connectors
         .iter()
@@ -213,6 +302,12 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
                 .accesses
                 .iter()
                 .map(|a| (("PolicyAccess", &a.key), &a.source)),
+        )
+        .chain(
+            manifests
+                .requests
+                .iter()
+                .map(|r| (("AccessRequest", &r.key), &r.source)),
         )
         .collect();
     let finding = |kind: &'static str, key: &ObjectKey, problem: Problem| {
@@ -241,6 +336,12 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
             .filter(|(key, _)| in_namespace(&key.namespace))
             .map(|(key, problem)| finding("PolicyAccess", &key, problem)),
     );
+    problems.extend(
+        request_problems(&requests, &known_accesses, &targets, checks.now)
+            .into_iter()
+            .filter(|(key, _)| in_namespace(&key.namespace))
+            .map(|(key, problem)| finding("AccessRequest", &key, problem)),
+    );
     let warnings = warnings(&connectors, &accesses, checks.now, &in_namespace, &finding);
     Ok(Validation {
         path: path.display().to_string(),
@@ -249,7 +350,7 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         connectors_from: connectors_from.map(|root| root.display().to_string()),
         problems,
         warnings,
-        namespaces: namespaces(&connectors, &accesses, &manifests),
+        namespaces: namespaces(&connectors, &accesses, &requests, &manifests),
     })
 }
 
@@ -286,12 +387,14 @@ fn warnings(
 fn namespaces(
     connectors: &[ConnectorObject],
     accesses: &[AccessObject],
+    requests: &[RequestObject],
     manifests: &Manifests,
 ) -> BTreeSet<String> {
     connectors
         .iter()
         .map(|c| c.key.namespace.clone())
         .chain(accesses.iter().map(|a| a.key.namespace.clone()))
+        .chain(requests.iter().map(|r| r.key.namespace.clone()))
         .chain(
             manifests
                 .problems
