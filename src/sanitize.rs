@@ -197,8 +197,13 @@ pub const QUOTED_CHARS: usize = 64;
 
 /// The first [`QUOTED_CHARS`] characters of `text`, and `...` when there were more.
 pub fn shortened(text: &str) -> String {
-    if text.chars().count() > QUOTED_CHARS {
-        format!("{}...", text.chars().take(QUOTED_CHARS).collect::<String>())
+    cut(text, QUOTED_CHARS)
+}
+
+/// The first `max` characters of `text`, and `...` when there were more.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}...", text.chars().take(max).collect::<String>())
     } else {
         text.to_string()
     }

@@ -315,6 +315,20 @@ async fn a_request_in_error_fails_plan_apply_and_validate_in_every_format() {
         assert_eq!(code, Some(1), "{said}");
         assert!(said.contains("spec.role"), "{said}");
     }
+    // The text and the Markdown say why the check fails, not only the row.
+    let markdown = run(&sim, &["plan", dir, "-o", "markdown"]).await;
+    let markdown = String::from_utf8_lossy(&markdown.stdout);
+    assert!(
+        markdown.starts_with("**Failed:** an access request cannot be granted as written"),
+        "{markdown}"
+    );
+    let text = run(&sim, &["plan", dir]).await;
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("Failed: an access request cannot be granted as written"),
+        "{}",
+        printed(&text)
+    );
     // -n counts only the requests of the namespace shown.
     repo.write(
         "engineering.yaml",
@@ -400,4 +414,64 @@ async fn plan_of_a_decision_file_says_file_mode_does_not_count_decisions() {
 
 fn listed(sim: &SimulatorHandle, email: &str) -> bool {
     roster(sim, FINANCE).iter().any(|(e, _)| e == email)
+}
+
+/// The request `finance/NAME`: henry asks for `role` on `books` for `duration`.
+fn request_as(repo: &Repo, name: &str, role: &str, duration: &str) {
+    repo.write(
+        &format!("requests/{name}.yaml"),
+        &format!(
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: henry@acme.example\n  role: {role}\n  duration: {duration}\n  reason: month end\n  requester: henry@acme.example\n"
+        ),
+    );
+}
+
+/// A request whose `duration` (r1) or `role` (r2) is 20,000 characters: the Markdown row
+/// (a pull-request comment, which GitHub caps at 65,536 characters) and the text plan
+/// showed it whole, twice (the column and the error quoting it; found by review 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_bounds_a_hostile_duration_and_role_like_the_reason() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    books(&repo);
+    let long = "z".repeat(20_000);
+    request_as(&repo, "r1", "admin", &format!("\"4h{long}\""));
+    request_as(&repo, "r2", &format!("\"admin{long}\""), "4h");
+    let dir = repo.path().to_str().unwrap();
+
+    let output = binary(
+        &sim.endpoint(),
+        &["plan", dir, "-o", "markdown"],
+        ADMIN_SECRET,
+    )
+    .output()
+    .await
+    .unwrap();
+    let markdown = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = markdown
+        .lines()
+        .filter(|l| l.starts_with("| finance/r"))
+        .collect();
+    assert!(
+        !rows.is_empty(),
+        "the requests are shown: {}",
+        printed(&output)
+    );
+    for row in &rows {
+        assert!(
+            row.chars().count() < 3_000,
+            "a request row of {} characters: {}...",
+            row.chars().count(),
+            row.chars().take(300).collect::<String>()
+        );
+    }
+
+    let text = binary(&sim.endpoint(), &["plan", dir], ADMIN_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&text.stdout);
+    let longest = shown.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(longest < 3_000, "a text plan line of {longest} characters");
 }

@@ -37,6 +37,11 @@ pub fn plan_markdown(report: &PassReport) -> String {
             out,
             "**Failed:** some objects could not be planned; see Problems.\n"
         );
+    } else if report.has_failed_requests() {
+        let _ = writeln!(
+            out,
+            "**Failed:** an access request cannot be granted as written; see Access requests.\n"
+        );
     }
     let _ = writeln!(out, "{}", summary_line(report));
     // Right under the headline: "No changes" means little without the ledger.

@@ -183,6 +183,13 @@ pub fn plan_text(report: &PassReport, style: Style) -> String {
             "Plan: {grants} to grant, {roles} to change, {revocations} to revoke."
         );
     }
+    if report.has_failed_requests() {
+        let _ = writeln!(
+            out,
+            "{} an access request cannot be granted as written; see Access requests.",
+            style.paint("31", "Failed:")
+        );
+    }
     out
 }
 

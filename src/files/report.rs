@@ -141,7 +141,7 @@ impl PassReport {
                 RequestSeen {
                     key: asked.key.clone(),
                     connector: judged.map(|(sync, _)| sync.connector.clone()),
-                    spec: asked.spec.clone(),
+                    spec: shown_spec(&asked.spec),
                     status: judged
                         .map(|(_, status)| status.clone())
                         .or_else(|| asked.status.clone())
@@ -152,6 +152,23 @@ impl PassReport {
             .collect();
         seen.sort_by(|a, b| a.key.cmp(&b.key));
         seen
+    }
+}
+
+/// A request's spec as `plan`, `review` and `diff` show it: in file mode no CRD bounds
+/// the fields, so each is cut at the length the CRD allows (a role or duration at 64
+/// characters); the checks quote them shortened too.
+fn shown_spec(spec: &AccessRequestSpec) -> AccessRequestSpec {
+    use crate::sanitize::{cut, shortened};
+    AccessRequestSpec {
+        access_ref: crate::api::LocalRef {
+            name: cut(&spec.access_ref.name, 253),
+        },
+        email: cut(&spec.email, 254),
+        role: spec.role.as_deref().map(shortened),
+        duration: shortened(&spec.duration),
+        reason: spec.reason.clone(),
+        requester: cut(&spec.requester, 254),
     }
 }
 

@@ -50,7 +50,7 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
     if !email::is_valid(&spec.admin_email) {
         problems.push(Problem::new(
             "spec.adminEmail",
-            format!("{:?} is not an email address", spec.admin_email),
+            format!("{:?} is not an email address", shortened(&spec.admin_email)),
         ));
     }
     if let Err(e) = spec.checked_sync_interval() {
@@ -70,7 +70,7 @@ pub fn validate_connector(connector: &ConnectorObject) -> Vec<Problem> {
         if !email::is_valid(protected) {
             problems.push(Problem::new(
                 format!("spec.protectedEmails[{i}]"),
-                format!("{protected:?} is not an email address"),
+                format!("{:?} is not an email address", shortened(protected)),
             ));
         }
     }
@@ -204,7 +204,7 @@ fn owner_problems(owners: &[String]) -> Vec<Problem> {
         if !email::is_valid(owner) {
             problems.push(Problem::new(
                 at,
-                format!("{owner:?} is not an email address"),
+                format!("{:?} is not an email address", shortened(owner)),
             ));
         } else if let Some(first) = seen.insert(email::normalize(owner), i) {
             problems.push(Problem::new(
@@ -390,7 +390,7 @@ fn member_problems(
     if !email::is_valid(&member.email) {
         problem(
             "email",
-            format!("{:?} is not an email address", member.email),
+            format!("{:?} is not an email address", shortened(&member.email)),
         );
     } else if let Some(first) = seen.insert(email::normalize(&member.email), at.0) {
         seen.insert(email::normalize(&member.email), first);
@@ -405,11 +405,14 @@ fn member_problems(
     if let Some(role) = member.role.as_ref().filter(|r| Role::parse(r).is_none()) {
         problem(
             "role",
-            format!("{role:?} is not one of user, auditor, admin"),
+            format!("{:?} is not one of user, auditor, admin", shortened(role)),
         );
     }
     if let Some(manager) = member.submits_to.as_ref().filter(|m| !email::is_valid(m)) {
-        problem("submitsTo", format!("{manager:?} is not an email address"));
+        problem(
+            "submitsTo",
+            format!("{:?} is not an email address", shortened(manager)),
+        );
     }
     if let Some(expires) = member
         .expires_at
@@ -474,7 +477,7 @@ pub fn request_rules_problems(rules: &RequestRules) -> Vec<Problem> {
         {
             problems.push(Problem::new(
                 format!("spec.requests.roles[{i}]"),
-                format!("{role:?} is not one of user, auditor, admin"),
+                format!("{:?} is not one of user, auditor, admin", shortened(role)),
             ));
         }
     }
@@ -579,7 +582,7 @@ pub fn validate_request(spec: &AccessRequestSpec, rules: Option<&RequestRules>) 
     if Role::parse(role).is_none() {
         problems.push(Problem::new(
             "spec.role",
-            format!("{role:?} is not one of user, auditor, admin"),
+            format!("{:?} is not one of user, auditor, admin", shortened(role)),
         ));
     } else if let Some(rules) = rules
         && !allowed_roles(rules)
@@ -589,7 +592,8 @@ pub fn validate_request(spec: &AccessRequestSpec, rules: Option<&RequestRules>) 
         problems.push(Problem::new(
             "spec.role",
             format!(
-                "{role} may not be asked for here (spec.requests.roles: {})",
+                "{} may not be asked for here (spec.requests.roles: {})",
+                shortened(role),
                 allowed_roles(rules).join(", ")
             ),
         ));
