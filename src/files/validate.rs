@@ -488,7 +488,7 @@ pub fn text(validation: &Validation) -> String {
     }
     if let Some(root) = &validation.connectors_from {
         out.push_str(&format!(
-            "Connector references were also resolved against the connectors of {root}.\n"
+            "References were also resolved against the manifests of {root}.\n"
         ));
     }
     out
