@@ -1101,7 +1101,7 @@ async fn validate_a_file_checks_it_alone_with_its_repositorys_connectors() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(
-        text(&output).contains("resolved against the connectors of"),
+        text(&output).contains("resolved against the manifests of"),
         "{}",
         text(&output)
     );
