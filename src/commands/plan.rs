@@ -98,13 +98,19 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<i32> {
         }
         PlanFormat::Json => outln!("{}", render::json(&report, Run::Plan)),
     }
-    Ok(if report.fails() {
+    Ok(exit_code(&report))
+}
+
+/// The exit code of a plan (`plan`, `kubectl expensify diff`): what failed, else whether
+/// changes are pending.
+pub fn exit_code(report: &crate::files::PassReport) -> i32 {
+    if report.fails() {
         FAILED
     } else if report.pending_changes() > 0 {
         CHANGES_PENDING
     } else {
         IN_SYNC
-    })
+    }
 }
 
 /// `plan --out` that saves nothing, because `why`: a failed plan shows less than apply

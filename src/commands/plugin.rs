@@ -239,23 +239,13 @@ async fn diff(
     args: &DiffArgs,
 ) -> anyhow::Result<i32> {
     let clients = args.client.clients()?;
-    let connectors = list_all(
-        client,
-        "ExpensifyConnectors",
-        ConnectorObject::from_resource,
-    )
-    .await?;
-    let accesses = list_all(client, "PolicyAccess objects", AccessObject::from_resource).await?;
-    let requests = list_all(client, "AccessRequests", RequestObject::from_resource).await?;
-    let decisions = list_all(client, "AccessDecisions", DecisionObject::from_resource).await?;
-    // As the controller: the admission policy is read only when there are requests.
-    let admission = if requests.is_empty() {
-        Ok(())
-    } else {
-        check_admission(client, &args.admission())
-            .await
-            .map_err(|refused| refused.to_string())
-    };
+    let Cluster {
+        connectors,
+        accesses,
+        requests,
+        decisions,
+        admission,
+    } = Cluster::read(client, args).await?;
     let store = ReadOnly {
         client: client.clone(),
     };
@@ -312,13 +302,47 @@ async fn diff(
     };
     let shown = failures::without_repeats(report.clone());
     out!("{}", render::plan_text(&shown, stdout_style()));
-    Ok(if report.fails() {
-        plan::FAILED
-    } else if report.pending_changes() > 0 {
-        plan::CHANGES_PENDING
-    } else {
-        plan::IN_SYNC
-    })
+    Ok(plan::exit_code(&report))
+}
+
+/// What `diff` plans from: every object of the operator in the cluster, and whether
+/// decisions can count (the controller's admission check).
+struct Cluster {
+    connectors: Vec<ConnectorObject>,
+    accesses: Vec<AccessObject>,
+    requests: Vec<RequestObject>,
+    decisions: Vec<DecisionObject>,
+    admission: Result<(), String>,
+}
+
+impl Cluster {
+    async fn read(client: &kube::Client, args: &DiffArgs) -> anyhow::Result<Self> {
+        let connectors = list_all(
+            client,
+            "ExpensifyConnectors",
+            ConnectorObject::from_resource,
+        )
+        .await?;
+        let accesses =
+            list_all(client, "PolicyAccess objects", AccessObject::from_resource).await?;
+        let requests = list_all(client, "AccessRequests", RequestObject::from_resource).await?;
+        let decisions = list_all(client, "AccessDecisions", DecisionObject::from_resource).await?;
+        // As the controller: the admission policy is read only when there are requests.
+        let admission = if requests.is_empty() {
+            Ok(())
+        } else {
+            check_admission(client, &args.admission())
+                .await
+                .map_err(|refused| refused.to_string())
+        };
+        Ok(Self {
+            connectors,
+            accesses,
+            requests,
+            decisions,
+            admission,
+        })
+    }
 }
 
 /// Whether one of `syncs` judged the request `key`.

@@ -267,25 +267,7 @@ fn at(source: Option<&Source>, object: String, problem: Problem) -> Finding {
 pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateError> {
     let (manifests, start) = read(path, checks.exclude)?;
     let in_namespace = |namespace: &str| checks.namespace.is_none_or(|n| n == namespace);
-    let connectors: Vec<ConnectorObject> = manifests
-        .connectors
-        .iter()
-        .map(|c| ConnectorObject::from_resource(&c.object))
-        .collect();
-    let accesses: Vec<AccessObject> = manifests
-        .accesses
-        .iter()
-        .map(|a| AccessObject::from_resource(&a.object))
-        .collect();
-    let requests: Vec<RequestObject> = manifests
-        .requests
-        .iter()
-        .map(|loaded| {
-            let mut request = RequestObject::from_resource(&loaded.object);
-            request.key = loaded.key.clone();
-            request
-        })
-        .collect();
+    let (connectors, accesses, requests) = objects(&manifests);
     let own = Own {
         connectors: &connectors,
         accesses: &accesses,
@@ -352,6 +334,30 @@ pub fn validate(path: &Path, checks: Checks<'_>) -> Result<Validation, ValidateE
         warnings,
         namespaces: namespaces(&connectors, &accesses, &requests, &manifests),
     })
+}
+
+/// The loaded manifests as the planner's objects, each keyed as loaded.
+fn objects(manifests: &Manifests) -> (Vec<ConnectorObject>, Vec<AccessObject>, Vec<RequestObject>) {
+    let connectors = manifests
+        .connectors
+        .iter()
+        .map(|c| ConnectorObject::from_resource(&c.object))
+        .collect();
+    let accesses = manifests
+        .accesses
+        .iter()
+        .map(|a| AccessObject::from_resource(&a.object))
+        .collect();
+    let requests = manifests
+        .requests
+        .iter()
+        .map(|loaded| {
+            let mut request = RequestObject::from_resource(&loaded.object);
+            request.key = loaded.key.clone();
+            request
+        })
+        .collect();
+    (connectors, accesses, requests)
 }
 
 /// What the objects in the namespaces checked ask for that does nothing or that nobody
