@@ -82,3 +82,30 @@ async fn review6_an_ended_request_does_not_fail_validate_when_plan_passes() {
         printed(&validated)
     );
 }
+
+/// `validate` judges requests now, and a PolicyAccess's requests go in a directory of their
+/// own (the one CODEOWNERS guards): `validate requests/` of a fine request still fails,
+/// "no ExpensifyConnector or PolicyAccess manifest below this directory"
+/// (`nothing_below` counts no AccessRequest).
+#[tokio::test(flavor = "multi_thread")]
+async fn review6_validate_of_a_requests_directory_passes_a_fine_request() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    books(&repo, "  requests: {maxDuration: 8h, roles: [user, admin]}\n");
+    repo.write(
+        "requests/r1.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: r1, namespace: finance}\nspec:\n  accessRef: {name: books}\n  email: henry@acme.example\n  role: admin\n  duration: 4h\n  reason: month end\n  requester: henry@acme.example\n",
+    );
+    let file = repo.path().join("requests/r1.yaml");
+    let alone = run(&sim, &["validate", file.to_str().unwrap()]).await;
+    assert_eq!(alone.status.code(), Some(0), "{}", printed(&alone));
+    let dir = repo.path().join("requests");
+    let validated = run(&sim, &["validate", dir.to_str().unwrap()]).await;
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "the file passes, its directory fails: {}",
+        printed(&validated)
+    );
+}
