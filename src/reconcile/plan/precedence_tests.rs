@@ -389,3 +389,31 @@ fn review6_an_admin_a_request_added_does_not_outlive_it_when_an_observer_lists_t
         "the request ended three syncs ago; its admin stays"
     );
 }
+
+/// Review 6: the same with a Blocked object (a second Authoritative one, `Conflict`)
+/// listing Alice: it writes nothing, yet still asks for her; the released raise revokes her.
+#[test]
+fn review6_a_released_raise_does_not_revoke_a_person_a_blocked_object_lists() {
+    let mut world = finance(&[(ALICE, "user")]);
+    let governor = access("gov", AccessMode::Authoritative, vec![]);
+    let blocked = access("gov2", AccessMode::Authoritative, vec![member(ALICE, "user")]);
+    let mut objects = vec![governor, blocked, request("r1", ALICE, "admin")];
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        plan.objects[&ObjectKey::new(NS, "gov2")]
+            .blocks
+            .iter()
+            .any(|b| matches!(b, Block::Conflict(_))),
+        "gov2 is the second Authoritative object"
+    );
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
+    objects[2] = ended(&objects[2]);
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|(kind, email, _)| *kind == ChangeKind::Revoke && email == ALICE),
+        "alice (not added by the operator, listed by a Blocked object) revoked: {:?}",
+        plan.changes
+    );
+}
