@@ -109,3 +109,39 @@ async fn review6_validate_of_a_requests_directory_passes_a_fine_request() {
         printed(&validated)
     );
 }
+
+/// A PolicyAccess in file mode naming 3,000 approvers (20 at most: it is invalid, but its
+/// requests are still judged with every approver it names) makes each of its requests'
+/// `approvers:` line, Markdown cell and JSON array 3,000 long: the pull-request comment
+/// (GitHub caps it at 65,536 characters) is unbounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn review6_plan_bounds_the_approvers_a_request_shows() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let approvers: Vec<String> = (0..3000)
+        .map(|i| format!("approver-number-{i:05}@acme.example"))
+        .collect();
+    books(
+        &repo,
+        &format!(
+            "  requests: {{maxDuration: 8h, roles: [user, admin], approvers: [{}]}}\n",
+            approvers.join(", ")
+        ),
+    );
+    repo.write(
+        "requests/r1.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: r1, namespace: finance}\nspec:\n  accessRef: {name: books}\n  email: henry@acme.example\n  role: admin\n  duration: 4h\n  reason: month end\n  requester: henry@acme.example\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    for format in ["text", "markdown"] {
+        let output = run(&sim, &["plan", dir, "-o", format]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.len() < 20_000,
+            "plan -o {format} is {} bytes: {}",
+            stdout.len(),
+            &stdout.chars().take(600).collect::<String>()
+        );
+    }
+}
