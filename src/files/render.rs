@@ -784,6 +784,20 @@ mod tests {
         assert_eq!(request["connector"], serde_json::Value::Null);
     }
 
+    /// Review 6: `shown_spec` cuts each request field at the CRD's length, except the
+    /// reason: in file mode nothing bounds it, and `plan -o json` prints it whole (a request
+    /// whose reason is over the 1,000-character cap is in Error, and still shown whole).
+    #[test]
+    fn review6_plan_json_bounds_a_hostile_request_reason() {
+        let reason = "y".repeat(200_000);
+        let report = super::super::report::report_with_request(
+            Some(&reason),
+            active(&[], Some("2030-01-01T04:00:00Z")),
+        );
+        let out = json(&report, Run::Plan);
+        assert!(out.len() < 20_000, "plan -o json is {} bytes", out.len());
+    }
+
     #[test]
     fn a_hostile_change_prints_escaped() {
         let mut change = grant("evil\x1b[2J@acme.example", None);

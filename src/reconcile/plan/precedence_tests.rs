@@ -310,3 +310,110 @@ proptest! {
         prop_assert_eq!(roles(&world), roles(&origin));
     }
 }
+
+// ---- review 6 ----
+
+/// Review 6: an Authoritative object governs the policy, an ObserveOnly object lists Alice
+/// (on the policy before the operator, as user). A request raises her to admin; at its end
+/// the entry is released (the observer lists user, not admin) and `take_back` sees a
+/// governor: it revokes her, though the operator never added her and the observer still
+/// asks for her.
+#[test]
+fn review6_a_released_raise_on_an_authoritative_policy_does_not_revoke_an_observed_person() {
+    let mut world = finance(&[(ALICE, "user")]);
+    let governor = access("gov", AccessMode::Authoritative, vec![]);
+    let observer = access("watch", AccessMode::ObserveOnly, vec![member(ALICE, "user")]);
+    let mut objects = vec![governor, observer, request("r1", ALICE, "admin")];
+    let plan = step(&mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE.into(), Some(Role::Admin))]
+    );
+    objects[2] = ended(&objects[2]);
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|(kind, email, _)| *kind == ChangeKind::Revoke && email == ALICE),
+        "alice (not added by the operator, still listed by an ObserveOnly object) revoked: {:?}",
+        plan.changes
+    );
+    step(&mut objects, &mut world);
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("user"));
+}
+
+/// Review 6: the same with a suspended object listing Alice: a suspended object freezes,
+/// the people it lists are not "asked for by nobody"; yet the released raise revokes her.
+#[test]
+fn review6_a_released_raise_on_an_authoritative_policy_does_not_revoke_a_person_a_suspended_object_lists()
+ {
+    let mut world = finance(&[(ALICE, "user")]);
+    let governor = access("gov", AccessMode::Authoritative, vec![]);
+    let mut frozen = access("frozen", AccessMode::Additive, vec![member(ALICE, "user")]);
+    frozen.spec.suspend = true;
+    let mut objects = vec![governor, frozen, request("r1", ALICE, "admin")];
+    step(&mut objects, &mut world);
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
+    objects[2] = ended(&objects[2]);
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|(kind, email, _)| *kind == ChangeKind::Revoke && email == ALICE),
+        "alice (not added by the operator, listed by a suspended object) revoked: {:?}",
+        plan.changes
+    );
+    step(&mut objects, &mut world);
+    assert!(role_of(&world, ALICE).is_some(), "alice is gone");
+}
+
+/// Review 6: the release covers raises of people who were there before, not a person the
+/// request added: the entry (added, admin) is handed to an ObserveOnly object listing her
+/// as user, and the admin a request gave outlives the request for as long as the observer
+/// lists her.
+#[test]
+fn review6_an_admin_a_request_added_does_not_outlive_it_when_an_observer_lists_the_person_lower()
+ {
+    let mut world = finance(&[]);
+    let observer = access("watch", AccessMode::ObserveOnly, vec![member(ALICE, "user")]);
+    let mut objects = vec![observer, request("r1", ALICE, "admin")];
+    step(&mut objects, &mut world);
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
+    objects[1] = ended(&objects[1]);
+    for _ in 0..3 {
+        step(&mut objects, &mut world);
+    }
+    assert_ne!(
+        role_of(&world, ALICE).as_deref(),
+        Some("admin"),
+        "the request ended three syncs ago; its admin stays"
+    );
+}
+
+/// Review 6: the same with a Blocked object (a second Authoritative one, `Conflict`)
+/// listing Alice: it writes nothing, yet still asks for her; the released raise revokes her.
+#[test]
+fn review6_a_released_raise_does_not_revoke_a_person_a_blocked_object_lists() {
+    let mut world = finance(&[(ALICE, "user")]);
+    let governor = access("gov", AccessMode::Authoritative, vec![]);
+    let blocked = access("gov2", AccessMode::Authoritative, vec![member(ALICE, "user")]);
+    let mut objects = vec![governor, blocked, request("r1", ALICE, "admin")];
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        plan.objects[&ObjectKey::new(NS, "gov2")]
+            .blocks
+            .iter()
+            .any(|b| matches!(b, Block::Conflict(_))),
+        "gov2 is the second Authoritative object"
+    );
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
+    objects[2] = ended(&objects[2]);
+    let plan = step(&mut objects, &mut world);
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|(kind, email, _)| *kind == ChangeKind::Revoke && email == ALICE),
+        "alice (not added by the operator, listed by a Blocked object) revoked: {:?}",
+        plan.changes
+    );
+}
