@@ -157,7 +157,8 @@ impl PassReport {
 
 /// A request's spec as `plan`, `review` and `diff` show it: in file mode no CRD bounds
 /// the fields, so each is cut at the length the CRD allows (a role or duration at 64
-/// characters); the checks quote them shortened too.
+/// characters, the reason at 1,000; text and Markdown cut it further); the checks quote
+/// them shortened too.
 fn shown_spec(spec: &AccessRequestSpec) -> AccessRequestSpec {
     use crate::sanitize::{cut, shortened};
     AccessRequestSpec {
@@ -167,7 +168,7 @@ fn shown_spec(spec: &AccessRequestSpec) -> AccessRequestSpec {
         email: cut(&spec.email, 254),
         role: spec.role.as_deref().map(shortened),
         duration: shortened(&spec.duration),
-        reason: spec.reason.clone(),
+        reason: spec.reason.as_deref().map(|r| cut(r, 1_000)),
         requester: cut(&spec.requester, 254),
     }
 }

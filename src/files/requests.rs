@@ -7,8 +7,10 @@ use tracing::warn;
 
 use super::loader::{LoadProblem, Manifests};
 use super::status_dir::{StatusDir, StatusDirError};
-use crate::api::AccessRequest;
-use crate::reconcile::{ObjectKey, RequestObject};
+use crate::api::{AccessRequest, RequestPhase};
+use crate::reconcile::requests::connector_answering;
+use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, RequestObject};
+use crate::sanitize::cut;
 
 /// The requests of a pass, and the problems their status files had.
 pub(super) struct FileRequests {
@@ -74,4 +76,64 @@ pub(super) fn file_requests(
         unverified,
         problems,
     })
+}
+
+/// The requests of a pass as `plan` shows them: one that no connector's sync can judge
+/// (its PolicyAccess's connector does not exist, or its PolicyAccess does not and no
+/// connector serves its namespace) is `Error` (`NotRequestable`) saying so, rather than
+/// `Pending` for ever: `plan` fails on it as `validate` does. Nothing is saved for it.
+pub(super) fn as_shown(
+    requests: &[RequestObject],
+    accesses: &[AccessObject],
+    connectors: &[ConnectorObject],
+) -> Vec<RequestObject> {
+    requests
+        .iter()
+        .map(|asked| {
+            let mut shown = asked.clone();
+            if let Some(why) = unjudged(asked, accesses, connectors) {
+                let status = shown.status.get_or_insert_with(Default::default);
+                status.phase = RequestPhase::Error;
+                status.reason = Some("NotRequestable".into());
+                status.message = Some(format!("{why}: nothing can grant this request"));
+            }
+            shown
+        })
+        .collect()
+}
+
+/// Why no connector's sync judges `asked`, if none does.
+fn unjudged(
+    asked: &RequestObject,
+    accesses: &[AccessObject],
+    connectors: &[ConnectorObject],
+) -> Option<String> {
+    let holds = asked
+        .status
+        .as_ref()
+        .is_some_and(|s| !s.managed_members.is_empty());
+    if holds {
+        // The connector that wrote its entries judges it.
+        return None;
+    }
+    let namespace = &asked.key.namespace;
+    let name = cut(&asked.spec.access_ref.name, 253);
+    let access = accesses
+        .iter()
+        .find(|a| &a.key.namespace == namespace && a.key.name == asked.spec.access_ref.name);
+    match access {
+        Some(access) => {
+            let connector = access.connector_key();
+            (!connectors.iter().any(|c| c.key == connector)).then(|| {
+                format!("connector {connector} of PolicyAccess {} does not exist", access.key)
+            })
+        }
+        None => connector_answering(namespace, accesses.iter().cloned(), connectors.iter().cloned())
+            .is_none()
+            .then(|| {
+                format!(
+                    "PolicyAccess {name} does not exist in namespace {namespace}, and no connector serves that namespace"
+                )
+            }),
+    }
 }

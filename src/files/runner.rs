@@ -448,7 +448,11 @@ impl FileMode {
             sources: prepared.sources.clone(),
             stopped: stopped(),
             missing_ledger: prepared.missing_ledger.clone(),
-            requests: prepared.requests.clone(),
+            requests: super::requests::as_shown(
+                &prepared.requests,
+                &prepared.accesses,
+                &prepared.connectors,
+            ),
         })
     }
 

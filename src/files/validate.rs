@@ -436,13 +436,16 @@ fn access_problems(
 fn nothing_below(path: &Path, manifests: &Manifests) -> Option<Finding> {
     let empty = manifests.connectors.is_empty()
         && manifests.accesses.is_empty()
+        && manifests.requests.is_empty()
         && manifests.problems.is_empty();
     (empty && path.is_dir()).then(|| Finding {
         file: path.display().to_string(),
         document: None,
         object: None,
         field: None,
-        message: "no ExpensifyConnector or PolicyAccess manifest below this directory".to_string(),
+        message:
+            "no ExpensifyConnector, PolicyAccess or AccessRequest manifest below this directory"
+                .to_string(),
     })
 }
 

@@ -421,7 +421,10 @@ fn member_problems(
     {
         problem(
             "expiresAt",
-            format!("{expires:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z"),
+            format!(
+                "{:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z",
+                shortened(expires)
+            ),
         );
     }
     if member
@@ -526,7 +529,8 @@ fn approver_problem(approver: &str) -> Result<(), String> {
         Some(group) => group_problem(group),
         None if email::is_valid(approver) => Ok(()),
         None => Err(format!(
-            "{approver:?} is neither an email address nor group:NAME"
+            "{:?} is neither an email address nor group:NAME",
+            shortened(approver)
         )),
     }
 }

@@ -66,7 +66,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     );
     removals::hold_removals(&holds, &mut planned, &mut subjects);
     planned.extend(removals::releases(
-        released,
+        (released, &claims),
         &mut ledger,
         &world,
         &mut subjects,

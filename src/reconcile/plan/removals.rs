@@ -128,7 +128,7 @@ fn revoke(
 
 /// Turns released entries into changes; entries left alone are dropped from the ledger.
 pub(super) fn releases(
-    released: Vec<Held>,
+    (released, claims): (Vec<Held>, &Claims),
     ledger: &mut Ledger,
     world: &World<'_>,
     subjects: &mut [Subject<'_>],
@@ -142,7 +142,11 @@ pub(super) fn releases(
         let deleting = subjects
             .iter()
             .any(|s| s.key() == &held.holder && s.object.deleting);
-        let governor = governors.get(&policy.id);
+        // A raise released while objects that write nothing still list the person is set
+        // back, never revoked: the governor revokes only people nobody asks for.
+        let governor = governors
+            .get(&policy.id)
+            .filter(|_| !claims.is_claimed(&policy.id, &held.entry.email));
         match take_back(&held, deleting, governor, policy, world) {
             Ok(change) => planned.push(Planned {
                 change,

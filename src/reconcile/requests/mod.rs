@@ -11,10 +11,10 @@ use k8s_openapi::jiff::Timestamp;
 use super::model::{
     AccessObject, Approval, ConnectorObject, DecisionObject, ObjectKey, RequestObject,
 };
-use super::validate::{connector_allows, describe, owners, validate_request};
+use super::validate::{connector_allows, describe, owners, validate_access, validate_request};
 use crate::api::{
-    AccessMode, DEFAULT_PENDING_TIMEOUT, DecisionKind, DecisionRecord, RequestPhase, RequestRules,
-    parse_duration,
+    APPROVERS_CAP, AccessMode, DEFAULT_PENDING_TIMEOUT, DecisionKind, DecisionRecord, RequestPhase,
+    RequestRules, parse_duration,
 };
 use crate::email;
 
@@ -97,7 +97,9 @@ fn ineligible(request: &RequestObject, context: &RequestContext<'_>) -> Option<S
         Some(connector) if connector.spec.suspend => {
             Some(format!("connector {} is suspended", connector.key))
         }
-        Some(connector) => beyond_tenancy(request, access, connector),
+        Some(connector) => {
+            invalid(access, connector).or_else(|| beyond_tenancy(request, access, connector))
+        }
     }
 }
 
@@ -143,14 +145,29 @@ fn protected(person: &str, context: &RequestContext<'_>) -> Option<&'static str>
         .then_some("one of the connector's protectedEmails")
 }
 
+/// Why a PolicyAccess's rules cannot be trusted: it is invalid (its own status names the
+/// problems), so nothing is granted under them.
+fn invalid(access: &AccessObject, connector: &ConnectorObject) -> Option<String> {
+    let problems = validate_access(access, std::slice::from_ref(connector));
+    let first = problems.first()?;
+    Some(format!(
+        "PolicyAccess {} is invalid ({} problem(s), the first: {first}); nothing is granted under its rules",
+        access.key,
+        problems.len()
+    ))
+}
+
 /// The approvers the rules name, normalized; the connector's owners when they name none.
 pub fn approvers(rules: &RequestRules, connector: Option<&ConnectorObject>) -> Vec<String> {
     if rules.approvers.is_empty() {
         return connector.map(owners).unwrap_or_default();
     }
+    // More than the cap makes the PolicyAccess invalid (and its requests refused); the
+    // list a request's status shows stays bounded all the same.
     rules
         .approvers
         .iter()
+        .take(APPROVERS_CAP)
         .map(|a| match a.strip_prefix("group:") {
             Some(group) => format!("group:{group}"),
             None => email::normalize(a),
