@@ -690,17 +690,7 @@ async fn a_decision_in_another_namespace_decides_nothing() {
         &access("team").in_namespace("sales").rules(pending).json(),
     )
     .await;
-    create::<AccessRequest>(client, &ask_for("1h").json()).await;
-    wait_for_phase(client, "r1", RequestPhase::Pending).await;
-    let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
-    create::<AccessDecision>(client, &elsewhere.json()).await;
-    let status = judged(client, "sales", "r1-carol").await;
-    assert_eq!(
-        (status.counted, status.message.as_deref()),
-        (Some(false), Some("no AccessRequest r1 in namespace sales"))
-    );
-    assert_eq!(phase(client).await, Some(RequestPhase::Pending));
-    assert!(!granted(sim));
+    a_decision_from_sales_counts_for_nothing(client, sim).await;
     world.controller.stop().await;
 }
 
@@ -717,17 +707,7 @@ async fn a_decision_in_a_namespace_without_policy_access_is_answered_and_counts_
     .await;
     let (sim, client) = (&world.sim, &world.client);
     accept_namespace(client, "sales").await;
-    create::<AccessRequest>(client, &ask_for("1h").json()).await;
-    wait_for_phase(client, "r1", RequestPhase::Pending).await;
-    let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
-    create::<AccessDecision>(client, &elsewhere.json()).await;
-    let status = judged(client, "sales", "r1-carol").await;
-    assert_eq!(
-        (status.counted, status.message.as_deref()),
-        (Some(false), Some("no AccessRequest r1 in namespace sales"))
-    );
-    assert_eq!(phase(client).await, Some(RequestPhase::Pending));
-    assert!(!granted(sim));
+    a_decision_from_sales_counts_for_nothing(client, sim).await;
     world.controller.stop().await;
 }
 
@@ -756,6 +736,25 @@ async fn a_request_for_a_missing_policy_access_is_an_error_until_it_exists() {
     wait_for_phase(client, "r1", RequestPhase::Active).await;
     eventually("the grant", || async { granted(sim) }).await;
     world.controller.stop().await;
+}
+
+/// `r1` waits in `finance`; Carol approves `r1` from `sales`, where no such request
+/// exists: her decision counts for nothing and says why; `r1` stays Pending.
+async fn a_decision_from_sales_counts_for_nothing(
+    client: &kube::Client,
+    sim: &expensify_operator::simulator::SimulatorHandle,
+) {
+    create::<AccessRequest>(client, &ask_for("1h").json()).await;
+    wait_for_phase(client, "r1", RequestPhase::Pending).await;
+    let elsewhere = decision("r1-carol", "r1", "Approve", CAROL).in_namespace("sales");
+    create::<AccessDecision>(client, &elsewhere.json()).await;
+    let status = judged(client, "sales", "r1-carol").await;
+    assert_eq!(
+        (status.counted, status.message.as_deref()),
+        (Some(false), Some("no AccessRequest r1 in namespace sales"))
+    );
+    assert_eq!(phase(client).await, Some(RequestPhase::Pending));
+    assert!(!granted(sim));
 }
 
 /// Lets the connector `acme` take objects from `namespace` too.

@@ -788,7 +788,7 @@ mod tests {
     /// reason: in file mode nothing bounds it, and `plan -o json` prints it whole (a request
     /// whose reason is over the 1,000-character cap is in Error, and still shown whole).
     #[test]
-    fn review6_plan_json_bounds_a_hostile_request_reason() {
+    fn plan_json_bounds_a_hostile_request_reason() {
         let reason = "y".repeat(200_000);
         let report = super::super::report::report_with_request(
             Some(&reason),

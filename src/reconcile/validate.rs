@@ -990,7 +990,7 @@ pub(crate) mod tests {
     /// Review 6: every validation message quotes outside values shortened, but an approver
     /// that is neither an email nor `group:NAME` is quoted whole.
     #[test]
-    fn review6_a_hostile_approver_is_quoted_shortened() {
+    fn a_hostile_approver_is_quoted_shortened() {
         let mut with = rules("8h");
         with.approvers = vec!["x".repeat(20_000)];
         let problems = request_rules_problems(&with);
@@ -1004,7 +1004,7 @@ pub(crate) mod tests {
 
     /// Review 6: the same for a member's `expiresAt` that is not a time.
     #[test]
-    fn review6_a_hostile_member_expiry_is_quoted_shortened() {
+    fn a_hostile_member_expiry_is_quoted_shortened() {
         let mut bad = member("c@acme.example");
         bad.expires_at = Some("9".repeat(20_000));
         let problems = validate_access(&access("finance", vec![bad]), &[connector("finance", &[])]);

@@ -1,4 +1,5 @@
-//! Review 6: exit codes of `plan` and `validate` for access requests in file mode.
+//! Access requests that can never be granted, and request text from outside, in `plan`
+//! and `validate` (found by review 6).
 
 mod support;
 
@@ -29,7 +30,7 @@ fn books(repo: &Repo, rules: &str) {
 /// answers the namespace (`connector_answering` is `None`), so nobody judges it: it stays
 /// `Pending` and the plan passes.
 #[tokio::test(flavor = "multi_thread")]
-async fn review6_a_request_nobody_can_judge_fails_plan_as_it_fails_validate() {
+async fn a_request_nobody_can_judge_fails_plan_as_it_fails_validate() {
     let sim = start(&unlimited_seed()).await;
     let repo = Repo::new(&sim);
     repo.connector("");
@@ -58,7 +59,7 @@ async fn review6_a_request_nobody_can_judge_fails_plan_as_it_fails_validate() {
 /// "no ExpensifyConnector or PolicyAccess manifest below this directory"
 /// (`nothing_below` counts no AccessRequest).
 #[tokio::test(flavor = "multi_thread")]
-async fn review6_validate_of_a_requests_directory_passes_a_fine_request() {
+async fn validate_of_a_requests_directory_passes_a_fine_request() {
     let sim = start(&unlimited_seed()).await;
     let repo = Repo::new(&sim);
     repo.connector("");
@@ -88,7 +89,7 @@ async fn review6_validate_of_a_requests_directory_passes_a_fine_request() {
 /// `approvers:` line, Markdown cell and JSON array 3,000 long: the pull-request comment
 /// (GitHub caps it at 65,536 characters) is unbounded.
 #[tokio::test(flavor = "multi_thread")]
-async fn review6_plan_bounds_the_approvers_a_request_shows() {
+async fn plan_bounds_the_approvers_a_request_shows() {
     let sim = start(&unlimited_seed()).await;
     let repo = Repo::new(&sim);
     repo.connector("");
