@@ -11,20 +11,30 @@ use support::*;
 /// A PolicyAccess `books` on Finance whose rules let people ask for `admin` for up to 8h,
 /// approved by cfo or the finance-leads group.
 fn books(repo: &Repo) {
+    books_approved_by(repo, "cfo@acme.example, \"group:finance-leads\"");
+}
+
+/// `books` with these approvers (a YAML flow list's items).
+fn books_approved_by(repo: &Repo, approvers: &str) {
     repo.write(
         "books.yaml",
         &format!(
-            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: books, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{FINANCE}\"}}\n  mode: Additive\n  members: [{{email: alice@acme.example, role: user}}]\n  requests: {{maxDuration: 8h, roles: [user, admin], approvers: [cfo@acme.example, \"group:finance-leads\"]}}\n"
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: PolicyAccess\nmetadata: {{name: books, namespace: finance}}\nspec:\n  connectorRef: {{name: acme}}\n  policy: {{id: \"{FINANCE}\"}}\n  mode: Additive\n  members: [{{email: alice@acme.example, role: user}}]\n  requests: {{maxDuration: 8h, roles: [user, admin], approvers: [{approvers}]}}\n"
         ),
     );
 }
 
 /// The request `finance/NAME`: henry asks for admin on `books` for `duration`.
 fn request(repo: &Repo, name: &str, duration: &str, reason: &str) {
+    request_with(repo, name, "admin", duration, reason);
+}
+
+/// The request `finance/NAME`: henry asks for `role` on `books` for `duration`, `reason`.
+fn request_with(repo: &Repo, name: &str, role: &str, duration: &str, reason: &str) {
     repo.write(
         &format!("requests/{name}.yaml"),
         &format!(
-            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: henry@acme.example\n  role: admin\n  duration: {duration}\n  reason: {reason}\n  requester: henry@acme.example\n"
+            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: henry@acme.example\n  role: {role}\n  duration: {duration}\n  reason: {reason}\n  requester: henry@acme.example\n"
         ),
     );
 }
@@ -416,16 +426,6 @@ fn listed(sim: &SimulatorHandle, email: &str) -> bool {
     roster(sim, FINANCE).iter().any(|(e, _)| e == email)
 }
 
-/// The request `finance/NAME`: henry asks for `role` on `books` for `duration`.
-fn request_as(repo: &Repo, name: &str, role: &str, duration: &str) {
-    repo.write(
-        &format!("requests/{name}.yaml"),
-        &format!(
-            "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{name: {name}, namespace: finance}}\nspec:\n  accessRef: {{name: books}}\n  email: henry@acme.example\n  role: {role}\n  duration: {duration}\n  reason: month end\n  requester: henry@acme.example\n"
-        ),
-    );
-}
-
 /// A request whose `duration` (r1) or `role` (r2) is 20,000 characters: the Markdown row
 /// (a pull-request comment, which GitHub caps at 65,536 characters) and the text plan
 /// showed it whole, twice (the column and the error quoting it; found by review 5).
@@ -436,8 +436,8 @@ async fn plan_bounds_a_hostile_duration_and_role_like_the_reason() {
     repo.connector("");
     books(&repo);
     let long = "z".repeat(20_000);
-    request_as(&repo, "r1", "admin", &format!("\"4h{long}\""));
-    request_as(&repo, "r2", &format!("\"admin{long}\""), "4h");
+    request_with(&repo, "r1", "admin", &format!("\"4h{long}\""), "month end");
+    request_with(&repo, "r2", &format!("\"admin{long}\""), "4h", "month end");
     let dir = repo.path().to_str().unwrap();
 
     let output = binary(
@@ -474,4 +474,78 @@ async fn plan_bounds_a_hostile_duration_and_role_like_the_reason() {
     let shown = String::from_utf8_lossy(&text.stdout);
     let longest = shown.lines().map(|l| l.chars().count()).max().unwrap_or(0);
     assert!(longest < 3_000, "a text plan line of {longest} characters");
+}
+
+/// A request in a namespace no connector serves, naming a PolicyAccess that does not
+/// exist, can never be granted: `plan` (the pull-request check) fails it, as `validate`
+/// does. (Review 6: nobody judged it, so it stayed `Pending` and the plan passed.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_nobody_can_judge_fails_plan_as_it_fails_validate() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    books(&repo);
+    repo.write(
+        "requests/legal.yaml",
+        "apiVersion: expensify.gitops.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: r9, namespace: legal}\nspec:\n  accessRef: {name: nothing}\n  email: henry@acme.example\n  role: admin\n  duration: 4h\n  reason: month end\n  requester: henry@acme.example\n",
+    );
+    let dir = repo.path().to_str().unwrap();
+    let validated = run(&sim, &["validate", dir]).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", printed(&validated));
+    let planned = run(&sim, &["plan", dir]).await;
+    assert_eq!(
+        planned.status.code(),
+        Some(1),
+        "validate fails legal/r9, plan passes it: {}",
+        printed(&planned)
+    );
+}
+
+/// A directory holding only request files (the one CODEOWNERS guards) validates as its
+/// files do. (Review 6: "no ExpensifyConnector or PolicyAccess manifest below this
+/// directory".)
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_of_a_requests_directory_passes_a_fine_request() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    books(&repo);
+    request(&repo, "r1", "4h", "month end");
+    let file = repo.path().join("requests/r1.yaml");
+    let alone = run(&sim, &["validate", file.to_str().unwrap()]).await;
+    assert_eq!(alone.status.code(), Some(0), "{}", printed(&alone));
+    let dir = repo.path().join("requests");
+    let validated = run(&sim, &["validate", dir.to_str().unwrap()]).await;
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "the file passes, its directory fails: {}",
+        printed(&validated)
+    );
+}
+
+/// A PolicyAccess naming 3,000 approvers (at most 20: it is invalid) keeps each of its
+/// requests' approvers bounded in the text and Markdown plans, a pull-request comment
+/// GitHub caps at 65,536 characters. (Review 6: 3,000 approvers on every request.)
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_bounds_the_approvers_a_request_shows() {
+    let sim = start(&unlimited_seed()).await;
+    let repo = Repo::new(&sim);
+    repo.connector("");
+    let approvers: Vec<String> = (0..3000)
+        .map(|i| format!("approver-number-{i:05}@acme.example"))
+        .collect();
+    books_approved_by(&repo, &approvers.join(", "));
+    request(&repo, "r1", "4h", "month end");
+    let dir = repo.path().to_str().unwrap();
+    for format in ["text", "markdown"] {
+        let output = run(&sim, &["plan", dir, "-o", format]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.len() < 20_000,
+            "plan -o {format} is {} bytes: {}",
+            stdout.len(),
+            &stdout.chars().take(600).collect::<String>()
+        );
+    }
 }
