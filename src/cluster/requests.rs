@@ -45,7 +45,8 @@ pub fn holder_of(request: &AccessRequest) -> Option<ObjectKey> {
 /// Whether a request holds access, or may be given some by the next write: it then
 /// carries the `release` finalizer, so deleting it releases first.
 pub fn holds_access(status: Option<&AccessRequestStatus>) -> bool {
-    status.is_some_and(|s| s.phase == RequestPhase::Active || !s.managed_members.is_empty())
+    status.is_some_and(|s| s.phase == RequestPhase::Active)
+        || crate::reconcile::requests::holds_entries(status)
 }
 
 /// One phase change of a request, as its Event and log line tell it.

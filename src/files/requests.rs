@@ -8,7 +8,7 @@ use tracing::warn;
 use super::loader::{LoadProblem, Manifests};
 use super::status_dir::{StatusDir, StatusDirError};
 use crate::api::{AccessRequest, RequestPhase};
-use crate::reconcile::requests::connector_answering;
+use crate::reconcile::requests::{access_of, connector_answering, holds_entries};
 use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey, RequestObject};
 use crate::sanitize::cut;
 
@@ -108,20 +108,13 @@ fn unjudged(
     accesses: &[AccessObject],
     connectors: &[ConnectorObject],
 ) -> Option<String> {
-    let holds = asked
-        .status
-        .as_ref()
-        .is_some_and(|s| !s.managed_members.is_empty());
-    if holds {
+    if holds_entries(asked.status.as_ref()) {
         // The connector that wrote its entries judges it.
         return None;
     }
     let namespace = &asked.key.namespace;
     let name = cut(&asked.spec.access_ref.name, 253);
-    let access = accesses
-        .iter()
-        .find(|a| &a.key.namespace == namespace && a.key.name == asked.spec.access_ref.name);
-    match access {
+    match access_of(asked, accesses) {
         Some(access) => {
             let connector = access.connector_key();
             (!connectors.iter().any(|c| c.key == connector)).then(|| {

@@ -27,7 +27,7 @@ use super::repo::{TargetError, find_root};
 use crate::api::RequestPhase;
 use crate::expensify::ExpensifyClients;
 use crate::reconcile::plan::offline;
-use crate::reconcile::requests::{RequestContext, evaluate};
+use crate::reconcile::requests::{RequestContext, access_of, evaluate};
 use crate::reconcile::validate::validate_request;
 use crate::reconcile::{
     AccessObject, Approval, ConnectorObject, ObjectKey, Problem, RequestObject, access_warnings,
@@ -200,16 +200,6 @@ struct Own<'a> {
     connectors: &'a [ConnectorObject],
     accesses: &'a [AccessObject],
     requests: &'a [RequestObject],
-}
-
-/// The PolicyAccess an AccessRequest names (same namespace).
-fn access_of<'a>(
-    request: &RequestObject,
-    accesses: &'a [AccessObject],
-) -> Option<&'a AccessObject> {
-    accesses.iter().find(|a| {
-        a.key.namespace == request.key.namespace && a.key.name == request.spec.access_ref.name
-    })
 }
 
 /// Why each AccessRequest could never be granted, as far as the manifests alone tell (its

@@ -15,8 +15,8 @@ use crate::api::{
 use crate::email;
 use crate::expensify::Role;
 use crate::reconcile::requests::{
-    DecisionVerdict, RequestContext, Verdict, connector_answering, decisions_on, evaluate, holder,
-    orphan_decisions,
+    DecisionVerdict, RequestContext, Verdict, access_of, connector_answering, decisions_on,
+    evaluate, holder, holds_entries, orphan_decisions,
 };
 use crate::reconcile::{AccessObject, ObjectKey, Observed, RequestObject};
 
@@ -28,20 +28,6 @@ pub(super) struct Judged {
     pub decisions: BTreeMap<ObjectKey, DecisionVerdict>,
     /// The PolicyAccess objects and the synthetic holder objects of the requests.
     pub accesses: Vec<AccessObject>,
-}
-
-/// The PolicyAccess a request names (same namespace).
-fn access_of<'a>(
-    request: &RequestObject,
-    accesses: &'a [AccessObject],
-) -> Option<&'a AccessObject> {
-    accesses.iter().find(|a| {
-        a.key
-            == ObjectKey::new(
-                request.key.namespace.clone(),
-                request.spec.access_ref.name.clone(),
-            )
-    })
 }
 
 /// The owner Expensify shows for the policy a PolicyAccess selects.
@@ -75,7 +61,7 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
             // namespace.
             None => {
                 holds_through(asked, &connector.key)
-                    || (holds_nothing(asked)
+                    || (!holds_entries(asked.status.as_ref())
                         && connector_answering(
                             &asked.key.namespace,
                             request.accesses.iter().cloned(),
@@ -106,14 +92,6 @@ pub(super) fn judge(request: SyncRequest<'_>, observed: &Observed) -> Judged {
     let orphans = orphan_decisions(request.requests.requests, request.requests.decisions);
     judged.decisions.extend(orphans);
     judged
-}
-
-/// Whether `asked` holds no ledger entry at all.
-fn holds_nothing(asked: &RequestObject) -> bool {
-    asked
-        .status
-        .as_ref()
-        .is_none_or(|s| s.managed_members.is_empty())
 }
 
 /// Whether `asked` holds ledger entries written through `connector`.

@@ -15,7 +15,7 @@ use crate::cluster::context::Context;
 use crate::cluster::kube_io::{KubeCallError, SecretLookup};
 use crate::cluster::requests::{access_of_request, request_of_decision};
 use crate::reconcile::digest;
-use crate::reconcile::requests::connector_answering;
+use crate::reconcile::requests::{connector_answering, holds_entries};
 use crate::reconcile::{AccessObject, ConnectorObject, ObjectKey};
 use crate::sync::reads_credentials;
 
@@ -178,9 +178,7 @@ fn on_attached(
     let present: std::collections::BTreeSet<&ObjectKey> = accesses.iter().map(|a| &a.key).collect();
     let answers_request = |r: &AccessRequest| {
         !present.contains(&access_of_request(r))
-            && r.status
-                .as_ref()
-                .is_none_or(|s| s.managed_members.is_empty())
+            && !holds_entries(r.status.as_ref())
             && answers_namespace(&ObjectKey::of(&r.metadata).namespace)
     };
     let written_here = connector.to_string();

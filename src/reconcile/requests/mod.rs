@@ -213,6 +213,22 @@ pub fn decisions_on<'a>(
     on
 }
 
+/// The PolicyAccess a request names: `accessRef`, in the request's own namespace.
+pub fn access_of<'a>(
+    request: &RequestObject,
+    accesses: &'a [AccessObject],
+) -> Option<&'a AccessObject> {
+    accesses.iter().find(|a| {
+        a.key.namespace == request.key.namespace && a.key.name == request.spec.access_ref.name
+    })
+}
+
+/// Whether a request's status holds ledger entries (what it was granted, or is taking
+/// back): the connector that wrote them judges it, whatever became of its PolicyAccess.
+pub fn holds_entries(status: Option<&crate::api::AccessRequestStatus>) -> bool {
+    status.is_some_and(|s| !s.managed_members.is_empty())
+}
+
 /// The connector that answers an object no PolicyAccess routes to a sync (a decision whose
 /// request does not exist, a request whose PolicyAccess does not), so that its status can
 /// say it counts for nothing: one that accepts `namespace` (a tenant's connector, never one
