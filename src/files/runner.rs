@@ -2,7 +2,7 @@
 //! planning) write the status directory. Shared by `plan`, `apply`, `watch`, `review` and
 //! `demo`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,6 +69,9 @@ pub enum FilePassError {
 /// Objects as loaded, with generation and last status attached from the status directory.
 struct Prepared {
     manifests: Manifests,
+    /// Where each loaded PolicyAccess is in `manifests.accesses` (found once per object,
+    /// not by a scan per object: ten thousand objects would be a hundred million compares).
+    loaded_at: HashMap<ObjectKey, usize>,
     connectors: Vec<ConnectorObject>,
     accesses: Vec<AccessObject>,
     sources: BTreeMap<ObjectKey, String>,
@@ -97,13 +100,13 @@ struct AttachedAccesses {
 /// Objects with a status file and no manifest: deleted, kept until their deletion is
 /// settled.
 fn deleted_objects(
-    manifests: &Manifests,
+    loaded_at: &HashMap<ObjectKey, usize>,
     listing: super::status_dir::Listing<PolicyAccess>,
     sources: &mut BTreeMap<ObjectKey, String>,
 ) -> Vec<AccessObject> {
     let mut deleted = Vec::new();
     for (key, object) in listing.objects {
-        if manifests.accesses.iter().any(|a| a.key == key) {
+        if loaded_at.contains_key(&key) {
             continue;
         }
         let mut object = AccessObject::from_resource(&object);
@@ -194,6 +197,10 @@ impl FileMode {
         if self.strict && !manifests.complete() {
             return Err(FilePassError::Strict(manifests.problems.clone()));
         }
+        let mut loaded_at: HashMap<ObjectKey, usize> = HashMap::new();
+        for (i, access) in manifests.accesses.iter().enumerate() {
+            loaded_at.entry(access.key.clone()).or_insert(i);
+        }
         let mut sources = BTreeMap::new();
         // Status files the key does not vouch for, whose object's policy is unknown: each
         // a problem that holds every removal, as an unreadable manifest does.
@@ -207,7 +214,7 @@ impl FileMode {
         }
         let missing_ledger = lost_ledger(&manifests, &listing, &self.status_dir);
         for (key, error) in &listing.unverified {
-            if !manifests.accesses.iter().any(|a| a.key == *key) {
+            if !loaded_at.contains_key(key) {
                 unverified.push(super::status_problem::status_problem(
                     key,
                     "PolicyAccess",
@@ -218,7 +225,7 @@ impl FileMode {
         // An object with a status file but no manifest was deleted, unless some manifest
         // or status file could not be read (it may be that one).
         if manifests.complete() && unverified.is_empty() && attached.problems.is_empty() {
-            accesses.extend(deleted_objects(&manifests, listing, &mut sources));
+            accesses.extend(deleted_objects(&loaded_at, listing, &mut sources));
         }
         let requests = super::requests::file_requests(
             &manifests,
@@ -231,6 +238,7 @@ impl FileMode {
         manifests.problems.extend(attached.problems);
         Ok(Prepared {
             manifests,
+            loaded_at,
             connectors,
             accesses,
             sources,
@@ -441,18 +449,17 @@ impl FileMode {
             self.status_dir.adopt_unsigned()?;
             self.status_dir.flush_index()?;
         }
+        let requests =
+            super::requests::as_shown(&prepared.requests, &prepared.accesses, &prepared.connectors);
+        // Moved, not copied: the manifests of a million memberships are hundreds of MiB.
         Ok(PassReport {
-            manifests: prepared.manifests.clone(),
+            manifests: prepared.manifests,
             syncs,
             unattached,
-            sources: prepared.sources.clone(),
+            sources: prepared.sources,
             stopped: stopped(),
-            missing_ledger: prepared.missing_ledger.clone(),
-            requests: super::requests::as_shown(
-                &prepared.requests,
-                &prepared.accesses,
-                &prepared.connectors,
-            ),
+            missing_ledger: prepared.missing_ledger,
+            requests,
         })
     }
 
@@ -575,7 +582,10 @@ impl FileMode {
         if prepared.unverified.contains(key) {
             return Ok(());
         }
-        let loaded = prepared.manifests.accesses.iter().find(|a| &a.key == key);
+        let loaded = prepared
+            .loaded_at
+            .get(key)
+            .map(|&i| &prepared.manifests.accesses[i]);
         let mut object = match loaded {
             Some(loaded) => {
                 let mut object = loaded.object.clone();

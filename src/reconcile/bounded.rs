@@ -78,6 +78,12 @@ mod tests {
         let long = "é".repeat(STATUS_MESSAGE_CAP);
         let cut = capped_message(long);
         assert!(cut.len() <= STATUS_MESSAGE_CAP, "{}", cut.len());
+        // Cut as late as the cap allows: only the mark and a split character give way.
+        assert!(
+            cut.len() > STATUS_MESSAGE_CAP - "é".len(),
+            "{} of {STATUS_MESSAGE_CAP}",
+            cut.len()
+        );
         assert!(cut.ends_with("… (cut)"));
     }
 }

@@ -254,3 +254,17 @@ pub fn digest(value: &impl serde::Serialize) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectKey;
+
+    #[test]
+    fn a_key_reads_back_from_its_display_and_nothing_else_reads_as_one() {
+        let key = ObjectKey::new("finance", "team");
+        assert_eq!(ObjectKey::parse(&key.to_string()), Some(key));
+        for not_a_key in ["finance", "/team", "finance/", "finance/team/x", "a//b", ""] {
+            assert_eq!(ObjectKey::parse(not_a_key), None, "{not_a_key:?}");
+        }
+    }
+}

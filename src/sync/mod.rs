@@ -138,15 +138,10 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let before = plan::plan_for(request, request.accesses, &observed);
     if request.dry_run || before.changes.is_empty() {
         let unchanged = write::Written::nothing(observed);
-        let mut report = report::finish(
-            request,
-            client,
-            calls_before,
-            before.clone(),
-            &before,
-            unchanged,
-        );
-        report::complete_requests(&mut report, request, &judged, &before);
+        // Nothing written: the plan after is the plan before (never a copy of it: a
+        // million memberships' plan is over a gigabyte).
+        let mut report = report::finish(request, client, calls_before, before, None, unchanged);
+        report::complete_requests(&mut report, request, &judged, None);
         return report;
     }
     // A reviewed plan that moved, or a write-ahead that cannot be saved, stops the write.
@@ -161,11 +156,11 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
                 request,
                 client,
                 calls_before,
-                before.clone(),
+                before,
                 observed,
                 &refused,
             );
-            report::complete_requests(&mut report, request, &judged, &before);
+            report::complete_requests(&mut report, request, &judged, None);
             return report;
         }
     };
@@ -173,8 +168,8 @@ pub async fn sync_connector(request: SyncRequest<'_>, client: &ExpensifyClient) 
     let connector = &request.connector.key;
     let written = write::write(connector, client, &before, observed, write_ahead).await;
     let after = plan::replan(request, &before, &written);
-    let mut report = report::finish(request, client, calls_before, before, &after, written);
-    report::complete_requests(&mut report, request, &judged, &after);
+    let mut report = report::finish(request, client, calls_before, before, Some(&after), written);
+    report::complete_requests(&mut report, request, &judged, Some(&after));
     crate::crash_point!("sync-before-final-statuses");
     report
 }

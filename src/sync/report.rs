@@ -174,23 +174,25 @@ pub(super) fn refuse_before_write(
         request,
         client,
         calls_before,
-        unused.clone(),
-        &unused,
+        unused,
+        None,
         Written::nothing(observed),
     );
     refuse(&mut report, refused);
     report
 }
 
-/// Statuses and the report, from the plan before the write and the one after it.
+/// Statuses and the report, from the plan before the write and the one after it (`None`:
+/// nothing was written, the plan before stands).
 pub(super) fn finish(
     request: SyncRequest<'_>,
     client: &ExpensifyClient,
     calls_before: CallCounts,
     before: Plan,
-    after: &Plan,
+    after: Option<&Plan>,
     written: Written,
 ) -> SyncReport {
+    let after = after.unwrap_or(&before);
     let connector = request.connector;
     let failures = failures_by_object(&written.results);
     let mut statuses = statuses_for(request, &before, after, &failures, &written);
@@ -260,8 +262,9 @@ pub(super) fn complete_requests(
     report: &mut SyncReport,
     request: SyncRequest<'_>,
     judged: &super::requests::Judged,
-    after: &crate::reconcile::plan::Plan,
+    after: Option<&crate::reconcile::plan::Plan>,
 ) {
+    let after = after.unwrap_or(&report.plan);
     let (holder_statuses, statuses): (BTreeMap<_, _>, BTreeMap<_, _>) =
         std::mem::take(&mut report.statuses)
             .into_iter()

@@ -9,7 +9,7 @@ use super::verify::ChangeResult;
 use super::write::Written;
 use crate::api::{MemberFailure, PolicyAccessStatus, PolicyInfo, Reason};
 use crate::email;
-use crate::reconcile::plan::{Plan, summarize};
+use crate::reconcile::plan::Plan;
 use crate::reconcile::status::{AccessFindings, ConnectorFindings, access_status};
 use crate::reconcile::{AccessObject, ObjectKey, Observed};
 
@@ -123,7 +123,9 @@ pub(super) fn statuses_for(
                 object: a,
                 after: &after_plan,
                 managed: ledger,
-                attempted: summarize(before.changes.iter().filter(|c| c.requested_by == a.key)),
+                // The planner's per-object count of `before.changes` (a filter of every
+                // change per object would be objects x changes).
+                attempted: before_plan.map(|p| p.planned).unwrap_or_default(),
                 failures: failures.get(&a.key).cloned().unwrap_or_default(),
                 connector_problem: None,
                 connector_suspended: false,

@@ -5,8 +5,9 @@
 //! applied here, once: an ask past its end asks for nobody, and the earliest end still
 //! ahead is when the next sync must run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::rc::Rc;
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -85,21 +86,48 @@ pub(super) fn of_members(object: &AccessObject) -> Vec<Ask> {
         .collect()
 }
 
+/// The people an object asks for now, one ask each, sorted by email: a vector, not a map
+/// keyed by a copy of each email (a million memberships). Each ask is shared (`Rc`): every
+/// claim on the person points at it instead of copying it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Wanted(Vec<Rc<Ask>>);
+
+impl Wanted {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The asks, by email.
+    pub fn iter(&self) -> impl Iterator<Item = &Rc<Ask>> {
+        self.0.iter()
+    }
+
+    pub fn contains(&self, email: &str) -> bool {
+        self.0
+            .binary_search_by(|ask| ask.email.as_str().cmp(email))
+            .is_ok()
+    }
+}
+
 /// The asks alive at `now`, one per person (the first written wins; validation reports a
 /// person listed twice), and the earliest end still ahead.
-pub(super) fn alive(asks: Vec<Ask>, now: Timestamp) -> (BTreeMap<String, Ask>, Option<Timestamp>) {
-    let mut alive = BTreeMap::new();
+pub(super) fn alive(asks: Vec<Ask>, now: Timestamp) -> (Wanted, Option<Timestamp>) {
     let mut next_end: Option<Timestamp> = None;
-    for ask in asks {
+    let mut alive: Vec<(usize, Ask)> = Vec::with_capacity(asks.len());
+    for (written, ask) in asks.into_iter().enumerate() {
         if let Some(until) = ask.until {
             if until <= now {
                 continue;
             }
             next_end = Some(next_end.map_or(until, |n| n.min(until)));
         }
-        alive.entry(ask.email.clone()).or_insert(ask);
+        alive.push((written, ask));
     }
-    (alive, next_end)
+    // By email, then as written: the first of each email is the one that counts.
+    alive.sort_unstable_by(|(i, a), (j, b)| (a.email.as_str(), i).cmp(&(b.email.as_str(), j)));
+    alive.dedup_by(|(_, later), (_, first)| later.email == first.email);
+    let wanted = alive.into_iter().map(|(_, ask)| Rc::new(ask)).collect();
+    (Wanted(wanted), next_end)
 }
 
 /// The people an object that cannot be planned may still be asking for (see
@@ -201,15 +229,12 @@ mod tests {
         ]));
         let (alive, next) = alive(asks, now());
         assert_eq!(
-            alive.keys().map(String::as_str).collect::<Vec<_>>(),
+            alive.iter().map(|a| a.email.as_str()).collect::<Vec<_>>(),
             ["later@acme.example", "soon@acme.example"],
             "an ask ending exactly now has ended"
         );
-        assert_eq!(
-            alive["soon@acme.example"].role,
-            Role::User,
-            "first written wins"
-        );
+        let soon = alive.iter().find(|a| a.email == "soon@acme.example");
+        assert_eq!(soon.map(|a| a.role), Some(Role::User), "first written wins");
         assert_eq!(next, Some("2026-06-02T00:00:00Z".parse().unwrap()));
     }
 

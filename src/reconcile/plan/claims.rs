@@ -2,6 +2,7 @@
 //! connector governs, a second Authoritative object, two roles asked for one person.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -14,19 +15,24 @@ use super::types::{Block, PlanInput};
 use crate::api::{AccessMode, AccessPhase};
 use crate::expensify::Role;
 
-/// One object asking for one person.
+/// One object asking for one person: the object's key and its ask, both shared, not
+/// copied (a claim per membership).
 #[derive(Debug, Clone)]
-pub(super) struct Claim {
-    pub key: ObjectKey,
-    pub wanted: Ask,
+pub(super) struct Claim<'a> {
+    pub key: &'a ObjectKey,
+    pub wanted: Rc<Ask>,
     /// It writes for the person (else it only keeps them).
     pub writes: bool,
 }
 
-impl Claim {
+impl Claim<'_> {
     /// The synthetic holder of an access request: its role is "at least this role".
     pub fn is_request(&self) -> bool {
         self.key.request_name().is_some()
+    }
+
+    fn email(&self) -> &str {
+        &self.wanted.email
     }
 }
 
@@ -35,7 +41,7 @@ impl Claim {
 /// it asks and never lowers it, nor the role a person already has when only requests ask
 /// for them (so a lower request writes nothing, and takes nothing at its end). `current`
 /// is that role apart from the operator's own raises (see `Ledger::own_role`).
-pub(super) fn settled_role(writers: &[&Claim], current: Option<Role>) -> Option<Role> {
+pub(super) fn settled_role(writers: &[&Claim<'_>], current: Option<Role>) -> Option<Role> {
     let highest = |requests: bool| {
         writers
             .iter()
@@ -50,40 +56,42 @@ pub(super) fn settled_role(writers: &[&Claim], current: Option<Role>) -> Option<
     }
 }
 
-/// policy -> email -> the objects asking, sorted by key.
+/// policy -> the claims on it, sorted by email and then by object key: one row per claim,
+/// the email read from the shared ask (no key copied per person).
 #[derive(Debug, Default)]
-pub(super) struct Claims {
-    by_person: BTreeMap<String, BTreeMap<String, Vec<Claim>>>,
+pub(super) struct Claims<'a> {
+    by_policy: BTreeMap<String, Vec<Claim<'a>>>,
 }
 
-impl Claims {
-    pub fn collect(subjects: &[Subject<'_>]) -> Claims {
-        let mut by_person: BTreeMap<String, BTreeMap<String, Vec<Claim>>> = BTreeMap::new();
+impl<'a> Claims<'a> {
+    pub fn collect(subjects: &[Subject<'a>]) -> Claims<'a> {
+        let mut by_policy: BTreeMap<String, Vec<Claim<'a>>> = BTreeMap::new();
+        // Subjects come sorted by key, so a stable sort by email keeps each person's
+        // claims in key order.
         for subject in subjects.iter().filter(|s| s.claims()) {
             let Some(policy) = &subject.policy else {
                 continue;
             };
-            for wanted in subject.wanted.values() {
-                by_person
-                    .entry(policy.clone())
-                    .or_default()
-                    .entry(wanted.email.clone())
-                    .or_default()
-                    .push(Claim {
-                        key: subject.key().clone(),
-                        wanted: wanted.clone(),
-                        writes: subject.writes(),
-                    });
-            }
+            let rows = by_policy.entry(policy.clone()).or_default();
+            rows.extend(subject.wanted.iter().map(|wanted| Claim {
+                key: subject.key(),
+                wanted: Rc::clone(wanted),
+                writes: subject.writes(),
+            }));
         }
-        Claims { by_person }
+        for rows in by_policy.values_mut() {
+            rows.sort_by(|a, b| a.email().cmp(b.email()));
+        }
+        Claims { by_policy }
     }
 
-    pub fn of(&self, policy: &str, email: &str) -> &[Claim] {
-        self.by_person
-            .get(policy)
-            .and_then(|people| people.get(email))
-            .map_or(&[], Vec::as_slice)
+    pub fn of(&self, policy: &str, email: &str) -> &[Claim<'a>] {
+        let Some(rows) = self.by_policy.get(policy) else {
+            return &[];
+        };
+        let start = rows.partition_point(|c| c.email() < email);
+        let len = rows[start..].partition_point(|c| c.email() == email);
+        &rows[start..start + len]
     }
 
     pub fn is_claimed(&self, policy: &str, email: &str) -> bool {
@@ -91,12 +99,13 @@ impl Claims {
     }
 
     /// Every claimed person with the objects that write for them.
-    pub fn writers(&self) -> impl Iterator<Item = (&str, &str, Vec<&Claim>)> {
-        self.by_person.iter().flat_map(|(policy, people)| {
-            people.iter().filter_map(move |(email, claims)| {
-                let writers: Vec<&Claim> = claims.iter().filter(|c| c.writes).collect();
-                (!writers.is_empty()).then_some((policy.as_str(), email.as_str(), writers))
-            })
+    pub fn writers(&self) -> impl Iterator<Item = (&str, &str, Vec<&Claim<'a>>)> {
+        self.by_policy.iter().flat_map(|(policy, rows)| {
+            rows.chunk_by(|a, b| a.email() == b.email())
+                .filter_map(move |claims| {
+                    let writers: Vec<&Claim<'a>> = claims.iter().filter(|c| c.writes).collect();
+                    (!writers.is_empty()).then(|| (policy.as_str(), claims[0].email(), writers))
+                })
         })
     }
 }
@@ -225,10 +234,10 @@ pub(super) fn role_conflicts(
     claims: &Claims,
     subjects: &mut [Subject<'_>],
 ) -> BTreeSet<(String, String)> {
-    let index: BTreeMap<ObjectKey, usize> = subjects
+    let index: BTreeMap<&ObjectKey, usize> = subjects
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.key().clone(), i))
+        .map(|(i, s)| (s.key(), i))
         .collect();
     let mut contested = BTreeSet::new();
     for (policy, email, writers) in claims.writers() {
@@ -249,7 +258,7 @@ pub(super) fn role_conflicts(
         let message =
             format!("{email} on policy {policy}: {askers}; the person is left as they are");
         for claim in &writers {
-            if let Some(&i) = index.get(&claim.key) {
+            if let Some(&i) = index.get(claim.key) {
                 subjects[i]
                     .plan
                     .blocks

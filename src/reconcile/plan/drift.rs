@@ -26,7 +26,7 @@ pub(super) fn report(
     };
     subject.plan.desired = subject.wanted.len();
     let mut drift = Vec::new();
-    for wanted in subject.wanted.values() {
+    for wanted in subject.wanted.iter() {
         match policy.roster.get(&wanted.email) {
             None => drift.push(Drift {
                 email: wanted.email.clone(),
@@ -55,7 +55,7 @@ pub(super) fn report(
             !world.is_protected(policy, email) && !claims.is_claimed(&policy.id, email)
         }
         AccessMode::Additive => {
-            !subject.wanted.contains_key(email)
+            !subject.wanted.contains(email)
                 && ledger
                     .get(&policy.id, email)
                     .is_some_and(|h| &h.holder == subject.key())

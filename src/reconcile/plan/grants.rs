@@ -18,11 +18,11 @@ struct Asked<'c> {
     role: Role,
     submits_to: Option<String>,
     employee_id: Option<String>,
-    requester: &'c Claim,
+    requester: &'c Claim<'c>,
 }
 
 fn asked<'c>(
-    writers: &[&'c Claim],
+    writers: &[&'c Claim<'c>],
     ledger: &Ledger,
     (policy, email): (&str, &str),
     current: Option<&RosterView>,
@@ -30,7 +30,7 @@ fn asked<'c>(
     let holder = ledger.get(policy, email).map(|h| &h.holder);
     let requester = writers
         .iter()
-        .find(|c| Some(&c.key) == holder)
+        .find(|c| Some(c.key) == holder)
         .unwrap_or(&writers[0]);
     let first = |pick: fn(&Ask) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
     Asked {
@@ -72,7 +72,7 @@ pub(super) fn plan_writes(
                 kind.verb()
             );
             for claim in &writers {
-                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &claim.key) {
+                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == claim.key) {
                     subject.plan.blocks.push(Block::Protected(message.clone()));
                 }
             }

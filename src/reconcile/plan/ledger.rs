@@ -43,7 +43,7 @@ impl Ledger {
     ) -> Option<Role> {
         let Some(held) = self
             .get(policy, email)
-            .filter(|held| writers.iter().any(|c| c.key == held.holder))
+            .filter(|held| writers.iter().any(|c| *c.key == held.holder))
         else {
             return current;
         };
@@ -142,7 +142,7 @@ pub(super) fn fate(
         return Fate::Keep;
     }
     let askers = claims.of(&entry.policy_id, &entry.email);
-    if askers.iter().any(|c| &c.key == holder.key()) {
+    if askers.iter().any(|c| c.key == holder.key()) {
         return Fate::Keep;
     }
     // Prefer an object that writes for the person over one that only keeps them.

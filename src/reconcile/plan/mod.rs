@@ -27,11 +27,14 @@ mod tenancy;
 mod types;
 mod world;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-pub use types::{Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, rank, summarize};
+pub use types::{
+    Block, Change, ChangeKind, ObjectPlan, Plan, PlanInput, Scope, count, rank, summarize,
+};
 
 use super::model::ObjectKey;
+use crate::api::PlanSummary;
 use claims::Claims;
 use holds::{Holds, Stranded};
 use ledger::Ledger;
@@ -106,56 +109,60 @@ impl Stamp<'_> {
     }
 }
 
-/// Hands every object its ledger entries, its new entries and its summary.
+/// Hands every object its ledger entries, its new entries and its summary. Objects are
+/// found by position (a hash of the key, once per entry or change), not by searching a
+/// tree of keys a million times.
 fn finish(
     subjects: Vec<Subject<'_>>,
     ledger: Ledger,
-    mut planned: Vec<Planned>,
+    planned: Vec<Planned>,
     connector_used: Option<String>,
     stamp: &Stamp<'_>,
 ) -> Plan {
-    let mut objects: BTreeMap<ObjectKey, ObjectPlan> = subjects
-        .into_iter()
-        .map(|s| (s.object.key.clone(), s.plan))
-        .collect();
+    let keys: Vec<&ObjectKey> = subjects.iter().map(Subject::key).collect();
+    let position: HashMap<&ObjectKey, usize> =
+        keys.iter().enumerate().map(|(i, key)| (*key, i)).collect();
+    let mut plans: Vec<ObjectPlan> = subjects.into_iter().map(|s| s.plan).collect();
     for mut held in ledger.entries.into_values() {
-        if let Some(object) = objects.get_mut(&held.holder) {
+        if let Some(&i) = position.get(&held.holder) {
             stamp.apply(&mut held.entry);
-            object.ledger.push(held.entry);
+            plans[i].ledger.push(held.entry);
         }
     }
-    // Borrowed keys: a sort of a million changes must not clone two strings per comparison.
-    planned.sort_by(|a, b| {
-        let (a, b) = (&a.change, &b.change);
+    // Sorted through positions, by borrowed keys: a stable sort of the writes themselves
+    // (half a kilobyte each) would allocate half their size again as scratch.
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&planned[a].change, &planned[b].change);
         (a.policy_id.as_str(), a.email.as_str(), a.kind).cmp(&(
             b.policy_id.as_str(),
             b.email.as_str(),
             b.kind,
         ))
     });
-    let mut changes = Vec::with_capacity(planned.len());
-    for Planned { change, entry } in planned {
+    let mut slots: Vec<Option<Planned>> = planned.into_iter().map(Some).collect();
+    let mut changes = Vec::with_capacity(slots.len());
+    let mut summaries = vec![PlanSummary::default(); plans.len()];
+    for Planned { change, entry } in order.into_iter().filter_map(|i| slots[i].take()) {
         if let Some((holder, mut entry)) = entry
-            && let Some(object) = objects.get_mut(&holder)
+            && let Some(&i) = position.get(&holder)
         {
             stamp.apply(&mut entry);
-            object.new_entries.push(entry);
+            plans[i].new_entries.push(entry);
+        }
+        if let Some(&i) = position.get(&change.requested_by) {
+            count(&mut summaries[i], change.kind);
         }
         changes.push(change);
     }
-    let mut by_requester: BTreeMap<&ObjectKey, Vec<&Change>> = BTreeMap::new();
-    for change in &changes {
-        by_requester
-            .entry(&change.requested_by)
-            .or_default()
-            .push(change);
-    }
-    for (key, object) in &mut objects {
-        object.planned = summarize(by_requester.get(key).into_iter().flatten().copied());
+    let mut objects = BTreeMap::new();
+    for ((key, mut object), summary) in keys.into_iter().zip(plans).zip(summaries) {
+        object.planned = summary;
         object.blocks.sort();
         object.blocks.dedup();
         object.held.sort();
         object.held.dedup();
+        objects.insert(key.clone(), object);
     }
     Plan {
         changes,

@@ -110,7 +110,7 @@ fn block_counts(subjects: &[resolve::Subject<'_>]) -> BTreeMap<ObjectKey, usize>
 fn member_field(subject: &resolve::Subject<'_>, message: &str) -> String {
     subject
         .wanted
-        .values()
+        .iter()
         .find(|ask| message.starts_with(&format!("{} on policy ", ask.email)))
         .map_or_else(
             || "spec.members".to_string(),

@@ -1,11 +1,11 @@
 //! Phase 1: each object of the connector, resolved: its policy, the people it asks for
 //! now, its ledger entries, and what it may do in this sync.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::super::model::{AccessObject, ObjectKey};
 use super::super::validate::{Problem, connector_allows, validate_access};
-use super::asks::{self, Ask};
+use super::asks::{self, Wanted};
 use super::types::{Block, ObjectPlan, PlanInput, Scope};
 use super::world::World;
 use crate::api::{AccessMode, DeletionPolicy, ManagedMember};
@@ -46,7 +46,7 @@ pub(super) struct Subject<'a> {
     /// The resolved policy, when its roster was read.
     pub policy: Option<String>,
     /// The people it asks for now, from every source of asks (see [`super::asks`]).
-    pub wanted: BTreeMap<String, Ask>,
+    pub wanted: Wanted,
     pub entries: Vec<ManagedMember>,
     /// Blocked by a conflict: writes nothing for the people it asks for (who still count
     /// as asked for); its entries follow the ordinary rules.
@@ -55,8 +55,8 @@ pub(super) struct Subject<'a> {
     pub held_because: BTreeSet<String>,
 }
 
-impl Subject<'_> {
-    pub fn key(&self) -> &ObjectKey {
+impl<'a> Subject<'a> {
+    pub fn key(&self) -> &'a ObjectKey {
         &self.object.key
     }
 

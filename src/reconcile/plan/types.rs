@@ -352,15 +352,20 @@ impl Plan {
 pub fn summarize<'a>(changes: impl Iterator<Item = &'a Change>) -> PlanSummary {
     let mut summary = PlanSummary::default();
     for change in changes {
-        match change.kind {
-            ChangeKind::Grant => summary.grants += 1,
-            ChangeKind::RoleChange | ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => {
-                summary.role_changes += 1;
-            }
-            ChangeKind::Revoke => summary.revocations += 1,
-        }
+        count(&mut summary, change.kind);
     }
     summary
+}
+
+/// Counts one change of this kind in a summary.
+pub fn count(summary: &mut PlanSummary, kind: ChangeKind) {
+    match kind {
+        ChangeKind::Grant => summary.grants += 1,
+        ChangeKind::RoleChange | ChangeKind::ApproverChange | ChangeKind::EmployeeIdChange => {
+            summary.role_changes += 1;
+        }
+        ChangeKind::Revoke => summary.revocations += 1,
+    }
 }
 
 /// A change together with the ledger entry it creates or updates, kept only if the change
