@@ -257,7 +257,48 @@ pub fn digest(value: &impl serde::Serialize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ObjectKey;
+    use super::{AccessObject, DEFAULT_NAMESPACE, ObjectKey};
+    use crate::api::{
+        ALLOW_MASS_REVOCATION, ConnectorRef, PolicyAccess, PolicyAccessSpec, PolicySelector,
+    };
+
+    #[test]
+    fn an_object_from_a_resource_keeps_its_key_annotations_and_deletion() {
+        let mut resource = PolicyAccess::new(
+            "team",
+            PolicyAccessSpec {
+                requests: None,
+                connector_ref: ConnectorRef {
+                    name: "acme".into(),
+                    namespace: None,
+                },
+                policy: PolicySelector {
+                    id: Some("P1".into()),
+                    name: None,
+                },
+                mode: Default::default(),
+                deletion_policy: Default::default(),
+                allow_from: Vec::new(),
+                suspend: false,
+                members: vec![],
+            },
+        );
+        resource.metadata.annotations = Some(
+            [(ALLOW_MASS_REVOCATION.to_string(), "x".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let object = AccessObject::from_resource(&resource);
+        assert_eq!(object.key, ObjectKey::new(DEFAULT_NAMESPACE, "team"));
+        assert_eq!(
+            object
+                .annotations
+                .get(ALLOW_MASS_REVOCATION)
+                .map(String::as_str),
+            Some("x")
+        );
+        assert!(!object.deleting);
+    }
 
     #[test]
     fn a_key_reads_back_from_its_display_and_nothing_else_reads_as_one() {
