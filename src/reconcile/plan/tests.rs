@@ -322,6 +322,31 @@ fn additive_revokes_only_what_it_granted() {
         [(ChangeKind::Revoke, "alice@acme.example".into(), None)]
     );
     assert_eq!(plan.changes[0].old_role.as_deref(), Some("user"));
+    // Its drift names what it holds and no longer asks for, and nobody else.
+    let drift: Vec<(&str, DriftKind)> = plan.objects[&accesses[0].key]
+        .drift
+        .iter()
+        .map(|d| (d.email.as_str(), d.kind))
+        .collect();
+    assert_eq!(drift, [("alice@acme.example", DriftKind::Extra)]);
+}
+
+#[test]
+fn additive_drift_is_silent_on_people_it_holds_and_still_asks_for() {
+    let world = finance(&[("alice@acme.example", "user")]);
+    let accesses = vec![managing(
+        access(
+            "team",
+            AccessMode::Additive,
+            vec![member("alice@acme.example", "user")],
+        ),
+        &["alice@acme.example"],
+    )];
+    let plan = run(&connector(), &accesses, &world);
+    assert!(plan.changes.is_empty());
+    let object = &plan.objects[&accesses[0].key];
+    assert!(object.drift.is_empty(), "{:?}", object.drift);
+    assert_eq!((object.desired, object.in_sync), (1, 1));
 }
 
 #[test]
