@@ -786,6 +786,64 @@ fn a_newcomer_connector_by_policy_name_is_blocked_from_its_first_sync() {
     );
 }
 
+/// Two connectors both with evidence on P1: the older evidence governs; without creation
+/// times, the connector whose key sorts first. The other is blocked, whichever is planned.
+#[test]
+fn of_two_connectors_managing_a_policy_the_older_keeps_it() {
+    let world = finance(&[("carol@acme.example", "user"), ("dan@acme.example", "user")]);
+    let ours = |created: Option<&str>| {
+        let mut a1 = holding_on_p1(
+            access(
+                "a1",
+                AccessMode::Additive,
+                vec![member("carol@acme.example", "user")],
+            ),
+            vec![entry("carol@acme.example", true, None, "user")],
+        );
+        a1.created = created.map(|at| at.parse().unwrap());
+        a1
+    };
+    let theirs = |created: Option<&str>| {
+        let mut b1 = holding_on_p1(
+            access(
+                "b1",
+                AccessMode::Additive,
+                vec![member("dan@acme.example", "user")],
+            ),
+            vec![entry("dan@acme.example", true, None, "user")],
+        );
+        b1.spec.connector_ref.name = "other".into();
+        b1.created = created.map(|at| at.parse().unwrap());
+        b1
+    };
+    let blocked = |connector: &ConnectorObject, objects: &[AccessObject], name: &str| {
+        let plan = run(connector, objects, &world);
+        plan.objects[&key(name)]
+            .blocks
+            .iter()
+            .any(|b| b.reason() == Reason::Conflict)
+    };
+    let (older, newer) = (Some("2026-01-01T00:00:00Z"), Some("2026-05-01T00:00:00Z"));
+    for (ours_at, theirs_at, ours_govern) in [
+        (older, newer, true),
+        (newer, older, false),
+        // No creation times (file mode): `acme` sorts before `other`.
+        (None, None, true),
+    ] {
+        let objects = [ours(ours_at), theirs(theirs_at)];
+        assert_eq!(
+            blocked(&connector(), &objects, "a1"),
+            !ours_govern,
+            "acme's object, ours {ours_at:?}, theirs {theirs_at:?}"
+        );
+        assert_eq!(
+            blocked(&other_connector(), &objects, "b1"),
+            ours_govern,
+            "other's object, ours {ours_at:?}, theirs {theirs_at:?}"
+        );
+    }
+}
+
 ///  file mode (no creation times): a connector added later whose key sorts first
 /// takes P1 over; the connector that has governed P1 all along is the one Blocked.
 #[test]
