@@ -1256,10 +1256,27 @@ fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
         AccessMode::Additive,
         vec![member("bob@acme.example", "admin")],
     );
-    let plan = run(&connector(), &[stranded, admin], &world);
+    let plan = run(&connector(), &[stranded, admin.clone()], &world);
     let entry = &plan.objects[&key("team")].new_entries[0];
     assert!(entry.added, "the operator added bob: {entry:?}");
     assert_eq!(entry.previous_role, None);
+
+    // An origin speaks only for someone still there: bob was there before the operator,
+    // then left; granting him again is the operator adding him.
+    let mut was_there = entry_of_a_stranded_object("bob@acme.example", false, Some("user"));
+    was_there.spec.connector_ref.name = "ghost".into();
+    let plan = run(&connector(), &[was_there, admin], &finance(&[]));
+    assert_eq!(plan.changes[0].kind, ChangeKind::Grant);
+    let entry = &plan.objects[&key("team")].new_entries[0];
+    assert!(entry.added, "bob is not there now: {entry:?}");
+    assert_eq!(entry.previous_role, None);
+}
+
+/// An object holding one stamped entry on P1, as a stranded object would.
+fn entry_of_a_stranded_object(email: &str, added: bool, previous: Option<&str>) -> AccessObject {
+    let mut stamped = entry(email, added, previous, "admin");
+    stamped.connector = Some("finance/acme".into());
+    holding(access("stranded", AccessMode::Additive, vec![]), vec![stamped])
 }
 
 /// An entry saved before entries were stamped with their connector, held by an object

@@ -1072,3 +1072,132 @@ mod tenancy;
 
 #[path = "precedence_tests.rs"]
 mod precedence;
+
+#[test]
+fn a_write_is_requested_by_the_object_that_holds_the_person() {
+    // Both objects ask x as admin; `b` (second in key order) holds x, so the role change
+    // is b's: its summary counts it and its Event names it.
+    let world = finance(&[("x@acme.example", "user")]);
+    let a = access(
+        "a",
+        AccessMode::Additive,
+        vec![member("x@acme.example", "admin")],
+    );
+    let mut b = managing(
+        access(
+            "b",
+            AccessMode::Additive,
+            vec![member("x@acme.example", "admin")],
+        ),
+        &["x@acme.example"],
+    );
+    b.status.as_mut().unwrap().managed_members[0].role = Some("user".into());
+    let plan = run(&connector(), &[a, b], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "x@acme.example".into(),
+            Some(Role::Admin)
+        )]
+    );
+    assert_eq!(plan.changes[0].requested_by, ObjectKey::new(NS, "b"));
+    assert_eq!(plan.objects[&ObjectKey::new(NS, "b")].planned.role_changes, 1);
+    assert_eq!(plan.objects[&ObjectKey::new(NS, "a")].planned.role_changes, 0);
+}
+
+#[test]
+fn an_employee_id_nobody_asks_for_is_left_as_it_is() {
+    let mut world = finance(&[("x@acme.example", "user")]);
+    for entry in world.rosters.get_mut("P1").unwrap() {
+        entry.employee_id = Some("E-1".into());
+    }
+    let object = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("x@acme.example", "user")],
+    );
+    assert!(run(&connector(), std::slice::from_ref(&object), &world).is_empty());
+
+    let mut asks_another = object;
+    asks_another.spec.members[0].employee_id = Some("E-2".into());
+    let plan = run(&connector(), &[asks_another], &world);
+    assert_eq!(plan.changes[0].kind, ChangeKind::EmployeeIdChange);
+    assert_eq!(plan.changes[0].detail(), "employeeID E-1 -> E-2");
+}
+
+#[test]
+fn every_write_says_why() {
+    let mut world = finance(&[("x@acme.example", "user"), ("y@acme.example", "user")]);
+    for entry in world.rosters.get_mut("P1").unwrap() {
+        entry.employee_id = Some("E-1".into());
+    }
+    let mut approver = member("x@acme.example", "user");
+    approver.submits_to = Some("alice@acme.example".into());
+    let mut employee_id = member("y@acme.example", "user");
+    employee_id.employee_id = Some("E-2".into());
+    let asks = |members| run(&connector(), &[access("team", AccessMode::Additive, members)], &world);
+    let reasons = |plan: Plan| -> Vec<String> { plan.changes.into_iter().map(|c| c.reason).collect() };
+
+    assert_eq!(
+        reasons(asks(vec![member("new@acme.example", "user")])),
+        ["asked for, not on the policy"]
+    );
+    assert_eq!(
+        reasons(asks(vec![member("x@acme.example", "admin")])),
+        ["role is user, asked for admin"]
+    );
+    assert_eq!(
+        reasons(asks(vec![approver])),
+        ["submits to cfo@acme.example, asked for alice@acme.example"]
+    );
+    assert_eq!(
+        reasons(asks(vec![employee_id])),
+        ["employeeID is E-1, asked for E-2"]
+    );
+}
+
+#[test]
+fn removals_an_annotation_allows_leave_the_limit_to_everyone_else() {
+    // `team` may revoke its three extras on P1 (annotation); `ops` releases one person on
+    // P2 and grants two: its one removal is within the limit of one, grants not counted.
+    let world = observed(&[
+        (
+            "P1",
+            "Finance",
+            "cfo@acme.example",
+            &[
+                ("p1@acme.example", "user"),
+                ("p2@acme.example", "user"),
+                ("p3@acme.example", "user"),
+            ],
+        ),
+        (
+            "P2",
+            "Travel",
+            "cfo@acme.example",
+            &[("gone@acme.example", "user")],
+        ),
+    ]);
+    let mut team = access("team", AccessMode::Authoritative, vec![]);
+    team.annotations
+        .insert(ALLOW_MASS_REVOCATION.into(), "2026-06-01".into());
+    let mut ops = managing(
+        access(
+            "ops",
+            AccessMode::Additive,
+            vec![member("n1@acme.example", "user"), member("n2@acme.example", "user")],
+        ),
+        &["gone@acme.example"],
+    );
+    ops.spec.policy.id = Some("P2".into());
+    for entry in &mut ops.status.as_mut().unwrap().managed_members {
+        entry.policy_id = "P2".into();
+    }
+    let mut limited = connector();
+    limited.spec.max_revocations_per_sync = 1;
+    let plan = run(&limited, &[team, ops], &world);
+    assert_eq!(plan.summary().revocations, 4, "{:?}", plan.changes);
+    assert_eq!(plan.summary().grants, 2);
+    assert!(!plan.has_blocks(), "{:?}", plan.objects);
+}
