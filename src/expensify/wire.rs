@@ -51,12 +51,11 @@ impl Role {
 
     /// Parses a wire role; `None` for anything Expensify may grow that we do not manage.
     pub fn parse(text: &str) -> Option<Role> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "user" => Some(Role::User),
-            "auditor" => Some(Role::Auditor),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
+        // Compared in place: the planner parses a role per roster row.
+        let text = text.trim();
+        [Role::User, Role::Auditor, Role::Admin]
+            .into_iter()
+            .find(|role| text.eq_ignore_ascii_case(role.as_str()))
     }
 }
 

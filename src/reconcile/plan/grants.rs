@@ -7,7 +7,7 @@ use super::asks::Ask;
 use super::claims::{Claim, Claims, settled_role};
 use super::holds::Stranded;
 use super::ledger::Ledger;
-use super::resolve::Subject;
+use super::resolve::{self, Subject};
 use super::types::{Block, Change, ChangeKind, Planned};
 use super::world::{PolicyView, RosterView, World};
 use crate::api::ManagedMember;
@@ -72,7 +72,7 @@ pub(super) fn plan_writes(
                 kind.verb()
             );
             for claim in &writers {
-                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == claim.key) {
+                if let Some(subject) = resolve::find_mut(subjects, claim.key) {
                     subject.plan.blocks.push(Block::Protected(message.clone()));
                 }
             }

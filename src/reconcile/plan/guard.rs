@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey};
-use super::resolve::Subject;
+use super::resolve::{self, Subject};
 use super::types::{Block, Planned};
 use crate::api::{ALLOW_MASS_REVOCATION, was_handled};
 
@@ -24,20 +24,21 @@ pub(super) fn fresh_allowance(
 }
 
 fn connector_allowance(connector: &ConnectorObject) -> Option<String> {
-    let status = connector.status.clone().unwrap_or_default();
+    let status = connector.status.as_ref();
     fresh_allowance(
         &connector.annotations,
-        status.last_handled_mass_revocation.as_deref(),
-        &status.handled_mass_revocations,
+        status.and_then(|s| s.last_handled_mass_revocation.as_deref()),
+        status.map_or(&[], |s| s.handled_mass_revocations.as_slice()),
     )
 }
 
+/// Read in place: an object's status holds its whole ledger, not to be copied per object.
 fn object_allowance(object: &AccessObject) -> Option<String> {
-    let status = object.status.clone().unwrap_or_default();
+    let status = object.status.as_ref();
     fresh_allowance(
         &object.annotations,
-        status.last_handled_mass_revocation.as_deref(),
-        &status.handled_mass_revocations,
+        status.and_then(|s| s.last_handled_mass_revocation.as_deref()),
+        status.map_or(&[], |s| s.handled_mass_revocations.as_slice()),
     )
 }
 
@@ -89,7 +90,7 @@ pub(super) fn apply(
         !hold
     });
     for (key, people) in held {
-        let Some(subject) = subjects.iter_mut().find(|s| s.key() == &key) else {
+        let Some(subject) = resolve::find_mut(subjects, &key) else {
             continue;
         };
         subject.plan.blocks.push(Block::RevocationLimit(format!(

@@ -9,7 +9,7 @@ use super::super::model::ObjectKey;
 use super::claims::Claims;
 use super::holds::Holds;
 use super::ledger::{Held, Ledger};
-use super::resolve::Subject;
+use super::resolve::{self, Subject};
 use super::types::{Block, Change, ChangeKind, Planned};
 use super::world::{PolicyView, RosterView, World};
 use crate::api::AccessMode;
@@ -155,7 +155,7 @@ pub(super) fn releases(
             Err(note) => {
                 let key = (held.entry.policy_id.clone(), held.entry.email.clone());
                 ledger.entries.remove(&key);
-                if let Some(subject) = subjects.iter_mut().find(|s| s.key() == &held.holder)
+                if let Some(subject) = resolve::find_mut(subjects, &held.holder)
                     && !note.is_empty()
                 {
                     subject.plan.notes.push(note);
@@ -242,10 +242,7 @@ pub(super) fn hold_removals(
         let Some(because) = holds.why(&p.change.policy_id, &p.change.email) else {
             return true;
         };
-        if let Some(subject) = subjects
-            .iter_mut()
-            .find(|s| s.key() == &p.change.requested_by)
-        {
+        if let Some(subject) = resolve::find_mut(subjects, &p.change.requested_by) {
             subject.hold(&p.change.email, because);
         }
         false

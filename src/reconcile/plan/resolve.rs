@@ -113,6 +113,16 @@ pub(super) fn subjects<'a>(input: &PlanInput<'a>, world: &World<'_>) -> Vec<Subj
     subjects
 }
 
+/// The subject with this key, the first if two share it: subjects are sorted by key, so a
+/// binary search rather than a scan (phases look subjects up once per change).
+pub(super) fn find_mut<'s, 'a>(
+    subjects: &'s mut [Subject<'a>],
+    key: &ObjectKey,
+) -> Option<&'s mut Subject<'a>> {
+    let at = subjects.partition_point(|s| s.key() < key);
+    subjects.get_mut(at).filter(|s| s.key() == key)
+}
+
 fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_>) -> Subject<'a> {
     let mut plan = ObjectPlan {
         key: Some(object.key.clone()),
@@ -230,14 +240,7 @@ fn by_id(id: &str, world: &World<'_>) -> Result<String, Problem> {
 }
 
 fn by_name(name: &str, world: &World<'_>) -> Result<String, Problem> {
-    let ids: Vec<&str> = world
-        .observed
-        .policies
-        .iter()
-        .filter(|p| p.name == name)
-        .map(|p| p.id.as_str())
-        .collect();
-    match ids.as_slice() {
+    match world.ids_named(name) {
         [id] => by_id(id, world).map_err(|p| Problem::new("spec.policy.name", p.message)),
         [] => {
             let names = world.observed.policies.iter().map(|p| p.name.as_str());

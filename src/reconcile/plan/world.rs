@@ -1,6 +1,6 @@
 //! What Expensify showed, indexed for the planner, and who is protected.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::super::model::{ConnectorObject, Observed};
 use crate::email;
@@ -32,6 +32,10 @@ pub(super) struct World<'a> {
     /// roster came back without that owner (see [`World::new`]).
     pub untrusted: BTreeMap<String, String>,
     protected: BTreeSet<String>,
+    /// The ids of every policy the credentials see, and the ids under each name (in
+    /// Expensify's order): looked up once per object, so hashed rather than scanned.
+    visible: HashSet<&'a str>,
+    named: HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> World<'a> {
@@ -79,11 +83,18 @@ impl<'a> World<'a> {
             }
             policies.insert(p.id.clone(), view);
         }
+        let visible = observed.policies.iter().map(|p| p.id.as_str()).collect();
+        let mut named: HashMap<&str, Vec<&str>> = HashMap::new();
+        for p in &observed.policies {
+            named.entry(p.name.as_str()).or_default().push(p.id.as_str());
+        }
         World {
             observed,
             policies,
             untrusted,
             protected,
+            visible,
+            named,
         }
     }
 
@@ -94,7 +105,12 @@ impl<'a> World<'a> {
 
     /// Whether the credentials can see the policy at all.
     pub fn is_visible(&self, policy_id: &str) -> bool {
-        self.observed.policies.iter().any(|p| p.id == policy_id)
+        self.visible.contains(policy_id)
+    }
+
+    /// The ids of the visible policies with this exact name, in Expensify's order.
+    pub fn ids_named(&self, name: &str) -> &[&'a str] {
+        self.named.get(name).map_or(&[], Vec::as_slice)
     }
 
     pub fn visible_count(&self) -> usize {
