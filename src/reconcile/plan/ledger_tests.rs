@@ -1276,7 +1276,10 @@ fn a_stranded_entry_holds_its_removal_and_lends_its_origin() {
 fn entry_of_a_stranded_object(email: &str, added: bool, previous: Option<&str>) -> AccessObject {
     let mut stamped = entry(email, added, previous, "admin");
     stamped.connector = Some("finance/acme".into());
-    holding(access("stranded", AccessMode::Additive, vec![]), vec![stamped])
+    holding(
+        access("stranded", AccessMode::Additive, vec![]),
+        vec![stamped],
+    )
 }
 
 /// An entry saved before entries were stamped with their connector, held by an object

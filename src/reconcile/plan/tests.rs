@@ -1102,8 +1102,14 @@ fn a_write_is_requested_by_the_object_that_holds_the_person() {
         )]
     );
     assert_eq!(plan.changes[0].requested_by, ObjectKey::new(NS, "b"));
-    assert_eq!(plan.objects[&ObjectKey::new(NS, "b")].planned.role_changes, 1);
-    assert_eq!(plan.objects[&ObjectKey::new(NS, "a")].planned.role_changes, 0);
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "b")].planned.role_changes,
+        1
+    );
+    assert_eq!(
+        plan.objects[&ObjectKey::new(NS, "a")].planned.role_changes,
+        0
+    );
 }
 
 #[test]
@@ -1136,8 +1142,15 @@ fn every_write_says_why() {
     approver.submits_to = Some("alice@acme.example".into());
     let mut employee_id = member("y@acme.example", "user");
     employee_id.employee_id = Some("E-2".into());
-    let asks = |members| run(&connector(), &[access("team", AccessMode::Additive, members)], &world);
-    let reasons = |plan: Plan| -> Vec<String> { plan.changes.into_iter().map(|c| c.reason).collect() };
+    let asks = |members| {
+        run(
+            &connector(),
+            &[access("team", AccessMode::Additive, members)],
+            &world,
+        )
+    };
+    let reasons =
+        |plan: Plan| -> Vec<String> { plan.changes.into_iter().map(|c| c.reason).collect() };
 
     assert_eq!(
         reasons(asks(vec![member("new@acme.example", "user")])),
@@ -1186,7 +1199,10 @@ fn removals_an_annotation_allows_leave_the_limit_to_everyone_else() {
         access(
             "ops",
             AccessMode::Additive,
-            vec![member("n1@acme.example", "user"), member("n2@acme.example", "user")],
+            vec![
+                member("n1@acme.example", "user"),
+                member("n2@acme.example", "user"),
+            ],
         ),
         &["gone@acme.example"],
     );

@@ -86,7 +86,10 @@ impl<'a> World<'a> {
         let visible = observed.policies.iter().map(|p| p.id.as_str()).collect();
         let mut named: HashMap<&str, Vec<&str>> = HashMap::new();
         for p in &observed.policies {
-            named.entry(p.name.as_str()).or_default().push(p.id.as_str());
+            named
+                .entry(p.name.as_str())
+                .or_default()
+                .push(p.id.as_str());
         }
         World {
             observed,
