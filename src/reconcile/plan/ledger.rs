@@ -66,12 +66,11 @@ impl Ledger {
     }
 }
 
-/// Whether two wire roles are the same role (Expensify's spelling may vary in case).
+/// Whether two wire roles are the same role (Expensify's spelling may vary in case and
+/// surrounding space, as [`Role::parse`] allows; roles it does not know compare the same
+/// way).
 pub(super) fn same_role(a: &str, b: &str) -> bool {
-    match (Role::parse(a), Role::parse(b)) {
-        (Some(a), Some(b)) => a == b,
-        _ => a.trim().eq_ignore_ascii_case(b.trim()),
-    }
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 /// What a pending or settled entry says once the roster is known: `None` drops it.

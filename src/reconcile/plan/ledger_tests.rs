@@ -1178,6 +1178,11 @@ fn a_pending_role_change_is_confirmed_only_by_what_expensify_shows() {
     let fell_back = verify(&update, Some(&shown("auditor"))).expect("kept");
     assert!(!fell_back.pending);
     assert_eq!(fell_back.role.as_deref(), Some("auditor"));
+    let confirmed = verify(&update, Some(&shown("admin"))).expect("kept");
+    assert_eq!(
+        confirmed.prior_role, None,
+        "a confirmed entry keeps no role to fall back on"
+    );
 
     assert_eq!(
         verify(&raise, None),
@@ -1375,4 +1380,168 @@ fn a_broken_object_does_not_freeze_an_expiry_on_a_policy_closed_to_its_namespace
         "bob's expired raise on finance's closed policy is frozen by another namespace's broken object: {:?}",
         plan.objects[&key("jit")].blocks
     );
+}
+
+/// `verify` on a settled entry: kept while the role the operator set stands or another
+/// role someone else set stands; dropped once the person is back where they started
+/// (nothing left to own), and never for someone the operator added.
+#[test]
+fn a_settled_entry_is_dropped_once_the_person_is_back_where_they_started() {
+    use super::super::ledger::verify;
+    let raise = entry("bob@acme.example", false, Some("user"), "admin");
+    assert_eq!(verify(&raise, Some(&shown("admin"))), Some(raise.clone()));
+    assert_eq!(verify(&raise, Some(&shown("auditor"))), Some(raise.clone()));
+    assert_eq!(verify(&raise, Some(&shown("User"))), None);
+
+    let added = entry("bob@acme.example", true, Some("user"), "admin");
+    assert_eq!(verify(&added, Some(&shown("user"))), Some(added.clone()));
+}
+
+/// Two requests raise alice (user) to admin and auditor; the higher ends first: she goes
+/// to the role the remaining request asks, and to user when it ends too.
+#[test]
+fn of_two_overlapping_requests_the_higher_ending_first_leaves_the_lower_raise() {
+    let request = |name: &str, role: &str| {
+        let mut object = access(name, AccessMode::Additive, vec![member(ALICE_R, role)]);
+        object.key = ObjectKey::for_request(NS, name);
+        object
+    };
+    let mut world = finance(&[(ALICE_R, "user")]);
+    let mut objects = vec![request("r1", "admin"), request("r2", "auditor")];
+    let plan = run(&connector(), &objects, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE_R.into(), Some(Role::Admin))]
+    );
+    objects = with_status(&objects, &plan, &world);
+    world = apply(&world, &plan);
+
+    objects[0].spec.members.clear();
+    let plan = run(&connector(), &objects, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE_R.into(), Some(Role::Auditor))]
+    );
+    objects = with_status(&objects, &plan, &world);
+    world = apply(&world, &plan);
+
+    objects[1].spec.members.clear();
+    let plan = run(&connector(), &objects, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE_R.into(), Some(Role::User))]
+    );
+}
+
+/// A raise someone else has since replaced is theirs: a request asking a lower role that
+/// takes over the entry never sets the person down to it.
+#[test]
+fn a_request_taking_over_a_raise_someone_changed_never_demotes() {
+    let mut raised = entry(ALICE_R, false, Some("user"), "admin");
+    raised.connector = Some("finance/acme".into());
+    let mut first = holding(access("r1", AccessMode::Additive, vec![]), vec![raised]);
+    first.key = ObjectKey::for_request(NS, "r1");
+    let mut second = access("r2", AccessMode::Additive, vec![member(ALICE_R, "user")]);
+    second.key = ObjectKey::for_request(NS, "r2");
+    // Someone set alice to auditor after the operator raised her to admin.
+    let world = finance(&[(ALICE_R, "auditor")]);
+    let plan = run(&connector(), &[first, second], &world);
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+}
+
+const ALICE_R: &str = "alice@acme.example";
+
+/// A release says whether its holder is being deleted; only its own holder's deletion
+/// counts, not another object's.
+#[test]
+fn a_release_names_its_own_holders_deletion_and_no_other() {
+    let world = finance(&[("x@acme.example", "user"), ("y@acme.example", "user")]);
+    let mut gone = holding(
+        access("gone", AccessMode::Additive, vec![]),
+        vec![entry("x@acme.example", true, None, "user")],
+    );
+    gone.deleting = true;
+    let team = holding(
+        access("team", AccessMode::Additive, vec![]),
+        vec![entry("y@acme.example", true, None, "user")],
+    );
+    let plan = run(&connector(), &[gone, team], &world);
+    let reasons: Vec<(&str, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.email.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "x@acme.example",
+                "PolicyAccess finance/gone deleted (deletionPolicy Revoke): taking back what it granted"
+            ),
+            (
+                "y@acme.example",
+                "granted by finance/team, asked for by nobody now"
+            ),
+        ]
+    );
+}
+
+/// An entry another connector wrote, held by an object no connector takes, is that
+/// connector's business: it neither holds this connector's removals nor lends an origin.
+#[test]
+fn an_entry_another_connector_wrote_is_not_stranded_here() {
+    let mut theirs = entry("bob@acme.example", true, None, "admin");
+    theirs.connector = Some("finance/retired".into());
+    let mut stray = holding(access("stray", AccessMode::Additive, vec![]), vec![theirs]);
+    stray.spec.connector_ref.name = "ghost".into();
+    let boss = access("boss", AccessMode::Authoritative, vec![]);
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let plan = run(&connector(), &[stray, boss], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "bob@acme.example".into(), None)]
+    );
+}
+
+/// A demotion the listing object asks for waits while a broken object could be asking for
+/// the higher role: one on the same policy, or one whose policy is unknown that lists the
+/// person. Each kind of hold alone is enough.
+#[test]
+fn a_demotion_waits_for_each_kind_of_broken_object() {
+    let world = finance(&[("bob@acme.example", "admin")]);
+    let lower = access(
+        "team",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "user")],
+    );
+    let demotion = [(
+        ChangeKind::RoleChange,
+        "bob@acme.example".to_string(),
+        Some(Role::User),
+    )];
+    assert_eq!(
+        changes(&run(&connector(), std::slice::from_ref(&lower), &world)),
+        demotion
+    );
+
+    let mut on_the_policy = access(
+        "broken",
+        AccessMode::Additive,
+        vec![member("someone@acme.example", "nope")],
+    );
+    on_the_policy.spec.policy.id = Some("P1".into());
+    let mut listing = access(
+        "lost",
+        AccessMode::Additive,
+        vec![member("bob@acme.example", "admin")],
+    );
+    listing.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Nope".into()),
+    };
+    for broken in [on_the_policy, listing] {
+        let plan = run(&connector(), &[lower.clone(), broken.clone()], &world);
+        assert!(plan.is_empty(), "{}: {:?}", broken.key, plan.changes);
+        assert_eq!(plan.objects[&key("team")].held, ["bob@acme.example"]);
+    }
 }

@@ -139,9 +139,7 @@ pub(super) fn releases(
         let Some(policy) = world.policies.get(&held.entry.policy_id) else {
             continue;
         };
-        let deleting = subjects
-            .iter()
-            .any(|s| s.key() == &held.holder && s.object.deleting);
+        let deleting = resolve::find(subjects, &held.holder).is_some_and(|s| s.object.deleting);
         // A raise released while objects that write nothing still list the person is set
         // back, never revoked: the governor revokes only people nobody asks for.
         let governor = governors

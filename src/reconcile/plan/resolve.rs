@@ -119,8 +119,20 @@ pub(super) fn find_mut<'s, 'a>(
     subjects: &'s mut [Subject<'a>],
     key: &ObjectKey,
 ) -> Option<&'s mut Subject<'a>> {
+    position(subjects, key).map(|at| &mut subjects[at])
+}
+
+/// [`find_mut`], to read.
+pub(super) fn find<'s, 'a>(
+    subjects: &'s [Subject<'a>],
+    key: &ObjectKey,
+) -> Option<&'s Subject<'a>> {
+    position(subjects, key).map(|at| &subjects[at])
+}
+
+fn position(subjects: &[Subject<'_>], key: &ObjectKey) -> Option<usize> {
     let at = subjects.partition_point(|s| s.key() < key);
-    subjects.get_mut(at).filter(|s| s.key() == key)
+    (subjects.get(at)?.key() == key).then_some(at)
 }
 
 fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_>) -> Subject<'a> {
