@@ -88,6 +88,11 @@ fn offline_a_name_is_one_policy_but_never_the_same_as_an_id() {
         access("b", AccessMode::Authoritative, vec![]),
     ];
     assert!(offline::conflicts(&connector(), &name_and_id, now()).is_empty());
+    let two_names = vec![
+        by_name(access("a", AccessMode::Authoritative, vec![]), "Finance"),
+        by_name(access("b", AccessMode::Authoritative, vec![]), "Travel"),
+    ];
+    assert!(offline::conflicts(&connector(), &two_names, now()).is_empty());
 }
 
 #[test]
@@ -111,4 +116,31 @@ fn offline_a_policy_named_through_two_connectors_is_reported_on_each() {
     // One connector: no problem.
     let single = offline::policies_through_two_connectors(&accesses[..1], &connectors);
     assert!(single.is_empty());
+
+    // Only valid objects through a connector that exists and takes their namespace count.
+    let mut through_ghost = access("ghost", AccessMode::Additive, vec![]);
+    through_ghost.spec.connector_ref.name = "ghost".into();
+    let mut invalid = access(
+        "invalid",
+        AccessMode::Additive,
+        vec![member("x@acme.example", "nope")],
+    );
+    invalid.spec.connector_ref.name = "beta".into();
+    // beta takes objects of its own namespace and `elsewhere`, not of `sales`.
+    let mut refusing = connectors[1].clone();
+    refusing.spec.allowed_namespaces = vec!["elsewhere".into()];
+    let mut from_sales = accesses[1].clone();
+    from_sales.key = ObjectKey::new("sales", "on-beta");
+    from_sales.spec.connector_ref.namespace = Some(NS.into());
+    for (accesses, connectors) in [
+        (vec![accesses[0].clone(), through_ghost], connectors.clone()),
+        (vec![accesses[0].clone(), invalid], connectors.clone()),
+        (
+            vec![accesses[0].clone(), from_sales],
+            [connector(), refusing],
+        ),
+    ] {
+        let found = offline::policies_through_two_connectors(&accesses, &connectors);
+        assert!(found.is_empty(), "{found:?}");
+    }
 }

@@ -153,7 +153,6 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
         }
     }
     let mut policy = None;
-    let mut resolvable = true;
     match resolve_policy(object, world) {
         Ok(id) => {
             plan.policy_name = world.policies.get(&id).map(|p| p.name.clone());
@@ -165,13 +164,12 @@ fn subject<'a>(object: &'a AccessObject, input: &PlanInput<'_>, world: &World<'_
             plan.policy_id = object.status.as_ref().and_then(|s| s.policy_id.clone());
         }
         Err(problem) => {
-            resolvable = false;
             plan.problems.push(problem);
         }
     }
     let (wanted, next_expiry) = asks::alive(asks::of_members(object), input.now);
     plan.next_expiry = next_expiry;
-    let mut standing = standing(object, &plan, resolvable && policy.is_some());
+    let mut standing = standing(object, &plan, policy.is_some());
     let mut blocked = false;
     if input.scope == Scope::DeletionsOnly
         && matches!(standing, Standing::Writer | Standing::Observing)

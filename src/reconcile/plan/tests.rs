@@ -1217,3 +1217,91 @@ fn removals_an_annotation_allows_leave_the_limit_to_everyone_else() {
     assert_eq!(plan.summary().grants, 2);
     assert!(!plan.has_blocks(), "{:?}", plan.objects);
 }
+
+#[test]
+fn each_object_plan_says_which_object_it_is_and_how_it_stands() {
+    let world = finance(&[("x@acme.example", "user")]);
+    let mut paused = access("paused", AccessMode::Additive, vec![]);
+    paused.spec.suspend = true;
+    let mut gone = managing(
+        access("gone", AccessMode::Additive, vec![]),
+        &["x@acme.example"],
+    );
+    gone.deleting = true;
+    let watching = access("watching", AccessMode::ObserveOnly, vec![]);
+    let plan = run(&connector(), &[paused, gone, watching], &world);
+    let standing: Vec<(Option<ObjectKey>, AccessMode, bool, bool)> = plan
+        .objects
+        .values()
+        .map(|o| (o.key.clone(), o.mode, o.suspended, o.deleting))
+        .collect();
+    assert_eq!(
+        standing,
+        [
+            (
+                Some(ObjectKey::new(NS, "gone")),
+                AccessMode::Additive,
+                false,
+                true
+            ),
+            (
+                Some(ObjectKey::new(NS, "paused")),
+                AccessMode::Additive,
+                true,
+                false
+            ),
+            (
+                Some(ObjectKey::new(NS, "watching")),
+                AccessMode::ObserveOnly,
+                false,
+                false
+            ),
+        ]
+    );
+}
+
+/// A deleting object whose policy no longer resolves (renamed, say) settles its entries
+/// on the policy its status names, and reports no problem for a spec it no longer acts on.
+#[test]
+fn a_deleting_object_settles_on_the_policy_its_status_names() {
+    let world = finance(&[("x@acme.example", "user")]);
+    let mut gone = managing(
+        access("gone", AccessMode::Additive, vec![]),
+        &["x@acme.example"],
+    );
+    gone.spec.policy = PolicySelector {
+        id: None,
+        name: Some("Renamed".into()),
+    };
+    gone.status.as_mut().unwrap().policy_id = Some("P1".into());
+    gone.deleting = true;
+    let plan = run(&connector(), &[gone], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::Revoke, "x@acme.example".into(), None)]
+    );
+    let object = &plan.objects[&ObjectKey::new(NS, "gone")];
+    assert_eq!(object.policy_id.as_deref(), Some("P1"));
+    assert!(object.problems.is_empty(), "{:?}", object.problems);
+}
+
+#[test]
+fn an_authoritative_object_reports_as_extra_only_the_people_nobody_asks_for() {
+    let world = finance(&[("x@acme.example", "user"), ("y@acme.example", "user")]);
+    let plan = run(
+        &connector(),
+        &[access(
+            "team",
+            AccessMode::ObserveOnly,
+            vec![member("x@acme.example", "user")],
+        )],
+        &world,
+    );
+    let extras: Vec<&str> = plan.objects[&ObjectKey::new(NS, "team")]
+        .drift
+        .iter()
+        .filter(|d| d.kind == DriftKind::Extra)
+        .map(|d| d.email.as_str())
+        .collect();
+    assert_eq!(extras, ["y@acme.example"]);
+}
