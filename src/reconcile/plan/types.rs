@@ -400,6 +400,30 @@ mod detail_tests {
     }
 
     #[test]
+    fn each_kind_has_its_symbol_verb_noun_and_event_reason() {
+        let words: Vec<(char, &str, &str, &str)> = [
+            ChangeKind::Grant,
+            ChangeKind::RoleChange,
+            ChangeKind::ApproverChange,
+            ChangeKind::EmployeeIdChange,
+            ChangeKind::Revoke,
+        ]
+        .into_iter()
+        .map(|k| (k.symbol(), k.verb(), k.noun(), k.event_reason()))
+        .collect();
+        assert_eq!(
+            words,
+            [
+                ('+', "grant", "grant", "Granted"),
+                ('~', "change role", "role change", "RoleChanged"),
+                ('~', "change approver", "approver change", "ApproverChanged"),
+                ('~', "change employeeID", "employeeID change", "EmployeeIDChanged"),
+                ('-', "revoke", "revocation", "Revoked"),
+            ]
+        );
+    }
+
+    #[test]
     fn the_detail_names_every_attribute_that_moves() {
         let mut grant = change(ChangeKind::Grant);
         assert_eq!(grant.detail(), "admin");
