@@ -417,8 +417,61 @@ mod detail_tests {
                 ('+', "grant", "grant", "Granted"),
                 ('~', "change role", "role change", "RoleChanged"),
                 ('~', "change approver", "approver change", "ApproverChanged"),
-                ('~', "change employeeID", "employeeID change", "EmployeeIDChanged"),
+                (
+                    '~',
+                    "change employeeID",
+                    "employeeID change",
+                    "EmployeeIDChanged"
+                ),
                 ('-', "revoke", "revocation", "Revoked"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_revocation_terminates_and_every_other_change_sets_the_role() {
+        let revoke = change(ChangeKind::Revoke).record();
+        assert!(revoke.is_terminated);
+        assert_eq!(revoke.role, None);
+        assert_eq!(
+            (revoke.employee_email.as_str(), revoke.policy_id.as_str()),
+            ("a@acme.example", "P1")
+        );
+        for kind in [
+            ChangeKind::Grant,
+            ChangeKind::RoleChange,
+            ChangeKind::ApproverChange,
+            ChangeKind::EmployeeIdChange,
+        ] {
+            let record = change(kind).record();
+            assert!(!record.is_terminated, "{kind:?}");
+            assert_eq!(record.role, Some(Role::Admin), "{kind:?}");
+            assert_eq!(record.manager_email, "cfo@acme.example");
+        }
+    }
+
+    #[test]
+    fn each_change_is_described_as_done() {
+        let mut employee_id = change(ChangeKind::EmployeeIdChange);
+        employee_id.employee_id = Some("E-2".into());
+        let described: Vec<String> = [
+            change(ChangeKind::Grant),
+            change(ChangeKind::RoleChange),
+            change(ChangeKind::ApproverChange),
+            employee_id,
+            change(ChangeKind::Revoke),
+        ]
+        .iter()
+        .map(Change::describe)
+        .collect();
+        assert_eq!(
+            described,
+            [
+                "granted a@acme.example as admin on Finance",
+                "changed a@acme.example from user to admin on Finance",
+                "a@acme.example now submits to cfo@acme.example on Finance",
+                "a@acme.example now has employeeID E-2 on Finance",
+                "revoked a@acme.example (was user) from Finance",
             ]
         );
     }
@@ -447,6 +500,12 @@ mod detail_tests {
         let mut approver = change(ChangeKind::ApproverChange);
         approver.expect_submits_to = Some("cfo@acme.example".into());
         assert_eq!(approver.detail(), "submits to cfo@acme.example");
+        approver.old_submits_to = Some("cfo@acme.example".into());
+        assert_eq!(
+            approver.detail(),
+            "",
+            "an approver that stays is not a move"
+        );
 
         let mut id = change(ChangeKind::EmployeeIdChange);
         id.employee_id = Some("E-2".into());
