@@ -451,6 +451,35 @@ mod detail_tests {
     }
 
     #[test]
+    fn a_removal_is_a_revocation_or_a_lower_role() {
+        let role_change = |old: &str, new: Role| Change {
+            old_role: Some(old.into()),
+            role: Some(new),
+            ..change(ChangeKind::RoleChange)
+        };
+        assert!(change(ChangeKind::Revoke).is_removal());
+        assert!(!change(ChangeKind::Grant).is_removal());
+        assert!(role_change("admin", Role::User).is_removal());
+        assert!(role_change("Admin", Role::Auditor).is_removal());
+        assert!(!role_change("user", Role::Admin).is_removal());
+        assert!(
+            !role_change("user", Role::User).is_removal(),
+            "no lower role"
+        );
+        assert!(
+            role_change("owner", Role::Admin).is_removal(),
+            "unknown: counted"
+        );
+
+        let plan = Plan {
+            changes: vec![change(ChangeKind::Grant)],
+            ..Plan::default()
+        };
+        assert!(!plan.is_empty() && !plan.has_blocks());
+        assert!(Plan::default().is_empty());
+    }
+
+    #[test]
     fn each_change_is_described_as_done() {
         let mut employee_id = change(ChangeKind::EmployeeIdChange);
         employee_id.employee_id = Some("E-2".into());
