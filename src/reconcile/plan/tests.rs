@@ -1127,9 +1127,16 @@ fn an_employee_id_nobody_asks_for_is_left_as_it_is() {
 
     let mut asks_another = object;
     asks_another.spec.members[0].employee_id = Some("E-2".into());
-    let plan = run(&connector(), &[asks_another], &world);
+    let plan = run(&connector(), std::slice::from_ref(&asks_another), &world);
     assert_eq!(plan.changes[0].kind, ChangeKind::EmployeeIdChange);
     assert_eq!(plan.changes[0].detail(), "employeeID E-1 -> E-2");
+
+    // A blank employeeID on the roster is none.
+    for entry in world.rosters.get_mut("P1").unwrap() {
+        entry.employee_id = Some(" ".into());
+    }
+    let plan = run(&connector(), &[asks_another], &world);
+    assert_eq!(plan.changes[0].detail(), "employeeID E-2");
 }
 
 #[test]
