@@ -133,3 +133,163 @@ fn policy_name(plan: &Plan, observed: &Observed, id: &str) -> String {
         None => id.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expensify::{PolicySummary, Role, RosterEntry};
+    use crate::reconcile::plan::ChangeKind;
+
+    fn grant(email: &str) -> Change {
+        Change {
+            kind: ChangeKind::Grant,
+            policy_id: "P1".into(),
+            policy_name: "Finance".into(),
+            email: email.into(),
+            role: Some(Role::User),
+            old_role: None,
+            manager_email: "cfo@acme.example".into(),
+            employee_id: None,
+            expect_submits_to: None,
+            old_submits_to: None,
+            old_employee_id: None,
+            requested_by: ObjectKey::new("finance", "team"),
+            reason: String::new(),
+        }
+    }
+
+    fn observed(roster: &[&str]) -> Observed {
+        let entries = roster
+            .iter()
+            .map(|email| RosterEntry {
+                email: email.to_string(),
+                role: "user".into(),
+                submits_to: None,
+                forwards_to: None,
+                employee_id: None,
+            })
+            .collect();
+        Observed {
+            policies: vec![PolicySummary {
+                id: "P1".into(),
+                name: "Finance".into(),
+                plan: "corporate".into(),
+                owner: "cfo@acme.example".into(),
+                output_currency: "USD".into(),
+                caller_role: "admin".into(),
+            }],
+            rosters: BTreeMap::from([("P1".to_string(), entries)]),
+        }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            changes,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn the_reviewed_part_names_the_connector_its_changes_and_the_rosters_they_touch() {
+        let world = observed(&["cfo@acme.example"]);
+        let reviewed = ReviewedConnector::of(
+            &ObjectKey::new("finance", "acme"),
+            &plan(vec![grant("a@acme.example")]),
+            &world,
+        );
+        assert_eq!(reviewed.connector, "finance/acme");
+        assert_eq!(
+            reviewed.changes[0].change,
+            "granted a@acme.example as user on Finance"
+        );
+        assert_eq!(reviewed.changes[0].requested_by, "finance/team");
+        assert_eq!(reviewed.changes[0].fingerprint.len(), 64);
+        assert_eq!(
+            reviewed.rosters,
+            BTreeMap::from([("P1".to_string(), digest(&world.rosters.get("P1")))])
+        );
+        assert!(
+            reviewed
+                .moved(&plan(vec![grant("a@acme.example")]), &world)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_attribute_a_change_sets_is_in_its_fingerprint() {
+        let base = fingerprint(&grant("a@acme.example"));
+        let variants: Vec<Change> = vec![
+            Change {
+                kind: ChangeKind::RoleChange,
+                ..grant("a@acme.example")
+            },
+            Change {
+                policy_id: "P2".into(),
+                ..grant("a@acme.example")
+            },
+            grant("b@acme.example"),
+            Change {
+                role: Some(Role::Admin),
+                ..grant("a@acme.example")
+            },
+            Change {
+                old_role: Some("auditor".into()),
+                ..grant("a@acme.example")
+            },
+            Change {
+                manager_email: "ceo@acme.example".into(),
+                ..grant("a@acme.example")
+            },
+            Change {
+                employee_id: Some("E-1".into()),
+                ..grant("a@acme.example")
+            },
+            Change {
+                requested_by: ObjectKey::new("finance", "other"),
+                ..grant("a@acme.example")
+            },
+        ];
+        for variant in &variants {
+            assert_ne!(fingerprint(variant), base, "{variant:?}");
+        }
+        let wording_only = Change {
+            reason: "another reason".into(),
+            policy_name: "Renamed".into(),
+            ..grant("a@acme.example")
+        };
+        assert_eq!(fingerprint(&wording_only), base);
+    }
+
+    #[test]
+    fn what_moved_names_changes_added_dropped_and_rosters_changed() {
+        let world = observed(&["cfo@acme.example"]);
+        let reviewed = ReviewedConnector::of(
+            &ObjectKey::new("finance", "acme"),
+            &plan(vec![grant("a@acme.example")]),
+            &world,
+        );
+        let mut admin = grant("a@acme.example");
+        admin.role = Some(Role::Admin);
+        let moved = reviewed.moved(
+            &plan(vec![admin]),
+            &observed(&["cfo@acme.example", "x@acme.example"]),
+        );
+        assert_eq!(
+            moved,
+            [
+                "not in the reviewed plan: granted a@acme.example as admin on Finance (asked by finance/team)",
+                "no longer planned: granted a@acme.example as user on Finance (asked by finance/team)",
+                "the roster of Finance (P1) changed in Expensify since the plan",
+            ]
+        );
+        // A roster the plan no longer touches is named by Expensify's name for it.
+        let moved = reviewed.moved(&plan(vec![]), &world);
+        assert_eq!(
+            moved,
+            [
+                "no longer planned: granted a@acme.example as user on Finance (asked by finance/team)",
+                "the roster of Finance (P1) changed in Expensify since the plan",
+            ]
+        );
+    }
+}
