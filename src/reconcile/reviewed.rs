@@ -282,6 +282,27 @@ mod tests {
                 "the roster of Finance (P1) changed in Expensify since the plan",
             ]
         );
+        // Each roster by its own policy's name, among several.
+        let mut two = observed(&["cfo@acme.example"]);
+        two.policies.push(PolicySummary {
+            id: "P2".into(),
+            name: "Travel".into(),
+            ..two.policies[0].clone()
+        });
+        two.rosters.insert("P2".into(), Vec::new());
+        let on_travel = Change {
+            policy_id: "P2".into(),
+            policy_name: "Travel".into(),
+            ..grant("t@acme.example")
+        };
+        let both = plan(vec![grant("a@acme.example"), on_travel]);
+        let reviewed_two = ReviewedConnector::of(&ObjectKey::new("finance", "acme"), &both, &two);
+        two.rosters.get_mut("P2").unwrap().clear();
+        two.rosters.get_mut("P1").unwrap().clear();
+        assert_eq!(
+            reviewed_two.moved(&both, &two),
+            ["the roster of Finance (P1) changed in Expensify since the plan"]
+        );
         // A roster the plan no longer touches is named by Expensify's name for it.
         let moved = reviewed.moved(&plan(vec![]), &world);
         assert_eq!(
