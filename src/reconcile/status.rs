@@ -233,7 +233,6 @@ pub fn unsynced_status(
         NotSynced::ConnectorDown { message, suspended } => (Vec::new(), Some(message), suspended),
     };
     let after = ObjectPlan {
-        key: Some(object.key.clone()),
         problems,
         ..ObjectPlan::default()
     };
@@ -584,9 +583,8 @@ mod bound_tests {
     use crate::reconcile::model::ObjectKey;
     use crate::reconcile::validate::Problem;
 
-    #[test]
-    fn a_status_message_is_capped_however_many_problems_it_names() {
-        let object = AccessObject {
+    pub(super) fn object() -> AccessObject {
+        AccessObject {
             key: ObjectKey::new("finance", "team"),
             generation: Some(1),
             created: None,
@@ -615,7 +613,12 @@ mod bound_tests {
             },
             deleting: false,
             status: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_status_message_is_capped_however_many_problems_it_names() {
+        let object = object();
         let problems: Vec<Problem> = (0..5000)
             .map(|i| {
                 Problem::new(
@@ -634,6 +637,278 @@ mod bound_tests {
                 .conditions
                 .iter()
                 .all(|c| c.message.len() <= STATUS_MESSAGE_CAP)
+        );
+    }
+}
+
+/// The phase, the Ready reason and the message of each finding, in order of precedence.
+#[cfg(test)]
+mod verdict_tests {
+    use super::bound_tests::object;
+    use super::*;
+    use crate::api::{Drift, DriftKind};
+    use crate::reconcile::plan::Block;
+
+    fn findings<'a>(object: &'a AccessObject, after: &'a ObjectPlan) -> AccessFindings<'a> {
+        AccessFindings {
+            object,
+            after,
+            managed: Vec::new(),
+            attempted: PlanSummary::default(),
+            failures: Vec::new(),
+            connector_problem: None,
+            connector_suspended: false,
+            mass_revocation_used: None,
+        }
+    }
+
+    /// Phase, Ready reason and message.
+    fn said(f: AccessFindings<'_>) -> (AccessPhase, String, String) {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let status = access_status(f, now);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        (
+            status.phase,
+            ready.reason.clone(),
+            status.message.unwrap_or_default(),
+        )
+    }
+
+    fn expect(phase: AccessPhase, reason: Reason, message: &str) -> (AccessPhase, String, String) {
+        (phase, reason.as_str().to_string(), message.to_string())
+    }
+
+    fn entry() -> ManagedMember {
+        ManagedMember {
+            policy_id: "P1".into(),
+            email: "a@acme.example".into(),
+            added: true,
+            previous_role: None,
+            role: Some("user".into()),
+            pending: false,
+            prior_role: None,
+            connector: None,
+        }
+    }
+
+    fn missing(email: &str) -> Drift {
+        Drift {
+            email: email.into(),
+            kind: DriftKind::Missing,
+            desired: Some("user".into()),
+            actual: None,
+        }
+    }
+
+    #[test]
+    fn a_connector_that_cannot_sync_decides_first() {
+        let object = object();
+        let after = ObjectPlan {
+            blocks: vec![Block::Conflict("conflict".into())],
+            ..ObjectPlan::default()
+        };
+        let mut f = findings(&object, &after);
+        f.connector_problem = Some("credentials rejected".into());
+        assert_eq!(
+            said(f.clone()),
+            expect(
+                AccessPhase::Error,
+                Reason::ConnectorNotReady,
+                "credentials rejected"
+            )
+        );
+        f.connector_suspended = true;
+        assert_eq!(
+            said(f),
+            expect(
+                AccessPhase::Pending,
+                Reason::ConnectorSuspended,
+                "credentials rejected"
+            )
+        );
+    }
+
+    #[test]
+    fn a_deletion_waits_for_what_it_holds_and_says_what_cannot_be_settled() {
+        let mut deleting = object();
+        deleting.deleting = true;
+        let settling = ObjectPlan::default();
+        let mut f = findings(&deleting, &settling);
+        f.managed = vec![entry()];
+        assert_eq!(
+            said(f.clone()),
+            expect(
+                AccessPhase::Syncing,
+                Reason::Deleting,
+                "1 ledger entr(ies) still to take back before deletion completes"
+            )
+        );
+
+        let stuck = ObjectPlan {
+            notes: vec!["P9 is out of sight".into()],
+            ..ObjectPlan::default()
+        };
+        f.after = &stuck;
+        assert_eq!(
+            said(f.clone()),
+            expect(
+                AccessPhase::Error,
+                Reason::CannotSettle,
+                "deletion waits: 1 ledger entr(ies) cannot be settled: P9 is out of sight"
+            )
+        );
+        // Notes with nothing held left: nothing waits on them.
+        f.managed.clear();
+        assert_eq!(said(f.clone()).1, Reason::Deleting.as_str());
+
+        let blocked = ObjectPlan {
+            blocks: vec![Block::RevocationLimit("limit".into())],
+            ..ObjectPlan::default()
+        };
+        f.after = &blocked;
+        assert_eq!(
+            said(f),
+            expect(AccessPhase::Blocked, Reason::RevocationLimit, "limit")
+        );
+
+        // An object not being deleted is not reported as deleting.
+        let live = object();
+        let mut f = findings(&live, &settling);
+        f.managed = vec![entry()];
+        assert_eq!(said(f).1, Reason::Synced.as_str());
+    }
+
+    #[test]
+    fn failed_changes_come_before_blocks() {
+        let object = object();
+        let after = ObjectPlan {
+            blocks: vec![Block::Conflict("conflict".into())],
+            ..ObjectPlan::default()
+        };
+        let mut f = findings(&object, &after);
+        f.failures = vec![
+            MemberFailure {
+                email: "a@acme.example".into(),
+                reason: "HTTP 500".into(),
+            },
+            MemberFailure {
+                email: "b@acme.example".into(),
+                reason: "timeout".into(),
+            },
+        ];
+        assert_eq!(
+            said(f),
+            expect(
+                AccessPhase::Error,
+                Reason::PartialFailure,
+                "2 member change(s) failed and are retried next sync: a@acme.example: HTTP 500; b@acme.example: timeout"
+            )
+        );
+    }
+
+    #[test]
+    fn a_block_names_itself_and_how_many_more() {
+        let object = object();
+        let one = ObjectPlan {
+            blocks: vec![Block::Protected("ceo is protected".into())],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            said(findings(&object, &one)),
+            expect(AccessPhase::Blocked, Reason::Protected, "ceo is protected")
+        );
+        let two = ObjectPlan {
+            blocks: vec![
+                Block::Conflict("conflict".into()),
+                Block::Held("held".into()),
+            ],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            said(findings(&object, &two)),
+            expect(
+                AccessPhase::Blocked,
+                Reason::Conflict,
+                "conflict (and 1 more)"
+            )
+        );
+    }
+
+    #[test]
+    fn suspended_and_observe_only_objects_say_how_far_off_they_are() {
+        let after = ObjectPlan {
+            drift: vec![missing("a@acme.example")],
+            ..ObjectPlan::default()
+        };
+        let mut suspended = object();
+        suspended.spec.suspend = true;
+        assert_eq!(
+            said(findings(&suspended, &after)),
+            expect(
+                AccessPhase::Pending,
+                Reason::Suspended,
+                "suspended: nothing is written; 1 difference(s) from Expensify"
+            )
+        );
+        let mut observing = object();
+        observing.spec.mode = AccessMode::ObserveOnly;
+        assert_eq!(
+            said(findings(&observing, &after)),
+            expect(
+                AccessPhase::Synced,
+                Reason::Observed,
+                "observe-only: 1 difference(s) from Expensify, nothing written"
+            )
+        );
+    }
+
+    #[test]
+    fn an_object_is_synced_only_with_no_drift_and_nothing_planned() {
+        let object = object();
+        let drifting = ObjectPlan {
+            drift: vec![missing("a@acme.example"), missing("b@acme.example")],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            said(findings(&object, &drifting)),
+            expect(
+                AccessPhase::Syncing,
+                Reason::Progressing,
+                "2 difference(s) from Expensify remain"
+            )
+        );
+        let planning = ObjectPlan {
+            planned: PlanSummary {
+                grants: 1,
+                ..PlanSummary::default()
+            },
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            said(findings(&object, &planning)),
+            expect(
+                AccessPhase::Syncing,
+                Reason::Progressing,
+                "1 difference(s) from Expensify remain"
+            )
+        );
+        let synced = ObjectPlan {
+            desired: 4,
+            in_sync: 4,
+            notes: vec!["x left as is".into()],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            said(findings(&object, &synced)),
+            expect(
+                AccessPhase::Synced,
+                Reason::Synced,
+                "4 of 4 member(s) in sync; x left as is"
+            )
         );
     }
 }
