@@ -912,3 +912,120 @@ mod verdict_tests {
         );
     }
 }
+
+/// The policy a status names, and the last plan it keeps.
+#[cfg(test)]
+mod policy_tests {
+    use super::bound_tests::object;
+    use super::*;
+    use crate::api::PolicySelector;
+
+    fn status_of(
+        object: &AccessObject,
+        after: &ObjectPlan,
+        attempted: PlanSummary,
+    ) -> PolicyAccessStatus {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        access_status(
+            AccessFindings {
+                object,
+                after,
+                managed: Vec::new(),
+                attempted,
+                failures: Vec::new(),
+                connector_problem: None,
+                connector_suspended: false,
+                mass_revocation_used: None,
+            },
+            now,
+        )
+    }
+
+    fn named(id: Option<&str>, name: Option<&str>) -> (Option<String>, Option<String>) {
+        (id.map(str::to_string), name.map(str::to_string))
+    }
+
+    #[test]
+    fn the_status_names_the_resolved_policy_else_the_ask_as_typed() {
+        let mut object = object();
+        let resolved = ObjectPlan {
+            policy_id: Some("P1".into()),
+            policy_name: Some("Finance".into()),
+            ..ObjectPlan::default()
+        };
+        let status = status_of(&object, &resolved, PlanSummary::default());
+        assert_eq!(
+            (status.policy_id, status.policy_name),
+            named(Some("P1"), Some("Finance"))
+        );
+
+        // Unresolved now, same id asked: the last name is kept beside it.
+        object.status = Some(PolicyAccessStatus {
+            policy_id: Some("P1".into()),
+            policy_name: Some("Finance".into()),
+            ..PolicyAccessStatus::default()
+        });
+        let unresolved = ObjectPlan::default();
+        let status = status_of(&object, &unresolved, PlanSummary::default());
+        assert_eq!(
+            (status.policy_id, status.policy_name),
+            named(Some("P1"), Some("Finance"))
+        );
+
+        // Another id asked (a typo): shown as typed, without the old name.
+        object.spec.policy.id = Some("P9".into());
+        let status = status_of(&object, &unresolved, PlanSummary::default());
+        assert_eq!(
+            (status.policy_id, status.policy_name),
+            named(Some("P9"), None)
+        );
+
+        // By name: the same name keeps the last id; another name drops it.
+        object.spec.policy = PolicySelector {
+            id: None,
+            name: Some("Finance".into()),
+        };
+        let status = status_of(&object, &unresolved, PlanSummary::default());
+        assert_eq!(
+            (status.policy_id, status.policy_name),
+            named(Some("P1"), Some("Finance"))
+        );
+        object.spec.policy.name = Some("Fnance".into());
+        let status = status_of(&object, &unresolved, PlanSummary::default());
+        assert_eq!(
+            (status.policy_id, status.policy_name),
+            named(None, Some("Fnance"))
+        );
+    }
+
+    #[test]
+    fn the_last_plan_is_the_last_that_did_something() {
+        let mut object = object();
+        let after = ObjectPlan::default();
+        let did = PlanSummary {
+            grants: 2,
+            ..PlanSummary::default()
+        };
+        assert_eq!(status_of(&object, &after, did).last_plan, Some(did));
+        assert_eq!(
+            status_of(&object, &after, PlanSummary::default()).last_plan,
+            Some(PlanSummary::default()),
+            "a first sync records that it did nothing"
+        );
+        object.status = Some(PolicyAccessStatus {
+            last_plan: Some(did),
+            ..PolicyAccessStatus::default()
+        });
+        assert_eq!(
+            status_of(&object, &after, PlanSummary::default()).last_plan,
+            Some(did),
+            "a steady state keeps it"
+        );
+        object.spec.mode = AccessMode::ObserveOnly;
+        assert_eq!(
+            status_of(&object, &after, PlanSummary::default()).last_plan,
+            Some(PlanSummary::default()),
+            "observe-only: what it would do now"
+        );
+    }
+}
