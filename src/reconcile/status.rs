@@ -616,6 +616,27 @@ mod bound_tests {
         }
     }
 
+    /// The findings of a sync that found `after` for `object` and nothing else.
+    pub(super) fn findings<'a>(
+        object: &'a AccessObject,
+        after: &'a ObjectPlan,
+    ) -> AccessFindings<'a> {
+        AccessFindings {
+            object,
+            after,
+            managed: Vec::new(),
+            attempted: PlanSummary::default(),
+            failures: Vec::new(),
+            connector_problem: None,
+            connector_suspended: false,
+            mass_revocation_used: None,
+        }
+    }
+
+    pub(super) fn now() -> Timestamp {
+        "2026-06-01T00:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn a_status_message_is_capped_however_many_problems_it_names() {
         let object = object();
@@ -627,8 +648,7 @@ mod bound_tests {
                 )
             })
             .collect();
-        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
-        let status = unsynced_status(&object, NotSynced::Invalid(problems), now);
+        let status = unsynced_status(&object, NotSynced::Invalid(problems), now());
         let message = status.message.unwrap();
         assert!(message.len() <= STATUS_MESSAGE_CAP, "{}", message.len());
         assert!(message.ends_with("(cut)"));
@@ -644,28 +664,14 @@ mod bound_tests {
 /// The phase, the Ready reason and the message of each finding, in order of precedence.
 #[cfg(test)]
 mod verdict_tests {
-    use super::bound_tests::object;
+    use super::bound_tests::{findings, now, object};
     use super::*;
     use crate::api::{Drift, DriftKind};
     use crate::reconcile::plan::Block;
 
-    fn findings<'a>(object: &'a AccessObject, after: &'a ObjectPlan) -> AccessFindings<'a> {
-        AccessFindings {
-            object,
-            after,
-            managed: Vec::new(),
-            attempted: PlanSummary::default(),
-            failures: Vec::new(),
-            connector_problem: None,
-            connector_suspended: false,
-            mass_revocation_used: None,
-        }
-    }
-
     /// Phase, Ready reason and message.
     fn said(f: AccessFindings<'_>) -> (AccessPhase, String, String) {
-        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
-        let status = access_status(f, now);
+        let status = access_status(f, now());
         let ready = status
             .conditions
             .iter()
@@ -916,7 +922,7 @@ mod verdict_tests {
 /// The policy a status names, and the last plan it keeps.
 #[cfg(test)]
 mod policy_tests {
-    use super::bound_tests::object;
+    use super::bound_tests::{findings, now, object};
     use super::*;
     use crate::api::PolicySelector;
 
@@ -925,20 +931,11 @@ mod policy_tests {
         after: &ObjectPlan,
         attempted: PlanSummary,
     ) -> PolicyAccessStatus {
-        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
-        access_status(
-            AccessFindings {
-                object,
-                after,
-                managed: Vec::new(),
-                attempted,
-                failures: Vec::new(),
-                connector_problem: None,
-                connector_suspended: false,
-                mass_revocation_used: None,
-            },
-            now,
-        )
+        let attempted_now = AccessFindings {
+            attempted,
+            ..findings(object, after)
+        };
+        access_status(attempted_now, now())
     }
 
     fn named(id: Option<&str>, name: Option<&str>) -> (Option<String>, Option<String>) {
@@ -1027,5 +1024,89 @@ mod policy_tests {
             Some(PlanSummary::default()),
             "observe-only: what it would do now"
         );
+    }
+}
+
+/// `Ready`, `Synced`, and `Stalled` / `Reconciling` present only while true.
+#[cfg(test)]
+mod condition_tests {
+    use super::bound_tests::{findings, now, object};
+    use super::*;
+    use crate::api::{Drift, DriftKind};
+    use crate::reconcile::validate::Problem;
+
+    fn conditions(object: &AccessObject, after: &ObjectPlan) -> Vec<(String, String, String)> {
+        let status = access_status(findings(object, after), now());
+        let mut found: Vec<(String, String, String)> = status
+            .conditions
+            .into_iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn row(type_: &str, status: &str, reason: Reason) -> (String, String, String) {
+        (type_.into(), status.into(), reason.as_str().into())
+    }
+
+    #[test]
+    fn each_verdict_sets_its_conditions_and_clears_the_abnormal_ones_that_ended() {
+        let mut object = object();
+        let invalid = ObjectPlan {
+            problems: vec![Problem::new("spec.members[0].email", "is not an email")],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            conditions(&object, &invalid),
+            [
+                row("Ready", "False", Reason::InvalidSpec),
+                row("Stalled", "True", Reason::InvalidSpec),
+                row("Synced", "Unknown", Reason::InvalidSpec),
+            ]
+        );
+
+        let drifting = ObjectPlan {
+            drift: vec![Drift {
+                email: "a@acme.example".into(),
+                kind: DriftKind::Missing,
+                desired: Some("user".into()),
+                actual: None,
+            }],
+            ..ObjectPlan::default()
+        };
+        assert_eq!(
+            conditions(&object, &drifting),
+            [
+                row("Ready", "False", Reason::Progressing),
+                row("Reconciling", "True", Reason::Progressing),
+                row("Synced", "False", Reason::Drift),
+            ]
+        );
+
+        // Both abnormal conditions set by earlier syncs, then in sync: both go.
+        let mut previous = access_status(findings(&object, &invalid), now());
+        previous.conditions.extend(
+            access_status(findings(&object, &drifting), now())
+                .conditions
+                .into_iter()
+                .filter(|c| c.type_ == "Reconciling"),
+        );
+        object.status = Some(previous);
+        assert_eq!(
+            conditions(&object, &ObjectPlan::default()),
+            [
+                row("Ready", "True", Reason::Synced),
+                row("Synced", "True", Reason::InSync),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_handled_allowance_is_remembered_with_the_one_it_replaces() {
+        assert_eq!(handled(vec![], Some("old"), None), Vec::<String>::new());
+        assert_eq!(handled(vec![], None, Some("new")), ["new"]);
+        assert_eq!(handled(vec![], Some("old"), Some("new")), ["old", "new"]);
+        assert_eq!(handled(vec![], Some("same"), Some("same")), ["same"]);
     }
 }
