@@ -1110,3 +1110,98 @@ mod condition_tests {
         assert_eq!(handled(vec![], Some("same"), Some("same")), ["same"]);
     }
 }
+
+/// A connector's status after a sync that read Expensify, one that failed, and a
+/// suspended one.
+#[cfg(test)]
+mod connector_tests {
+    use super::bound_tests::now;
+    use super::*;
+    use crate::reconcile::validate::tests::connector;
+
+    fn policy(id: &str) -> PolicyInfo {
+        PolicyInfo {
+            id: id.into(),
+            name: format!("Policy {id}"),
+            plan: "corporate".into(),
+            owner: "cfo@acme.example".into(),
+            employee_count: 3,
+        }
+    }
+
+    fn earlier() -> Timestamp {
+        "2026-05-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_sync_that_read_expensify_is_connected_and_counts_what_it_saw() {
+        let mut acme = connector("finance", &[]);
+        acme.generation = Some(4);
+        acme.annotations
+            .insert(RECONCILE_REQUESTED_AT.into(), "2026-06-01T00:00:00Z".into());
+        let found = ConnectorFindings {
+            policies: vec![policy("P1"), policy("P2")],
+            user_count: 7,
+            mass_revocation_used: Some("once".into()),
+            ..ConnectorFindings::default()
+        };
+        let status = connector_status(&acme, found, now());
+        assert_eq!(status.phase, ConnectorPhase::Connected);
+        assert_eq!(status.observed_generation, Some(4));
+        assert_eq!(status.last_sync_time, Some(Time(now())));
+        assert_eq!(status.last_successful_sync_time, Some(Time(now())));
+        assert_eq!(
+            status.last_handled_reconcile_at.as_deref(),
+            Some("2026-06-01T00:00:00Z")
+        );
+        assert_eq!(status.last_handled_mass_revocation.as_deref(), Some("once"));
+        assert_eq!(status.handled_mass_revocations, ["once"]);
+        assert_eq!((status.user_count, status.policy_count), (Some(7), Some(2)));
+        assert_eq!(status.policies.len(), 2);
+        assert_eq!(status.message.as_deref(), Some("2 policies, 7 people"));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Synced")
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_keeps_no_stale_counts_and_a_suspended_one_keeps_its_last_sync_time() {
+        let mut acme = connector("finance", &[]);
+        acme.status = Some(ExpensifyConnectorStatus {
+            last_sync_time: Some(Time(earlier())),
+            user_count: Some(7),
+            policy_count: Some(2),
+            last_handled_reconcile_at: Some("before".into()),
+            ..ExpensifyConnectorStatus::default()
+        });
+        let failed = ConnectorFindings {
+            problem: Some((Reason::ExpensifyError, "HTTP 500".into())),
+            ..ConnectorFindings::default()
+        };
+        let status = connector_status(&acme, failed, now());
+        assert_eq!(status.phase, ConnectorPhase::Error);
+        assert_eq!((status.user_count, status.policy_count), (None, None));
+        assert_eq!(status.message.as_deref(), Some("HTTP 500"));
+        assert_eq!(status.last_sync_time, Some(Time(now())));
+        assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("before"));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ExpensifyError")
+        );
+
+        let suspended = ConnectorFindings {
+            suspended: true,
+            ..ConnectorFindings::default()
+        };
+        let status = connector_status(&acme, suspended, now());
+        assert_eq!(status.last_sync_time, Some(Time(earlier())));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("suspended: nothing is read or written")
+        );
+        assert_eq!(status.conditions[0].reason, "Suspended");
+    }
+}
