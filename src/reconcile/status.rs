@@ -1137,6 +1137,7 @@ mod connector_tests {
     fn a_sync_that_read_expensify_is_connected_and_counts_what_it_saw() {
         let mut acme = connector("finance", &[]);
         acme.generation = Some(4);
+        acme.spec.owners = vec![" CFO@acme.example".into()];
         acme.annotations
             .insert(RECONCILE_REQUESTED_AT.into(), "2026-06-01T00:00:00Z".into());
         let found = ConnectorFindings {
@@ -1158,6 +1159,7 @@ mod connector_tests {
         assert_eq!(status.handled_mass_revocations, ["once"]);
         assert_eq!((status.user_count, status.policy_count), (Some(7), Some(2)));
         assert_eq!(status.policies.len(), 2);
+        assert_eq!(status.owners, ["cfo@acme.example"]);
         assert_eq!(status.message.as_deref(), Some("2 policies, 7 people"));
         let ready = &status.conditions[0];
         assert_eq!(
