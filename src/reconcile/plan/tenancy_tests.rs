@@ -611,3 +611,64 @@ fn a_tenants_broken_object_holds_only_on_policies_it_may_touch() {
         ["carol@acme.example"]
     );
 }
+
+/// A member's role is held to `maxRole` until the moment it ends: one ending later is
+/// refused, one ending exactly now asks for nothing.
+#[test]
+fn max_role_binds_a_member_until_the_moment_it_ends() {
+    let world = two_policies(&[], &[]);
+    let asking = |expires_at: &str| {
+        let mut admin = member("x@acme.example", "admin");
+        admin.expires_at = Some(expires_at.into());
+        vec![on_policy(
+            in_namespace(access("team", AccessMode::Additive, vec![admin]), ENG),
+            "P2",
+        )]
+    };
+    let connector = tenant_connector(&[id("P2")], None);
+    let later = run(&connector, &asking("2026-06-02T00:00:00Z"), &world);
+    assert_eq!(
+        later.objects[&eng_key("team")].problems[0].field,
+        "spec.members[0].role"
+    );
+    let ending_now = run(&connector, &asking("2026-06-01T00:00:00Z"), &world);
+    assert!(ending_now.objects[&eng_key("team")].problems.is_empty());
+}
+
+/// A tenant entry by a name two other policies share refuses as "not listed", not as
+/// ambiguous: the ambiguity is about other policies than the one asked.
+#[test]
+fn an_ambiguous_name_for_other_policies_is_not_the_reason_given() {
+    let world = observed(&[
+        ("P1", "Finance", "cfo@acme.example", &[]),
+        ("P2", "Engineering", "cto@acme.example", &[]),
+        ("P3", "Shared", "cfo@acme.example", &[]),
+        ("P4", "Shared", "cfo@acme.example", &[]),
+    ]);
+    let connector = tenant_connector(&[name("Shared")], None);
+    let asks_p2 = vec![on_policy(
+        in_namespace(
+            access(
+                "team",
+                AccessMode::Additive,
+                vec![member("x@acme.example", "user")],
+            ),
+            ENG,
+        ),
+        "P2",
+    )];
+    let plan = run(&connector, &asks_p2, &world);
+    let problem = &plan.objects[&eng_key("team")].problems[0];
+    assert!(
+        problem.message.contains("it is not among the policies"),
+        "{problem}"
+    );
+
+    let asks_p3 = vec![on_policy(asks_p2[0].clone(), "P3")];
+    let plan = run(&connector, &asks_p3, &world);
+    let problem = &plan.objects[&eng_key("team")].problems[0];
+    assert!(
+        problem.message.contains("which 2 policies are called"),
+        "{problem}"
+    );
+}
