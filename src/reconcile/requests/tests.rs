@@ -405,3 +405,67 @@ fn an_object_nothing_routes_is_answered_by_a_connector_that_serves_its_namespace
     assert_eq!(answer("ops"), Some(ObjectKey::new("shared", "beta")));
     assert_eq!(answer("legal"), None);
 }
+
+/// Each reason a connector gives for not taking a request is the one named.
+#[test]
+fn a_request_names_why_the_connector_does_not_take_it() {
+    let mut world = World::new(0);
+    world.access.key.namespace = "sales".into();
+    let (verdict, _) = world.judge(&request(None), &[]);
+    assert_eq!(
+        verdict.message,
+        "connector finance/acme does not allow namespace sales"
+    );
+
+    let mut world = World::new(0);
+    world.connector.spec.suspend = true;
+    let (verdict, _) = world.judge(&request(None), &[]);
+    assert_eq!(
+        (verdict.reason.as_str(), verdict.message.as_str()),
+        ("NotRequestable", "connector finance/acme is suspended")
+    );
+
+    let mut world = World::new(0);
+    world.access.spec.members = vec![crate::api::MemberSpec {
+        email: "not an email".into(),
+        role: None,
+        submits_to: None,
+        employee_id: None,
+        expires_at: None,
+    }];
+    let (verdict, _) = world.judge(&request(None), &[]);
+    assert_eq!(verdict.reason, "NotRequestable");
+    assert_eq!(
+        verdict.message,
+        "PolicyAccess finance/team is invalid (1 problem(s), the first: spec.members[0].email: \"not an email\" is not an email address); nothing is granted under its rules"
+    );
+}
+
+/// A tenant namespace may request up to its `maxRole` and no higher.
+#[test]
+fn a_tenant_requests_up_to_its_max_role() {
+    let in_eng = |role: &str, max_role: Option<&str>| {
+        let mut world = World::new(0);
+        world.access.key.namespace = "eng".into();
+        world.connector.spec.tenants = vec![crate::api::TenantSpec {
+            namespace: "eng".into(),
+            policies: vec![crate::api::PolicySelector {
+                id: Some("P1".into()),
+                name: None,
+            }],
+            max_role: max_role.map(str::to_string),
+        }];
+        let mut asked = request(None);
+        asked.key.namespace = "eng".into();
+        asked.spec.role = Some(role.into());
+        world.judge(&asked, &[]).0
+    };
+    let refused = in_eng("admin", Some("auditor"));
+    assert_eq!(refused.reason, "NotRequestable");
+    assert_eq!(
+        refused.message,
+        "namespace eng may grant at most auditor through connector finance/acme (spec.tenants maxRole): admin cannot be requested"
+    );
+    let within = in_eng("user", Some("auditor"));
+    assert_ne!(within.reason, "NotRequestable", "{}", within.message);
+}
