@@ -469,3 +469,43 @@ fn a_tenant_requests_up_to_its_max_role() {
     let within = in_eng("user", Some("auditor"));
     assert_ne!(within.reason, "NotRequestable", "{}", within.message);
 }
+
+#[test]
+fn a_request_names_its_policy_access_in_its_own_namespace_only() {
+    let books = |namespace: &str, name: &str| {
+        let mut object = access(namespace, vec![]);
+        object.key = ObjectKey::new(namespace, name);
+        object
+    };
+    let accesses = [
+        books("sales", "books"),
+        books("finance", "ledger"),
+        books("finance", "books"),
+    ];
+    let asked = request(None);
+    assert_eq!(
+        access_of(&asked, &accesses).map(|a| &a.key),
+        Some(&ObjectKey::new("finance", "books"))
+    );
+    assert_eq!(access_of(&asked, &accesses[..2]), None);
+}
+
+#[test]
+fn a_request_holds_entries_only_when_its_status_lists_some() {
+    assert!(!holds_entries(None));
+    assert!(!holds_entries(Some(&AccessRequestStatus::default())));
+    let holding = AccessRequestStatus {
+        managed_members: vec![crate::api::ManagedMember {
+            policy_id: "P1".into(),
+            email: "ann@acme.com".into(),
+            added: true,
+            previous_role: None,
+            role: Some("admin".into()),
+            pending: false,
+            prior_role: None,
+            connector: None,
+        }],
+        ..AccessRequestStatus::default()
+    };
+    assert!(holds_entries(Some(&holding)));
+}
