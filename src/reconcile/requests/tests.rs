@@ -384,6 +384,8 @@ fn an_object_nothing_routes_is_answered_by_a_connector_that_serves_its_namespace
     };
     let accesses = [
         access("sales", "a", "other"),
+        // In sales, on a connector that serves finance: says nothing about finance.
+        access("sales", "b", "late"),
         access("finance", "team", "late"),
         access("finance", "books", "acme"),
         // Named by anyone in finance, on a connector that does not serve finance.
