@@ -511,3 +511,15 @@ fn a_request_holds_entries_only_when_its_status_lists_some() {
     };
     assert!(holds_entries(Some(&holding)));
 }
+
+/// A decider that is not an email address never counts, even in an approving group.
+#[test]
+fn a_decision_by_something_that_is_not_an_email_never_counts() {
+    let mut by_group = decision("d1", DecisionKind::Approve, "not an email", 5);
+    by_group.spec.groups = vec!["leads".into()];
+    let (verdict, verdicts) = World::new(1).judge(&request(None), &[by_group]);
+    assert_ne!(verdict.phase, RequestPhase::Active);
+    let d1 = &verdicts[&ObjectKey::new("finance", "d1")];
+    assert!(!d1.counted);
+    assert_eq!(d1.message, "\"not an email\" is not an email address");
+}
