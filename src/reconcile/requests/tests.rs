@@ -523,3 +523,26 @@ fn a_decision_by_something_that_is_not_an_email_never_counts() {
     assert!(!d1.counted);
     assert_eq!(d1.message, "\"not an email\" is not an email address");
 }
+
+/// Neither the requester nor the person who gets access decides, approvers or not.
+#[test]
+fn the_requester_and_the_person_never_decide_even_as_approvers() {
+    for (by, why) in [
+        (
+            "bob@acme.com",
+            "bob@acme.com made the request and cannot decide it",
+        ),
+        (
+            "ann@acme.com",
+            "ann@acme.com is the person who gets access and cannot decide it",
+        ),
+    ] {
+        let mut own = decision("d1", DecisionKind::Approve, by, 5);
+        own.spec.groups = vec!["leads".into()];
+        let (verdict, verdicts) = World::new(1).judge(&request(None), &[own]);
+        assert_ne!(verdict.phase, RequestPhase::Active, "{by}");
+        let d1 = &verdicts[&ObjectKey::new("finance", "d1")];
+        assert!(!d1.counted, "{by}");
+        assert_eq!(d1.message, why);
+    }
+}
