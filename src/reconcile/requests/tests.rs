@@ -546,3 +546,14 @@ fn the_requester_and_the_person_never_decide_even_as_approvers() {
         assert_eq!(d1.message, why);
     }
 }
+
+/// An approval of a request already Active counts for nothing, and says so.
+#[test]
+fn an_approval_of_an_active_request_counts_for_nothing() {
+    let late = decision("d1", DecisionKind::Approve, "carol@acme.com", 5);
+    let (verdict, verdicts) = World::new(1).judge(&request(Some(active(100))), &[late]);
+    assert_eq!(verdict.phase, RequestPhase::Active);
+    let d1 = &verdicts[&ObjectKey::new("finance", "d1")];
+    assert!(!d1.counted);
+    assert_eq!(d1.message, "the request is already Active");
+}
