@@ -557,3 +557,130 @@ fn an_approval_of_an_active_request_counts_for_nothing() {
     assert!(!d1.counted);
     assert_eq!(d1.message, "the request is already Active");
 }
+
+/// The synthetic object that holds a request's access: asking for the person while the
+/// request is Active (and not being deleted), for nobody once it ended, on the policy its
+/// entries name when its PolicyAccess is gone, and always Additive with Revoke.
+#[test]
+fn a_request_holder_asks_while_active_and_keeps_what_it_holds() {
+    let connector_key = ObjectKey::new("finance", "acme");
+    let entry = crate::api::ManagedMember {
+        policy_id: "P7".into(),
+        email: "ann@acme.com".into(),
+        added: true,
+        previous_role: None,
+        role: Some("admin".into()),
+        pending: false,
+        prior_role: None,
+        connector: None,
+    };
+    let verdict = |phase: RequestPhase| Verdict {
+        phase,
+        reason: String::new(),
+        message: String::new(),
+        approvers: Vec::new(),
+        approvals_required: 0,
+        approvals: Vec::new(),
+        denial: None,
+        by: None,
+        next_sync: None,
+    };
+    let mut books = policy_access(1);
+    books.spec.mode = AccessMode::ObserveOnly;
+    books.spec.suspend = true;
+    books.spec.allow_from = vec!["sales".into()];
+    let members = |held: &Option<AccessObject>| -> Vec<(String, Option<String>, Option<String>)> {
+        held.as_ref()
+            .expect("a holder")
+            .spec
+            .members
+            .iter()
+            .map(|m| (m.email.clone(), m.role.clone(), m.expires_at.clone()))
+            .collect()
+    };
+
+    let asking = request(Some(active(100)));
+    let held = holder(
+        &asking,
+        &verdict(RequestPhase::Active),
+        Some(&books),
+        &connector_key,
+        at(10),
+    );
+    let object = held.as_ref().expect("a holder");
+    assert_eq!(object.key, ObjectKey::for_request("finance", "r1"));
+    assert_eq!(
+        (
+            object.spec.mode,
+            object.spec.deletion_policy,
+            object.spec.suspend
+        ),
+        (
+            AccessMode::Additive,
+            crate::api::DeletionPolicy::Revoke,
+            false
+        )
+    );
+    assert!(object.spec.allow_from.is_empty() && object.spec.requests.is_none());
+    assert_eq!(
+        members(&held),
+        [(
+            "ann@acme.com".to_string(),
+            Some("admin".to_string()),
+            Some(at(100).to_string())
+        )]
+    );
+
+    // Not active and holding nothing: no holder.
+    let pending = request(None);
+    assert!(
+        holder(
+            &pending,
+            &verdict(RequestPhase::Pending),
+            Some(&books),
+            &connector_key,
+            at(10)
+        )
+        .is_none()
+    );
+
+    // Active but being deleted, or ended: asks for nobody, keeps its entries.
+    let mut holding = active(100);
+    holding.managed_members = vec![entry.clone()];
+    let mut deleting = request(Some(holding.clone()));
+    deleting.deleting = true;
+    let ended = request(Some(holding.clone()));
+    for (asked, phase) in [
+        (&deleting, RequestPhase::Active),
+        (&ended, RequestPhase::Expired),
+    ] {
+        let held = holder(asked, &verdict(phase), Some(&books), &connector_key, at(10));
+        assert!(members(&held).is_empty(), "{phase:?}");
+        let status = held.expect("a holder").status.expect("status");
+        assert_eq!(status.managed_members, [entry.clone()]);
+    }
+
+    // Its PolicyAccess gone: on the policy its entries name, through the connector that
+    // wrote them, asking for nobody even while Active; with nothing held, no holder.
+    let held = holder(
+        &ended,
+        &verdict(RequestPhase::Active),
+        None,
+        &connector_key,
+        at(10),
+    );
+    let orphan = held.as_ref().expect("a holder");
+    assert_eq!(orphan.spec.policy.id.as_deref(), Some("P7"));
+    assert_eq!(orphan.connector_key(), connector_key);
+    assert!(members(&held).is_empty());
+    assert!(
+        holder(
+            &asking,
+            &verdict(RequestPhase::Active),
+            None,
+            &connector_key,
+            at(10)
+        )
+        .is_none()
+    );
+}
