@@ -657,7 +657,7 @@ fn a_request_holder_asks_while_active_and_keeps_what_it_holds() {
         let held = holder(asked, &verdict(phase), Some(&books), &connector_key, at(10));
         assert!(members(&held).is_empty(), "{phase:?}");
         let status = held.expect("a holder").status.expect("status");
-        assert_eq!(status.managed_members, [entry.clone()]);
+        assert_eq!(status.managed_members, std::slice::from_ref(&entry));
     }
 
     // Its PolicyAccess gone: on the policy its entries name, through the connector that
