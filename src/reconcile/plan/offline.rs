@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::super::bounded::first_few;
 use super::super::model::{AccessObject, ConnectorObject, ObjectKey, Observed};
 use super::super::tenancy::{offline_policy_refusal, role_refusals};
-use super::super::validate::{Problem, connector_allows, validate_access};
+use super::super::validate::{Problem, validate_access};
 use super::claims::{self, Claims};
 use super::resolve;
 use super::tenancy;
@@ -175,15 +175,16 @@ pub fn policies_through_two_connectors(
 ) -> Vec<(ObjectKey, Problem)> {
     let mut by_policy: BTreeMap<&str, Vec<(&AccessObject, ObjectKey)>> = BTreeMap::new();
     for access in accesses {
-        let connector = access.connector_key();
-        let usable = connectors
-            .iter()
-            .any(|c| c.key == connector && connector_allows(c, &access.key.namespace));
         let Some(id) = access.spec.policy.id.as_deref().map(str::trim) else {
             continue;
         };
-        if usable && !id.is_empty() && validate_access(access, connectors).is_empty() {
-            by_policy.entry(id).or_default().push((access, connector));
+        // A valid object names an id that is not empty, through a connector that exists
+        // and takes its namespace: only those count.
+        if validate_access(access, connectors).is_empty() {
+            by_policy
+                .entry(id)
+                .or_default()
+                .push((access, access.connector_key()));
         }
     }
     let mut found = Vec::new();

@@ -93,6 +93,16 @@ fn offline_a_name_is_one_policy_but_never_the_same_as_an_id() {
         by_name(access("b", AccessMode::Authoritative, vec![]), "Travel"),
     ];
     assert!(offline::conflicts(&connector(), &two_names, now()).is_empty());
+    // Each name is a stand-in policy of its own: a third object on another name neither
+    // hides the first name's conflict nor joins it.
+    let two_on_one_name = vec![
+        by_name(access("a", AccessMode::Authoritative, vec![]), "Finance"),
+        by_name(access("b", AccessMode::Authoritative, vec![]), "Finance"),
+        by_name(access("c", AccessMode::Authoritative, vec![]), "Travel"),
+    ];
+    let found = offline::conflicts(&connector(), &two_on_one_name, now());
+    let names: Vec<&str> = found.iter().map(|(key, _)| key.name.as_str()).collect();
+    assert_eq!(names, ["b"], "{found:?}");
 }
 
 #[test]
