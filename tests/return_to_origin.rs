@@ -1204,6 +1204,52 @@ mod with_requests {
         });
     }
 
+    /// Found by `return_to_origin_with_requests` in CI: a request adds bob to Alpha as
+    /// user through `pa1`; `pa0`, ObserveOnly on Alpha, then lists bob as auditor. When the
+    /// request ends, its entry moves to `pa0`, which keeps bob (it counts as asking) and
+    /// writes nothing; once `pa0` is deleted, bob is revoked.
+    #[test]
+    fn a_person_a_request_added_stays_with_an_observe_only_object_that_lists_them() {
+        let takes_requests = Access {
+            rules: Some(Rules {
+                require_reason: false,
+                ..rules_all(0)
+            }),
+            ..access_with(0, Mode::Additive, &[], 0)
+        };
+        let observes_bob = Access {
+            rules: None,
+            ..access_with(0, Mode::ObserveOnly, &[(3, Role::Auditor)], 0)
+        };
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep, Change::Put(takes_requests)],
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Put(observes_bob), Change::Keep],
+                },
+            ],
+            lives: vec![
+                None,
+                None,
+                Some(Life {
+                    ask: Ask {
+                        access: 1,
+                        reason: false,
+                        ..ask(3, Role::User, 30)
+                    },
+                    born: 0,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+            ],
+        });
+    }
+
     /// Found by `return_to_origin_with_requests` on the first fix: carl (user on Gamma) is
     /// raised to auditor by `pa1`, Authoritative; `pa0`, Authoritative on Gamma too, is
     /// suspended and takes a request for carl as user; when `pa0` wakes up, `pa1` is

@@ -298,6 +298,15 @@ mod tests {
             Some("x")
         );
         assert!(!object.deleting);
+
+        resource.metadata.namespace = Some("finance".into());
+        resource.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+            ));
+        let object = AccessObject::from_resource(&resource);
+        assert_eq!(object.key, ObjectKey::new("finance", "team"));
+        assert!(object.deleting);
     }
 
     #[test]

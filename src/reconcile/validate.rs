@@ -1198,4 +1198,126 @@ pub(crate) mod tests {
         crowded.groups = (0..21).map(|i| format!("g{i}")).collect();
         assert_eq!(fields(&validate_decision(&crowded)), ["spec.groups"]);
     }
+
+    fn holding(entries: usize) -> AccessObject {
+        let mut object = access("sales", vec![]);
+        object.status = Some(crate::api::PolicyAccessStatus {
+            managed_members: (0..entries)
+                .map(|i| crate::api::ManagedMember {
+                    policy_id: "P1".into(),
+                    email: format!("p{i}@acme.example"),
+                    added: true,
+                    previous_role: None,
+                    role: Some("user".into()),
+                    pending: false,
+                    prior_role: None,
+                    connector: None,
+                })
+                .collect(),
+            ..Default::default()
+        });
+        object
+    }
+
+    /// Only a `Revoke` deletion that still holds entries is stranded; it names the
+    /// connector, the namespace, how many it gave and how to let go.
+    #[test]
+    fn a_deletion_is_stranded_only_while_it_holds_what_it_gave() {
+        let mut one = holding(1);
+        one.deleting = true;
+        let problem = stranded_deletion(&one, "switch to Orphan").expect("stranded");
+        assert_eq!(problem.field, "spec.connectorRef");
+        for part in [
+            "finance/acme",
+            "\"sales\"",
+            "the 1 access(es)",
+            "switch to Orphan",
+        ] {
+            assert!(
+                problem.message.contains(part),
+                "{part}: {}",
+                problem.message
+            );
+        }
+        let mut two = holding(2);
+        two.deleting = true;
+        assert!(
+            stranded_deletion(&two, "x").is_some_and(|p| p.message.contains("the 2 access(es)"))
+        );
+        let mut orphan = two.clone();
+        orphan.spec.deletion_policy = crate::api::DeletionPolicy::Orphan;
+        assert_eq!(stranded_deletion(&orphan, "x"), None, "Orphan lets go");
+        assert_eq!(
+            stranded_deletion(&holding(2), "x"),
+            None,
+            "not being deleted"
+        );
+        let mut empty = holding(0);
+        empty.deleting = true;
+        assert_eq!(stranded_deletion(&empty, "x"), None, "nothing given");
+    }
+
+    /// Every bound accepts its limit and refuses one more.
+    #[test]
+    fn bounds_accept_their_limit_and_refuse_one_more() {
+        let mut c = connector("finance", &[]);
+        c.spec.max_revocations_per_sync = 0;
+        assert_eq!(validate_connector(&c), vec![], "0 forbids revocations");
+        c.spec.owners = (0..MAX_OWNERS)
+            .map(|i| format!("o{i}@acme.example"))
+            .collect();
+        assert_eq!(validate_connector(&c), vec![]);
+
+        let mut at_cap = rules("8h");
+        at_cap.approvers = (0..APPROVERS_CAP)
+            .map(|i| format!("a{i}@acme.com"))
+            .collect();
+        assert_eq!(request_rules_problems(&at_cap), vec![]);
+
+        let longest = "g".repeat(MAX_GROUP_CHARS);
+        assert_eq!(group_problem(&longest), Ok(()));
+        assert!(group_problem(&format!("{longest}g")).is_err());
+        assert_eq!(group_problem("g"), Ok(()));
+
+        let reason = "r".repeat(REASON_MAX_CHARS);
+        assert_eq!(long_text_problem("spec.reason", Some(&reason)), None);
+        let over = format!("{reason}r");
+        assert_eq!(
+            long_text_problem("spec.reason", Some(&over)).map(|p| p.field),
+            Some("spec.reason".to_string())
+        );
+
+        let decision = AccessDecisionSpec {
+            request_ref: crate::api::LocalRef { name: "r1".into() },
+            decision: crate::api::DecisionKind::Approve,
+            decided_by: "carol@acme.com".into(),
+            groups: (0..DECISION_GROUPS_CAP).map(|i| format!("g{i}")).collect(),
+            comment: None,
+        };
+        assert_eq!(validate_decision(&decision), vec![]);
+    }
+
+    #[test]
+    fn a_blank_policy_name_or_id_is_empty() {
+        let mut named = access("finance", vec![]);
+        named.spec.policy = PolicySelector {
+            id: None,
+            name: Some("  ".into()),
+        };
+        assert_eq!(
+            fields(&validate_access(&named, &[connector("finance", &[])])),
+            ["spec.policy.name"]
+        );
+        named.spec.policy.name = Some(" Finance ".into());
+        assert_eq!(
+            validate_access(&named, &[connector("finance", &[])]),
+            vec![]
+        );
+        let mut blank_id = access("finance", vec![]);
+        blank_id.spec.policy.id = Some(" ".into());
+        assert_eq!(
+            fields(&validate_access(&blank_id, &[connector("finance", &[])])),
+            ["spec.policy.id"]
+        );
+    }
 }

@@ -20,7 +20,8 @@
 //!   role on Expensify that differs from the start is one a member ever asked for there
 //!   or one a request that may hold now asks for (or one an active request held there,
 //!   while an object is suspended or Blocked and so freezes its entries; an ObserveOnly
-//!   object keeps a raise only if it lists the person at that role, a member's role);
+//!   object keeps a raise only if it lists the person at that role, a member's role, and
+//!   keeps a person a request added, at the role the request set, while it lists them);
 //! - a request's end takes nothing another holder still asks for: whoever was on a policy
 //!   before the step and is still asked for there (a member not expired, an active
 //!   request) is still there, not below what is asked (unless members disagree);
@@ -718,6 +719,17 @@ impl Now<'_> {
             .collect()
     }
 
+    /// Whether an ObserveOnly object alive now lists `email` on `policy` (not expired):
+    /// an entry handed to it keeps the person, at the role the operator set.
+    fn observe_only_lists(&self, policy: usize, email: &str) -> bool {
+        self.accesses
+            .iter()
+            .flatten()
+            .filter(|a| a.policy == policy && a.mode == Mode::ObserveOnly)
+            .flat_map(|a| a.members.iter())
+            .any(|(p, m)| PEOPLE[*p] == email && m.until.is_none_or(|u| u > self.minute))
+    }
+
     /// Whether the request's approval is complete now, under its rules now.
     fn approval_complete(&self, life: &Life) -> bool {
         let Some(rules) = self.access(life.ask.access).and_then(|a| a.rules.as_ref()) else {
@@ -904,9 +916,16 @@ impl Model {
                 if start.contains_key(email) {
                     continue;
                 }
+                // A person a request added, handed to an ObserveOnly object that lists them
+                // when the request ended: it keeps them and writes nothing.
+                let observed = Role::parse(role).is_some_and(|role| {
+                    self.request_roles
+                        .contains(&(*policy, email.clone(), role))
+                        && now.observe_only_lists(*policy, email)
+                });
                 if is_protected(*policy, email) {
                     problems.push(format!("protected {email} appeared on {name} as {role}"));
-                } else if !explained(email, role) {
+                } else if !explained(email, role) && !observed {
                     problems.push(format!(
                         "{email} is on {name} as {role}: no member asked for that and no request that may hold now does"
                     ));

@@ -136,21 +136,28 @@ fn offline_a_policy_named_through_two_connectors_is_reported_on_each() {
         vec![member("x@acme.example", "nope")],
     );
     invalid.spec.connector_ref.name = "beta".into();
-    // beta takes objects of its own namespace and `elsewhere`, not of `sales`.
-    let mut refusing = connectors[1].clone();
-    refusing.spec.allowed_namespaces = vec!["elsewhere".into()];
+    // beta takes objects of its own namespace only, not of `sales`.
     let mut from_sales = accesses[1].clone();
     from_sales.key = ObjectKey::new("sales", "on-beta");
     from_sales.spec.connector_ref.namespace = Some(NS.into());
-    for (accesses, connectors) in [
-        (vec![accesses[0].clone(), through_ghost], connectors.clone()),
-        (vec![accesses[0].clone(), invalid], connectors.clone()),
-        (
-            vec![accesses[0].clone(), from_sales],
-            [connector(), refusing],
-        ),
+    for accesses in [
+        vec![accesses[0].clone(), through_ghost],
+        vec![accesses[0].clone(), invalid],
+        vec![accesses[0].clone(), from_sales.clone()],
     ] {
         let found = offline::policies_through_two_connectors(&accesses, &connectors);
         assert!(found.is_empty(), "{found:?}");
     }
+    // Once beta takes `sales`, the same object counts.
+    let mut taking_sales = connectors[1].clone();
+    taking_sales.spec.allowed_namespaces = vec!["sales".into()];
+    let found = offline::policies_through_two_connectors(
+        &[accesses[0].clone(), from_sales],
+        &[connector(), taking_sales],
+    );
+    let names: Vec<String> = found.iter().map(|(key, _)| key.to_string()).collect();
+    assert_eq!(
+        names,
+        [format!("{NS}/on-acme"), "sales/on-beta".to_string()]
+    );
 }

@@ -110,10 +110,17 @@ pub(super) fn subjects<'a>(input: &PlanInput<'a>, world: &World<'_>) -> Vec<Subj
         .map(|a| subject(a, input, world))
         .collect();
     subjects.sort_by(|a, b| a.object.key.cmp(&b.object.key));
+    // Keys are unique by the time objects reach the planner (the cluster's names are, the
+    // file loader refuses a second object with a key, and request holders' `request:`
+    // names cannot be a PolicyAccess name): lookups take the first match as the only one.
+    debug_assert!(
+        subjects.windows(2).all(|w| w[0].key() < w[1].key()),
+        "two objects share a key"
+    );
     subjects
 }
 
-/// The subject with this key, the first if two share it: subjects are sorted by key, so a
+/// The subject with this key: subjects are sorted by key, so a
 /// binary search rather than a scan (phases look subjects up once per change).
 pub(super) fn find_mut<'s, 'a>(
     subjects: &'s mut [Subject<'a>],

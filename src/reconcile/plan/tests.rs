@@ -1293,22 +1293,20 @@ fn a_deleting_object_settles_on_the_policy_its_status_names() {
 }
 
 #[test]
-fn an_authoritative_object_reports_as_extra_only_the_people_nobody_asks_for() {
+fn authoritative_and_observe_only_objects_report_as_extra_only_the_people_nobody_asks_for() {
     let world = finance(&[("x@acme.example", "user"), ("y@acme.example", "user")]);
-    let plan = run(
-        &connector(),
-        &[access(
-            "team",
-            AccessMode::ObserveOnly,
-            vec![member("x@acme.example", "user")],
-        )],
-        &world,
-    );
-    let extras: Vec<&str> = plan.objects[&ObjectKey::new(NS, "team")]
-        .drift
-        .iter()
-        .filter(|d| d.kind == DriftKind::Extra)
-        .map(|d| d.email.as_str())
-        .collect();
-    assert_eq!(extras, ["y@acme.example"]);
+    for mode in [AccessMode::Authoritative, AccessMode::ObserveOnly] {
+        let plan = run(
+            &connector(),
+            &[access("team", mode, vec![member("x@acme.example", "user")])],
+            &world,
+        );
+        let extras: Vec<&str> = plan.objects[&ObjectKey::new(NS, "team")]
+            .drift
+            .iter()
+            .filter(|d| d.kind == DriftKind::Extra)
+            .map(|d| d.email.as_str())
+            .collect();
+        assert_eq!(extras, ["y@acme.example"], "{mode:?}");
+    }
 }
