@@ -1,7 +1,9 @@
-//! 1,000 PolicyAccess objects on 200 policies through the real controller binary, against
-//! the API server double (in this process) and the simulator (its own process). Reports the
-//! Expensify calls per full sync, the time from an edit to the write reaching the
-//! simulator, and the controller's peak RSS. `cargo bench --bench controller_e2e`.
+//! PolicyAccess objects (1,000 on 200 policies, 5 members each, unless told otherwise)
+//! through the real controller binary, against the API server double (in this process) and
+//! the simulator (its own process). Reports the Expensify calls per full sync, the time
+//! from an edit to the write reaching the simulator, and the controller's peak RSS against
+//! the chart's memory limit. `cargo bench --bench controller_e2e [-- objects policies
+//! members]`, e.g. `-- 2000 400 50` for issue 20's 2,000 objects x 50 members.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -16,9 +18,39 @@ use expensify_operator::api::{ExpensifyConnector, PolicyAccess};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-const POLICIES: usize = 200;
-const OBJECTS: usize = 1_000;
-const MEMBERS: usize = 5;
+/// The chart's memory limit (`charts/expensify-operator/values.yaml`, resources.limits).
+const CHART_MEMORY_LIMIT_MIB: f64 = 256.0;
+
+/// How many objects, on how many policies, with how many members each.
+#[derive(Clone, Copy)]
+struct Shape {
+    objects: usize,
+    policies: usize,
+    members: usize,
+}
+
+impl Shape {
+    /// `objects policies members` from the arguments (cargo's own `--bench` is skipped).
+    fn from_args() -> Shape {
+        let numbers: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        match numbers[..] {
+            [objects, policies, members] if objects > 7 && policies > 0 => Shape {
+                objects,
+                policies,
+                members,
+            },
+            [] => Shape {
+                objects: 1_000,
+                policies: 200,
+                members: 5,
+            },
+            _ => panic!("usage: controller_e2e [objects policies members] (more than 7 objects)"),
+        }
+    }
+}
 const ID: &str = "aa_bench";
 const SECRET: &str = "bench-only-secret";
 
@@ -95,8 +127,13 @@ fn main() {
         println!("controller_1000_objects_200_policies: bench");
         return;
     }
+    let Shape {
+        objects,
+        policies,
+        members,
+    } = Shape::from_args();
     let work = tempfile::tempdir().unwrap();
-    write_seed(&work.path().join("seed.yaml"), ID, SECRET, "CB", POLICIES);
+    write_seed(&work.path().join("seed.yaml"), ID, SECRET, "CB", policies);
     let sim_port = free_port();
     let mut simulator = spawn_simulator(&work.path().join("seed.yaml"), sim_port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -110,11 +147,11 @@ fn main() {
         create_connector(&client, (ID, SECRET), &endpoint, "admin@bench.example").await;
         let connectors = Api::<ExpensifyConnector>::namespaced(client.clone(), "bench");
         let accesses = Api::<PolicyAccess>::namespaced(client.clone(), "bench");
-        for o in 0..OBJECTS {
-            let policy = o % POLICIES;
-            let members: Vec<Value> = (0..MEMBERS).map(|m| json!({"email": format!("p{o}.{m}@bench.example"), "role": if m % 2 == 0 { "user" } else { "auditor" }})).collect();
+        for o in 0..objects {
+            let policy = o % policies;
+            let listed: Vec<Value> = (0..members).map(|m| json!({"email": format!("p{o}.{m}@bench.example"), "role": if m % 2 == 0 { "user" } else { "auditor" }})).collect();
             let object: PolicyAccess = serde_json::from_value(json!({"apiVersion": "expensify.gitops.dev/v1alpha1", "kind": "PolicyAccess", "metadata": {"name": format!("access-{o}"), "namespace": "bench"},
-                "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": format!("CB{policy:014X}")}, "members": members}})).unwrap();
+                "spec": {"connectorRef": {"name": "acme"}, "policy": {"id": format!("CB{policy:014X}")}, "members": listed}})).unwrap();
             accesses.create(&PostParams::default(), &object).await.unwrap();
         }
 
@@ -124,7 +161,7 @@ fn main() {
         let synced = || {
             let double = &double;
             async move {
-                (0..OBJECTS).all(|o| {
+                (0..objects).all(|o| {
                     double
                         .get(apiserver::Kind::Access, "bench", &format!("access-{o}"))
                         .and_then(|v| v["status"]["phase"].as_str().map(|p| p == "Synced"))
@@ -132,10 +169,10 @@ fn main() {
                 })
             }
         };
-        wait_for("1,000 objects Synced", Duration::from_secs(300), async || synced().await).await;
+        wait_for("every object Synced", Duration::from_secs(1800), async || synced().await).await;
         let first = started.elapsed();
         let after_first = counters(sim_port).await;
-        println!("controller_1000_objects_200_policies");
+        println!("controller: {objects} objects on {policies} policies x {members} members ({} memberships)", objects * members);
         println!("  first convergence:     {:.2} s, {} Expensify calls ({} policyList, {} roster reads, {} updater calls)",
             first.as_secs_f64(),
             after_first["requests"], job(&after_first, "get/policyList"), job(&after_first, "get/policy"), job(&after_first, "update/employees"));
@@ -148,7 +185,7 @@ fn main() {
         })
         .await;
         let after_full = counters(sim_port).await;
-        println!("  full sync, in sync:    {} Expensify calls ({} policyList + {} roster reads; target 1 + ceil({POLICIES}/100), independent of the {OBJECTS} objects)",
+        println!("  full sync, in sync:    {} Expensify calls ({} policyList + {} roster reads; target 1 + ceil({policies}/100), independent of the {objects} objects)",
             after_full["requests"].as_u64().unwrap() - after_first["requests"].as_u64().unwrap(),
             job(&after_full, "get/policyList") - job(&after_first, "get/policyList"),
             job(&after_full, "get/policy") - job(&after_first, "get/policy"));
@@ -177,16 +214,17 @@ fn main() {
         let mut latencies = Vec::new();
         for round in 0..5 {
             let before = job(&counters(sim_port).await, "update/employees");
-            let members = json!({"spec": {"members": [{"email": format!("edit{round}@bench.example")}]}});
+            let edit = json!({"spec": {"members": [{"email": format!("edit{round}@bench.example")}]}});
             let edit_started = Instant::now();
-            accesses.patch("access-7", &bench_params(), &Patch::Merge(&members)).await.unwrap();
+            accesses.patch("access-7", &bench_params(), &Patch::Merge(&edit)).await.unwrap();
             wait_for("the edit's write", Duration::from_secs(30), async || job(&counters(sim_port).await, "update/employees") > before).await;
             latencies.push(edit_started.elapsed().as_secs_f64());
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         latencies.sort_by(f64::total_cmp);
         println!("  edit -> write:         median {:.0} ms, worst {:.0} ms over 5 edits (debounce 500 ms; pacing off)", latencies[2] * 1000.0, latencies[4] * 1000.0);
-        println!("  controller peak RSS:   {:.1} MiB", peak_rss_kib(&pid.to_string()) as f64 / 1024.0);
+        let peak = peak_rss_kib(&pid.to_string()) as f64 / 1024.0;
+        println!("  controller peak RSS:   {peak:.1} MiB (the chart's limit: {CHART_MEMORY_LIMIT_MIB} MiB, {:.0} %)", peak / CHART_MEMORY_LIMIT_MIB * 100.0);
         let (requests, status_writes) = double.counts();
         println!("  API server:            {requests} requests, {status_writes} status writes");
         let _ = controller.kill();

@@ -1204,6 +1204,87 @@ mod with_requests {
         });
     }
 
+    /// Found by `return_to_origin_with_requests` (3,000 cases): `pa0` raises pat (user) to
+    /// admin while `pa1`, suspended, lists pat as auditor. When `pa0` is deleted, the raise
+    /// goes back to user: a suspended object keeps the person but writes nothing, so it
+    /// keeps no raise it does not list (the model had counted its auditor as a floor).
+    #[test]
+    fn a_suspended_object_keeps_the_person_but_not_a_raise_it_does_not_list() {
+        let raises_pat = Access {
+            rules: None,
+            ..access_with(0, Mode::Additive, &[(PAT, Role::Admin)], 0)
+        };
+        let suspended = Access {
+            rules: None,
+            suspend: true,
+            ..access_with(0, Mode::Additive, &[(PAT, Role::Auditor)], 0)
+        };
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Put(raises_pat), Change::Put(suspended)],
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Delete, Change::Keep],
+                },
+            ],
+            lives: vec![None, None, None],
+        });
+    }
+
+    /// Found by `return_to_origin_with_requests` (3,000 cases): a request raises new1,
+    /// whom `pa1` lists as auditor, to admin; after it ends, `pa0` lists new1 as user, so
+    /// the two objects disagree (`Conflict`). The admin role nobody asks for any more must
+    /// not outlive the request: it comes down to the highest role still asked (auditor).
+    #[test]
+    fn a_request_s_raise_does_not_outlive_it_into_a_conflict() {
+        let takes_requests = Access {
+            rules: Some(Rules {
+                require_reason: false,
+                ..rules_all(0)
+            }),
+            ..access_with(0, Mode::Additive, &[(NEW1, Role::Auditor)], 0)
+        };
+        let lists_new1_as_user = Access {
+            rules: None,
+            ..access_with(0, Mode::Additive, &[(NEW1, Role::User)], 0)
+        };
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep, Change::Put(takes_requests)],
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep, Change::Keep],
+                },
+                Step {
+                    advance: 120,
+                    accesses: vec![Change::Put(lists_new1_as_user), Change::Keep],
+                },
+            ],
+            lives: vec![
+                None,
+                None,
+                Some(Life {
+                    ask: Ask {
+                        access: 1,
+                        reason: false,
+                        ..ask(NEW1, Role::Admin, 90)
+                    },
+                    born: 1,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+            ],
+        });
+    }
+
     /// Found by `return_to_origin_with_requests` in CI: a request adds bob to Alpha as
     /// user through `pa1`; `pa0`, ObserveOnly on Alpha, then lists bob as auditor. When the
     /// request ends, its entry moves to `pa0`, which keeps bob (it counts as asking) and

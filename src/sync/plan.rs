@@ -71,12 +71,15 @@ fn with_ledgers(
 ) -> Vec<AccessObject> {
     accesses
         .iter()
-        .map(|a| {
-            let mut next = a.clone();
-            if let Some(status) = saved.get(&a.key) {
-                next.status = Some(status.clone());
-            }
-            next
+        // Field by field, so the status being replaced is not copied first.
+        .map(|a| AccessObject {
+            key: a.key.clone(),
+            generation: a.generation,
+            created: a.created,
+            annotations: a.annotations.clone(),
+            spec: a.spec.clone(),
+            deleting: a.deleting,
+            status: saved.get(&a.key).or(a.status.as_ref()).cloned(),
         })
         .collect()
 }

@@ -24,7 +24,9 @@
 //!   keeps a person a request added, at the role the request set, while it lists them);
 //! - a request's end takes nothing another holder still asks for: whoever was on a policy
 //!   before the step and is still asked for there (a member not expired, an active
-//!   request) is still there, not below what is asked (unless members disagree);
+//!   request) is still there, not below what objects that write and active requests ask
+//!   (unless members disagree; suspended, ObserveOnly and Blocked objects keep the person
+//!   but not a raise they do not list);
 //! - an ended request stays ended; an active one ends at `grantedAt + duration`;
 //! - the simulator never refuses a request for its rate windows.
 //!
@@ -719,6 +721,27 @@ impl Now<'_> {
             .collect()
     }
 
+    /// The roles members of objects that write now ask for `email` on `policy`: not
+    /// suspended, not ObserveOnly, and not one of two Authoritative objects on the policy
+    /// (the newer is Blocked; which one that is, the model does not track). The others
+    /// keep the person but write nothing, so a raise none of them lists goes back to
+    /// where it came from, below what they ask.
+    fn writing_member_asks(&self, policy: usize, email: &str) -> Vec<Role> {
+        let alive: Vec<&Access> = self.accesses.iter().flatten().collect();
+        let authoritative = alive
+            .iter()
+            .filter(|a| a.policy == policy && a.mode == Mode::Authoritative)
+            .count();
+        alive
+            .iter()
+            .filter(|a| a.policy == policy && !a.suspend && a.mode != Mode::ObserveOnly)
+            .filter(|a| a.mode != Mode::Authoritative || authoritative < 2)
+            .flat_map(|a| a.members.iter())
+            .filter(|(p, m)| PEOPLE[**p] == email && m.until.is_none_or(|u| u > self.minute))
+            .map(|(_, m)| m.role)
+            .collect()
+    }
+
     /// Whether an ObserveOnly object alive now lists `email` on `policy` (not expired):
     /// an entry handed to it keeps the person, at the role the operator set.
     fn observe_only_lists(&self, policy: usize, email: &str) -> bool {
@@ -919,8 +942,7 @@ impl Model {
                 // A person a request added, handed to an ObserveOnly object that lists them
                 // when the request ended: it keeps them and writes nothing.
                 let observed = Role::parse(role).is_some_and(|role| {
-                    self.request_roles
-                        .contains(&(*policy, email.clone(), role))
+                    self.request_roles.contains(&(*policy, email.clone(), role))
                         && now.observe_only_lists(*policy, email)
                 });
                 if is_protected(*policy, email) {
@@ -1028,9 +1050,9 @@ impl Model {
                 .filter(|(p, e, _)| *p == Some(policy) && e == email)
                 .map(|(_, _, r)| *r)
                 .collect();
-            let Some(wanted) = members.iter().chain(&requests).max().copied() else {
+            if members.is_empty() && requests.is_empty() {
                 continue;
-            };
+            }
             let is = after[&policy].get(email);
             let Some(is) = is else {
                 problems.push(format!(
@@ -1038,7 +1060,12 @@ impl Model {
                 ));
                 continue;
             };
-            let members_agree = members.windows(2).all(|w| w[0] == w[1]);
+            // The floor is what objects that write ask (and active requests).
+            let writing = now.writing_member_asks(policy, email);
+            let Some(wanted) = writing.iter().chain(&requests).max().copied() else {
+                continue;
+            };
+            let members_agree = writing.windows(2).all(|w| w[0] == w[1]);
             let floor = Role::parse(was).map_or(wanted, |was| was.min(wanted));
             if members_agree && Role::parse(is).is_some_and(|is| is < floor) {
                 problems.push(format!(

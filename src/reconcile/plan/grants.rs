@@ -54,14 +54,18 @@ pub(super) fn plan_writes(
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
     for (policy_id, email, writers) in claims.writers() {
-        if contested.contains(&(policy_id.to_string(), email.to_string())) {
-            continue;
-        }
         let Some(policy) = world.policies.get(policy_id) else {
             continue;
         };
         let current = policy.roster.get(email);
-        let asked = asked(&writers, ledger, (policy_id, email), current);
+        let asked = if contested.contains(&(policy_id.to_string(), email.to_string())) {
+            match unasked_raise(&writers, ledger, (policy_id, email), current) {
+                Some(lowered) => lowered,
+                None => continue,
+            }
+        } else {
+            asked(&writers, ledger, (policy_id, email), current)
+        };
         let Some(kind) = kind_of_change(&asked, current) else {
             continue;
         };
@@ -87,6 +91,29 @@ pub(super) fn plan_writes(
         ));
     }
     planned
+}
+
+/// Writers that disagree leave the person as they are, except at a role the operator set
+/// that none of them asks for (a request's raise that ended into their disagreement): a
+/// claim that ended takes back what it gave, so that role comes down to the highest one
+/// still asked for. The disagreement itself stays a `Conflict`.
+fn unasked_raise<'c>(
+    writers: &[&'c Claim<'c>],
+    ledger: &Ledger,
+    (policy, email): (&str, &str),
+    current: Option<&RosterView>,
+) -> Option<Asked<'c>> {
+    let current = current?.role?;
+    let held = ledger.get(policy, email)?;
+    let set_by_operator =
+        !held.entry.pending && held.entry.role.as_deref().and_then(Role::parse) == Some(current);
+    let highest = writers.iter().max_by_key(|c| c.wanted.role)?;
+    (set_by_operator && highest.wanted.role < current).then(|| Asked {
+        role: highest.wanted.role,
+        submits_to: None,
+        employee_id: None,
+        requester: highest,
+    })
 }
 
 /// The change a person needs, if any.

@@ -1545,3 +1545,70 @@ fn a_demotion_waits_for_each_kind_of_broken_object() {
         assert_eq!(plan.objects[&key("team")].held, ["bob@acme.example"]);
     }
 }
+
+/// Writers that disagree leave the person alone, but not at a role the operator set that
+/// none of them asks for (a request's raise that ended into the disagreement): it comes
+/// down to the highest role still asked, and the disagreement stays a `Conflict`.
+#[test]
+fn a_raise_nobody_asks_for_comes_down_even_while_writers_disagree() {
+    let world = finance(&[("carol@acme.example", "admin")]);
+    let a = holding(
+        access(
+            "a",
+            AccessMode::Additive,
+            vec![member("carol@acme.example", "auditor")],
+        ),
+        vec![entry("carol@acme.example", true, None, "admin")],
+    );
+    let b = access(
+        "b",
+        AccessMode::Additive,
+        vec![member("carol@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[a.clone(), b.clone()], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "carol@acme.example".into(),
+            Some(Role::Auditor)
+        )]
+    );
+    let held = plan.objects[&key("a")].write_ahead_ledger();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].role.as_deref(), Some("auditor"));
+    assert!(held[0].added && held[0].pending);
+    for name in ["a", "b"] {
+        let blocks = &plan.objects[&key(name)].blocks;
+        assert!(
+            matches!(blocks.first(), Some(Block::Conflict(m)) if m.contains("carol@acme.example")),
+            "{blocks:?}"
+        );
+    }
+
+    // Someone changed the role by hand (the operator set auditor): left as they are.
+    let by_hand = holding(
+        access(
+            "a",
+            AccessMode::Additive,
+            vec![member("carol@acme.example", "auditor")],
+        ),
+        vec![entry("carol@acme.example", true, None, "auditor")],
+    );
+    assert!(
+        run(&connector(), &[by_hand, b.clone()], &world)
+            .changes
+            .is_empty()
+    );
+    // A writer asks for the role the operator set: a plain disagreement, left alone.
+    let asks_admin = access(
+        "b",
+        AccessMode::Additive,
+        vec![member("carol@acme.example", "admin")],
+    );
+    assert!(
+        run(&connector(), &[a, asks_admin], &world)
+            .changes
+            .is_empty()
+    );
+}
