@@ -1204,6 +1204,54 @@ mod with_requests {
         });
     }
 
+    /// Found by `return_to_origin_with_requests` (4,000 cases): aud (auditor) is set to user
+    /// by `pa1`, which then turns ObserveOnly; a request on `pa0` raises aud to admin. At
+    /// the request's end the ObserveOnly object, which lists aud as user, keeps no admin.
+    #[test]
+    fn a_request_s_raise_over_an_observe_only_demotion_ends() {
+        let demotes_aud = |mode| Access {
+            rules: None,
+            ..access_with(0, mode, &[(4, Role::User)], 0)
+        };
+        let takes_requests = Access {
+            rules: Some(Rules {
+                require_reason: false,
+                ..rules_all(0)
+            }),
+            ..access_with(0, Mode::Additive, &[], 0)
+        };
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep, Change::Put(demotes_aud(Mode::Additive))],
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Keep, Change::Put(demotes_aud(Mode::ObserveOnly))],
+                },
+                Step {
+                    advance: 0,
+                    accesses: vec![Change::Put(takes_requests), Change::Keep],
+                },
+            ],
+            lives: vec![
+                None,
+                None,
+                Some(Life {
+                    ask: Ask {
+                        reason: false,
+                        ..ask(4, Role::Admin, 240)
+                    },
+                    born: 2,
+                    deleted_after: None,
+                    decisions: Vec::new(),
+                }),
+            ],
+        });
+    }
+
     /// Found by `return_to_origin_with_requests` (3,000 cases): `pa0` raises pat (user) to
     /// admin while `pa1`, suspended, lists pat as auditor. When `pa0` is deleted, the raise
     /// goes back to user: a suspended object keeps the person but writes nothing, so it

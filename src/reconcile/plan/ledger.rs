@@ -141,7 +141,12 @@ pub(super) fn fate(
         return Fate::Keep;
     }
     let askers = claims.of(&entry.policy_id, &entry.email);
-    if askers.iter().any(|c| c.key == holder.key()) {
+    // A holder that writes settles the role itself; one that only keeps the person
+    // (ObserveOnly, Blocked) keeps no raise none of the askers lists (say a request's,
+    // written over the entry it held): that is released like any other.
+    if askers.iter().any(|c| c.key == holder.key())
+        && (holder.writes() || !unlisted_raise(entry, askers))
+    {
         return Fate::Keep;
     }
     // Prefer an object that writes for the person over one that only keeps them.

@@ -1612,3 +1612,60 @@ fn a_raise_nobody_asks_for_comes_down_even_while_writers_disagree() {
             .is_empty()
     );
 }
+
+/// A holder that only keeps the person (ObserveOnly) keeps no raise it does not list: a
+/// request's raise written over its entry goes back to where the person started when the
+/// request ends. A holder that writes sets the role it asks for instead.
+#[test]
+fn a_holder_that_writes_nothing_keeps_no_raise_it_does_not_list() {
+    let world = finance(&[("aud@acme.example", "admin")]);
+    let raised = vec![entry("aud@acme.example", false, Some("auditor"), "admin")];
+    let observing = holding(
+        access(
+            "a",
+            AccessMode::ObserveOnly,
+            vec![member("aud@acme.example", "user")],
+        ),
+        raised.clone(),
+    );
+    let plan = run(&connector(), &[observing], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "aud@acme.example".into(),
+            Some(Role::Auditor)
+        )]
+    );
+    let writing = holding(
+        access(
+            "a",
+            AccessMode::Additive,
+            vec![member("aud@acme.example", "user")],
+        ),
+        raised.clone(),
+    );
+    let plan = run(&connector(), &[writing], &world);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "aud@acme.example".into(),
+            Some(Role::User)
+        )]
+    );
+    // Listed at the raised role: kept.
+    let listing_admin = holding(
+        access(
+            "a",
+            AccessMode::ObserveOnly,
+            vec![member("aud@acme.example", "admin")],
+        ),
+        raised,
+    );
+    assert!(
+        run(&connector(), &[listing_admin], &world)
+            .changes
+            .is_empty()
+    );
+}
