@@ -1645,7 +1645,13 @@ fn a_holder_that_writes_nothing_keeps_no_raise_it_does_not_list() {
         ),
         raised.clone(),
     );
-    let plan = run(&connector(), &[writing], &world);
+    // Another writer asks the same: the holder that writes keeps its entry.
+    let also_writing = access(
+        "0-first",
+        AccessMode::Additive,
+        vec![member("aud@acme.example", "user")],
+    );
+    let plan = run(&connector(), &[also_writing, writing], &world);
     assert_eq!(
         changes(&plan),
         [(
@@ -1653,6 +1659,12 @@ fn a_holder_that_writes_nothing_keeps_no_raise_it_does_not_list() {
             "aud@acme.example".into(),
             Some(Role::User)
         )]
+    );
+    assert_eq!(plan.objects[&key("a")].write_ahead_ledger().len(), 1);
+    assert!(
+        plan.objects[&key("0-first")]
+            .write_ahead_ledger()
+            .is_empty()
     );
     // Listed at the raised role: kept.
     let listing_admin = holding(
