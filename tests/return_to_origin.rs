@@ -1059,6 +1059,55 @@ mod with_requests {
         }
     }
 
+    /// An object on Alpha that takes requests (no reason, no approvals needed).
+    fn taking_requests(members: &[(usize, Role)]) -> Access {
+        Access {
+            rules: Some(Rules {
+                require_reason: false,
+                ..rules_all(0)
+            }),
+            ..access_with(0, Mode::Additive, members, 0)
+        }
+    }
+
+    /// An object on Alpha that takes no requests.
+    fn listing(mode: Mode, members: &[(usize, Role)]) -> Access {
+        Access {
+            rules: None,
+            ..access_with(0, mode, members, 0)
+        }
+    }
+
+    fn at(advance: i64, accesses: [Change; ACCESS_SLOTS]) -> Step {
+        Step {
+            advance,
+            accesses: accesses.into(),
+        }
+    }
+
+    /// A request of `person` for themselves through `access`, without a reason, created at
+    /// step `born`, in the last request slot.
+    fn asked_at(
+        access: usize,
+        (person, role, minutes): (usize, Role, i64),
+        born: usize,
+    ) -> Vec<Option<Life>> {
+        vec![
+            None,
+            None,
+            Some(Life {
+                ask: Ask {
+                    access,
+                    reason: false,
+                    ..ask(person, role, minutes)
+                },
+                born,
+                deleted_after: None,
+                decisions: Vec::new(),
+            }),
+        ]
+    }
+
     /// Two overlapping requests for new1 and a member that lists pat while a request
     /// raises pat to admin; the first request to end takes nothing the other still asks.
     #[test]
@@ -1209,46 +1258,15 @@ mod with_requests {
     /// the request's end the ObserveOnly object, which lists aud as user, keeps no admin.
     #[test]
     fn a_request_s_raise_over_an_observe_only_demotion_ends() {
-        let demotes_aud = |mode| Access {
-            rules: None,
-            ..access_with(0, mode, &[(4, Role::User)], 0)
-        };
-        let takes_requests = Access {
-            rules: Some(Rules {
-                require_reason: false,
-                ..rules_all(0)
-            }),
-            ..access_with(0, Mode::Additive, &[], 0)
-        };
+        let demotes_aud = |mode| Change::Put(listing(mode, &[(4, Role::User)]));
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Keep, Change::Put(demotes_aud(Mode::Additive))],
-                },
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Keep, Change::Put(demotes_aud(Mode::ObserveOnly))],
-                },
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Put(takes_requests), Change::Keep],
-                },
+                at(0, [Change::Keep, demotes_aud(Mode::Additive)]),
+                at(0, [Change::Keep, demotes_aud(Mode::ObserveOnly)]),
+                at(0, [Change::Put(taking_requests(&[])), Change::Keep]),
             ],
-            lives: vec![
-                None,
-                None,
-                Some(Life {
-                    ask: Ask {
-                        reason: false,
-                        ..ask(4, Role::Admin, 240)
-                    },
-                    born: 2,
-                    deleted_after: None,
-                    decisions: Vec::new(),
-                }),
-            ],
+            lives: asked_at(0, (4, Role::Admin, 240), 2),
         });
     }
 
@@ -1258,26 +1276,16 @@ mod with_requests {
     /// keeps no raise it does not list (the model had counted its auditor as a floor).
     #[test]
     fn a_suspended_object_keeps_the_person_but_not_a_raise_it_does_not_list() {
-        let raises_pat = Access {
-            rules: None,
-            ..access_with(0, Mode::Additive, &[(PAT, Role::Admin)], 0)
-        };
+        let raises_pat = listing(Mode::Additive, &[(PAT, Role::Admin)]);
         let suspended = Access {
-            rules: None,
             suspend: true,
-            ..access_with(0, Mode::Additive, &[(PAT, Role::Auditor)], 0)
+            ..listing(Mode::Additive, &[(PAT, Role::Auditor)])
         };
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Put(raises_pat), Change::Put(suspended)],
-                },
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Delete, Change::Keep],
-                },
+                at(0, [Change::Put(raises_pat), Change::Put(suspended)]),
+                at(0, [Change::Delete, Change::Keep]),
             ],
             lives: vec![None, None, None],
         });
@@ -1289,47 +1297,16 @@ mod with_requests {
     /// not outlive the request: it comes down to the highest role still asked (auditor).
     #[test]
     fn a_request_s_raise_does_not_outlive_it_into_a_conflict() {
-        let takes_requests = Access {
-            rules: Some(Rules {
-                require_reason: false,
-                ..rules_all(0)
-            }),
-            ..access_with(0, Mode::Additive, &[(NEW1, Role::Auditor)], 0)
-        };
-        let lists_new1_as_user = Access {
-            rules: None,
-            ..access_with(0, Mode::Additive, &[(NEW1, Role::User)], 0)
-        };
+        let takes_requests = taking_requests(&[(NEW1, Role::Auditor)]);
+        let lists_new1_as_user = listing(Mode::Additive, &[(NEW1, Role::User)]);
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Keep, Change::Put(takes_requests)],
-                },
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Keep, Change::Keep],
-                },
-                Step {
-                    advance: 120,
-                    accesses: vec![Change::Put(lists_new1_as_user), Change::Keep],
-                },
+                at(0, [Change::Keep, Change::Put(takes_requests)]),
+                at(0, [Change::Keep, Change::Keep]),
+                at(120, [Change::Put(lists_new1_as_user), Change::Keep]),
             ],
-            lives: vec![
-                None,
-                None,
-                Some(Life {
-                    ask: Ask {
-                        access: 1,
-                        reason: false,
-                        ..ask(NEW1, Role::Admin, 90)
-                    },
-                    born: 1,
-                    deleted_after: None,
-                    decisions: Vec::new(),
-                }),
-            ],
+            lives: asked_at(1, (NEW1, Role::Admin, 90), 1),
         });
     }
 
@@ -1339,43 +1316,14 @@ mod with_requests {
     /// writes nothing; once `pa0` is deleted, bob is revoked.
     #[test]
     fn a_person_a_request_added_stays_with_an_observe_only_object_that_lists_them() {
-        let takes_requests = Access {
-            rules: Some(Rules {
-                require_reason: false,
-                ..rules_all(0)
-            }),
-            ..access_with(0, Mode::Additive, &[], 0)
-        };
-        let observes_bob = Access {
-            rules: None,
-            ..access_with(0, Mode::ObserveOnly, &[(3, Role::Auditor)], 0)
-        };
+        let observes_bob = listing(Mode::ObserveOnly, &[(3, Role::Auditor)]);
         run(&History {
             approving: Approving::Merge,
             steps: vec![
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Keep, Change::Put(takes_requests)],
-                },
-                Step {
-                    advance: 0,
-                    accesses: vec![Change::Put(observes_bob), Change::Keep],
-                },
+                at(0, [Change::Keep, Change::Put(taking_requests(&[]))]),
+                at(0, [Change::Put(observes_bob), Change::Keep]),
             ],
-            lives: vec![
-                None,
-                None,
-                Some(Life {
-                    ask: Ask {
-                        access: 1,
-                        reason: false,
-                        ..ask(3, Role::User, 30)
-                    },
-                    born: 0,
-                    deleted_after: None,
-                    decisions: Vec::new(),
-                }),
-            ],
+            lives: asked_at(1, (3, Role::User, 30), 0),
         });
     }
 

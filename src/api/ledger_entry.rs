@@ -39,6 +39,21 @@ impl ManagedMember {
     pub fn key(&self) -> (&str, &str) {
         (&self.policy_id, &self.email)
     }
+
+    /// A settled entry for someone the operator added as `user`: the tests' usual entry.
+    #[cfg(test)]
+    pub fn added_user(policy_id: &str, email: &str) -> ManagedMember {
+        ManagedMember {
+            policy_id: policy_id.into(),
+            email: email.into(),
+            added: true,
+            previous_role: None,
+            role: Some("user".into()),
+            pending: false,
+            prior_role: None,
+            connector: None,
+        }
+    }
 }
 
 /// An entry as stored: the current shape, or an email from the old flat list.

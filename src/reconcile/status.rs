@@ -689,16 +689,7 @@ mod verdict_tests {
     }
 
     fn entry() -> ManagedMember {
-        ManagedMember {
-            policy_id: "P1".into(),
-            email: "a@acme.example".into(),
-            added: true,
-            previous_role: None,
-            role: Some("user".into()),
-            pending: false,
-            prior_role: None,
-            connector: None,
-        }
+        ManagedMember::added_user("P1", "a@acme.example")
     }
 
     fn missing(email: &str) -> Drift {

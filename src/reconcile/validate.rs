@@ -1203,16 +1203,7 @@ pub(crate) mod tests {
         let mut object = access("sales", vec![]);
         object.status = Some(crate::api::PolicyAccessStatus {
             managed_members: (0..entries)
-                .map(|i| crate::api::ManagedMember {
-                    policy_id: "P1".into(),
-                    email: format!("p{i}@acme.example"),
-                    added: true,
-                    previous_role: None,
-                    role: Some("user".into()),
-                    pending: false,
-                    prior_role: None,
-                    connector: None,
-                })
+                .map(|i| crate::api::ManagedMember::added_user("P1", &format!("p{i}@acme.example")))
                 .collect(),
             ..Default::default()
         });

@@ -412,16 +412,7 @@ fn what_a_closed_out_object_gave_is_taken_back() {
     let connector = tenant_connector(&[id("P2")], None);
     let mut accesses = governed(&[]);
     let status = PolicyAccessStatus {
-        managed_members: vec![ManagedMember {
-            policy_id: "P2".into(),
-            email: "bob@acme.example".into(),
-            added: true,
-            previous_role: None,
-            role: Some("user".into()),
-            pending: false,
-            prior_role: None,
-            connector: None,
-        }],
+        managed_members: vec![ManagedMember::added_user("P2", "bob@acme.example")],
         ..PolicyAccessStatus::default()
     };
     accesses[1].status = Some(status);
@@ -574,16 +565,7 @@ fn a_tenants_broken_object_holds_only_on_policies_it_may_touch() {
         ENG,
     );
     broken.spec.policy = name("Engineeering");
-    let carol = |policy: &str| ManagedMember {
-        policy_id: policy.into(),
-        email: "carol@acme.example".into(),
-        added: true,
-        previous_role: None,
-        role: Some("user".into()),
-        pending: false,
-        prior_role: None,
-        connector: None,
-    };
+    let carol = |policy: &str| ManagedMember::added_user(policy, "carol@acme.example");
     let mut expired = member("carol@acme.example", "user");
     expired.expires_at = Some("2026-05-31T00:00:00Z".into());
     let mut finance_jit = access("jit", AccessMode::Additive, vec![expired.clone()]);
