@@ -144,6 +144,9 @@ fn a_tenant_grants_roles_up_to_its_max_role_which_defaults_to_user() {
         "{}",
         team.problems[0]
     );
+    // Refused for a role, not for its policy: its policy is still read for it.
+    let drifted: Vec<&str> = team.drift.iter().map(|d| d.email.as_str()).collect();
+    assert_eq!(drifted, ["a@acme.example", "b@acme.example"]);
 
     let allowed = run(
         &tenant_connector(&[id("P2")], Some("auditor")),

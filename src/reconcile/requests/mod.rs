@@ -13,10 +13,14 @@ use super::model::{
 };
 use super::validate::{connector_allows, describe, owners, validate_access, validate_request};
 use crate::api::{
-    APPROVERS_CAP, AccessMode, DEFAULT_PENDING_TIMEOUT, DecisionKind, DecisionRecord, RequestPhase,
-    RequestRules, parse_duration,
+    APPROVERS_CAP, AccessMode, DecisionKind, DecisionRecord, RequestPhase, RequestRules,
+    parse_duration,
 };
 use crate::email;
+
+/// How long an unanswered request waits when its rules set no `pendingTimeout`: the
+/// CRD's documented default, [`crate::api::DEFAULT_PENDING_TIMEOUT`] (a test keeps them equal).
+const DEFAULT_PENDING: Duration = Duration::from_secs(24 * 3600);
 
 #[cfg(test)]
 mod tests;
@@ -528,8 +532,7 @@ fn weigh(
                 .pending_timeout
                 .as_deref()
                 .and_then(|t| parse_duration(t).ok())
-                .or_else(|| parse_duration(DEFAULT_PENDING_TIMEOUT).ok())
-                .unwrap_or(Duration::from_secs(24 * 3600));
+                .unwrap_or(DEFAULT_PENDING);
             let deadline = request.created.and_then(|c| later(c, timeout));
             match deadline {
                 Some(at) if at <= context.now => {

@@ -684,3 +684,11 @@ fn a_request_holder_asks_while_active_and_keeps_what_it_holds() {
         .is_none()
     );
 }
+
+#[test]
+fn the_default_pending_timeout_is_the_documented_one() {
+    assert_eq!(
+        crate::api::parse_duration(crate::api::DEFAULT_PENDING_TIMEOUT).ok(),
+        Some(DEFAULT_PENDING)
+    );
+}
