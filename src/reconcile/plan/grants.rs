@@ -59,7 +59,17 @@ pub(super) fn plan_writes(
         };
         let current = policy.roster.get(email);
         let asked = if contested.contains(&(policy_id.to_string(), email.to_string())) {
-            match unasked_raise(&writers, ledger, (policy_id, email), current) {
+            let holder_frozen = ledger.get(policy_id, email).is_some_and(|held| {
+                resolve::find(subjects, &held.holder)
+                    .is_some_and(|s| s.standing == resolve::Standing::Frozen)
+            });
+            let every_claim = claims.of(policy_id, email);
+            match unasked_raise(
+                (&writers, every_claim),
+                (ledger, holder_frozen),
+                (policy_id, email),
+                current,
+            ) {
                 Some(lowered) => lowered,
                 None => continue,
             }
@@ -94,12 +104,13 @@ pub(super) fn plan_writes(
 }
 
 /// Writers that disagree leave the person as they are, except at a role the operator set
-/// that none of them asks for (a request's raise that ended into their disagreement): a
-/// claim that ended takes back what it gave, so that role comes down to the highest one
-/// still asked for. The disagreement itself stays a `Conflict`.
+/// that no claim at all asks for (a request's raise that ended into their disagreement):
+/// a claim that ended takes back what it gave, so that role comes down to the highest one
+/// the writers still ask. The disagreement itself stays a `Conflict`. A suspended holder
+/// freezes its entry, and an object that writes nothing but lists the role keeps it.
 fn unasked_raise<'c>(
-    writers: &[&'c Claim<'c>],
-    ledger: &Ledger,
+    (writers, every_claim): (&[&'c Claim<'c>], &[Claim<'_>]),
+    (ledger, holder_frozen): (&Ledger, bool),
     (policy, email): (&str, &str),
     current: Option<&RosterView>,
 ) -> Option<Asked<'c>> {
@@ -107,8 +118,13 @@ fn unasked_raise<'c>(
     let held = ledger.get(policy, email)?;
     let set_by_operator =
         !held.entry.pending && held.entry.role.as_deref().and_then(Role::parse) == Some(current);
-    let highest = writers.iter().max_by_key(|c| c.wanted.role)?;
-    (set_by_operator && highest.wanted.role < current).then(|| Asked {
+    let still_asked = every_claim.iter().any(|c| c.wanted.role >= current);
+    // The demotion is the writers' doing, never a request's (a request never demotes).
+    let highest = writers
+        .iter()
+        .filter(|c| !c.is_request())
+        .max_by_key(|c| c.wanted.role)?;
+    (set_by_operator && !holder_frozen && !still_asked).then(|| Asked {
         role: highest.wanted.role,
         submits_to: None,
         employee_id: None,

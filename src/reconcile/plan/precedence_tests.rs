@@ -388,3 +388,66 @@ fn a_person_a_request_added_stays_while_an_observer_lists_them_and_goes_when_it_
     step(&mut objects, &mut world);
     assert_eq!(role_of(&world, ALICE), None);
 }
+
+fn holding_one(mut object: AccessObject, entry: ManagedMember) -> AccessObject {
+    object.status = Some(PolicyAccessStatus {
+        managed_members: vec![entry],
+        ..PolicyAccessStatus::default()
+    });
+    object
+}
+
+fn raised_to_admin() -> ManagedMember {
+    ManagedMember {
+        added: false,
+        previous_role: Some("user".into()),
+        role: Some("admin".into()),
+        ..ManagedMember::added_user("P1", ALICE)
+    }
+}
+
+/// Review of the conflict lowering: a suspended holder freezes its raise, and an object
+/// that writes nothing but lists the raised role keeps it, even while writers disagree.
+#[test]
+fn a_conflict_lowers_no_raise_a_frozen_or_listing_holder_keeps() {
+    let world = finance(&[(ALICE, "admin")]);
+    let a = access("a", AccessMode::Additive, vec![member(ALICE, "auditor")]);
+    let b = access("b", AccessMode::Additive, vec![member(ALICE, "user")]);
+    let mut suspended = holding_one(
+        access("s", AccessMode::Additive, vec![member(ALICE, "auditor")]),
+        raised_to_admin(),
+    );
+    suspended.spec.suspend = true;
+    let plan = run(&connector(), &[a.clone(), b.clone(), suspended], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let observing = holding_one(
+        access("o", AccessMode::ObserveOnly, vec![member(ALICE, "admin")]),
+        raised_to_admin(),
+    );
+    let plan = run(&connector(), &[a, b, observing], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+}
+
+/// Review of the conflict lowering: the demotion is an object's, never a request's (a
+/// request never demotes), even when the request asks the highest remaining role.
+#[test]
+fn a_conflict_lowering_is_never_a_requests_change() {
+    let world = finance(&[(ALICE, "admin")]);
+    let a = holding_one(
+        access("a", AccessMode::Additive, vec![member(ALICE, "user")]),
+        ManagedMember {
+            role: Some("admin".into()),
+            ..ManagedMember::added_user("P1", ALICE)
+        },
+    );
+    let b = access("b", AccessMode::Additive, vec![member(ALICE, "auditor")]);
+    let plan = run(
+        &connector(),
+        &[a, b, request("r1", ALICE, "auditor")],
+        &world,
+    );
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    let change = &plan.changes[0];
+    assert_eq!(change.role, Some(Role::Auditor));
+    assert_eq!(change.requested_by, ObjectKey::new(NS, "b"));
+}
