@@ -711,10 +711,16 @@ impl Now<'_> {
     /// The roles members of objects alive now ask for `email` on `policy` (any mode,
     /// suspended or not: they all count as asking).
     fn member_asks(&self, policy: usize, email: &str) -> Vec<Role> {
+        self.asks_among(policy, email, |_| true)
+    }
+
+    /// The roles members not expired ask for `email` on `policy`, of the objects alive now
+    /// that `among` keeps.
+    fn asks_among(&self, policy: usize, email: &str, among: impl Fn(&Access) -> bool) -> Vec<Role> {
         self.accesses
             .iter()
             .flatten()
-            .filter(|a| a.policy == policy)
+            .filter(|a| a.policy == policy && among(a))
             .flat_map(|a| a.members.iter())
             .filter(|(p, m)| PEOPLE[**p] == email && m.until.is_none_or(|u| u > self.minute))
             .map(|(_, m)| m.role)
@@ -727,30 +733,25 @@ impl Now<'_> {
     /// keep the person but write nothing, so a raise none of them lists goes back to
     /// where it came from, below what they ask.
     fn writing_member_asks(&self, policy: usize, email: &str) -> Vec<Role> {
-        let alive: Vec<&Access> = self.accesses.iter().flatten().collect();
-        let authoritative = alive
+        let authoritative = self
+            .accesses
             .iter()
+            .flatten()
             .filter(|a| a.policy == policy && a.mode == Mode::Authoritative)
             .count();
-        alive
-            .iter()
-            .filter(|a| a.policy == policy && !a.suspend && a.mode != Mode::ObserveOnly)
-            .filter(|a| a.mode != Mode::Authoritative || authoritative < 2)
-            .flat_map(|a| a.members.iter())
-            .filter(|(p, m)| PEOPLE[**p] == email && m.until.is_none_or(|u| u > self.minute))
-            .map(|(_, m)| m.role)
-            .collect()
+        self.asks_among(policy, email, |a| {
+            !a.suspend
+                && a.mode != Mode::ObserveOnly
+                && (a.mode != Mode::Authoritative || authoritative < 2)
+        })
     }
 
     /// Whether an ObserveOnly object alive now lists `email` on `policy` (not expired):
     /// an entry handed to it keeps the person, at the role the operator set.
     fn observe_only_lists(&self, policy: usize, email: &str) -> bool {
-        self.accesses
-            .iter()
-            .flatten()
-            .filter(|a| a.policy == policy && a.mode == Mode::ObserveOnly)
-            .flat_map(|a| a.members.iter())
-            .any(|(p, m)| PEOPLE[*p] == email && m.until.is_none_or(|u| u > self.minute))
+        !self
+            .asks_among(policy, email, |a| a.mode == Mode::ObserveOnly)
+            .is_empty()
     }
 
     /// Whether the request's approval is complete now, under its rules now.

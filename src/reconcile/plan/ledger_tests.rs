@@ -16,14 +16,6 @@ fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> Manage
     }
 }
 
-fn holding(mut object: AccessObject, entries: Vec<ManagedMember>) -> AccessObject {
-    object.status = Some(PolicyAccessStatus {
-        managed_members: entries,
-        ..PolicyAccessStatus::default()
-    });
-    object
-}
-
 fn key(name: &str) -> ObjectKey {
     ObjectKey::new(NS, name)
 }

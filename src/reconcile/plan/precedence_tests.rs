@@ -389,14 +389,6 @@ fn a_person_a_request_added_stays_while_an_observer_lists_them_and_goes_when_it_
     assert_eq!(role_of(&world, ALICE), None);
 }
 
-fn holding_one(mut object: AccessObject, entry: ManagedMember) -> AccessObject {
-    object.status = Some(PolicyAccessStatus {
-        managed_members: vec![entry],
-        ..PolicyAccessStatus::default()
-    });
-    object
-}
-
 fn raised_to_admin() -> ManagedMember {
     ManagedMember {
         added: false,
@@ -413,16 +405,16 @@ fn a_conflict_lowers_no_raise_a_frozen_or_listing_holder_keeps() {
     let world = finance(&[(ALICE, "admin")]);
     let a = access("a", AccessMode::Additive, vec![member(ALICE, "auditor")]);
     let b = access("b", AccessMode::Additive, vec![member(ALICE, "user")]);
-    let mut suspended = holding_one(
+    let mut suspended = holding(
         access("s", AccessMode::Additive, vec![member(ALICE, "auditor")]),
-        raised_to_admin(),
+        vec![raised_to_admin()],
     );
     suspended.spec.suspend = true;
     let plan = run(&connector(), &[a.clone(), b.clone(), suspended], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
-    let observing = holding_one(
+    let observing = holding(
         access("o", AccessMode::ObserveOnly, vec![member(ALICE, "admin")]),
-        raised_to_admin(),
+        vec![raised_to_admin()],
     );
     let plan = run(&connector(), &[a, b, observing], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
@@ -433,12 +425,12 @@ fn a_conflict_lowers_no_raise_a_frozen_or_listing_holder_keeps() {
 #[test]
 fn a_conflict_lowering_is_never_a_requests_change() {
     let world = finance(&[(ALICE, "admin")]);
-    let a = holding_one(
+    let a = holding(
         access("a", AccessMode::Additive, vec![member(ALICE, "user")]),
-        ManagedMember {
+        vec![ManagedMember {
             role: Some("admin".into()),
             ..ManagedMember::added_user("P1", ALICE)
-        },
+        }],
     );
     let b = access("b", AccessMode::Additive, vec![member(ALICE, "auditor")]);
     let plan = run(

@@ -152,6 +152,15 @@ fn managing(mut object: AccessObject, emails: &[&str]) -> AccessObject {
     object
 }
 
+/// The object with these ledger entries in its status.
+fn holding(mut object: AccessObject, entries: Vec<ManagedMember>) -> AccessObject {
+    object.status = Some(PolicyAccessStatus {
+        managed_members: entries,
+        ..PolicyAccessStatus::default()
+    });
+    object
+}
+
 /// The emails of an object's ledger.
 fn ledger_emails(object: &ObjectPlan) -> BTreeSet<String> {
     object.ledger.iter().map(|e| e.email.clone()).collect()
