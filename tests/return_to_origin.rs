@@ -1327,6 +1327,46 @@ mod with_requests {
         });
     }
 
+    /// Review F4: a request adds bob to Alpha as admin through `pa1`; `pa0`, ObserveOnly,
+    /// lists bob as user. When the request ends, bob goes back to what the remaining claim
+    /// asks (user), not left at the request's admin; once `pa0` goes, bob is revoked.
+    #[test]
+    fn a_person_a_request_added_comes_down_to_what_an_observe_only_object_lists() {
+        let observes_bob = listing(Mode::ObserveOnly, &[(3, Role::User)]);
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                at(0, [Change::Keep, Change::Put(taking_requests(&[]))]),
+                at(0, [Change::Put(observes_bob), Change::Keep]),
+                at(60, [Change::Keep, Change::Keep]),
+            ],
+            lives: asked_at(1, (3, Role::Admin, 30), 0),
+        });
+    }
+
+    /// Review F3: pat (user on Alpha) is raised to auditor by `pa0`, which then turns
+    /// ObserveOnly, still listing auditor; a request through `pa1` raises pat to admin,
+    /// updating `pa0`'s entry. When the request ends pat comes down to auditor, what
+    /// `pa0` keeps, not past it to user.
+    #[test]
+    fn a_request_s_raise_over_an_observe_only_raise_comes_down_to_it() {
+        let raises_pat = listing(Mode::Additive, &[(PAT, Role::Auditor)]);
+        let observes_pat = listing(Mode::ObserveOnly, &[(PAT, Role::Auditor)]);
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                at(
+                    0,
+                    [Change::Put(raises_pat), Change::Put(taking_requests(&[]))],
+                ),
+                at(0, [Change::Put(observes_pat), Change::Keep]),
+                at(0, [Change::Keep, Change::Keep]),
+                at(90, [Change::Keep, Change::Keep]),
+            ],
+            lives: asked_at(1, (PAT, Role::Admin, 60), 2),
+        });
+    }
+
     /// Found by `return_to_origin_with_requests` on the first fix: carl (user on Gamma) is
     /// raised to auditor by `pa1`, Authoritative; `pa0`, Authoritative on Gamma too, is
     /// suspended and takes a request for carl as user; when `pa0` wakes up, `pa1` is

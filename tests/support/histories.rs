@@ -129,6 +129,11 @@ pub struct Access {
 }
 
 impl Access {
+    /// It keeps the people it lists but writes nothing for them (suspended, ObserveOnly).
+    fn keeps_without_writing(&self) -> bool {
+        self.suspend || self.mode == Mode::ObserveOnly
+    }
+
     fn spec_json(&self) -> Value {
         let members: Vec<Value> = self
             .members
@@ -730,8 +735,7 @@ impl Now<'_> {
     /// The roles members of objects that write now ask for `email` on `policy`: not
     /// suspended, not ObserveOnly, and not one of two Authoritative objects on the policy
     /// (the newer is Blocked; which one that is, the model does not track). The others
-    /// keep the person but write nothing, so a raise none of them lists goes back to
-    /// where it came from, below what they ask.
+    /// keep the person but write nothing: see [`Now::only_keeping_asks`].
     fn writing_member_asks(&self, policy: usize, email: &str) -> Vec<Role> {
         let authoritative = self
             .accesses
@@ -740,18 +744,28 @@ impl Now<'_> {
             .filter(|a| a.policy == policy && a.mode == Mode::Authoritative)
             .count();
         self.asks_among(policy, email, |a| {
-            !a.suspend
-                && a.mode != Mode::ObserveOnly
-                && (a.mode != Mode::Authoritative || authoritative < 2)
+            !a.keeps_without_writing() && (a.mode != Mode::Authoritative || authoritative < 2)
         })
     }
 
-    /// Whether an ObserveOnly object alive now lists `email` on `policy` (not expired):
-    /// an entry handed to it keeps the person, at the role the operator set.
-    fn observe_only_lists(&self, policy: usize, email: &str) -> bool {
-        !self
-            .asks_among(policy, email, |a| a.mode == Mode::ObserveOnly)
+    /// The roles members of objects that keep the person but write nothing ask for
+    /// `email` on `policy` (suspended or ObserveOnly), and whether those are all that ask:
+    /// none of two Authoritative objects on the policy (one of them writes; which one,
+    /// the model does not track) nor any object that writes lists them.
+    fn only_keeping_asks(&self, policy: usize, email: &str) -> Option<Vec<Role>> {
+        self.asks_among(policy, email, |a| !a.keeps_without_writing())
             .is_empty()
+            .then(|| self.asks_among(policy, email, Access::keeps_without_writing))
+    }
+
+    /// Whether an object that keeps the person but writes nothing (suspended or
+    /// ObserveOnly) lists `email` on `policy` at `role` or above: a role a request set is
+    /// kept for it when the request ends (it never raises, and takes back only what it
+    /// does not list).
+    fn kept_at_least(&self, policy: usize, email: &str, role: Role) -> bool {
+        self.asks_among(policy, email, Access::keeps_without_writing)
+            .iter()
+            .any(|listed| *listed >= role)
     }
 
     /// Whether the request's approval is complete now, under its rules now.
@@ -905,7 +919,7 @@ impl Model {
                         || holding
                             .iter()
                             .any(|(p, e, r)| p == policy && e == email && *r == role)
-                        || (frozen
+                        || ((frozen || now.kept_at_least(*policy, email, role))
                             && self
                                 .request_roles
                                 .contains(&(*policy, email.to_string(), role)))
@@ -940,15 +954,9 @@ impl Model {
                 if start.contains_key(email) {
                     continue;
                 }
-                // A person a request added, handed to an ObserveOnly object that lists them
-                // when the request ended: it keeps them and writes nothing.
-                let observed = Role::parse(role).is_some_and(|role| {
-                    self.request_roles.contains(&(*policy, email.clone(), role))
-                        && now.observe_only_lists(*policy, email)
-                });
                 if is_protected(*policy, email) {
                     problems.push(format!("protected {email} appeared on {name} as {role}"));
-                } else if !explained(email, role) && !observed {
+                } else if !explained(email, role) {
                     problems.push(format!(
                         "{email} is on {name} as {role}: no member asked for that and no request that may hold now does"
                     ));
@@ -1061,9 +1069,22 @@ impl Model {
                 ));
                 continue;
             };
-            // The floor is what objects that write ask (and active requests).
+            // The floor is what objects that write ask (and active requests); where only
+            // objects that write nothing ask, it is what they keep of the role it was: a
+            // raise comes down no lower than the highest role they list.
             let writing = now.writing_member_asks(policy, email);
-            let Some(wanted) = writing.iter().chain(&requests).max().copied() else {
+            let keeping = requests
+                .is_empty()
+                .then(|| now.only_keeping_asks(policy, email))
+                .flatten()
+                .unwrap_or_default();
+            let Some(wanted) = writing
+                .iter()
+                .chain(&requests)
+                .chain(&keeping)
+                .max()
+                .copied()
+            else {
                 continue;
             };
             let members_agree = writing.windows(2).all(|w| w[0] == w[1]);

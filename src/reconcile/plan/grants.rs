@@ -222,21 +222,13 @@ fn entry_for(
     ledger: &Ledger,
     stranded: &Stranded,
 ) -> (super::super::model::ObjectKey, ManagedMember) {
-    let role = change.role.map(|r| r.to_string());
-    if let Some(held) = ledger.get(&change.policy_id, &change.email) {
-        let prior_role = if held.entry.pending {
-            held.entry.prior_role.clone()
-        } else {
-            held.entry.role.clone()
-        };
-        let entry = ManagedMember {
-            role,
-            pending: true,
-            prior_role,
-            ..held.entry.clone()
-        };
-        return (held.holder.clone(), entry);
+    if let (Some(held), Some(role)) = (ledger.get(&change.policy_id, &change.email), change.role) {
+        return (
+            held.holder.clone(),
+            super::ledger::rewritten(&held.entry, role),
+        );
     }
+    let role = change.role.map(|r| r.to_string());
     let (added, previous_role) = match stranded.get(&change.policy_id, &change.email) {
         Some(origin) if current.is_some() => (origin.added, origin.previous_role.clone()),
         _ => (current.is_none(), current.map(|c| c.raw_role.clone())),

@@ -19,6 +19,14 @@ pub(super) struct Held {
     pub entry: ManagedMember,
 }
 
+/// An entry whose claim ended: what was given is taken back, or the role comes down to
+/// the role of `lower_to` and the entry goes to its object (see [`Fate::Lower`]).
+#[derive(Debug)]
+pub(super) struct Released {
+    pub held: Held,
+    pub lower_to: Option<(ObjectKey, Role)>,
+}
+
 /// Every entry of the connector, one per (policy, email).
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
@@ -113,6 +121,10 @@ pub(super) enum Fate {
     Keep,
     /// Moves to another object that asks for the person.
     HandOff(ObjectKey),
+    /// Goes to (or stays with) an object that writes nothing and lists the person below
+    /// the role the operator set: the claim that asked for it ended, so the role comes
+    /// down to this one.
+    Lower(ObjectKey, Role),
     /// Kept while broken input may be asking for the person.
     Hold,
     /// Nobody asks any more: take back what was given.
@@ -141,12 +153,11 @@ pub(super) fn fate(
         return Fate::Keep;
     }
     let askers = claims.of(&entry.policy_id, &entry.email);
+    let holder_asks = askers.iter().any(|c| c.key == holder.key());
     // A holder that writes settles the role itself; one that only keeps the person
-    // (ObserveOnly, Blocked) keeps no raise none of the askers lists (say a request's,
-    // written over the entry it held): that is released like any other.
-    if askers.iter().any(|c| c.key == holder.key())
-        && (holder.writes() || !unlisted_raise(entry, askers))
-    {
+    // (ObserveOnly, Blocked) keeps the role it set only if some asker lists it.
+    let kept = kept_role(entry, askers);
+    if holder_asks && (holder.writes() || kept == Kept::AsSet) {
         return Fate::Keep;
     }
     // Prefer an object that writes for the person over one that only keeps them.
@@ -154,24 +165,75 @@ pub(super) fn fate(
         return Fate::HandOff(next.key.clone());
     }
     // Only objects that write nothing ask (ObserveOnly, suspended): they keep the person,
-    // not a raise to a role none of them lists. Such a raise is released: the person's
-    // own role comes back, and nobody is revoked (the entry did not add them).
-    if let Some(next) = askers.first()
-        && !unlisted_raise(entry, askers)
-    {
-        return Fate::HandOff(next.key.clone());
+    // not a raise to a role none of them lists (say a request's that ended).
+    let keeper = if holder_asks {
+        Some(holder.key())
+    } else {
+        askers.first().map(|c| c.key)
+    };
+    match (keeper, kept) {
+        (Some(keeper), Kept::AsSet) => Fate::HandOff(keeper.clone()),
+        _ if held => Fate::Hold,
+        (Some(keeper), Kept::Lowered(role)) => Fate::Lower(keeper.clone(), role),
+        _ => Fate::Release,
     }
-    if held {
-        return Fate::Hold;
-    }
-    Fate::Release
 }
 
-/// Whether `entry` changed the role of a person who was already there to one none of
-/// `askers` lists.
-fn unlisted_raise(entry: &ManagedMember, askers: &[Claim]) -> bool {
-    let set = entry.role.as_deref().and_then(Role::parse);
-    !entry.added && set.is_some_and(|set| askers.iter().all(|c| c.wanted.role != set))
+/// The role objects that write nothing keep for a person whose entry set a role. They keep
+/// a raise the operator made as far as they list it; the rest of it is taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// One of them lists the role set (or, for a raise, a higher one), or the person was
+    /// added and none lists a lower one: nothing to take back while they are asked for.
+    AsSet,
+    /// A raise comes down to the highest role one of them lists below the role set, which
+    /// is above where the person started.
+    Lowered(Role),
+    /// None lists a role between where the person started and the role set: back to
+    /// where they started.
+    Released,
+}
+
+fn kept_role(entry: &ManagedMember, askers: &[Claim]) -> Kept {
+    let Some(set) = entry.role.as_deref().and_then(Role::parse) else {
+        return Kept::AsSet;
+    };
+    let listed = || askers.iter().map(|c| c.wanted.role);
+    if listed().any(|role| role == set) {
+        return Kept::AsSet;
+    }
+    let started = entry.previous_role.as_deref().and_then(Role::parse);
+    // A demotion, or a change from a role the operator cannot compare, goes back whole.
+    let raised = entry.added || started.is_some_and(|started| started < set);
+    if !raised {
+        return Kept::Released;
+    }
+    if listed().any(|role| role > set) {
+        return Kept::AsSet;
+    }
+    let below = listed().filter(|role| *role < set).max();
+    match (below, started) {
+        (Some(below), _) if entry.added => Kept::Lowered(below),
+        (None, _) if entry.added => Kept::AsSet,
+        (Some(below), Some(started)) if below > started => Kept::Lowered(below),
+        _ => Kept::Released,
+    }
+}
+
+/// `entry` after the operator writes `role` for it: pending until a read shows it, the
+/// role confirmed last kept as the prior one.
+pub(super) fn rewritten(entry: &ManagedMember, role: Role) -> ManagedMember {
+    let prior_role = if entry.pending {
+        entry.prior_role.clone()
+    } else {
+        entry.role.clone()
+    };
+    ManagedMember {
+        role: Some(role.to_string()),
+        pending: true,
+        prior_role,
+        ..entry.clone()
+    }
 }
 
 /// One copy of an entry and the index of the subject whose status holds it.
@@ -213,14 +275,14 @@ fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
 
 /// Collects the entries of every object (one copy per entry: [`newest`]), checks them
 /// against the rosters and settles their fate. Returns the ledger as it stands before any
-/// write and the entries to release.
+/// write and the entries to release or lower.
 pub(super) fn settle(
     subjects: &mut [Subject<'_>],
     claims: &Claims,
     foreign: &BTreeSet<String>,
     world: &World<'_>,
     holds: &Holds,
-) -> (Ledger, Vec<Held>) {
+) -> (Ledger, Vec<Released>) {
     let mut ledger = Ledger::default();
     let mut releases = Vec::new();
     for (key, copies) in copies(subjects) {
@@ -267,9 +329,21 @@ pub(super) fn settle(
                     subject.hold(&entry.email, because);
                 }
             }
-            Fate::Release => releases.push(Held {
-                holder: holder.clone(),
-                entry: entry.clone(),
+            // Like a release, the entry stays where it is until the change lands (a
+            // guard may hold it); the lowered entry is the keeper's gain.
+            Fate::Lower(keeper, role) => releases.push(Released {
+                held: Held {
+                    holder: holder.clone(),
+                    entry: entry.clone(),
+                },
+                lower_to: Some((keeper, role)),
+            }),
+            Fate::Release => releases.push(Released {
+                held: Held {
+                    holder: holder.clone(),
+                    entry: entry.clone(),
+                },
+                lower_to: None,
             }),
         }
         ledger.entries.insert(key, Held { holder, entry });

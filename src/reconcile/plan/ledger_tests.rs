@@ -1673,3 +1673,166 @@ fn a_holder_that_writes_nothing_keeps_no_raise_it_does_not_list() {
             .is_empty()
     );
 }
+
+/// Where only objects that write nothing still list the person, a raise made for a claim
+/// that ended comes down to the highest role they list below it: what they keep, never
+/// below where the person started (review F3). A person the operator added stays, at that
+/// role (review F4). A role listed only above the one set keeps the person as they are.
+#[test]
+fn a_raise_over_what_objects_that_write_nothing_list_comes_down_to_what_they_list() {
+    let world = finance(&[("aud@acme.example", "admin")]);
+    let observing = |listed: &str, raised: ManagedMember| {
+        holding(
+            access(
+                "o",
+                AccessMode::ObserveOnly,
+                vec![member("aud@acme.example", listed)],
+            ),
+            vec![raised],
+        )
+    };
+    let expect_lowered = |plan: &Plan, role: Role, added: bool| {
+        assert_eq!(
+            changes(plan),
+            [(
+                ChangeKind::RoleChange,
+                "aud@acme.example".into(),
+                Some(role)
+            )]
+        );
+        let kept = plan.objects[&key("o")].write_ahead_ledger();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].role.as_deref(), Some(role.as_str()));
+        assert_eq!(kept[0].added, added);
+        assert!(kept[0].pending);
+    };
+    // Started as user, raised to auditor (kept by the ObserveOnly object), then to admin
+    // for a request that ended: back to auditor, not to user.
+    let raised = entry("aud@acme.example", false, Some("user"), "admin");
+    let plan = run(
+        &connector(),
+        &[observing("auditor", raised.clone())],
+        &world,
+    );
+    expect_lowered(&plan, Role::Auditor, false);
+    assert_eq!(
+        plan.objects[&key("o")].write_ahead_ledger()[0]
+            .previous_role
+            .as_deref(),
+        Some("user"),
+        "where the person started is still known"
+    );
+    // The same when the entry is still held by the object the request wrote through.
+    let requester = holding(access("r", AccessMode::Additive, vec![]), vec![raised]);
+    let listing = access(
+        "o",
+        AccessMode::ObserveOnly,
+        vec![member("aud@acme.example", "auditor")],
+    );
+    let plan = run(&connector(), &[listing, requester], &world);
+    expect_lowered(&plan, Role::Auditor, false);
+    // Like a release, the old entry stays where it was until the change lands (a guard
+    // may hold it back); the next sync keeps the lowered copy only.
+    assert_eq!(plan.objects[&key("r")].ledger.len(), 1);
+    assert!(plan.objects[&key("r")].new_entries.is_empty());
+
+    // Added as admin for a request; the ObserveOnly object lists user: stays, as user.
+    let added = entry("aud@acme.example", true, None, "admin");
+    let plan = run(&connector(), &[observing("user", added.clone())], &world);
+    expect_lowered(&plan, Role::User, true);
+    // Added as auditor, listed only as admin: kept as it is (nothing writes the raise).
+    let world_auditor = finance(&[("aud@acme.example", "auditor")]);
+    let added_auditor = entry("aud@acme.example", true, None, "auditor");
+    let plan = run(
+        &connector(),
+        &[observing("admin", added_auditor)],
+        &world_auditor,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("o")].write_ahead_ledger().len(), 1);
+    // Raised from user to auditor, listed only as admin: the raise is kept too.
+    let raised_auditor = entry("aud@acme.example", false, Some("user"), "auditor");
+    let plan = run(
+        &connector(),
+        &[observing("admin", raised_auditor)],
+        &world_auditor,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("o")].write_ahead_ledger().len(), 1);
+    // Demoted from admin to user, listed as auditor: a demotion is taken back whole.
+    let world_user = finance(&[("aud@acme.example", "user")]);
+    let demoted = entry("aud@acme.example", false, Some("admin"), "user");
+    let plan = run(&connector(), &[observing("auditor", demoted)], &world_user);
+    assert_eq!(
+        changes(&plan),
+        [(
+            ChangeKind::RoleChange,
+            "aud@acme.example".into(),
+            Some(Role::Admin)
+        )]
+    );
+}
+
+/// Lowering a raise to what objects that write nothing list is a removal like any other:
+/// protected people are left as they are, someone else's change is theirs, a broken
+/// manifest holds it, and a suspended holder freezes it.
+#[test]
+fn lowering_to_what_objects_that_write_nothing_list_obeys_every_removal_rule() {
+    let lister =
+        |name: &str, mode: AccessMode, email: &str| access(name, mode, vec![member(email, "user")]);
+    // Protected.
+    let world = finance(&[("ceo@acme.example", "admin")]);
+    let plan = run(
+        &connector(),
+        &[holding(
+            lister("o", AccessMode::ObserveOnly, "ceo@acme.example"),
+            vec![entry("ceo@acme.example", true, None, "admin")],
+        )],
+        &world,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    // Someone else set another role since: theirs.
+    let world = finance(&[("aud@acme.example", "auditor")]);
+    let plan = run(
+        &connector(),
+        &[holding(
+            lister("o", AccessMode::ObserveOnly, "aud@acme.example"),
+            vec![entry("aud@acme.example", true, None, "admin")],
+        )],
+        &world,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    // A broken object on the policy may be asking for the higher role: held.
+    let world = finance(&[("aud@acme.example", "admin")]);
+    let mut broken = access(
+        "broken",
+        AccessMode::Additive,
+        vec![member("x@acme.example", "nope")],
+    );
+    broken.spec.policy.id = Some("P1".into());
+    let plan = run(
+        &connector(),
+        &[
+            broken,
+            holding(
+                lister("o", AccessMode::ObserveOnly, "aud@acme.example"),
+                vec![entry("aud@acme.example", true, None, "admin")],
+            ),
+        ],
+        &world,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("o")].held, ["aud@acme.example"]);
+    // A suspended holder freezes its entry.
+    let mut suspended = lister("o", AccessMode::Additive, "aud@acme.example");
+    suspended.spec.suspend = true;
+    let plan = run(
+        &connector(),
+        &[holding(
+            suspended,
+            vec![entry("aud@acme.example", true, None, "admin")],
+        )],
+        &world,
+    );
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+}

@@ -355,13 +355,12 @@ fn a_released_raise_is_set_back_never_revoked_while_an_object_that_writes_nothin
 }
 
 /// A person a request added, whom an ObserveOnly object lists (lower): the observer keeps
-/// the person (releasing would revoke someone it asks for) and writes nothing, so the role
-/// written stays, reported as the observer's drift, until it stops listing them; then
-/// they are revoked and the policy is back where it started. (Review 6 asked for the role
-/// to come down at the request's end: that would be a write for an object that writes
-/// nothing; recorded as a contract question in the session note.)
+/// the person (releasing would revoke someone it asks for), and when the request ends the
+/// person goes back to what the remaining claim asks, as the contract's Precedence says
+/// (review F4): the request's take-back, not a write for the observer. When the observer
+/// stops listing them they are revoked and the policy is back where it started.
 #[test]
-fn a_person_a_request_added_stays_while_an_observer_lists_them_and_goes_when_it_stops() {
+fn a_person_a_request_added_comes_down_to_what_an_observer_lists_and_goes_when_it_stops() {
     let mut world = finance(&[]);
     let observer = access(
         "watch",
@@ -373,14 +372,23 @@ fn a_person_a_request_added_stays_while_an_observer_lists_them_and_goes_when_it_
     assert_eq!(role_of(&world, ALICE).as_deref(), Some("admin"));
     objects[1] = ended(&objects[1]);
     let plan = step(&mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, ALICE.into(), Some(Role::User))]
+    );
+    assert_eq!(role_of(&world, ALICE).as_deref(), Some("user"));
+    let plan = step(&mut objects, &mut world);
     assert!(plan.is_empty(), "{:?}", plan.changes);
     assert!(
-        plan.objects[&ObjectKey::new(NS, "watch")]
-            .drift
-            .iter()
-            .any(|d| d.email == ALICE && d.kind == DriftKind::RoleMismatch),
-        "the observer reports the role it does not list"
+        plan.objects[&ObjectKey::new(NS, "watch")].drift.is_empty(),
+        "nothing left that the observer does not list"
     );
+    // The request holds nothing any more; the observer holds her entry, still "added".
+    assert!(request_ledger(&plan, "r1").is_empty());
+    let kept = plan.objects[&ObjectKey::new(NS, "watch")].write_ahead_ledger();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].added && !kept[0].pending);
+    assert_eq!(kept[0].role.as_deref(), Some("user"));
     // The observer stops listing her (its status, holding her entry, stays).
     objects[0].spec.members.clear();
     let plan = step(&mut objects, &mut world);

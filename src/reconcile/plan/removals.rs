@@ -8,16 +8,17 @@ use std::collections::BTreeMap;
 use super::super::model::ObjectKey;
 use super::claims::Claims;
 use super::holds::Holds;
-use super::ledger::{Held, Ledger};
+use super::ledger::{Held, Ledger, Released};
 use super::resolve::{self, Subject};
 use super::types::{Block, Change, ChangeKind, Planned};
 use super::world::{PolicyView, RosterView, World};
 use crate::api::AccessMode;
 use crate::expensify::Role;
 
-/// The change that takes back one released entry, or why it is left alone.
+/// The change that takes back one released entry (or lowers its role to `lower_to`), or
+/// why it is left alone.
 fn take_back(
-    held: &Held,
+    (held, lower_to): (&Held, Option<&(ObjectKey, Role)>),
     holder_deleting: bool,
     governor: Option<&ObjectKey>,
     policy: &PolicyView,
@@ -44,6 +45,19 @@ fn take_back(
             policy.name,
             current.raw_role,
             entry.role.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some((keeper, role)) = lower_to {
+        let why = format!(
+            "role {} was set for a claim that ended; {keeper} lists {role}, and writes nothing: down to {role}",
+            current.raw_role
+        );
+        return Ok(taking_back(
+            ChangeKind::RoleChange,
+            Some(*role),
+            (policy, &entry.email, current),
+            &held.holder,
+            why,
         ));
     }
     if entry.added {
@@ -126,16 +140,17 @@ fn revoke(
     )
 }
 
-/// Turns released entries into changes; entries left alone are dropped from the ledger.
+/// Turns released entries into changes (a lowered one keeps its entry, at the new role);
+/// entries left alone are dropped from the ledger.
 pub(super) fn releases(
-    (released, claims): (Vec<Held>, &Claims),
+    (released, claims): (Vec<Released>, &Claims),
     ledger: &mut Ledger,
     world: &World<'_>,
     subjects: &mut [Subject<'_>],
 ) -> Vec<Planned> {
     let governors = authoritative_governors(subjects);
     let mut planned = Vec::new();
-    for held in released {
+    for Released { held, lower_to } in released {
         let Some(policy) = world.policies.get(&held.entry.policy_id) else {
             continue;
         };
@@ -145,10 +160,17 @@ pub(super) fn releases(
         let governor = governors
             .get(&policy.id)
             .filter(|_| !claims.is_claimed(&policy.id, &held.entry.email));
-        match take_back(&held, deleting, governor, policy, world) {
+        match take_back(
+            (&held, lower_to.as_ref()),
+            deleting,
+            governor,
+            policy,
+            world,
+        ) {
             Ok(change) => planned.push(Planned {
+                entry: lower_to
+                    .map(|(keeper, role)| (keeper, super::ledger::rewritten(&held.entry, role))),
                 change,
-                entry: None,
             }),
             Err(note) => {
                 let key = (held.entry.policy_id.clone(), held.entry.email.clone());
