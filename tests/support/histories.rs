@@ -901,13 +901,16 @@ impl Model {
         // A suspended object, and the newer of two Authoritative objects on one policy
         // (Blocked), freeze their entries, with whatever role they recorded.
         let alive: Vec<&Access> = now.accesses.iter().flatten().collect();
-        let frozen = alive.iter().any(|a| a.suspend)
-            || alive.iter().enumerate().any(|(i, a)| {
-                a.mode == Mode::Authoritative
-                    && alive[i + 1..]
-                        .iter()
-                        .any(|b| b.mode == Mode::Authoritative && b.policy == a.policy)
-            });
+        let frozen = |policy: usize| {
+            alive.iter().any(|a| a.suspend && a.policy == policy)
+                || alive.iter().enumerate().any(|(i, a)| {
+                    a.mode == Mode::Authoritative
+                        && a.policy == policy
+                        && alive[i + 1..]
+                            .iter()
+                            .any(|b| b.mode == Mode::Authoritative && b.policy == a.policy)
+                })
+        };
         for (policy, start) in origin {
             let name = POLICIES[*policy].1;
             let current = &after[policy];
@@ -919,7 +922,7 @@ impl Model {
                         || holding
                             .iter()
                             .any(|(p, e, r)| p == policy && e == email && *r == role)
-                        || ((frozen || now.kept_at_least(*policy, email, role))
+                        || ((frozen(*policy) || now.kept_at_least(*policy, email, role))
                             && self
                                 .request_roles
                                 .contains(&(*policy, email.to_string(), role)))

@@ -96,7 +96,7 @@ pub(super) fn plan_writes(
             kind,
             &asked,
             (policy, email, current),
-            ledger,
+            (ledger, &writers),
             stranded,
         ));
     }
@@ -153,7 +153,7 @@ fn write(
     kind: ChangeKind,
     asked: &Asked<'_>,
     (policy, email, current): (&PolicyView, &str, Option<&RosterView>),
-    ledger: &Ledger,
+    (ledger, writers): (&Ledger, &[&Claim<'_>]),
     stranded: &Stranded,
 ) -> Planned {
     let change = Change {
@@ -180,7 +180,7 @@ fn write(
     };
     let entry = match kind {
         ChangeKind::Grant | ChangeKind::RoleChange => {
-            Some(entry_for(&change, current, ledger, stranded))
+            Some(entry_for(&change, current, (ledger, writers), stranded))
         }
         _ => None,
     };
@@ -213,20 +213,26 @@ fn reason(kind: ChangeKind, asked: &Asked<'_>, current: Option<&RosterView>) -> 
 }
 
 /// The entry a grant or role change leaves, pending until a read shows it: a new one, or
-/// the existing one (wherever it is held) with the new role and the confirmed one kept. A
-/// new entry for someone a stranded entry speaks for keeps that entry's origin: the role
-/// the person has now is the operator's own doing, not where they started.
+/// the existing one with the new role and the confirmed one kept. The existing one stays
+/// with its holder if that writes for the person; else it goes to the object the write is
+/// for (its origin kept), whose end then takes the change back: an object that writes
+/// nothing (ObserveOnly, suspended) never holds a change made for another claim. A new
+/// entry for someone a stranded entry speaks for keeps that entry's origin: the role the
+/// person has now is the operator's own doing, not where they started.
 fn entry_for(
     change: &Change,
     current: Option<&RosterView>,
-    ledger: &Ledger,
+    (ledger, writers): (&Ledger, &[&Claim<'_>]),
     stranded: &Stranded,
 ) -> (super::super::model::ObjectKey, ManagedMember) {
     if let (Some(held), Some(role)) = (ledger.get(&change.policy_id, &change.email), change.role) {
-        return (
-            held.holder.clone(),
-            super::ledger::rewritten(&held.entry, role),
-        );
+        let holder_writes = writers.iter().any(|c| *c.key == held.holder);
+        let holder = if holder_writes {
+            &held.holder
+        } else {
+            &change.requested_by
+        };
+        return (holder.clone(), super::ledger::rewritten(&held.entry, role));
     }
     let role = change.role.map(|r| r.to_string());
     let (added, previous_role) = match stranded.get(&change.policy_id, &change.email) {

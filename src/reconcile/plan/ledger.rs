@@ -3,6 +3,7 @@
 //! person (hand-off), is dropped (orphan), or is released (nobody asks any more).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 
 use super::super::model::ObjectKey;
 use super::claims::{Claim, Claims};
@@ -153,11 +154,14 @@ pub(super) fn fate(
         return Fate::Keep;
     }
     let askers = claims.of(&entry.policy_id, &entry.email);
-    let holder_asks = askers.iter().any(|c| c.key == holder.key());
     // A holder that writes settles the role itself; one that only keeps the person
-    // (ObserveOnly, Blocked) keeps the role it set only if some asker lists it.
+    // (ObserveOnly, Blocked) keeps the entry while it lists the role kept.
     let kept = kept_role(entry, askers);
-    if holder_asks && (holder.writes() || kept == Kept::AsSet) {
+    let holder_claim = askers.iter().find(|c| c.key == holder.key());
+    let holder_keeps = holder_claim.is_some_and(|c| {
+        holder.writes() || (matches!(kept, Kept::AsSet(_)) && kept.kept_by(c.wanted.role))
+    });
+    if holder_keeps {
         return Fate::Keep;
     }
     // Prefer an object that writes for the person over one that only keeps them.
@@ -165,27 +169,29 @@ pub(super) fn fate(
         return Fate::HandOff(next.key.clone());
     }
     // Only objects that write nothing ask (ObserveOnly, suspended): they keep the person,
-    // not a raise to a role none of them lists (say a request's that ended).
-    let keeper = if holder_asks {
-        Some(holder.key())
-    } else {
-        askers.first().map(|c| c.key)
-    };
+    // not a raise to a role none of them lists (say a request's that ended). The entry
+    // goes to one that lists the role kept, so no object holds a role it could not ask.
+    let keeper = holder_claim
+        .into_iter()
+        .chain(askers)
+        .find(|c| kept.kept_by(c.wanted.role))
+        .map(|c| c.key.clone());
     match (keeper, kept) {
-        (Some(keeper), Kept::AsSet) => Fate::HandOff(keeper.clone()),
+        (Some(keeper), Kept::AsSet(_)) => Fate::HandOff(keeper),
         _ if held => Fate::Hold,
-        (Some(keeper), Kept::Lowered(role)) => Fate::Lower(keeper.clone(), role),
+        (Some(keeper), Kept::Lowered(role)) => Fate::Lower(keeper, role),
         _ => Fate::Release,
     }
 }
 
 /// The role objects that write nothing keep for a person whose entry set a role. They keep
 /// a raise the operator made as far as they list it; the rest of it is taken back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kept {
-    /// One of them lists the role set (or, for a raise, a higher one), or the person was
-    /// added and none lists a lower one: nothing to take back while they are asked for.
-    AsSet,
+    /// Kept at the role set by an object listing a role in the range: the role set (or,
+    /// for a raise, a higher one). A person the operator added whom none lists lower is
+    /// kept too: nothing takes them back while they are asked for.
+    AsSet(RangeInclusive<Role>),
     /// A raise comes down to the highest role one of them lists below the role set, which
     /// is above where the person started.
     Lowered(Role),
@@ -194,27 +200,40 @@ enum Kept {
     Released,
 }
 
+impl Kept {
+    /// Whether an object listing `role` keeps the entry.
+    fn kept_by(&self, role: Role) -> bool {
+        match self {
+            Kept::AsSet(range) => range.contains(&role),
+            Kept::Lowered(lowered) => *lowered == role,
+            Kept::Released => false,
+        }
+    }
+}
+
 fn kept_role(entry: &ManagedMember, askers: &[Claim]) -> Kept {
     let Some(set) = entry.role.as_deref().and_then(Role::parse) else {
-        return Kept::AsSet;
+        return Kept::AsSet(Role::User..=Role::Admin);
     };
     let listed = || askers.iter().map(|c| c.wanted.role);
-    if listed().any(|role| role == set) {
-        return Kept::AsSet;
-    }
     let started = entry.previous_role.as_deref().and_then(Role::parse);
-    // A demotion, or a change from a role the operator cannot compare, goes back whole.
+    // A demotion, or a change from a role the operator cannot compare, goes back whole
+    // unless the role set is listed.
     let raised = entry.added || started.is_some_and(|started| started < set);
     if !raised {
-        return Kept::Released;
+        return if listed().any(|role| role == set) {
+            Kept::AsSet(set..=set)
+        } else {
+            Kept::Released
+        };
     }
-    if listed().any(|role| role > set) {
-        return Kept::AsSet;
+    if listed().any(|role| role >= set) {
+        return Kept::AsSet(set..=Role::Admin);
     }
-    let below = listed().filter(|role| *role < set).max();
-    match (below, started) {
+    // Every role listed is below the one set.
+    match (listed().max(), started) {
         (Some(below), _) if entry.added => Kept::Lowered(below),
-        (None, _) if entry.added => Kept::AsSet,
+        (None, _) if entry.added => Kept::AsSet(set..=Role::Admin),
         (Some(below), Some(started)) if below > started => Kept::Lowered(below),
         _ => Kept::Released,
     }
@@ -312,7 +331,13 @@ pub(super) fn settle(
             continue;
         };
         let held = holds.why(&entry.policy_id, &entry.email);
-        match fate(&entry, subject, claims, foreign, held.is_some()) {
+        let fate = fate(&entry, subject, claims, foreign, held.is_some());
+        // Orphan writes nothing: what no other object takes over as it is, is dropped.
+        let orphaning = subject.standing == Standing::Deleting(DeletionPolicy::Orphan);
+        if orphaning && !matches!(fate, Fate::Keep | Fate::HandOff(_)) {
+            continue;
+        }
+        match fate {
             Fate::Keep => {}
             Fate::HandOff(next) => {
                 ledger.entries.insert(

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> ManagedMember {
+pub(super) fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> ManagedMember {
     ManagedMember {
         policy_id: "P1".into(),
         email: email.into(),
@@ -16,7 +16,7 @@ fn entry(email: &str, added: bool, previous: Option<&str>, role: &str) -> Manage
     }
 }
 
-fn key(name: &str) -> ObjectKey {
+pub(super) fn key(name: &str) -> ObjectKey {
     ObjectKey::new(NS, name)
 }
 

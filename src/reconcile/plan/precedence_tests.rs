@@ -7,14 +7,14 @@ use super::*;
 const ALICE: &str = "alice@acme.example";
 
 /// The synthetic holder object of access request `name` asking `role` for `email`.
-fn request(name: &str, email: &str, role: &str) -> AccessObject {
+pub(super) fn request(name: &str, email: &str, role: &str) -> AccessObject {
     let mut object = access(name, AccessMode::Additive, vec![member(email, role)]);
     object.key = ObjectKey::for_request(NS, name);
     object
 }
 
 /// A request holder that asks for nobody (ended), keeping its status.
-fn ended(object: &AccessObject) -> AccessObject {
+pub(super) fn ended(object: &AccessObject) -> AccessObject {
     let mut object = object.clone();
     object.spec.members.clear();
     object
@@ -22,13 +22,22 @@ fn ended(object: &AccessObject) -> AccessObject {
 
 /// One sync applied in full: the ledger saved, the writes landed.
 fn step(objects: &mut Vec<AccessObject>, world: &mut Observed) -> Plan {
-    let plan = run(&connector(), objects, world);
+    step_with(&connector(), objects, world)
+}
+
+/// [`step`] with another connector.
+pub(super) fn step_with(
+    connector: &ConnectorObject,
+    objects: &mut Vec<AccessObject>,
+    world: &mut Observed,
+) -> Plan {
+    let plan = run(connector, objects, world);
     *objects = with_status(objects, &plan, world);
     *world = apply(world, &plan);
     plan
 }
 
-fn role_of(world: &Observed, email: &str) -> Option<String> {
+pub(super) fn role_of(world: &Observed, email: &str) -> Option<String> {
     world.rosters["P1"]
         .iter()
         .find(|e| e.email == email)

@@ -4,10 +4,13 @@
 use super::*;
 use crate::api::TenantSpec;
 
-const ENG: &str = "engineering";
+pub(super) const ENG: &str = "engineering";
 
 /// `finance` (the connector's namespace) with a `tenants` entry for `engineering`.
-fn tenant_connector(policies: &[PolicySelector], max_role: Option<&str>) -> ConnectorObject {
+pub(super) fn tenant_connector(
+    policies: &[PolicySelector],
+    max_role: Option<&str>,
+) -> ConnectorObject {
     let mut connector = connector();
     connector.spec.tenants = vec![TenantSpec {
         namespace: ENG.into(),
@@ -17,7 +20,7 @@ fn tenant_connector(policies: &[PolicySelector], max_role: Option<&str>) -> Conn
     connector
 }
 
-fn id(id: &str) -> PolicySelector {
+pub(super) fn id(id: &str) -> PolicySelector {
     PolicySelector {
         id: Some(id.into()),
         name: None,
@@ -32,7 +35,7 @@ fn name(name: &str) -> PolicySelector {
 }
 
 /// An object of `namespace` on the connector `finance/acme`.
-fn in_namespace(mut object: AccessObject, namespace: &str) -> AccessObject {
+pub(super) fn in_namespace(mut object: AccessObject, namespace: &str) -> AccessObject {
     object.key.namespace = namespace.into();
     object.spec.connector_ref.namespace = Some(NS.into());
     object

@@ -1082,6 +1082,9 @@ mod tenancy;
 #[path = "precedence_tests.rs"]
 mod precedence;
 
+#[path = "keeping_tests.rs"]
+mod keeping;
+
 #[test]
 fn a_write_is_requested_by_the_object_that_holds_the_person() {
     // Both objects ask x as admin; `b` (second in key order) holds x, so the role change

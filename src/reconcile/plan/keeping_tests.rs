@@ -1,0 +1,354 @@
+//! Objects that keep a person but write nothing (ObserveOnly, suspended, Blocked): what
+//! they keep of a role the operator set for a claim that ended, who holds the entry, and
+//! the rules every such lowering obeys. Found by an independent review of the lowering.
+
+use super::ledger_rules::{entry, key};
+use super::precedence::{ended, request, role_of, step_with};
+use super::tenancy::{ENG, id, in_namespace, tenant_connector};
+use super::*;
+
+const X: &str = "x@acme.example";
+
+fn engineering_connector(max_role: &str) -> ConnectorObject {
+    tenant_connector(&[id("P1")], Some(max_role))
+}
+
+fn in_engineering(object: AccessObject) -> AccessObject {
+    in_namespace(object, ENG)
+}
+
+/// An Orphan deletion writes nothing (contract, "Orphan"), even where an ObserveOnly
+/// object lists the person below the role its entry set: the entry is dropped, not
+/// lowered (review of the lowering, F-A).
+#[test]
+fn an_orphan_deletion_of_an_added_person_writes_nothing() {
+    let world = finance(&[(X, "admin")]);
+    let mut gone = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    gone.deleting = true;
+    let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let plan = run(&connector(), &[gone, observer], &world);
+    assert!(
+        plan.changes.is_empty(),
+        "an Orphan deletion wrote: {:?}",
+        plan.changes
+    );
+}
+
+/// The same for a raise of someone who was there before (before the lowering this was
+/// already a write: a full set-back).
+#[test]
+fn an_orphan_deletion_of_a_raise_writes_nothing() {
+    let world = finance(&[(X, "admin")]);
+    let mut gone = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, false, Some("user"), "admin")],
+    );
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    gone.deleting = true;
+    let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "auditor")]);
+    let plan = run(&connector(), &[gone, observer], &world);
+    assert!(
+        plan.changes.is_empty(),
+        "an Orphan deletion wrote: {:?}",
+        plan.changes
+    );
+}
+
+/// The lowered entry goes to an object that lists the role kept, never to the first
+/// asker by key: a tenant object whose namespace may grant only `user` never holds an
+/// entry at `auditor` (review F-B).
+#[test]
+fn a_lowered_entry_goes_to_an_object_that_lists_the_role() {
+    let connector = engineering_connector("user");
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access(
+        "t",
+        AccessMode::ObserveOnly,
+        vec![member(X, "user")],
+    ));
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "auditor")]);
+    let mut objects = vec![a, t, o];
+    let plan = step_with(&connector, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::Auditor))]
+    );
+    let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    let o_ledger = plan.objects[&key("o")].write_ahead_ledger();
+    assert!(
+        t_ledger.is_empty() && o_ledger.len() == 1,
+        "the auditor entry went to the tenant (maxRole user): t {t_ledger:?}, o {o_ledger:?}"
+    );
+}
+
+/// What F-B would have led to: o stops listing X and the tenant object is suspended; only
+/// `user` is asked, so X must not stay auditor while t is suspended.
+#[test]
+fn a_frozen_tenant_never_keeps_a_role_above_its_max_role() {
+    let connector = engineering_connector("user");
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access(
+        "t",
+        AccessMode::ObserveOnly,
+        vec![member(X, "user")],
+    ));
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "auditor")]);
+    let mut objects = vec![a, t, o];
+    step_with(&connector, &mut objects, &mut world);
+    step_with(&connector, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("auditor"));
+    // o lets go, t is suspended.
+    for object in objects.iter_mut() {
+        if object.key == key("o") {
+            object.spec.members.clear();
+        }
+        if object.key.namespace == ENG {
+            object.spec.suspend = true;
+        }
+    }
+    step_with(&connector, &mut objects, &mut world);
+    step_with(&connector, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "nobody asks auditor any more; the tenant (maxRole user) keeps it frozen"
+    );
+}
+
+/// A request's raise over an entry an ObserveOnly object holds moves the entry to the
+/// request, so its end is the request's own take-back: the log line, Event, `lastPlan`
+/// and the guard's count never land on the observer for a person it lists (review F-C).
+#[test]
+fn a_request_s_end_is_its_own_take_back_never_an_observer_s_write() {
+    let mut world = finance(&[]);
+    let team = access("a", AccessMode::Additive, vec![member(X, "user")]);
+    let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let mut objects = vec![team, observer];
+    let c = connector();
+    step_with(&c, &mut objects, &mut world);
+    step_with(&c, &mut objects, &mut world);
+    // a lets go: the entry is handed to the observer.
+    objects[0].spec.members.clear();
+    step_with(&c, &mut objects, &mut world);
+    assert_eq!(plan_holder(&run(&c, &objects, &world)), Some(key("o")));
+    objects.push(request("r1", X, "admin"));
+    let plan = step_with(&c, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::Admin))]
+    );
+    step_with(&c, &mut objects, &mut world);
+    let last = objects.len() - 1;
+    objects[last] = ended(&objects[last]);
+    let plan = step_with(&c, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::User))]
+    );
+    assert_ne!(
+        plan.changes[0].requested_by,
+        key("o"),
+        "the ObserveOnly object o wrote a demotion for a person it lists: {:?}",
+        plan.changes[0]
+    );
+}
+
+fn plan_holder(plan: &Plan) -> Option<ObjectKey> {
+    plan.objects
+        .iter()
+        .find(|(_, o)| o.write_ahead_ledger().iter().any(|e| e.email == X))
+        .map(|(k, _)| k.clone())
+}
+
+/// A request's raise over an entry a suspended object holds moves the entry to the
+/// request: at its end the raise comes down to what the suspended object lists, instead
+/// of staying frozen in that object's entry for as long as it is suspended (review F-D).
+#[test]
+fn a_request_s_raise_over_a_suspended_holder_ends_with_the_request() {
+    let mut world = finance(&[]);
+    let team = access("a", AccessMode::Additive, vec![member(X, "user")]);
+    let mut objects = vec![team];
+    let c = connector();
+    step_with(&c, &mut objects, &mut world);
+    step_with(&c, &mut objects, &mut world);
+    objects[0].spec.suspend = true;
+    step_with(&c, &mut objects, &mut world);
+    objects.push(request("r1", X, "admin"));
+    step_with(&c, &mut objects, &mut world);
+    step_with(&c, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("admin"));
+    objects[1] = ended(&objects[1]);
+    step_with(&c, &mut objects, &mut world);
+    step_with(&c, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "the request ended but its admin raise stays (frozen in the suspended object's entry)"
+    );
+}
+
+/// The guard counts a lowering, holds it with its keeper's entry, and the old entry stays.
+#[test]
+fn the_guard_counts_a_lowering_and_holds_it_with_the_keeper_s_entry() {
+    let mut c = connector();
+    c.spec.max_revocations_per_sync = 0;
+    let world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let plan = run(&c, &[a, o], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(plan.objects[&key("a")].write_ahead_ledger().len(), 1);
+    assert!(plan.objects[&key("o")].write_ahead_ledger().is_empty());
+    assert!(plan.objects[&key("a")].held.contains(&X.to_string()));
+}
+
+/// A crash after the write-ahead (or a failed write): the next sync keeps one copy (the
+/// keeper's) and plans the same lowering again; once it lands the holder holds nothing.
+#[test]
+fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
+    let c = connector();
+    let world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let objects = vec![a, o];
+    let first = run(&c, &objects, &world);
+    // Saved, not written.
+    let objects = with_status(&objects, &first, &world);
+    assert_eq!(objects[0].ledger_entries().len(), 1);
+    assert_eq!(objects[1].ledger_entries().len(), 1);
+    let second = run(&c, &objects, &world);
+    assert_eq!(changes(&second), changes(&first));
+    let total: usize = second
+        .objects
+        .values()
+        .map(|o| o.write_ahead_ledger().len())
+        .sum();
+    assert_eq!(total, 1, "{:?}", second.objects);
+    let after = apply(&world, &second);
+    let objects = with_status(&objects, &second, &after);
+    let third = run(&c, &objects, &after);
+    assert!(third.changes.is_empty(), "{:?}", third.changes);
+    assert!(third.objects[&key("a")].ledger.is_empty());
+    assert_eq!(third.objects[&key("o")].ledger.len(), 1);
+    assert!(!third.objects[&key("o")].ledger[0].pending);
+    // And when o lets go, x is revoked: back to where it started.
+    let mut objects = with_status(&objects, &third, &after);
+    objects[1].spec.members.clear();
+    let fourth = run(&c, &objects, &after);
+    assert_eq!(changes(&fourth), [(ChangeKind::Revoke, X.into(), None)]);
+}
+
+/// A tenant object that may not touch the policy, or is closed out, keeps nobody: the
+/// added person is revoked, not lowered to what it lists; an entry on a policy another
+/// connector governs is left alone.
+#[test]
+fn objects_a_tenant_may_not_touch_keep_nobody() {
+    let world = finance(&[(X, "admin")]);
+    let a = || {
+        holding(
+            access("a", AccessMode::Additive, vec![]),
+            vec![entry(X, true, None, "admin")],
+        )
+    };
+    // Not granted P1.
+    let mut c = engineering_connector("admin");
+    c.spec.tenants[0].policies = vec![PolicySelector {
+        id: Some("P9".into()),
+        name: None,
+    }];
+    let t = in_engineering(access(
+        "t",
+        AccessMode::ObserveOnly,
+        vec![member(X, "user")],
+    ));
+    let plan = run(&c, &[a(), t.clone()], &world);
+    assert_eq!(changes(&plan), [(ChangeKind::Revoke, X.into(), None)]);
+    // maxRole user, lists auditor: Forbidden.
+    let c = engineering_connector("user");
+    let t2 = in_engineering(access(
+        "t",
+        AccessMode::ObserveOnly,
+        vec![member(X, "auditor")],
+    ));
+    let plan = run(&c, &[a(), t2], &world);
+    assert_eq!(changes(&plan), [(ChangeKind::Revoke, X.into(), None)]);
+    // Closed out by an Authoritative governor of finance.
+    let c = engineering_connector("admin");
+    let g = access("g", AccessMode::Authoritative, vec![member(ADMIN, "admin")]);
+    let t3 = in_engineering(access(
+        "t",
+        AccessMode::ObserveOnly,
+        vec![member(X, "user")],
+    ));
+    let plan = run(&c, &[a(), g, t3], &world);
+    assert!(
+        changes(&plan).contains(&(ChangeKind::Revoke, X.into(), None)),
+        "{:?}",
+        changes(&plan)
+    );
+    // Entry stamped by another connector that governs P1: left alone.
+    let mut foreign = entry(X, true, None, "admin");
+    foreign.connector = Some("finance/other".into());
+    let other = holding(access("b", AccessMode::Additive, vec![]), vec![foreign]);
+    let mut other = other;
+    other.spec.connector_ref.name = "other".into();
+    other.created = Some("2020-01-01T00:00:00Z".parse().unwrap());
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let mut mine = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    mine.created = Some("2025-01-01T00:00:00Z".parse().unwrap());
+    let plan = run(&connector(), &[other, mine, o], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+}
+
+/// A broken tenant object on a policy it may not touch does not hold the lowering; a
+/// broken object on the policy does.
+#[test]
+fn a_broken_object_elsewhere_does_not_hold_a_lowering() {
+    let world = observed(&[
+        ("P1", "Finance", "cfo@acme.example", &[(X, "admin")]),
+        ("P2", "Engineering", "cto@acme.example", &[]),
+    ]);
+    let mut c = engineering_connector("user");
+    c.spec.tenants[0].policies = vec![PolicySelector {
+        id: Some("P2".into()),
+        name: None,
+    }];
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    // Broken tenant object naming no resolvable policy but listing X.
+    let mut broken = in_engineering(access(
+        "broken",
+        AccessMode::Additive,
+        vec![member(X, "user")],
+    ));
+    broken.spec.policy.id = Some("NOPE".into());
+    let plan = run(&c, &[a, o, broken], &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::User))]
+    );
+}
