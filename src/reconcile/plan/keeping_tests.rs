@@ -110,7 +110,7 @@ fn a_frozen_tenant_never_keeps_a_role_above_its_max_role() {
     step_with(&connector, &mut objects, &mut world);
     assert_eq!(role_of(&world, X).as_deref(), Some("auditor"));
     // o lets go, t is suspended.
-    for object in objects.iter_mut() {
+    for object in &mut objects {
         if object.key == key("o") {
             object.spec.members.clear();
         }
@@ -262,43 +262,43 @@ fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
 #[test]
 fn objects_a_tenant_may_not_touch_keep_nobody() {
     let world = finance(&[(X, "admin")]);
-    let a = || {
+    let granted = || {
         holding(
             access("a", AccessMode::Additive, vec![]),
             vec![entry(X, true, None, "admin")],
         )
     };
     // Not granted P1.
-    let mut c = engineering_connector("admin");
-    c.spec.tenants[0].policies = vec![PolicySelector {
+    let mut tenancy = engineering_connector("admin");
+    tenancy.spec.tenants[0].policies = vec![PolicySelector {
         id: Some("P9".into()),
         name: None,
     }];
-    let t = in_engineering(access(
+    let tenant = in_engineering(access(
         "t",
         AccessMode::ObserveOnly,
         vec![member(X, "user")],
     ));
-    let plan = run(&c, &[a(), t.clone()], &world);
+    let plan = run(&tenancy, &[granted(), tenant.clone()], &world);
     assert_eq!(changes(&plan), [(ChangeKind::Revoke, X.into(), None)]);
     // maxRole user, lists auditor: Forbidden.
-    let c = engineering_connector("user");
-    let t2 = in_engineering(access(
+    let tenancy = engineering_connector("user");
+    let over_max_role = in_engineering(access(
         "t",
         AccessMode::ObserveOnly,
         vec![member(X, "auditor")],
     ));
-    let plan = run(&c, &[a(), t2], &world);
+    let plan = run(&tenancy, &[granted(), over_max_role], &world);
     assert_eq!(changes(&plan), [(ChangeKind::Revoke, X.into(), None)]);
     // Closed out by an Authoritative governor of finance.
-    let c = engineering_connector("admin");
-    let g = access("g", AccessMode::Authoritative, vec![member(ADMIN, "admin")]);
-    let t3 = in_engineering(access(
+    let tenancy = engineering_connector("admin");
+    let governor = access("g", AccessMode::Authoritative, vec![member(ADMIN, "admin")]);
+    let closed_out = in_engineering(access(
         "t",
         AccessMode::ObserveOnly,
         vec![member(X, "user")],
     ));
-    let plan = run(&c, &[a(), g, t3], &world);
+    let plan = run(&tenancy, &[granted(), governor, closed_out], &world);
     assert!(
         changes(&plan).contains(&(ChangeKind::Revoke, X.into(), None)),
         "{:?}",
@@ -311,13 +311,13 @@ fn objects_a_tenant_may_not_touch_keep_nobody() {
     let mut other = other;
     other.spec.connector_ref.name = "other".into();
     other.created = Some("2020-01-01T00:00:00Z".parse().unwrap());
-    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
+    let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
     let mut mine = holding(
         access("a", AccessMode::Additive, vec![]),
         vec![entry(X, true, None, "admin")],
     );
     mine.created = Some("2025-01-01T00:00:00Z".parse().unwrap());
-    let plan = run(&connector(), &[other, mine, o], &world);
+    let plan = run(&connector(), &[other, mine, observer], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
 }
 
