@@ -1367,6 +1367,39 @@ mod with_requests {
         });
     }
 
+    /// Found by `return_to_origin_with_requests` (4,000 cases) once the model's freeze
+    /// leniency became per policy: `pa1` on Beta grants aud as user while a request raises
+    /// her to auditor (one grant, recorded in `pa1`'s entry); then `pa1` moves to Alpha,
+    /// suspended, and the request is deleted. A suspended object freezes its entries on
+    /// every policy, not only the one it names now: aud stays auditor on Beta.
+    #[test]
+    fn a_suspended_object_freezes_its_entries_on_a_policy_it_left() {
+        let beta_with_requests = Access {
+            rules: Some(Rules {
+                require_reason: false,
+                ..rules_all(0)
+            }),
+            ..access_with(1, Mode::Additive, &[(4, Role::User)], 0)
+        };
+        let suspended_on_alpha = Access {
+            suspend: true,
+            ..listing(Mode::Additive, &[])
+        };
+        let mut lives = asked_at(1, (4, Role::Auditor, 240), 0);
+        if let Some(Some(life)) = lives.last_mut() {
+            life.deleted_after = Some(2);
+        }
+        run(&History {
+            approving: Approving::Merge,
+            steps: vec![
+                at(0, [Change::Keep, Change::Keep]),
+                at(0, [Change::Keep, Change::Put(beta_with_requests)]),
+                at(0, [Change::Keep, Change::Put(suspended_on_alpha)]),
+            ],
+            lives,
+        });
+    }
+
     /// Found by `return_to_origin_with_requests` on the first fix: carl (user on Gamma) is
     /// raised to auditor by `pa1`, Authoritative; `pa0`, Authoritative on Gamma too, is
     /// suspended and takes a request for carl as user; when `pa0` wakes up, `pa1` is

@@ -698,6 +698,9 @@ struct Model {
     removable: BTreeSet<(usize, String)>,
     /// Each request's phase after the last sync.
     phases: BTreeMap<usize, RequestPhase>,
+    /// Access slot -> every policy its objects have been on: a suspended object freezes
+    /// the entries it holds on any of them, not only on its policy now.
+    visited: BTreeMap<usize, BTreeSet<usize>>,
 }
 
 /// One step as the model sees it.
@@ -890,6 +893,11 @@ impl Model {
         report: &SyncReport,
     ) -> Vec<String> {
         let mut problems = Vec::new();
+        for (slot, access) in now.accesses.iter().enumerate() {
+            if let Some(access) = access {
+                self.visited.entry(slot).or_default().insert(access.policy);
+            }
+        }
         self.check_requests(now, report, &mut problems);
         // What requests may hold after this sync: reported Active and allowed.
         let active = Model::active(now, report);
@@ -901,15 +909,20 @@ impl Model {
         // A suspended object, and the newer of two Authoritative objects on one policy
         // (Blocked), freeze their entries, with whatever role they recorded.
         let alive: Vec<&Access> = now.accesses.iter().flatten().collect();
+        let visited = &self.visited;
         let frozen = |policy: usize| {
-            alive.iter().any(|a| a.suspend && a.policy == policy)
-                || alive.iter().enumerate().any(|(i, a)| {
-                    a.mode == Mode::Authoritative
-                        && a.policy == policy
-                        && alive[i + 1..]
-                            .iter()
-                            .any(|b| b.mode == Mode::Authoritative && b.policy == a.policy)
-                })
+            now.accesses.iter().enumerate().any(|(slot, a)| {
+                a.as_ref().is_some_and(|a| a.suspend)
+                    && visited
+                        .get(&slot)
+                        .is_some_and(|seen| seen.contains(&policy))
+            }) || alive.iter().enumerate().any(|(i, a)| {
+                a.mode == Mode::Authoritative
+                    && a.policy == policy
+                    && alive[i + 1..]
+                        .iter()
+                        .any(|b| b.mode == Mode::Authoritative && b.policy == a.policy)
+            })
         };
         for (policy, start) in origin {
             let name = POLICIES[*policy].1;
