@@ -58,7 +58,10 @@ pub(super) fn plan_writes(
             continue;
         };
         let current = policy.roster.get(email);
-        let asked = if contested.contains(&(policy_id.to_string(), email.to_string())) {
+        // Conflicts are rare: the key is built (two strings) only when there are some.
+        let is_contested = !contested.is_empty()
+            && contested.contains(&(policy_id.to_string(), email.to_string()));
+        let asked = if is_contested {
             let holder_frozen = ledger.get(policy_id, email).is_some_and(|held| {
                 resolve::find(subjects, &held.holder)
                     .is_some_and(|s| s.standing == resolve::Standing::Frozen)
@@ -214,9 +217,10 @@ fn reason(kind: ChangeKind, asked: &Asked<'_>, current: Option<&RosterView>) -> 
 
 /// The entry a grant or role change leaves, pending until a read shows it: a new one, or
 /// the existing one with the new role and the confirmed one kept. The existing one stays
-/// with its holder if that writes for the person; else it goes to the object the write is
-/// for (its origin kept), whose end then takes the change back: an object that writes
-/// nothing (ObserveOnly, suspended) never holds a change made for another claim. A new
+/// with its holder if that writes for the person at the role written or above; else it
+/// goes to the object the write is for (its origin kept), whose end then takes the change
+/// back: no object (ObserveOnly, suspended, or a writer asking less, say a tenant's with
+/// a lower `maxRole`) holds a role set for another claim. A new
 /// entry for someone a stranded entry speaks for keeps that entry's origin: the role the
 /// person has now is the operator's own doing, not where they started.
 fn entry_for(
@@ -226,8 +230,10 @@ fn entry_for(
     stranded: &Stranded,
 ) -> (super::super::model::ObjectKey, ManagedMember) {
     if let (Some(held), Some(role)) = (ledger.get(&change.policy_id, &change.email), change.role) {
-        let holder_writes = writers.iter().any(|c| *c.key == held.holder);
-        let holder = if holder_writes {
+        let holder_asks_it = writers
+            .iter()
+            .any(|c| *c.key == held.holder && c.wanted.role >= role);
+        let holder = if holder_asks_it {
             &held.holder
         } else {
             &change.requested_by

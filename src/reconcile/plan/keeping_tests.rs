@@ -352,3 +352,155 @@ fn a_broken_object_elsewhere_does_not_hold_a_lowering() {
         [(ChangeKind::RoleChange, X.into(), Some(Role::User))]
     );
 }
+
+/// A conflict lowering gives the lowered entry to the writer whose role it is, never to a
+/// writer asking less (a tenant with maxRole user would hold `auditor`, and keep it frozen
+/// once suspended after the other writer lets go). Second review, R4-1.
+#[test]
+fn a_conflict_lowering_gives_the_entry_to_the_writer_whose_role_it_is() {
+    let connector = engineering_connector("user");
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
+    let mut objects = vec![a, t, b];
+    let plan = step_with(&connector, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::Auditor))]
+    );
+    assert_eq!(
+        plan.objects[&key("b")].write_ahead_ledger().len(),
+        1,
+        "the lowered entry goes to the writer the role is for"
+    );
+    step_with(&connector, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("auditor"));
+    let t_ledger =
+        run(&connector, &objects, &world).objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    for object in &mut objects {
+        if object.key == key("b") {
+            object.spec.members.clear();
+        }
+        if object.key.namespace == ENG {
+            object.spec.suspend = true;
+        }
+    }
+    step_with(&connector, &mut objects, &mut world);
+    step_with(&connector, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "nobody asks auditor; tenant t (maxRole user) held {t_ledger:?} and keeps it frozen"
+    );
+}
+
+/// A writer that asks less than a raise whose claim ended takes the entry only with the
+/// demotion: while the guard holds that, the entry stays where it was, so the writer (a
+/// tenant with maxRole user) never holds admin to keep frozen once suspended. R4-2.
+#[test]
+fn a_held_demotion_leaves_the_entry_where_it_was() {
+    let mut connector = engineering_connector("user");
+    connector.spec.max_revocations_per_sync = 0;
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let mut objects = vec![a, t];
+    let plan = step_with(&connector, &mut objects, &mut world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    // Guard lifted; t suspended.
+    connector.spec.max_revocations_per_sync = 10;
+    for object in &mut objects {
+        if object.key.namespace == ENG {
+            object.spec.suspend = true;
+        }
+    }
+    step_with(&connector, &mut objects, &mut world);
+    step_with(&connector, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "nobody asks admin; t (maxRole user) took {t_ledger:?} while its demotion was held"
+    );
+}
+
+/// A suspended holder's entry moved to a request; the request's write never lands
+/// (failed) and the request then ends. The entry must come back to the suspended
+/// object as it was (user, added), with nothing written.
+#[test]
+fn a_failed_request_write_over_a_suspended_holder_gives_the_entry_back() {
+    let plain = connector();
+    let mut world = finance(&[]);
+    let mut objects = vec![access("a", AccessMode::Additive, vec![member(X, "user")])];
+    step_with(&plain, &mut objects, &mut world);
+    step_with(&plain, &mut objects, &mut world);
+    objects[0].spec.suspend = true;
+    step_with(&plain, &mut objects, &mut world);
+    objects.push(request("r1", X, "admin"));
+    let plan = run(&plain, &objects, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::Admin))]
+    );
+    // Saved, not written.
+    let mut objects = with_status(&objects, &plan, &world);
+    objects[1] = ended(&objects[1]);
+    let plan = run(&plain, &objects, &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let objects = with_status(&objects, &plan, &world);
+    let plan = run(&plain, &objects, &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(
+        plan.objects[&key("a")].write_ahead_ledger().len(),
+        1,
+        "{:?}",
+        plan.objects
+    );
+    // a resumes then lets go: x revoked (the operator added them).
+    let mut objects = with_status(&objects, &plan, &world);
+    objects[0].spec.suspend = false;
+    objects[0].spec.members.clear();
+    let plan = run(&plain, &objects, &world);
+    assert_eq!(changes(&plan), [(ChangeKind::Revoke, X.into(), None)]);
+}
+
+/// A Blocked (second Authoritative) holder: a request's raise moves its entry; at the
+/// request's end x comes back to user with the Blocked object, and the governing
+/// Authoritative object does not revoke x.
+#[test]
+fn a_blocked_holder_gets_its_entry_back_after_a_request() {
+    let plain = connector();
+    let mut world = finance(&[(X, "user")]);
+    let mut governor = access("g", AccessMode::Authoritative, vec![member(ADMIN, "admin")]);
+    governor.created = Some("2020-01-01T00:00:00Z".parse().unwrap());
+    let mut blocked = holding(
+        access("h", AccessMode::Authoritative, vec![member(X, "user")]),
+        vec![entry(X, true, None, "user")],
+    );
+    blocked.created = Some("2025-01-01T00:00:00Z".parse().unwrap());
+    let mut objects = vec![governor, blocked];
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    objects.push(request("r1", X, "admin"));
+    step_with(&plain, &mut objects, &mut world);
+    step_with(&plain, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("admin"));
+    objects[2] = ended(&objects[2]);
+    step_with(&plain, &mut objects, &mut world);
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("user"));
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(
+        plan.objects[&key("h")].write_ahead_ledger().len(),
+        1,
+        "{:?}",
+        plan.objects
+    );
+}

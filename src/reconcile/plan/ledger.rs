@@ -32,9 +32,26 @@ pub(super) struct Released {
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
     pub entries: BTreeMap<(String, String), Held>,
+    /// Entries handed off in this plan, and the object they came from.
+    handed_from: BTreeMap<(String, String), ObjectKey>,
 }
 
 impl Ledger {
+    /// Sends the entries of `people` handed off in this plan back where they came from:
+    /// their removals were held (guard, broken input), and a hand-off to a writer that
+    /// asks less would leave it holding a role it never asked for. The entry moves with
+    /// the write once that lands.
+    pub fn undo_hand_offs<'k>(&mut self, people: impl IntoIterator<Item = &'k (String, String)>) {
+        for person in people {
+            if let (Some(from), Some(held)) = (
+                self.handed_from.remove(person),
+                self.entries.get_mut(person),
+            ) {
+                held.holder = from;
+            }
+        }
+    }
+
     pub fn get(&self, policy: &str, email: &str) -> Option<&Held> {
         self.entries.get(&(policy.to_string(), email.to_string()))
     }
@@ -164,8 +181,13 @@ pub(super) fn fate(
     if holder_keeps {
         return Fate::Keep;
     }
-    // Prefer an object that writes for the person over one that only keeps them.
-    if let Some(next) = askers.iter().find(|c| c.writes) {
+    // Prefer an object that writes for the person over one that only keeps them, and
+    // among those one that asks for the role kept (it needs no write).
+    let writers = || askers.iter().filter(|c| c.writes);
+    if let Some(next) = writers()
+        .find(|c| kept.kept_by(c.wanted.role))
+        .or_else(|| writers().next())
+    {
         return Fate::HandOff(next.key.clone());
     }
     // Only objects that write nothing ask (ObserveOnly, suspended): they keep the person,
@@ -340,6 +362,7 @@ pub(super) fn settle(
         match fate {
             Fate::Keep => {}
             Fate::HandOff(next) => {
+                ledger.handed_from.insert(key.clone(), holder);
                 ledger.entries.insert(
                     key,
                     Held {
