@@ -28,17 +28,22 @@ fn asked<'c>(
     current: Option<&RosterView>,
 ) -> Asked<'c> {
     let holder = ledger.get(policy, email).map(|h| &h.holder);
+    let role = settled_role(
+        writers,
+        ledger.own_role((policy, email), current.and_then(|c| c.role), writers),
+    );
+    // The write is for a writer that asks the role written: the entry's holder if it does
+    // (the entry stays), else the first that does (say a request raising over a member's
+    // role: the entry goes to it, and its end takes the raise back).
+    let asks_it = |c: &&&Claim<'c>| role.is_none_or(|role| c.wanted.role >= role);
     let requester = writers
         .iter()
-        .find(|c| Some(c.key) == holder)
+        .find(|c| Some(c.key) == holder && asks_it(c))
+        .or_else(|| writers.iter().find(asks_it))
         .unwrap_or(&writers[0]);
     let first = |pick: fn(&Ask) -> Option<String>| writers.iter().find_map(|c| pick(&c.wanted));
     Asked {
-        role: settled_role(
-            writers,
-            ledger.own_role((policy, email), current.and_then(|c| c.role), writers),
-        )
-        .unwrap_or(requester.wanted.role),
+        role: role.unwrap_or(requester.wanted.role),
         submits_to: first(|w| w.submits_to.clone()),
         employee_id: first(|w| w.employee_id.clone()),
         requester,

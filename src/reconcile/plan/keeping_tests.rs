@@ -504,3 +504,41 @@ fn a_blocked_holder_gets_its_entry_back_after_a_request() {
         plan.objects
     );
 }
+
+/// A request's raise over a person a PolicyAccess holds at a lower role is the request's
+/// write: the entry (its origin kept) goes to the request, whose end takes the raise back,
+/// and the PolicyAccess gets the entry again with its own role. So a member object that is
+/// suspended meanwhile never keeps the request's raise frozen in its entry.
+#[test]
+fn a_request_s_raise_over_a_member_s_role_is_the_request_s_write() {
+    let plain = connector();
+    let mut world = finance(&[]);
+    let mut objects = vec![access("a", AccessMode::Additive, vec![member(X, "user")])];
+    step_with(&plain, &mut objects, &mut world);
+    step_with(&plain, &mut objects, &mut world);
+    objects.push(request("r1", X, "admin"));
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::Admin))]
+    );
+    let request_key = ObjectKey::for_request(NS, "r1");
+    assert_eq!(plan.changes[0].requested_by, request_key);
+    let moved = plan.objects[&request_key].write_ahead_ledger();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(moved[0].added, "the origin moves with the entry: {moved:?}");
+    // Once the write landed, the member object holds nothing; then it is suspended and the
+    // request ends: the raise comes down to what it lists.
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert!(plan.objects[&key("a")].write_ahead_ledger().is_empty());
+    objects[0].spec.suspend = true;
+    objects[1] = ended(&objects[1]);
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::User))]
+    );
+    assert_eq!(plan.changes[0].requested_by, request_key);
+    step_with(&plain, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("user"));
+}

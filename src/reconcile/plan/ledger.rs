@@ -211,8 +211,7 @@ pub(super) fn fate(
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kept {
     /// Kept at the role set by an object listing a role in the range: the role set (or,
-    /// for a raise, a higher one). A person the operator added whom none lists lower is
-    /// kept too: nothing takes them back while they are asked for.
+    /// for a raise, a higher one). With no such object, it is released.
     AsSet(RangeInclusive<Role>),
     /// A raise comes down to the highest role one of them lists below the role set, which
     /// is above where the person started.
@@ -239,15 +238,11 @@ fn kept_role(entry: &ManagedMember, askers: &[Claim]) -> Kept {
     };
     let listed = || askers.iter().map(|c| c.wanted.role);
     let started = entry.previous_role.as_deref().and_then(Role::parse);
-    // A demotion, or a change from a role the operator cannot compare, goes back whole
-    // unless the role set is listed.
+    // A demotion, or a change from a role the operator cannot compare, is kept only by an
+    // object that lists the role set; with none, it goes back whole.
     let raised = entry.added || started.is_some_and(|started| started < set);
     if !raised {
-        return if listed().any(|role| role == set) {
-            Kept::AsSet(set..=set)
-        } else {
-            Kept::Released
-        };
+        return Kept::AsSet(set..=set);
     }
     if listed().any(|role| role >= set) {
         return Kept::AsSet(set..=Role::Admin);
@@ -255,8 +250,8 @@ fn kept_role(entry: &ManagedMember, askers: &[Claim]) -> Kept {
     // Every role listed is below the one set.
     match (listed().max(), started) {
         (Some(below), _) if entry.added => Kept::Lowered(below),
-        (None, _) if entry.added => Kept::AsSet(set..=Role::Admin),
         (Some(below), Some(started)) if below > started => Kept::Lowered(below),
+        // Nobody lists a role in between (or nobody asks at all): back where they started.
         _ => Kept::Released,
     }
 }
