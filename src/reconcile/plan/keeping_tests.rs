@@ -542,3 +542,167 @@ fn a_request_s_raise_over_a_member_s_role_is_the_request_s_write() {
     step_with(&plain, &mut objects, &mut world);
     assert_eq!(role_of(&world, X).as_deref(), Some("user"));
 }
+
+/// An Orphan deletion hands its entry to a writer that asks less even while the guard
+/// holds that writer's demotion: Orphan drops the object's entries, writing nothing, and
+/// its deletion never waits for another object's removal (third review, F1).
+#[test]
+fn an_orphan_deletion_never_waits_for_a_held_demotion() {
+    let mut strict = connector();
+    strict.spec.max_revocations_per_sync = 0;
+    let world = finance(&[(X, "admin")]);
+    let mut gone = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    gone.deleting = true;
+    let b = access("b", AccessMode::Additive, vec![member(X, "user")]);
+    let plan = run(&strict, &[gone, b], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let left = plan.objects[&key("a")].write_ahead_ledger();
+    assert!(
+        left.is_empty(),
+        "Orphan deletion still holds {left:?}: its finalizer waits for b's demotion"
+    );
+}
+
+/// The same with the demotion held by a broken manifest listing X: the Orphan deletion
+/// does not wait for that manifest to be fixed (third review, F1).
+#[test]
+fn an_orphan_deletion_never_waits_for_a_broken_manifest() {
+    let world = finance(&[(X, "admin")]);
+    let mut gone = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    gone.spec.deletion_policy = DeletionPolicy::Orphan;
+    gone.deleting = true;
+    let b = access("b", AccessMode::Additive, vec![member(X, "user")]);
+    let broken = access(
+        "broken",
+        AccessMode::Additive,
+        vec![member(X, "user"), member("zed@acme.example", "owner")],
+    );
+    let plan = run(&connector(), &[gone, b, broken], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let left = plan.objects[&key("a")].write_ahead_ledger();
+    assert!(left.is_empty(), "Orphan deletion still holds {left:?}");
+}
+
+/// No writer asks the role kept, an ObserveOnly object does, and the writers disagree (no
+/// write is planned): the raise goes to the ObserveOnly object, never to the first writer
+/// (a tenant asking user), which would keep it frozen once suspended (third review, F3).
+#[test]
+fn a_contested_hand_off_prefers_an_object_that_lists_the_role_kept() {
+    let tenancy = engineering_connector("user");
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "admin")]);
+    let mut objects = vec![a, t, b, o];
+    let plan = step_with(&tenancy, &mut objects, &mut world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    assert!(
+        t_ledger.is_empty(),
+        "the admin raise went to t (asks user) rather than o (lists admin): {t_ledger:?}"
+    );
+}
+
+/// Once the others let go and the tenant is suspended, the raise nobody asks for comes
+/// down (third review, F3).
+#[test]
+fn a_contested_hand_off_never_freezes_a_raise_nobody_asks_for() {
+    let tenancy = engineering_connector("user");
+    let mut world = finance(&[(X, "admin")]);
+    let a = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "admin")],
+    );
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
+    let o = access("o", AccessMode::ObserveOnly, vec![member(X, "admin")]);
+    let mut objects = vec![a, t, b, o];
+    step_with(&tenancy, &mut objects, &mut world);
+    for object in &mut objects {
+        if object.key == key("b") || object.key == key("o") {
+            object.spec.members.clear();
+        }
+        if object.key.namespace == ENG {
+            object.spec.suspend = true;
+        }
+    }
+    step_with(&tenancy, &mut objects, &mut world);
+    step_with(&tenancy, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "nobody asks admin; suspended t keeps it frozen"
+    );
+}
+
+/// A hand-off to a writer that asks the role kept is never undone, even when that writer's
+/// own write (a demotion of a role raised by hand) is held: the Revoke deletion it came
+/// from does not wait on another object's write (third review, F4).
+#[test]
+fn a_hand_off_to_a_writer_asking_the_role_kept_is_never_undone() {
+    let mut strict = connector();
+    strict.spec.max_revocations_per_sync = 0;
+    // Operator added X as user; someone raised X to admin by hand.
+    let world = finance(&[(X, "admin")]);
+    let mut gone = holding(
+        access("a", AccessMode::Additive, vec![]),
+        vec![entry(X, true, None, "user")],
+    );
+    gone.deleting = true;
+    let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
+    let plan = run(&strict, &[gone, b], &world);
+    eprintln!("changes {:?}", changes(&plan));
+    let left = plan.objects[&key("a")].write_ahead_ledger();
+    assert!(
+        left.is_empty(),
+        "b asks auditor >= user (the role kept) yet the entry went back to the deletion: {left:?}"
+    );
+}
+
+/// An ended request's raise handed to a member asking less, whose demotion the guard holds:
+/// the request keeps the entry (and its finalizer waits) until the demotion lands, then
+/// lets go (third review, a check that held).
+#[test]
+fn an_ended_request_keeps_its_entry_while_the_demotion_is_held() {
+    let mut strict = connector();
+    strict.spec.max_revocations_per_sync = 0;
+    let mut world = finance(&[]);
+    let mut objects = vec![
+        access("a", AccessMode::Additive, vec![member(X, "user")]),
+        request("r1", X, "admin"),
+    ];
+    let plain = connector();
+    step_with(&plain, &mut objects, &mut world);
+    step_with(&plain, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("admin"));
+    objects[1] = ended(&objects[1]);
+    let plan = step_with(&strict, &mut objects, &mut world);
+    assert!(plan.changes.is_empty());
+    let request_key = ObjectKey::for_request(NS, "r1");
+    assert_eq!(plan.objects[&request_key].write_ahead_ledger().len(), 1);
+    step_with(&plain, &mut objects, &mut world);
+    let plan = step_with(&plain, &mut objects, &mut world);
+    assert_eq!(role_of(&world, X).as_deref(), Some("user"));
+    assert!(
+        plan.objects[&request_key].write_ahead_ledger().is_empty(),
+        "{:?}",
+        plan.objects
+    );
+    assert_eq!(
+        plan.objects[&key("a")].write_ahead_ledger().len(),
+        1,
+        "{:?}",
+        plan.objects
+    );
+}

@@ -139,6 +139,10 @@ pub(super) enum Fate {
     Keep,
     /// Moves to another object that asks for the person.
     HandOff(ObjectKey),
+    /// Moves to a writer that asks for another role than the one kept: its write changes
+    /// the role, and if that write is held (a demotion the guard or broken input holds),
+    /// the hand-off waits for it (see [`Ledger::undo_hand_offs`]).
+    HandOffWithWrite(ObjectKey),
     /// Goes to (or stays with) an object that writes nothing and lists the person below
     /// the role the operator set: the claim that asked for it ended, so the role comes
     /// down to this one.
@@ -181,14 +185,18 @@ pub(super) fn fate(
     if holder_keeps {
         return Fate::Keep;
     }
-    // Prefer an object that writes for the person over one that only keeps them, and
-    // among those one that asks for the role kept (it needs no write).
+    // Prefer an object that writes for the person and asks the role kept (no write
+    // needed); else one that keeps that role as it is (ObserveOnly listing it); else the
+    // first writer, whose write changes the role, and which takes the entry only with it.
+    let fits = |c: &&Claim| kept.kept_by(c.wanted.role);
     let writers = || askers.iter().filter(|c| c.writes);
-    if let Some(next) = writers()
-        .find(|c| kept.kept_by(c.wanted.role))
-        .or_else(|| writers().next())
+    if matches!(kept, Kept::AsSet(_))
+        && let Some(next) = writers().find(fits).or_else(|| askers.iter().find(fits))
     {
         return Fate::HandOff(next.key.clone());
+    }
+    if let Some(next) = writers().find(fits).or_else(|| writers().next()) {
+        return Fate::HandOffWithWrite(next.key.clone());
     }
     // Only objects that write nothing ask (ObserveOnly, suspended): they keep the person,
     // not a raise to a role none of them lists (say a request's that ended). The entry
@@ -351,13 +359,22 @@ pub(super) fn settle(
         let fate = fate(&entry, subject, claims, foreign, held.is_some());
         // Orphan writes nothing: what no other object takes over as it is, is dropped.
         let orphaning = subject.standing == Standing::Deleting(DeletionPolicy::Orphan);
-        if orphaning && !matches!(fate, Fate::Keep | Fate::HandOff(_)) {
+        if orphaning
+            && !matches!(
+                fate,
+                Fate::Keep | Fate::HandOff(_) | Fate::HandOffWithWrite(_)
+            )
+        {
             continue;
         }
+        let waits_for_write = matches!(fate, Fate::HandOffWithWrite(_)) && !orphaning;
         match fate {
             Fate::Keep => {}
-            Fate::HandOff(next) => {
-                ledger.handed_from.insert(key.clone(), holder);
+            Fate::HandOff(next) | Fate::HandOffWithWrite(next) => {
+                // An Orphan deletion never waits for another object's write.
+                if waits_for_write {
+                    ledger.handed_from.insert(key.clone(), holder);
+                }
                 ledger.entries.insert(
                     key,
                     Held {
