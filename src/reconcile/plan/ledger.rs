@@ -317,6 +317,58 @@ fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
         .max_by_key(|(index, entry)| (entry.pending, shows_role(entry), std::cmp::Reverse(*index)))
 }
 
+/// Records an entry's fate: where it is held, and whether it is released or lowered.
+fn record(
+    fate: Fate,
+    (key, Held { holder, entry }): ((String, String), Held),
+    (held, subject): (Option<String>, &mut Subject<'_>),
+    (ledger, releases): (&mut Ledger, &mut Vec<Released>),
+) {
+    // Orphan writes nothing: what no other object takes over as it is, is dropped, and an
+    // Orphan deletion never waits for another object's write.
+    let orphaning = subject.standing == Standing::Deleting(DeletionPolicy::Orphan);
+    let holder = match fate {
+        Fate::Keep => holder,
+        Fate::HandOff(next) => next,
+        Fate::HandOffWithWrite(next) => {
+            if !orphaning {
+                ledger.handed_from.insert(key.clone(), holder);
+            }
+            next
+        }
+        _ if orphaning => return,
+        Fate::Hold => {
+            if let Some(because) = held {
+                subject.hold(&entry.email, because);
+            }
+            holder
+        }
+        // Like a release, the entry stays where it is until the change lands (a guard may
+        // hold it); the lowered entry is the keeper's gain.
+        Fate::Lower(keeper, role) => {
+            releases.push(Released {
+                held: Held {
+                    holder: holder.clone(),
+                    entry: entry.clone(),
+                },
+                lower_to: Some((keeper, role)),
+            });
+            holder
+        }
+        Fate::Release => {
+            releases.push(Released {
+                held: Held {
+                    holder: holder.clone(),
+                    entry: entry.clone(),
+                },
+                lower_to: None,
+            });
+            holder
+        }
+    };
+    ledger.entries.insert(key, Held { holder, entry });
+}
+
 /// Collects the entries of every object (one copy per entry: [`newest`]), checks them
 /// against the rosters and settles their fate. Returns the ledger as it stands before any
 /// write and the entries to release or lower.
@@ -357,56 +409,8 @@ pub(super) fn settle(
         };
         let held = holds.why(&entry.policy_id, &entry.email);
         let fate = fate(&entry, subject, claims, foreign, held.is_some());
-        // Orphan writes nothing: what no other object takes over as it is, is dropped.
-        let orphaning = subject.standing == Standing::Deleting(DeletionPolicy::Orphan);
-        if orphaning
-            && !matches!(
-                fate,
-                Fate::Keep | Fate::HandOff(_) | Fate::HandOffWithWrite(_)
-            )
-        {
-            continue;
-        }
-        let waits_for_write = matches!(fate, Fate::HandOffWithWrite(_)) && !orphaning;
-        match fate {
-            Fate::Keep => {}
-            Fate::HandOff(next) | Fate::HandOffWithWrite(next) => {
-                // An Orphan deletion never waits for another object's write.
-                if waits_for_write {
-                    ledger.handed_from.insert(key.clone(), holder);
-                }
-                ledger.entries.insert(
-                    key,
-                    Held {
-                        holder: next,
-                        entry,
-                    },
-                );
-                continue;
-            }
-            Fate::Hold => {
-                if let Some(because) = held {
-                    subject.hold(&entry.email, because);
-                }
-            }
-            // Like a release, the entry stays where it is until the change lands (a
-            // guard may hold it); the lowered entry is the keeper's gain.
-            Fate::Lower(keeper, role) => releases.push(Released {
-                held: Held {
-                    holder: holder.clone(),
-                    entry: entry.clone(),
-                },
-                lower_to: Some((keeper, role)),
-            }),
-            Fate::Release => releases.push(Released {
-                held: Held {
-                    holder: holder.clone(),
-                    entry: entry.clone(),
-                },
-                lower_to: None,
-            }),
-        }
-        ledger.entries.insert(key, Held { holder, entry });
+        let settled = (key, Held { holder, entry });
+        record(fate, settled, (held, subject), (&mut ledger, &mut releases));
     }
     (ledger, releases)
 }
