@@ -17,18 +17,38 @@ fn in_engineering(object: AccessObject) -> AccessObject {
     in_namespace(object, ENG)
 }
 
+/// `letting_go` (names in the connector's namespace) stop listing anyone, and every
+/// object of the tenant namespace is suspended.
+/// `a`, which no longer asks for anyone, holding `entry`: a claim that ended.
+fn let_go_of(entry: ManagedMember) -> AccessObject {
+    holding(access("a", AccessMode::Additive, vec![]), vec![entry])
+}
+
+/// `object` being deleted with `deletionPolicy: Orphan`.
+fn orphaned(mut object: AccessObject) -> AccessObject {
+    object.spec.deletion_policy = DeletionPolicy::Orphan;
+    object.deleting = true;
+    object
+}
+
+fn let_go_and_suspend_the_tenant(objects: &mut [AccessObject], letting_go: &[&str]) {
+    for object in objects {
+        if letting_go.iter().any(|name| object.key == key(name)) {
+            object.spec.members.clear();
+        }
+        if object.key.namespace == ENG {
+            object.spec.suspend = true;
+        }
+    }
+}
+
 /// An Orphan deletion writes nothing (contract, "Orphan"), even where an ObserveOnly
 /// object lists the person below the role its entry set: the entry is dropped, not
 /// lowered (review of the lowering, F-A).
 #[test]
 fn an_orphan_deletion_of_an_added_person_writes_nothing() {
     let world = finance(&[(X, "admin")]);
-    let mut gone = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
-    gone.spec.deletion_policy = DeletionPolicy::Orphan;
-    gone.deleting = true;
+    let gone = orphaned(let_go_of(entry(X, true, None, "admin")));
     let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
     let plan = run(&connector(), &[gone, observer], &world);
     assert!(
@@ -43,12 +63,7 @@ fn an_orphan_deletion_of_an_added_person_writes_nothing() {
 #[test]
 fn an_orphan_deletion_of_a_raise_writes_nothing() {
     let world = finance(&[(X, "admin")]);
-    let mut gone = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, false, Some("user"), "admin")],
-    );
-    gone.spec.deletion_policy = DeletionPolicy::Orphan;
-    gone.deleting = true;
+    let gone = orphaned(let_go_of(entry(X, false, Some("user"), "admin")));
     let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "auditor")]);
     let plan = run(&connector(), &[gone, observer], &world);
     assert!(
@@ -65,10 +80,7 @@ fn an_orphan_deletion_of_a_raise_writes_nothing() {
 fn a_lowered_entry_goes_to_an_object_that_lists_the_role() {
     let connector = engineering_connector("user");
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access(
         "t",
         AccessMode::ObserveOnly,
@@ -95,10 +107,7 @@ fn a_lowered_entry_goes_to_an_object_that_lists_the_role() {
 fn a_frozen_tenant_never_keeps_a_role_above_its_max_role() {
     let connector = engineering_connector("user");
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access(
         "t",
         AccessMode::ObserveOnly,
@@ -110,14 +119,7 @@ fn a_frozen_tenant_never_keeps_a_role_above_its_max_role() {
     step_with(&connector, &mut objects, &mut world);
     assert_eq!(role_of(&world, X).as_deref(), Some("auditor"));
     // o lets go, t is suspended.
-    for object in &mut objects {
-        if object.key == key("o") {
-            object.spec.members.clear();
-        }
-        if object.key.namespace == ENG {
-            object.spec.suspend = true;
-        }
-    }
+    let_go_and_suspend_the_tenant(&mut objects, &["o"]);
     step_with(&connector, &mut objects, &mut world);
     step_with(&connector, &mut objects, &mut world);
     assert_eq!(
@@ -205,10 +207,7 @@ fn the_guard_counts_a_lowering_and_holds_it_with_the_keeper_s_entry() {
     let mut c = connector();
     c.spec.max_revocations_per_sync = 0;
     let world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
     let plan = run(&c, &[a, o], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
@@ -223,10 +222,7 @@ fn the_guard_counts_a_lowering_and_holds_it_with_the_keeper_s_entry() {
 fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
     let c = connector();
     let world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
     let objects = vec![a, o];
     let first = run(&c, &objects, &world);
@@ -262,12 +258,7 @@ fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
 #[test]
 fn objects_a_tenant_may_not_touch_keep_nobody() {
     let world = finance(&[(X, "admin")]);
-    let granted = || {
-        holding(
-            access("a", AccessMode::Additive, vec![]),
-            vec![entry(X, true, None, "admin")],
-        )
-    };
+    let granted = || let_go_of(entry(X, true, None, "admin"));
     // Not granted P1.
     let mut tenancy = engineering_connector("admin");
     tenancy.spec.tenants[0].policies = vec![PolicySelector {
@@ -312,10 +303,7 @@ fn objects_a_tenant_may_not_touch_keep_nobody() {
     other.spec.connector_ref.name = "other".into();
     other.created = Some("2020-01-01T00:00:00Z".parse().unwrap());
     let observer = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
-    let mut mine = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let mut mine = let_go_of(entry(X, true, None, "admin"));
     mine.created = Some("2025-01-01T00:00:00Z".parse().unwrap());
     let plan = run(&connector(), &[other, mine, observer], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
@@ -334,10 +322,7 @@ fn a_broken_object_elsewhere_does_not_hold_a_lowering() {
         id: Some("P2".into()),
         name: None,
     }];
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let o = access("o", AccessMode::ObserveOnly, vec![member(X, "user")]);
     // Broken tenant object naming no resolvable policy but listing X.
     let mut broken = in_engineering(access(
@@ -360,10 +345,7 @@ fn a_broken_object_elsewhere_does_not_hold_a_lowering() {
 fn a_conflict_lowering_gives_the_entry_to_the_writer_whose_role_it_is() {
     let connector = engineering_connector("user");
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
     let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
     let mut objects = vec![a, t, b];
@@ -381,14 +363,7 @@ fn a_conflict_lowering_gives_the_entry_to_the_writer_whose_role_it_is() {
     assert_eq!(role_of(&world, X).as_deref(), Some("auditor"));
     let t_ledger =
         run(&connector, &objects, &world).objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
-    for object in &mut objects {
-        if object.key == key("b") {
-            object.spec.members.clear();
-        }
-        if object.key.namespace == ENG {
-            object.spec.suspend = true;
-        }
-    }
+    let_go_and_suspend_the_tenant(&mut objects, &["b"]);
     step_with(&connector, &mut objects, &mut world);
     step_with(&connector, &mut objects, &mut world);
     assert_eq!(
@@ -406,10 +381,7 @@ fn a_held_demotion_leaves_the_entry_where_it_was() {
     let mut connector = engineering_connector("user");
     connector.spec.max_revocations_per_sync = 0;
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
     let mut objects = vec![a, t];
     let plan = step_with(&connector, &mut objects, &mut world);
@@ -417,11 +389,7 @@ fn a_held_demotion_leaves_the_entry_where_it_was() {
     let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
     // Guard lifted; t suspended.
     connector.spec.max_revocations_per_sync = 10;
-    for object in &mut objects {
-        if object.key.namespace == ENG {
-            object.spec.suspend = true;
-        }
-    }
+    let_go_and_suspend_the_tenant(&mut objects, &[]);
     step_with(&connector, &mut objects, &mut world);
     step_with(&connector, &mut objects, &mut world);
     assert_eq!(
@@ -551,12 +519,7 @@ fn an_orphan_deletion_never_waits_for_a_held_demotion() {
     let mut strict = connector();
     strict.spec.max_revocations_per_sync = 0;
     let world = finance(&[(X, "admin")]);
-    let mut gone = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
-    gone.spec.deletion_policy = DeletionPolicy::Orphan;
-    gone.deleting = true;
+    let gone = orphaned(let_go_of(entry(X, true, None, "admin")));
     let b = access("b", AccessMode::Additive, vec![member(X, "user")]);
     let plan = run(&strict, &[gone, b], &world);
     assert!(plan.changes.is_empty(), "{:?}", plan.changes);
@@ -572,12 +535,7 @@ fn an_orphan_deletion_never_waits_for_a_held_demotion() {
 #[test]
 fn an_orphan_deletion_never_waits_for_a_broken_manifest() {
     let world = finance(&[(X, "admin")]);
-    let mut gone = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
-    gone.spec.deletion_policy = DeletionPolicy::Orphan;
-    gone.deleting = true;
+    let gone = orphaned(let_go_of(entry(X, true, None, "admin")));
     let b = access("b", AccessMode::Additive, vec![member(X, "user")]);
     let broken = access(
         "broken",
@@ -597,10 +555,7 @@ fn an_orphan_deletion_never_waits_for_a_broken_manifest() {
 fn a_contested_hand_off_prefers_an_object_that_lists_the_role_kept() {
     let tenancy = engineering_connector("user");
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
     let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
     let o = access("o", AccessMode::ObserveOnly, vec![member(X, "admin")]);
@@ -620,23 +575,13 @@ fn a_contested_hand_off_prefers_an_object_that_lists_the_role_kept() {
 fn a_contested_hand_off_never_freezes_a_raise_nobody_asks_for() {
     let tenancy = engineering_connector("user");
     let mut world = finance(&[(X, "admin")]);
-    let a = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "admin")],
-    );
+    let a = let_go_of(entry(X, true, None, "admin"));
     let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
     let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
     let o = access("o", AccessMode::ObserveOnly, vec![member(X, "admin")]);
     let mut objects = vec![a, t, b, o];
     step_with(&tenancy, &mut objects, &mut world);
-    for object in &mut objects {
-        if object.key == key("b") || object.key == key("o") {
-            object.spec.members.clear();
-        }
-        if object.key.namespace == ENG {
-            object.spec.suspend = true;
-        }
-    }
+    let_go_and_suspend_the_tenant(&mut objects, &["b", "o"]);
     step_with(&tenancy, &mut objects, &mut world);
     step_with(&tenancy, &mut objects, &mut world);
     assert_eq!(
@@ -655,10 +600,7 @@ fn a_hand_off_to_a_writer_asking_the_role_kept_is_never_undone() {
     strict.spec.max_revocations_per_sync = 0;
     // Operator added X as user; someone raised X to admin by hand.
     let world = finance(&[(X, "admin")]);
-    let mut gone = holding(
-        access("a", AccessMode::Additive, vec![]),
-        vec![entry(X, true, None, "user")],
-    );
+    let mut gone = let_go_of(entry(X, true, None, "user"));
     gone.deleting = true;
     let b = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
     let plan = run(&strict, &[gone, b], &world);
