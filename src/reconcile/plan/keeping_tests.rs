@@ -8,6 +8,7 @@ use super::tenancy::{ENG, id, in_namespace, tenant_connector};
 use super::*;
 
 const X: &str = "x@acme.example";
+const Y: &str = "y@acme.example";
 
 fn engineering_connector(max_role: &str) -> ConnectorObject {
     tenant_connector(&[id("P1")], Some(max_role))
@@ -216,8 +217,9 @@ fn the_guard_counts_a_lowering_and_holds_it_with_the_keeper_s_entry() {
     assert!(plan.objects[&key("a")].held.contains(&X.to_string()));
 }
 
-/// A crash after the write-ahead (or a failed write): the next sync keeps one copy (the
-/// keeper's) and plans the same lowering again; once it lands the holder holds nothing.
+/// A crash after the write-ahead (or a failed write): the next sync keeps the copy
+/// Expensify still shows (the holder's), drops the keeper's unlanded one and plans the
+/// same lowering again; once it lands the holder holds nothing.
 #[test]
 fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
     let c = connector();
@@ -232,12 +234,9 @@ fn two_copies_of_a_lowered_entry_resolve_to_one_after_a_failed_write() {
     assert_eq!(objects[1].ledger_entries().len(), 1);
     let second = run(&c, &objects, &world);
     assert_eq!(changes(&second), changes(&first));
-    let total: usize = second
-        .objects
-        .values()
-        .map(|o| o.write_ahead_ledger().len())
-        .sum();
-    assert_eq!(total, 1, "{:?}", second.objects);
+    assert_eq!(second.objects[&key("a")].ledger.len(), 1);
+    assert!(second.objects[&key("o")].ledger.is_empty());
+    assert_eq!(second.objects[&key("o")].new_entries.len(), 1);
     let after = apply(&world, &second);
     let objects = with_status(&objects, &second, &after);
     let third = run(&c, &objects, &after);
@@ -647,4 +646,84 @@ fn an_ended_request_keeps_its_entry_while_the_demotion_is_held() {
         "{:?}",
         plan.objects
     );
+}
+
+/// A hand-off's demotion is planned but does not land (a failed write, or a crash after
+/// the write-ahead save), and the next sync's guard holds it: the entry is still where it
+/// was (the copy Expensify shows wins over the unlanded one), so the writer asking less
+/// never holds the raise as its own (third review, F2).
+#[test]
+fn a_failed_demotion_then_held_leaves_the_entry_where_it_was() {
+    let mut tenancy = engineering_connector("user");
+    tenancy.spec.max_revocations_per_sync = 1;
+    let world = finance(&[(X, "admin"), (Y, "user")]);
+    let a = let_go_of(entry(X, true, None, "admin"));
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let b = holding(
+        access("b", AccessMode::Additive, vec![member(Y, "user")]),
+        vec![entry(Y, true, None, "user")],
+    );
+    let objects = vec![a, t, b];
+    let plan = run(&tenancy, &objects, &world);
+    assert_eq!(
+        changes(&plan),
+        [(ChangeKind::RoleChange, X.into(), Some(Role::User))]
+    );
+    // Saved ahead, the write fails (world unchanged).
+    let mut objects = with_status(&objects, &plan, &world);
+    // Next sync: b lets Y go too: 2 removals > 1, both held.
+    objects[2].spec.members.clear();
+    let plan = run(&tenancy, &objects, &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    assert!(
+        t_ledger.iter().all(|e| e.role.as_deref() != Some("admin")),
+        "t (asks user, maxRole user) holds the admin raise while its demotion is held: {t_ledger:?}"
+    );
+}
+
+/// And so, once the tenant is suspended, no raise nobody asks for stays frozen (F2).
+#[test]
+fn a_failed_then_held_demotion_never_freezes_a_raise_nobody_asks_for() {
+    let mut tenancy = engineering_connector("user");
+    tenancy.spec.max_revocations_per_sync = 1;
+    let mut world = finance(&[(X, "admin"), (Y, "user")]);
+    let a = let_go_of(entry(X, true, None, "admin"));
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let b = holding(
+        access("b", AccessMode::Additive, vec![member(Y, "user")]),
+        vec![entry(Y, true, None, "user")],
+    );
+    let objects = vec![a, t, b];
+    let plan = run(&tenancy, &objects, &world);
+    let mut objects = with_status(&objects, &plan, &world);
+    objects[2].spec.members.clear();
+    let plan = run(&tenancy, &objects, &world);
+    let mut objects = with_status(&objects, &plan, &world);
+    // Guard lifted; t suspended.
+    tenancy.spec.max_revocations_per_sync = 10;
+    let_go_and_suspend_the_tenant(&mut objects, &[]);
+    step_with(&tenancy, &mut objects, &mut world);
+    step_with(&tenancy, &mut objects, &mut world);
+    assert_eq!(
+        role_of(&world, X).as_deref(),
+        Some("user"),
+        "nobody asks admin; suspended t keeps it frozen"
+    );
+}
+
+/// A protected person's ended raise is never handed to a writer asking less (no demotion
+/// is ever made for them, so it would hold admin for good): the entry is released, and
+/// dropped, since protected people are left as they are (third review, F5).
+#[test]
+fn a_protected_person_s_ended_raise_goes_to_no_writer_asking_less() {
+    let mut tenancy = engineering_connector("user");
+    tenancy.spec.protected_emails.push(X.into());
+    let world = finance(&[(X, "admin")]);
+    let a = let_go_of(entry(X, true, None, "admin"));
+    let t = in_engineering(access("t", AccessMode::Additive, vec![member(X, "user")]));
+    let plan = run(&tenancy, &[a, t], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
+    assert!(t_ledger.is_empty(), "{t_ledger:?}");
 }

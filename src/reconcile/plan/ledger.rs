@@ -32,33 +32,18 @@ pub(super) struct Released {
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
     pub entries: BTreeMap<(String, String), Held>,
-    /// Entries handed off in this plan, and the object they came from.
-    handed_from: BTreeMap<(String, String), ObjectKey>,
+    /// Entries that go to a writer with its write ([`Fate::HandOffWithWrite`]): the writer.
+    moving_to: BTreeMap<(String, String), ObjectKey>,
 }
 
 impl Ledger {
-    /// Sends the entries of `people` handed off in this plan back where they came from:
-    /// their removals were held (guard, broken input), and a hand-off to a writer that
-    /// asks less would leave it holding a role it never asked for. The entry moves with
-    /// the write once that lands.
-    pub fn undo_hand_offs<'k>(&mut self, people: impl IntoIterator<Item = &'k (String, String)>) {
-        for person in people {
-            if let (Some(from), Some(held)) = (
-                self.handed_from.remove(person),
-                self.entries.get_mut(person),
-            ) {
-                held.holder = from;
-            }
-        }
-    }
-
     pub fn get(&self, policy: &str, email: &str) -> Option<&Held> {
         self.entries.get(&(policy.to_string(), email.to_string()))
     }
 
     /// The role a person has apart from the operator: where its entry says they were
     /// (`None` if it added them) while the role it set still stands and one of `writers`
-    /// holds the entry, else `current`. A request never lowers a role a person has, but a
+    /// holds the entry (or takes it with its write), else `current`. A request never lowers a role a person has, but a
     /// raise the operator made for a claim that ended is not theirs: the remaining
     /// writers settle it. An entry a frozen object holds (suspended, Blocked) stays.
     pub fn own_role(
@@ -67,10 +52,13 @@ impl Ledger {
         current: Option<Role>,
         writers: &[&Claim],
     ) -> Option<Role> {
-        let Some(held) = self
-            .get(policy, email)
-            .filter(|held| writers.iter().any(|c| *c.key == held.holder))
-        else {
+        let key = (policy.to_string(), email.to_string());
+        let Some(held) = self.entries.get(&key).filter(|held| {
+            let moving_to = self.moving_to.get(&key);
+            writers
+                .iter()
+                .any(|c| *c.key == held.holder || Some(c.key) == moving_to)
+        }) else {
             return current;
         };
         let set = if held.entry.pending {
@@ -139,9 +127,9 @@ pub(super) enum Fate {
     Keep,
     /// Moves to another object that asks for the person.
     HandOff(ObjectKey),
-    /// Moves to a writer that asks for another role than the one kept: its write changes
-    /// the role, and if that write is held (a demotion the guard or broken input holds),
-    /// the hand-off waits for it (see [`Ledger::undo_hand_offs`]).
+    /// Goes to a writer that asks for another role than the one kept, with its write:
+    /// until that lands (a demotion the guard or broken input holds may wait), the entry
+    /// stays with its holder.
     HandOffWithWrite(ObjectKey),
     /// Goes to (or stays with) an object that writes nothing and lists the person below
     /// the role the operator set: the claim that asked for it ended, so the role comes
@@ -300,9 +288,11 @@ fn copies(subjects: &mut [Subject<'_>]) -> BTreeMap<(String, String), Vec<Copy>>
     copies
 }
 
-/// The copy that says what the operator wrote last: one saved ahead of a write (pending)
-/// over a settled one, then one whose role Expensify shows, then the first by key. The
-/// others are stale (a loss not yet saved) and are dropped.
+/// The copy that says what the operator wrote last: one whose role Expensify shows, then
+/// one saved ahead of a write (pending) over a settled one, then the first by key. The
+/// others are stale and are dropped: a loss not yet saved, or the gain of a write that did
+/// not land (an entry moving with a write stays with its holder, whose copy Expensify
+/// still shows, until the write lands).
 fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
     let shows_role = |entry: &ManagedMember| {
         shown.is_some_and(|shown| {
@@ -314,7 +304,7 @@ fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
     };
     copies
         .into_iter()
-        .max_by_key(|(index, entry)| (entry.pending, shows_role(entry), std::cmp::Reverse(*index)))
+        .max_by_key(|(index, entry)| (shows_role(entry), entry.pending, std::cmp::Reverse(*index)))
 }
 
 /// Records an entry's fate: where it is held, and whether it is released or lowered.
@@ -330,11 +320,13 @@ fn record(
     let holder = match fate {
         Fate::Keep => holder,
         Fate::HandOff(next) => next,
+        // An Orphan deletion never waits for another object's write.
+        Fate::HandOffWithWrite(next) if orphaning => next,
+        // The entry stays where it is until the write lands: the write's own entry (see
+        // `grants::entry_for`) is the writer's gain, so a held write moves nothing.
         Fate::HandOffWithWrite(next) => {
-            if !orphaning {
-                ledger.handed_from.insert(key.clone(), holder);
-            }
-            next
+            ledger.moving_to.insert(key.clone(), next);
+            holder
         }
         _ if orphaning => return,
         Fate::Hold => {
@@ -408,7 +400,22 @@ pub(super) fn settle(
             continue;
         };
         let held = holds.why(&entry.policy_id, &entry.email);
-        let fate = fate(&entry, subject, claims, foreign, held.is_some());
+        let mut fate = fate(&entry, subject, claims, foreign, held.is_some());
+        if let Fate::HandOffWithWrite(next) = &fate {
+            // Only a write that will be made waits. None is made for a protected person:
+            // the entry is released (and dropped: protected people are left as they are),
+            // so no writer holds a role it never asked for. None is needed where Expensify
+            // no longer shows the role set (someone changed it): a plain hand-off.
+            let shown = policy.roster.get(&entry.email).map(|r| r.raw_role.as_str());
+            let still_as_set = shown
+                .zip(entry.role.as_deref())
+                .is_some_and(|(shown, set)| same_role(shown, set));
+            if world.is_protected(policy, &entry.email) {
+                fate = Fate::Release;
+            } else if !still_as_set {
+                fate = Fate::HandOff(next.clone());
+            }
+        }
         let settled = (key, Held { holder, entry });
         record(fate, settled, (held, subject), (&mut ledger, &mut releases));
     }

@@ -67,8 +67,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         &world,
         &mut subjects,
     );
-    // The people whose demotions the writers need: a held one keeps its entry where it was.
-    let demoted: BTreeSet<(String, String)> = removal_keys(&planned);
     removals::hold_removals(&holds, &mut planned, &mut subjects);
     planned.extend(removals::releases(
         (released, &claims),
@@ -85,10 +83,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     ));
     removals::report_held(&mut subjects);
     let connector_used = guard::apply(input.connector, &mut planned, &mut subjects);
-    if !demoted.is_empty() {
-        let still = removal_keys(&planned);
-        ledger.undo_hand_offs(demoted.difference(&still));
-    }
     for subject in &mut subjects {
         drift::report(subject, &claims, &ledger, &world);
     }
@@ -97,15 +91,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         foreign: &foreign,
     };
     finish(subjects, ledger, planned, connector_used, &stamp)
-}
-
-/// The (policy, email) of every removal planned.
-fn removal_keys(planned: &[Planned]) -> BTreeSet<(String, String)> {
-    planned
-        .iter()
-        .filter(|p| p.change.is_removal())
-        .map(|p| (p.change.policy_id.clone(), p.change.email.clone()))
-        .collect()
 }
 
 /// Marks the entries this connector keeps as its own, so "one policy, one connector"
