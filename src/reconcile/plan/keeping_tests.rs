@@ -727,3 +727,39 @@ fn a_protected_person_s_ended_raise_goes_to_no_writer_asking_less() {
     let t_ledger = plan.objects[&ObjectKey::new(ENG, "t")].write_ahead_ledger();
     assert!(t_ledger.is_empty(), "{t_ledger:?}");
 }
+
+/// A hand-off that was to move with a write for which the writers plan none (they
+/// disagree, and no role is lowered) moves at once: the Revoke deletion it came from never
+/// waits for a write that is not coming (fourth review, F1).
+#[test]
+fn a_hand_off_with_no_write_coming_moves_at_once() {
+    let world = finance(&[(X, "user")]);
+    let mut gone = let_go_of(entry(X, false, Some("admin"), "user"));
+    gone.deleting = true;
+    let auditor = access("b", AccessMode::Additive, vec![member(X, "auditor")]);
+    let admin = access("c", AccessMode::Additive, vec![member(X, "admin")]);
+    let plan = run(&connector(), &[gone, auditor, admin], &world);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert!(plan.objects[&key("a")].write_ahead_ledger().is_empty());
+    assert_eq!(plan.objects[&key("b")].write_ahead_ledger().len(), 1);
+}
+
+/// A grant that landed after a crash (Expensify made the person a user, not the role
+/// asked) wins over a stale copy of an older entry: the operator added them, so letting
+/// go revokes them instead of setting back a role from before (fourth review, F2).
+#[test]
+fn a_landed_grant_wins_over_a_stale_copy() {
+    let world = finance(&[(X, "user")]);
+    let stale = let_go_of(entry(X, false, Some("admin"), "user"));
+    let mut granted = entry(X, true, None, "auditor");
+    granted.pending = true;
+    let asking = holding(
+        access("b", AccessMode::Additive, vec![member(X, "auditor")]),
+        vec![granted],
+    );
+    let plan = run(&connector(), &[stale, asking], &world);
+    assert!(plan.objects[&key("a")].write_ahead_ledger().is_empty());
+    let kept = plan.objects[&key("b")].write_ahead_ledger();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].added, "{kept:?}");
+}

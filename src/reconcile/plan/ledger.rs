@@ -37,6 +37,27 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
+    /// Completes the hand-offs that were to move with a write ([`Fate::HandOffWithWrite`])
+    /// for which the writers plan none (people they disagree on, a role a request leaves
+    /// as it is): with nothing to wait for, the entry moves now, as a plain hand-off. Runs
+    /// on the writers' plan, before holds and the guard drop anything from it.
+    pub fn complete_hand_offs(&mut self, planned: &[super::types::Planned]) {
+        if self.moving_to.is_empty() {
+            return;
+        }
+        let written: BTreeSet<(&str, &str)> = planned
+            .iter()
+            .map(|p| (p.change.policy_id.as_str(), p.change.email.as_str()))
+            .collect();
+        for (key, writer) in std::mem::take(&mut self.moving_to) {
+            if written.contains(&(key.0.as_str(), key.1.as_str())) {
+                self.moving_to.insert(key, writer);
+            } else if let Some(held) = self.entries.get_mut(&key) {
+                held.holder = writer;
+            }
+        }
+    }
+
     pub fn get(&self, policy: &str, email: &str) -> Option<&Held> {
         self.entries.get(&(policy.to_string(), email.to_string()))
     }
@@ -294,12 +315,15 @@ fn copies(subjects: &mut [Subject<'_>]) -> BTreeMap<(String, String), Vec<Copy>>
 /// not land (an entry moving with a write stays with its holder, whose copy Expensify
 /// still shows, until the write lands).
 fn newest(copies: Vec<Copy>, shown: Option<&RosterView>) -> Option<Copy> {
+    // A pending grant (added, no role before it) counts as shown once the person is there,
+    // whatever role Expensify made of it (as `verify` confirms it).
     let shows_role = |entry: &ManagedMember| {
         shown.is_some_and(|shown| {
-            entry
-                .role
-                .as_deref()
-                .is_some_and(|role| same_role(role, &shown.raw_role))
+            (entry.pending && entry.added && entry.prior_role.is_none())
+                || entry
+                    .role
+                    .as_deref()
+                    .is_some_and(|role| same_role(role, &shown.raw_role))
         })
     };
     copies

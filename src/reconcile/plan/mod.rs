@@ -67,6 +67,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         &world,
         &mut subjects,
     );
+    ledger.complete_hand_offs(&planned);
     removals::hold_removals(&holds, &mut planned, &mut subjects);
     planned.extend(removals::releases(
         (released, &claims),
