@@ -361,23 +361,17 @@ fn record(
         }
         // Like a release, the entry stays where it is until the change lands (a guard may
         // hold it); the lowered entry is the keeper's gain.
-        Fate::Lower(keeper, role) => {
+        Fate::Lower(..) | Fate::Release => {
+            let lower_to = match fate {
+                Fate::Lower(keeper, role) => Some((keeper, role)),
+                _ => None,
+            };
             releases.push(Released {
                 held: Held {
                     holder: holder.clone(),
                     entry: entry.clone(),
                 },
-                lower_to: Some((keeper, role)),
-            });
-            holder
-        }
-        Fate::Release => {
-            releases.push(Released {
-                held: Held {
-                    holder: holder.clone(),
-                    entry: entry.clone(),
-                },
-                lower_to: None,
+                lower_to,
             });
             holder
         }
